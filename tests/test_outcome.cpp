@@ -54,7 +54,8 @@ struct noclobber::store_traits<foreign_kv> {
   using token_type = int;
   static read_result<int, int> read(foreign_kv& s, const int& k) {
     auto it = s.data.find(k);
-    return it == s.data.end() ? read_result<int, int>::make_absent() : read_result<int, int>::make_found(it->second, it->second);
+    return it == s.data.end() ? read_result<int, int>::make_absent()
+                              : read_result<int, int>::make_found(it->second, it->second);
   }
   static write_result<int> write_if_match(foreign_kv& s, const int& k, const int& t, const int& v) {
     auto it = s.data.find(k);

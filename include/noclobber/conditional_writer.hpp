@@ -41,11 +41,11 @@ template <class S>
 struct member_store_types {};
 
 template <class S>
-  requires requires {
-    typename S::key_type;
-    typename S::value_type;
-    typename S::token_type;
-  }
+requires requires {
+  typename S::key_type;
+  typename S::value_type;
+  typename S::token_type;
+}
 struct member_store_types<S> {
   using key_type = typename S::key_type;
   using value_type = typename S::value_type;
@@ -56,7 +56,9 @@ template <class S>
 struct member_patch_type {};
 
 template <class S>
-  requires requires { typename S::patch_type; }
+requires requires {
+  typename S::patch_type;
+}
 struct member_patch_type<S> {
   using patch_type = typename S::patch_type;
 };
@@ -110,8 +112,9 @@ concept store_types = requires {
   typename store_key_t<Store>;
   typename store_value_t<Store>;
   typename store_token_t<Store>;
-} && std::default_initializable<store_value_t<Store>> && std::default_initializable<store_token_t<Store>> &&
-                      std::equality_comparable<store_token_t<Store>>;
+}
+&&std::default_initializable<store_value_t<Store>>&& std::default_initializable<store_token_t<Store>>&&
+    std::equality_comparable<store_token_t<Store>>;
 
 /// read(key) -> read_result<value, token>
 template <class Store>
@@ -121,58 +124,68 @@ concept readable_store = store_types<Store> && requires(Store& s, const store_ke
 
 /// The core contract: read with a version token, write if unchanged, create if absent.
 template <class Store>
-concept conditional_writer =
-    readable_store<Store> && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
-                                      const store_value_t<Store>& v) {
-      { store_traits<Store>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<Store>>;
-      { store_traits<Store>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
-    };
+concept conditional_writer = readable_store<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
+             const store_value_t<Store>& v) {
+  { store_traits<Store>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<Store>>;
+  { store_traits<Store>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
+};
 
 /// Optional: erase only if unchanged.
 template <class Store>
-concept erasable_writer =
-    conditional_writer<Store> && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
-      { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
-    };
+concept erasable_writer = conditional_writer<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
+  { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
+};
 
 /// Optional: apply a sparse patch only if unchanged (seed 003's patch_model).
 template <class Store>
-concept patchable_writer = conditional_writer<Store> && requires { typename store_patch_t<Store>; } &&
-                           requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
-                                    const store_patch_t<Store>& p) {
-                             { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
-                           };
+concept patchable_writer = conditional_writer<Store> && requires {
+  typename store_patch_t<Store>;
+} && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
+              const store_patch_t<Store>& p) {
+  { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
+};
 
 /// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
 /// algorithm (or in your adapter's test) for a readable error instead of a concept dump.
 template <class Store>
 constexpr bool check_conditional_writer() {
   using S = std::remove_cvref_t<Store>;
-  static_assert(requires { typename store_key_t<S>; },
-                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
-                "or store_traits<Store>::key_type");
-  static_assert(requires { typename store_value_t<S>; },
-                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
-                "or store_traits<Store>::value_type");
-  static_assert(requires { typename store_token_t<S>; },
-                "noclobber: the store adapter must name its version token type: a member "
-                "`using token_type = ...;` or store_traits<Store>::token_type");
+  static_assert(
+      requires { typename store_key_t<S>; },
+      "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
+      "or store_traits<Store>::key_type");
+  static_assert(
+      requires { typename store_value_t<S>; },
+      "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
+      "or store_traits<Store>::value_type");
+  static_assert(
+      requires { typename store_token_t<S>; },
+      "noclobber: the store adapter must name its version token type: a member "
+      "`using token_type = ...;` or store_traits<Store>::token_type");
   if constexpr (store_types<S>) {
     static_assert(readable_store<S>,
                   "noclobber: the store adapter must provide `read(const key_type&)` returning "
                   "read_result<value_type, token_type> (absent is a normal answer)");
-    static_assert(requires(S& s, const store_key_t<S>& k, const store_token_t<S>& t, const store_value_t<S>& v) {
-      { store_traits<S>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<S>>;
-    }, "noclobber: the store adapter must provide `write_if_match(const key_type&, const token_type&, "
-       "const value_type&)` returning write_result<token_type>");
-    static_assert(requires(S& s, const store_key_t<S>& k, const store_value_t<S>& v) {
-      { store_traits<S>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<S>>;
-    }, "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
-       "returning write_result<token_type>");
+    static_assert(
+        requires(S & s, const store_key_t<S>& k, const store_token_t<S>& t, const store_value_t<S>& v) {
+          { store_traits<S>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<S>>;
+        },
+        "noclobber: the store adapter must provide `write_if_match(const key_type&, const token_type&, "
+        "const value_type&)` returning write_result<token_type>");
+    static_assert(
+        requires(S & s, const store_key_t<S>& k, const store_value_t<S>& v) {
+          { store_traits<S>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<S>>;
+        },
+        "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
+        "returning write_result<token_type>");
   } else {
-    static_assert(std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
-                  "noclobber: value_type and token_type must be default-constructible");
-    static_assert(std::equality_comparable<store_token_t<S>>, "noclobber: token_type must be equality-comparable");
+    static_assert(
+        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
+        "noclobber: value_type and token_type must be default-constructible");
+    static_assert(std::equality_comparable<store_token_t<S>>,
+                  "noclobber: token_type must be equality-comparable");
   }
   return true;
 }

@@ -52,24 +52,36 @@ enum class read_status : unsigned char {
 
 [[nodiscard]] constexpr std::string_view to_string(write_status s) noexcept {
   switch (s) {
-    case write_status::applied: return "applied";
-    case write_status::conflict: return "conflict";
-    case write_status::absent: return "absent";
-    case write_status::exists: return "exists";
-    case write_status::transient: return "transient";
-    case write_status::transient_restart: return "transient_restart";
-    case write_status::indeterminate: return "indeterminate";
-    case write_status::permanent: return "permanent";
+    case write_status::applied:
+      return "applied";
+    case write_status::conflict:
+      return "conflict";
+    case write_status::absent:
+      return "absent";
+    case write_status::exists:
+      return "exists";
+    case write_status::transient:
+      return "transient";
+    case write_status::transient_restart:
+      return "transient_restart";
+    case write_status::indeterminate:
+      return "indeterminate";
+    case write_status::permanent:
+      return "permanent";
   }
   return "unknown";
 }
 
 [[nodiscard]] constexpr std::string_view to_string(read_status s) noexcept {
   switch (s) {
-    case read_status::found: return "found";
-    case read_status::absent: return "absent";
-    case read_status::transient: return "transient";
-    case read_status::permanent: return "permanent";
+    case read_status::found:
+      return "found";
+    case read_status::absent:
+      return "absent";
+    case read_status::transient:
+      return "transient";
+    case read_status::permanent:
+      return "permanent";
   }
   return "unknown";
 }
@@ -147,10 +159,14 @@ struct read_result {
 /// Maps a failed read onto the write status a retry loop acts on.
 [[nodiscard]] constexpr write_status as_write_status(read_status s) noexcept {
   switch (s) {
-    case read_status::found: return write_status::applied;
-    case read_status::absent: return write_status::absent;
-    case read_status::transient: return write_status::transient;
-    case read_status::permanent: return write_status::permanent;
+    case read_status::found:
+      return write_status::applied;
+    case read_status::absent:
+      return write_status::absent;
+    case read_status::transient:
+      return write_status::transient;
+    case read_status::permanent:
+      return write_status::permanent;
   }
   return write_status::permanent;
 }
