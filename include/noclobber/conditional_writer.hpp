@@ -10,6 +10,9 @@
 //   create_if_absent(s, key, value)         -> write_result<token_type>   (conditional create)
 //   erase_if_match(s, key, token)           -> write_result<token_type>   (optional)
 //   patch_if_match(s, key, token, patch)    -> write_result<token_type>   (optional, sparse)
+//   overwrite(s, key, value)                -> write_result<token_type>   (optional, unconditional:
+//                                              the blind write that loses updates; only the naive
+//                                              negative control and the race harness use it)
 //
 // By default `store_traits<Store>` forwards to member functions of the same names and takes the
 // member types `key_type`, `value_type`, `token_type` (and `patch_type`). For a store type you
@@ -91,6 +94,10 @@ struct store_traits : detail::member_store_types<Store>, detail::member_patch_ty
       -> decltype(s.patch_if_match(key, token, patch)) {
     return s.patch_if_match(key, token, patch);
   }
+  template <std::same_as<Store> S, class K, class V>
+  static auto overwrite(S& s, const K& key, const V& value) -> decltype(s.overwrite(key, value)) {
+    return s.overwrite(key, value);
+  }
 };
 
 template <class Store>
@@ -145,6 +152,14 @@ concept patchable_writer = conditional_writer<Store> && requires {
 } && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
               const store_patch_t<Store>& p) {
   { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: an unconditional write (create or replace). Exists so that the naive blind
+/// read-modify-write — the bug this library prevents — can be run as a negative control.
+template <class Store>
+concept overwritable_store = store_types<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_value_t<Store>& v) {
+  { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
 };
 
 /// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
