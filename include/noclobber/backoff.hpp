@@ -1,0 +1,247 @@
+// noclobber/backoff.hpp — how long to wait before retrying a conditional write.
+//
+// Overview
+// --------
+// When a conditional write loses (the version moved, the store said "busy"), retrying at once
+// makes every loser collide again. Backing off spreads the retries out; jitter keeps clients that
+// failed together from retrying together. `backoff_policy` is a small value type that names one of
+// the classic schedules (M. Brooker, "Exponential Backoff And Jitter", 2015) and computes the delay
+// before retry n:
+//
+//   exponential          t(n) = min(cap, base * m^(n-1))                      (no jitter)
+//   full_jitter          uniform[0, t(n)]
+//   equal_jitter         t(n)/2 + uniform[0, t(n) - t(n)/2]
+//   decorrelated_jitter  min(cap, uniform[base, m * previous])   (previous = base before retry 1)
+//   immediate            0
+//
+// Retry numbers start at 1 (the first retry waits at most `base`). `m` is the multiplier (2 by
+// default, 3 for decorrelated jitter as in Brooker's formula).
+//
+//   auto policy = noclobber::backoff_policy::full_jitter(10ms, 1s);
+//   std::mt19937_64 rng(42);
+//   auto d = policy.delay(3, 0ns, rng);   // uniform in [0, 40ms]
+//
+// Guarantees: no overflow or undefined behaviour at any retry number (1 … UINT_MAX) or duration
+// (up to nanoseconds::max()); every delay lies in [0, cap]. A policy that makes no sense (base <= 0,
+// cap < base, multiplier < 1 or not finite) is rejected by its factory with std::invalid_argument
+// naming the bad value, so a `backoff_policy` that exists is always valid.
+//
+// Determinism: random draws use only the raw output of the generator you pass (never
+// std::uniform_int_distribution, whose results differ between standard libraries), so a seeded
+// engine gives the same delays on every platform. Tests pin exact sequences.
+//
+// Thread safety: a backoff_policy is an immutable value; `delay` is const and touches only the
+// generator you pass (which must not be shared between threads without your own locking).
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace noclobber {
+
+/// The schedules backoff_policy knows.
+enum class backoff_kind : unsigned char {
+  immediate,
+  exponential,
+  full_jitter,
+  equal_jitter,
+  decorrelated_jitter,
+};
+
+[[nodiscard]] constexpr std::string_view to_string(backoff_kind k) noexcept {
+  switch (k) {
+    case backoff_kind::immediate:
+      return "immediate";
+    case backoff_kind::exponential:
+      return "exponential";
+    case backoff_kind::full_jitter:
+      return "full_jitter";
+    case backoff_kind::equal_jitter:
+      return "equal_jitter";
+    case backoff_kind::decorrelated_jitter:
+      return "decorrelated_jitter";
+  }
+  return "unknown";
+}
+
+namespace detail {
+
+/// 64 uniformly random bits built from raw generator output only (portable and deterministic).
+/// Generators whose range is not a power of two are cut down to the largest power of two below
+/// it by rejection.
+template <std::uniform_random_bit_generator G>
+std::uint64_t random_u64(G& g) {
+  using result_t = typename G::result_type;
+  constexpr std::uint64_t range = static_cast<std::uint64_t>(G::max() - G::min());
+  if constexpr (range == std::numeric_limits<std::uint64_t>::max()) {
+    return static_cast<std::uint64_t>(static_cast<result_t>(g() - G::min()));
+  } else {
+    // Largest k with 2^k - 1 <= range.
+    constexpr int bits = [] {
+      int b = 0;
+      while (b < 63 && ((std::uint64_t{1} << (b + 1)) - 1) <= range) ++b;
+      return b;
+    }();
+    static_assert(bits >= 1, "noclobber: the random generator must produce at least one bit");
+    constexpr std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
+    std::uint64_t out = 0;
+    int have = 0;
+    while (have < 64) {
+      std::uint64_t v = static_cast<std::uint64_t>(g() - G::min());
+      if (v > mask) continue;  // rejection keeps the chunk uniform
+      out = (have == 0) ? v : ((out << bits) | v);
+      have += bits;
+    }
+    return out;
+  }
+}
+
+/// Uniform integer in [0, n], unbiased (rejection on the 2^64 mod (n+1) low values).
+template <std::uniform_random_bit_generator G>
+std::uint64_t uniform_0_to(G& g, std::uint64_t n) {
+  if (n == 0) return 0;
+  if (n == std::numeric_limits<std::uint64_t>::max()) return random_u64(g);
+  const std::uint64_t m = n + 1;
+  const std::uint64_t threshold = (0 - m) % m;  // 2^64 mod m
+  for (;;) {
+    const std::uint64_t r = random_u64(g);
+    if (r >= threshold) return r % m;
+  }
+}
+
+/// min(limit, x) for a non-negative double x, as an integer count; NaN and infinity give limit.
+inline std::int64_t clamp_to(double x, std::int64_t limit) noexcept {
+  if (!(x < static_cast<double>(limit))) return limit;  // also catches NaN and +inf
+  if (x <= 0) return 0;
+  const auto v = static_cast<std::int64_t>(x);  // x < 2^63 here, so this is defined
+  return v < limit ? v : limit;
+}
+
+inline std::string describe(std::chrono::nanoseconds d) {
+  return std::to_string(d.count()) + "ns";
+}
+
+}  // namespace detail
+
+/// An immutable, validated backoff schedule. Cheap to copy (32 bytes).
+class backoff_policy {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  /// No delay at all. (Retrying a contended row immediately is the "no backoff" baseline.)
+  [[nodiscard]] static backoff_policy immediate() noexcept { return backoff_policy(); }
+
+  /// t(n) = min(cap, base * multiplier^(n-1)), no jitter.
+  [[nodiscard]] static backoff_policy exponential(duration base, duration cap, double multiplier = 2.0) {
+    return make(backoff_kind::exponential, base, cap, multiplier);
+  }
+  /// uniform[0, t(n)]: Brooker's recommended default.
+  [[nodiscard]] static backoff_policy full_jitter(duration base, duration cap, double multiplier = 2.0) {
+    return make(backoff_kind::full_jitter, base, cap, multiplier);
+  }
+  /// t(n)/2 + uniform[0, t(n)/2]: never shorter than half the exponential delay.
+  [[nodiscard]] static backoff_policy equal_jitter(duration base, duration cap, double multiplier = 2.0) {
+    return make(backoff_kind::equal_jitter, base, cap, multiplier);
+  }
+  /// min(cap, uniform[base, multiplier * previous]): grows from the previous delay, not the count.
+  [[nodiscard]] static backoff_policy decorrelated_jitter(duration base, duration cap,
+                                                          double multiplier = 3.0) {
+    return make(backoff_kind::decorrelated_jitter, base, cap, multiplier);
+  }
+
+  /// The delay before retry `retry` (1 = the first retry). `previous` is the delay returned for
+  /// the retry before (0 before the first); only decorrelated jitter uses it, and treats anything
+  /// below `base` as `base`. Throws std::invalid_argument when retry == 0 or previous < 0.
+  template <std::uniform_random_bit_generator G>
+  [[nodiscard]] duration delay(unsigned retry, duration previous, G& rng) const {
+    if (retry == 0)
+      throw std::invalid_argument("noclobber::backoff_policy::delay: retry must be >= 1, got 0");
+    if (previous < duration::zero()) {
+      throw std::invalid_argument("noclobber::backoff_policy::delay: previous must be >= 0, got " +
+                                  detail::describe(previous));
+    }
+    switch (kind_) {
+      case backoff_kind::immediate:
+        return duration::zero();
+      case backoff_kind::exponential:
+        return ceiling(retry);
+      case backoff_kind::full_jitter: {
+        const duration t = ceiling(retry);
+        return duration(
+            static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t.count()))));
+      }
+      case backoff_kind::equal_jitter: {
+        const std::int64_t t = ceiling(retry).count();
+        const std::int64_t half = t / 2;
+        return duration(half + static_cast<std::int64_t>(
+                                   detail::uniform_0_to(rng, static_cast<std::uint64_t>(t - half))));
+      }
+      case backoff_kind::decorrelated_jitter: {
+        const std::int64_t prev = previous < base_ ? base_.count() : previous.count();
+        const std::int64_t hi = detail::clamp_to(static_cast<double>(prev) * multiplier_,
+                                                 std::numeric_limits<std::int64_t>::max());
+        const std::int64_t lo = base_.count();
+        const std::int64_t span = hi > lo ? hi - lo : 0;
+        const std::int64_t v =
+            lo + static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(span)));
+        return duration(v < cap_.count() ? v : cap_.count());
+      }
+    }
+    return duration::zero();
+  }
+
+  /// The un-jittered ceiling min(cap, base * multiplier^(retry-1)); 0 for immediate.
+  [[nodiscard]] duration ceiling(unsigned retry) const noexcept {
+    if (kind_ == backoff_kind::immediate) return duration::zero();
+    if (retry <= 1) return base_;
+    // pow overflows to +inf for large exponents; clamp_to maps that (and anything >= cap) to cap.
+    const double grown =
+        static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
+    return duration(detail::clamp_to(grown, cap_.count()));
+  }
+
+  [[nodiscard]] backoff_kind kind() const noexcept { return kind_; }
+  [[nodiscard]] duration base() const noexcept { return base_; }
+  [[nodiscard]] duration cap() const noexcept { return cap_; }
+  [[nodiscard]] double multiplier() const noexcept { return multiplier_; }
+
+  friend bool operator==(const backoff_policy&, const backoff_policy&) = default;
+
+ private:
+  backoff_policy() noexcept = default;
+
+  static backoff_policy make(backoff_kind kind, duration base, duration cap, double multiplier) {
+    const std::string who = "noclobber::backoff_policy::" + std::string(to_string(kind)) + ": ";
+    if (base <= duration::zero()) {
+      throw std::invalid_argument(who + "base must be positive, got " + detail::describe(base));
+    }
+    if (cap < base) {
+      throw std::invalid_argument(who + "cap must be >= base, got cap " + detail::describe(cap) + " < base " +
+                                  detail::describe(base));
+    }
+    if (!std::isfinite(multiplier) || multiplier < 1.0) {
+      throw std::invalid_argument(who + "multiplier must be finite and >= 1, got " +
+                                  std::to_string(multiplier));
+    }
+    backoff_policy p;
+    p.kind_ = kind;
+    p.base_ = base;
+    p.cap_ = cap;
+    p.multiplier_ = multiplier;
+    return p;
+  }
+
+  backoff_kind kind_ = backoff_kind::immediate;
+  duration base_{0};
+  duration cap_{0};
+  double multiplier_ = 1.0;
+};
+
+}  // namespace noclobber
