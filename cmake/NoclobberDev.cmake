@@ -1,22 +1,34 @@
 # Settings for noclobber's own tests, benchmarks and examples (never exported to users).
+#
+#   noclobber_dev_flags    warnings-as-errors and the sanitizer flags, nothing else
+#   noclobber_dev          noclobber::noclobber + noclobber_dev_flags: what every test, bench and
+#                          example links
+#   noclobber_add_subdirs  adds every subfolder with a CMakeLists.txt (blocks with third-party deps)
 include_guard(GLOBAL)
 
-add_library(noclobber_dev INTERFACE)
-target_link_libraries(noclobber_dev INTERFACE noclobber::noclobber)
-target_compile_options(noclobber_dev INTERFACE -Wall -Wextra -Wpedantic -Werror)
+if(NOT NOCLOBBER_SANITIZE MATCHES "^(|thread|address|undefined|address,undefined|undefined,address)$")
+  message(FATAL_ERROR "NOCLOBBER_SANITIZE='${NOCLOBBER_SANITIZE}' is not supported: use '', 'thread' or "
+                      "'address,undefined'")
+endif()
+
+add_library(noclobber_dev_flags INTERFACE)
+target_compile_options(noclobber_dev_flags INTERFACE -Wall -Wextra -Wpedantic -Werror)
 if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
-  target_compile_options(noclobber_dev INTERFACE -Wthread-safety)
+  target_compile_options(noclobber_dev_flags INTERFACE -Wthread-safety)
 endif()
 if(NOCLOBBER_SANITIZE)
-  target_compile_options(noclobber_dev INTERFACE -fsanitize=${NOCLOBBER_SANITIZE} -fno-omit-frame-pointer
-                                                 -fno-sanitize-recover=all)
-  target_link_options(noclobber_dev INTERFACE -fsanitize=${NOCLOBBER_SANITIZE})
+  target_compile_options(noclobber_dev_flags INTERFACE -fsanitize=${NOCLOBBER_SANITIZE} -fno-omit-frame-pointer
+                                                       -fno-sanitize-recover=all)
+  target_link_options(noclobber_dev_flags INTERFACE -fsanitize=${NOCLOBBER_SANITIZE})
 endif()
+
+add_library(noclobber_dev INTERFACE)
+target_link_libraries(noclobber_dev INTERFACE noclobber::noclobber noclobber_dev_flags)
 
 # noclobber_add_subdirs(<dir>): add every immediate subfolder of <dir> that has a CMakeLists.txt.
 # Blocks with their own dependencies (sqlite, libpq, asio, ...) live in such folders.
 function(noclobber_add_subdirs dir)
-  file(GLOB children LIST_DIRECTORIES true "${dir}/*")
+  file(GLOB children LIST_DIRECTORIES true CONFIGURE_DEPENDS "${dir}/*")
   foreach(child ${children})
     if(IS_DIRECTORY "${child}" AND EXISTS "${child}/CMakeLists.txt")
       add_subdirectory("${child}")
