@@ -1,0 +1,527 @@
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "noclobber/cas_retry.hpp"
+
+using namespace std::chrono_literals;
+using noclobber::attempt_info;
+using noclobber::backoff_policy;
+using noclobber::cas_retry;
+using noclobber::retry_budget;
+using noclobber::retry_policy;
+using noclobber::stop_reason;
+using noclobber::virtual_retry_env;
+using noclobber::write_result;
+using noclobber::write_status;
+using ns = std::chrono::nanoseconds;
+
+namespace {
+
+// An attempt that plays back a script of outcomes and records what it was told.
+struct scripted_attempt {
+  std::deque<write_result<long>> script;
+  std::vector<attempt_info> seen{};
+  write_result<long> operator()(const attempt_info& info) {
+    seen.push_back(info);
+    REQUIRE(!script.empty());
+    auto r = script.front();
+    script.pop_front();
+    return r;
+  }
+};
+
+write_result<long> fail(write_status s, std::string code = {}) {
+  return write_result<long>::failed(s, {std::move(code), "msg"});
+}
+
+retry_policy exponential_policy(unsigned attempts = 5) {
+  retry_policy p;
+  p.backoff = backoff_policy::exponential(10ms, 1s);
+  p.max_attempts = attempts;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("first-try success: one attempt, no sleep, no hooks", "[cas_retry]") {
+  retry_policy p;
+  int hooks = 0;
+  p.on_retry = [&](const noclobber::retry_event&) { ++hooks; };
+  p.on_give_up = [&](const noclobber::give_up_event&) { ++hooks; };
+  virtual_retry_env env(1);
+  scripted_attempt a{{write_result<long>::applied(42)}};
+  auto r = cas_retry(p, a, env);
+  CHECK(r.ok());
+  CHECK(r.reason == stop_reason::applied);
+  CHECK(r.attempts == 1);
+  CHECK(r.slept == 0ns);
+  REQUIRE(r.last);
+  CHECK(*r.last->token == 42);
+  CHECK(r.last_error.empty());
+  CHECK(env.sleeps().empty());
+  CHECK(hooks == 0);
+  REQUIRE(a.seen.size() == 1);
+  CHECK(a.seen[0].number == 1);
+  CHECK(a.seen[0].reread);
+}
+
+TEST_CASE("conflicts are retried after exactly the policy's delays, re-reading each time", "[cas_retry]") {
+  SECTION("exponential: 10, 20, 40 ms") {
+    auto p = exponential_policy();
+    virtual_retry_env env(1);
+    scripted_attempt a{{fail(write_status::conflict), fail(write_status::absent), fail(write_status::exists),
+                        write_result<long>::applied(7)}};
+    auto r = cas_retry(p, a, env);
+    CHECK(r.ok());
+    CHECK(r.attempts == 4);
+    CHECK(env.sleeps() == std::vector<ns>{10ms, 20ms, 40ms});
+    CHECK(r.slept == 70ms);
+    REQUIRE(a.seen.size() == 4);
+    for (unsigned i = 0; i < 4; ++i) {
+      CHECK(a.seen[i].number == i + 1);
+      CHECK(a.seen[i].reread);
+    }
+  }
+  SECTION("jittered kinds: the same delays the policy draws from an identically seeded engine") {
+    for (const auto& b : {backoff_policy::full_jitter(10ms, 1s), backoff_policy::equal_jitter(10ms, 1s),
+                          backoff_policy::decorrelated_jitter(10ms, 1s)}) {
+      retry_policy p;
+      p.backoff = b;
+      p.max_attempts = 6;
+      virtual_retry_env env(99);
+      scripted_attempt a;
+      for (int i = 0; i < 5; ++i) a.script.push_back(fail(write_status::conflict));
+      a.script.push_back(write_result<long>::applied(1));
+      auto r = cas_retry(p, a, env);
+      CHECK(r.ok());
+      std::mt19937_64 rng(99);
+      std::vector<ns> expected;
+      ns prev{0};
+      for (unsigned n = 1; n <= 5; ++n) expected.push_back(prev = b.delay(n, prev, rng));
+      CHECK(env.sleeps() == expected);
+      ns total{0};
+      for (ns d : expected) total += d;
+      CHECK(r.slept == total);
+    }
+  }
+}
+
+TEST_CASE("transient resends the same request; transient_restart re-reads", "[cas_retry]") {
+  auto p = exponential_policy();
+  virtual_retry_env env(1);
+  scripted_attempt a{{fail(write_status::transient), fail(write_status::transient_restart),
+                      fail(write_status::transient), write_result<long>::applied(3)}};
+  auto r = cas_retry(p, a, env);
+  CHECK(r.ok());
+  REQUIRE(a.seen.size() == 4);
+  CHECK(a.seen[0].reread);
+  CHECK_FALSE(a.seen[1].reread);  // after transient
+  CHECK(a.seen[2].reread);        // after transient_restart
+  CHECK_FALSE(a.seen[3].reread);
+}
+
+TEST_CASE("each stop reason, with attempts, time slept and the last error", "[cas_retry]") {
+  virtual_retry_env env(1);
+  SECTION("permanent stops at once") {
+    auto p = exponential_policy();
+    scripted_attempt a{{fail(write_status::conflict, "412"), fail(write_status::permanent, "413")}};
+    auto r = cas_retry(p, a, env);
+    CHECK(r.reason == stop_reason::permanent);
+    CHECK(r.attempts == 2);
+    CHECK(r.slept == 10ms);
+    CHECK(r.last_error.code == "413");
+    CHECK(r.last_error.message == "msg");
+  }
+  SECTION("indeterminate is handed back to the caller, never retried blindly") {
+    auto p = exponential_policy();
+    scripted_attempt a{{fail(write_status::indeterminate, "timeout")}};
+    auto r = cas_retry(p, a, env);
+    CHECK(r.reason == stop_reason::indeterminate);
+    CHECK(r.attempts == 1);
+    CHECK(r.last_error.code == "timeout");
+  }
+  SECTION("attempts_exhausted after max_attempts (default 5, as in seed 000)") {
+    retry_policy p;
+    p.backoff = backoff_policy::exponential(10ms, 1s);
+    CHECK(p.max_attempts == 5);
+    scripted_attempt a;
+    for (int i = 0; i < 5; ++i) a.script.push_back(fail(write_status::conflict, "412"));
+    auto r = cas_retry(p, a, env);
+    CHECK(r.reason == stop_reason::attempts_exhausted);
+    CHECK(r.attempts == 5);
+    CHECK(r.slept == 150ms);  // 10 + 20 + 40 + 80
+    CHECK(env.sleeps().size() == 4);
+    CHECK(r.last_error.code == "412");
+    CHECK(r.last->status == write_status::conflict);
+  }
+  SECTION("deadline: no backoff that would end after it is started") {
+    auto p = exponential_policy(100);
+    p.timeout = 25ms;
+    scripted_attempt a;
+    for (int i = 0; i < 10; ++i) a.script.push_back(fail(write_status::conflict));
+    auto r = cas_retry(p, a, env);
+    // attempt 1 at 0 -> sleep 10ms -> attempt 2 at 10ms -> next backoff 20ms would end at 30ms > 25ms
+    CHECK(r.reason == stop_reason::deadline);
+    CHECK(r.attempts == 2);
+    CHECK(r.slept == 10ms);
+  }
+  SECTION("deadline: slow attempts use it up too") {
+    auto p = exponential_policy(100);
+    p.timeout = 1s;
+    int calls = 0;
+    auto r = cas_retry(
+        p,
+        [&] {
+          ++calls;
+          env.advance(600ms);  // each attempt takes 600 ms of virtual time
+          return write_status::conflict;
+        },
+        env);
+    CHECK(r.reason == stop_reason::deadline);
+    CHECK(r.attempts == 2);  // 0..600, sleep 10, 610..1210 > 1s
+    CHECK(calls == 2);
+  }
+  SECTION("timeout 0: one attempt, then the deadline") {
+    auto p = exponential_policy();
+    p.timeout = 0ns;
+    auto r = cas_retry(
+        p, [] { return write_status::conflict; }, env);
+    CHECK(r.reason == stop_reason::deadline);
+    CHECK(r.attempts == 1);
+  }
+  SECTION("budget_exhausted when the shared bucket runs dry") {
+    auto p = exponential_policy(100);
+    p.budget = std::make_shared<retry_budget>(retry_budget::config{12, 5, 10, 1});
+    auto r = cas_retry(
+        p, [] { return write_status::conflict; }, env);
+    CHECK(r.reason == stop_reason::budget_exhausted);
+    CHECK(r.attempts == 3);  // 12 -> 7 -> 2: two retries granted
+    CHECK(p.budget->available() == 2);
+  }
+  SECTION("a transient retry costs more than a conflict retry") {
+    auto p = exponential_policy(100);
+    p.budget = std::make_shared<retry_budget>(retry_budget::config{25, 5, 10, 1});
+    auto r = cas_retry(
+        p, [] { return write_status::transient; }, env);
+    CHECK(r.reason == stop_reason::budget_exhausted);
+    CHECK(r.attempts == 3);  // 25 -> 15 -> 5
+    CHECK(p.budget->available() == 5);
+  }
+}
+
+TEST_CASE("the budget refunds: last retry's tokens on success, 1 on a first-try success", "[cas_retry]") {
+  auto p = exponential_policy();
+  p.budget = std::make_shared<retry_budget>(retry_budget::config{100, 5, 10, 1});
+  virtual_retry_env env(1);
+  scripted_attempt a{
+      {fail(write_status::conflict), fail(write_status::transient), write_result<long>::applied(1)}};
+  auto r = cas_retry(p, a, env);
+  CHECK(r.ok());
+  CHECK(p.budget->available() == 100 - 5 - 10 + 10);
+  auto r2 = cas_retry(
+      p, [] { return write_status::applied; }, env);
+  CHECK(r2.ok());
+  CHECK(p.budget->available() == 96);
+  for (int i = 0; i < 10; ++i)
+    (void)cas_retry(
+        p, [] { return write_status::applied; }, env);
+  CHECK(p.budget->available() == 100);  // never above capacity
+}
+
+TEST_CASE("cancellation: before the start and during a virtual sleep", "[cas_retry]") {
+  virtual_retry_env env(1);
+  std::stop_source src;
+  auto p = exponential_policy();
+  p.stop = src.get_token();
+  int give_ups = 0;
+  stop_reason seen = stop_reason::applied;
+  p.on_give_up = [&](const noclobber::give_up_event& e) {
+    ++give_ups;
+    seen = e.reason;
+  };
+  SECTION("already cancelled: no attempt at all") {
+    src.request_stop();
+    int calls = 0;
+    auto r = cas_retry(
+        p, [&] { return ++calls, write_status::applied; }, env);
+    CHECK(r.reason == stop_reason::cancelled);
+    CHECK(r.attempts == 0);
+    CHECK_FALSE(r.last);
+    CHECK(calls == 0);
+    CHECK(give_ups == 1);
+  }
+  SECTION("stop requested while sleeping: wakes, returns the tokens, reports cancelled") {
+    p.budget = std::make_shared<retry_budget>();
+    env.on_sleep = [&](ns) { src.request_stop(); };
+    auto r = cas_retry(
+        p, [] { return write_status::conflict; }, env);
+    CHECK(r.reason == stop_reason::cancelled);
+    CHECK(r.attempts == 1);
+    CHECK(r.slept == 0ns);
+    CHECK(p.budget->available() == 500);
+    CHECK(give_ups == 1);
+    CHECK(seen == stop_reason::cancelled);
+  }
+  SECTION("stop requested by the attempt: no further sleep") {
+    auto r = cas_retry(
+        p, [&] { return src.request_stop(), write_status::conflict; }, env);
+    CHECK(r.reason == stop_reason::cancelled);
+    CHECK(r.attempts == 1);
+    CHECK(env.sleeps().empty());
+  }
+}
+
+TEST_CASE("cancellation wakes a real sleep promptly", "[cas_retry]") {
+  // The backoff is an hour: if the stop token did not wake the sleep, this test would hang.
+  std::stop_source src;
+  retry_policy p;
+  p.backoff = backoff_policy::exponential(1h, 2h);
+  p.stop = src.get_token();
+  std::atomic<bool> attempted{false};
+  std::thread canceller([&] {
+    while (!attempted.load()) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);  // let cas_retry enter its sleep (either way it must return)
+    src.request_stop();
+  });
+  auto r = cas_retry(p, [&] {
+    attempted = true;
+    return write_status::conflict;
+  });
+  canceller.join();
+  CHECK(r.reason == stop_reason::cancelled);
+  CHECK(r.attempts == 1);
+  CHECK(r.slept < 1h);
+}
+
+TEST_CASE("hooks see every retry and the give-up, with the store's words", "[cas_retry]") {
+  auto p = exponential_policy(3);
+  std::vector<noclobber::retry_event> retries;
+  std::vector<std::string> codes;
+  std::vector<noclobber::give_up_event> give_ups;
+  std::string give_up_code;
+  p.on_retry = [&](const noclobber::retry_event& e) {
+    retries.push_back(e);
+    codes.push_back(e.error.code);
+  };
+  p.on_give_up = [&](const noclobber::give_up_event& e) {
+    give_ups.push_back(e);
+    give_up_code = e.last_error.code;
+  };
+  virtual_retry_env env(1);
+  scripted_attempt a{{fail(write_status::conflict, "412"), fail(write_status::transient, "503"),
+                      fail(write_status::conflict, "412b")}};
+  auto r = cas_retry(p, a, env);
+  CHECK(r.reason == stop_reason::attempts_exhausted);
+  REQUIRE(retries.size() == 2);
+  CHECK(retries[0].attempt == 1);
+  CHECK(retries[0].status == write_status::conflict);
+  CHECK(retries[0].delay == 10ms);
+  CHECK(retries[0].slept == 0ns);
+  CHECK(retries[0].reread);
+  CHECK(retries[1].attempt == 2);
+  CHECK(retries[1].status == write_status::transient);
+  CHECK(retries[1].delay == 20ms);
+  CHECK(retries[1].slept == 10ms);
+  CHECK_FALSE(retries[1].reread);
+  CHECK(codes == std::vector<std::string>{"412", "503"});
+  REQUIRE(give_ups.size() == 1);
+  CHECK(give_ups[0].reason == stop_reason::attempts_exhausted);
+  CHECK(give_ups[0].attempts == 3);
+  CHECK(give_ups[0].slept == 30ms);
+  CHECK(give_ups[0].last_status == write_status::conflict);
+  CHECK(give_up_code == "412b");
+}
+
+TEST_CASE("exceptions propagate unchanged unless classified", "[cas_retry]") {
+  struct store_down : std::runtime_error {
+    using std::runtime_error::runtime_error;
+    int id = 17;
+  };
+  virtual_retry_env env(1);
+  SECTION("no classifier: the very exception comes out, after one attempt") {
+    auto p = exponential_policy();
+    int calls = 0;
+    try {
+      (void)cas_retry(
+          p, [&]() -> write_status { ++calls, throw store_down("down"); }, env);
+      FAIL("no exception");
+    } catch (const store_down& e) {
+      CHECK(e.id == 17);
+      CHECK(std::string(e.what()) == "down");
+    }
+    CHECK(calls == 1);
+    CHECK(env.sleeps().empty());
+  }
+  SECTION("classified as transient: retried; the final stop names the exception") {
+    auto p = exponential_policy(3);
+    p.classify_exception = [](std::exception_ptr e) -> std::optional<write_status> {
+      try {
+        std::rethrow_exception(e);
+      } catch (const store_down&) {
+        return write_status::transient;
+      } catch (...) {
+        return std::nullopt;
+      }
+    };
+    int calls = 0;
+    auto r = cas_retry(
+        p, [&]() -> write_result<long> { ++calls, throw store_down("connection reset"); }, env);
+    CHECK(r.reason == stop_reason::attempts_exhausted);
+    CHECK(calls == 3);
+    CHECK_FALSE(r.last);
+    CHECK(r.last_error.code == "exception");
+    CHECK(r.last_error.message == "connection reset");
+
+    // A classifier that declines: the original exception, unchanged.
+    CHECK_THROWS_AS(cas_retry(
+                        p, []() -> write_status { throw std::logic_error("bug"); }, env),
+                    std::logic_error);
+  }
+  SECTION("a throwing hook propagates and gives its tokens back") {
+    auto p = exponential_policy();
+    p.budget = std::make_shared<retry_budget>();
+    p.on_retry = [](const noclobber::retry_event&) { throw std::runtime_error("hook"); };
+    CHECK_THROWS_WITH(cas_retry(
+                          p, [] { return write_status::conflict; }, env),
+                      "hook");
+    CHECK(p.budget->available() == 500);
+  }
+}
+
+TEST_CASE("bad policies are rejected at the boundary", "[cas_retry]") {
+  virtual_retry_env env(1);
+  retry_policy p;
+  p.max_attempts = 0;
+  CHECK_THROWS_WITH(cas_retry(
+                        p, [] { return write_status::applied; }, env),
+                    Catch::Contains("max_attempts must be >= 1, got 0"));
+  p.max_attempts = 1;
+  p.timeout = -1ms;
+  CHECK_THROWS_WITH(cas_retry(
+                        p, [] { return write_status::applied; }, env),
+                    Catch::Contains("timeout must be >= 0, got -1000000ns"));
+  CHECK_THROWS_WITH(retry_budget(retry_budget::config{0, 5, 10, 1}), Catch::Contains("capacity must be > 0"));
+  CHECK_THROWS_WITH(retry_budget(retry_budget::config{8, 5, 10, 1}),
+                    Catch::Contains("transient_cost 10 exceeds capacity 8"));
+}
+
+TEST_CASE("retry_controller drives a loop without cas_retry (as an async form does)", "[cas_retry]") {
+  retry_policy p = exponential_policy(4);
+  p.timeout = 1s;
+  noclobber::retry_controller c(p);
+  std::mt19937_64 rng(1);
+  const noclobber::store_error err{"412", "precondition failed"};
+  REQUIRE(c.needs_clock());
+  REQUIRE_FALSE(c.cancelled_before_start());
+  CHECK(c.next_attempt().number == 1);
+  auto d = c.on_outcome(write_status::conflict, err, 5ms, rng);
+  REQUIRE(d);
+  CHECK(d.delay == 10ms);
+  CHECK(d.reread);
+  c.on_slept(10ms);
+  CHECK(c.next_attempt().number == 2);
+  d = c.on_outcome(write_status::transient, err, 20ms, rng);
+  REQUIRE(d);
+  CHECK(d.delay == 20ms);
+  CHECK_FALSE(d.reread);
+  CHECK_FALSE(c.next_attempt().reread);
+  c.on_slept(20ms);
+  d = c.on_outcome(write_status::applied, {}, 45ms, rng);
+  CHECK_FALSE(d);
+  CHECK(d.reason == stop_reason::applied);
+  CHECK(c.attempts() == 3);
+  CHECK(c.slept() == 30ms);
+  CHECK(c.last_status() == write_status::applied);
+}
+
+TEST_CASE("attempt shapes: no arguments, plain write_status, a custom result type", "[cas_retry]") {
+  virtual_retry_env env(1);
+  auto p = exponential_policy();
+  int n = 0;
+  auto r1 = cas_retry(
+      p, [&] { return ++n < 2 ? write_status::conflict : write_status::applied; }, env);
+  static_assert(std::is_same_v<decltype(r1), noclobber::retry_result<write_status>>);
+  CHECK(r1.ok());
+  CHECK(*r1.last == write_status::applied);
+  struct my_result {
+    write_status status;
+    int payload;
+  };
+  auto r2 = cas_retry(
+      p,
+      [](const attempt_info& i) {
+        return my_result{write_status::permanent, int(i.number)};
+      },
+      env);
+  CHECK(r2.reason == stop_reason::permanent);
+  CHECK(r2.last->payload == 1);
+  CHECK(r2.last_error.empty());
+  // The real-time overload with an attempt that succeeds at once never sleeps.
+  auto r3 = cas_retry(p, [] { return write_status::applied; });
+  CHECK(r3.ok());
+}
+
+TEST_CASE("one budget drained by many threads grants exactly capacity / cost retries", "[cas_retry][race]") {
+  constexpr unsigned capacity = 2000, cost = 5, threads = 8;
+  auto budget = std::make_shared<retry_budget>(retry_budget::config{capacity, cost, cost, 1});
+  retry_policy p;
+  p.backoff = backoff_policy::immediate();
+  p.max_attempts = UINT_MAX;
+  p.budget = budget;
+  std::atomic<unsigned> retries{0};
+  std::atomic<unsigned> exhausted{0};
+  p.on_retry = [&](const noclobber::retry_event&) { retries.fetch_add(1, std::memory_order_relaxed); };
+  std::atomic<bool> go{false};
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      // Each thread runs loops until the shared bucket refuses it.
+      for (;;) {
+        auto r = cas_retry(p, [] { return write_status::conflict; });
+        if (r.reason == stop_reason::budget_exhausted) {
+          exhausted.fetch_add(1);
+          break;
+        }
+      }
+    });
+  }
+  go = true;
+  for (auto& th : pool) th.join();
+  CHECK(retries.load() == capacity / cost);
+  CHECK(exhausted.load() == threads);
+  CHECK(budget->available() == 0);
+}
+
+TEST_CASE("retry_budget under concurrent acquire and refund stays within [0, capacity]",
+          "[retry_budget][race]") {
+  retry_budget budget(retry_budget::config{100, 7, 7, 1});
+  std::atomic<bool> over{false};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t) {
+    pool.emplace_back([&] {
+      for (int i = 0; i < 20000; ++i) {
+        unsigned taken = 0;
+        if (budget.try_acquire(write_status::conflict, taken)) {
+          if (taken != 7) over = true;
+          budget.refund(taken);
+        }
+        if (budget.available() > 100) over = true;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  CHECK_FALSE(over.load());
+  CHECK(budget.available() == 100);  // every token taken was given back
+}
