@@ -12,7 +12,14 @@
 // Thread safety: see each header.
 #pragma once
 
+#include "noclobber/backoff.hpp"
+#include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/locked_read_modify_write.hpp"
 #include "noclobber/memory_store.hpp"
+#include "noclobber/naive_read_modify_write.hpp"
 #include "noclobber/outcome.hpp"
+#include "noclobber/read_modify_write.hpp"
+#include "noclobber/retry_budget.hpp"
+#include "noclobber/thread_annotations.hpp"
 #include "noclobber/version.hpp"

@@ -29,6 +29,255 @@
 // SOFTWARE.
 #pragma once
 
+// ---- begin noclobber/backoff.hpp -------------------------------------------
+// noclobber/backoff.hpp — how long to wait before retrying a conditional write.
+//
+// Overview
+// --------
+// When a conditional write loses (the version moved, the store said "busy"), retrying at once
+// makes every loser collide again. Backing off spreads the retries out; jitter keeps clients that
+// failed together from retrying together. `backoff_policy` is a small value type that names one of
+// the classic schedules (M. Brooker, "Exponential Backoff And Jitter", 2015) and computes the delay
+// before retry n:
+//
+//   exponential          t(n) = min(cap, base * m^(n-1))                      (no jitter)
+//   full_jitter          uniform[0, t(n)]
+//   equal_jitter         t(n)/2 + uniform[0, t(n) - t(n)/2]
+//   decorrelated_jitter  min(cap, uniform[base, m * previous])   (previous = base before retry 1)
+//   immediate            0
+//
+// Retry numbers start at 1 (the first retry waits at most `base`). `m` is the multiplier (2 by
+// default, 3 for decorrelated jitter as in Brooker's formula).
+//
+//   auto policy = noclobber::backoff_policy::full_jitter(10ms, 1s);
+//   std::mt19937_64 rng(42);
+//   auto d = policy.delay(3, 0ns, rng);   // uniform in [0, 40ms]
+//
+// Guarantees: no overflow or undefined behaviour at any retry number (1 … UINT_MAX) or duration
+// (up to nanoseconds::max()); every delay lies in [0, cap]. A policy that makes no sense (base <= 0,
+// cap < base, multiplier < 1 or not finite) is rejected by its factory with std::invalid_argument
+// naming the bad value, so a `backoff_policy` that exists is always valid.
+//
+// Determinism: random draws use only the raw output of the generator you pass (never
+// std::uniform_int_distribution, whose results differ between standard libraries), so a seeded
+// engine gives the same delays on every platform. Tests pin exact sequences.
+//
+// Thread safety: a backoff_policy is an immutable value; `delay` is const and touches only the
+// generator you pass (which must not be shared between threads without your own locking).
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace noclobber {
+
+/// The schedules backoff_policy knows.
+enum class backoff_kind : unsigned char {
+  immediate,
+  exponential,
+  full_jitter,
+  equal_jitter,
+  decorrelated_jitter,
+};
+
+[[nodiscard]] constexpr std::string_view to_string(backoff_kind k) noexcept {
+  switch (k) {
+    case backoff_kind::immediate:
+      return "immediate";
+    case backoff_kind::exponential:
+      return "exponential";
+    case backoff_kind::full_jitter:
+      return "full_jitter";
+    case backoff_kind::equal_jitter:
+      return "equal_jitter";
+    case backoff_kind::decorrelated_jitter:
+      return "decorrelated_jitter";
+  }
+  return "unknown";
+}
+
+namespace detail {
+
+/// 64 uniformly random bits built from raw generator output only (portable and deterministic).
+/// Generators whose range is not a power of two are cut down to the largest power of two below
+/// it by rejection.
+template <std::uniform_random_bit_generator G>
+std::uint64_t random_u64(G& g) {
+  using result_t = typename G::result_type;
+  constexpr std::uint64_t range = static_cast<std::uint64_t>(G::max() - G::min());
+  if constexpr (range == std::numeric_limits<std::uint64_t>::max()) {
+    return static_cast<std::uint64_t>(static_cast<result_t>(g() - G::min()));
+  } else {
+    // Largest k with 2^k - 1 <= range.
+    constexpr int bits = [] {
+      int b = 0;
+      while (b < 63 && ((std::uint64_t{1} << (b + 1)) - 1) <= range) ++b;
+      return b;
+    }();
+    static_assert(bits >= 1, "noclobber: the random generator must produce at least one bit");
+    constexpr std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
+    std::uint64_t out = 0;
+    int have = 0;
+    while (have < 64) {
+      std::uint64_t v = static_cast<std::uint64_t>(g() - G::min());
+      if (v > mask) continue;  // rejection keeps the chunk uniform
+      out = (have == 0) ? v : ((out << bits) | v);
+      have += bits;
+    }
+    return out;
+  }
+}
+
+/// Uniform integer in [0, n], unbiased (rejection on the 2^64 mod (n+1) low values).
+template <std::uniform_random_bit_generator G>
+std::uint64_t uniform_0_to(G& g, std::uint64_t n) {
+  if (n == 0) return 0;
+  if (n == std::numeric_limits<std::uint64_t>::max()) return random_u64(g);
+  const std::uint64_t m = n + 1;
+  const std::uint64_t threshold = (0 - m) % m;  // 2^64 mod m
+  for (;;) {
+    const std::uint64_t r = random_u64(g);
+    if (r >= threshold) return r % m;
+  }
+}
+
+/// min(limit, x) for a non-negative double x, as an integer count; NaN and infinity give limit.
+inline std::int64_t clamp_to(double x, std::int64_t limit) noexcept {
+  if (!(x < static_cast<double>(limit))) return limit;  // also catches NaN and +inf
+  if (x <= 0) return 0;
+  const auto v = static_cast<std::int64_t>(x);  // x < 2^63 here, so this is defined
+  return v < limit ? v : limit;
+}
+
+inline std::string describe(std::chrono::nanoseconds d) {
+  return std::to_string(d.count()) + "ns";
+}
+
+}  // namespace detail
+
+/// An immutable, validated backoff schedule. Cheap to copy (32 bytes).
+class backoff_policy {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  /// No delay at all. (Retrying a contended row immediately is the "no backoff" baseline.)
+  [[nodiscard]] static backoff_policy immediate() noexcept { return backoff_policy(); }
+
+  /// t(n) = min(cap, base * multiplier^(n-1)), no jitter.
+  [[nodiscard]] static backoff_policy exponential(duration base, duration cap, double multiplier = 2.0) {
+    return make(backoff_kind::exponential, base, cap, multiplier);
+  }
+  /// uniform[0, t(n)]: Brooker's recommended default.
+  [[nodiscard]] static backoff_policy full_jitter(duration base, duration cap, double multiplier = 2.0) {
+    return make(backoff_kind::full_jitter, base, cap, multiplier);
+  }
+  /// t(n)/2 + uniform[0, t(n)/2]: never shorter than half the exponential delay.
+  [[nodiscard]] static backoff_policy equal_jitter(duration base, duration cap, double multiplier = 2.0) {
+    return make(backoff_kind::equal_jitter, base, cap, multiplier);
+  }
+  /// min(cap, uniform[base, multiplier * previous]): grows from the previous delay, not the count.
+  [[nodiscard]] static backoff_policy decorrelated_jitter(duration base, duration cap,
+                                                          double multiplier = 3.0) {
+    return make(backoff_kind::decorrelated_jitter, base, cap, multiplier);
+  }
+
+  /// The delay before retry `retry` (1 = the first retry). `previous` is the delay returned for
+  /// the retry before (0 before the first); only decorrelated jitter uses it, and treats anything
+  /// below `base` as `base`. Throws std::invalid_argument when retry == 0 or previous < 0.
+  template <std::uniform_random_bit_generator G>
+  [[nodiscard]] duration delay(unsigned retry, duration previous, G& rng) const {
+    if (retry == 0)
+      throw std::invalid_argument("noclobber::backoff_policy::delay: retry must be >= 1, got 0");
+    if (previous < duration::zero()) {
+      throw std::invalid_argument("noclobber::backoff_policy::delay: previous must be >= 0, got " +
+                                  detail::describe(previous));
+    }
+    switch (kind_) {
+      case backoff_kind::immediate:
+        return duration::zero();
+      case backoff_kind::exponential:
+        return ceiling(retry);
+      case backoff_kind::full_jitter: {
+        const duration t = ceiling(retry);
+        return duration(
+            static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t.count()))));
+      }
+      case backoff_kind::equal_jitter: {
+        const std::int64_t t = ceiling(retry).count();
+        const std::int64_t half = t / 2;
+        return duration(half + static_cast<std::int64_t>(
+                                   detail::uniform_0_to(rng, static_cast<std::uint64_t>(t - half))));
+      }
+      case backoff_kind::decorrelated_jitter: {
+        const std::int64_t prev = previous < base_ ? base_.count() : previous.count();
+        const std::int64_t hi = detail::clamp_to(static_cast<double>(prev) * multiplier_,
+                                                 std::numeric_limits<std::int64_t>::max());
+        const std::int64_t lo = base_.count();
+        const std::int64_t span = hi > lo ? hi - lo : 0;
+        const std::int64_t v =
+            lo + static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(span)));
+        return duration(v < cap_.count() ? v : cap_.count());
+      }
+    }
+    return duration::zero();
+  }
+
+  /// The un-jittered ceiling min(cap, base * multiplier^(retry-1)); 0 for immediate.
+  [[nodiscard]] duration ceiling(unsigned retry) const noexcept {
+    if (kind_ == backoff_kind::immediate) return duration::zero();
+    if (retry <= 1) return base_;
+    // pow overflows to +inf for large exponents; clamp_to maps that (and anything >= cap) to cap.
+    const double grown =
+        static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
+    return duration(detail::clamp_to(grown, cap_.count()));
+  }
+
+  [[nodiscard]] backoff_kind kind() const noexcept { return kind_; }
+  [[nodiscard]] duration base() const noexcept { return base_; }
+  [[nodiscard]] duration cap() const noexcept { return cap_; }
+  [[nodiscard]] double multiplier() const noexcept { return multiplier_; }
+
+  friend bool operator==(const backoff_policy&, const backoff_policy&) = default;
+
+ private:
+  backoff_policy() noexcept = default;
+
+  static backoff_policy make(backoff_kind kind, duration base, duration cap, double multiplier) {
+    const std::string who = "noclobber::backoff_policy::" + std::string(to_string(kind)) + ": ";
+    if (base <= duration::zero()) {
+      throw std::invalid_argument(who + "base must be positive, got " + detail::describe(base));
+    }
+    if (cap < base) {
+      throw std::invalid_argument(who + "cap must be >= base, got cap " + detail::describe(cap) + " < base " +
+                                  detail::describe(base));
+    }
+    if (!std::isfinite(multiplier) || multiplier < 1.0) {
+      throw std::invalid_argument(who + "multiplier must be finite and >= 1, got " +
+                                  std::to_string(multiplier));
+    }
+    backoff_policy p;
+    p.kind_ = kind;
+    p.base_ = base;
+    p.cap_ = cap;
+    p.multiplier_ = multiplier;
+    return p;
+  }
+
+  backoff_kind kind_ = backoff_kind::immediate;
+  duration base_{0};
+  duration cap_{0};
+  double multiplier_ = 1.0;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/backoff.hpp
+
 // ---- begin noclobber/outcome.hpp -------------------------------------------
 // noclobber/outcome.hpp — what a store said: the result types every layer speaks.
 //
@@ -204,6 +453,650 @@ struct read_result {
 
 }  // namespace noclobber
 // ---- end noclobber/outcome.hpp
+
+// ---- begin noclobber/retry_budget.hpp --------------------------------------
+// noclobber/retry_budget.hpp — a retry quota shared by many callers, so retries cannot storm.
+//
+// Overview
+// --------
+// Per-call attempt limits do not stop a retry storm: when a store is overloaded every caller
+// retries up to its limit and multiplies the load. A retry budget is a token bucket shared by all
+// callers of one store (AWS SDK "standard" retry mode): each retry must first take tokens out of
+// the bucket, and successes put tokens back. When the store is healthy the bucket stays full;
+// when most calls fail it drains and callers stop retrying (stop_reason::budget_exhausted) until
+// successes refill it.
+//
+// Defaults match the AWS SDK standard mode: 500 tokens, 5 per retry after a conflict,
+// 10 per retry after a transient error (AWS: "timeout"), and on success either the tokens taken
+// for that call's last retry come back, or — for a first-try success — 1 token.
+//
+//   auto budget = std::make_shared<noclobber::retry_budget>();   // share it across threads
+//   noclobber::retry_policy p;  p.budget = budget;
+//
+// Thread safety: every member is safe to call concurrently. The bucket is one atomic counter
+// updated by compare-and-swap (lock-free; no user code runs inside). A full bucket makes the
+// first-try-success refund a single atomic load.
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+
+namespace noclobber {
+
+class retry_budget {
+ public:
+  struct config {
+    unsigned capacity = 500;       // tokens when full (and at start)
+    unsigned retry_cost = 5;       // taken before retrying after conflict / absent / exists
+    unsigned transient_cost = 10;  // taken before retrying after transient / transient_restart
+    unsigned success_refund = 1;   // given back by a success that needed no retry
+  };
+
+  retry_budget() : retry_budget(config{}) {}
+
+  /// Throws std::invalid_argument when capacity is 0 or a cost exceeds the capacity.
+  explicit retry_budget(config c) : cfg_(c), tokens_(c.capacity) {
+    if (c.capacity == 0) throw std::invalid_argument("noclobber::retry_budget: capacity must be > 0, got 0");
+    if (c.retry_cost > c.capacity) {
+      throw std::invalid_argument("noclobber::retry_budget: retry_cost " + std::to_string(c.retry_cost) +
+                                  " exceeds capacity " + std::to_string(c.capacity));
+    }
+    if (c.transient_cost > c.capacity) {
+      throw std::invalid_argument("noclobber::retry_budget: transient_cost " +
+                                  std::to_string(c.transient_cost) + " exceeds capacity " +
+                                  std::to_string(c.capacity));
+    }
+  }
+
+  retry_budget(const retry_budget&) = delete;
+  retry_budget& operator=(const retry_budget&) = delete;
+
+  /// Tokens a retry after `failure` costs.
+  [[nodiscard]] unsigned cost_of(write_status failure) const noexcept {
+    return (failure == write_status::transient || failure == write_status::transient_restart)
+               ? cfg_.transient_cost
+               : cfg_.retry_cost;
+  }
+
+  /// Takes the cost of one retry after `failure`: true and `taken` = the cost when the bucket
+  /// held enough; false and `taken` = 0 (nothing taken) when it did not.
+  [[nodiscard]] bool try_acquire(write_status failure, unsigned& taken) noexcept {
+    const unsigned cost = cost_of(failure);
+    unsigned cur = tokens_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (cur < cost) {
+        taken = 0;
+        return false;
+      }
+      if (tokens_.compare_exchange_weak(cur, cur - cost, std::memory_order_relaxed)) {
+        taken = cost;
+        return true;
+      }
+    }
+  }
+
+  /// Records a success. `taken_for_last_retry` is what try_acquire took before the attempt that
+  /// succeeded (0 for a first-try success, which refunds `success_refund` instead).
+  void on_success(unsigned taken_for_last_retry) noexcept {
+    refund(taken_for_last_retry != 0 ? taken_for_last_retry : cfg_.success_refund);
+  }
+
+  /// Puts `n` tokens back, never above capacity.
+  void refund(unsigned n) noexcept {
+    if (n == 0) return;
+    unsigned cur = tokens_.load(std::memory_order_relaxed);
+    while (cur < cfg_.capacity) {
+      const unsigned room = cfg_.capacity - cur;
+      const unsigned next = cur + (n < room ? n : room);
+      if (tokens_.compare_exchange_weak(cur, next, std::memory_order_relaxed)) return;
+    }
+  }
+
+  /// Tokens in the bucket now (a snapshot).
+  [[nodiscard]] unsigned available() const noexcept { return tokens_.load(std::memory_order_relaxed); }
+  [[nodiscard]] const config& settings() const noexcept { return cfg_; }
+
+ private:
+  const config cfg_;
+  std::atomic<unsigned> tokens_;  // invariant: 0 <= tokens_ <= cfg_.capacity
+};
+
+}  // namespace noclobber
+// ---- end noclobber/retry_budget.hpp
+
+// ---- begin noclobber/cas_retry.hpp -----------------------------------------
+// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+//
+// Overview
+// --------
+// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
+// lose updates, but it can lose the race: the store answers `conflict` and the caller must
+// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+//
+//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
+//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
+//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
+//     return store.write_if_match(key, cached.token, update(cached.value));
+//   });
+//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//
+// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
+// `write_result<Token>`, whose `.error` is then reported too). What happens next:
+//
+//   applied                          stop: stop_reason::applied (ok())
+//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
+//     transient_restart
+//   transient                        retry the same request after a backoff; reread = false
+//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
+//                                    the caller must resolve it (re-read) before anything else
+//   permanent                        stop: stop_reason::permanent
+//
+// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
+// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
+// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
+// retry wakes at once). Every result carries the reason, the attempt count, the time slept and
+// the last error.
+//
+// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
+// maps them to a write_status (then they are treated as that outcome, with last_error.code
+// "exception" and the exception's what() as message).
+//
+// The decision logic lives in `retry_controller`, an I/O-free class: feed it each outcome and it
+// answers "stop (reason)" or "retry after this delay (re-read or not)". `cas_retry` drives it with
+// a blocking sleep; an asynchronous driver can drive the same controller with a timer.
+//
+// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
+// from `env` (see the `retry_env` concept): `system_retry_env` (the default: steady_clock, a sleep
+// a stop_token interrupts, a per-thread engine) or `virtual_retry_env` (virtual time, recorded
+// sleeps, a seeded engine: exact, instant tests).
+//
+// Cost: a first-try success with no deadline and no budget reads no clock, allocates nothing,
+// calls no std::function and draws no random number.
+//
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
+// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. A
+// retry_controller belongs to one operation and is not thread-safe. If a hook throws, the
+// exception propagates; the tokens taken for the retry it announced are returned first.
+
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
+/// What the attempt is told before it runs.
+struct attempt_info {
+  unsigned number = 1;  // 1-based
+  // True on the first attempt and after conflict, absent, exists, transient_restart: the attempt
+  // must re-read before writing. False after `transient`: resend the very same request.
+  bool reread = true;
+};
+
+/// Why the loop stopped.
+enum class stop_reason : unsigned char {
+  applied,             // the write took effect
+  permanent,           // the attempt reported a permanent error
+  attempts_exhausted,  // max_attempts attempts failed
+  deadline,            // the timeout passed, or the next backoff would end after it
+  budget_exhausted,    // the shared retry_budget had too few tokens for another retry
+  cancelled,           // the stop_token fired (before an attempt or during a backoff)
+  indeterminate,       // the attempt said "outcome unknown": the caller must resolve it
+};
+
+[[nodiscard]] constexpr std::string_view to_string(stop_reason r) noexcept {
+  switch (r) {
+    case stop_reason::applied:
+      return "applied";
+    case stop_reason::permanent:
+      return "permanent";
+    case stop_reason::attempts_exhausted:
+      return "attempts_exhausted";
+    case stop_reason::deadline:
+      return "deadline";
+    case stop_reason::budget_exhausted:
+      return "budget_exhausted";
+    case stop_reason::cancelled:
+      return "cancelled";
+    case stop_reason::indeterminate:
+      return "indeterminate";
+  }
+  return "unknown";
+}
+
+/// Passed to retry_policy::on_retry just before a backoff.
+struct retry_event {
+  unsigned attempt;                // the attempt that just failed (1-based)
+  write_status status;             // how it failed
+  const store_error& error;        // the store's words (empty if none)
+  std::chrono::nanoseconds delay;  // the backoff about to be slept
+  std::chrono::nanoseconds slept;  // total slept before this backoff
+  bool reread;                     // whether the next attempt must re-read
+};
+
+/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied.
+struct give_up_event {
+  stop_reason reason;
+  unsigned attempts;
+  std::chrono::nanoseconds slept;
+  std::optional<write_status> last_status;  // empty when no attempt ran
+  const store_error& last_error;
+};
+
+/// Everything that shapes one retry loop. Plain data; validated when a retry_controller (or
+/// cas_retry) is built from it.
+struct retry_policy {
+  backoff_policy backoff =
+      backoff_policy::full_jitter(std::chrono::milliseconds(10), std::chrono::seconds(1));
+  unsigned max_attempts = 5;  // attempts in all, the first included; 0 is rejected
+  // The deadline, measured from the start of the loop. max() = none (and no clock is read).
+  std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();
+  std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
+  std::stop_token stop;                  // cancels the loop, waking a sleeping retry
+  std::function<void(const retry_event&)> on_retry;
+  std::function<void(const give_up_event&)> on_give_up;
+  // Maps an exception thrown by the attempt to an outcome; nullopt (or a null function): rethrow.
+  std::function<std::optional<write_status>(std::exception_ptr)> classify_exception;
+
+  /// Throws std::invalid_argument naming the bad field.
+  void validate() const {
+    if (max_attempts == 0) {
+      throw std::invalid_argument("noclobber::retry_policy: max_attempts must be >= 1, got 0");
+    }
+    if (timeout < std::chrono::nanoseconds::zero()) {
+      throw std::invalid_argument("noclobber::retry_policy: timeout must be >= 0, got " +
+                                  detail::describe(timeout));
+    }
+  }
+};
+
+/// The controller's answer to an outcome.
+struct retry_decision {
+  bool retry = false;                         // false: stop
+  stop_reason reason = stop_reason::applied;  // why it stopped (when !retry)
+  std::chrono::nanoseconds delay{0};          // backoff before the next attempt (when retry)
+  bool reread = true;                         // the next attempt must re-read (when retry)
+
+  explicit operator bool() const noexcept { return retry; }
+  [[nodiscard]] static retry_decision stop(stop_reason r) noexcept { return {false, r, {}, false}; }
+};
+
+/// The retry loop's decision logic without any I/O, clock or sleep: the driver (cas_retry, or an
+/// asynchronous form using a timer) runs attempts, measures time and sleeps; the controller keeps
+/// the counters, draws the backoff, takes budget tokens and calls the policy's hooks.
+///
+/// Driver protocol:
+///   retry_controller c(policy);                  // validates the policy
+///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
+///   loop:
+///     attempt_info info = c.next_attempt();
+///     write_status s = run the attempt(info);
+///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
+///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
+///     if (!d) -> stopped: d.reason (c.attempts(), c.slept())
+///     sleep d.delay; if the sleep was cut short by the stop token:
+///        c.on_slept(actual); d = c.on_interrupted(error) -> stopped: cancelled
+///     else c.on_slept(actual)
+///
+/// Hooks: on_retry runs inside on_outcome (after the budget tokens are taken, before the driver
+/// sleeps); on_give_up runs inside on_outcome / on_interrupted / cancelled_before_start for every
+/// stop other than applied. The policy must outlive the controller (it is held by reference).
+/// Not thread-safe: one controller per operation.
+class retry_controller {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
+
+  /// True when the driver must pass the real elapsed time (a deadline is set).
+  [[nodiscard]] bool needs_clock() const noexcept { return policy_->timeout != duration::max(); }
+
+  /// Checks the stop token before the first attempt; on true, the loop is over (cancelled) and
+  /// on_give_up has run.
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!policy_->stop.stop_requested()) return false;
+    give_up(stop_reason::cancelled, no_error());
+    return true;
+  }
+
+  /// The attempt about to run.
+  [[nodiscard]] attempt_info next_attempt() const noexcept { return {attempts_ + 1, reread_}; }
+
+  /// Feeds the outcome of the attempt that just ran. `error` is the store's words for a failure
+  /// (only read on the failure path); `elapsed` the time since the loop started (only read when
+  /// needs_clock()). `rng` is only drawn from when a jittered retry is granted.
+  template <std::uniform_random_bit_generator G>
+  retry_decision on_outcome(write_status s, const store_error& error, duration elapsed, G& rng) {
+    ++attempts_;
+    last_status_ = s;
+    if (s == write_status::applied) [[likely]] {
+      if (policy_->budget) policy_->budget->on_success(last_taken_);
+      return retry_decision::stop(stop_reason::applied);
+    }
+    return on_failure(s, error, elapsed, rng);
+  }
+
+  /// Adds a finished (or interrupted) backoff to the total slept.
+  void on_slept(duration actual) noexcept {
+    if (actual > duration::zero()) slept_ = saturating_add(slept_, actual);
+  }
+
+  /// The backoff was cut short by the stop token: the loop stops as cancelled. The tokens taken
+  /// for the retry that will not happen are returned.
+  retry_decision on_interrupted(const store_error& last_error) {
+    if (policy_->budget) policy_->budget->refund(last_taken_);
+    last_taken_ = 0;
+    give_up(stop_reason::cancelled, last_error);
+    return retry_decision::stop(stop_reason::cancelled);
+  }
+
+  [[nodiscard]] unsigned attempts() const noexcept { return attempts_; }
+  [[nodiscard]] duration slept() const noexcept { return slept_; }
+  [[nodiscard]] std::optional<write_status> last_status() const noexcept {
+    return attempts_ == 0 ? std::nullopt : std::optional<write_status>(last_status_);
+  }
+  [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
+
+ private:
+  static const store_error& no_error() noexcept {
+    static const store_error empty;
+    return empty;
+  }
+
+  static duration saturating_add(duration a, duration b) noexcept {
+    return (b > duration::max() - a) ? duration::max() : a + b;
+  }
+
+  retry_decision give_up(stop_reason r, const store_error& error) {
+    if (policy_->on_give_up) policy_->on_give_up(give_up_event{r, attempts_, slept_, last_status(), error});
+    return retry_decision::stop(r);
+  }
+
+  template <std::uniform_random_bit_generator G>
+  retry_decision on_failure(write_status s, const store_error& error, duration elapsed, G& rng) {
+    if (s == write_status::permanent) return give_up(stop_reason::permanent, error);
+    if (s == write_status::indeterminate) return give_up(stop_reason::indeterminate, error);
+    if (attempts_ >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
+    if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
+
+    const duration delay = policy_->backoff.delay(attempts_, previous_delay_, rng);
+    if (needs_clock()) {
+      const duration timeout = policy_->timeout;
+      if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
+    }
+    last_taken_ = 0;
+    if (policy_->budget && !policy_->budget->try_acquire(s, last_taken_)) {
+      return give_up(stop_reason::budget_exhausted, error);
+    }
+    previous_delay_ = delay;
+    reread_ = needs_reread(s);
+    if (policy_->on_retry) {
+      try {
+        policy_->on_retry(retry_event{attempts_, s, error, delay, slept_, reread_});
+      } catch (...) {
+        if (policy_->budget) policy_->budget->refund(last_taken_);
+        last_taken_ = 0;
+        throw;
+      }
+    }
+    return {true, stop_reason::applied, delay, reread_};
+  }
+
+  const retry_policy* policy_;
+  unsigned attempts_ = 0;
+  unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
+  bool reread_ = true;
+  write_status last_status_ = write_status::permanent;
+  duration slept_{0};
+  duration previous_delay_{0};
+};
+
+/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
+/// ran, or when the final attempt threw an exception that classify_exception mapped).
+template <class R>
+struct retry_result {
+  std::optional<R> last;
+  stop_reason reason = stop_reason::cancelled;
+  unsigned attempts = 0;
+  std::chrono::nanoseconds slept{0};  // total time spent in backoff sleeps
+  store_error last_error;             // empty when applied
+
+  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
+  explicit operator bool() const noexcept { return ok(); }
+};
+
+/// What cas_retry needs from its environment.
+///   now()                      a time_point of some clock (differences convert to nanoseconds)
+///   sleep_for(d, stop_token)   sleeps d; returns false if the stop token cut it short
+///   rng()                      a uniform_random_bit_generator, by reference
+template <class E>
+concept retry_env = requires(E& e, std::chrono::nanoseconds d, const std::stop_token& st) {
+  { e.now() - e.now() } -> std::convertible_to<std::chrono::nanoseconds>;
+  { e.sleep_for(d, st) } -> std::same_as<bool>;
+  requires std::is_lvalue_reference_v<decltype(e.rng())>;
+  requires std::uniform_random_bit_generator<std::remove_reference_t<decltype(e.rng())>>;
+};
+
+/// The real environment: steady_clock, a sleep that the stop token wakes at once, and one
+/// std::mt19937_64 per thread seeded from std::random_device.
+struct system_retry_env {
+  [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept {
+    return std::chrono::steady_clock::now();
+  }
+
+  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) const {
+    if (stop.stop_requested()) return false;
+    if (d <= std::chrono::nanoseconds::zero()) return true;
+    if (!stop.stop_possible()) {
+      std::this_thread::sleep_for(d);
+      return true;
+    }
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock<std::mutex> lock(m);
+    // Returns when the stop token fires or the delay has passed; nothing else notifies cv.
+    cv.wait_for(lock, stop, d, [] { return false; });
+    return !stop.stop_requested();
+  }
+
+  [[nodiscard]] static std::mt19937_64& rng() {
+    thread_local std::mt19937_64 engine = [] {
+      std::random_device rd;
+      const std::uint64_t seed =
+          (std::uint64_t{rd()} << 32) ^ std::uint64_t{rd()} ^
+          static_cast<std::uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id())) ^
+          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+      return std::mt19937_64(seed);
+    }();
+    return engine;
+  }
+};
+
+/// Virtual time for tests and simulations: now() starts at the steady_clock epoch and moves only
+/// by sleep_for and advance; every requested sleep is recorded; the engine is seeded.
+/// `on_sleep`, if set, runs at the start of each sleep (a test can request stop there: the
+/// sleep then returns false without advancing the clock). Not thread-safe.
+class virtual_retry_env {
+ public:
+  explicit virtual_retry_env(std::uint64_t seed = 0) : rng_(seed) {}
+
+  [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept { return now_; }
+
+  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) {
+    sleeps_.push_back(d);
+    if (on_sleep) on_sleep(d);
+    if (stop.stop_requested()) return false;
+    advance(d);
+    return true;
+  }
+
+  void advance(std::chrono::nanoseconds d) noexcept { now_ += d; }
+  [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
+  [[nodiscard]] const std::vector<std::chrono::nanoseconds>& sleeps() const noexcept { return sleeps_; }
+
+  std::function<void(std::chrono::nanoseconds)> on_sleep;
+
+ private:
+  std::chrono::steady_clock::time_point now_{};
+  std::mt19937_64 rng_;
+  std::vector<std::chrono::nanoseconds> sleeps_;
+};
+
+namespace detail {
+
+template <class A>
+concept attempt_with_info = std::invocable<A&, const attempt_info&>;
+template <class A>
+concept attempt_without_info = !attempt_with_info<A> && std::invocable<A&>;
+
+template <class A>
+decltype(auto) run_attempt(A& attempt, const attempt_info& info) {
+  if constexpr (attempt_with_info<A>) {
+    return std::invoke(attempt, info);
+  } else {
+    return std::invoke(attempt);
+  }
+}
+
+template <class A>
+using attempt_result_t =
+    std::remove_cvref_t<decltype(run_attempt(std::declval<A&>(), std::declval<const attempt_info&>()))>;
+
+template <class R>
+concept write_outcome = std::same_as<R, write_status> || requires(const R& r) {
+  { r.status } -> std::convertible_to<write_status>;
+};
+
+template <class R>
+write_status status_of(const R& r) noexcept {
+  if constexpr (std::same_as<R, write_status>) {
+    return r;
+  } else {
+    return static_cast<write_status>(r.status);
+  }
+}
+
+inline const store_error& empty_error() noexcept {
+  static const store_error empty;
+  return empty;
+}
+
+template <class R>
+const store_error& error_of(const R& r) noexcept {
+  if constexpr (requires {
+                  { r.error } -> std::convertible_to<const store_error&>;
+                }) {
+    return r.error;
+  } else {
+    return empty_error();
+  }
+}
+
+inline store_error describe_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return {"exception", ex.what()};
+  } catch (...) {
+    return {"exception", "unknown exception"};
+  }
+}
+
+}  // namespace detail
+
+/// Runs `attempt` until it reports applied or the policy says stop; see the overview. `env`
+/// supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
+/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+template <class Attempt, retry_env Env>
+requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
+         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
+    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
+        const retry_policy& policy, Attempt&& attempt, Env& env)
+        -> retry_result<detail::attempt_result_t<std::remove_reference_t<Attempt>>> {
+  using R = detail::attempt_result_t<std::remove_reference_t<Attempt>>;
+  using duration = std::chrono::nanoseconds;
+  retry_controller ctl(policy);
+  retry_result<R> out;
+  if (ctl.cancelled_before_start()) {
+    out.reason = stop_reason::cancelled;
+    return out;
+  }
+  using time_point = decltype(env.now());
+  const time_point start = ctl.needs_clock() ? env.now() : time_point{};
+
+  for (;;) {
+    const attempt_info info = ctl.next_attempt();
+    write_status status;
+    store_error thrown;  // set only when an exception was classified
+    bool threw = false;
+    try {
+      out.last.emplace(detail::run_attempt(attempt, info));
+      status = detail::status_of(*out.last);
+    } catch (...) {
+      if (!policy.classify_exception) throw;
+      std::exception_ptr e = std::current_exception();
+      std::optional<write_status> mapped = policy.classify_exception(e);
+      if (!mapped) std::rethrow_exception(e);
+      out.last.reset();
+      status = *mapped;
+      thrown = detail::describe_exception(e);
+      threw = true;
+    }
+    const store_error& error =
+        threw ? thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
+    const duration elapsed =
+        ctl.needs_clock() ? std::chrono::duration_cast<duration>(env.now() - start) : duration::zero();
+    retry_decision d = ctl.on_outcome(status, error, elapsed, env.rng());
+    if (!d) {
+      out.reason = d.reason;
+      out.attempts = ctl.attempts();
+      out.slept = ctl.slept();
+      if (d.reason != stop_reason::applied) out.last_error = error;
+      return out;
+    }
+    const time_point before = env.now();
+    const bool woke_normally = env.sleep_for(d.delay, policy.stop);
+    ctl.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
+    if (!woke_normally) {
+      d = ctl.on_interrupted(error);
+      out.reason = stop_reason::cancelled;
+      out.attempts = ctl.attempts();
+      out.slept = ctl.slept();
+      out.last_error = error;
+      return out;
+    }
+  }
+}
+
+/// cas_retry in real time (system_retry_env).
+template <class Attempt>
+requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
+         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
+    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
+        const retry_policy& policy, Attempt&& attempt) {
+  system_retry_env env;
+  return cas_retry(policy, std::forward<Attempt>(attempt), env);
+}
+
+}  // namespace noclobber
+// ---- end noclobber/cas_retry.hpp
 
 // ---- begin noclobber/conditional_writer.hpp --------------------------------
 // noclobber/conditional_writer.hpp — the contract a store adapter fulfils.
@@ -413,6 +1306,469 @@ constexpr bool check_conditional_writer() {
 
 }  // namespace noclobber
 // ---- end noclobber/conditional_writer.hpp
+
+// ---- begin noclobber/read_modify_write.hpp ---------------------------------
+// noclobber/read_modify_write.hpp — read, compute, write only if nothing changed, retry.
+//
+// Overview
+// --------
+// The lost update (docs/conditional_writer.md) happens when a program reads a value, computes a
+// new one and writes it back blindly: a concurrent writer that read the same version is
+// silently overwritten. `read_modify_write` is the fix as one call, on any store that fulfils
+// the contract in conditional_writer.hpp:
+//
+//     auto r = noclobber::read_modify_write(store, "stack/env",
+//         [&](const std::optional<env_map>& current) -> noclobber::update<env_map> {
+//           env_map next = current.value_or(env_map{});
+//           next["REGION"] = "eu-west-1";
+//           return next;                       // or noclobber::keep, or noclobber::abort("why")
+//         });
+//     if (!r.ok()) report(r.reason, r.last_error);
+//
+// One attempt reads the value and its version token (absence is a normal answer), calls `fn`,
+// and writes the result with write_if_match(token) — or create_if_absent when the key was
+// absent, so two creators can't both win. The loop around the attempts is `cas_retry`:
+// conflict / absent / exists / transient_restart re-read and call `fn` again; transient sends
+// the same write again; permanent stops; the policy bounds attempts, time and budget.
+//
+// What `fn` gets and returns
+//   fn(const std::optional<Value>& current) -> update<Value>   (or anything convertible to it:
+//   a Value, `noclobber::keep`, `noclobber::abort(reason)`).
+//   `fn` may run several times (once per re-read) and must have no effects outside its return
+//   value; it never runs under a noclobber lock here (see locked_read_modify_write.hpp).
+//
+// Indeterminate writes
+//   A write reported `indeterminate` may or may not have landed. It is never treated as a
+//   conflict. The algorithm re-reads at once and:
+//     * if the stored value equals a value we sent with unknown outcome, the write landed:
+//       the result is `applied` (token = the token just read);
+//     * else if the key still has the token we conditioned on (or is still absent after a
+//       create), the write did not land: the same write is sent again;
+//     * else the answer is unknowable from here (ours may have landed and been overwritten):
+//       the loop stops with stop_reason::indeterminate and `result.indeterminate == true`.
+//   Requirement: recognising our own write compares values with `==` (Value must be
+//   equality-comparable, otherwise only the token rule applies), so **every write must
+//   produce a value no other write produces** — carry a write id or a revision counter in the
+//   value — or else the update must be idempotent, so that "an equal value is there" really
+//   means "done". A store whose tokens never repeat (the contract's no-ABA rule) is required
+//   for the token rule.
+//
+// Exceptions
+//   Whatever `fn` or the store throws propagates unchanged (unless the policy's
+//   classify_exception maps it to a status). A write starts only after `fn` has returned, so an
+//   exception from `fn` never leaves a partial write behind.
+//
+// Thread safety: read_modify_write holds no lock of its own and keeps its state on the stack;
+// call it from any number of threads at once if the store allows concurrent use.
+
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
+/// `fn`'s answer "leave the stored value as it is": nothing is written.
+struct keep_t {
+  explicit constexpr keep_t() = default;
+};
+inline constexpr keep_t keep{};
+
+/// `fn`'s answer "stop, don't write, and report this reason".
+struct abort_t {
+  std::string reason;
+};
+/// Builds `fn`'s "abort with a reason" answer: `return noclobber::abort("quota exceeded");`
+[[nodiscard]] inline abort_t abort(std::string reason) {
+  return abort_t{std::move(reason)};
+}
+
+/// What `fn` decided.
+enum class update_kind : unsigned char { write, keep, abort };
+
+/// What `fn` returns: a new value to write, keep, or abort. Implicitly built from a Value (or
+/// anything Value is constructible from), from `noclobber::keep` and from `noclobber::abort(..)`.
+template <class Value>
+class update {
+ public:
+  using value_type = Value;
+
+  update(const Value& v) : kind_(update_kind::write), value_(v) {}        // NOLINT: implicit
+  update(Value&& v) : kind_(update_kind::write), value_(std::move(v)) {}  // NOLINT: implicit
+  template <class U>
+  requires(std::constructible_from<Value, U> && !std::same_as<std::remove_cvref_t<U>, Value> &&
+           !std::same_as<std::remove_cvref_t<U>, update> && !std::same_as<std::remove_cvref_t<U>, keep_t> &&
+           !std::same_as<std::remove_cvref_t<U>, abort_t>) update(U&& u)
+      : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}   // NOLINT: implicit
+  update(keep_t) : kind_(update_kind::keep) {}                                    // NOLINT: implicit
+  update(abort_t a) : kind_(update_kind::abort), reason_(std::move(a.reason)) {}  // NOLINT: implicit
+
+  [[nodiscard]] static update set(Value v) { return update(std::move(v)); }
+  [[nodiscard]] static update keep() { return update(keep_t{}); }
+  [[nodiscard]] static update abort(std::string reason) { return update(abort_t{std::move(reason)}); }
+
+  [[nodiscard]] update_kind kind() const noexcept { return kind_; }
+  [[nodiscard]] bool is_write() const noexcept { return kind_ == update_kind::write; }
+  [[nodiscard]] bool is_keep() const noexcept { return kind_ == update_kind::keep; }
+  [[nodiscard]] bool is_abort() const noexcept { return kind_ == update_kind::abort; }
+  /// The value to write; only for is_write().
+  [[nodiscard]] Value& value() & { return *value_; }
+  [[nodiscard]] const Value& value() const& { return *value_; }
+  [[nodiscard]] Value&& value() && { return std::move(*value_); }
+  /// The abort reason; empty unless is_abort().
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  update_kind kind_;
+  std::optional<Value> value_;
+  std::string reason_;
+};
+
+/// How a read-modify-write ended.
+enum class rmw_outcome : unsigned char {
+  applied,    // our value is stored (written, or recognised after an indeterminate write)
+  unchanged,  // fn answered keep: nothing written
+  aborted,    // fn answered abort(reason): nothing written
+  gave_up,    // the retry loop stopped first (see reason, last_status, last_error, indeterminate)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(rmw_outcome o) noexcept {
+  switch (o) {
+    case rmw_outcome::applied:
+      return "applied";
+    case rmw_outcome::unchanged:
+      return "unchanged";
+    case rmw_outcome::aborted:
+      return "aborted";
+    case rmw_outcome::gave_up:
+      return "gave_up";
+  }
+  return "unknown";
+}
+
+/// The result of read_modify_write and of the algorithms built on it.
+template <class Value, class Token>
+struct rmw_result {
+  using value_type = Value;
+  using token_type = Token;
+
+  rmw_outcome outcome = rmw_outcome::gave_up;
+  /// applied: the value now stored; unchanged / aborted: the value fn saw (nullopt = absent);
+  /// gave_up: nullopt.
+  std::optional<Value> value;
+  /// applied: the new token when the store returned one (or the token read when an
+  /// indeterminate write was recognised); unchanged / aborted: the token read; else nullopt.
+  std::optional<Token> token;
+  /// applied through create_if_absent (the key did not exist).
+  bool created = false;
+  /// gave_up with a write whose outcome is unknown: our update may or may not be stored.
+  bool indeterminate = false;
+  /// Attempts made (each one a write, preceded by a read when one was needed).
+  unsigned attempts = 0;
+  /// Why the retry loop stopped. For unchanged and aborted it is stop_reason::applied: fn's
+  /// answer ended the loop, not a failure.
+  stop_reason reason = stop_reason::permanent;
+  /// Status of the last store call the loop acted on (a failed read is mapped with
+  /// as_write_status), and the store's words for it.
+  write_status last_status = write_status::permanent;
+  store_error last_error;
+  /// fn's reason when aborted.
+  std::string abort_reason;
+  /// Total time slept in backoff.
+  std::chrono::nanoseconds slept{0};
+
+  /// applied or unchanged.
+  [[nodiscard]] bool ok() const noexcept {
+    return outcome == rmw_outcome::applied || outcome == rmw_outcome::unchanged;
+  }
+  explicit operator bool() const noexcept { return ok(); }
+};
+
+template <class Store>
+using store_rmw_result_t = rmw_result<store_value_t<Store>, store_token_t<Store>>;
+
+/// `fn` can be called with the current value (or absence) and answers an update.
+template <class Fn, class Value>
+concept rmw_function = std::invocable < Fn&,
+        const std::optional<Value>
+& > &&std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+
+namespace detail {
+
+template <class Fn, class Value>
+constexpr bool check_rmw_function() {
+  static_assert(std::invocable<Fn&, const std::optional<Value>&>,
+                "noclobber: fn must be callable as fn(const std::optional<value_type>& current): it gets the "
+                "stored value, or nullopt when the key is absent");
+  if constexpr (std::invocable<Fn&, const std::optional<Value>&>) {
+    static_assert(
+        std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>,
+        "noclobber: fn must return the new value, noclobber::keep or noclobber::abort(reason) "
+        "(declare the lambda's return type as noclobber::update<value_type> when it returns several "
+        "of these)");
+  }
+  return true;
+}
+
+/// The state of one read_modify_write across its attempts. Not thread-safe (one per call).
+template <class Store, class Fn>
+class rmw_machine {
+ public:
+  using traits = store_traits<Store>;
+  using value_type = store_value_t<Store>;
+  using token_type = store_token_t<Store>;
+  using key_type = store_key_t<Store>;
+  using wresult = write_result<token_type>;
+  using result_type = rmw_result<value_type, token_type>;
+  static constexpr bool recognises_values = std::equality_comparable<value_type>;
+
+  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), fn_(fn) {}
+
+  wresult operator()(const attempt_info& info) {
+    if (info.reread || !pending_ || resolving_) {
+      auto read = traits::read(store_, key_);
+      if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
+      if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
+      if (resolving_) {
+        resolving_ = false;
+        const bool untouched =
+            conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
+        if (!untouched) {
+          return wresult::failed(
+              write_status::indeterminate,
+              {"indeterminate", "a write's outcome is unknown and the key has changed since"});
+        }
+      }
+      compute(std::move(read));
+      if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
+    }
+    wresult w = conditioned_on_absent_ ? traits::create_if_absent(store_, key_, *pending_)
+                                       : traits::write_if_match(store_, key_, token_, *pending_);
+    if (w.status == write_status::indeterminate) return resolve_now(std::move(w));
+    return w;
+  }
+
+  result_type finish(retry_result<wresult>&& r) {
+    result_type out;
+    out.attempts = r.attempts;
+    out.reason = r.reason;
+    out.slept = r.slept;
+    out.last_error = std::move(r.last_error);
+    out.last_status = r.last ? r.last->status : write_status::permanent;
+    if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
+      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+      out.value = std::move(current_);
+      if (read_found_) out.token = token_;
+      out.abort_reason = std::move(abort_reason_);
+      out.last_status = write_status::applied;
+      return out;
+    }
+    if (r.reason == stop_reason::applied) {
+      out.outcome = rmw_outcome::applied;
+      out.last_status = write_status::applied;
+      if (landed_value_) {
+        out.value = std::move(landed_value_);
+        out.token = std::move(landed_token_);
+      } else {
+        out.value = std::move(pending_);
+        if (r.last && r.last->token) out.token = std::move(r.last->token);
+      }
+      out.created = conditioned_on_absent_ && !landed_value_;
+      return out;
+    }
+    out.outcome = rmw_outcome::gave_up;
+    out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
+    return out;
+  }
+
+ private:
+  bool recognise(const value_type& v) const {
+    if constexpr (recognises_values) {
+      for (const value_type& sent : unknown_) {
+        if (v == sent) return true;
+      }
+    }
+    return false;
+  }
+
+  wresult landed(value_type v, token_type t) {
+    resolving_ = false;
+    landed_value_.emplace(std::move(v));
+    landed_token_.emplace(std::move(t));
+    return wresult::applied();
+  }
+
+  void compute(store_read_result_t<Store>&& read) {
+    pending_.reset();  // an exception from fn must not leave a stale write to resend
+    read_found_ = read.found();
+    conditioned_on_absent_ = !read_found_;
+    token_ = std::move(read.token);
+    if (read_found_) {
+      current_.emplace(std::move(read.value));
+    } else {
+      current_.reset();
+    }
+    update<value_type> u = std::invoke(fn_, std::as_const(current_));
+    switch (u.kind()) {
+      case update_kind::write:
+        pending_.emplace(std::move(u).value());
+        break;
+      case update_kind::keep:
+        decided_ = update_kind::keep;
+        break;
+      case update_kind::abort:
+        decided_ = update_kind::abort;
+        abort_reason_ = u.reason();
+        break;
+    }
+  }
+
+  // The write may or may not have landed: remember what we sent and re-read at once.
+  wresult resolve_now(wresult w) {
+    if constexpr (recognises_values) unknown_.push_back(*pending_);
+    resolving_ = true;
+    auto read = traits::read(store_, key_);
+    if (read.failed()) {
+      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
+      return wresult::failed(write_status::transient, std::move(w.error));
+    }
+    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
+    resolving_ = false;
+    const bool untouched = conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
+    if (untouched) {
+      // It did not land and nothing changed: the same request can be sent again.
+      return wresult::failed(write_status::transient, std::move(w.error));
+    }
+    return w;
+  }
+
+  Store& store_;
+  const key_type& key_;
+  Fn& fn_;
+  std::optional<value_type> current_;  // what fn saw last
+  std::optional<value_type> pending_;  // the value to write (kept for transient resends)
+  token_type token_{};                 // the token pending_ is conditioned on
+  bool read_found_ = false;
+  bool conditioned_on_absent_ = false;
+  bool resolving_ = false;
+  std::optional<update_kind> decided_;  // keep or abort, once fn said so
+  std::string abort_reason_;
+  std::vector<value_type> unknown_;  // values sent whose outcome we never learned
+  std::optional<value_type> landed_value_;
+  std::optional<token_type> landed_token_;
+};
+
+inline const retry_policy& default_retry_policy() {
+  static const retry_policy policy{};
+  return policy;
+}
+
+}  // namespace detail
+
+/// Read, let `fn` compute, write if unchanged (create if absent), retry through cas_retry.
+/// See the overview for what fn gets and returns and how indeterminate writes are resolved.
+/// `env` supplies cas_retry's clock, sleep and random engine (system_retry_env,
+/// virtual_retry_env, or your own retry_env).
+template <class Store, class Fn, retry_env Env>
+[[nodiscard]] store_rmw_result_t<Store> read_modify_write(Store& store, const store_key_t<Store>& key,
+                                                          Fn&& fn, const retry_policy& policy, Env& env) {
+  static_assert(check_conditional_writer<Store>());
+  static_assert(detail::check_rmw_function<std::remove_reference_t<Fn>, store_value_t<Store>>());
+  detail::rmw_machine<Store, std::remove_reference_t<Fn>> machine(store, key, fn);
+  auto r = cas_retry(
+      policy, [&machine](const attempt_info& info) { return machine(info); }, env);
+  return machine.finish(std::move(r));
+}
+
+template <class Store, class Fn>
+[[nodiscard]] store_rmw_result_t<Store> read_modify_write(Store& store, const store_key_t<Store>& key,
+                                                          Fn&& fn, const retry_policy& policy) {
+  system_retry_env env;
+  return read_modify_write(store, key, std::forward<Fn>(fn), policy, env);
+}
+
+template <class Store, class Fn>
+[[nodiscard]] store_rmw_result_t<Store> read_modify_write(Store& store, const store_key_t<Store>& key,
+                                                          Fn&& fn) {
+  return read_modify_write(store, key, std::forward<Fn>(fn), detail::default_retry_policy());
+}
+
+}  // namespace noclobber
+// ---- end noclobber/read_modify_write.hpp
+
+// ---- begin noclobber/locked_read_modify_write.hpp --------------------------
+// noclobber/locked_read_modify_write.hpp — seed 000's two layers: a per-key lock in front of
+// the conditional-write loop.
+//
+// Overview
+// --------
+// read_modify_write alone is correct against every writer, in any process. But writers in the
+// same process that target the same key still race each other through the store: all but one
+// get `conflict`, re-read and retry, burning round-trips and retry budget. A per-key lock in
+// front (a keyed_mutex_map) makes them queue instead, so in one process each update costs one
+// read and one write; the conditional write underneath still guards against writers elsewhere.
+//
+//     noclobber::keyed_mutex_map<std::string> locks;          // one per process, shared
+//     auto r = noclobber::locked_read_modify_write(locks, store, "loc/42.db",
+//         [&](const std::optional<blob>& db) -> noclobber::update<blob> { return add_row(db, row); });
+//
+// `locks` is any object whose `lock(key)` returns an RAII guard (keyed_mutex_map, or your own);
+// it is locked with the store key itself. The guard is released when the call returns or
+// throws.
+//
+// Thread safety: call from any number of threads. What runs under the per-key lock: the whole
+// read_modify_write — every store call, every backoff sleep, `fn` (each time it is called),
+// and the policy's hooks. `fn` must therefore not lock the same key through `locks` again
+// (that deadlocks) and should be quick. Whatever `fn` throws, the guard is released and nothing
+// is written.
+
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+template <class Locks, class Key>
+concept key_lock_map = requires(Locks& locks, const Key& key) {
+  locks.lock(key);
+};
+
+/// read_modify_write with `locks.lock(key)` held throughout (see the overview).
+template <class Locks, class Store, class Fn, retry_env Env>
+requires key_lock_map<Locks, store_key_t<Store>>
+[[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
+                                                                 const store_key_t<Store>& key, Fn&& fn,
+                                                                 const retry_policy& policy, Env& env) {
+  [[maybe_unused]] auto guard = locks.lock(key);
+  return read_modify_write(store, key, std::forward<Fn>(fn), policy, env);
+}
+
+template <class Locks, class Store, class Fn>
+requires key_lock_map<Locks, store_key_t<Store>>
+[[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
+                                                                 const store_key_t<Store>& key, Fn&& fn,
+                                                                 const retry_policy& policy) {
+  [[maybe_unused]] auto guard = locks.lock(key);
+  return read_modify_write(store, key, std::forward<Fn>(fn), policy);
+}
+
+template <class Locks, class Store, class Fn>
+requires key_lock_map<Locks, store_key_t<Store>>
+[[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
+                                                                 const store_key_t<Store>& key, Fn&& fn) {
+  [[maybe_unused]] auto guard = locks.lock(key);
+  return read_modify_write(store, key, std::forward<Fn>(fn));
+}
+
+}  // namespace noclobber
+// ---- end noclobber/locked_read_modify_write.hpp
 
 // ---- begin noclobber/memory_store.hpp --------------------------------------
 // noclobber/memory_store.hpp — the reference in-memory store, with fault injection.
@@ -860,6 +2216,190 @@ class memory_store {
 
 }  // namespace noclobber
 // ---- end noclobber/memory_store.hpp
+
+// ---- begin noclobber/naive_read_modify_write.hpp ---------------------------
+// noclobber/naive_read_modify_write.hpp — THE BUG: a blind read-modify-write, kept on purpose.
+//
+// Overview
+// --------
+// `naive_read_modify_write(store, key, fn)` reads the value, calls `fn`, and writes the result
+// back with the store's unconditional `overwrite`. Nothing checks whether somebody else wrote
+// the key between the read and the write, so when two callers read the same version, the
+// second overwrite silently erases the first caller's update. This is exactly the lost update
+// of every seed report (a download → modify → put_object cycle without If-Match; a
+// GetStackEnvVars → merge → UpdateStackEnvVars sequence; a cache refresh that saves the whole
+// model it read earlier).
+//
+// DO NOT USE IT FOR REAL WRITES. It exists as the negative control: the race harness and the
+// tests run it under the same race as read_modify_write to show that the race is real and
+// that the tests can fail (W forced writers lose W − 1 updates). Use read_modify_write
+// (read_modify_write.hpp) or locked_read_modify_write (locked_read_modify_write.hpp) instead.
+//
+// It takes the same `fn` (update<Value>: a value, keep or abort) and returns the same
+// rmw_result as read_modify_write, so the two can be swapped in a harness. It makes exactly one
+// attempt: a failed read or write ends it with outcome gave_up; there is no retry.
+//
+// Thread safety: holds no lock of its own; as thread-safe as the store (and as unsafe as the
+// pattern).
+
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// Reads, calls fn, overwrites: loses concurrent updates. The negative control, not a tool.
+template <class Store, class Fn>
+[[nodiscard]] store_rmw_result_t<Store> naive_read_modify_write(Store& store, const store_key_t<Store>& key,
+                                                                Fn&& fn) {
+  static_assert(overwritable_store<Store>,
+                "noclobber: naive_read_modify_write needs the store's unconditional "
+                "`overwrite(const key_type&, const value_type&)` returning write_result<token_type>");
+  static_assert(detail::check_rmw_function<std::remove_reference_t<Fn>, store_value_t<Store>>());
+  using traits = store_traits<std::remove_cvref_t<Store>>;
+  store_rmw_result_t<Store> out;
+  out.attempts = 1;
+  auto read = traits::read(store, key);
+  if (read.failed()) {
+    out.last_status = as_write_status(read.status);
+    out.last_error = std::move(read.error);
+    out.reason =
+        out.last_status == write_status::permanent ? stop_reason::permanent : stop_reason::attempts_exhausted;
+    return out;
+  }
+  std::optional<store_value_t<Store>> current;
+  if (read.found()) current.emplace(std::move(read.value));
+  update<store_value_t<Store>> u = std::invoke(fn, std::as_const(current));
+  if (!u.is_write()) {
+    out.outcome = u.is_keep() ? rmw_outcome::unchanged : rmw_outcome::aborted;
+    out.abort_reason = u.reason();
+    out.reason = stop_reason::applied;
+    out.last_status = write_status::applied;
+    if (read.found()) out.token = std::move(read.token);
+    out.value = std::move(current);
+    return out;
+  }
+  auto w = traits::overwrite(store, key, u.value());  // <- the lost update happens here
+  out.last_status = w.status;
+  out.last_error = std::move(w.error);
+  if (w.status == write_status::applied) {
+    out.outcome = rmw_outcome::applied;
+    out.reason = stop_reason::applied;
+    out.created = !read.found();
+    out.token = std::move(w.token);
+    out.value = std::move(u).value();
+    return out;
+  }
+  out.indeterminate = w.status == write_status::indeterminate;
+  out.reason = w.status == write_status::permanent       ? stop_reason::permanent
+               : w.status == write_status::indeterminate ? stop_reason::indeterminate
+                                                         : stop_reason::attempts_exhausted;
+  return out;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/naive_read_modify_write.hpp
+
+// ---- begin noclobber/thread_annotations.hpp --------------------------------
+// noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
+//
+// Overview
+// --------
+// Clang's -Wthread-safety analysis checks at compile time that data marked NOCLOBBER_GUARDED_BY(m)
+// is touched only while `m` is held, that functions marked NOCLOBBER_REQUIRES(m) are called with `m`
+// held, and that scoped lock objects release what they acquire. Under any other compiler every macro
+// here expands to nothing, so annotated code stays portable. The macro set mirrors Abseil's
+// absl/base/thread_annotations.h with a NOCLOBBER_ prefix.
+//
+// libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
+// wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
+// `noclobber::annotated_lock` (its scoped guard):
+//
+//   noclobber::annotated_mutex mu;
+//   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
+//   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
+//
+// Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
+// threads. No user callbacks run anywhere in this header.
+
+#include <mutex>
+
+#if defined(__clang__) && !defined(SWIG)
+#define NOCLOBBER_THREAD_ANNOTATION_(x) __attribute__((x))
+#else
+#define NOCLOBBER_THREAD_ANNOTATION_(x)
+#endif
+
+// A type that acts as a lock (a "capability"); `name` appears in diagnostics.
+#define NOCLOBBER_CAPABILITY(name) NOCLOBBER_THREAD_ANNOTATION_(capability(name))
+// An RAII type that acquires in its constructor and releases in its destructor.
+#define NOCLOBBER_SCOPED_CAPABILITY NOCLOBBER_THREAD_ANNOTATION_(scoped_lockable)
+// Data member readable/writable only while `x` is held (shared for reads).
+#define NOCLOBBER_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(guarded_by(x))
+// The pointee of a pointer member is guarded by `x`.
+#define NOCLOBBER_PT_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(pt_guarded_by(x))
+// Lock-order declarations between capabilities.
+#define NOCLOBBER_ACQUIRED_BEFORE(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_before(__VA_ARGS__))
+#define NOCLOBBER_ACQUIRED_AFTER(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_after(__VA_ARGS__))
+// The caller must hold the capabilities (exclusively / shared) when calling.
+#define NOCLOBBER_REQUIRES(...) NOCLOBBER_THREAD_ANNOTATION_(requires_capability(__VA_ARGS__))
+#define NOCLOBBER_REQUIRES_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(requires_shared_capability(__VA_ARGS__))
+// The function acquires / releases the capabilities (no argument: `this`).
+#define NOCLOBBER_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_capability(__VA_ARGS__))
+#define NOCLOBBER_ACQUIRE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_shared_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE(...) NOCLOBBER_THREAD_ANNOTATION_(release_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(release_shared_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE_GENERIC(...) NOCLOBBER_THREAD_ANNOTATION_(release_generic_capability(__VA_ARGS__))
+// The function acquires the capability iff it returns `success` (first argument).
+#define NOCLOBBER_TRY_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(try_acquire_capability(__VA_ARGS__))
+#define NOCLOBBER_TRY_ACQUIRE_SHARED(...) \
+  NOCLOBBER_THREAD_ANNOTATION_(try_acquire_shared_capability(__VA_ARGS__))
+// The caller must NOT hold the capabilities (the function acquires them itself).
+#define NOCLOBBER_EXCLUDES(...) NOCLOBBER_THREAD_ANNOTATION_(locks_excluded(__VA_ARGS__))
+// Runtime assertion that the capability is held; the analysis trusts it afterwards.
+#define NOCLOBBER_ASSERT_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_capability(x))
+#define NOCLOBBER_ASSERT_SHARED_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_shared_capability(x))
+// The function returns a reference to the capability `x`.
+#define NOCLOBBER_RETURN_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(lock_returned(x))
+// Opt one function out of the analysis (say why next to it).
+#define NOCLOBBER_NO_THREAD_SAFETY_ANALYSIS NOCLOBBER_THREAD_ANNOTATION_(no_thread_safety_analysis)
+
+namespace noclobber {
+
+// std::mutex with capability attributes, so NOCLOBBER_GUARDED_BY(mu) is checked by Clang.
+class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
+ public:
+  annotated_mutex() = default;
+  annotated_mutex(const annotated_mutex&) = delete;
+  annotated_mutex& operator=(const annotated_mutex&) = delete;
+
+  void lock() NOCLOBBER_ACQUIRE() { mutex_.lock(); }
+  void unlock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
+  bool try_lock() NOCLOBBER_TRY_ACQUIRE(true) { return mutex_.try_lock(); }
+
+  // For std::condition_variable: wait on `native()` through a std::unique_lock you adopt/release.
+  std::mutex& native() NOCLOBBER_RETURN_CAPABILITY(this) { return mutex_; }
+
+ private:
+  std::mutex mutex_;
+};
+
+// Scoped lock over annotated_mutex (std::lock_guard with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
+ public:
+  explicit annotated_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_lock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
+  annotated_lock(const annotated_lock&) = delete;
+  annotated_lock& operator=(const annotated_lock&) = delete;
+
+ private:
+  annotated_mutex& mutex_;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/thread_annotations.hpp
 
 // ---- begin noclobber/version.hpp -------------------------------------------
 // noclobber/version.hpp — the library's version, as macros and as constants.

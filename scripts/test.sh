@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Builds and runs every noclobber test. The README's test command and what .ci/run calls.
+#
+#   bash scripts/test.sh              every stage (what CI runs)
+#   bash scripts/test.sh gcc tsan     only the named stages, in the order below
+#
+# Stages, in order; the first that fails stops the run and is named:
+#   deps        install the missing Debian packages of scripts/apt-packages.txt (as root)
+#   format      clang-format --dry-run -Werror on include/ tests/ bench/ examples/ test_package/
+#   generated   single header and umbrella fresh, versions and packaging agree, doc examples = files
+#   gcc         g++ Release: tests, benchmarks, examples, header self-containment; ctest -LE server
+#   clang       clang++ Release (no benchmarks); ctest -LE server
+#   tsan        ThreadSanitizer, g++ -O1; ctest -LE server
+#   asan        AddressSanitizer + UBSan, clang++ -O1; ctest -LE server
+#   consumers   install + find_package, add_subdirectory, FetchContent, pkg-config, Conan
+#               test_package, single header (scripts/check_consumers.sh)
+#   bench       every benchmark once with a tiny min time, JSON into a temp folder
+#   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
+# The summary's last line counts stages: `N passed, N failed`.
+#
+# Build folders go under $NOCLOBBER_BUILD_ROOT (default build-ci/) and are reused between runs.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build_root=${NOCLOBBER_BUILD_ROOT:-build-ci}
+mkdir -p "$build_root"
+build_root=$(cd "$build_root" && pwd)
+jobs=2
+
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+export CTEST_OUTPUT_ON_FAILURE=1
+
+names=() results=() seconds=() notes=()
+run_start=$(date +%s)
+
+summary() {
+  local total=$(($(date +%s) - run_start)) passed=0 failed=0 i
+  echo
+  echo "==== scripts/test.sh summary (stages; wall time ${total}s)"
+  for i in "${!names[@]}"; do
+    printf '  %-10s %-6s %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
+    case "${results[$i]}" in pass) passed=$((passed + 1)) ;; FAIL) failed=$((failed + 1)) ;; esac
+  done
+  echo "$passed passed, $failed failed"
+}
+
+only=("$@")
+stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
+  local name=$1 fn=$2 start
+  if [ "${#only[@]}" -gt 0 ] && [[ " ${only[*]} " != *" $name "* ]]; then return 0; fi
+  start=$(date +%s)
+  echo
+  echo "==== stage $name"
+  rm -f "$build_root/.note"
+  (set -e; "$fn") # not inside `if`: there bash would ignore set -e
+  local status=$?
+  names+=("$name") seconds+=($(($(date +%s) - start))) notes+=("$(cat "$build_root/.note" 2>/dev/null)")
+  if [ "$status" -eq 0 ]; then
+    results+=(pass)
+  else
+    results+=(FAIL)
+    echo "scripts/test.sh: stage '$name' FAILED (output above)" >&2
+    summary
+    exit 1
+  fi
+}
+say() { echo "$*" >"$build_root/.note"; } # one-line note for the summary
+
+stage_deps() { bash scripts/check_deps.sh; }
+
+stage_format() {
+  # Tracked files in a git checkout (someone's uncommitted draft is not CI's business), else all.
+  local dirs=(include tests bench examples test_package) files bad
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    mapfile -t files < <(git ls-files -- "${dirs[@]}" | grep -E '\.(hpp|cpp|h|cc)$')
+  else
+    mapfile -t files < <(find "${dirs[@]}" -type f \( -name '*.hpp' -o -name '*.cpp' -o -name '*.h' -o -name '*.cc' \) 2>/dev/null | sort)
+  fi
+  bad=$(clang-format --dry-run -Werror "${files[@]}" 2>&1 | grep -oE '^[^:]+:[0-9]+:[0-9]+: error' | cut -d: -f1 | sort -u || true)
+  if [ -n "$bad" ]; then
+    echo "not clang-formatted (fix: clang-format -i FILE):"
+    echo "$bad" | sed 's/^/  /'
+    return 1
+  fi
+  say "${#files[@]} files clang-formatted"
+}
+
+stage_generated() {
+  python3 scripts/amalgamate.py --check
+  python3 scripts/check_packaging.py
+  python3 scripts/check_doc_examples.py
+}
+
+# cmake_build DIR ARGS...: configure (reusing DIR), build everything, run ctest -LE server.
+cmake_build_and_test() {
+  local dir="$build_root/$1"
+  shift
+  cmake -S "$root" -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs"
+  local log="$dir.ctest.log"
+  local status=0
+  ctest --test-dir "$dir" -LE server -j "$jobs" --timeout 600 2>&1 | tee "$log" || status=$?
+  say "$(grep -E 'tests passed|tests failed' "$log" | tail -n 1)"
+  return "$status"
+}
+
+stage_gcc() { cmake_build_and_test gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release; }
+stage_clang() {
+  cmake_build_and_test clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release -DNOCLOBBER_BUILD_BENCHMARKS=OFF
+}
+sanitizer_args=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" -DNOCLOBBER_BUILD_BENCHMARKS=OFF
+  -DNOCLOBBER_CHECK_HEADERS=OFF)
+stage_tsan() { cmake_build_and_test tsan -DCMAKE_CXX_COMPILER=g++ "${sanitizer_args[@]}" -DNOCLOBBER_SANITIZE=thread; }
+stage_asan() {
+  cmake_build_and_test asan -DCMAKE_CXX_COMPILER=clang++ "${sanitizer_args[@]}" -DNOCLOBBER_SANITIZE=address,undefined
+}
+
+stage_consumers() {
+  bash scripts/check_consumers.sh "$build_root/consumers" | tee "$build_root/consumers.log"
+  say "$(tail -n 1 "$build_root/consumers.log" | sed 's/^check_consumers.sh: //')"
+}
+
+stage_bench() {
+  local out
+  out=$(mktemp -d /tmp/noclobber-bench-smoke.XXXXXX)
+  NOCLOBBER_BENCH_MIN_TIME=0.01 bash scripts/run_benchmarks.sh "$build_root/gcc" "$out" | tee "$build_root/bench.log"
+  say "$(find "$out" -name '*.json' | wc -l) benchmark programs ran"
+  rm -rf "$out"
+}
+
+stage_servers() { bash scripts/test_servers.sh "$build_root/gcc"; }
+
+stage deps stage_deps
+stage format stage_format
+stage generated stage_generated
+stage gcc stage_gcc
+stage clang stage_clang
+stage tsan stage_tsan
+stage asan stage_asan
+stage consumers stage_consumers
+stage bench stage_bench
+if [ -f scripts/test_servers.sh ]; then
+  stage servers stage_servers
+elif [ "${#only[@]}" -eq 0 ]; then
+  names+=(servers) results+=(skip) seconds+=(0) notes+=("no scripts/test_servers.sh")
+fi
+summary
