@@ -1,0 +1,434 @@
+// Tests for noclobber/keyed_mutex_map.hpp: each operation, real races with exact plain counters,
+// deadlock-free random multi-key sets, timeouts, cross-thread release, exceptions, size() back to 0.
+#include <noclobber/keyed_mutex_map.hpp>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using string_map = noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>>;
+
+std::string object_key(int i) {
+  return "bucket/tenant-" + std::to_string(4824 + i % 7) + "/2024/06/part-" + std::to_string(100000 + i) +
+         ".parquet";
+}
+
+// Every key collides: one hash, so everything shares one shard and one chain.
+struct colliding_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view) const noexcept { return 42; }
+};
+
+// KeyEqual that throws on demand (to prove nothing stays held or allocated when it does).
+struct throwing_equal {
+  using is_transparent = void;
+  static inline std::atomic<bool> armed{false};
+  bool operator()(std::string_view a, std::string_view b) const {
+    if (armed.load(std::memory_order_relaxed)) throw std::runtime_error("KeyEqual threw");
+    return a == b;
+  }
+};
+
+struct padded_counter {
+  alignas(64) long value = 0;  // plain, non-atomic: only correct if the per-key lock works
+};
+
+}  // namespace
+
+TEST_CASE("lock, try_lock, unlock, key, move and size") {
+  string_map m;
+  REQUIRE(m.size() == 0);
+  {
+    auto g = m.lock(std::string_view("a"));
+    REQUIRE(g.owns_lock());
+    REQUIRE(static_cast<bool>(g));
+    REQUIRE(g.key() == "a");
+    REQUIRE(m.size() == 1);
+
+    auto t = m.try_lock("a");  // held: fails, empty guard
+    REQUIRE_FALSE(t.owns_lock());
+    REQUIRE_THROWS_AS(t.unlock(), std::logic_error);
+    REQUIRE_THROWS_AS(t.key(), std::logic_error);
+
+    auto other = m.try_lock(std::string("b"));  // another key: independent
+    REQUIRE(other.owns_lock());
+    REQUIRE(m.size() == 2);
+
+    string_map::guard moved = std::move(g);
+    REQUIRE_FALSE(g.owns_lock());
+    REQUIRE(moved.owns_lock());
+    moved.unlock();
+    REQUIRE_FALSE(moved.owns_lock());
+    REQUIRE(m.size() == 1);
+    REQUIRE(m.try_lock("a").owns_lock());  // freed by unlock
+    // move-assign over a held guard releases the held key first
+    auto c = m.lock("c");
+    c = std::move(other);
+    REQUIRE(c.key() == "b");
+    REQUIRE(m.try_lock("c").owns_lock());
+  }
+  REQUIRE(m.size() == 0);
+  auto c = m.counters();
+  REQUIRE(c.acquisitions == 5);  // a, b (try), a (try), c, c (try); failed tries don't count
+  REQUIRE(c.contended_acquisitions == 0);
+}
+
+TEST_CASE("integer keys and a non-default shard count") {
+  noclobber::keyed_mutex_map<int> m(noclobber::keyed_mutex_map_options{1});
+  REQUIRE(m.shard_count() == 1);
+  auto a = m.lock(1);
+  auto b = m.lock(2);  // same (only) shard, different key: no wait
+  REQUIRE_FALSE(m.try_lock(1).owns_lock());
+  REQUIRE(m.size() == 2);
+  a.unlock();
+  REQUIRE(m.size() == 1);
+  b.unlock();
+  REQUIRE(m.size() == 0);
+}
+
+TEST_CASE("bad shard count is rejected with a message naming it") {
+  using M = noclobber::keyed_mutex_map<int>;
+  REQUIRE_THROWS_WITH(M(noclobber::keyed_mutex_map_options{0}), Catch::Contains("got 0"));
+  REQUIRE_THROWS_WITH(M(noclobber::keyed_mutex_map_options{1000}), Catch::Contains("got 1000"));
+}
+
+TEST_CASE("shared mode: readers share, writers exclude, writers are preferred") {
+  string_map m;
+  auto r1 = m.lock_shared("k");
+  auto r2 = m.try_lock_shared("k");
+  REQUIRE(r1.owns_lock());
+  REQUIRE(r2.owns_lock());
+  REQUIRE(r2.key() == "k");
+  REQUIRE(m.size() == 1);
+  REQUIRE_FALSE(m.try_lock("k").owns_lock());
+  REQUIRE_FALSE(m.try_lock_for("k", 5ms).owns_lock());
+
+  // A writer waiting blocks new readers (writer preference).
+  std::atomic<bool> writer_in{false};
+  std::thread writer([&] {
+    auto w = m.lock("k");
+    writer_in = true;
+  });
+  while (m.try_lock_shared("k").owns_lock()) std::this_thread::yield();  // until the writer queues
+  REQUIRE_FALSE(writer_in.load());
+  r1.unlock();
+  REQUIRE_FALSE(writer_in.load());
+  r2.unlock();
+  writer.join();
+  REQUIRE(writer_in.load());
+  REQUIRE(m.size() == 0);
+
+  auto w = m.lock("k");
+  REQUIRE_FALSE(m.try_lock_shared("k").owns_lock());
+  REQUIRE_FALSE(m.try_lock_shared_for("k", 5ms).owns_lock());
+  REQUIRE_FALSE(m.try_lock_shared_until("k", std::chrono::system_clock::now() + 5ms).owns_lock());
+}
+
+TEST_CASE("timeouts are honoured and leave nothing behind") {
+  string_map m;
+  auto held = m.lock("k");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto g = m.try_lock_for("k", 30ms);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(g.owns_lock());
+  REQUIRE(waited >= 30ms);  // lower bound only: it did wait, it did not give up early
+  auto u = m.try_lock_until("k", std::chrono::system_clock::now() + 20ms);
+  REQUIRE_FALSE(u.owns_lock());
+  REQUIRE_FALSE(m.try_lock_for("k", -5ms).owns_lock());
+  REQUIRE_FALSE(m.try_lock_for("k", std::chrono::hours(0)).owns_lock());
+  REQUIRE(m.size() == 1);
+  // A timed waiter does get the key when it is released in time.
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(10ms);
+    held.unlock();
+  });
+  auto late = m.try_lock_for("k", std::chrono::hours(1));
+  releaser.join();
+  REQUIRE(late.owns_lock());
+  late.unlock();
+  REQUIRE(m.size() == 0);
+  REQUIRE(m.counters().contended_acquisitions == 1);
+}
+
+TEST_CASE("multi-key: folded, all-or-nothing for try and timed forms") {
+  string_map m;
+  {
+    auto g = m.lock_all(
+        {std::string_view("a"), std::string_view("b"), std::string_view("a"), std::string_view("c")});
+    REQUIRE(g.owns_lock());
+    REQUIRE(g.size() == 3);
+    REQUIRE(m.size() == 3);
+    REQUIRE_FALSE(m.try_lock("a").owns_lock());
+    REQUIRE_FALSE(m.try_lock("c").owns_lock());
+    REQUIRE_THROWS_AS(g.key(3), std::out_of_range);
+  }
+  REQUIRE(m.size() == 0);
+  auto b = m.lock("b");
+  std::vector<std::string> keys{"a", "b", "c", "d"};
+  REQUIRE_FALSE(m.try_lock_all(keys).owns_lock());
+  REQUIRE_FALSE(m.try_lock_all_for(keys, 10ms).owns_lock());
+  REQUIRE_FALSE(m.try_lock_all_until(keys, std::chrono::steady_clock::now() + 5ms).owns_lock());
+  REQUIRE(m.size() == 1);  // nothing of a, c, d left held or allocated
+  REQUIRE(m.try_lock("a").owns_lock());
+  b.unlock();
+  auto all = m.try_lock_all(keys);
+  REQUIRE(all.size() == 4);
+  all.unlock();
+  auto none = m.lock_all(std::vector<std::string>{});
+  REQUIRE(none.owns_lock());
+  REQUIRE(none.size() == 0);
+  REQUIRE(m.size() == 0);
+}
+
+// N threads x M iterations over a few keys; each key guards a plain counter.
+template <class Map>
+void race_counters(Map& m, int threads, int iterations, int keys) {
+  std::vector<std::string> names;
+  for (int k = 0; k < keys; ++k) names.push_back(object_key(k));
+  std::vector<padded_counter> counters(keys);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::minstd_rand rng(t + 1);
+      for (int i = 0; i < iterations; ++i) {
+        const int k = static_cast<int>(rng() % keys);
+        switch (i % 4) {
+          case 0:
+          case 1: {
+            auto g = m.lock(std::string_view(names[k]));
+            ++counters[k].value;
+            break;
+          }
+          case 2: {
+            auto g = m.try_lock_for(names[k], std::chrono::hours(1));
+            REQUIRE(g.owns_lock());
+            ++counters[k].value;
+            break;
+          }
+          default: {
+            for (;;) {
+              auto g = m.try_lock(names[k]);
+              if (g) {
+                ++counters[k].value;
+                break;
+              }
+              std::this_thread::yield();
+            }
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  long total = 0;
+  for (auto& c : counters) total += c.value;
+  REQUIRE(total == static_cast<long>(threads) * iterations);
+  REQUIRE(m.size() == 0);
+}
+
+TEST_CASE("race: plain per-key counters come out exact") {
+  SECTION("default shards") {
+    string_map m;
+    race_counters(m, 8, 4000, 3);
+    auto c = m.counters();
+    REQUIRE(c.acquisitions == 8u * 4000u);
+    REQUIRE(c.contended_acquisitions > 0);  // 8 threads on 3 keys do collide
+    REQUIRE(c.contended_acquisitions <= c.acquisitions);
+  }
+  SECTION("one shard") {
+    string_map m(noclobber::keyed_mutex_map_options{1});
+    race_counters(m, 6, 3000, 5);
+  }
+  SECTION("every key colliding in one chain") {
+    noclobber::keyed_mutex_map<std::string, colliding_hash, std::equal_to<>> m;
+    race_counters(m, 6, 3000, 5);
+  }
+}
+
+TEST_CASE("race: readers see no torn writes under shared mode") {
+  string_map m;
+  padded_counter a, b;  // invariant under the key: a == b
+  std::atomic<long> reads{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 6; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < 3000; ++i) {
+        if ((i + t) % 3 == 0) {
+          auto g = m.lock("pair");
+          ++a.value;
+          ++b.value;
+        } else {
+          auto g = (i % 2) ? m.lock_shared("pair") : m.try_lock_shared_for("pair", std::chrono::hours(1));
+          REQUIRE(g.owns_lock());
+          REQUIRE(a.value == b.value);
+          reads.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  REQUIRE(a.value == 6000);
+  REQUIRE(reads.load() == 12000);
+  REQUIRE(m.size() == 0);
+}
+
+TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") {
+  constexpr int keys = 12;
+  for (std::size_t shards : {std::size_t{1}, std::size_t{4}, std::size_t{4096}}) {
+    string_map m(noclobber::keyed_mutex_map_options{shards});
+    std::vector<std::string> names;
+    for (int k = 0; k < keys; ++k) names.push_back(object_key(k));
+    std::vector<padded_counter> counters(keys);
+    std::vector<long> expected_per_thread(keys * 6, 0);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 6; ++t) {
+      pool.emplace_back([&, t] {
+        std::minstd_rand rng(100 + t);
+        std::vector<std::string_view> set;
+        std::vector<int> idx;
+        for (int i = 0; i < 1500; ++i) {
+          set.clear();
+          idx.clear();
+          const int n = 1 + static_cast<int>(rng() % 5);
+          for (int j = 0; j < n; ++j) idx.push_back(static_cast<int>(rng() % keys));  // duplicates on purpose
+          for (int k : idx) set.push_back(names[k]);
+          auto bump = [&] {
+            std::vector<bool> seen(keys, false);
+            for (int k : idx) {
+              if (seen[k]) continue;
+              seen[k] = true;
+              ++counters[k].value;
+              ++expected_per_thread[t * keys + k];
+            }
+          };
+          if (i % 3 == 0) {
+            auto g = m.try_lock_all_for(std::span<const std::string_view>(set), std::chrono::hours(1));
+            REQUIRE(g.owns_lock());
+            bump();
+          } else if (i % 3 == 1) {
+            auto g = m.try_lock_all(std::span<const std::string_view>(set));
+            if (g) bump();
+          } else {
+            auto g = m.lock_all(std::span<const std::string_view>(set));
+            bump();
+          }
+          // Also mix in single-key locks, which must order against the multi-key ones.
+          auto single = m.lock(names[rng() % keys]);
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    for (int k = 0; k < keys; ++k) {
+      long expected = 0;
+      for (int t = 0; t < 6; ++t) expected += expected_per_thread[t * keys + k];
+      REQUIRE(counters[k].value == expected);
+    }
+    REQUIRE(m.size() == 0);
+  }
+}
+
+TEST_CASE("a guard may be released on another thread") {
+  string_map m;
+  constexpr int rounds = 2000;
+  padded_counter counter;
+  std::atomic<bool> stop{false};
+  // A contender keeps the key busy so the hand-off crosses the slow path too.
+  std::thread contender([&] {
+    while (!stop.load()) {
+      auto g = m.lock("k");
+      ++counter.value;
+    }
+  });
+  long mine = 0;
+  for (int i = 0; i < rounds; ++i) {
+    auto g = m.lock("k");
+    ++counter.value;
+    ++mine;
+    std::thread([g = std::move(g)]() mutable { g.unlock(); }).join();
+  }
+  stop = true;
+  contender.join();
+  REQUIRE(mine == rounds);
+  REQUIRE(m.size() == 0);
+  REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(counter.value));
+}
+
+TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
+  SECTION("caller code throws while holding the guard") {
+    string_map m;
+    for (int i = 0; i < 100; ++i) {
+      try {
+        auto g = m.lock(object_key(i % 3));
+        throw std::runtime_error("user code failed");
+      } catch (const std::runtime_error&) {
+      }
+    }
+    REQUIRE(m.size() == 0);
+  }
+  SECTION("KeyEqual throws under the shard lock, with waiters around") {
+    noclobber::keyed_mutex_map<std::string, colliding_hash, throwing_equal> m;
+    auto held = m.lock("a");                            // chain non-empty: the next lock compares keys
+    std::thread waiter([&] { auto g = m.lock("a"); });  // parks on "a"
+    std::this_thread::sleep_for(20ms);                  // let it park (not required for the assertions below)
+    throwing_equal::armed = true;
+    REQUIRE_THROWS_AS(m.lock("b"), std::runtime_error);
+    REQUIRE_THROWS_AS(m.try_lock_for("a", 1ms), std::runtime_error);
+    REQUIRE_THROWS_AS(m.lock_all({std::string_view("x"), std::string_view("y")}), std::runtime_error);
+    throwing_equal::armed = false;
+    held.unlock();
+    waiter.join();
+    REQUIRE(m.size() == 0);
+    auto again = m.try_lock("b");  // the shard is usable after the throw
+    REQUIRE(again.owns_lock());
+  }
+}
+
+TEST_CASE("entries retired and re-created concurrently are never used after reuse") {
+  // Many threads churn a few keys with try_lock/lock/timed locks so entries are retired, recycled
+  // through thread caches and re-created while others still wait: ASan/TSan catch any reuse bug.
+  noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> m(
+      noclobber::keyed_mutex_map_options{2});
+  std::vector<std::string> names{"x", "y", "z", "w"};
+  std::vector<padded_counter> counters(names.size());
+  std::atomic<long> done{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t) {
+    pool.emplace_back([&, t] {
+      std::minstd_rand rng(7 * t + 3);
+      for (int i = 0; i < 3000; ++i) {
+        const std::size_t k = rng() % names.size();
+        string_map::guard g;
+        switch (rng() % 3) {
+          case 0:
+            g = m.lock(names[k]);
+            break;
+          case 1:
+            g = m.try_lock(names[k]);
+            break;
+          default:
+            g = m.try_lock_for(names[k], std::chrono::microseconds(rng() % 50));
+            break;
+        }
+        if (g) {
+          ++counters[k].value;
+          done.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  long total = 0;
+  for (auto& c : counters) total += c.value;
+  REQUIRE(total == done.load());
+  REQUIRE(m.size() == 0);
+  REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(total));
+}
