@@ -2,8 +2,9 @@
 """Every code example in the docs is a real file that CI compiles and runs.
 
 A fenced block in README.md or docs/**/*.md whose first line is `// example: examples/<file>`
-must equal that file byte for byte (the file itself starts with the same comment line).
-Exits 1 naming each block that differs or names a missing file.
+(C++) or `# example: <path>` (CMake: the consumer projects under tests/cmake_consumer/ and
+test_package/) must equal that file byte for byte; the file itself starts with the same comment
+line. Exits 1 naming each block that differs or names a missing file.
 """
 import difflib
 import pathlib
@@ -11,7 +12,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MARK = re.compile(r"^// example: (examples/\S+)$")
+MARK = re.compile(r"^(?://|#) example: ((?:examples|tests/cmake_consumer|test_package)/\S+)$")
 FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
 
 
