@@ -15,6 +15,7 @@
 #include "noclobber/backoff.hpp"
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/locked_read_modify_write.hpp"
 #include "noclobber/memory_store.hpp"
 #include "noclobber/naive_read_modify_write.hpp"
