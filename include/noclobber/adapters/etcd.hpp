@@ -1,0 +1,216 @@
+// noclobber/adapters/etcd.hpp — etcd v3 through its JSON gateway (libcurl): compare mod_revision.
+//
+// Overview
+// --------
+// etcd versions every key with `mod_revision` (the cluster revision of its last write), and its
+// transactions compare and write in one step. `etcd::store` speaks the gateway's JSON
+// (`POST /v3/kv/range`, `POST /v3/kv/txn`; keys and values base64, int64 as strings):
+//
+//   read              range(key)                  -> value, token = kvs[0].mod_revision
+//   write_if_match    txn { MOD(key) == token } then put, else range(key)
+//                     succeeded -> applied, token = header.revision (the put's revision)
+//                     failed    -> conflict, or absent when the else-range found no key
+//   create_if_absent  txn { CREATE(key) == 0 } then put, else range  (failed -> exists)
+//   erase_if_match    txn { MOD(key) == token } then delete_range
+//
+// Revisions only grow, so tokens never repeat (no ABA). The gateway omits `succeeded` when the
+// compare failed, `kvs` when a range found nothing, and a `value` that is empty.
+//
+// Errors: a request sent without an answer (timeout, reset) is `indeterminate` for a write:
+// etcd may have committed it, so resolve by re-reading, never by calling it a conflict. gRPC
+// codes in the gateway's error body: Unavailable (14), DeadlineExceeded (4) and Aborted (10) are
+// indeterminate for writes and transient for reads; ResourceExhausted (8) and everything else
+// (InvalidArgument 3, e.g. a request over --max-request-bytes) are permanent.
+//
+// Thread safety: a `store` is one libcurl handle (one keep-alive connection): one thread at a
+// time. No user code is called.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "noclobber/adapters/detail/curl_easy.hpp"
+#include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/conditional_writer.hpp"
+#include "noclobber/outcome.hpp"
+
+namespace noclobber::etcd {
+
+class store {
+ public:
+  using key_type = std::string;
+  using value_type = std::string;
+  using token_type = std::int64_t;  // mod_revision
+
+  /// `endpoint`: "http://host:port" of an etcd client URL (std::invalid_argument otherwise).
+  explicit store(std::string endpoint, std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : endpoint_(std::move(endpoint)), http_(timeout) {
+    if (!(endpoint_.starts_with("http://") || endpoint_.starts_with("https://")) || endpoint_.size() < 9) {
+      throw std::invalid_argument("noclobber::etcd::store: endpoint '" + endpoint_ +
+                                  "' is not an http(s)://host:port URL");
+    }
+    while (endpoint_.ends_with('/')) endpoint_.pop_back();
+    range_url_ = endpoint_ + "/v3/kv/range";
+    txn_url_ = endpoint_ + "/v3/kv/txn";
+    put_url_ = endpoint_ + "/v3/kv/put";
+  }
+
+  read_result<value_type, token_type> read(const key_type& key) {
+    using rr = read_result<value_type, token_type>;
+    check_key(key);
+    const std::string k = detail::json::base64_encode(key);
+    auto doc = call(range_url_, "{\"key\":\"" + k + "\"}", false);
+    if (!doc.ok) return rr::make_failed(as_read(doc.status), std::move(doc.error));
+    return range_answer<rr>(doc.body);
+  }
+
+  write_result<token_type> write_if_match(const key_type& key, const token_type& token,
+                                          const value_type& value) {
+    check_key(key);
+    const std::string k = detail::json::base64_encode(key);
+    return txn(
+        k,
+        "{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" + std::to_string(token) +
+            "\",\"result\":\"EQUAL\"}",
+        "{\"request_put\":{\"key\":\"" + k + "\",\"value\":\"" + detail::json::base64_encode(value) + "\"}}",
+        write_status::conflict, true);
+  }
+
+  write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
+    check_key(key);
+    const std::string k = detail::json::base64_encode(key);
+    return txn(
+        k, "{\"key\":\"" + k + "\",\"target\":\"CREATE\",\"create_revision\":\"0\",\"result\":\"EQUAL\"}",
+        "{\"request_put\":{\"key\":\"" + k + "\",\"value\":\"" + detail::json::base64_encode(value) + "\"}}",
+        write_status::exists, true);
+  }
+
+  write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
+    check_key(key);
+    const std::string k = detail::json::base64_encode(key);
+    return txn(k,
+               "{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" + std::to_string(token) +
+                   "\",\"result\":\"EQUAL\"}",
+               "{\"request_delete_range\":{\"key\":\"" + k + "\"}}", write_status::conflict, false);
+  }
+
+  /// The unconditional put that loses updates (negative control only).
+  write_result<token_type> overwrite(const key_type& key, const value_type& value) {
+    using wr = write_result<token_type>;
+    check_key(key);
+    auto doc = call(put_url_,
+                    "{\"key\":\"" + detail::json::base64_encode(key) + "\",\"value\":\"" +
+                        detail::json::base64_encode(value) + "\"}",
+                    true);
+    if (!doc.ok) return wr::failed(doc.status, std::move(doc.error));
+    const detail::json::value* h = doc.body.find("header");
+    const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+    return rev ? wr::applied(*rev) : wr::applied();
+  }
+
+  [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
+
+ private:
+  struct answer {
+    bool ok = false;
+    write_status status = write_status::permanent;
+    store_error error;
+    detail::json::value body;
+  };
+
+  static void check_key(const key_type& key) {
+    if (key.empty()) throw std::invalid_argument("noclobber::etcd::store: empty key");
+  }
+  static read_status as_read(write_status s) noexcept {
+    return s == write_status::permanent ? read_status::permanent : read_status::transient;
+  }
+
+  answer call(const std::string& url, const std::string& body, bool may_write) {
+    answer out;
+    detail::curl::response r = http_.perform("POST", url, body, {"Content-Type: application/json"});
+    if (!r.transport_ok()) {
+      out.status = detail::curl::classify_transport(r.code, may_write);
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error};
+      return out;
+    }
+    auto doc = detail::json::parse(r.body);
+    if (r.status != 200 || !doc || doc->find("error") != nullptr) {
+      // gRPC status in the gateway's error body.
+      const auto code = doc ? detail::json::find_int64(*doc, "code") : std::nullopt;
+      const detail::json::value* msg = doc ? doc->find("message") : nullptr;
+      const std::int64_t c = code.value_or(-1);
+      if (c == 14 || c == 4 || c == 10 || (c == -1 && r.status >= 500)) {
+        out.status = may_write ? write_status::indeterminate : write_status::transient;
+      } else {
+        out.status = write_status::permanent;
+      }
+      out.error = {"http " + std::to_string(r.status) + " grpc " + std::to_string(c),
+                   msg && msg->type == detail::json::value::kind::string ? msg->text : r.body.substr(0, 200)};
+      return out;
+    }
+    out.ok = true;
+    out.status = write_status::applied;
+    out.body = std::move(*doc);
+    return out;
+  }
+
+  // A range answer (top-level or inside a txn response) -> read_result.
+  template <class RR>
+  static RR range_answer(const detail::json::value& range) {
+    const detail::json::value* kvs = range.find("kvs");
+    if (kvs == nullptr || kvs->type != detail::json::value::kind::array || kvs->items.empty()) {
+      return RR::make_absent();
+    }
+    const detail::json::value& kv = kvs->items.front();
+    const auto rev = detail::json::find_int64(kv, "mod_revision");
+    const detail::json::value* v = kv.find("value");
+    std::optional<std::string> value =
+        v ? detail::json::base64_decode(v->text) : std::optional<std::string>("");
+    if (!rev || !value)
+      return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
+    return RR::make_found(std::move(*value), *rev);
+  }
+
+  // txn { compare } success [ then ] failure [ range(key) ].
+  write_result<token_type> txn(const std::string& k, const std::string& compare, const std::string& then,
+                               write_status on_compare_failed, bool is_put) {
+    using wr = write_result<token_type>;
+    auto doc = call(txn_url_,
+                    "{\"compare\":[" + compare + "],\"success\":[" + then +
+                        "],\"failure\":[{\"request_range\":{\"key\":\"" + k + "\"}}]}",
+                    true);
+    if (!doc.ok) return wr::failed(doc.status, std::move(doc.error));
+    const detail::json::value* succeeded = doc.body.find("succeeded");
+    if (succeeded != nullptr && succeeded->type == detail::json::value::kind::boolean && succeeded->boolean) {
+      if (!is_put) return wr::applied();
+      const detail::json::value* h = doc.body.find("header");
+      const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+      return rev ? wr::applied(*rev) : wr::applied();
+    }
+    if (on_compare_failed == write_status::exists) return wr::exists();
+    // The failure branch's range tells a moved key (conflict) from a missing one (absent).
+    const detail::json::value* responses = doc.body.find("responses");
+    const detail::json::value* range = nullptr;
+    if (responses != nullptr && responses->type == detail::json::value::kind::array &&
+        !responses->items.empty()) {
+      range = responses->items.front().find("response_range");
+    }
+    if (range == nullptr)
+      return wr::failed(write_status::permanent, {"json", "txn answer without its range"});
+    const detail::json::value* kvs = range->find("kvs");
+    const bool found = kvs != nullptr && kvs->type == detail::json::value::kind::array && !kvs->items.empty();
+    return found ? wr::conflict() : wr::absent();
+  }
+
+  std::string endpoint_, range_url_, txn_url_, put_url_;
+  detail::curl::easy http_;
+};
+
+static_assert(check_conditional_writer<store>());
+
+}  // namespace noclobber::etcd

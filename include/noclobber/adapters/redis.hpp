@@ -1,0 +1,411 @@
+// noclobber/adapters/redis.hpp — Redis (hiredis 0.14): WATCH/MULTI/EXEC, SET NX, and a Lua CAS.
+//
+// Overview
+// --------
+// Redis has no version per key, so `redis::store` keeps one in the value: each stored string is a
+// 32-hex-digit version stamp followed by the user's bytes. A stamp is (this connection's random
+// 64-bit id, a per-connection counter), so no two writes ever share one (no ABA, also across erase
+// and re-create). The token a read returns is that stamp.
+//
+//   create_if_absent   SET key stamp+value NX                     (nil reply = exists)
+//   write_if_match     method::watch_multi_exec (default):
+//                        WATCH key; GET key (compare stamp); MULTI; SET; EXEC  (EXEC nil = conflict)
+//                      method::lua_compare_and_set:
+//                        EVALSHA of a script that compares the stamp and SETs in one step
+//   erase_if_match     the same two ways, with DEL
+//
+// WATCH state is per connection, which is what makes pooled connections dangerous: a connection
+// handed back to a pool with a WATCH still armed makes the next borrower's EXEC fail (or, worse,
+// succeed against the wrong snapshot). This adapter never lets WATCH outlive a call: every path
+// out of write_if_match / erase_if_match has run EXEC, DISCARD or UNWATCH, and after an I/O error
+// the connection is closed and reopened on the next call (a new connection has no WATCH). So a
+// `store` may be returned to a pool between any two calls (`store_pool` below does exactly that).
+//
+// Errors: an EXEC whose answer was lost (timeout, dropped connection) is `indeterminate`; an I/O
+// error before anything was sent to write is `transient`; LOADING, BUSY, TRYAGAIN, MASTERDOWN,
+// READONLY, OOM and CLUSTERDOWN replies are `transient`; other error replies are `permanent`.
+//
+// Thread safety: a `store` is one connection: one thread at a time. `store_pool` is thread-safe
+// (one std::mutex around its free list; no user code runs under it).
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "noclobber/conditional_writer.hpp"
+#include "noclobber/outcome.hpp"
+
+namespace noclobber::redis {
+
+/// How write_if_match / erase_if_match make the compare and the write one step.
+enum class method : unsigned char { watch_multi_exec, lua_compare_and_set };
+
+namespace detail {
+struct reply_deleter {
+  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+inline constexpr std::size_t stamp_size = 32;
+
+// KEYS[1] = key, ARGV[1] = expected stamp, ARGV[2] = new stamp+value or "" to delete.
+// Returns 2 applied, 1 conflict, 0 absent.
+inline constexpr const char* cas_script =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if not cur then return 0 end "
+    "if string.sub(cur, 1, 32) ~= ARGV[1] then return 1 end "
+    "if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end "
+    "return 2";
+
+inline bool is_transient_error(std::string_view e) noexcept {
+  for (std::string_view p : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN"}) {
+    if (e.starts_with(p)) return true;
+  }
+  return false;
+}
+}  // namespace detail
+
+/// Parses "host:port" (what scripts/servers/redis.sh prints); std::invalid_argument when malformed.
+inline std::pair<std::string, int> parse_address(std::string_view addr) {
+  const auto colon = addr.rfind(':');
+  int port = 0;
+  bool ok = colon != std::string_view::npos && colon > 0 && colon + 1 < addr.size();
+  if (ok) {
+    for (char c : addr.substr(colon + 1)) {
+      ok = ok && c >= '0' && c <= '9' && port < 65536;
+      port = port * 10 + (c - '0');
+    }
+  }
+  if (!ok || port <= 0 || port > 65535) {
+    throw std::invalid_argument("noclobber::redis: bad address '" + std::string(addr) + "' (want host:port)");
+  }
+  return {std::string(addr.substr(0, colon)), port};
+}
+
+/// One Redis connection with versioned values; see the overview. Not thread-safe.
+class store {
+ public:
+  using key_type = std::string;
+  using value_type = std::string;
+  using token_type = std::string;  // the 32-hex-digit version stamp
+
+  /// Connects at once; throws std::runtime_error when the server cannot be reached.
+  store(std::string host, int port, method m = method::watch_multi_exec,
+        std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : host_(std::move(host)), port_(port), method_(m), timeout_(timeout) {
+    if (port <= 0 || port > 65535)
+      throw std::invalid_argument("noclobber::redis::store: bad port " + std::to_string(port));
+    if (timeout.count() <= 0) {
+      throw std::invalid_argument("noclobber::redis::store: timeout must be positive, got " +
+                                  std::to_string(timeout.count()) + "ms");
+    }
+    std::random_device rd;
+    id_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    if (!connect()) {
+      throw std::runtime_error("noclobber::redis::store: cannot connect to " + host_ + ":" +
+                               std::to_string(port_) + ": " + error_.message);
+    }
+  }
+  /// `addr` is "host:port".
+  explicit store(std::string_view addr, method m = method::watch_multi_exec)
+      : store(parse_address(addr).first, parse_address(addr).second, m) {}
+
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+  store(store&& o) noexcept = default;
+  store& operator=(store&& o) noexcept = default;
+  ~store() = default;
+
+  [[nodiscard]] method write_method() const noexcept { return method_; }
+  /// The raw connection (nullptr while disconnected), for tests and for commands of your own.
+  /// Leave it as you found it: no WATCH or MULTI pending.
+  [[nodiscard]] redisContext* native_handle() const noexcept { return ctx_.get(); }
+
+  read_result<value_type, token_type> read(const key_type& key) {
+    using rr = read_result<value_type, token_type>;
+    if (!ensure_connected()) return rr::make_failed(read_status::transient, error_);
+    detail::reply_ptr r = command({"GET", key});
+    if (!r) return rr::make_failed(read_status::transient, error_);
+    if (r->type == REDIS_REPLY_NIL) return rr::make_absent();
+    if (r->type == REDIS_REPLY_ERROR) {
+      return rr::make_failed(
+          detail::is_transient_error(r->str) ? read_status::transient : read_status::permanent,
+          {"ERR", r->str});
+    }
+    token_type stamp;
+    value_type value;
+    if (!split(r.get(), stamp, value)) {
+      return rr::make_failed(read_status::permanent,
+                             {"format", "key '" + key + "' holds a value without a noclobber version stamp"});
+    }
+    return rr::make_found(std::move(value), std::move(stamp));
+  }
+
+  write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
+    using wr = write_result<token_type>;
+    if (!ensure_connected()) return wr::failed(write_status::transient, error_);
+    token_type stamp = next_stamp();
+    detail::reply_ptr r = command({"SET", key, stamp + value, "NX"});
+    if (!r) return wr::failed(write_status::indeterminate, error_);
+    if (r->type == REDIS_REPLY_NIL) return wr::exists();
+    if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
+    return wr::applied(std::move(stamp));
+  }
+
+  write_result<token_type> write_if_match(const key_type& key, const token_type& token,
+                                          const value_type& value) {
+    return compare_and(key, token, &value);
+  }
+
+  write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
+    return compare_and(key, token, nullptr);
+  }
+
+  /// The unconditional SET that loses updates (negative control only).
+  write_result<token_type> overwrite(const key_type& key, const value_type& value) {
+    using wr = write_result<token_type>;
+    if (!ensure_connected()) return wr::failed(write_status::transient, error_);
+    token_type stamp = next_stamp();
+    detail::reply_ptr r = command({"SET", key, stamp + value});
+    if (!r) return wr::failed(write_status::indeterminate, error_);
+    if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
+    return wr::applied(std::move(stamp));
+  }
+
+ private:
+  struct context_deleter {
+    void operator()(redisContext* c) const noexcept { redisFree(c); }
+  };
+
+  bool connect() {
+    timeval tv{static_cast<time_t>(timeout_.count() / 1000),
+               static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
+    ctx_.reset(redisConnectWithTimeout(host_.c_str(), port_, tv));
+    if (!ctx_ || ctx_->err != 0) {
+      error_ = {"IO", ctx_ ? ctx_->errstr : "cannot allocate a redis context"};
+      ctx_.reset();
+      return false;
+    }
+    redisSetTimeout(ctx_.get(), tv);
+    script_loaded_ = false;
+    return true;
+  }
+  bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
+
+  /// Drops the connection after an I/O error: a reconnect starts with no WATCH, MULTI or script.
+  void drop() {
+    error_ = {"IO", ctx_ ? std::string(ctx_->errstr) : std::string("not connected")};
+    ctx_.reset();
+  }
+
+  detail::reply_ptr command(std::initializer_list<std::string_view> args) {
+    append(args);
+    return get_reply();
+  }
+  void append(std::initializer_list<std::string_view> args) {
+    std::array<const char*, 8> argv{};
+    std::array<std::size_t, 8> len{};
+    std::size_t n = 0;
+    for (std::string_view a : args) {
+      argv[n] = a.data();
+      len[n++] = a.size();
+    }
+    redisAppendCommandArgv(ctx_.get(), static_cast<int>(n), argv.data(), len.data());
+  }
+  detail::reply_ptr get_reply() {
+    void* raw = nullptr;
+    if (!ctx_ || redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) {
+      drop();
+      return nullptr;
+    }
+    return detail::reply_ptr(static_cast<redisReply*>(raw));
+  }
+
+  token_type next_stamp() {
+    char buf[detail::stamp_size + 1];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(id_),
+                  static_cast<unsigned long long>(++counter_));
+    return token_type(buf, detail::stamp_size);
+  }
+
+  static bool split(const redisReply* r, token_type& stamp, value_type& value) {
+    if (r->type != REDIS_REPLY_STRING || r->len < static_cast<decltype(r->len)>(detail::stamp_size))
+      return false;
+    for (std::size_t i = 0; i < detail::stamp_size; ++i) {
+      const char c = r->str[i];
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    stamp.assign(r->str, detail::stamp_size);
+    value.assign(r->str + detail::stamp_size, static_cast<std::size_t>(r->len) - detail::stamp_size);
+    return true;
+  }
+
+  write_result<token_type> error_reply(const redisReply* r) {
+    return write_result<token_type>::failed(
+        detail::is_transient_error(r->str) ? write_status::transient : write_status::permanent,
+        {"ERR", r->str});
+  }
+
+  /// `value` null = erase.
+  write_result<token_type> compare_and(const key_type& key, const token_type& token,
+                                       const value_type* value) {
+    using wr = write_result<token_type>;
+    if (token.size() != detail::stamp_size) {
+      throw std::invalid_argument("noclobber::redis::store: token '" + token +
+                                  "' is not a 32-hex-digit version stamp");
+    }
+    if (!ensure_connected()) return wr::failed(write_status::transient, error_);
+    token_type stamp = value ? next_stamp() : token_type();
+    return method_ == method::lua_compare_and_set ? lua_cas(key, token, value, std::move(stamp))
+                                                  : watch_cas(key, token, value, std::move(stamp));
+  }
+
+  write_result<token_type> watch_cas(const key_type& key, const token_type& token, const value_type* value,
+                                     token_type stamp) {
+    using wr = write_result<token_type>;
+    // Nothing is written before EXEC: an I/O error up to there is transient.
+    detail::reply_ptr w = command({"WATCH", key});
+    if (!w) return wr::failed(write_status::transient, error_);
+    if (w->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(w.get()));
+    detail::reply_ptr cur = command({"GET", key});
+    if (!cur) return wr::failed(write_status::transient, error_);
+    if (cur->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(cur.get()));
+    if (cur->type == REDIS_REPLY_NIL) return unwatch_and(wr::absent());
+    if (cur->type != REDIS_REPLY_STRING || static_cast<std::size_t>(cur->len) < detail::stamp_size ||
+        std::string_view(cur->str, detail::stamp_size) != token) {
+      return unwatch_and(wr::conflict());
+    }
+    // MULTI, the write and EXEC go out in one pipeline; EXEC clears the WATCH whatever happens.
+    const std::string payload = value ? stamp + *value : std::string();
+    append({"MULTI"});
+    if (value) {
+      append({"SET", key, payload});
+    } else {
+      append({"DEL", key});
+    }
+    append({"EXEC"});
+    detail::reply_ptr multi = get_reply();
+    detail::reply_ptr queued = multi ? get_reply() : nullptr;
+    detail::reply_ptr exec = queued ? get_reply() : nullptr;
+    if (!exec) return wr::failed(write_status::indeterminate, error_);    // EXEC may have run
+    if (exec->type == REDIS_REPLY_NIL) return wr::conflict();             // a watched key changed
+    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());  // EXECABORT: nothing ran
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {
+      return wr::failed(write_status::permanent, {"EXEC", "unexpected EXEC reply"});
+    }
+    if (exec->element[0]->type == REDIS_REPLY_ERROR) return error_reply(exec->element[0]);
+    return value ? wr::applied(std::move(stamp)) : wr::applied();
+  }
+
+  write_result<token_type> unwatch_and(write_result<token_type> out) {
+    detail::reply_ptr u = command({"UNWATCH"});
+    (void)u;  // on an I/O error the connection is already dropped, and with it the WATCH
+    return out;
+  }
+
+  write_result<token_type> lua_cas(const key_type& key, const token_type& token, const value_type* value,
+                                   token_type stamp) {
+    using wr = write_result<token_type>;
+    if (!script_loaded_) {
+      detail::reply_ptr l = command({"SCRIPT", "LOAD", detail::cas_script});
+      if (!l) return wr::failed(write_status::transient, error_);
+      if (l->type != REDIS_REPLY_STRING)
+        return l->type == REDIS_REPLY_ERROR ? error_reply(l.get())
+                                            : wr::failed(write_status::permanent, {"SCRIPT", "bad reply"});
+      sha_.assign(l->str, static_cast<std::size_t>(l->len));
+      script_loaded_ = true;
+    }
+    const std::string payload = value ? stamp + *value : std::string();
+    detail::reply_ptr r = command({"EVALSHA", sha_, "1", key, token, payload});
+    if (!r) return wr::failed(write_status::indeterminate, error_);
+    if (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOSCRIPT")) {
+      script_loaded_ = false;  // the server restarted or flushed its scripts: nothing ran
+      return wr::failed(write_status::transient, {"NOSCRIPT", r->str});
+    }
+    if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
+    if (r->type != REDIS_REPLY_INTEGER)
+      return wr::failed(write_status::permanent, {"EVALSHA", "unexpected reply"});
+    if (r->integer == 0) return wr::absent();
+    if (r->integer == 1) return wr::conflict();
+    return value ? wr::applied(std::move(stamp)) : wr::applied();
+  }
+
+  std::string host_;
+  int port_ = 0;
+  method method_ = method::watch_multi_exec;
+  std::chrono::milliseconds timeout_{};
+  std::unique_ptr<redisContext, context_deleter> ctx_;
+  std::uint64_t id_ = 0;
+  std::uint64_t counter_ = 0;
+  bool script_loaded_ = false;
+  std::string sha_;
+  store_error error_;
+};
+
+static_assert(check_conditional_writer<store>());
+
+/// A fixed set of `store`s shared by many threads: lease one, use it, it goes back when the lease
+/// ends. Safe because a store never leaves WATCH or MULTI armed between calls (see overview).
+/// Thread-safe; lease() blocks while all stores are out.
+class store_pool {
+ public:
+  store_pool(std::string_view addr, std::size_t size, method m = method::watch_multi_exec) {
+    if (size == 0)
+      throw std::invalid_argument("noclobber::redis::store_pool: size must be at least 1, got 0");
+    for (std::size_t i = 0; i < size; ++i) free_.push_back(std::make_unique<store>(addr, m));
+  }
+
+  class lease {
+   public:
+    lease(store_pool& p, std::unique_ptr<store> s) : pool_(&p), store_(std::move(s)) {}
+    lease(lease&&) noexcept = default;
+    lease& operator=(lease&&) = delete;
+    lease(const lease&) = delete;
+    lease& operator=(const lease&) = delete;
+    ~lease() {
+      if (store_) pool_->give_back(std::move(store_));
+    }
+    store& operator*() const noexcept { return *store_; }
+    store* operator->() const noexcept { return store_.get(); }
+
+   private:
+    store_pool* pool_;
+    std::unique_ptr<store> store_;
+  };
+
+  [[nodiscard]] lease acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !free_.empty(); });
+    std::unique_ptr<store> s = std::move(free_.back());
+    free_.pop_back();
+    return lease(*this, std::move(s));
+  }
+
+ private:
+  void give_back(std::unique_ptr<store> s) {
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(std::move(s));
+    }
+    cv_.notify_one();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<store>> free_;  // guarded by mu_
+};
+
+}  // namespace noclobber::redis
