@@ -1,0 +1,221 @@
+// Redis adapter against a real server (NOCLOBBER_REDIS_ADDR): every outcome category for both
+// write methods, WATCH never outliving a call (pooled connections), timeouts classified, four
+// writer processes, and a writer killed between its read and its write.
+#include <noclobber/adapters/redis.hpp>
+#include <noclobber/read_modify_write.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "server_env.hpp"
+
+namespace rd = noclobber::redis;
+using noclobber::write_status;
+
+namespace {
+
+std::string addr() {
+  return nc_test::server_env("NOCLOBBER_REDIS_ADDR");
+}
+
+rd::detail::reply_ptr raw(redisContext* c, std::initializer_list<std::string> args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> len;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    len.push_back(a.size());
+  }
+  auto* r =
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), len.data()));
+  REQUIRE(r != nullptr);
+  return rd::detail::reply_ptr(r);
+}
+
+// True when a MULTI/EXEC on `c` runs although `key` was changed by another client just before:
+// i.e. no WATCH is armed on `c`.
+bool no_watch_armed(redisContext* c, redisContext* other, const std::string& key) {
+  raw(other, {"SET", key + ":probe", "changed"});
+  raw(other, {"SET", key, std::string(32, '0') + "changed by other"});
+  raw(c, {"MULTI"});
+  raw(c, {"SET", key + ":probe", "mine"});
+  auto exec = raw(c, {"EXEC"});
+  return exec->type == REDIS_REPLY_ARRAY;
+}
+
+}  // namespace
+
+TEST_CASE("redis store: every outcome category, both write methods", "[server][redis]") {
+  for (auto m : {rd::method::watch_multi_exec, rd::method::lua_compare_and_set}) {
+    INFO("method " << static_cast<int>(m));
+    rd::store s(addr(), m);
+    const std::string key = nc_test::unique_name("nc:contract");
+
+    CHECK(s.read(key).status == noclobber::read_status::absent);
+    auto c1 = s.create_if_absent(key, std::string("v1\0x", 4));
+    REQUIRE(c1.status == write_status::applied);
+    REQUIRE(c1.token.has_value());
+    CHECK(s.create_if_absent(key, "other").status == write_status::exists);
+
+    auto r1 = s.read(key);
+    REQUIRE(r1.found());
+    CHECK(r1.value == std::string("v1\0x", 4));
+    CHECK(r1.token == *c1.token);
+
+    auto w2 = s.write_if_match(key, r1.token, "v2");
+    REQUIRE(w2.status == write_status::applied);
+    CHECK(*w2.token != r1.token);
+    CHECK(s.read(key).token == *w2.token);
+    CHECK(s.write_if_match(key, r1.token, "lost").status == write_status::conflict);
+    CHECK(s.read(key).value == "v2");
+
+    CHECK(s.write_if_match(key + ":missing", r1.token, "x").status == write_status::absent);
+    CHECK(s.erase_if_match(key, r1.token).status == write_status::conflict);
+    CHECK(s.erase_if_match(key, *w2.token).status == write_status::applied);
+    CHECK(s.read(key).status == noclobber::read_status::absent);
+    CHECK(s.erase_if_match(key, *w2.token).status == write_status::absent);
+
+    auto c3 = s.create_if_absent(key, "v1");  // re-created: a new stamp, never an old one
+    REQUIRE(c3.ok());
+    CHECK(*c3.token != *c1.token);
+    CHECK(*c3.token != *w2.token);
+    CHECK(s.overwrite(key, "blind").ok());
+    CHECK(s.read(key).value == "blind");
+
+    // permanent: a key of another type (WRONGTYPE), and a value noclobber did not write.
+    raw(s.native_handle(), {"DEL", key});
+    raw(s.native_handle(), {"LPUSH", key, "x"});
+    CHECK(s.read(key).status == noclobber::read_status::permanent);
+    CHECK(s.write_if_match(key, *c3.token, "x").status == write_status::permanent);
+    raw(s.native_handle(), {"DEL", key});
+    raw(s.native_handle(), {"SET", key, "plain"});
+    auto foreign = s.read(key);
+    CHECK(foreign.status == noclobber::read_status::permanent);
+    CHECK(foreign.error.message.find("version stamp") != std::string::npos);
+    raw(s.native_handle(), {"DEL", key});
+  }
+}
+
+TEST_CASE("redis: no WATCH outlives a call, so stores can be pooled", "[server][redis]") {
+  rd::store s(addr());
+  rd::store other(addr());
+  const std::string key = nc_test::unique_name("nc:watch");
+
+  // The hazard, shown with raw commands: a WATCH left armed makes a later EXEC fail.
+  raw(s.native_handle(), {"WATCH", key});
+  CHECK_FALSE(no_watch_armed(s.native_handle(), other.native_handle(), key));
+
+  raw(s.native_handle(), {"DEL", key});
+  REQUIRE(s.create_if_absent(key, "v").ok());
+  const auto tok = s.read(key).token;
+  // After each way out of write_if_match / erase_if_match, nothing is armed.
+  CHECK(s.write_if_match(key, std::string(32, 'f'), "x").status == write_status::conflict);  // GET mismatch
+  CHECK(no_watch_armed(s.native_handle(), other.native_handle(), key));
+  CHECK(s.write_if_match(key + ":gone", tok, "x").status == write_status::absent);  // GET nil
+  CHECK(no_watch_armed(s.native_handle(), other.native_handle(), key));
+  raw(other.native_handle(), {"SET", key, tok + "v"});
+  CHECK(s.write_if_match(key, tok, "y").ok());  // EXEC ran
+  CHECK(no_watch_armed(s.native_handle(), other.native_handle(), key));
+  raw(other.native_handle(), {"SET", key, tok + "v"});
+  CHECK(s.erase_if_match(key, tok).ok());
+  CHECK(no_watch_armed(s.native_handle(), other.native_handle(), key));
+  raw(s.native_handle(), {"DEL", key, key + ":probe"});
+}
+
+TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment", "[server][redis]") {
+  rd::store_pool pool(addr(), 4);
+  const std::string key = nc_test::unique_name("nc:pool");
+  {
+    auto l = pool.acquire();
+    REQUIRE(l->create_if_absent(key, "0").ok());
+  }
+  constexpr int threads = 16, each = 40;
+  noclobber::retry_policy policy;
+  policy.max_attempts = 100000;
+  policy.backoff =
+      noclobber::backoff_policy::full_jitter(std::chrono::microseconds(100), std::chrono::milliseconds(5));
+  std::atomic<int> failed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < each; ++i) {
+        auto l = pool.acquire();  // a different connection each time, WATCH state never shared
+        auto r = noclobber::read_modify_write(
+            *l, key,
+            [](const std::optional<std::string>& cur) -> noclobber::update<std::string> {
+              return std::to_string(std::stoll(cur.value_or("0")) + 1);
+            },
+            policy);
+        if (!r.ok()) failed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(failed.load() == 0);
+  auto l = pool.acquire();
+  CHECK(l->read(key).value == std::to_string(threads * each));
+  raw(l->native_handle(), {"DEL", key});
+  CHECK_THROWS_AS(rd::store_pool(addr(), 0), std::invalid_argument);
+}
+
+TEST_CASE("redis: transport failures are transient before a write, indeterminate after", "[server][redis]") {
+  CHECK_THROWS_AS(rd::store("127.0.0.1:" + std::to_string(nc_test::closed_port())), std::runtime_error);
+  CHECK_THROWS_AS(rd::store("no-port"), std::invalid_argument);
+  CHECK_THROWS_AS(rd::store("127.0.0.1:99999"), std::invalid_argument);
+  CHECK_THROWS_AS(rd::store("127.0.0.1", 6379, rd::method::watch_multi_exec, std::chrono::milliseconds(0)),
+                  std::invalid_argument);
+
+  nc_test::silent_listener silent;  // accepts, never answers
+  rd::store s("127.0.0.1", silent.port(), rd::method::watch_multi_exec, std::chrono::milliseconds(100));
+  const std::string tok(32, 'a');
+  CHECK(s.read("k").status == noclobber::read_status::transient);
+  CHECK(s.write_if_match("k", tok, "v").status == write_status::transient);   // timed out at WATCH
+  CHECK(s.create_if_absent("k", "v").status == write_status::indeterminate);  // SET NX sent
+  CHECK(s.overwrite("k", "v").status == write_status::indeterminate);
+  rd::store lua("127.0.0.1", silent.port(), rd::method::lua_compare_and_set, std::chrono::milliseconds(100));
+  CHECK(lua.write_if_match("k", tok, "v").status == write_status::transient);  // SCRIPT LOAD timed out
+  CHECK_THROWS_AS(s.write_if_match("k", "short", "v"), std::invalid_argument);
+
+  // Reconnects after the server dropped the connection.
+  rd::store live(addr());
+  rd::store killer(addr());
+  auto id = raw(live.native_handle(), {"CLIENT", "ID"});
+  raw(killer.native_handle(), {"CLIENT", "KILL", "ID", std::to_string(id->integer)});
+  const std::string key = nc_test::unique_name("nc:reconnect");
+  CHECK(live.read(key).status == noclobber::read_status::transient);  // the dead connection
+  CHECK(live.read(key).status == noclobber::read_status::absent);     // a fresh one
+}
+
+TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][process]") {
+  for (const char* adapter : {"redis", "redis_lua"}) {
+    INFO(adapter);
+    rd::store s(addr());
+    const std::string key = nc_test::unique_name("nc:procs");
+    REQUIRE(s.create_if_absent(key, "0").ok());
+    std::vector<std::unique_ptr<nc_test::writer_process>> ws;
+    for (int i = 0; i < 4; ++i) {
+      ws.push_back(std::make_unique<nc_test::writer_process>(
+          std::vector<std::string>{adapter, "-", key, "150", "run"}));
+    }
+    for (auto& w : ws) CHECK(w->wait() == 0);
+    CHECK(s.read(key).value == "600");
+    raw(s.native_handle(), {"DEL", key});
+  }
+}
+
+TEST_CASE("redis: a writer killed between read and write loses nothing and blocks no one",
+          "[server][redis][process]") {
+  rd::store s(addr());
+  const std::string key = nc_test::unique_name("nc:killed");
+  REQUIRE(s.create_if_absent(key, "0").ok());
+  nc_test::writer_process victim({"redis", "-", key, "1", "hold"});
+  REQUIRE(victim.wait_for_line("READ"));
+  victim.kill_now();
+  std::vector<std::unique_ptr<nc_test::writer_process>> ws;
+  for (int i = 0; i < 4; ++i) {
+    ws.push_back(
+        std::make_unique<nc_test::writer_process>(std::vector<std::string>{"redis", "-", key, "50", "run"}));
+  }
+  for (auto& w : ws) CHECK(w->wait() == 0);
+  CHECK(s.read(key).value == "200");
+  raw(s.native_handle(), {"DEL", key});
+}
