@@ -97,7 +97,7 @@ stage_generated() {
 cmake_build_and_test() {
   local dir="$build_root/$1"
   shift
-  cmake -S "$root" -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake -S "$root" -B "$dir" -G Ninja -DNOCLOBBER_BUILD_TESTS=ON -DNOCLOBBER_BUILD_EXAMPLES=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
   cmake --build "$dir" -j "$jobs"
   local log="$dir.ctest.log"
   local status=0
@@ -106,7 +106,9 @@ cmake_build_and_test() {
   return "$status"
 }
 
-stage_gcc() { cmake_build_and_test gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release; }
+stage_gcc() {
+  cmake_build_and_test gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release -DNOCLOBBER_BUILD_BENCHMARKS=ON
+}
 stage_clang() {
   cmake_build_and_test clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release -DNOCLOBBER_BUILD_BENCHMARKS=OFF
 }
@@ -122,10 +124,11 @@ stage_consumers() {
   say "$(tail -n 1 "$build_root/consumers.log" | sed 's/^check_consumers.sh: //')"
 }
 
-stage_bench() {
-  local out
+stage_bench() { # reuses the gcc stage's Release build when there is one
+  local out dir="$build_root/gcc"
+  [ -f "$dir/CMakeCache.txt" ] || dir="$build_root/bench"
   out=$(mktemp -d /tmp/noclobber-bench-smoke.XXXXXX)
-  NOCLOBBER_BENCH_MIN_TIME=0.01 bash scripts/run_benchmarks.sh "$build_root/gcc" "$out" | tee "$build_root/bench.log"
+  NOCLOBBER_BENCH_MIN_TIME=0.01 bash scripts/run_benchmarks.sh "$dir" "$out" | tee "$build_root/bench.log"
   say "$(find "$out" -name '*.json' | wc -l) benchmark programs ran"
   rm -rf "$out"
 }
