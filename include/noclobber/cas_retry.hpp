@@ -220,13 +220,21 @@ class retry_controller {
   /// needs_clock()). `rng` is only drawn from when a jittered retry is granted.
   template <std::uniform_random_bit_generator G>
   retry_decision on_outcome(write_status s, const store_error& error, duration elapsed, G& rng) {
-    ++attempts_;
-    last_status_ = s;
     if (s == write_status::applied) [[likely]] {
-      if (policy_->budget) policy_->budget->on_success(last_taken_);
+      on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
+    ++attempts_;
+    last_status_ = s;
     return on_failure(s, error, elapsed, rng);
+  }
+
+  /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
+  /// themselves: counts the attempt and refunds the budget. The loop is over.
+  void on_applied() noexcept {
+    ++attempts_;
+    last_status_ = write_status::applied;
+    if (policy_->budget) policy_->budget->on_success(last_taken_);
   }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
@@ -415,6 +423,15 @@ template <class A>
 using attempt_result_t =
     std::remove_cvref_t<decltype(run_attempt(std::declval<A&>(), std::declval<const attempt_info&>()))>;
 
+// Lets optional<R>::emplace construct the attempt's result in place (guaranteed elision through
+// a conversion function) instead of moving it from a temporary.
+template <class A, class R>
+struct emplace_attempt {
+  A& attempt;
+  const attempt_info& info;
+  operator R() const { return run_attempt(attempt, info); }  // NOLINT(google-explicit-constructor)
+};
+
 template <class R>
 concept write_outcome = std::same_as<R, write_status> || requires(const R& r) {
   { r.status } -> std::convertible_to<write_status>;
@@ -480,10 +497,9 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
   for (;;) {
     const attempt_info info = ctl.next_attempt();
     write_status status;
-    store_error thrown;  // set only when an exception was classified
-    bool threw = false;
+    std::optional<store_error> thrown;  // engaged only when a classified exception replaced the result
     try {
-      out.last.emplace(detail::run_attempt(attempt, info));
+      out.last.emplace(detail::emplace_attempt<std::remove_reference_t<Attempt>, R>{attempt, info});
       status = detail::status_of(*out.last);
     } catch (...) {
       if (!policy.classify_exception) throw;
@@ -493,10 +509,16 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
       out.last.reset();
       status = *mapped;
       thrown = detail::describe_exception(e);
-      threw = true;
+    }
+    if (status == write_status::applied) [[likely]] {  // fast path: no clock, no rng, no hook
+      ctl.on_applied();
+      out.reason = stop_reason::applied;
+      out.attempts = ctl.attempts();
+      out.slept = ctl.slept();
+      return out;
     }
     const store_error& error =
-        threw ? thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
+        thrown ? *thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
     const duration elapsed =
         ctl.needs_clock() ? std::chrono::duration_cast<duration>(env.now() - start) : duration::zero();
     retry_decision d = ctl.on_outcome(status, error, elapsed, env.rng());
@@ -504,7 +526,7 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
       out.reason = d.reason;
       out.attempts = ctl.attempts();
       out.slept = ctl.slept();
-      if (d.reason != stop_reason::applied) out.last_error = error;
+      out.last_error = error;
       return out;
     }
     const time_point before = env.now();
