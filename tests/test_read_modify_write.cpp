@@ -10,15 +10,14 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/locked_read_modify_write.hpp"
 #include "noclobber/memory_store.hpp"
 #include "noclobber/naive_read_modify_write.hpp"
@@ -102,32 +101,7 @@ struct scripted_store {
   }
 };
 
-// A per-key lock map for the two-layer tests (any `lock(key)` returning an RAII guard works).
-class simple_key_locks {
- public:
-  std::unique_lock<std::mutex> lock(const std::string& key) {
-    std::mutex* m;
-    {
-      std::lock_guard g(table_mutex_);
-      m = &table_[key];
-    }
-    return std::unique_lock<std::mutex>(*m);
-  }
-  bool try_lock_and_release(const std::string& key) {
-    std::mutex* m;
-    {
-      std::lock_guard g(table_mutex_);
-      m = &table_[key];
-    }
-    if (!m->try_lock()) return false;
-    m->unlock();
-    return true;
-  }
-
- private:
-  std::mutex table_mutex_;
-  std::unordered_map<std::string, std::mutex> table_;  // node-based: mutex addresses are stable
-};
+using key_locks = nc::keyed_mutex_map<std::string>;
 
 nc::update<env_map> set_key(const std::optional<env_map>& current, const std::string& k,
                             const std::string& v) {
@@ -167,7 +141,7 @@ auto run_strategy(strategy s, Locks& locks, Store& store, const std::string& key
 // Returns how many of the writers' keys are missing, summed over rounds.
 int disjoint_merge_race(strategy s, int writers, int rounds, bool forced,
                         nc::memory_store<std::string, env_map>& store, const nc::retry_policy& policy) {
-  simple_key_locks locks;
+  key_locks locks;
   std::atomic<int> failures{0};  // unexpected failed calls count as missing updates
   int missing = 0;
   for (int round = 0; round < rounds; ++round) {
@@ -280,7 +254,7 @@ namespace {
 
 int parallel_store_race(strategy s, int writers, int rounds, nc::memory_store<std::string, rows>& store,
                         const nc::retry_policy& policy) {
-  simple_key_locks locks;
+  key_locks locks;
   std::atomic<int> failures{0};  // unexpected failed calls count as missing updates
   int missing = 0;
   for (int round = 0; round < rounds; ++round) {
@@ -688,14 +662,15 @@ TEST_CASE("an exception from fn propagates and writes nothing, at any call", "[r
 
 TEST_CASE("locked form: fn throwing releases the per-key lock and writes nothing",
           "[rmw][exceptions][locked]") {
-  simple_key_locks locks;
+  key_locks locks;
   nc::memory_store<std::string, int> store;
   (void)store.create_if_absent("k", 1);
   CHECK_THROWS_AS(nc::locked_read_modify_write(
                       locks, store, "k",
                       [](const std::optional<int>&) -> nc::update<int> { throw std::runtime_error("boom"); }),
                   std::runtime_error);
-  CHECK(locks.try_lock_and_release("k"));
+  CHECK(locks.size() == 0);  // no guard left behind
+  CHECK(locks.try_lock(std::string("k")).owns_lock());
   CHECK(store.peek("k")->first == 1);
   // and the lock still works afterwards
   auto r =
@@ -761,7 +736,7 @@ TEST_CASE("virtual time: backoff is reported in slept, not waited", "[rmw][outco
 
 TEST_CASE("locked form: exact counts and no wasted attempts between same-process writers",
           "[rmw][race][locked]") {
-  simple_key_locks locks;
+  key_locks locks;
   nc::memory_store<std::string, long> store;
   const int threads_n = 8;
   const int iterations = 400;
@@ -781,6 +756,7 @@ TEST_CASE("locked form: exact counts and no wasted attempts between same-process
     });
   }
   for (auto& t : threads) t.join();
+  CHECK(locks.size() == 0);
   long sum = 0;
   for (const auto& k : keys) sum += store.peek(k)->first;
   CHECK(failures.load() == 0);

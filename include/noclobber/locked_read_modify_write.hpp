@@ -29,6 +29,7 @@
 
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/read_modify_write.hpp"
 
 namespace noclobber {
