@@ -70,6 +70,63 @@ class silent_listener {
   int port_ = 0;
 };
 
+/// A one-thread HTTP server on loopback that answers every request with `response` (a whole
+/// HTTP/1.1 response, "Connection: close" is added) — for status codes a real server won't give.
+class canned_http_server {
+ public:
+  explicit canned_http_server(std::string response) : response_(std::move(response)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("canned_http_server: cannot listen on loopback");
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  canned_http_server(const canned_http_server&) = delete;
+  canned_http_server& operator=(const canned_http_server&) = delete;
+  ~canned_http_server() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
+
+ private:
+  void serve() {
+    for (;;) {
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string req;
+      char buf[4096];
+      std::size_t need = std::string::npos;
+      while (need == std::string::npos || req.size() < need) {
+        const ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        req.append(buf, static_cast<std::size_t>(n));
+        const auto end = req.find("\r\n\r\n");
+        if (need == std::string::npos && end != std::string::npos) {
+          std::size_t body = 0;
+          const auto cl = req.find("Content-Length: ");
+          if (cl != std::string::npos && cl < end) body = std::stoul(req.substr(cl + 16));
+          need = end + 4 + body;
+        }
+      }
+      const std::string out = response_;
+      (void)!::write(c, out.data(), out.size());
+      ::close(c);
+    }
+  }
+  std::string response_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
 /// A closed loopback port: connecting is refused (nothing was sent).
 inline int closed_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
