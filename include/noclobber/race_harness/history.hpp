@@ -1,0 +1,311 @@
+// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+//
+// Overview
+// --------
+// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
+// writers make. This header holds those records (`race_history`) and the checker that turns them
+// into verdicts (`check_race_history`). It is separate so that histories gathered elsewhere (other
+// processes, a log) can be checked too, and so the checker can be benchmarked on its own.
+//
+// Versions are named by the write that produced them. Every value the harness writes is unique and
+// carries its `write_id`, so "the version a write read" is simply the id of the write whose value
+// it read, and version 0 means "whatever the key held before the run" (absent, or a value the
+// harness did not write). The rules follow Jepsen's Elle:
+//
+//   * lost update: two or more *successful* writes read the same version of the same key;
+//   * the successful writes of a key must form one version chain that ends in the key's final
+//     value: walk back from the final version through "read from" links; every successful write
+//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
+//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
+//     counted as lost, and it counts as landed when the final chain passes through it.
+//
+// The checker runs in time linear in the number of records (one hash-map pass); see
+// bench/bench_race_harness.cpp.
+//
+// Thread safety: plain values and a pure function. Nothing here locks or calls user code.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace noclobber {
+
+/// Identifies one value written by the harness. Layout: bit 63 clear; writer (20 bits); a run
+/// nonce (20 bits, so that runs on the same store don't reuse ids); a per-writer sequence number
+/// (23 bits). 0 is "the key's state before the run". Ids with bit 63 set name values the
+/// harness did not write but saw (told apart by their version token).
+using write_id = std::uint64_t;
+
+inline constexpr write_id initial_version = 0;
+inline constexpr write_id foreign_version_bit = write_id{1} << 63;
+inline constexpr std::uint32_t max_race_writer = (1u << 20) - 1;
+inline constexpr std::uint64_t max_race_sequence = (std::uint64_t{1} << 23) - 1;
+
+[[nodiscard]] constexpr write_id make_write_id(std::uint32_t writer, std::uint32_t run_nonce,
+                                               std::uint64_t sequence) noexcept {
+  return (static_cast<write_id>(writer & max_race_writer) << 43) |
+         (static_cast<write_id>(run_nonce & 0xFFFFFu) << 23) | (sequence & max_race_sequence);
+}
+[[nodiscard]] constexpr std::uint32_t writer_of(write_id id) noexcept {
+  return static_cast<std::uint32_t>((id & ~foreign_version_bit) >> 43) & max_race_writer;
+}
+
+/// How one write attempt ended, as the checker sees it.
+enum class op_outcome : unsigned char {
+  ok,       ///< the store said applied
+  failed,   ///< the store said it did not apply (conflict, absent, exists, transient, permanent)
+  unknown,  ///< indeterminate: it may or may not have landed
+};
+
+[[nodiscard]] constexpr std::string_view to_string(op_outcome o) noexcept {
+  switch (o) {
+    case op_outcome::ok:
+      return "ok";
+    case op_outcome::failed:
+      return "failed";
+    case op_outcome::unknown:
+      return "unknown";
+  }
+  return "?";
+}
+
+/// Which store call a write attempt was.
+enum class write_kind : unsigned char { write_if_match, create_if_absent, overwrite };
+
+[[nodiscard]] constexpr std::string_view to_string(write_kind k) noexcept {
+  switch (k) {
+    case write_kind::write_if_match:
+      return "write_if_match";
+    case write_kind::create_if_absent:
+      return "create_if_absent";
+    case write_kind::overwrite:
+      return "overwrite";
+  }
+  return "?";
+}
+
+/// One write attempt. Writers are numbered from 1; `op` from 0; `attempt` counts the calls of
+/// the harness's value function within the op (1 = first computation).
+struct race_write {
+  std::uint32_t writer = 0;
+  std::uint32_t op = 0;
+  std::uint32_t attempt = 0;
+  std::uint32_t key = 0;  ///< index into race_history::keys
+  write_id read_from = initial_version;
+  write_id written = initial_version;
+  op_outcome outcome = op_outcome::failed;
+  write_kind kind = write_kind::write_if_match;
+  std::uint64_t invoke = 0;    ///< logical tick when the call started
+  std::uint64_t complete = 0;  ///< logical tick when it returned
+};
+
+/// One read.
+struct race_read {
+  std::uint32_t writer = 0;
+  std::uint32_t op = 0;
+  std::uint32_t key = 0;
+  write_id version = initial_version;  ///< the write whose value was read (0: initial or absent)
+  bool found = false;
+  std::uint64_t invoke = 0;
+  std::uint64_t complete = 0;
+};
+
+/// Everything one run recorded, plus what each key held before and after it.
+struct race_history {
+  std::vector<std::string> keys;           ///< printable key names, by index
+  std::vector<race_write> writes;          ///< in any order
+  std::vector<race_read> reads;            ///< in any order (only needed for traces)
+  std::vector<write_id> initial_versions;  ///< per key: the version the run started from
+  std::vector<write_id> final_versions;    ///< per key: the version the store holds at the end
+};
+
+/// A successful write that is not in the final state, and the write that replaced it.
+struct lost_write {
+  race_write lost;
+  race_write overwritten_by;  ///< writer 0 when no replacing write was recorded
+};
+
+/// The checker's verdict.
+struct race_check {
+  std::size_t write_attempts = 0;
+  std::size_t applied = 0;         ///< distinct values the store said it applied
+  std::size_t failed = 0;          ///< attempts that did not apply
+  std::size_t unknown = 0;         ///< distinct values with an unknown outcome
+  std::size_t unknown_landed = 0;  ///< of those, how many the final chain passes through
+  /// Elle's count: for each (key, version) read by n ≥ 2 successful writes, n − 1.
+  std::size_t lost_update_pairs = 0;
+  std::vector<lost_write> lost;        ///< successful writes missing from the final state
+  std::vector<std::string> anomalies;  ///< anything else that breaks the rules, in words
+
+  [[nodiscard]] bool ok() const noexcept {
+    return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
+  }
+};
+
+namespace detail {
+
+inline std::string describe_write(const race_write& w) {
+  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
+         std::to_string(w.attempt);
+}
+
+struct id_hash {
+  std::size_t operator()(write_id id) const noexcept {
+    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
+    id ^= id >> 30;
+    id *= 0xbf58476d1ce4e5b9ULL;
+    id ^= id >> 27;
+    id *= 0x94d049bb133111ebULL;
+    id ^= id >> 31;
+    return static_cast<std::size_t>(id);
+  }
+};
+
+}  // namespace detail
+
+/// Checks a history. Linear in writes (expected): one hash map from written id to its merged
+/// entry, one from (key, version read) to the number of successful writes that read it.
+[[nodiscard]] inline race_check check_race_history(const race_history& h) {
+  race_check c;
+  c.write_attempts = h.writes.size();
+
+  // One entry per distinct written value; a value sent twice (a transient retry of the same
+  // request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
+  struct entry {
+    std::uint32_t record;  // index of the attempt that decided the outcome
+    op_outcome outcome;
+    bool on_chain;
+  };
+  std::unordered_map<write_id, entry, detail::id_hash> by_id;
+  by_id.reserve(h.writes.size());
+  for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+    const race_write& w = h.writes[i];
+    if (w.outcome == op_outcome::failed) ++c.failed;
+    auto [it, inserted] = by_id.try_emplace(w.written, entry{i, w.outcome, false});
+    if (!inserted) {
+      entry& e = it->second;
+      if (h.writes[e.record].key != w.key) {
+        c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
+                              detail::describe_write(h.writes[e.record]) + ", " + detail::describe_write(w) +
+                              ")");
+      }
+      const auto rank = [](op_outcome o) {
+        return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
+      };
+      if (rank(w.outcome) > rank(e.outcome)) e = entry{i, w.outcome, false};
+    }
+  }
+
+  // Elle's lost update: successful writes grouped by (key, version read).
+  struct group {
+    std::uint32_t count = 0;
+    std::uint32_t first = 0;
+  };
+  struct key_version_hash {
+    std::size_t operator()(const std::pair<std::uint32_t, write_id>& p) const noexcept {
+      return detail::id_hash{}(p.second ^ (static_cast<write_id>(p.first) * 0x9e3779b97f4a7c15ULL));
+    }
+  };
+  std::unordered_map<std::pair<std::uint32_t, write_id>, group, key_version_hash> readers;
+  readers.reserve(by_id.size());
+  for (const auto& [id, e] : by_id) {
+    const race_write& w = h.writes[e.record];
+    if (e.outcome == op_outcome::ok) {
+      ++c.applied;
+      group& g = readers[{w.key, w.read_from}];
+      if (g.count++ == 0)
+        g.first = e.record;
+      else
+        ++c.lost_update_pairs;
+    } else if (e.outcome == op_outcome::unknown) {
+      ++c.unknown;
+    }
+    const bool from_before_run =
+        w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
+        (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
+    if (e.outcome == op_outcome::ok && !from_before_run && !by_id.contains(w.read_from)) {
+      c.anomalies.push_back(detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
+                            ", which no recorded write produced");
+    }
+  }
+
+  // Walk each key's chain back from its final version.
+  for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
+    const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
+    write_id v = h.final_versions[k];
+    std::size_t steps = 0;
+    while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
+      auto it = by_id.find(v);
+      const std::string key_name = k < h.keys.size() ? h.keys[k] : std::to_string(k);
+      if (it == by_id.end()) {
+        c.anomalies.push_back("key " + key_name + " holds version " + std::to_string(v) +
+                              ", which no recorded write produced");
+        break;
+      }
+      entry& e = it->second;
+      const race_write& w = h.writes[e.record];
+      if (e.on_chain || ++steps > by_id.size()) {
+        c.anomalies.push_back("key " + key_name + ": the version chain loops at " +
+                              detail::describe_write(w));
+        break;
+      }
+      if (w.key != k) {
+        c.anomalies.push_back("key " + key_name + " holds a value written to another key by " +
+                              detail::describe_write(w));
+        break;
+      }
+      if (e.outcome == op_outcome::failed) {
+        c.anomalies.push_back("key " + key_name + " holds the value of " + detail::describe_write(w) +
+                              ", which the store reported as not applied");
+      }
+      e.on_chain = true;
+      if (e.outcome == op_outcome::unknown) ++c.unknown_landed;
+      v = w.read_from;
+    }
+  }
+
+  // Successful writes the chain missed are lost. Name the write that replaced each: the
+  // successful write that read the same version and is on the chain, else the next applied
+  // write to that key (by completion tick).
+  std::vector<std::uint32_t> lost_records;
+  for (const auto& [id, e] : by_id) {
+    if (e.outcome == op_outcome::ok && !e.on_chain) lost_records.push_back(e.record);
+  }
+  std::sort(lost_records.begin(), lost_records.end(),
+            [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
+  // Chain member per (key, version read), for naming the overwriter.
+  std::unordered_map<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader;
+  if (!lost_records.empty()) {
+    for (const auto& [id, e] : by_id) {
+      if (e.on_chain) chain_reader[{h.writes[e.record].key, h.writes[e.record].read_from}] = e.record;
+    }
+  }
+  c.lost.reserve(lost_records.size());
+  std::size_t scans_left = 16;  // the fallback scan is linear; bound how often it runs
+  for (std::uint32_t r : lost_records) {
+    const race_write& w = h.writes[r];
+    lost_write l{w, {}};
+    if (auto it = chain_reader.find({w.key, w.read_from}); it != chain_reader.end()) {
+      l.overwritten_by = h.writes[it->second];
+    } else if (scans_left > 0) {
+      --scans_left;
+      // Fallback (rare): the first write applied to the same key after this one.
+      const race_write* best = nullptr;
+      for (const auto& [id, e] : by_id) {
+        const race_write& o = h.writes[e.record];
+        if (e.outcome == op_outcome::failed || o.key != w.key || o.complete <= w.complete) continue;
+        if (best == nullptr || o.complete < best->complete) best = &o;
+      }
+      if (best != nullptr) l.overwritten_by = *best;
+    }
+    c.lost.push_back(l);
+  }
+  return c;
+}
+
+}  // namespace noclobber
