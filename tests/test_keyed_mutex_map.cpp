@@ -38,6 +38,13 @@ struct throwing_equal {
   }
 };
 
+// Catch2 assertions are not thread-safe: worker threads count failures, the test thread checks.
+std::atomic<long> thread_failures{0};
+#define KMM_CHECK_IN_THREAD(cond)              \
+  do {                                         \
+    if (!(cond)) thread_failures.fetch_add(1); \
+  } while (false)
+
 struct padded_counter {
   alignas(64) long value = 0;  // plain, non-atomic: only correct if the per-key lock works
 };
@@ -210,7 +217,7 @@ void race_counters(Map& m, int threads, int iterations, int keys) {
           }
           case 2: {
             auto g = m.try_lock_for(names[k], std::chrono::hours(1));
-            REQUIRE(g.owns_lock());
+            KMM_CHECK_IN_THREAD(g.owns_lock());
             ++counters[k].value;
             break;
           }
@@ -229,6 +236,7 @@ void race_counters(Map& m, int threads, int iterations, int keys) {
     });
   }
   for (auto& th : pool) th.join();
+  REQUIRE(thread_failures.exchange(0) == 0);
   long total = 0;
   for (auto& c : counters) total += c.value;
   REQUIRE(total == static_cast<long>(threads) * iterations);
@@ -268,14 +276,15 @@ TEST_CASE("race: readers see no torn writes under shared mode") {
           ++b.value;
         } else {
           auto g = (i % 2) ? m.lock_shared("pair") : m.try_lock_shared_for("pair", std::chrono::hours(1));
-          REQUIRE(g.owns_lock());
-          REQUIRE(a.value == b.value);
+          KMM_CHECK_IN_THREAD(g.owns_lock());
+          KMM_CHECK_IN_THREAD(a.value == b.value);
           reads.fetch_add(1, std::memory_order_relaxed);
         }
       }
     });
   }
   for (auto& th : pool) th.join();
+  REQUIRE(thread_failures.exchange(0) == 0);
   REQUIRE(a.value == 6000);
   REQUIRE(reads.load() == 12000);
   REQUIRE(m.size() == 0);
@@ -312,7 +321,7 @@ TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") 
           };
           if (i % 3 == 0) {
             auto g = m.try_lock_all_for(std::span<const std::string_view>(set), std::chrono::hours(1));
-            REQUIRE(g.owns_lock());
+            KMM_CHECK_IN_THREAD(g.owns_lock());
             bump();
           } else if (i % 3 == 1) {
             auto g = m.try_lock_all(std::span<const std::string_view>(set));
@@ -327,6 +336,8 @@ TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") 
       });
     }
     for (auto& th : pool) th.join();
+    REQUIRE(thread_failures.exchange(0) == 0);
+    REQUIRE(thread_failures.exchange(0) == 0);
     for (int k = 0; k < keys; ++k) {
       long expected = 0;
       for (int t = 0; t < 6; ++t) expected += expected_per_thread[t * keys + k];
@@ -426,6 +437,7 @@ TEST_CASE("entries retired and re-created concurrently are never used after reus
     });
   }
   for (auto& th : pool) th.join();
+  REQUIRE(thread_failures.exchange(0) == 0);
   long total = 0;
   for (auto& c : counters) total += c.value;
   REQUIRE(total == done.load());

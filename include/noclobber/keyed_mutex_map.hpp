@@ -46,6 +46,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -61,6 +62,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -145,8 +147,8 @@ struct kmm_pool_base {
 
 // One thread's cache of free entries for one pool, plus that thread's counters for it.
 struct alignas(64) kmm_cache_slot {
-  static constexpr unsigned capacity = 32;
-  static constexpr unsigned batch = 16;
+  static constexpr unsigned capacity = 8;
+  static constexpr unsigned batch = 4;
 
   kmm_pool_base* pool_raw = nullptr;  // fast comparison; equals pool.get()
   kmm_entry_base* head = nullptr;
@@ -418,6 +420,20 @@ class keyed_mutex_map {
   [[nodiscard]] multi_guard try_lock_all_until(std::span<const K> keys,
                                                std::chrono::time_point<Clock, Duration> when) {
     return acquire_all(keys, detail::kmm_wait::until_deadline, to_steady(when));
+  }
+  // Variadic form: lock_all(k1, k2, ...). Keys of one type are used in place; mixed types are
+  // converted to their common type first (e.g. std::string_view for std::string + const char*).
+  template <class K1, class K2, class... Ks>
+  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
+           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
+      lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    return acquire_variadic(detail::kmm_wait::forever, {}, k1, k2, rest...);
+  }
+  template <class K1, class K2, class... Ks>
+  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
+           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
+      try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    return acquire_variadic(detail::kmm_wait::try_once, {}, k1, k2, rest...);
   }
   // Convenience overloads for a braced list or a container.
   template <class K>
@@ -830,16 +846,43 @@ class keyed_mutex_map {
 
   // ---- multi-key ------------------------------------------------------------------------------
 
+  template <class... Ks>
+  multi_guard acquire_variadic(detail::kmm_wait wait, clock::time_point deadline, const Ks&... keys) {
+    constexpr std::size_t n = sizeof...(Ks);
+    using first = std::decay_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
+    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) &&
+                  !std::is_array_v<std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>>) {
+      const std::array<const first*, n> ptrs{&keys...};
+      return acquire_all_at(
+          n, [&](std::size_t i) -> const first& { return *ptrs[i]; }, wait, deadline);
+    } else {
+      using common = std::common_type_t<std::decay_t<Ks>...>;
+      const std::array<common, n> converted{common(keys)...};
+      return acquire_all_at(
+          n, [&](std::size_t i) -> const common& { return converted[i]; }, wait, deadline);
+    }
+  }
+
   template <class K>
   multi_guard acquire_all(std::span<const K> keys, detail::kmm_wait wait, clock::time_point deadline) {
+    return acquire_all_at(
+        keys.size(), [&](std::size_t i) -> const K& { return keys[i]; }, wait, deadline);
+  }
+
+  // key_at(i) -> const K& for i < count.
+  template <class KeyAt>
+  multi_guard acquire_all_at(std::size_t count, KeyAt key_at, detail::kmm_wait wait,
+                             clock::time_point deadline) {
+    using K = std::remove_cvref_t<decltype(key_at(std::size_t{0}))>;
     struct item {
       std::size_t hash;
       std::size_t shard;
       const K* key;
     };
     std::vector<item> items;
-    items.reserve(keys.size());
-    for (const K& k : keys) {
+    items.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      const K& k = key_at(i);
       const std::size_t h = hash_(k);
       items.push_back(item{h, shard_index(h), &k});
     }
@@ -944,7 +987,8 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
   // Tells Clang's analysis this guard is held (throws std::logic_error if it is not), so functions
   // declared NOCLOBBER_REQUIRES(g) can be called with it: see "Thread-safety annotations" below.
   void assert_held() const NOCLOBBER_ASSERT_CAPABILITY(this) {
-    if (!owns_lock()) throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
+    if (!owns_lock())
+      throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
   }
 
   // Releases early. Throws std::logic_error if the guard owns nothing.
@@ -996,7 +1040,8 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
   // Tells Clang's analysis this guard is held (throws std::logic_error if it is not), so functions
   // declared NOCLOBBER_REQUIRES(g) can be called with it: see "Thread-safety annotations" below.
   void assert_held() const NOCLOBBER_ASSERT_CAPABILITY(this) {
-    if (!owns_lock()) throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
+    if (!owns_lock())
+      throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
   }
 
   void unlock() {
@@ -1050,7 +1095,8 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
   // Tells Clang's analysis this guard is held (throws std::logic_error if it is not), so functions
   // declared NOCLOBBER_REQUIRES(g) can be called with it: see "Thread-safety annotations" below.
   void assert_held() const NOCLOBBER_ASSERT_CAPABILITY(this) {
-    if (!owns_lock()) throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
+    if (!owns_lock())
+      throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
   }
   // Number of distinct keys held.
   std::size_t size() const noexcept { return entries_.size(); }

@@ -1,0 +1,302 @@
+// keyed_mutex_map against the per-key locks a user would otherwise write, in one binary.
+//
+// Peers (each: lock(key) -> RAII hold; unlock by scope):
+//   kmm            noclobber::keyed_mutex_map (4096 shards; entries freed when unused)
+//   kmm64k         the same with 65536 shards (4 MiB of shard lines) for the scaling runs
+//   global_map     one global mutex over unordered_map<string, shared_ptr<mutex>>, never erased
+//   refcounted     moby/locker style: global mutex over refcounted entries, erased at zero
+//   striped4096    4096 padded mutexes picked by hash (no cleanup, no exactness: the speed floor)
+//   tbb_erase      tbb::concurrent_hash_map accessor, erased on unlock
+//   bare_mutex     hash the key, lock one std::mutex (the cost of hashing plus a mutex pair)
+//
+// Scenarios: distinct keys (1024 per thread, disjoint between threads) on 1 and 2 threads; one hot
+// key on 2 threads; Zipf-skewed keys (s = 0.99 over 65536 keys) on 2 threads; 1M distinct keys
+// touched once, reporting live entries and RSS growth afterwards.
+// Keys look like real object keys: bucket/tenant-4824/2024/06/part-000123-c000.snappy.parquet.
+#include <benchmark/benchmark.h>
+#include <tbb/concurrent_hash_map.h>
+#include <noclobber/keyed_mutex_map.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using noclobber::string_hash;
+
+std::string object_key(unsigned tenant, unsigned part) {
+  char buf[96];
+  const int n = std::snprintf(buf, sizeof buf, "bucket/tenant-%04u/2024/06/part-%06u-c000.snappy.parquet",
+                              tenant, part);
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+// ---- peers ------------------------------------------------------------------------------------
+
+struct kmm_peer {
+  explicit kmm_peer(std::size_t shards = 4096) : map(noclobber::keyed_mutex_map_options{shards}) {}
+  noclobber::keyed_mutex_map<std::string, string_hash, std::equal_to<>> map;
+  auto lock(std::string_view k) { return map.lock(k); }
+  std::size_t live() const { return map.size(); }
+};
+struct kmm64k_peer : kmm_peer {
+  kmm64k_peer() : kmm_peer(65536) {}
+};
+
+struct global_map_peer {
+  std::mutex global;
+  std::unordered_map<std::string, std::shared_ptr<std::mutex>, string_hash, std::equal_to<>> map;
+  struct hold {
+    std::shared_ptr<std::mutex> m;
+    std::unique_lock<std::mutex> lk;
+  };
+  hold lock(std::string_view k) {
+    std::shared_ptr<std::mutex> m;
+    {
+      std::lock_guard<std::mutex> g(global);
+      auto it = map.find(k);
+      if (it == map.end()) it = map.emplace(std::string(k), std::make_shared<std::mutex>()).first;
+      m = it->second;
+    }
+    std::unique_lock<std::mutex> lk(*m);
+    return hold{std::move(m), std::move(lk)};
+  }
+  std::size_t live() {
+    std::lock_guard<std::mutex> g(global);
+    return map.size();
+  }
+};
+
+struct refcounted_peer {  // moby/locker
+  struct entry {
+    std::mutex m;
+    int refs = 0;
+  };
+  std::mutex global;
+  std::unordered_map<std::string, std::unique_ptr<entry>, string_hash, std::equal_to<>> map;
+  struct hold {
+    refcounted_peer* self = nullptr;
+    std::unordered_map<std::string, std::unique_ptr<entry>, string_hash, std::equal_to<>>::iterator it;
+    hold(refcounted_peer* s, decltype(it) i) : self(s), it(i) {}
+    hold(hold&& o) noexcept : self(std::exchange(o.self, nullptr)), it(o.it) {}
+    ~hold() {
+      if (self == nullptr) return;
+      it->second->m.unlock();
+      std::lock_guard<std::mutex> g(self->global);
+      if (--it->second->refs == 0) self->map.erase(it);
+    }
+  };
+  hold lock(std::string_view k) {
+    decltype(map)::iterator it;
+    {
+      std::lock_guard<std::mutex> g(global);
+      it = map.find(k);
+      if (it == map.end()) it = map.emplace(std::string(k), std::make_unique<entry>()).first;
+      ++it->second->refs;
+    }
+    it->second->m.lock();
+    return hold(this, it);
+  }
+  std::size_t live() {
+    std::lock_guard<std::mutex> g(global);
+    return map.size();
+  }
+};
+
+struct striped_peer {
+  struct alignas(64) stripe {
+    std::mutex m;
+  };
+  std::unique_ptr<stripe[]> stripes = std::make_unique<stripe[]>(4096);
+  std::unique_lock<std::mutex> lock(std::string_view k) {
+    return std::unique_lock<std::mutex>(stripes[string_hash{}(k)&4095].m);
+  }
+  std::size_t live() const { return 0; }
+};
+
+struct tbb_hash_compare {
+  static std::size_t hash(const std::string& s) { return string_hash{}(s); }
+  static bool equal(const std::string& a, const std::string& b) { return a == b; }
+};
+struct tbb_erase_peer {
+  using map_type = tbb::concurrent_hash_map<std::string, char, tbb_hash_compare>;
+  map_type map;
+  struct hold {
+    map_type* map;
+    map_type::accessor acc;
+    explicit hold(map_type* m) : map(m) {}
+    hold(hold&&) = delete;
+    ~hold() { map->erase(acc); }
+  };
+  // Accessors are not movable, so this peer is driven through with_lock.
+  template <class F>
+  void with_lock(std::string_view k, F&& f) {
+    hold h(&map);
+    map.insert(h.acc, std::string(k));
+    f();
+  }
+  std::size_t live() const { return map.size(); }
+};
+
+struct bare_mutex_peer {
+  std::mutex m;
+  std::unique_lock<std::mutex> lock(std::string_view k) {
+    benchmark::DoNotOptimize(string_hash{}(k));
+    return std::unique_lock<std::mutex>(m);
+  }
+  std::size_t live() const { return 0; }
+};
+
+template <class Peer, class F>
+inline void with_lock(Peer& p, std::string_view k, F&& f) {
+  if constexpr (requires { p.with_lock(k, f); }) {
+    p.with_lock(k, f);
+  } else {
+    auto h = p.lock(k);
+    f();
+  }
+}
+
+// ---- key sets ---------------------------------------------------------------------------------
+
+struct key_sets {
+  std::vector<std::string> distinct[2];  // 1024 keys per thread, disjoint
+  std::vector<std::string> zipf_keys;    // 65536 keys
+  std::vector<std::uint32_t> zipf_draws[2];
+  std::string hot = object_key(4824, 1);
+
+  key_sets() {
+    for (unsigned t = 0; t < 2; ++t)
+      for (unsigned i = 0; i < 1024; ++i) distinct[t].push_back(object_key(4824 + t, 100000 + i * 7));
+    constexpr unsigned n = 65536;
+    for (unsigned i = 0; i < n; ++i) zipf_keys.push_back(object_key(i % 97, i));
+    std::vector<double> cdf(n);
+    double sum = 0;
+    for (unsigned i = 0; i < n; ++i) cdf[i] = (sum += 1.0 / std::pow(i + 1.0, 0.99));
+    std::vector<std::uint32_t> perm(n);
+    for (unsigned i = 0; i < n; ++i) perm[i] = i;
+    std::mt19937 shuffle_rng(5);
+    std::shuffle(perm.begin(), perm.end(), shuffle_rng);  // hot keys spread over the shards
+    for (unsigned t = 0; t < 2; ++t) {
+      std::mt19937_64 rng(11 + t);
+      std::uniform_real_distribution<double> u(0, sum);
+      for (int i = 0; i < (1 << 16); ++i) {
+        const auto idx = std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin();
+        zipf_draws[t].push_back(perm[static_cast<std::size_t>(idx)]);
+      }
+    }
+  }
+};
+const key_sets& keys() {
+  static const key_sets k;
+  return k;
+}
+
+// Shared protected state: one plain counter per key slot (touched under the lock, like real work).
+struct alignas(64) slot_counter {
+  long v = 0;
+};
+
+// ---- scenarios --------------------------------------------------------------------------------
+
+template <class Peer>
+void BM_distinct(benchmark::State& state) {
+  static Peer peer;
+  const auto& ks = keys().distinct[state.thread_index() % 2];
+  std::size_t i = 0;
+  long work = 0;
+  for (auto _ : state) {
+    with_lock(peer, ks[i], [&] { ++work; });
+    i = (i + 1) & 1023;
+  }
+  benchmark::DoNotOptimize(work);
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Peer>
+void BM_hot_key(benchmark::State& state) {
+  static Peer peer;
+  static slot_counter counter;
+  const std::string& k = keys().hot;
+  for (auto _ : state) with_lock(peer, k, [&] { ++counter.v; });
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Peer>
+void BM_zipf(benchmark::State& state) {
+  static Peer peer;
+  const auto& ks = keys().zipf_keys;
+  const auto& draws = keys().zipf_draws[state.thread_index() % 2];
+  std::size_t i = 0;
+  long work = 0;
+  for (auto _ : state) {
+    with_lock(peer, ks[draws[i]], [&] { ++work; });
+    i = (i + 1) & 0xffff;
+  }
+  benchmark::DoNotOptimize(work);
+  state.SetItemsProcessed(state.iterations());
+}
+
+long rss_kib() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * 4;
+}
+
+// 1M distinct keys, each locked once; the peer stays alive while live entries and RSS are read.
+template <class Peer>
+void BM_million_keys(benchmark::State& state) {
+  for (auto _ : state) {
+    auto peer = std::make_unique<Peer>();
+    const long before = rss_kib();
+    char buf[96];
+    for (unsigned i = 0; i < 1000000; ++i) {
+      const int n = std::snprintf(buf, sizeof buf, "bucket/tenant-%04u/2024/06/part-%06u-c000.snappy.parquet",
+                                  4824 + (i >> 16), i & 0xffff);
+      with_lock(*peer, std::string_view(buf, static_cast<std::size_t>(n)), [] {});
+    }
+    state.counters["live_entries"] = static_cast<double>(peer->live());
+    state.counters["rss_growth_MiB"] = static_cast<double>(rss_kib() - before) / 1024.0;
+    state.PauseTiming();
+    peer.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * 1000000);
+}
+
+#define KMM_PEERS(BM, ...)                             \
+  BENCHMARK_TEMPLATE(BM, kmm_peer) __VA_ARGS__;        \
+  BENCHMARK_TEMPLATE(BM, global_map_peer) __VA_ARGS__; \
+  BENCHMARK_TEMPLATE(BM, refcounted_peer) __VA_ARGS__; \
+  BENCHMARK_TEMPLATE(BM, striped_peer) __VA_ARGS__;    \
+  BENCHMARK_TEMPLATE(BM, tbb_erase_peer) __VA_ARGS__;  \
+  BENCHMARK_TEMPLATE(BM, bare_mutex_peer) __VA_ARGS__
+
+KMM_PEERS(BM_distinct, ->UseRealTime());
+KMM_PEERS(BM_distinct, ->Threads(2)->UseRealTime());
+BENCHMARK_TEMPLATE(BM_distinct, kmm64k_peer)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_distinct, kmm64k_peer)->Threads(2)->UseRealTime();
+KMM_PEERS(BM_hot_key, ->Threads(2)->UseRealTime());
+KMM_PEERS(BM_zipf, ->Threads(2)->UseRealTime());
+BENCHMARK_TEMPLATE(BM_zipf, kmm64k_peer)->Threads(2)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_million_keys, kmm_peer)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_million_keys, global_map_peer)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_million_keys, refcounted_peer)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_million_keys, striped_peer)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_million_keys, tbb_erase_peer)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
