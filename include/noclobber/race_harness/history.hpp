@@ -239,28 +239,30 @@ struct id_hash {
     const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
     write_id v = h.final_versions[k];
     std::size_t steps = 0;
+    auto key_name = [&] { return k < h.keys.size() ? h.keys[k] : std::to_string(k); };
     while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
       auto it = by_id.find(v);
-      const std::string key_name = k < h.keys.size() ? h.keys[k] : std::to_string(k);
       if (it == by_id.end()) {
-        c.anomalies.push_back("key " + key_name + " holds version " + std::to_string(v) +
-                              ", which no recorded write produced");
+        // A broken link further down was already reported with the write that read it.
+        if (steps == 0)
+          c.anomalies.push_back("key " + key_name() + " holds version " + std::to_string(v) +
+                                ", which no recorded write produced");
         break;
       }
       entry& e = it->second;
       const race_write& w = h.writes[e.record];
       if (e.on_chain || ++steps > by_id.size()) {
-        c.anomalies.push_back("key " + key_name + ": the version chain loops at " +
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
                               detail::describe_write(w));
         break;
       }
       if (w.key != k) {
-        c.anomalies.push_back("key " + key_name + " holds a value written to another key by " +
+        c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
                               detail::describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
-        c.anomalies.push_back("key " + key_name + " holds the value of " + detail::describe_write(w) +
+        c.anomalies.push_back("key " + key_name() + " holds the value of " + detail::describe_write(w) +
                               ", which the store reported as not applied");
       }
       e.on_chain = true;

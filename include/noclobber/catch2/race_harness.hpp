@@ -1,0 +1,86 @@
+// noclobber/catch2/race_harness.hpp — the race harness as a Catch2 (v2) assertion.
+//
+// Overview
+// --------
+// So that a user's adapter test reads like the requirement it checks:
+//
+//   TEST_CASE("my adapter loses no updates") {
+//     my_store store;
+//     auto opt = noclobber::catch2::race_options_from_env<my_store>();   // honours a replay line
+//     opt.writers = 16;
+//     auto report = noclobber::run_race(store, noclobber::cas_strategy{}, opt);
+//     NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report);
+//     // or: REQUIRE_THAT(report, noclobber::catch2::no_lost_updates());
+//   }
+//
+// On failure the whole report is printed: counts, each lost write and its replacer, the trace,
+// and the replay line. To rerun exactly that case, set NOCLOBBER_RACE_REPLAY to the replay line
+// (e.g. `NOCLOBBER_RACE_REPLAY='mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…'`) and
+// build the options with race_options_from_env().
+//
+// This header includes <catch2/catch.hpp>; include it only from test code.
+// Thread safety: call the assertions from the test's own thread (Catch2's rule).
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <string>
+
+#include "noclobber/race_harness.hpp"
+
+namespace noclobber::catch2 {
+
+/// Default options with the NOCLOBBER_RACE_REPLAY environment variable applied, if set.
+template <class Store>
+[[nodiscard]] race_options_for<Store> race_options_from_env() {
+  race_options_for<Store> o;
+  if (const char* line = std::getenv("NOCLOBBER_RACE_REPLAY"); line != nullptr && *line != '\0') {
+    o.apply_replay(line);
+  }
+  return o;
+}
+
+/// Matches a report with no lost update and no anomaly; describes itself with the report.
+class no_lost_updates_matcher : public Catch::MatcherBase<race_report> {
+ public:
+  bool match(const race_report& r) const override {
+    text_ = r.to_text();
+    return r.ok() && r.op_errors == 0;
+  }
+  std::string describe() const override { return "loses no updates (and no op threw)\n" + text_; }
+
+ private:
+  mutable std::string text_;
+};
+
+[[nodiscard]] inline no_lost_updates_matcher no_lost_updates() {
+  return {};
+}
+
+}  // namespace noclobber::catch2
+
+/// REQUIRE that a race_report shows no lost update, no anomaly and no op error; prints the
+/// report (with its replay line) when it fails.
+#define NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)                 \
+  do {                                                            \
+    const ::noclobber::race_report& noclobber_report_ = (report); \
+    INFO(noclobber_report_.to_text());                            \
+    REQUIRE(noclobber_report_.lost() == 0);                       \
+    REQUIRE(noclobber_report_.check.lost_update_pairs == 0);      \
+    REQUIRE(noclobber_report_.check.anomalies.empty());           \
+    REQUIRE(noclobber_report_.failing_iterations == 0);           \
+    REQUIRE(noclobber_report_.op_errors == 0);                    \
+  } while (false)
+
+/// The same, as CHECKs (the test goes on).
+#define NOCLOBBER_CHECK_NO_LOST_UPDATES(report)                   \
+  do {                                                            \
+    const ::noclobber::race_report& noclobber_report_ = (report); \
+    INFO(noclobber_report_.to_text());                            \
+    CHECK(noclobber_report_.lost() == 0);                         \
+    CHECK(noclobber_report_.check.lost_update_pairs == 0);        \
+    CHECK(noclobber_report_.check.anomalies.empty());             \
+    CHECK(noclobber_report_.failing_iterations == 0);             \
+    CHECK(noclobber_report_.op_errors == 0);                      \
+  } while (false)

@@ -1,0 +1,41 @@
+// The Catch2 integration: the assertion a user's adapter test writes, its failure text, and
+// the replay variable.
+#include <noclobber/catch2/race_harness.hpp>
+#include <noclobber/memory_store.hpp>
+
+#include <cstdlib>
+
+namespace nc = noclobber;
+using store_t = nc::memory_store<std::string, std::string>;
+
+TEST_CASE("run the harness on my adapter; require no lost updates", "[race_harness][catch2]") {
+  store_t store;
+  auto opt = nc::catch2::race_options_from_env<store_t>();
+  opt.writers = 16;
+  opt.ops_per_writer = 10;
+  const auto report = nc::run_race(store, nc::cas_strategy{}, opt);
+  NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report);
+  REQUIRE_THAT(report, nc::catch2::no_lost_updates());
+}
+
+TEST_CASE("the matcher fails on the naive strategy and describes the losses", "[race_harness][catch2]") {
+  store_t store;
+  nc::race_options_for<store_t> opt;
+  opt.writers = 4;
+  const auto report = nc::run_race(store, nc::naive_strategy{}, opt);
+  const auto m = nc::catch2::no_lost_updates();
+  REQUIRE_FALSE(m.match(report));
+  REQUIRE_THAT(m.describe(), Catch::Contains("LOST UPDATES: 3") && Catch::Contains("replay: mode=forced"));
+}
+
+TEST_CASE("NOCLOBBER_RACE_REPLAY sets the options", "[race_harness][catch2]") {
+  ::setenv("NOCLOBBER_RACE_REPLAY", "mode=explore writers=3 ops=2 seed=9 depth=3 schedule=77", 1);
+  const auto opt = nc::catch2::race_options_from_env<store_t>();
+  ::unsetenv("NOCLOBBER_RACE_REPLAY");
+  REQUIRE(opt.mode == nc::race_mode::explore);
+  REQUIRE(opt.writers == 3);
+  REQUIRE(opt.ops_per_writer == 2);
+  REQUIRE(opt.seed == 9);
+  REQUIRE(opt.depth == 3);
+  REQUIRE(opt.schedule == std::optional<std::uint64_t>(77));
+}
