@@ -9,6 +9,7 @@
 //    any key ever had (no ABA, also across erase and re-create). It fulfils the conditional_writer
 //    contract, so read_modify_write and the race harness drive it directly:
 //      write_if_match   UPDATE … SET version = nextval(…) WHERE key = $1 AND version = $2 RETURNING
+//                       (0 rows: a SELECT tells conflict from absent — on the slow path only)
 //      create_if_absent INSERT … ON CONFLICT (key) DO NOTHING RETURNING version
 //  * `postgres::update_under_row_lock` — pessimistic, exactly as seed 002 shipped it: one
 //    transaction, `SET LOCAL lock_timeout`, `SELECT … FOR UPDATE`, the caller's guard and merge run
@@ -390,16 +391,12 @@ class version_store {
     const std::string& t = table_;
     const std::string seq = "nextval('" + t + "_version')";
     read_sql_ = "SELECT value, version FROM " + t + " WHERE key = $1";
-    update_sql_ = "WITH u AS (UPDATE " + t + " SET value = $3, version = " + seq +
-                  " WHERE key = $1 AND version = $2 RETURNING version) "
-                  "SELECT (SELECT version FROM u), EXISTS (SELECT 1 FROM " +
-                  t + " WHERE key = $1)";
+    update_sql_ = "UPDATE " + t + " SET value = $3, version = " + seq +
+                  " WHERE key = $1 AND version = $2 RETURNING version";
+    exists_sql_ = "SELECT 1 FROM " + t + " WHERE key = $1";
     create_sql_ = "INSERT INTO " + t + " (key, value, version) VALUES ($1, $2, " + seq +
                   ") ON CONFLICT (key) DO NOTHING RETURNING version";
-    erase_sql_ = "WITH d AS (DELETE FROM " + t +
-                 " WHERE key = $1 AND version = $2 RETURNING 1) "
-                 "SELECT (SELECT count(*) FROM d), EXISTS (SELECT 1 FROM " +
-                 t + " WHERE key = $1)";
+    erase_sql_ = "DELETE FROM " + t + " WHERE key = $1 AND version = $2";
     overwrite_sql_ = "INSERT INTO " + t + " (key, value, version) VALUES ($1, $2, " + seq +
                      ") ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version "
                      "RETURNING version";
@@ -436,9 +433,8 @@ class version_store {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(update_sql_.c_str(), {param{key}, param{ver, true}, param{value, true}}, true);
     if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (!r.is_null(0, 0)) return write_result<token_type>::applied(r.int64(0, 0));
-    return r.bytes(0, 1) == std::string(1, '\1') ? write_result<token_type>::conflict()
-                                                 : write_result<token_type>::absent();
+    if (r.rows() == 1) return write_result<token_type>::applied(r.int64(0, 0));
+    return moved_or_gone(key);
   }
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
@@ -452,9 +448,8 @@ class version_store {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(erase_sql_.c_str(), {param{key}, param{ver, true}}, true);
     if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (r.int64(0, 0) == 1) return write_result<token_type>::applied();
-    return r.bytes(0, 1) == std::string(1, '\1') ? write_result<token_type>::conflict()
-                                                 : write_result<token_type>::absent();
+    if (std::string_view(PQcmdTuples(r.result.get())) == "1") return write_result<token_type>::applied();
+    return moved_or_gone(key);
   }
 
   /// The unconditional upsert that loses updates (negative control only).
@@ -477,9 +472,17 @@ class version_store {
   [[nodiscard]] const std::string& table() const noexcept { return table_; }
 
  private:
+  // After 0 rows matched (key, version): the key moved on (conflict) or is gone (absent). A slow
+  // path only; if this second look fails, conflict is the safe answer (both mean: re-read).
+  write_result<token_type> moved_or_gone(const key_type& key) {
+    exec_result e = conn_.exec(exists_sql_.c_str(), {param{key}}, false);
+    return e.ok() && e.rows() == 0 ? write_result<token_type>::absent()
+                                   : write_result<token_type>::conflict();
+  }
+
   connection conn_;
   std::string table_;
-  std::string read_sql_, update_sql_, create_sql_, erase_sql_, overwrite_sql_, lock_select_sql_,
+  std::string read_sql_, update_sql_, exists_sql_, create_sql_, erase_sql_, overwrite_sql_, lock_select_sql_,
       lock_update_sql_;
 };
 

@@ -8,8 +8,8 @@
 // and re-create). The token a read returns is that stamp.
 //
 //   create_if_absent   SET key stamp+value NX                     (nil reply = exists)
-//   write_if_match     method::watch_multi_exec (default):
-//                        WATCH key; GET key (compare stamp); MULTI; SET; EXEC  (EXEC nil = conflict)
+//   write_if_match     method::watch_multi_exec (default), two round trips:
+//                        WATCH key + GET key (compare stamp); MULTI + SET + EXEC (EXEC nil = conflict)
 //                      method::lua_compare_and_set:
 //                        EVALSHA of a script that compares the stamp and SETs in one step
 //   erase_if_match     the same two ways, with DEL
@@ -276,12 +276,14 @@ class store {
   write_result<token_type> watch_cas(const key_type& key, const token_type& token, const value_type* value,
                                      token_type stamp) {
     using wr = write_result<token_type>;
-    // Nothing is written before EXEC: an I/O error up to there is transient.
-    detail::reply_ptr w = command({"WATCH", key});
-    if (!w) return wr::failed(write_status::transient, error_);
-    if (w->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(w.get()));
-    detail::reply_ptr cur = command({"GET", key});
+    // Nothing is written before EXEC: an I/O error up to there is transient. WATCH and GET go
+    // out in one pipeline (one round trip); GET runs after WATCH, so it sees the watched state.
+    append({"WATCH", key});
+    append({"GET", key});
+    detail::reply_ptr w = get_reply();
+    detail::reply_ptr cur = w ? get_reply() : nullptr;
     if (!cur) return wr::failed(write_status::transient, error_);
+    if (w->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(w.get()));
     if (cur->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(cur.get()));
     if (cur->type == REDIS_REPLY_NIL) return unwatch_and(wr::absent());
     if (cur->type != REDIS_REPLY_STRING || static_cast<std::size_t>(cur->len) < detail::stamp_size ||
