@@ -84,6 +84,9 @@ struct attempt_info {
   // True on the first attempt and after conflict, absent, exists, transient_restart: the attempt
   // must re-read before writing. False after `transient`: resend the very same request.
   bool reread = true;
+  // Where the attempt may report the version it read (contention_meter::note_read), for
+  // backoff_policy::commit_rate. Set by cas_retry; may be null in other drivers.
+  contention_meter* meter = nullptr;
 };
 
 /// Why the loop stopped.
@@ -257,6 +260,13 @@ class retry_controller {
     return attempts_ == 0 ? std::nullopt : std::optional<write_status>(last_status_);
   }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
+  /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
+  /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
+  [[nodiscard]] contention_meter& meter() noexcept { return meter_; }
+  /// True when the backoff uses the meter, so the driver should time its attempts.
+  [[nodiscard]] bool uses_meter() const noexcept {
+    return policy_->backoff.kind() == backoff_kind::commit_rate;
+  }
 
  private:
   static const store_error& no_error() noexcept {
@@ -280,7 +290,7 @@ class retry_controller {
     if (attempts_ >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
     if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
 
-    const duration delay = policy_->backoff.delay(attempts_, previous_delay_, rng);
+    const duration delay = policy_->backoff.delay(attempts_, previous_delay_, meter_, rng);
     if (needs_clock()) {
       const duration timeout = policy_->timeout;
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
@@ -310,6 +320,7 @@ class retry_controller {
   write_status last_status_ = write_status::permanent;
   duration slept_{0};
   duration previous_delay_{0};
+  contention_meter meter_;
 };
 
 /// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
@@ -492,10 +503,13 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
     return out;
   }
   using time_point = decltype(env.now());
-  const time_point start = ctl.needs_clock() ? env.now() : time_point{};
+  const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
+  const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
 
   for (;;) {
-    const attempt_info info = ctl.next_attempt();
+    attempt_info info = ctl.next_attempt();
+    info.meter = &ctl.meter();
+    const time_point attempt_start = timed_attempts ? env.now() : time_point{};
     write_status status;
     std::optional<store_error> thrown;  // engaged only when a classified exception replaced the result
     try {
@@ -519,8 +533,13 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
     }
     const store_error& error =
         thrown ? *thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
-    const duration elapsed =
-        ctl.needs_clock() ? std::chrono::duration_cast<duration>(env.now() - start) : duration::zero();
+    duration elapsed = duration::zero();
+    if (ctl.needs_clock() || timed_attempts)
+      elapsed = std::chrono::duration_cast<duration>(env.now() - start);
+    if (timed_attempts) {  // the read returned about halfway through the attempt
+      const duration began = std::chrono::duration_cast<duration>(attempt_start - start);
+      ctl.meter().on_refused(began + (elapsed - began) / 2, elapsed);
+    }
     retry_decision d = ctl.on_outcome(status, error, elapsed, env.rng());
     if (!d) {
       out.reason = d.reason;
