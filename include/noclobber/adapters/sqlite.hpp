@@ -76,9 +76,9 @@ namespace noclobber::sqlite {
 struct store_options {
   std::string table = "noclobber_kv";  ///< [A-Za-z_][A-Za-z0-9_]*; created if missing
   std::chrono::milliseconds busy_timeout{5000};
-  bool wal = true;                       ///< PRAGMA journal_mode = WAL
-  std::string synchronous = "NORMAL";    ///< OFF, NORMAL, FULL or EXTRA
-  bool create_if_missing = true;         ///< create the file and the tables
+  bool wal = true;                     ///< PRAGMA journal_mode = WAL
+  std::string synchronous = "NORMAL";  ///< OFF, NORMAL, FULL or EXTRA
+  bool create_if_missing = true;       ///< create the file and the tables
 };
 
 namespace detail {
@@ -146,8 +146,8 @@ class version_store {
                                   "' (expected OFF, NORMAL, FULL or EXTRA)");
     }
     if (options_.busy_timeout.count() < 0) {
-      throw std::invalid_argument("noclobber::sqlite: busy_timeout = " + std::to_string(options_.busy_timeout.count()) +
-                                  " ms is negative");
+      throw std::invalid_argument("noclobber::sqlite: busy_timeout = " +
+                                  std::to_string(options_.busy_timeout.count()) + " ms is negative");
     }
     sqlite3* raw = nullptr;
     const int flags =
@@ -155,8 +155,8 @@ class version_store {
     const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
     db_.reset(raw);
     if (rc != SQLITE_OK) {
-      throw std::runtime_error("noclobber::sqlite: cannot open '" + path + "': " +
-                               (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+      throw std::runtime_error("noclobber::sqlite: cannot open '" + path +
+                               "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
     }
     sqlite3_extended_result_codes(db_.get(), 1);
     sqlite3_busy_timeout(db_.get(), static_cast<int>(options_.busy_timeout.count()));
@@ -172,10 +172,13 @@ class version_store {
     }
     read_ = prepare("SELECT value, version FROM " + t + " WHERE key = ?1");
     bump_ = prepare("UPDATE " + t + "_version SET last = last + 1 WHERE id = 1 RETURNING last");
-    update_ = prepare("UPDATE " + t + " SET value = ?2, version = ?3 WHERE key = ?1 AND version = ?4 RETURNING version");
-    insert_ = prepare("INSERT INTO " + t + " (key, value, version) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING " +
+    update_ = prepare("UPDATE " + t +
+                      " SET value = ?2, version = ?3 WHERE key = ?1 AND version = ?4 RETURNING version");
+    insert_ = prepare("INSERT INTO " + t +
+                      " (key, value, version) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING " +
                       "RETURNING version");
-    upsert_ = prepare("INSERT INTO " + t + " (key, value, version) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE " +
+    upsert_ = prepare("INSERT INTO " + t +
+                      " (key, value, version) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE " +
                       "SET value = excluded.value, version = excluded.version RETURNING version");
     erase_ = prepare("DELETE FROM " + t + " WHERE key = ?1 AND version = ?2 RETURNING version");
     exists_ = prepare("SELECT 1 FROM " + t + " WHERE key = ?1");
@@ -184,11 +187,9 @@ class version_store {
     rollback_ = prepare("ROLLBACK");
   }
 
+  /// Movable (a moved-from store may only be destroyed or assigned to); not copyable.
   version_store(version_store&&) noexcept = default;
   version_store& operator=(version_store&&) noexcept = default;
-  ~version_store() {
-    // Statements first, then the connection (members are destroyed in reverse order).
-  }
 
   /// The underlying connection, for your own SQL on the same thread.
   [[nodiscard]] sqlite3* handle() const noexcept { return db_.get(); }
@@ -206,10 +207,10 @@ class version_store {
     }
     if (rc == SQLITE_DONE) return read_result_type::make_absent();
     const write_status w = classify(rc, false);
-    return read_result_type::make_failed(
-        w == write_status::transient || w == write_status::transient_restart ? read_status::transient
-                                                                             : read_status::permanent,
-        error(rc));
+    return read_result_type::make_failed(w == write_status::transient || w == write_status::transient_restart
+                                             ? read_status::transient
+                                             : read_status::permanent,
+                                         error(rc));
   }
 
   [[nodiscard]] write_result_type write_if_match(const std::string& key, const token_type& token,
@@ -341,10 +342,11 @@ class version_store {
 
   detail::stmt_ptr prepare(const std::string& sql) {
     sqlite3_stmt* s = nullptr;
-    const int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                                      &s, nullptr);
+    const int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &s, nullptr);
     if (rc != SQLITE_OK) {
-      throw std::runtime_error("noclobber::sqlite: cannot prepare '" + sql + "': " + sqlite3_errmsg(db_.get()));
+      throw std::runtime_error("noclobber::sqlite: cannot prepare '" + sql +
+                               "': " + sqlite3_errmsg(db_.get()));
     }
     return detail::stmt_ptr(s);
   }

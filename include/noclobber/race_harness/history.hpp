@@ -26,8 +26,10 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -308,6 +310,68 @@ struct id_hash {
     c.lost.push_back(l);
   }
   return c;
+}
+
+/// One line per record ("w writer op attempt key read_from written outcome kind invoke complete",
+/// "r writer op key version found invoke complete"), for runs spread over several processes:
+/// each process serialises its history, one process merges them (append_history) and checks.
+/// Keys and the initial/final versions are not included: the checking process knows them.
+[[nodiscard]] inline std::string serialize_history(const race_history& h) {
+  std::string out;
+  out.reserve(h.writes.size() * 64 + h.reads.size() * 48);
+  auto num = [&out](std::uint64_t n) {
+    out += std::to_string(n);
+    out += ' ';
+  };
+  for (const race_write& w : h.writes) {
+    out += "w ";
+    num(w.writer), num(w.op), num(w.attempt), num(w.key), num(w.read_from), num(w.written);
+    num(static_cast<unsigned>(w.outcome)), num(static_cast<unsigned>(w.kind)), num(w.invoke), num(w.complete);
+    out.back() = '\n';
+  }
+  for (const race_read& r : h.reads) {
+    out += "r ";
+    num(r.writer), num(r.op), num(r.key), num(r.version), num(r.found ? 1 : 0), num(r.invoke),
+        num(r.complete);
+    out.back() = '\n';
+  }
+  return out;
+}
+
+/// Appends the records of serialize_history's text to `h`. Throws std::invalid_argument naming
+/// the first line it cannot read.
+inline void append_history(race_history& h, std::string_view text) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty()) continue;
+    std::uint64_t f[10] = {};
+    const std::size_t want = line[0] == 'w' ? 10 : line[0] == 'r' ? 7 : 0;
+    const char* p = line.data() + 1;
+    const char* last = line.data() + line.size();
+    std::size_t got = 0;
+    while (got < want && p < last) {
+      while (p < last && *p == ' ') ++p;
+      auto [next, ec] = std::from_chars(p, last, f[got]);
+      if (ec != std::errc{}) break;
+      p = next;
+      ++got;
+    }
+    if (want == 0 || got != want) {
+      throw std::invalid_argument("noclobber: cannot read history line '" + std::string(line) + "'");
+    }
+    auto u32 = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
+    if (line[0] == 'w') {
+      h.writes.push_back({u32(f[0]), u32(f[1]), u32(f[2]), u32(f[3]), f[4], f[5],
+                          static_cast<op_outcome>(f[6] <= 2 ? f[6] : 1),
+                          static_cast<write_kind>(f[7] <= 2 ? f[7] : 0), f[8], f[9]});
+    } else {
+      h.reads.push_back({u32(f[0]), u32(f[1]), u32(f[2]), f[3], f[4] != 0, f[5], f[6]});
+    }
+  }
 }
 
 }  // namespace noclobber

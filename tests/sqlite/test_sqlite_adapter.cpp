@@ -1,0 +1,165 @@
+// The SQLite adapter's contract, outcome by outcome, against a real database file: versions
+// never reused, conflict/absent/exists, SQLITE_BUSY and SQLITE_BUSY_SNAPSHOT classified, bad
+// options rejected.
+#include <noclobber/adapters/sqlite.hpp>
+#include <noclobber/read_modify_write.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "temp_db.hpp"
+
+namespace nc = noclobber;
+using nc::write_status;
+using nc::sqlite::version_store;
+
+TEST_CASE("sqlite: every outcome of the contract", "[sqlite]") {
+  noclobber_test::temp_db file("contract");
+  version_store db(file.path());
+  STATIC_REQUIRE(nc::check_conditional_writer<version_store>());
+
+  REQUIRE(db.read("k").absent());
+  auto created = db.create_if_absent("k", "v1");
+  REQUIRE(created.status == write_status::applied);
+  REQUIRE(created.token.has_value());
+  REQUIRE(db.create_if_absent("k", "other").status == write_status::exists);
+
+  auto r = db.read("k");
+  REQUIRE(r.found());
+  REQUIRE(r.value == "v1");
+  REQUIRE(r.token == *created.token);
+
+  auto w = db.write_if_match("k", r.token, std::string("v2\0bin", 6));
+  REQUIRE(w.status == write_status::applied);
+  REQUIRE(*w.token > r.token);
+  REQUIRE(db.write_if_match("k", r.token, "stale").status == write_status::conflict);
+  REQUIRE(db.read("k").value == std::string("v2\0bin", 6));  // blobs keep their bytes
+  REQUIRE(db.write_if_match("missing", 1, "x").status == write_status::absent);
+
+  REQUIRE(db.erase_if_match("k", r.token).status == write_status::conflict);
+  REQUIRE(db.erase_if_match("k", *w.token).status == write_status::applied);
+  REQUIRE(db.read("k").absent());
+  REQUIRE(db.erase_if_match("k", *w.token).status == write_status::absent);
+
+  // No ABA: a re-created key gets a version above every earlier one.
+  auto again = db.create_if_absent("k", "v3");
+  REQUIRE(*again.token > *w.token);
+  auto ow = db.overwrite("k", "blind");
+  REQUIRE(ow.ok());
+  REQUIRE(*ow.token > *again.token);
+  auto ow2 = db.overwrite("new", "blind");
+  REQUIRE(ow2.ok());
+  REQUIRE(db.read("new").value == "blind");
+}
+
+TEST_CASE("sqlite: versions are unique across connections writing at once", "[sqlite]") {
+  noclobber_test::temp_db file("versions");
+  { version_store init(file.path()); }
+  constexpr int threads = 4, writes = 50;
+  std::vector<std::vector<std::int64_t>> seen(threads);
+  {
+    std::vector<std::jthread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        version_store db(file.path());
+        for (int i = 0; i < writes; ++i) {
+          auto w = db.overwrite("k" + std::to_string(i % 3), "x");
+          if (w.ok()) seen[t].push_back(*w.token);
+        }
+      });
+    }
+  }
+  std::set<std::int64_t> all;
+  std::size_t count = 0;
+  for (auto& v : seen) {
+    count += v.size();
+    all.insert(v.begin(), v.end());
+  }
+  REQUIRE(count == threads * writes);  // busy_timeout absorbed the contention
+  REQUIRE(all.size() == count);
+}
+
+TEST_CASE("sqlite: SQLITE_BUSY after busy_timeout is transient; reads go on in WAL", "[sqlite]") {
+  noclobber_test::temp_db file("busy");
+  version_store holder(file.path());
+  REQUIRE(holder.create_if_absent("k", "v").ok());
+  nc::sqlite::store_options quick;
+  quick.busy_timeout = std::chrono::milliseconds(20);
+  version_store other(file.path(), quick);
+
+  REQUIRE(sqlite3_exec(holder.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  const auto r = other.read("k");
+  REQUIRE(r.found());  // WAL: a reader is not blocked by the writer
+  const auto w = other.write_if_match("k", r.token, "v2");
+  REQUIRE(w.status == write_status::transient);
+  REQUIRE_THAT(w.error.code, Catch::Contains("SQLITE(5)"));
+  REQUIRE(other.create_if_absent("k2", "x").status == write_status::transient);
+  REQUIRE(sqlite3_exec(holder.handle(), "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(other.write_if_match("k", r.token, "v2").ok());  // nothing was written by the busy try
+}
+
+TEST_CASE("sqlite: SQLITE_BUSY_SNAPSHOT (a stale read snapshot) is transient_restart", "[sqlite]") {
+  noclobber_test::temp_db file("snapshot");
+  version_store a(file.path());
+  version_store b(file.path());
+  REQUIRE(a.create_if_absent("k", "v").ok());
+  // A deferred transaction reads (taking a snapshot), another connection commits, and the first
+  // then tries to write: SQLite refuses at once with SQLITE_BUSY_SNAPSHOT.
+  REQUIRE(sqlite3_exec(a.handle(), "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(a.handle(), "SELECT value FROM noclobber_kv", nullptr, nullptr, nullptr) == SQLITE_OK);
+  const auto t = b.read("k").token;
+  REQUIRE(b.write_if_match("k", t, "moved").ok());
+  const int rc = sqlite3_exec(a.handle(), "UPDATE noclobber_kv SET value = 'late' WHERE key = 'k'", nullptr,
+                              nullptr, nullptr);
+  REQUIRE(rc == SQLITE_BUSY_SNAPSHOT);
+  REQUIRE(nc::sqlite::classify(rc, false) == write_status::transient_restart);
+  sqlite3_exec(a.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  REQUIRE(b.read("k").value == "moved");
+}
+
+TEST_CASE("sqlite: result codes map onto the outcome categories", "[sqlite]") {
+  using nc::sqlite::classify;
+  CHECK(classify(SQLITE_BUSY, false) == write_status::transient);
+  CHECK(classify(SQLITE_BUSY_RECOVERY, false) == write_status::transient);
+  CHECK(classify(SQLITE_LOCKED, false) == write_status::transient);
+  CHECK(classify(SQLITE_BUSY_SNAPSHOT, false) == write_status::transient_restart);
+  CHECK(classify(SQLITE_IOERR_WRITE, true) == write_status::indeterminate);
+  CHECK(classify(SQLITE_IOERR_WRITE, false) == write_status::transient);
+  CHECK(classify(SQLITE_CONSTRAINT_PRIMARYKEY, false) == write_status::exists);
+  CHECK(classify(SQLITE_READONLY, false) == write_status::permanent);
+  CHECK(classify(SQLITE_ERROR, false) == write_status::permanent);
+}
+
+TEST_CASE("sqlite: bad options and bad files are rejected at the boundary", "[sqlite]") {
+  noclobber_test::temp_db file("options");
+  nc::sqlite::store_options o;
+  o.table = "kv; DROP TABLE x";
+  REQUIRE_THROWS_WITH(version_store(file.path(), o), Catch::Contains("'kv; DROP TABLE x'"));
+  o = {};
+  o.synchronous = "SOMETIMES";
+  REQUIRE_THROWS_WITH(version_store(file.path(), o), Catch::Contains("'SOMETIMES'"));
+  o = {};
+  o.busy_timeout = std::chrono::milliseconds(-1);
+  REQUIRE_THROWS_AS(version_store(file.path(), o), std::invalid_argument);
+  o = {};
+  o.create_if_missing = false;
+  REQUIRE_THROWS_WITH(version_store("/nonexistent-dir/x.db", o), Catch::Contains("/nonexistent-dir/x.db"));
+}
+
+TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share a file", "[sqlite]") {
+  noclobber_test::temp_db file("rmw");
+  nc::sqlite::store_options other_table;
+  other_table.table = "second";
+  version_store a(file.path());
+  version_store b(file.path(), other_table);
+  auto r = nc::read_modify_write(
+      a, "n", [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
+  REQUIRE(r.ok());
+  r = nc::read_modify_write(a, "n",
+                            [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
+  REQUIRE(a.read("n").value == "xx");
+  REQUIRE(b.read("n").absent());
+}
