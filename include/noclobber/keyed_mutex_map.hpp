@@ -52,6 +52,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -242,6 +243,7 @@ struct kmm_thread_cache {
   ~kmm_thread_cache() {
     for (auto& s : slots) s.detach();
   }
+  // (kmm_thread_cache_ptr is left dangling after thread exit; nothing runs on the thread then.)
 
   kmm_cache_slot& slot_for(const std::shared_ptr<kmm_pool_base>& p) {
     kmm_pool_base* raw = p.get();
@@ -255,9 +257,19 @@ struct kmm_thread_cache {
   }
 };
 
-inline kmm_thread_cache& kmm_this_thread_cache() {
+// The owning object (with a destructor) is built on first use; hot paths read only the plain
+// pointer, which needs no thread_local initialisation guard.
+inline thread_local kmm_thread_cache* kmm_thread_cache_ptr = nullptr;
+
+inline kmm_thread_cache& kmm_make_thread_cache() {
   thread_local kmm_thread_cache cache;
+  kmm_thread_cache_ptr = &cache;
   return cache;
+}
+
+inline kmm_thread_cache& kmm_this_thread_cache() {
+  kmm_thread_cache* c = kmm_thread_cache_ptr;
+  return c != nullptr ? *c : kmm_make_thread_cache();
 }
 
 // One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
@@ -316,8 +328,10 @@ class keyed_mutex_map {
     if (n == 0 || (n & (n - 1)) != 0)
       throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
                                   std::to_string(n));
-    shard_bits_ = 0;
-    while ((std::size_t{1} << shard_bits_) < n) ++shard_bits_;
+    int bits = 0;
+    while ((std::size_t{1} << bits) < n) ++bits;
+    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
+    shard_mask_ = n - 1;
     shards_ = std::make_unique<detail::kmm_shard[]>(n);
     shard_count_ = n;
     pool_ = std::make_shared<detail::kmm_pool<Key>>();
@@ -559,7 +573,7 @@ class keyed_mutex_map {
   detail::kmm_shard& shard_of(std::size_t h) const noexcept {
     // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
     const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
-    const std::size_t index = shard_bits_ == 0 ? 0 : static_cast<std::size_t>(mixed >> (64 - shard_bits_));
+    const std::size_t index = static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_;
     return shards_[index];
   }
   std::size_t shard_index(std::size_t h) const noexcept {
@@ -580,7 +594,19 @@ class keyed_mutex_map {
       ++slot.count;
     }
     entry* e = static_cast<entry*>(slot.head);
-    if constexpr (std::is_assignable_v<Key&, const K&>) {
+    if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
+      // Reuse the buffer without basic_string::assign's general replace path.
+      const std::string_view src = key;
+      if (e->key.has_value() && src.size() <= e->key->capacity()) {
+        std::string& dst = *e->key;
+        if (dst.size() != src.size()) dst.resize(src.size());
+        if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
+      } else if (e->key.has_value()) {
+        e->key->assign(src);
+      } else {
+        e->key.emplace(src);
+      }
+    } else if constexpr (std::is_assignable_v<Key&, const K&>) {
       if (e->key.has_value())
         *e->key = key;
       else
@@ -956,7 +982,8 @@ class keyed_mutex_map {
   Hash hash_;
   KeyEqual eq_;
   std::size_t shard_count_ = 0;
-  int shard_bits_ = 0;
+  int shard_shift_ = 0;
+  std::size_t shard_mask_ = 0;
   std::unique_ptr<detail::kmm_shard[]> shards_;
   std::shared_ptr<detail::kmm_pool_base> pool_;  // a detail::kmm_pool<Key>
 };
