@@ -263,3 +263,89 @@ TEST_CASE("generators of any width give in-range, deterministic delays", "[backo
   check_gen([] { return std::ranlux24_base(5); });  // 24 bits
   check_gen([] { return std::mt19937_64(5); });
 }
+
+TEST_CASE("contention_meter estimates how busy the row is from successive reads", "[backoff][commit_rate]") {
+  noclobber::contention_meter m;
+  CHECK(m.busy() < 0);
+  m.observe(10, 0ms, 10ms);  // one refusal: no rate yet
+  CHECK(m.busy() < 0);
+  CHECK(m.window() == 10ms);
+  CHECK(m.samples() == 1);
+  m.observe(14, 40ms, 50ms);  // 4 commits in 40 ms, window 10 ms: 1.0, clamped to 0.8
+  CHECK(m.busy() == Approx(0.8));
+  m.observe(14, 100ms, 110ms);  // no commits since: 0, averaged with 0.8
+  CHECK(m.busy() == Approx(0.4));
+  m.observe(3, 200ms, 210ms);  // a version that went backwards counts as no commits
+  CHECK(m.busy() == Approx(0.2));
+
+  // note_read + on_refused is the same as observe; on_refused without a noted read is a no-op.
+  noclobber::contention_meter a, b;
+  a.observe(1, 0ms, 5ms);
+  a.observe(3, 20ms, 30ms);
+  b.on_refused(0ms, 5ms);
+  CHECK(b.samples() == 0);
+  b.note_read(1);
+  b.on_refused(0ms, 5ms);
+  b.note_read(3);
+  b.on_refused(20ms, 30ms);
+  b.on_refused(40ms, 50ms);  // nothing pending
+  CHECK(b.samples() == 2);
+  CHECK(a.busy() == Approx(b.busy()));
+  CHECK(a.window() == b.window());
+
+  // Extreme inputs stay finite and clamped.
+  noclobber::contention_meter x;
+  x.observe(0, 0ns, 0ns);
+  x.observe(std::numeric_limits<std::uint64_t>::max(), 1ns, ns::max());
+  CHECK(x.busy() == Approx(noclobber::contention_meter::max_busy));
+}
+
+TEST_CASE("commit_rate: full jitter until the meter knows, then a window sized by it",
+          "[backoff][commit_rate]") {
+  const auto p = backoff_policy::commit_rate();
+  CHECK(p.kind() == backoff_kind::commit_rate);
+  CHECK(p.base() == 30ms);
+  CHECK(p.cap() == 1s);
+  CHECK(p.multiplier() == 3.0);
+  CHECK_THAT(message_of([] { (void)backoff_policy::commit_rate(0ms); }), Catch::Contains("commit_rate"));
+
+  // Without meter data: exactly full jitter with the same base, cap and multiplier.
+  const auto fj = backoff_policy::full_jitter(30ms, 1s, 3.0);
+  noclobber::contention_meter empty;
+  std::mt19937_64 r1(5), r2(5);
+  for (unsigned n = 1; n <= 12; ++n) REQUIRE(p.delay(n, 0ns, empty, r1) == fj.delay(n, 0ns, r2));
+
+  // busy 0.4, window 10 ms: the window is 1.5 * 10 ms / 0.6^2 = 41'666'666 ns, below the
+  // full-jitter ceiling of retry 3 (270 ms) but not below that of retry 1 (30 ms).
+  noclobber::contention_meter m;
+  m.observe(10, 0ms, 10ms);
+  m.observe(14, 40ms, 50ms);
+  m.observe(14, 100ms, 110ms);
+  REQUIRE(m.busy() == Approx(0.4));
+  scripted_rng rng{
+      {draw_for(41'666'666, 41'666'666), draw_for(30'000'000, 30'000'000), draw_for(41'666'666, 9)}};
+  CHECK(p.delay(3, 0ns, m, rng) == 41'666'666ns);
+  CHECK(p.delay(1, 0ns, m, rng) == 30ms);
+  CHECK(p.delay(UINT_MAX, 0ns, m, rng) == 9ns);
+
+  // Other kinds ignore the meter.
+  std::mt19937_64 r3(9), r4(9);
+  const auto e = backoff_policy::equal_jitter(10ms, 1s);
+  CHECK(e.delay(4, 0ns, m, r3) == e.delay(4, 0ns, r4));
+
+  // Over many seeds and extreme meters: within [0, min(ceiling, cap)].
+  noclobber::contention_meter busy;
+  busy.observe(0, 0ns, 0ns);
+  busy.observe(1'000'000, 1ms, ns::max());
+  for (std::uint64_t seed = 0; seed < 200; ++seed) {
+    std::mt19937_64 g(seed);
+    for (unsigned n : {1u, 2u, 10u, 10'000u, UINT_MAX}) {
+      const ns d1 = p.delay(n, 0ns, m, g);
+      const ns d2 = p.delay(n, 0ns, busy, g);
+      REQUIRE(d1 >= 0ns);
+      REQUIRE(d1 <= std::min(p.ceiling(n), ns(41'666'666)));
+      REQUIRE(d2 >= 0ns);
+      REQUIRE(d2 <= p.ceiling(n));
+    }
+  }
+}

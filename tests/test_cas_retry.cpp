@@ -525,3 +525,48 @@ TEST_CASE("retry_budget under concurrent acquire and refund stays within [0, cap
   CHECK_FALSE(over.load());
   CHECK(budget.available() == 100);  // every token taken was given back
 }
+
+TEST_CASE("commit_rate through cas_retry: the attempt reports versions, the meter times them",
+          "[cas_retry][commit_rate]") {
+  retry_policy p;
+  p.backoff = backoff_policy::commit_rate(10ms, 1s, 2.0);
+  p.max_attempts = 6;
+  virtual_retry_env env(3);
+  std::vector<ns> granted;
+  p.on_retry = [&](const noclobber::retry_event& e) { granted.push_back(e.delay); };
+  std::uint64_t version = 100;
+  int calls = 0;
+  auto r = cas_retry(
+      p,
+      [&](const attempt_info& a) {
+        REQUIRE(a.meter != nullptr);
+        ++calls;
+        env.advance(10ms);  // the read's round trip
+        a.meter->note_read(version);
+        version += 1;       // one commit by someone else per attempt: a quiet row
+        env.advance(10ms);  // the write's round trip
+        return calls < 6 ? write_status::conflict : write_status::applied;
+      },
+      env);
+  CHECK(r.ok());
+  REQUIRE(granted.size() == 5);
+  // Retry 1 has no rate yet: full jitter over [0, 10ms]. From retry 2 the meter sees one commit
+  // per cycle and a 10 ms read-to-refusal window, so the window stays near 1.5 * 10 ms / (1-b)^2
+  // with b well below the 0.8 clamp: never the 40 ms, 80 ms ... of plain full jitter.
+  CHECK(granted[0] <= 10ms);
+  for (std::size_t i = 1; i < granted.size(); ++i) {
+    INFO("retry " << i + 1 << " delay " << granted[i].count());
+    CHECK(granted[i] <= 60ms);
+  }
+
+  // A controller fed directly (as the simulation and async drivers do).
+  noclobber::retry_controller c(p);
+  std::mt19937_64 rng(1);
+  c.meter().observe(1, 0ms, 10ms);
+  (void)c.on_outcome(write_status::conflict, {}, 0ns, rng);
+  c.meter().observe(1, 30ms, 40ms);  // no commits: an idle row
+  CHECK(c.meter().busy() == Approx(0.0));
+  const auto d = c.on_outcome(write_status::conflict, {}, 0ns, rng);
+  REQUIRE(d);
+  CHECK(d.delay <= 15ms);  // 1.5 * 10 ms / 1^2, not full jitter's 20 ms
+}

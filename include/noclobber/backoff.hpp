@@ -236,7 +236,7 @@ class backoff_policy {
   /// shows a quiet row (see the overview). Defaults tuned in Brooker's simulation.
   [[nodiscard]] static backoff_policy commit_rate(duration base = std::chrono::milliseconds(30),
                                                   duration cap = std::chrono::seconds(1),
-                                                  double multiplier = 2.5) {
+                                                  double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
 
