@@ -52,12 +52,13 @@ plot_list() {  # $1: column
   done
 }
 gnuplot <<EOF
-set terminal svg size 900,520 dynamic enhanced font "sans,12" background rgb "white"
+set terminal svg size 900,520 dynamic noenhanced font "sans,12" background rgb "white"
 set key outside right top
 set grid
-set logscale y
+set logscale xy
 set xlabel "clients contending for one row"
 set xtics (5, 10, 20, 50, 100)
+set xrange [4:120]
 set output "$root/docs/img/backoff_writes.svg"
 set title "Total conditional writes until every client succeeded (mean of 100 seeded runs)"
 set ylabel "writes"
