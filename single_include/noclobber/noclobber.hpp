@@ -1669,7 +1669,7 @@ class rmw_machine {
   using result_type = rmw_result<value_type, token_type>;
   static constexpr bool recognises_values = std::equality_comparable<value_type>;
 
-  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), fn_(fn) { current_.reset(); }
+  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), fn_(fn) {}
 
   wresult operator()(const attempt_info& info) {
     if (info.reread || !pending_ || resolving_) {
@@ -1792,9 +1792,7 @@ class rmw_machine {
   Store& store_;
   const key_type& key_;
   Fn& fn_;
-  // What fn saw last. Starts engaged-then-reset so that its storage always holds a constructed
-  // value: GCC's -Wmaybe-uninitialized cannot see that fn only dereferences it when engaged.
-  std::optional<value_type> current_{std::in_place};
+  std::optional<value_type> current_;  // what fn saw last
   std::optional<value_type> pending_;  // the value to write (kept for transient resends)
   token_type token_{};                 // the token pending_ is conditioned on
   bool read_found_ = false;
