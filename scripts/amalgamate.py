@@ -6,8 +6,10 @@
   single_include/noclobber/noclobber.hpp  the umbrella with every noclobber header inlined once,
                                           in dependency order; standard includes are kept
 
-Usage: scripts/amalgamate.py [--check]
-  --check   write nothing; exit 1 naming each file that is stale (CI runs this).
+Usage: scripts/amalgamate.py [--check] [--rev REV]
+  --check     write nothing; exit 1 naming each file that is stale (CI runs this).
+  --rev REV   read the headers as committed in git revision REV (e.g. HEAD) instead of the
+              working tree, so other people's uncommitted edits stay out of what you commit.
 """
 import argparse
 import pathlib
@@ -42,9 +44,32 @@ UMBRELLA_HEAD = """\
 """
 
 
+REV = None  # set by --rev: read sources from this git revision
+
+
+def git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def source_exists(path):
+    if REV is None:
+        return path.is_file()
+    rel = path.relative_to(ROOT).as_posix()
+    return subprocess.run(["git", "cat-file", "-e", f"{REV}:{rel}"], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def source_text(path):
+    if REV is None:
+        return path.read_text()
+    return git("show", f"{REV}:{path.relative_to(ROOT).as_posix()}")
+
+
 def core_headers():
     """include/noclobber/*.hpp except the umbrella. In a git checkout only tracked files count, so
     a header someone has not committed yet never leaks into a committed umbrella."""
+    if REV is not None:
+        listed = git("ls-tree", "--name-only", f"{REV}:include/noclobber/").split()
+        return sorted(n for n in listed if n.endswith(".hpp") and n != UMBRELLA.name)
     found = {p.name for p in CORE.glob("*.hpp") if p != UMBRELLA}
     try:
         tracked = subprocess.run(["git", "ls-files", "--", "include/noclobber/*.hpp"], cwd=ROOT,
@@ -60,7 +85,7 @@ def umbrella_text():
 
 
 def read_version():
-    text = (CORE / "version.hpp").read_text()
+    text = source_text(CORE / "version.hpp")
     m = re.search(r'#define\s+NOCLOBBER_VERSION_STRING\s+"([^"]+)"', text)
     if not m:
         sys.exit("amalgamate.py: no NOCLOBBER_VERSION_STRING in include/noclobber/version.hpp")
@@ -71,7 +96,7 @@ def resolve(name, including_dir):
     """A noclobber header named by an #include, or None for anything else (standard, third-party)."""
     for base in (including_dir, INCLUDE):
         candidate = (base / name).resolve()
-        if candidate.is_file() and CORE in candidate.parents:
+        if CORE in candidate.parents and source_exists(candidate):
             return candidate
     return None
 
@@ -89,7 +114,7 @@ def single_header_text(umbrella):
             sys.exit(f"amalgamate.py: include cycle: {cycle}")
         in_progress.append(path)
         body = []
-        for line in path.read_text().splitlines():
+        for line in source_text(path).splitlines():
             if PRAGMA_ONCE_RE.match(line):
                 continue
             m = INCLUDE_RE.match(line)
@@ -115,7 +140,7 @@ def single_header_text(umbrella):
     in_progress.pop()
 
     version = read_version()
-    license = "\n".join(("// " + l).rstrip() for l in (ROOT / "LICENSE").read_text().splitlines())
+    license = "\n".join(("// " + l).rstrip() for l in source_text(ROOT / "LICENSE").splitlines())
     banner = f"""\
 // noclobber {version} — single-header edition of the header-only C++20 toolkit that stops lost
 // updates. https://github.com/noclobber/noclobber
@@ -135,7 +160,10 @@ def single_header_text(umbrella):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="fail if a generated file is stale")
+    ap.add_argument("--rev", help="read sources from this git revision instead of the working tree")
     args = ap.parse_args()
+    global REV
+    REV = args.rev
 
     umbrella = umbrella_text()
     wanted = {UMBRELLA: umbrella, SINGLE: single_header_text(umbrella)}
