@@ -11,9 +11,34 @@
 #include <thread>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define KMM_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define KMM_SANITIZED 1
+#endif
+#endif
+
 namespace {
 thread_local long allocations_on_this_thread = 0;
+}  // namespace
 
+#if defined(KMM_SANITIZED)
+// The sanitizer runtimes own operator new (clang links theirs statically, so it cannot be
+// replaced); count through their allocator hook instead, which sees every operator new.
+// Declared here: GCC does not ship <sanitizer/allocator_interface.h>; both runtimes export it.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
+                                                                             std::size_t),
+                                                         void (*free_hook)(const volatile void*));
+namespace {
+void count_malloc(const volatile void*, std::size_t) {
+  ++allocations_on_this_thread;
+}
+void ignore_free(const volatile void*) {}
+const int hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_malloc, ignore_free);
+}  // namespace
+#else
+namespace {
 void* counted_alloc(std::size_t n, std::size_t align) {
   ++allocations_on_this_thread;
   if (n == 0) n = 1;
@@ -67,6 +92,7 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
   std::free(p);
 }
+#endif
 
 namespace {
 
