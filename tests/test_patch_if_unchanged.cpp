@@ -208,7 +208,7 @@ TEST_CASE("seed 003 race: cache refreshes never undo concurrent edits", "[patch]
           auto r = nc::read_modify_write(
               store, "qb",
               [&](const std::optional<model>& cur) {
-                model next = *cur;
+                model next = cur.value_or(model{});
                 next.description = "desc-" + id;
                 next.edits.push_back(id);
                 return next;

@@ -367,7 +367,7 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
   CHECK(kept.value == 7);
   CHECK(kept.token == before->second);
   auto aborted = nc::read_modify_write(store, "n", [](const std::optional<int>& c) -> nc::update<int> {
-    return nc::abort("too big: " + std::to_string(*c));
+    return nc::abort("too big: " + std::to_string(c.value_or(-1)));
   });
   CHECK(aborted.outcome == nc::rmw_outcome::aborted);
   CHECK_FALSE(aborted.ok());
@@ -398,8 +398,8 @@ TEST_CASE("conflict: re-read and call fn again on the new value", "[rmw][outcome
   auto r = nc::read_modify_write(
       s, "k",
       [&](const std::optional<std::string>& c) {
-        seen.push_back(*c);
-        return *c + "+mine";
+        seen.push_back(c.value_or(""));
+        return c.value_or("") + "+mine";
       },
       immediate_policy(5));
   REQUIRE(r.outcome == nc::rmw_outcome::applied);
@@ -418,7 +418,7 @@ TEST_CASE("gave_up: attempts exhausted under constant outside conflicts", "[rmw]
       store, "n",
       [&](const std::optional<int>& c) {
         ++calls;
-        return *c + 100;
+        return c.value_or(0) + 100;
       },
       immediate_policy(4));
   CHECK(r.outcome == nc::rmw_outcome::gave_up);
@@ -651,7 +651,7 @@ TEST_CASE("an exception from fn propagates and writes nothing, at any call", "[r
     int calls = 0;
     auto fn = [&](const std::optional<std::string>& c) -> nc::update<std::string> {
       if (++calls == throw_at) throw std::logic_error("fn failed");
-      return *c + "+mine";
+      return c.value_or("") + "+mine";
     };
     CHECK_THROWS_AS(nc::read_modify_write(s, "k", fn, immediate_policy(10)), std::logic_error);
     // Only the outside writer's updates are there; ours never was written, not even partly.
@@ -673,8 +673,8 @@ TEST_CASE("locked form: fn throwing releases the per-key lock and writes nothing
   CHECK(locks.try_lock(std::string("k")).owns_lock());
   CHECK(store.peek("k")->first == 1);
   // and the lock still works afterwards
-  auto r =
-      nc::locked_read_modify_write(locks, store, "k", [](const std::optional<int>& c) { return *c + 1; });
+  auto r = nc::locked_read_modify_write(locks, store, "k",
+                                        [](const std::optional<int>& c) { return c.value_or(0) + 1; });
   CHECK(r.ok());
   CHECK(store.peek("k")->first == 2);
 }

@@ -257,7 +257,7 @@ class rmw_machine {
     out.last_status = r.last ? r.last->status : write_status::permanent;
     if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
       out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
-      out.value = std::move(current_);
+      if (current_) out.value.emplace(std::move(*current_));
       if (read_found_) out.token = token_;
       out.abort_reason = std::move(abort_reason_);
       out.last_status = write_status::applied;
