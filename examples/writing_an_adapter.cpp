@@ -1,3 +1,4 @@
+// example: examples/writing_an_adapter.cpp
 // Writing an adapter: make a store of your own usable by every noclobber algorithm, then prove
 // with the race harness that it loses no updates (docs/writing_an_adapter.md walks through it).
 #include <cstdio>

@@ -38,9 +38,9 @@
 //       the loop stops with stop_reason::indeterminate and `result.indeterminate == true`.
 //   Requirement: recognising our own write compares values with `==` (Value must be
 //   equality-comparable, otherwise only the token rule applies), so **every write must
-//   produce a value no other write produces** — carry a write id or a revision counter in the
-//   value — or else the update must be idempotent, so that "an equal value is there" really
-//   means "done". A store whose tokens never repeat (the contract's no-ABA rule) is required
+//   produce a value that no other write attempts** — carry an update id in the value (a bare
+//   counter is not enough: two writers that read 41 both send 42) — or else the update must be
+//   idempotent, so that "an equal value is there" really means "done". A store whose tokens never repeat (the contract's no-ABA rule) is required
 //   for the token rule.
 //
 // Exceptions
