@@ -20,6 +20,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+export NOCLOBBER_ETCD_DISK=1  # etcd's data on disk, as deployed (tests use tmpfs)
 for s in "${servers[@]}"; do
   eval "$("$here/servers/$s.sh" start "$state")"
 done

@@ -4,6 +4,10 @@
 #
 #   scripts/servers/etcd.sh start STATE_DIR   # prints `export NOCLOBBER_ETCD_URL=http://127.0.0.1:PORT`
 #   scripts/servers/etcd.sh stop  STATE_DIR
+#
+# The data directory goes on /dev/shm (tmpfs: etcd's fsync per write is then nearly free, which
+# keeps the tests fast) unless NOCLOBBER_ETCD_DISK=1, which keeps it under STATE_DIR on disk, as a
+# real deployment would (scripts/bench_servers.sh does that).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -15,10 +19,16 @@ dir="$state/etcd"
 case "$cmd" in
   start)
     mkdir -p "$dir"
+    if [ "${NOCLOBBER_ETCD_DISK:-0}" != 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+      data=$(mktemp -d /dev/shm/noclobber-etcd.XXXXXX)
+    else
+      data="$dir/data"
+    fi
+    echo "$data" >"$dir/datadir"
     port=$(free_port)
     peer=$(free_port)
     while [ "$peer" = "$port" ]; do peer=$(free_port); done
-    etcd --data-dir "$dir/data" --name noclobber \
+    etcd --data-dir "$data" --name noclobber \
       --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
       --initial-cluster "noclobber=http://127.0.0.1:$peer" \
@@ -30,6 +40,11 @@ case "$cmd" in
     ;;
   stop)
     stop_pid "$dir/pid"
+    if [ -f "$dir/datadir" ]; then
+      data=$(cat "$dir/datadir")
+      case "$data" in /dev/shm/noclobber-etcd.*) rm -rf "$data" ;; esac
+      rm -f "$dir/datadir"
+    fi
     ;;
   *) echo "etcd.sh: unknown command '$cmd' (start|stop)" >&2; exit 2 ;;
 esac
