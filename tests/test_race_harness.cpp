@@ -407,6 +407,16 @@ TEST_CASE("checker: chains, lost updates, unknown outcomes, anomalies", "[race_h
     REQUIRE(c1.lost[0].lost.writer == 2);
     REQUIRE(c1.lost[0].overwritten_by.writer == 1);  // the chain write that read the same version
   }
+  SECTION("a lost branch is blamed on the write that replaced its tip") {
+    // W1 writes a from v0, W2 writes b from a, W3 writes c from v0 (blind): a and b are gone.
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 1), wr(2, 0, a, b, nc::op_outcome::ok, 3),
+                wr(3, 0, 0, c, nc::op_outcome::ok, 5)};
+    h.final_versions = {c};
+    const auto c1 = nc::check_race_history(h);
+    REQUIRE(c1.lost.size() == 2);
+    REQUIRE(c1.lost_update_pairs == 1);
+    for (const auto& l : c1.lost) CHECK(l.overwritten_by.writer == 3);
+  }
   SECTION("unknown outcomes: on the chain they landed; off it they are not lost") {
     h.writes = {wr(1, 0, 0, a, nc::op_outcome::unknown, 1), wr(2, 0, a, b, nc::op_outcome::ok, 3),
                 wr(3, 0, b, c, nc::op_outcome::unknown, 5)};
