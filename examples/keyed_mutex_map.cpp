@@ -1,3 +1,4 @@
+// example: examples/keyed_mutex_map.cpp
 // Writers of the same object key queue behind a per-key lock; writers of other keys never wait.
 #include <noclobber/keyed_mutex_map.hpp>
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <ctime>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -148,6 +149,38 @@ TEST_CASE("shared mode: readers share, writers exclude, writers are preferred") 
   REQUIRE_FALSE(m.try_lock_shared("k").owns_lock());
   REQUIRE_FALSE(m.try_lock_shared_for("k", 5ms).owns_lock());
   REQUIRE_FALSE(m.try_lock_shared_until("k", std::chrono::system_clock::now() + 5ms).owns_lock());
+}
+
+namespace {
+std::chrono::nanoseconds this_thread_cpu_time() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+}  // namespace
+
+TEST_CASE("a blocked waiter sleeps instead of spinning") {
+  string_map m;
+  auto held = m.lock("k");
+  std::atomic<bool> waiting{false};
+  std::chrono::nanoseconds waiter_cpu{0};
+  std::chrono::nanoseconds waiter_wall{0};
+  std::thread waiter([&] {
+    waiting = true;
+    const auto cpu0 = this_thread_cpu_time();
+    const auto wall0 = std::chrono::steady_clock::now();
+    auto g = m.lock("k");
+    waiter_wall = std::chrono::steady_clock::now() - wall0;
+    waiter_cpu = this_thread_cpu_time() - cpu0;
+  });
+  while (!waiting) std::this_thread::yield();
+  std::this_thread::sleep_for(300ms);
+  held.unlock();
+  waiter.join();
+  INFO("waiter blocked " << waiter_wall.count() << " ns wall, used " << waiter_cpu.count() << " ns CPU");
+  REQUIRE(waiter_wall >= 200ms);          // it really was blocked
+  REQUIRE(waiter_cpu * 5 < waiter_wall);  // a spinning waiter would burn about its whole wait
+  REQUIRE(m.size() == 0);
 }
 
 TEST_CASE("timeouts are honoured and leave nothing behind") {
