@@ -178,7 +178,7 @@ TEST_CASE("a blocked waiter sleeps instead of spinning") {
   held.unlock();
   waiter.join();
   INFO("waiter blocked " << waiter_wall.count() << " ns wall, used " << waiter_cpu.count() << " ns CPU");
-  REQUIRE(waiter_wall >= 200ms);          // it really was blocked
+  REQUIRE(waiter_wall >= 50ms);           // it really was blocked (the key is held ~300 ms)
   REQUIRE(waiter_cpu * 5 < waiter_wall);  // a spinning waiter would burn about its whole wait
   REQUIRE(m.size() == 0);
 }
