@@ -322,6 +322,7 @@ class keyed_async_mutex {
   template <class Op>
   struct op_cancel_handler {
     Op* op;
+    explicit op_cancel_handler(Op* o) noexcept : op(o) {}
     void operator()(boost::asio::cancellation_type_t type) {
       using ct = boost::asio::cancellation_type;
       if ((type & (ct::terminal | ct::partial | ct::total)) == ct::none) return;
