@@ -1489,9 +1489,9 @@ constexpr bool check_conditional_writer() {
 //       the loop stops with stop_reason::indeterminate and `result.indeterminate == true`.
 //   Requirement: recognising our own write compares values with `==` (Value must be
 //   equality-comparable, otherwise only the token rule applies), so **every write must
-//   produce a value no other write produces** — carry a write id or a revision counter in the
-//   value — or else the update must be idempotent, so that "an equal value is there" really
-//   means "done". A store whose tokens never repeat (the contract's no-ABA rule) is required
+//   produce a value that no other write attempts** — carry an update id in the value (a bare
+//   counter is not enough: two writers that read 41 both send 42) — or else the update must be
+//   idempotent, so that "an equal value is there" really means "done". A store whose tokens never repeat (the contract's no-ABA rule) is required
 //   for the token rule.
 //
 // Exceptions
@@ -1704,7 +1704,7 @@ class rmw_machine {
     out.last_status = r.last ? r.last->status : write_status::permanent;
     if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
       out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
-      out.value = std::move(current_);
+      if (current_) out.value.emplace(std::move(*current_));
       if (read_found_) out.token = token_;
       out.abort_reason = std::move(abort_reason_);
       out.last_status = write_status::applied;
@@ -4606,40 +4606,65 @@ struct id_hash {
     }
   }
 
-  // Successful writes the chain missed are lost. Name the write that replaced each: the
-  // successful write that read the same version and is on the chain, else the next applied
-  // write to that key (by completion tick).
+  // Successful writes the chain missed are lost. A lost write that a later successful write
+  // read lives on in that write, so its loss is the loss of the branch tip below it; the tip
+  // was replaced by the chain write that read the same version, or else by the next write
+  // applied to the key. Linear apart from one sort, done only when something was lost.
   std::vector<std::uint32_t> lost_records;
   for (const auto& [id, e] : by_id) {
     if (e.outcome == op_outcome::ok && !e.on_chain) lost_records.push_back(e.record);
   }
+  if (lost_records.empty()) return c;
   std::sort(lost_records.begin(), lost_records.end(),
             [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
-  // Chain member per (key, version read), for naming the overwriter.
   std::unordered_map<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader;
-  if (!lost_records.empty()) {
-    for (const auto& [id, e] : by_id) {
-      if (e.on_chain) chain_reader[{h.writes[e.record].key, h.writes[e.record].read_from}] = e.record;
-    }
+  std::vector<std::vector<std::uint32_t>> applied_by_key(h.final_versions.size());
+  for (const auto& [id, e] : by_id) {
+    const race_write& w = h.writes[e.record];
+    if (e.on_chain) chain_reader[{w.key, w.read_from}] = e.record;
+    if (e.outcome != op_outcome::failed && w.key < applied_by_key.size())
+      applied_by_key[w.key].push_back(e.record);
   }
+  for (auto& v : applied_by_key) {
+    std::sort(v.begin(), v.end(),
+              [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
+  }
+  constexpr std::uint32_t none = ~0u;
+  auto replacer_of_tip = [&](const race_write& tip) -> std::uint32_t {
+    if (auto it = chain_reader.find({tip.key, tip.read_from}); it != chain_reader.end()) return it->second;
+    if (tip.key >= applied_by_key.size()) return none;
+    const auto& v = applied_by_key[tip.key];
+    auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
+                               [&](std::uint64_t t, std::uint32_t r) { return t < h.writes[r].complete; });
+    return it == v.end() ? none : *it;
+  };
+  std::unordered_map<write_id, std::uint32_t, detail::id_hash> replacer;  // lost id -> replacing record
+  replacer.reserve(lost_records.size());
+  std::vector<std::uint32_t> path;
   c.lost.reserve(lost_records.size());
-  std::size_t scans_left = 16;  // the fallback scan is linear; bound how often it runs
   for (std::uint32_t r : lost_records) {
-    const race_write& w = h.writes[r];
-    lost_write l{w, {}};
-    if (auto it = chain_reader.find({w.key, w.read_from}); it != chain_reader.end()) {
-      l.overwritten_by = h.writes[it->second];
-    } else if (scans_left > 0) {
-      --scans_left;
-      // Fallback (rare): the first write applied to the same key after this one.
-      const race_write* best = nullptr;
-      for (const auto& [id, e] : by_id) {
-        const race_write& o = h.writes[e.record];
-        if (e.outcome == op_outcome::failed || o.key != w.key || o.complete <= w.complete) continue;
-        if (best == nullptr || o.complete < best->complete) best = &o;
+    // Walk down the branch (to a write nobody read, or one already resolved), then name the
+    // replacer for the whole path.
+    path.clear();
+    std::uint32_t at = r;
+    std::uint32_t found = none;
+    for (std::size_t guard = 0; guard <= lost_records.size(); ++guard) {
+      const race_write& w = h.writes[at];
+      if (auto known = replacer.find(w.written); known != replacer.end()) {
+        found = known->second;
+        break;
       }
-      if (best != nullptr) l.overwritten_by = *best;
+      path.push_back(at);
+      auto child = readers.find({w.key, w.written});
+      if (child == readers.end() || child->second.first == at) {
+        found = replacer_of_tip(w);
+        break;
+      }
+      at = child->second.first;
     }
+    for (std::uint32_t p : path) replacer.emplace(h.writes[p].written, found);
+    lost_write l{h.writes[r], {}};
+    if (found != none) l.overwritten_by = h.writes[found];
     c.lost.push_back(l);
   }
   return c;
