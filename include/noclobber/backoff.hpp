@@ -317,18 +317,19 @@ class backoff_policy {
  private:
   backoff_policy() noexcept = default;
 
+  [[noreturn]] static void reject(backoff_kind kind, const std::string& what) {
+    throw std::invalid_argument("noclobber::backoff_policy::" + std::string(to_string(kind)) + ": " + what);
+  }
+
   static backoff_policy make(backoff_kind kind, duration base, duration cap, double multiplier) {
-    const std::string who = "noclobber::backoff_policy::" + std::string(to_string(kind)) + ": ";
-    if (base <= duration::zero()) {
-      throw std::invalid_argument(who + "base must be positive, got " + detail::describe(base));
-    }
+    // Messages are built only on failure: a valid policy costs no allocation.
+    if (base <= duration::zero()) reject(kind, "base must be positive, got " + detail::describe(base));
     if (cap < base) {
-      throw std::invalid_argument(who + "cap must be >= base, got cap " + detail::describe(cap) + " < base " +
-                                  detail::describe(base));
+      reject(kind,
+             "cap must be >= base, got cap " + detail::describe(cap) + " < base " + detail::describe(base));
     }
     if (!std::isfinite(multiplier) || multiplier < 1.0) {
-      throw std::invalid_argument(who + "multiplier must be finite and >= 1, got " +
-                                  std::to_string(multiplier));
+      reject(kind, "multiplier must be finite and >= 1, got " + std::to_string(multiplier));
     }
     backoff_policy p;
     p.kind_ = kind;
