@@ -187,8 +187,10 @@ struct retry_decision {
 ///   retry_controller c(policy);                  // validates the policy
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
-///     attempt_info info = c.next_attempt();
+///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
 ///     write_status s = run the attempt(info);
+///     if s is applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
 ///     if (!d) -> stopped: d.reason (c.attempts(), c.slept())
