@@ -428,6 +428,34 @@ TEST_CASE("a guard may be released on another thread") {
   REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(counter.value));
 }
 
+namespace {
+// Constructed before the thread first uses a map, so it is destroyed after the thread's entry cache.
+struct late_user {
+  string_map* map = nullptr;
+  std::atomic<int>* locked = nullptr;
+  ~late_user() {
+    if (map == nullptr) return;
+    auto g = map->lock("late");
+    auto all = map->lock_all({std::string_view("late-a"), std::string_view("late-b")});
+    if (g && all) locked->fetch_add(1);
+  }
+};
+}  // namespace
+
+TEST_CASE("a thread_local destructor may lock after the thread's cache is gone") {
+  string_map m;
+  std::atomic<int> locked{0};
+  std::thread([&] {
+    thread_local late_user user;
+    user.map = &m;
+    user.locked = &locked;
+    auto g = m.lock("early");  // first use: the cache is built now, after `user`
+  }).join();
+  REQUIRE(locked.load() == 1);
+  REQUIRE(m.size() == 0);
+  REQUIRE(m.counters().acquisitions == 4);  // early, late, late-a, late-b
+}
+
 TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
   SECTION("caller code throws while holding the guard") {
     string_map m;

@@ -28,7 +28,9 @@
 // thread-safe, but it may be moved to and released on another thread than the one that locked
 // (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
 // recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
-// Destroying the map while a guard is alive is undefined behaviour.
+// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
+// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
+// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
 //
 // What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
 // under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
@@ -240,10 +242,7 @@ struct kmm_thread_cache {
   kmm_thread_cache() = default;
   kmm_thread_cache(const kmm_thread_cache&) = delete;
   kmm_thread_cache& operator=(const kmm_thread_cache&) = delete;
-  ~kmm_thread_cache() {
-    for (auto& s : slots) s.detach();
-  }
-  // (kmm_thread_cache_ptr is left dangling after thread exit; nothing runs on the thread then.)
+  ~kmm_thread_cache();
 
   kmm_cache_slot& slot_for(const std::shared_ptr<kmm_pool_base>& p) {
     kmm_pool_base* raw = p.get();
@@ -258,19 +257,38 @@ struct kmm_thread_cache {
 };
 
 // The owning object (with a destructor) is built on first use; hot paths read only the plain
-// pointer, which needs no thread_local initialisation guard.
+// pointer, which needs no thread_local initialisation guard. Once the cache is destroyed at thread
+// exit, `gone` stays set and later uses (from other thread_local destructors) get no cache.
 inline thread_local kmm_thread_cache* kmm_thread_cache_ptr = nullptr;
+inline thread_local bool kmm_thread_cache_gone = false;
 
-inline kmm_thread_cache& kmm_make_thread_cache() {
+inline kmm_thread_cache::~kmm_thread_cache() {
+  for (auto& s : slots) s.detach();
+  kmm_thread_cache_ptr = nullptr;
+  kmm_thread_cache_gone = true;
+}
+
+inline kmm_thread_cache* kmm_make_thread_cache() {
   thread_local kmm_thread_cache cache;
   kmm_thread_cache_ptr = &cache;
-  return cache;
+  return &cache;
 }
 
-inline kmm_thread_cache& kmm_this_thread_cache() {
+// This thread's cache, or nullptr once it has been destroyed at thread exit.
+inline kmm_thread_cache* kmm_this_thread_cache() {
   kmm_thread_cache* c = kmm_thread_cache_ptr;
-  return c != nullptr ? *c : kmm_make_thread_cache();
+  if (c != nullptr) return c;
+  return kmm_thread_cache_gone ? nullptr : kmm_make_thread_cache();
 }
+
+// Stand-in slot for one operation on a thread whose cache is gone: attached for the call, then
+// hands everything back to the pool.
+struct kmm_late_slot : kmm_cache_slot {
+  kmm_late_slot() = default;
+  kmm_late_slot(const kmm_late_slot&) = delete;
+  kmm_late_slot& operator=(const kmm_late_slot&) = delete;
+  ~kmm_late_slot() { detach(); }
+};
 
 // One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
 template <class Key>
@@ -582,7 +600,14 @@ class keyed_mutex_map {
 
   // ---- entries --------------------------------------------------------------------------------
 
-  detail::kmm_cache_slot& my_slot() const { return detail::kmm_this_thread_cache().slot_for(pool_); }
+  // This thread's cache slot for our pool; on a thread whose cache is already destroyed (a
+  // thread_local destructor running late), a slot in `late` that lives for the call.
+  detail::kmm_cache_slot& my_slot(std::optional<detail::kmm_late_slot>& late) const {
+    if (detail::kmm_thread_cache* c = detail::kmm_this_thread_cache()) return c->slot_for(pool_);
+    late.emplace();
+    late->attach(pool_);
+    return *late;
+  }
 
   // A free entry holding `key` (may allocate when the pool is empty; may throw from Key's copy).
   template <class K>
@@ -675,7 +700,8 @@ class keyed_mutex_map {
   entry* acquire(const K& key, detail::kmm_mode mode, detail::kmm_wait wait, clock::time_point deadline) {
     const std::size_t h = hash_(key);
     detail::kmm_shard& s = shard_of(h);
-    detail::kmm_cache_slot& slot = my_slot();
+    std::optional<detail::kmm_late_slot> late;
+    detail::kmm_cache_slot& slot = my_slot(late);
     entry* fresh = fresh_entry(slot, key, h);
     if (mode == detail::kmm_mode::exclusive) {
       // Fast path: empty shard -> publish our entry, already held, with one CAS.
@@ -825,8 +851,9 @@ class keyed_mutex_map {
   void release(entry* e, detail::kmm_mode mode) noexcept {
     detail::kmm_shard& s = shard_of(e->hash);
     detail::kmm_cache_slot* slot = nullptr;
+    std::optional<detail::kmm_late_slot> late;
     try {
-      slot = &my_slot();
+      slot = &my_slot(late);
     } catch (...) {
       slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
     }
@@ -936,7 +963,8 @@ class keyed_mutex_map {
     std::vector<std::size_t> hs(kept);
     std::vector<entry*> fr(kept);
     std::vector<entry*> out(kept);
-    detail::kmm_cache_slot& slot = my_slot();
+    std::optional<detail::kmm_late_slot> late;
+    detail::kmm_cache_slot& slot = my_slot(late);
     // All keys of one shard are taken at once, so ties in the order never split across waits.
     for (std::size_t b = 0; b < kept;) {
       std::size_t e = b;
@@ -973,7 +1001,7 @@ class keyed_mutex_map {
   template <class Clock, class Duration>
   static clock::time_point to_steady(std::chrono::time_point<Clock, Duration> when) {
     if constexpr (std::is_same_v<Clock, clock>) {
-      return std::chrono::time_point_cast<clock::duration>(when);
+      return std::chrono::ceil<clock::duration>(when);
     } else {
       return deadline_after(when - Clock::now());
     }
