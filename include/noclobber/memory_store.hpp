@@ -47,7 +47,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -57,6 +56,7 @@
 #include <vector>
 
 #include "noclobber/outcome.hpp"
+#include "noclobber/thread_annotations.hpp"
 
 namespace noclobber {
 
@@ -166,7 +166,7 @@ class memory_store {
   /// flight may still use the old one.
   void set_faults(fault_config faults) {
     faults.validate();
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     faults_ = faults;
     seed_.store(faults.seed, std::memory_order_relaxed);
     draws_.store(0, std::memory_order_relaxed);
@@ -174,14 +174,14 @@ class memory_store {
   }
 
   [[nodiscard]] fault_config faults() const {
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     return faults_;
   }
 
   /// What the injected outside writer does to the value (default: nothing, only the version
   /// moves). Runs under the key's shard mutex.
   void set_outside_writer(outside_writer_fn fn) {
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     outside_writer_ = std::move(fn);
   }
 
@@ -196,7 +196,7 @@ class memory_store {
       return read_result_type::make_failed(read_status::transient, {"injected", "injected transient read"});
     }
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     if (it == s.map.end()) return read_result_type::make_absent();
     return read_result_type::make_found(it->second.value, it->second.version);
@@ -250,7 +250,7 @@ class memory_store {
   [[nodiscard]] write_result_type overwrite(const Key& key, const Value& value) {
     sleep_latency(snapshot_faults());
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     const token_type version = next_version();
     auto it = s.map.find(key);
     if (it == s.map.end()) {
@@ -268,7 +268,7 @@ class memory_store {
   /// The current value and version, or nullopt when absent. No fault, no latency.
   [[nodiscard]] std::optional<std::pair<Value, token_type>> peek(const Key& key) const {
     const shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     if (it == s.map.end()) return std::nullopt;
     return std::pair<Value, token_type>(it->second.value, it->second.version);
@@ -278,7 +278,7 @@ class memory_store {
   [[nodiscard]] std::vector<std::pair<Key, Value>> snapshot() const {
     std::vector<std::pair<Key, Value>> out;
     for (const shard& s : shards_) {
-      std::lock_guard lock(s.mutex);
+      annotated_lock lock(s.mutex);
       for (const auto& [k, e] : s.map) out.emplace_back(k, e.value);
     }
     return out;
@@ -287,7 +287,7 @@ class memory_store {
   [[nodiscard]] std::size_t size() const {
     std::size_t n = 0;
     for (const shard& s : shards_) {
-      std::lock_guard lock(s.mutex);
+      annotated_lock lock(s.mutex);
       n += s.map.size();
     }
     return n;
@@ -315,8 +315,8 @@ class memory_store {
 
   // Each shard on its own cache lines, so disjoint keys don't share a mutex's line.
   struct alignas(64) shard {
-    mutable std::mutex mutex;
-    entry_map map;  // guarded by mutex
+    mutable annotated_mutex mutex;
+    entry_map map NOCLOBBER_GUARDED_BY(mutex);
   };
 
   struct counters {
@@ -345,12 +345,12 @@ class memory_store {
 
   fault_config snapshot_faults() const {
     if (!faults_enabled_.load(std::memory_order_acquire)) return fault_config{};
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     return faults_;
   }
 
   outside_writer_fn snapshot_outside_writer() const {
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     return outside_writer_;
   }
 
@@ -399,7 +399,7 @@ class memory_store {
     outside_writer_fn outside_fn = outside ? snapshot_outside_writer() : outside_writer_fn{};
 
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     if (outside && it != s.map.end()) {
       if (outside_fn) {
@@ -437,9 +437,9 @@ class memory_store {
   std::atomic<std::uint64_t> draws_{0};
   std::atomic<std::uint64_t> seed_{0};
   std::atomic<bool> faults_enabled_{false};
-  mutable std::mutex config_mutex_;  // guards faults_ and outside_writer_; never held with a shard mutex
-  fault_config faults_;
-  outside_writer_fn outside_writer_;
+  mutable annotated_mutex config_mutex_;  // never held together with a shard mutex
+  fault_config faults_ NOCLOBBER_GUARDED_BY(config_mutex_);
+  outside_writer_fn outside_writer_ NOCLOBBER_GUARDED_BY(config_mutex_);
   counters stats_;
 };
 
