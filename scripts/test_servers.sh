@@ -26,7 +26,7 @@ done
 export NOCLOBBER_PG_CONNINFO NOCLOBBER_REDIS_ADDR NOCLOBBER_ETCD_URL NOCLOBBER_DAV_URL
 echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR etcd $NOCLOBBER_ETCD_URL dav $NOCLOBBER_DAV_URL"
 
-ctest --test-dir "$build" -L server --output-on-failure "$@"
+ctest --test-dir "$build" -L server --no-tests=error --output-on-failure "$@"
 
 # The adapter examples from docs/adapters/*.md: each must run and exit 0 against the servers.
 shopt -s nullglob
