@@ -600,10 +600,15 @@ class keyed_mutex_map {
 
   // ---- entries --------------------------------------------------------------------------------
 
-  // This thread's cache slot for our pool; on a thread whose cache is already destroyed (a
-  // thread_local destructor running late), a slot in `late` that lives for the call.
+  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
+  // (a thread_local destructor running late).
+  detail::kmm_cache_slot* thread_slot() const {
+    detail::kmm_thread_cache* c = detail::kmm_this_thread_cache();
+    return c != nullptr ? &c->slot_for(pool_) : nullptr;
+  }
+  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
   detail::kmm_cache_slot& my_slot(std::optional<detail::kmm_late_slot>& late) const {
-    if (detail::kmm_thread_cache* c = detail::kmm_this_thread_cache()) return c->slot_for(pool_);
+    if (detail::kmm_cache_slot* s = thread_slot()) return *s;
     late.emplace();
     late->attach(pool_);
     return *late;
@@ -698,10 +703,25 @@ class keyed_mutex_map {
 
   template <class K>
   entry* acquire(const K& key, detail::kmm_mode mode, detail::kmm_wait wait, clock::time_point deadline) {
+    detail::kmm_cache_slot* slot = thread_slot();
+    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
+    return acquire_in(*slot, key, mode, wait, deadline);
+  }
+
+  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
+  template <class K>
+  [[gnu::noinline]] entry* acquire_late(const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
+                                        clock::time_point deadline) {
+    detail::kmm_late_slot late;
+    late.attach(pool_);
+    return acquire_in(late, key, mode, wait, deadline);
+  }
+
+  template <class K>
+  entry* acquire_in(detail::kmm_cache_slot& slot, const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
+                    clock::time_point deadline) {
     const std::size_t h = hash_(key);
     detail::kmm_shard& s = shard_of(h);
-    std::optional<detail::kmm_late_slot> late;
-    detail::kmm_cache_slot& slot = my_slot(late);
     entry* fresh = fresh_entry(slot, key, h);
     if (mode == detail::kmm_mode::exclusive) {
       // Fast path: empty shard -> publish our entry, already held, with one CAS.
@@ -850,10 +870,9 @@ class keyed_mutex_map {
 
   void release(entry* e, detail::kmm_mode mode) noexcept {
     detail::kmm_shard& s = shard_of(e->hash);
-    detail::kmm_cache_slot* slot = nullptr;
-    std::optional<detail::kmm_late_slot> late;
+    detail::kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
     try {
-      slot = &my_slot(late);
+      slot = thread_slot();
     } catch (...) {
       slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
     }
