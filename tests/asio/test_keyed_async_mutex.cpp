@@ -326,6 +326,43 @@ TEST_CASE("timeouts") {
   }
 }
 
+TEST_CASE("co_await m.lock(key): free keys without suspending, busy keys in FIFO order") {
+  asio::io_context io;
+  mutex_type m;
+  std::vector<int> order;
+  guard_type holder = m.try_lock(1);
+  for (int i = 0; i < 5; ++i) {
+    asio::co_spawn(
+        io,
+        [&, i]() -> asio::awaitable<void> {
+          auto g = co_await m.lock(1);
+          order.push_back(i);
+          co_await asio::post(co_await asio::this_coro::executor,
+                              asio::use_awaitable);  // hold across a suspension
+        },
+        asio::detached);
+  }
+  io.poll();  // all five queue behind the holder
+  CHECK(m.waiter_count(1) == 5);
+  CHECK(order.empty());
+  holder.unlock();
+  io.restart();
+  io.run();
+  CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
+  bool free_taken = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto g = co_await m.lock(2);
+        free_taken = g.owns_lock() && m.is_locked(2);
+      },
+      asio::detached);
+  io.restart();
+  io.run();
+  CHECK(free_taken);
+  CHECK(m.entry_count() == 0);
+}
+
 TEST_CASE("bad input is rejected at the boundary") {
   CHECK_THROWS_AS(mutex_type(0), std::invalid_argument);
   asio::io_context io;

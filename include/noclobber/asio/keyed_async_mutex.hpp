@@ -18,6 +18,7 @@
 //   * FIFO hand-off: unlocking a key with waiters passes ownership straight to the oldest waiter
 //     (the key never looks free in between, so no barging), and that waiter's completion is
 //     posted to *its own* associated executor, never run inline in the unlocker.
+//   * `co_await m.lock(key)` is the coroutine shorthand: no suspension at all when the key is free.
 //   * Any completion token: `async_lock` is an `async_initiate` operation with signature
 //     `void(boost::system::error_code, guard)`; use_awaitable, deferred, use_future, as_tuple,
 //     redirect_error and plain callbacks all work. Even an uncontended lock completes via post.
@@ -62,12 +63,14 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
 namespace noclobber {
@@ -214,6 +217,14 @@ class keyed_async_mutex {
                                   std::to_string(timeout.count()) + " ticks)");
     }
     return async_lock_until(key, clock_type::now() + timeout, std::forward<CompletionToken>(token));
+  }
+
+  /// Coroutine shorthand: `auto g = co_await m.lock(key);`. Takes a free key at once, without
+  /// suspending (try_lock; a key with waiters is never free, so this does not barge), else
+  /// waits exactly like async_lock(key, use_awaitable), throwing system_error on cancellation.
+  [[nodiscard]] boost::asio::awaitable<guard> lock(Key key) {
+    if (guard g = try_lock(key)) co_return g;
+    co_return co_await async_lock(key, boost::asio::use_awaitable);
   }
 
   /// Takes `key` if nobody holds or awaits it; otherwise returns an empty guard. Never waits.
