@@ -305,6 +305,21 @@ TEST_CASE("a throwing strategy is reported, not fatal", "[race_harness]") {
   REQUIRE(report.check.applied == 6);
 }
 
+TEST_CASE("a writer whose op throws before reading does not hold the forced window", "[race_harness]") {
+  store_t store;
+  auto o = forced(4);
+  o.barrier_timeout = std::chrono::seconds(30);  // a stuck barrier would show as "serialised"
+  auto strategy = [](auto& s, const std::string& key, auto& fn) {
+    if (s.writer() == 1) throw std::runtime_error("no read");
+    (void)nc::naive_read_modify_write(s, key, fn);
+  };
+  const auto report = nc::run_race(store, strategy, o);
+  INFO(report.to_text());
+  REQUIRE_FALSE(report.writers_serialised);
+  REQUIRE(report.op_errors == 1);
+  REQUIRE(report.lost() == 2);
+}
+
 TEST_CASE("bad options are rejected at the boundary", "[race_harness]") {
   store_t store;
   auto o = forced(0);

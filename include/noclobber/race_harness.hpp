@@ -203,6 +203,11 @@ class timed_barrier {
     cv_.notify_all();
     return !broken_;
   }
+  /// Counts as arrived without waiting (a writer whose first op never read).
+  void arrive() {
+    std::lock_guard lock(mutex_);
+    if (++arrived_ >= expected_) cv_.notify_all();
+  }
   bool broken() const {
     std::lock_guard lock(mutex_);
     return broken_;
@@ -218,7 +223,7 @@ class timed_barrier {
 
 /// PCT scheduler: exactly one writer runs between scheduling points; the highest-priority writer
 /// waiting at a point goes next. Initial priorities are a seeded permutation of depth … depth+n−1;
-/// at change point i (a step number), the writer at that point drops to priority i.
+/// at the i-th change point (a step number, i from 1) the writer at that point drops to priority d − i.
 /// A chosen writer that reaches no point within stall_timeout (blocked on a lock the harness cannot
 /// see) is passed over until it does; such stalls make a run non-deterministic and are counted.
 class pct_scheduler {
@@ -244,7 +249,7 @@ class pct_scheduler {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
       for (std::size_t i = 0; i < change_points_.size(); ++i) {
-        if (change_points_[i] == steps_) priority_[w] = static_cast<int>(i + 1);
+        if (change_points_[i] == steps_) priority_[w] = static_cast<int>(change_points_.size() - i);
       }
     }
     waiting_[w] = 1;
@@ -423,7 +428,7 @@ class race_store {
     } else {
       ++st.untracked;
     }
-    if (st.run->barrier && !st.first_read_done && !r.failed()) {
+    if (st.run->barrier && !st.first_read_done) {
       st.first_read_done = true;
       if (!st.run->barrier->arrive_and_wait(st.run->options->barrier_timeout)) st.serialised = true;
     }
@@ -730,6 +735,11 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
         if (errors[i]++ == 0)
           first_errors[i] =
               "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": unknown exception";
+      }
+      if (run.barrier && !w.first_read_done) {
+        // An op that never read must not hold the others at the forced window.
+        w.first_read_done = true;
+        run.barrier->arrive();
       }
     }
     if (run.scheduler) run.scheduler->finish(i);

@@ -200,7 +200,7 @@ inline std::string loss_trace(const race_history& h, const lost_write& l) {
   std::vector<event> events;
   for (const race_read& r : h.reads) {
     if (r.key == lw.key && r.invoke >= from && r.invoke <= to) {
-      events.push_back({r.invoke, r.writer, "W" + std::to_string(r.writer) + " read " + label(r.version)});
+      events.push_back({r.complete, r.writer, "W" + std::to_string(r.writer) + " read " + label(r.version)});
     }
   }
   for (const race_write& w : h.writes) {
@@ -212,7 +212,7 @@ inline std::string loss_trace(const race_history& h, const lost_write& l) {
         t += label(w.written) + "?";
       else
         t += "(not applied)";
-      events.push_back({w.invoke, w.writer, std::move(t)});
+      events.push_back({w.complete, w.writer, std::move(t)});
     }
   }
   std::sort(events.begin(), events.end(), [](const event& a, const event& b) { return a.tick < b.tick; });
