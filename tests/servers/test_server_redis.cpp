@@ -185,6 +185,33 @@ TEST_CASE("redis: transport failures are transient before a write, indeterminate
   CHECK(live.read(key).status == noclobber::read_status::absent);     // a fresh one
 }
 
+TEST_CASE("redis: a connection that dies between WATCH and EXEC changes nothing and blocks no one",
+          "[server][redis]") {
+  // What a writer killed inside write_if_match leaves behind: WATCH armed, MULTI open, a SET
+  // queued, then the socket closes. Redis discards the queued transaction with the connection.
+  rd::store s(addr());
+  const std::string key = nc_test::unique_name("nc:dead-exec");
+  REQUIRE(s.create_if_absent(key, "0").ok());
+  const auto before = s.read(key);
+  {
+    auto [host, port] = rd::parse_address(addr());
+    redisContext* dying = redisConnect(host.c_str(), port);
+    REQUIRE(dying != nullptr);
+    raw(dying, {"WATCH", key});
+    raw(dying, {"GET", key});
+    raw(dying, {"MULTI"});
+    raw(dying, {"SET", key, std::string(32, 'd') + "never"});
+    redisFree(dying);  // no EXEC: the process is gone
+  }
+  auto after = s.read(key);
+  REQUIRE(after.found());
+  CHECK(after.token == before.token);
+  CHECK(after.value == "0");
+  auto w = s.write_if_match(key, after.token, "1");
+  CHECK(w.ok());
+  raw(s.native_handle(), {"DEL", key});
+}
+
 TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][process]") {
   for (const char* adapter : {"redis", "redis_lua"}) {
     INFO(adapter);
