@@ -32,15 +32,24 @@ export ASAN_OPTIONS="detect_leaks=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 export CTEST_OUTPUT_ON_FAILURE=1
 
-names=() results=() seconds=() notes=()
+names=() results=() seconds=() cpu=() notes=()
 run_start=$(date +%s)
+
+# CPU seconds (user + sys) used so far by finished children: with other work on the machine,
+# wall time says little, and CPU / 2 is what the stage would take alone on 2 cores.
+children_cpu() { # sets $cpu_now; `times` must run in this shell, not in a $(...) subshell
+  times >"$build_root/.times"
+  cpu_now=$(tail -n 1 "$build_root/.times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%d", t }')
+}
 
 summary() {
   local total=$(($(date +%s) - run_start)) passed=0 failed=0 i
+  children_cpu
   echo
-  echo "==== scripts/test.sh summary (stages; wall time ${total}s)"
+  echo "==== scripts/test.sh summary (stages; wall time ${total}s, CPU ${cpu_now}s)"
+  printf '  %-10s %-6s %6s %6s  %s\n' stage result wall cpu note
   for i in "${!names[@]}"; do
-    printf '  %-10s %-6s %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
+    printf '  %-10s %-6s %5ss %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${cpu[$i]}" "${notes[$i]}"
     case "${results[$i]}" in pass) passed=$((passed + 1)) ;; FAIL) failed=$((failed + 1)) ;; esac
   done
   echo "$passed passed, $failed failed"
@@ -48,15 +57,19 @@ summary() {
 
 only=("$@")
 stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
-  local name=$1 fn=$2 start
+  local name=$1 fn=$2 start cpu_start
   if [ "${#only[@]}" -gt 0 ] && [[ " ${only[*]} " != *" $name "* ]]; then return 0; fi
   start=$(date +%s)
+  children_cpu
+  cpu_start=$cpu_now
   echo
   echo "==== stage $name"
   rm -f "$build_root/.note"
   (set -e; "$fn") # not inside `if`: there bash would ignore set -e
   local status=$?
-  names+=("$name") seconds+=($(($(date +%s) - start))) notes+=("$(cat "$build_root/.note" 2>/dev/null)")
+  children_cpu
+  names+=("$name") seconds+=($(($(date +%s) - start))) cpu+=($((cpu_now - cpu_start)))
+  notes+=("$(cat "$build_root/.note" 2>/dev/null)")
   if [ "$status" -eq 0 ]; then
     results+=(pass)
   else
@@ -149,6 +162,6 @@ stage bench stage_bench
 if [ -f scripts/test_servers.sh ]; then
   stage servers stage_servers
 elif [ "${#only[@]}" -eq 0 ]; then
-  names+=(servers) results+=(skip) seconds+=(0) notes+=("no scripts/test_servers.sh")
+  names+=(servers) results+=(skip) seconds+=(0) cpu+=(0) notes+=("no scripts/test_servers.sh")
 fi
 summary
