@@ -18,8 +18,8 @@ if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
 endif()
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   # GCC 12 warns falsely once read_modify_write is inlined into a caller (at -O2 and -O3):
-  # -Wmaybe-uninitialized on a std::optional's payload, even where it is checked first (
-  # `opt ? f(*opt) : nullopt`, `opt.value_or(...)`), and at -O3 -Wrestrict inside libstdc++'s
+  # -Wmaybe-uninitialized on a std::optional's payload, even where it is checked first
+  # (`opt ? f(*opt) : nullopt`, `opt.value_or(...)`), and at -O3 -Wrestrict inside libstdc++'s
   # `"literal" + std::string` (GCC bug 105329). Definite -Wuninitialized stays on, and the clang
   # builds keep -Wsometimes-uninitialized.
   target_compile_options(noclobber_dev_flags INTERFACE -Wno-maybe-uninitialized -Wno-restrict)
