@@ -348,18 +348,19 @@ class backoff_policy {
  private:
   backoff_policy() noexcept = default;
 
+  [[noreturn]] static void reject(backoff_kind kind, const std::string& what) {
+    throw std::invalid_argument("noclobber::backoff_policy::" + std::string(to_string(kind)) + ": " + what);
+  }
+
   static backoff_policy make(backoff_kind kind, duration base, duration cap, double multiplier) {
-    const std::string who = "noclobber::backoff_policy::" + std::string(to_string(kind)) + ": ";
-    if (base <= duration::zero()) {
-      throw std::invalid_argument(who + "base must be positive, got " + detail::describe(base));
-    }
+    // Messages are built only on failure: a valid policy costs no allocation.
+    if (base <= duration::zero()) reject(kind, "base must be positive, got " + detail::describe(base));
     if (cap < base) {
-      throw std::invalid_argument(who + "cap must be >= base, got cap " + detail::describe(cap) + " < base " +
-                                  detail::describe(base));
+      reject(kind,
+             "cap must be >= base, got cap " + detail::describe(cap) + " < base " + detail::describe(base));
     }
     if (!std::isfinite(multiplier) || multiplier < 1.0) {
-      throw std::invalid_argument(who + "multiplier must be finite and >= 1, got " +
-                                  std::to_string(multiplier));
+      reject(kind, "multiplier must be finite and >= 1, got " + std::to_string(multiplier));
     }
     backoff_policy p;
     p.kind_ = kind;
@@ -711,8 +712,10 @@ class retry_budget {
 // a stop_token interrupts, a per-thread engine) or `virtual_retry_env` (virtual time, recorded
 // sleeps, a seeded engine: exact, instant tests).
 //
-// Cost: a first-try success with no deadline and no budget reads no clock, allocates nothing,
-// calls no std::function and draws no random number.
+// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
+// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
+// for its contention_meter, which the attempt feeds through attempt_info::meter.
 //
 // Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
 // and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
@@ -849,8 +852,10 @@ struct retry_decision {
 ///   retry_controller c(policy);                  // validates the policy
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
-///     attempt_info info = c.next_attempt();
+///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
 ///     write_status s = run the attempt(info);
+///     if s is applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
 ///     if (!d) -> stopped: d.reason (c.attempts(), c.slept())
@@ -2381,7 +2386,9 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 // thread-safe, but it may be moved to and released on another thread than the one that locked
 // (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
 // recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
-// Destroying the map while a guard is alive is undefined behaviour.
+// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
+// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
+// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
 //
 // What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
 // under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
@@ -2591,10 +2598,7 @@ struct kmm_thread_cache {
   kmm_thread_cache() = default;
   kmm_thread_cache(const kmm_thread_cache&) = delete;
   kmm_thread_cache& operator=(const kmm_thread_cache&) = delete;
-  ~kmm_thread_cache() {
-    for (auto& s : slots) s.detach();
-  }
-  // (kmm_thread_cache_ptr is left dangling after thread exit; nothing runs on the thread then.)
+  ~kmm_thread_cache();
 
   kmm_cache_slot& slot_for(const std::shared_ptr<kmm_pool_base>& p) {
     kmm_pool_base* raw = p.get();
@@ -2609,19 +2613,38 @@ struct kmm_thread_cache {
 };
 
 // The owning object (with a destructor) is built on first use; hot paths read only the plain
-// pointer, which needs no thread_local initialisation guard.
+// pointer, which needs no thread_local initialisation guard. Once the cache is destroyed at thread
+// exit, `gone` stays set and later uses (from other thread_local destructors) get no cache.
 inline thread_local kmm_thread_cache* kmm_thread_cache_ptr = nullptr;
+inline thread_local bool kmm_thread_cache_gone = false;
 
-inline kmm_thread_cache& kmm_make_thread_cache() {
+inline kmm_thread_cache::~kmm_thread_cache() {
+  for (auto& s : slots) s.detach();
+  kmm_thread_cache_ptr = nullptr;
+  kmm_thread_cache_gone = true;
+}
+
+inline kmm_thread_cache* kmm_make_thread_cache() {
   thread_local kmm_thread_cache cache;
   kmm_thread_cache_ptr = &cache;
-  return cache;
+  return &cache;
 }
 
-inline kmm_thread_cache& kmm_this_thread_cache() {
+// This thread's cache, or nullptr once it has been destroyed at thread exit.
+inline kmm_thread_cache* kmm_this_thread_cache() {
   kmm_thread_cache* c = kmm_thread_cache_ptr;
-  return c != nullptr ? *c : kmm_make_thread_cache();
+  if (c != nullptr) return c;
+  return kmm_thread_cache_gone ? nullptr : kmm_make_thread_cache();
 }
+
+// Stand-in slot for one operation on a thread whose cache is gone: attached for the call, then
+// hands everything back to the pool.
+struct kmm_late_slot : kmm_cache_slot {
+  kmm_late_slot() = default;
+  kmm_late_slot(const kmm_late_slot&) = delete;
+  kmm_late_slot& operator=(const kmm_late_slot&) = delete;
+  ~kmm_late_slot() { detach(); }
+};
 
 // One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
 template <class Key>
@@ -2933,7 +2956,19 @@ class keyed_mutex_map {
 
   // ---- entries --------------------------------------------------------------------------------
 
-  detail::kmm_cache_slot& my_slot() const { return detail::kmm_this_thread_cache().slot_for(pool_); }
+  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
+  // (a thread_local destructor running late).
+  detail::kmm_cache_slot* thread_slot() const {
+    detail::kmm_thread_cache* c = detail::kmm_this_thread_cache();
+    return c != nullptr ? &c->slot_for(pool_) : nullptr;
+  }
+  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
+  detail::kmm_cache_slot& my_slot(std::optional<detail::kmm_late_slot>& late) const {
+    if (detail::kmm_cache_slot* s = thread_slot()) return *s;
+    late.emplace();
+    late->attach(pool_);
+    return *late;
+  }
 
   // A free entry holding `key` (may allocate when the pool is empty; may throw from Key's copy).
   template <class K>
@@ -3024,9 +3059,25 @@ class keyed_mutex_map {
 
   template <class K>
   entry* acquire(const K& key, detail::kmm_mode mode, detail::kmm_wait wait, clock::time_point deadline) {
+    detail::kmm_cache_slot* slot = thread_slot();
+    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
+    return acquire_in(*slot, key, mode, wait, deadline);
+  }
+
+  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
+  template <class K>
+  [[gnu::noinline]] entry* acquire_late(const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
+                                        clock::time_point deadline) {
+    detail::kmm_late_slot late;
+    late.attach(pool_);
+    return acquire_in(late, key, mode, wait, deadline);
+  }
+
+  template <class K>
+  entry* acquire_in(detail::kmm_cache_slot& slot, const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
+                    clock::time_point deadline) {
     const std::size_t h = hash_(key);
     detail::kmm_shard& s = shard_of(h);
-    detail::kmm_cache_slot& slot = my_slot();
     entry* fresh = fresh_entry(slot, key, h);
     if (mode == detail::kmm_mode::exclusive) {
       // Fast path: empty shard -> publish our entry, already held, with one CAS.
@@ -3175,9 +3226,9 @@ class keyed_mutex_map {
 
   void release(entry* e, detail::kmm_mode mode) noexcept {
     detail::kmm_shard& s = shard_of(e->hash);
-    detail::kmm_cache_slot* slot = nullptr;
+    detail::kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
     try {
-      slot = &my_slot();
+      slot = thread_slot();
     } catch (...) {
       slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
     }
@@ -3287,7 +3338,8 @@ class keyed_mutex_map {
     std::vector<std::size_t> hs(kept);
     std::vector<entry*> fr(kept);
     std::vector<entry*> out(kept);
-    detail::kmm_cache_slot& slot = my_slot();
+    std::optional<detail::kmm_late_slot> late;
+    detail::kmm_cache_slot& slot = my_slot(late);
     // All keys of one shard are taken at once, so ties in the order never split across waits.
     for (std::size_t b = 0; b < kept;) {
       std::size_t e = b;
@@ -3324,7 +3376,7 @@ class keyed_mutex_map {
   template <class Clock, class Duration>
   static clock::time_point to_steady(std::chrono::time_point<Clock, Duration> when) {
     if constexpr (std::is_same_v<Clock, clock>) {
-      return std::chrono::time_point_cast<clock::duration>(when);
+      return std::chrono::ceil<clock::duration>(when);
     } else {
       return deadline_after(when - Clock::now());
     }
@@ -3626,7 +3678,6 @@ requires key_lock_map<Locks, store_key_t<Store>>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -3744,7 +3795,7 @@ class memory_store {
   /// flight may still use the old one.
   void set_faults(fault_config faults) {
     faults.validate();
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     faults_ = faults;
     seed_.store(faults.seed, std::memory_order_relaxed);
     draws_.store(0, std::memory_order_relaxed);
@@ -3752,14 +3803,14 @@ class memory_store {
   }
 
   [[nodiscard]] fault_config faults() const {
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     return faults_;
   }
 
   /// What the injected outside writer does to the value (default: nothing, only the version
   /// moves). Runs under the key's shard mutex.
   void set_outside_writer(outside_writer_fn fn) {
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     outside_writer_ = std::move(fn);
   }
 
@@ -3774,7 +3825,7 @@ class memory_store {
       return read_result_type::make_failed(read_status::transient, {"injected", "injected transient read"});
     }
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     if (it == s.map.end()) return read_result_type::make_absent();
     return read_result_type::make_found(it->second.value, it->second.version);
@@ -3828,7 +3879,7 @@ class memory_store {
   [[nodiscard]] write_result_type overwrite(const Key& key, const Value& value) {
     sleep_latency(snapshot_faults());
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     const token_type version = next_version();
     auto it = s.map.find(key);
     if (it == s.map.end()) {
@@ -3846,7 +3897,7 @@ class memory_store {
   /// The current value and version, or nullopt when absent. No fault, no latency.
   [[nodiscard]] std::optional<std::pair<Value, token_type>> peek(const Key& key) const {
     const shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     if (it == s.map.end()) return std::nullopt;
     return std::pair<Value, token_type>(it->second.value, it->second.version);
@@ -3856,7 +3907,7 @@ class memory_store {
   [[nodiscard]] std::vector<std::pair<Key, Value>> snapshot() const {
     std::vector<std::pair<Key, Value>> out;
     for (const shard& s : shards_) {
-      std::lock_guard lock(s.mutex);
+      annotated_lock lock(s.mutex);
       for (const auto& [k, e] : s.map) out.emplace_back(k, e.value);
     }
     return out;
@@ -3865,7 +3916,7 @@ class memory_store {
   [[nodiscard]] std::size_t size() const {
     std::size_t n = 0;
     for (const shard& s : shards_) {
-      std::lock_guard lock(s.mutex);
+      annotated_lock lock(s.mutex);
       n += s.map.size();
     }
     return n;
@@ -3893,8 +3944,8 @@ class memory_store {
 
   // Each shard on its own cache lines, so disjoint keys don't share a mutex's line.
   struct alignas(64) shard {
-    mutable std::mutex mutex;
-    entry_map map;  // guarded by mutex
+    mutable annotated_mutex mutex;
+    entry_map map NOCLOBBER_GUARDED_BY(mutex);
   };
 
   struct counters {
@@ -3923,12 +3974,12 @@ class memory_store {
 
   fault_config snapshot_faults() const {
     if (!faults_enabled_.load(std::memory_order_acquire)) return fault_config{};
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     return faults_;
   }
 
   outside_writer_fn snapshot_outside_writer() const {
-    std::lock_guard lock(config_mutex_);
+    annotated_lock lock(config_mutex_);
     return outside_writer_;
   }
 
@@ -3977,7 +4028,7 @@ class memory_store {
     outside_writer_fn outside_fn = outside ? snapshot_outside_writer() : outside_writer_fn{};
 
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     if (outside && it != s.map.end()) {
       if (outside_fn) {
@@ -4015,9 +4066,9 @@ class memory_store {
   std::atomic<std::uint64_t> draws_{0};
   std::atomic<std::uint64_t> seed_{0};
   std::atomic<bool> faults_enabled_{false};
-  mutable std::mutex config_mutex_;  // guards faults_ and outside_writer_; never held with a shard mutex
-  fault_config faults_;
-  outside_writer_fn outside_writer_;
+  mutable annotated_mutex config_mutex_;  // never held together with a shard mutex
+  fault_config faults_ NOCLOBBER_GUARDED_BY(config_mutex_);
+  outside_writer_fn outside_writer_ NOCLOBBER_GUARDED_BY(config_mutex_);
   counters stats_;
 };
 
@@ -4936,7 +4987,7 @@ inline std::string loss_trace(const race_history& h, const lost_write& l) {
   std::vector<event> events;
   for (const race_read& r : h.reads) {
     if (r.key == lw.key && r.invoke >= from && r.invoke <= to) {
-      events.push_back({r.invoke, r.writer, "W" + std::to_string(r.writer) + " read " + label(r.version)});
+      events.push_back({r.complete, r.writer, "W" + std::to_string(r.writer) + " read " + label(r.version)});
     }
   }
   for (const race_write& w : h.writes) {
@@ -4948,7 +4999,7 @@ inline std::string loss_trace(const race_history& h, const lost_write& l) {
         t += label(w.written) + "?";
       else
         t += "(not applied)";
-      events.push_back({w.invoke, w.writer, std::move(t)});
+      events.push_back({w.complete, w.writer, std::move(t)});
     }
   }
   std::sort(events.begin(), events.end(), [](const event& a, const event& b) { return a.tick < b.tick; });
@@ -5464,6 +5515,11 @@ class timed_barrier {
     cv_.notify_all();
     return !broken_;
   }
+  /// Counts as arrived without waiting (a writer whose first op never read).
+  void arrive() {
+    std::lock_guard lock(mutex_);
+    if (++arrived_ >= expected_) cv_.notify_all();
+  }
   bool broken() const {
     std::lock_guard lock(mutex_);
     return broken_;
@@ -5479,7 +5535,7 @@ class timed_barrier {
 
 /// PCT scheduler: exactly one writer runs between scheduling points; the highest-priority writer
 /// waiting at a point goes next. Initial priorities are a seeded permutation of depth … depth+n−1;
-/// at change point i (a step number), the writer at that point drops to priority i.
+/// at the i-th change point (a step number, i from 1) the writer at that point drops to priority d − i.
 /// A chosen writer that reaches no point within stall_timeout (blocked on a lock the harness cannot
 /// see) is passed over until it does; such stalls make a run non-deterministic and are counted.
 class pct_scheduler {
@@ -5505,7 +5561,7 @@ class pct_scheduler {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
       for (std::size_t i = 0; i < change_points_.size(); ++i) {
-        if (change_points_[i] == steps_) priority_[w] = static_cast<int>(i + 1);
+        if (change_points_[i] == steps_) priority_[w] = static_cast<int>(change_points_.size() - i);
       }
     }
     waiting_[w] = 1;
@@ -5684,7 +5740,7 @@ class race_store {
     } else {
       ++st.untracked;
     }
-    if (st.run->barrier && !st.first_read_done && !r.failed()) {
+    if (st.run->barrier && !st.first_read_done) {
       st.first_read_done = true;
       if (!st.run->barrier->arrive_and_wait(st.run->options->barrier_timeout)) st.serialised = true;
     }
@@ -5991,6 +6047,11 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
         if (errors[i]++ == 0)
           first_errors[i] =
               "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": unknown exception";
+      }
+      if (run.barrier && !w.first_read_done) {
+        // An op that never read must not hold the others at the forced window.
+        w.first_read_done = true;
+        run.barrier->arrive();
       }
     }
     if (run.scheduler) run.scheduler->finish(i);
