@@ -36,6 +36,14 @@ nc::retry_policy patient_policy() {
   return p;
 }
 
+// 0–20 µs per store call: without it an in-memory read→write window is a few nanoseconds and
+// free-running writers rarely collide.
+nc::fault_config network_latency() {
+  nc::fault_config f;
+  f.latency_max = std::chrono::microseconds(20);
+  return f;
+}
+
 nc::retry_policy immediate_policy(unsigned attempts) {
   nc::retry_policy p;
   p.backoff = nc::backoff_policy::immediate();
@@ -189,26 +197,27 @@ int disjoint_merge_race(strategy s, int writers, int rounds, bool forced,
 // ---- seed 002: 16 concurrent disjoint-key merges ------------------------------------------------
 
 TEST_CASE("seed 002: 16 concurrent disjoint-key merges keep all 16 keys", "[rmw][race][seed002]") {
-  nc::memory_store<std::string, env_map> store;
-  CHECK(disjoint_merge_race(strategy::cas, 16, 20, false, store, patient_policy()) == 0);
+  nc::memory_store<std::string, env_map> store(
+      network_latency());  // widens the read→write window, like a real store
+  CHECK(disjoint_merge_race(strategy::cas, 16, 6, false, store, patient_policy()) == 0);
   CHECK(store.stats().conflicts > 0);  // the race was real: writers did collide
 }
 
 TEST_CASE("seed 002, forced window: CAS keeps all 16, naive loses exactly 15", "[rmw][race][seed002]") {
   SECTION("read_modify_write") {
     nc::memory_store<std::string, env_map> store;
-    CHECK(disjoint_merge_race(strategy::cas, 16, 10, true, store, patient_policy()) == 0);
+    CHECK(disjoint_merge_race(strategy::cas, 16, 4, true, store, patient_policy()) == 0);
   }
   SECTION("locked_read_modify_write") {
     // The forced barrier inside fn cannot be used under a per-key lock (it would hold the lock
     // while waiting for writers queued behind it), so the locked form runs free.
     nc::memory_store<std::string, env_map> store;
-    CHECK(disjoint_merge_race(strategy::locked_cas, 16, 10, false, store, patient_policy()) == 0);
+    CHECK(disjoint_merge_race(strategy::locked_cas, 16, 4, false, store, patient_policy()) == 0);
     CHECK(store.stats().conflicts == 0);  // same-process writers queued instead of colliding
   }
   SECTION("naive negative control") {
     nc::memory_store<std::string, env_map> store;
-    const int rounds = 10;
+    const int rounds = 4;
     // Every writer read the empty map before anyone wrote: only the last overwrite survives.
     CHECK(disjoint_merge_race(strategy::naive, 16, rounds, true, store, patient_policy()) == 15 * rounds);
   }
@@ -231,9 +240,9 @@ TEST_CASE("seed 002 with faults injected: all 16 keys and every outside write su
     const int n = outside.fetch_add(1);
     m["outside-" + std::to_string(n)] = "x";
   });
-  const int rounds = 10;
+  const int rounds = 4;
   CHECK(disjoint_merge_race(strategy::cas, 16, rounds, false, store, patient_policy()) == 0);
-  CHECK(disjoint_merge_race(strategy::locked_cas, 16, 5, false, store, patient_policy()) == 0);
+  CHECK(disjoint_merge_race(strategy::locked_cas, 16, 2, false, store, patient_policy()) == 0);
   // The outside writer's own updates were never clobbered either.
   int outside_found = 0;
   for (const auto& [k, m] : store.snapshot()) {
@@ -294,13 +303,14 @@ int parallel_store_race(strategy s, int writers, int rounds, nc::memory_store<st
 
 TEST_CASE("seed 000: 20 parallel stores keep all 20 rows, creation race included", "[rmw][race][seed000]") {
   SECTION("read_modify_write") {
-    nc::memory_store<std::string, rows> store;
-    CHECK(parallel_store_race(strategy::cas, 20, 15, store, patient_policy()) == 0);
+    nc::memory_store<std::string, rows> store(
+        network_latency());  // widens the read→write window, like a real store
+    CHECK(parallel_store_race(strategy::cas, 20, 5, store, patient_policy()) == 0);
     CHECK(store.stats().conflicts > 0);
   }
   SECTION("locked_read_modify_write") {
     nc::memory_store<std::string, rows> store;
-    CHECK(parallel_store_race(strategy::locked_cas, 20, 15, store, patient_policy()) == 0);
+    CHECK(parallel_store_race(strategy::locked_cas, 20, 5, store, patient_policy()) == 0);
     CHECK(store.stats().conflicts == 0);
   }
 }
@@ -318,8 +328,8 @@ TEST_CASE("seed 000 with faults injected: 20 parallel stores keep all 20 rows",
   faults.read_transient = 0.05;
   nc::memory_store<std::string, rows> store(faults);
   store.set_outside_writer([](const std::string&, rows& r) { r.push_back("outside"); });
-  CHECK(parallel_store_race(strategy::cas, 20, 10, store, patient_policy()) == 0);
-  CHECK(parallel_store_race(strategy::locked_cas, 20, 5, store, patient_policy()) == 0);
+  CHECK(parallel_store_race(strategy::cas, 20, 4, store, patient_policy()) == 0);
+  CHECK(parallel_store_race(strategy::locked_cas, 20, 2, store, patient_policy()) == 0);
   CHECK(store.stats().injected_indeterminate > 0);
 }
 
