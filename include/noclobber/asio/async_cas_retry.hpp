@@ -194,7 +194,13 @@ requires(detail::attempt_with_info<std::remove_cvref_t<Attempt>> ||
       co_return out;
     }
     const clock::time_point before = clock::now();
-    const bool woke_normally = co_await detail::backoff_wait(d.delay, policy.stop);
+    // Checked here, not by co_await: awaiting any awaitable after a cancellation throws, and
+    // the loop must end as `cancelled` (hooks run, budget tokens returned), not with an exception.
+    const auto cancellation = co_await boost::asio::this_coro::cancellation_state;
+    bool woke_normally = false;
+    if (cancellation.cancelled() == boost::asio::cancellation_type::none) {
+      woke_normally = co_await detail::backoff_wait(d.delay, policy.stop);
+    }
     ctl.on_slept(std::chrono::duration_cast<duration>(clock::now() - before));
     if (!woke_normally) {
       d = ctl.on_interrupted(error);

@@ -420,7 +420,7 @@ class keyed_async_mutex {
       if (slot.is_connected()) slot.clear();
       if (timer) timer->cancel();
       Handler h(std::move(handler));
-      work_executor_type w(std::move(work));
+      [[maybe_unused]] work_executor_type w(std::move(work));  // keeps the context busy until the handler ran
       guard g = ec ? guard() : guard(owner, static_cast<node_type*>(node));
       release_ref();
       std::move(h)(ec, std::move(g));
