@@ -220,7 +220,8 @@ TEST_CASE("seed 003 race: cache refreshes never undo concurrent edits", "[patch]
     }
     for (int f = 0; f < refreshers; ++f) {
       threads.emplace_back([&] {
-        while (editing.load()) {
+        for (;;) {
+          const bool last = !editing.load();  // one more refresh after the edits stop
           auto loaded = store.read("qb");
           std::this_thread::yield();  // "resolve the backing query"
           if (naive) {
@@ -233,6 +234,7 @@ TEST_CASE("seed 003 race: cache refreshes never undo concurrent edits", "[patch]
             if (r.outcome == nc::patch_outcome::applied) ++applied;
             if (r.outcome == nc::patch_outcome::dropped) ++dropped;
           }
+          if (last) break;
         }
       });
     }
