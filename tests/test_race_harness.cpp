@@ -201,6 +201,7 @@ TEST_CASE("explore finds the naive loss within 10 seeds and replays it determini
   o.seed = 7;
   o.iterations = 10;
   o.depth = 2;
+  o.stall_timeout = std::chrono::seconds(5);  // naive never blocks: only a descheduled thread could stall
   const auto report = nc::run_race(store, nc::naive_strategy{}, o);
   INFO(report.to_text());
   REQUIRE(report.failing_iterations == 1);
@@ -213,6 +214,7 @@ TEST_CASE("explore finds the naive loss within 10 seeds and replays it determini
   // The replay line reproduces the same losses.
   options_t again;
   again.apply_replay(report.replay());
+  again.stall_timeout = std::chrono::seconds(5);
   REQUIRE(again.mode == nc::race_mode::explore);
   REQUIRE(again.schedule == report.schedule_seed);
   const auto replayed = nc::run_race(store, nc::naive_strategy{}, again);
@@ -252,6 +254,7 @@ TEST_CASE("explore: CAS and lock + CAS lose nothing across schedules", "[race_ha
   REQUIRE(cas.ok());
   REQUIRE(cas.iterations == 20);
   o.iterations = 3;
+  o.stall_timeout = std::chrono::milliseconds(20);  // lock + CAS blocks outside the harness: stalls expected
   const auto locked = nc::run_race(store, nc::locked_cas_strategy<std::string>{}, o);
   INFO(locked.to_text());
   REQUIRE(locked.ok());

@@ -86,7 +86,7 @@ struct race_options {
   bool stop_at_first_failure = true;                ///< explore: stop at the first losing schedule
   std::optional<std::uint64_t> schedule;            ///< explore: run exactly this schedule seed (replay)
   std::chrono::milliseconds barrier_timeout{1000};  ///< forced: how long writers wait for each other
-  std::chrono::milliseconds stall_timeout{50};      ///< explore: a writer silent this long is blocked
+  std::chrono::milliseconds stall_timeout{200};     ///< explore: a writer silent this long is blocked
   /// The keys ops write; each op picks one (seeded), or `choose_key(writer, op, random)` picks an
   /// index. Empty: one key, "noclobber/race" (for keys constructible from a string).
   std::vector<Key> keys;

@@ -70,6 +70,7 @@ TEST_CASE("sqlite race: explore finds the naive loss and replays it; CAS survive
   noclobber_test::temp_db file("explore");
   auto o = options(nc::race_mode::explore, 8, 2, "naive");
   o.iterations = 10;
+  o.stall_timeout = std::chrono::seconds(5);  // nothing blocks here; keep a slow machine deterministic
   const auto naive = run(file.path(), o);
   INFO(naive.to_text());
   REQUIRE(naive.failing_iterations == 1);
