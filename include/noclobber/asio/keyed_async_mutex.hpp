@@ -33,8 +33,9 @@
 //
 // Thread safety: every member function may be called from any thread at once; the mutex works
 // with one io_context thread or many, with or without strands. Each shard has a small
-// std::mutex that guards its map and waiter queues; it is never held while user code runs —
-// completion handlers, including coroutine resumption, always run after it is released, on the
+// std::mutex that guards its map and waiter queues. The only user code run under it is the
+// map's own: Hash, KeyEqual and copying the Key (if they throw, nothing is queued or held).
+// Completion handlers, including coroutine resumption, always run after it is released, on the
 // waiter's executor. Lock order: shard mutex, then (only while a timed wait is being armed) the
 // timer service's internal lock. A `guard` is a plain movable object: use one guard from one
 // place at a time.
@@ -54,6 +55,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -473,7 +475,15 @@ class keyed_async_mutex {
         throw;
       }
       std::unique_lock lock(s.mutex);
-      auto [it, inserted] = s.map.try_emplace(key);
+      typename map_type::iterator it;
+      bool inserted = false;
+      try {
+        std::tie(it, inserted) = s.map.try_emplace(key);  // Key's copy, Hash, KeyEqual may throw
+      } catch (...) {
+        lock.unlock();
+        op->abandon(boost::asio::error::operation_aborted);  // nothing queued, nothing held
+        throw;
+      }
       op->node = &*it;
       op->shard = &s;
       if (inserted) {
