@@ -4417,6 +4417,7 @@ template <class Store, class Patch>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace noclobber {
@@ -4554,8 +4555,61 @@ struct id_hash {
 
 }  // namespace detail
 
-/// Checks a history. Linear in writes (expected): one hash map from written id to its merged
-/// entry, one from (key, version read) to the number of successful writes that read it.
+namespace detail {
+
+/// A fixed-capacity open-addressing table (linear probing, no erase): the checker knows its
+/// maximum size up front, and flat slots keep it linear in practice, not only on paper.
+template <class K, class V, class Hash>
+class flat_table {
+ public:
+  explicit flat_table(std::size_t max_entries) {
+    std::size_t capacity = 16;
+    while (capacity < max_entries * 2) capacity <<= 1;
+    slots_.resize(capacity);
+    mask_ = capacity - 1;
+  }
+  /// The value for `key`, inserting `value` when absent; second: whether it was inserted.
+  std::pair<V*, bool> try_emplace(const K& key, const V& value) {
+    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (!s.used) {
+        s.used = true;
+        s.key = key;
+        s.value = value;
+        return {&s.value, true};
+      }
+      if (s.key == key) return {&s.value, false};
+    }
+  }
+  V* find(const K& key) {
+    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (!s.used) return nullptr;
+      if (s.key == key) return &s.value;
+    }
+  }
+
+ private:
+  struct slot {
+    K key{};
+    V value{};
+    bool used = false;
+  };
+  std::vector<slot> slots_;
+  std::size_t mask_ = 0;
+};
+
+struct key_version_hash {
+  std::size_t operator()(const std::pair<std::uint32_t, write_id>& p) const noexcept {
+    return id_hash{}(p.second ^ (static_cast<write_id>(p.first) * 0x9e3779b97f4a7c15ULL));
+  }
+};
+
+}  // namespace detail
+
+/// Checks a history in time linear in its records: one pass to merge attempts per written value,
+/// one to group successful writes by the version they read, one walk per key back from its final
+/// version. Losses add a sort (to name the replacing writes), only when there are losses.
 [[nodiscard]] inline race_check check_race_history(const race_history& h) {
   race_check c;
   c.write_attempts = h.writes.size();
@@ -4567,54 +4621,55 @@ struct id_hash {
     op_outcome outcome;
     bool on_chain;
   };
-  std::unordered_map<write_id, entry, detail::id_hash> by_id;
-  by_id.reserve(h.writes.size());
+  std::vector<entry> entries;
+  entries.reserve(h.writes.size());
+  detail::flat_table<write_id, std::uint32_t, detail::id_hash> index(h.writes.size());
+  const auto rank = [](op_outcome o) { return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0; };
   for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
     const race_write& w = h.writes[i];
     if (w.outcome == op_outcome::failed) ++c.failed;
-    auto [it, inserted] = by_id.try_emplace(w.written, entry{i, w.outcome, false});
-    if (!inserted) {
-      entry& e = it->second;
-      if (h.writes[e.record].key != w.key) {
-        c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
-                              detail::describe_write(h.writes[e.record]) + ", " + detail::describe_write(w) +
-                              ")");
-      }
-      const auto rank = [](op_outcome o) {
-        return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
-      };
-      if (rank(w.outcome) > rank(e.outcome)) e = entry{i, w.outcome, false};
+    auto [slot, inserted] = index.try_emplace(w.written, static_cast<std::uint32_t>(entries.size()));
+    if (inserted) {
+      entries.push_back({i, w.outcome, false});
+      continue;
     }
+    entry& e = entries[*slot];
+    if (h.writes[e.record].key != w.key) {
+      c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
+                            detail::describe_write(h.writes[e.record]) + ", " + detail::describe_write(w) +
+                            ")");
+    }
+    if (rank(w.outcome) > rank(e.outcome)) e = entry{i, w.outcome, false};
   }
 
-  // Elle's lost update: successful writes grouped by (key, version read).
+  // Elle's lost update: successful writes grouped by (key, version read). A version written in
+  // the run is an entry, so its group lives in a vector; versions from before the run (or from
+  // outside it) are few and go to a small map.
   struct group {
     std::uint32_t count = 0;
-    std::uint32_t first = 0;
+    std::uint32_t first = 0;  // an entry index
   };
-  struct key_version_hash {
-    std::size_t operator()(const std::pair<std::uint32_t, write_id>& p) const noexcept {
-      return detail::id_hash{}(p.second ^ (static_cast<write_id>(p.first) * 0x9e3779b97f4a7c15ULL));
-    }
+  std::vector<group> children(entries.size());
+  std::unordered_map<std::pair<std::uint32_t, write_id>, group, detail::key_version_hash> other_parents;
+  auto group_of = [&](std::uint32_t key, write_id version) -> group& {
+    if (const std::uint32_t* parent = index.find(version)) return children[*parent];
+    return other_parents[{key, version}];
   };
-  std::unordered_map<std::pair<std::uint32_t, write_id>, group, key_version_hash> readers;
-  readers.reserve(by_id.size());
-  for (const auto& [id, e] : by_id) {
+  for (std::uint32_t n = 0; n < entries.size(); ++n) {
+    const entry& e = entries[n];
     const race_write& w = h.writes[e.record];
-    if (e.outcome == op_outcome::ok) {
-      ++c.applied;
-      group& g = readers[{w.key, w.read_from}];
-      if (g.count++ == 0)
-        g.first = e.record;
-      else
-        ++c.lost_update_pairs;
-    } else if (e.outcome == op_outcome::unknown) {
-      ++c.unknown;
-    }
+    if (e.outcome == op_outcome::unknown) ++c.unknown;
+    if (e.outcome != op_outcome::ok) continue;
+    ++c.applied;
+    group& g = group_of(w.key, w.read_from);
+    if (g.count++ == 0)
+      g.first = n;
+    else
+      ++c.lost_update_pairs;
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (e.outcome == op_outcome::ok && !from_before_run && !by_id.contains(w.read_from)) {
+    if (!from_before_run && index.find(w.read_from) == nullptr) {
       c.anomalies.push_back(detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
                             ", which no recorded write produced");
     }
@@ -4627,17 +4682,18 @@ struct id_hash {
     std::size_t steps = 0;
     auto key_name = [&] { return k < h.keys.size() ? h.keys[k] : std::to_string(k); };
     while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
-      auto it = by_id.find(v);
-      if (it == by_id.end()) {
+      const std::uint32_t* at = index.find(v);
+      if (at == nullptr) {
         // A broken link further down was already reported with the write that read it.
-        if (steps == 0)
+        if (steps == 0) {
           c.anomalies.push_back("key " + key_name() + " holds version " + std::to_string(v) +
                                 ", which no recorded write produced");
+        }
         break;
       }
-      entry& e = it->second;
+      entry& e = entries[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > by_id.size()) {
+      if (e.on_chain || ++steps > entries.size()) {
         c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
                               detail::describe_write(w));
         break;
@@ -4660,19 +4716,23 @@ struct id_hash {
   // Successful writes the chain missed are lost. A lost write that a later successful write
   // read lives on in that write, so its loss is the loss of the branch tip below it; the tip
   // was replaced by the chain write that read the same version, or else by the next write
-  // applied to the key. Linear apart from one sort, done only when something was lost.
-  std::vector<std::uint32_t> lost_records;
-  for (const auto& [id, e] : by_id) {
-    if (e.outcome == op_outcome::ok && !e.on_chain) lost_records.push_back(e.record);
+  // applied to the key.
+  std::vector<std::uint32_t> lost_entries;
+  for (std::uint32_t n = 0; n < entries.size(); ++n) {
+    if (entries[n].outcome == op_outcome::ok && !entries[n].on_chain) lost_entries.push_back(n);
   }
-  if (lost_records.empty()) return c;
-  std::sort(lost_records.begin(), lost_records.end(),
-            [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
-  std::unordered_map<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader;
+  if (lost_entries.empty()) return c;
+  std::sort(lost_entries.begin(), lost_entries.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return h.writes[entries[a].record].complete < h.writes[entries[b].record].complete;
+  });
+  std::size_t on_chain = 0;
+  for (const entry& e : entries) on_chain += e.on_chain;
+  detail::flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, detail::key_version_hash>
+      chain_reader(on_chain);
   std::vector<std::vector<std::uint32_t>> applied_by_key(h.final_versions.size());
-  for (const auto& [id, e] : by_id) {
+  for (const entry& e : entries) {
     const race_write& w = h.writes[e.record];
-    if (e.on_chain) chain_reader[{w.key, w.read_from}] = e.record;
+    if (e.on_chain) chain_reader.try_emplace({w.key, w.read_from}, e.record);
     if (e.outcome != op_outcome::failed && w.key < applied_by_key.size())
       applied_by_key[w.key].push_back(e.record);
   }
@@ -4682,39 +4742,41 @@ struct id_hash {
   }
   constexpr std::uint32_t none = ~0u;
   auto replacer_of_tip = [&](const race_write& tip) -> std::uint32_t {
-    if (auto it = chain_reader.find({tip.key, tip.read_from}); it != chain_reader.end()) return it->second;
+    if (const std::uint32_t* r = chain_reader.find({tip.key, tip.read_from})) return *r;
     if (tip.key >= applied_by_key.size()) return none;
     const auto& v = applied_by_key[tip.key];
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
                                [&](std::uint64_t t, std::uint32_t r) { return t < h.writes[r].complete; });
     return it == v.end() ? none : *it;
   };
-  std::unordered_map<write_id, std::uint32_t, detail::id_hash> replacer;  // lost id -> replacing record
-  replacer.reserve(lost_records.size());
+  // Lost entry -> the record that replaced it, filled along each branch walked.
+  std::vector<std::uint32_t> replacer(entries.size(), none);
+  std::vector<char> resolved(entries.size(), 0);
   std::vector<std::uint32_t> path;
-  c.lost.reserve(lost_records.size());
-  for (std::uint32_t r : lost_records) {
-    // Walk down the branch (to a write nobody read, or one already resolved), then name the
-    // replacer for the whole path.
+  c.lost.reserve(lost_entries.size());
+  for (std::uint32_t n : lost_entries) {
     path.clear();
-    std::uint32_t at = r;
+    std::uint32_t at = n;
     std::uint32_t found = none;
-    for (std::size_t guard = 0; guard <= lost_records.size(); ++guard) {
-      const race_write& w = h.writes[at];
-      if (auto known = replacer.find(w.written); known != replacer.end()) {
-        found = known->second;
+    for (std::size_t guard = 0; guard <= lost_entries.size(); ++guard) {
+      if (resolved[at]) {
+        found = replacer[at];
         break;
       }
       path.push_back(at);
-      auto child = readers.find({w.key, w.written});
-      if (child == readers.end() || child->second.first == at) {
+      const race_write& w = h.writes[entries[at].record];
+      const group& child = children[at];
+      if (child.count == 0 || child.first == at) {
         found = replacer_of_tip(w);
         break;
       }
-      at = child->second.first;
+      at = child.first;
     }
-    for (std::uint32_t p : path) replacer.emplace(h.writes[p].written, found);
-    lost_write l{h.writes[r], {}};
+    for (std::uint32_t p : path) {
+      resolved[p] = 1;
+      replacer[p] = found;
+    }
+    lost_write l{h.writes[entries[n].record], {}};
     if (found != none) l.overwritten_by = h.writes[found];
     c.lost.push_back(l);
   }
@@ -5379,6 +5441,7 @@ struct race_workload {
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -5397,7 +5460,7 @@ struct race_options {
   bool stop_at_first_failure = true;                ///< explore: stop at the first losing schedule
   std::optional<std::uint64_t> schedule;            ///< explore: run exactly this schedule seed (replay)
   std::chrono::milliseconds barrier_timeout{1000};  ///< forced: how long writers wait for each other
-  std::chrono::milliseconds stall_timeout{50};      ///< explore: a writer silent this long is blocked
+  std::chrono::milliseconds stall_timeout{200};     ///< explore: a writer silent this long is blocked
   /// The keys ops write; each op picks one (seeded), or `choose_key(writer, op, random)` picks an
   /// index. Empty: one key, "noclobber/race" (for keys constructible from a string).
   std::vector<Key> keys;
