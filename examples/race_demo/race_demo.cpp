@@ -410,7 +410,7 @@ int main(int argc, char** argv) {
 
   std::cout << "noclobber race demo: embedded SQLite (one connection per writer), mode "
             << nc::to_string(a.mode) << ", seed " << a.seed << "\n\n";
-  std::cout << pad("scenario", 36) << pad("strategy", 19) << pad("writers", 9) << pad("ops", 7)
+  std::cout << pad("scenario", 36) << pad("strategy", 19) << pad("writers", 9) << pad("operations", 12)
             << pad("lost", 7) << pad("retries", 9) << pad("time", 10) << "\n";
   for (const row& r : rows) {
     const auto& rep = r.report;
@@ -421,7 +421,7 @@ int main(int argc, char** argv) {
     if (rep.check.unknown) note += " (" + std::to_string(rep.check.unknown) + " unknown outcomes)";
     if (rep.op_errors) note += " (" + std::to_string(rep.op_errors) + " errors)";
     std::cout << pad(r.s->id + " " + r.s->title, 36) << pad(r.strategy, 19)
-              << pad(std::to_string(rep.writers), 9) << pad(std::to_string(rep.operations), 7)
+              << pad(std::to_string(rep.writers), 9) << pad(std::to_string(rep.operations), 12)
               << pad(std::to_string(rep.lost()), 7) << pad(std::to_string(rep.retries), 9) << pad(ms, 10)
               << note << "\n";
   }
