@@ -1496,13 +1496,18 @@ constexpr bool check_conditional_writer() {
 //   equality-comparable, otherwise only the token rule applies), so **every write must
 //   produce a value that no other write attempts** — carry an update id in the value (a bare
 //   counter is not enough: two writers that read 41 both send 42) — or else the update must be
-//   idempotent, so that "an equal value is there" really means "done". A store whose tokens never repeat (the contract's no-ABA rule) is required
-//   for the token rule.
+//   idempotent, so that "an equal value is there" really means "done". A store whose tokens never repeat (the
+//   contract's no-ABA rule) is required for the token rule.
 //
 // Exceptions
 //   Whatever `fn` or the store throws propagates unchanged (unless the policy's
 //   classify_exception maps it to a status). A write starts only after `fn` has returned, so an
 //   exception from `fn` never leaves a partial write behind.
+//
+// Structure: detail::rmw_core makes every decision above without doing I/O; detail::rmw_machine
+// performs the store calls it asks for, and asio/async_read_modify_write.hpp awaits the same
+// calls, so both forms share one implementation. rmw_core allocates only to remember values
+// whose write was indeterminate.
 //
 // Thread safety: read_modify_write holds no lock of its own and keeps its state on the stack;
 // call it from any number of threads at once if the store allows concurrent use.
@@ -1662,45 +1667,86 @@ constexpr bool check_rmw_function() {
   return true;
 }
 
-/// The state of one read_modify_write across its attempts. Not thread-safe (one per call).
-template <class Store, class Fn>
-class rmw_machine {
+/// The decisions of one read_modify_write, free of I/O: when an attempt reads, calling `fn`,
+/// keep / abort, which write to send (create_if_absent or write_if_match on the token read),
+/// the indeterminate rule, and the rmw_result bookkeeping. A driver performs the store calls and
+/// hands each answer back; every driver runs the same sequence per attempt:
+///
+///   if (starts_with_read(info)) { if (auto a = on_read(read())) return *a; }
+///   w = creates() ? create_if_absent(value()) : write_if_match(token(), value());
+///   if (!on_write(w)) return w;
+///   return on_resolving_read(read(), w);
+///
+/// rmw_machine (below) drives it with direct calls, async_rmw_machine
+/// (asio/async_read_modify_write.hpp) with co_await. Not thread-safe (one per call).
+template <class Value, class Token, class Fn>
+class rmw_core {
  public:
-  using traits = store_traits<Store>;
-  using value_type = store_value_t<Store>;
-  using token_type = store_token_t<Store>;
-  using key_type = store_key_t<Store>;
-  using wresult = write_result<token_type>;
-  using result_type = rmw_result<value_type, token_type>;
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = rmw_result<Value, Token>;
   static constexpr bool recognises_values = std::equality_comparable<value_type>;
 
-  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), fn_(fn) {}
+  explicit rmw_core(Fn& fn) : fn_(fn) {}
 
-  wresult operator()(const attempt_info& info) {
-    if (info.reread || !pending_ || resolving_) {
-      auto read = traits::read(store_, key_);
-      if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
-      if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-      if (resolving_) {
-        resolving_ = false;
-        const bool untouched =
-            conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
-        if (!untouched) {
-          return wresult::failed(
-              write_status::indeterminate,
-              {"indeterminate", "a write's outcome is unknown and the key has changed since"});
-        }
-      }
-      compute(std::move(read));
-      if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
-    }
-    wresult w = conditioned_on_absent_ ? traits::create_if_absent(store_, key_, *pending_)
-                                       : traits::write_if_match(store_, key_, token_, *pending_);
-    if (w.status == write_status::indeterminate) return resolve_now(std::move(w));
-    return w;
+  /// Whether this attempt starts with a read; otherwise it resends the pending write.
+  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
+    return info.reread || !pending_ || resolving_;
   }
 
-  result_type finish(retry_result<wresult>&& r) {
+  /// Takes the attempt's read and calls fn on it when it is needed. Returns the attempt's
+  /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
+  /// indeterminate write, keep / abort); nullopt: send the write next.
+  [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
+    if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
+    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
+    if (resolving_) {
+      resolving_ = false;
+      if (!untouched(read)) {
+        return wresult::failed(
+            write_status::indeterminate,
+            {"indeterminate", "a write's outcome is unknown and the key has changed since"});
+      }
+    }
+    compute(std::move(read));
+    if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
+    return std::nullopt;
+  }
+
+  /// The write to send: create_if_absent(key, value()) when creates(), else
+  /// write_if_match(key, token(), value()). Only after starts_with_read / on_read asked for it.
+  [[nodiscard]] bool creates() const noexcept { return conditioned_on_absent_; }
+  [[nodiscard]] const token_type& token() const noexcept { return token_; }
+  [[nodiscard]] const value_type& value() const noexcept { return *pending_; }
+
+  /// Takes the write's answer. false: `w` is the attempt's answer. true: the write may or may
+  /// not have landed; read again at once and pass that read and `w` to on_resolving_read.
+  [[nodiscard]] bool on_write(const wresult& w) {
+    if (w.status != write_status::indeterminate) return false;
+    if constexpr (recognises_values) unknown_.push_back(*pending_);
+    resolving_ = true;
+    return true;
+  }
+
+  /// The attempt's answer after the indeterminate write `w` and the read that followed it.
+  [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
+    if (read.failed()) {
+      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
+      return wresult::failed(write_status::transient, std::move(w.error));
+    }
+    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
+    resolving_ = false;
+    if (untouched(read)) {
+      // It did not land and nothing changed: the same request can be sent again.
+      return wresult::failed(write_status::transient, std::move(w.error));
+    }
+    return std::move(w);
+  }
+
+  /// The result, from the retry loop's.
+  [[nodiscard]] result_type finish(retry_result<wresult>&& r) {
     result_type out;
     out.attempts = r.attempts;
     out.reason = r.reason;
@@ -1734,6 +1780,11 @@ class rmw_machine {
   }
 
  private:
+  // The key is as we left it: still absent after a create, or still at the token we sent on.
+  bool untouched(const read_type& read) const {
+    return conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
+  }
+
   bool recognise(const value_type& v) const {
     if constexpr (recognises_values) {
       for (const value_type& sent : unknown_) {
@@ -1750,7 +1801,7 @@ class rmw_machine {
     return wresult::applied();
   }
 
-  void compute(store_read_result_t<Store>&& read) {
+  void compute(read_type&& read) {
     pending_.reset();  // an exception from fn must not leave a stale write to resend
     read_found_ = read.found();
     conditioned_on_absent_ = !read_found_;
@@ -1775,39 +1826,48 @@ class rmw_machine {
     }
   }
 
-  // The write may or may not have landed: remember what we sent and re-read at once.
-  wresult resolve_now(wresult w) {
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
-    resolving_ = true;
-    auto read = traits::read(store_, key_);
-    if (read.failed()) {
-      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    resolving_ = false;
-    const bool untouched = conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
-    if (untouched) {
-      // It did not land and nothing changed: the same request can be sent again.
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    return w;
-  }
-
-  Store& store_;
-  const key_type& key_;
   Fn& fn_;
   std::optional<value_type> current_;  // what fn saw last
   std::optional<value_type> pending_;  // the value to write (kept for transient resends)
   token_type token_{};                 // the token pending_ is conditioned on
   bool read_found_ = false;
   bool conditioned_on_absent_ = false;
-  bool resolving_ = false;
+  bool resolving_ = false;              // a write's outcome is unknown; the next read decides
   std::optional<update_kind> decided_;  // keep or abort, once fn said so
   std::string abort_reason_;
   std::vector<value_type> unknown_;  // values sent whose outcome we never learned
   std::optional<value_type> landed_value_;
   std::optional<token_type> landed_token_;
+};
+
+/// One read_modify_write on a synchronous store: rmw_core's sequence with direct store calls.
+template <class Store, class Fn>
+class rmw_machine {
+ public:
+  using traits = store_traits<Store>;
+  using key_type = store_key_t<Store>;
+  using core_type = rmw_core<store_value_t<Store>, store_token_t<Store>, Fn>;
+  using wresult = typename core_type::wresult;
+  using result_type = typename core_type::result_type;
+
+  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), core_(fn) {}
+
+  wresult operator()(const attempt_info& info) {
+    if (core_.starts_with_read(info)) {
+      if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
+    }
+    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
+                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
+    if (!core_.on_write(w)) return w;
+    return core_.on_resolving_read(traits::read(store_, key_), std::move(w));
+  }
+
+  result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
+
+ private:
+  Store& store_;
+  const key_type& key_;
+  core_type core_;
 };
 
 inline const retry_policy& default_retry_policy() {
