@@ -34,14 +34,21 @@ nc::race_history chain_history(std::size_t n) {
     const std::uint32_t writer = 1 + static_cast<std::uint32_t>(i % 16);
     const nc::write_id id = nc::make_write_id(writer, 1, i + 1);
     if (i % 4 == 0) {  // a conflicting attempt that did not apply
-      nc::race_write f{writer, static_cast<std::uint32_t>(i), 1, key, h.final_versions[key],
-                       nc::make_write_id(writer, 2, i + 1), nc::op_outcome::failed, nc::write_kind::write_if_match,
-                       tick, tick + 1};
+      nc::race_write f{writer,
+                       static_cast<std::uint32_t>(i),
+                       1,
+                       key,
+                       h.final_versions[key],
+                       nc::make_write_id(writer, 2, i + 1),
+                       nc::op_outcome::failed,
+                       nc::write_kind::write_if_match,
+                       tick,
+                       tick + 1};
       h.writes.push_back(f);
       tick += 2;
     }
-    h.writes.push_back({writer, static_cast<std::uint32_t>(i), 2, key, h.final_versions[key], id, nc::op_outcome::ok,
-                        nc::write_kind::write_if_match, tick, tick + 1});
+    h.writes.push_back({writer, static_cast<std::uint32_t>(i), 2, key, h.final_versions[key], id,
+                        nc::op_outcome::ok, nc::write_kind::write_if_match, tick, tick + 1});
     tick += 2;
     h.final_versions[key] = id;
   }
@@ -59,8 +66,8 @@ nc::race_history naive_history(std::size_t n) {
     const nc::write_id read = current;
     for (std::size_t j = i; j < i + 8 && j < n; ++j) {
       const nc::write_id id = nc::make_write_id(1 + static_cast<std::uint32_t>(j % 8), 3, j + 1);
-      h.writes.push_back({1 + static_cast<std::uint32_t>(j % 8), static_cast<std::uint32_t>(j), 1, 0, read, id,
-                          nc::op_outcome::ok, nc::write_kind::overwrite, tick, tick + 1});
+      h.writes.push_back({1 + static_cast<std::uint32_t>(j % 8), static_cast<std::uint32_t>(j), 1, 0, read,
+                          id, nc::op_outcome::ok, nc::write_kind::overwrite, tick, tick + 1});
       tick += 2;
       current = id;
     }
