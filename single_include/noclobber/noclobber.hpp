@@ -2751,8 +2751,10 @@ class keyed_mutex_map {
   using hasher = Hash;
   using key_equal = KeyEqual;
 
-  class guard;
-  class shared_guard;
+  template <detail::kmm_mode Mode>
+  class basic_guard;
+  using guard = basic_guard<detail::kmm_mode::exclusive>;      // exclusive hold of one key
+  using shared_guard = basic_guard<detail::kmm_mode::shared>;  // shared hold of one key
   class multi_guard;
 
   keyed_mutex_map() : keyed_mutex_map(keyed_mutex_map_options{}) {}
@@ -3451,15 +3453,17 @@ class keyed_mutex_map {
   std::shared_ptr<detail::kmm_pool_base> pool_;  // a detail::kmm_pool<Key>
 };
 
-// Exclusive hold of one key. Movable, not copyable; releases on destruction. May be released on
-// another thread than the one that locked. An empty guard (failed try, moved-from) owns nothing.
+// Hold of one key, exclusive (guard) or shared (shared_guard). Movable, not copyable; releases on
+// destruction. May be released on another thread than the one that locked. An empty guard (failed
+// try, moved-from) owns nothing.
 template <class Key, class Hash, class KeyEqual>
-class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, KeyEqual>::guard {
+template <detail::kmm_mode Mode>
+class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, KeyEqual>::basic_guard {
  public:
-  guard() noexcept = default;
-  guard(guard&& other) noexcept
+  basic_guard() noexcept = default;
+  basic_guard(basic_guard&& other) noexcept
       : map_(std::exchange(other.map_, nullptr)), entry_(std::exchange(other.entry_, nullptr)) {}
-  guard& operator=(guard&& other) noexcept {
+  basic_guard& operator=(basic_guard&& other) noexcept {
     if (this != &other) {
       reset();
       map_ = std::exchange(other.map_, nullptr);
@@ -3467,9 +3471,9 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
     }
     return *this;
   }
-  guard(const guard&) = delete;
-  guard& operator=(const guard&) = delete;
-  ~guard() { reset(); }
+  basic_guard(const basic_guard&) = delete;
+  basic_guard& operator=(const basic_guard&) = delete;
+  ~basic_guard() { reset(); }
 
   bool owns_lock() const noexcept { return entry_ != nullptr; }
   explicit operator bool() const noexcept { return owns_lock(); }
@@ -3483,72 +3487,24 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
 
   // Releases early. Throws std::logic_error if the guard owns nothing.
   void unlock() {
-    if (entry_ == nullptr) throw std::logic_error("keyed_mutex_map::guard::unlock: guard owns no lock");
+    if (entry_ == nullptr) throw std::logic_error(std::string(name()) + "::unlock: guard owns no lock");
     reset();
   }
 
   // The held key. Throws std::logic_error if the guard owns nothing.
   const Key& key() const {
-    if (entry_ == nullptr) throw std::logic_error("keyed_mutex_map::guard::key: guard owns no lock");
+    if (entry_ == nullptr) throw std::logic_error(std::string(name()) + "::key: guard owns no lock");
     return *entry_->key;
   }
 
  private:
   friend class keyed_mutex_map;
-  guard(keyed_mutex_map* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
+  basic_guard(keyed_mutex_map* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
+  static constexpr const char* name() noexcept {
+    return Mode == detail::kmm_mode::exclusive ? "keyed_mutex_map::guard" : "keyed_mutex_map::shared_guard";
+  }
   void reset() noexcept {
-    if (entry_ != nullptr) map_->release(std::exchange(entry_, nullptr), detail::kmm_mode::exclusive);
-    map_ = nullptr;
-  }
-
-  keyed_mutex_map* map_ = nullptr;
-  entry* entry_ = nullptr;
-};
-
-// Shared hold of one key; same rules as guard.
-template <class Key, class Hash, class KeyEqual>
-class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, KeyEqual>::shared_guard {
- public:
-  shared_guard() noexcept = default;
-  shared_guard(shared_guard&& other) noexcept
-      : map_(std::exchange(other.map_, nullptr)), entry_(std::exchange(other.entry_, nullptr)) {}
-  shared_guard& operator=(shared_guard&& other) noexcept {
-    if (this != &other) {
-      reset();
-      map_ = std::exchange(other.map_, nullptr);
-      entry_ = std::exchange(other.entry_, nullptr);
-    }
-    return *this;
-  }
-  shared_guard(const shared_guard&) = delete;
-  shared_guard& operator=(const shared_guard&) = delete;
-  ~shared_guard() { reset(); }
-
-  bool owns_lock() const noexcept { return entry_ != nullptr; }
-  explicit operator bool() const noexcept { return owns_lock(); }
-
-  // Tells Clang's analysis this guard is held (throws std::logic_error if it is not), so functions
-  // declared NOCLOBBER_REQUIRES(g) can be called with it: see "Thread-safety annotations" below.
-  void assert_held() const NOCLOBBER_ASSERT_CAPABILITY(this) {
-    if (!owns_lock())
-      throw std::logic_error("keyed_mutex_map guard: assert_held on a guard that owns no lock");
-  }
-
-  void unlock() {
-    if (entry_ == nullptr)
-      throw std::logic_error("keyed_mutex_map::shared_guard::unlock: guard owns no lock");
-    reset();
-  }
-  const Key& key() const {
-    if (entry_ == nullptr) throw std::logic_error("keyed_mutex_map::shared_guard::key: guard owns no lock");
-    return *entry_->key;
-  }
-
- private:
-  friend class keyed_mutex_map;
-  shared_guard(keyed_mutex_map* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
-  void reset() noexcept {
-    if (entry_ != nullptr) map_->release(std::exchange(entry_, nullptr), detail::kmm_mode::shared);
+    if (entry_ != nullptr) map_->release(std::exchange(entry_, nullptr), Mode);
     map_ = nullptr;
   }
 
