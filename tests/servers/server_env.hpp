@@ -189,6 +189,21 @@ class writer_process {
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  /// Waits at most `limit` for exit: the exit status (or 128 + signal), or -1 when the child was
+  /// still running then (it is killed: a stuck writer fails the test instead of hanging it).
+  int wait_for(std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    int st = 0;
+    while (::waitpid(pid_, &st, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        kill_now();
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
   /// Waits for exit; returns the exit status (or 128 + signal).
   int wait() {
     int st = 0;

@@ -1,10 +1,15 @@
 // Redis adapter against a real server (NOCLOBBER_REDIS_ADDR): every outcome category for both
 // write methods, WATCH never outliving a call (pooled connections), timeouts classified, four
-// writer processes, and a writer killed between its read and its write.
+// writer processes, a writer killed between its read and its write, and writer processes
+// SIGKILLed inside write_if_match (after WATCH, with MULTI + SET queued, before and halfway
+// through EVALSHA) while others keep writing.
 #include <noclobber/adapters/redis.hpp>
 #include <noclobber/read_modify_write.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
+#include <sstream>
 #include <thread>
 
 #include "server_env.hpp"
@@ -40,6 +45,35 @@ bool no_watch_armed(redisContext* c, redisContext* other, const std::string& key
   raw(c, {"SET", key + ":probe", "mine"});
   auto exec = raw(c, {"EXEC"});
   return exec->type == REDIS_REPLY_ARRAY;
+}
+
+// The CLIENT LIST entry of the connection named `name`, or "" when the server holds none.
+std::string client_entry(redisContext* c, const std::string& name) {
+  auto r = raw(c, {"CLIENT", "LIST"});
+  REQUIRE(r->type == REDIS_REPLY_STRING);
+  std::istringstream all(std::string(r->str, static_cast<std::size_t>(r->len)));
+  for (std::string line; std::getline(all, line);) {
+    if (line.find(" name=" + name + " ") != std::string::npos) return line;
+  }
+  return "";
+}
+
+// The value of `field=` in a CLIENT LIST entry.
+std::string client_field(const std::string& entry, const std::string& field) {
+  const auto at = entry.find(" " + field + "=");
+  if (at == std::string::npos) return "<no " + field + ">";
+  const auto from = at + field.size() + 2;
+  return entry.substr(from, entry.find(' ', from) - from);
+}
+
+// Polls `pred` every 5 ms for up to `limit`; its last answer.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 }  // namespace
@@ -245,4 +279,70 @@ TEST_CASE("redis: a writer killed between read and write loses nothing and block
   for (auto& w : ws) CHECK(w->wait() == 0);
   CHECK(s.read(key).value == "200");
   raw(s.native_handle(), {"DEL", key});
+}
+
+TEST_CASE(
+    "redis: a writer process SIGKILLed inside write_if_match writes nothing, leaves nothing, blocks no one",
+    "[server][redis][process]") {
+  // The victim (tests/servers/server_writer.cpp) reads the counter, goes on into write_if_match
+  // as far as its mode says, prints ARMED and sleeps; it is SIGKILLed there while 4 survivors
+  // keep incrementing the same key. The write it stopped in front of would set 1000000000.
+  struct kill_point {
+    const char* adapter;
+    const char* mode;
+  };
+  for (const auto& [adapter, mode] :
+       {kill_point{"redis", "watched"}, kill_point{"redis", "queued"}, kill_point{"redis_lua", "loaded"},
+        kill_point{"redis_lua", "partial"}}) {
+    INFO(adapter << " writer killed at '" << mode << "'");
+    const std::string m = mode;
+    rd::store s(addr());
+    const std::string key = nc_test::unique_name("nc:sigkill");
+    const std::string victim_name = "victim-" + key;
+    REQUIRE(s.create_if_absent(key, "0").ok());
+
+    nc_test::writer_process victim({adapter, "-", key, "1", mode});
+    REQUIRE(victim.wait_for_line("ARMED"));
+    const std::string armed = client_entry(s.native_handle(), victim_name);
+    INFO("victim at the kill point: " << armed);
+    REQUIRE_FALSE(armed.empty());
+    CHECK(client_field(armed, "multi") == (m == "queued" ? "1" : "-1"));  // MULTI open, 1 command queued
+    if (m == "queued") CHECK(client_field(armed, "flags").find('x') != std::string::npos);
+    if (m == "loaded" || m == "partial")
+      CHECK(client_field(armed, "cmd") == "script|load");  // no EVALSHA ran
+    if (m == "partial") {  // the server holds the EVALSHA's first bytes in the victim's query buffer
+      CHECK(eventually(
+          [&] { return client_field(client_entry(s.native_handle(), victim_name), "qbuf") != "0"; },
+          std::chrono::seconds(2)));
+    }
+
+    constexpr int survivors = 4, each = 100;
+    std::vector<std::unique_ptr<nc_test::writer_process>> ws;
+    for (int i = 0; i < survivors; ++i) {
+      ws.push_back(std::make_unique<nc_test::writer_process>(
+          std::vector<std::string>{adapter, "-", key, std::to_string(each), "run"}));
+    }
+    // Kill once the survivors have changed the key (so the victim's WATCH is dirty) and before
+    // they are done.
+    REQUIRE(eventually([&] { return std::stoll(s.read(key).value) >= 5; }, std::chrono::seconds(20)));
+    if (m == "watched" || m == "queued") {  // an EXEC now would fail: the watched key changed
+      CHECK(client_field(client_entry(s.native_handle(), victim_name), "flags").find('d') !=
+            std::string::npos);
+    }
+    const long long at_kill = std::stoll(s.read(key).value);
+    victim.kill_now();
+    CHECK(at_kill < survivors * each);  // killed while the survivors were still incrementing
+
+    // The server drops the dead client and with it its WATCH, MULTI, queued SET or partial command.
+    CHECK(eventually([&] { return client_entry(s.native_handle(), victim_name).empty(); },
+                     std::chrono::seconds(5)));
+
+    // No survivor is stuck, each acknowledged all its increments, and no increment was lost;
+    // the victim's write (1000000000) never ran.
+    for (auto& w : ws) CHECK(w->wait_for(std::chrono::seconds(60)) == 0);
+    const auto final_read = s.read(key);
+    REQUIRE(final_read.found());
+    CHECK(final_read.value == std::to_string(survivors * each));
+    raw(s.native_handle(), {"DEL", key});
+  }
 }
