@@ -7,24 +7,10 @@
 set -euo pipefail
 build=${1:?usage: scripts/bench_servers.sh BUILD_DIR [benchmark args...]}
 shift
-here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd)
-state=$(mktemp -d /tmp/noclobber-bench.XXXXXX)
-chmod 0755 "$state"
-
-servers=(postgres redis etcd apache)
-stop_all() {
-  for s in "${servers[@]}"; do "$here/servers/$s.sh" stop "$state" || true; done
-  rm -rf "$state"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-export NOCLOBBER_ETCD_DISK=1  # etcd's data on disk, as deployed (tests use tmpfs)
-for s in "${servers[@]}"; do
-  eval "$("$here/servers/$s.sh" start "$state")"
-done
-export NOCLOBBER_PG_CONNINFO NOCLOBBER_REDIS_ADDR NOCLOBBER_ETCD_URL NOCLOBBER_DAV_URL
+. "$(dirname "$0")/servers/all.sh"
+export NOCLOBBER_ETCD_DISK=1        # etcd's data on disk, as deployed (tests use tmpfs)
+start_all_servers noclobber-bench  # stopped on exit, also on failure and Ctrl-C
 
 shopt -s nullglob
 found=0

@@ -7,24 +7,9 @@
 set -euo pipefail
 build=${1:?usage: scripts/test_servers.sh BUILD_DIR [ctest args...]}
 shift
-here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd)
-state=$(mktemp -d /tmp/noclobber-servers.XXXXXX)
-chmod 0755 "$state"
-
-servers=(postgres redis etcd apache)
-stop_all() {
-  for s in "${servers[@]}"; do "$here/servers/$s.sh" stop "$state" || true; done
-  rm -rf "$state"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-for s in "${servers[@]}"; do
-  eval "$("$here/servers/$s.sh" start "$state")"
-done
-export NOCLOBBER_PG_CONNINFO NOCLOBBER_REDIS_ADDR NOCLOBBER_ETCD_URL NOCLOBBER_DAV_URL
-echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR etcd $NOCLOBBER_ETCD_URL dav $NOCLOBBER_DAV_URL"
+. "$(dirname "$0")/servers/all.sh"
+start_all_servers noclobber-servers  # stopped on exit, also on failure and Ctrl-C
 
 ctest --test-dir "$build" -L server --no-tests=error --output-on-failure "$@"
 
