@@ -183,6 +183,146 @@ TEST_CASE("a blocked waiter sleeps instead of spinning") {
   REQUIRE(m.size() == 0);
 }
 
+namespace {
+void wait_for_sleeps(const string_map& m, std::uint64_t n) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(1ms);
+  REQUIRE(m.counters().sleeps == n);
+}
+}  // namespace
+
+TEST_CASE("a release wakes one exclusive waiter, not every waiter") {
+  // 8 writers park on a held key; each then holds it for a while in turn. Waking all of them on
+  // every release (a thundering herd) would put each back to sleep once per hand-over before its
+  // turn: 8 + 7 + ... + 1 = 36 sleeps. Waking one costs 8.
+  constexpr int writers = 8;
+  string_map m;
+  auto held = m.lock("hot");
+  padded_counter turns;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < writers; ++t)
+    pool.emplace_back([&] {
+      auto g = m.lock("hot");
+      std::this_thread::sleep_for(10ms);
+      ++turns.value;
+    });
+  wait_for_sleeps(m, writers);  // all parked before the first hand-over
+  held.unlock();
+  for (auto& th : pool) th.join();
+  const auto c = m.counters();
+  INFO("sleeps " << c.sleeps << ", contended acquisitions " << c.contended_acquisitions);
+  REQUIRE(turns.value == writers);
+  REQUIRE(c.contended_acquisitions == writers);
+  REQUIRE(c.sleeps <= writers + 2);  // slack for spurious condition-variable wake-ups
+  REQUIRE(m.size() == 0);
+}
+
+TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on") {
+  // One shard, so lock_all("a", "b") waits for both keys as one group. The group parks on "a"
+  // first, a single-key waiter behind it; then "b" is taken and "a" released. The one wake-up goes
+  // to the group (first in line), which now finds "b" held and parks there: unless it passes the
+  // wake-up on, the single-key waiter sleeps on a free "a" for as long as "b" is held.
+  string_map m(noclobber::keyed_mutex_map_options{1});
+  auto a = m.lock("a");
+  std::thread group([&] { auto g = m.lock_all("a", "b"); });
+  wait_for_sleeps(m, 1);
+  std::atomic<bool> single_got_a{false};
+  std::thread single([&] {
+    auto g = m.lock("a");
+    single_got_a = true;
+  });
+  wait_for_sleeps(m, 2);
+  auto b = m.lock("b");
+  a.unlock();
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!single_got_a && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  CHECK(single_got_a);  // not REQUIRE: "b" must still be released and the threads joined
+  b.unlock();
+  group.join();
+  single.join();
+  REQUIRE(m.size() == 0);
+}
+
+TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys never miss a wake-up") {
+  // Waking one exclusive waiter per release is only safe if every waiter that does not end up
+  // holding the key passes its wake-up on. Mix every kind of waiter on two keys, with holders
+  // that sleep (so waiters park), and require progress and exact counts. With one shard, "a" and
+  // "b" are locked as one group, so a waiter woken for one key can end up parked on the other.
+  const std::size_t shards = GENERATE(std::size_t{1}, std::size_t{4096});
+  string_map m(noclobber::keyed_mutex_map_options{shards});
+  padded_counter a, b;  // a guarded by "a", b by "b"; readers check nothing tears
+  std::atomic<long> reads{0}, timeouts{0};
+  long expected_a[8] = {}, expected_b[8] = {};
+  std::vector<std::thread> pool;
+  start_gate gate(8);
+  for (int t = 0; t < 8; ++t)
+    pool.emplace_back([&, t] {
+      gate.arrive_and_wait();
+      std::minstd_rand rng(7 + t);
+      for (int i = 0; i < 300; ++i) {
+        const bool nap = rng() % 4 == 0;  // holders that block make waiters park
+        switch (rng() % 5) {
+          case 0: {
+            auto g = m.lock("a");
+            ++a.value;
+            ++expected_a[t];
+            if (nap) std::this_thread::sleep_for(100us);
+            break;
+          }
+          case 1: {
+            auto g = m.try_lock_for("a", std::chrono::microseconds(rng() % 300));
+            if (!g) {
+              timeouts.fetch_add(1, std::memory_order_relaxed);
+              break;
+            }
+            ++a.value;
+            ++expected_a[t];
+            break;
+          }
+          case 2: {
+            auto g = m.lock_shared("a");
+            const long before = a.value;
+            if (nap) std::this_thread::sleep_for(50us);
+            KMM_CHECK_IN_THREAD(a.value == before);
+            reads.fetch_add(1, std::memory_order_relaxed);
+            break;
+          }
+          case 3: {
+            auto g = m.lock_all("a", "b");
+            ++a.value;
+            ++b.value;
+            ++expected_a[t];
+            ++expected_b[t];
+            if (nap) std::this_thread::sleep_for(100us);
+            break;
+          }
+          default: {
+            auto g = m.try_lock_shared_for("b", std::chrono::microseconds(rng() % 300));
+            if (g) {
+              reads.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              timeouts.fetch_add(1, std::memory_order_relaxed);
+            }
+            break;
+          }
+        }
+      }
+    });
+  for (auto& th : pool) th.join();
+  long sum_a = 0, sum_b = 0;
+  for (int t = 0; t < 8; ++t) {
+    sum_a += expected_a[t];
+    sum_b += expected_b[t];
+  }
+  INFO("reads " << reads.load() << ", timeouts " << timeouts.load() << ", sleeps " << m.counters().sleeps);
+  REQUIRE(thread_failures.exchange(0) == 0);
+  REQUIRE(a.value == sum_a);
+  REQUIRE(b.value == sum_b);
+  REQUIRE(m.counters().sleeps > 0);  // waiters really parked
+  REQUIRE(m.size() == 0);
+}
+
 TEST_CASE("timeouts are honoured and leave nothing behind") {
   string_map m;
   auto held = m.lock("k");

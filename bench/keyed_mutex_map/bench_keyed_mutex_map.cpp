@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -232,6 +233,23 @@ void BM_hot_key(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// 16 writers of one key, each holding the lock across a blocking wait that stands in for a store
+// round trip (lock + CAS against a server). The ideal is one hold per hold time; what a peer
+// loses beyond that is its hand-over cost (waking the next waiter, and any it wakes for nothing).
+template <class Peer>
+void BM_hot_key_blocking(benchmark::State& state) {
+  static Peer peer;
+  static slot_counter counter;
+  const std::string& k = keys().hot;
+  const auto hold = std::chrono::microseconds(state.range(0));
+  for (auto _ : state)
+    with_lock(peer, k, [&] {
+      std::this_thread::sleep_for(hold);
+      ++counter.v;
+    });
+  state.SetItemsProcessed(state.iterations());
+}
+
 template <class Peer>
 void BM_zipf(benchmark::State& state) {
   static Peer peer;
@@ -290,6 +308,8 @@ KMM_PEERS(BM_distinct, ->Threads(2)->UseRealTime());
 BENCHMARK_TEMPLATE(BM_distinct, kmm64k_peer)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_distinct, kmm64k_peer)->Threads(2)->UseRealTime();
 KMM_PEERS(BM_hot_key, ->Threads(2)->UseRealTime());
+KMM_PEERS(BM_hot_key, ->Threads(16)->UseRealTime());
+KMM_PEERS(BM_hot_key_blocking, ->Arg(50)->Threads(16)->UseRealTime());
 KMM_PEERS(BM_zipf, ->Threads(2)->UseRealTime());
 BENCHMARK_TEMPLATE(BM_zipf, kmm64k_peer)->Threads(2)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_million_keys, kmm_peer)->Iterations(1)->Unit(benchmark::kMillisecond);
