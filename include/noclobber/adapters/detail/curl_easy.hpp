@@ -1,6 +1,7 @@
-// noclobber/adapters/detail/curl_easy.hpp — the small slice of libcurl the etcd and HTTP ETag
-// adapters need: one easy handle (one keep-alive connection), a request, a response with its
-// status, body and ETag header, and what a transport failure means for a retry loop.
+// noclobber/adapters/detail/curl_easy.hpp — the small slice of libcurl the etcd, HTTP ETag and
+// WebDAV lock adapters need: one easy handle (one keep-alive connection), a request, a response
+// with its status, body, ETag and Lock-Token headers, and what a transport failure means for a
+// retry loop.
 //
 // Thread safety: an `easy` is used by one thread at a time. curl_global_init runs once, under
 // std::call_once, before the first handle is made.
@@ -32,8 +33,9 @@ struct response {
   CURLcode code = CURLE_OK;  // transport result; CURLE_OK when an HTTP answer came back
   long status = 0;           // HTTP status
   std::string body;
-  std::string etag;   // the ETag header, verbatim (quotes and any W/ prefix kept)
-  std::string error;  // curl's words when code != CURLE_OK
+  std::string etag;        // the ETag header, verbatim (quotes and any W/ prefix kept)
+  std::string lock_token;  // the Lock-Token header (WebDAV LOCK), verbatim: <opaquelocktoken:…>
+  std::string error;       // curl's words when code != CURLE_OK
 
   [[nodiscard]] bool transport_ok() const noexcept { return code == CURLE_OK; }
 };
@@ -70,7 +72,8 @@ class easy {
     if (!h_) throw std::runtime_error("noclobber: curl_easy_init failed");
   }
 
-  /// One request. `method`: "GET", "PUT", "POST", "DELETE", "HEAD". `headers`: full header lines.
+  /// One request. `method`: "GET", "PUT", "POST", "DELETE", "HEAD", or another method that sends
+  /// `body` ("LOCK", "UNLOCK"). `headers`: full header lines.
   response perform(const char* method, const std::string& url, std::string_view body,
                    std::initializer_list<std::string_view> headers = {}) {
     response out;
@@ -90,7 +93,7 @@ class easy {
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &easy::on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out.body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &easy::on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out.etag);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out);
     const std::string_view m(method);
     if (m == "HEAD") {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -113,23 +116,25 @@ class easy {
     static_cast<std::string*>(user)->append(p, size * n);
     return size * n;
   }
-  static std::size_t on_header(char* p, std::size_t size, std::size_t n, void* user) {
-    std::string_view line(p, size * n);
-    constexpr std::string_view name = "etag:";
-    if (line.size() > name.size()) {
-      bool match = true;
-      for (std::size_t i = 0; i < name.size(); ++i) {
-        const char c = line[i];
-        match = match && (c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) == name[i];
-      }
-      if (match) {
-        line.remove_prefix(name.size());
-        while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-        while (!line.empty() && (line.back() == '\r' || line.back() == '\n' || line.back() == ' '))
-          line.remove_suffix(1);
-        static_cast<std::string*>(user)->assign(line);
-      }
+  // Stores the header's value (whitespace trimmed) in `out` when `line` is "<name> value".
+  // `name` is lower case, colon included.
+  static void take_header(std::string_view line, std::string_view name, std::string& out) {
+    if (line.size() <= name.size()) return;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      const char c = line[i];
+      if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != name[i]) return;
     }
+    line.remove_prefix(name.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n' || line.back() == ' '))
+      line.remove_suffix(1);
+    out.assign(line);
+  }
+  static std::size_t on_header(char* p, std::size_t size, std::size_t n, void* user) {
+    const std::string_view line(p, size * n);
+    auto* r = static_cast<response*>(user);
+    take_header(line, "etag:", r->etag);
+    take_header(line, "lock-token:", r->lock_token);
     return size * n;
   }
 
