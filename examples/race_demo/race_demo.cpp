@@ -1,32 +1,41 @@
 // race_demo — the five seed bugs, raced on embedded SQLite by the noclobber race harness.
 //
 // Each scenario is the shape of one real lost-update report (a location DB kept as one object,
-// a dirty flag, a 16-way env-map merge, a cache refresh against an edit, an import retried after
-// a crash). Every scenario runs its writers first through the naive read-modify-write the report
-// describes, then through the noclobber fix, each on a fresh SQLite file with one connection per
-// writer. The table shows what each lost.
+// a dirty flag, a 16-way env-map merge, a cache refresh against an edit, duplicate requests for
+// an import retried after a crash). Every scenario runs its writers first through the naive
+// read-modify-write the report describes, then through the noclobber fix, each on a fresh SQLite
+// file with one connection per writer. The table shows what each lost (and for 004, how often
+// each import ran).
 //
 //   race_demo [--writers N] [--ops K] [--mode forced|explore|stress] [--seed S] [--schedule X]
 //             [--iterations I] [--scenario ID] [--strategy NAME] [--json] [--verbose]
 //
-// Exit status: 0 when no noclobber strategy lost an update, 1 otherwise, 2 for bad arguments.
+// Exit status: 0 when no noclobber strategy lost an update (nor, in 004, imported a batch twice or
+// left a duplicate request without the recorded result), 1 otherwise, 2 for bad arguments.
 #include <noclobber/adapters/sqlite.hpp>
+#include <noclobber/idempotency_ledger.hpp>
 #include <noclobber/patch_if_unchanged.hpp>
 #include <noclobber/race_harness.hpp>
 
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace nc = noclobber;
@@ -113,9 +122,114 @@ nc::race_workload<std::string> workload_of(
   return w;
 }
 
+// ---- scenario 004: import batches, their idempotency keys, and what each request got ----------
+
+const std::string import_source = "blocklist:source-7";
+// One batch per op: every writer requests the same batches (duplicate requests).
+std::string import_key_prefix() {
+  return nc::ledger_key(import_source, "");
+}
+std::string import_key(unsigned batch) {
+  return nc::ledger_key(import_source, "sha256:9f2c." + std::to_string(batch));
+}
+
+// The idempotency ledger's view of the harness's store: it strips the harness tag from what
+// it reads and tags every entry it writes (from the harness's value function), so the harness
+// records and checks the ledger's writes like any other strategy's.
+template <class Store, class Fn>
+class tagged_ledger_store {
+ public:
+  using key_type = std::string;
+  using value_type = std::string;
+  using token_type = typename Store::token_type;
+
+  tagged_ledger_store(Store& store, Fn& fn) : store_(store), fn_(fn) {}
+
+  nc::read_result<std::string, token_type> read(const std::string& k) {
+    auto r = store_.read(k);
+    if (r.found()) {
+      seen_ = r.value;
+      r.value = body_of(r.value);
+    } else if (r.absent()) {
+      seen_.reset();
+    }
+    return r;
+  }
+  nc::write_result<token_type> write_if_match(const std::string& k, const token_type& t,
+                                              const std::string& entry) {
+    return store_.write_if_match(k, t, tagged(entry, seen_));
+  }
+  nc::write_result<token_type> create_if_absent(const std::string& k, const std::string& entry) {
+    return store_.create_if_absent(k, tagged(entry, std::nullopt));
+  }
+
+ private:
+  std::string tagged(const std::string& entry, const std::optional<std::string>& read) {
+    const std::string made = fn_(read);  // unique, and carries the write id the harness checks
+    return entry + made.substr(made.rfind('|'));
+  }
+  Store& store_;
+  Fn& fn_;
+  std::optional<std::string> seen_;  // the last value read, tag included
+};
+
+// What the import requests got: how often each batch was imported, and each answer.
+struct once_stats {
+  std::size_t requests = 0, imports = 0, runs = 0, duplicate_runs = 0, recorded = 0, unanswered = 0;
+  std::size_t other_result = 0;  // an answer that no import of that batch produced
+  std::size_t not_once = 0;      // batches imported more than once, or never
+  // Exactly one import per batch, and every other request got that import's result.
+  [[nodiscard]] bool ok() const { return not_once == 0 && unanswered == 0 && other_result == 0; }
+};
+
+class once_tally {
+ public:
+  enum class answer { ran, recorded, none };
+  void ran(const std::string& key, const std::string& result) {
+    std::lock_guard lock(mutex_);
+    batches_[key].results.push_back(result);
+  }
+  void request(const std::string& key, answer a, const std::string& result = {}) {
+    std::lock_guard lock(mutex_);
+    auto& b = batches_[key];
+    ++b.requests;
+    if (a == answer::recorded) b.answers.push_back(result);
+    if (a == answer::none) ++b.unanswered;
+  }
+  once_stats summary() const {
+    std::lock_guard lock(mutex_);
+    once_stats s;
+    for (const auto& [key, b] : batches_) {
+      ++s.imports;
+      s.requests += b.requests;
+      s.runs += b.results.size();
+      if (b.results.size() > 1) s.duplicate_runs += b.results.size() - 1;
+      if (b.results.size() != 1) ++s.not_once;
+      s.recorded += b.answers.size();
+      s.unanswered += b.unanswered;
+      for (const auto& a : b.answers)
+        s.other_result += std::find(b.results.begin(), b.results.end(), a) == b.results.end();
+    }
+    return s;
+  }
+
+ private:
+  struct batch {
+    std::size_t requests = 0, unanswered = 0;
+    std::vector<std::string> results;  // one per import
+    std::vector<std::string> answers;  // what requests that did not import were told
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, batch> batches_;
+};
+
 // ---- scenarios ------------------------------------------------------------------------------
 
-using runner = std::function<nc::race_report(const std::string& path, const options_t&)>;
+struct run_result {
+  nc::race_report report;
+  std::optional<once_stats> once;  // scenario 004: the import requests
+};
+using runner = std::function<run_result(const std::string& path, const options_t&)>;
 
 struct scenario {
   std::string id;
@@ -130,7 +244,23 @@ struct scenario {
 template <class Strategy>
 runner on_sqlite(Strategy s) {
   return [s](const std::string& path, const options_t& o) {
-    return nc::run_race_per_writer([&path](unsigned) { return sqlite_store(path); }, s, o);
+    return run_result{nc::run_race_per_writer([&path](unsigned) { return sqlite_store(path); }, s, o), {}};
+  };
+}
+
+// Scenario 004: op k of every writer requests import batch k, on a store that crashes after
+// COMMIT now and then; `make(tally, options)` gives the strategy, which fills the tally.
+template <class MakeStrategy>
+runner per_batch(MakeStrategy make) {
+  return [make](const std::string& path, const options_t& base) {
+    options_t o = base;
+    o.keys.clear();
+    for (unsigned b = 0; b < o.ops_per_writer; ++b) o.keys.push_back(import_key(b));
+    o.choose_key = [](std::uint32_t, std::uint32_t op, std::uint64_t) { return std::size_t{op}; };
+    auto tally = std::make_shared<once_tally>();
+    auto report = nc::run_race_per_writer(
+        [&](unsigned i) { return crashing_store(path, 0.2, o.seed * 1000 + i); }, make(tally, o), o);
+    return run_result{std::move(report), tally->summary()};
   };
 }
 
@@ -204,37 +334,67 @@ std::vector<scenario> make_scenarios() {
     s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})}, {"patch-or-drop", on_sqlite(patch_or_drop)}};
     all.push_back(std::move(s));
   }
-  {  // 004: importers retried after crashes; check-then-insert of the import record.
-    scenario s{"004", "import with a crash and retry", 8, "import_runs/source-7/sha256:9f2c", "", {}, {}};
+  {  // 004: duplicate import requests, retried after crashes; one idempotency key per batch.
+    scenario s{"004", "import with a crash and retry", 8, import_key(0), "", {}, {}};
     s.workload = workload_of([](const std::string&, const nc::write_tag& t) {
       return "completed,bans=1200,importer=" + std::to_string(t.writer);
     });
-    auto crashing = [](auto strategy) -> runner {
-      return [strategy](const std::string& path, const options_t& o) {
-        return nc::run_race_per_writer(
-            [&](unsigned i) { return crashing_store(path, 0.2, o.seed * 1000 + i); }, strategy, o);
+    // The bug: check, then import and insert the record blindly (a duplicate import when two
+    // checks pass). A request that finds the record answers with it.
+    auto check_then_insert = [](std::shared_ptr<once_tally> tally, const options_t&) {
+      return [tally](auto& store, const std::string& key, auto& fn) {
+        (void)nc::naive_read_modify_write(
+            store, key, [&](const std::optional<std::string>& cur) -> nc::update<std::string> {
+              if (cur) {
+                tally->request(key, once_tally::answer::recorded, body_of(cur));  // already imported
+                return nc::keep;
+              }
+              std::string record = fn(cur);
+              tally->ran(key, body_of(record));  // the import itself
+              tally->request(key, once_tally::answer::ran);
+              return record;
+            });
       };
     };
-    // The bug: check, then insert blindly (a duplicate import when two checks pass).
-    auto check_then_insert = [](auto& store, const std::string& key, auto& fn) {
-      (void)nc::naive_read_modify_write(
-          store, key, [&](const std::optional<std::string>& cur) -> nc::update<std::string> {
-            if (cur) return nc::keep;  // already imported
-            return fn(cur);
+    // The fix (seed 004's): idempotency_ledger on the same SQLite store. The first request
+    // claims the batch (create_if_absent), imports and records the result (write_if_match);
+    // a duplicate finds it in progress, asks again, and gets the recorded result. A crash after
+    // COMMIT (indeterminate) is resolved by re-reading and recognising the ledger's own entry.
+    auto ledger = [](std::shared_ptr<once_tally> tally, const options_t& o) {
+      // In explore mode a duplicate that waits holds the turn: it sleeps past stall_timeout so
+      // that the scheduler hands over to the importer (a stall, as for lock+cas).
+      const auto poll = o.mode == nc::race_mode::explore ? o.stall_timeout + o.stall_timeout / 2
+                                                         : std::chrono::milliseconds(1);
+      auto claims = std::make_shared<std::atomic<unsigned>>(0);
+      return [tally, poll, claims](auto& store, const std::string& key, auto& fn) {
+        tagged_ledger_store view(store, fn);
+        nc::ledger_options lo;
+        lo.owner = "importer-W" + std::to_string(store.writer()) + "." + std::to_string(claims->fetch_add(1));
+        lo.policy = nc::harness_retry_policy();
+        nc::idempotency_ledger<decltype(view)> ledger(view, std::move(lo));
+        const std::string hash = key.substr(import_key_prefix().size());
+        const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (;;) {
+          auto r = ledger.run(import_source, hash, [&] {
+            std::string result = "bans=1200,importer=" + std::to_string(store.writer());
+            tally->ran(key, result);  // the import itself: at most once per batch
+            return result;
           });
+          if (r.outcome == nc::ledger_outcome::in_progress && std::chrono::steady_clock::now() < give_up_at) {
+            std::this_thread::sleep_for(poll);  // another request is importing it: ask again
+            continue;
+          }
+          if (r.outcome == nc::ledger_outcome::ran)
+            tally->request(key, once_tally::answer::ran);
+          else if (r.outcome == nc::ledger_outcome::already_completed)
+            tally->request(key, once_tally::answer::recorded, r.result);
+          else
+            tally->request(key, once_tally::answer::none);  // in_progress too long, gave_up, ...
+          return;
+        }
+      };
     };
-    // The fix: create-if-absent through read_modify_write; a crash (indeterminate) is resolved by
-    // re-reading and recognising our own record.
-    auto ledger = [](auto& store, const std::string& key, auto& fn) {
-      (void)nc::read_modify_write(
-          store, key,
-          [&](const std::optional<std::string>& cur) -> nc::update<std::string> {
-            if (cur) return nc::keep;
-            return fn(cur);
-          },
-          nc::harness_retry_policy());
-    };
-    s.strategies = {{"naive", crashing(check_then_insert)}, {"create-if-absent", crashing(ledger)}};
+    s.strategies = {{"naive", per_batch(check_then_insert)}, {"idempotency-ledger", per_batch(ledger)}};
     all.push_back(std::move(s));
   }
   return all;
@@ -310,6 +470,16 @@ args parse(int argc, char** argv) {
   return a;
 }
 
+// "40 requests for 5 imports: 5 runs, 0 duplicate, 35 got the recorded result"
+std::string once_text(const once_stats& n) {
+  std::string s = std::to_string(n.requests) + " requests for " + std::to_string(n.imports) +
+                  " imports: " + std::to_string(n.runs) + " runs, " + std::to_string(n.duplicate_runs) +
+                  " duplicate, " + std::to_string(n.recorded) + " got the recorded result";
+  if (n.unanswered) s += ", " + std::to_string(n.unanswered) + " unanswered";
+  if (n.other_result) s += ", " + std::to_string(n.other_result) + " got another result";
+  return s;
+}
+
 std::string pad(std::string s, std::size_t width) {
   // Width in characters, counting UTF-8 continuation bytes as nothing.
   std::size_t shown = 0;
@@ -350,6 +520,7 @@ int main(int argc, char** argv) {
     std::string strategy;
     bool naive;
     nc::race_report report;
+    std::optional<once_stats> once;
   };
   std::vector<row> rows;
   int file_no = 0;
@@ -376,9 +547,11 @@ int main(int argc, char** argv) {
       o.store_name = "sqlite";
       o.strategy_name = name;
       o.barrier_timeout = std::chrono::milliseconds(300);
-      // lock + CAS blocks on its key lock outside the harness: in explore mode hand over quickly.
-      if (name == "lock+cas") o.stall_timeout = std::chrono::milliseconds(20);
-      rows.push_back({&s, name, i == 0, run(path, o)});
+      // lock + CAS blocks on its key lock outside the harness, and a duplicate import request
+      // waits for the one importing: in explore mode hand over quickly.
+      if (name == "lock+cas" || name == "idempotency-ledger") o.stall_timeout = std::chrono::milliseconds(20);
+      auto result = run(path, o);
+      rows.push_back({&s, name, i == 0, std::move(result.report), result.once});
     }
   }
   std::error_code ec;
@@ -393,7 +566,7 @@ int main(int argc, char** argv) {
     if (r.naive)
       naive_lost = naive_lost || r.report.lost() > 0;
     else
-      fix_lost = fix_lost || !r.report.ok();
+      fix_lost = fix_lost || !r.report.ok() || (r.once && !r.once->ok());
   }
 
   if (a.json) {
@@ -402,7 +575,17 @@ int main(int argc, char** argv) {
       if (i) out += ",\n ";
       out += "{\"scenario\":" + nc::detail::json_escape(rows[i].s->id) +
              ",\"title\":" + nc::detail::json_escape(rows[i].s->title) +
-             ",\"report\":" + rows[i].report.to_json() + "}";
+             ",\"report\":" + rows[i].report.to_json();
+      if (const auto& n = rows[i].once) {
+        out += ",\"idempotency\":{\"requests\":" + std::to_string(n->requests) +
+               ",\"imports\":" + std::to_string(n->imports) + ",\"runs\":" + std::to_string(n->runs) +
+               ",\"duplicate_runs\":" + std::to_string(n->duplicate_runs) +
+               ",\"recorded_result\":" + std::to_string(n->recorded) +
+               ",\"unanswered\":" + std::to_string(n->unanswered) +
+               ",\"other_result\":" + std::to_string(n->other_result) +
+               ",\"once\":" + (n->ok() ? "true" : "false") + "}";
+      }
+      out += "}";
     }
     std::cout << out << "]\n";
     return fix_lost ? 1 : 0;
@@ -420,6 +603,7 @@ int main(int argc, char** argv) {
     if (rep.writers_serialised) note += " (serialised)";
     if (rep.check.unknown) note += " (" + std::to_string(rep.check.unknown) + " unknown outcomes)";
     if (rep.op_errors) note += " (" + std::to_string(rep.op_errors) + " errors)";
+    if (r.once) note += " (" + once_text(*r.once) + ")";
     std::cout << pad(r.s->id + " " + r.s->title, 36) << pad(r.strategy, 19)
               << pad(std::to_string(rep.writers), 9) << pad(std::to_string(rep.operations), 12)
               << pad(std::to_string(rep.lost()), 7) << pad(std::to_string(rep.retries), 9) << pad(ms, 10)
@@ -440,11 +624,16 @@ int main(int argc, char** argv) {
     break;
   }
   if (a.verbose) {
-    for (const row& r : rows) std::cout << "\n" << r.s->id << " " << r.s->title << "\n" << r.report.to_text();
+    for (const row& r : rows) {
+      std::cout << "\n" << r.s->id << " " << r.s->title << "\n" << r.report.to_text();
+      if (r.once) std::cout << "  import requests: " << once_text(*r.once) << "\n";
+    }
   }
   std::cout << "\n";
   if (fix_lost) {
-    std::cout << "FAILED: a noclobber strategy lost updates (run with --verbose for the reports)\n";
+    std::cout
+        << "FAILED: a noclobber strategy lost updates, or imported a batch twice (run with --verbose for "
+           "the reports)\n";
   } else if (!naive_lost && a.strategy.empty()) {
     std::cout
         << "noclobber lost nothing; the naive runs happened not to collide this time (try --mode forced)\n";
