@@ -121,12 +121,18 @@ class update {
   [[nodiscard]] const Value& value() const& { return *value_; }
   [[nodiscard]] Value&& value() && { return std::move(*value_); }
   /// The abort reason; empty unless is_abort().
-  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_ ? *reason_ : no_reason(); }
 
  private:
   update_kind kind_;
   std::optional<Value> value_;
-  std::string reason_;
+  // Engaged only for abort: a write or keep (the hot path) constructs and destroys no string.
+  std::optional<std::string> reason_;
+
+  static const std::string& no_reason() noexcept {
+    static const std::string empty;
+    return empty;
+  }
 };
 
 /// How a read-modify-write ended.
@@ -299,13 +305,12 @@ class rmw_core {
     out.attempts = r.attempts;
     out.reason = r.reason;
     out.slept = r.slept;
-    out.last_error = std::move(r.last_error);
-    out.last_status = r.last ? r.last->status : write_status::permanent;
+    if (!r.last_error.empty()) out.last_error = std::move(r.last_error);  // usually empty: skip the move
     if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
       out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
       if (current_) out.value.emplace(std::move(*current_));
       if (read_found_) out.token = token_;
-      out.abort_reason = std::move(abort_reason_);
+      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
       out.last_status = write_status::applied;
       return out;
     }
@@ -323,6 +328,7 @@ class rmw_core {
       return out;
     }
     out.outcome = rmw_outcome::gave_up;
+    out.last_status = r.last ? r.last->status : write_status::permanent;
     out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
     return out;
   }
@@ -369,7 +375,7 @@ class rmw_core {
         break;
       case update_kind::abort:
         decided_ = update_kind::abort;
-        abort_reason_ = u.reason();
+        abort_reason_.emplace(u.reason());
         break;
     }
   }
@@ -380,10 +386,10 @@ class rmw_core {
   token_type token_{};                 // the token pending_ is conditioned on
   bool read_found_ = false;
   bool conditioned_on_absent_ = false;
-  bool resolving_ = false;              // a write's outcome is unknown; the next read decides
-  std::optional<update_kind> decided_;  // keep or abort, once fn said so
-  std::string abort_reason_;
-  std::vector<value_type> unknown_;  // values sent whose outcome we never learned
+  bool resolving_ = false;                   // a write's outcome is unknown; the next read decides
+  std::optional<update_kind> decided_;       // keep or abort, once fn said so
+  std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
+  std::vector<value_type> unknown_;          // values sent whose outcome we never learned
   std::optional<value_type> landed_value_;
   std::optional<token_type> landed_token_;
 };
@@ -404,15 +410,21 @@ class rmw_machine {
     if (core_.starts_with_read(info)) {
       if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
     }
-    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
-                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
-    if (!core_.on_write(w)) return w;
-    return core_.on_resolving_read(traits::read(store_, key_), std::move(w));
+    return write();
   }
 
   result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
 
  private:
+  // The attempt's write. One named result on every path, so it is built in the caller's
+  // return slot (NRVO) instead of being moved out: a write_result carries two strings.
+  wresult write() {
+    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
+                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
+    if (core_.on_write(w)) w = core_.on_resolving_read(traits::read(store_, key_), std::move(w));
+    return w;
+  }
+
   Store& store_;
   const key_type& key_;
   core_type core_;
