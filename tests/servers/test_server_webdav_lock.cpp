@@ -191,7 +191,8 @@ TEST_CASE("webdav_lock store: LOCK, lock-null, If: tokens and UNLOCK against Apa
   CHECK_THROWS_AS(wl::store("ftp://x/"), std::invalid_argument);
 }
 
-TEST_CASE("webdav_lock: an expired lock frees the key; its holder's write is refused", "[server][webdav]") {
+TEST_CASE("webdav_lock: an expired lock frees the key and its holder's write is refused",
+          "[server][webdav]") {
   wl::store a(url());
   wl::store b(url());
   const std::string key = nc_test::unique_name("expiry");
@@ -559,7 +560,7 @@ TEST_CASE("webdav_lock: 4 writer processes x 4 threads, nothing lost", "[server]
 
 // A holder SIGKILLed while holding the lock: others get 423 until the lock's Timeout, then go
 // on; what the dead holder had written stays, nothing else is lost.
-TEST_CASE("webdav_lock: a holder killed with SIGKILL; others proceed after the timeout",
+TEST_CASE("webdav_lock: a holder killed with SIGKILL and others proceed after the timeout",
           "[server][webdav][process]") {
   const std::string u = url();
   wl::store s(u);
