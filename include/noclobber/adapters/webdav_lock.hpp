@@ -27,8 +27,11 @@
 // writes carry `If: <url> (<token>)` while it holds a lock on the key. It reuses the HTTP ETag
 // adapter's requests and answers (http_etag::detail); its keys are http_etag's.
 //
-// Is the server's LOCK exclusive under concurrency? That is the server's promise, not ours.
-// docs/adapters/webdav_lock.md says what the race harness found on Apache httpd 2.4 mod_dav.
+// Is the server's LOCK exclusive under concurrency? That is the server's promise, not ours, and
+// on Apache httpd 2.4 mod_dav_fs it is broken: simultaneous LOCKs of one resource are granted
+// together (up to 16 of 16). Only the last lock stored keeps a token the server knows, so the
+// other holders' PUTs are refused (412) and retried: the race harness lost nothing, but that is
+// evidence, not a guarantee (docs/adapters/webdav_lock.md has the numbers and the gap).
 //
 // Expiry: a lock outlives its holder by at most `lock_options::timeout`. A holder slower than
 // that loses its lock: its PUT is refused (412 or 423) and the attempt starts again. Pick a
