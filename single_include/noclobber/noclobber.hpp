@@ -1573,12 +1573,18 @@ class update {
   [[nodiscard]] const Value& value() const& { return *value_; }
   [[nodiscard]] Value&& value() && { return std::move(*value_); }
   /// The abort reason; empty unless is_abort().
-  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_ ? *reason_ : no_reason(); }
 
  private:
   update_kind kind_;
   std::optional<Value> value_;
-  std::string reason_;
+  // Engaged only for abort: a write or keep (the hot path) constructs and destroys no string.
+  std::optional<std::string> reason_;
+
+  static const std::string& no_reason() noexcept {
+    static const std::string empty;
+    return empty;
+  }
 };
 
 /// How a read-modify-write ended.
@@ -1751,13 +1757,12 @@ class rmw_core {
     out.attempts = r.attempts;
     out.reason = r.reason;
     out.slept = r.slept;
-    out.last_error = std::move(r.last_error);
-    out.last_status = r.last ? r.last->status : write_status::permanent;
+    if (!r.last_error.empty()) out.last_error = std::move(r.last_error);  // usually empty: skip the move
     if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
       out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
       if (current_) out.value.emplace(std::move(*current_));
       if (read_found_) out.token = token_;
-      out.abort_reason = std::move(abort_reason_);
+      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
       out.last_status = write_status::applied;
       return out;
     }
@@ -1775,6 +1780,7 @@ class rmw_core {
       return out;
     }
     out.outcome = rmw_outcome::gave_up;
+    out.last_status = r.last ? r.last->status : write_status::permanent;
     out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
     return out;
   }
@@ -1821,7 +1827,7 @@ class rmw_core {
         break;
       case update_kind::abort:
         decided_ = update_kind::abort;
-        abort_reason_ = u.reason();
+        abort_reason_.emplace(u.reason());
         break;
     }
   }
@@ -1832,10 +1838,10 @@ class rmw_core {
   token_type token_{};                 // the token pending_ is conditioned on
   bool read_found_ = false;
   bool conditioned_on_absent_ = false;
-  bool resolving_ = false;              // a write's outcome is unknown; the next read decides
-  std::optional<update_kind> decided_;  // keep or abort, once fn said so
-  std::string abort_reason_;
-  std::vector<value_type> unknown_;  // values sent whose outcome we never learned
+  bool resolving_ = false;                   // a write's outcome is unknown; the next read decides
+  std::optional<update_kind> decided_;       // keep or abort, once fn said so
+  std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
+  std::vector<value_type> unknown_;          // values sent whose outcome we never learned
   std::optional<value_type> landed_value_;
   std::optional<token_type> landed_token_;
 };
@@ -1856,15 +1862,21 @@ class rmw_machine {
     if (core_.starts_with_read(info)) {
       if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
     }
-    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
-                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
-    if (!core_.on_write(w)) return w;
-    return core_.on_resolving_read(traits::read(store_, key_), std::move(w));
+    return write();
   }
 
   result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
 
  private:
+  // The attempt's write. One named result on every path, so it is built in the caller's
+  // return slot (NRVO) instead of being moved out: a write_result carries two strings.
+  wresult write() {
+    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
+                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
+    if (core_.on_write(w)) w = core_.on_resolving_read(traits::read(store_, key_), std::move(w));
+    return w;
+  }
+
   Store& store_;
   const key_type& key_;
   core_type core_;
@@ -2461,8 +2473,10 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 // from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
 // compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
 //
-// Lock order: shard lock -> nothing (no other lock is taken while a shard lock is held). Per-key
-// waiters sleep on a per-entry mutex/condition variable taken only without the shard lock.
+// Lock order: shard lock -> entry park mutex (held only to bump the entry's wake sequence); nothing
+// else is taken under either. Per-key waiters sleep on the entry's condition variable, holding no
+// shard lock. A release wakes one parked waiter when all waiters want the key exclusively, all of
+// them otherwise; fairness is not FIFO (a running thread may take a key before a woken one).
 
 #include <algorithm>
 #include <array>
@@ -2504,6 +2518,9 @@ struct string_hash {
 struct keyed_mutex_map_counters {
   std::uint64_t acquisitions = 0;            // successful lock acquisitions (a lock_all of n keys: n)
   std::uint64_t contended_acquisitions = 0;  // of those, the ones that found the key held first
+  std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
+                                             // a wake-up); about one per contended acquisition when
+                                             // waiters hold the key long, since a release wakes one
 };
 
 // Constructor options.
@@ -2561,6 +2578,7 @@ struct kmm_pool_base {
   kmm_entry_base* free_head = nullptr;      // guarded by mutex
   std::uint64_t detached_acquisitions = 0;  // guarded by mutex; from slots detached so far
   std::uint64_t detached_contended = 0;     // guarded by mutex
+  std::uint64_t detached_sleeps = 0;        // guarded by mutex
   kmm_cache_slot* attached = nullptr;       // guarded by mutex; slots currently attached
 };
 
@@ -2574,6 +2592,7 @@ struct alignas(64) kmm_cache_slot {
   unsigned count = 0;
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
+  std::atomic<std::uint64_t> sleeps{0};
   std::shared_ptr<kmm_pool_base> pool;
   kmm_cache_slot* prev = nullptr;  // in pool->attached, guarded by pool->mutex
   kmm_cache_slot* next = nullptr;
@@ -2607,6 +2626,7 @@ struct alignas(64) kmm_cache_slot {
       }
       pool->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool->detached_contended += contended.load(std::memory_order_relaxed);
+      pool->detached_sleeps += sleeps.load(std::memory_order_relaxed);
       if (prev != nullptr)
         prev->next = next;
       else
@@ -2618,6 +2638,7 @@ struct alignas(64) kmm_cache_slot {
     prev = next = nullptr;
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
+    sleeps.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
     pool.reset();
   }
@@ -2717,7 +2738,8 @@ struct alignas(64) kmm_entry final : kmm_entry_base {
   std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
   std::optional<Key> key;                  // kept between uses so its capacity is reused
   std::mutex park_mutex;
-  std::condition_variable park_cv;
+  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
+  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
 };
 
 template <class Key>
@@ -2950,9 +2972,11 @@ class keyed_mutex_map {
     std::lock_guard<std::mutex> lk(pool_->mutex);
     c.acquisitions = pool_->detached_acquisitions;
     c.contended_acquisitions = pool_->detached_contended;
+    c.sleeps = pool_->detached_sleeps;
     for (detail::kmm_cache_slot* s = pool_->attached; s != nullptr; s = s->next) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
+      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
     }
     return c;
   }
@@ -3070,7 +3094,7 @@ class keyed_mutex_map {
   }
 
   // Back to the thread's cache. The entry is unlinked; late notifiers may still touch its
-  // park_mutex/park_cv, which stay valid: entries are freed only with the pool.
+  // park mutex and condition variables, which stay valid: entries are freed only with the pool.
   static void recycle(detail::kmm_cache_slot& slot, entry* e) noexcept {
     e->next = nullptr;
     e->holders = 0;
@@ -3101,12 +3125,14 @@ class keyed_mutex_map {
   }
 
   // Sleeps until wake_seq moves past `seq` or the deadline passes.
-  static void park(entry* e, std::uint32_t seq, detail::kmm_wait wait, clock::time_point deadline) {
+  static void park(entry* e, std::uint32_t seq, detail::kmm_mode mode, detail::kmm_wait wait,
+                   clock::time_point deadline) {
+    std::condition_variable& cv = mode == detail::kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
     std::unique_lock<std::mutex> lk(e->park_mutex);
     while (e->wake_seq.load(std::memory_order_acquire) == seq) {
       if (wait == detail::kmm_wait::forever) {
-        e->park_cv.wait(lk);
-      } else if (e->park_cv.wait_until(lk, deadline) == std::cv_status::timeout) {
+        cv.wait(lk);
+      } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
         return;
       }
     }
@@ -3159,29 +3185,50 @@ class keyed_mutex_map {
   // What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
   struct after_unlock {
     entry* wake = nullptr;
+    bool wake_shared = false;  // all shared waiters, else one exclusive waiter
     entry* dead = nullptr;
   };
 
-  // We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if we
-  // were an exclusive waiter holding back shared waiters, wake them. Shard lock held.
+  // Wake-up policy (writer preference). If exclusive waiters exist, wake one of them: a hot key
+  // with 16 parked writers wakes 1 thread per hand-over, not 16. Otherwise wake every shared waiter,
+  // since they may enter together. Invariant: while an entry with waiters is free, a wake-up is in
+  // flight to a waiter that can take it. An exclusive waiter parks only on a held entry, so one
+  // that parks after a wake-up and catches it has a holder that will wake again on release; a
+  // woken waiter that leaves without taking the entry passes the wake-up on (settle). Shard lock held.
+  static after_unlock wake(entry* e) noexcept {
+    bump_wake(e);
+    return {e, e->exclusive_waiters == 0, nullptr};
+  }
+
+  // We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
+  // is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
+  // have taken the only wake-up). Shard lock held.
   static after_unlock settle(entry*& head, entry* p, detail::kmm_mode mode) noexcept {
     after_unlock r;
     if (p == nullptr) return r;
     if (p->holders == 0 && p->waiters == 0) {
       head = unlink(head, p);
       r.dead = p;
-    } else if (mode == detail::kmm_mode::exclusive && p->holders >= 0 && p->waiters > 0 &&
-               p->exclusive_waiters == 0) {
-      bump_wake(p);
-      r.wake = p;
+    } else if (p->waiters > 0 && (p->holders == 0 || (mode == detail::kmm_mode::exclusive && p->holders > 0 &&
+                                                      p->exclusive_waiters == 0))) {
+      r = wake(p);
     }
     return r;
   }
 
-  static void finish(const after_unlock& r, detail::kmm_cache_slot& slot) noexcept {
+  static void notify(const after_unlock& r) noexcept {
     // Entries are freed only with the pool, so notifying an entry that was retired (or even
-    // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate.
-    if (r.wake != nullptr) r.wake->park_cv.notify_all();
+    // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
+    // entry has no waiters left from before, so nobody misses the wake-up.
+    if (r.wake == nullptr) return;
+    if (r.wake_shared)
+      r.wake->park_shared.notify_all();
+    else
+      r.wake->park_exclusive.notify_one();
+  }
+
+  static void finish(const after_unlock& r, detail::kmm_cache_slot& slot) noexcept {
+    notify(r);
     if (r.dead != nullptr) recycle(slot, r.dead);
   }
 
@@ -3262,15 +3309,16 @@ class keyed_mutex_map {
         continue;
       }
       entry* b = out[blocker];
-      const after_unlock r = settle(head, prev, mode);  // b is held, so settle never retires b
+      const after_unlock r = settle(head, prev, mode);  // b is held or wanted: settle never retires b
       ++b->waiters;
       if (exclusive) ++b->exclusive_waiters;
       const std::uint32_t seq = b->wake_seq.load(std::memory_order_relaxed);
       unlock_shard(s, head);
       finish(r, slot);
       parked_on = b;  // our counts keep b live until we drop them under the shard lock
+      slot.bump(slot.sleeps);
       try {
-        park(b, seq, wait, deadline);
+        park(b, seq, mode, wait, deadline);
       } catch (...) {
         head = head_of(lock_shard(s));
         --b->waiters;
@@ -3313,12 +3361,11 @@ class keyed_mutex_map {
         head = unlink(head, e);
         r.dead = e;
       } else {
-        bump_wake(e);
-        r.wake = e;
+        r = wake(e);
       }
     }
     unlock_shard(s, head);
-    if (r.wake != nullptr) r.wake->park_cv.notify_all();
+    notify(r);
     if (r.dead != nullptr) give_back(slot, r.dead);
   }
 
