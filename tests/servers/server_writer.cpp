@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -77,20 +78,14 @@ int run_cas(Store& s, const std::string& key, long n, bool hold) {
 }
 
 // One command on a raw hiredis connection; exits 3 on an I/O error or an error reply.
-noclobber::redis::detail::reply_ptr redis_cmd(redisContext* c, std::initializer_list<std::string> args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> len;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    len.push_back(a.size());
-  }
-  auto* r =
-      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), len.data()));
+noclobber::redis::detail::reply_ptr redis_cmd(redisContext* c, std::initializer_list<std::string_view> args) {
+  auto r = noclobber::redis::detail::command(c, args);
   if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
-    std::fprintf(stderr, "server_writer: %s failed: %s\n", args.begin()->c_str(), r ? r->str : c->errstr);
+    std::fprintf(stderr, "server_writer: %s failed: %s\n", std::string(*args.begin()).c_str(),
+                 r ? r->str : c->errstr);
     std::exit(3);
   }
-  return noclobber::redis::detail::reply_ptr(r);
+  return r;
 }
 
 [[noreturn]] void armed_forever() {

@@ -23,17 +23,10 @@ std::string addr() {
   return nc_test::server_env("NOCLOBBER_REDIS_ADDR");
 }
 
-rd::detail::reply_ptr raw(redisContext* c, std::initializer_list<std::string> args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> len;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    len.push_back(a.size());
-  }
-  auto* r =
-      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), len.data()));
+rd::detail::reply_ptr raw(redisContext* c, std::initializer_list<std::string_view> args) {
+  auto r = rd::detail::command(c, args);
   REQUIRE(r != nullptr);
-  return rd::detail::reply_ptr(r);
+  return r;
 }
 
 // True when a MULTI/EXEC on `c` runs although `key` was changed by another client just before:

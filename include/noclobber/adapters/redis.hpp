@@ -36,6 +36,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -75,6 +76,28 @@ inline bool is_transient_error(std::string_view e) noexcept {
     if (e.starts_with(p)) return true;
   }
   return false;
+}
+
+// Queues one command on `c` without sending it. Arguments are binary-safe; at most 8.
+inline void append_command(redisContext* c, std::initializer_list<std::string_view> args) {
+  std::array<const char*, 8> argv{};
+  std::array<std::size_t, 8> len{};
+  if (args.size() > argv.size())
+    throw std::invalid_argument("noclobber::redis: more than 8 command arguments");
+  std::size_t n = 0;
+  for (std::string_view a : args) {
+    argv[n] = a.data();
+    len[n++] = a.size();
+  }
+  redisAppendCommandArgv(c, static_cast<int>(n), argv.data(), len.data());
+}
+
+// Sends one command and waits for its reply; nullptr on an I/O error (see c->errstr).
+inline reply_ptr command(redisContext* c, std::initializer_list<std::string_view> args) {
+  append_command(c, args);
+  void* raw = nullptr;
+  if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) return nullptr;
+  return reply_ptr(static_cast<redisReply*>(raw));
 }
 }  // namespace detail
 
@@ -215,16 +238,7 @@ class store {
     append(args);
     return get_reply();
   }
-  void append(std::initializer_list<std::string_view> args) {
-    std::array<const char*, 8> argv{};
-    std::array<std::size_t, 8> len{};
-    std::size_t n = 0;
-    for (std::string_view a : args) {
-      argv[n] = a.data();
-      len[n++] = a.size();
-    }
-    redisAppendCommandArgv(ctx_.get(), static_cast<int>(n), argv.data(), len.data());
-  }
+  void append(std::initializer_list<std::string_view> args) { detail::append_command(ctx_.get(), args); }
   detail::reply_ptr get_reply() {
     void* raw = nullptr;
     if (!ctx_ || redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) {
