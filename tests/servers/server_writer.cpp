@@ -30,7 +30,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <vector>
 
 namespace {
 
@@ -132,16 +131,10 @@ noclobber::redis::detail::reply_ptr redis_cmd(redisContext* c, std::initializer_
   // write_if_match, lua_compare_and_set: SCRIPT LOAD on first use, then EVALSHA.
   auto sha = redis_cmd(c, {"SCRIPT", "LOAD", rd::detail::cas_script});
   if (mode == "partial") {
-    const std::string sha_s(sha->str, static_cast<std::size_t>(sha->len));
     char* cmd = nullptr;
-    const std::vector<std::string> args{"EVALSHA", sha_s, "1", key, cur.token, dead_payload};
-    std::vector<const char*> argv;
-    std::vector<std::size_t> len;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      len.push_back(a.size());
-    }
-    const int n = redisFormatCommandArgv(&cmd, static_cast<int>(argv.size()), argv.data(), len.data());
+    const int n = redisFormatCommand(
+        &cmd, "EVALSHA %b 1 %b %b %b", sha->str, static_cast<std::size_t>(sha->len), key.data(), key.size(),
+        cur.token.data(), cur.token.size(), dead_payload.data(), dead_payload.size());
     if (n < 2 || ::write(c->fd, cmd, static_cast<std::size_t>(n) - 2) != n - 2) std::exit(3);
     std::free(cmd);
   }

@@ -45,6 +45,7 @@
 // throws, the lock is released, nothing is written and the exception propagates.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -154,10 +155,8 @@ class store {
 
   /// The token of the lock this client holds on `key` ("<opaquelocktoken:…>"), or null.
   [[nodiscard]] const std::string* held(const key_type& key) const {
-    for (const auto& [k, t] : locks_) {
-      if (k == key) return &t;
-    }
-    return nullptr;
+    const auto it = std::ranges::find(locks_, key, &held_lock::first);
+    return it == locks_.end() ? nullptr : &it->second;
   }
 
   read_result<value_type, token_type> read(const key_type& key) {
@@ -169,12 +168,10 @@ class store {
                                           const value_type& value) {
     http_etag::detail::check_strong_etag(token, who);
     const std::string u = url(key);
-    const std::string* lt = held(key);
-    noclobber::detail::curl::response r =
-        lt ? http_.perform("PUT", u, value, {"If-Match: " + token, if_header(u, *lt)})
-           : http_.perform("PUT", u, value, {"If-Match: " + token});
+    const std::string lock = if_header(u, key);
+    noclobber::detail::curl::response r = http_.perform("PUT", u, value, {"If-Match: " + token, lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
-      if (auto refused = refused_by_lock(r, lt != nullptr)) return *refused;
+      if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
       return http_etag::detail::moved_or_gone(http_, u);
     }
     return http_etag::detail::write_answer(r);
@@ -183,12 +180,10 @@ class store {
   /// PUT with `If-None-Match: *`, and `If: <url> (<lock token>)` while this client holds a lock on key.
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     const std::string u = url(key);
-    const std::string* lt = held(key);
-    noclobber::detail::curl::response r =
-        lt ? http_.perform("PUT", u, value, {"If-None-Match: *", if_header(u, *lt)})
-           : http_.perform("PUT", u, value, {"If-None-Match: *"});
+    const std::string lock = if_header(u, key);
+    noclobber::detail::curl::response r = http_.perform("PUT", u, value, {"If-None-Match: *", lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
-      if (auto refused = refused_by_lock(r, lt != nullptr)) return *refused;
+      if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
       return write_result<token_type>::exists();
     }
     return http_etag::detail::write_answer(r);
@@ -199,17 +194,15 @@ class store {
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
     http_etag::detail::check_strong_etag(token, who);
     const std::string u = url(key);
-    const std::string* lt = held(key);
-    noclobber::detail::curl::response r =
-        lt ? http_.perform("DELETE", u, {}, {"If-Match: " + token, if_header(u, *lt)})
-           : http_.perform("DELETE", u, {}, {"If-Match: " + token});
+    const std::string lock = if_header(u, key);
+    noclobber::detail::curl::response r = http_.perform("DELETE", u, {}, {"If-Match: " + token, lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
-      if (auto refused = refused_by_lock(r, lt != nullptr)) return *refused;
+      if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
       return http_etag::detail::moved_or_gone(http_, u);
     }
     if (r.transport_ok() && r.status == 404) return write_result<token_type>::absent();
     auto out = http_etag::detail::write_answer(r);
-    if (out.ok() && lt != nullptr) locks_.erase(find(key));
+    if (out.ok() && !lock.empty()) locks_.erase(find(key));
     return out;
   }
 
@@ -221,17 +214,18 @@ class store {
 
   std::string url(const key_type& key) const { return http_etag::detail::resource_url(base_, key, who); }
 
-  std::vector<std::pair<std::string, std::string>>::iterator find(const key_type& key) {
-    for (auto it = locks_.begin(); it != locks_.end(); ++it) {
-      if (it->first == key) return it;
-    }
-    return locks_.end();
+  using held_lock = std::pair<std::string, std::string>;  // key, lock token
+
+  std::vector<held_lock>::iterator find(const key_type& key) {
+    return std::ranges::find(locks_, key, &held_lock::first);
   }
 
-  // `If: <url> (<token>)`: a tagged list, which names the resource itself. (An untagged list is
-  // also checked against the parent collection for a DELETE, and fails there: 424.)
-  static std::string if_header(const std::string& u, const std::string& token) {
-    return "If: <" + u + "> (" + token + ")";
+  // `If: <url> (<token>)` while this client holds a lock on `key`, else "" (no header). A tagged
+  // list, which names the resource itself. (An untagged list is also checked against the parent
+  // collection for a DELETE, and fails there: 424.)
+  std::string if_header(const std::string& u, const key_type& key) const {
+    const std::string* token = held(key);
+    return token ? "If: <" + u + "> (" + *token + ")" : std::string();
   }
 
   // A 412/423 answer to a write. With our lock token sent, 423 means our lock is gone and someone
@@ -270,7 +264,7 @@ class store {
 
   std::string base_;
   noclobber::detail::curl::easy http_;
-  std::vector<std::pair<std::string, std::string>> locks_;  // key -> lock token, held now
+  std::vector<held_lock> locks_;  // the locks held now
   lock_stats stats_;
 };
 

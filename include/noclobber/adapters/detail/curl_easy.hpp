@@ -73,14 +73,17 @@ class easy {
   }
 
   /// One request. `method`: "GET", "PUT", "POST", "DELETE", "HEAD", or another method that sends
-  /// `body` ("LOCK", "UNLOCK"). `headers`: full header lines.
+  /// `body` ("LOCK", "UNLOCK"). `headers`: full header lines; empty ones are skipped (so an
+  /// optional header can be passed as "").
   response perform(const char* method, const std::string& url, std::string_view body,
                    std::initializer_list<std::string_view> headers = {}) {
     response out;
     CURL* h = h_.get();
     curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
     curl_slist* list = nullptr;
-    for (std::string_view hd : headers) list = curl_slist_append(list, std::string(hd).c_str());
+    for (std::string_view hd : headers) {
+      if (!hd.empty()) list = curl_slist_append(list, std::string(hd).c_str());
+    }
     list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
     std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> guard(list, &curl_slist_free_all);
     char errbuf[CURL_ERROR_SIZE] = {};
