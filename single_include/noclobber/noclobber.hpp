@@ -1496,8 +1496,8 @@ constexpr bool check_conditional_writer() {
 //   equality-comparable, otherwise only the token rule applies), so **every write must
 //   produce a value that no other write attempts** — carry an update id in the value (a bare
 //   counter is not enough: two writers that read 41 both send 42) — or else the update must be
-//   idempotent, so that "an equal value is there" really means "done". A store whose tokens never repeat (the
-//   contract's no-ABA rule) is required for the token rule.
+//   idempotent, so that "an equal value is there" really means "done". A store whose tokens
+//   never repeat (the contract's no-ABA rule) is required for the token rule.
 //
 // Exceptions
 //   Whatever `fn` or the store throws propagates unchanged (unless the policy's
