@@ -16,6 +16,7 @@
 #include "noclobber/backoff.hpp"
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/idempotency_ledger.hpp"
 #include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/locked_read_modify_write.hpp"
