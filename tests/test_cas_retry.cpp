@@ -42,7 +42,7 @@ struct scripted_attempt {
 };
 
 write_result<long> fail(write_status s, std::string code = {}) {
-  return write_result<long>::failed(s, {std::move(code), "msg"});
+  return write_result<long>::make_failed(s, {std::move(code), "msg"});
 }
 
 retry_policy exponential_policy(unsigned attempts = 5) {
@@ -60,7 +60,7 @@ TEST_CASE("first-try success: one attempt, no sleep, no hooks", "[cas_retry]") {
   p.on_retry = [&](const noclobber::retry_event&) { ++hooks; };
   p.on_give_up = [&](const noclobber::give_up_event&) { ++hooks; };
   virtual_retry_env env(1);
-  scripted_attempt a{{write_result<long>::applied(42)}};
+  scripted_attempt a{{write_result<long>::make_applied(42)}};
   auto r = cas_retry(p, a, env);
   CHECK(r.ok());
   CHECK(r.reason == stop_reason::applied);
@@ -81,7 +81,7 @@ TEST_CASE("conflicts are retried after exactly the policy's delays, re-reading e
     auto p = exponential_policy();
     virtual_retry_env env(1);
     scripted_attempt a{{fail(write_status::conflict), fail(write_status::absent), fail(write_status::exists),
-                        write_result<long>::applied(7)}};
+                        write_result<long>::make_applied(7)}};
     auto r = cas_retry(p, a, env);
     CHECK(r.ok());
     CHECK(r.attempts == 4);
@@ -102,7 +102,7 @@ TEST_CASE("conflicts are retried after exactly the policy's delays, re-reading e
       virtual_retry_env env(99);
       scripted_attempt a;
       for (int i = 0; i < 5; ++i) a.script.push_back(fail(write_status::conflict));
-      a.script.push_back(write_result<long>::applied(1));
+      a.script.push_back(write_result<long>::make_applied(1));
       auto r = cas_retry(p, a, env);
       CHECK(r.ok());
       std::mt19937_64 rng(99);
@@ -121,7 +121,7 @@ TEST_CASE("transient resends the same request; transient_restart re-reads", "[ca
   auto p = exponential_policy();
   virtual_retry_env env(1);
   scripted_attempt a{{fail(write_status::transient), fail(write_status::transient_restart),
-                      fail(write_status::transient), write_result<long>::applied(3)}};
+                      fail(write_status::transient), write_result<long>::make_applied(3)}};
   auto r = cas_retry(p, a, env);
   CHECK(r.ok());
   REQUIRE(a.seen.size() == 4);
@@ -225,7 +225,7 @@ TEST_CASE("the budget refunds: last retry's tokens on success, 1 on a first-try 
   p.budget = std::make_shared<retry_budget>(retry_budget::config{100, 5, 10, 1});
   virtual_retry_env env(1);
   scripted_attempt a{
-      {fail(write_status::conflict), fail(write_status::transient), write_result<long>::applied(1)}};
+      {fail(write_status::conflict), fail(write_status::transient), write_result<long>::make_applied(1)}};
   auto r = cas_retry(p, a, env);
   CHECK(r.ok());
   CHECK(p.budget->available() == 100 - 5 - 10 + 10);

@@ -104,8 +104,8 @@ struct scripted_store {
       auto real = op();
       if (real.status != nc::write_status::applied) return real;
     }
-    if (step.report == nc::write_status::applied) return nc::write_result<std::uint64_t>::applied();
-    return nc::write_result<std::uint64_t>::failed(step.report, {"scripted", "scripted write"});
+    if (step.report == nc::write_status::applied) return nc::write_result<std::uint64_t>::make_applied();
+    return nc::write_result<std::uint64_t>::make_failed(step.report, {"scripted", "scripted write"});
   }
 };
 

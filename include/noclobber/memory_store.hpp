@@ -205,29 +205,29 @@ class memory_store {
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
                                                  const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       it->second.value = value;
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
   [[nodiscard]] write_result_type create_if_absent(const Key& key, const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it != map.end()) return count_conflict(write_result_type::exists());
+      if (it != map.end()) return count_conflict(write_result_type::make_exists());
       const token_type version = next_version();
       map.emplace(key, entry{value, version});
-      return write_result_type::applied(version);
+      return write_result_type::make_applied(version);
     });
   }
 
   [[nodiscard]] write_result_type erase_if_match(const Key& key, const token_type& token) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       map.erase(it);
-      return write_result_type::applied();
+      return write_result_type::make_applied();
     });
   }
 
@@ -235,13 +235,13 @@ class memory_store {
                                                  const patch_type& patch) {
     if (!patch) throw std::invalid_argument("noclobber::memory_store::patch_if_match: the patch is empty");
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       Value patched = it->second.value;  // a throwing patch leaves the stored value alone
       patch(patched);
       it->second.value = std::move(patched);
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
@@ -260,7 +260,7 @@ class memory_store {
       it->second.version = version;
     }
     stat(stats_.applied);
-    return write_result_type::applied(version);
+    return write_result_type::make_applied(version);
   }
 
   // ---- inspection, free of faults and latency ------------------------------------------------
@@ -415,7 +415,7 @@ class memory_store {
     stat(stats_.applied);
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
-      return write_result_type::failed(write_status::indeterminate,
+      return write_result_type::make_failed(write_status::indeterminate,
                                        {"injected", "injected indeterminate (applied)"});
     }
     return result;
@@ -429,7 +429,7 @@ class memory_store {
     } else {
       stat(stats_.injected_transient);
     }
-    return write_result_type::failed(s, {"injected", what});
+    return write_result_type::make_failed(s, {"injected", what});
   }
 
   std::array<shard, shard_count> shards_;

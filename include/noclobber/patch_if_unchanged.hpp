@@ -127,7 +127,7 @@ template <class Store, class Patch>
 
   auto stop_with = [&](ending e) {
     end = e;
-    return wresult::applied();  // ends cas_retry; `end` says how
+    return wresult::make_applied();  // ends cas_retry; `end` says how
   };
 
   auto attempt = [&](const attempt_info& info) -> wresult {
@@ -136,17 +136,17 @@ template <class Store, class Patch>
         return stop_with(ending::dropped);
       }
       auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
+      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
       if (resolving) {
         resolving = false;
         if constexpr (std::equality_comparable<value_type>) {
           if (sent && r.found() && r.value == *sent) {
             end = ending::applied;
-            return wresult::applied(std::move(r.token));
+            return wresult::make_applied(std::move(r.token));
           }
         }
         if (!(r.found() && r.token == token)) {
-          return wresult::failed(
+          return wresult::make_failed(
               write_status::indeterminate,
               {"indeterminate", "a patch's outcome is unknown and the key has changed since"});
         }
@@ -165,10 +165,10 @@ template <class Store, class Patch>
       w = traits::patch_if_match(store, key, token, patch);
     } else {
       auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
+      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
       if (r.absent()) return stop_with(ending::absent);
       if (!(r.token == token)) {
-        w = wresult::conflict();
+        w = wresult::make_conflict();
       } else {
         value_type next = std::move(r.value);
         std::invoke(patch, next);
@@ -187,7 +187,7 @@ template <class Store, class Patch>
         return stop_with(ending::absent);
       case write_status::indeterminate:
         resolving = true;
-        return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
+        return wresult::make_failed(write_status::transient, std::move(w.error));  // next attempt re-reads
       default:
         return w;
     }

@@ -254,18 +254,18 @@ class rmw_core {
   /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
   /// indeterminate write, keep / abort); nullopt: send the write next.
   [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
-    if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
+    if (read.failed()) return wresult::make_failed(as_write_status(read.status), std::move(read.error));
     if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
     if (resolving_) {
       resolving_ = false;
       if (!untouched(read)) {
-        return wresult::failed(
+        return wresult::make_failed(
             write_status::indeterminate,
             {"indeterminate", "a write's outcome is unknown and the key has changed since"});
       }
     }
     compute(std::move(read));
-    if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
+    if (decided_) return wresult::make_applied();  // keep / abort: stop the loop, nothing written
     return std::nullopt;
   }
 
@@ -288,13 +288,13 @@ class rmw_core {
   [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
     if (read.failed()) {
       // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::failed(write_status::transient, std::move(w.error));
+      return wresult::make_failed(write_status::transient, std::move(w.error));
     }
     if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
     resolving_ = false;
     if (untouched(read)) {
       // It did not land and nothing changed: the same request can be sent again.
-      return wresult::failed(write_status::transient, std::move(w.error));
+      return wresult::make_failed(write_status::transient, std::move(w.error));
     }
     return std::move(w);
   }
@@ -352,7 +352,7 @@ class rmw_core {
     resolving_ = false;
     landed_value_.emplace(std::move(v));
     landed_token_.emplace(std::move(t));
-    return wresult::applied();
+    return wresult::make_applied();
   }
 
   void compute(read_type&& read) {

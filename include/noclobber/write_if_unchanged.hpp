@@ -122,15 +122,15 @@ template <class Store>
   auto attempt = [&](const attempt_info& info) -> wresult {
     if (info.reread || resolving) {
       auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
+      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
       if (resolving) {
         resolving = false;
         if (r.absent()) {
           end = ending::erased;
-          return wresult::applied();
+          return wresult::make_applied();
         }
         if (!(r.token == token)) {
-          return wresult::failed(
+          return wresult::make_failed(
               write_status::indeterminate,
               {"indeterminate", "an erase's outcome is unknown and the key has changed since"});
         }
@@ -138,7 +138,7 @@ template <class Store>
       if (r.absent() || !(r.value == expected)) {
         end = ending::mismatch;
         if (r.found()) seen.emplace(std::move(r.value));
-        return wresult::applied();  // stop: nothing to do
+        return wresult::make_applied();  // stop: nothing to do
       }
       token = std::move(r.token);
     }
@@ -146,7 +146,7 @@ template <class Store>
     if (w.status == write_status::applied) end = ending::erased;
     if (w.status == write_status::indeterminate) {
       resolving = true;
-      return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
+      return wresult::make_failed(write_status::transient, std::move(w.error));  // next attempt re-reads
     }
     return w;
   };

@@ -497,16 +497,39 @@ struct write_result {
   [[nodiscard]] bool ok() const noexcept { return status == write_status::applied; }
   explicit operator bool() const noexcept { return ok(); }
 
-  [[nodiscard]] static write_result applied() { return {write_status::applied, std::nullopt, {}}; }
-  [[nodiscard]] static write_result applied(Token new_token) {
+  // Factories are make_*, as on read_result; the bare words are predicates (ok()).
+  [[nodiscard]] static write_result make_applied() { return {write_status::applied, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_applied(Token new_token) {
     return {write_status::applied, std::optional<Token>(std::move(new_token)), {}};
   }
-  [[nodiscard]] static write_result conflict() { return {write_status::conflict, std::nullopt, {}}; }
-  [[nodiscard]] static write_result absent() { return {write_status::absent, std::nullopt, {}}; }
-  [[nodiscard]] static write_result exists() { return {write_status::exists, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_conflict() { return {write_status::conflict, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_absent() { return {write_status::absent, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_exists() { return {write_status::exists, std::nullopt, {}}; }
   /// Any non-applied status with the store's words attached.
-  [[nodiscard]] static write_result failed(write_status s, store_error e = {}) {
+  [[nodiscard]] static write_result make_failed(write_status s, store_error e = {}) {
     return {s, std::nullopt, std::move(e)};
+  }
+
+  // The names before 0.2, kept for one release.
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied() {
+    return make_applied();
+  }
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied(
+      Token new_token) {
+    return make_applied(std::move(new_token));
+  }
+  [[deprecated("use write_result::make_conflict")]] [[nodiscard]] static write_result conflict() {
+    return make_conflict();
+  }
+  [[deprecated("use write_result::make_absent")]] [[nodiscard]] static write_result absent() {
+    return make_absent();
+  }
+  [[deprecated("use write_result::make_exists")]] [[nodiscard]] static write_result exists() {
+    return make_exists();
+  }
+  [[deprecated("use write_result::make_failed")]] [[nodiscard]] static write_result failed(
+      write_status s, store_error e = {}) {
+    return make_failed(s, std::move(e));
   }
 };
 
@@ -1822,18 +1845,18 @@ class rmw_core {
   /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
   /// indeterminate write, keep / abort); nullopt: send the write next.
   [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
-    if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
+    if (read.failed()) return wresult::make_failed(as_write_status(read.status), std::move(read.error));
     if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
     if (resolving_) {
       resolving_ = false;
       if (!untouched(read)) {
-        return wresult::failed(
+        return wresult::make_failed(
             write_status::indeterminate,
             {"indeterminate", "a write's outcome is unknown and the key has changed since"});
       }
     }
     compute(std::move(read));
-    if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
+    if (decided_) return wresult::make_applied();  // keep / abort: stop the loop, nothing written
     return std::nullopt;
   }
 
@@ -1856,13 +1879,13 @@ class rmw_core {
   [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
     if (read.failed()) {
       // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::failed(write_status::transient, std::move(w.error));
+      return wresult::make_failed(write_status::transient, std::move(w.error));
     }
     if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
     resolving_ = false;
     if (untouched(read)) {
       // It did not land and nothing changed: the same request can be sent again.
-      return wresult::failed(write_status::transient, std::move(w.error));
+      return wresult::make_failed(write_status::transient, std::move(w.error));
     }
     return std::move(w);
   }
@@ -1920,7 +1943,7 @@ class rmw_core {
     resolving_ = false;
     landed_value_.emplace(std::move(v));
     landed_token_.emplace(std::move(t));
-    return wresult::applied();
+    return wresult::make_applied();
   }
 
   void compute(read_type&& read) {
@@ -4013,29 +4036,29 @@ class memory_store {
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
                                                  const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       it->second.value = value;
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
   [[nodiscard]] write_result_type create_if_absent(const Key& key, const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it != map.end()) return count_conflict(write_result_type::exists());
+      if (it != map.end()) return count_conflict(write_result_type::make_exists());
       const token_type version = next_version();
       map.emplace(key, entry{value, version});
-      return write_result_type::applied(version);
+      return write_result_type::make_applied(version);
     });
   }
 
   [[nodiscard]] write_result_type erase_if_match(const Key& key, const token_type& token) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       map.erase(it);
-      return write_result_type::applied();
+      return write_result_type::make_applied();
     });
   }
 
@@ -4043,13 +4066,13 @@ class memory_store {
                                                  const patch_type& patch) {
     if (!patch) throw std::invalid_argument("noclobber::memory_store::patch_if_match: the patch is empty");
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       Value patched = it->second.value;  // a throwing patch leaves the stored value alone
       patch(patched);
       it->second.value = std::move(patched);
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
@@ -4068,7 +4091,7 @@ class memory_store {
       it->second.version = version;
     }
     stat(stats_.applied);
-    return write_result_type::applied(version);
+    return write_result_type::make_applied(version);
   }
 
   // ---- inspection, free of faults and latency ------------------------------------------------
@@ -4223,7 +4246,7 @@ class memory_store {
     stat(stats_.applied);
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
-      return write_result_type::failed(write_status::indeterminate,
+      return write_result_type::make_failed(write_status::indeterminate,
                                        {"injected", "injected indeterminate (applied)"});
     }
     return result;
@@ -4237,7 +4260,7 @@ class memory_store {
     } else {
       stat(stats_.injected_transient);
     }
-    return write_result_type::failed(s, {"injected", what});
+    return write_result_type::make_failed(s, {"injected", what});
   }
 
   std::array<shard, shard_count> shards_;
@@ -4464,7 +4487,7 @@ template <class Store, class Patch>
 
   auto stop_with = [&](ending e) {
     end = e;
-    return wresult::applied();  // ends cas_retry; `end` says how
+    return wresult::make_applied();  // ends cas_retry; `end` says how
   };
 
   auto attempt = [&](const attempt_info& info) -> wresult {
@@ -4473,17 +4496,17 @@ template <class Store, class Patch>
         return stop_with(ending::dropped);
       }
       auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
+      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
       if (resolving) {
         resolving = false;
         if constexpr (std::equality_comparable<value_type>) {
           if (sent && r.found() && r.value == *sent) {
             end = ending::applied;
-            return wresult::applied(std::move(r.token));
+            return wresult::make_applied(std::move(r.token));
           }
         }
         if (!(r.found() && r.token == token)) {
-          return wresult::failed(
+          return wresult::make_failed(
               write_status::indeterminate,
               {"indeterminate", "a patch's outcome is unknown and the key has changed since"});
         }
@@ -4502,10 +4525,10 @@ template <class Store, class Patch>
       w = traits::patch_if_match(store, key, token, patch);
     } else {
       auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
+      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
       if (r.absent()) return stop_with(ending::absent);
       if (!(r.token == token)) {
-        w = wresult::conflict();
+        w = wresult::make_conflict();
       } else {
         value_type next = std::move(r.value);
         std::invoke(patch, next);
@@ -4524,7 +4547,7 @@ template <class Store, class Patch>
         return stop_with(ending::absent);
       case write_status::indeterminate:
         resolving = true;
-        return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
+        return wresult::make_failed(write_status::transient, std::move(w.error));  // next attempt re-reads
       default:
         return w;
     }
@@ -6611,15 +6634,15 @@ template <class Store>
   auto attempt = [&](const attempt_info& info) -> wresult {
     if (info.reread || resolving) {
       auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
+      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
       if (resolving) {
         resolving = false;
         if (r.absent()) {
           end = ending::erased;
-          return wresult::applied();
+          return wresult::make_applied();
         }
         if (!(r.token == token)) {
-          return wresult::failed(
+          return wresult::make_failed(
               write_status::indeterminate,
               {"indeterminate", "an erase's outcome is unknown and the key has changed since"});
         }
@@ -6627,7 +6650,7 @@ template <class Store>
       if (r.absent() || !(r.value == expected)) {
         end = ending::mismatch;
         if (r.found()) seen.emplace(std::move(r.value));
-        return wresult::applied();  // stop: nothing to do
+        return wresult::make_applied();  // stop: nothing to do
       }
       token = std::move(r.token);
     }
@@ -6635,7 +6658,7 @@ template <class Store>
     if (w.status == write_status::applied) end = ending::erased;
     if (w.status == write_status::indeterminate) {
       resolving = true;
-      return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
+      return wresult::make_failed(write_status::transient, std::move(w.error));  // next attempt re-reads
     }
     return w;
   };

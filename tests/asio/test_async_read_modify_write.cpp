@@ -104,7 +104,7 @@ TEST_CASE("async_cas_retry makes the same decisions as cas_retry") {
 TEST_CASE("async_cas_retry stop reasons") {
   SECTION("attempts_exhausted, with the store's words") {
     auto r = run_one(noclobber::async_cas_retry(immediate_policy(4), [] {
-      return noclobber::write_result<long>::failed(write_status::conflict, {"412", "precondition failed"});
+      return noclobber::write_result<long>::make_failed(write_status::conflict, {"412", "precondition failed"});
     }));
     CHECK(r.reason == stop_reason::attempts_exhausted);
     CHECK(r.attempts == 4);

@@ -4,7 +4,7 @@
 // --------
 // Two ways to stop lost updates on a PostgreSQL row, both here:
 //
-//  * `postgres::version_store` — optimistic. A table (key text primary key, value bytea, version
+//  * `postgres::store` — optimistic. A table (key text primary key, value bytea, version
 //    bigint) whose version comes from a sequence, so every write gets a version no earlier write of
 //    any key ever had (no ABA, also across erase and re-create). It fulfils the conditional_writer
 //    contract, so read_modify_write and the race harness drive it directly:
@@ -20,7 +20,7 @@
 // 55P03 (lock_timeout, NOWAIT) and 57014 (statement_timeout) retry, a connection lost after the
 // statement was sent is `indeterminate` (it may have committed), everything else is permanent.
 //
-// Thread safety: a `connection` (and so a `version_store`) is one libpq connection and must be
+// Thread safety: a `connection` (and so a `store`) is one libpq connection and must be
 // used by one thread at a time; give each writer thread its own. Nothing here locks in-process.
 // The row-lock path calls the caller's `modify` while the transaction holds the PostgreSQL row
 // lock (not any in-process lock); if `modify` throws, the transaction is rolled back and the
@@ -378,15 +378,14 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
 ///   table:    key text PRIMARY KEY, value bytea NOT NULL, version bigint NOT NULL
 ///   sequence: <table>_version, the source of every version (unique across keys: no ABA)
 /// Token: the version (int64). One object = one connection; not thread-safe.
-class version_store {
+class store {
  public:
   using key_type = std::string;
   using value_type = std::string;
   using token_type = std::int64_t;
 
   /// `table` must be a plain lower-case identifier (std::invalid_argument otherwise).
-  version_store(std::string conninfo, std::string table)
-      : conn_(std::move(conninfo)), table_(std::move(table)) {
+  store(std::string conninfo, std::string table) : conn_(std::move(conninfo)), table_(std::move(table)) {
     detail::check_identifier("table name", table_);
     const std::string& t = table_;
     const std::string seq = "nextval('" + t + "_version')";
@@ -412,7 +411,7 @@ class version_store {
         true);
     // Two processes racing CREATE … IF NOT EXISTS can still collide on the catalog (23505): fine.
     if (!r.ok() && r.error.code != "23505" && r.error.code != "42P07") {
-      throw std::runtime_error("noclobber::postgres::version_store: cannot create table " + table_ + ": " +
+      throw std::runtime_error("noclobber::postgres::store: cannot create table " + table_ + ": " +
                                r.error.message);
     }
   }
@@ -432,31 +431,31 @@ class version_store {
                                           const value_type& value) {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(update_sql_.c_str(), {param{key}, param{ver, true}, param{value, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (r.rows() == 1) return write_result<token_type>::applied(r.int64(0, 0));
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    if (r.rows() == 1) return write_result<token_type>::make_applied(r.int64(0, 0));
     return moved_or_gone(key);
   }
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     exec_result r = conn_.exec(create_sql_.c_str(), {param{key}, param{value, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (r.rows() == 0) return write_result<token_type>::exists();
-    return write_result<token_type>::applied(r.int64(0, 0));
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    if (r.rows() == 0) return write_result<token_type>::make_exists();
+    return write_result<token_type>::make_applied(r.int64(0, 0));
   }
 
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(erase_sql_.c_str(), {param{key}, param{ver, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (std::string_view(PQcmdTuples(r.result.get())) == "1") return write_result<token_type>::applied();
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    if (std::string_view(PQcmdTuples(r.result.get())) == "1") return write_result<token_type>::make_applied();
     return moved_or_gone(key);
   }
 
   /// The unconditional upsert that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     exec_result r = conn_.exec(overwrite_sql_.c_str(), {param{key}, param{value, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    return write_result<token_type>::applied(r.int64(0, 0));
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    return write_result<token_type>::make_applied(r.int64(0, 0));
   }
 
   /// The pessimistic path on this table: update_under_row_lock with `modify(const std::string&
@@ -476,8 +475,8 @@ class version_store {
   // path only; if this second look fails, conflict is the safe answer (both mean: re-read).
   write_result<token_type> moved_or_gone(const key_type& key) {
     exec_result e = conn_.exec(exists_sql_.c_str(), {param{key}}, false);
-    return e.ok() && e.rows() == 0 ? write_result<token_type>::absent()
-                                   : write_result<token_type>::conflict();
+    return e.ok() && e.rows() == 0 ? write_result<token_type>::make_absent()
+                                   : write_result<token_type>::make_conflict();
   }
 
   connection conn_;
@@ -486,6 +485,9 @@ class version_store {
       lock_update_sql_;
 };
 
-static_assert(check_conditional_writer<version_store>());
+static_assert(check_conditional_writer<store>());
+
+/// The name before 0.2, kept for one release.
+using version_store [[deprecated("use noclobber::postgres::store")]] = store;
 
 }  // namespace noclobber::postgres

@@ -2,11 +2,11 @@
 //
 // Overview
 // --------
-// `sqlite::version_store` keeps key → (value, version) rows in one table of an SQLite database
+// `sqlite::store` keeps key → (value, version) rows in one table of an SQLite database
 // file and fulfils the store contract of conditional_writer.hpp, so read_modify_write,
 // locked_read_modify_write and the race harness drive it directly:
 //
-//   noclobber::sqlite::version_store db("app.db");                  // one connection
+//   noclobber::sqlite::store db("app.db");                          // one connection
 //   auto r = noclobber::read_modify_write(db, "location/42", [](const auto& cur) {
 //     return cur.value_or("") + "row;";
 //   });
@@ -33,7 +33,7 @@
 // error or interrupt while COMMIT runs → indeterminate (it may have committed); anything else →
 // permanent. The SQLite code name and message are kept in store_error.
 //
-// Thread safety: one version_store is one SQLite connection (opened with SQLITE_OPEN_NOMUTEX) and
+// Thread safety: one sqlite::store is one SQLite connection (opened with SQLITE_OPEN_NOMUTEX) and
 // must be used by one thread at a time; give each thread (each harness writer) its own, on the
 // same file. No user callback runs inside this adapter, and no in-process lock is taken.
 #pragma once
@@ -125,7 +125,7 @@ class stmt_use {
 
 }  // namespace detail
 
-class version_store {
+class store {
  public:
   using key_type = std::string;
   using value_type = std::string;
@@ -135,7 +135,7 @@ class version_store {
 
   /// Opens (creating when allowed) the database at `path`. Throws std::invalid_argument for bad
   /// options (naming the value) and std::runtime_error when SQLite refuses (with its message).
-  explicit version_store(const std::string& path, store_options options = {}) : options_(std::move(options)) {
+  explicit store(const std::string& path, store_options options = {}) : options_(std::move(options)) {
     if (!detail::valid_identifier(options_.table)) {
       throw std::invalid_argument("noclobber::sqlite: table name '" + options_.table +
                                   "' is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 64)");
@@ -188,8 +188,8 @@ class version_store {
   }
 
   /// Movable (a moved-from store may only be destroyed or assigned to); not copyable.
-  version_store(version_store&&) noexcept = default;
-  version_store& operator=(version_store&&) noexcept = default;
+  store(store&&) noexcept = default;
+  store& operator=(store&&) noexcept = default;
 
   /// The underlying connection, for your own SQL on the same thread.
   [[nodiscard]] sqlite3* handle() const noexcept { return db_.get(); }
@@ -222,9 +222,9 @@ class version_store {
       sqlite3_bind_int64(s.get(), 3, next);
       sqlite3_bind_int64(s.get(), 4, token);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(next);
-      if (rc != SQLITE_DONE) return write_result_type::failed(classify(rc, false), error(rc));
-      return key_exists(key) ? write_result_type::conflict() : write_result_type::absent();
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(next);
+      if (rc != SQLITE_DONE) return write_result_type::make_failed(classify(rc, false), error(rc));
+      return key_exists(key) ? write_result_type::make_conflict() : write_result_type::make_absent();
     });
   }
 
@@ -235,9 +235,9 @@ class version_store {
       bind_blob(s.get(), 2, value);
       sqlite3_bind_int64(s.get(), 3, next);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(next);
-      if (rc == SQLITE_DONE) return write_result_type::exists();
-      return write_result_type::failed(classify(rc, false), error(rc));
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(next);
+      if (rc == SQLITE_DONE) return write_result_type::make_exists();
+      return write_result_type::make_failed(classify(rc, false), error(rc));
     });
   }
 
@@ -249,8 +249,8 @@ class version_store {
       bind_blob(s.get(), 2, value);
       sqlite3_bind_int64(s.get(), 3, next);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(next);
-      return write_result_type::failed(classify(rc, false), error(rc));
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(next);
+      return write_result_type::make_failed(classify(rc, false), error(rc));
     });
   }
 
@@ -260,9 +260,9 @@ class version_store {
       bind_text(s.get(), 1, key);
       sqlite3_bind_int64(s.get(), 2, token);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied();
-      if (rc != SQLITE_DONE) return write_result_type::failed(classify(rc, false), error(rc));
-      return key_exists(key) ? write_result_type::conflict() : write_result_type::absent();
+      if (rc == SQLITE_ROW) return write_result_type::make_applied();
+      if (rc != SQLITE_DONE) return write_result_type::make_failed(classify(rc, false), error(rc));
+      return key_exists(key) ? write_result_type::make_conflict() : write_result_type::make_absent();
     });
   }
 
@@ -273,7 +273,7 @@ class version_store {
     {
       detail::stmt_use b(begin_.get());
       const int rc = sqlite3_step(b.get());
-      if (rc != SQLITE_DONE) return write_result_type::failed(classify(rc, false), error(rc));
+      if (rc != SQLITE_DONE) return write_result_type::make_failed(classify(rc, false), error(rc));
     }
     write_result_type result;
     try {
@@ -282,7 +282,7 @@ class version_store {
         detail::stmt_use s(bump_.get());
         const int rc = sqlite3_step(s.get());
         if (rc != SQLITE_ROW) {
-          result = write_result_type::failed(classify(rc, false), error(rc));
+          result = write_result_type::make_failed(classify(rc, false), error(rc));
         } else {
           next = sqlite3_column_int64(s.get(), 0);
         }
@@ -304,7 +304,7 @@ class version_store {
     const write_status status = classify(rc, true);
     store_error e = error(rc);
     if (!sqlite3_get_autocommit(db_.get())) rollback();
-    return write_result_type::failed(status, std::move(e));
+    return write_result_type::make_failed(status, std::move(e));
   }
 
   void rollback() noexcept {
@@ -356,7 +356,10 @@ class version_store {
   detail::stmt_ptr read_, bump_, update_, insert_, upsert_, erase_, exists_, begin_, commit_, rollback_;
 };
 
-static_assert(erasable_writer<version_store>);
-static_assert(overwritable_store<version_store>);
+static_assert(erasable_writer<store>);
+static_assert(overwritable_store<store>);
+
+/// The name before 0.2, kept for one release.
+using version_store [[deprecated("use noclobber::sqlite::store")]] = store;
 
 }  // namespace noclobber::sqlite
