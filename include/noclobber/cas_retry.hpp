@@ -75,6 +75,7 @@
 #include <vector>
 
 #include "noclobber/backoff.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/retry_budget.hpp"
 
@@ -147,8 +148,9 @@ struct retry_policy {
   backoff_policy backoff =
       backoff_policy::full_jitter(std::chrono::milliseconds(10), std::chrono::seconds(1));
   unsigned max_attempts = 5;  // attempts in all, the first included; 0 is rejected
-  // The deadline, measured from the start of the loop. max() = none (and no clock is read).
-  std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();
+  // The deadline, measured from the start of the loop. max() = none (and no clock is read); any
+  // duration converts without overflow, so hours::max() also means none.
+  saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
   std::function<void(const retry_event&)> on_retry;
@@ -161,9 +163,9 @@ struct retry_policy {
     if (max_attempts == 0) {
       throw std::invalid_argument("noclobber::retry_policy: max_attempts must be >= 1, got 0");
     }
-    if (timeout < std::chrono::nanoseconds::zero()) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::retry_policy: timeout must be >= 0, got " +
-                                  detail::describe(timeout));
+                                  detail::describe(timeout.get()));
     }
   }
 };
@@ -209,7 +211,7 @@ class retry_controller {
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
   /// True when the driver must pass the real elapsed time (a deadline is set).
-  [[nodiscard]] bool needs_clock() const noexcept { return policy_->timeout != duration::max(); }
+  [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
   /// Checks the stop token before the first attempt; on true, the loop is over (cancelled) and
   /// on_give_up has run.
@@ -278,10 +280,6 @@ class retry_controller {
     return empty;
   }
 
-  static duration saturating_add(duration a, duration b) noexcept {
-    return (b > duration::max() - a) ? duration::max() : a + b;
-  }
-
   retry_decision give_up(stop_reason r, const store_error& error) {
     if (policy_->on_give_up) policy_->on_give_up(give_up_event{r, attempts_, slept_, last_status(), error});
     return retry_decision::stop(r);
@@ -296,7 +294,7 @@ class retry_controller {
 
     const duration delay = policy_->backoff.delay(attempts_, previous_delay_, meter_, rng);
     if (needs_clock()) {
-      const duration timeout = policy_->timeout;
+      const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
     }
     last_taken_ = 0;
@@ -360,7 +358,8 @@ struct system_retry_env {
     return std::chrono::steady_clock::now();
   }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) const {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) const {
+    const std::chrono::nanoseconds d = delay;
     if (stop.stop_requested()) return false;
     if (d <= std::chrono::nanoseconds::zero()) return true;
     if (!stop.stop_possible()) {
@@ -370,8 +369,10 @@ struct system_retry_env {
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock<std::mutex> lock(m);
-    // Returns when the stop token fires or the delay has passed; nothing else notifies cv.
-    cv.wait_for(lock, stop, d, [] { return false; });
+    // Returns when the stop token fires or the delay has passed; nothing else notifies cv. The
+    // deadline saturates (wait_for would overflow computing now + nanoseconds::max()).
+    const auto deadline = saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(), d);
+    cv.wait_until(lock, stop, deadline, [] { return false; });
     return !stop.stop_requested();
   }
 
@@ -398,7 +399,8 @@ class virtual_retry_env {
 
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept { return now_; }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) {
+    const std::chrono::nanoseconds d = delay;
     sleeps_.push_back(d);
     if (on_sleep) on_sleep(d);
     if (stop.stop_requested()) return false;
@@ -406,7 +408,9 @@ class virtual_retry_env {
     return true;
   }
 
-  void advance(std::chrono::nanoseconds d) noexcept { now_ += d; }
+  void advance(saturating_ns d) noexcept {
+    now_ = saturating_deadline<std::chrono::steady_clock>(now_, d.get());
+  }
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
   [[nodiscard]] const std::vector<std::chrono::nanoseconds>& sleeps() const noexcept { return sleeps_; }
 

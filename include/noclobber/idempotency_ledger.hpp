@@ -62,6 +62,7 @@
 
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/read_modify_write.hpp"
 
@@ -146,7 +147,8 @@ struct ledger_entry {
 
 struct ledger_options {
   /// A pending claim older than this is presumed crashed and may be taken over. Must be > 0.
-  std::chrono::nanoseconds lease = std::chrono::seconds(30);
+  /// Any duration converts without overflow: hours::max() means a lease that never expires.
+  saturating_ns lease = std::chrono::seconds(30);
   /// Names this ledger's claims (in logs and in the entry); empty: a random id.
   std::string owner;
   /// The clock leases are measured on; null: std::chrono::system_clock::now.
@@ -221,7 +223,7 @@ class idempotency_ledger {
 
   explicit idempotency_ledger(Store& store, ledger_options options = {})
       : store_(store), options_(std::move(options)) {
-    if (options_.lease <= std::chrono::nanoseconds::zero()) {
+    if (options_.lease.get() <= std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::idempotency_ledger: lease = " +
                                   std::to_string(options_.lease.count()) + "ns must be positive");
     }
@@ -266,7 +268,7 @@ class idempotency_ledger {
     c.key = ledger_key(source, content_hash);
     c.id = options_.owner + "#" + std::to_string(next_claim_.fetch_add(1, std::memory_order_relaxed));
     const std::int64_t now = now_ns();
-    const std::int64_t lease_until = saturating_add(now, options_.lease.count());
+    const std::int64_t lease_until = saturating_add(std::chrono::nanoseconds(now), options_.lease).count();
     ledger_result out;
     auto r = read_modify_write(
         store_, key_type(c.key),
@@ -392,14 +394,6 @@ class idempotency_ledger {
   std::int64_t now_ns() const {
     const auto t = options_.clock ? options_.clock() : std::chrono::system_clock::now();
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  }
-
-  static std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-    constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
-    if (b > 0 && a > max - b) return max;
-    if (b < 0 && a < min - b) return min;
-    return a + b;
   }
 
   Store& store_;

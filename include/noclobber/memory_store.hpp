@@ -55,6 +55,7 @@
 #include <utility>
 #include <vector>
 
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/thread_annotations.hpp"
 
@@ -65,8 +66,9 @@ namespace noclobber {
 /// indeterminate_applied) are drawn from one roll, so their sum must not exceed 1.
 struct fault_config {
   std::uint64_t seed = 0;
-  std::chrono::nanoseconds latency_min{0};
-  std::chrono::nanoseconds latency_max{0};
+  // Any duration converts without overflow (hours::max() is nanoseconds::max(), not negative).
+  saturating_ns latency_min = std::chrono::nanoseconds(0);
+  saturating_ns latency_max = std::chrono::nanoseconds(0);
   double transient = 0.0;
   double transient_restart = 0.0;
   double indeterminate_applied = 0.0;
@@ -365,8 +367,11 @@ class memory_store {
 
   void sleep_latency(const fault_config& f) {
     if (f.latency_max.count() <= 0) return;
-    const auto span = static_cast<double>((f.latency_max - f.latency_min).count());
-    const auto delay = f.latency_min + std::chrono::nanoseconds(static_cast<std::int64_t>(draw() * span));
+    // 0 <= min <= max, so the span fits; the double product may round up past it (near
+    // nanoseconds::max()), which the saturating conversion and sum absorb.
+    const auto span = static_cast<double>((f.latency_max.get() - f.latency_min.get()).count());
+    const auto delay = saturating_add(
+        f.latency_min, saturating_cast_ns(std::chrono::duration<double, std::nano>(draw() * span)));
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
   }
 
@@ -416,7 +421,7 @@ class memory_store {
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
       return write_result_type::make_failed(write_status::indeterminate,
-                                       {"injected", "injected indeterminate (applied)"});
+                                            {"injected", "injected indeterminate (applied)"});
     }
     return result;
   }

@@ -29,6 +29,122 @@
 // SOFTWARE.
 #pragma once
 
+// ---- begin noclobber/duration.hpp ------------------------------------------
+// noclobber/duration.hpp — durations that never overflow on their way into noclobber.
+//
+// Overview
+// --------
+// `std::chrono` converts `hours::max()` to nanoseconds by multiplying, which overflows (undefined
+// behaviour, in practice a negative value). Every timeout, cap and lease in noclobber is stored
+// in nanoseconds, so it takes its argument through the saturating conversions here instead: a
+// duration past the range of nanoseconds becomes `nanoseconds::max()` (which every option that
+// documents it reads as "none" / "no limit") or `nanoseconds::min()`.
+//
+//   noclobber::retry_policy p;
+//   p.timeout = std::chrono::hours::max();        // no deadline, not a negative one
+//   noclobber::saturating_cast_ns(std::chrono::seconds::max()) == std::chrono::nanoseconds::max()
+//
+// `saturating_ns` is the field type for such options: any std::chrono::duration converts to it
+// implicitly, and it converts back to std::chrono::nanoseconds. Floating-point durations are
+// accepted too; NaN becomes max().
+//
+// Thread safety: plain values and pure functions.
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <limits>
+#include <ratio>
+#include <type_traits>
+
+namespace noclobber {
+
+/// `d` in nanoseconds, clamped to [nanoseconds::min(), nanoseconds::max()] instead of overflowing.
+/// Sub-nanosecond parts are truncated toward zero, as duration_cast does.
+template <class Rep, class Period>
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_cast_ns(
+    std::chrono::duration<Rep, Period> d) noexcept {
+  using ns = std::chrono::nanoseconds;
+  using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
+  if constexpr (std::is_floating_point_v<Rep>) {
+    const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
+                          static_cast<long double>(ratio::den);
+    if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
+    if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
+    return ns(static_cast<std::int64_t>(v));
+  } else if constexpr (ratio::num == 1) {
+    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
+    const auto q = d.count() / static_cast<Rep>(ratio::den);
+    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
+      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
+      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
+    }
+    return ns(static_cast<std::int64_t>(q));
+  } else {
+    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
+    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
+    constexpr std::intmax_t num = ratio::num;
+    constexpr std::intmax_t den = ratio::den;
+    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
+    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
+    if (whole > ns::max().count() / num) return ns::max();
+    if (whole < ns::min().count() / num) return ns::min();
+    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
+                                                           // the ratios std::chrono defines
+    const std::intmax_t base = whole * num;
+    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
+    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
+    return ns(static_cast<std::int64_t>(base + rest));
+  }
+}
+
+/// a + b in nanoseconds, clamped to the representable range.
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
+                                                                std::chrono::nanoseconds b) noexcept {
+  using ns = std::chrono::nanoseconds;
+  if (b > ns::zero() && a > ns::max() - b) return ns::max();
+  if (b < ns::zero() && a < ns::min() - b) return ns::min();
+  return a + b;
+}
+
+/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
+/// time_point::max(): "never").
+template <class Clock>
+[[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
+                                                                       std::chrono::nanoseconds d) noexcept {
+  using tp = typename Clock::time_point;
+  using cd = typename Clock::duration;
+  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
+  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
+  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
+  return tp(std::chrono::ceil<cd>(target));
+}
+
+/// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
+/// the type of noclobber's timeout, cap and lease options.
+class saturating_ns {
+ public:
+  constexpr saturating_ns() noexcept = default;
+  template <class Rep, class Period>
+  constexpr saturating_ns(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
+      : ns_(saturating_cast_ns(d)) {}
+
+  constexpr operator std::chrono::nanoseconds() const noexcept { return ns_; }  // NOLINT: implicit
+  [[nodiscard]] constexpr std::chrono::nanoseconds get() const noexcept { return ns_; }
+  [[nodiscard]] constexpr std::int64_t count() const noexcept { return ns_.count(); }
+  /// True for nanoseconds::max(), the value options read as "none" / "no limit".
+  [[nodiscard]] constexpr bool is_max() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
+
+  friend constexpr bool operator==(saturating_ns, saturating_ns) noexcept = default;
+  friend constexpr auto operator<=>(saturating_ns, saturating_ns) noexcept = default;
+
+ private:
+  std::chrono::nanoseconds ns_{0};
+};
+
+}  // namespace noclobber
+// ---- end noclobber/duration.hpp
+
 // ---- begin noclobber/backoff.hpp -------------------------------------------
 // noclobber/backoff.hpp — how long to wait before retrying a conditional write.
 //
@@ -86,6 +202,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
 
 namespace noclobber {
 
@@ -238,7 +355,9 @@ class contention_meter {
   bool has_pending_ = false;
 };
 
-/// An immutable, validated backoff schedule. Cheap to copy (32 bytes).
+/// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
+/// std::chrono duration for base and cap without overflow (saturating_ns): a cap of hours::max()
+/// means "no cap" (nanoseconds::max()), never a negative value.
 class backoff_policy {
  public:
   using duration = std::chrono::nanoseconds;
@@ -247,26 +366,29 @@ class backoff_policy {
   [[nodiscard]] static backoff_policy immediate() noexcept { return backoff_policy(); }
 
   /// t(n) = min(cap, base * multiplier^(n-1)), no jitter.
-  [[nodiscard]] static backoff_policy exponential(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy exponential(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::exponential, base, cap, multiplier);
   }
   /// uniform[0, t(n)]: Brooker's recommended default.
-  [[nodiscard]] static backoff_policy full_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy full_jitter(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::full_jitter, base, cap, multiplier);
   }
   /// t(n)/2 + uniform[0, t(n)/2]: never shorter than half the exponential delay.
-  [[nodiscard]] static backoff_policy equal_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy equal_jitter(saturating_ns base, saturating_ns cap,
+                                                   double multiplier = 2.0) {
     return make(backoff_kind::equal_jitter, base, cap, multiplier);
   }
   /// min(cap, uniform[base, multiplier * previous]): grows from the previous delay, not the count.
-  [[nodiscard]] static backoff_policy decorrelated_jitter(duration base, duration cap,
+  [[nodiscard]] static backoff_policy decorrelated_jitter(saturating_ns base, saturating_ns cap,
                                                           double multiplier = 3.0) {
     return make(backoff_kind::decorrelated_jitter, base, cap, multiplier);
   }
   /// Full jitter whose window also shrinks to about 1.5w / (1 - busy)^2 when the contention_meter
   /// shows a quiet row (see the overview). Defaults tuned in Brooker's simulation.
-  [[nodiscard]] static backoff_policy commit_rate(duration base = std::chrono::milliseconds(30),
-                                                  duration cap = std::chrono::seconds(1),
+  [[nodiscard]] static backoff_policy commit_rate(saturating_ns base = std::chrono::milliseconds(30),
+                                                  saturating_ns cap = std::chrono::seconds(1),
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
@@ -835,8 +957,9 @@ struct retry_policy {
   backoff_policy backoff =
       backoff_policy::full_jitter(std::chrono::milliseconds(10), std::chrono::seconds(1));
   unsigned max_attempts = 5;  // attempts in all, the first included; 0 is rejected
-  // The deadline, measured from the start of the loop. max() = none (and no clock is read).
-  std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();
+  // The deadline, measured from the start of the loop. max() = none (and no clock is read); any
+  // duration converts without overflow, so hours::max() also means none.
+  saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
   std::function<void(const retry_event&)> on_retry;
@@ -849,9 +972,9 @@ struct retry_policy {
     if (max_attempts == 0) {
       throw std::invalid_argument("noclobber::retry_policy: max_attempts must be >= 1, got 0");
     }
-    if (timeout < std::chrono::nanoseconds::zero()) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::retry_policy: timeout must be >= 0, got " +
-                                  detail::describe(timeout));
+                                  detail::describe(timeout.get()));
     }
   }
 };
@@ -897,7 +1020,7 @@ class retry_controller {
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
   /// True when the driver must pass the real elapsed time (a deadline is set).
-  [[nodiscard]] bool needs_clock() const noexcept { return policy_->timeout != duration::max(); }
+  [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
   /// Checks the stop token before the first attempt; on true, the loop is over (cancelled) and
   /// on_give_up has run.
@@ -966,10 +1089,6 @@ class retry_controller {
     return empty;
   }
 
-  static duration saturating_add(duration a, duration b) noexcept {
-    return (b > duration::max() - a) ? duration::max() : a + b;
-  }
-
   retry_decision give_up(stop_reason r, const store_error& error) {
     if (policy_->on_give_up) policy_->on_give_up(give_up_event{r, attempts_, slept_, last_status(), error});
     return retry_decision::stop(r);
@@ -984,7 +1103,7 @@ class retry_controller {
 
     const duration delay = policy_->backoff.delay(attempts_, previous_delay_, meter_, rng);
     if (needs_clock()) {
-      const duration timeout = policy_->timeout;
+      const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
     }
     last_taken_ = 0;
@@ -1048,7 +1167,8 @@ struct system_retry_env {
     return std::chrono::steady_clock::now();
   }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) const {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) const {
+    const std::chrono::nanoseconds d = delay;
     if (stop.stop_requested()) return false;
     if (d <= std::chrono::nanoseconds::zero()) return true;
     if (!stop.stop_possible()) {
@@ -1058,8 +1178,10 @@ struct system_retry_env {
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock<std::mutex> lock(m);
-    // Returns when the stop token fires or the delay has passed; nothing else notifies cv.
-    cv.wait_for(lock, stop, d, [] { return false; });
+    // Returns when the stop token fires or the delay has passed; nothing else notifies cv. The
+    // deadline saturates (wait_for would overflow computing now + nanoseconds::max()).
+    const auto deadline = saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(), d);
+    cv.wait_until(lock, stop, deadline, [] { return false; });
     return !stop.stop_requested();
   }
 
@@ -1086,7 +1208,8 @@ class virtual_retry_env {
 
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept { return now_; }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) {
+    const std::chrono::nanoseconds d = delay;
     sleeps_.push_back(d);
     if (on_sleep) on_sleep(d);
     if (stop.stop_requested()) return false;
@@ -1094,7 +1217,9 @@ class virtual_retry_env {
     return true;
   }
 
-  void advance(std::chrono::nanoseconds d) noexcept { now_ += d; }
+  void advance(saturating_ns d) noexcept {
+    now_ = saturating_deadline<std::chrono::steady_clock>(now_, d.get());
+  }
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
   [[nodiscard]] const std::vector<std::chrono::nanoseconds>& sleeps() const noexcept { return sleeps_; }
 
@@ -1475,122 +1600,6 @@ constexpr bool check_conditional_writer() {
 
 }  // namespace noclobber
 // ---- end noclobber/conditional_writer.hpp
-
-// ---- begin noclobber/duration.hpp ------------------------------------------
-// noclobber/duration.hpp — durations that never overflow on their way into noclobber.
-//
-// Overview
-// --------
-// `std::chrono` converts `hours::max()` to nanoseconds by multiplying, which overflows (undefined
-// behaviour, in practice a negative value). Every timeout, cap and lease in noclobber is stored
-// in nanoseconds, so it takes its argument through the saturating conversions here instead: a
-// duration past the range of nanoseconds becomes `nanoseconds::max()` (which every option that
-// documents it reads as "none" / "no limit") or `nanoseconds::min()`.
-//
-//   noclobber::retry_policy p;
-//   p.timeout = std::chrono::hours::max();        // no deadline, not a negative one
-//   noclobber::saturating_cast_ns(std::chrono::seconds::max()) == std::chrono::nanoseconds::max()
-//
-// `saturating_ns` is the field type for such options: any std::chrono::duration converts to it
-// implicitly, and it converts back to std::chrono::nanoseconds. Floating-point durations are
-// accepted too; NaN becomes max().
-//
-// Thread safety: plain values and pure functions.
-
-#include <chrono>
-#include <compare>
-#include <cstdint>
-#include <limits>
-#include <ratio>
-#include <type_traits>
-
-namespace noclobber {
-
-/// `d` in nanoseconds, clamped to [nanoseconds::min(), nanoseconds::max()] instead of overflowing.
-/// Sub-nanosecond parts are truncated toward zero, as duration_cast does.
-template <class Rep, class Period>
-[[nodiscard]] constexpr std::chrono::nanoseconds saturating_cast_ns(
-    std::chrono::duration<Rep, Period> d) noexcept {
-  using ns = std::chrono::nanoseconds;
-  using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
-  if constexpr (std::is_floating_point_v<Rep>) {
-    const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
-                          static_cast<long double>(ratio::den);
-    if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
-    if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
-    return ns(static_cast<std::int64_t>(v));
-  } else if constexpr (ratio::num == 1) {
-    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
-    const auto q = d.count() / static_cast<Rep>(ratio::den);
-    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
-      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
-      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
-    }
-    return ns(static_cast<std::int64_t>(q));
-  } else {
-    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
-    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
-    constexpr std::intmax_t num = ratio::num;
-    constexpr std::intmax_t den = ratio::den;
-    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
-    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
-    if (whole > ns::max().count() / num) return ns::max();
-    if (whole < ns::min().count() / num) return ns::min();
-    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
-                                                           // the ratios std::chrono defines
-    const std::intmax_t base = whole * num;
-    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
-    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
-    return ns(static_cast<std::int64_t>(base + rest));
-  }
-}
-
-/// a + b in nanoseconds, clamped to the representable range.
-[[nodiscard]] constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
-                                                                std::chrono::nanoseconds b) noexcept {
-  using ns = std::chrono::nanoseconds;
-  if (b > ns::zero() && a > ns::max() - b) return ns::max();
-  if (b < ns::zero() && a < ns::min() - b) return ns::min();
-  return a + b;
-}
-
-/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
-/// time_point::max(): "never").
-template <class Clock>
-[[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
-                                                                       std::chrono::nanoseconds d) noexcept {
-  using tp = typename Clock::time_point;
-  using cd = typename Clock::duration;
-  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
-  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
-  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
-  return tp(std::chrono::ceil<cd>(target));
-}
-
-/// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
-/// the type of noclobber's timeout, cap and lease options.
-class saturating_ns {
- public:
-  constexpr saturating_ns() noexcept = default;
-  template <class Rep, class Period>
-  constexpr saturating_ns(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
-      : ns_(saturating_cast_ns(d)) {}
-
-  constexpr operator std::chrono::nanoseconds() const noexcept { return ns_; }  // NOLINT: implicit
-  [[nodiscard]] constexpr std::chrono::nanoseconds get() const noexcept { return ns_; }
-  [[nodiscard]] constexpr std::int64_t count() const noexcept { return ns_.count(); }
-  /// True for nanoseconds::max(), the value options read as "none" / "no limit".
-  [[nodiscard]] constexpr bool is_max() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
-
-  friend constexpr bool operator==(saturating_ns, saturating_ns) noexcept = default;
-  friend constexpr auto operator<=>(saturating_ns, saturating_ns) noexcept = default;
-
- private:
-  std::chrono::nanoseconds ns_{0};
-};
-
-}  // namespace noclobber
-// ---- end noclobber/duration.hpp
 
 // ---- begin noclobber/read_modify_write.hpp ---------------------------------
 // noclobber/read_modify_write.hpp — read, compute, write only if nothing changed, retry.
@@ -2203,7 +2212,8 @@ struct ledger_entry {
 
 struct ledger_options {
   /// A pending claim older than this is presumed crashed and may be taken over. Must be > 0.
-  std::chrono::nanoseconds lease = std::chrono::seconds(30);
+  /// Any duration converts without overflow: hours::max() means a lease that never expires.
+  saturating_ns lease = std::chrono::seconds(30);
   /// Names this ledger's claims (in logs and in the entry); empty: a random id.
   std::string owner;
   /// The clock leases are measured on; null: std::chrono::system_clock::now.
@@ -2278,7 +2288,7 @@ class idempotency_ledger {
 
   explicit idempotency_ledger(Store& store, ledger_options options = {})
       : store_(store), options_(std::move(options)) {
-    if (options_.lease <= std::chrono::nanoseconds::zero()) {
+    if (options_.lease.get() <= std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::idempotency_ledger: lease = " +
                                   std::to_string(options_.lease.count()) + "ns must be positive");
     }
@@ -2323,7 +2333,7 @@ class idempotency_ledger {
     c.key = ledger_key(source, content_hash);
     c.id = options_.owner + "#" + std::to_string(next_claim_.fetch_add(1, std::memory_order_relaxed));
     const std::int64_t now = now_ns();
-    const std::int64_t lease_until = saturating_add(now, options_.lease.count());
+    const std::int64_t lease_until = saturating_add(std::chrono::nanoseconds(now), options_.lease).count();
     ledger_result out;
     auto r = read_modify_write(
         store_, key_type(c.key),
@@ -2449,14 +2459,6 @@ class idempotency_ledger {
   std::int64_t now_ns() const {
     const auto t = options_.clock ? options_.clock() : std::chrono::system_clock::now();
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  }
-
-  static std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-    constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
-    if (b > 0 && a > max - b) return max;
-    if (b < 0 && a < min - b) return min;
-    return a + b;
   }
 
   Store& store_;
@@ -3896,8 +3898,9 @@ namespace noclobber {
 /// indeterminate_applied) are drawn from one roll, so their sum must not exceed 1.
 struct fault_config {
   std::uint64_t seed = 0;
-  std::chrono::nanoseconds latency_min{0};
-  std::chrono::nanoseconds latency_max{0};
+  // Any duration converts without overflow (hours::max() is nanoseconds::max(), not negative).
+  saturating_ns latency_min = std::chrono::nanoseconds(0);
+  saturating_ns latency_max = std::chrono::nanoseconds(0);
   double transient = 0.0;
   double transient_restart = 0.0;
   double indeterminate_applied = 0.0;
@@ -4196,8 +4199,11 @@ class memory_store {
 
   void sleep_latency(const fault_config& f) {
     if (f.latency_max.count() <= 0) return;
-    const auto span = static_cast<double>((f.latency_max - f.latency_min).count());
-    const auto delay = f.latency_min + std::chrono::nanoseconds(static_cast<std::int64_t>(draw() * span));
+    // 0 <= min <= max, so the span fits; the double product may round up past it (near
+    // nanoseconds::max()), which the saturating conversion and sum absorb.
+    const auto span = static_cast<double>((f.latency_max.get() - f.latency_min.get()).count());
+    const auto delay = saturating_add(
+        f.latency_min, saturating_cast_ns(std::chrono::duration<double, std::nano>(draw() * span)));
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
   }
 
@@ -4247,7 +4253,7 @@ class memory_store {
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
       return write_result_type::make_failed(write_status::indeterminate,
-                                       {"injected", "injected indeterminate (applied)"});
+                                            {"injected", "injected indeterminate (applied)"});
     }
     return result;
   }

@@ -20,6 +20,12 @@ namespace pg = noclobber::postgres;
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 static_assert(std::is_same_v<pg::version_store, pg::store>);
 #pragma GCC diagnostic pop
+
+// lock_timeout converts any duration without overflow: max() is "no limit" (PostgreSQL's 0).
+static_assert(pg::detail::lock_timeout_ms(std::chrono::hours::max()) == 0);
+static_assert(pg::detail::lock_timeout_ms(std::chrono::seconds::max()) == 0);
+static_assert(pg::detail::lock_timeout_ms(std::chrono::seconds(2)) == 2000);
+static_assert(pg::detail::lock_timeout_ms(std::chrono::hours(1'000'000)) == 2147483647);
 using noclobber::write_status;
 
 namespace {

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <set>
 #include <thread>
 #include <type_traits>
@@ -169,4 +170,18 @@ TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share 
                             [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
   REQUIRE(a.read("n").value == "xx");
   REQUIRE(b.read("n").absent());
+}
+
+TEST_CASE("sqlite: busy_timeout = hours::max() waits the longest SQLite allows", "[sqlite][duration]") {
+  // The option converts any duration without overflow; SQLite counts int milliseconds.
+  noclobber_test::temp_db file("busy_max");
+  nc::sqlite::store_options o;
+  o.busy_timeout = std::chrono::hours::max();
+  sqlite_store db(file.path(), o);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db.handle(), "PRAGMA busy_timeout", -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  CHECK(sqlite3_column_int64(s, 0) == std::numeric_limits<int>::max());
+  sqlite3_finalize(s);
+  static_assert(nc::sqlite::detail::clamp_ms(std::chrono::seconds(2)) == 2000);
 }

@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -41,6 +42,7 @@
 #include <vector>
 
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::postgres {
@@ -223,6 +225,14 @@ inline void check_identifier(std::string_view what, std::string_view name) {
         "' is not a plain lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 48 chars)");
   }
 }
+
+/// lock_timeout in whole milliseconds for `SET LOCAL lock_timeout`: nanoseconds::max() is "no
+/// limit" (0), anything else at most INT_MAX (PostgreSQL's upper bound).
+[[nodiscard]] constexpr long long lock_timeout_ms(saturating_ns d) noexcept {
+  if (d.is_max()) return 0;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d.get()).count();
+  return ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max() : ms;
+}
 }  // namespace detail
 
 /// The outcome of `update_under_row_lock`, one per HTTP answer a handler gives.
@@ -281,7 +291,9 @@ struct row_decision {
 
 struct row_lock_options {
   /// `SET LOCAL lock_timeout`: how long to wait for the row lock before answering busy (503).
-  std::chrono::milliseconds lock_timeout{3000};
+  /// Any duration converts without overflow; nanoseconds::max() (hours::max() too) means no
+  /// limit (PostgreSQL's 0), anything else is sent in whole milliseconds, at most INT_MAX.
+  saturating_ns lock_timeout = std::chrono::seconds(3);
   /// The size cap checked under the lock before the UPDATE (seed 002: 64 KiB); 0 = none.
   std::size_t max_value_bytes = 0;
 };
@@ -298,7 +310,7 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
                                       const row_lock_options& opt = {}) {
   if (opt.lock_timeout.count() < 0) {
     throw std::invalid_argument("noclobber::postgres::update_under_row_lock: negative lock_timeout " +
-                                std::to_string(opt.lock_timeout.count()) + "ms");
+                                std::to_string(opt.lock_timeout.count()) + "ns");
   }
   if (std::string_view(select_for_update).find("FOR UPDATE") == std::string_view::npos &&
       std::string_view(select_for_update).find("for update") == std::string_view::npos) {
@@ -325,7 +337,8 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
   };
 
   exec_result begin = c.exec_simple(
-      "BEGIN; SET LOCAL lock_timeout = '" + std::to_string(opt.lock_timeout.count()) + "ms'", false);
+      "BEGIN; SET LOCAL lock_timeout = '" + std::to_string(detail::lock_timeout_ms(opt.lock_timeout)) + "ms'",
+      false);
   if (!begin.ok()) return fail(begin, true);
 
   exec_result sel = c.exec(select_for_update, {param{key}}, false);

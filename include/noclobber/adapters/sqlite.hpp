@@ -42,6 +42,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -49,6 +50,7 @@
 #include <utility>
 
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::sqlite {
@@ -75,7 +77,10 @@ namespace noclobber::sqlite {
 /// How to open the database.
 struct store_options {
   std::string table = "noclobber_kv";  ///< [A-Za-z_][A-Za-z0-9_]*; created if missing
-  std::chrono::milliseconds busy_timeout{5000};
+  /// How long a write waits for another connection's lock before SQLITE_BUSY. Any duration
+  /// converts without overflow; SQLite counts int milliseconds, so anything past about 24.8 days
+  /// (hours::max() included) waits that maximum.
+  saturating_ns busy_timeout = std::chrono::seconds(5);
   bool wal = true;                     ///< PRAGMA journal_mode = WAL
   std::string synchronous = "NORMAL";  ///< OFF, NORMAL, FULL or EXTRA
   bool create_if_missing = true;       ///< create the file and the tables
@@ -123,6 +128,12 @@ class stmt_use {
   sqlite3_stmt* s_;
 };
 
+/// A non-negative duration in whole milliseconds for sqlite3_busy_timeout, at most INT_MAX.
+[[nodiscard]] constexpr int clamp_ms(std::chrono::nanoseconds d) noexcept {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();  // divides: no overflow
+  return ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max() : static_cast<int>(ms);
+}
+
 }  // namespace detail
 
 class store {
@@ -147,7 +158,7 @@ class store {
     }
     if (options_.busy_timeout.count() < 0) {
       throw std::invalid_argument("noclobber::sqlite: busy_timeout = " +
-                                  std::to_string(options_.busy_timeout.count()) + " ms is negative");
+                                  std::to_string(options_.busy_timeout.count()) + " ns is negative");
     }
     sqlite3* raw = nullptr;
     const int flags =
@@ -159,7 +170,7 @@ class store {
                                "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
     }
     sqlite3_extended_result_codes(db_.get(), 1);
-    sqlite3_busy_timeout(db_.get(), static_cast<int>(options_.busy_timeout.count()));
+    sqlite3_busy_timeout(db_.get(), detail::clamp_ms(options_.busy_timeout));
     if (options_.wal) exec("PRAGMA journal_mode = WAL");
     exec("PRAGMA synchronous = " + options_.synchronous);
     const std::string& t = options_.table;

@@ -75,6 +75,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "noclobber/duration.hpp"
+
 namespace noclobber {
 
 namespace detail {
@@ -211,14 +213,16 @@ class keyed_async_mutex {
         initiate_lock{this}, token, key, std::optional<clock_type::time_point>(deadline));
   }
 
-  /// As async_lock_until(key, now + timeout, token). A negative timeout is rejected.
+  /// As async_lock_until(key, now + timeout, token). A negative timeout is rejected. Any duration
+  /// converts without overflow: hours::max() waits without a deadline (time_point::max()).
   template <class CompletionToken>
-  auto async_lock_for(const Key& key, clock_type::duration timeout, CompletionToken&& token) {
-    if (timeout < clock_type::duration::zero()) {
+  auto async_lock_for(const Key& key, saturating_ns timeout, CompletionToken&& token) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::keyed_async_mutex::async_lock_for: negative timeout (" +
-                                  std::to_string(timeout.count()) + " ticks)");
+                                  std::to_string(timeout.count()) + " ns)");
     }
-    return async_lock_until(key, clock_type::now() + timeout, std::forward<CompletionToken>(token));
+    return async_lock_until(key, saturating_deadline<clock_type>(clock_type::now(), timeout),
+                            std::forward<CompletionToken>(token));
   }
 
   /// Coroutine shorthand: `auto g = co_await m.lock(key);`. Takes a free key at once, without
