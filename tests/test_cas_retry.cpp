@@ -5,11 +5,14 @@
 #include <climits>
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "noclobber/cas_retry.hpp"
@@ -569,4 +572,58 @@ TEST_CASE("commit_rate through cas_retry: the attempt reports versions, the mete
   const auto d = c.on_outcome(write_status::conflict, {}, 0ns, rng);
   REQUIRE(d);
   CHECK(d.delay <= 15ms);  // 1.5 * 10 ms / 1^2, not full jitter's 20 ms
+}
+
+TEST_CASE("decided: an attempt settles the loop without a write; reason says so", "[cas_retry][decided]") {
+  // Before attempt_result, an attempt that had nothing to write returned `applied` to stop the
+  // loop, and the result said stop_reason::applied. Now the reason is decided.
+  virtual_retry_env env(1);
+  retry_policy p = exponential_policy();
+  auto budget = std::make_shared<retry_budget>(retry_budget::config{20, 5, 10, 1});
+  p.budget = budget;
+  int give_ups = 0;
+  p.on_give_up = [&](const noclobber::give_up_event&) { ++give_ups; };
+  int n = 0;
+  auto r = cas_retry(
+      p,
+      [&](const attempt_info&) -> noclobber::attempt_result<write_result<long>> {
+        if (++n == 1) return fail(write_status::conflict);
+        return noclobber::decided(write_status::conflict);  // e.g. a patch dropped on conflict
+      },
+      env);
+  static_assert(std::is_same_v<decltype(r), noclobber::retry_result<write_result<long>>>);
+  CHECK(r.reason == stop_reason::decided);
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.last);
+  CHECK(r.attempts == 2);
+  CHECK(r.last_status == write_status::conflict);
+  CHECK(r.last_error.empty());
+  CHECK(give_ups == 0);              // deciding is not giving up
+  CHECK(budget->available() == 20);  // the retry's tokens came back, as after a success
+  CHECK(env.sleeps() == std::vector<ns>{10ms});
+  CHECK(noclobber::to_string(stop_reason::decided) == "decided");
+
+  // An attempt_result that carries a store outcome behaves as the outcome itself.
+  auto applied = cas_retry(
+      p, [](const attempt_info&) -> noclobber::attempt_result<write_status> { return write_status::applied; },
+      env);
+  CHECK(applied.ok());
+  CHECK(*applied.last == write_status::applied);
+  static_assert(std::is_base_of_v<noclobber::retry_stats, noclobber::retry_result<write_status>>);
+}
+
+TEST_CASE("classify_attempt_exception: the policy's mapping and the words it is reported with",
+          "[cas_retry][exceptions]") {
+  retry_policy p;
+  auto boom = std::make_exception_ptr(std::runtime_error("connection reset"));
+  CHECK_FALSE(noclobber::detail::classify_attempt_exception(p, boom));  // no mapping: rethrow
+  p.classify_exception = [&boom](std::exception_ptr e) -> std::optional<write_status> {
+    if (e == boom) return write_status::transient;  // this one is worth a retry; others rethrow
+    return std::nullopt;
+  };
+  auto mapped = noclobber::detail::classify_attempt_exception(p, boom);
+  REQUIRE(mapped);
+  CHECK(mapped->first == write_status::transient);
+  CHECK(mapped->second == noclobber::store_error{"exception", "connection reset"});
+  CHECK_FALSE(noclobber::detail::classify_attempt_exception(p, std::make_exception_ptr(42)));
 }

@@ -811,81 +811,55 @@ class retry_budget {
 }  // namespace noclobber
 // ---- end noclobber/retry_budget.hpp
 
-// ---- begin noclobber/cas_retry.hpp -----------------------------------------
-// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+// ---- begin noclobber/retry_controller.hpp ----------------------------------
+// noclobber/retry_controller.hpp — the retry loop's decisions and statistics, without any I/O.
 //
 // Overview
 // --------
-// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
-// lose updates, but it can lose the race: the store answers `conflict` and the caller must
-// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+// cas_retry (cas_retry.hpp) and its coroutine form (asio/async_cas_retry.hpp) run attempts, read
+// the clock and sleep; everything they decide is decided here, once:
 //
-//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
-//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
-//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
-//     return store.write_if_match(key, cached.token, update(cached.value));
-//   });
-//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//   retry_policy      what shapes a loop: backoff, attempt limit, timeout, shared retry_budget,
+//                     stop token, hooks, exception classification. Plain data.
+//   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
+//                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
+//                     refunds budget tokens and calls the policy's hooks.
+//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status and
+//                     the store's last words. The controller is the one place they are counted;
+//                     every result type (retry_result, rmw_result, patch_result, ledger_result)
+//                     carries them as its base, filled by detail::take_stats.
 //
-// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
-// `write_result<Token>`, whose `.error` is then reported too). What happens next:
+//   retry_controller c(policy);
+//   if (c.cancelled_before_start()) ...                       // stopped: cancelled
+//   for (;;) {
+//     attempt_info info = c.next_attempt();
+//     write_status s = run(info);
+//     retry_decision d = c.on_outcome(s, error, elapsed, rng);
+//     if (!d) break;                                          // c.stats().reason says why
+//     sleep(d.delay); c.on_slept(actual);                     // cut short: c.on_interrupted(error)
+//   }
 //
-//   applied                          stop: stop_reason::applied (ok())
-//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
-//     transient_restart
-//   transient                        retry the same request after a backoff; reread = false
-//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
-//                                    the caller must resolve it (re-read) before anything else
-//   permanent                        stop: stop_reason::permanent
+// An attempt may also end the loop by deciding the operation without a further write (the
+// caller's function said keep or abort, a compare found another value, a patch was dropped):
+// `on_decided(last_status)` stops with stop_reason::decided. Like a success it refunds the
+// retry budget and calls no hook.
 //
-// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
-// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
-// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
-// retry wakes at once). Every result carries the reason, the attempt count, the time slept and
-// the last error.
-//
-// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
-// maps them to a write_status (then they are treated as that outcome, with last_error.code
-// "exception" and the exception's what() as message).
-//
-// The decision logic lives in `retry_controller`, an I/O-free class: feed it each outcome and it
-// answers "stop (reason)" or "retry after this delay (re-read or not)". `cas_retry` drives it with
-// a blocking sleep; an asynchronous driver can drive the same controller with a timer.
-//
-// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
-// from `env` (see the `retry_env` concept): `system_retry_env` (the default: steady_clock, a sleep
-// a stop_token interrupts, a per-thread engine) or `virtual_retry_env` (virtual time, recorded
-// sleeps, a seeded engine: exact, instant tests).
-//
-// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
-// std::function and draws no random number (a budget adds one atomic load). With a deadline the
-// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
-// for its contention_meter, which the attempt feeds through attempt_info::meter.
-//
-// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
-// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
-// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. A
-// retry_controller belongs to one operation and is not thread-safe. If a hook throws, the
+// Thread safety: a retry_policy may be shared by concurrent loops (it is only read; its
+// retry_budget is thread-safe). A retry_controller belongs to one loop and is not thread-safe.
+// The hooks (on_retry, on_give_up) run inside on_outcome / on_interrupted /
+// cancelled_before_start, on the driver's thread, under no noclobber lock. If a hook throws, the
 // exception propagates; the tokens taken for the retry it announced are returned first.
 
 #include <chrono>
-#include <concepts>
-#include <condition_variable>
-#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
-#include <string>
 #include <string_view>
-#include <thread>
-#include <type_traits>
 #include <utility>
-#include <vector>
 
 
 namespace noclobber {
@@ -910,6 +884,8 @@ enum class stop_reason : unsigned char {
   budget_exhausted,    // the shared retry_budget had too few tokens for another retry
   cancelled,           // the stop_token fired (before an attempt or during a backoff)
   indeterminate,       // the attempt said "outcome unknown": the caller must resolve it
+  decided,             // the attempt settled the operation without a (further) write: keep,
+                       // abort, a value that no longer matches, a dropped patch
 };
 
 [[nodiscard]] constexpr std::string_view to_string(stop_reason r) noexcept {
@@ -928,9 +904,26 @@ enum class stop_reason : unsigned char {
       return "cancelled";
     case stop_reason::indeterminate:
       return "indeterminate";
+    case stop_reason::decided:
+      return "decided";
   }
   return "unknown";
 }
+
+/// What a retry loop did. Counted by retry_controller only; the base of every result type.
+struct retry_stats {
+  /// Attempts made (each one a write, preceded by a read when one was needed).
+  unsigned attempts = 0;
+  /// Why the loop stopped.
+  stop_reason reason = stop_reason::permanent;
+  /// Total time slept in backoff.
+  std::chrono::nanoseconds slept{0};
+  /// Status of the last attempt (a failed read mapped with as_write_status; for `decided`, the
+  /// status the decision rests on); permanent when no attempt ran.
+  write_status last_status = write_status::permanent;
+  /// The store's words for the failure that stopped the loop; empty when applied or decided.
+  store_error last_error;
+};
 
 /// Passed to retry_policy::on_retry just before a backoff.
 struct retry_event {
@@ -942,7 +935,8 @@ struct retry_event {
   bool reread;                     // whether the next attempt must re-read
 };
 
-/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied.
+/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied or
+/// decided.
 struct give_up_event {
   stop_reason reason;
   unsigned attempts;
@@ -990,29 +984,25 @@ struct retry_decision {
   [[nodiscard]] static retry_decision stop(stop_reason r) noexcept { return {false, r, {}, false}; }
 };
 
-/// The retry loop's decision logic without any I/O, clock or sleep: the driver (cas_retry, or an
-/// asynchronous form using a timer) runs attempts, measures time and sleeps; the controller keeps
-/// the counters, draws the backoff, takes budget tokens and calls the policy's hooks.
+/// The retry loop's decision logic without any I/O, clock or sleep (see the overview).
 ///
 /// Driver protocol:
 ///   retry_controller c(policy);                  // validates the policy
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
 ///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
-///     write_status s = run the attempt(info);
-///     if s is applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///     run the attempt(info):
+///       applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///       decided: c.on_decided(last_status) -> stopped: decided
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
-///     if (!d) -> stopped: d.reason (c.attempts(), c.slept())
+///     if (!d) -> stopped: d.reason (c.stats())
 ///     sleep d.delay; if the sleep was cut short by the stop token:
 ///        c.on_slept(actual); d = c.on_interrupted(error) -> stopped: cancelled
 ///     else c.on_slept(actual)
 ///
-/// Hooks: on_retry runs inside on_outcome (after the budget tokens are taken, before the driver
-/// sleeps); on_give_up runs inside on_outcome / on_interrupted / cancelled_before_start for every
-/// stop other than applied. The policy must outlive the controller (it is held by reference).
-/// Not thread-safe: one controller per operation.
+/// The policy must outlive the controller (it is held by reference). Not thread-safe.
 class retry_controller {
  public:
   using duration = std::chrono::nanoseconds;
@@ -1031,7 +1021,7 @@ class retry_controller {
   }
 
   /// The attempt about to run.
-  [[nodiscard]] attempt_info next_attempt() const noexcept { return {attempts_ + 1, reread_}; }
+  [[nodiscard]] attempt_info next_attempt() const noexcept { return {stats_.attempts + 1, reread_}; }
 
   /// Feeds the outcome of the attempt that just ran. `error` is the store's words for a failure
   /// (only read on the failure path); `elapsed` the time since the loop started (only read when
@@ -1042,22 +1032,21 @@ class retry_controller {
       on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
-    ++attempts_;
-    last_status_ = s;
+    record(s);
     return on_failure(s, error, elapsed, rng);
   }
 
   /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
   /// themselves: counts the attempt and refunds the budget. The loop is over.
-  void on_applied() noexcept {
-    ++attempts_;
-    last_status_ = write_status::applied;
-    if (policy_->budget) policy_->budget->on_success(last_taken_);
-  }
+  void on_applied() noexcept { finish(write_status::applied, stop_reason::applied); }
+
+  /// The attempt settled the operation without a (further) write: counts it, refunds the budget
+  /// like a success, calls no hook. `last_status` is what the decision rests on. The loop is over.
+  void on_decided(write_status last_status) noexcept { finish(last_status, stop_reason::decided); }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
-    if (actual > duration::zero()) slept_ = saturating_add(slept_, actual);
+    if (actual > duration::zero()) stats_.slept = saturating_add(stats_.slept, actual);
   }
 
   /// The backoff was cut short by the stop token: the loop stops as cancelled. The tokens taken
@@ -1065,15 +1054,17 @@ class retry_controller {
   retry_decision on_interrupted(const store_error& last_error) {
     if (policy_->budget) policy_->budget->refund(last_taken_);
     last_taken_ = 0;
-    give_up(stop_reason::cancelled, last_error);
-    return retry_decision::stop(stop_reason::cancelled);
+    return give_up(stop_reason::cancelled, last_error);
   }
 
-  [[nodiscard]] unsigned attempts() const noexcept { return attempts_; }
-  [[nodiscard]] duration slept() const noexcept { return slept_; }
+  [[nodiscard]] unsigned attempts() const noexcept { return stats_.attempts; }
+  [[nodiscard]] duration slept() const noexcept { return stats_.slept; }
   [[nodiscard]] std::optional<write_status> last_status() const noexcept {
-    return attempts_ == 0 ? std::nullopt : std::optional<write_status>(last_status_);
+    return stats_.attempts == 0 ? std::nullopt : std::optional<write_status>(stats_.last_status);
   }
+  /// Everything counted so far; `reason` and `last_error` are final once the loop stopped.
+  [[nodiscard]] const retry_stats& stats() const& noexcept { return stats_; }
+  [[nodiscard]] retry_stats&& stats() && noexcept { return std::move(stats_); }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
   /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
@@ -1089,8 +1080,24 @@ class retry_controller {
     return empty;
   }
 
+  // The one place an attempt is counted (per-call statistics and hooks hang off here).
+  void record(write_status s) noexcept {
+    ++stats_.attempts;
+    stats_.last_status = s;
+  }
+
+  void finish(write_status last, stop_reason reason) noexcept {
+    record(last);
+    stats_.reason = reason;
+    if (policy_->budget) policy_->budget->on_success(last_taken_);
+  }
+
   retry_decision give_up(stop_reason r, const store_error& error) {
-    if (policy_->on_give_up) policy_->on_give_up(give_up_event{r, attempts_, slept_, last_status(), error});
+    stats_.reason = r;
+    stats_.last_error = error;
+    if (policy_->on_give_up) {
+      policy_->on_give_up(give_up_event{r, stats_.attempts, stats_.slept, last_status(), error});
+    }
     return retry_decision::stop(r);
   }
 
@@ -1098,10 +1105,10 @@ class retry_controller {
   retry_decision on_failure(write_status s, const store_error& error, duration elapsed, G& rng) {
     if (s == write_status::permanent) return give_up(stop_reason::permanent, error);
     if (s == write_status::indeterminate) return give_up(stop_reason::indeterminate, error);
-    if (attempts_ >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
+    if (stats_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
     if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
 
-    const duration delay = policy_->backoff.delay(attempts_, previous_delay_, meter_, rng);
+    const duration delay = policy_->backoff.delay(stats_.attempts, previous_delay_, meter_, rng);
     if (needs_clock()) {
       const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
@@ -1114,7 +1121,7 @@ class retry_controller {
     reread_ = needs_reread(s);
     if (policy_->on_retry) {
       try {
-        policy_->on_retry(retry_event{attempts_, s, error, delay, slept_, reread_});
+        policy_->on_retry(retry_event{stats_.attempts, s, error, delay, stats_.slept, reread_});
       } catch (...) {
         if (policy_->budget) policy_->budget->refund(last_taken_);
         last_taken_ = 0;
@@ -1125,28 +1132,70 @@ class retry_controller {
   }
 
   const retry_policy* policy_;
-  unsigned attempts_ = 0;
+  retry_stats stats_;
   unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
   bool reread_ = true;
-  write_status last_status_ = write_status::permanent;
-  duration slept_{0};
   duration previous_delay_{0};
   contention_meter meter_;
 };
 
-/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
-/// ran, or when the final attempt threw an exception that classify_exception mapped).
-template <class R>
-struct retry_result {
-  std::optional<R> last;
-  stop_reason reason = stop_reason::cancelled;
-  unsigned attempts = 0;
-  std::chrono::nanoseconds slept{0};  // total time spent in backoff sleeps
-  store_error last_error;             // empty when applied
+namespace detail {
 
-  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
-  explicit operator bool() const noexcept { return ok(); }
-};
+/// Moves a finished loop's statistics into a result that carries them (the one copy).
+inline void take_stats(retry_stats& to, retry_stats&& from) noexcept {
+  to.attempts = from.attempts;
+  to.reason = from.reason;
+  to.slept = from.slept;
+  to.last_status = from.last_status;
+  if (!from.last_error.empty()) to.last_error = std::move(from.last_error);  // usually empty: skip the move
+}
+
+}  // namespace detail
+
+}  // namespace noclobber
+// ---- end noclobber/retry_controller.hpp
+
+// ---- begin noclobber/retry_env.hpp -----------------------------------------
+// noclobber/retry_env.hpp — the clock, the sleep and the random engine of a retry loop.
+//
+// Overview
+// --------
+// cas_retry (cas_retry.hpp) does no I/O of its own but three things it takes from an
+// environment, so that tests can run it in virtual time:
+//
+//   now()                      a time_point of some clock (differences convert to nanoseconds)
+//   sleep_for(d, stop_token)   sleeps d; returns false if the stop token cut it short
+//   rng()                      a uniform_random_bit_generator, by reference
+//
+// `system_retry_env` is the real one (steady_clock, a sleep the stop token wakes at once, one
+// std::mt19937_64 per thread). `virtual_retry_env` has virtual time that moves only by its sleeps,
+// records every sleep and uses a seeded engine: exact, instant tests.
+//
+//   noclobber::virtual_retry_env env(42);
+//   auto r = noclobber::cas_retry(policy, attempt, env);
+//   // env.sleeps(): every backoff, in order; env.now(): the virtual time they add up to
+//
+// Durations saturate (duration.hpp): a sleep of nanoseconds::max() waits until the stop token
+// fires, and virtual time stops at time_point::max(), never wrapping to a negative value.
+//
+// Thread safety: system_retry_env is stateless apart from the per-thread engine; share it freely.
+// virtual_retry_env is not thread-safe (one loop, one thread). No noclobber lock is held while
+// either sleeps; virtual_retry_env::on_sleep runs on the sleeping thread.
+
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <stop_token>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+
+namespace noclobber {
 
 /// What cas_retry needs from its environment.
 ///   now()                      a time_point of some clock (differences convert to nanoseconds)
@@ -1231,6 +1280,121 @@ class virtual_retry_env {
   std::vector<std::chrono::nanoseconds> sleeps_;
 };
 
+}  // namespace noclobber
+// ---- end noclobber/retry_env.hpp
+
+// ---- begin noclobber/cas_retry.hpp -----------------------------------------
+// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+//
+// Overview
+// --------
+// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
+// lose updates, but it can lose the race: the store answers `conflict` and the caller must
+// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+//
+//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
+//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
+//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
+//     return store.write_if_match(key, cached.token, update(cached.value));
+//   });
+//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//
+// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
+// `write_result<Token>`, whose `.error` is then reported too), or an `attempt_result<R>` of one of
+// those, which may also say `noclobber::decided()`. What happens next:
+//
+//   applied                          stop: stop_reason::applied (ok())
+//   decided()                        stop: stop_reason::decided — the attempt settled the
+//                                    operation without a (further) write (nothing to do, the
+//                                    caller's function said keep or abort); `last` is empty
+//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
+//     transient_restart
+//   transient                        retry the same request after a backoff; reread = false
+//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
+//                                    the caller must resolve it (re-read) before anything else
+//   permanent                        stop: stop_reason::permanent
+//
+// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
+// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
+// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
+// retry wakes at once). Every result carries retry_stats: the reason, the attempt count, the time
+// slept, the last status and the last error.
+//
+// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
+// maps them to a write_status (then they are treated as that outcome, with last_error.code
+// "exception" and the exception's what() as message).
+//
+// The decisions live in `retry_controller` (retry_controller.hpp), an I/O-free class; the
+// bookkeeping around it (classifying an exception, a decided attempt, filling the result) in
+// detail::retry_loop, which cas_retry and asio/async_cas_retry.hpp share. cas_retry drives them
+// with a blocking sleep, async_cas_retry with a timer.
+//
+// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
+// from `env` (retry_env.hpp): `system_retry_env` (the default) or `virtual_retry_env` (virtual
+// time, recorded sleeps, a seeded engine: exact, instant tests).
+//
+// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
+// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
+// for its contention_meter, which the attempt feeds through attempt_info::meter.
+//
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
+// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. If a
+// hook throws, the exception propagates; the tokens taken for the retry it announced are
+// returned first.
+
+#include <chrono>
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// The attempt's "done, stop" (see the overview). `last_status` is the status the decision rests
+/// on, reported as retry_stats::last_status (applied: the reads it made succeeded).
+struct decided_t {
+  write_status last_status = write_status::applied;
+};
+[[nodiscard]] constexpr decided_t decided(write_status last_status = write_status::applied) noexcept {
+  return decided_t{last_status};
+}
+
+/// What an attempt may return when it can also decide: a store outcome R (write_status, or a
+/// type with a `.status` member), or decided().
+template <class R>
+class attempt_result {
+ public:
+  using outcome_type = R;
+
+  attempt_result(R outcome) : outcome_(std::move(outcome)) {}               // NOLINT: implicit
+  attempt_result(decided_t d) noexcept : decided_status_(d.last_status) {}  // NOLINT: implicit
+
+  [[nodiscard]] bool is_decided() const noexcept { return !outcome_.has_value(); }
+  [[nodiscard]] write_status decided_status() const noexcept { return decided_status_; }
+  /// The store outcome; only when !is_decided().
+  [[nodiscard]] R& outcome() & { return *outcome_; }
+  [[nodiscard]] R&& outcome() && { return std::move(*outcome_); }
+
+ private:
+  std::optional<R> outcome_;
+  write_status decided_status_ = write_status::applied;
+};
+
+/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
+/// ran, when it decided, or when it threw an exception that classify_exception mapped).
+template <class R>
+struct retry_result : retry_stats {
+  std::optional<R> last;
+
+  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
+  explicit operator bool() const noexcept { return ok(); }
+};
+
 namespace detail {
 
 template <class A>
@@ -1247,9 +1411,24 @@ decltype(auto) run_attempt(A& attempt, const attempt_info& info) {
   }
 }
 
+/// What the attempt returns, as written.
 template <class A>
 using attempt_result_t =
     std::remove_cvref_t<decltype(run_attempt(std::declval<A&>(), std::declval<const attempt_info&>()))>;
+
+template <class T>
+struct unwrap_attempt_result {
+  using type = T;
+  static constexpr bool can_decide = false;
+};
+template <class R>
+struct unwrap_attempt_result<attempt_result<R>> {
+  using type = R;
+  static constexpr bool can_decide = true;
+};
+/// The store outcome an attempt result carries (R for attempt_result<R>).
+template <class T>
+using outcome_of_t = typename unwrap_attempt_result<T>::type;
 
 // Lets optional<R>::emplace construct the attempt's result in place (guaranteed elision through
 // a conversion function) instead of moving it from a temporary.
@@ -1290,35 +1469,147 @@ const store_error& error_of(const R& r) noexcept {
   }
 }
 
-inline store_error describe_exception(const std::exception_ptr& e) {
+/// The one place an attempt's exception is classified: the policy's mapping and the store_error
+/// it is reported with ("exception", what()). nullopt: not classified, the caller rethrows.
+inline std::optional<std::pair<write_status, store_error>> classify_attempt_exception(
+    const retry_policy& policy, const std::exception_ptr& e) {
+  if (!policy.classify_exception) return std::nullopt;
+  const std::optional<write_status> mapped = policy.classify_exception(e);
+  if (!mapped) return std::nullopt;
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
-    return {"exception", ex.what()};
+    return std::pair<write_status, store_error>{*mapped, {"exception", ex.what()}};
   } catch (...) {
-    return {"exception", "unknown exception"};
+    return std::pair<write_status, store_error>{*mapped, {"exception", "unknown exception"}};
   }
 }
 
+/// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
+/// (a store outcome, decided, or a classified exception), its error, and the result `out` (the
+/// driver's own, so that it is returned without a copy). The driver runs the attempt, keeps time
+/// and sleeps. Not thread-safe (one per loop).
+template <class R>
+class retry_loop {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  retry_loop(const retry_policy& policy, retry_result<R>& out) : ctl_(policy), out_(out) {}
+
+  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
+
+  /// True when the stop token fired before the first attempt: the result is final (cancelled).
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!ctl_.cancelled_before_start()) return false;
+    take_stats(out_, std::move(ctl_).stats());
+    return true;
+  }
+
+  /// Runs the attempt through `make` (converts to R, or to attempt_result<R>) and records what it
+  /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
+  template <class Make>
+  void run(Make&& make) {
+    thrown_.reset();
+    if constexpr (std::is_convertible_v<Make, R>) {
+      out_.last.emplace(std::forward<Make>(make));
+      status_ = status_of(*out_.last);
+      decided_ = false;
+    } else {
+      accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
+    }
+  }
+
+  /// Records an attempt's result that is already built (the coroutine form).
+  void accept(R&& r) {
+    thrown_.reset();
+    out_.last.emplace(std::move(r));
+    status_ = status_of(*out_.last);
+    decided_ = false;
+  }
+  void accept(attempt_result<R>&& a) {
+    thrown_.reset();
+    decided_ = a.is_decided();
+    if (decided_) {
+      out_.last.reset();
+      status_ = a.decided_status();
+    } else {
+      out_.last.emplace(std::move(a).outcome());
+      status_ = status_of(*out_.last);
+    }
+  }
+
+  /// The attempt threw `e`: classified, it is an outcome like any other; otherwise rethrown.
+  void on_exception(const std::exception_ptr& e) {
+    auto classified = classify_attempt_exception(ctl_.policy(), e);
+    if (!classified) std::rethrow_exception(e);
+    out_.last.reset();
+    decided_ = false;
+    status_ = classified->first;
+    thrown_.emplace(std::move(classified->second));
+  }
+
+  /// Applied or decided: the loop is over (the result is final). The fast path: no clock, no hook.
+  [[nodiscard]] bool settled() noexcept {
+    if (status_ == write_status::applied && !decided_) [[likely]] {
+      ctl_.on_applied();
+    } else if (decided_) {
+      ctl_.on_decided(status_);
+    } else {
+      return false;
+    }
+    take_stats(out_, std::move(ctl_).stats());
+    return true;
+  }
+
+  /// The store's words for the attempt's failure.
+  [[nodiscard]] const store_error& error() const noexcept {
+    return thrown_ ? *thrown_ : (out_.last ? error_of(*out_.last) : empty_error());
+  }
+
+  /// Feeds the failed attempt to the controller. Stop: the result is final.
+  template <class G>
+  [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
+    retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
+    if (!d) take_stats(out_, std::move(ctl_).stats());
+    return d;
+  }
+
+  void on_slept(duration actual) noexcept { ctl_.on_slept(actual); }
+
+  /// The backoff was cut short by cancellation: the loop stops (cancelled); the result is final.
+  void interrupted() {
+    (void)ctl_.on_interrupted(error());
+    take_stats(out_, std::move(ctl_).stats());
+  }
+
+ private:
+  retry_controller ctl_;
+  retry_result<R>& out_;
+  write_status status_ = write_status::permanent;
+  bool decided_ = false;
+  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+};
+
+template <class A>
+concept retry_attempt = (attempt_with_info<A> ||
+                         attempt_without_info<A>)&&write_outcome<outcome_of_t<attempt_result_t<A>>>;
+
 }  // namespace detail
 
-/// Runs `attempt` until it reports applied or the policy says stop; see the overview. `env`
-/// supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
+/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
+/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
 /// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
 template <class Attempt, retry_env Env>
-requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
-    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
-        const retry_policy& policy, Attempt&& attempt, Env& env)
-        -> retry_result<detail::attempt_result_t<std::remove_reference_t<Attempt>>> {
-  using R = detail::attempt_result_t<std::remove_reference_t<Attempt>>;
+requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
+    -> retry_result<detail::outcome_of_t<detail::attempt_result_t<std::remove_reference_t<Attempt>>>> {
+  using A = std::remove_reference_t<Attempt>;
+  using R = detail::outcome_of_t<detail::attempt_result_t<A>>;
   using duration = std::chrono::nanoseconds;
-  retry_controller ctl(policy);
   retry_result<R> out;
-  if (ctl.cancelled_before_start()) {
-    out.reason = stop_reason::cancelled;
-    return out;
-  }
+  detail::retry_loop<R> loop(policy, out);
+  if (loop.cancelled_before_start()) return out;
+  retry_controller& ctl = loop.controller();
   using time_point = decltype(env.now());
   const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
   const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
@@ -1327,29 +1618,13 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
     attempt_info info = ctl.next_attempt();
     info.meter = &ctl.meter();
     const time_point attempt_start = timed_attempts ? env.now() : time_point{};
-    write_status status;
-    std::optional<store_error> thrown;  // engaged only when a classified exception replaced the result
     try {
-      out.last.emplace(detail::emplace_attempt<std::remove_reference_t<Attempt>, R>{attempt, info});
-      status = detail::status_of(*out.last);
+      loop.run(detail::emplace_attempt<A, detail::attempt_result_t<A>>{attempt, info});
     } catch (...) {
-      if (!policy.classify_exception) throw;
-      std::exception_ptr e = std::current_exception();
-      std::optional<write_status> mapped = policy.classify_exception(e);
-      if (!mapped) std::rethrow_exception(e);
-      out.last.reset();
-      status = *mapped;
-      thrown = detail::describe_exception(e);
+      loop.on_exception(std::current_exception());
     }
-    if (status == write_status::applied) [[likely]] {  // fast path: no clock, no rng, no hook
-      ctl.on_applied();
-      out.reason = stop_reason::applied;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      return out;
-    }
-    const store_error& error =
-        thrown ? *thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
+    if (loop.settled()) [[likely]]
+      return out;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -1357,23 +1632,13 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
       const duration began = std::chrono::duration_cast<duration>(attempt_start - start);
       ctl.meter().on_refused(began + (elapsed - began) / 2, elapsed);
     }
-    retry_decision d = ctl.on_outcome(status, error, elapsed, env.rng());
-    if (!d) {
-      out.reason = d.reason;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
-      return out;
-    }
+    const retry_decision d = loop.decide(elapsed, env.rng());
+    if (!d) return out;
     const time_point before = env.now();
     const bool woke_normally = env.sleep_for(d.delay, policy.stop);
-    ctl.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
+    loop.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
     if (!woke_normally) {
-      d = ctl.on_interrupted(error);
-      out.reason = stop_reason::cancelled;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
+      loop.interrupted();
       return out;
     }
   }
@@ -1381,10 +1646,8 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
 
 /// cas_retry in real time (system_retry_env).
 template <class Attempt>
-requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
-    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
-        const retry_policy& policy, Attempt&& attempt) {
+requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
   system_retry_env env;
   return cas_retry(policy, std::forward<Attempt>(attempt), env);
 }
@@ -2482,7 +2745,7 @@ class idempotency_ledger {
 //
 // libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
 // wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard):
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
 //
 //   noclobber::annotated_mutex mu;
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
@@ -2563,6 +2826,28 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 
  private:
   annotated_mutex& mutex_;
+};
+
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
 };
 
 }  // namespace noclobber

@@ -48,6 +48,7 @@
 
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
+#include "noclobber/thread_annotations.hpp"
 
 namespace noclobber::redis {
 
@@ -404,25 +405,31 @@ class store_pool {
   };
 
   [[nodiscard]] lease acquire() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return !free_.empty(); });
-    std::unique_ptr<store> s = std::move(free_.back());
-    free_.pop_back();
+    std::unique_ptr<store> s;
+    {
+      annotated_lock lock(mu_);
+      // cv waits on the native mutex, which `lock` holds (adopted; released again before `lock` ends).
+      std::unique_lock<std::mutex> native(mu_.native(), std::adopt_lock);
+      while (free_.empty()) cv_.wait(native);
+      (void)native.release();
+      s = std::move(free_.back());
+      free_.pop_back();
+    }
     return lease(*this, std::move(s));
   }
 
  private:
   void give_back(std::unique_ptr<store> s) {
     {
-      std::lock_guard lock(mu_);
+      annotated_lock lock(mu_);
       free_.push_back(std::move(s));
     }
     cv_.notify_one();
   }
 
-  std::mutex mu_;
+  annotated_mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<store>> free_;  // guarded by mu_
+  std::vector<std::unique_ptr<store>> free_ NOCLOBBER_GUARDED_BY(mu_);
 };
 
 }  // namespace noclobber::redis
