@@ -204,22 +204,25 @@ inline std::optional<std::pair<write_status, store_error>> classify_attempt_exce
 }
 
 /// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
-/// (a store outcome, decided, or a classified exception), its error, and the result `out` (the
-/// driver's own, so that it is returned without a copy). The driver runs the attempt, keeps time
-/// and sleeps. Not thread-safe (one per loop).
+/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
+/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
+/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
+/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// thread-safe (one per loop).
 template <class R>
 class retry_loop {
  public:
   using duration = std::chrono::nanoseconds;
 
-  retry_loop(const retry_policy& policy, retry_result<R>& out) : ctl_(policy), out_(out) {}
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), last_(last) {}
 
   [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
 
-  /// True when the stop token fired before the first attempt: the result is final (cancelled).
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
   [[nodiscard]] bool cancelled_before_start() {
     if (!ctl_.cancelled_before_start()) return false;
-    take_stats(out_, std::move(ctl_).stats());
+    stop();
     return true;
   }
 
@@ -227,10 +230,10 @@ class retry_loop {
   /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
   template <class Make>
   void run(Make&& make) {
-    thrown_.reset();
     if constexpr (std::is_convertible_v<Make, R>) {
-      out_.last.emplace(std::forward<Make>(make));
-      status_ = status_of(*out_.last);
+      thrown_.reset();
+      last_.emplace(std::forward<Make>(make));
+      status_ = status_of(*last_);
       decided_ = false;
     } else {
       accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
@@ -240,19 +243,19 @@ class retry_loop {
   /// Records an attempt's result that is already built (the coroutine form).
   void accept(R&& r) {
     thrown_.reset();
-    out_.last.emplace(std::move(r));
-    status_ = status_of(*out_.last);
+    last_.emplace(std::move(r));
+    status_ = status_of(*last_);
     decided_ = false;
   }
   void accept(attempt_result<R>&& a) {
     thrown_.reset();
     decided_ = a.is_decided();
     if (decided_) {
-      out_.last.reset();
+      last_.reset();
       status_ = a.decided_status();
     } else {
-      out_.last.emplace(std::move(a).outcome());
-      status_ = status_of(*out_.last);
+      last_.emplace(std::move(a).outcome());
+      status_ = status_of(*last_);
     }
   }
 
@@ -260,13 +263,13 @@ class retry_loop {
   void on_exception(const std::exception_ptr& e) {
     auto classified = classify_attempt_exception(ctl_.policy(), e);
     if (!classified) std::rethrow_exception(e);
-    out_.last.reset();
+    last_.reset();
     decided_ = false;
     status_ = classified->first;
     thrown_.emplace(std::move(classified->second));
   }
 
-  /// Applied or decided: the loop is over (the result is final). The fast path: no clock, no hook.
+  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
   [[nodiscard]] bool settled() noexcept {
     if (status_ == write_status::applied && !decided_) [[likely]] {
       ctl_.on_applied();
@@ -275,58 +278,61 @@ class retry_loop {
     } else {
       return false;
     }
-    take_stats(out_, std::move(ctl_).stats());
+    static_cast<retry_counts&>(out_) = ctl_.counts();
     return true;
   }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
-    return thrown_ ? *thrown_ : (out_.last ? error_of(*out_.last) : empty_error());
+    return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
   }
 
-  /// Feeds the failed attempt to the controller. Stop: the result is final.
+  /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
     retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
-    if (!d) take_stats(out_, std::move(ctl_).stats());
+    if (!d) stop();
     return d;
   }
 
   void on_slept(duration actual) noexcept { ctl_.on_slept(actual); }
 
-  /// The backoff was cut short by cancellation: the loop stops (cancelled); the result is final.
+  /// The backoff was cut short by cancellation: the loop stops (cancelled); `out` is final.
   void interrupted() {
     (void)ctl_.on_interrupted(error());
-    take_stats(out_, std::move(ctl_).stats());
+    stop();
   }
 
  private:
+  void stop() {
+    static_cast<retry_counts&>(out_) = ctl_.counts();
+    out_.last_error = error();
+  }
+
   retry_controller ctl_;
-  retry_result<R>& out_;
+  retry_stats& out_;
+  std::optional<R>& last_;
   write_status status_ = write_status::permanent;
   bool decided_ = false;
   std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
 };
 
+// clang-format off
 template <class A>
-concept retry_attempt = (attempt_with_info<A> ||
-                         attempt_without_info<A>)&&write_outcome<outcome_of_t<attempt_result_t<A>>>;
+concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
+                        write_outcome<outcome_of_t<attempt_result_t<A>>>;
+// clang-format on
 
-}  // namespace detail
+template <class A>
+using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
 
-/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
-/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
-/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
-template <class Attempt, retry_env Env>
-requires detail::retry_attempt<std::remove_reference_t<Attempt>>
-auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
-    -> retry_result<detail::outcome_of_t<detail::attempt_result_t<std::remove_reference_t<Attempt>>>> {
-  using A = std::remove_reference_t<Attempt>;
-  using R = detail::outcome_of_t<detail::attempt_result_t<A>>;
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
   using duration = std::chrono::nanoseconds;
-  retry_result<R> out;
-  detail::retry_loop<R> loop(policy, out);
-  if (loop.cancelled_before_start()) return out;
+  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
+  if (loop.cancelled_before_start()) return;
   retry_controller& ctl = loop.controller();
   using time_point = decltype(env.now());
   const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
@@ -337,12 +343,12 @@ auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
     info.meter = &ctl.meter();
     const time_point attempt_start = timed_attempts ? env.now() : time_point{};
     try {
-      loop.run(detail::emplace_attempt<A, detail::attempt_result_t<A>>{attempt, info});
+      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
     } catch (...) {
       loop.on_exception(std::current_exception());
     }
     if (loop.settled()) [[likely]]
-      return out;  // applied or decided
+      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -351,15 +357,29 @@ auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
       ctl.meter().on_refused(began + (elapsed - began) / 2, elapsed);
     }
     const retry_decision d = loop.decide(elapsed, env.rng());
-    if (!d) return out;
+    if (!d) return;
     const time_point before = env.now();
     const bool woke_normally = env.sleep_for(d.delay, policy.stop);
     loop.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
     if (!woke_normally) {
       loop.interrupted();
-      return out;
+      return;
     }
   }
+}
+
+}  // namespace detail
+
+/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
+/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
+/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+template <class Attempt, retry_env Env>
+requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
+    -> retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> {
+  retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> out;
+  detail::run_cas_retry(policy, attempt, env, out, out.last);
+  return out;
 }
 
 /// cas_retry in real time (system_retry_env).

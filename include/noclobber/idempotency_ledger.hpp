@@ -185,13 +185,13 @@ enum class ledger_outcome : unsigned char {
   return "unknown";
 }
 
-struct ledger_result {
+/// The outcome of a ledger call. Its retry_stats base is the last ledger write's loop (reason
+/// decided for already_completed, in_progress and lost_claim: the entry said so).
+struct ledger_result : retry_stats {
   ledger_outcome outcome = ledger_outcome::gave_up;
   std::string result;                 // ran / already_completed: the result; failed: the error
   std::optional<ledger_entry> entry;  // the entry as last seen or written
   bool indeterminate = false;
-  stop_reason reason = stop_reason::applied;
-  store_error last_error;
 
   /// ran or already_completed: the operation's effect is in place.
   [[nodiscard]] bool ok() const noexcept {
@@ -294,6 +294,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = c.entry;
       return {std::move(c), std::move(out)};
@@ -346,6 +347,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = next;
       out.outcome = state == ledger_state::completed ? ledger_outcome::ran : ledger_outcome::failed;
@@ -359,12 +361,11 @@ class idempotency_ledger {
     return out;
   }
 
+  // The statistics are in `out` already.
   template <class R>
   static void fill_failure(ledger_result& out, const R& r) {
     out.outcome = ledger_outcome::gave_up;
     out.indeterminate = r.indeterminate;
-    out.reason = r.reason;
-    out.last_error = r.last_error;
     if (r.outcome == rmw_outcome::aborted) out.last_error = {"corrupt", r.abort_reason};
   }
 

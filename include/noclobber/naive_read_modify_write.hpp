@@ -59,7 +59,7 @@ template <class Store, class Fn>
   if (!u.is_write()) {
     out.outcome = u.is_keep() ? rmw_outcome::unchanged : rmw_outcome::aborted;
     out.abort_reason = u.reason();
-    out.reason = stop_reason::applied;
+    out.reason = stop_reason::decided;
     out.last_status = write_status::applied;
     if (read.found()) out.token = std::move(read.token);
     out.value = std::move(current);

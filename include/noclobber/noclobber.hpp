@@ -27,6 +27,8 @@
 #include "noclobber/race_harness.hpp"
 #include "noclobber/read_modify_write.hpp"
 #include "noclobber/retry_budget.hpp"
+#include "noclobber/retry_controller.hpp"
+#include "noclobber/retry_env.hpp"
 #include "noclobber/thread_annotations.hpp"
 #include "noclobber/version.hpp"
 #include "noclobber/write_if_unchanged.hpp"

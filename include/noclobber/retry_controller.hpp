@@ -10,10 +10,11 @@
 //   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
 //                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
 //                     refunds budget tokens and calls the policy's hooks.
-//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status and
-//                     the store's last words. The controller is the one place they are counted;
-//                     every result type (retry_result, rmw_result, patch_result, ledger_result)
-//                     carries them as its base, filled by detail::take_stats.
+//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
+//                     (retry_counts: the controller is the one place they are counted) and the
+//                     store's last words. Every result type (retry_result, rmw_result,
+//                     patch_result, ledger_result) carries them as its base; the loop that
+//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
 //   retry_controller c(policy);
 //   if (c.cancelled_before_start()) ...                       // stopped: cancelled
@@ -21,7 +22,7 @@
 //     attempt_info info = c.next_attempt();
 //     write_status s = run(info);
 //     retry_decision d = c.on_outcome(s, error, elapsed, rng);
-//     if (!d) break;                                          // c.stats().reason says why
+//     if (!d) break;                                          // c.counts().reason says why
 //     sleep(d.delay); c.on_slept(actual);                     // cut short: c.on_interrupted(error)
 //   }
 //
@@ -101,8 +102,9 @@ enum class stop_reason : unsigned char {
   return "unknown";
 }
 
-/// What a retry loop did. Counted by retry_controller only; the base of every result type.
-struct retry_stats {
+/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
+/// belong here, counted in retry_controller::record).
+struct retry_counts {
   /// Attempts made (each one a write, preceded by a read when one was needed).
   unsigned attempts = 0;
   /// Why the loop stopped.
@@ -112,7 +114,11 @@ struct retry_stats {
   /// Status of the last attempt (a failed read mapped with as_write_status; for `decided`, the
   /// status the decision rests on); permanent when no attempt ran.
   write_status last_status = write_status::permanent;
-  /// The store's words for the failure that stopped the loop; empty when applied or decided.
+};
+
+/// What a retry loop did: its counters and the store's words for the failure that stopped it
+/// (empty when applied or decided). The base of every result type.
+struct retry_stats : retry_counts {
   store_error last_error;
 };
 
@@ -188,7 +194,7 @@ struct retry_decision {
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
-///     if (!d) -> stopped: d.reason (c.stats())
+///     if (!d) -> stopped: d.reason (c.counts())
 ///     sleep d.delay; if the sleep was cut short by the stop token:
 ///        c.on_slept(actual); d = c.on_interrupted(error) -> stopped: cancelled
 ///     else c.on_slept(actual)
@@ -212,7 +218,7 @@ class retry_controller {
   }
 
   /// The attempt about to run.
-  [[nodiscard]] attempt_info next_attempt() const noexcept { return {stats_.attempts + 1, reread_}; }
+  [[nodiscard]] attempt_info next_attempt() const noexcept { return {counts_.attempts + 1, reread_}; }
 
   /// Feeds the outcome of the attempt that just ran. `error` is the store's words for a failure
   /// (only read on the failure path); `elapsed` the time since the loop started (only read when
@@ -237,7 +243,7 @@ class retry_controller {
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
-    if (actual > duration::zero()) stats_.slept = saturating_add(stats_.slept, actual);
+    if (actual > duration::zero()) counts_.slept = saturating_add(counts_.slept, actual);
   }
 
   /// The backoff was cut short by the stop token: the loop stops as cancelled. The tokens taken
@@ -248,14 +254,13 @@ class retry_controller {
     return give_up(stop_reason::cancelled, last_error);
   }
 
-  [[nodiscard]] unsigned attempts() const noexcept { return stats_.attempts; }
-  [[nodiscard]] duration slept() const noexcept { return stats_.slept; }
+  [[nodiscard]] unsigned attempts() const noexcept { return counts_.attempts; }
+  [[nodiscard]] duration slept() const noexcept { return counts_.slept; }
   [[nodiscard]] std::optional<write_status> last_status() const noexcept {
-    return stats_.attempts == 0 ? std::nullopt : std::optional<write_status>(stats_.last_status);
+    return counts_.attempts == 0 ? std::nullopt : std::optional<write_status>(counts_.last_status);
   }
-  /// Everything counted so far; `reason` and `last_error` are final once the loop stopped.
-  [[nodiscard]] const retry_stats& stats() const& noexcept { return stats_; }
-  [[nodiscard]] retry_stats&& stats() && noexcept { return std::move(stats_); }
+  /// Everything counted so far; `reason` is final once the loop stopped.
+  [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
   /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
@@ -273,21 +278,20 @@ class retry_controller {
 
   // The one place an attempt is counted (per-call statistics and hooks hang off here).
   void record(write_status s) noexcept {
-    ++stats_.attempts;
-    stats_.last_status = s;
+    ++counts_.attempts;
+    counts_.last_status = s;
   }
 
   void finish(write_status last, stop_reason reason) noexcept {
     record(last);
-    stats_.reason = reason;
+    counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
-    stats_.reason = r;
-    stats_.last_error = error;
+    counts_.reason = r;
     if (policy_->on_give_up) {
-      policy_->on_give_up(give_up_event{r, stats_.attempts, stats_.slept, last_status(), error});
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
     }
     return retry_decision::stop(r);
   }
@@ -296,10 +300,10 @@ class retry_controller {
   retry_decision on_failure(write_status s, const store_error& error, duration elapsed, G& rng) {
     if (s == write_status::permanent) return give_up(stop_reason::permanent, error);
     if (s == write_status::indeterminate) return give_up(stop_reason::indeterminate, error);
-    if (stats_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
+    if (counts_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
     if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
 
-    const duration delay = policy_->backoff.delay(stats_.attempts, previous_delay_, meter_, rng);
+    const duration delay = policy_->backoff.delay(counts_.attempts, previous_delay_, meter_, rng);
     if (needs_clock()) {
       const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
@@ -312,7 +316,7 @@ class retry_controller {
     reread_ = needs_reread(s);
     if (policy_->on_retry) {
       try {
-        policy_->on_retry(retry_event{stats_.attempts, s, error, delay, stats_.slept, reread_});
+        policy_->on_retry(retry_event{counts_.attempts, s, error, delay, counts_.slept, reread_});
       } catch (...) {
         if (policy_->budget) policy_->budget->refund(last_taken_);
         last_taken_ = 0;
@@ -323,24 +327,11 @@ class retry_controller {
   }
 
   const retry_policy* policy_;
-  retry_stats stats_;
+  retry_counts counts_;
   unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
   bool reread_ = true;
   duration previous_delay_{0};
   contention_meter meter_;
 };
-
-namespace detail {
-
-/// Moves a finished loop's statistics into a result that carries them (the one copy).
-inline void take_stats(retry_stats& to, retry_stats&& from) noexcept {
-  to.attempts = from.attempts;
-  to.reason = from.reason;
-  to.slept = from.slept;
-  to.last_status = from.last_status;
-  if (!from.last_error.empty()) to.last_error = std::move(from.last_error);  // usually empty: skip the move
-}
-
-}  // namespace detail
 
 }  // namespace noclobber

@@ -824,10 +824,11 @@ class retry_budget {
 //   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
 //                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
 //                     refunds budget tokens and calls the policy's hooks.
-//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status and
-//                     the store's last words. The controller is the one place they are counted;
-//                     every result type (retry_result, rmw_result, patch_result, ledger_result)
-//                     carries them as its base, filled by detail::take_stats.
+//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
+//                     (retry_counts: the controller is the one place they are counted) and the
+//                     store's last words. Every result type (retry_result, rmw_result,
+//                     patch_result, ledger_result) carries them as its base; the loop that
+//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
 //   retry_controller c(policy);
 //   if (c.cancelled_before_start()) ...                       // stopped: cancelled
@@ -835,7 +836,7 @@ class retry_budget {
 //     attempt_info info = c.next_attempt();
 //     write_status s = run(info);
 //     retry_decision d = c.on_outcome(s, error, elapsed, rng);
-//     if (!d) break;                                          // c.stats().reason says why
+//     if (!d) break;                                          // c.counts().reason says why
 //     sleep(d.delay); c.on_slept(actual);                     // cut short: c.on_interrupted(error)
 //   }
 //
@@ -910,8 +911,9 @@ enum class stop_reason : unsigned char {
   return "unknown";
 }
 
-/// What a retry loop did. Counted by retry_controller only; the base of every result type.
-struct retry_stats {
+/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
+/// belong here, counted in retry_controller::record).
+struct retry_counts {
   /// Attempts made (each one a write, preceded by a read when one was needed).
   unsigned attempts = 0;
   /// Why the loop stopped.
@@ -921,7 +923,11 @@ struct retry_stats {
   /// Status of the last attempt (a failed read mapped with as_write_status; for `decided`, the
   /// status the decision rests on); permanent when no attempt ran.
   write_status last_status = write_status::permanent;
-  /// The store's words for the failure that stopped the loop; empty when applied or decided.
+};
+
+/// What a retry loop did: its counters and the store's words for the failure that stopped it
+/// (empty when applied or decided). The base of every result type.
+struct retry_stats : retry_counts {
   store_error last_error;
 };
 
@@ -997,7 +1003,7 @@ struct retry_decision {
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
-///     if (!d) -> stopped: d.reason (c.stats())
+///     if (!d) -> stopped: d.reason (c.counts())
 ///     sleep d.delay; if the sleep was cut short by the stop token:
 ///        c.on_slept(actual); d = c.on_interrupted(error) -> stopped: cancelled
 ///     else c.on_slept(actual)
@@ -1021,7 +1027,7 @@ class retry_controller {
   }
 
   /// The attempt about to run.
-  [[nodiscard]] attempt_info next_attempt() const noexcept { return {stats_.attempts + 1, reread_}; }
+  [[nodiscard]] attempt_info next_attempt() const noexcept { return {counts_.attempts + 1, reread_}; }
 
   /// Feeds the outcome of the attempt that just ran. `error` is the store's words for a failure
   /// (only read on the failure path); `elapsed` the time since the loop started (only read when
@@ -1046,7 +1052,7 @@ class retry_controller {
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
-    if (actual > duration::zero()) stats_.slept = saturating_add(stats_.slept, actual);
+    if (actual > duration::zero()) counts_.slept = saturating_add(counts_.slept, actual);
   }
 
   /// The backoff was cut short by the stop token: the loop stops as cancelled. The tokens taken
@@ -1057,14 +1063,13 @@ class retry_controller {
     return give_up(stop_reason::cancelled, last_error);
   }
 
-  [[nodiscard]] unsigned attempts() const noexcept { return stats_.attempts; }
-  [[nodiscard]] duration slept() const noexcept { return stats_.slept; }
+  [[nodiscard]] unsigned attempts() const noexcept { return counts_.attempts; }
+  [[nodiscard]] duration slept() const noexcept { return counts_.slept; }
   [[nodiscard]] std::optional<write_status> last_status() const noexcept {
-    return stats_.attempts == 0 ? std::nullopt : std::optional<write_status>(stats_.last_status);
+    return counts_.attempts == 0 ? std::nullopt : std::optional<write_status>(counts_.last_status);
   }
-  /// Everything counted so far; `reason` and `last_error` are final once the loop stopped.
-  [[nodiscard]] const retry_stats& stats() const& noexcept { return stats_; }
-  [[nodiscard]] retry_stats&& stats() && noexcept { return std::move(stats_); }
+  /// Everything counted so far; `reason` is final once the loop stopped.
+  [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
   /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
@@ -1082,21 +1087,20 @@ class retry_controller {
 
   // The one place an attempt is counted (per-call statistics and hooks hang off here).
   void record(write_status s) noexcept {
-    ++stats_.attempts;
-    stats_.last_status = s;
+    ++counts_.attempts;
+    counts_.last_status = s;
   }
 
   void finish(write_status last, stop_reason reason) noexcept {
     record(last);
-    stats_.reason = reason;
+    counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
-    stats_.reason = r;
-    stats_.last_error = error;
+    counts_.reason = r;
     if (policy_->on_give_up) {
-      policy_->on_give_up(give_up_event{r, stats_.attempts, stats_.slept, last_status(), error});
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
     }
     return retry_decision::stop(r);
   }
@@ -1105,10 +1109,10 @@ class retry_controller {
   retry_decision on_failure(write_status s, const store_error& error, duration elapsed, G& rng) {
     if (s == write_status::permanent) return give_up(stop_reason::permanent, error);
     if (s == write_status::indeterminate) return give_up(stop_reason::indeterminate, error);
-    if (stats_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
+    if (counts_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
     if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
 
-    const duration delay = policy_->backoff.delay(stats_.attempts, previous_delay_, meter_, rng);
+    const duration delay = policy_->backoff.delay(counts_.attempts, previous_delay_, meter_, rng);
     if (needs_clock()) {
       const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
@@ -1121,7 +1125,7 @@ class retry_controller {
     reread_ = needs_reread(s);
     if (policy_->on_retry) {
       try {
-        policy_->on_retry(retry_event{stats_.attempts, s, error, delay, stats_.slept, reread_});
+        policy_->on_retry(retry_event{counts_.attempts, s, error, delay, counts_.slept, reread_});
       } catch (...) {
         if (policy_->budget) policy_->budget->refund(last_taken_);
         last_taken_ = 0;
@@ -1132,25 +1136,12 @@ class retry_controller {
   }
 
   const retry_policy* policy_;
-  retry_stats stats_;
+  retry_counts counts_;
   unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
   bool reread_ = true;
   duration previous_delay_{0};
   contention_meter meter_;
 };
-
-namespace detail {
-
-/// Moves a finished loop's statistics into a result that carries them (the one copy).
-inline void take_stats(retry_stats& to, retry_stats&& from) noexcept {
-  to.attempts = from.attempts;
-  to.reason = from.reason;
-  to.slept = from.slept;
-  to.last_status = from.last_status;
-  if (!from.last_error.empty()) to.last_error = std::move(from.last_error);  // usually empty: skip the move
-}
-
-}  // namespace detail
 
 }  // namespace noclobber
 // ---- end noclobber/retry_controller.hpp
@@ -1486,22 +1477,25 @@ inline std::optional<std::pair<write_status, store_error>> classify_attempt_exce
 }
 
 /// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
-/// (a store outcome, decided, or a classified exception), its error, and the result `out` (the
-/// driver's own, so that it is returned without a copy). The driver runs the attempt, keeps time
-/// and sleeps. Not thread-safe (one per loop).
+/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
+/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
+/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
+/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// thread-safe (one per loop).
 template <class R>
 class retry_loop {
  public:
   using duration = std::chrono::nanoseconds;
 
-  retry_loop(const retry_policy& policy, retry_result<R>& out) : ctl_(policy), out_(out) {}
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), last_(last) {}
 
   [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
 
-  /// True when the stop token fired before the first attempt: the result is final (cancelled).
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
   [[nodiscard]] bool cancelled_before_start() {
     if (!ctl_.cancelled_before_start()) return false;
-    take_stats(out_, std::move(ctl_).stats());
+    stop();
     return true;
   }
 
@@ -1509,10 +1503,10 @@ class retry_loop {
   /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
   template <class Make>
   void run(Make&& make) {
-    thrown_.reset();
     if constexpr (std::is_convertible_v<Make, R>) {
-      out_.last.emplace(std::forward<Make>(make));
-      status_ = status_of(*out_.last);
+      thrown_.reset();
+      last_.emplace(std::forward<Make>(make));
+      status_ = status_of(*last_);
       decided_ = false;
     } else {
       accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
@@ -1522,19 +1516,19 @@ class retry_loop {
   /// Records an attempt's result that is already built (the coroutine form).
   void accept(R&& r) {
     thrown_.reset();
-    out_.last.emplace(std::move(r));
-    status_ = status_of(*out_.last);
+    last_.emplace(std::move(r));
+    status_ = status_of(*last_);
     decided_ = false;
   }
   void accept(attempt_result<R>&& a) {
     thrown_.reset();
     decided_ = a.is_decided();
     if (decided_) {
-      out_.last.reset();
+      last_.reset();
       status_ = a.decided_status();
     } else {
-      out_.last.emplace(std::move(a).outcome());
-      status_ = status_of(*out_.last);
+      last_.emplace(std::move(a).outcome());
+      status_ = status_of(*last_);
     }
   }
 
@@ -1542,13 +1536,13 @@ class retry_loop {
   void on_exception(const std::exception_ptr& e) {
     auto classified = classify_attempt_exception(ctl_.policy(), e);
     if (!classified) std::rethrow_exception(e);
-    out_.last.reset();
+    last_.reset();
     decided_ = false;
     status_ = classified->first;
     thrown_.emplace(std::move(classified->second));
   }
 
-  /// Applied or decided: the loop is over (the result is final). The fast path: no clock, no hook.
+  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
   [[nodiscard]] bool settled() noexcept {
     if (status_ == write_status::applied && !decided_) [[likely]] {
       ctl_.on_applied();
@@ -1557,58 +1551,61 @@ class retry_loop {
     } else {
       return false;
     }
-    take_stats(out_, std::move(ctl_).stats());
+    static_cast<retry_counts&>(out_) = ctl_.counts();
     return true;
   }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
-    return thrown_ ? *thrown_ : (out_.last ? error_of(*out_.last) : empty_error());
+    return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
   }
 
-  /// Feeds the failed attempt to the controller. Stop: the result is final.
+  /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
     retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
-    if (!d) take_stats(out_, std::move(ctl_).stats());
+    if (!d) stop();
     return d;
   }
 
   void on_slept(duration actual) noexcept { ctl_.on_slept(actual); }
 
-  /// The backoff was cut short by cancellation: the loop stops (cancelled); the result is final.
+  /// The backoff was cut short by cancellation: the loop stops (cancelled); `out` is final.
   void interrupted() {
     (void)ctl_.on_interrupted(error());
-    take_stats(out_, std::move(ctl_).stats());
+    stop();
   }
 
  private:
+  void stop() {
+    static_cast<retry_counts&>(out_) = ctl_.counts();
+    out_.last_error = error();
+  }
+
   retry_controller ctl_;
-  retry_result<R>& out_;
+  retry_stats& out_;
+  std::optional<R>& last_;
   write_status status_ = write_status::permanent;
   bool decided_ = false;
   std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
 };
 
+// clang-format off
 template <class A>
-concept retry_attempt = (attempt_with_info<A> ||
-                         attempt_without_info<A>)&&write_outcome<outcome_of_t<attempt_result_t<A>>>;
+concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
+                        write_outcome<outcome_of_t<attempt_result_t<A>>>;
+// clang-format on
 
-}  // namespace detail
+template <class A>
+using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
 
-/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
-/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
-/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
-template <class Attempt, retry_env Env>
-requires detail::retry_attempt<std::remove_reference_t<Attempt>>
-auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
-    -> retry_result<detail::outcome_of_t<detail::attempt_result_t<std::remove_reference_t<Attempt>>>> {
-  using A = std::remove_reference_t<Attempt>;
-  using R = detail::outcome_of_t<detail::attempt_result_t<A>>;
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
   using duration = std::chrono::nanoseconds;
-  retry_result<R> out;
-  detail::retry_loop<R> loop(policy, out);
-  if (loop.cancelled_before_start()) return out;
+  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
+  if (loop.cancelled_before_start()) return;
   retry_controller& ctl = loop.controller();
   using time_point = decltype(env.now());
   const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
@@ -1619,12 +1616,12 @@ auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
     info.meter = &ctl.meter();
     const time_point attempt_start = timed_attempts ? env.now() : time_point{};
     try {
-      loop.run(detail::emplace_attempt<A, detail::attempt_result_t<A>>{attempt, info});
+      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
     } catch (...) {
       loop.on_exception(std::current_exception());
     }
     if (loop.settled()) [[likely]]
-      return out;  // applied or decided
+      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -1633,15 +1630,29 @@ auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
       ctl.meter().on_refused(began + (elapsed - began) / 2, elapsed);
     }
     const retry_decision d = loop.decide(elapsed, env.rng());
-    if (!d) return out;
+    if (!d) return;
     const time_point before = env.now();
     const bool woke_normally = env.sleep_for(d.delay, policy.stop);
     loop.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
     if (!woke_normally) {
       loop.interrupted();
-      return out;
+      return;
     }
   }
+}
+
+}  // namespace detail
+
+/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
+/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
+/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+template <class Attempt, retry_env Env>
+requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
+    -> retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> {
+  retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> out;
+  detail::run_cas_retry(policy, attempt, env, out, out.last);
+  return out;
 }
 
 /// cas_retry in real time (system_retry_env).
@@ -1864,6 +1875,361 @@ constexpr bool check_conditional_writer() {
 }  // namespace noclobber
 // ---- end noclobber/conditional_writer.hpp
 
+// ---- begin noclobber/conditional_op.hpp ------------------------------------
+// noclobber/conditional_op.hpp — the I/O-free core of every conditional operation, and the one
+// home of the unknown-outcome rule.
+//
+// Overview
+// --------
+// read_modify_write, write_if_unchanged / update_field_if_unchanged, erase_if_unchanged,
+// patch_if_unchanged (native and emulated), the idempotency ledger's transitions and the
+// coroutine form all do the same thing per attempt: maybe read, decide, send one conditional
+// request, and act on the answer. What differs is *what* they send and how they recognise their
+// own request in a later read. Those differences are an "operation" (the `conditional_op`
+// concept below); everything else lives once in `detail::op_core`:
+//
+//   * when an attempt reads first (the first attempt unless the operation already holds its
+//     request, after conflict / absent / exists / transient_restart, while an outcome is unknown)
+//     and when it resends the same request (after `transient`);
+//   * the unknown-outcome rule. A request answered `indeterminate` may or may not have landed.
+//     It is never treated as a conflict; the key is read again at once and
+//       - the read shows our request (the operation recognises it: a value we sent, a key we
+//         erased): it landed: the result is applied;
+//       - the key is untouched (still at the token the request was conditioned on, or still
+//         absent after a create): it did not land: the same request is sent again;
+//       - anything else: unknowable from here (ours may have landed and been overwritten): the
+//         loop stops with stop_reason::indeterminate.
+//     If that read itself fails, the next attempt reads first and applies the same rule. A
+//     request of ours whose outcome was unknown is recognised in every later read as well.
+//   * what the attempt tells cas_retry: applied, decided(status), or the store's status and words.
+//
+// An operation supplies (see `conditional_op`): the request to send (op_request) with its token,
+// value or patch; `on_read` (decide from the attempt's read: send, or decided); `on_refused`
+// (a definite refusal: retry, or decided — a dropped patch); `on_unknown` / `recognise` (remember
+// what identifies a request whose outcome is unknown, and find it in a read); `on_applied` /
+// `on_landed`; and `finish` (its own result type, whose retry_stats the loop filled). Drivers perform
+// the I/O the core asks for: detail::op_machine below (direct store calls, under cas_retry) and
+// detail::async_op_machine (asio/async_read_modify_write.hpp, each call awaited, under
+// async_cas_retry). Both run the same sequence:
+//
+//   if (core.starts_with_read(info) && core.on_read(read())) return core.answer();
+//   if (core.on_sent(send(core.request()))) core.on_resolving_read(read());
+//   return core.answer();
+//
+// where send() of read_then_write_if_match (an emulated patch) is
+//   r = read(); w = core.on_send_read(r) or else write_if_match(core.token(), core.value()).
+//
+// A new operation is a new case, not a copy: a fenced write with a lease token is an operation
+// whose request is write_if_match conditioned on (token, fence) — a new op_request the drivers
+// map to the store's fenced call — and which recognises its value like read_modify_write; a
+// server-side JSON merge patch is patch_if_match with a merge document as the patch (recognised
+// by nothing, like a native patch); a typed / codec store write is read_modify_write's operation
+// over a store whose traits decode and encode. The rule above applies to each unchanged.
+//
+// Thread safety: an op_core and its machine belong to one call (not thread-safe); they hold no
+// lock. Every store call and every operation callback runs on the calling thread (or the
+// awaiting coroutine's executor) under no noclobber lock.
+
+#include <concepts>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber::detail {
+
+/// The conditional request an operation sends.
+enum class op_request : unsigned char {
+  write_if_match,            // write_if_match(key, token(), value())
+  create_if_absent,          // create_if_absent(key, value())
+  erase_if_match,            // erase_if_match(key, token())
+  patch_if_match,            // patch_if_match(key, token(), patch())
+  read_then_write_if_match,  // an emulated conditional: read, on_send_read, write_if_match
+};
+
+/// A set of op_requests (the ones an operation may ask for: drivers compile only those).
+[[nodiscard]] constexpr unsigned request_bit(op_request r) noexcept {
+  return 1U << static_cast<unsigned>(r);
+}
+
+/// An operation's answer to a read or a refusal: send the request, or stop, decided.
+struct op_step {
+  bool decided = false;
+  write_status last_status = write_status::applied;  // when decided: what the decision rests on
+
+  [[nodiscard]] static constexpr op_step send() noexcept { return {}; }
+  [[nodiscard]] static constexpr op_step decide(write_status last = write_status::applied) noexcept {
+    return {true, last};
+  }
+};
+
+/// What one attempt tells cas_retry: a status and the store's words (owned by the op_core).
+struct op_status {
+  write_status status = write_status::permanent;
+  std::reference_wrapper<const store_error> error;
+};
+
+/// One kind of conditional operation (see the overview).
+// clang-format off
+template <class Op>
+concept conditional_op =
+    std::derived_from<typename Op::result_type, retry_stats> &&
+    requires(Op& op, const Op& cop, read_result<typename Op::value_type, typename Op::token_type>&& r,
+             const read_result<typename Op::value_type, typename Op::token_type>& cr,
+             write_result<typename Op::token_type>& w, typename Op::result_type& out) {
+      { Op::requests } -> std::convertible_to<unsigned>;
+      { cop.ready() } -> std::same_as<bool>;  // a request is prepared: an attempt may resend it unread
+      { cop.request() } -> std::same_as<op_request>;
+      { op.on_read(std::move(r)) } -> std::same_as<op_step>;
+      { op.on_refused(std::as_const(w)) } -> std::same_as<op_step>;
+      op.on_unknown();
+      { cop.recognise(cr) } -> std::same_as<bool>;
+      op.on_applied(w);
+      op.on_landed(std::move(r));
+      op.finish(out, true);  // out's retry_stats are filled; the operation fills the rest
+    };
+// clang-format on
+
+/// The decisions of one conditional operation, free of I/O (see the overview). Not thread-safe.
+template <class Op>
+class op_core {
+ public:
+  using op_type = Op;
+  using value_type = typename Op::value_type;
+  using token_type = typename Op::token_type;
+  using read_type = read_result<value_type, token_type>;
+  using wresult = write_result<token_type>;
+  using answer_type = attempt_result<op_status>;
+  using result_type = typename Op::result_type;
+
+  template <class... Args>
+  explicit op_core(Args&&... args) : op_(std::forward<Args>(args)...) {}
+
+  [[nodiscard]] Op& op() noexcept { return op_; }
+  [[nodiscard]] const Op& op() const noexcept { return op_; }
+  [[nodiscard]] op_request request() const noexcept { return op_.request(); }
+
+  /// Whether this attempt starts with a read; otherwise it (re)sends the prepared request.
+  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
+    return resolving_ || !op_.ready() || (info.reread && info.number > 1);
+  }
+
+  /// The attempt's first read. true: the attempt is over (answer()); false: send the request.
+  [[nodiscard]] bool on_read(read_type&& read) {
+    if (read.failed() || unknown_) [[unlikely]]
+      return on_unusual_read(std::move(read));
+    return decide(op_.on_read(std::move(read)));
+  }
+
+  /// For read_then_write_if_match: the read the emulated conditional starts with. An answer
+  /// (failed read, absent, token moved) is the request's; nullopt: send write_if_match now.
+  [[nodiscard]] std::optional<wresult> on_send_read(read_type&& read) {
+    if (read.failed()) return wresult::make_failed(as_write_status(read.status), std::move(read.error));
+    return op_.on_send_read(std::move(read));
+  }
+
+  /// The request's answer. true: its outcome is unknown: read at once and pass that read to
+  /// on_resolving_read. false: the attempt is over (answer()).
+  [[nodiscard]] bool on_sent(wresult&& w) {
+    if (w.status == write_status::applied) [[likely]] {
+      op_.on_applied(w);
+      status_ = write_status::applied;
+      return false;
+    }
+    return on_refused_or_unknown(std::move(w));
+  }
+
+  /// The attempt failed before the operation's request (see op_machine::refuse).
+  void refuse(wresult&& w) { (void)fail(w.status, std::move(w.error)); }
+
+  /// The read right after an indeterminate answer: the unknown-outcome rule.
+  void on_resolving_read(read_type&& read) {
+    if (read.failed()) {  // still unknown: the next attempt reads first (resolving_ stays set)
+      status_ = write_status::transient;
+      return;
+    }
+    if (op_.recognise(read)) {
+      (void)land(std::move(read));
+      return;
+    }
+    resolving_ = false;
+    // Untouched: it did not land; resend. Otherwise unknowable: stop (the request's own words).
+    status_ = untouched(read) ? write_status::transient : write_status::indeterminate;
+  }
+
+  /// The attempt's answer to cas_retry.
+  [[nodiscard]] answer_type answer() noexcept {
+    if (decided_) return decided(decided_status_);
+    return op_status{status_, std::cref(error_ ? *error_ : empty_error())};
+  }
+
+  /// The operation fills the rest of `out`, whose retry_stats the loop filled.
+  void finish(result_type& out) {
+    const bool unknown = resolving_ || out.reason == stop_reason::indeterminate;
+    op_.finish(out, unknown);
+  }
+
+ private:
+  // The rare paths live out of line, so that the attempt's fast path (read, decide, send,
+  // applied) stays small enough to be inlined into the retry loop.
+
+  // A failed read, or any read once some request's outcome was unknown: the rule.
+  [[gnu::noinline]] bool on_unusual_read(read_type&& read) {
+    if (read.failed()) return fail(as_write_status(read.status), std::move(read.error));
+    if (unknown_ && op_.recognise(read)) return land(std::move(read));
+    if (resolving_) {  // the read after an unknown outcome failed last time
+      resolving_ = false;
+      if (!untouched(read)) {
+        return fail(write_status::indeterminate,
+                    {"indeterminate", "a request's outcome is unknown and the key has changed since"});
+      }
+      return false;  // it did not land: send the same request again
+    }
+    return decide(op_.on_read(std::move(read)));
+  }
+
+  // Anything but applied: unknown (resolve at once), decided by the operation, or a failure.
+  [[gnu::noinline]] bool on_refused_or_unknown(wresult&& w) {
+    if (w.status == write_status::indeterminate) {
+      op_.on_unknown();
+      unknown_ = resolving_ = true;
+      error_ = std::move(w.error);
+      return true;
+    }
+    if (!decide(op_.on_refused(std::as_const(w)))) (void)fail(w.status, std::move(w.error));
+    return false;
+  }
+
+  // The key is as the request left it: still absent after a create, or still at its token.
+  [[nodiscard]] bool untouched(const read_type& read) const {
+    if (op_.request() == op_request::create_if_absent) return read.absent();
+    return read.found() && read.token == op_.token();
+  }
+
+  bool fail(write_status s, store_error&& e) {
+    status_ = s;
+    error_ = std::move(e);
+    return true;
+  }
+
+  bool land(read_type&& read) {
+    resolving_ = false;
+    op_.on_landed(std::move(read));
+    status_ = write_status::applied;
+    return true;
+  }
+
+  bool decide(op_step step) noexcept {
+    if (!step.decided) return false;
+    decided_ = true;
+    decided_status_ = step.last_status;
+    return true;
+  }
+
+  Op op_;
+  std::optional<store_error> error_;  // the store's words for the attempt's failure (lazily built)
+  write_status status_ = write_status::permanent;
+  write_status decided_status_ = write_status::applied;
+  bool decided_ = false;
+  bool resolving_ = false;  // a request's outcome is unknown; the next read decides
+  bool unknown_ = false;    // some request's outcome was unknown: recognise it in every read
+};
+
+/// One conditional operation on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, conditional_op Op>
+class op_machine {
+ public:
+  using traits = store_traits<std::remove_cvref_t<Store>>;
+  using key_type = store_key_t<Store>;
+  using core_type = op_core<Op>;
+  using wresult = typename core_type::wresult;
+  using answer_type = typename core_type::answer_type;
+  using result_type = typename core_type::result_type;
+
+  template <class... Args>
+  op_machine(Store& store, const key_type& key, Args&&... op_args)
+      : store_(store), key_(key), core_(std::forward<Args>(op_args)...) {}
+
+  /// One attempt (cas_retry's).
+  answer_type operator()(const attempt_info& info) {
+    if (core_.starts_with_read(info) && core_.on_read(traits::read(store_, key_))) return core_.answer();
+    if (core_.on_sent(send())) core_.on_resolving_read(traits::read(store_, key_));
+    return core_.answer();
+  }
+
+  /// An attempt that failed before the operation's own I/O (a driver's precondition, such as a
+  /// lock the adapter takes first): `w`'s status and words as the attempt's answer.
+  answer_type refuse(wresult&& w) {
+    core_.refuse(std::move(w));
+    return core_.answer();
+  }
+
+  /// The whole operation: cas_retry's loop (detail::run_cas_retry) over this machine's attempts,
+  /// its statistics written straight into the result.
+  template <retry_env Env>
+  [[nodiscard]] result_type run(const retry_policy& policy, Env& env) {
+    result_type out;
+    std::optional<op_status> last;
+    run_cas_retry(policy, *this, env, out, last);
+    core_.finish(out);
+    return out;
+  }
+
+  /// The result, for a driver that ran cas_retry itself around this machine's attempts.
+  [[nodiscard]] result_type finish(retry_result<op_status>&& r) {
+    result_type out;
+    static_cast<retry_stats&>(out) = std::move(r);
+    core_.finish(out);
+    return out;
+  }
+
+  [[nodiscard]] core_type& core() noexcept { return core_; }
+
+ private:
+  wresult send() {
+    constexpr unsigned may = Op::requests;
+    const Op& op = core_.op();
+    switch (core_.request()) {
+      case op_request::write_if_match:
+        if constexpr ((may & request_bit(op_request::write_if_match)) != 0) {
+          return traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+      case op_request::create_if_absent:
+        if constexpr ((may & request_bit(op_request::create_if_absent)) != 0) {
+          return traits::create_if_absent(store_, key_, op.value());
+        }
+        break;
+      case op_request::erase_if_match:
+        if constexpr ((may & request_bit(op_request::erase_if_match)) != 0) {
+          return traits::erase_if_match(store_, key_, op.token());
+        }
+        break;
+      case op_request::patch_if_match:
+        if constexpr ((may & request_bit(op_request::patch_if_match)) != 0) {
+          return traits::patch_if_match(store_, key_, op.token(), op.patch());
+        }
+        break;
+      case op_request::read_then_write_if_match:
+        if constexpr ((may & request_bit(op_request::read_then_write_if_match)) != 0) {
+          if (auto answer = core_.on_send_read(traits::read(store_, key_))) return std::move(*answer);
+          return traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+    }
+    return wresult::make_failed(write_status::permanent,
+                                {"noclobber", "request outside the operation's set"});
+  }
+
+  Store& store_;
+  const key_type& key_;
+  core_type core_;
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/conditional_op.hpp
+
 // ---- begin noclobber/read_modify_write.hpp ---------------------------------
 // noclobber/read_modify_write.hpp — read, compute, write only if nothing changed, retry.
 //
@@ -1894,7 +2260,7 @@ constexpr bool check_conditional_writer() {
 //   `fn` may run several times (once per re-read) and must have no effects outside its return
 //   value; it never runs under a noclobber lock here (see locked_read_modify_write.hpp).
 //
-// Indeterminate writes
+// Indeterminate writes (the rule is conditional_op.hpp's, shared by every operation)
 //   A write reported `indeterminate` may or may not have landed. It is never treated as a
 //   conflict. The algorithm re-reads at once and:
 //     * if the stored value equals a value we sent with unknown outcome, the write landed:
@@ -1915,10 +2281,15 @@ constexpr bool check_conditional_writer() {
 //   classify_exception maps it to a status). A write starts only after `fn` has returned, so an
 //   exception from `fn` never leaves a partial write behind.
 //
-// Structure: detail::rmw_core makes every decision above without doing I/O; detail::rmw_machine
-// performs the store calls it asks for, and asio/async_read_modify_write.hpp awaits the same
-// calls, so both forms share one implementation. rmw_core allocates only to remember values
-// whose write was indeterminate.
+// Result: rmw_result, whose retry_stats say why the loop stopped (stop_reason::decided for keep
+// and abort: fn's answer ended it, not a failure).
+//
+// Structure: read_modify_write is one case of the I/O-free core in conditional_op.hpp:
+// detail::rmw_op says what to send (create_if_absent or write_if_match on the token read), calls
+// fn, and recognises its values; detail::op_core owns when to read, the indeterminate rule and
+// what cas_retry is told; detail::rmw_machine (op_machine) performs the store calls, and
+// asio/async_read_modify_write.hpp awaits the same calls, so both forms share one
+// implementation. rmw_op allocates only to remember values whose write was indeterminate.
 //
 // Thread safety: read_modify_write holds no lock of its own and keeps its state on the stack;
 // call it from any number of threads at once if the store allows concurrent use.
@@ -2020,9 +2391,12 @@ enum class rmw_outcome : unsigned char {
   return "unknown";
 }
 
-/// The result of read_modify_write and of the algorithms built on it.
+/// The result of read_modify_write and of the algorithms built on it. The loop's statistics
+/// (attempts, reason, slept, last_status, last_error) are the retry_stats base: `reason` is
+/// stop_reason::decided for unchanged and aborted (fn's answer ended the loop, not a failure),
+/// and last_status is then `applied` (the read succeeded).
 template <class Value, class Token>
-struct rmw_result {
+struct rmw_result : retry_stats {
   using value_type = Value;
   using token_type = Token;
 
@@ -2037,19 +2411,8 @@ struct rmw_result {
   bool created = false;
   /// gave_up with a write whose outcome is unknown: our update may or may not be stored.
   bool indeterminate = false;
-  /// Attempts made (each one a write, preceded by a read when one was needed).
-  unsigned attempts = 0;
-  /// Why the retry loop stopped. For unchanged and aborted it is stop_reason::applied: fn's
-  /// answer ended the loop, not a failure.
-  stop_reason reason = stop_reason::permanent;
-  /// Status of the last store call the loop acted on (a failed read is mapped with
-  /// as_write_status), and the store's words for it.
-  write_status last_status = write_status::permanent;
-  store_error last_error;
   /// fn's reason when aborted.
   std::string abort_reason;
-  /// Total time slept in backoff.
-  std::chrono::nanoseconds slept{0};
 
   /// applied or unchanged.
   [[nodiscard]] bool ok() const noexcept {
@@ -2062,10 +2425,12 @@ template <class Store>
 using store_rmw_result_t = rmw_result<store_value_t<Store>, store_token_t<Store>>;
 
 /// `fn` can be called with the current value (or absence) and answers an update.
+// clang-format off
 template <class Fn, class Value>
-concept rmw_function = std::invocable < Fn&,
-        const std::optional<Value>
-& > &&std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+concept rmw_function =
+    std::invocable<Fn&, const std::optional<Value>&> &&
+    std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+// clang-format on
 
 namespace detail {
 
@@ -2084,144 +2449,35 @@ constexpr bool check_rmw_function() {
   return true;
 }
 
-/// The decisions of one read_modify_write, free of I/O: when an attempt reads, calling `fn`,
-/// keep / abort, which write to send (create_if_absent or write_if_match on the token read),
-/// the indeterminate rule, and the rmw_result bookkeeping. A driver performs the store calls and
-/// hands each answer back; every driver runs the same sequence per attempt:
-///
-///   if (starts_with_read(info)) { if (auto a = on_read(read())) return *a; }
-///   w = creates() ? create_if_absent(value()) : write_if_match(token(), value());
-///   if (!on_write(w)) return w;
-///   return on_resolving_read(read(), w);
-///
-/// rmw_machine (below) drives it with direct calls, async_rmw_machine
-/// (asio/async_read_modify_write.hpp) with co_await. Not thread-safe (one per call).
+/// read_modify_write as a conditional_op (conditional_op.hpp): read, call fn, send
+/// write_if_match on the token read (create_if_absent when the key was absent); keep / abort
+/// decide; a value we sent with unknown outcome is recognised by equality. The unknown-outcome
+/// rule itself is op_core's. rmw_op allocates only to remember such values.
 template <class Value, class Token, class Fn>
-class rmw_core {
+class rmw_op {
  public:
   using value_type = Value;
   using token_type = Token;
   using read_type = read_result<Value, Token>;
   using wresult = write_result<Token>;
   using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests =
+      request_bit(op_request::write_if_match) | request_bit(op_request::create_if_absent);
   static constexpr bool recognises_values = std::equality_comparable<value_type>;
 
-  explicit rmw_core(Fn& fn) : fn_(fn) {}
+  explicit rmw_op(Fn& fn) : fn_(fn) {}
 
-  /// Whether this attempt starts with a read; otherwise it resends the pending write.
-  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
-    return info.reread || !pending_ || resolving_;
+  [[nodiscard]] bool ready() const noexcept { return pending_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept {
+    return read_found_ ? op_request::write_if_match : op_request::create_if_absent;
   }
-
-  /// Takes the attempt's read and calls fn on it when it is needed. Returns the attempt's
-  /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
-  /// indeterminate write, keep / abort); nullopt: send the write next.
-  [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
-    if (read.failed()) return wresult::make_failed(as_write_status(read.status), std::move(read.error));
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    if (resolving_) {
-      resolving_ = false;
-      if (!untouched(read)) {
-        return wresult::make_failed(
-            write_status::indeterminate,
-            {"indeterminate", "a write's outcome is unknown and the key has changed since"});
-      }
-    }
-    compute(std::move(read));
-    if (decided_) return wresult::make_applied();  // keep / abort: stop the loop, nothing written
-    return std::nullopt;
-  }
-
-  /// The write to send: create_if_absent(key, value()) when creates(), else
-  /// write_if_match(key, token(), value()). Only after starts_with_read / on_read asked for it.
-  [[nodiscard]] bool creates() const noexcept { return conditioned_on_absent_; }
   [[nodiscard]] const token_type& token() const noexcept { return token_; }
   [[nodiscard]] const value_type& value() const noexcept { return *pending_; }
 
-  /// Takes the write's answer. false: `w` is the attempt's answer. true: the write may or may
-  /// not have landed; read again at once and pass that read and `w` to on_resolving_read.
-  [[nodiscard]] bool on_write(const wresult& w) {
-    if (w.status != write_status::indeterminate) return false;
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
-    resolving_ = true;
-    return true;
-  }
-
-  /// The attempt's answer after the indeterminate write `w` and the read that followed it.
-  [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
-    if (read.failed()) {
-      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::make_failed(write_status::transient, std::move(w.error));
-    }
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    resolving_ = false;
-    if (untouched(read)) {
-      // It did not land and nothing changed: the same request can be sent again.
-      return wresult::make_failed(write_status::transient, std::move(w.error));
-    }
-    return std::move(w);
-  }
-
-  /// The result, from the retry loop's.
-  [[nodiscard]] result_type finish(retry_result<wresult>&& r) {
-    result_type out;
-    out.attempts = r.attempts;
-    out.reason = r.reason;
-    out.slept = r.slept;
-    if (!r.last_error.empty()) out.last_error = std::move(r.last_error);  // usually empty: skip the move
-    if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
-      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
-      if (current_) out.value.emplace(std::move(*current_));
-      if (read_found_) out.token = token_;
-      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
-      out.last_status = write_status::applied;
-      return out;
-    }
-    if (r.reason == stop_reason::applied) {
-      out.outcome = rmw_outcome::applied;
-      out.last_status = write_status::applied;
-      if (landed_value_) {
-        out.value = std::move(landed_value_);
-        out.token = std::move(landed_token_);
-      } else {
-        out.value = std::move(pending_);
-        if (r.last && r.last->token) out.token = std::move(r.last->token);
-      }
-      out.created = conditioned_on_absent_ && !landed_value_;
-      return out;
-    }
-    out.outcome = rmw_outcome::gave_up;
-    out.last_status = r.last ? r.last->status : write_status::permanent;
-    out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
-    return out;
-  }
-
- private:
-  // The key is as we left it: still absent after a create, or still at the token we sent on.
-  bool untouched(const read_type& read) const {
-    return conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
-  }
-
-  bool recognise(const value_type& v) const {
-    if constexpr (recognises_values) {
-      for (const value_type& sent : unknown_) {
-        if (v == sent) return true;
-      }
-    }
-    return false;
-  }
-
-  wresult landed(value_type v, token_type t) {
-    resolving_ = false;
-    landed_value_.emplace(std::move(v));
-    landed_token_.emplace(std::move(t));
-    return wresult::make_applied();
-  }
-
-  void compute(read_type&& read) {
+  /// Calls fn on what was read: a value to write (send), or keep / abort (decided).
+  [[nodiscard]] op_step on_read(read_type&& read) {
     pending_.reset();  // an exception from fn must not leave a stale write to resend
     read_found_ = read.found();
-    conditioned_on_absent_ = !read_found_;
     token_ = std::move(read.token);
     if (read_found_) {
       current_.emplace(std::move(read.value));
@@ -2232,7 +2488,7 @@ class rmw_core {
     switch (u.kind()) {
       case update_kind::write:
         pending_.emplace(std::move(u).value());
-        break;
+        return op_step::send();
       case update_kind::keep:
         decided_ = update_kind::keep;
         break;
@@ -2241,57 +2497,76 @@ class rmw_core {
         abort_reason_.emplace(u.reason());
         break;
     }
+    return op_step::decide();  // nothing written; the read succeeded
   }
 
+  /// conflict, absent, exists...: the loop re-reads and calls fn again.
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+
+  void on_unknown() {
+    if constexpr (recognises_values) unknown_.push_back(*pending_);
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) {
+      if (!read.found()) return false;
+      for (const value_type& sent : unknown_) {
+        if (read.value == sent) return true;
+      }
+    }
+    return false;
+  }
+
+  void on_applied(wresult& w) noexcept(std::is_nothrow_move_constructible_v<token_type>) {
+    if (w.token) applied_token_.emplace(std::move(*w.token));
+  }
+  void on_landed(read_type&& read) {
+    landed_value_.emplace(std::move(read.value));
+    applied_token_.emplace(std::move(read.token));
+  }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (decided_) {
+      out.outcome = *decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+      if (current_) out.value.emplace(std::move(*current_));
+      if (read_found_) out.token = token_;
+      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
+      return;
+    }
+    if (out.reason == stop_reason::applied) {
+      out.outcome = rmw_outcome::applied;
+      if (landed_value_) {
+        out.value = std::move(landed_value_);
+      } else {
+        out.value = std::move(pending_);
+      }
+      out.token = std::move(applied_token_);
+      out.created = !read_found_ && !landed_value_;
+      return;
+    }
+    out.outcome = rmw_outcome::gave_up;
+    out.indeterminate = unknown_outcome;
+  }
+
+ private:
   Fn& fn_;
-  std::optional<value_type> current_;  // what fn saw last
-  std::optional<value_type> pending_;  // the value to write (kept for transient resends)
-  token_type token_{};                 // the token pending_ is conditioned on
-  bool read_found_ = false;
-  bool conditioned_on_absent_ = false;
-  bool resolving_ = false;                   // a write's outcome is unknown; the next read decides
+  std::optional<value_type> current_;        // what fn saw last
+  std::optional<value_type> pending_;        // the value to write (kept for transient resends)
+  token_type token_{};                       // the token pending_ is conditioned on
+  bool read_found_ = false;                  // false: pending_ is a create
   std::optional<update_kind> decided_;       // keep or abort, once fn said so
   std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
   std::vector<value_type> unknown_;          // values sent whose outcome we never learned
-  std::optional<value_type> landed_value_;
-  std::optional<token_type> landed_token_;
+  std::optional<value_type> landed_value_;   // a value of ours recognised in a read
+  std::optional<token_type> applied_token_;  // the token of our applied (or recognised) write
 };
 
-/// One read_modify_write on a synchronous store: rmw_core's sequence with direct store calls.
 template <class Store, class Fn>
-class rmw_machine {
- public:
-  using traits = store_traits<Store>;
-  using key_type = store_key_t<Store>;
-  using core_type = rmw_core<store_value_t<Store>, store_token_t<Store>, Fn>;
-  using wresult = typename core_type::wresult;
-  using result_type = typename core_type::result_type;
+using rmw_op_for = rmw_op<store_value_t<Store>, store_token_t<Store>, Fn>;
 
-  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), core_(fn) {}
-
-  wresult operator()(const attempt_info& info) {
-    if (core_.starts_with_read(info)) {
-      if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
-    }
-    return write();
-  }
-
-  result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
-
- private:
-  // The attempt's write. One named result on every path, so it is built in the caller's
-  // return slot (NRVO) instead of being moved out: a write_result carries two strings.
-  wresult write() {
-    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
-                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
-    if (core_.on_write(w)) w = core_.on_resolving_read(traits::read(store_, key_), std::move(w));
-    return w;
-  }
-
-  Store& store_;
-  const key_type& key_;
-  core_type core_;
-};
+/// One read_modify_write on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, class Fn>
+using rmw_machine = op_machine<Store, rmw_op_for<Store, Fn>>;
 
 inline const retry_policy& default_retry_policy() {
   static const retry_policy policy{};
@@ -2310,9 +2585,7 @@ template <class Store, class Fn, retry_env Env>
   static_assert(check_conditional_writer<Store>());
   static_assert(detail::check_rmw_function<std::remove_reference_t<Fn>, store_value_t<Store>>());
   detail::rmw_machine<Store, std::remove_reference_t<Fn>> machine(store, key, fn);
-  auto r = cas_retry(
-      policy, [&machine](const attempt_info& info) { return machine(info); }, env);
-  return machine.finish(std::move(r));
+  return machine.run(policy, env);
 }
 
 template <class Store, class Fn>
@@ -2513,13 +2786,13 @@ enum class ledger_outcome : unsigned char {
   return "unknown";
 }
 
-struct ledger_result {
+/// The outcome of a ledger call. Its retry_stats base is the last ledger write's loop (reason
+/// decided for already_completed, in_progress and lost_claim: the entry said so).
+struct ledger_result : retry_stats {
   ledger_outcome outcome = ledger_outcome::gave_up;
   std::string result;                 // ran / already_completed: the result; failed: the error
   std::optional<ledger_entry> entry;  // the entry as last seen or written
   bool indeterminate = false;
-  stop_reason reason = stop_reason::applied;
-  store_error last_error;
 
   /// ran or already_completed: the operation's effect is in place.
   [[nodiscard]] bool ok() const noexcept {
@@ -2622,6 +2895,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = c.entry;
       return {std::move(c), std::move(out)};
@@ -2674,6 +2948,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = next;
       out.outcome = state == ledger_state::completed ? ledger_outcome::ran : ledger_outcome::failed;
@@ -2687,12 +2962,11 @@ class idempotency_ledger {
     return out;
   }
 
+  // The statistics are in `out` already.
   template <class R>
   static void fill_failure(ledger_result& out, const R& r) {
     out.outcome = ledger_outcome::gave_up;
     out.indeterminate = r.indeterminate;
-    out.reason = r.reason;
-    out.last_error = r.last_error;
     if (r.outcome == rmw_outcome::aborted) out.last_error = {"corrupt", r.abort_reason};
   }
 
@@ -4626,7 +4900,7 @@ template <class Store, class Fn>
   if (!u.is_write()) {
     out.outcome = u.is_keep() ? rmw_outcome::unchanged : rmw_outcome::aborted;
     out.abort_reason = u.reason();
-    out.reason = stop_reason::applied;
+    out.reason = stop_reason::decided;
     out.last_status = write_status::applied;
     if (read.found()) out.token = std::move(read.token);
     out.value = std::move(current);
@@ -4679,11 +4953,12 @@ template <class Store, class Fn>
 // patch to a copy, write_if_match.
 //
 // Outcomes: applied (token = the new one, when known); dropped (the revision moved and the
-// caller asked to drop); absent (there is nothing to patch); gave_up (the retry loop stopped:
-// reason, last_status, last_error; `indeterminate` when a patch's outcome is unknown).
-// An indeterminate patch is resolved by re-reading: the same token means it did not land
-// (sent again); a different one cannot be told from another writer's change (the emulated
-// path also compares values), so the result is gave_up with `indeterminate == true`.
+// caller asked to drop: decided at the refusal, without another attempt); absent (there is
+// nothing to patch); gave_up (the retry loop stopped: reason, last_status, last_error;
+// `indeterminate` when a patch's outcome is unknown). An indeterminate patch is resolved by
+// conditional_op.hpp's rule: the same token means it did not land (sent again); a different one
+// cannot be told from another writer's change — except on the emulated path, which recognises
+// the value it wrote — so the result is gave_up with `indeterminate == true`.
 //
 // Thread safety: no lock of its own; as thread-safe as the store. The emulated path calls the
 // patch on the calling thread under no noclobber lock; a store's native patch_if_match may run
@@ -4722,18 +4997,15 @@ enum class patch_outcome : unsigned char { applied, dropped, absent, gave_up };
   return "unknown";
 }
 
+/// The result of patch_if_unchanged; the loop's statistics are the retry_stats base (reason:
+/// decided for dropped and absent, with last_status conflict and absent).
 template <class Token>
-struct patch_result {
+struct patch_result : retry_stats {
   using token_type = Token;
 
   patch_outcome outcome = patch_outcome::gave_up;
   std::optional<Token> token;  // applied: the new token, when the store returned one
   bool indeterminate = false;  // gave_up with a patch whose outcome is unknown
-  unsigned attempts = 0;
-  stop_reason reason = stop_reason::permanent;  // why cas_retry stopped (applied for dropped / absent)
-  write_status last_status = write_status::permanent;
-  store_error last_error;
-  std::chrono::nanoseconds slept{0};
 
   [[nodiscard]] bool ok() const noexcept { return outcome == patch_outcome::applied; }
   explicit operator bool() const noexcept { return ok(); }
@@ -4741,13 +5013,99 @@ struct patch_result {
 
 namespace detail {
 
+// clang-format off
 template <class Store, class Patch>
 concept native_patch = patchable_writer<Store> && std::convertible_to<const Patch&, store_patch_t<Store>>;
 
 template <class Store, class Patch>
-concept emulated_patch = conditional_writer<Store> && std::invocable < const Patch&,
-        store_value_t<Store>
-& > ;
+concept emulated_patch = conditional_writer<Store> && std::invocable<const Patch&, store_value_t<Store>&>;
+// clang-format on
+
+/// patch_if_unchanged as a conditional_op (conditional_op.hpp). Native: patch_if_match on the
+/// token. Emulated: read, check the token, apply the patch to a copy, write_if_match (its value
+/// recognises the write when its outcome is unknown). A refusal on a moved token drops the
+/// patch or, asked to retry, re-reads the token; an absent key ends it.
+template <class Value, class Token, class Patch, bool Native>
+class patch_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = patch_result<Token>;
+  static constexpr unsigned requests =
+      request_bit(Native ? op_request::patch_if_match : op_request::read_then_write_if_match);
+  static constexpr bool recognises_values = !Native && std::equality_comparable<value_type>;
+
+  patch_op(const token_type& expected, const Patch& patch, patch_conflict on_conflict)
+      : token_(expected), patch_(patch), on_conflict_(on_conflict) {}
+
+  [[nodiscard]] bool ready() const noexcept { return true; }  // the first attempt sends at once
+  [[nodiscard]] op_request request() const noexcept {
+    return Native ? op_request::patch_if_match : op_request::read_then_write_if_match;
+  }
+  [[nodiscard]] const token_type& token() const noexcept { return token_; }
+  [[nodiscard]] const Patch& patch() const noexcept { return patch_; }
+  [[nodiscard]] const value_type& value() const noexcept { return *next_; }
+
+  /// A re-read (after a refusal that asked for one): follow the token, or drop.
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent()) return op_step::decide(write_status::absent);
+    if (!(read.token == token_)) {
+      if (on_conflict_ == patch_conflict::drop) return op_step::decide(write_status::conflict);
+      token_ = std::move(read.token);
+    }
+    return op_step::send();
+  }
+
+  /// Emulated: the conditional a native patch_if_match checks, then the patched copy to write.
+  [[nodiscard]] std::optional<wresult> on_send_read(read_type&& read) {
+    if (read.absent()) return wresult::make_absent();
+    if (!(read.token == token_)) return wresult::make_conflict();
+    next_.emplace(std::move(read.value));
+    std::invoke(patch_, *next_);
+    return std::nullopt;
+  }
+
+  [[nodiscard]] op_step on_refused(const wresult& w) const noexcept {
+    if (w.status == write_status::absent) return op_step::decide(write_status::absent);
+    if (w.status == write_status::conflict && on_conflict_ == patch_conflict::drop) {
+      return op_step::decide(write_status::conflict);
+    }
+    return op_step::send();
+  }
+
+  void on_unknown() {
+    if constexpr (recognises_values) sent_ = next_;
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) return sent_ && read.found() && read.value == *sent_;
+    return false;
+  }
+  void on_applied(wresult& w) { new_token_ = std::move(w.token); }
+  void on_landed(read_type&& read) { new_token_.emplace(std::move(read.token)); }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (out.reason == stop_reason::applied) {
+      out.outcome = patch_outcome::applied;
+      out.token = std::move(new_token_);
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = out.last_status == write_status::absent ? patch_outcome::absent : patch_outcome::dropped;
+    } else {
+      out.outcome = patch_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  token_type token_;  // the revision the patch applies to
+  const Patch& patch_;
+  patch_conflict on_conflict_;
+  std::optional<value_type> next_;  // emulated: the patched copy being written
+  std::optional<value_type> sent_;  // emulated: a patched copy whose write's outcome is unknown
+  std::optional<token_type> new_token_;
+};
 
 }  // namespace detail
 
@@ -4758,118 +5116,14 @@ template <class Store, class Patch>
     patch_conflict on_conflict = patch_conflict::drop,
     const retry_policy& policy = detail::default_retry_policy()) {
   using S = std::remove_cvref_t<Store>;
-  using traits = store_traits<S>;
-  using value_type = store_value_t<S>;
-  using token_type = store_token_t<S>;
-  using wresult = write_result<token_type>;
   static_assert(
       detail::native_patch<S, Patch> || detail::emulated_patch<S, Patch>,
       "noclobber: patch_if_unchanged needs either a store with patch_if_match whose patch_type the patch "
       "converts to, or a patch callable as patch(value_type&) on a conditional_writer store");
-  constexpr bool native = detail::native_patch<S, Patch>;
-
-  enum class ending { none, applied, dropped, absent };
-  ending end = ending::none;
-  token_type token = expected;
-  bool first = true;
-  bool resolving = false;
-  std::optional<value_type> sent;  // emulated path: the value we wrote, for recognising it
-  write_status previous = write_status::applied;
-
-  auto stop_with = [&](ending e) {
-    end = e;
-    return wresult::make_applied();  // ends cas_retry; `end` says how
-  };
-
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (resolving || (info.reread && !first)) {
-      if (!resolving && on_conflict == patch_conflict::drop && previous == write_status::conflict) {
-        return stop_with(ending::dropped);
-      }
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if constexpr (std::equality_comparable<value_type>) {
-          if (sent && r.found() && r.value == *sent) {
-            end = ending::applied;
-            return wresult::make_applied(std::move(r.token));
-          }
-        }
-        if (!(r.found() && r.token == token)) {
-          return wresult::make_failed(
-              write_status::indeterminate,
-              {"indeterminate", "a patch's outcome is unknown and the key has changed since"});
-        }
-        // untouched: send the same patch again below
-      } else {
-        if (r.absent()) return stop_with(ending::absent);
-        if (!(r.token == token)) {
-          if (on_conflict == patch_conflict::drop) return stop_with(ending::dropped);
-          token = std::move(r.token);
-        }
-      }
-    }
-    first = false;
-    wresult w;
-    if constexpr (native) {
-      w = traits::patch_if_match(store, key, token, patch);
-    } else {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
-      if (r.absent()) return stop_with(ending::absent);
-      if (!(r.token == token)) {
-        w = wresult::make_conflict();
-      } else {
-        value_type next = std::move(r.value);
-        std::invoke(patch, next);
-        w = traits::write_if_match(store, key, token, next);
-        if constexpr (std::equality_comparable<value_type>) {
-          if (w.status == write_status::indeterminate) sent.emplace(std::move(next));
-        }
-      }
-    }
-    previous = w.status;
-    switch (w.status) {
-      case write_status::applied:
-        end = ending::applied;
-        return w;
-      case write_status::absent:
-        return stop_with(ending::absent);
-      case write_status::indeterminate:
-        resolving = true;
-        return wresult::make_failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-      default:
-        return w;
-    }
-  };
-
-  auto r = cas_retry(policy, attempt);
-  patch_result<token_type> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  switch (end) {
-    case ending::applied:
-      out.outcome = patch_outcome::applied;
-      if (r.last) out.token = std::move(r.last->token);
-      break;
-    case ending::dropped:
-      out.outcome = patch_outcome::dropped;
-      out.last_status = write_status::conflict;
-      break;
-    case ending::absent:
-      out.outcome = patch_outcome::absent;
-      out.last_status = write_status::absent;
-      break;
-    case ending::none:
-      out.outcome = patch_outcome::gave_up;
-      out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-      break;
-  }
-  return out;
+  using op = detail::patch_op<store_value_t<S>, store_token_t<S>, Patch, detail::native_patch<S, Patch>>;
+  detail::op_machine<Store, op> machine(store, key, expected, patch, on_conflict);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber
@@ -6897,79 +7151,83 @@ template <class Store, class Field, class FieldValue>
       policy);
 }
 
+namespace detail {
+
+/// erase_if_unchanged as a conditional_op (conditional_op.hpp): read, compare with `expected`
+/// (another value, or no key: decided, unchanged), send erase_if_match on the token read. An
+/// erase whose outcome was unknown is recognised by the key being gone.
+template <class Value, class Token>
+class erase_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests = request_bit(op_request::erase_if_match);
+
+  explicit erase_op(const value_type& expected) : expected_(expected) {}
+
+  [[nodiscard]] bool ready() const noexcept { return token_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept { return op_request::erase_if_match; }
+  [[nodiscard]] const token_type& token() const noexcept { return *token_; }
+
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent() || !(read.value == expected_)) {
+      if (read.found()) seen_.emplace(std::move(read.value));
+      return op_step::decide();  // nothing to erase: unchanged
+    }
+    token_.emplace(std::move(read.token));
+    return op_step::send();
+  }
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+  void on_unknown() noexcept {}
+  [[nodiscard]] bool recognise(const read_type& read) const noexcept { return read.absent(); }
+  void on_applied(wresult&) noexcept { erased_ = true; }
+  void on_landed(read_type&&) noexcept { erased_ = true; }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (erased_) {
+      out.outcome = rmw_outcome::applied;
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = rmw_outcome::unchanged;
+      out.value = std::move(seen_);
+    } else {
+      out.outcome = rmw_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  const value_type& expected_;
+  std::optional<token_type> token_;  // the token of the expected value, once read
+  std::optional<value_type> seen_;   // the value found instead of expected
+  bool erased_ = false;
+};
+
+}  // namespace detail
+
 /// Erases the key only if its value still equals `expected`. Needs erase_if_match
-/// (erasable_writer). An erase reported indeterminate is resolved by re-reading: gone means
-/// done (the goal state); the same token means it did not land (sent again); anything else
-/// stops with outcome gave_up and `indeterminate == true`.
+/// (erasable_writer). An erase reported indeterminate is resolved by conditional_op.hpp's rule:
+/// the key gone means done (the goal state); the same token means it did not land (sent again);
+/// anything else stops with outcome gave_up and `indeterminate == true`.
 template <class Store>
 [[nodiscard]] store_rmw_result_t<Store> erase_if_unchanged(
     Store& store, const store_key_t<Store>& key, const store_value_t<Store>& expected,
     const retry_policy& policy = detail::default_retry_policy()) {
-  using value_type = store_value_t<Store>;
-  using token_type = store_token_t<Store>;
-  using traits = store_traits<std::remove_cvref_t<Store>>;
-  using wresult = write_result<token_type>;
+  using S = std::remove_cvref_t<Store>;
   static_assert(
-      erasable_writer<std::remove_cvref_t<Store>>,
+      erasable_writer<S>,
       "noclobber: erase_if_unchanged needs the store's `erase_if_match(const key_type&, const token_type&)` "
       "returning write_result<token_type>");
   static_assert(
-      std::equality_comparable<value_type>,
+      std::equality_comparable<store_value_t<S>>,
       "noclobber: erase_if_unchanged compares values with ==: value_type must be equality-comparable");
-
-  enum class ending { none, erased, mismatch };
-  ending end = ending::none;
-  bool resolving = false;
-  std::optional<value_type> seen;
-  token_type token{};
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (info.reread || resolving) {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::make_failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if (r.absent()) {
-          end = ending::erased;
-          return wresult::make_applied();
-        }
-        if (!(r.token == token)) {
-          return wresult::make_failed(
-              write_status::indeterminate,
-              {"indeterminate", "an erase's outcome is unknown and the key has changed since"});
-        }
-      }
-      if (r.absent() || !(r.value == expected)) {
-        end = ending::mismatch;
-        if (r.found()) seen.emplace(std::move(r.value));
-        return wresult::make_applied();  // stop: nothing to do
-      }
-      token = std::move(r.token);
-    }
-    wresult w = traits::erase_if_match(store, key, token);
-    if (w.status == write_status::applied) end = ending::erased;
-    if (w.status == write_status::indeterminate) {
-      resolving = true;
-      return wresult::make_failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-    }
-    return w;
-  };
-  auto r = cas_retry(policy, attempt);
-  store_rmw_result_t<Store> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  if (end == ending::erased) {
-    out.outcome = rmw_outcome::applied;
-  } else if (end == ending::mismatch) {
-    out.outcome = rmw_outcome::unchanged;
-    out.value = std::move(seen);
-  } else {
-    out.outcome = rmw_outcome::gave_up;
-    out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-  }
-  return out;
+  detail::op_machine<Store, detail::erase_op<store_value_t<S>, store_token_t<S>>> machine(store, key,
+                                                                                          expected);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber

@@ -316,9 +316,9 @@ template <class Via, class Fn, retry_env Env>
   noclobber::detail::rmw_machine<Via, std::remove_reference_t<Fn>> machine(via, key, fn);
   auto r = cas_retry(
       policy,
-      [&](const attempt_info& info) -> write_result<std::string> {
+      [&](const attempt_info& info) {
         write_result<std::string> held = locks.lock(key, opt);
-        if (!held.ok()) return held;
+        if (!held.ok()) return machine.refuse(std::move(held));
         const detail::unlock_on_exit release(locks, key);
         return machine(info);
       },

@@ -140,6 +140,63 @@ inline boost::asio::awaitable<bool> backoff_wait(std::chrono::nanoseconds delay,
 
 }  // namespace detail
 
+namespace detail {
+
+template <class A>
+using async_attempt_t = std::remove_cvref_t<A>;
+
+/// async_cas_retry's loop, filling the driver's `out` and `last` (see retry_loop in
+/// cas_retry.hpp). The driver awaits it at once: `out` and `last` outlive it.
+template <class A>
+boost::asio::awaitable<void> async_run_cas_retry(const retry_policy& policy, A attempt, retry_stats& out,
+                                                 std::optional<async_attempt_outcome_t<A>>& last) {
+  using R = async_attempt_outcome_t<A>;
+  using duration = std::chrono::nanoseconds;
+  using clock = std::chrono::steady_clock;
+  retry_loop<R> loop(policy, out, last);
+  if (loop.cancelled_before_start()) co_return;
+  retry_controller& ctl = loop.controller();
+  const clock::time_point start = ctl.needs_clock() ? clock::now() : clock::time_point{};
+
+  for (;;) {
+    const attempt_info info = ctl.next_attempt();
+    std::exception_ptr failure;
+    try {
+      if constexpr (is_asio_awaitable<attempt_result_t<A>>::value) {
+        auto result = co_await run_attempt(attempt, info);
+        loop.accept(std::move(result));
+      } else {
+        auto result = run_attempt(attempt, info);
+        loop.accept(std::move(result));
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    // Outside the handler (a coroutine cannot suspend in one): classified, it is an outcome.
+    if (failure) loop.on_exception(failure);
+    if (loop.settled()) co_return;  // applied or decided
+    const duration elapsed =
+        ctl.needs_clock() ? std::chrono::duration_cast<duration>(clock::now() - start) : duration::zero();
+    const retry_decision d = loop.decide(elapsed, system_retry_env::rng());
+    if (!d) co_return;
+    const clock::time_point before = clock::now();
+    // Checked here, not by co_await: awaiting any awaitable after a cancellation throws, and
+    // the loop must end as `cancelled` (hooks run, budget tokens returned), not with an exception.
+    const auto cancellation = co_await boost::asio::this_coro::cancellation_state;
+    bool woke_normally = false;
+    if (cancellation.cancelled() == boost::asio::cancellation_type::none) {
+      woke_normally = co_await backoff_wait(d.delay, policy.stop);
+    }
+    loop.on_slept(std::chrono::duration_cast<duration>(clock::now() - before));
+    if (!woke_normally) {
+      loop.interrupted();
+      co_return;
+    }
+  }
+}
+
+}  // namespace detail
+
 /// The coroutine form of cas_retry: see the overview. Throws std::invalid_argument (when
 /// awaited) for an invalid policy; rethrows what the attempt throws unless classify_exception
 /// maps it.
@@ -151,51 +208,9 @@ template <class Attempt>
 boost::asio::awaitable<retry_result<detail::async_attempt_outcome_t<std::remove_cvref_t<Attempt>>>>
 async_cas_retry(const retry_policy& policy, Attempt attempt) {
   // clang-format on
-  using A = std::remove_cvref_t<Attempt>;
-  using R = detail::async_attempt_outcome_t<A>;
-  using duration = std::chrono::nanoseconds;
-  using clock = std::chrono::steady_clock;
-  retry_result<R> out;
-  detail::retry_loop<R> loop(policy, out);
-  if (loop.cancelled_before_start()) co_return out;
-  retry_controller& ctl = loop.controller();
-  const clock::time_point start = ctl.needs_clock() ? clock::now() : clock::time_point{};
-
-  for (;;) {
-    const attempt_info info = ctl.next_attempt();
-    std::exception_ptr failure;
-    try {
-      if constexpr (detail::is_asio_awaitable<detail::attempt_result_t<A>>::value) {
-        auto result = co_await detail::run_attempt(attempt, info);
-        loop.accept(std::move(result));
-      } else {
-        auto result = detail::run_attempt(attempt, info);
-        loop.accept(std::move(result));
-      }
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    // Outside the handler (a coroutine cannot suspend in one): classified, it is an outcome.
-    if (failure) loop.on_exception(failure);
-    if (loop.settled()) co_return out;  // applied or decided
-    const duration elapsed =
-        ctl.needs_clock() ? std::chrono::duration_cast<duration>(clock::now() - start) : duration::zero();
-    const retry_decision d = loop.decide(elapsed, system_retry_env::rng());
-    if (!d) co_return out;
-    const clock::time_point before = clock::now();
-    // Checked here, not by co_await: awaiting any awaitable after a cancellation throws, and
-    // the loop must end as `cancelled` (hooks run, budget tokens returned), not with an exception.
-    const auto cancellation = co_await boost::asio::this_coro::cancellation_state;
-    bool woke_normally = false;
-    if (cancellation.cancelled() == boost::asio::cancellation_type::none) {
-      woke_normally = co_await detail::backoff_wait(d.delay, policy.stop);
-    }
-    loop.on_slept(std::chrono::duration_cast<duration>(clock::now() - before));
-    if (!woke_normally) {
-      loop.interrupted();
-      co_return out;
-    }
-  }
+  retry_result<detail::async_attempt_outcome_t<std::remove_cvref_t<Attempt>>> out;
+  co_await detail::async_run_cas_retry(policy, std::move(attempt), out, out.last);
+  co_return out;
 }
 
 }  // namespace noclobber
