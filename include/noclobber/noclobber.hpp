@@ -15,6 +15,7 @@
 
 #include "noclobber/backoff.hpp"
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/conditional_op.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/idempotency_ledger.hpp"
