@@ -373,19 +373,23 @@ void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats
 /// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
 /// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
 /// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+// clang-format off
 template <class Attempt, retry_env Env>
-requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
 auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
     -> retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> {
+  // clang-format on
   retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> out;
   detail::run_cas_retry(policy, attempt, env, out, out.last);
   return out;
 }
 
 /// cas_retry in real time (system_retry_env).
+// clang-format off
 template <class Attempt>
-requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
 auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
+  // clang-format on
   system_retry_env env;
   return cas_retry(policy, std::forward<Attempt>(attempt), env);
 }

@@ -167,7 +167,8 @@ concept erasable_writer = conditional_writer<Store> &&
   { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
 };
 
-/// Optional: apply a sparse patch only if unchanged (seed 003's patch_model).
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
 template <class Store>
 concept patchable_writer = conditional_writer<Store> && requires {
   typename store_patch_t<Store>;

@@ -2,9 +2,9 @@
 //
 // Overview
 // --------
-// Seed 004's bugs: a check-then-insert let two requests both start the same import, and a
-// background task that crashed half-way re-applied everything when it was retried. The fix is
-// a ledger keyed by (source, content hash) whose entries move through
+// The import retried after a crash: a check-then-insert let two requests both start the same
+// import, and a background task that crashed half-way re-applied everything when it was retried.
+// The fix is a ledger keyed by (source, content hash) whose entries move through
 //
 //     (absent) --claim--> pending --complete--> completed      (never run again)
 //                            |  \--fail------> failed          (a retry claims it again)
@@ -29,7 +29,7 @@
 // the starts) and runs the operation again. So: completed operations never run again, and
 // two callers never run it at the same time while a lease is valid — but an operation that
 // crashed part-way *is* run again, so it must be safe to re-run on its own partial effects
-// (seed 004: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
+// (the blocklist import: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
 // (or the caller sees `lost_claim`: somebody took over, and the operation may have run twice).
 // Leases compare times from `ledger_options::clock` (system_clock by default, so that several
 // processes agree; their clocks must be roughly in sync).

@@ -2,13 +2,13 @@
 //
 // Overview
 // --------
-// Seed 003's bug: a read path refreshed a cache stored inside a model by saving the whole
-// model it had loaded earlier, silently undoing any field another request edited in between.
-// The fix has two parts: write only the fields you mean to change (a sparse patch), and only
-// if the model is still at the revision you derived the patch from. When it is not, the caller
-// chooses: drop the patch (a cache refresh is worth nothing on a model that changed: the next
-// read refreshes again) or re-read the revision and apply the same patch to the new one (the
-// patch is sparse, so it still clobbers nothing).
+// The cache refresh that overwrites an edit: a read path refreshed a cache stored inside a model
+// by saving the whole model it had loaded earlier, silently undoing any field another request
+// edited in between. The fix has two parts: write only the fields you mean to change (a sparse
+// patch), and only if the model is still at the revision you derived the patch from. When it is
+// not, the caller chooses: drop the patch (a cache refresh is worth nothing on a model that
+// changed: the next read refreshes again) or re-read the revision and apply the same patch to the
+// new one (the patch is sparse, so it still clobbers nothing).
 //
 //     auto loaded = store.read("qb");                               // value + token
 //     auto cache = resolve(loaded.value);                            // slow
@@ -53,7 +53,7 @@ namespace noclobber {
 
 /// What to do when the revision moved since the patch was derived.
 enum class patch_conflict : unsigned char {
-  drop,   // give the patch up: outcome dropped (seed 003's cache refresh)
+  drop,   // give the patch up: outcome dropped (a cache refresh: the next read refreshes again)
   retry,  // re-read the token and apply the same patch to the newer revision
 };
 

@@ -106,11 +106,13 @@ class update {
 
   update(const Value& v) : kind_(update_kind::write), value_(v) {}        // NOLINT: implicit
   update(Value&& v) : kind_(update_kind::write), value_(std::move(v)) {}  // NOLINT: implicit
+  // clang-format off
   template <class U>
-  requires(std::constructible_from<Value, U> && !std::same_as<std::remove_cvref_t<U>, Value> &&
-           !std::same_as<std::remove_cvref_t<U>, update> && !std::same_as<std::remove_cvref_t<U>, keep_t> &&
-           !std::same_as<std::remove_cvref_t<U>, abort_t>) update(U&& u)
-      : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}   // NOLINT: implicit
+    requires std::constructible_from<Value, U> &&
+             (!std::same_as<std::remove_cvref_t<U>, Value>) && (!std::same_as<std::remove_cvref_t<U>, update>) &&
+             (!std::same_as<std::remove_cvref_t<U>, keep_t>) && (!std::same_as<std::remove_cvref_t<U>, abort_t>)
+  update(U&& u) : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}  // NOLINT: implicit
+  // clang-format on
   update(keep_t) : kind_(update_kind::keep) {}                                    // NOLINT: implicit
   update(abort_t a) : kind_(update_kind::abort), reason_(std::move(a.reason)) {}  // NOLINT: implicit
 

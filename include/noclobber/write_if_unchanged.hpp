@@ -2,13 +2,13 @@
 //
 // Overview
 // --------
-// Seed 001's bug: a worker snapshots a flag (`dirty_since`) when it claims a job, works for
-// 30 s, then clears the flag unconditionally — destroying a newer value a user wrote in the
-// meantime, after which a reconciler overwrites the user's edit. The fix is to clear the flag
-// only if it still holds the value seen at claim time. These helpers do that on any store that
-// fulfils conditional_writer.hpp, with the version-token check underneath, so a value that was
-// changed and changed back in between is also handled correctly (the token moved: re-read,
-// re-compare).
+// The dirty flag cleared after a long wait: a worker snapshots a flag (`dirty_since`) when it
+// claims a job, works for 30 s, then clears the flag unconditionally — destroying a newer value a
+// user wrote in the meantime, after which a reconciler overwrites the user's edit. The fix is to
+// clear the flag only if it still holds the value seen at claim time. These helpers do that on
+// any store that fulfils conditional_writer.hpp, with the version-token check underneath, so a
+// value that was changed and changed back in between is also handled correctly (the token moved:
+// re-read, re-compare).
 //
 //     // claim time
 //     auto seen = store.read(ino).value.dirty_since;                  // e.g. 1715760000123

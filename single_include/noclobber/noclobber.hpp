@@ -1646,19 +1646,23 @@ void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats
 /// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
 /// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
 /// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+// clang-format off
 template <class Attempt, retry_env Env>
-requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
 auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
     -> retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> {
+  // clang-format on
   retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> out;
   detail::run_cas_retry(policy, attempt, env, out, out.last);
   return out;
 }
 
 /// cas_retry in real time (system_retry_env).
+// clang-format off
 template <class Attempt>
-requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
 auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
+  // clang-format on
   system_retry_env env;
   return cas_retry(policy, std::forward<Attempt>(attempt), env);
 }
@@ -1834,7 +1838,8 @@ concept erasable_writer = conditional_writer<Store> &&
   { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
 };
 
-/// Optional: apply a sparse patch only if unchanged (seed 003's patch_model).
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
 template <class Store>
 concept patchable_writer = conditional_writer<Store> && requires {
   typename store_patch_t<Store>;
@@ -2403,11 +2408,13 @@ class update {
 
   update(const Value& v) : kind_(update_kind::write), value_(v) {}        // NOLINT: implicit
   update(Value&& v) : kind_(update_kind::write), value_(std::move(v)) {}  // NOLINT: implicit
+  // clang-format off
   template <class U>
-  requires(std::constructible_from<Value, U> && !std::same_as<std::remove_cvref_t<U>, Value> &&
-           !std::same_as<std::remove_cvref_t<U>, update> && !std::same_as<std::remove_cvref_t<U>, keep_t> &&
-           !std::same_as<std::remove_cvref_t<U>, abort_t>) update(U&& u)
-      : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}   // NOLINT: implicit
+    requires std::constructible_from<Value, U> &&
+             (!std::same_as<std::remove_cvref_t<U>, Value>) && (!std::same_as<std::remove_cvref_t<U>, update>) &&
+             (!std::same_as<std::remove_cvref_t<U>, keep_t>) && (!std::same_as<std::remove_cvref_t<U>, abort_t>)
+  update(U&& u) : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}  // NOLINT: implicit
+  // clang-format on
   update(keep_t) : kind_(update_kind::keep) {}                                    // NOLINT: implicit
   update(abort_t a) : kind_(update_kind::abort), reason_(std::move(a.reason)) {}  // NOLINT: implicit
 
@@ -2678,9 +2685,9 @@ template <class Store, class Fn>
 //
 // Overview
 // --------
-// Seed 004's bugs: a check-then-insert let two requests both start the same import, and a
-// background task that crashed half-way re-applied everything when it was retried. The fix is
-// a ledger keyed by (source, content hash) whose entries move through
+// The import retried after a crash: a check-then-insert let two requests both start the same
+// import, and a background task that crashed half-way re-applied everything when it was retried.
+// The fix is a ledger keyed by (source, content hash) whose entries move through
 //
 //     (absent) --claim--> pending --complete--> completed      (never run again)
 //                            |  \--fail------> failed          (a retry claims it again)
@@ -2705,7 +2712,7 @@ template <class Store, class Fn>
 // the starts) and runs the operation again. So: completed operations never run again, and
 // two callers never run it at the same time while a lease is valid — but an operation that
 // crashed part-way *is* run again, so it must be safe to re-run on its own partial effects
-// (seed 004: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
+// (the blocklist import: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
 // (or the caller sees `lost_claim`: somebody took over, and the operation may have run twice).
 // Leases compare times from `ledger_options::clock` (system_clock by default, so that several
 // processes agree; their clocks must be roughly in sync).
@@ -4920,9 +4927,10 @@ class memory_store {
 // back with the store's unconditional `overwrite`. Nothing checks whether somebody else wrote
 // the key between the read and the write, so when two callers read the same version, the
 // second overwrite silently erases the first caller's update. This is exactly the lost update
-// of every seed report (a download → modify → put_object cycle without If-Match; a
-// GetStackEnvVars → merge → UpdateStackEnvVars sequence; a cache refresh that saves the whole
-// model it read earlier).
+// behind the real-world scenarios noclobber is built around (the SQLite file kept as one
+// object-store object: download → modify → put_object without If-Match; the concurrent
+// disjoint-key env PATCH: read the env vars → merge → write them all back; the cache refresh that
+// overwrites an edit: save the whole model read earlier).
 //
 // DO NOT USE IT FOR REAL WRITES. It exists as the negative control: the race harness and the
 // tests run it under the same race as read_modify_write to show that the race is real and
@@ -5001,13 +5009,13 @@ template <class Store, class Fn>
 //
 // Overview
 // --------
-// Seed 003's bug: a read path refreshed a cache stored inside a model by saving the whole
-// model it had loaded earlier, silently undoing any field another request edited in between.
-// The fix has two parts: write only the fields you mean to change (a sparse patch), and only
-// if the model is still at the revision you derived the patch from. When it is not, the caller
-// chooses: drop the patch (a cache refresh is worth nothing on a model that changed: the next
-// read refreshes again) or re-read the revision and apply the same patch to the new one (the
-// patch is sparse, so it still clobbers nothing).
+// The cache refresh that overwrites an edit: a read path refreshed a cache stored inside a model
+// by saving the whole model it had loaded earlier, silently undoing any field another request
+// edited in between. The fix has two parts: write only the fields you mean to change (a sparse
+// patch), and only if the model is still at the revision you derived the patch from. When it is
+// not, the caller chooses: drop the patch (a cache refresh is worth nothing on a model that
+// changed: the next read refreshes again) or re-read the revision and apply the same patch to the
+// new one (the patch is sparse, so it still clobbers nothing).
 //
 //     auto loaded = store.read("qb");                               // value + token
 //     auto cache = resolve(loaded.value);                            // slow
@@ -5046,7 +5054,7 @@ namespace noclobber {
 
 /// What to do when the revision moved since the patch was derived.
 enum class patch_conflict : unsigned char {
-  drop,   // give the patch up: outcome dropped (seed 003's cache refresh)
+  drop,   // give the patch up: outcome dropped (a cache refresh: the next read refreshes again)
   retry,  // re-read the token and apply the same patch to the newer revision
 };
 
@@ -7133,13 +7141,13 @@ inline constexpr version_info version{NOCLOBBER_VERSION_MAJOR, NOCLOBBER_VERSION
 //
 // Overview
 // --------
-// Seed 001's bug: a worker snapshots a flag (`dirty_since`) when it claims a job, works for
-// 30 s, then clears the flag unconditionally — destroying a newer value a user wrote in the
-// meantime, after which a reconciler overwrites the user's edit. The fix is to clear the flag
-// only if it still holds the value seen at claim time. These helpers do that on any store that
-// fulfils conditional_writer.hpp, with the version-token check underneath, so a value that was
-// changed and changed back in between is also handled correctly (the token moved: re-read,
-// re-compare).
+// The dirty flag cleared after a long wait: a worker snapshots a flag (`dirty_since`) when it
+// claims a job, works for 30 s, then clears the flag unconditionally — destroying a newer value a
+// user wrote in the meantime, after which a reconciler overwrites the user's edit. The fix is to
+// clear the flag only if it still holds the value seen at claim time. These helpers do that on
+// any store that fulfils conditional_writer.hpp, with the version-token check underneath, so a
+// value that was changed and changed back in between is also handled correctly (the token moved:
+// re-read, re-compare).
 //
 //     // claim time
 //     auto seen = store.read(ino).value.dirty_since;                  // e.g. 1715760000123

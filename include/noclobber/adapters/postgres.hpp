@@ -11,10 +11,11 @@
 //      write_if_match   UPDATE … SET version = nextval(…) WHERE key = $1 AND version = $2 RETURNING
 //                       (0 rows: a SELECT tells conflict from absent — on the slow path only)
 //      create_if_absent INSERT … ON CONFLICT (key) DO NOTHING RETURNING version
-//  * `postgres::update_under_row_lock` — pessimistic, exactly as seed 002 shipped it: one
-//    transaction, `SET LOCAL lock_timeout`, `SELECT … FOR UPDATE`, the caller's guard and merge run
-//    under the row lock, the size cap is checked before the UPDATE, then COMMIT. Its outcomes map
-//    one-to-one onto HTTP answers (413 / 404 / 409 / 503, see `http_status`).
+//  * `postgres::update_under_row_lock` — pessimistic, exactly as the fix for the concurrent
+//    disjoint-key env PATCH shipped it: one transaction, `SET LOCAL lock_timeout`,
+//    `SELECT … FOR UPDATE`, the caller's guard and merge run under the row lock, the size cap is
+//    checked before the UPDATE, then COMMIT. Its outcomes map one-to-one onto HTTP answers
+//    (413 / 404 / 409 / 503, see `http_status`).
 //
 // Errors are classified by SQLSTATE (`classify_sqlstate`): 40001 / 40P01 restart the transaction,
 // 55P03 (lock_timeout, NOWAIT) and 57014 (statement_timeout) retry, a connection lost after the
@@ -294,11 +295,12 @@ struct row_lock_options {
   /// Any duration converts without overflow; nanoseconds::max() (hours::max() too) means no
   /// limit (PostgreSQL's 0), anything else is sent in whole milliseconds, at most INT_MAX.
   saturating_ns lock_timeout = std::chrono::seconds(3);
-  /// The size cap checked under the lock before the UPDATE (seed 002: 64 KiB); 0 = none.
+  /// The size cap checked under the lock before the UPDATE (the env PATCH fix: 64 KiB); 0 = none.
   std::size_t max_value_bytes = 0;
 };
 
-/// Seed 002's pessimistic read-modify-write. In one transaction:
+/// The pessimistic read-modify-write of the concurrent disjoint-key env PATCH fix. In one
+/// transaction:
 ///   BEGIN; SET LOCAL lock_timeout = …;  `select_for_update` ($1 = key; must end in FOR UPDATE;
 ///   column 0 is the value, further columns are for the guard); modify(row) under the row lock;
 ///   size cap; `update` ($1 = key, $2 = new value); COMMIT.

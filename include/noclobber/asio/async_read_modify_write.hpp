@@ -26,9 +26,10 @@
 // whose requests the async store contract has). Tests check both forms give identical results
 // on the same fault-injected runs.
 //
-// `async_locked_read_modify_write` adds seed 000's first layer: a keyed_async_mutex in front, so
-// that coroutines of one process updating the same key queue (without blocking threads) instead
-// of racing each other through the store.
+// `async_locked_read_modify_write` adds the first of the two layers the SQLite file kept as one
+// object-store object needs: a keyed_async_mutex in front, so that coroutines of one process
+// updating the same key queue (without blocking threads) instead of racing each other through
+// the store.
 //
 // Lifetimes: the key and fn are copied into the coroutine; the store, the mutex and the policy
 // are held by reference and must outlive the awaitable's completion.
