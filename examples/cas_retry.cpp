@@ -32,7 +32,7 @@ int main() {
       if (a.reread || !seen.found()) seen = store.read("hits");
       if (!seen.found()) {
         return noclobber::write_result<std::uint64_t>::make_failed(noclobber::as_write_status(seen.status),
-                                                              seen.error);
+                                                                   seen.error);
       }
       return store.write_if_match("hits", seen.token, seen.value + 1);
     });

@@ -93,7 +93,8 @@ struct noclobber::store_traits<vendor::revision_map> {
       if (revision < 0) return write_type::make_failed(mismatch);
       return write_type::make_applied(revision);
     } catch (const vendor::timeout_error& e) {
-      return write_type::make_failed(write_status::indeterminate, {"timeout", e.what()});  // sent, outcome unknown
+      return write_type::make_failed(write_status::indeterminate,
+                                     {"timeout", e.what()});  // sent, outcome unknown
     }
   }
 };

@@ -69,7 +69,7 @@ std::string pg_table() {
 
 auto make_pg = [] {
   return std::make_unique<noclobber::postgres::store>(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"),
-                                                              pg_table());
+                                                      pg_table());
 };
 auto make_redis = [] {
   return std::make_unique<noclobber::redis::store>(nc_bench::server_env("NOCLOBBER_REDIS_ADDR"));

@@ -71,8 +71,8 @@ class crashing_store {
  private:
   nc::write_result<token_type> maybe_crash(nc::write_result<token_type> r) {
     if (r.ok() && std::uniform_real_distribution<double>(0, 1)(rng_) < p_) {
-      return nc::write_result<token_type>::make_failed(nc::write_status::indeterminate,
-                                                  {"crash", "the importer crashed after COMMIT was sent"});
+      return nc::write_result<token_type>::make_failed(
+          nc::write_status::indeterminate, {"crash", "the importer crashed after COMMIT was sent"});
     }
     return r;
   }

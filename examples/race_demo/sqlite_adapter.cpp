@@ -29,8 +29,8 @@ int main() {
   opt.ops_per_writer = 10;
   opt.store_name = "sqlite";
   opt.strategy_name = "cas";
-  auto report = noclobber::run_race_per_writer(
-      [&](unsigned) { return noclobber::sqlite::store(path); }, noclobber::cas_strategy{}, opt);
+  auto report = noclobber::run_race_per_writer([&](unsigned) { return noclobber::sqlite::store(path); },
+                                               noclobber::cas_strategy{}, opt);
   std::cout << report.to_text();
 
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());

@@ -4511,6 +4511,7 @@ requires key_lock_map<Locks, store_key_t<Store>>
 // the outside-writer callback. They must not call back into the same store. Whatever they
 // throw, the key keeps its previous value and version and the mutex is released.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -4834,11 +4835,13 @@ class memory_store {
 
   void sleep_latency(const fault_config& f) {
     if (f.latency_max.count() <= 0) return;
-    // 0 <= min <= max, so the span fits; the double product may round up past it (near
-    // nanoseconds::max()), which the saturating conversion and sum absorb.
-    const auto span = static_cast<double>((f.latency_max.get() - f.latency_min.get()).count());
-    const auto delay = saturating_add(
-        f.latency_min, saturating_cast_ns(std::chrono::duration<double, std::nano>(draw() * span)));
+    // 0 <= min <= max, so the span fits; the double product may round up past it near
+    // nanoseconds::max(): clamp it to the span, so that min + extra <= max cannot overflow.
+    const std::int64_t span = (f.latency_max.get() - f.latency_min.get()).count();
+    const double drawn = draw() * static_cast<double>(span);
+    const std::int64_t extra =
+        drawn < static_cast<double>(span) ? std::min(static_cast<std::int64_t>(drawn), span) : span;
+    const auto delay = f.latency_min.get() + std::chrono::nanoseconds(extra);
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
   }
 

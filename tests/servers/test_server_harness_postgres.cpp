@@ -12,8 +12,7 @@ TEST_CASE("race harness: postgres store", "[server][postgres][harness]") {
   const std::string table = nc_test::unique_name("nc_harness");
   noclobber::postgres::store admin(conninfo, table);
   admin.ensure_table();
-  prove_adapter<noclobber::postgres::store>("postgres", [&](unsigned) {
-    return std::make_unique<noclobber::postgres::store>(conninfo, table);
-  });
+  prove_adapter<noclobber::postgres::store>(
+      "postgres", [&](unsigned) { return std::make_unique<noclobber::postgres::store>(conninfo, table); });
   (void)admin.conn().exec_simple("DROP TABLE " + table + "; DROP SEQUENCE " + table + "_version", true);
 }
