@@ -283,11 +283,11 @@ struct row_decision {
 struct row_lock_options {
   /// `SET LOCAL lock_timeout`: how long to wait for the row lock before answering busy (503).
   std::chrono::milliseconds lock_timeout{3000};
-  /// The size cap checked under the lock before the UPDATE (the env PATCH's: 64 KiB); 0 = none.
+  /// The size cap checked under the lock before the UPDATE (the `env_patch` fix's: 64 KiB); 0 = none.
   std::size_t max_value_bytes = 0;
 };
 
-/// The env PATCH fix's pessimistic read-modify-write (docs/scenarios.md). In one transaction:
+/// The `env_patch` fix's pessimistic read-modify-write (docs/scenarios.md). In one transaction:
 ///   BEGIN; SET LOCAL lock_timeout = …;  `select_for_update` ($1 = key; must end in FOR UPDATE;
 ///   column 0 is the value, further columns are for the guard); modify(row) under the row lock;
 ///   size cap; `update` ($1 = key, $2 = new value); COMMIT.
