@@ -17,8 +17,10 @@ import re
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^\s*(```+|~~~+)")
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from check_doc_examples import ROOT, doc_pages, prose_lines, report  # noqa: E402
+
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 # A file name with one of our extensions, optionally with folders; not part of a URL or a longer word.
@@ -48,21 +50,6 @@ def slug(heading):
     return text.replace(" ", "-")
 
 
-def prose_lines(path):
-    """(line number, text) of each line outside fenced code blocks."""
-    fence = None
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        m = FENCE.match(line)
-        if m:
-            if fence is None:
-                fence = m.group(1)
-            elif line.strip().startswith(fence):
-                fence = None
-            continue
-        if fence is None:
-            yield n, line
-
-
 def anchors(path, cache={}):
     if path not in cache:
         seen, found = {}, set()
@@ -82,7 +69,6 @@ def main():
     files = tracked_files()
     file_set = set(files)
     names = {pathlib.PurePosixPath(p).name for p in files}
-    docs = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
     errors, checked = [], 0
 
     def file_exists(ref, page_dir):
@@ -95,9 +81,7 @@ def main():
             return True
         return any(p.endswith("/" + ref) for p in files)
 
-    for doc in docs:
-        if not doc.is_file():
-            continue
+    for doc in doc_pages():
         rel = doc.relative_to(ROOT)
         page_dir = doc.parent
         for n, line in prose_lines(doc):
@@ -128,10 +112,7 @@ def main():
                 checked += 1
                 if not ok:
                     errors.append(f"{where}: names {ref}, which is not a file in this repository")
-    for e in errors:
-        print(f"check_doc_links.py: {e}", file=sys.stderr)
-    print(f"check_doc_links.py: {checked} links and file names checked, {len(errors)} problems")
-    return 1 if errors else 0
+    return report("check_doc_links.py", "links and file names", checked, errors)
 
 
 if __name__ == "__main__":
