@@ -11,7 +11,8 @@
 //      write_if_match   UPDATE … SET version = nextval(…) WHERE key = $1 AND version = $2 RETURNING
 //                       (0 rows: a SELECT tells conflict from absent — on the slow path only)
 //      create_if_absent INSERT … ON CONFLICT (key) DO NOTHING RETURNING version
-//  * `postgres::update_under_row_lock` — pessimistic, exactly as seed 002 shipped it: one
+//  * `postgres::update_under_row_lock` — pessimistic, exactly as the fix for the concurrent
+//    disjoint-key env PATCH shipped it (docs/scenarios.md): one
 //    transaction, `SET LOCAL lock_timeout`, `SELECT … FOR UPDATE`, the caller's guard and merge run
 //    under the row lock, the size cap is checked before the UPDATE, then COMMIT. Its outcomes map
 //    one-to-one onto HTTP answers (413 / 404 / 409 / 503, see `http_status`).
@@ -282,11 +283,11 @@ struct row_decision {
 struct row_lock_options {
   /// `SET LOCAL lock_timeout`: how long to wait for the row lock before answering busy (503).
   std::chrono::milliseconds lock_timeout{3000};
-  /// The size cap checked under the lock before the UPDATE (seed 002: 64 KiB); 0 = none.
+  /// The size cap checked under the lock before the UPDATE (the `env_patch` fix's: 64 KiB); 0 = none.
   std::size_t max_value_bytes = 0;
 };
 
-/// Seed 002's pessimistic read-modify-write. In one transaction:
+/// The `env_patch` fix's pessimistic read-modify-write (docs/scenarios.md). In one transaction:
 ///   BEGIN; SET LOCAL lock_timeout = …;  `select_for_update` ($1 = key; must end in FOR UPDATE;
 ///   column 0 is the value, further columns are for the guard); modify(row) under the row lock;
 ///   size cap; `update` ($1 = key, $2 = new value); COMMIT.
