@@ -5,7 +5,8 @@
 //   contended/*     N threads on one hot key, with 0 or 50 µs latency per store call (slept,
 //                   like a network round trip): throughput, and attempts per update (1.0 = no
 //                   wasted attempts) for a hand-written CAS loop, read_modify_write spinning
-//                   or with full jitter, and lock + CAS (seed 000's two layers).
+//                   or with full jitter, and lock + CAS (the two layers of the
+//                   object_store_file fix, docs/scenarios.md).
 //
 // Run: build-*/bench/bench_read_modify_write --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>

@@ -154,7 +154,7 @@ TEST_CASE("each stop reason, with attempts, time slept and the last error", "[ca
     CHECK(r.attempts == 1);
     CHECK(r.last_error.code == "timeout");
   }
-  SECTION("attempts_exhausted after max_attempts (default 5, as in seed 000)") {
+  SECTION("attempts_exhausted after max_attempts (default 5, as in the object_store_file fix)") {
     retry_policy p;
     p.backoff = backoff_policy::exponential(10ms, 1s);
     CHECK(p.max_attempts == 5);

@@ -1,4 +1,5 @@
-// Tests for patch_if_unchanged (seed 003): a sparse patch against an expected revision.
+// Tests for patch_if_unchanged (the cache refresh that overwrites an edit): a sparse patch
+// against an expected revision.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -192,7 +193,7 @@ TEST_CASE("patch_if_unchanged: transient and indeterminate", "[patch][faults]") 
   }
 }
 
-TEST_CASE("seed 003 race: cache refreshes never undo concurrent edits", "[patch][race][seed003]") {
+TEST_CASE("cache_refresh race: cache refreshes never undo concurrent edits", "[patch][race][cache_refresh]") {
   // Editors edit the model (every edit id must survive); refreshers load it, "resolve" the
   // query, and patch the cache fields with drop-on-conflict. The naive refresh (save the whole
   // model it loaded) is run under the same race as the negative control.

@@ -351,7 +351,7 @@ TEST_CASE("bad options are rejected at the boundary", "[race_harness]") {
   REQUIRE(bad.first_error.find("must return tag.id") != std::string::npos);
 }
 
-TEST_CASE("a custom workload: a map merge (seed 002) with 16 disjoint keys", "[race_harness]") {
+TEST_CASE("a custom workload: a map merge (env_patch) with 16 disjoint keys", "[race_harness]") {
   using map_t = std::map<std::string, std::string>;
   nc::memory_store<std::string, map_t> store;
   nc::race_options_for<decltype(store)> o;

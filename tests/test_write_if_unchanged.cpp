@@ -1,4 +1,5 @@
-// Tests for write_if_unchanged, update_field_if_unchanged and erase_if_unchanged (seed 001).
+// Tests for write_if_unchanged, update_field_if_unchanged and erase_if_unchanged (the
+// dirty flag cleared after a long wait).
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -146,8 +147,8 @@ TEST_CASE("erase_if_unchanged: erases only the expected value", "[write_if_uncha
   }
 }
 
-TEST_CASE("seed 001 race: the push worker never destroys a newer dirty_since",
-          "[write_if_unchanged][race][seed001]") {
+TEST_CASE("dirty_flag race: the push worker never destroys a newer dirty_since",
+          "[write_if_unchanged][race][dirty_flag]") {
   // Each round: the record is dirty at T1. The worker claims (snapshots dirty_since), pushes,
   // then compare-and-clears. The user writes T2 concurrently. If the claim saw T1, the user's
   // T2 must survive whatever the order (the user wrote after the clear, or the clear saw T2 and
@@ -198,7 +199,7 @@ TEST_CASE("seed 001 race: the push worker never destroys a newer dirty_since",
         const auto now = store.peek(ino)->first;
         if (seen_at_claim[static_cast<std::size_t>(ino)] == t1) {
           ++claims_before_edit;
-          if (now.dirty_since != t1 + 1) ++failures;  // the lost update seed 001 is about
+          if (now.dirty_since != t1 + 1) ++failures;  // the lost update of the dirty_flag scenario
         } else if (now.dirty_since.has_value() && now.dirty_since != t1 + 1) {
           ++failures;
         }
@@ -212,8 +213,8 @@ TEST_CASE("seed 001 race: the push worker never destroys a newer dirty_since",
   CHECK(claims_before_edit.load() >= inodes * rounds / 2);  // the dangerous order really happened
 }
 
-TEST_CASE("seed 001 negative control: a blind clear destroys the newer dirty_since",
-          "[write_if_unchanged][seed001]") {
+TEST_CASE("dirty_flag negative control: a blind clear destroys the newer dirty_since",
+          "[write_if_unchanged][dirty_flag]") {
   // Forced order: claim T1, user writes T2, worker clears. The blind clear loses T2; the
   // compare-and-clear keeps it.
   nc::memory_store<int, inode> store;

@@ -1,5 +1,5 @@
 // PostgreSQL adapter against a real server (NOCLOBBER_PG_CONNINFO): every outcome category of the
-// version-column store, SQLSTATE classification from real errors, seed 002's row-lock path, four
+// version-column store, SQLSTATE classification from real errors, the env_patch row-lock path, four
 // writer processes, and a writer killed between its read and its write.
 #include <noclobber/adapters/detail/json_lite.hpp>
 #include <noclobber/adapters/postgres.hpp>
@@ -191,7 +191,7 @@ TEST_CASE("postgres: SQLSTATEs from real errors are classified", "[server][postg
   exec_ok(observer, "DROP TABLE " + table);
 }
 
-// ---- seed 002: PATCH /stacks/:slug/env as one row-locked transaction ----------------------------
+// ---- env_patch: PATCH /stacks/:slug/env as one row-locked transaction ----------------------------
 
 namespace {
 
@@ -260,8 +260,8 @@ pg::row_lock_result merge_env(pg::connection& c, const stacks_table& t, const st
 
 }  // namespace
 
-TEST_CASE("seed 002: 16 concurrent disjoint-key PATCHes under the row lock all survive",
-          "[server][postgres][seed]") {
+TEST_CASE("env_patch: 16 concurrent disjoint-key PATCHes under the row lock all survive",
+          "[server][postgres][env_patch]") {
   stacks_table t;
   t.add("web", "running");
   constexpr int writers = 16, rounds = 25;
@@ -281,8 +281,8 @@ TEST_CASE("seed 002: 16 concurrent disjoint-key PATCHes under the row lock all s
   CHECK(t.env("web").size() == static_cast<std::size_t>(writers * rounds));
 }
 
-TEST_CASE("seed 002: the naive load-merge-store loses disjoint keys (forced window)",
-          "[server][postgres][seed]") {
+TEST_CASE("env_patch: the naive load-merge-store loses disjoint keys (forced window)",
+          "[server][postgres][env_patch]") {
   stacks_table t;
   t.add("web", "running");
   constexpr int writers = 16;
@@ -304,8 +304,8 @@ TEST_CASE("seed 002: the naive load-merge-store loses disjoint keys (forced wind
   CHECK(t.env("web").size() == 1);  // 15 of 16 PATCHes lost
 }
 
-TEST_CASE("seed 002: 413 / 404 / 409 / 503 outcomes, checked under the row lock",
-          "[server][postgres][seed]") {
+TEST_CASE("env_patch: 413 / 404 / 409 / 503 outcomes, checked under the row lock",
+          "[server][postgres][env_patch]") {
   stacks_table t;
   t.add("web", "running");
   t.add("old", "deleting");

@@ -12,7 +12,7 @@
 //                       (0 rows: a SELECT tells conflict from absent — on the slow path only)
 //      create_if_absent INSERT … ON CONFLICT (key) DO NOTHING RETURNING version
 //  * `postgres::update_under_row_lock` — pessimistic, exactly as the fix for the concurrent
-//    disjoint-key env PATCH shipped it: one transaction, `SET LOCAL lock_timeout`,
+//    disjoint-key env PATCH shipped it (docs/scenarios.md): one transaction, `SET LOCAL lock_timeout`,
 //    `SELECT … FOR UPDATE`, the caller's guard and merge run under the row lock, the size cap is
 //    checked before the UPDATE, then COMMIT. Its outcomes map one-to-one onto HTTP answers
 //    (413 / 404 / 409 / 503, see `http_status`).
@@ -295,12 +295,11 @@ struct row_lock_options {
   /// Any duration converts without overflow; nanoseconds::max() (hours::max() too) means no
   /// limit (PostgreSQL's 0), anything else is sent in whole milliseconds, at most INT_MAX.
   saturating_ns lock_timeout = std::chrono::seconds(3);
-  /// The size cap checked under the lock before the UPDATE (the env PATCH fix: 64 KiB); 0 = none.
+  /// The size cap checked under the lock before the UPDATE (the `env_patch` fix's: 64 KiB); 0 = none.
   std::size_t max_value_bytes = 0;
 };
 
-/// The pessimistic read-modify-write of the concurrent disjoint-key env PATCH fix. In one
-/// transaction:
+/// The `env_patch` fix's pessimistic read-modify-write (docs/scenarios.md). In one transaction:
 ///   BEGIN; SET LOCAL lock_timeout = …;  `select_for_update` ($1 = key; must end in FOR UPDATE;
 ///   column 0 is the value, further columns are for the guard); modify(row) under the row lock;
 ///   size cap; `update` ($1 = key, $2 = new value); COMMIT.
