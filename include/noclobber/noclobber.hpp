@@ -15,6 +15,7 @@
 
 #include "noclobber/backoff.hpp"
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/conditional_op.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/idempotency_ledger.hpp"
@@ -27,6 +28,8 @@
 #include "noclobber/race_harness.hpp"
 #include "noclobber/read_modify_write.hpp"
 #include "noclobber/retry_budget.hpp"
+#include "noclobber/retry_controller.hpp"
+#include "noclobber/retry_env.hpp"
 #include "noclobber/thread_annotations.hpp"
 #include "noclobber/version.hpp"
 #include "noclobber/write_if_unchanged.hpp"

@@ -10,7 +10,7 @@
 //
 // libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
 // wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard):
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
 //
 //   noclobber::annotated_mutex mu;
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
@@ -92,6 +92,28 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 
  private:
   annotated_mutex& mutex_;
+};
+
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
 };
 
 }  // namespace noclobber

@@ -29,6 +29,122 @@
 // SOFTWARE.
 #pragma once
 
+// ---- begin noclobber/duration.hpp ------------------------------------------
+// noclobber/duration.hpp — durations that never overflow on their way into noclobber.
+//
+// Overview
+// --------
+// `std::chrono` converts `hours::max()` to nanoseconds by multiplying, which overflows (undefined
+// behaviour, in practice a negative value). Every timeout, cap and lease in noclobber is stored
+// in nanoseconds, so it takes its argument through the saturating conversions here instead: a
+// duration past the range of nanoseconds becomes `nanoseconds::max()` (which every option that
+// documents it reads as "none" / "no limit") or `nanoseconds::min()`.
+//
+//   noclobber::retry_policy p;
+//   p.timeout = std::chrono::hours::max();        // no deadline, not a negative one
+//   noclobber::saturating_cast_ns(std::chrono::seconds::max()) == std::chrono::nanoseconds::max()
+//
+// `saturating_ns` is the field type for such options: any std::chrono::duration converts to it
+// implicitly, and it converts back to std::chrono::nanoseconds. Floating-point durations are
+// accepted too; NaN becomes max().
+//
+// Thread safety: plain values and pure functions.
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <limits>
+#include <ratio>
+#include <type_traits>
+
+namespace noclobber {
+
+/// `d` in nanoseconds, clamped to [nanoseconds::min(), nanoseconds::max()] instead of overflowing.
+/// Sub-nanosecond parts are truncated toward zero, as duration_cast does.
+template <class Rep, class Period>
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_cast_ns(
+    std::chrono::duration<Rep, Period> d) noexcept {
+  using ns = std::chrono::nanoseconds;
+  using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
+  if constexpr (std::is_floating_point_v<Rep>) {
+    const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
+                          static_cast<long double>(ratio::den);
+    if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
+    if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
+    return ns(static_cast<std::int64_t>(v));
+  } else if constexpr (ratio::num == 1) {
+    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
+    const auto q = d.count() / static_cast<Rep>(ratio::den);
+    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
+      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
+      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
+    }
+    return ns(static_cast<std::int64_t>(q));
+  } else {
+    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
+    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
+    constexpr std::intmax_t num = ratio::num;
+    constexpr std::intmax_t den = ratio::den;
+    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
+    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
+    if (whole > ns::max().count() / num) return ns::max();
+    if (whole < ns::min().count() / num) return ns::min();
+    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
+                                                           // the ratios std::chrono defines
+    const std::intmax_t base = whole * num;
+    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
+    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
+    return ns(static_cast<std::int64_t>(base + rest));
+  }
+}
+
+/// a + b in nanoseconds, clamped to the representable range.
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
+                                                                std::chrono::nanoseconds b) noexcept {
+  using ns = std::chrono::nanoseconds;
+  if (b > ns::zero() && a > ns::max() - b) return ns::max();
+  if (b < ns::zero() && a < ns::min() - b) return ns::min();
+  return a + b;
+}
+
+/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
+/// time_point::max(): "never").
+template <class Clock>
+[[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
+                                                                       std::chrono::nanoseconds d) noexcept {
+  using tp = typename Clock::time_point;
+  using cd = typename Clock::duration;
+  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
+  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
+  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
+  return tp(std::chrono::ceil<cd>(target));
+}
+
+/// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
+/// the type of noclobber's timeout, cap and lease options.
+class saturating_ns {
+ public:
+  constexpr saturating_ns() noexcept = default;
+  template <class Rep, class Period>
+  constexpr saturating_ns(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
+      : ns_(saturating_cast_ns(d)) {}
+
+  constexpr operator std::chrono::nanoseconds() const noexcept { return ns_; }  // NOLINT: implicit
+  [[nodiscard]] constexpr std::chrono::nanoseconds get() const noexcept { return ns_; }
+  [[nodiscard]] constexpr std::int64_t count() const noexcept { return ns_.count(); }
+  /// True for nanoseconds::max(), the value options read as "none" / "no limit".
+  [[nodiscard]] constexpr bool is_max() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
+
+  friend constexpr bool operator==(saturating_ns, saturating_ns) noexcept = default;
+  friend constexpr auto operator<=>(saturating_ns, saturating_ns) noexcept = default;
+
+ private:
+  std::chrono::nanoseconds ns_{0};
+};
+
+}  // namespace noclobber
+// ---- end noclobber/duration.hpp
+
 // ---- begin noclobber/backoff.hpp -------------------------------------------
 // noclobber/backoff.hpp — how long to wait before retrying a conditional write.
 //
@@ -86,6 +202,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
 
 namespace noclobber {
 
@@ -238,7 +355,9 @@ class contention_meter {
   bool has_pending_ = false;
 };
 
-/// An immutable, validated backoff schedule. Cheap to copy (32 bytes).
+/// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
+/// std::chrono duration for base and cap without overflow (saturating_ns): a cap of hours::max()
+/// means "no cap" (nanoseconds::max()), never a negative value.
 class backoff_policy {
  public:
   using duration = std::chrono::nanoseconds;
@@ -247,26 +366,29 @@ class backoff_policy {
   [[nodiscard]] static backoff_policy immediate() noexcept { return backoff_policy(); }
 
   /// t(n) = min(cap, base * multiplier^(n-1)), no jitter.
-  [[nodiscard]] static backoff_policy exponential(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy exponential(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::exponential, base, cap, multiplier);
   }
   /// uniform[0, t(n)]: Brooker's recommended default.
-  [[nodiscard]] static backoff_policy full_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy full_jitter(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::full_jitter, base, cap, multiplier);
   }
   /// t(n)/2 + uniform[0, t(n)/2]: never shorter than half the exponential delay.
-  [[nodiscard]] static backoff_policy equal_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy equal_jitter(saturating_ns base, saturating_ns cap,
+                                                   double multiplier = 2.0) {
     return make(backoff_kind::equal_jitter, base, cap, multiplier);
   }
   /// min(cap, uniform[base, multiplier * previous]): grows from the previous delay, not the count.
-  [[nodiscard]] static backoff_policy decorrelated_jitter(duration base, duration cap,
+  [[nodiscard]] static backoff_policy decorrelated_jitter(saturating_ns base, saturating_ns cap,
                                                           double multiplier = 3.0) {
     return make(backoff_kind::decorrelated_jitter, base, cap, multiplier);
   }
   /// Full jitter whose window also shrinks to about 1.5w / (1 - busy)^2 when the contention_meter
   /// shows a quiet row (see the overview). Defaults tuned in Brooker's simulation.
-  [[nodiscard]] static backoff_policy commit_rate(duration base = std::chrono::milliseconds(30),
-                                                  duration cap = std::chrono::seconds(1),
+  [[nodiscard]] static backoff_policy commit_rate(saturating_ns base = std::chrono::milliseconds(30),
+                                                  saturating_ns cap = std::chrono::seconds(1),
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
@@ -497,16 +619,39 @@ struct write_result {
   [[nodiscard]] bool ok() const noexcept { return status == write_status::applied; }
   explicit operator bool() const noexcept { return ok(); }
 
-  [[nodiscard]] static write_result applied() { return {write_status::applied, std::nullopt, {}}; }
-  [[nodiscard]] static write_result applied(Token new_token) {
+  // Factories are make_*, as on read_result; the bare words are predicates (ok()).
+  [[nodiscard]] static write_result make_applied() { return {write_status::applied, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_applied(Token new_token) {
     return {write_status::applied, std::optional<Token>(std::move(new_token)), {}};
   }
-  [[nodiscard]] static write_result conflict() { return {write_status::conflict, std::nullopt, {}}; }
-  [[nodiscard]] static write_result absent() { return {write_status::absent, std::nullopt, {}}; }
-  [[nodiscard]] static write_result exists() { return {write_status::exists, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_conflict() { return {write_status::conflict, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_absent() { return {write_status::absent, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_exists() { return {write_status::exists, std::nullopt, {}}; }
   /// Any non-applied status with the store's words attached.
-  [[nodiscard]] static write_result failed(write_status s, store_error e = {}) {
+  [[nodiscard]] static write_result make_failed(write_status s, store_error e = {}) {
     return {s, std::nullopt, std::move(e)};
+  }
+
+  // The names before 0.2, kept for one release.
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied() {
+    return make_applied();
+  }
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied(
+      Token new_token) {
+    return make_applied(std::move(new_token));
+  }
+  [[deprecated("use write_result::make_conflict")]] [[nodiscard]] static write_result conflict() {
+    return make_conflict();
+  }
+  [[deprecated("use write_result::make_absent")]] [[nodiscard]] static write_result absent() {
+    return make_absent();
+  }
+  [[deprecated("use write_result::make_exists")]] [[nodiscard]] static write_result exists() {
+    return make_exists();
+  }
+  [[deprecated("use write_result::make_failed")]] [[nodiscard]] static write_result failed(
+      write_status s, store_error e = {}) {
+    return make_failed(s, std::move(e));
   }
 };
 
@@ -666,81 +811,56 @@ class retry_budget {
 }  // namespace noclobber
 // ---- end noclobber/retry_budget.hpp
 
-// ---- begin noclobber/cas_retry.hpp -----------------------------------------
-// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+// ---- begin noclobber/retry_controller.hpp ----------------------------------
+// noclobber/retry_controller.hpp — the retry loop's decisions and statistics, without any I/O.
 //
 // Overview
 // --------
-// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
-// lose updates, but it can lose the race: the store answers `conflict` and the caller must
-// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+// cas_retry (cas_retry.hpp) and its coroutine form (asio/async_cas_retry.hpp) run attempts, read
+// the clock and sleep; everything they decide is decided here, once:
 //
-//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
-//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
-//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
-//     return store.write_if_match(key, cached.token, update(cached.value));
-//   });
-//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//   retry_policy      what shapes a loop: backoff, attempt limit, timeout, shared retry_budget,
+//                     stop token, hooks, exception classification. Plain data.
+//   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
+//                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
+//                     refunds budget tokens and calls the policy's hooks.
+//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
+//                     (retry_counts: the controller is the one place they are counted) and the
+//                     store's last words. Every result type (retry_result, rmw_result,
+//                     patch_result, ledger_result) carries them as its base; the loop that
+//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
-// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
-// `write_result<Token>`, whose `.error` is then reported too). What happens next:
+//   retry_controller c(policy);
+//   if (c.cancelled_before_start()) ...                       // stopped: cancelled
+//   for (;;) {
+//     attempt_info info = c.next_attempt();
+//     write_status s = run(info);
+//     retry_decision d = c.on_outcome(s, error, elapsed, rng);
+//     if (!d) break;                                          // c.counts().reason says why
+//     sleep(d.delay); c.on_slept(actual);                     // cut short: c.on_interrupted(error)
+//   }
 //
-//   applied                          stop: stop_reason::applied (ok())
-//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
-//     transient_restart
-//   transient                        retry the same request after a backoff; reread = false
-//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
-//                                    the caller must resolve it (re-read) before anything else
-//   permanent                        stop: stop_reason::permanent
+// An attempt may also end the loop by deciding the operation without a further write (the
+// caller's function said keep or abort, a compare found another value, a patch was dropped):
+// `on_decided(last_status)` stops with stop_reason::decided. Like a success it refunds the
+// retry budget and calls no hook.
 //
-// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
-// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
-// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
-// retry wakes at once). Every result carries the reason, the attempt count, the time slept and
-// the last error.
-//
-// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
-// maps them to a write_status (then they are treated as that outcome, with last_error.code
-// "exception" and the exception's what() as message).
-//
-// The decision logic lives in `retry_controller`, an I/O-free class: feed it each outcome and it
-// answers "stop (reason)" or "retry after this delay (re-read or not)". `cas_retry` drives it with
-// a blocking sleep; an asynchronous driver can drive the same controller with a timer.
-//
-// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
-// from `env` (see the `retry_env` concept): `system_retry_env` (the default: steady_clock, a sleep
-// a stop_token interrupts, a per-thread engine) or `virtual_retry_env` (virtual time, recorded
-// sleeps, a seeded engine: exact, instant tests).
-//
-// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
-// std::function and draws no random number (a budget adds one atomic load). With a deadline the
-// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
-// for its contention_meter, which the attempt feeds through attempt_info::meter.
-//
-// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
-// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
-// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. A
-// retry_controller belongs to one operation and is not thread-safe. If a hook throws, the
+// Thread safety: a retry_policy may be shared by concurrent loops (it is only read; its
+// retry_budget is thread-safe). A retry_controller belongs to one loop and is not thread-safe.
+// The hooks (on_retry, on_give_up) run inside on_outcome / on_interrupted /
+// cancelled_before_start, on the driver's thread, under no noclobber lock. If a hook throws, the
 // exception propagates; the tokens taken for the retry it announced are returned first.
 
 #include <chrono>
-#include <concepts>
-#include <condition_variable>
-#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
-#include <string>
 #include <string_view>
-#include <thread>
-#include <type_traits>
 #include <utility>
-#include <vector>
 
 
 namespace noclobber {
@@ -765,6 +885,8 @@ enum class stop_reason : unsigned char {
   budget_exhausted,    // the shared retry_budget had too few tokens for another retry
   cancelled,           // the stop_token fired (before an attempt or during a backoff)
   indeterminate,       // the attempt said "outcome unknown": the caller must resolve it
+  decided,             // the attempt settled the operation without a (further) write: keep,
+                       // abort, a value that no longer matches, a dropped patch
 };
 
 [[nodiscard]] constexpr std::string_view to_string(stop_reason r) noexcept {
@@ -783,9 +905,31 @@ enum class stop_reason : unsigned char {
       return "cancelled";
     case stop_reason::indeterminate:
       return "indeterminate";
+    case stop_reason::decided:
+      return "decided";
   }
   return "unknown";
 }
+
+/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
+/// belong here, counted in retry_controller::record).
+struct retry_counts {
+  /// Attempts made (each one a write, preceded by a read when one was needed).
+  unsigned attempts = 0;
+  /// Why the loop stopped.
+  stop_reason reason = stop_reason::permanent;
+  /// Total time slept in backoff.
+  std::chrono::nanoseconds slept{0};
+  /// Status of the last attempt (a failed read mapped with as_write_status; for `decided`, the
+  /// status the decision rests on); permanent when no attempt ran.
+  write_status last_status = write_status::permanent;
+};
+
+/// What a retry loop did: its counters and the store's words for the failure that stopped it
+/// (empty when applied or decided). The base of every result type.
+struct retry_stats : retry_counts {
+  store_error last_error;
+};
 
 /// Passed to retry_policy::on_retry just before a backoff.
 struct retry_event {
@@ -797,7 +941,8 @@ struct retry_event {
   bool reread;                     // whether the next attempt must re-read
 };
 
-/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied.
+/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied or
+/// decided.
 struct give_up_event {
   stop_reason reason;
   unsigned attempts;
@@ -812,8 +957,9 @@ struct retry_policy {
   backoff_policy backoff =
       backoff_policy::full_jitter(std::chrono::milliseconds(10), std::chrono::seconds(1));
   unsigned max_attempts = 5;  // attempts in all, the first included; 0 is rejected
-  // The deadline, measured from the start of the loop. max() = none (and no clock is read).
-  std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();
+  // The deadline, measured from the start of the loop. max() = none (and no clock is read); any
+  // duration converts without overflow, so hours::max() also means none.
+  saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
   std::function<void(const retry_event&)> on_retry;
@@ -826,9 +972,9 @@ struct retry_policy {
     if (max_attempts == 0) {
       throw std::invalid_argument("noclobber::retry_policy: max_attempts must be >= 1, got 0");
     }
-    if (timeout < std::chrono::nanoseconds::zero()) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::retry_policy: timeout must be >= 0, got " +
-                                  detail::describe(timeout));
+                                  detail::describe(timeout.get()));
     }
   }
 };
@@ -844,29 +990,25 @@ struct retry_decision {
   [[nodiscard]] static retry_decision stop(stop_reason r) noexcept { return {false, r, {}, false}; }
 };
 
-/// The retry loop's decision logic without any I/O, clock or sleep: the driver (cas_retry, or an
-/// asynchronous form using a timer) runs attempts, measures time and sleeps; the controller keeps
-/// the counters, draws the backoff, takes budget tokens and calls the policy's hooks.
+/// The retry loop's decision logic without any I/O, clock or sleep (see the overview).
 ///
 /// Driver protocol:
 ///   retry_controller c(policy);                  // validates the policy
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
 ///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
-///     write_status s = run the attempt(info);
-///     if s is applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///     run the attempt(info):
+///       applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///       decided: c.on_decided(last_status) -> stopped: decided
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
-///     if (!d) -> stopped: d.reason (c.attempts(), c.slept())
+///     if (!d) -> stopped: d.reason (c.counts())
 ///     sleep d.delay; if the sleep was cut short by the stop token:
 ///        c.on_slept(actual); d = c.on_interrupted(error) -> stopped: cancelled
 ///     else c.on_slept(actual)
 ///
-/// Hooks: on_retry runs inside on_outcome (after the budget tokens are taken, before the driver
-/// sleeps); on_give_up runs inside on_outcome / on_interrupted / cancelled_before_start for every
-/// stop other than applied. The policy must outlive the controller (it is held by reference).
-/// Not thread-safe: one controller per operation.
+/// The policy must outlive the controller (it is held by reference). Not thread-safe.
 class retry_controller {
  public:
   using duration = std::chrono::nanoseconds;
@@ -874,7 +1016,7 @@ class retry_controller {
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
   /// True when the driver must pass the real elapsed time (a deadline is set).
-  [[nodiscard]] bool needs_clock() const noexcept { return policy_->timeout != duration::max(); }
+  [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
   /// Checks the stop token before the first attempt; on true, the loop is over (cancelled) and
   /// on_give_up has run.
@@ -885,7 +1027,7 @@ class retry_controller {
   }
 
   /// The attempt about to run.
-  [[nodiscard]] attempt_info next_attempt() const noexcept { return {attempts_ + 1, reread_}; }
+  [[nodiscard]] attempt_info next_attempt() const noexcept { return {counts_.attempts + 1, reread_}; }
 
   /// Feeds the outcome of the attempt that just ran. `error` is the store's words for a failure
   /// (only read on the failure path); `elapsed` the time since the loop started (only read when
@@ -896,22 +1038,21 @@ class retry_controller {
       on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
-    ++attempts_;
-    last_status_ = s;
+    record(s);
     return on_failure(s, error, elapsed, rng);
   }
 
   /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
   /// themselves: counts the attempt and refunds the budget. The loop is over.
-  void on_applied() noexcept {
-    ++attempts_;
-    last_status_ = write_status::applied;
-    if (policy_->budget) policy_->budget->on_success(last_taken_);
-  }
+  void on_applied() noexcept { finish(write_status::applied, stop_reason::applied); }
+
+  /// The attempt settled the operation without a (further) write: counts it, refunds the budget
+  /// like a success, calls no hook. `last_status` is what the decision rests on. The loop is over.
+  void on_decided(write_status last_status) noexcept { finish(last_status, stop_reason::decided); }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
-    if (actual > duration::zero()) slept_ = saturating_add(slept_, actual);
+    if (actual > duration::zero()) counts_.slept = saturating_add(counts_.slept, actual);
   }
 
   /// The backoff was cut short by the stop token: the loop stops as cancelled. The tokens taken
@@ -919,15 +1060,16 @@ class retry_controller {
   retry_decision on_interrupted(const store_error& last_error) {
     if (policy_->budget) policy_->budget->refund(last_taken_);
     last_taken_ = 0;
-    give_up(stop_reason::cancelled, last_error);
-    return retry_decision::stop(stop_reason::cancelled);
+    return give_up(stop_reason::cancelled, last_error);
   }
 
-  [[nodiscard]] unsigned attempts() const noexcept { return attempts_; }
-  [[nodiscard]] duration slept() const noexcept { return slept_; }
+  [[nodiscard]] unsigned attempts() const noexcept { return counts_.attempts; }
+  [[nodiscard]] duration slept() const noexcept { return counts_.slept; }
   [[nodiscard]] std::optional<write_status> last_status() const noexcept {
-    return attempts_ == 0 ? std::nullopt : std::optional<write_status>(last_status_);
+    return counts_.attempts == 0 ? std::nullopt : std::optional<write_status>(counts_.last_status);
   }
+  /// Everything counted so far; `reason` is final once the loop stopped.
+  [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
   /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
@@ -943,12 +1085,23 @@ class retry_controller {
     return empty;
   }
 
-  static duration saturating_add(duration a, duration b) noexcept {
-    return (b > duration::max() - a) ? duration::max() : a + b;
+  // The one place an attempt is counted (per-call statistics and hooks hang off here).
+  void record(write_status s) noexcept {
+    ++counts_.attempts;
+    counts_.last_status = s;
+  }
+
+  void finish(write_status last, stop_reason reason) noexcept {
+    record(last);
+    counts_.reason = reason;
+    if (policy_->budget) policy_->budget->on_success(last_taken_);
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
-    if (policy_->on_give_up) policy_->on_give_up(give_up_event{r, attempts_, slept_, last_status(), error});
+    counts_.reason = r;
+    if (policy_->on_give_up) {
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
+    }
     return retry_decision::stop(r);
   }
 
@@ -956,12 +1109,12 @@ class retry_controller {
   retry_decision on_failure(write_status s, const store_error& error, duration elapsed, G& rng) {
     if (s == write_status::permanent) return give_up(stop_reason::permanent, error);
     if (s == write_status::indeterminate) return give_up(stop_reason::indeterminate, error);
-    if (attempts_ >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
+    if (counts_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
     if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
 
-    const duration delay = policy_->backoff.delay(attempts_, previous_delay_, meter_, rng);
+    const duration delay = policy_->backoff.delay(counts_.attempts, previous_delay_, meter_, rng);
     if (needs_clock()) {
-      const duration timeout = policy_->timeout;
+      const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
     }
     last_taken_ = 0;
@@ -972,7 +1125,7 @@ class retry_controller {
     reread_ = needs_reread(s);
     if (policy_->on_retry) {
       try {
-        policy_->on_retry(retry_event{attempts_, s, error, delay, slept_, reread_});
+        policy_->on_retry(retry_event{counts_.attempts, s, error, delay, counts_.slept, reread_});
       } catch (...) {
         if (policy_->budget) policy_->budget->refund(last_taken_);
         last_taken_ = 0;
@@ -983,28 +1136,57 @@ class retry_controller {
   }
 
   const retry_policy* policy_;
-  unsigned attempts_ = 0;
+  retry_counts counts_;
   unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
   bool reread_ = true;
-  write_status last_status_ = write_status::permanent;
-  duration slept_{0};
   duration previous_delay_{0};
   contention_meter meter_;
 };
 
-/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
-/// ran, or when the final attempt threw an exception that classify_exception mapped).
-template <class R>
-struct retry_result {
-  std::optional<R> last;
-  stop_reason reason = stop_reason::cancelled;
-  unsigned attempts = 0;
-  std::chrono::nanoseconds slept{0};  // total time spent in backoff sleeps
-  store_error last_error;             // empty when applied
+}  // namespace noclobber
+// ---- end noclobber/retry_controller.hpp
 
-  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
-  explicit operator bool() const noexcept { return ok(); }
-};
+// ---- begin noclobber/retry_env.hpp -----------------------------------------
+// noclobber/retry_env.hpp — the clock, the sleep and the random engine of a retry loop.
+//
+// Overview
+// --------
+// cas_retry (cas_retry.hpp) does no I/O of its own but three things it takes from an
+// environment, so that tests can run it in virtual time:
+//
+//   now()                      a time_point of some clock (differences convert to nanoseconds)
+//   sleep_for(d, stop_token)   sleeps d; returns false if the stop token cut it short
+//   rng()                      a uniform_random_bit_generator, by reference
+//
+// `system_retry_env` is the real one (steady_clock, a sleep the stop token wakes at once, one
+// std::mt19937_64 per thread). `virtual_retry_env` has virtual time that moves only by its sleeps,
+// records every sleep and uses a seeded engine: exact, instant tests.
+//
+//   noclobber::virtual_retry_env env(42);
+//   auto r = noclobber::cas_retry(policy, attempt, env);
+//   // env.sleeps(): every backoff, in order; env.now(): the virtual time they add up to
+//
+// Durations saturate (duration.hpp): a sleep of nanoseconds::max() waits until the stop token
+// fires, and virtual time stops at time_point::max(), never wrapping to a negative value.
+//
+// Thread safety: system_retry_env is stateless apart from the per-thread engine; share it freely.
+// virtual_retry_env is not thread-safe (one loop, one thread). No noclobber lock is held while
+// either sleeps; virtual_retry_env::on_sleep runs on the sleeping thread.
+
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <stop_token>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+
+namespace noclobber {
 
 /// What cas_retry needs from its environment.
 ///   now()                      a time_point of some clock (differences convert to nanoseconds)
@@ -1025,7 +1207,8 @@ struct system_retry_env {
     return std::chrono::steady_clock::now();
   }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) const {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) const {
+    const std::chrono::nanoseconds d = delay;
     if (stop.stop_requested()) return false;
     if (d <= std::chrono::nanoseconds::zero()) return true;
     if (!stop.stop_possible()) {
@@ -1035,8 +1218,10 @@ struct system_retry_env {
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock<std::mutex> lock(m);
-    // Returns when the stop token fires or the delay has passed; nothing else notifies cv.
-    cv.wait_for(lock, stop, d, [] { return false; });
+    // Returns when the stop token fires or the delay has passed; nothing else notifies cv. The
+    // deadline saturates (wait_for would overflow computing now + nanoseconds::max()).
+    const auto deadline = saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(), d);
+    cv.wait_until(lock, stop, deadline, [] { return false; });
     return !stop.stop_requested();
   }
 
@@ -1063,7 +1248,8 @@ class virtual_retry_env {
 
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept { return now_; }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) {
+    const std::chrono::nanoseconds d = delay;
     sleeps_.push_back(d);
     if (on_sleep) on_sleep(d);
     if (stop.stop_requested()) return false;
@@ -1071,7 +1257,9 @@ class virtual_retry_env {
     return true;
   }
 
-  void advance(std::chrono::nanoseconds d) noexcept { now_ += d; }
+  void advance(saturating_ns d) noexcept {
+    now_ = saturating_deadline<std::chrono::steady_clock>(now_, d.get());
+  }
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
   [[nodiscard]] const std::vector<std::chrono::nanoseconds>& sleeps() const noexcept { return sleeps_; }
 
@@ -1081,6 +1269,121 @@ class virtual_retry_env {
   std::chrono::steady_clock::time_point now_{};
   std::mt19937_64 rng_;
   std::vector<std::chrono::nanoseconds> sleeps_;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/retry_env.hpp
+
+// ---- begin noclobber/cas_retry.hpp -----------------------------------------
+// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+//
+// Overview
+// --------
+// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
+// lose updates, but it can lose the race: the store answers `conflict` and the caller must
+// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+//
+//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
+//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
+//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
+//     return store.write_if_match(key, cached.token, update(cached.value));
+//   });
+//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//
+// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
+// `write_result<Token>`, whose `.error` is then reported too), or an `attempt_result<R>` of one of
+// those, which may also say `noclobber::decided()`. What happens next:
+//
+//   applied                          stop: stop_reason::applied (ok())
+//   decided()                        stop: stop_reason::decided — the attempt settled the
+//                                    operation without a (further) write (nothing to do, the
+//                                    caller's function said keep or abort); `last` is empty
+//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
+//     transient_restart
+//   transient                        retry the same request after a backoff; reread = false
+//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
+//                                    the caller must resolve it (re-read) before anything else
+//   permanent                        stop: stop_reason::permanent
+//
+// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
+// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
+// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
+// retry wakes at once). Every result carries retry_stats: the reason, the attempt count, the time
+// slept, the last status and the last error.
+//
+// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
+// maps them to a write_status (then they are treated as that outcome, with last_error.code
+// "exception" and the exception's what() as message).
+//
+// The decisions live in `retry_controller` (retry_controller.hpp), an I/O-free class; the
+// bookkeeping around it (classifying an exception, a decided attempt, filling the result) in
+// detail::retry_loop, which cas_retry and asio/async_cas_retry.hpp share. cas_retry drives them
+// with a blocking sleep, async_cas_retry with a timer.
+//
+// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
+// from `env` (retry_env.hpp): `system_retry_env` (the default) or `virtual_retry_env` (virtual
+// time, recorded sleeps, a seeded engine: exact, instant tests).
+//
+// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
+// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
+// for its contention_meter, which the attempt feeds through attempt_info::meter.
+//
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
+// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. If a
+// hook throws, the exception propagates; the tokens taken for the retry it announced are
+// returned first.
+
+#include <chrono>
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// The attempt's "done, stop" (see the overview). `last_status` is the status the decision rests
+/// on, reported as retry_stats::last_status (applied: the reads it made succeeded).
+struct decided_t {
+  write_status last_status = write_status::applied;
+};
+[[nodiscard]] constexpr decided_t decided(write_status last_status = write_status::applied) noexcept {
+  return decided_t{last_status};
+}
+
+/// What an attempt may return when it can also decide: a store outcome R (write_status, or a
+/// type with a `.status` member), or decided().
+template <class R>
+class attempt_result {
+ public:
+  using outcome_type = R;
+
+  attempt_result(R outcome) : outcome_(std::move(outcome)) {}               // NOLINT: implicit
+  attempt_result(decided_t d) noexcept : decided_status_(d.last_status) {}  // NOLINT: implicit
+
+  [[nodiscard]] bool is_decided() const noexcept { return !outcome_.has_value(); }
+  [[nodiscard]] write_status decided_status() const noexcept { return decided_status_; }
+  /// The store outcome; only when !is_decided().
+  [[nodiscard]] R& outcome() & { return *outcome_; }
+  [[nodiscard]] R&& outcome() && { return std::move(*outcome_); }
+
+ private:
+  std::optional<R> outcome_;
+  write_status decided_status_ = write_status::applied;
+};
+
+/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
+/// ran, when it decided, or when it threw an exception that classify_exception mapped).
+template <class R>
+struct retry_result : retry_stats {
+  std::optional<R> last;
+
+  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
+  explicit operator bool() const noexcept { return ok(); }
 };
 
 namespace detail {
@@ -1099,9 +1402,24 @@ decltype(auto) run_attempt(A& attempt, const attempt_info& info) {
   }
 }
 
+/// What the attempt returns, as written.
 template <class A>
 using attempt_result_t =
     std::remove_cvref_t<decltype(run_attempt(std::declval<A&>(), std::declval<const attempt_info&>()))>;
+
+template <class T>
+struct unwrap_attempt_result {
+  using type = T;
+  static constexpr bool can_decide = false;
+};
+template <class R>
+struct unwrap_attempt_result<attempt_result<R>> {
+  using type = R;
+  static constexpr bool can_decide = true;
+};
+/// The store outcome an attempt result carries (R for attempt_result<R>).
+template <class T>
+using outcome_of_t = typename unwrap_attempt_result<T>::type;
 
 // Lets optional<R>::emplace construct the attempt's result in place (guaranteed elision through
 // a conversion function) instead of moving it from a temporary.
@@ -1142,35 +1460,153 @@ const store_error& error_of(const R& r) noexcept {
   }
 }
 
-inline store_error describe_exception(const std::exception_ptr& e) {
+/// The one place an attempt's exception is classified: the policy's mapping and the store_error
+/// it is reported with ("exception", what()). nullopt: not classified, the caller rethrows.
+inline std::optional<std::pair<write_status, store_error>> classify_attempt_exception(
+    const retry_policy& policy, const std::exception_ptr& e) {
+  if (!policy.classify_exception) return std::nullopt;
+  const std::optional<write_status> mapped = policy.classify_exception(e);
+  if (!mapped) return std::nullopt;
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
-    return {"exception", ex.what()};
+    return std::pair<write_status, store_error>{*mapped, {"exception", ex.what()}};
   } catch (...) {
-    return {"exception", "unknown exception"};
+    return std::pair<write_status, store_error>{*mapped, {"exception", "unknown exception"}};
   }
 }
 
-}  // namespace detail
-
-/// Runs `attempt` until it reports applied or the policy says stop; see the overview. `env`
-/// supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
-/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
-template <class Attempt, retry_env Env>
-requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
-    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
-        const retry_policy& policy, Attempt&& attempt, Env& env)
-        -> retry_result<detail::attempt_result_t<std::remove_reference_t<Attempt>>> {
-  using R = detail::attempt_result_t<std::remove_reference_t<Attempt>>;
+/// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
+/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
+/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
+/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
+/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// thread-safe (one per loop).
+template <class R>
+class retry_loop {
+ public:
   using duration = std::chrono::nanoseconds;
-  retry_controller ctl(policy);
-  retry_result<R> out;
-  if (ctl.cancelled_before_start()) {
-    out.reason = stop_reason::cancelled;
-    return out;
+
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), last_(last) {}
+
+  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
+
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!ctl_.cancelled_before_start()) return false;
+    stop();
+    return true;
   }
+
+  /// Runs the attempt through `make` (converts to R, or to attempt_result<R>) and records what it
+  /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
+  template <class Make>
+  void run(Make&& make) {
+    if constexpr (std::is_convertible_v<Make, R>) {
+      thrown_.reset();
+      last_.emplace(std::forward<Make>(make));
+      status_ = status_of(*last_);
+      decided_ = false;
+    } else {
+      accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
+    }
+  }
+
+  /// Records an attempt's result that is already built (the coroutine form).
+  void accept(R&& r) {
+    thrown_.reset();
+    last_.emplace(std::move(r));
+    status_ = status_of(*last_);
+    decided_ = false;
+  }
+  void accept(attempt_result<R>&& a) {
+    thrown_.reset();
+    decided_ = a.is_decided();
+    if (decided_) {
+      last_.reset();
+      status_ = a.decided_status();
+    } else {
+      last_.emplace(std::move(a).outcome());
+      status_ = status_of(*last_);
+    }
+  }
+
+  /// The attempt threw `e`: classified, it is an outcome like any other; otherwise rethrown.
+  void on_exception(const std::exception_ptr& e) {
+    auto classified = classify_attempt_exception(ctl_.policy(), e);
+    if (!classified) std::rethrow_exception(e);
+    last_.reset();
+    decided_ = false;
+    status_ = classified->first;
+    thrown_.emplace(std::move(classified->second));
+  }
+
+  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
+  [[nodiscard]] bool settled() noexcept {
+    if (status_ == write_status::applied && !decided_) [[likely]] {
+      ctl_.on_applied();
+    } else if (decided_) {
+      ctl_.on_decided(status_);
+    } else {
+      return false;
+    }
+    static_cast<retry_counts&>(out_) = ctl_.counts();
+    return true;
+  }
+
+  /// The store's words for the attempt's failure.
+  [[nodiscard]] const store_error& error() const noexcept {
+    return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
+  }
+
+  /// Feeds the failed attempt to the controller. Stop: `out` is final.
+  template <class G>
+  [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
+    retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
+    if (!d) stop();
+    return d;
+  }
+
+  void on_slept(duration actual) noexcept { ctl_.on_slept(actual); }
+
+  /// The backoff was cut short by cancellation: the loop stops (cancelled); `out` is final.
+  void interrupted() {
+    (void)ctl_.on_interrupted(error());
+    stop();
+  }
+
+ private:
+  void stop() {
+    static_cast<retry_counts&>(out_) = ctl_.counts();
+    out_.last_error = error();
+  }
+
+  retry_controller ctl_;
+  retry_stats& out_;
+  std::optional<R>& last_;
+  write_status status_ = write_status::permanent;
+  bool decided_ = false;
+  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+};
+
+// clang-format off
+template <class A>
+concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
+                        write_outcome<outcome_of_t<attempt_result_t<A>>>;
+// clang-format on
+
+template <class A>
+using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
+
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
+  using duration = std::chrono::nanoseconds;
+  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
+  if (loop.cancelled_before_start()) return;
+  retry_controller& ctl = loop.controller();
   using time_point = decltype(env.now());
   const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
   const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
@@ -1179,29 +1615,13 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
     attempt_info info = ctl.next_attempt();
     info.meter = &ctl.meter();
     const time_point attempt_start = timed_attempts ? env.now() : time_point{};
-    write_status status;
-    std::optional<store_error> thrown;  // engaged only when a classified exception replaced the result
     try {
-      out.last.emplace(detail::emplace_attempt<std::remove_reference_t<Attempt>, R>{attempt, info});
-      status = detail::status_of(*out.last);
+      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
     } catch (...) {
-      if (!policy.classify_exception) throw;
-      std::exception_ptr e = std::current_exception();
-      std::optional<write_status> mapped = policy.classify_exception(e);
-      if (!mapped) std::rethrow_exception(e);
-      out.last.reset();
-      status = *mapped;
-      thrown = detail::describe_exception(e);
+      loop.on_exception(std::current_exception());
     }
-    if (status == write_status::applied) [[likely]] {  // fast path: no clock, no rng, no hook
-      ctl.on_applied();
-      out.reason = stop_reason::applied;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      return out;
-    }
-    const store_error& error =
-        thrown ? *thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
+    if (loop.settled()) [[likely]]
+      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -1209,34 +1629,40 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
       const duration began = std::chrono::duration_cast<duration>(attempt_start - start);
       ctl.meter().on_refused(began + (elapsed - began) / 2, elapsed);
     }
-    retry_decision d = ctl.on_outcome(status, error, elapsed, env.rng());
-    if (!d) {
-      out.reason = d.reason;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
-      return out;
-    }
+    const retry_decision d = loop.decide(elapsed, env.rng());
+    if (!d) return;
     const time_point before = env.now();
     const bool woke_normally = env.sleep_for(d.delay, policy.stop);
-    ctl.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
+    loop.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
     if (!woke_normally) {
-      d = ctl.on_interrupted(error);
-      out.reason = stop_reason::cancelled;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
-      return out;
+      loop.interrupted();
+      return;
     }
   }
 }
 
+}  // namespace detail
+
+/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
+/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
+/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+// clang-format off
+template <class Attempt, retry_env Env>
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
+    -> retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> {
+  // clang-format on
+  retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> out;
+  detail::run_cas_retry(policy, attempt, env, out, out.last);
+  return out;
+}
+
 /// cas_retry in real time (system_retry_env).
+// clang-format off
 template <class Attempt>
-requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
-    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
-        const retry_policy& policy, Attempt&& attempt) {
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
+  // clang-format on
   system_retry_env env;
   return cas_retry(policy, std::forward<Attempt>(attempt), env);
 }
@@ -1285,24 +1711,39 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
 namespace noclobber {
 
 namespace detail {
+// Each member type is detected on its own, so that a store missing one of them is told which.
 template <class S>
-struct member_store_types {};
-
+struct member_key_type {};
 template <class S>
 requires requires {
   typename S::key_type;
+}
+struct member_key_type<S> {
+  using key_type = typename S::key_type;
+};
+
+template <class S>
+struct member_value_type {};
+template <class S>
+requires requires {
   typename S::value_type;
+}
+struct member_value_type<S> {
+  using value_type = typename S::value_type;
+};
+
+template <class S>
+struct member_token_type {};
+template <class S>
+requires requires {
   typename S::token_type;
 }
-struct member_store_types<S> {
-  using key_type = typename S::key_type;
-  using value_type = typename S::value_type;
+struct member_token_type<S> {
   using token_type = typename S::token_type;
 };
 
 template <class S>
 struct member_patch_type {};
-
 template <class S>
 requires requires {
   typename S::patch_type;
@@ -1315,7 +1756,10 @@ struct member_patch_type<S> {
 /// Customisation point. The primary template forwards to members; each function exists only
 /// when the member does, so concept checks stay SFINAE-friendly.
 template <class Store>
-struct store_traits : detail::member_store_types<Store>, detail::member_patch_type<Store> {
+struct store_traits : detail::member_key_type<Store>,
+                      detail::member_value_type<Store>,
+                      detail::member_token_type<Store>,
+                      detail::member_patch_type<Store> {
   template <std::same_as<Store> S, class K>
   static auto read(S& s, const K& key) -> decltype(s.read(key)) {
     return s.read(key);
@@ -1359,14 +1803,18 @@ template <class Store>
 using store_write_result_t = write_result<store_token_t<Store>>;
 
 /// The store names its key, value and token types.
+// clang-format off
 template <class Store>
-concept store_types = requires {
-  typename store_key_t<Store>;
-  typename store_value_t<Store>;
-  typename store_token_t<Store>;
-}
-&&std::default_initializable<store_value_t<Store>>&& std::default_initializable<store_token_t<Store>>&&
+concept store_types =
+    requires {
+      typename store_key_t<Store>;
+      typename store_value_t<Store>;
+      typename store_token_t<Store>;
+    } &&
+    std::default_initializable<store_value_t<Store>> &&
+    std::default_initializable<store_token_t<Store>> &&
     std::equality_comparable<store_token_t<Store>>;
+// clang-format on
 
 /// read(key) -> read_result<value, token>
 template <class Store>
@@ -1390,7 +1838,8 @@ concept erasable_writer = conditional_writer<Store> &&
   { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
 };
 
-/// Optional: apply a sparse patch only if unchanged (seed 003's patch_model).
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
 template <class Store>
 concept patchable_writer = conditional_writer<Store> && requires {
   typename store_patch_t<Store>;
@@ -1407,24 +1856,77 @@ concept overwritable_store = store_types<Store> &&
   { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
 };
 
+namespace detail {
+// A store_traits function declared without `static` (in a user's specialisation): taking its
+// address gives a pointer to member function. Templates and overload sets are never flagged.
+template <class T>
+concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
+template <class T>
+concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
+template <class T>
+concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
+template <class T>
+concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
+template <class T>
+concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
+template <class T>
+concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
+
+#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
+  "noclobber: store_traits<Store>::" fn                    \
+  " is declared without `static`: declare it static (the " \
+  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
+
+template <class S>
+constexpr bool check_traits_static() {
+  using T = store_traits<S>;
+  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
+  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
+  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
+  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
+  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
+  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
+  return true;
+}
+#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
+}  // namespace detail
+
 /// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
-/// algorithm (or in your adapter's test) for a readable error instead of a concept dump.
+/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
+/// missing type name is reported alone (each one is detected on its own), and a store_traits
+/// function declared without `static` is reported as that.
 template <class Store>
 constexpr bool check_conditional_writer() {
   using S = std::remove_cvref_t<Store>;
-  static_assert(
-      requires { typename store_key_t<S>; },
-      "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
-      "or store_traits<Store>::key_type");
-  static_assert(
-      requires { typename store_value_t<S>; },
-      "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
-      "or store_traits<Store>::value_type");
-  static_assert(
-      requires { typename store_token_t<S>; },
-      "noclobber: the store adapter must name its version token type: a member "
-      "`using token_type = ...;` or store_traits<Store>::token_type");
-  if constexpr (store_types<S>) {
+  constexpr bool has_key = requires {
+    typename store_key_t<S>;
+  };
+  constexpr bool has_value = requires {
+    typename store_value_t<S>;
+  };
+  constexpr bool has_token = requires {
+    typename store_token_t<S>;
+  };
+  static_assert(has_key,
+                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
+                "or store_traits<Store>::key_type");
+  static_assert(has_value,
+                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
+                "or store_traits<Store>::value_type");
+  static_assert(has_token,
+                "noclobber: the store adapter must name its version token type: a member "
+                "`using token_type = ...;` or store_traits<Store>::token_type");
+  static_assert(detail::check_traits_static<S>());
+  if constexpr (has_key && has_value && has_token) {
+    static_assert(
+        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
+        "noclobber: value_type and token_type must be default-constructible");
+    static_assert(std::equality_comparable<store_token_t<S>>,
+                  "noclobber: token_type must be equality-comparable");
+  }
+  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
+                !detail::nonstatic_write_if_match<store_traits<S>> &&
+                !detail::nonstatic_create_if_absent<store_traits<S>>) {
     static_assert(readable_store<S>,
                   "noclobber: the store adapter must provide `read(const key_type&)` returning "
                   "read_result<value_type, token_type> (absent is a normal answer)");
@@ -1440,12 +1942,6 @@ constexpr bool check_conditional_writer() {
         },
         "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
         "returning write_result<token_type>");
-  } else {
-    static_assert(
-        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
-        "noclobber: value_type and token_type must be default-constructible");
-    static_assert(std::equality_comparable<store_token_t<S>>,
-                  "noclobber: token_type must be equality-comparable");
   }
   return true;
 }
@@ -1453,121 +1949,360 @@ constexpr bool check_conditional_writer() {
 }  // namespace noclobber
 // ---- end noclobber/conditional_writer.hpp
 
-// ---- begin noclobber/duration.hpp ------------------------------------------
-// noclobber/duration.hpp — durations that never overflow on their way into noclobber.
+// ---- begin noclobber/conditional_op.hpp ------------------------------------
+// noclobber/conditional_op.hpp — the I/O-free core of every conditional operation, and the one
+// home of the unknown-outcome rule.
 //
 // Overview
 // --------
-// `std::chrono` converts `hours::max()` to nanoseconds by multiplying, which overflows (undefined
-// behaviour, in practice a negative value). Every timeout, cap and lease in noclobber is stored
-// in nanoseconds, so it takes its argument through the saturating conversions here instead: a
-// duration past the range of nanoseconds becomes `nanoseconds::max()` (which every option that
-// documents it reads as "none" / "no limit") or `nanoseconds::min()`.
+// read_modify_write, write_if_unchanged / update_field_if_unchanged, erase_if_unchanged,
+// patch_if_unchanged (native and emulated), the idempotency ledger's transitions and the
+// coroutine form all do the same thing per attempt: maybe read, decide, send one conditional
+// request, and act on the answer. What differs is *what* they send and how they recognise their
+// own request in a later read. Those differences are an "operation" (the `conditional_op`
+// concept below); everything else lives once in `detail::op_core`:
 //
-//   noclobber::retry_policy p;
-//   p.timeout = std::chrono::hours::max();        // no deadline, not a negative one
-//   noclobber::saturating_cast_ns(std::chrono::seconds::max()) == std::chrono::nanoseconds::max()
+//   * when an attempt reads first (the first attempt unless the operation already holds its
+//     request, after conflict / absent / exists / transient_restart, while an outcome is unknown)
+//     and when it resends the same request (after `transient`);
+//   * the unknown-outcome rule. A request answered `indeterminate` may or may not have landed.
+//     It is never treated as a conflict; the key is read again at once and
+//       - the read shows our request (the operation recognises it: a value we sent, a key we
+//         erased): it landed: the result is applied;
+//       - the key is untouched (still at the token the request was conditioned on, or still
+//         absent after a create): it did not land: the same request is sent again;
+//       - anything else: unknowable from here (ours may have landed and been overwritten): the
+//         loop stops with stop_reason::indeterminate.
+//     If that read itself fails, the next attempt reads first and applies the same rule. A
+//     request of ours whose outcome was unknown is recognised in every later read as well.
+//   * what the attempt tells cas_retry: applied, decided(status), or the store's status and words.
 //
-// `saturating_ns` is the field type for such options: any std::chrono::duration converts to it
-// implicitly, and it converts back to std::chrono::nanoseconds. Floating-point durations are
-// accepted too; NaN becomes max().
+// An operation supplies (see `conditional_op`): the request to send (op_request) with its token,
+// value or patch; `on_read` (decide from the attempt's read: send, or decided); `on_refused`
+// (a definite refusal: retry, or decided — a dropped patch); `on_unknown` / `recognise` (remember
+// what identifies a request whose outcome is unknown, and find it in a read); `on_applied` /
+// `on_landed`; and `finish` (its own result type, whose retry_stats the loop filled). Drivers perform
+// the I/O the core asks for: detail::op_machine below (direct store calls, under cas_retry) and
+// detail::async_op_machine (asio/async_read_modify_write.hpp, each call awaited, under
+// async_cas_retry). Both run the same sequence:
 //
-// Thread safety: plain values and pure functions.
+//   if (core.starts_with_read(info) && core.on_read(read())) return core.answer();
+//   if (core.on_sent(send(core.request()))) core.on_resolving_read(read());
+//   return core.answer();
+//
+// where send() of read_then_write_if_match (an emulated patch) is
+//   r = read(); w = core.on_send_read(r) or else write_if_match(core.token(), core.value()).
+//
+// A new operation is a new case, not a copy: a fenced write with a lease token is an operation
+// whose request is write_if_match conditioned on (token, fence) — a new op_request the drivers
+// map to the store's fenced call — and which recognises its value like read_modify_write; a
+// server-side JSON merge patch is patch_if_match with a merge document as the patch (recognised
+// by nothing, like a native patch); a typed / codec store write is read_modify_write's operation
+// over a store whose traits decode and encode. The rule above applies to each unchanged.
+//
+// Thread safety: an op_core and its machine belong to one call (not thread-safe); they hold no
+// lock. Every store call and every operation callback runs on the calling thread (or the
+// awaiting coroutine's executor) under no noclobber lock.
 
-#include <chrono>
-#include <compare>
-#include <cstdint>
-#include <limits>
-#include <ratio>
+#include <concepts>
+#include <functional>
+#include <optional>
 #include <type_traits>
+#include <utility>
 
-namespace noclobber {
 
-/// `d` in nanoseconds, clamped to [nanoseconds::min(), nanoseconds::max()] instead of overflowing.
-/// Sub-nanosecond parts are truncated toward zero, as duration_cast does.
-template <class Rep, class Period>
-[[nodiscard]] constexpr std::chrono::nanoseconds saturating_cast_ns(
-    std::chrono::duration<Rep, Period> d) noexcept {
-  using ns = std::chrono::nanoseconds;
-  using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
-  if constexpr (std::is_floating_point_v<Rep>) {
-    const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
-                          static_cast<long double>(ratio::den);
-    if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
-    if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
-    return ns(static_cast<std::int64_t>(v));
-  } else if constexpr (ratio::num == 1) {
-    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
-    const auto q = d.count() / static_cast<Rep>(ratio::den);
-    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
-      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
-      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
-    }
-    return ns(static_cast<std::int64_t>(q));
-  } else {
-    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
-    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
-    constexpr std::intmax_t num = ratio::num;
-    constexpr std::intmax_t den = ratio::den;
-    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
-    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
-    if (whole > ns::max().count() / num) return ns::max();
-    if (whole < ns::min().count() / num) return ns::min();
-    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
-                                                           // the ratios std::chrono defines
-    const std::intmax_t base = whole * num;
-    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
-    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
-    return ns(static_cast<std::int64_t>(base + rest));
-  }
-}
+namespace noclobber::detail {
 
-/// a + b in nanoseconds, clamped to the representable range.
-[[nodiscard]] constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
-                                                                std::chrono::nanoseconds b) noexcept {
-  using ns = std::chrono::nanoseconds;
-  if (b > ns::zero() && a > ns::max() - b) return ns::max();
-  if (b < ns::zero() && a < ns::min() - b) return ns::min();
-  return a + b;
-}
-
-/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
-/// time_point::max(): "never").
-template <class Clock>
-[[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
-                                                                       std::chrono::nanoseconds d) noexcept {
-  using tp = typename Clock::time_point;
-  using cd = typename Clock::duration;
-  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
-  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
-  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
-  return tp(std::chrono::ceil<cd>(target));
-}
-
-/// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
-/// the type of noclobber's timeout, cap and lease options.
-class saturating_ns {
- public:
-  constexpr saturating_ns() noexcept = default;
-  template <class Rep, class Period>
-  constexpr saturating_ns(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
-      : ns_(saturating_cast_ns(d)) {}
-
-  constexpr operator std::chrono::nanoseconds() const noexcept { return ns_; }  // NOLINT: implicit
-  [[nodiscard]] constexpr std::chrono::nanoseconds get() const noexcept { return ns_; }
-  [[nodiscard]] constexpr std::int64_t count() const noexcept { return ns_.count(); }
-  /// True for nanoseconds::max(), the value options read as "none" / "no limit".
-  [[nodiscard]] constexpr bool is_max() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
-
-  friend constexpr bool operator==(saturating_ns, saturating_ns) noexcept = default;
-  friend constexpr auto operator<=>(saturating_ns, saturating_ns) noexcept = default;
-
- private:
-  std::chrono::nanoseconds ns_{0};
+/// The conditional request an operation sends.
+enum class op_request : unsigned char {
+  write_if_match,            // write_if_match(key, token(), value())
+  create_if_absent,          // create_if_absent(key, value())
+  erase_if_match,            // erase_if_match(key, token())
+  patch_if_match,            // patch_if_match(key, token(), patch())
+  read_then_write_if_match,  // an emulated conditional: read, on_send_read, write_if_match
 };
 
-}  // namespace noclobber
-// ---- end noclobber/duration.hpp
+/// A set of op_requests (the ones an operation may ask for: drivers compile only those).
+[[nodiscard]] constexpr unsigned request_bit(op_request r) noexcept {
+  return 1U << static_cast<unsigned>(r);
+}
+
+/// An operation's answer to a read or a refusal: send the request, or stop, decided.
+struct op_step {
+  bool decided = false;
+  write_status last_status = write_status::applied;  // when decided: what the decision rests on
+
+  [[nodiscard]] static constexpr op_step send() noexcept { return {}; }
+  [[nodiscard]] static constexpr op_step decide(write_status last = write_status::applied) noexcept {
+    return {true, last};
+  }
+};
+
+/// What one attempt tells cas_retry: a status and the store's words (owned by the op_core).
+struct op_status {
+  write_status status = write_status::permanent;
+  std::reference_wrapper<const store_error> error;
+};
+
+/// One kind of conditional operation (see the overview).
+// clang-format off
+template <class Op>
+concept conditional_op =
+    std::derived_from<typename Op::result_type, retry_stats> &&
+    requires(Op& op, const Op& cop, read_result<typename Op::value_type, typename Op::token_type>&& r,
+             const read_result<typename Op::value_type, typename Op::token_type>& cr,
+             write_result<typename Op::token_type>& w, typename Op::result_type& out) {
+      { Op::requests } -> std::convertible_to<unsigned>;
+      { cop.ready() } -> std::same_as<bool>;  // a request is prepared: an attempt may resend it unread
+      { cop.request() } -> std::same_as<op_request>;
+      { op.on_read(std::move(r)) } -> std::same_as<op_step>;
+      { op.on_refused(std::as_const(w)) } -> std::same_as<op_step>;
+      op.on_unknown();
+      { cop.recognise(cr) } -> std::same_as<bool>;
+      op.on_applied(w);
+      op.on_landed(std::move(r));
+      op.finish(out, true);  // out's retry_stats are filled; the operation fills the rest
+    };
+// clang-format on
+
+/// The decisions of one conditional operation, free of I/O (see the overview). Not thread-safe.
+template <class Op>
+class op_core {
+ public:
+  using op_type = Op;
+  using value_type = typename Op::value_type;
+  using token_type = typename Op::token_type;
+  using read_type = read_result<value_type, token_type>;
+  using wresult = write_result<token_type>;
+  using answer_type = attempt_result<op_status>;
+  using result_type = typename Op::result_type;
+
+  template <class... Args>
+  explicit op_core(Args&&... args) : op_(std::forward<Args>(args)...) {}
+
+  [[nodiscard]] Op& op() noexcept { return op_; }
+  [[nodiscard]] const Op& op() const noexcept { return op_; }
+  [[nodiscard]] op_request request() const noexcept { return op_.request(); }
+
+  /// Whether this attempt starts with a read; otherwise it (re)sends the prepared request.
+  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
+    return resolving_ || !op_.ready() || (info.reread && info.number > 1);
+  }
+
+  /// The attempt's first read. true: the attempt is over (answer()); false: send the request.
+  [[nodiscard]] bool on_read(read_type&& read) {
+    if (read.failed() || unknown_) [[unlikely]]
+      return on_unusual_read(std::move(read));
+    return decide(op_.on_read(std::move(read)));
+  }
+
+  /// For read_then_write_if_match: the read the emulated conditional starts with. An answer
+  /// (failed read, absent, token moved) is the request's; nullopt: send write_if_match now.
+  [[nodiscard]] std::optional<wresult> on_send_read(read_type&& read) {
+    if (read.failed()) return wresult::make_failed(as_write_status(read.status), std::move(read.error));
+    return op_.on_send_read(std::move(read));
+  }
+
+  /// The request's answer. true: its outcome is unknown: read at once and pass that read to
+  /// on_resolving_read. false: the attempt is over (answer()).
+  [[nodiscard]] bool on_sent(wresult&& w) {
+    if (w.status == write_status::applied) [[likely]] {
+      op_.on_applied(w);
+      status_ = write_status::applied;
+      return false;
+    }
+    return on_refused_or_unknown(std::move(w));
+  }
+
+  /// The attempt failed before the operation's request (see op_machine::refuse).
+  void refuse(wresult&& w) { (void)fail(w.status, std::move(w.error)); }
+
+  /// The read right after an indeterminate answer: the unknown-outcome rule.
+  void on_resolving_read(read_type&& read) {
+    if (read.failed()) {  // still unknown: the next attempt reads first (resolving_ stays set)
+      status_ = write_status::transient;
+      return;
+    }
+    if (op_.recognise(read)) {
+      (void)land(std::move(read));
+      return;
+    }
+    resolving_ = false;
+    // Untouched: it did not land; resend. Otherwise unknowable: stop (the request's own words).
+    status_ = untouched(read) ? write_status::transient : write_status::indeterminate;
+  }
+
+  /// The attempt's answer to cas_retry.
+  [[nodiscard]] answer_type answer() noexcept {
+    if (decided_) return decided(decided_status_);
+    return op_status{status_, std::cref(error_ ? *error_ : empty_error())};
+  }
+
+  /// The operation fills the rest of `out`, whose retry_stats the loop filled.
+  void finish(result_type& out) {
+    const bool unknown = resolving_ || out.reason == stop_reason::indeterminate;
+    op_.finish(out, unknown);
+  }
+
+ private:
+  // The rare paths live out of line, so that the attempt's fast path (read, decide, send,
+  // applied) stays small enough to be inlined into the retry loop.
+
+  // A failed read, or any read once some request's outcome was unknown: the rule.
+  [[gnu::noinline]] bool on_unusual_read(read_type&& read) {
+    if (read.failed()) return fail(as_write_status(read.status), std::move(read.error));
+    if (unknown_ && op_.recognise(read)) return land(std::move(read));
+    if (resolving_) {  // the read after an unknown outcome failed last time
+      resolving_ = false;
+      if (!untouched(read)) {
+        return fail(write_status::indeterminate,
+                    {"indeterminate", "a request's outcome is unknown and the key has changed since"});
+      }
+      return false;  // it did not land: send the same request again
+    }
+    return decide(op_.on_read(std::move(read)));
+  }
+
+  // Anything but applied: unknown (resolve at once), decided by the operation, or a failure.
+  [[gnu::noinline]] bool on_refused_or_unknown(wresult&& w) {
+    if (w.status == write_status::indeterminate) {
+      op_.on_unknown();
+      unknown_ = resolving_ = true;
+      error_ = std::move(w.error);
+      return true;
+    }
+    if (!decide(op_.on_refused(std::as_const(w)))) (void)fail(w.status, std::move(w.error));
+    return false;
+  }
+
+  // The key is as the request left it: still absent after a create, or still at its token.
+  [[nodiscard]] bool untouched(const read_type& read) const {
+    if (op_.request() == op_request::create_if_absent) return read.absent();
+    return read.found() && read.token == op_.token();
+  }
+
+  bool fail(write_status s, store_error&& e) {
+    status_ = s;
+    error_ = std::move(e);
+    return true;
+  }
+
+  bool land(read_type&& read) {
+    resolving_ = false;
+    op_.on_landed(std::move(read));
+    status_ = write_status::applied;
+    return true;
+  }
+
+  bool decide(op_step step) noexcept {
+    if (!step.decided) return false;
+    decided_ = true;
+    decided_status_ = step.last_status;
+    return true;
+  }
+
+  Op op_;
+  std::optional<store_error> error_;  // the store's words for the attempt's failure (lazily built)
+  write_status status_ = write_status::permanent;
+  write_status decided_status_ = write_status::applied;
+  bool decided_ = false;
+  bool resolving_ = false;  // a request's outcome is unknown; the next read decides
+  bool unknown_ = false;    // some request's outcome was unknown: recognise it in every read
+};
+
+/// One conditional operation on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, conditional_op Op>
+class op_machine {
+ public:
+  using traits = store_traits<std::remove_cvref_t<Store>>;
+  using key_type = store_key_t<Store>;
+  using core_type = op_core<Op>;
+  using wresult = typename core_type::wresult;
+  using answer_type = typename core_type::answer_type;
+  using result_type = typename core_type::result_type;
+
+  template <class... Args>
+  op_machine(Store& store, const key_type& key, Args&&... op_args)
+      : store_(store), key_(key), core_(std::forward<Args>(op_args)...) {}
+
+  /// One attempt (cas_retry's).
+  answer_type operator()(const attempt_info& info) {
+    if (core_.starts_with_read(info) && core_.on_read(traits::read(store_, key_))) return core_.answer();
+    if (core_.on_sent(send())) core_.on_resolving_read(traits::read(store_, key_));
+    return core_.answer();
+  }
+
+  /// An attempt that failed before the operation's own I/O (a driver's precondition, such as a
+  /// lock the adapter takes first): `w`'s status and words as the attempt's answer.
+  answer_type refuse(wresult&& w) {
+    core_.refuse(std::move(w));
+    return core_.answer();
+  }
+
+  /// The whole operation: cas_retry's loop (detail::run_cas_retry) over this machine's attempts,
+  /// its statistics written straight into the result.
+  template <retry_env Env>
+  [[nodiscard]] result_type run(const retry_policy& policy, Env& env) {
+    result_type out;
+    std::optional<op_status> last;
+    run_cas_retry(policy, *this, env, out, last);
+    core_.finish(out);
+    return out;
+  }
+
+  /// The result, for a driver that ran cas_retry itself around this machine's attempts.
+  [[nodiscard]] result_type finish(retry_result<op_status>&& r) {
+    result_type out;
+    static_cast<retry_stats&>(out) = std::move(r);
+    core_.finish(out);
+    return out;
+  }
+
+  [[nodiscard]] core_type& core() noexcept { return core_; }
+
+ private:
+  wresult send() {
+    constexpr unsigned may = Op::requests;
+    const Op& op = core_.op();
+    switch (core_.request()) {
+      case op_request::write_if_match:
+        if constexpr ((may & request_bit(op_request::write_if_match)) != 0) {
+          return traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+      case op_request::create_if_absent:
+        if constexpr ((may & request_bit(op_request::create_if_absent)) != 0) {
+          return traits::create_if_absent(store_, key_, op.value());
+        }
+        break;
+      case op_request::erase_if_match:
+        if constexpr ((may & request_bit(op_request::erase_if_match)) != 0) {
+          return traits::erase_if_match(store_, key_, op.token());
+        }
+        break;
+      case op_request::patch_if_match:
+        if constexpr ((may & request_bit(op_request::patch_if_match)) != 0) {
+          return traits::patch_if_match(store_, key_, op.token(), op.patch());
+        }
+        break;
+      case op_request::read_then_write_if_match:
+        if constexpr ((may & request_bit(op_request::read_then_write_if_match)) != 0) {
+          if (auto answer = core_.on_send_read(traits::read(store_, key_))) return std::move(*answer);
+          return traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+    }
+    return wresult::make_failed(write_status::permanent,
+                                {"noclobber", "request outside the operation's set"});
+  }
+
+  Store& store_;
+  const key_type& key_;
+  core_type core_;
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/conditional_op.hpp
 
 // ---- begin noclobber/read_modify_write.hpp ---------------------------------
 // noclobber/read_modify_write.hpp — read, compute, write only if nothing changed, retry.
@@ -1599,7 +2334,7 @@ class saturating_ns {
 //   `fn` may run several times (once per re-read) and must have no effects outside its return
 //   value; it never runs under a noclobber lock here (see locked_read_modify_write.hpp).
 //
-// Indeterminate writes
+// Indeterminate writes (the rule is conditional_op.hpp's, shared by every operation)
 //   A write reported `indeterminate` may or may not have landed. It is never treated as a
 //   conflict. The algorithm re-reads at once and:
 //     * if the stored value equals a value we sent with unknown outcome, the write landed:
@@ -1620,10 +2355,15 @@ class saturating_ns {
 //   classify_exception maps it to a status). A write starts only after `fn` has returned, so an
 //   exception from `fn` never leaves a partial write behind.
 //
-// Structure: detail::rmw_core makes every decision above without doing I/O; detail::rmw_machine
-// performs the store calls it asks for, and asio/async_read_modify_write.hpp awaits the same
-// calls, so both forms share one implementation. rmw_core allocates only to remember values
-// whose write was indeterminate.
+// Result: rmw_result, whose retry_stats say why the loop stopped (stop_reason::decided for keep
+// and abort: fn's answer ended it, not a failure).
+//
+// Structure: read_modify_write is one case of the I/O-free core in conditional_op.hpp:
+// detail::rmw_op says what to send (create_if_absent or write_if_match on the token read), calls
+// fn, and recognises its values; detail::op_core owns when to read, the indeterminate rule and
+// what cas_retry is told; detail::rmw_machine (op_machine) performs the store calls, and
+// asio/async_read_modify_write.hpp awaits the same calls, so both forms share one
+// implementation. rmw_op allocates only to remember values whose write was indeterminate.
 //
 // Thread safety: read_modify_write holds no lock of its own and keeps its state on the stack;
 // call it from any number of threads at once if the store allows concurrent use.
@@ -1668,11 +2408,13 @@ class update {
 
   update(const Value& v) : kind_(update_kind::write), value_(v) {}        // NOLINT: implicit
   update(Value&& v) : kind_(update_kind::write), value_(std::move(v)) {}  // NOLINT: implicit
+  // clang-format off
   template <class U>
-  requires(std::constructible_from<Value, U> && !std::same_as<std::remove_cvref_t<U>, Value> &&
-           !std::same_as<std::remove_cvref_t<U>, update> && !std::same_as<std::remove_cvref_t<U>, keep_t> &&
-           !std::same_as<std::remove_cvref_t<U>, abort_t>) update(U&& u)
-      : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}   // NOLINT: implicit
+    requires std::constructible_from<Value, U> &&
+             (!std::same_as<std::remove_cvref_t<U>, Value>) && (!std::same_as<std::remove_cvref_t<U>, update>) &&
+             (!std::same_as<std::remove_cvref_t<U>, keep_t>) && (!std::same_as<std::remove_cvref_t<U>, abort_t>)
+  update(U&& u) : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}  // NOLINT: implicit
+  // clang-format on
   update(keep_t) : kind_(update_kind::keep) {}                                    // NOLINT: implicit
   update(abort_t a) : kind_(update_kind::abort), reason_(std::move(a.reason)) {}  // NOLINT: implicit
 
@@ -1725,9 +2467,12 @@ enum class rmw_outcome : unsigned char {
   return "unknown";
 }
 
-/// The result of read_modify_write and of the algorithms built on it.
+/// The result of read_modify_write and of the algorithms built on it. The loop's statistics
+/// (attempts, reason, slept, last_status, last_error) are the retry_stats base: `reason` is
+/// stop_reason::decided for unchanged and aborted (fn's answer ended the loop, not a failure),
+/// and last_status is then `applied` (the read succeeded).
 template <class Value, class Token>
-struct rmw_result {
+struct rmw_result : retry_stats {
   using value_type = Value;
   using token_type = Token;
 
@@ -1742,19 +2487,8 @@ struct rmw_result {
   bool created = false;
   /// gave_up with a write whose outcome is unknown: our update may or may not be stored.
   bool indeterminate = false;
-  /// Attempts made (each one a write, preceded by a read when one was needed).
-  unsigned attempts = 0;
-  /// Why the retry loop stopped. For unchanged and aborted it is stop_reason::applied: fn's
-  /// answer ended the loop, not a failure.
-  stop_reason reason = stop_reason::permanent;
-  /// Status of the last store call the loop acted on (a failed read is mapped with
-  /// as_write_status), and the store's words for it.
-  write_status last_status = write_status::permanent;
-  store_error last_error;
   /// fn's reason when aborted.
   std::string abort_reason;
-  /// Total time slept in backoff.
-  std::chrono::nanoseconds slept{0};
 
   /// applied or unchanged.
   [[nodiscard]] bool ok() const noexcept {
@@ -1767,10 +2501,12 @@ template <class Store>
 using store_rmw_result_t = rmw_result<store_value_t<Store>, store_token_t<Store>>;
 
 /// `fn` can be called with the current value (or absence) and answers an update.
+// clang-format off
 template <class Fn, class Value>
-concept rmw_function = std::invocable < Fn&,
-        const std::optional<Value>
-& > &&std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+concept rmw_function =
+    std::invocable<Fn&, const std::optional<Value>&> &&
+    std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+// clang-format on
 
 namespace detail {
 
@@ -1789,144 +2525,35 @@ constexpr bool check_rmw_function() {
   return true;
 }
 
-/// The decisions of one read_modify_write, free of I/O: when an attempt reads, calling `fn`,
-/// keep / abort, which write to send (create_if_absent or write_if_match on the token read),
-/// the indeterminate rule, and the rmw_result bookkeeping. A driver performs the store calls and
-/// hands each answer back; every driver runs the same sequence per attempt:
-///
-///   if (starts_with_read(info)) { if (auto a = on_read(read())) return *a; }
-///   w = creates() ? create_if_absent(value()) : write_if_match(token(), value());
-///   if (!on_write(w)) return w;
-///   return on_resolving_read(read(), w);
-///
-/// rmw_machine (below) drives it with direct calls, async_rmw_machine
-/// (asio/async_read_modify_write.hpp) with co_await. Not thread-safe (one per call).
+/// read_modify_write as a conditional_op (conditional_op.hpp): read, call fn, send
+/// write_if_match on the token read (create_if_absent when the key was absent); keep / abort
+/// decide; a value we sent with unknown outcome is recognised by equality. The unknown-outcome
+/// rule itself is op_core's. rmw_op allocates only to remember such values.
 template <class Value, class Token, class Fn>
-class rmw_core {
+class rmw_op {
  public:
   using value_type = Value;
   using token_type = Token;
   using read_type = read_result<Value, Token>;
   using wresult = write_result<Token>;
   using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests =
+      request_bit(op_request::write_if_match) | request_bit(op_request::create_if_absent);
   static constexpr bool recognises_values = std::equality_comparable<value_type>;
 
-  explicit rmw_core(Fn& fn) : fn_(fn) {}
+  explicit rmw_op(Fn& fn) : fn_(fn) {}
 
-  /// Whether this attempt starts with a read; otherwise it resends the pending write.
-  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
-    return info.reread || !pending_ || resolving_;
+  [[nodiscard]] bool ready() const noexcept { return pending_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept {
+    return read_found_ ? op_request::write_if_match : op_request::create_if_absent;
   }
-
-  /// Takes the attempt's read and calls fn on it when it is needed. Returns the attempt's
-  /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
-  /// indeterminate write, keep / abort); nullopt: send the write next.
-  [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
-    if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    if (resolving_) {
-      resolving_ = false;
-      if (!untouched(read)) {
-        return wresult::failed(
-            write_status::indeterminate,
-            {"indeterminate", "a write's outcome is unknown and the key has changed since"});
-      }
-    }
-    compute(std::move(read));
-    if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
-    return std::nullopt;
-  }
-
-  /// The write to send: create_if_absent(key, value()) when creates(), else
-  /// write_if_match(key, token(), value()). Only after starts_with_read / on_read asked for it.
-  [[nodiscard]] bool creates() const noexcept { return conditioned_on_absent_; }
   [[nodiscard]] const token_type& token() const noexcept { return token_; }
   [[nodiscard]] const value_type& value() const noexcept { return *pending_; }
 
-  /// Takes the write's answer. false: `w` is the attempt's answer. true: the write may or may
-  /// not have landed; read again at once and pass that read and `w` to on_resolving_read.
-  [[nodiscard]] bool on_write(const wresult& w) {
-    if (w.status != write_status::indeterminate) return false;
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
-    resolving_ = true;
-    return true;
-  }
-
-  /// The attempt's answer after the indeterminate write `w` and the read that followed it.
-  [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
-    if (read.failed()) {
-      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    resolving_ = false;
-    if (untouched(read)) {
-      // It did not land and nothing changed: the same request can be sent again.
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    return std::move(w);
-  }
-
-  /// The result, from the retry loop's.
-  [[nodiscard]] result_type finish(retry_result<wresult>&& r) {
-    result_type out;
-    out.attempts = r.attempts;
-    out.reason = r.reason;
-    out.slept = r.slept;
-    if (!r.last_error.empty()) out.last_error = std::move(r.last_error);  // usually empty: skip the move
-    if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
-      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
-      if (current_) out.value.emplace(std::move(*current_));
-      if (read_found_) out.token = token_;
-      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
-      out.last_status = write_status::applied;
-      return out;
-    }
-    if (r.reason == stop_reason::applied) {
-      out.outcome = rmw_outcome::applied;
-      out.last_status = write_status::applied;
-      if (landed_value_) {
-        out.value = std::move(landed_value_);
-        out.token = std::move(landed_token_);
-      } else {
-        out.value = std::move(pending_);
-        if (r.last && r.last->token) out.token = std::move(r.last->token);
-      }
-      out.created = conditioned_on_absent_ && !landed_value_;
-      return out;
-    }
-    out.outcome = rmw_outcome::gave_up;
-    out.last_status = r.last ? r.last->status : write_status::permanent;
-    out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
-    return out;
-  }
-
- private:
-  // The key is as we left it: still absent after a create, or still at the token we sent on.
-  bool untouched(const read_type& read) const {
-    return conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
-  }
-
-  bool recognise(const value_type& v) const {
-    if constexpr (recognises_values) {
-      for (const value_type& sent : unknown_) {
-        if (v == sent) return true;
-      }
-    }
-    return false;
-  }
-
-  wresult landed(value_type v, token_type t) {
-    resolving_ = false;
-    landed_value_.emplace(std::move(v));
-    landed_token_.emplace(std::move(t));
-    return wresult::applied();
-  }
-
-  void compute(read_type&& read) {
+  /// Calls fn on what was read: a value to write (send), or keep / abort (decided).
+  [[nodiscard]] op_step on_read(read_type&& read) {
     pending_.reset();  // an exception from fn must not leave a stale write to resend
     read_found_ = read.found();
-    conditioned_on_absent_ = !read_found_;
     token_ = std::move(read.token);
     if (read_found_) {
       current_.emplace(std::move(read.value));
@@ -1937,7 +2564,7 @@ class rmw_core {
     switch (u.kind()) {
       case update_kind::write:
         pending_.emplace(std::move(u).value());
-        break;
+        return op_step::send();
       case update_kind::keep:
         decided_ = update_kind::keep;
         break;
@@ -1946,57 +2573,76 @@ class rmw_core {
         abort_reason_.emplace(u.reason());
         break;
     }
+    return op_step::decide();  // nothing written; the read succeeded
   }
 
+  /// conflict, absent, exists...: the loop re-reads and calls fn again.
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+
+  void on_unknown() {
+    if constexpr (recognises_values) unknown_.push_back(*pending_);
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) {
+      if (!read.found()) return false;
+      for (const value_type& sent : unknown_) {
+        if (read.value == sent) return true;
+      }
+    }
+    return false;
+  }
+
+  void on_applied(wresult& w) noexcept(std::is_nothrow_move_constructible_v<token_type>) {
+    if (w.token) applied_token_.emplace(std::move(*w.token));
+  }
+  void on_landed(read_type&& read) {
+    landed_value_.emplace(std::move(read.value));
+    applied_token_.emplace(std::move(read.token));
+  }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (decided_) {
+      out.outcome = *decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+      if (current_) out.value.emplace(std::move(*current_));
+      if (read_found_) out.token = token_;
+      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
+      return;
+    }
+    if (out.reason == stop_reason::applied) {
+      out.outcome = rmw_outcome::applied;
+      if (landed_value_) {
+        out.value = std::move(landed_value_);
+      } else {
+        out.value = std::move(pending_);
+      }
+      out.token = std::move(applied_token_);
+      out.created = !read_found_ && !landed_value_;
+      return;
+    }
+    out.outcome = rmw_outcome::gave_up;
+    out.indeterminate = unknown_outcome;
+  }
+
+ private:
   Fn& fn_;
-  std::optional<value_type> current_;  // what fn saw last
-  std::optional<value_type> pending_;  // the value to write (kept for transient resends)
-  token_type token_{};                 // the token pending_ is conditioned on
-  bool read_found_ = false;
-  bool conditioned_on_absent_ = false;
-  bool resolving_ = false;                   // a write's outcome is unknown; the next read decides
+  std::optional<value_type> current_;        // what fn saw last
+  std::optional<value_type> pending_;        // the value to write (kept for transient resends)
+  token_type token_{};                       // the token pending_ is conditioned on
+  bool read_found_ = false;                  // false: pending_ is a create
   std::optional<update_kind> decided_;       // keep or abort, once fn said so
   std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
   std::vector<value_type> unknown_;          // values sent whose outcome we never learned
-  std::optional<value_type> landed_value_;
-  std::optional<token_type> landed_token_;
+  std::optional<value_type> landed_value_;   // a value of ours recognised in a read
+  std::optional<token_type> applied_token_;  // the token of our applied (or recognised) write
 };
 
-/// One read_modify_write on a synchronous store: rmw_core's sequence with direct store calls.
 template <class Store, class Fn>
-class rmw_machine {
- public:
-  using traits = store_traits<Store>;
-  using key_type = store_key_t<Store>;
-  using core_type = rmw_core<store_value_t<Store>, store_token_t<Store>, Fn>;
-  using wresult = typename core_type::wresult;
-  using result_type = typename core_type::result_type;
+using rmw_op_for = rmw_op<store_value_t<Store>, store_token_t<Store>, Fn>;
 
-  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), core_(fn) {}
-
-  wresult operator()(const attempt_info& info) {
-    if (core_.starts_with_read(info)) {
-      if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
-    }
-    return write();
-  }
-
-  result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
-
- private:
-  // The attempt's write. One named result on every path, so it is built in the caller's
-  // return slot (NRVO) instead of being moved out: a write_result carries two strings.
-  wresult write() {
-    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
-                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
-    if (core_.on_write(w)) w = core_.on_resolving_read(traits::read(store_, key_), std::move(w));
-    return w;
-  }
-
-  Store& store_;
-  const key_type& key_;
-  core_type core_;
-};
+/// One read_modify_write on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, class Fn>
+using rmw_machine = op_machine<Store, rmw_op_for<Store, Fn>>;
 
 inline const retry_policy& default_retry_policy() {
   static const retry_policy policy{};
@@ -2015,9 +2661,7 @@ template <class Store, class Fn, retry_env Env>
   static_assert(check_conditional_writer<Store>());
   static_assert(detail::check_rmw_function<std::remove_reference_t<Fn>, store_value_t<Store>>());
   detail::rmw_machine<Store, std::remove_reference_t<Fn>> machine(store, key, fn);
-  auto r = cas_retry(
-      policy, [&machine](const attempt_info& info) { return machine(info); }, env);
-  return machine.finish(std::move(r));
+  return machine.run(policy, env);
 }
 
 template <class Store, class Fn>
@@ -2041,9 +2685,9 @@ template <class Store, class Fn>
 //
 // Overview
 // --------
-// Seed 004's bugs: a check-then-insert let two requests both start the same import, and a
-// background task that crashed half-way re-applied everything when it was retried. The fix is
-// a ledger keyed by (source, content hash) whose entries move through
+// The import retried after a crash: a check-then-insert let two requests both start the same
+// import, and a background task that crashed half-way re-applied everything when it was retried.
+// The fix is a ledger keyed by (source, content hash) whose entries move through
 //
 //     (absent) --claim--> pending --complete--> completed      (never run again)
 //                            |  \--fail------> failed          (a retry claims it again)
@@ -2068,7 +2712,7 @@ template <class Store, class Fn>
 // the starts) and runs the operation again. So: completed operations never run again, and
 // two callers never run it at the same time while a lease is valid — but an operation that
 // crashed part-way *is* run again, so it must be safe to re-run on its own partial effects
-// (seed 004: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
+// (the blocklist import: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
 // (or the caller sees `lost_claim`: somebody took over, and the operation may have run twice).
 // Leases compare times from `ledger_options::clock` (system_clock by default, so that several
 // processes agree; their clocks must be roughly in sync).
@@ -2180,7 +2824,8 @@ struct ledger_entry {
 
 struct ledger_options {
   /// A pending claim older than this is presumed crashed and may be taken over. Must be > 0.
-  std::chrono::nanoseconds lease = std::chrono::seconds(30);
+  /// Any duration converts without overflow: hours::max() means a lease that never expires.
+  saturating_ns lease = std::chrono::seconds(30);
   /// Names this ledger's claims (in logs and in the entry); empty: a random id.
   std::string owner;
   /// The clock leases are measured on; null: std::chrono::system_clock::now.
@@ -2217,13 +2862,13 @@ enum class ledger_outcome : unsigned char {
   return "unknown";
 }
 
-struct ledger_result {
+/// The outcome of a ledger call. Its retry_stats base is the last ledger write's loop (reason
+/// decided for already_completed, in_progress and lost_claim: the entry said so).
+struct ledger_result : retry_stats {
   ledger_outcome outcome = ledger_outcome::gave_up;
   std::string result;                 // ran / already_completed: the result; failed: the error
   std::optional<ledger_entry> entry;  // the entry as last seen or written
   bool indeterminate = false;
-  stop_reason reason = stop_reason::applied;
-  store_error last_error;
 
   /// ran or already_completed: the operation's effect is in place.
   [[nodiscard]] bool ok() const noexcept {
@@ -2255,7 +2900,7 @@ class idempotency_ledger {
 
   explicit idempotency_ledger(Store& store, ledger_options options = {})
       : store_(store), options_(std::move(options)) {
-    if (options_.lease <= std::chrono::nanoseconds::zero()) {
+    if (options_.lease.get() <= std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::idempotency_ledger: lease = " +
                                   std::to_string(options_.lease.count()) + "ns must be positive");
     }
@@ -2300,7 +2945,7 @@ class idempotency_ledger {
     c.key = ledger_key(source, content_hash);
     c.id = options_.owner + "#" + std::to_string(next_claim_.fetch_add(1, std::memory_order_relaxed));
     const std::int64_t now = now_ns();
-    const std::int64_t lease_until = saturating_add(now, options_.lease.count());
+    const std::int64_t lease_until = saturating_add(std::chrono::nanoseconds(now), options_.lease).count();
     ledger_result out;
     auto r = read_modify_write(
         store_, key_type(c.key),
@@ -2326,6 +2971,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = c.entry;
       return {std::move(c), std::move(out)};
@@ -2378,6 +3024,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = next;
       out.outcome = state == ledger_state::completed ? ledger_outcome::ran : ledger_outcome::failed;
@@ -2391,12 +3038,11 @@ class idempotency_ledger {
     return out;
   }
 
+  // The statistics are in `out` already.
   template <class R>
   static void fill_failure(ledger_result& out, const R& r) {
     out.outcome = ledger_outcome::gave_up;
     out.indeterminate = r.indeterminate;
-    out.reason = r.reason;
-    out.last_error = r.last_error;
     if (r.outcome == rmw_outcome::aborted) out.last_error = {"corrupt", r.abort_reason};
   }
 
@@ -2428,14 +3074,6 @@ class idempotency_ledger {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
 
-  static std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-    constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
-    if (b > 0 && a > max - b) return max;
-    if (b < 0 && a < min - b) return min;
-    return a + b;
-  }
-
   Store& store_;
   ledger_options options_;
   std::atomic<std::uint64_t> next_claim_{1};
@@ -2457,7 +3095,7 @@ class idempotency_ledger {
 //
 // libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
 // wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard):
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
 //
 //   noclobber::annotated_mutex mu;
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
@@ -2538,6 +3176,28 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 
  private:
   annotated_mutex& mutex_;
+};
+
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
 };
 
 }  // namespace noclobber
@@ -3851,6 +4511,7 @@ requires key_lock_map<Locks, store_key_t<Store>>
 // the outside-writer callback. They must not call back into the same store. Whatever they
 // throw, the key keeps its previous value and version and the mutex is released.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -3873,8 +4534,9 @@ namespace noclobber {
 /// indeterminate_applied) are drawn from one roll, so their sum must not exceed 1.
 struct fault_config {
   std::uint64_t seed = 0;
-  std::chrono::nanoseconds latency_min{0};
-  std::chrono::nanoseconds latency_max{0};
+  // Any duration converts without overflow (hours::max() is nanoseconds::max(), not negative).
+  saturating_ns latency_min = std::chrono::nanoseconds(0);
+  saturating_ns latency_max = std::chrono::nanoseconds(0);
   double transient = 0.0;
   double transient_restart = 0.0;
   double indeterminate_applied = 0.0;
@@ -4013,29 +4675,29 @@ class memory_store {
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
                                                  const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       it->second.value = value;
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
   [[nodiscard]] write_result_type create_if_absent(const Key& key, const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it != map.end()) return count_conflict(write_result_type::exists());
+      if (it != map.end()) return count_conflict(write_result_type::make_exists());
       const token_type version = next_version();
       map.emplace(key, entry{value, version});
-      return write_result_type::applied(version);
+      return write_result_type::make_applied(version);
     });
   }
 
   [[nodiscard]] write_result_type erase_if_match(const Key& key, const token_type& token) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       map.erase(it);
-      return write_result_type::applied();
+      return write_result_type::make_applied();
     });
   }
 
@@ -4043,13 +4705,13 @@ class memory_store {
                                                  const patch_type& patch) {
     if (!patch) throw std::invalid_argument("noclobber::memory_store::patch_if_match: the patch is empty");
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       Value patched = it->second.value;  // a throwing patch leaves the stored value alone
       patch(patched);
       it->second.value = std::move(patched);
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
@@ -4068,7 +4730,7 @@ class memory_store {
       it->second.version = version;
     }
     stat(stats_.applied);
-    return write_result_type::applied(version);
+    return write_result_type::make_applied(version);
   }
 
   // ---- inspection, free of faults and latency ------------------------------------------------
@@ -4173,8 +4835,13 @@ class memory_store {
 
   void sleep_latency(const fault_config& f) {
     if (f.latency_max.count() <= 0) return;
-    const auto span = static_cast<double>((f.latency_max - f.latency_min).count());
-    const auto delay = f.latency_min + std::chrono::nanoseconds(static_cast<std::int64_t>(draw() * span));
+    // 0 <= min <= max, so the span fits; the double product may round up past it near
+    // nanoseconds::max(): clamp it to the span, so that min + extra <= max cannot overflow.
+    const std::int64_t span = (f.latency_max.get() - f.latency_min.get()).count();
+    const double drawn = draw() * static_cast<double>(span);
+    const std::int64_t extra =
+        drawn < static_cast<double>(span) ? std::min(static_cast<std::int64_t>(drawn), span) : span;
+    const auto delay = f.latency_min.get() + std::chrono::nanoseconds(extra);
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
   }
 
@@ -4223,8 +4890,8 @@ class memory_store {
     stat(stats_.applied);
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
-      return write_result_type::failed(write_status::indeterminate,
-                                       {"injected", "injected indeterminate (applied)"});
+      return write_result_type::make_failed(write_status::indeterminate,
+                                            {"injected", "injected indeterminate (applied)"});
     }
     return result;
   }
@@ -4237,7 +4904,7 @@ class memory_store {
     } else {
       stat(stats_.injected_transient);
     }
-    return write_result_type::failed(s, {"injected", what});
+    return write_result_type::make_failed(s, {"injected", what});
   }
 
   std::array<shard, shard_count> shards_;
@@ -4263,9 +4930,10 @@ class memory_store {
 // back with the store's unconditional `overwrite`. Nothing checks whether somebody else wrote
 // the key between the read and the write, so when two callers read the same version, the
 // second overwrite silently erases the first caller's update. This is exactly the lost update
-// of every seed report (a download → modify → put_object cycle without If-Match; a
-// GetStackEnvVars → merge → UpdateStackEnvVars sequence; a cache refresh that saves the whole
-// model it read earlier).
+// behind the real-world scenarios noclobber is built around (the SQLite file kept as one
+// object-store object: download → modify → put_object without If-Match; the concurrent
+// disjoint-key env PATCH: read the env vars → merge → write them all back; the cache refresh that
+// overwrites an edit: save the whole model read earlier).
 //
 // DO NOT USE IT FOR REAL WRITES. It exists as the negative control: the race harness and the
 // tests run it under the same race as read_modify_write to show that the race is real and
@@ -4312,7 +4980,7 @@ template <class Store, class Fn>
   if (!u.is_write()) {
     out.outcome = u.is_keep() ? rmw_outcome::unchanged : rmw_outcome::aborted;
     out.abort_reason = u.reason();
-    out.reason = stop_reason::applied;
+    out.reason = stop_reason::decided;
     out.last_status = write_status::applied;
     if (read.found()) out.token = std::move(read.token);
     out.value = std::move(current);
@@ -4344,13 +5012,13 @@ template <class Store, class Fn>
 //
 // Overview
 // --------
-// Seed 003's bug: a read path refreshed a cache stored inside a model by saving the whole
-// model it had loaded earlier, silently undoing any field another request edited in between.
-// The fix has two parts: write only the fields you mean to change (a sparse patch), and only
-// if the model is still at the revision you derived the patch from. When it is not, the caller
-// chooses: drop the patch (a cache refresh is worth nothing on a model that changed: the next
-// read refreshes again) or re-read the revision and apply the same patch to the new one (the
-// patch is sparse, so it still clobbers nothing).
+// The cache refresh that overwrites an edit: a read path refreshed a cache stored inside a model
+// by saving the whole model it had loaded earlier, silently undoing any field another request
+// edited in between. The fix has two parts: write only the fields you mean to change (a sparse
+// patch), and only if the model is still at the revision you derived the patch from. When it is
+// not, the caller chooses: drop the patch (a cache refresh is worth nothing on a model that
+// changed: the next read refreshes again) or re-read the revision and apply the same patch to the
+// new one (the patch is sparse, so it still clobbers nothing).
 //
 //     auto loaded = store.read("qb");                               // value + token
 //     auto cache = resolve(loaded.value);                            // slow
@@ -4365,11 +5033,12 @@ template <class Store, class Fn>
 // patch to a copy, write_if_match.
 //
 // Outcomes: applied (token = the new one, when known); dropped (the revision moved and the
-// caller asked to drop); absent (there is nothing to patch); gave_up (the retry loop stopped:
-// reason, last_status, last_error; `indeterminate` when a patch's outcome is unknown).
-// An indeterminate patch is resolved by re-reading: the same token means it did not land
-// (sent again); a different one cannot be told from another writer's change (the emulated
-// path also compares values), so the result is gave_up with `indeterminate == true`.
+// caller asked to drop: decided at the refusal, without another attempt); absent (there is
+// nothing to patch); gave_up (the retry loop stopped: reason, last_status, last_error;
+// `indeterminate` when a patch's outcome is unknown). An indeterminate patch is resolved by
+// conditional_op.hpp's rule: the same token means it did not land (sent again); a different one
+// cannot be told from another writer's change — except on the emulated path, which recognises
+// the value it wrote — so the result is gave_up with `indeterminate == true`.
 //
 // Thread safety: no lock of its own; as thread-safe as the store. The emulated path calls the
 // patch on the calling thread under no noclobber lock; a store's native patch_if_match may run
@@ -4388,7 +5057,7 @@ namespace noclobber {
 
 /// What to do when the revision moved since the patch was derived.
 enum class patch_conflict : unsigned char {
-  drop,   // give the patch up: outcome dropped (seed 003's cache refresh)
+  drop,   // give the patch up: outcome dropped (a cache refresh: the next read refreshes again)
   retry,  // re-read the token and apply the same patch to the newer revision
 };
 
@@ -4408,18 +5077,15 @@ enum class patch_outcome : unsigned char { applied, dropped, absent, gave_up };
   return "unknown";
 }
 
+/// The result of patch_if_unchanged; the loop's statistics are the retry_stats base (reason:
+/// decided for dropped and absent, with last_status conflict and absent).
 template <class Token>
-struct patch_result {
+struct patch_result : retry_stats {
   using token_type = Token;
 
   patch_outcome outcome = patch_outcome::gave_up;
   std::optional<Token> token;  // applied: the new token, when the store returned one
   bool indeterminate = false;  // gave_up with a patch whose outcome is unknown
-  unsigned attempts = 0;
-  stop_reason reason = stop_reason::permanent;  // why cas_retry stopped (applied for dropped / absent)
-  write_status last_status = write_status::permanent;
-  store_error last_error;
-  std::chrono::nanoseconds slept{0};
 
   [[nodiscard]] bool ok() const noexcept { return outcome == patch_outcome::applied; }
   explicit operator bool() const noexcept { return ok(); }
@@ -4427,13 +5093,99 @@ struct patch_result {
 
 namespace detail {
 
+// clang-format off
 template <class Store, class Patch>
 concept native_patch = patchable_writer<Store> && std::convertible_to<const Patch&, store_patch_t<Store>>;
 
 template <class Store, class Patch>
-concept emulated_patch = conditional_writer<Store> && std::invocable < const Patch&,
-        store_value_t<Store>
-& > ;
+concept emulated_patch = conditional_writer<Store> && std::invocable<const Patch&, store_value_t<Store>&>;
+// clang-format on
+
+/// patch_if_unchanged as a conditional_op (conditional_op.hpp). Native: patch_if_match on the
+/// token. Emulated: read, check the token, apply the patch to a copy, write_if_match (its value
+/// recognises the write when its outcome is unknown). A refusal on a moved token drops the
+/// patch or, asked to retry, re-reads the token; an absent key ends it.
+template <class Value, class Token, class Patch, bool Native>
+class patch_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = patch_result<Token>;
+  static constexpr unsigned requests =
+      request_bit(Native ? op_request::patch_if_match : op_request::read_then_write_if_match);
+  static constexpr bool recognises_values = !Native && std::equality_comparable<value_type>;
+
+  patch_op(const token_type& expected, const Patch& patch, patch_conflict on_conflict)
+      : token_(expected), patch_(patch), on_conflict_(on_conflict) {}
+
+  [[nodiscard]] bool ready() const noexcept { return true; }  // the first attempt sends at once
+  [[nodiscard]] op_request request() const noexcept {
+    return Native ? op_request::patch_if_match : op_request::read_then_write_if_match;
+  }
+  [[nodiscard]] const token_type& token() const noexcept { return token_; }
+  [[nodiscard]] const Patch& patch() const noexcept { return patch_; }
+  [[nodiscard]] const value_type& value() const noexcept { return *next_; }
+
+  /// A re-read (after a refusal that asked for one): follow the token, or drop.
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent()) return op_step::decide(write_status::absent);
+    if (!(read.token == token_)) {
+      if (on_conflict_ == patch_conflict::drop) return op_step::decide(write_status::conflict);
+      token_ = std::move(read.token);
+    }
+    return op_step::send();
+  }
+
+  /// Emulated: the conditional a native patch_if_match checks, then the patched copy to write.
+  [[nodiscard]] std::optional<wresult> on_send_read(read_type&& read) {
+    if (read.absent()) return wresult::make_absent();
+    if (!(read.token == token_)) return wresult::make_conflict();
+    next_.emplace(std::move(read.value));
+    std::invoke(patch_, *next_);
+    return std::nullopt;
+  }
+
+  [[nodiscard]] op_step on_refused(const wresult& w) const noexcept {
+    if (w.status == write_status::absent) return op_step::decide(write_status::absent);
+    if (w.status == write_status::conflict && on_conflict_ == patch_conflict::drop) {
+      return op_step::decide(write_status::conflict);
+    }
+    return op_step::send();
+  }
+
+  void on_unknown() {
+    if constexpr (recognises_values) sent_ = next_;
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) return sent_ && read.found() && read.value == *sent_;
+    return false;
+  }
+  void on_applied(wresult& w) { new_token_ = std::move(w.token); }
+  void on_landed(read_type&& read) { new_token_.emplace(std::move(read.token)); }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (out.reason == stop_reason::applied) {
+      out.outcome = patch_outcome::applied;
+      out.token = std::move(new_token_);
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = out.last_status == write_status::absent ? patch_outcome::absent : patch_outcome::dropped;
+    } else {
+      out.outcome = patch_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  token_type token_;  // the revision the patch applies to
+  const Patch& patch_;
+  patch_conflict on_conflict_;
+  std::optional<value_type> next_;  // emulated: the patched copy being written
+  std::optional<value_type> sent_;  // emulated: a patched copy whose write's outcome is unknown
+  std::optional<token_type> new_token_;
+};
 
 }  // namespace detail
 
@@ -4444,118 +5196,14 @@ template <class Store, class Patch>
     patch_conflict on_conflict = patch_conflict::drop,
     const retry_policy& policy = detail::default_retry_policy()) {
   using S = std::remove_cvref_t<Store>;
-  using traits = store_traits<S>;
-  using value_type = store_value_t<S>;
-  using token_type = store_token_t<S>;
-  using wresult = write_result<token_type>;
   static_assert(
       detail::native_patch<S, Patch> || detail::emulated_patch<S, Patch>,
       "noclobber: patch_if_unchanged needs either a store with patch_if_match whose patch_type the patch "
       "converts to, or a patch callable as patch(value_type&) on a conditional_writer store");
-  constexpr bool native = detail::native_patch<S, Patch>;
-
-  enum class ending { none, applied, dropped, absent };
-  ending end = ending::none;
-  token_type token = expected;
-  bool first = true;
-  bool resolving = false;
-  std::optional<value_type> sent;  // emulated path: the value we wrote, for recognising it
-  write_status previous = write_status::applied;
-
-  auto stop_with = [&](ending e) {
-    end = e;
-    return wresult::applied();  // ends cas_retry; `end` says how
-  };
-
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (resolving || (info.reread && !first)) {
-      if (!resolving && on_conflict == patch_conflict::drop && previous == write_status::conflict) {
-        return stop_with(ending::dropped);
-      }
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if constexpr (std::equality_comparable<value_type>) {
-          if (sent && r.found() && r.value == *sent) {
-            end = ending::applied;
-            return wresult::applied(std::move(r.token));
-          }
-        }
-        if (!(r.found() && r.token == token)) {
-          return wresult::failed(
-              write_status::indeterminate,
-              {"indeterminate", "a patch's outcome is unknown and the key has changed since"});
-        }
-        // untouched: send the same patch again below
-      } else {
-        if (r.absent()) return stop_with(ending::absent);
-        if (!(r.token == token)) {
-          if (on_conflict == patch_conflict::drop) return stop_with(ending::dropped);
-          token = std::move(r.token);
-        }
-      }
-    }
-    first = false;
-    wresult w;
-    if constexpr (native) {
-      w = traits::patch_if_match(store, key, token, patch);
-    } else {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (r.absent()) return stop_with(ending::absent);
-      if (!(r.token == token)) {
-        w = wresult::conflict();
-      } else {
-        value_type next = std::move(r.value);
-        std::invoke(patch, next);
-        w = traits::write_if_match(store, key, token, next);
-        if constexpr (std::equality_comparable<value_type>) {
-          if (w.status == write_status::indeterminate) sent.emplace(std::move(next));
-        }
-      }
-    }
-    previous = w.status;
-    switch (w.status) {
-      case write_status::applied:
-        end = ending::applied;
-        return w;
-      case write_status::absent:
-        return stop_with(ending::absent);
-      case write_status::indeterminate:
-        resolving = true;
-        return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-      default:
-        return w;
-    }
-  };
-
-  auto r = cas_retry(policy, attempt);
-  patch_result<token_type> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  switch (end) {
-    case ending::applied:
-      out.outcome = patch_outcome::applied;
-      if (r.last) out.token = std::move(r.last->token);
-      break;
-    case ending::dropped:
-      out.outcome = patch_outcome::dropped;
-      out.last_status = write_status::conflict;
-      break;
-    case ending::absent:
-      out.outcome = patch_outcome::absent;
-      out.last_status = write_status::absent;
-      break;
-    case ending::none:
-      out.outcome = patch_outcome::gave_up;
-      out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-      break;
-  }
-  return out;
+  using op = detail::patch_op<store_value_t<S>, store_token_t<S>, Patch, detail::native_patch<S, Patch>>;
+  detail::op_machine<Store, op> machine(store, key, expected, patch, on_conflict);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber
@@ -6496,13 +7144,13 @@ inline constexpr version_info version{NOCLOBBER_VERSION_MAJOR, NOCLOBBER_VERSION
 //
 // Overview
 // --------
-// Seed 001's bug: a worker snapshots a flag (`dirty_since`) when it claims a job, works for
-// 30 s, then clears the flag unconditionally — destroying a newer value a user wrote in the
-// meantime, after which a reconciler overwrites the user's edit. The fix is to clear the flag
-// only if it still holds the value seen at claim time. These helpers do that on any store that
-// fulfils conditional_writer.hpp, with the version-token check underneath, so a value that was
-// changed and changed back in between is also handled correctly (the token moved: re-read,
-// re-compare).
+// The dirty flag cleared after a long wait: a worker snapshots a flag (`dirty_since`) when it
+// claims a job, works for 30 s, then clears the flag unconditionally — destroying a newer value a
+// user wrote in the meantime, after which a reconciler overwrites the user's edit. The fix is to
+// clear the flag only if it still holds the value seen at claim time. These helpers do that on
+// any store that fulfils conditional_writer.hpp, with the version-token check underneath, so a
+// value that was changed and changed back in between is also handled correctly (the token moved:
+// re-read, re-compare).
 //
 //     // claim time
 //     auto seen = store.read(ino).value.dirty_since;                  // e.g. 1715760000123
@@ -6583,79 +7231,83 @@ template <class Store, class Field, class FieldValue>
       policy);
 }
 
+namespace detail {
+
+/// erase_if_unchanged as a conditional_op (conditional_op.hpp): read, compare with `expected`
+/// (another value, or no key: decided, unchanged), send erase_if_match on the token read. An
+/// erase whose outcome was unknown is recognised by the key being gone.
+template <class Value, class Token>
+class erase_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests = request_bit(op_request::erase_if_match);
+
+  explicit erase_op(const value_type& expected) : expected_(expected) {}
+
+  [[nodiscard]] bool ready() const noexcept { return token_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept { return op_request::erase_if_match; }
+  [[nodiscard]] const token_type& token() const noexcept { return *token_; }
+
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent() || !(read.value == expected_)) {
+      if (read.found()) seen_.emplace(std::move(read.value));
+      return op_step::decide();  // nothing to erase: unchanged
+    }
+    token_.emplace(std::move(read.token));
+    return op_step::send();
+  }
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+  void on_unknown() noexcept {}
+  [[nodiscard]] bool recognise(const read_type& read) const noexcept { return read.absent(); }
+  void on_applied(wresult&) noexcept { erased_ = true; }
+  void on_landed(read_type&&) noexcept { erased_ = true; }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (erased_) {
+      out.outcome = rmw_outcome::applied;
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = rmw_outcome::unchanged;
+      out.value = std::move(seen_);
+    } else {
+      out.outcome = rmw_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  const value_type& expected_;
+  std::optional<token_type> token_;  // the token of the expected value, once read
+  std::optional<value_type> seen_;   // the value found instead of expected
+  bool erased_ = false;
+};
+
+}  // namespace detail
+
 /// Erases the key only if its value still equals `expected`. Needs erase_if_match
-/// (erasable_writer). An erase reported indeterminate is resolved by re-reading: gone means
-/// done (the goal state); the same token means it did not land (sent again); anything else
-/// stops with outcome gave_up and `indeterminate == true`.
+/// (erasable_writer). An erase reported indeterminate is resolved by conditional_op.hpp's rule:
+/// the key gone means done (the goal state); the same token means it did not land (sent again);
+/// anything else stops with outcome gave_up and `indeterminate == true`.
 template <class Store>
 [[nodiscard]] store_rmw_result_t<Store> erase_if_unchanged(
     Store& store, const store_key_t<Store>& key, const store_value_t<Store>& expected,
     const retry_policy& policy = detail::default_retry_policy()) {
-  using value_type = store_value_t<Store>;
-  using token_type = store_token_t<Store>;
-  using traits = store_traits<std::remove_cvref_t<Store>>;
-  using wresult = write_result<token_type>;
+  using S = std::remove_cvref_t<Store>;
   static_assert(
-      erasable_writer<std::remove_cvref_t<Store>>,
+      erasable_writer<S>,
       "noclobber: erase_if_unchanged needs the store's `erase_if_match(const key_type&, const token_type&)` "
       "returning write_result<token_type>");
   static_assert(
-      std::equality_comparable<value_type>,
+      std::equality_comparable<store_value_t<S>>,
       "noclobber: erase_if_unchanged compares values with ==: value_type must be equality-comparable");
-
-  enum class ending { none, erased, mismatch };
-  ending end = ending::none;
-  bool resolving = false;
-  std::optional<value_type> seen;
-  token_type token{};
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (info.reread || resolving) {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if (r.absent()) {
-          end = ending::erased;
-          return wresult::applied();
-        }
-        if (!(r.token == token)) {
-          return wresult::failed(
-              write_status::indeterminate,
-              {"indeterminate", "an erase's outcome is unknown and the key has changed since"});
-        }
-      }
-      if (r.absent() || !(r.value == expected)) {
-        end = ending::mismatch;
-        if (r.found()) seen.emplace(std::move(r.value));
-        return wresult::applied();  // stop: nothing to do
-      }
-      token = std::move(r.token);
-    }
-    wresult w = traits::erase_if_match(store, key, token);
-    if (w.status == write_status::applied) end = ending::erased;
-    if (w.status == write_status::indeterminate) {
-      resolving = true;
-      return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-    }
-    return w;
-  };
-  auto r = cas_retry(policy, attempt);
-  store_rmw_result_t<Store> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  if (end == ending::erased) {
-    out.outcome = rmw_outcome::applied;
-  } else if (end == ending::mismatch) {
-    out.outcome = rmw_outcome::unchanged;
-    out.value = std::move(seen);
-  } else {
-    out.outcome = rmw_outcome::gave_up;
-    out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-  }
-  return out;
+  detail::op_machine<Store, detail::erase_op<store_value_t<S>, store_token_t<S>>> machine(store, key,
+                                                                                          expected);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber

@@ -124,25 +124,26 @@ inline void check_strong_etag(const std::string& token, const char* who) {
 [[nodiscard]] inline write_result<std::string> write_answer(const noclobber::detail::curl::response& r) {
   using wr = write_result<std::string>;
   if (!r.transport_ok()) {
-    return wr::failed(noclobber::detail::curl::classify_transport(r.code, true),
-                      {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
+    return wr::make_failed(noclobber::detail::curl::classify_transport(r.code, true),
+                           {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
   }
   if (r.status >= 200 && r.status < 300) {
-    if (!r.etag.empty() && !r.etag.starts_with("W/")) return wr::applied(r.etag);
-    return wr::applied();
+    if (!r.etag.empty() && !r.etag.starts_with("W/")) return wr::make_applied(r.etag);
+    return wr::make_applied();
   }
-  if (retryable(r.status)) return wr::failed(write_status::transient, http_error(r));
+  if (retryable(r.status)) return wr::make_failed(write_status::transient, http_error(r));
   if (r.status == 500 || r.status == 502 || r.status == 504)
-    return wr::failed(write_status::indeterminate, http_error(r));
-  return wr::failed(write_status::permanent, http_error(r));
+    return wr::make_failed(write_status::indeterminate, http_error(r));
+  return wr::make_failed(write_status::permanent, http_error(r));
 }
 
 /// After a 412 on If-Match: conflict when the resource still exists, absent when a HEAD finds nothing.
 [[nodiscard]] inline write_result<std::string> moved_or_gone(noclobber::detail::curl::easy& http,
                                                              const std::string& url) {
   noclobber::detail::curl::response h = http.perform("HEAD", url, {});
-  if (h.transport_ok() && (h.status == 404 || h.status == 410)) return write_result<std::string>::absent();
-  return write_result<std::string>::conflict();
+  if (h.transport_ok() && (h.status == 404 || h.status == 410))
+    return write_result<std::string>::make_absent();
+  return write_result<std::string>::make_conflict();
 }
 
 }  // namespace detail
@@ -167,16 +168,16 @@ class store {
     const std::string u = url(key);
     noclobber::detail::curl::response r = http_.perform("PUT", u, value, {"If-Match: " + token});
     if (r.transport_ok() && r.status == 412) return detail::moved_or_gone(http_, u);
-    if (r.transport_ok() && r.status == 409) return write_result<token_type>::conflict();
+    if (r.transport_ok() && r.status == 409) return write_result<token_type>::make_conflict();
     return detail::write_answer(r);
   }
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     noclobber::detail::curl::response r = http_.perform("PUT", url(key), value, {"If-None-Match: *"});
-    if (r.transport_ok() && r.status == 412) return write_result<token_type>::exists();
+    if (r.transport_ok() && r.status == 412) return write_result<token_type>::make_exists();
     if (r.transport_ok() && r.status == 409) {
       // S3: a concurrent conditional request; WebDAV: the parent collection is missing.
-      return write_result<token_type>::failed(write_status::transient, detail::http_error(r));
+      return write_result<token_type>::make_failed(write_status::transient, detail::http_error(r));
     }
     return detail::write_answer(r);
   }
@@ -186,7 +187,7 @@ class store {
     const std::string u = url(key);
     noclobber::detail::curl::response r = http_.perform("DELETE", u, {}, {"If-Match: " + token});
     if (r.transport_ok() && r.status == 412) return detail::moved_or_gone(http_, u);
-    if (r.transport_ok() && r.status == 404) return write_result<token_type>::absent();
+    if (r.transport_ok() && r.status == 404) return write_result<token_type>::make_absent();
     return detail::write_answer(r);
   }
 

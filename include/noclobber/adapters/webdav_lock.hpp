@@ -117,26 +117,26 @@ class store {
     if (!r.transport_ok()) {
       // LOCK changes no data: whatever happened, retrying is safe.
       const write_status s = noclobber::detail::curl::classify_transport(r.code, false);
-      return wr::failed(s, {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
+      return wr::make_failed(s, {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
     }
     if (r.status == 200 || r.status == 201) {
       if (r.lock_token.size() < 3 || r.lock_token.front() != '<' || r.lock_token.back() != '>') {
-        return wr::failed(write_status::permanent,
-                          {std::to_string(r.status), "LOCK answered without a Lock-Token header"});
+        return wr::make_failed(write_status::permanent,
+                               {std::to_string(r.status), "LOCK answered without a Lock-Token header"});
       }
       ++stats_.acquired;
       locks_.emplace_back(key, r.lock_token);
-      return wr::applied(r.lock_token);
+      return wr::make_applied(r.lock_token);
     }
     if (r.status == 423) {
       ++stats_.refused;
-      return wr::failed(write_status::transient, {"423", "locked by another client"});
+      return wr::make_failed(write_status::transient, {"423", "locked by another client"});
     }
     // 5xx, 408, 429: LOCK changes no data, so trying again is safe (mod_dav_fs answers 500 when
     // it reads its .locknull file while another request rewrites it).
     if (http_etag::detail::retryable(r.status) || r.status >= 500)
-      return wr::failed(write_status::transient, http_etag::detail::http_error(r));
-    return wr::failed(write_status::permanent, http_etag::detail::http_error(r));
+      return wr::make_failed(write_status::transient, http_etag::detail::http_error(r));
+    return wr::make_failed(write_status::permanent, http_etag::detail::http_error(r));
   }
 
   /// UNLOCK the lock this client holds on `key` and forget it. applied: released. absent: this
@@ -184,7 +184,7 @@ class store {
     noclobber::detail::curl::response r = http_.perform("PUT", u, value, {"If-None-Match: *", lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
       if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
-      return write_result<token_type>::exists();
+      return write_result<token_type>::make_exists();
     }
     return http_etag::detail::write_answer(r);
   }
@@ -200,7 +200,7 @@ class store {
       if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
       return http_etag::detail::moved_or_gone(http_, u);
     }
-    if (r.transport_ok() && r.status == 404) return write_result<token_type>::absent();
+    if (r.transport_ok() && r.status == 404) return write_result<token_type>::make_absent();
     auto out = http_etag::detail::write_answer(r);
     if (out.ok() && !lock.empty()) locks_.erase(find(key));
     return out;
@@ -236,8 +236,9 @@ class store {
                                                           bool sent_token) {
     if (sent_token) ++stats_.refused_writes;
     if (r.status == 423) {
-      if (!sent_token) return write_result<token_type>::failed(write_status::transient, {"423", "locked"});
-      return write_result<token_type>::failed(write_status::conflict, {"423", "our lock is gone"});
+      if (!sent_token)
+        return write_result<token_type>::make_failed(write_status::transient, {"423", "locked"});
+      return write_result<token_type>::make_failed(write_status::conflict, {"423", "our lock is gone"});
     }
     return std::nullopt;
   }
@@ -315,9 +316,9 @@ template <class Via, class Fn, retry_env Env>
   noclobber::detail::rmw_machine<Via, std::remove_reference_t<Fn>> machine(via, key, fn);
   auto r = cas_retry(
       policy,
-      [&](const attempt_info& info) -> write_result<std::string> {
+      [&](const attempt_info& info) {
         write_result<std::string> held = locks.lock(key, opt);
-        if (!held.ok()) return held;
+        if (!held.ok()) return machine.refuse(std::move(held));
         const detail::unlock_on_exit release(locks, key);
         return machine(info);
       },
