@@ -2444,6 +2444,113 @@ class idempotency_ledger {
 }  // namespace noclobber
 // ---- end noclobber/idempotency_ledger.hpp
 
+// ---- begin noclobber/keyed_mutex_map/shard.hpp -----------------------------
+// noclobber/keyed_mutex_map/shard.hpp — one shard of a keyed_mutex_map: a word that is both the
+// head of the shard's chain of live entries and the lock that guards the chain.
+//
+// Overview
+// --------
+// A keyed_mutex_map (noclobber/keyed_mutex_map.hpp) spreads keys over shards by hash. Each shard
+// is one 64-byte cache line holding one word:
+//
+//   word = address of the first live entry of the shard's chain | flag bits (entries are 64-byte
+//          aligned, so the low bits are free)
+//     kmm_locked    the shard lock is held: the chain and the "shard" fields of its entries
+//                   (noclobber/keyed_mutex_map/entry_pool.hpp) may be read and written
+//     kmm_sleepers  someone sleeps (std::atomic::wait) for the shard lock: unlock must notify
+//     kmm_slow      the chain is not "one entry, held exclusively, nobody waiting"
+//
+// Invariant: a word without kmm_slow and without kmm_locked is either 0 (no live entry) or the
+// address of the shard's only entry, held exclusively with no waiter. Only then may a thread
+// change the word without taking the lock: 0 -> entry (lock an idle key, one CAS) and
+// entry -> 0 (its holder unlocks, one CAS). Everything else takes the shard lock.
+//
+// The shard lock spins briefly, then sleeps on the word. It is never held while user code runs,
+// except KeyEqual (see keyed_mutex_map.hpp), and nothing but an entry's park mutex is taken under
+// it (lock order: shard lock -> entry park mutex; see keyed_mutex_map/parking.hpp).
+//
+// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex.
+// No user code runs here.
+
+#include <atomic>
+#include <cstdint>
+
+namespace noclobber::detail {
+
+inline void kmm_cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
+inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
+inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
+inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
+inline constexpr std::uintptr_t kmm_flags = 7;
+
+inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
+inline constexpr int kmm_key_spin_rounds = 2;
+inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
+
+/// The chain head a shard word names.
+template <class Entry>
+[[nodiscard]] inline Entry* kmm_head_of(std::uintptr_t word) noexcept {
+  return reinterpret_cast<Entry*>(word & ~kmm_flags);
+}
+
+struct alignas(64) kmm_shard {
+  std::atomic<std::uintptr_t> word{0};
+
+  /// Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
+  std::uintptr_t lock() noexcept {
+    std::uintptr_t w = word.load(std::memory_order_relaxed);
+    int spins = 0;
+    for (;;) {
+      if ((w & kmm_locked) == 0) {
+        if (word.compare_exchange_weak(w, w | kmm_locked, std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+          return w;
+        continue;
+      }
+      if (spins < kmm_shard_spins) {
+        ++spins;
+        kmm_cpu_relax();
+        w = word.load(std::memory_order_relaxed);
+        continue;
+      }
+      if ((w & kmm_sleepers) == 0) {
+        if (!word.compare_exchange_weak(w, w | kmm_sleepers, std::memory_order_relaxed,
+                                        std::memory_order_relaxed))
+          continue;
+        w |= kmm_sleepers;
+      }
+      word.wait(w, std::memory_order_relaxed);
+      w = word.load(std::memory_order_relaxed);
+    }
+  }
+
+  /// Releases the shard lock, publishing `published` (the chain head with kmm_slow as needed,
+  /// see kmm_word_for in entry_pool.hpp; never with kmm_locked or kmm_sleepers).
+  void unlock(std::uintptr_t published) noexcept {
+    if (word.exchange(published, std::memory_order_release) & kmm_sleepers) word.notify_all();
+  }
+
+  /// Spins (bounded) until the word changes from `seen`: a short wait for a holder about to let
+  /// go, taken before sleeping on a busy key.
+  void spin_while_unchanged(std::uintptr_t seen) const noexcept {
+    for (int i = 0; i < kmm_key_spins; ++i) {
+      kmm_cpu_relax();
+      if (word.load(std::memory_order_relaxed) != seen) return;
+    }
+  }
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/shard.hpp
+
 // ---- begin noclobber/thread_annotations.hpp --------------------------------
 // noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
 //
@@ -2543,80 +2650,170 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 }  // namespace noclobber
 // ---- end noclobber/thread_annotations.hpp
 
-// ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
-// noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
+// ---- begin noclobber/keyed_mutex_map/entry_pool.hpp ------------------------
+// noclobber/keyed_mutex_map/entry_pool.hpp — the entries of a keyed_mutex_map (one per live key)
+// and the pool that recycles them.
 //
 // Overview
 // --------
-// A read-modify-write against a shared store (download, edit, conditional put) loses updates when two
-// writers start from the same version. Conditional writes catch that across processes; inside one
-// process it is cheaper to make writers of the same key queue behind a per-key lock than to let them
-// race and burn round-trips and retry budget. `keyed_mutex_map<Key>` is that per-key lock:
+// An entry is the lock of one key while that key is held or waited on. It sits in the chain of
+// the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp); when its last holder leaves
+// and nobody waits, it is unlinked ("retired") and goes back to a free list: first the retiring
+// thread's cache (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool.
+// Entries are never freed while the pool lives, so a late notifier may still touch a retired
+// entry's park mutex and condition variables (at worst a spurious wake-up).
 //
-//   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> locks;
-//   {
-//     auto g = locks.lock("bucket/tenant-7/db.sqlite");   // writers of this key queue here
-//     read_modify_write(...);                              // writers of other keys never wait
-//   }                                                      // entry freed if nobody else wants it
+// The pool outlives the map when a thread cache still holds some of its entries: it is held by
+// shared_ptr (the map's and every attached cache slot's), and freed by whichever lets go last.
 //
-// Locks are exclusive (`lock`, `try_lock`, `try_lock_for`, `try_lock_until`) or shared
-// (`lock_shared`, ...); several keys can be locked at once without deadlock (`lock_all`,
-// `try_lock_all`, `try_lock_all_for`, `try_lock_all_until`), all-or-nothing for the try and timed forms.
+// Entry fields marked "shard" are guarded by the lock bit of the shard the key hashes to (a spin
+// word, which Clang's thread-safety analysis cannot name); the pool's fields are guarded by its
+// annotated mutex and checked by -Wthread-safety.
 //
-// An entry exists only while its key is held or waited on: once every guard is gone `size() == 0`,
-// whichever thread released and whatever was thrown. Entries are pooled (no heap allocation per
-// lock/unlock in steady state); the pool keeps the high-water mark of simultaneously live entries
-// until the map is destroyed.
-//
-// Thread safety
-// -------------
-// All member functions of keyed_mutex_map may be called concurrently. A guard object is not itself
-// thread-safe, but it may be moved to and released on another thread than the one that locked
-// (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
-// recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
-// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
-// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
-// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
-//
-// What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
-// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
-// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
-// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
-// caller itself runs while holding the guard.
-//
-// Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
-// cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
-// from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
-// compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
-//
-// Lock order: shard lock -> entry park mutex (held only to bump the entry's wake sequence); nothing
-// else is taken under either. Per-key waiters sleep on the entry's condition variable, holding no
-// shard lock. A release wakes one parked waiter when all waiters want the key exclusively, all of
-// them otherwise; fairness is not FIFO (a running thread may take a key before a woken one).
+// Thread safety: kmm_pool_base's members lock its mutex themselves or require it (annotated).
+// No user code runs here except Key's constructor and assignment (kmm_assign_key), called with
+// no lock held.
 
-#include <algorithm>
-#include <array>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <initializer_list>
-#include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
-#include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+
+namespace noclobber::detail {
+
+struct kmm_entry_base {
+  kmm_entry_base* free_next = nullptr;  // link while in a pool or thread cache
+};
+
+struct kmm_cache_slot;
+
+// Entry pool shared between a map and the thread caches attached to it. Held by shared_ptr so a
+// thread cache can hand entries back even after the map is gone.
+struct kmm_pool_base {
+  virtual ~kmm_pool_base() = default;
+  virtual void destroy_entry(kmm_entry_base* e) noexcept = 0;
+
+  void destroy_all(kmm_entry_base* head) noexcept {
+    while (head != nullptr) {
+      kmm_entry_base* next = head->free_next;
+      destroy_entry(head);
+      head = next;
+    }
+  }
+
+  /// Puts the chain first … last (linked by free_next) on the free list.
+  void push_free(kmm_entry_base* first, kmm_entry_base* last) noexcept NOCLOBBER_EXCLUDES(mutex) {
+    annotated_lock lk(mutex);
+    last->free_next = free_head;
+    free_head = first;
+  }
+
+  annotated_mutex mutex;
+  kmm_entry_base* free_head NOCLOBBER_GUARDED_BY(mutex) = nullptr;
+  // Counts of slots detached so far (their live counts are summed from `attached`).
+  std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  // The thread cache slots attached now (kmm_cache_slot::attach / detach).
+  std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
+};
+
+// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+template <class Key>
+struct alignas(64) kmm_entry final : kmm_entry_base {
+  kmm_entry* next = nullptr;               // shard: chain link
+  std::size_t hash = 0;                    // shard (immutable while live)
+  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
+  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
+  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
+  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
+  std::optional<Key> key;                  // kept between uses so its capacity is reused
+  std::mutex park_mutex;                   // guards no field: orders wake_seq bumps with parkers
+  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
+  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+};
+
+/// The shard word to publish for a chain (see shard.hpp): the fast unlock (one CAS from `head`
+/// to 0) is allowed only when the chain is exactly one entry held exclusively with nobody
+/// waiting; otherwise kmm_slow is set. Shard lock held.
+template <class Key>
+[[nodiscard]] inline std::uintptr_t kmm_word_for(const kmm_entry<Key>* head) noexcept {
+  if (head == nullptr) return 0;
+  const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
+  return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : kmm_slow);
+}
+
+template <class Key>
+struct kmm_pool final : kmm_pool_base {
+  ~kmm_pool() override {
+    kmm_entry_base* head = nullptr;
+    {
+      annotated_lock lk(mutex);  // the last owner is letting go: uncontended
+      head = std::exchange(free_head, nullptr);
+    }
+    destroy_all(head);
+  }
+  void destroy_entry(kmm_entry_base* e) noexcept override { delete static_cast<kmm_entry<Key>*>(e); }
+};
+
+/// Stores `key` in a free entry, reusing the previous key's storage where it can. May throw
+/// whatever Key's construction or assignment throws; the entry stays usable then.
+template <class Key, class K>
+void kmm_assign_key(kmm_entry<Key>& e, const K& key) {
+  if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
+    // Reuse the buffer without basic_string::assign's general replace path.
+    const std::string_view src = key;
+    if (e.key.has_value() && src.size() <= e.key->capacity()) {
+      std::string& dst = *e.key;
+      if (dst.size() != src.size()) dst.resize(src.size());
+      if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
+    } else if (e.key.has_value()) {
+      e.key->assign(src);
+    } else {
+      e.key.emplace(src);
+    }
+  } else if constexpr (std::is_assignable_v<Key&, const K&>) {
+    if (e.key.has_value())
+      *e.key = key;
+    else
+      e.key.emplace(key);
+  } else {
+    e.key.emplace(key);
+  }
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/entry_pool.hpp
+
+// ---- begin noclobber/keyed_mutex_map/options.hpp ---------------------------
+// noclobber/keyed_mutex_map/options.hpp — the plain value types of keyed_mutex_map: its
+// constructor options, its counters, and a transparent hash for string keys.
+//
+// Overview
+// --------
+//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each)
+//   keyed_mutex_map_counters  what keyed_mutex_map::counters() returns
+//   string_hash               lets keyed_mutex_map<std::string, string_hash, std::equal_to<>> be
+//                             locked with a std::string_view or a const char* without building a
+//                             std::string
+//
+// Included by noclobber/keyed_mutex_map.hpp; include that.
+// Thread safety: plain values and a stateless function object.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
 
 namespace noclobber {
 
@@ -2646,57 +2843,46 @@ struct keyed_mutex_map_options {
   std::size_t shard_count = 4096;
 };
 
-namespace detail {
+}  // namespace noclobber
+// ---- end noclobber/keyed_mutex_map/options.hpp
 
-inline void kmm_cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+// ---- begin noclobber/keyed_mutex_map/thread_cache.hpp ----------------------
+// noclobber/keyed_mutex_map/thread_cache.hpp — per-thread caches of free entries and counters, so
+// that locking and unlocking in steady state touches no shared free list and allocates nothing.
+//
+// Overview
+// --------
+// Each thread has a few cache slots, one per map it used recently (kmm_thread_cache::slot_count).
+// A slot holds up to `capacity` free entries of its map's pool
+// (noclobber/keyed_mutex_map/entry_pool.hpp) and the thread's counters for that map:
+//
+//   take an entry     from the slot; when empty, refill `batch` from the pool; when the pool is
+//                     empty too, allocate one (the pool keeps it until the map and every cache
+//                     holding its entries are gone)
+//   recycle an entry  to the slot; when full, spill `batch` to the pool
+//   counters          written only by the owning thread (relaxed), summed by the map's counters()
+//                     over the pool's `attached` slots plus what detached slots left behind
+//
+// A slot attaches to a pool on first use and detaches when the thread exits or the slot is reused
+// for another map: it hands its entries and counts back to the pool, and lets go of the pool (the
+// last to let go frees it). A thread_local destructor that runs after the thread's cache is gone
+// gets no cache: it uses a stand-in slot for one operation (kmm_late_slot).
+//
+// Lock order: a slot takes only its pool's mutex, and nothing under it.
+//
+// Thread safety: a slot belongs to one thread; only its atomic counters are read by others (under
+// the pool mutex, in the map's counters()). No user code runs here except Key's constructor and
+// assignment in kmm_take_entry, with no lock held.
 
-// Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
-inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
-inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
-inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
-inline constexpr std::uintptr_t kmm_flags = 7;
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <utility>
 
-inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
-inline constexpr int kmm_key_spin_rounds = 2;
-inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
 
-struct alignas(64) kmm_shard {
-  std::atomic<std::uintptr_t> word{0};
-};
-
-struct kmm_entry_base {
-  kmm_entry_base* free_next = nullptr;  // link while in a pool or thread cache
-};
-
-struct kmm_cache_slot;
-
-// Entry pool shared between a map and the thread caches attached to it. Held by shared_ptr so a
-// thread cache can hand entries back even after the map is gone.
-struct kmm_pool_base {
-  virtual ~kmm_pool_base() = default;
-  virtual void destroy_entry(kmm_entry_base* e) noexcept = 0;
-
-  void destroy_all(kmm_entry_base* head) noexcept {
-    while (head != nullptr) {
-      kmm_entry_base* next = head->free_next;
-      destroy_entry(head);
-      head = next;
-    }
-  }
-
-  std::mutex mutex;
-  kmm_entry_base* free_head = nullptr;      // guarded by mutex
-  std::uint64_t detached_acquisitions = 0;  // guarded by mutex; from slots detached so far
-  std::uint64_t detached_contended = 0;     // guarded by mutex
-  std::uint64_t detached_sleeps = 0;        // guarded by mutex
-  kmm_cache_slot* attached = nullptr;       // guarded by mutex; slots currently attached
-};
+namespace noclobber::detail {
 
 // One thread's cache of free entries for one pool, plus that thread's counters for it.
 struct alignas(64) kmm_cache_slot {
@@ -2710,20 +2896,16 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
   std::shared_ptr<kmm_pool_base> pool;
-  kmm_cache_slot* prev = nullptr;  // in pool->attached, guarded by pool->mutex
-  kmm_cache_slot* next = nullptr;
 
-  void bump(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
+  // Throws std::bad_alloc if the pool cannot record the slot; the slot stays detached then.
   void attach(std::shared_ptr<kmm_pool_base> p) {
     {
-      std::lock_guard<std::mutex> lk(p->mutex);
-      prev = nullptr;
-      next = p->attached;
-      if (next != nullptr) next->prev = this;
-      p->attached = this;
+      annotated_lock lk(p->mutex);
+      p->attached.push_back(this);
     }
     pool_raw = p.get();
     pool = std::move(p);
@@ -2731,27 +2913,27 @@ struct alignas(64) kmm_cache_slot {
 
   // Returns cached entries and counts to the pool and lets go of it (which may destroy it).
   void detach() noexcept {
-    if (pool == nullptr) return;
+    if (pool_raw == nullptr) return;
     {
-      std::lock_guard<std::mutex> lk(pool->mutex);
+      annotated_lock lk(pool_raw->mutex);
       if (head != nullptr) {
         kmm_entry_base* tail = head;
         while (tail->free_next != nullptr) tail = tail->free_next;
-        tail->free_next = pool->free_head;
-        pool->free_head = head;
+        tail->free_next = pool_raw->free_head;
+        pool_raw->free_head = head;
       }
-      pool->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
-      pool->detached_contended += contended.load(std::memory_order_relaxed);
-      pool->detached_sleeps += sleeps.load(std::memory_order_relaxed);
-      if (prev != nullptr)
-        prev->next = next;
-      else
-        pool->attached = next;
-      if (next != nullptr) next->prev = prev;
+      pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
+      pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
+      pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      auto& slots = pool_raw->attached;
+      const auto it = std::find(slots.begin(), slots.end(), this);
+      if (it != slots.end()) {
+        *it = slots.back();
+        slots.pop_back();
+      }
     }
     head = nullptr;
     count = 0;
-    prev = next = nullptr;
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
@@ -2766,17 +2948,15 @@ struct alignas(64) kmm_cache_slot {
     for (unsigned i = 1; i < batch; ++i) last = last->free_next;
     head = last->free_next;
     count -= batch;
-    std::lock_guard<std::mutex> lk(pool->mutex);
-    last->free_next = pool->free_head;
-    pool->free_head = first;
+    pool_raw->push_free(first, last);
   }
 
   // Takes up to `batch` entries from the pool (cache empty). False if the pool is empty too.
   bool refill() noexcept {
-    std::lock_guard<std::mutex> lk(pool->mutex);
-    while (count < batch && pool->free_head != nullptr) {
-      kmm_entry_base* e = pool->free_head;
-      pool->free_head = e->free_next;
+    annotated_lock lk(pool_raw->mutex);
+    while (count < batch && pool_raw->free_head != nullptr) {
+      kmm_entry_base* e = pool_raw->free_head;
+      pool_raw->free_head = e->free_next;
       e->free_next = head;
       head = e;
       ++count;
@@ -2843,26 +3023,259 @@ struct kmm_late_slot : kmm_cache_slot {
   ~kmm_late_slot() { detach(); }
 };
 
-// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+/// A free entry holding `key` and its hash, from `slot` (refilled from the pool, or allocated,
+/// when empty). Throws what Key's construction or assignment or operator new throws; the slot is
+/// unchanged then.
+template <class Key, class K>
+[[nodiscard]] kmm_entry<Key>* kmm_take_entry(kmm_cache_slot& slot, const K& key, std::size_t hash) {
+  if (slot.head == nullptr && !slot.refill()) {
+    auto* fresh = new kmm_entry<Key>;
+    fresh->free_next = slot.head;
+    slot.head = fresh;
+    ++slot.count;
+  }
+  auto* e = static_cast<kmm_entry<Key>*>(slot.head);
+  kmm_assign_key(*e, key);
+  slot.head = e->free_next;  // taken only once the key is in place (exception safety)
+  --slot.count;
+  e->free_next = nullptr;
+  e->hash = hash;
+  return e;
+}
+
+/// Back to the thread's cache. The entry is unlinked; late notifiers may still touch its park
+/// mutex and condition variables, which stay valid: entries are freed only with the pool.
 template <class Key>
-struct alignas(64) kmm_entry final : kmm_entry_base {
-  kmm_entry* next = nullptr;               // shard: chain link
-  std::size_t hash = 0;                    // shard (immutable while live)
-  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
-  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
-  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
-  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
-  std::optional<Key> key;                  // kept between uses so its capacity is reused
-  std::mutex park_mutex;
-  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
-  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+void kmm_recycle(kmm_cache_slot& slot, kmm_entry<Key>* e) noexcept {
+  e->next = nullptr;
+  e->holders = 0;
+  e->free_next = slot.head;
+  slot.head = e;
+  if (++slot.count > kmm_cache_slot::capacity) slot.spill();
+}
+
+/// As kmm_recycle, or straight to `pool` when there is no slot (no thread cache could be had).
+template <class Key>
+[[gnu::always_inline]] inline void kmm_give_back(kmm_cache_slot* slot, kmm_pool_base& pool,
+                                                 kmm_entry<Key>* e) noexcept {
+  if (slot != nullptr) {
+    kmm_recycle(*slot, e);
+    return;
+  }
+  e->next = nullptr;
+  e->holders = 0;
+  pool.push_free(e, e);
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/thread_cache.hpp
+
+// ---- begin noclobber/keyed_mutex_map/parking.hpp ---------------------------
+// noclobber/keyed_mutex_map/parking.hpp — how a keyed_mutex_map's waiters sleep on a busy key and
+// who wakes them: the hand-over protocol between a releasing holder and the waiters of an entry.
+//
+// Overview
+// --------
+// A thread that finds its key held (and has spun a little) registers as a waiter of the entry
+// under the shard lock (`waiters`, `exclusive_waiters`: they keep the entry live), notes the
+// entry's wake sequence, releases the shard lock and sleeps on the entry's condition variable
+// until the sequence moves (park). A release that leaves the entry free with waiters bumps the
+// sequence under the shard lock (wake) and notifies after releasing it (notify). The woken waiter
+// takes the shard lock again, drops its waiter counts and retries from the start.
+//
+// Wake-up policy (writer preference): if exclusive waiters exist, wake one of them (a hot key
+// with 16 parked writers wakes 1 thread per hand-over, not 16); otherwise wake every shared
+// waiter, since they may enter together. Fairness is not FIFO: a running thread may take a key
+// before a woken one.
+//
+// Invariant: while an entry with waiters is free, a wake-up is in flight to a waiter that can take
+// it. An exclusive waiter parks only on a held entry, so one that parks after a wake-up and
+// catches it has a holder that will wake again on release; a woken waiter that leaves without
+// taking the entry (it timed out, its group is blocked elsewhere, it threw) passes the wake-up on
+// (settle).
+//
+// Lock order: shard lock -> entry park_mutex (held only to bump wake_seq, and by a parker while it
+// checks wake_seq and sleeps). Nothing else is taken under either, and no user code runs under
+// either.
+//
+// Thread safety: the functions marked "shard lock held" require the lock of the entry's shard;
+// park and notify require that no shard lock is held.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+
+namespace noclobber::detail {
+
+enum class kmm_mode { exclusive, shared };
+enum class kmm_wait { try_once, until_deadline, forever };
+
+using kmm_clock = std::chrono::steady_clock;
+
+/// Whether a lock of `mode` can be taken on `e` now. Shard lock held.
+template <class Key>
+[[nodiscard]] inline bool kmm_can_take(const kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  return mode == kmm_mode::exclusive ? e->holders == 0 : e->holders >= 0 && e->exclusive_waiters == 0;
+}
+
+/// Takes a lock of `mode` on `e`, which kmm_can_take allowed. Shard lock held.
+template <class Key>
+inline void kmm_take(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  e->holders = mode == kmm_mode::exclusive ? -1 : e->holders + 1;
+}
+
+/// The chain without `e` (which is in it). Shard lock held.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_unlink(kmm_entry<Key>* head, kmm_entry<Key>* e) noexcept {
+  if (head == e) return e->next;
+  kmm_entry<Key>* p = head;
+  while (p->next != e) p = p->next;
+  p->next = e->next;
+  return head;
+}
+
+/// What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
+template <class Key>
+struct kmm_after_unlock {
+  kmm_entry<Key>* wake = nullptr;
+  bool wake_shared = false;  // all shared waiters, else one exclusive waiter
+  kmm_entry<Key>* dead = nullptr;
 };
 
+/// Starts a wake-up of `e`'s parkers (see the policy above); the caller notifies after releasing
+/// the shard lock. Shard lock held (so `e` stays live).
 template <class Key>
-struct kmm_pool final : kmm_pool_base {
-  ~kmm_pool() override { destroy_all(free_head); }
-  void destroy_entry(kmm_entry_base* e) noexcept override { delete static_cast<kmm_entry<Key>*>(e); }
-};
+[[nodiscard]] kmm_after_unlock<Key> kmm_wake(kmm_entry<Key>* e) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(e->park_mutex);
+    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  return {e, e->exclusive_waiters == 0, nullptr};
+}
+
+/// We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
+/// is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
+/// have taken the only wake-up). Shard lock held.
+template <class Key>
+[[nodiscard]] kmm_after_unlock<Key> kmm_settle(kmm_entry<Key>*& head, kmm_entry<Key>* p,
+                                               kmm_mode mode) noexcept {
+  kmm_after_unlock<Key> r;
+  if (p == nullptr) return r;
+  if (p->holders == 0 && p->waiters == 0) {
+    head = kmm_unlink(head, p);
+    r.dead = p;
+  } else if (p->waiters > 0 && (p->holders == 0 || (mode == kmm_mode::exclusive && p->holders > 0 &&
+                                                    p->exclusive_waiters == 0))) {
+    r = kmm_wake(p);
+  }
+  return r;
+}
+
+/// Registers as a waiter of `e` (keeps it live). Shard lock held.
+template <class Key>
+inline void kmm_add_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  ++e->waiters;
+  if (mode == kmm_mode::exclusive) ++e->exclusive_waiters;
+}
+
+/// Drops the counts of kmm_add_waiter. Shard lock held; then settle `e`.
+template <class Key>
+inline void kmm_drop_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  --e->waiters;
+  if (mode == kmm_mode::exclusive) --e->exclusive_waiters;
+}
+
+/// Sleeps until e's wake_seq moves past `seq` or the deadline passes. No shard lock held.
+template <class Key>
+void kmm_park(kmm_entry<Key>* e, std::uint32_t seq, kmm_mode mode, kmm_wait wait,
+              kmm_clock::time_point deadline) {
+  std::condition_variable& cv = mode == kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
+  std::unique_lock<std::mutex> lk(e->park_mutex);
+  while (e->wake_seq.load(std::memory_order_acquire) == seq) {
+    if (wait == kmm_wait::forever || deadline == kmm_clock::time_point::max()) {
+      cv.wait(lk);
+    } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
+      return;
+    }
+  }
+}
+
+/// Notifies what a kmm_wake started. No shard lock held.
+template <class Key>
+void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
+  // Entries are freed only with the pool, so notifying an entry that was retired (or even
+  // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
+  // entry has no waiters left from before, so nobody misses the wake-up.
+  if (r.wake == nullptr) return;
+  if (r.wake_shared)
+    r.wake->park_shared.notify_all();
+  else
+    r.wake->park_exclusive.notify_one();
+}
+
+/// kmm_notify, then recycle a retired entry. No shard lock held.
+template <class Key>
+void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
+  kmm_notify(r);
+  if (r.dead != nullptr) kmm_recycle(slot, r.dead);
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/parking.hpp
+
+// ---- begin noclobber/keyed_mutex_map/core.hpp ------------------------------
+// noclobber/keyed_mutex_map/core.hpp — the machinery behind keyed_mutex_map's public class:
+// shards, the pool, and the acquire / release algorithms for one key and for several.
+//
+// Overview
+// --------
+// kmm_core<Key, Hash, KeyEqual> owns the shards (keyed_mutex_map/shard.hpp) and the entry pool
+// (keyed_mutex_map/entry_pool.hpp) and hands out entries; keyed_mutex_map (the public class) wraps
+// what it returns in guards.
+//
+//   one key      acquire: an exclusive lock of a key whose shard is empty publishes a fresh
+//                entry, already held, with one CAS (the fast path); everything else goes through
+//                acquire_waiting with a one-key set.
+//   several      acquire_range / acquire_variadic: hash every key, order them by (shard, hash),
+//                fold duplicates, then take them shard by shard in ascending shard order, all keys
+//                of one shard at once under its lock (acquire_waiting with a group set). Two
+//                multi-key calls can never deadlock each other; ties never split across waits.
+//   release      an exclusive holder that is its shard's only entry with nobody waiting empties
+//                the shard with one CAS; otherwise under the shard lock, waking waiters
+//                (keyed_mutex_map/parking.hpp) or retiring the entry.
+//
+// acquire_waiting is the one place where a thread waits for keys: look up, take all or find a
+// blocker, give up (try / deadline), spin a little, park on the blocker, retry. A key set is what
+// it takes: kmm_core::one_key or kmm_core::group (one shard's keys of a multi-key call).
+//
+// Invariants: an entry is in its shard's chain iff it is held or has waiters; a thread's waiter
+// counts on an entry are dropped under the shard lock before it looks again (and the entry
+// settled); fresh entries a call prepared are installed or recycled before it returns or throws.
+// Lock order and wake-up rules: keyed_mutex_map/parking.hpp.
+//
+// Thread safety: every member may be called concurrently, except construction and destruction.
+// User code: Hash and Key's construction run under no lock; KeyEqual runs under a shard lock (if
+// it throws, the shard is restored and nothing is held).
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber::detail {
 
 template <class H, class E>
 inline constexpr bool kmm_transparent = requires {
@@ -2870,19 +3283,567 @@ inline constexpr bool kmm_transparent = requires {
   typename E::is_transparent;
 };
 
-enum class kmm_mode { exclusive, shared };
-enum class kmm_wait { try_once, until_deadline, forever };
+/// Deadline `d` from now on the steady clock, saturating: any length is fine (hours::max() and
+/// nanoseconds::max() mean "never"; zero and negative mean "already past"; NaN means never).
+template <class Rep, class Period>
+[[nodiscard]] kmm_clock::time_point kmm_deadline_after(std::chrono::duration<Rep, Period> d) {
+  return saturating_deadline<kmm_clock>(kmm_clock::now(), saturating_cast_ns(d));
+}
 
-}  // namespace detail
+/// `when` on the steady clock, saturating: the ends of any clock's range stay ends (max(): never;
+/// min(): already past), and coarse time points never overflow on their way to nanoseconds.
+template <class Clock, class Duration>
+[[nodiscard]] kmm_clock::time_point kmm_to_steady(std::chrono::time_point<Clock, Duration> when) {
+  if (when == std::chrono::time_point<Clock, Duration>::max()) return kmm_clock::time_point::max();
+  const std::chrono::nanoseconds at = saturating_cast_ns(when.time_since_epoch());
+  if constexpr (std::is_same_v<Clock, kmm_clock>) {
+    return saturating_deadline<kmm_clock>(kmm_clock::time_point{}, at);
+  } else {
+    // `now` is a real reading of Clock, never nanoseconds::min(), so negating it cannot overflow.
+    const std::chrono::nanoseconds now = saturating_cast_ns(Clock::now().time_since_epoch());
+    return kmm_deadline_after(saturating_add(at, -now));
+  }
+}
+
+template <class Key, class Hash, class KeyEqual>
+class kmm_core {
+ public:
+  using entry = kmm_entry<Key>;
+
+  /// K can be looked up without conversion (Key itself, or anything when Hash and KeyEqual are
+  /// transparent): the single-key functions' constraint.
+  template <class K>
+  static constexpr bool lookup_key =
+      std::is_same_v<std::remove_cvref_t<K>, Key> || kmm_transparent<Hash, KeyEqual>;
+  /// K can be hashed, compared and stored as it is.
+  template <class K>
+  static constexpr bool key_in_place =
+      lookup_key<K>&& std::is_invocable_v<Hash&, const K&>&& std::is_constructible_v<Key, const K&>;
+  /// An element type the multi-key functions take: in place, or converted to Key first.
+  template <class K>
+  static constexpr bool multi_key = key_in_place<K> || std::is_convertible_v<const K&, Key>;
+
+  kmm_core(std::size_t shard_count, Hash hash, KeyEqual eq) : hash_(std::move(hash)), eq_(std::move(eq)) {
+    const std::size_t n = shard_count;
+    if (n == 0 || (n & (n - 1)) != 0)
+      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
+                                  std::to_string(n));
+    int bits = 0;
+    while ((std::size_t{1} << bits) < n) ++bits;
+    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
+    shard_mask_ = n - 1;
+    shards_ = std::make_unique<kmm_shard[]>(n);
+    shard_count_ = n;
+    pool_ = std::make_shared<kmm_pool<Key>>();
+  }
+  kmm_core(const kmm_core&) = delete;
+  kmm_core& operator=(const kmm_core&) = delete;
+
+  // Precondition: nothing held. Entries cached by other threads go back to the shared pool,
+  // which is freed when the last of them lets go.
+  ~kmm_core() {
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* e = kmm_head_of<entry>(shards_[i].word.load(std::memory_order_acquire));
+      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
+        entry* next = e->next;
+        delete e;
+        e = next;
+      }
+    }
+  }
+
+  // ---- one key --------------------------------------------------------------------------------
+
+  /// The entry of `key`, held in `mode`; nullptr when a try or timed wait gave up. (Inlined into
+  /// the public functions: a call level here costs the uncontended lock ~5% in instructions.)
+  template <class K>
+  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, kmm_wait wait,
+                                               kmm_clock::time_point deadline) {
+    kmm_cache_slot* slot = thread_slot();
+    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
+    return acquire_in(*slot, key, mode, wait, deadline);
+  }
+
+  void release(entry* e, kmm_mode mode) noexcept {
+    kmm_shard& s = shard_of(e->hash);
+    kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
+    try {
+      slot = thread_slot();
+    } catch (...) {
+      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
+    }
+    if (mode == kmm_mode::exclusive) {
+      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
+      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
+      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        kmm_give_back(slot, *pool_, e);
+        return;
+      }
+    }
+    entry* head = kmm_head_of<entry>(s.lock());
+    if (mode == kmm_mode::exclusive)
+      e->holders = 0;
+    else
+      --e->holders;
+    kmm_after_unlock<Key> r;
+    if (e->holders == 0) {
+      if (e->waiters == 0) {
+        head = kmm_unlink(head, e);
+        r.dead = e;
+      } else {
+        r = kmm_wake(e);
+      }
+    }
+    s.unlock(kmm_word_for(head));
+    kmm_notify(r);
+    if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
+  }
+
+  // ---- several keys (exclusive) ---------------------------------------------------------------
+  // Each appends the entries it takes to `held` (in lock order) and returns false when a try or
+  // timed wait gave up. Whether it returns false or throws, `held` keeps what was taken so far,
+  // for the caller to release.
+
+  /// The keys of an input range; elements used in place (key_in_place) or converted to Key.
+  template <class R>
+  bool acquire_range(R&& keys, kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held) {
+    using ref = std::ranges::range_reference_t<R>;
+    using V = std::remove_cvref_t<ref>;
+    if constexpr (key_in_place<V> && std::ranges::forward_range<R> && std::is_lvalue_reference_v<ref>) {
+      std::vector<key_ref<V>> refs;
+      if constexpr (std::ranges::sized_range<R>)
+        refs.reserve(static_cast<std::size_t>(std::ranges::size(keys)));
+      for (const V& k : keys) refs.push_back(ref_to(k));
+      return acquire_refs(refs, wait, deadline, held);
+    } else {
+      // Elements that do not stay put (an input range, prvalues) or that need converting: copy.
+      using stored = std::conditional_t<key_in_place<V>, V, Key>;
+      std::vector<stored> copies;
+      for (auto&& k : keys) copies.emplace_back(std::forward<decltype(k)>(k));
+      return acquire_range(copies, wait, deadline, held);
+    }
+  }
+
+  /// lock_all(k1, k2, ...): keys of one type are used in place; mixed types are converted to
+  /// their common type first (e.g. std::string_view for std::string + const char*).
+  template <class... Ks>
+  bool acquire_variadic(kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held,
+                        const Ks&... keys) {
+    using first_arg = std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
+    using first = std::decay_t<first_arg>;
+    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) && !std::is_array_v<first_arg>) {
+      std::vector<key_ref<first>> refs{ref_to(keys)...};
+      return acquire_refs(refs, wait, deadline, held);
+    } else {
+      using common = std::common_type_t<std::decay_t<Ks>...>;
+      const std::array<common, sizeof...(Ks)> converted{common(keys)...};
+      return acquire_range(converted, wait, deadline, held);
+    }
+  }
+
+  // ---- observation ----------------------------------------------------------------------------
+
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* head = kmm_head_of<entry>(shards_[i].lock());
+      for (entry* e = head; e != nullptr; e = e->next) ++n;
+      unlock(shards_[i], head);
+    }
+    return n;
+  }
+
+  keyed_mutex_map_counters counters() const {
+    keyed_mutex_map_counters c;
+    kmm_pool_base& pool = *pool_;
+    annotated_lock lk(pool.mutex);
+    c.acquisitions = pool.detached_acquisitions;
+    c.contended_acquisitions = pool.detached_contended;
+    c.sleeps = pool.detached_sleeps;
+    for (const kmm_cache_slot* s : pool.attached) {
+      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
+      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
+      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+    }
+    return c;
+  }
+
+  std::size_t shard_count() const noexcept { return shard_count_; }
+
+ private:
+  // ---- shards and thread caches ---------------------------------------------------------------
+
+  kmm_shard& shard_of(std::size_t h) const noexcept {
+    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
+    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
+    return shards_[static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_];
+  }
+  std::size_t shard_index(std::size_t h) const noexcept {
+    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
+  }
+  static void unlock(kmm_shard& s, entry* head) noexcept { s.unlock(kmm_word_for(head)); }
+
+  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
+  // (a thread_local destructor running late).
+  kmm_cache_slot* thread_slot() const {
+    kmm_thread_cache* c = kmm_this_thread_cache();
+    return c != nullptr ? &c->slot_for(pool_) : nullptr;
+  }
+  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
+  kmm_cache_slot& my_slot(std::optional<kmm_late_slot>& late) const {
+    if (kmm_cache_slot* s = thread_slot()) return *s;
+    late.emplace();
+    late->attach(pool_);
+    return *late;
+  }
+
+  template <class K>
+  entry* find(entry* head, std::size_t h, const K& key) const {
+    for (entry* e = head; e != nullptr; e = e->next)
+      if (e->hash == h && eq_(*e->key, key)) return e;
+    return nullptr;
+  }
+
+  // ---- one key --------------------------------------------------------------------------------
+
+  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
+  template <class K>
+  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, kmm_wait wait,
+                                        kmm_clock::time_point deadline) {
+    kmm_late_slot late;
+    late.attach(pool_);
+    return acquire_in(late, key, mode, wait, deadline);
+  }
+
+  template <class K>
+  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, kmm_wait wait,
+                    kmm_clock::time_point deadline) {
+    const std::size_t h = hash_(key);
+    kmm_shard& s = shard_of(h);
+    entry* fresh = kmm_take_entry<Key>(slot, key, h);
+    if (mode == kmm_mode::exclusive) {
+      // Fast path: empty shard -> publish our entry, already held, with one CAS.
+      fresh->holders = -1;
+      std::uintptr_t expected = 0;
+      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
+                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        kmm_cache_slot::bump(slot.acquisitions);
+        return fresh;
+      }
+    }
+    one_key<K> keys{key, h, fresh};
+    return acquire_waiting(s, keys, mode, wait, deadline, slot) ? keys.got : nullptr;
+  }
+
+  // ---- key sets for acquire_waiting -----------------------------------------------------------
+  // A key set looks its keys up in the shard's chain (find_blocker: nullptr when all can be taken
+  // now, else an entry that blocks; may throw what KeyEqual throws), takes them all (take_all:
+  // installs its fresh entries for keys not in the chain), and recycles the fresh entries it did
+  // not install: after taking (recycle_unused) or when giving up (recycle_all).
+
+  template <class K>
+  struct one_key {
+    const K& key;
+    std::size_t hash;
+    entry* fresh;
+    entry* got = nullptr;
+
+    static constexpr std::size_t size() noexcept { return 1; }
+    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
+      got = core.find(head, hash, key);
+      return got != nullptr && !kmm_can_take(got, mode) ? got : nullptr;
+    }
+    void take_all(entry*& head, kmm_mode mode) noexcept {
+      if (got != nullptr) return kmm_take(got, mode);
+      got = fresh;
+      got->holders = mode == kmm_mode::exclusive ? -1 : 1;
+      got->next = std::exchange(head, got);
+    }
+    void recycle_unused(kmm_cache_slot& slot) noexcept {
+      if (got != fresh) kmm_recycle(slot, fresh);
+    }
+    void recycle_all(kmm_cache_slot& slot) noexcept { kmm_recycle(slot, fresh); }
+  };
+
+  /// A key with its hash and shard, for the multi-key functions. `key` points into the caller's
+  /// keys, which outlive the call.
+  template <class K>
+  struct key_ref {
+    std::size_t hash;
+    std::size_t shard;
+    const K* key;
+  };
+  template <class K>
+  key_ref<K> ref_to(const K& k) {
+    const std::size_t h = hash_(k);
+    return {h, shard_index(h), &k};
+  }
+
+  /// The keys refs[0 … n) of one shard (exclusive); fresh[i] is a prepared entry for key i and
+  /// out[i] receives key i's entry.
+  template <class K>
+  struct group {
+    const key_ref<K>* refs;
+    entry* const* fresh;
+    entry** out;
+    std::size_t n;
+
+    std::size_t size() const noexcept { return n; }
+    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
+      entry* blocker = nullptr;
+      for (std::size_t i = 0; i < n; ++i) {
+        out[i] = core.find(head, refs[i].hash, *refs[i].key);
+        if (blocker == nullptr && out[i] != nullptr && !kmm_can_take(out[i], mode)) blocker = out[i];
+      }
+      return blocker;
+    }
+    void take_all(entry*& head, kmm_mode mode) noexcept {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (out[i] != nullptr) {
+          kmm_take(out[i], mode);
+          continue;
+        }
+        out[i] = fresh[i];
+        out[i]->holders = mode == kmm_mode::exclusive ? -1 : 1;
+        out[i]->next = std::exchange(head, out[i]);
+      }
+    }
+    void recycle_unused(kmm_cache_slot& slot) noexcept {
+      for (std::size_t i = 0; i < n; ++i)
+        if (out[i] != fresh[i]) kmm_recycle(slot, fresh[i]);
+    }
+    void recycle_all(kmm_cache_slot& slot) noexcept {
+      for (std::size_t i = 0; i < n; ++i) kmm_recycle(slot, fresh[i]);
+    }
+  };
+
+  // ---- waiting for a key set ------------------------------------------------------------------
+
+  /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
+  static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
+                             kmm_cache_slot& slot) noexcept {
+    const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
+    unlock(s, head);
+    kmm_finish(r, slot);
+  }
+
+  /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
+  /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
+  /// installed or recycled. Throws only what KeyEqual (or the standard mutex / condition variable)
+  /// throws; nothing is held then.
+  template <class KeySet>
+  bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
+                       kmm_clock::time_point deadline, kmm_cache_slot& slot) {
+    bool contended = false;
+    int spin_rounds = 0;
+    entry* parked_on = nullptr;  // entry whose waiter counts include us
+    for (;;) {
+      entry* head = kmm_head_of<entry>(s.lock());
+      entry* prev = std::exchange(parked_on, nullptr);
+      if (prev != nullptr) kmm_drop_waiter(prev, mode);
+      entry* blocker = nullptr;
+      try {
+        blocker = keys.find_blocker(*this, head, mode);
+      } catch (...) {
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_all(slot);
+        throw;
+      }
+      if (blocker == nullptr) {  // take them all
+        keys.take_all(head, mode);
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_unused(slot);
+        kmm_cache_slot::bump(slot.acquisitions, keys.size());
+        if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
+        return true;
+      }
+      contended = true;
+      if (wait == kmm_wait::try_once || (wait == kmm_wait::until_deadline && kmm_clock::now() >= deadline)) {
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_all(slot);
+        return false;
+      }
+      if (prev == nullptr && spin_rounds < kmm_key_spin_rounds) {
+        // Short bounded spin before sleeping: the holder is usually about to let go.
+        ++spin_rounds;
+        unlock(s, head);
+        s.spin_while_unchanged(s.word.load(std::memory_order_relaxed));
+        continue;
+      }
+      // Park on the blocker. It is held or wanted, so settling `prev` never retires it.
+      const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
+      kmm_add_waiter(blocker, mode);
+      const std::uint32_t seq = blocker->wake_seq.load(std::memory_order_relaxed);
+      unlock(s, head);
+      kmm_finish(r, slot);
+      parked_on = blocker;  // our counts keep it live until we drop them under the shard lock
+      kmm_cache_slot::bump(slot.sleeps);
+      try {
+        kmm_park(blocker, seq, mode, wait, deadline);
+      } catch (...) {
+        head = kmm_head_of<entry>(s.lock());
+        kmm_drop_waiter(blocker, mode);
+        unlock_settled(s, head, blocker, mode, slot);
+        keys.recycle_all(slot);
+        throw;
+      }
+    }
+  }
+
+  // ---- several keys ---------------------------------------------------------------------------
+
+  /// Global lock order: (shard, hash). Equal keys have equal hashes, so after sorting duplicates
+  /// are adjacent within a run of equal hashes, and folding them compares only within such runs.
+  template <class K>
+  void order_and_fold(std::vector<key_ref<K>>& refs) const {
+    std::sort(refs.begin(), refs.end(), [](const key_ref<K>& a, const key_ref<K>& b) {
+      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
+    });
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      bool dup = false;
+      for (std::size_t j = kept; j-- > 0 && refs[j].hash == refs[i].hash;) {
+        if (eq_(*refs[j].key, *refs[i].key)) {
+          dup = true;
+          break;
+        }
+      }
+      if (!dup) refs[kept++] = refs[i];
+    }
+    refs.resize(kept);
+  }
+
+  /// Orders and folds `refs`, then takes them shard by shard (see the contract above).
+  template <class K>
+  bool acquire_refs(std::vector<key_ref<K>>& refs, kmm_wait wait, kmm_clock::time_point deadline,
+                    std::vector<entry*>& held) {
+    order_and_fold(refs);
+    held.reserve(held.size() + refs.size());  // appending below must not throw with keys held
+    std::vector<entry*> fresh(refs.size());
+    std::vector<entry*> out(refs.size());
+    std::optional<kmm_late_slot> late;
+    kmm_cache_slot& slot = my_slot(late);
+    for (std::size_t b = 0; b < refs.size();) {
+      std::size_t e = b;
+      while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
+      const std::size_t n = e - b;
+      std::size_t prepared = 0;
+      try {
+        for (; prepared < n; ++prepared)
+          fresh[prepared] = kmm_take_entry<Key>(slot, *refs[b + prepared].key, refs[b + prepared].hash);
+      } catch (...) {
+        for (std::size_t i = 0; i < prepared; ++i) kmm_recycle(slot, fresh[i]);
+        throw;  // the caller releases the shards taken so far
+      }
+      group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
+      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot))
+        return false;
+      held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+      b = e;
+    }
+    return true;
+  }
+
+  Hash hash_;
+  KeyEqual eq_;
+  std::size_t shard_count_ = 0;
+  int shard_shift_ = 0;
+  std::size_t shard_mask_ = 0;
+  std::unique_ptr<kmm_shard[]> shards_;
+  std::shared_ptr<kmm_pool_base> pool_;  // a kmm_pool<Key>
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/core.hpp
+
+// ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
+// noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
+//
+// Overview
+// --------
+// A read-modify-write against a shared store (download, edit, conditional put) loses updates when two
+// writers start from the same version. Conditional writes catch that across processes; inside one
+// process it is cheaper to make writers of the same key queue behind a per-key lock than to let them
+// race and burn round-trips and retry budget. `keyed_mutex_map<Key>` is that per-key lock:
+//
+//   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> locks;
+//   {
+//     auto g = locks.lock("bucket/tenant-7/db.sqlite");   // writers of this key queue here
+//     read_modify_write(...);                              // writers of other keys never wait
+//   }                                                      // entry freed if nobody else wants it
+//
+// Locks are exclusive (`lock`, `try_lock`, `try_lock_for`, `try_lock_until`) or shared
+// (`lock_shared`, ...); several keys can be locked at once without deadlock (`lock_all`,
+// `try_lock_all`, `try_lock_all_for`, `try_lock_all_until`), all-or-nothing for the try and timed
+// forms. The multi-key functions take any input range of keys (a vector, a span, an array, a
+// view), a braced list, or the keys as arguments.
+//
+// An entry exists only while its key is held or waited on: once every guard is gone `size() == 0`,
+// whichever thread released and whatever was thrown. Entries are pooled (no heap allocation per
+// lock/unlock in steady state); the pool keeps the high-water mark of simultaneously live entries
+// until the map is destroyed.
+//
+// Timeouts and deadlines saturate (noclobber/duration.hpp): `try_lock_for(k, hours::max())` and
+// `try_lock_until(k, time_point::max())` of any clock wait without limit; a zero, negative or
+// past one tries once.
+//
+// Thread safety
+// -------------
+// All member functions of keyed_mutex_map may be called concurrently. A guard object is not itself
+// thread-safe, but it may be moved to and released on another thread than the one that locked
+// (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
+// recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
+// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
+// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
+// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
+//
+// What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
+// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
+// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
+// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
+// caller itself runs while holding the guard.
+//
+// Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
+// cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
+// from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
+// compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
+//
+// Inside (noclobber/keyed_mutex_map/, one piece per header, each stating its invariants):
+//   options.hpp       keyed_mutex_map_options, keyed_mutex_map_counters, string_hash
+//   shard.hpp         the shard word: chain head + lock bits, and the shard lock
+//   entry_pool.hpp    an entry (the lock of one live key) and the pool that recycles entries
+//   thread_cache.hpp  per-thread caches of free entries and counters
+//   parking.hpp       how waiters sleep on a busy key and who wakes them; the lock order
+//   core.hpp          shards + pool, and the acquire / release algorithms for one and many keys
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
 
 template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
 class keyed_mutex_map {
-  using entry = detail::kmm_entry<Key>;
-  using clock = std::chrono::steady_clock;
+  using core = detail::kmm_core<Key, Hash, KeyEqual>;
+  using entry = typename core::entry;
+  using mode = detail::kmm_mode;
+  using wait = detail::kmm_wait;
+  using clock = detail::kmm_clock;
 
   template <class K>
-  static constexpr bool lookup_key =
-      std::is_same_v<std::remove_cvref_t<K>, Key> || detail::kmm_transparent<Hash, KeyEqual>;
+  static constexpr bool lookup_key = core::template lookup_key<K>;
+  // An input range whose elements can be looked up as they are, or converted to Key.
+  template <class R>
+  static constexpr bool key_range = std::ranges::input_range<R>&&
+      core::template multi_key<std::remove_cvref_t<std::ranges::range_reference_t<R>>>;
 
  public:
   using key_type = Key;
@@ -2897,35 +3858,14 @@ class keyed_mutex_map {
 
   keyed_mutex_map() : keyed_mutex_map(keyed_mutex_map_options{}) {}
   explicit keyed_mutex_map(keyed_mutex_map_options options, Hash hash = Hash(), KeyEqual eq = KeyEqual())
-      : hash_(std::move(hash)), eq_(std::move(eq)) {
-    const std::size_t n = options.shard_count;
-    if (n == 0 || (n & (n - 1)) != 0)
-      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
-                                  std::to_string(n));
-    int bits = 0;
-    while ((std::size_t{1} << bits) < n) ++bits;
-    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
-    shard_mask_ = n - 1;
-    shards_ = std::make_unique<detail::kmm_shard[]>(n);
-    shard_count_ = n;
-    pool_ = std::make_shared<detail::kmm_pool<Key>>();
-  }
+      : core_(options.shard_count, std::move(hash), std::move(eq)) {}
 
   keyed_mutex_map(const keyed_mutex_map&) = delete;
   keyed_mutex_map& operator=(const keyed_mutex_map&) = delete;
 
   // Precondition: no guard of this map is alive. Entries cached by other threads go back to the
   // shared pool, which is freed when the last of them lets go.
-  ~keyed_mutex_map() {
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* e = head_of(shards_[i].word.load(std::memory_order_acquire));
-      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
-        entry* next = e->next;
-        delete e;
-        e = next;
-      }
-    }
-  }
+  ~keyed_mutex_map() = default;
 
   // ---- exclusive ------------------------------------------------------------------------------
 
@@ -2933,25 +3873,25 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard lock(const K& key) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::forever, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::forever, {}));
   }
   // Returns an empty guard (owns_lock() == false) if the key is held.
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock(const K& key) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::try_once, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::try_once, {}));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::until_deadline,
-                               deadline_after(timeout)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::until_deadline,
+                                       detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_until(const K& key, std::chrono::time_point<Clock, Duration> when) {
-    return guard(
-        this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::until_deadline, to_steady(when)));
+    return guard(&core_,
+                 core_.acquire(key, mode::exclusive, wait::until_deadline, detail::kmm_to_steady(when)));
   }
 
   // ---- shared (readers) -----------------------------------------------------------------------
@@ -2961,659 +3901,120 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard lock_shared(const K& key) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::forever, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::forever, {}));
   }
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared(const K& key) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::try_once, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::try_once, {}));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::until_deadline,
-                                      deadline_after(timeout)));
+    return shared_guard(
+        &core_, core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_until(const K& key,
                                                    std::chrono::time_point<Clock, Duration> when) {
-    return shared_guard(
-        this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::until_deadline, to_steady(when)));
+    return shared_guard(&core_,
+                        core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_to_steady(when)));
   }
 
   // ---- several keys at once (exclusive) -------------------------------------------------------
   // Duplicates are folded; keys are taken shard by shard in ascending shard order, all keys of one
   // shard at once under its lock, so two lock_all calls can never deadlock each other. The try and
-  // timed forms are all-or-nothing: on failure nothing is held. Allocates one small vector.
+  // timed forms are all-or-nothing: on failure nothing is held. Allocates a few small vectors.
+  //
+  // `keys`: any input range (std::vector, std::span, std::array, a view, ...) of keys that can be
+  // looked up as they are (Key, or anything with a transparent Hash and KeyEqual) or that convert
+  // to Key (converted once, up front); or a braced list {k1, k2} (a braced list has no type a
+  // range template could deduce, hence its own overload, which forwards); or, for lock_all and
+  // try_lock_all, the keys as arguments: lock_all(k1, k2, ...).
+
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, wait::forever, {}); }
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, wait::try_once, {}); }
+  template <class R, class Rep, class Period>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all_for(R&& keys, std::chrono::duration<Rep, Period> timeout) {
+    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+  }
+  template <class R, class Clock, class Duration>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all_until(R&& keys, std::chrono::time_point<Clock, Duration> when) {
+    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+  }
 
   template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard lock_all(std::span<const K> keys) {
-    return acquire_all(keys, detail::kmm_wait::forever, {});
-  }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all(std::span<const K> keys) {
-    return acquire_all(keys, detail::kmm_wait::try_once, {});
-  }
-  template <class K, class Rep, class Period>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_for(std::span<const K> keys,
-                                             std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, detail::kmm_wait::until_deadline, deadline_after(timeout));
-  }
-  template <class K, class Clock, class Duration>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_until(std::span<const K> keys,
-                                               std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, detail::kmm_wait::until_deadline, to_steady(when));
-  }
-  // Variadic form: lock_all(k1, k2, ...). Keys of one type are used in place; mixed types are
-  // converted to their common type first (e.g. std::string_view for std::string + const char*).
-  template <class K1, class K2, class... Ks>
-  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
-           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
-      lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
-    return acquire_variadic(detail::kmm_wait::forever, {}, k1, k2, rest...);
-  }
-  template <class K1, class K2, class... Ks>
-  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
-           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
-      try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
-    return acquire_variadic(detail::kmm_wait::try_once, {}, k1, k2, rest...);
-  }
-  // Convenience overloads for a braced list or a container.
-  template <class K>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) {
-    return lock_all(std::span<const K>(keys.begin(), keys.size()));
+    return acquire_all(keys, wait::forever, {});
   }
   template <class K>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) {
-    return try_lock_all(std::span<const K>(keys.begin(), keys.size()));
+    return acquire_all(keys, wait::try_once, {});
   }
   template <class K, class Rep, class Period>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_for(std::initializer_list<K> keys,
                                              std::chrono::duration<Rep, Period> timeout) {
-    return try_lock_all_for(std::span<const K>(keys.begin(), keys.size()), timeout);
+    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
   }
   template <class K, class Clock, class Duration>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_until(std::initializer_list<K> keys,
                                                std::chrono::time_point<Clock, Duration> when) {
-    return try_lock_all_until(std::span<const K>(keys.begin(), keys.size()), when);
+    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
   }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard lock_all(const std::vector<K>& keys) {
-    return lock_all(std::span<const K>(keys));
+
+  // Keys as arguments. Keys of one type are used in place; mixed types are converted to their
+  // common type first (e.g. std::string_view for std::string + const char*).
+  // clang-format off
+  template <class K1, class K2, class... Ks>
+    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+  [[nodiscard]] multi_guard lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    // clang-format on
+    return acquire_variadic(wait::forever, k1, k2, rest...);
   }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all(const std::vector<K>& keys) {
-    return try_lock_all(std::span<const K>(keys));
-  }
-  template <class K, class Rep, class Period>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_for(const std::vector<K>& keys,
-                                             std::chrono::duration<Rep, Period> timeout) {
-    return try_lock_all_for(std::span<const K>(keys), timeout);
-  }
-  template <class K, class Clock, class Duration>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_until(const std::vector<K>& keys,
-                                               std::chrono::time_point<Clock, Duration> when) {
-    return try_lock_all_until(std::span<const K>(keys), when);
+  // clang-format off
+  template <class K1, class K2, class... Ks>
+    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+  [[nodiscard]] multi_guard try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    // clang-format on
+    return acquire_variadic(wait::try_once, k1, k2, rest...);
   }
 
   // ---- observation ----------------------------------------------------------------------------
 
   // Live entries (keys held or waited on). Visits every shard under its lock: O(shard_count); a
   // snapshot per shard, exact when no other thread is locking.
-  std::size_t size() const {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::uintptr_t w = lock_shard(shards_[i]);
-      for (entry* e = head_of(w); e != nullptr; e = e->next) ++n;
-      unlock_shard(shards_[i], head_of(w));
-    }
-    return n;
-  }
+  std::size_t size() const { return core_.size(); }
 
-  keyed_mutex_map_counters counters() const {
-    keyed_mutex_map_counters c;
-    std::lock_guard<std::mutex> lk(pool_->mutex);
-    c.acquisitions = pool_->detached_acquisitions;
-    c.contended_acquisitions = pool_->detached_contended;
-    c.sleeps = pool_->detached_sleeps;
-    for (detail::kmm_cache_slot* s = pool_->attached; s != nullptr; s = s->next) {
-      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
-      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
-      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
-    }
-    return c;
-  }
+  keyed_mutex_map_counters counters() const { return core_.counters(); }
 
-  std::size_t shard_count() const noexcept { return shard_count_; }
+  std::size_t shard_count() const noexcept { return core_.shard_count(); }
 
  private:
-  // ---- shard word -----------------------------------------------------------------------------
-
-  static entry* head_of(std::uintptr_t w) noexcept {
-    return reinterpret_cast<entry*>(w & ~detail::kmm_flags);
+  template <class R>
+  multi_guard acquire_all(R& keys, wait w, clock::time_point deadline) {
+    multi_guard g(&core_);
+    if (!core_.acquire_range(keys, w, deadline, g.entries_)) return multi_guard{};  // g releases
+    return g;
   }
-
-  // The word to publish for a chain: the fast unlock (one CAS from `e` to 0) is allowed only when
-  // the chain is exactly one entry held exclusively with nobody waiting; otherwise kmm_slow is set.
-  static std::uintptr_t encode(entry* head) noexcept {
-    if (head == nullptr) return 0;
-    const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
-    return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : detail::kmm_slow);
-  }
-
-  // Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
-  static std::uintptr_t lock_shard(detail::kmm_shard& s) noexcept {
-    std::uintptr_t w = s.word.load(std::memory_order_relaxed);
-    int spins = 0;
-    for (;;) {
-      if ((w & detail::kmm_locked) == 0) {
-        if (s.word.compare_exchange_weak(w, w | detail::kmm_locked, std::memory_order_acquire,
-                                         std::memory_order_relaxed))
-          return w;
-        continue;
-      }
-      if (spins < detail::kmm_shard_spins) {
-        ++spins;
-        detail::kmm_cpu_relax();
-        w = s.word.load(std::memory_order_relaxed);
-        continue;
-      }
-      if ((w & detail::kmm_sleepers) == 0) {
-        if (!s.word.compare_exchange_weak(w, w | detail::kmm_sleepers, std::memory_order_relaxed,
-                                          std::memory_order_relaxed))
-          continue;
-        w |= detail::kmm_sleepers;
-      }
-      s.word.wait(w, std::memory_order_relaxed);
-      w = s.word.load(std::memory_order_relaxed);
-    }
-  }
-
-  static void unlock_shard(detail::kmm_shard& s, entry* head) noexcept {
-    if (s.word.exchange(encode(head), std::memory_order_release) & detail::kmm_sleepers) s.word.notify_all();
-  }
-
-  detail::kmm_shard& shard_of(std::size_t h) const noexcept {
-    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
-    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
-    const std::size_t index = static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_;
-    return shards_[index];
-  }
-  std::size_t shard_index(std::size_t h) const noexcept {
-    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
-  }
-
-  // ---- entries --------------------------------------------------------------------------------
-
-  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
-  // (a thread_local destructor running late).
-  detail::kmm_cache_slot* thread_slot() const {
-    detail::kmm_thread_cache* c = detail::kmm_this_thread_cache();
-    return c != nullptr ? &c->slot_for(pool_) : nullptr;
-  }
-  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
-  detail::kmm_cache_slot& my_slot(std::optional<detail::kmm_late_slot>& late) const {
-    if (detail::kmm_cache_slot* s = thread_slot()) return *s;
-    late.emplace();
-    late->attach(pool_);
-    return *late;
-  }
-
-  // A free entry holding `key` (may allocate when the pool is empty; may throw from Key's copy).
-  template <class K>
-  entry* fresh_entry(detail::kmm_cache_slot& slot, const K& key, std::size_t h) {
-    if (slot.head == nullptr && !slot.refill()) {
-      entry* e = new entry;
-      e->free_next = slot.head;
-      slot.head = e;
-      ++slot.count;
-    }
-    entry* e = static_cast<entry*>(slot.head);
-    if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
-      // Reuse the buffer without basic_string::assign's general replace path.
-      const std::string_view src = key;
-      if (e->key.has_value() && src.size() <= e->key->capacity()) {
-        std::string& dst = *e->key;
-        if (dst.size() != src.size()) dst.resize(src.size());
-        if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
-      } else if (e->key.has_value()) {
-        e->key->assign(src);
-      } else {
-        e->key.emplace(src);
-      }
-    } else if constexpr (std::is_assignable_v<Key&, const K&>) {
-      if (e->key.has_value())
-        *e->key = key;
-      else
-        e->key.emplace(key);
-    } else {
-      e->key.emplace(key);
-    }
-    slot.head = e->free_next;  // taken only once the key is in place (exception safety)
-    --slot.count;
-    e->free_next = nullptr;
-    e->hash = h;
-    return e;
-  }
-
-  // Back to the thread's cache. The entry is unlinked; late notifiers may still touch its
-  // park mutex and condition variables, which stay valid: entries are freed only with the pool.
-  static void recycle(detail::kmm_cache_slot& slot, entry* e) noexcept {
-    e->next = nullptr;
-    e->holders = 0;
-    e->free_next = slot.head;
-    slot.head = e;
-    if (++slot.count > detail::kmm_cache_slot::capacity) slot.spill();
-  }
-
-  template <class K>
-  entry* find(entry* head, std::size_t h, const K& key) const {
-    for (entry* e = head; e != nullptr; e = e->next)
-      if (e->hash == h && eq_(*e->key, key)) return e;
-    return nullptr;
-  }
-
-  static entry* unlink(entry* head, entry* e) noexcept {
-    if (head == e) return e->next;
-    entry* p = head;
-    while (p->next != e) p = p->next;
-    p->next = e->next;
-    return head;
-  }
-
-  // Wakes parkers of `e`. Caller holds the shard lock (so e stays live) and calls notify afterwards.
-  static void bump_wake(entry* e) noexcept {
-    std::lock_guard<std::mutex> lk(e->park_mutex);
-    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-
-  // Sleeps until wake_seq moves past `seq` or the deadline passes.
-  static void park(entry* e, std::uint32_t seq, detail::kmm_mode mode, detail::kmm_wait wait,
-                   clock::time_point deadline) {
-    std::condition_variable& cv = mode == detail::kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
-    std::unique_lock<std::mutex> lk(e->park_mutex);
-    while (e->wake_seq.load(std::memory_order_acquire) == seq) {
-      if (wait == detail::kmm_wait::forever) {
-        cv.wait(lk);
-      } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
-        return;
-      }
-    }
-  }
-
-  static bool can_take(const entry* e, detail::kmm_mode mode) noexcept {
-    return mode == detail::kmm_mode::exclusive ? e->holders == 0
-                                               : e->holders >= 0 && e->exclusive_waiters == 0;
-  }
-
-  // ---- acquisition ----------------------------------------------------------------------------
-
-  template <class K>
-  entry* acquire(const K& key, detail::kmm_mode mode, detail::kmm_wait wait, clock::time_point deadline) {
-    detail::kmm_cache_slot* slot = thread_slot();
-    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
-    return acquire_in(*slot, key, mode, wait, deadline);
-  }
-
-  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
-  template <class K>
-  [[gnu::noinline]] entry* acquire_late(const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
-                                        clock::time_point deadline) {
-    detail::kmm_late_slot late;
-    late.attach(pool_);
-    return acquire_in(late, key, mode, wait, deadline);
-  }
-
-  template <class K>
-  entry* acquire_in(detail::kmm_cache_slot& slot, const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
-                    clock::time_point deadline) {
-    const std::size_t h = hash_(key);
-    detail::kmm_shard& s = shard_of(h);
-    entry* fresh = fresh_entry(slot, key, h);
-    if (mode == detail::kmm_mode::exclusive) {
-      // Fast path: empty shard -> publish our entry, already held, with one CAS.
-      fresh->holders = -1;
-      std::uintptr_t expected = 0;
-      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
-                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        slot.bump(slot.acquisitions);
-        return fresh;
-      }
-    }
-    const K* key_ptr = &key;
-    entry* got = nullptr;
-    return acquire_group(s, &key_ptr, &h, &fresh, &got, 1, mode, wait, deadline, slot) ? got : nullptr;
-  }
-
-  // What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
-  struct after_unlock {
-    entry* wake = nullptr;
-    bool wake_shared = false;  // all shared waiters, else one exclusive waiter
-    entry* dead = nullptr;
-  };
-
-  // Wake-up policy (writer preference). If exclusive waiters exist, wake one of them: a hot key
-  // with 16 parked writers wakes 1 thread per hand-over, not 16. Otherwise wake every shared waiter,
-  // since they may enter together. Invariant: while an entry with waiters is free, a wake-up is in
-  // flight to a waiter that can take it. An exclusive waiter parks only on a held entry, so one
-  // that parks after a wake-up and catches it has a holder that will wake again on release; a
-  // woken waiter that leaves without taking the entry passes the wake-up on (settle). Shard lock held.
-  static after_unlock wake(entry* e) noexcept {
-    bump_wake(e);
-    return {e, e->exclusive_waiters == 0, nullptr};
-  }
-
-  // We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
-  // is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
-  // have taken the only wake-up). Shard lock held.
-  static after_unlock settle(entry*& head, entry* p, detail::kmm_mode mode) noexcept {
-    after_unlock r;
-    if (p == nullptr) return r;
-    if (p->holders == 0 && p->waiters == 0) {
-      head = unlink(head, p);
-      r.dead = p;
-    } else if (p->waiters > 0 && (p->holders == 0 || (mode == detail::kmm_mode::exclusive && p->holders > 0 &&
-                                                      p->exclusive_waiters == 0))) {
-      r = wake(p);
-    }
-    return r;
-  }
-
-  static void notify(const after_unlock& r) noexcept {
-    // Entries are freed only with the pool, so notifying an entry that was retired (or even
-    // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
-    // entry has no waiters left from before, so nobody misses the wake-up.
-    if (r.wake == nullptr) return;
-    if (r.wake_shared)
-      r.wake->park_shared.notify_all();
-    else
-      r.wake->park_exclusive.notify_one();
-  }
-
-  static void finish(const after_unlock& r, detail::kmm_cache_slot& slot) noexcept {
-    notify(r);
-    if (r.dead != nullptr) recycle(slot, r.dead);
-  }
-
-  // Takes every key of one shard at once (all-or-nothing). `fresh[i]` is a prepared entry for key i;
-  // each is installed or recycled before returning. On success out[i] is key i's entry. Throws only
-  // what KeyEqual (or the standard mutex/condition variable) throws; nothing is held then.
-  template <class K>
-  bool acquire_group(detail::kmm_shard& s, const K* const* keys, const std::size_t* hashes,
-                     entry* const* fresh, entry** out, std::size_t n, detail::kmm_mode mode,
-                     detail::kmm_wait wait, clock::time_point deadline, detail::kmm_cache_slot& slot) {
-    const bool exclusive = mode == detail::kmm_mode::exclusive;
-    bool contended = false;
-    int spin_rounds = 0;
-    entry* parked_on = nullptr;  // entry whose waiter counts include us
-    auto recycle_fresh = [&] {
-      for (std::size_t i = 0; i < n; ++i) recycle(slot, fresh[i]);
-    };
-    for (;;) {
-      entry* head = head_of(lock_shard(s));
-      entry* prev = std::exchange(parked_on, nullptr);
-      if (prev != nullptr) {
-        --prev->waiters;
-        if (exclusive) --prev->exclusive_waiters;
-      }
-      std::size_t blocker = n;
-      try {
-        for (std::size_t i = 0; i < n; ++i) {
-          out[i] = find(head, hashes[i], *keys[i]);
-          if (blocker == n && out[i] != nullptr && !can_take(out[i], mode)) blocker = i;
-        }
-      } catch (...) {
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        recycle_fresh();
-        throw;
-      }
-      if (blocker == n) {
-        for (std::size_t i = 0; i < n; ++i) {
-          if (out[i] == nullptr) {
-            out[i] = fresh[i];
-            out[i]->holders = exclusive ? -1 : 1;
-            out[i]->next = head;
-            head = out[i];
-          } else {
-            out[i]->holders = exclusive ? -1 : out[i]->holders + 1;
-          }
-        }
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        for (std::size_t i = 0; i < n; ++i)
-          if (out[i] != fresh[i]) recycle(slot, fresh[i]);
-        slot.acquisitions.store(slot.acquisitions.load(std::memory_order_relaxed) + n,
-                                std::memory_order_relaxed);
-        if (contended)
-          slot.contended.store(slot.contended.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-        return true;
-      }
-      contended = true;
-      if (wait == detail::kmm_wait::try_once ||
-          (wait == detail::kmm_wait::until_deadline && clock::now() >= deadline)) {
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        recycle_fresh();
-        return false;
-      }
-      if (prev == nullptr && spin_rounds < detail::kmm_key_spin_rounds) {
-        // Short bounded spin before sleeping: the holder is usually about to let go.
-        ++spin_rounds;
-        unlock_shard(s, head);
-        const std::uintptr_t left = s.word.load(std::memory_order_relaxed);
-        for (int i = 0; i < detail::kmm_key_spins; ++i) {
-          detail::kmm_cpu_relax();
-          if (s.word.load(std::memory_order_relaxed) != left) break;
-        }
-        continue;
-      }
-      entry* b = out[blocker];
-      const after_unlock r = settle(head, prev, mode);  // b is held or wanted: settle never retires b
-      ++b->waiters;
-      if (exclusive) ++b->exclusive_waiters;
-      const std::uint32_t seq = b->wake_seq.load(std::memory_order_relaxed);
-      unlock_shard(s, head);
-      finish(r, slot);
-      parked_on = b;  // our counts keep b live until we drop them under the shard lock
-      slot.bump(slot.sleeps);
-      try {
-        park(b, seq, mode, wait, deadline);
-      } catch (...) {
-        head = head_of(lock_shard(s));
-        --b->waiters;
-        if (exclusive) --b->exclusive_waiters;
-        const after_unlock r2 = settle(head, b, mode);
-        unlock_shard(s, head);
-        finish(r2, slot);
-        recycle_fresh();
-        throw;
-      }
-    }
-  }
-
-  // ---- release --------------------------------------------------------------------------------
-
-  void release(entry* e, detail::kmm_mode mode) noexcept {
-    detail::kmm_shard& s = shard_of(e->hash);
-    detail::kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
-    try {
-      slot = thread_slot();
-    } catch (...) {
-      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
-    }
-    if (mode == detail::kmm_mode::exclusive) {
-      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
-      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
-      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        give_back(slot, e);
-        return;
-      }
-    }
-    entry* head = head_of(lock_shard(s));
-    if (mode == detail::kmm_mode::exclusive)
-      e->holders = 0;
-    else
-      --e->holders;
-    after_unlock r;
-    if (e->holders == 0) {
-      if (e->waiters == 0) {
-        head = unlink(head, e);
-        r.dead = e;
-      } else {
-        r = wake(e);
-      }
-    }
-    unlock_shard(s, head);
-    notify(r);
-    if (r.dead != nullptr) give_back(slot, r.dead);
-  }
-
-  void give_back(detail::kmm_cache_slot* slot, entry* e) noexcept {
-    if (slot != nullptr) {
-      recycle(*slot, e);
-      return;
-    }
-    e->next = nullptr;
-    e->holders = 0;
-    std::lock_guard<std::mutex> lk(pool_->mutex);
-    e->free_next = pool_->free_head;
-    pool_->free_head = e;
-  }
-
-  // ---- multi-key ------------------------------------------------------------------------------
-
   template <class... Ks>
-  multi_guard acquire_variadic(detail::kmm_wait wait, clock::time_point deadline, const Ks&... keys) {
-    constexpr std::size_t n = sizeof...(Ks);
-    using first = std::decay_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
-    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) &&
-                  !std::is_array_v<std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>>) {
-      const std::array<const first*, n> ptrs{&keys...};
-      return acquire_all_at(
-          n, [&](std::size_t i) -> const first& { return *ptrs[i]; }, wait, deadline);
-    } else {
-      using common = std::common_type_t<std::decay_t<Ks>...>;
-      const std::array<common, n> converted{common(keys)...};
-      return acquire_all_at(
-          n, [&](std::size_t i) -> const common& { return converted[i]; }, wait, deadline);
-    }
-  }
-
-  template <class K>
-  multi_guard acquire_all(std::span<const K> keys, detail::kmm_wait wait, clock::time_point deadline) {
-    return acquire_all_at(
-        keys.size(), [&](std::size_t i) -> const K& { return keys[i]; }, wait, deadline);
-  }
-
-  // key_at(i) -> const K& for i < count.
-  template <class KeyAt>
-  multi_guard acquire_all_at(std::size_t count, KeyAt key_at, detail::kmm_wait wait,
-                             clock::time_point deadline) {
-    using K = std::remove_cvref_t<decltype(key_at(std::size_t{0}))>;
-    struct item {
-      std::size_t hash;
-      std::size_t shard;
-      const K* key;
-    };
-    std::vector<item> items;
-    items.reserve(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      const K& k = key_at(i);
-      const std::size_t h = hash_(k);
-      items.push_back(item{h, shard_index(h), &k});
-    }
-    // Global order: (shard, hash). Equal keys have equal hashes, so duplicates are adjacent.
-    std::sort(items.begin(), items.end(), [](const item& a, const item& b) {
-      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
-    });
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      bool dup = false;
-      for (std::size_t j = kept; j-- > 0 && items[j].hash == items[i].hash;) {
-        if (eq_(*items[j].key, *items[i].key)) {
-          dup = true;
-          break;
-        }
-      }
-      if (!dup) items[kept++] = items[i];
-    }
-    items.resize(kept);
-
-    multi_guard g;
-    g.map_ = this;
-    g.entries_.reserve(kept);
-    std::vector<const K*> kp(kept);
-    std::vector<std::size_t> hs(kept);
-    std::vector<entry*> fr(kept);
-    std::vector<entry*> out(kept);
-    std::optional<detail::kmm_late_slot> late;
-    detail::kmm_cache_slot& slot = my_slot(late);
-    // All keys of one shard are taken at once, so ties in the order never split across waits.
-    for (std::size_t b = 0; b < kept;) {
-      std::size_t e = b;
-      while (e < kept && items[e].shard == items[b].shard) ++e;
-      const std::size_t n = e - b;
-      std::size_t prepared = 0;
-      try {
-        for (; prepared < n; ++prepared) {
-          kp[prepared] = items[b + prepared].key;
-          hs[prepared] = items[b + prepared].hash;
-          fr[prepared] = fresh_entry(slot, *kp[prepared], hs[prepared]);
-        }
-      } catch (...) {
-        for (std::size_t i = 0; i < prepared; ++i) recycle(slot, fr[i]);
-        throw;  // g releases the shards taken so far
-      }
-      if (!acquire_group(shards_[items[b].shard], kp.data(), hs.data(), fr.data(), out.data(), n,
-                         detail::kmm_mode::exclusive, wait, deadline, slot))
-        return multi_guard{};  // g releases the shards taken so far
-      for (std::size_t i = 0; i < n; ++i) g.entries_.push_back(out[i]);
-      b = e;
-    }
+  multi_guard acquire_variadic(wait w, const Ks&... keys) {
+    multi_guard g(&core_);
+    if (!core_.acquire_variadic(w, {}, g.entries_, keys...)) return multi_guard{};  // g releases
     return g;
   }
 
-  template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    const auto now = clock::now();
-    if (d <= d.zero()) return now;
-    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(clock::time_point::max() - now))
-      return clock::time_point::max();
-    return now + std::chrono::ceil<clock::duration>(d);
-  }
-  template <class Clock, class Duration>
-  static clock::time_point to_steady(std::chrono::time_point<Clock, Duration> when) {
-    if constexpr (std::is_same_v<Clock, clock>) {
-      return std::chrono::ceil<clock::duration>(when);
-    } else {
-      return deadline_after(when - Clock::now());
-    }
-  }
-
-  Hash hash_;
-  KeyEqual eq_;
-  std::size_t shard_count_ = 0;
-  int shard_shift_ = 0;
-  std::size_t shard_mask_ = 0;
-  std::unique_ptr<detail::kmm_shard[]> shards_;
-  std::shared_ptr<detail::kmm_pool_base> pool_;  // a detail::kmm_pool<Key>
+  core core_;
 };
 
 // Hold of one key, exclusive (guard) or shared (shared_guard). Movable, not copyable; releases on
@@ -3662,7 +4063,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
 
  private:
   friend class keyed_mutex_map;
-  basic_guard(keyed_mutex_map* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
+  basic_guard(core* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
   static constexpr const char* name() noexcept {
     return Mode == detail::kmm_mode::exclusive ? "keyed_mutex_map::guard" : "keyed_mutex_map::shared_guard";
   }
@@ -3671,7 +4072,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
     map_ = nullptr;
   }
 
-  keyed_mutex_map* map_ = nullptr;
+  core* map_ = nullptr;
   entry* entry_ = nullptr;
 };
 
@@ -3724,6 +4125,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 
  private:
   friend class keyed_mutex_map;
+  explicit multi_guard(core* map) noexcept : map_(map) {}
   void reset() noexcept {
     while (!entries_.empty()) {
       entry* e = entries_.back();
@@ -3733,7 +4135,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
     map_ = nullptr;
   }
 
-  keyed_mutex_map* map_ = nullptr;
+  core* map_ = nullptr;
   std::vector<entry*> entries_;
 };
 
