@@ -2570,9 +2570,13 @@ struct alignas(64) kmm_shard {
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
 //   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
 //
+// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
+//
 // Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
 // threads. No user callbacks run anywhere in this header.
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 #if defined(__clang__) && !defined(SWIG)
@@ -2633,6 +2637,34 @@ class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
 
  private:
   std::mutex mutex_;
+};
+
+// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
+// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
+// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
+// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
+// analysis checks a lambda on its own and cannot see that it runs under the lock.
+class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
+ public:
+  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
+  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
+  annotated_wait_lock(const annotated_wait_lock&) = delete;
+  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
+
+  void wait(std::condition_variable& cv) { cv.wait(lock_); }
+  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::condition_variable& cv,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
+      cv.wait(lock_);
+      return std::cv_status::no_timeout;
+    }
+    return cv.wait_until(lock_, deadline);
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
 };
 
 // Scoped lock over annotated_mutex (std::lock_guard with attributes).
@@ -4963,42 +4995,32 @@ template <class Store, class Patch>
 }  // namespace noclobber
 // ---- end noclobber/patch_if_unchanged.hpp
 
-// ---- begin noclobber/race_harness/history.hpp ------------------------------
-// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+// ---- begin noclobber/race_harness/records.hpp ------------------------------
+// noclobber/race_harness/records.hpp — the records of a race harness run: write ids, one write
+// attempt, one read, and a run's whole history.
 //
 // Overview
 // --------
-// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
-// writers make. This header holds those records (`race_history`) and the checker that turns them
-// into verdicts (`check_race_history`). It is separate so that histories gathered elsewhere (other
-// processes, a log) can be checked too, and so the checker can be benchmarked on its own.
-//
 // Versions are named by the write that produced them. Every value the harness writes is unique and
 // carries its `write_id`, so "the version a write read" is simply the id of the write whose value
 // it read, and version 0 means "whatever the key held before the run" (absent, or a value the
-// harness did not write). The rules follow Jepsen's Elle:
+// harness did not write). Values the harness saw but did not write get ids with bit 63 set, told
+// apart by their version token.
 //
-//   * lost update: two or more *successful* writes read the same version of the same key;
-//   * the successful writes of a key must form one version chain that ends in the key's final
-//     value: walk back from the final version through "read from" links; every successful write
-//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
-//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
-//     counted as lost, and it counts as landed when the final chain passes through it.
+//   race_write    one write attempt: who, which op and attempt, which key, the version it
+//                 replaced (read_from), the value it wrote, how it ended, logical ticks
+//   race_read     one read: who, which key, the version it saw, logical ticks
+//   race_history  every record of a run, plus each key's version before and after it
 //
-// The checker runs in time linear in the number of records (one hash-map pass); see
-// bench/bench_race_harness.cpp.
+// The checker (race_harness/checker.hpp) turns a history into verdicts; race_harness/history.hpp
+// also has its text form for runs spread over several processes.
 //
-// Thread safety: plain values and a pure function. Nothing here locks or calls user code.
+// Thread safety: plain values. Nothing here locks or calls user code.
 
-#include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 namespace noclobber {
@@ -5092,6 +5114,75 @@ struct race_history {
   std::vector<write_id> final_versions;    ///< per key: the version the store holds at the end
 };
 
+namespace detail {
+
+inline std::string describe_write(const race_write& w) {
+  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
+         std::to_string(w.attempt);
+}
+
+struct id_hash {
+  std::size_t operator()(write_id id) const noexcept {
+    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
+    id ^= id >> 30;
+    id *= 0xbf58476d1ce4e5b9ULL;
+    id ^= id >> 27;
+    id *= 0x94d049bb133111ebULL;
+    id ^= id >> 31;
+    return static_cast<std::size_t>(id);
+  }
+};
+
+}  // namespace detail
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/records.hpp
+
+// ---- begin noclobber/race_harness/checker.hpp ------------------------------
+// noclobber/race_harness/checker.hpp — the race harness's checker: from a recorded history
+// (race_harness/records.hpp) to verdicts (race_check).
+//
+// Overview
+// --------
+// The rules follow Jepsen's Elle:
+//
+//   * lost update: two or more *successful* writes read the same version of the same key;
+//   * the successful writes of a key must form one version chain that ends in the key's final
+//     value: walk back from the final version through "read from" links; every successful write
+//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
+//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
+//     counted as lost, and it counts as landed when the final chain passes through it.
+//
+// check_race_history runs in phases, each a function over the shared history_index:
+//
+//   index_writes        one entry per distinct written value (attempts that sent the same value
+//                       merged: ok if any applied, unknown if any was unknown, else failed)
+//   group_readers       successful writes grouped by the version they read (Elle's lost-update
+//                       pairs); reads of a version nobody wrote are anomalies
+//   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
+//   collect_lost        successful writes off every chain, in order of completion
+//   name_replacers      for each lost write, the write that replaced it (see there)
+//
+// It runs in time linear in the number of records (hash tables sized up front); losses add a
+// sort, only when there are losses. See bench/bench_race_harness.cpp.
+//
+// Extending: a new verdict is one more phase over history_index filling its own field of
+// race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
+// race_check, never the phases' internals.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
 /// A successful write that is not in the final state, and the write that replaced it.
 struct lost_write {
   race_write lost;
@@ -5114,27 +5205,6 @@ struct race_check {
     return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
   }
 };
-
-namespace detail {
-
-inline std::string describe_write(const race_write& w) {
-  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
-         std::to_string(w.attempt);
-}
-
-struct id_hash {
-  std::size_t operator()(write_id id) const noexcept {
-    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
-    id ^= id >> 30;
-    id *= 0xbf58476d1ce4e5b9ULL;
-    id ^= id >> 27;
-    id *= 0x94d049bb133111ebULL;
-    id ^= id >> 31;
-    return static_cast<std::size_t>(id);
-  }
-};
-
-}  // namespace detail
 
 namespace detail {
 
@@ -5188,61 +5258,75 @@ struct key_version_hash {
 
 }  // namespace detail
 
-/// Checks a history in time linear in its records: one pass to merge attempts per written value,
-/// one to group successful writes by the version they read, one walk per key back from its final
-/// version. Losses add a sort (to name the replacing writes), only when there are losses.
-[[nodiscard]] inline race_check check_race_history(const race_history& h) {
-  race_check c;
-  c.write_attempts = h.writes.size();
+namespace detail {
 
-  // One entry per distinct written value; a value sent twice (a transient retry of the same
-  // request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
-  struct entry {
-    std::uint32_t record;  // index of the attempt that decided the outcome
-    op_outcome outcome;
-    bool on_chain;
-  };
-  std::vector<entry> entries;
-  entries.reserve(h.writes.size());
-  detail::flat_table<write_id, std::uint32_t, detail::id_hash> index(h.writes.size());
-  const auto rank = [](op_outcome o) { return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0; };
+/// One distinct written value of a history.
+struct checked_write {
+  std::uint32_t record;  ///< index in race_history::writes of the attempt that decided the outcome
+  op_outcome outcome;
+  bool on_chain;  ///< a key's final chain passes through it
+};
+
+/// The successful writes that read one version: how many, and the first (a checked_write index).
+struct version_readers {
+  std::uint32_t count = 0;
+  std::uint32_t first = 0;
+};
+
+/// What the checker's phases share.
+struct history_index {
+  explicit history_index(const race_history& history) : h(history), by_value(history.writes.size()) {}
+
+  const race_history& h;
+  std::vector<checked_write> writes;                      ///< one per distinct written value
+  flat_table<write_id, std::uint32_t, id_hash> by_value;  ///< written value -> index in `writes`
+  std::vector<version_readers> readers;                   ///< per entry of `writes`: who read its value
+
+  [[nodiscard]] const race_write& record_of(std::uint32_t n) const { return h.writes[writes[n].record]; }
+};
+
+inline int outcome_rank(op_outcome o) noexcept {
+  return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
+}
+
+/// Phase 1: one entry per distinct written value. A value sent twice (a transient retry of the
+/// same request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
+inline void index_writes(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.writes.reserve(h.writes.size());
   for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
     const race_write& w = h.writes[i];
     if (w.outcome == op_outcome::failed) ++c.failed;
-    auto [slot, inserted] = index.try_emplace(w.written, static_cast<std::uint32_t>(entries.size()));
+    auto [slot, inserted] = ix.by_value.try_emplace(w.written, static_cast<std::uint32_t>(ix.writes.size()));
     if (inserted) {
-      entries.push_back({i, w.outcome, false});
+      ix.writes.push_back({i, w.outcome, false});
       continue;
     }
-    entry& e = entries[*slot];
+    checked_write& e = ix.writes[*slot];
     if (h.writes[e.record].key != w.key) {
       c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
-                            detail::describe_write(h.writes[e.record]) + ", " + detail::describe_write(w) +
-                            ")");
+                            describe_write(h.writes[e.record]) + ", " + describe_write(w) + ")");
     }
-    if (rank(w.outcome) > rank(e.outcome)) e = entry{i, w.outcome, false};
+    if (outcome_rank(w.outcome) > outcome_rank(e.outcome)) e = checked_write{i, w.outcome, false};
   }
+}
 
-  // Elle's lost update: successful writes grouped by (key, version read). A version written in
-  // the run is an entry, so its group lives in a vector; versions from before the run (or from
-  // outside it) are few and go to a small map.
-  struct group {
-    std::uint32_t count = 0;
-    std::uint32_t first = 0;  // an entry index
-  };
-  std::vector<group> children(entries.size());
-  std::unordered_map<std::pair<std::uint32_t, write_id>, group, detail::key_version_hash> other_parents;
-  auto group_of = [&](std::uint32_t key, write_id version) -> group& {
-    if (const std::uint32_t* parent = index.find(version)) return children[*parent];
-    return other_parents[{key, version}];
-  };
-  for (std::uint32_t n = 0; n < entries.size(); ++n) {
-    const entry& e = entries[n];
+/// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
+/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
+/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
+/// write produced (and that is not from before the run) is an anomaly.
+inline void group_readers(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.readers.assign(ix.writes.size(), version_readers{});
+  std::unordered_map<std::pair<std::uint32_t, write_id>, version_readers, key_version_hash> other_versions;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    const checked_write& e = ix.writes[n];
     const race_write& w = h.writes[e.record];
     if (e.outcome == op_outcome::unknown) ++c.unknown;
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
-    group& g = group_of(w.key, w.read_from);
+    const std::uint32_t* parent = ix.by_value.find(w.read_from);
+    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -5250,20 +5334,25 @@ struct key_version_hash {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && index.find(w.read_from) == nullptr) {
-      c.anomalies.push_back(detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
+    if (!from_before_run && parent == nullptr) {
+      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
                             ", which no recorded write produced");
     }
   }
+}
 
-  // Walk each key's chain back from its final version.
+/// Phase 3: walks each key's chain back from its final version to the version the run started
+/// from, marking every entry on it (unknown ones count as landed). Breaks, loops, another key's
+/// value and a value the store called not applied are anomalies.
+inline void walk_final_chains(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
     write_id v = h.final_versions[k];
     std::size_t steps = 0;
     auto key_name = [&] { return k < h.keys.size() ? h.keys[k] : std::to_string(k); };
     while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
-      const std::uint32_t* at = index.find(v);
+      const std::uint32_t* at = ix.by_value.find(v);
       if (at == nullptr) {
         // A broken link further down was already reported with the write that read it.
         if (steps == 0) {
@@ -5272,20 +5361,19 @@ struct key_version_hash {
         }
         break;
       }
-      entry& e = entries[*at];
+      checked_write& e = ix.writes[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > entries.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
-                              detail::describe_write(w));
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
         break;
       }
       if (w.key != k) {
         c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
-                              detail::describe_write(w));
+                              describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
-        c.anomalies.push_back("key " + key_name() + " holds the value of " + detail::describe_write(w) +
+        c.anomalies.push_back("key " + key_name() + " holds the value of " + describe_write(w) +
                               ", which the store reported as not applied");
       }
       e.on_chain = true;
@@ -5293,62 +5381,87 @@ struct key_version_hash {
       v = w.read_from;
     }
   }
+}
 
-  // Successful writes the chain missed are lost. A lost write that a later successful write
-  // read lives on in that write, so its loss is the loss of the branch tip below it; the tip
-  // was replaced by the chain write that read the same version, or else by the next write
-  // applied to the key.
-  std::vector<std::uint32_t> lost_entries;
-  for (std::uint32_t n = 0; n < entries.size(); ++n) {
-    if (entries[n].outcome == op_outcome::ok && !entries[n].on_chain) lost_entries.push_back(n);
+/// Phase 4: the successful writes no chain passed through (lost), in order of completion.
+inline std::vector<std::uint32_t> collect_lost(const history_index& ix) {
+  std::vector<std::uint32_t> lost;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::ok && !ix.writes[n].on_chain) lost.push_back(n);
   }
-  if (lost_entries.empty()) return c;
-  std::sort(lost_entries.begin(), lost_entries.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return h.writes[entries[a].record].complete < h.writes[entries[b].record].complete;
+  std::sort(lost.begin(), lost.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
   });
-  std::size_t on_chain = 0;
-  for (const entry& e : entries) on_chain += e.on_chain;
-  detail::flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, detail::key_version_hash>
-      chain_reader(on_chain);
-  std::vector<std::vector<std::uint32_t>> applied_by_key(h.final_versions.size());
-  for (const entry& e : entries) {
-    const race_write& w = h.writes[e.record];
-    if (e.on_chain) chain_reader.try_emplace({w.key, w.read_from}, e.record);
-    if (e.outcome != op_outcome::failed && w.key < applied_by_key.size())
-      applied_by_key[w.key].push_back(e.record);
+  return lost;
+}
+
+/// Who replaced the tip of a lost branch: the chain write that read the same version, or else the
+/// next write applied to the key after the tip completed. Built only when something was lost.
+class replacement_index {
+ public:
+  static constexpr std::uint32_t none = ~0u;
+
+  explicit replacement_index(const history_index& ix)
+      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
+    for (const checked_write& e : ix.writes) {
+      const race_write& w = h_.writes[e.record];
+      if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
+      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
+        applied_by_key_[w.key].push_back(e.record);
+    }
+    for (auto& v : applied_by_key_) {
+      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return h_.writes[a].complete < h_.writes[b].complete;
+      });
+    }
   }
-  for (auto& v : applied_by_key) {
-    std::sort(v.begin(), v.end(),
-              [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
-  }
-  constexpr std::uint32_t none = ~0u;
-  auto replacer_of_tip = [&](const race_write& tip) -> std::uint32_t {
-    if (const std::uint32_t* r = chain_reader.find({tip.key, tip.read_from})) return *r;
-    if (tip.key >= applied_by_key.size()) return none;
-    const auto& v = applied_by_key[tip.key];
+
+  /// The record that replaced `tip`, or none.
+  [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
+    if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
+    if (tip.key >= applied_by_key_.size()) return none;
+    const auto& v = applied_by_key_[tip.key];
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
-                               [&](std::uint64_t t, std::uint32_t r) { return t < h.writes[r].complete; });
+                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
     return it == v.end() ? none : *it;
-  };
-  // Lost entry -> the record that replaced it, filled along each branch walked.
-  std::vector<std::uint32_t> replacer(entries.size(), none);
-  std::vector<char> resolved(entries.size(), 0);
+  }
+
+ private:
+  static std::size_t count_on_chain(const history_index& ix) {
+    std::size_t n = 0;
+    for (const checked_write& e : ix.writes) n += e.on_chain;
+    return n;
+  }
+
+  const race_history& h_;
+  flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader_;
+  std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
+};
+
+/// Phase 5: a lost write that a later successful write read lives on in that write, so its loss
+/// is the loss of the branch tip below it; the tip was replaced as replacement_index says. Walks
+/// each lost write down to its tip once (what a walk resolves is remembered for the others) and
+/// appends the lost writes with their replacers to c.lost.
+inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
+  constexpr std::uint32_t none = replacement_index::none;
+  replacement_index replacements(ix);
+  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
+  std::vector<char> resolved(ix.writes.size(), 0);
   std::vector<std::uint32_t> path;
-  c.lost.reserve(lost_entries.size());
-  for (std::uint32_t n : lost_entries) {
+  c.lost.reserve(lost.size());
+  for (std::uint32_t n : lost) {
     path.clear();
     std::uint32_t at = n;
     std::uint32_t found = none;
-    for (std::size_t guard = 0; guard <= lost_entries.size(); ++guard) {
+    for (std::size_t guard = 0; guard <= lost.size(); ++guard) {
       if (resolved[at]) {
         found = replacer[at];
         break;
       }
       path.push_back(at);
-      const race_write& w = h.writes[entries[at].record];
-      const group& child = children[at];
+      const version_readers& child = ix.readers[at];
       if (child.count == 0 || child.first == at) {
-        found = replacer_of_tip(w);
+        found = replacements.replacer_of_tip(ix.record_of(at));
         break;
       }
       at = child.first;
@@ -5357,12 +5470,60 @@ struct key_version_hash {
       resolved[p] = 1;
       replacer[p] = found;
     }
-    lost_write l{h.writes[entries[n].record], {}};
-    if (found != none) l.overwritten_by = h.writes[found];
+    lost_write l{ix.record_of(n), {}};
+    if (found != none) l.overwritten_by = ix.h.writes[found];
     c.lost.push_back(l);
   }
+}
+
+}  // namespace detail
+
+/// Checks a history (see the overview for the rules and the phases).
+[[nodiscard]] inline race_check check_race_history(const race_history& h) {
+  race_check c;
+  c.write_attempts = h.writes.size();
+  detail::history_index ix(h);
+  detail::index_writes(ix, c);
+  detail::group_readers(ix, c);
+  detail::walk_final_chains(ix, c);
+  const std::vector<std::uint32_t> lost = detail::collect_lost(ix);
+  if (!lost.empty()) detail::name_replacers(ix, lost, c);
   return c;
 }
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/checker.hpp
+
+// ---- begin noclobber/race_harness/history.hpp ------------------------------
+// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+//
+// Overview
+// --------
+// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
+// writers make. This header brings the records (`race_history`, race_harness/records.hpp) and the
+// checker that turns them into verdicts (`check_race_history`, race_harness/checker.hpp, which
+// states the rules), and adds the history's text form. It is separate from the harness so that
+// histories gathered elsewhere (other processes, a log) can be checked too, and so the checker
+// can be benchmarked on its own:
+//
+//   race_history h;                          // one process per writer group:
+//   append_history(h, text_from_process_1);  //   serialize_history(its_history)
+//   append_history(h, text_from_process_2);
+//   h.keys = ...; h.initial_versions = ...; h.final_versions = ...;
+//   race_check c = check_race_history(h);
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+
+namespace noclobber {
 
 /// One line per record ("w writer op attempt key read_from written outcome kind invoke complete",
 /// "r writer op key version found invoke complete"), for runs spread over several processes:
@@ -5782,79 +5943,6 @@ inline std::string race_report::to_json() const {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/report.hpp
 
-// ---- begin noclobber/race_harness/strategies.hpp ---------------------------
-// noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
-//
-// Overview
-// --------
-// A harness strategy performs one read-modify-write of a key through the harness's store view.
-// These three wrap the library's own algorithms (no second retry loop lives here):
-//
-//   naive_strategy        naive_read_modify_write: read, compute, overwrite — the bug, kept as
-//                         the negative control (needs the store's overwrite()).
-//   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
-//   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
-//                         front of the same loop (seed 000's two layers, for writers in one
-//                         process). It holds a lock across read and write, so forced mode reports
-//                         it as "writers serialised".
-//
-// Your own strategy is any callable `(race_store<S>&, const Key&, race_modify<V>&)`.
-//
-// `harness_retry_policy()` is the policy these use by default: many attempts with short jittered
-// sleeps, so that heavy contention ends in retries, not in give-ups.
-//
-// Thread safety: each strategy object is called concurrently from all writer threads; they hold
-// only immutable state (and, for the locked one, a reference to a thread-safe keyed_mutex_map).
-// The value function runs under the key's lock in locked_cas_strategy, under no lock otherwise.
-
-#include <chrono>
-#include <memory>
-#include <utility>
-
-
-namespace noclobber {
-
-/// 1000 attempts, full jitter from 50 µs up to 2 ms.
-[[nodiscard]] inline retry_policy harness_retry_policy() {
-  retry_policy p;
-  p.backoff = backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
-  p.max_attempts = 1000;
-  return p;
-}
-
-/// The bug: read, compute, overwrite.
-struct naive_strategy {
-  template <class Store, class Key, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)naive_read_modify_write(store, key, fn);
-  }
-};
-
-/// Optimistic: write if unchanged, retry on conflict.
-struct cas_strategy {
-  retry_policy policy = harness_retry_policy();
-
-  template <class Store, class Key, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)read_modify_write(store, key, fn, policy);
-  }
-};
-
-/// A per-key lock in front of the optimistic loop. The keyed_mutex_map is shared by all writers.
-template <class Key>
-struct locked_cas_strategy {
-  std::shared_ptr<keyed_mutex_map<Key>> locks = std::make_shared<keyed_mutex_map<Key>>();
-  retry_policy policy = harness_retry_policy();
-
-  template <class Store, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)locked_read_modify_write(*locks, store, key, fn, policy);
-  }
-};
-
-}  // namespace noclobber
-// ---- end noclobber/race_harness/strategies.hpp
-
 // ---- begin noclobber/race_harness/workload.hpp -----------------------------
 // noclobber/race_harness/workload.hpp — the values a race harness run writes.
 //
@@ -5959,71 +6047,36 @@ struct race_workload {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/workload.hpp
 
-// ---- begin noclobber/race_harness.hpp --------------------------------------
-// noclobber/race_harness.hpp — proves (or disproves) that a store + strategy loses no updates.
+// ---- begin noclobber/race_harness/options.hpp ------------------------------
+// noclobber/race_harness/options.hpp — what a race harness run does: race_options.
 //
 // Overview
 // --------
-// A lost update needs two writers to read the same version and both to write. Tests that merely
-// start threads rarely hit that window; this harness forces it. It runs W writers × K operations
-// against any conditional_writer store through a strategy (the naive blind read-modify-write, CAS
-// with retry, lock + CAS, or your own), records a history of every read and write attempt with
-// logical ticks, and checks it (Elle's rules, see race_harness/history.hpp):
+// `race_options<Key, Value>` (or `race_options_for<Store>`) says how many writers run how many
+// operations, in which mode (forced / explore / stress, see noclobber/race_harness.hpp), on
+// which keys, with which values (race_harness/workload.hpp), and how long writers wait for each
+// other. A report's replay line (race_report::replay_line) sets the fields that reproduce a run:
 //
-//   noclobber::race_options<std::string, std::string> opt;
-//   opt.writers = 16;
-//   auto report = noclobber::run_race(store, my_strategy, opt);
-//   REQUIRE(report.lost() == 0);          // or NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)
-//   std::cout << report.to_text();        // counts, each loss, a trace, a replay line
+//   noclobber::race_options_for<my_store> opt;
+//   opt.apply_replay("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=12345");
 //
-// A strategy is any callable `strategy(race_store<S>& store, const Key& key, race_modify<V>& fn)`
-// that performs one read-modify-write of `key` through `store`, computing each new value by
-// calling `fn(current)` (current: std::optional<V>, or const V*). It is called concurrently from
-// all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
-// records each call; between a writer's read and its write it hands control to the mode:
+// Timeouts saturate: `std::chrono::milliseconds::max()` means "wait without limit" (in forced
+// mode a store that serialises the writers then makes the run wait for ever instead of
+// reporting "writers serialised").
 //
-//   forced   every writer waits after its first read until all writers have read (a barrier with
-//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
-//            store or strategy that holds a lock across read and write makes the barrier time
-//            out; the report says "writers serialised" instead of hanging.
-//   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
-//            store call); priorities and depth − 1 priority change points are drawn from a seed.
-//            Each iteration's seed derives from the master seed; a losing schedule is replayed
-//            twice to check that it is deterministic, and the report carries its replay line.
-//   stress   free-running threads, for stores that cannot be paused.
-//
-// Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
-// points live only in race_store.
-//
-// Stores: `run_race(store, …)` shares one thread-safe store object among the writers;
-// `run_race_per_writer(make_store, …)` calls `make_store(i)` once per writer (one connection
-// each: SQLite, PostgreSQL, Redis adapters are one-connection objects). make_store may return a
-// Store&, a Store, or a std::unique_ptr<Store>.
-//
-// Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
-// the store's functions run on those threads concurrently, and never under a harness lock (in
-// explore mode only one writer runs at a time, but none holds a harness lock while it runs).
-// Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
+// Thread safety: a plain value; the harness reads it from every writer thread and never writes
+// it during a run.
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <type_traits>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 
@@ -6035,13 +6088,15 @@ struct race_options {
   unsigned writers = 8;         ///< W, 1 … 65535
   unsigned ops_per_writer = 1;  ///< K, ≥ 1
   race_mode mode = race_mode::forced;
-  std::uint64_t seed = 1;                           ///< master seed: key choice, explore schedules
-  unsigned iterations = 10;                         ///< explore: schedules to try
-  unsigned depth = 2;                               ///< explore: PCT depth d (d − 1 change points), 1 … 8
-  bool stop_at_first_failure = true;                ///< explore: stop at the first losing schedule
-  std::optional<std::uint64_t> schedule;            ///< explore: run exactly this schedule seed (replay)
-  std::chrono::milliseconds barrier_timeout{1000};  ///< forced: how long writers wait for each other
-  std::chrono::milliseconds stall_timeout{200};     ///< explore: a writer silent this long is blocked
+  std::uint64_t seed = 1;                 ///< master seed: key choice, explore schedules
+  unsigned iterations = 10;               ///< explore: schedules to try
+  unsigned depth = 2;                     ///< explore: PCT depth d (d − 1 change points), 1 … 8
+  bool stop_at_first_failure = true;      ///< explore: stop at the first losing schedule
+  std::optional<std::uint64_t> schedule;  ///< explore: run exactly this schedule seed (replay)
+  /// forced: how long writers wait for each other (milliseconds::max(): without limit)
+  std::chrono::milliseconds barrier_timeout{1000};
+  /// explore: a writer silent this long is blocked (milliseconds::max(): never)
+  std::chrono::milliseconds stall_timeout{200};
   /// The keys ops write; each op picks one (seeded), or `choose_key(writer, op, random)` picks an
   /// index. Empty: one key, "noclobber/race" (for keys constructible from a string).
   std::vector<Key> keys;
@@ -6106,41 +6161,46 @@ struct race_options {
 template <class Store>
 using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
 
-template <class Store>
-class race_store;
-template <class Value>
-class race_modify;
+}  // namespace noclobber
+// ---- end noclobber/race_harness/options.hpp
 
-namespace detail {
+// ---- begin noclobber/race_harness/scheduler.hpp ----------------------------
+// noclobber/race_harness/scheduler.hpp — how the race harness interleaves its writers: the
+// forced window's barrier and the explore mode's PCT scheduler.
+//
+// Overview
+// --------
+//   timed_barrier   forced mode: every writer waits after its first read until all writers have
+//                   read, so that they all write what they read. A barrier with a timeout: a
+//                   store or strategy that holds a lock across read and write never lets the
+//                   others arrive, the wait times out and the barrier stays open ("broken"), and
+//                   the report says "writers serialised" instead of hanging.
+//   pct_scheduler   explore mode: PCT (Burckhardt et al. 2010). Exactly one writer runs between
+//                   scheduling points (each store call); the highest-priority writer waiting at a
+//                   point goes next; at d − 1 seeded change points the running writer's priority
+//                   drops. A writer that reaches no point within stall_timeout (blocked on a lock
+//                   the harness cannot see) is passed over until it does.
+//
+// Timeouts saturate (noclobber/duration.hpp): milliseconds::max() waits without limit.
+//
+// Thread safety: both are shared by all writer threads of one run; every member locks the
+// object's own mutex (annotated, checked by -Wthread-safety). No user code runs under it.
 
-inline std::uint64_t race_splitmix(std::uint64_t& state) noexcept {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
 
-/// The seed of explore iteration i under master seed m.
-inline std::uint64_t iteration_seed(std::uint64_t master, unsigned i) noexcept {
-  std::uint64_t s = master ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(i) + 1));
-  return race_splitmix(s);
-}
 
-template <class K>
-std::string printable_key(const K& k, std::size_t index) {
-  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
-    return std::string(std::string_view(k));
-  } else if constexpr (std::is_arithmetic_v<K>) {
-    return std::to_string(k);
-  } else {
-    return "#" + std::to_string(index);
-  }
-}
+namespace noclobber::detail {
 
-/// Different for every run in this process (and, with high probability, across processes).
-inline std::uint32_t next_run_nonce() {
-  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
-  return counter.fetch_add(1) & 0xFFFFFu;
+/// `timeout` from now on the steady clock, saturating (max(): never).
+inline std::chrono::steady_clock::time_point race_deadline_after(std::chrono::milliseconds timeout) {
+  return saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(),
+                                                        saturating_cast_ns(timeout));
 }
 
 /// A barrier with a timeout. Once it times out it stays open ("broken").
@@ -6150,31 +6210,34 @@ class timed_barrier {
 
   /// False when it timed out (now or earlier).
   bool arrive_and_wait(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
+    const auto deadline = race_deadline_after(timeout);
+    annotated_wait_lock lock(mutex_);
     if (++arrived_ >= expected_) {
       cv_.notify_all();
       return !broken_;
     }
-    if (!cv_.wait_for(lock, timeout, [&] { return arrived_ >= expected_ || broken_; })) broken_ = true;
+    while (arrived_ < expected_ && !broken_) {
+      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && arrived_ < expected_) broken_ = true;
+    }
     cv_.notify_all();
     return !broken_;
   }
   /// Counts as arrived without waiting (a writer whose first op never read).
   void arrive() {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     if (++arrived_ >= expected_) cv_.notify_all();
   }
   bool broken() const {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     return broken_;
   }
 
  private:
-  mutable std::mutex mutex_;
+  mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  unsigned expected_;
-  unsigned arrived_ = 0;  // guarded by mutex_
-  bool broken_ = false;   // guarded by mutex_
+  const unsigned expected_;
+  unsigned arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  bool broken_ NOCLOBBER_GUARDED_BY(mutex_) = false;
 };
 
 /// PCT scheduler: exactly one writer runs between scheduling points; the highest-priority writer
@@ -6186,11 +6249,12 @@ class pct_scheduler {
  public:
   pct_scheduler(unsigned writers, unsigned depth, std::uint64_t expected_steps, std::uint64_t seed,
                 std::chrono::milliseconds stall_timeout)
-      : priority_(writers),
-        waiting_(writers, 0),
-        done_(writers, 0),
-        stalled_(writers, 0),
-        stall_timeout_(stall_timeout) {
+      : stall_timeout_(stall_timeout) {
+    annotated_lock lock(mutex_);  // nobody else sees the scheduler yet; the lock satisfies the analysis
+    priority_.resize(writers);
+    waiting_.assign(writers, 0);
+    done_.assign(writers, 0);
+    stalled_.assign(writers, 0);
     std::mt19937_64 rng(seed);
     for (unsigned i = 0; i < writers; ++i) priority_[i] = static_cast<int>(depth + i);
     std::shuffle(priority_.begin(), priority_.end(), rng);
@@ -6200,7 +6264,7 @@ class pct_scheduler {
 
   /// Called by writer w (0-based) before each store call and once at its start.
   void point(unsigned w) {
-    std::unique_lock lock(mutex_);
+    annotated_wait_lock lock(mutex_);
     if (started_) {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
@@ -6221,8 +6285,10 @@ class pct_scheduler {
     cv_.notify_all();
     while (current_ != w) {
       const std::uint64_t seen = steps_;
-      if (cv_.wait_for(lock, stall_timeout_) == std::cv_status::timeout && started_ && steps_ == seen &&
-          current_ != w && current_ != none && !waiting_[current_] && !done_[current_]) {
+      const bool timed_out =
+          lock.wait_until(cv_, race_deadline_after(stall_timeout_)) == std::cv_status::timeout;
+      if (timed_out && started_ && steps_ == seen && current_ != w && current_ != none &&
+          !waiting_[current_] && !done_[current_]) {
         stalled_[current_] = 1;
         ++stalls_;
         pick_next();
@@ -6233,7 +6299,7 @@ class pct_scheduler {
   }
 
   void finish(unsigned w) {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     done_[w] = 1;
     if (started_) ++steps_;
     if (current_ == w || current_ == none) pick_next();
@@ -6241,14 +6307,14 @@ class pct_scheduler {
   }
 
   std::size_t stalls() const {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     return stalls_;
   }
 
  private:
   static constexpr unsigned none = ~0u;
 
-  void pick_next() {  // requires mutex_
+  void pick_next() NOCLOBBER_REQUIRES(mutex_) {
     unsigned best = none;
     for (unsigned i = 0; i < priority_.size(); ++i) {
       if (waiting_[i] && !done_[i] && !stalled_[i] && (best == none || priority_[i] > priority_[best]))
@@ -6257,19 +6323,79 @@ class pct_scheduler {
     current_ = best;
   }
 
-  mutable std::mutex mutex_;
+  mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  // All guarded by mutex_.
-  std::vector<int> priority_;
-  std::vector<char> waiting_, done_, stalled_;
-  std::vector<std::uint64_t> change_points_;
-  std::uint64_t steps_ = 0;
-  unsigned current_ = none;
-  std::size_t arrived_ = 0;
-  bool started_ = false;
-  std::size_t stalls_ = 0;
-  std::chrono::milliseconds stall_timeout_;
+  std::vector<int> priority_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> waiting_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> done_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> stalled_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::uint64_t steps_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  unsigned current_ NOCLOBBER_GUARDED_BY(mutex_) = none;
+  std::size_t arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  bool started_ NOCLOBBER_GUARDED_BY(mutex_) = false;
+  std::size_t stalls_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  const std::chrono::milliseconds stall_timeout_;
 };
+
+}  // namespace noclobber::detail
+// ---- end noclobber/race_harness/scheduler.hpp
+
+// ---- begin noclobber/race_harness/recorder.hpp -----------------------------
+// noclobber/race_harness/recorder.hpp — what records a race harness run: the store view and
+// the value function handed to strategies, and the state they record into.
+//
+// Overview
+// --------
+//   race_store<S>        the harness's view of your store, handed to strategies: the same
+//                        contract (read, write_if_match, create_if_absent, overwrite when your
+//                        store has it). Each call is recorded with logical ticks (invoke,
+//                        complete) as a race_read / race_write (race_harness/history.hpp), and is
+//                        a scheduling point: before it the writer waits for its turn (explore);
+//                        after a writer's first read it waits at the forced window (forced).
+//   race_modify<V>       the value function a strategy calls with what it read: it asks the
+//                        workload (race_harness/workload.hpp) for a new, unique value carrying
+//                        its write id, and remembers which version that value was computed from.
+//   race_run_state<S>    what all writers of one run share: options, workload, the tick counter,
+//                        the run nonce, the barrier or scheduler, the versions seen that the
+//                        harness did not write.
+//   race_writer_state<S> one writer's records and where it is (op, key, attempt).
+//
+// A recorded write names the version it replaced by the computation that produced its value,
+// not by the last read: a strategy may read several times per op.
+//
+// Thread safety: one race_store / race_modify / race_writer_state per writer thread, touched
+// only by that thread. race_run_state is shared: the tick is atomic, the foreign versions are
+// guarded by an annotated mutex, the rest is immutable during the run. Your store's functions
+// and the workload's run on the writer's thread with no harness lock held.
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+
+namespace noclobber {
+
+template <class Store>
+class race_store;
+template <class Value>
+class race_modify;
+
+namespace detail {
+
+/// Different for every run in this process (and, with high probability, across processes).
+inline std::uint32_t next_run_nonce() {
+  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
+  return counter.fetch_add(1) & 0xFFFFFu;
+}
 
 /// State shared by all writers of one run.
 template <class Store>
@@ -6286,11 +6412,11 @@ struct race_run_state {
   std::unique_ptr<pct_scheduler> scheduler;
 
   // Versions the harness did not write, told apart by token: key -> tokens seen.
-  std::mutex foreign_mutex;
-  std::vector<std::vector<token_type>> foreign_tokens;  // guarded by foreign_mutex
+  annotated_mutex foreign_mutex;
+  std::vector<std::vector<token_type>> foreign_tokens NOCLOBBER_GUARDED_BY(foreign_mutex);
 
   write_id foreign_id(std::uint32_t key, const token_type& token) {
-    std::lock_guard lock(foreign_mutex);
+    annotated_lock lock(foreign_mutex);
     auto& seen = foreign_tokens[key];
     auto it = std::find(seen.begin(), seen.end(), token);
     const std::size_t index = static_cast<std::size_t>(it - seen.begin());
@@ -6401,8 +6527,11 @@ class race_store {
                   [&] { return store_traits<Store>::create_if_absent(*state_->store, k, v); });
   }
 
-  write_result<token_type> overwrite(const key_type& k,
-                                     const value_type& v) requires overwritable_store<Store> {
+  // clang-format off
+  write_result<token_type> overwrite(const key_type& k, const value_type& v)
+    requires overwritable_store<Store>
+  {
+    // clang-format on
     return record(write_kind::overwrite, k, v,
                   [&] { return store_traits<Store>::overwrite(*state_->store, k, v); });
   }
@@ -6493,7 +6622,73 @@ class race_modify {
   std::function<Value(const std::optional<Value>&)> make_;
 };
 
+}  // namespace noclobber
+// ---- end noclobber/race_harness/recorder.hpp
+
+// ---- begin noclobber/race_harness/engine.hpp -------------------------------
+// noclobber/race_harness/engine.hpp — how the race harness runs: W writer threads × K ops,
+// once (forced, stress) or over many schedules (explore), and the report that comes out.
+//
+// Overview
+// --------
+//   run_race / run_race_per_writer   the public entries (documented in noclobber/race_harness.hpp)
+//   run_all    validates the options, then runs once, or (explore) one run per schedule seed
+//              until a losing schedule turns up, which it replays twice to check that it is
+//              deterministic; fills the race_report.
+//   run_once   one run, in phases: set up the run state (barrier or scheduler), read what each
+//              key holds before, start one thread per writer behind a latch, let each run its ops
+//              through the strategy (run_writer_ops), read what each key holds after, gather the
+//              writers' records into one history and check it (race_harness/checker.hpp).
+//
+// Thread safety: run_once starts and joins its own threads; the strategy, the workload and the
+// store run on those threads concurrently and never under a harness lock. Everything else runs
+// on the caller's thread.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <latch>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
 namespace detail {
+
+inline std::uint64_t race_splitmix(std::uint64_t& state) noexcept {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/// The seed of explore iteration i under master seed m.
+inline std::uint64_t iteration_seed(std::uint64_t master, unsigned i) noexcept {
+  std::uint64_t s = master ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(i) + 1));
+  return race_splitmix(s);
+}
+
+template <class K>
+std::string printable_key(const K& k, std::size_t index) {
+  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
+    return std::string(std::string_view(k));
+  } else if constexpr (std::is_arithmetic_v<K>) {
+    return std::to_string(k);
+  } else {
+    return "#" + std::to_string(index);
+  }
+}
 
 template <class T>
 struct factory_store {
@@ -6614,109 +6809,110 @@ struct run_outcome {
   std::uint64_t signature = 0;
 };
 
-/// One run: W threads × K ops. `store_of(i)` gives writer i's store (0-based).
-template <class Store, class StoreOf, class Strategy>
-run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
-                     const race_workload<store_value_t<Store>>& workload,
-                     std::optional<std::uint64_t> schedule) {
-  race_run_state<Store> run;
+/// The run's barrier (forced) or scheduler (explore).
+template <class Store>
+void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
+               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule) {
   run.options = &o;
   run.workload = &workload;
-  run.foreign_tokens.resize(o.keys.size());
+  {
+    annotated_lock lock(run.foreign_mutex);  // no writer runs yet; the lock satisfies the analysis
+    run.foreign_tokens.resize(o.keys.size());
+  }
   if (o.mode == race_mode::forced) run.barrier = std::make_unique<timed_barrier>(o.writers);
   if (o.mode == race_mode::explore) {
     const std::uint64_t expected_steps = std::uint64_t{o.writers} * o.ops_per_writer * 3 + o.writers;
     run.scheduler = std::make_unique<pct_scheduler>(o.writers, o.depth, expected_steps,
                                                     schedule.value_or(o.seed), o.stall_timeout);
   }
+}
 
-  run_outcome out;
-  race_history& h = out.history;
-  for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
-  // What each key holds before the run: chains stop there.
-  Store& reader = store_of(0u);
+/// The version each key holds now, read through `reader` (chains stop at the initial ones). A
+/// failed read counts as the initial version; `failure` gets its words when given.
+template <class Store>
+std::vector<write_id> read_key_versions(Store& reader, race_run_state<Store>& run,
+                                        const race_options_for<Store>& o,
+                                        const std::vector<std::string>& key_names, std::string* failure) {
+  std::vector<write_id> versions;
   for (std::uint32_t k = 0; k < o.keys.size(); ++k) {
     auto r = settled_read(reader, o.keys[k]);
-    h.initial_versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
+    versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
+    if (r.failed() && failure != nullptr)
+      *failure = "final read of key " + key_names[k] + " failed: " + r.error.code + " " + r.error.message;
   }
+  return versions;
+}
 
-  std::vector<race_writer_state<Store>> writers(o.writers);
-  std::vector<std::size_t> errors(o.writers, 0);
-  std::vector<std::string> first_errors(o.writers);
-  for (unsigned i = 0; i < o.writers; ++i) {
-    auto& w = writers[i];
-    w.run = &run;
-    w.store = &store_of(i);
-    w.writer = o.first_writer + i;
-    w.index = i;
-    w.last_read.assign(o.keys.size(), initial_version);
-    for (std::uint32_t k = 0; k < o.keys.size(); ++k) w.last_read[k] = h.initial_versions[k];
-    w.writes.reserve(o.ops_per_writer * 2);
-    w.reads.reserve(o.ops_per_writer * 2);
-  }
+/// One writer's recorder, before its thread starts.
+template <class Store, class StoreOf>
+void prepare_writer(race_writer_state<Store>& w, unsigned i, race_run_state<Store>& run, StoreOf& store_of,
+                    const race_options_for<Store>& o, const std::vector<write_id>& initial_versions) {
+  w.run = &run;
+  w.store = &store_of(i);
+  w.writer = o.first_writer + i;
+  w.index = i;
+  w.last_read = initial_versions;
+  w.writes.reserve(o.ops_per_writer * 2);
+  w.reads.reserve(o.ops_per_writer * 2);
+}
 
-  std::mutex start_mutex;
-  std::condition_variable start_cv;
-  unsigned ready = 0;  // guarded by start_mutex
-  auto body = [&](unsigned i) {
-    auto& w = writers[i];
-    {
-      // All threads exist before any starts, so the forced barrier measures store time only.
-      std::unique_lock lock(start_mutex);
-      if (++ready == o.writers) start_cv.notify_all();
-      start_cv.wait(lock, [&] { return ready == o.writers; });
-    }
-    if (run.scheduler) run.scheduler->point(i);
-    std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
-    race_store<Store> view(w);
-    race_modify<store_value_t<Store>> modify(w);
-    for (std::uint32_t op = 0; op < o.ops_per_writer; ++op) {
-      const std::uint64_t random = race_splitmix(key_rng);
-      std::size_t key = 0;
-      if (o.choose_key)
-        key = o.choose_key(w.writer, op, random);
-      else if (o.keys.size() > 1)
-        key = static_cast<std::size_t>(random % o.keys.size());
-      if (key >= o.keys.size()) key = key % o.keys.size();
-      w.op = op;
-      w.key = static_cast<std::uint32_t>(key);
-      w.attempt = 0;
-      w.computed_this_op.clear();
-      try {
-        std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
-      } catch (const std::exception& e) {
-        if (errors[i]++ == 0)
-          first_errors[i] = "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": " + e.what();
-      } catch (...) {
-        if (errors[i]++ == 0)
-          first_errors[i] =
-              "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": unknown exception";
-      }
-      if (run.barrier && !w.first_read_done) {
-        // An op that never read must not hold the others at the forced window.
-        w.first_read_done = true;
-        run.barrier->arrive();
-      }
-    }
-    if (run.scheduler) run.scheduler->finish(i);
+/// What a writer's ops threw: how many, and the first one in words.
+struct writer_errors {
+  std::size_t count = 0;
+  std::string first;
+};
+
+/// A writer thread's ops, each one strategy call on a (seeded or chosen) key. Whatever the
+/// strategy throws is counted and the writer goes on.
+template <class Store, class Strategy>
+void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_options_for<Store>& o,
+                    writer_errors& errors) {
+  race_run_state<Store>& run = *w.run;
+  if (run.scheduler) run.scheduler->point(w.index);
+  std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
+  race_store<Store> view(w);
+  race_modify<store_value_t<Store>> modify(w);
+  auto note_error = [&](std::uint32_t op, std::string_view what) {
+    if (errors.count++ == 0)
+      errors.first = "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": " + std::string(what);
   };
-  {
-    std::vector<std::jthread> threads;
-    threads.reserve(o.writers);
-    for (unsigned i = 0; i < o.writers; ++i) threads.emplace_back(body, i);
-  }
-
-  for (std::uint32_t k = 0; k < o.keys.size(); ++k) {
-    auto r = settled_read(reader, o.keys[k]);
-    h.final_versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
-    if (r.failed()) {
-      out.first_error = "final read of key " + h.keys[k] + " failed: " + r.error.code + " " + r.error.message;
+  for (std::uint32_t op = 0; op < o.ops_per_writer; ++op) {
+    const std::uint64_t random = race_splitmix(key_rng);
+    std::size_t key = 0;
+    if (o.choose_key)
+      key = o.choose_key(w.writer, op, random);
+    else if (o.keys.size() > 1)
+      key = static_cast<std::size_t>(random % o.keys.size());
+    if (key >= o.keys.size()) key = key % o.keys.size();
+    w.op = op;
+    w.key = static_cast<std::uint32_t>(key);
+    w.attempt = 0;
+    w.computed_this_op.clear();
+    try {
+      std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
+    } catch (const std::exception& e) {
+      note_error(op, e.what());
+    } catch (...) {
+      note_error(op, "unknown exception");
+    }
+    if (run.barrier && !w.first_read_done) {
+      // An op that never read must not hold the others at the forced window.
+      w.first_read_done = true;
+      run.barrier->arrive();
     }
   }
-  for (unsigned i = 0; i < o.writers; ++i) {
+  if (run.scheduler) run.scheduler->finish(w.index);
+}
+
+/// Gathers the writers' records and counts into `out` (history, errors, retries, ...).
+template <class Store>
+void gather_writers(std::vector<race_writer_state<Store>>& writers, std::vector<writer_errors>& errors,
+                    run_outcome& out) {
+  race_history& h = out.history;
+  for (std::size_t i = 0; i < writers.size(); ++i) {
     auto& w = writers[i];
-    out.op_errors += errors[i];
-    if (out.first_error.empty() && !first_errors[i].empty()) out.first_error = first_errors[i];
+    out.op_errors += errors[i].count;
+    if (out.first_error.empty() && !errors[i].first.empty()) out.first_error = std::move(errors[i].first);
     out.serialised = out.serialised || w.serialised;
     out.untracked += w.untracked;
     // Retries: write attempts beyond the first of each op.
@@ -6728,12 +6924,97 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
     h.writes.insert(h.writes.end(), w.writes.begin(), w.writes.end());
     h.reads.insert(h.reads.end(), w.reads.begin(), w.reads.end());
   }
+}
+
+/// One run: W threads × K ops. `store_of(i)` gives writer i's store (0-based).
+template <class Store, class StoreOf, class Strategy>
+run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
+                     const race_workload<store_value_t<Store>>& workload,
+                     std::optional<std::uint64_t> schedule) {
+  race_run_state<Store> run;
+  start_run(run, o, workload, schedule);
+  run_outcome out;
+  race_history& h = out.history;
+  for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
+  Store& reader = store_of(0u);
+  h.initial_versions = read_key_versions(reader, run, o, h.keys, nullptr);
+
+  std::vector<race_writer_state<Store>> writers(o.writers);
+  std::vector<writer_errors> errors(o.writers);
+  for (unsigned i = 0; i < o.writers; ++i)
+    prepare_writer(writers[i], i, run, store_of, o, h.initial_versions);
+  {
+    // All threads exist before any starts, so the forced barrier measures store time only.
+    std::latch start(o.writers);
+    std::vector<std::jthread> threads;
+    threads.reserve(o.writers);
+    for (unsigned i = 0; i < o.writers; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();
+        run_writer_ops(writers[i], strategy, o, errors[i]);
+      });
+    }
+  }
+
+  h.final_versions = read_key_versions(reader, run, o, h.keys, &out.first_error);
+  gather_writers(writers, errors, out);
   if (run.scheduler) {
     out.stalls = run.scheduler->stalls();
     out.signature = schedule_signature(h);
   }
   out.check = check_race_history(h);
   return out;
+}
+
+/// The report's fields that come from the run it shows.
+template <class Store>
+void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome&& r) {
+  rep.operations = std::size_t{o.writers} * o.ops_per_writer;
+  rep.op_errors = r.op_errors;
+  rep.retries = r.retries;
+  rep.untracked_calls = r.untracked;
+  rep.first_error = std::move(r.first_error);
+  rep.check = std::move(r.check);
+  rep.writers_serialised = r.serialised;
+  rep.history = std::move(r.history);
+  if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
+}
+
+/// Explore mode: one run per schedule seed (or the one `o.schedule`) until a losing schedule
+/// turns up (or all of them); a losing one is replayed twice to check that it is deterministic.
+/// Shows the first losing run, else the first run.
+template <class Store, class StoreOf, class Strategy>
+void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
+                 const race_workload<store_value_t<Store>>& workload, race_report& rep) {
+  const unsigned iterations = o.schedule ? 1 : o.iterations;
+  std::optional<run_outcome> shown;
+  std::uint64_t shown_seed = 0;
+  rep.iterations = 0;
+  for (unsigned i = 0; i < iterations; ++i) {
+    const std::uint64_t s = o.schedule ? *o.schedule : iteration_seed(o.seed, i);
+    auto r = run_once<Store>(store_of, strategy, o, workload, s);
+    ++rep.iterations;
+    rep.stalls += r.stalls;
+    const bool losing = !r.check.ok();
+    if (losing) ++rep.failing_iterations;
+    if (!shown || (losing && shown->check.ok())) {
+      shown = std::move(r);
+      shown_seed = s;
+    }
+    if (losing && o.stop_at_first_failure) break;
+  }
+  if (rep.failing_iterations > 0) {
+    // A losing schedule must replay the same way, or the replay line is worthless.
+    bool same = true;
+    for (int replay = 0; replay < 2; ++replay) {
+      auto again = run_once<Store>(store_of, strategy, o, workload, shown_seed);
+      same =
+          same && again.signature == shown->signature && again.check.lost.size() == shown->check.lost.size();
+    }
+    rep.replay_deterministic = same;
+  }
+  rep.schedule_seed = shown_seed;
+  fill_report<Store>(rep, o, std::move(*shown));
 }
 
 template <class Store, class StoreOf, class Strategy>
@@ -6750,54 +7031,12 @@ race_report run_all(StoreOf& store_of, Strategy& strategy, race_options_for<Stor
   rep.ops_per_writer = o.ops_per_writer;
   rep.depth = o.depth;
   rep.seed = o.seed;
-
-  auto fill = [&](run_outcome&& r) {
-    rep.operations = std::size_t{o.writers} * o.ops_per_writer;
-    rep.op_errors = r.op_errors;
-    rep.retries = r.retries;
-    rep.untracked_calls = r.untracked;
-    rep.first_error = std::move(r.first_error);
-    rep.check = std::move(r.check);
-    rep.writers_serialised = r.serialised;
-    rep.stalls += r.stalls;
-    rep.history = std::move(r.history);
-    if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
-  };
-
   if (o.mode != race_mode::explore) {
-    fill(run_once<Store>(store_of, strategy, o, workload, std::nullopt));
+    run_outcome r = run_once<Store>(store_of, strategy, o, workload, std::nullopt);
+    rep.stalls += r.stalls;
+    fill_report<Store>(rep, o, std::move(r));
   } else {
-    const unsigned iterations = o.schedule ? 1 : o.iterations;
-    std::optional<run_outcome> shown;
-    std::uint64_t shown_seed = 0;
-    rep.iterations = 0;
-    for (unsigned i = 0; i < iterations; ++i) {
-      const std::uint64_t s = o.schedule ? *o.schedule : iteration_seed(o.seed, i);
-      auto r = run_once<Store>(store_of, strategy, o, workload, s);
-      ++rep.iterations;
-      rep.stalls += r.stalls;
-      const bool losing = !r.check.ok();
-      if (losing) ++rep.failing_iterations;
-      if (!shown || (losing && shown->check.ok())) {
-        shown = std::move(r);
-        shown_seed = s;
-      }
-      if (losing && o.stop_at_first_failure) break;
-    }
-    if (rep.failing_iterations > 0) {
-      // A losing schedule must replay the same way, or the replay line is worthless.
-      bool same = true;
-      for (int replay = 0; replay < 2; ++replay) {
-        auto again = run_once<Store>(store_of, strategy, o, workload, shown_seed);
-        same = same && again.signature == shown->signature &&
-               again.check.lost.size() == shown->check.lost.size();
-      }
-      rep.replay_deterministic = same;
-    }
-    rep.schedule_seed = shown_seed;
-    const std::size_t stalls = rep.stalls;
-    fill(std::move(*shown));
-    rep.stalls = stalls;
+    run_explore<Store>(store_of, strategy, o, workload, rep);
   }
   rep.elapsed =
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
@@ -6850,6 +7089,138 @@ requires conditional_writer<Store>
 }
 
 }  // namespace noclobber
+// ---- end noclobber/race_harness/engine.hpp
+
+// ---- begin noclobber/race_harness/strategies.hpp ---------------------------
+// noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
+//
+// Overview
+// --------
+// A harness strategy performs one read-modify-write of a key through the harness's store view.
+// These three wrap the library's own algorithms (no second retry loop lives here):
+//
+//   naive_strategy        naive_read_modify_write: read, compute, overwrite — the bug, kept as
+//                         the negative control (needs the store's overwrite()).
+//   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
+//   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
+//                         front of the same loop (the two layers of the fix for the SQLite file
+//                         kept as one object-store object, docs/scenarios.md, for writers in one
+//                         process). It holds a lock across read and write, so forced mode reports
+//                         it as "writers serialised".
+//
+// Your own strategy is any callable `(race_store<S>&, const Key&, race_modify<V>&)`.
+//
+// `harness_retry_policy()` is the policy these use by default: many attempts with short jittered
+// sleeps, so that heavy contention ends in retries, not in give-ups.
+//
+// Thread safety: each strategy object is called concurrently from all writer threads; they hold
+// only immutable state (and, for the locked one, a reference to a thread-safe keyed_mutex_map).
+// The value function runs under the key's lock in locked_cas_strategy, under no lock otherwise.
+
+#include <chrono>
+#include <memory>
+#include <utility>
+
+
+namespace noclobber {
+
+/// 1000 attempts, full jitter from 50 µs up to 2 ms.
+[[nodiscard]] inline retry_policy harness_retry_policy() {
+  retry_policy p;
+  p.backoff = backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
+  p.max_attempts = 1000;
+  return p;
+}
+
+/// The bug: read, compute, overwrite.
+struct naive_strategy {
+  template <class Store, class Key, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)naive_read_modify_write(store, key, fn);
+  }
+};
+
+/// Optimistic: write if unchanged, retry on conflict.
+struct cas_strategy {
+  retry_policy policy = harness_retry_policy();
+
+  template <class Store, class Key, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)read_modify_write(store, key, fn, policy);
+  }
+};
+
+/// A per-key lock in front of the optimistic loop. The keyed_mutex_map is shared by all writers.
+template <class Key>
+struct locked_cas_strategy {
+  std::shared_ptr<keyed_mutex_map<Key>> locks = std::make_shared<keyed_mutex_map<Key>>();
+  retry_policy policy = harness_retry_policy();
+
+  template <class Store, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)locked_read_modify_write(*locks, store, key, fn, policy);
+  }
+};
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/strategies.hpp
+
+// ---- begin noclobber/race_harness.hpp --------------------------------------
+// noclobber/race_harness.hpp — proves (or disproves) that a store + strategy loses no updates.
+//
+// Overview
+// --------
+// A lost update needs two writers to read the same version and both to write. Tests that merely
+// start threads rarely hit that window; this harness forces it. It runs W writers × K operations
+// against any conditional_writer store through a strategy (the naive blind read-modify-write, CAS
+// with retry, lock + CAS, or your own), records a history of every read and write attempt with
+// logical ticks, and checks it (Elle's rules, see race_harness/history.hpp):
+//
+//   noclobber::race_options<std::string, std::string> opt;
+//   opt.writers = 16;
+//   auto report = noclobber::run_race(store, my_strategy, opt);
+//   REQUIRE(report.lost() == 0);          // or NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)
+//   std::cout << report.to_text();        // counts, each loss, a trace, a replay line
+//
+// A strategy is any callable `strategy(race_store<S>& store, const Key& key, race_modify<V>& fn)`
+// that performs one read-modify-write of `key` through `store`, computing each new value by
+// calling `fn(current)` (current: std::optional<V>, or const V*). It is called concurrently from
+// all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
+// records each call; between a writer's read and its write it hands control to the mode:
+//
+//   forced   every writer waits after its first read until all writers have read (a barrier with
+//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
+//            store or strategy that holds a lock across read and write makes the barrier time
+//            out; the report says "writers serialised" instead of hanging.
+//   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
+//            store call); priorities and depth − 1 priority change points are drawn from a seed.
+//            Each iteration's seed derives from the master seed; a losing schedule is replayed
+//            twice to check that it is deterministic, and the report carries its replay line.
+//   stress   free-running threads, for stores that cannot be paused.
+//
+// Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
+// points live only in race_store.
+//
+// Stores: `run_race(store, …)` shares one thread-safe store object among the writers;
+// `run_race_per_writer(make_store, …)` calls `make_store(i)` once per writer (one connection
+// each: SQLite, PostgreSQL, Redis adapters are one-connection objects). make_store may return a
+// Store&, a Store, or a std::unique_ptr<Store>.
+//
+// Where things live (noclobber/race_harness/):
+//   options.hpp     race_options: what to run, replay lines
+//   workload.hpp    the unique values a run writes
+//   strategies.hpp  naive_strategy, cas_strategy, locked_cas_strategy
+//   scheduler.hpp   the forced window's barrier and the explore mode's PCT scheduler
+//   recorder.hpp    race_store and race_modify: what strategies call, recording every call
+//   engine.hpp      run_race, run_race_per_writer and the runs behind them
+//   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
+//   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//
+// Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
+// the store's functions run on those threads concurrently, and never under a harness lock (in
+// explore mode only one writer runs at a time, but none holds a harness lock while it runs).
+// Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
+
 // ---- end noclobber/race_harness.hpp
 
 // ---- begin noclobber/version.hpp -------------------------------------------
