@@ -2444,6 +2444,50 @@ class idempotency_ledger {
 }  // namespace noclobber
 // ---- end noclobber/idempotency_ledger.hpp
 
+// ---- begin noclobber/key_lock.hpp ------------------------------------------
+// noclobber/key_lock.hpp — what "a per-key lock" means to noclobber: the key_lock_map concept.
+//
+// Overview
+// --------
+// Functions that serialise writers of one key inside a process (locked_read_modify_write) take
+// the lock map as a template parameter and need only this: `locks.lock(key)` returns an RAII
+// guard that holds `key` until it is destroyed.
+//
+//   static_assert(noclobber::key_lock_map<noclobber::keyed_mutex_map<std::string>, std::string>);
+//
+// keyed_mutex_map (noclobber/keyed_mutex_map.hpp) satisfies it, as does any map of your own with
+// such a `lock`. The key must be one the map can lock: its own key type, or one it looks up
+// transparently (keyed_mutex_map<std::string, string_hash, std::equal_to<>> also takes a
+// std::string_view). detail::check_key_lock_map names both types when it does not fit.
+//
+// Thread safety: a concept only; what `lock` promises is the map's business.
+
+namespace noclobber {
+
+/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+template <class Locks, class Key>
+concept key_lock_map = requires(Locks& locks, const Key& key) {
+  locks.lock(key);
+};
+
+namespace detail {
+
+/// One static_assert, instantiated with both types (compilers print them in the note that
+/// points here), for a lock map that cannot lock the keys it is given. True when it fits.
+template <class Locks, class Key>
+struct check_key_lock_map {
+  static_assert(key_lock_map<Locks, Key>,
+                "noclobber: the lock map cannot lock this key type: `locks.lock(key)` must accept the "
+                "store's key (store_key_t<Store>). Give the lock map the store's key type, or a "
+                "transparent Hash and KeyEqual that look that key type up. The two types are "
+                "named in this check_key_lock_map<Locks, Key>.");
+  static constexpr bool value = key_lock_map<Locks, Key>;
+};
+
+}  // namespace detail
+}  // namespace noclobber
+// ---- end noclobber/key_lock.hpp
+
 // ---- begin noclobber/keyed_mutex_map/shard.hpp -----------------------------
 // noclobber/keyed_mutex_map/shard.hpp — one shard of a keyed_mutex_map: a word that is both the
 // head of the shard's chain of live entries and the lock that guards the chain.
@@ -4175,8 +4219,9 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 // ---- end noclobber/keyed_mutex_map.hpp
 
 // ---- begin noclobber/locked_read_modify_write.hpp --------------------------
-// noclobber/locked_read_modify_write.hpp — seed 000's two layers: a per-key lock in front of
-// the conditional-write loop.
+// noclobber/locked_read_modify_write.hpp — a per-key lock in front of the conditional-write
+// loop: the two layers of the fix for the SQLite file kept as one object-store object
+// (docs/scenarios.md).
 //
 // Overview
 // --------
@@ -4190,9 +4235,10 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 //     auto r = noclobber::locked_read_modify_write(locks, store, "loc/42.db",
 //         [&](const std::optional<blob>& db) -> noclobber::update<blob> { return add_row(db, row); });
 //
-// `locks` is any object whose `lock(key)` returns an RAII guard (keyed_mutex_map, or your own);
-// it is locked with the store key itself. The guard is released when the call returns or
-// throws.
+// `locks` is any object whose `lock(key)` returns an RAII guard (the key_lock_map concept of
+// noclobber/key_lock.hpp: keyed_mutex_map, or your own); it is locked with the store key itself.
+// A lock map that cannot lock the store's key type fails the build with one static_assert that
+// names both types. The guard is released when the call returns or throws.
 //
 // Thread safety: call from any number of threads. What runs under the per-key lock: the whole
 // read_modify_write — every store call, every backoff sleep, `fn` (each time it is called),
@@ -4206,36 +4252,42 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 
 namespace noclobber {
 
-/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+namespace detail {
+
+/// `locks.lock(key)`, after the one static_assert that names both types when it cannot work
+/// (noclobber/key_lock.hpp); nothing else is instantiated then, so that is the only error.
 template <class Locks, class Key>
-concept key_lock_map = requires(Locks& locks, const Key& key) {
-  locks.lock(key);
-};
+auto lock_store_key(Locks& locks, const Key& key) {
+  if constexpr (check_key_lock_map<Locks, Key>::value) {
+    return locks.lock(key);
+  } else {
+    return nullptr;  // not reached at run time: the static_assert has failed the build
+  }
+}
+
+}  // namespace detail
 
 /// read_modify_write with `locks.lock(key)` held throughout (see the overview).
 template <class Locks, class Store, class Fn, retry_env Env>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy, Env& env) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy, env);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn));
 }
 
