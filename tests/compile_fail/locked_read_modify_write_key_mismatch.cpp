@@ -1,6 +1,7 @@
 // Compile-fail snippet (tests/compile_fail/CMakeLists.txt): locked_read_modify_write with a lock
 // map keyed by int in front of a store keyed by std::string. Expected: one static_assert naming
-// both types. With NOCLOBBER_COMPILE_FAIL_CONTROL the lock map fits and the snippet compiles.
+// both types. locked_read_modify_write_key_fits.cpp (the control) defines
+// NOCLOBBER_COMPILE_FAIL_CONTROL: the lock map fits and the same code compiles.
 #include <noclobber/keyed_mutex_map.hpp>
 #include <noclobber/locked_read_modify_write.hpp>
 #include <noclobber/memory_store.hpp>
