@@ -305,7 +305,7 @@ void BM_million_keys(benchmark::State& state) {
 //   lock_all_2      lock_all(k1, k2), two keys of different shards
 // Each cycle is one call of a noinline function, so callgrind's inclusive cost of kmm_cycle_*
 // divided by its call count is the instructions per lock + unlock, which the load of a shared
-// machine does not disturb (scripts: see docs/keyed_mutex_map.md, "Cost of the single-key path").
+// machine does not disturb (commands: docs/keyed_mutex_map.md, "Cost of each path").
 using kmm_map = noclobber::keyed_mutex_map<std::string, string_hash, std::equal_to<>>;
 
 [[gnu::noinline]] void kmm_cycle_exclusive(kmm_map& m, std::string_view k) {
