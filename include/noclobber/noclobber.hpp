@@ -19,6 +19,7 @@
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/idempotency_ledger.hpp"
+#include "noclobber/key_lock.hpp"
 #include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/locked_read_modify_write.hpp"
 #include "noclobber/memory_store.hpp"

@@ -3082,6 +3082,157 @@ class idempotency_ledger {
 }  // namespace noclobber
 // ---- end noclobber/idempotency_ledger.hpp
 
+// ---- begin noclobber/key_lock.hpp ------------------------------------------
+// noclobber/key_lock.hpp — what "a per-key lock" means to noclobber: the key_lock_map concept.
+//
+// Overview
+// --------
+// Functions that serialise writers of one key inside a process (locked_read_modify_write) take
+// the lock map as a template parameter and need only this: `locks.lock(key)` returns an RAII
+// guard that holds `key` until it is destroyed.
+//
+//   static_assert(noclobber::key_lock_map<noclobber::keyed_mutex_map<std::string>, std::string>);
+//
+// keyed_mutex_map (noclobber/keyed_mutex_map.hpp) satisfies it, as does any map of your own with
+// such a `lock`. The key must be one the map can lock: its own key type, or one it looks up
+// transparently (keyed_mutex_map<std::string, string_hash, std::equal_to<>> also takes a
+// std::string_view). detail::check_key_lock_map names both types when it does not fit.
+//
+// Thread safety: a concept only; what `lock` promises is the map's business.
+
+namespace noclobber {
+
+/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+template <class Locks, class Key>
+concept key_lock_map = requires(Locks& locks, const Key& key) {
+  locks.lock(key);
+};
+
+namespace detail {
+
+/// One static_assert, instantiated with both types (compilers print them in the note that
+/// points here), for a lock map that cannot lock the keys it is given. True when it fits.
+template <class Locks, class Key>
+struct check_key_lock_map {
+  static_assert(key_lock_map<Locks, Key>,
+                "noclobber: the lock map cannot lock this key type: `locks.lock(key)` must accept the "
+                "store's key (store_key_t<Store>). Give the lock map the store's key type, or a "
+                "transparent Hash and KeyEqual that look that key type up. The two types are "
+                "named in this check_key_lock_map<Locks, Key>.");
+  static constexpr bool value = key_lock_map<Locks, Key>;
+};
+
+}  // namespace detail
+}  // namespace noclobber
+// ---- end noclobber/key_lock.hpp
+
+// ---- begin noclobber/keyed_mutex_map/shard.hpp -----------------------------
+// noclobber/keyed_mutex_map/shard.hpp — one shard of a keyed_mutex_map: a word that is both the
+// head of the shard's chain of live entries and the lock that guards the chain.
+//
+// Overview
+// --------
+// A keyed_mutex_map (noclobber/keyed_mutex_map.hpp) spreads keys over shards by hash. Each shard
+// is one 64-byte cache line holding one word:
+//
+//   word = address of the first live entry of the shard's chain | flag bits (entries are 64-byte
+//          aligned, so the low bits are free)
+//     kmm_locked    the shard lock is held: the chain and the "shard" fields of its entries
+//                   (noclobber/keyed_mutex_map/entry_pool.hpp) may be read and written
+//     kmm_sleepers  someone sleeps (std::atomic::wait) for the shard lock: unlock must notify
+//     kmm_slow      the chain is not "one entry, held exclusively, nobody waiting"
+//
+// Invariant: a word without kmm_slow and without kmm_locked is either 0 (no live entry) or the
+// address of the shard's only entry, held exclusively with no waiter. Only then may a thread
+// change the word without taking the lock: 0 -> entry (lock an idle key, one CAS) and
+// entry -> 0 (its holder unlocks, one CAS). Everything else takes the shard lock.
+//
+// The shard lock spins briefly, then sleeps on the word. It is never held while user code runs,
+// except KeyEqual (see keyed_mutex_map.hpp), and nothing but an entry's park mutex is taken under
+// it (lock order: shard lock -> entry park mutex; see keyed_mutex_map/parking.hpp).
+//
+// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex.
+// No user code runs here.
+
+#include <atomic>
+#include <cstdint>
+
+namespace noclobber::detail {
+
+inline void kmm_cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
+inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
+inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
+inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
+inline constexpr std::uintptr_t kmm_flags = 7;
+
+inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
+inline constexpr int kmm_key_spin_rounds = 2;
+inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
+
+/// The chain head a shard word names.
+template <class Entry>
+[[nodiscard]] inline Entry* kmm_head_of(std::uintptr_t word) noexcept {
+  return reinterpret_cast<Entry*>(word & ~kmm_flags);
+}
+
+struct alignas(64) kmm_shard {
+  std::atomic<std::uintptr_t> word{0};
+
+  /// Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
+  std::uintptr_t lock() noexcept {
+    std::uintptr_t w = word.load(std::memory_order_relaxed);
+    int spins = 0;
+    for (;;) {
+      if ((w & kmm_locked) == 0) {
+        if (word.compare_exchange_weak(w, w | kmm_locked, std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+          return w;
+        continue;
+      }
+      if (spins < kmm_shard_spins) {
+        ++spins;
+        kmm_cpu_relax();
+        w = word.load(std::memory_order_relaxed);
+        continue;
+      }
+      if ((w & kmm_sleepers) == 0) {
+        if (!word.compare_exchange_weak(w, w | kmm_sleepers, std::memory_order_relaxed,
+                                        std::memory_order_relaxed))
+          continue;
+        w |= kmm_sleepers;
+      }
+      word.wait(w, std::memory_order_relaxed);
+      w = word.load(std::memory_order_relaxed);
+    }
+  }
+
+  /// Releases the shard lock, publishing `published` (the chain head with kmm_slow as needed,
+  /// see kmm_word_for in entry_pool.hpp; never with kmm_locked or kmm_sleepers).
+  void unlock(std::uintptr_t published) noexcept {
+    if (word.exchange(published, std::memory_order_release) & kmm_sleepers) word.notify_all();
+  }
+
+  /// Spins (bounded) until the word changes from `seen`: a short wait for a holder about to let
+  /// go, taken before sleeping on a busy key.
+  void spin_while_unchanged(std::uintptr_t seen) const noexcept {
+    for (int i = 0; i < kmm_key_spins; ++i) {
+      kmm_cpu_relax();
+      if (word.load(std::memory_order_relaxed) != seen) return;
+    }
+  }
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/shard.hpp
+
 // ---- begin noclobber/thread_annotations.hpp --------------------------------
 // noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
 //
@@ -3101,9 +3252,13 @@ class idempotency_ledger {
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
 //   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
 //
+// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
+//
 // Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
 // threads. No user callbacks run anywhere in this header.
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 #if defined(__clang__) && !defined(SWIG)
@@ -3166,6 +3321,34 @@ class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
   std::mutex mutex_;
 };
 
+// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
+// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
+// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
+// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
+// analysis checks a lambda on its own and cannot see that it runs under the lock.
+class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
+ public:
+  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
+  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
+  annotated_wait_lock(const annotated_wait_lock&) = delete;
+  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
+
+  void wait(std::condition_variable& cv) { cv.wait(lock_); }
+  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::condition_variable& cv,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
+      cv.wait(lock_);
+      return std::cv_status::no_timeout;
+    }
+    return cv.wait_until(lock_, deadline);
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
 // Scoped lock over annotated_mutex (std::lock_guard with attributes).
 class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
  public:
@@ -3203,80 +3386,170 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
 }  // namespace noclobber
 // ---- end noclobber/thread_annotations.hpp
 
-// ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
-// noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
+// ---- begin noclobber/keyed_mutex_map/entry_pool.hpp ------------------------
+// noclobber/keyed_mutex_map/entry_pool.hpp — the entries of a keyed_mutex_map (one per live key)
+// and the pool that recycles them.
 //
 // Overview
 // --------
-// A read-modify-write against a shared store (download, edit, conditional put) loses updates when two
-// writers start from the same version. Conditional writes catch that across processes; inside one
-// process it is cheaper to make writers of the same key queue behind a per-key lock than to let them
-// race and burn round-trips and retry budget. `keyed_mutex_map<Key>` is that per-key lock:
+// An entry is the lock of one key while that key is held or waited on. It sits in the chain of
+// the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp); when its last holder leaves
+// and nobody waits, it is unlinked ("retired") and goes back to a free list: first the retiring
+// thread's cache (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool.
+// Entries are never freed while the pool lives, so a late notifier may still touch a retired
+// entry's park mutex and condition variables (at worst a spurious wake-up).
 //
-//   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> locks;
-//   {
-//     auto g = locks.lock("bucket/tenant-7/db.sqlite");   // writers of this key queue here
-//     read_modify_write(...);                              // writers of other keys never wait
-//   }                                                      // entry freed if nobody else wants it
+// The pool outlives the map when a thread cache still holds some of its entries: it is held by
+// shared_ptr (the map's and every attached cache slot's), and freed by whichever lets go last.
 //
-// Locks are exclusive (`lock`, `try_lock`, `try_lock_for`, `try_lock_until`) or shared
-// (`lock_shared`, ...); several keys can be locked at once without deadlock (`lock_all`,
-// `try_lock_all`, `try_lock_all_for`, `try_lock_all_until`), all-or-nothing for the try and timed forms.
+// Entry fields marked "shard" are guarded by the lock bit of the shard the key hashes to (a spin
+// word, which Clang's thread-safety analysis cannot name); the pool's fields are guarded by its
+// annotated mutex and checked by -Wthread-safety.
 //
-// An entry exists only while its key is held or waited on: once every guard is gone `size() == 0`,
-// whichever thread released and whatever was thrown. Entries are pooled (no heap allocation per
-// lock/unlock in steady state); the pool keeps the high-water mark of simultaneously live entries
-// until the map is destroyed.
-//
-// Thread safety
-// -------------
-// All member functions of keyed_mutex_map may be called concurrently. A guard object is not itself
-// thread-safe, but it may be moved to and released on another thread than the one that locked
-// (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
-// recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
-// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
-// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
-// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
-//
-// What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
-// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
-// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
-// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
-// caller itself runs while holding the guard.
-//
-// Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
-// cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
-// from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
-// compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
-//
-// Lock order: shard lock -> entry park mutex (held only to bump the entry's wake sequence); nothing
-// else is taken under either. Per-key waiters sleep on the entry's condition variable, holding no
-// shard lock. A release wakes one parked waiter when all waiters want the key exclusively, all of
-// them otherwise; fairness is not FIFO (a running thread may take a key before a woken one).
+// Thread safety: kmm_pool_base's members lock its mutex themselves or require it (annotated).
+// No user code runs here except Key's constructor and assignment (kmm_assign_key), called with
+// no lock held.
 
-#include <algorithm>
-#include <array>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <initializer_list>
-#include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
-#include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+
+namespace noclobber::detail {
+
+struct kmm_entry_base {
+  kmm_entry_base* free_next = nullptr;  // link while in a pool or thread cache
+};
+
+struct kmm_cache_slot;
+
+// Entry pool shared between a map and the thread caches attached to it. Held by shared_ptr so a
+// thread cache can hand entries back even after the map is gone.
+struct kmm_pool_base {
+  virtual ~kmm_pool_base() = default;
+  virtual void destroy_entry(kmm_entry_base* e) noexcept = 0;
+
+  void destroy_all(kmm_entry_base* head) noexcept {
+    while (head != nullptr) {
+      kmm_entry_base* next = head->free_next;
+      destroy_entry(head);
+      head = next;
+    }
+  }
+
+  /// Puts the chain first … last (linked by free_next) on the free list.
+  void push_free(kmm_entry_base* first, kmm_entry_base* last) noexcept NOCLOBBER_EXCLUDES(mutex) {
+    annotated_lock lk(mutex);
+    last->free_next = free_head;
+    free_head = first;
+  }
+
+  annotated_mutex mutex;
+  kmm_entry_base* free_head NOCLOBBER_GUARDED_BY(mutex) = nullptr;
+  // Counts of slots detached so far (their live counts are summed from `attached`).
+  std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  // The thread cache slots attached now (kmm_cache_slot::attach / detach).
+  std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
+};
+
+// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+template <class Key>
+struct alignas(64) kmm_entry final : kmm_entry_base {
+  kmm_entry* next = nullptr;               // shard: chain link
+  std::size_t hash = 0;                    // shard (immutable while live)
+  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
+  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
+  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
+  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
+  std::optional<Key> key;                  // kept between uses so its capacity is reused
+  std::mutex park_mutex;                   // guards no field: orders wake_seq bumps with parkers
+  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
+  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+};
+
+/// The shard word to publish for a chain (see shard.hpp): the fast unlock (one CAS from `head`
+/// to 0) is allowed only when the chain is exactly one entry held exclusively with nobody
+/// waiting; otherwise kmm_slow is set. Shard lock held.
+template <class Key>
+[[nodiscard]] inline std::uintptr_t kmm_word_for(const kmm_entry<Key>* head) noexcept {
+  if (head == nullptr) return 0;
+  const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
+  return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : kmm_slow);
+}
+
+template <class Key>
+struct kmm_pool final : kmm_pool_base {
+  ~kmm_pool() override {
+    kmm_entry_base* head = nullptr;
+    {
+      annotated_lock lk(mutex);  // the last owner is letting go: uncontended
+      head = std::exchange(free_head, nullptr);
+    }
+    destroy_all(head);
+  }
+  void destroy_entry(kmm_entry_base* e) noexcept override { delete static_cast<kmm_entry<Key>*>(e); }
+};
+
+/// Stores `key` in a free entry, reusing the previous key's storage where it can. May throw
+/// whatever Key's construction or assignment throws; the entry stays usable then.
+template <class Key, class K>
+void kmm_assign_key(kmm_entry<Key>& e, const K& key) {
+  if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
+    // Reuse the buffer without basic_string::assign's general replace path.
+    const std::string_view src = key;
+    if (e.key.has_value() && src.size() <= e.key->capacity()) {
+      std::string& dst = *e.key;
+      if (dst.size() != src.size()) dst.resize(src.size());
+      if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
+    } else if (e.key.has_value()) {
+      e.key->assign(src);
+    } else {
+      e.key.emplace(src);
+    }
+  } else if constexpr (std::is_assignable_v<Key&, const K&>) {
+    if (e.key.has_value())
+      *e.key = key;
+    else
+      e.key.emplace(key);
+  } else {
+    e.key.emplace(key);
+  }
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/entry_pool.hpp
+
+// ---- begin noclobber/keyed_mutex_map/options.hpp ---------------------------
+// noclobber/keyed_mutex_map/options.hpp — the plain value types of keyed_mutex_map: its
+// constructor options, its counters, and a transparent hash for string keys.
+//
+// Overview
+// --------
+//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each)
+//   keyed_mutex_map_counters  what keyed_mutex_map::counters() returns
+//   string_hash               lets keyed_mutex_map<std::string, string_hash, std::equal_to<>> be
+//                             locked with a std::string_view or a const char* without building a
+//                             std::string
+//
+// Included by noclobber/keyed_mutex_map.hpp; include that.
+// Thread safety: plain values and a stateless function object.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
 
 namespace noclobber {
 
@@ -3306,57 +3579,46 @@ struct keyed_mutex_map_options {
   std::size_t shard_count = 4096;
 };
 
-namespace detail {
+}  // namespace noclobber
+// ---- end noclobber/keyed_mutex_map/options.hpp
 
-inline void kmm_cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+// ---- begin noclobber/keyed_mutex_map/thread_cache.hpp ----------------------
+// noclobber/keyed_mutex_map/thread_cache.hpp — per-thread caches of free entries and counters, so
+// that locking and unlocking in steady state touches no shared free list and allocates nothing.
+//
+// Overview
+// --------
+// Each thread has a few cache slots, one per map it used recently (kmm_thread_cache::slot_count).
+// A slot holds up to `capacity` free entries of its map's pool
+// (noclobber/keyed_mutex_map/entry_pool.hpp) and the thread's counters for that map:
+//
+//   take an entry     from the slot; when empty, refill `batch` from the pool; when the pool is
+//                     empty too, allocate one (the pool keeps it until the map and every cache
+//                     holding its entries are gone)
+//   recycle an entry  to the slot; when full, spill `batch` to the pool
+//   counters          written only by the owning thread (relaxed), summed by the map's counters()
+//                     over the pool's `attached` slots plus what detached slots left behind
+//
+// A slot attaches to a pool on first use and detaches when the thread exits or the slot is reused
+// for another map: it hands its entries and counts back to the pool, and lets go of the pool (the
+// last to let go frees it). A thread_local destructor that runs after the thread's cache is gone
+// gets no cache: it uses a stand-in slot for one operation (kmm_late_slot).
+//
+// Lock order: a slot takes only its pool's mutex, and nothing under it.
+//
+// Thread safety: a slot belongs to one thread; only its atomic counters are read by others (under
+// the pool mutex, in the map's counters()). No user code runs here except Key's constructor and
+// assignment in kmm_take_entry, with no lock held.
 
-// Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
-inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
-inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
-inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
-inline constexpr std::uintptr_t kmm_flags = 7;
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <utility>
 
-inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
-inline constexpr int kmm_key_spin_rounds = 2;
-inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
 
-struct alignas(64) kmm_shard {
-  std::atomic<std::uintptr_t> word{0};
-};
-
-struct kmm_entry_base {
-  kmm_entry_base* free_next = nullptr;  // link while in a pool or thread cache
-};
-
-struct kmm_cache_slot;
-
-// Entry pool shared between a map and the thread caches attached to it. Held by shared_ptr so a
-// thread cache can hand entries back even after the map is gone.
-struct kmm_pool_base {
-  virtual ~kmm_pool_base() = default;
-  virtual void destroy_entry(kmm_entry_base* e) noexcept = 0;
-
-  void destroy_all(kmm_entry_base* head) noexcept {
-    while (head != nullptr) {
-      kmm_entry_base* next = head->free_next;
-      destroy_entry(head);
-      head = next;
-    }
-  }
-
-  std::mutex mutex;
-  kmm_entry_base* free_head = nullptr;      // guarded by mutex
-  std::uint64_t detached_acquisitions = 0;  // guarded by mutex; from slots detached so far
-  std::uint64_t detached_contended = 0;     // guarded by mutex
-  std::uint64_t detached_sleeps = 0;        // guarded by mutex
-  kmm_cache_slot* attached = nullptr;       // guarded by mutex; slots currently attached
-};
+namespace noclobber::detail {
 
 // One thread's cache of free entries for one pool, plus that thread's counters for it.
 struct alignas(64) kmm_cache_slot {
@@ -3370,20 +3632,16 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
   std::shared_ptr<kmm_pool_base> pool;
-  kmm_cache_slot* prev = nullptr;  // in pool->attached, guarded by pool->mutex
-  kmm_cache_slot* next = nullptr;
 
-  void bump(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
+  // Throws std::bad_alloc if the pool cannot record the slot; the slot stays detached then.
   void attach(std::shared_ptr<kmm_pool_base> p) {
     {
-      std::lock_guard<std::mutex> lk(p->mutex);
-      prev = nullptr;
-      next = p->attached;
-      if (next != nullptr) next->prev = this;
-      p->attached = this;
+      annotated_lock lk(p->mutex);
+      p->attached.push_back(this);
     }
     pool_raw = p.get();
     pool = std::move(p);
@@ -3391,27 +3649,27 @@ struct alignas(64) kmm_cache_slot {
 
   // Returns cached entries and counts to the pool and lets go of it (which may destroy it).
   void detach() noexcept {
-    if (pool == nullptr) return;
+    if (pool_raw == nullptr) return;
     {
-      std::lock_guard<std::mutex> lk(pool->mutex);
+      annotated_lock lk(pool_raw->mutex);
       if (head != nullptr) {
         kmm_entry_base* tail = head;
         while (tail->free_next != nullptr) tail = tail->free_next;
-        tail->free_next = pool->free_head;
-        pool->free_head = head;
+        tail->free_next = pool_raw->free_head;
+        pool_raw->free_head = head;
       }
-      pool->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
-      pool->detached_contended += contended.load(std::memory_order_relaxed);
-      pool->detached_sleeps += sleeps.load(std::memory_order_relaxed);
-      if (prev != nullptr)
-        prev->next = next;
-      else
-        pool->attached = next;
-      if (next != nullptr) next->prev = prev;
+      pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
+      pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
+      pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      auto& slots = pool_raw->attached;
+      const auto it = std::find(slots.begin(), slots.end(), this);
+      if (it != slots.end()) {
+        *it = slots.back();
+        slots.pop_back();
+      }
     }
     head = nullptr;
     count = 0;
-    prev = next = nullptr;
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
@@ -3426,17 +3684,15 @@ struct alignas(64) kmm_cache_slot {
     for (unsigned i = 1; i < batch; ++i) last = last->free_next;
     head = last->free_next;
     count -= batch;
-    std::lock_guard<std::mutex> lk(pool->mutex);
-    last->free_next = pool->free_head;
-    pool->free_head = first;
+    pool_raw->push_free(first, last);
   }
 
   // Takes up to `batch` entries from the pool (cache empty). False if the pool is empty too.
   bool refill() noexcept {
-    std::lock_guard<std::mutex> lk(pool->mutex);
-    while (count < batch && pool->free_head != nullptr) {
-      kmm_entry_base* e = pool->free_head;
-      pool->free_head = e->free_next;
+    annotated_lock lk(pool_raw->mutex);
+    while (count < batch && pool_raw->free_head != nullptr) {
+      kmm_entry_base* e = pool_raw->free_head;
+      pool_raw->free_head = e->free_next;
       e->free_next = head;
       head = e;
       ++count;
@@ -3503,26 +3759,259 @@ struct kmm_late_slot : kmm_cache_slot {
   ~kmm_late_slot() { detach(); }
 };
 
-// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+/// A free entry holding `key` and its hash, from `slot` (refilled from the pool, or allocated,
+/// when empty). Throws what Key's construction or assignment or operator new throws; the slot is
+/// unchanged then.
+template <class Key, class K>
+[[nodiscard]] kmm_entry<Key>* kmm_take_entry(kmm_cache_slot& slot, const K& key, std::size_t hash) {
+  if (slot.head == nullptr && !slot.refill()) {
+    auto* fresh = new kmm_entry<Key>;
+    fresh->free_next = slot.head;
+    slot.head = fresh;
+    ++slot.count;
+  }
+  auto* e = static_cast<kmm_entry<Key>*>(slot.head);
+  kmm_assign_key(*e, key);
+  slot.head = e->free_next;  // taken only once the key is in place (exception safety)
+  --slot.count;
+  e->free_next = nullptr;
+  e->hash = hash;
+  return e;
+}
+
+/// Back to the thread's cache. The entry is unlinked; late notifiers may still touch its park
+/// mutex and condition variables, which stay valid: entries are freed only with the pool.
 template <class Key>
-struct alignas(64) kmm_entry final : kmm_entry_base {
-  kmm_entry* next = nullptr;               // shard: chain link
-  std::size_t hash = 0;                    // shard (immutable while live)
-  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
-  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
-  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
-  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
-  std::optional<Key> key;                  // kept between uses so its capacity is reused
-  std::mutex park_mutex;
-  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
-  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+void kmm_recycle(kmm_cache_slot& slot, kmm_entry<Key>* e) noexcept {
+  e->next = nullptr;
+  e->holders = 0;
+  e->free_next = slot.head;
+  slot.head = e;
+  if (++slot.count > kmm_cache_slot::capacity) slot.spill();
+}
+
+/// As kmm_recycle, or straight to `pool` when there is no slot (no thread cache could be had).
+template <class Key>
+[[gnu::always_inline]] inline void kmm_give_back(kmm_cache_slot* slot, kmm_pool_base& pool,
+                                                 kmm_entry<Key>* e) noexcept {
+  if (slot != nullptr) {
+    kmm_recycle(*slot, e);
+    return;
+  }
+  e->next = nullptr;
+  e->holders = 0;
+  pool.push_free(e, e);
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/thread_cache.hpp
+
+// ---- begin noclobber/keyed_mutex_map/parking.hpp ---------------------------
+// noclobber/keyed_mutex_map/parking.hpp — how a keyed_mutex_map's waiters sleep on a busy key and
+// who wakes them: the hand-over protocol between a releasing holder and the waiters of an entry.
+//
+// Overview
+// --------
+// A thread that finds its key held (and has spun a little) registers as a waiter of the entry
+// under the shard lock (`waiters`, `exclusive_waiters`: they keep the entry live), notes the
+// entry's wake sequence, releases the shard lock and sleeps on the entry's condition variable
+// until the sequence moves (park). A release that leaves the entry free with waiters bumps the
+// sequence under the shard lock (wake) and notifies after releasing it (notify). The woken waiter
+// takes the shard lock again, drops its waiter counts and retries from the start.
+//
+// Wake-up policy (writer preference): if exclusive waiters exist, wake one of them (a hot key
+// with 16 parked writers wakes 1 thread per hand-over, not 16); otherwise wake every shared
+// waiter, since they may enter together. Fairness is not FIFO: a running thread may take a key
+// before a woken one.
+//
+// Invariant: while an entry with waiters is free, a wake-up is in flight to a waiter that can take
+// it. An exclusive waiter parks only on a held entry, so one that parks after a wake-up and
+// catches it has a holder that will wake again on release; a woken waiter that leaves without
+// taking the entry (it timed out, its group is blocked elsewhere, it threw) passes the wake-up on
+// (settle).
+//
+// Lock order: shard lock -> entry park_mutex (held only to bump wake_seq, and by a parker while it
+// checks wake_seq and sleeps). Nothing else is taken under either, and no user code runs under
+// either.
+//
+// Thread safety: the functions marked "shard lock held" require the lock of the entry's shard;
+// park and notify require that no shard lock is held.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+
+namespace noclobber::detail {
+
+enum class kmm_mode { exclusive, shared };
+enum class kmm_wait { try_once, until_deadline, forever };
+
+using kmm_clock = std::chrono::steady_clock;
+
+/// Whether a lock of `mode` can be taken on `e` now. Shard lock held.
+template <class Key>
+[[nodiscard]] inline bool kmm_can_take(const kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  return mode == kmm_mode::exclusive ? e->holders == 0 : e->holders >= 0 && e->exclusive_waiters == 0;
+}
+
+/// Takes a lock of `mode` on `e`, which kmm_can_take allowed. Shard lock held.
+template <class Key>
+inline void kmm_take(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  e->holders = mode == kmm_mode::exclusive ? -1 : e->holders + 1;
+}
+
+/// The chain without `e` (which is in it). Shard lock held.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_unlink(kmm_entry<Key>* head, kmm_entry<Key>* e) noexcept {
+  if (head == e) return e->next;
+  kmm_entry<Key>* p = head;
+  while (p->next != e) p = p->next;
+  p->next = e->next;
+  return head;
+}
+
+/// What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
+template <class Key>
+struct kmm_after_unlock {
+  kmm_entry<Key>* wake = nullptr;
+  bool wake_shared = false;  // all shared waiters, else one exclusive waiter
+  kmm_entry<Key>* dead = nullptr;
 };
 
+/// Starts a wake-up of `e`'s parkers (see the policy above); the caller notifies after releasing
+/// the shard lock. Shard lock held (so `e` stays live).
 template <class Key>
-struct kmm_pool final : kmm_pool_base {
-  ~kmm_pool() override { destroy_all(free_head); }
-  void destroy_entry(kmm_entry_base* e) noexcept override { delete static_cast<kmm_entry<Key>*>(e); }
-};
+[[nodiscard]] kmm_after_unlock<Key> kmm_wake(kmm_entry<Key>* e) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(e->park_mutex);
+    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  return {e, e->exclusive_waiters == 0, nullptr};
+}
+
+/// We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
+/// is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
+/// have taken the only wake-up). Shard lock held.
+template <class Key>
+[[nodiscard]] kmm_after_unlock<Key> kmm_settle(kmm_entry<Key>*& head, kmm_entry<Key>* p,
+                                               kmm_mode mode) noexcept {
+  kmm_after_unlock<Key> r;
+  if (p == nullptr) return r;
+  if (p->holders == 0 && p->waiters == 0) {
+    head = kmm_unlink(head, p);
+    r.dead = p;
+  } else if (p->waiters > 0 && (p->holders == 0 || (mode == kmm_mode::exclusive && p->holders > 0 &&
+                                                    p->exclusive_waiters == 0))) {
+    r = kmm_wake(p);
+  }
+  return r;
+}
+
+/// Registers as a waiter of `e` (keeps it live). Shard lock held.
+template <class Key>
+inline void kmm_add_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  ++e->waiters;
+  if (mode == kmm_mode::exclusive) ++e->exclusive_waiters;
+}
+
+/// Drops the counts of kmm_add_waiter. Shard lock held; then settle `e`.
+template <class Key>
+inline void kmm_drop_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  --e->waiters;
+  if (mode == kmm_mode::exclusive) --e->exclusive_waiters;
+}
+
+/// Sleeps until e's wake_seq moves past `seq` or the deadline passes. No shard lock held.
+template <class Key>
+void kmm_park(kmm_entry<Key>* e, std::uint32_t seq, kmm_mode mode, kmm_wait wait,
+              kmm_clock::time_point deadline) {
+  std::condition_variable& cv = mode == kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
+  std::unique_lock<std::mutex> lk(e->park_mutex);
+  while (e->wake_seq.load(std::memory_order_acquire) == seq) {
+    if (wait == kmm_wait::forever || deadline == kmm_clock::time_point::max()) {
+      cv.wait(lk);
+    } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
+      return;
+    }
+  }
+}
+
+/// Notifies what a kmm_wake started. No shard lock held.
+template <class Key>
+void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
+  // Entries are freed only with the pool, so notifying an entry that was retired (or even
+  // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
+  // entry has no waiters left from before, so nobody misses the wake-up.
+  if (r.wake == nullptr) return;
+  if (r.wake_shared)
+    r.wake->park_shared.notify_all();
+  else
+    r.wake->park_exclusive.notify_one();
+}
+
+/// kmm_notify, then recycle a retired entry. No shard lock held.
+template <class Key>
+void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
+  kmm_notify(r);
+  if (r.dead != nullptr) kmm_recycle(slot, r.dead);
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/parking.hpp
+
+// ---- begin noclobber/keyed_mutex_map/core.hpp ------------------------------
+// noclobber/keyed_mutex_map/core.hpp — the machinery behind keyed_mutex_map's public class:
+// shards, the pool, and the acquire / release algorithms for one key and for several.
+//
+// Overview
+// --------
+// kmm_core<Key, Hash, KeyEqual> owns the shards (keyed_mutex_map/shard.hpp) and the entry pool
+// (keyed_mutex_map/entry_pool.hpp) and hands out entries; keyed_mutex_map (the public class) wraps
+// what it returns in guards.
+//
+//   one key      acquire: an exclusive lock of a key whose shard is empty publishes a fresh
+//                entry, already held, with one CAS (the fast path); everything else goes through
+//                acquire_waiting with a one-key set.
+//   several      acquire_range / acquire_variadic: hash every key, order them by (shard, hash),
+//                fold duplicates, then take them shard by shard in ascending shard order, all keys
+//                of one shard at once under its lock (acquire_waiting with a group set). Two
+//                multi-key calls can never deadlock each other; ties never split across waits.
+//   release      an exclusive holder that is its shard's only entry with nobody waiting empties
+//                the shard with one CAS; otherwise under the shard lock, waking waiters
+//                (keyed_mutex_map/parking.hpp) or retiring the entry.
+//
+// acquire_waiting is the one place where a thread waits for keys: look up, take all or find a
+// blocker, give up (try / deadline), spin a little, park on the blocker, retry. A key set is what
+// it takes: kmm_core::one_key or kmm_core::group (one shard's keys of a multi-key call).
+//
+// Invariants: an entry is in its shard's chain iff it is held or has waiters; a thread's waiter
+// counts on an entry are dropped under the shard lock before it looks again (and the entry
+// settled); fresh entries a call prepared are installed or recycled before it returns or throws.
+// Lock order and wake-up rules: keyed_mutex_map/parking.hpp.
+//
+// Thread safety: every member may be called concurrently, except construction and destruction.
+// User code: Hash and Key's construction run under no lock; KeyEqual runs under a shard lock (if
+// it throws, the shard is restored and nothing is held).
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber::detail {
 
 template <class H, class E>
 inline constexpr bool kmm_transparent = requires {
@@ -3530,19 +4019,567 @@ inline constexpr bool kmm_transparent = requires {
   typename E::is_transparent;
 };
 
-enum class kmm_mode { exclusive, shared };
-enum class kmm_wait { try_once, until_deadline, forever };
+/// Deadline `d` from now on the steady clock, saturating: any length is fine (hours::max() and
+/// nanoseconds::max() mean "never"; zero and negative mean "already past"; NaN means never).
+template <class Rep, class Period>
+[[nodiscard]] kmm_clock::time_point kmm_deadline_after(std::chrono::duration<Rep, Period> d) {
+  return saturating_deadline<kmm_clock>(kmm_clock::now(), saturating_cast_ns(d));
+}
 
-}  // namespace detail
+/// `when` on the steady clock, saturating: the ends of any clock's range stay ends (max(): never;
+/// min(): already past), and coarse time points never overflow on their way to nanoseconds.
+template <class Clock, class Duration>
+[[nodiscard]] kmm_clock::time_point kmm_to_steady(std::chrono::time_point<Clock, Duration> when) {
+  if (when == std::chrono::time_point<Clock, Duration>::max()) return kmm_clock::time_point::max();
+  const std::chrono::nanoseconds at = saturating_cast_ns(when.time_since_epoch());
+  if constexpr (std::is_same_v<Clock, kmm_clock>) {
+    return saturating_deadline<kmm_clock>(kmm_clock::time_point{}, at);
+  } else {
+    // `now` is a real reading of Clock, never nanoseconds::min(), so negating it cannot overflow.
+    const std::chrono::nanoseconds now = saturating_cast_ns(Clock::now().time_since_epoch());
+    return kmm_deadline_after(saturating_add(at, -now));
+  }
+}
+
+template <class Key, class Hash, class KeyEqual>
+class kmm_core {
+ public:
+  using entry = kmm_entry<Key>;
+
+  /// K can be looked up without conversion (Key itself, or anything when Hash and KeyEqual are
+  /// transparent): the single-key functions' constraint.
+  template <class K>
+  static constexpr bool lookup_key =
+      std::is_same_v<std::remove_cvref_t<K>, Key> || kmm_transparent<Hash, KeyEqual>;
+  /// K can be hashed, compared and stored as it is.
+  template <class K>
+  static constexpr bool key_in_place =
+      lookup_key<K>&& std::is_invocable_v<Hash&, const K&>&& std::is_constructible_v<Key, const K&>;
+  /// An element type the multi-key functions take: in place, or converted to Key first.
+  template <class K>
+  static constexpr bool multi_key = key_in_place<K> || std::is_convertible_v<const K&, Key>;
+
+  kmm_core(std::size_t shard_count, Hash hash, KeyEqual eq) : hash_(std::move(hash)), eq_(std::move(eq)) {
+    const std::size_t n = shard_count;
+    if (n == 0 || (n & (n - 1)) != 0)
+      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
+                                  std::to_string(n));
+    int bits = 0;
+    while ((std::size_t{1} << bits) < n) ++bits;
+    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
+    shard_mask_ = n - 1;
+    shards_ = std::make_unique<kmm_shard[]>(n);
+    shard_count_ = n;
+    pool_ = std::make_shared<kmm_pool<Key>>();
+  }
+  kmm_core(const kmm_core&) = delete;
+  kmm_core& operator=(const kmm_core&) = delete;
+
+  // Precondition: nothing held. Entries cached by other threads go back to the shared pool,
+  // which is freed when the last of them lets go.
+  ~kmm_core() {
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* e = kmm_head_of<entry>(shards_[i].word.load(std::memory_order_acquire));
+      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
+        entry* next = e->next;
+        delete e;
+        e = next;
+      }
+    }
+  }
+
+  // ---- one key --------------------------------------------------------------------------------
+
+  /// The entry of `key`, held in `mode`; nullptr when a try or timed wait gave up. (Inlined into
+  /// the public functions: a call level here costs the uncontended lock ~5% in instructions.)
+  template <class K>
+  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, kmm_wait wait,
+                                               kmm_clock::time_point deadline) {
+    kmm_cache_slot* slot = thread_slot();
+    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
+    return acquire_in(*slot, key, mode, wait, deadline);
+  }
+
+  void release(entry* e, kmm_mode mode) noexcept {
+    kmm_shard& s = shard_of(e->hash);
+    kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
+    try {
+      slot = thread_slot();
+    } catch (...) {
+      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
+    }
+    if (mode == kmm_mode::exclusive) {
+      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
+      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
+      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        kmm_give_back(slot, *pool_, e);
+        return;
+      }
+    }
+    entry* head = kmm_head_of<entry>(s.lock());
+    if (mode == kmm_mode::exclusive)
+      e->holders = 0;
+    else
+      --e->holders;
+    kmm_after_unlock<Key> r;
+    if (e->holders == 0) {
+      if (e->waiters == 0) {
+        head = kmm_unlink(head, e);
+        r.dead = e;
+      } else {
+        r = kmm_wake(e);
+      }
+    }
+    s.unlock(kmm_word_for(head));
+    kmm_notify(r);
+    if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
+  }
+
+  // ---- several keys (exclusive) ---------------------------------------------------------------
+  // Each appends the entries it takes to `held` (in lock order) and returns false when a try or
+  // timed wait gave up. Whether it returns false or throws, `held` keeps what was taken so far,
+  // for the caller to release.
+
+  /// The keys of an input range; elements used in place (key_in_place) or converted to Key.
+  template <class R>
+  bool acquire_range(R&& keys, kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held) {
+    using ref = std::ranges::range_reference_t<R>;
+    using V = std::remove_cvref_t<ref>;
+    if constexpr (key_in_place<V> && std::ranges::forward_range<R> && std::is_lvalue_reference_v<ref>) {
+      std::vector<key_ref<V>> refs;
+      if constexpr (std::ranges::sized_range<R>)
+        refs.reserve(static_cast<std::size_t>(std::ranges::size(keys)));
+      for (const V& k : keys) refs.push_back(ref_to(k));
+      return acquire_refs(refs, wait, deadline, held);
+    } else {
+      // Elements that do not stay put (an input range, prvalues) or that need converting: copy.
+      using stored = std::conditional_t<key_in_place<V>, V, Key>;
+      std::vector<stored> copies;
+      for (auto&& k : keys) copies.emplace_back(std::forward<decltype(k)>(k));
+      return acquire_range(copies, wait, deadline, held);
+    }
+  }
+
+  /// lock_all(k1, k2, ...): keys of one type are used in place; mixed types are converted to
+  /// their common type first (e.g. std::string_view for std::string + const char*).
+  template <class... Ks>
+  bool acquire_variadic(kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held,
+                        const Ks&... keys) {
+    using first_arg = std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
+    using first = std::decay_t<first_arg>;
+    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) && !std::is_array_v<first_arg>) {
+      std::vector<key_ref<first>> refs{ref_to(keys)...};
+      return acquire_refs(refs, wait, deadline, held);
+    } else {
+      using common = std::common_type_t<std::decay_t<Ks>...>;
+      const std::array<common, sizeof...(Ks)> converted{common(keys)...};
+      return acquire_range(converted, wait, deadline, held);
+    }
+  }
+
+  // ---- observation ----------------------------------------------------------------------------
+
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* head = kmm_head_of<entry>(shards_[i].lock());
+      for (entry* e = head; e != nullptr; e = e->next) ++n;
+      unlock(shards_[i], head);
+    }
+    return n;
+  }
+
+  keyed_mutex_map_counters counters() const {
+    keyed_mutex_map_counters c;
+    kmm_pool_base& pool = *pool_;
+    annotated_lock lk(pool.mutex);
+    c.acquisitions = pool.detached_acquisitions;
+    c.contended_acquisitions = pool.detached_contended;
+    c.sleeps = pool.detached_sleeps;
+    for (const kmm_cache_slot* s : pool.attached) {
+      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
+      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
+      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+    }
+    return c;
+  }
+
+  std::size_t shard_count() const noexcept { return shard_count_; }
+
+ private:
+  // ---- shards and thread caches ---------------------------------------------------------------
+
+  kmm_shard& shard_of(std::size_t h) const noexcept {
+    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
+    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
+    return shards_[static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_];
+  }
+  std::size_t shard_index(std::size_t h) const noexcept {
+    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
+  }
+  static void unlock(kmm_shard& s, entry* head) noexcept { s.unlock(kmm_word_for(head)); }
+
+  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
+  // (a thread_local destructor running late).
+  kmm_cache_slot* thread_slot() const {
+    kmm_thread_cache* c = kmm_this_thread_cache();
+    return c != nullptr ? &c->slot_for(pool_) : nullptr;
+  }
+  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
+  kmm_cache_slot& my_slot(std::optional<kmm_late_slot>& late) const {
+    if (kmm_cache_slot* s = thread_slot()) return *s;
+    late.emplace();
+    late->attach(pool_);
+    return *late;
+  }
+
+  template <class K>
+  entry* find(entry* head, std::size_t h, const K& key) const {
+    for (entry* e = head; e != nullptr; e = e->next)
+      if (e->hash == h && eq_(*e->key, key)) return e;
+    return nullptr;
+  }
+
+  // ---- one key --------------------------------------------------------------------------------
+
+  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
+  template <class K>
+  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, kmm_wait wait,
+                                        kmm_clock::time_point deadline) {
+    kmm_late_slot late;
+    late.attach(pool_);
+    return acquire_in(late, key, mode, wait, deadline);
+  }
+
+  template <class K>
+  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, kmm_wait wait,
+                    kmm_clock::time_point deadline) {
+    const std::size_t h = hash_(key);
+    kmm_shard& s = shard_of(h);
+    entry* fresh = kmm_take_entry<Key>(slot, key, h);
+    if (mode == kmm_mode::exclusive) {
+      // Fast path: empty shard -> publish our entry, already held, with one CAS.
+      fresh->holders = -1;
+      std::uintptr_t expected = 0;
+      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
+                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        kmm_cache_slot::bump(slot.acquisitions);
+        return fresh;
+      }
+    }
+    one_key<K> keys{key, h, fresh};
+    return acquire_waiting(s, keys, mode, wait, deadline, slot) ? keys.got : nullptr;
+  }
+
+  // ---- key sets for acquire_waiting -----------------------------------------------------------
+  // A key set looks its keys up in the shard's chain (find_blocker: nullptr when all can be taken
+  // now, else an entry that blocks; may throw what KeyEqual throws), takes them all (take_all:
+  // installs its fresh entries for keys not in the chain), and recycles the fresh entries it did
+  // not install: after taking (recycle_unused) or when giving up (recycle_all).
+
+  template <class K>
+  struct one_key {
+    const K& key;
+    std::size_t hash;
+    entry* fresh;
+    entry* got = nullptr;
+
+    static constexpr std::size_t size() noexcept { return 1; }
+    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
+      got = core.find(head, hash, key);
+      return got != nullptr && !kmm_can_take(got, mode) ? got : nullptr;
+    }
+    void take_all(entry*& head, kmm_mode mode) noexcept {
+      if (got != nullptr) return kmm_take(got, mode);
+      got = fresh;
+      got->holders = mode == kmm_mode::exclusive ? -1 : 1;
+      got->next = std::exchange(head, got);
+    }
+    void recycle_unused(kmm_cache_slot& slot) noexcept {
+      if (got != fresh) kmm_recycle(slot, fresh);
+    }
+    void recycle_all(kmm_cache_slot& slot) noexcept { kmm_recycle(slot, fresh); }
+  };
+
+  /// A key with its hash and shard, for the multi-key functions. `key` points into the caller's
+  /// keys, which outlive the call.
+  template <class K>
+  struct key_ref {
+    std::size_t hash;
+    std::size_t shard;
+    const K* key;
+  };
+  template <class K>
+  key_ref<K> ref_to(const K& k) {
+    const std::size_t h = hash_(k);
+    return {h, shard_index(h), &k};
+  }
+
+  /// The keys refs[0 … n) of one shard (exclusive); fresh[i] is a prepared entry for key i and
+  /// out[i] receives key i's entry.
+  template <class K>
+  struct group {
+    const key_ref<K>* refs;
+    entry* const* fresh;
+    entry** out;
+    std::size_t n;
+
+    std::size_t size() const noexcept { return n; }
+    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
+      entry* blocker = nullptr;
+      for (std::size_t i = 0; i < n; ++i) {
+        out[i] = core.find(head, refs[i].hash, *refs[i].key);
+        if (blocker == nullptr && out[i] != nullptr && !kmm_can_take(out[i], mode)) blocker = out[i];
+      }
+      return blocker;
+    }
+    void take_all(entry*& head, kmm_mode mode) noexcept {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (out[i] != nullptr) {
+          kmm_take(out[i], mode);
+          continue;
+        }
+        out[i] = fresh[i];
+        out[i]->holders = mode == kmm_mode::exclusive ? -1 : 1;
+        out[i]->next = std::exchange(head, out[i]);
+      }
+    }
+    void recycle_unused(kmm_cache_slot& slot) noexcept {
+      for (std::size_t i = 0; i < n; ++i)
+        if (out[i] != fresh[i]) kmm_recycle(slot, fresh[i]);
+    }
+    void recycle_all(kmm_cache_slot& slot) noexcept {
+      for (std::size_t i = 0; i < n; ++i) kmm_recycle(slot, fresh[i]);
+    }
+  };
+
+  // ---- waiting for a key set ------------------------------------------------------------------
+
+  /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
+  static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
+                             kmm_cache_slot& slot) noexcept {
+    const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
+    unlock(s, head);
+    kmm_finish(r, slot);
+  }
+
+  /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
+  /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
+  /// installed or recycled. Throws only what KeyEqual (or the standard mutex / condition variable)
+  /// throws; nothing is held then.
+  template <class KeySet>
+  bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
+                       kmm_clock::time_point deadline, kmm_cache_slot& slot) {
+    bool contended = false;
+    int spin_rounds = 0;
+    entry* parked_on = nullptr;  // entry whose waiter counts include us
+    for (;;) {
+      entry* head = kmm_head_of<entry>(s.lock());
+      entry* prev = std::exchange(parked_on, nullptr);
+      if (prev != nullptr) kmm_drop_waiter(prev, mode);
+      entry* blocker = nullptr;
+      try {
+        blocker = keys.find_blocker(*this, head, mode);
+      } catch (...) {
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_all(slot);
+        throw;
+      }
+      if (blocker == nullptr) {  // take them all
+        keys.take_all(head, mode);
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_unused(slot);
+        kmm_cache_slot::bump(slot.acquisitions, keys.size());
+        if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
+        return true;
+      }
+      contended = true;
+      if (wait == kmm_wait::try_once || (wait == kmm_wait::until_deadline && kmm_clock::now() >= deadline)) {
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_all(slot);
+        return false;
+      }
+      if (prev == nullptr && spin_rounds < kmm_key_spin_rounds) {
+        // Short bounded spin before sleeping: the holder is usually about to let go.
+        ++spin_rounds;
+        unlock(s, head);
+        s.spin_while_unchanged(s.word.load(std::memory_order_relaxed));
+        continue;
+      }
+      // Park on the blocker. It is held or wanted, so settling `prev` never retires it.
+      const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
+      kmm_add_waiter(blocker, mode);
+      const std::uint32_t seq = blocker->wake_seq.load(std::memory_order_relaxed);
+      unlock(s, head);
+      kmm_finish(r, slot);
+      parked_on = blocker;  // our counts keep it live until we drop them under the shard lock
+      kmm_cache_slot::bump(slot.sleeps);
+      try {
+        kmm_park(blocker, seq, mode, wait, deadline);
+      } catch (...) {
+        head = kmm_head_of<entry>(s.lock());
+        kmm_drop_waiter(blocker, mode);
+        unlock_settled(s, head, blocker, mode, slot);
+        keys.recycle_all(slot);
+        throw;
+      }
+    }
+  }
+
+  // ---- several keys ---------------------------------------------------------------------------
+
+  /// Global lock order: (shard, hash). Equal keys have equal hashes, so after sorting duplicates
+  /// are adjacent within a run of equal hashes, and folding them compares only within such runs.
+  template <class K>
+  void order_and_fold(std::vector<key_ref<K>>& refs) const {
+    std::sort(refs.begin(), refs.end(), [](const key_ref<K>& a, const key_ref<K>& b) {
+      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
+    });
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      bool dup = false;
+      for (std::size_t j = kept; j-- > 0 && refs[j].hash == refs[i].hash;) {
+        if (eq_(*refs[j].key, *refs[i].key)) {
+          dup = true;
+          break;
+        }
+      }
+      if (!dup) refs[kept++] = refs[i];
+    }
+    refs.resize(kept);
+  }
+
+  /// Orders and folds `refs`, then takes them shard by shard (see the contract above).
+  template <class K>
+  bool acquire_refs(std::vector<key_ref<K>>& refs, kmm_wait wait, kmm_clock::time_point deadline,
+                    std::vector<entry*>& held) {
+    order_and_fold(refs);
+    held.reserve(held.size() + refs.size());  // appending below must not throw with keys held
+    std::vector<entry*> fresh(refs.size());
+    std::vector<entry*> out(refs.size());
+    std::optional<kmm_late_slot> late;
+    kmm_cache_slot& slot = my_slot(late);
+    for (std::size_t b = 0; b < refs.size();) {
+      std::size_t e = b;
+      while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
+      const std::size_t n = e - b;
+      std::size_t prepared = 0;
+      try {
+        for (; prepared < n; ++prepared)
+          fresh[prepared] = kmm_take_entry<Key>(slot, *refs[b + prepared].key, refs[b + prepared].hash);
+      } catch (...) {
+        for (std::size_t i = 0; i < prepared; ++i) kmm_recycle(slot, fresh[i]);
+        throw;  // the caller releases the shards taken so far
+      }
+      group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
+      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot))
+        return false;
+      held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+      b = e;
+    }
+    return true;
+  }
+
+  Hash hash_;
+  KeyEqual eq_;
+  std::size_t shard_count_ = 0;
+  int shard_shift_ = 0;
+  std::size_t shard_mask_ = 0;
+  std::unique_ptr<kmm_shard[]> shards_;
+  std::shared_ptr<kmm_pool_base> pool_;  // a kmm_pool<Key>
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/core.hpp
+
+// ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
+// noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
+//
+// Overview
+// --------
+// A read-modify-write against a shared store (download, edit, conditional put) loses updates when two
+// writers start from the same version. Conditional writes catch that across processes; inside one
+// process it is cheaper to make writers of the same key queue behind a per-key lock than to let them
+// race and burn round-trips and retry budget. `keyed_mutex_map<Key>` is that per-key lock:
+//
+//   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> locks;
+//   {
+//     auto g = locks.lock("bucket/tenant-7/db.sqlite");   // writers of this key queue here
+//     read_modify_write(...);                              // writers of other keys never wait
+//   }                                                      // entry freed if nobody else wants it
+//
+// Locks are exclusive (`lock`, `try_lock`, `try_lock_for`, `try_lock_until`) or shared
+// (`lock_shared`, ...); several keys can be locked at once without deadlock (`lock_all`,
+// `try_lock_all`, `try_lock_all_for`, `try_lock_all_until`), all-or-nothing for the try and timed
+// forms. The multi-key functions take any input range of keys (a vector, a span, an array, a
+// view), a braced list, or the keys as arguments.
+//
+// An entry exists only while its key is held or waited on: once every guard is gone `size() == 0`,
+// whichever thread released and whatever was thrown. Entries are pooled (no heap allocation per
+// lock/unlock in steady state); the pool keeps the high-water mark of simultaneously live entries
+// until the map is destroyed.
+//
+// Timeouts and deadlines saturate (noclobber/duration.hpp): `try_lock_for(k, hours::max())` and
+// `try_lock_until(k, time_point::max())` of any clock wait without limit; a zero, negative or
+// past one tries once.
+//
+// Thread safety
+// -------------
+// All member functions of keyed_mutex_map may be called concurrently. A guard object is not itself
+// thread-safe, but it may be moved to and released on another thread than the one that locked
+// (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
+// recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
+// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
+// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
+// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
+//
+// What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
+// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
+// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
+// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
+// caller itself runs while holding the guard.
+//
+// Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
+// cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
+// from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
+// compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
+//
+// Inside (noclobber/keyed_mutex_map/, one piece per header, each stating its invariants):
+//   options.hpp       keyed_mutex_map_options, keyed_mutex_map_counters, string_hash
+//   shard.hpp         the shard word: chain head + lock bits, and the shard lock
+//   entry_pool.hpp    an entry (the lock of one live key) and the pool that recycles entries
+//   thread_cache.hpp  per-thread caches of free entries and counters
+//   parking.hpp       how waiters sleep on a busy key and who wakes them; the lock order
+//   core.hpp          shards + pool, and the acquire / release algorithms for one and many keys
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
 
 template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
 class keyed_mutex_map {
-  using entry = detail::kmm_entry<Key>;
-  using clock = std::chrono::steady_clock;
+  using core = detail::kmm_core<Key, Hash, KeyEqual>;
+  using entry = typename core::entry;
+  using mode = detail::kmm_mode;
+  using wait = detail::kmm_wait;
+  using clock = detail::kmm_clock;
 
   template <class K>
-  static constexpr bool lookup_key =
-      std::is_same_v<std::remove_cvref_t<K>, Key> || detail::kmm_transparent<Hash, KeyEqual>;
+  static constexpr bool lookup_key = core::template lookup_key<K>;
+  // An input range whose elements can be looked up as they are, or converted to Key.
+  template <class R>
+  static constexpr bool key_range = std::ranges::input_range<R>&&
+      core::template multi_key<std::remove_cvref_t<std::ranges::range_reference_t<R>>>;
 
  public:
   using key_type = Key;
@@ -3557,35 +4594,14 @@ class keyed_mutex_map {
 
   keyed_mutex_map() : keyed_mutex_map(keyed_mutex_map_options{}) {}
   explicit keyed_mutex_map(keyed_mutex_map_options options, Hash hash = Hash(), KeyEqual eq = KeyEqual())
-      : hash_(std::move(hash)), eq_(std::move(eq)) {
-    const std::size_t n = options.shard_count;
-    if (n == 0 || (n & (n - 1)) != 0)
-      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
-                                  std::to_string(n));
-    int bits = 0;
-    while ((std::size_t{1} << bits) < n) ++bits;
-    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
-    shard_mask_ = n - 1;
-    shards_ = std::make_unique<detail::kmm_shard[]>(n);
-    shard_count_ = n;
-    pool_ = std::make_shared<detail::kmm_pool<Key>>();
-  }
+      : core_(options.shard_count, std::move(hash), std::move(eq)) {}
 
   keyed_mutex_map(const keyed_mutex_map&) = delete;
   keyed_mutex_map& operator=(const keyed_mutex_map&) = delete;
 
   // Precondition: no guard of this map is alive. Entries cached by other threads go back to the
   // shared pool, which is freed when the last of them lets go.
-  ~keyed_mutex_map() {
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* e = head_of(shards_[i].word.load(std::memory_order_acquire));
-      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
-        entry* next = e->next;
-        delete e;
-        e = next;
-      }
-    }
-  }
+  ~keyed_mutex_map() = default;
 
   // ---- exclusive ------------------------------------------------------------------------------
 
@@ -3593,25 +4609,25 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard lock(const K& key) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::forever, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::forever, {}));
   }
   // Returns an empty guard (owns_lock() == false) if the key is held.
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock(const K& key) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::try_once, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::try_once, {}));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::until_deadline,
-                               deadline_after(timeout)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::until_deadline,
+                                       detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_until(const K& key, std::chrono::time_point<Clock, Duration> when) {
-    return guard(
-        this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::until_deadline, to_steady(when)));
+    return guard(&core_,
+                 core_.acquire(key, mode::exclusive, wait::until_deadline, detail::kmm_to_steady(when)));
   }
 
   // ---- shared (readers) -----------------------------------------------------------------------
@@ -3621,659 +4637,120 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard lock_shared(const K& key) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::forever, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::forever, {}));
   }
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared(const K& key) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::try_once, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::try_once, {}));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::until_deadline,
-                                      deadline_after(timeout)));
+    return shared_guard(
+        &core_, core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_until(const K& key,
                                                    std::chrono::time_point<Clock, Duration> when) {
-    return shared_guard(
-        this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::until_deadline, to_steady(when)));
+    return shared_guard(&core_,
+                        core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_to_steady(when)));
   }
 
   // ---- several keys at once (exclusive) -------------------------------------------------------
   // Duplicates are folded; keys are taken shard by shard in ascending shard order, all keys of one
   // shard at once under its lock, so two lock_all calls can never deadlock each other. The try and
-  // timed forms are all-or-nothing: on failure nothing is held. Allocates one small vector.
+  // timed forms are all-or-nothing: on failure nothing is held. Allocates a few small vectors.
+  //
+  // `keys`: any input range (std::vector, std::span, std::array, a view, ...) of keys that can be
+  // looked up as they are (Key, or anything with a transparent Hash and KeyEqual) or that convert
+  // to Key (converted once, up front); or a braced list {k1, k2} (a braced list has no type a
+  // range template could deduce, hence its own overload, which forwards); or, for lock_all and
+  // try_lock_all, the keys as arguments: lock_all(k1, k2, ...).
+
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, wait::forever, {}); }
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, wait::try_once, {}); }
+  template <class R, class Rep, class Period>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all_for(R&& keys, std::chrono::duration<Rep, Period> timeout) {
+    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+  }
+  template <class R, class Clock, class Duration>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all_until(R&& keys, std::chrono::time_point<Clock, Duration> when) {
+    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+  }
 
   template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard lock_all(std::span<const K> keys) {
-    return acquire_all(keys, detail::kmm_wait::forever, {});
-  }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all(std::span<const K> keys) {
-    return acquire_all(keys, detail::kmm_wait::try_once, {});
-  }
-  template <class K, class Rep, class Period>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_for(std::span<const K> keys,
-                                             std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, detail::kmm_wait::until_deadline, deadline_after(timeout));
-  }
-  template <class K, class Clock, class Duration>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_until(std::span<const K> keys,
-                                               std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, detail::kmm_wait::until_deadline, to_steady(when));
-  }
-  // Variadic form: lock_all(k1, k2, ...). Keys of one type are used in place; mixed types are
-  // converted to their common type first (e.g. std::string_view for std::string + const char*).
-  template <class K1, class K2, class... Ks>
-  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
-           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
-      lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
-    return acquire_variadic(detail::kmm_wait::forever, {}, k1, k2, rest...);
-  }
-  template <class K1, class K2, class... Ks>
-  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
-           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
-      try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
-    return acquire_variadic(detail::kmm_wait::try_once, {}, k1, k2, rest...);
-  }
-  // Convenience overloads for a braced list or a container.
-  template <class K>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) {
-    return lock_all(std::span<const K>(keys.begin(), keys.size()));
+    return acquire_all(keys, wait::forever, {});
   }
   template <class K>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) {
-    return try_lock_all(std::span<const K>(keys.begin(), keys.size()));
+    return acquire_all(keys, wait::try_once, {});
   }
   template <class K, class Rep, class Period>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_for(std::initializer_list<K> keys,
                                              std::chrono::duration<Rep, Period> timeout) {
-    return try_lock_all_for(std::span<const K>(keys.begin(), keys.size()), timeout);
+    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
   }
   template <class K, class Clock, class Duration>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_until(std::initializer_list<K> keys,
                                                std::chrono::time_point<Clock, Duration> when) {
-    return try_lock_all_until(std::span<const K>(keys.begin(), keys.size()), when);
+    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
   }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard lock_all(const std::vector<K>& keys) {
-    return lock_all(std::span<const K>(keys));
+
+  // Keys as arguments. Keys of one type are used in place; mixed types are converted to their
+  // common type first (e.g. std::string_view for std::string + const char*).
+  // clang-format off
+  template <class K1, class K2, class... Ks>
+    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+  [[nodiscard]] multi_guard lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    // clang-format on
+    return acquire_variadic(wait::forever, k1, k2, rest...);
   }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all(const std::vector<K>& keys) {
-    return try_lock_all(std::span<const K>(keys));
-  }
-  template <class K, class Rep, class Period>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_for(const std::vector<K>& keys,
-                                             std::chrono::duration<Rep, Period> timeout) {
-    return try_lock_all_for(std::span<const K>(keys), timeout);
-  }
-  template <class K, class Clock, class Duration>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_until(const std::vector<K>& keys,
-                                               std::chrono::time_point<Clock, Duration> when) {
-    return try_lock_all_until(std::span<const K>(keys), when);
+  // clang-format off
+  template <class K1, class K2, class... Ks>
+    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+  [[nodiscard]] multi_guard try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    // clang-format on
+    return acquire_variadic(wait::try_once, k1, k2, rest...);
   }
 
   // ---- observation ----------------------------------------------------------------------------
 
   // Live entries (keys held or waited on). Visits every shard under its lock: O(shard_count); a
   // snapshot per shard, exact when no other thread is locking.
-  std::size_t size() const {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::uintptr_t w = lock_shard(shards_[i]);
-      for (entry* e = head_of(w); e != nullptr; e = e->next) ++n;
-      unlock_shard(shards_[i], head_of(w));
-    }
-    return n;
-  }
+  std::size_t size() const { return core_.size(); }
 
-  keyed_mutex_map_counters counters() const {
-    keyed_mutex_map_counters c;
-    std::lock_guard<std::mutex> lk(pool_->mutex);
-    c.acquisitions = pool_->detached_acquisitions;
-    c.contended_acquisitions = pool_->detached_contended;
-    c.sleeps = pool_->detached_sleeps;
-    for (detail::kmm_cache_slot* s = pool_->attached; s != nullptr; s = s->next) {
-      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
-      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
-      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
-    }
-    return c;
-  }
+  keyed_mutex_map_counters counters() const { return core_.counters(); }
 
-  std::size_t shard_count() const noexcept { return shard_count_; }
+  std::size_t shard_count() const noexcept { return core_.shard_count(); }
 
  private:
-  // ---- shard word -----------------------------------------------------------------------------
-
-  static entry* head_of(std::uintptr_t w) noexcept {
-    return reinterpret_cast<entry*>(w & ~detail::kmm_flags);
+  template <class R>
+  multi_guard acquire_all(R& keys, wait w, clock::time_point deadline) {
+    multi_guard g(&core_);
+    if (!core_.acquire_range(keys, w, deadline, g.entries_)) return multi_guard{};  // g releases
+    return g;
   }
-
-  // The word to publish for a chain: the fast unlock (one CAS from `e` to 0) is allowed only when
-  // the chain is exactly one entry held exclusively with nobody waiting; otherwise kmm_slow is set.
-  static std::uintptr_t encode(entry* head) noexcept {
-    if (head == nullptr) return 0;
-    const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
-    return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : detail::kmm_slow);
-  }
-
-  // Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
-  static std::uintptr_t lock_shard(detail::kmm_shard& s) noexcept {
-    std::uintptr_t w = s.word.load(std::memory_order_relaxed);
-    int spins = 0;
-    for (;;) {
-      if ((w & detail::kmm_locked) == 0) {
-        if (s.word.compare_exchange_weak(w, w | detail::kmm_locked, std::memory_order_acquire,
-                                         std::memory_order_relaxed))
-          return w;
-        continue;
-      }
-      if (spins < detail::kmm_shard_spins) {
-        ++spins;
-        detail::kmm_cpu_relax();
-        w = s.word.load(std::memory_order_relaxed);
-        continue;
-      }
-      if ((w & detail::kmm_sleepers) == 0) {
-        if (!s.word.compare_exchange_weak(w, w | detail::kmm_sleepers, std::memory_order_relaxed,
-                                          std::memory_order_relaxed))
-          continue;
-        w |= detail::kmm_sleepers;
-      }
-      s.word.wait(w, std::memory_order_relaxed);
-      w = s.word.load(std::memory_order_relaxed);
-    }
-  }
-
-  static void unlock_shard(detail::kmm_shard& s, entry* head) noexcept {
-    if (s.word.exchange(encode(head), std::memory_order_release) & detail::kmm_sleepers) s.word.notify_all();
-  }
-
-  detail::kmm_shard& shard_of(std::size_t h) const noexcept {
-    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
-    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
-    const std::size_t index = static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_;
-    return shards_[index];
-  }
-  std::size_t shard_index(std::size_t h) const noexcept {
-    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
-  }
-
-  // ---- entries --------------------------------------------------------------------------------
-
-  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
-  // (a thread_local destructor running late).
-  detail::kmm_cache_slot* thread_slot() const {
-    detail::kmm_thread_cache* c = detail::kmm_this_thread_cache();
-    return c != nullptr ? &c->slot_for(pool_) : nullptr;
-  }
-  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
-  detail::kmm_cache_slot& my_slot(std::optional<detail::kmm_late_slot>& late) const {
-    if (detail::kmm_cache_slot* s = thread_slot()) return *s;
-    late.emplace();
-    late->attach(pool_);
-    return *late;
-  }
-
-  // A free entry holding `key` (may allocate when the pool is empty; may throw from Key's copy).
-  template <class K>
-  entry* fresh_entry(detail::kmm_cache_slot& slot, const K& key, std::size_t h) {
-    if (slot.head == nullptr && !slot.refill()) {
-      entry* e = new entry;
-      e->free_next = slot.head;
-      slot.head = e;
-      ++slot.count;
-    }
-    entry* e = static_cast<entry*>(slot.head);
-    if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
-      // Reuse the buffer without basic_string::assign's general replace path.
-      const std::string_view src = key;
-      if (e->key.has_value() && src.size() <= e->key->capacity()) {
-        std::string& dst = *e->key;
-        if (dst.size() != src.size()) dst.resize(src.size());
-        if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
-      } else if (e->key.has_value()) {
-        e->key->assign(src);
-      } else {
-        e->key.emplace(src);
-      }
-    } else if constexpr (std::is_assignable_v<Key&, const K&>) {
-      if (e->key.has_value())
-        *e->key = key;
-      else
-        e->key.emplace(key);
-    } else {
-      e->key.emplace(key);
-    }
-    slot.head = e->free_next;  // taken only once the key is in place (exception safety)
-    --slot.count;
-    e->free_next = nullptr;
-    e->hash = h;
-    return e;
-  }
-
-  // Back to the thread's cache. The entry is unlinked; late notifiers may still touch its
-  // park mutex and condition variables, which stay valid: entries are freed only with the pool.
-  static void recycle(detail::kmm_cache_slot& slot, entry* e) noexcept {
-    e->next = nullptr;
-    e->holders = 0;
-    e->free_next = slot.head;
-    slot.head = e;
-    if (++slot.count > detail::kmm_cache_slot::capacity) slot.spill();
-  }
-
-  template <class K>
-  entry* find(entry* head, std::size_t h, const K& key) const {
-    for (entry* e = head; e != nullptr; e = e->next)
-      if (e->hash == h && eq_(*e->key, key)) return e;
-    return nullptr;
-  }
-
-  static entry* unlink(entry* head, entry* e) noexcept {
-    if (head == e) return e->next;
-    entry* p = head;
-    while (p->next != e) p = p->next;
-    p->next = e->next;
-    return head;
-  }
-
-  // Wakes parkers of `e`. Caller holds the shard lock (so e stays live) and calls notify afterwards.
-  static void bump_wake(entry* e) noexcept {
-    std::lock_guard<std::mutex> lk(e->park_mutex);
-    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-
-  // Sleeps until wake_seq moves past `seq` or the deadline passes.
-  static void park(entry* e, std::uint32_t seq, detail::kmm_mode mode, detail::kmm_wait wait,
-                   clock::time_point deadline) {
-    std::condition_variable& cv = mode == detail::kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
-    std::unique_lock<std::mutex> lk(e->park_mutex);
-    while (e->wake_seq.load(std::memory_order_acquire) == seq) {
-      if (wait == detail::kmm_wait::forever) {
-        cv.wait(lk);
-      } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
-        return;
-      }
-    }
-  }
-
-  static bool can_take(const entry* e, detail::kmm_mode mode) noexcept {
-    return mode == detail::kmm_mode::exclusive ? e->holders == 0
-                                               : e->holders >= 0 && e->exclusive_waiters == 0;
-  }
-
-  // ---- acquisition ----------------------------------------------------------------------------
-
-  template <class K>
-  entry* acquire(const K& key, detail::kmm_mode mode, detail::kmm_wait wait, clock::time_point deadline) {
-    detail::kmm_cache_slot* slot = thread_slot();
-    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
-    return acquire_in(*slot, key, mode, wait, deadline);
-  }
-
-  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
-  template <class K>
-  [[gnu::noinline]] entry* acquire_late(const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
-                                        clock::time_point deadline) {
-    detail::kmm_late_slot late;
-    late.attach(pool_);
-    return acquire_in(late, key, mode, wait, deadline);
-  }
-
-  template <class K>
-  entry* acquire_in(detail::kmm_cache_slot& slot, const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
-                    clock::time_point deadline) {
-    const std::size_t h = hash_(key);
-    detail::kmm_shard& s = shard_of(h);
-    entry* fresh = fresh_entry(slot, key, h);
-    if (mode == detail::kmm_mode::exclusive) {
-      // Fast path: empty shard -> publish our entry, already held, with one CAS.
-      fresh->holders = -1;
-      std::uintptr_t expected = 0;
-      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
-                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        slot.bump(slot.acquisitions);
-        return fresh;
-      }
-    }
-    const K* key_ptr = &key;
-    entry* got = nullptr;
-    return acquire_group(s, &key_ptr, &h, &fresh, &got, 1, mode, wait, deadline, slot) ? got : nullptr;
-  }
-
-  // What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
-  struct after_unlock {
-    entry* wake = nullptr;
-    bool wake_shared = false;  // all shared waiters, else one exclusive waiter
-    entry* dead = nullptr;
-  };
-
-  // Wake-up policy (writer preference). If exclusive waiters exist, wake one of them: a hot key
-  // with 16 parked writers wakes 1 thread per hand-over, not 16. Otherwise wake every shared waiter,
-  // since they may enter together. Invariant: while an entry with waiters is free, a wake-up is in
-  // flight to a waiter that can take it. An exclusive waiter parks only on a held entry, so one
-  // that parks after a wake-up and catches it has a holder that will wake again on release; a
-  // woken waiter that leaves without taking the entry passes the wake-up on (settle). Shard lock held.
-  static after_unlock wake(entry* e) noexcept {
-    bump_wake(e);
-    return {e, e->exclusive_waiters == 0, nullptr};
-  }
-
-  // We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
-  // is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
-  // have taken the only wake-up). Shard lock held.
-  static after_unlock settle(entry*& head, entry* p, detail::kmm_mode mode) noexcept {
-    after_unlock r;
-    if (p == nullptr) return r;
-    if (p->holders == 0 && p->waiters == 0) {
-      head = unlink(head, p);
-      r.dead = p;
-    } else if (p->waiters > 0 && (p->holders == 0 || (mode == detail::kmm_mode::exclusive && p->holders > 0 &&
-                                                      p->exclusive_waiters == 0))) {
-      r = wake(p);
-    }
-    return r;
-  }
-
-  static void notify(const after_unlock& r) noexcept {
-    // Entries are freed only with the pool, so notifying an entry that was retired (or even
-    // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
-    // entry has no waiters left from before, so nobody misses the wake-up.
-    if (r.wake == nullptr) return;
-    if (r.wake_shared)
-      r.wake->park_shared.notify_all();
-    else
-      r.wake->park_exclusive.notify_one();
-  }
-
-  static void finish(const after_unlock& r, detail::kmm_cache_slot& slot) noexcept {
-    notify(r);
-    if (r.dead != nullptr) recycle(slot, r.dead);
-  }
-
-  // Takes every key of one shard at once (all-or-nothing). `fresh[i]` is a prepared entry for key i;
-  // each is installed or recycled before returning. On success out[i] is key i's entry. Throws only
-  // what KeyEqual (or the standard mutex/condition variable) throws; nothing is held then.
-  template <class K>
-  bool acquire_group(detail::kmm_shard& s, const K* const* keys, const std::size_t* hashes,
-                     entry* const* fresh, entry** out, std::size_t n, detail::kmm_mode mode,
-                     detail::kmm_wait wait, clock::time_point deadline, detail::kmm_cache_slot& slot) {
-    const bool exclusive = mode == detail::kmm_mode::exclusive;
-    bool contended = false;
-    int spin_rounds = 0;
-    entry* parked_on = nullptr;  // entry whose waiter counts include us
-    auto recycle_fresh = [&] {
-      for (std::size_t i = 0; i < n; ++i) recycle(slot, fresh[i]);
-    };
-    for (;;) {
-      entry* head = head_of(lock_shard(s));
-      entry* prev = std::exchange(parked_on, nullptr);
-      if (prev != nullptr) {
-        --prev->waiters;
-        if (exclusive) --prev->exclusive_waiters;
-      }
-      std::size_t blocker = n;
-      try {
-        for (std::size_t i = 0; i < n; ++i) {
-          out[i] = find(head, hashes[i], *keys[i]);
-          if (blocker == n && out[i] != nullptr && !can_take(out[i], mode)) blocker = i;
-        }
-      } catch (...) {
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        recycle_fresh();
-        throw;
-      }
-      if (blocker == n) {
-        for (std::size_t i = 0; i < n; ++i) {
-          if (out[i] == nullptr) {
-            out[i] = fresh[i];
-            out[i]->holders = exclusive ? -1 : 1;
-            out[i]->next = head;
-            head = out[i];
-          } else {
-            out[i]->holders = exclusive ? -1 : out[i]->holders + 1;
-          }
-        }
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        for (std::size_t i = 0; i < n; ++i)
-          if (out[i] != fresh[i]) recycle(slot, fresh[i]);
-        slot.acquisitions.store(slot.acquisitions.load(std::memory_order_relaxed) + n,
-                                std::memory_order_relaxed);
-        if (contended)
-          slot.contended.store(slot.contended.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-        return true;
-      }
-      contended = true;
-      if (wait == detail::kmm_wait::try_once ||
-          (wait == detail::kmm_wait::until_deadline && clock::now() >= deadline)) {
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        recycle_fresh();
-        return false;
-      }
-      if (prev == nullptr && spin_rounds < detail::kmm_key_spin_rounds) {
-        // Short bounded spin before sleeping: the holder is usually about to let go.
-        ++spin_rounds;
-        unlock_shard(s, head);
-        const std::uintptr_t left = s.word.load(std::memory_order_relaxed);
-        for (int i = 0; i < detail::kmm_key_spins; ++i) {
-          detail::kmm_cpu_relax();
-          if (s.word.load(std::memory_order_relaxed) != left) break;
-        }
-        continue;
-      }
-      entry* b = out[blocker];
-      const after_unlock r = settle(head, prev, mode);  // b is held or wanted: settle never retires b
-      ++b->waiters;
-      if (exclusive) ++b->exclusive_waiters;
-      const std::uint32_t seq = b->wake_seq.load(std::memory_order_relaxed);
-      unlock_shard(s, head);
-      finish(r, slot);
-      parked_on = b;  // our counts keep b live until we drop them under the shard lock
-      slot.bump(slot.sleeps);
-      try {
-        park(b, seq, mode, wait, deadline);
-      } catch (...) {
-        head = head_of(lock_shard(s));
-        --b->waiters;
-        if (exclusive) --b->exclusive_waiters;
-        const after_unlock r2 = settle(head, b, mode);
-        unlock_shard(s, head);
-        finish(r2, slot);
-        recycle_fresh();
-        throw;
-      }
-    }
-  }
-
-  // ---- release --------------------------------------------------------------------------------
-
-  void release(entry* e, detail::kmm_mode mode) noexcept {
-    detail::kmm_shard& s = shard_of(e->hash);
-    detail::kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
-    try {
-      slot = thread_slot();
-    } catch (...) {
-      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
-    }
-    if (mode == detail::kmm_mode::exclusive) {
-      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
-      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
-      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        give_back(slot, e);
-        return;
-      }
-    }
-    entry* head = head_of(lock_shard(s));
-    if (mode == detail::kmm_mode::exclusive)
-      e->holders = 0;
-    else
-      --e->holders;
-    after_unlock r;
-    if (e->holders == 0) {
-      if (e->waiters == 0) {
-        head = unlink(head, e);
-        r.dead = e;
-      } else {
-        r = wake(e);
-      }
-    }
-    unlock_shard(s, head);
-    notify(r);
-    if (r.dead != nullptr) give_back(slot, r.dead);
-  }
-
-  void give_back(detail::kmm_cache_slot* slot, entry* e) noexcept {
-    if (slot != nullptr) {
-      recycle(*slot, e);
-      return;
-    }
-    e->next = nullptr;
-    e->holders = 0;
-    std::lock_guard<std::mutex> lk(pool_->mutex);
-    e->free_next = pool_->free_head;
-    pool_->free_head = e;
-  }
-
-  // ---- multi-key ------------------------------------------------------------------------------
-
   template <class... Ks>
-  multi_guard acquire_variadic(detail::kmm_wait wait, clock::time_point deadline, const Ks&... keys) {
-    constexpr std::size_t n = sizeof...(Ks);
-    using first = std::decay_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
-    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) &&
-                  !std::is_array_v<std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>>) {
-      const std::array<const first*, n> ptrs{&keys...};
-      return acquire_all_at(
-          n, [&](std::size_t i) -> const first& { return *ptrs[i]; }, wait, deadline);
-    } else {
-      using common = std::common_type_t<std::decay_t<Ks>...>;
-      const std::array<common, n> converted{common(keys)...};
-      return acquire_all_at(
-          n, [&](std::size_t i) -> const common& { return converted[i]; }, wait, deadline);
-    }
-  }
-
-  template <class K>
-  multi_guard acquire_all(std::span<const K> keys, detail::kmm_wait wait, clock::time_point deadline) {
-    return acquire_all_at(
-        keys.size(), [&](std::size_t i) -> const K& { return keys[i]; }, wait, deadline);
-  }
-
-  // key_at(i) -> const K& for i < count.
-  template <class KeyAt>
-  multi_guard acquire_all_at(std::size_t count, KeyAt key_at, detail::kmm_wait wait,
-                             clock::time_point deadline) {
-    using K = std::remove_cvref_t<decltype(key_at(std::size_t{0}))>;
-    struct item {
-      std::size_t hash;
-      std::size_t shard;
-      const K* key;
-    };
-    std::vector<item> items;
-    items.reserve(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      const K& k = key_at(i);
-      const std::size_t h = hash_(k);
-      items.push_back(item{h, shard_index(h), &k});
-    }
-    // Global order: (shard, hash). Equal keys have equal hashes, so duplicates are adjacent.
-    std::sort(items.begin(), items.end(), [](const item& a, const item& b) {
-      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
-    });
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      bool dup = false;
-      for (std::size_t j = kept; j-- > 0 && items[j].hash == items[i].hash;) {
-        if (eq_(*items[j].key, *items[i].key)) {
-          dup = true;
-          break;
-        }
-      }
-      if (!dup) items[kept++] = items[i];
-    }
-    items.resize(kept);
-
-    multi_guard g;
-    g.map_ = this;
-    g.entries_.reserve(kept);
-    std::vector<const K*> kp(kept);
-    std::vector<std::size_t> hs(kept);
-    std::vector<entry*> fr(kept);
-    std::vector<entry*> out(kept);
-    std::optional<detail::kmm_late_slot> late;
-    detail::kmm_cache_slot& slot = my_slot(late);
-    // All keys of one shard are taken at once, so ties in the order never split across waits.
-    for (std::size_t b = 0; b < kept;) {
-      std::size_t e = b;
-      while (e < kept && items[e].shard == items[b].shard) ++e;
-      const std::size_t n = e - b;
-      std::size_t prepared = 0;
-      try {
-        for (; prepared < n; ++prepared) {
-          kp[prepared] = items[b + prepared].key;
-          hs[prepared] = items[b + prepared].hash;
-          fr[prepared] = fresh_entry(slot, *kp[prepared], hs[prepared]);
-        }
-      } catch (...) {
-        for (std::size_t i = 0; i < prepared; ++i) recycle(slot, fr[i]);
-        throw;  // g releases the shards taken so far
-      }
-      if (!acquire_group(shards_[items[b].shard], kp.data(), hs.data(), fr.data(), out.data(), n,
-                         detail::kmm_mode::exclusive, wait, deadline, slot))
-        return multi_guard{};  // g releases the shards taken so far
-      for (std::size_t i = 0; i < n; ++i) g.entries_.push_back(out[i]);
-      b = e;
-    }
+  multi_guard acquire_variadic(wait w, const Ks&... keys) {
+    multi_guard g(&core_);
+    if (!core_.acquire_variadic(w, {}, g.entries_, keys...)) return multi_guard{};  // g releases
     return g;
   }
 
-  template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    const auto now = clock::now();
-    if (d <= d.zero()) return now;
-    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(clock::time_point::max() - now))
-      return clock::time_point::max();
-    return now + std::chrono::ceil<clock::duration>(d);
-  }
-  template <class Clock, class Duration>
-  static clock::time_point to_steady(std::chrono::time_point<Clock, Duration> when) {
-    if constexpr (std::is_same_v<Clock, clock>) {
-      return std::chrono::ceil<clock::duration>(when);
-    } else {
-      return deadline_after(when - Clock::now());
-    }
-  }
-
-  Hash hash_;
-  KeyEqual eq_;
-  std::size_t shard_count_ = 0;
-  int shard_shift_ = 0;
-  std::size_t shard_mask_ = 0;
-  std::unique_ptr<detail::kmm_shard[]> shards_;
-  std::shared_ptr<detail::kmm_pool_base> pool_;  // a detail::kmm_pool<Key>
+  core core_;
 };
 
 // Hold of one key, exclusive (guard) or shared (shared_guard). Movable, not copyable; releases on
@@ -4322,7 +4799,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
 
  private:
   friend class keyed_mutex_map;
-  basic_guard(keyed_mutex_map* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
+  basic_guard(core* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
   static constexpr const char* name() noexcept {
     return Mode == detail::kmm_mode::exclusive ? "keyed_mutex_map::guard" : "keyed_mutex_map::shared_guard";
   }
@@ -4331,7 +4808,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
     map_ = nullptr;
   }
 
-  keyed_mutex_map* map_ = nullptr;
+  core* map_ = nullptr;
   entry* entry_ = nullptr;
 };
 
@@ -4384,6 +4861,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 
  private:
   friend class keyed_mutex_map;
+  explicit multi_guard(core* map) noexcept : map_(map) {}
   void reset() noexcept {
     while (!entries_.empty()) {
       entry* e = entries_.back();
@@ -4393,7 +4871,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
     map_ = nullptr;
   }
 
-  keyed_mutex_map* map_ = nullptr;
+  core* map_ = nullptr;
   std::vector<entry*> entries_;
 };
 
@@ -4401,8 +4879,9 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 // ---- end noclobber/keyed_mutex_map.hpp
 
 // ---- begin noclobber/locked_read_modify_write.hpp --------------------------
-// noclobber/locked_read_modify_write.hpp — seed 000's two layers: a per-key lock in front of
-// the conditional-write loop.
+// noclobber/locked_read_modify_write.hpp — a per-key lock in front of the conditional-write
+// loop: the two layers of the fix for the SQLite file kept as one object-store object
+// (docs/scenarios.md).
 //
 // Overview
 // --------
@@ -4416,9 +4895,10 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 //     auto r = noclobber::locked_read_modify_write(locks, store, "loc/42.db",
 //         [&](const std::optional<blob>& db) -> noclobber::update<blob> { return add_row(db, row); });
 //
-// `locks` is any object whose `lock(key)` returns an RAII guard (keyed_mutex_map, or your own);
-// it is locked with the store key itself. The guard is released when the call returns or
-// throws.
+// `locks` is any object whose `lock(key)` returns an RAII guard (the key_lock_map concept of
+// noclobber/key_lock.hpp: keyed_mutex_map, or your own); it is locked with the store key itself.
+// A lock map that cannot lock the store's key type fails the build with one static_assert that
+// names both types. The guard is released when the call returns or throws.
 //
 // Thread safety: call from any number of threads. What runs under the per-key lock: the whole
 // read_modify_write — every store call, every backoff sleep, `fn` (each time it is called),
@@ -4432,36 +4912,42 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 
 namespace noclobber {
 
-/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+namespace detail {
+
+/// `locks.lock(key)`, after the one static_assert that names both types when it cannot work
+/// (noclobber/key_lock.hpp); nothing else is instantiated then, so that is the only error.
 template <class Locks, class Key>
-concept key_lock_map = requires(Locks& locks, const Key& key) {
-  locks.lock(key);
-};
+auto lock_store_key(Locks& locks, const Key& key) {
+  if constexpr (check_key_lock_map<Locks, Key>::value) {
+    return locks.lock(key);
+  } else {
+    return nullptr;  // not reached at run time: the static_assert has failed the build
+  }
+}
+
+}  // namespace detail
 
 /// read_modify_write with `locks.lock(key)` held throughout (see the overview).
 template <class Locks, class Store, class Fn, retry_env Env>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy, Env& env) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy, env);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn));
 }
 
@@ -5209,42 +5695,32 @@ template <class Store, class Patch>
 }  // namespace noclobber
 // ---- end noclobber/patch_if_unchanged.hpp
 
-// ---- begin noclobber/race_harness/history.hpp ------------------------------
-// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+// ---- begin noclobber/race_harness/records.hpp ------------------------------
+// noclobber/race_harness/records.hpp — the records of a race harness run: write ids, one write
+// attempt, one read, and a run's whole history.
 //
 // Overview
 // --------
-// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
-// writers make. This header holds those records (`race_history`) and the checker that turns them
-// into verdicts (`check_race_history`). It is separate so that histories gathered elsewhere (other
-// processes, a log) can be checked too, and so the checker can be benchmarked on its own.
-//
 // Versions are named by the write that produced them. Every value the harness writes is unique and
 // carries its `write_id`, so "the version a write read" is simply the id of the write whose value
 // it read, and version 0 means "whatever the key held before the run" (absent, or a value the
-// harness did not write). The rules follow Jepsen's Elle:
+// harness did not write). Values the harness saw but did not write get ids with bit 63 set, told
+// apart by their version token.
 //
-//   * lost update: two or more *successful* writes read the same version of the same key;
-//   * the successful writes of a key must form one version chain that ends in the key's final
-//     value: walk back from the final version through "read from" links; every successful write
-//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
-//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
-//     counted as lost, and it counts as landed when the final chain passes through it.
+//   race_write    one write attempt: who, which op and attempt, which key, the version it
+//                 replaced (read_from), the value it wrote, how it ended, logical ticks
+//   race_read     one read: who, which key, the version it saw, logical ticks
+//   race_history  every record of a run, plus each key's version before and after it
 //
-// The checker runs in time linear in the number of records (one hash-map pass); see
-// bench/bench_race_harness.cpp.
+// The checker (race_harness/checker.hpp) turns a history into verdicts; race_harness/history.hpp
+// also has its text form for runs spread over several processes.
 //
-// Thread safety: plain values and a pure function. Nothing here locks or calls user code.
+// Thread safety: plain values. Nothing here locks or calls user code.
 
-#include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 namespace noclobber {
@@ -5338,6 +5814,75 @@ struct race_history {
   std::vector<write_id> final_versions;    ///< per key: the version the store holds at the end
 };
 
+namespace detail {
+
+inline std::string describe_write(const race_write& w) {
+  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
+         std::to_string(w.attempt);
+}
+
+struct id_hash {
+  std::size_t operator()(write_id id) const noexcept {
+    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
+    id ^= id >> 30;
+    id *= 0xbf58476d1ce4e5b9ULL;
+    id ^= id >> 27;
+    id *= 0x94d049bb133111ebULL;
+    id ^= id >> 31;
+    return static_cast<std::size_t>(id);
+  }
+};
+
+}  // namespace detail
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/records.hpp
+
+// ---- begin noclobber/race_harness/checker.hpp ------------------------------
+// noclobber/race_harness/checker.hpp — the race harness's checker: from a recorded history
+// (race_harness/records.hpp) to verdicts (race_check).
+//
+// Overview
+// --------
+// The rules follow Jepsen's Elle:
+//
+//   * lost update: two or more *successful* writes read the same version of the same key;
+//   * the successful writes of a key must form one version chain that ends in the key's final
+//     value: walk back from the final version through "read from" links; every successful write
+//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
+//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
+//     counted as lost, and it counts as landed when the final chain passes through it.
+//
+// check_race_history runs in phases, each a function over the shared history_index:
+//
+//   index_writes        one entry per distinct written value (attempts that sent the same value
+//                       merged: ok if any applied, unknown if any was unknown, else failed)
+//   group_readers       successful writes grouped by the version they read (Elle's lost-update
+//                       pairs); reads of a version nobody wrote are anomalies
+//   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
+//   collect_lost        successful writes off every chain, in order of completion
+//   name_replacers      for each lost write, the write that replaced it (see there)
+//
+// It runs in time linear in the number of records (hash tables sized up front); losses add a
+// sort, only when there are losses. See bench/bench_race_harness.cpp.
+//
+// Extending: a new verdict is one more phase over history_index filling its own field of
+// race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
+// race_check, never the phases' internals.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
 /// A successful write that is not in the final state, and the write that replaced it.
 struct lost_write {
   race_write lost;
@@ -5360,27 +5905,6 @@ struct race_check {
     return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
   }
 };
-
-namespace detail {
-
-inline std::string describe_write(const race_write& w) {
-  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
-         std::to_string(w.attempt);
-}
-
-struct id_hash {
-  std::size_t operator()(write_id id) const noexcept {
-    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
-    id ^= id >> 30;
-    id *= 0xbf58476d1ce4e5b9ULL;
-    id ^= id >> 27;
-    id *= 0x94d049bb133111ebULL;
-    id ^= id >> 31;
-    return static_cast<std::size_t>(id);
-  }
-};
-
-}  // namespace detail
 
 namespace detail {
 
@@ -5434,61 +5958,75 @@ struct key_version_hash {
 
 }  // namespace detail
 
-/// Checks a history in time linear in its records: one pass to merge attempts per written value,
-/// one to group successful writes by the version they read, one walk per key back from its final
-/// version. Losses add a sort (to name the replacing writes), only when there are losses.
-[[nodiscard]] inline race_check check_race_history(const race_history& h) {
-  race_check c;
-  c.write_attempts = h.writes.size();
+namespace detail {
 
-  // One entry per distinct written value; a value sent twice (a transient retry of the same
-  // request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
-  struct entry {
-    std::uint32_t record;  // index of the attempt that decided the outcome
-    op_outcome outcome;
-    bool on_chain;
-  };
-  std::vector<entry> entries;
-  entries.reserve(h.writes.size());
-  detail::flat_table<write_id, std::uint32_t, detail::id_hash> index(h.writes.size());
-  const auto rank = [](op_outcome o) { return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0; };
+/// One distinct written value of a history.
+struct checked_write {
+  std::uint32_t record;  ///< index in race_history::writes of the attempt that decided the outcome
+  op_outcome outcome;
+  bool on_chain;  ///< a key's final chain passes through it
+};
+
+/// The successful writes that read one version: how many, and the first (a checked_write index).
+struct version_readers {
+  std::uint32_t count = 0;
+  std::uint32_t first = 0;
+};
+
+/// What the checker's phases share.
+struct history_index {
+  explicit history_index(const race_history& history) : h(history), by_value(history.writes.size()) {}
+
+  const race_history& h;
+  std::vector<checked_write> writes;                      ///< one per distinct written value
+  flat_table<write_id, std::uint32_t, id_hash> by_value;  ///< written value -> index in `writes`
+  std::vector<version_readers> readers;                   ///< per entry of `writes`: who read its value
+
+  [[nodiscard]] const race_write& record_of(std::uint32_t n) const { return h.writes[writes[n].record]; }
+};
+
+inline int outcome_rank(op_outcome o) noexcept {
+  return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
+}
+
+/// Phase 1: one entry per distinct written value. A value sent twice (a transient retry of the
+/// same request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
+inline void index_writes(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.writes.reserve(h.writes.size());
   for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
     const race_write& w = h.writes[i];
     if (w.outcome == op_outcome::failed) ++c.failed;
-    auto [slot, inserted] = index.try_emplace(w.written, static_cast<std::uint32_t>(entries.size()));
+    auto [slot, inserted] = ix.by_value.try_emplace(w.written, static_cast<std::uint32_t>(ix.writes.size()));
     if (inserted) {
-      entries.push_back({i, w.outcome, false});
+      ix.writes.push_back({i, w.outcome, false});
       continue;
     }
-    entry& e = entries[*slot];
+    checked_write& e = ix.writes[*slot];
     if (h.writes[e.record].key != w.key) {
       c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
-                            detail::describe_write(h.writes[e.record]) + ", " + detail::describe_write(w) +
-                            ")");
+                            describe_write(h.writes[e.record]) + ", " + describe_write(w) + ")");
     }
-    if (rank(w.outcome) > rank(e.outcome)) e = entry{i, w.outcome, false};
+    if (outcome_rank(w.outcome) > outcome_rank(e.outcome)) e = checked_write{i, w.outcome, false};
   }
+}
 
-  // Elle's lost update: successful writes grouped by (key, version read). A version written in
-  // the run is an entry, so its group lives in a vector; versions from before the run (or from
-  // outside it) are few and go to a small map.
-  struct group {
-    std::uint32_t count = 0;
-    std::uint32_t first = 0;  // an entry index
-  };
-  std::vector<group> children(entries.size());
-  std::unordered_map<std::pair<std::uint32_t, write_id>, group, detail::key_version_hash> other_parents;
-  auto group_of = [&](std::uint32_t key, write_id version) -> group& {
-    if (const std::uint32_t* parent = index.find(version)) return children[*parent];
-    return other_parents[{key, version}];
-  };
-  for (std::uint32_t n = 0; n < entries.size(); ++n) {
-    const entry& e = entries[n];
+/// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
+/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
+/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
+/// write produced (and that is not from before the run) is an anomaly.
+inline void group_readers(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.readers.assign(ix.writes.size(), version_readers{});
+  std::unordered_map<std::pair<std::uint32_t, write_id>, version_readers, key_version_hash> other_versions;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    const checked_write& e = ix.writes[n];
     const race_write& w = h.writes[e.record];
     if (e.outcome == op_outcome::unknown) ++c.unknown;
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
-    group& g = group_of(w.key, w.read_from);
+    const std::uint32_t* parent = ix.by_value.find(w.read_from);
+    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -5496,20 +6034,25 @@ struct key_version_hash {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && index.find(w.read_from) == nullptr) {
-      c.anomalies.push_back(detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
+    if (!from_before_run && parent == nullptr) {
+      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
                             ", which no recorded write produced");
     }
   }
+}
 
-  // Walk each key's chain back from its final version.
+/// Phase 3: walks each key's chain back from its final version to the version the run started
+/// from, marking every entry on it (unknown ones count as landed). Breaks, loops, another key's
+/// value and a value the store called not applied are anomalies.
+inline void walk_final_chains(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
     write_id v = h.final_versions[k];
     std::size_t steps = 0;
     auto key_name = [&] { return k < h.keys.size() ? h.keys[k] : std::to_string(k); };
     while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
-      const std::uint32_t* at = index.find(v);
+      const std::uint32_t* at = ix.by_value.find(v);
       if (at == nullptr) {
         // A broken link further down was already reported with the write that read it.
         if (steps == 0) {
@@ -5518,20 +6061,19 @@ struct key_version_hash {
         }
         break;
       }
-      entry& e = entries[*at];
+      checked_write& e = ix.writes[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > entries.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
-                              detail::describe_write(w));
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
         break;
       }
       if (w.key != k) {
         c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
-                              detail::describe_write(w));
+                              describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
-        c.anomalies.push_back("key " + key_name() + " holds the value of " + detail::describe_write(w) +
+        c.anomalies.push_back("key " + key_name() + " holds the value of " + describe_write(w) +
                               ", which the store reported as not applied");
       }
       e.on_chain = true;
@@ -5539,62 +6081,87 @@ struct key_version_hash {
       v = w.read_from;
     }
   }
+}
 
-  // Successful writes the chain missed are lost. A lost write that a later successful write
-  // read lives on in that write, so its loss is the loss of the branch tip below it; the tip
-  // was replaced by the chain write that read the same version, or else by the next write
-  // applied to the key.
-  std::vector<std::uint32_t> lost_entries;
-  for (std::uint32_t n = 0; n < entries.size(); ++n) {
-    if (entries[n].outcome == op_outcome::ok && !entries[n].on_chain) lost_entries.push_back(n);
+/// Phase 4: the successful writes no chain passed through (lost), in order of completion.
+inline std::vector<std::uint32_t> collect_lost(const history_index& ix) {
+  std::vector<std::uint32_t> lost;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::ok && !ix.writes[n].on_chain) lost.push_back(n);
   }
-  if (lost_entries.empty()) return c;
-  std::sort(lost_entries.begin(), lost_entries.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return h.writes[entries[a].record].complete < h.writes[entries[b].record].complete;
+  std::sort(lost.begin(), lost.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
   });
-  std::size_t on_chain = 0;
-  for (const entry& e : entries) on_chain += e.on_chain;
-  detail::flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, detail::key_version_hash>
-      chain_reader(on_chain);
-  std::vector<std::vector<std::uint32_t>> applied_by_key(h.final_versions.size());
-  for (const entry& e : entries) {
-    const race_write& w = h.writes[e.record];
-    if (e.on_chain) chain_reader.try_emplace({w.key, w.read_from}, e.record);
-    if (e.outcome != op_outcome::failed && w.key < applied_by_key.size())
-      applied_by_key[w.key].push_back(e.record);
+  return lost;
+}
+
+/// Who replaced the tip of a lost branch: the chain write that read the same version, or else the
+/// next write applied to the key after the tip completed. Built only when something was lost.
+class replacement_index {
+ public:
+  static constexpr std::uint32_t none = ~0u;
+
+  explicit replacement_index(const history_index& ix)
+      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
+    for (const checked_write& e : ix.writes) {
+      const race_write& w = h_.writes[e.record];
+      if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
+      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
+        applied_by_key_[w.key].push_back(e.record);
+    }
+    for (auto& v : applied_by_key_) {
+      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return h_.writes[a].complete < h_.writes[b].complete;
+      });
+    }
   }
-  for (auto& v : applied_by_key) {
-    std::sort(v.begin(), v.end(),
-              [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
-  }
-  constexpr std::uint32_t none = ~0u;
-  auto replacer_of_tip = [&](const race_write& tip) -> std::uint32_t {
-    if (const std::uint32_t* r = chain_reader.find({tip.key, tip.read_from})) return *r;
-    if (tip.key >= applied_by_key.size()) return none;
-    const auto& v = applied_by_key[tip.key];
+
+  /// The record that replaced `tip`, or none.
+  [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
+    if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
+    if (tip.key >= applied_by_key_.size()) return none;
+    const auto& v = applied_by_key_[tip.key];
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
-                               [&](std::uint64_t t, std::uint32_t r) { return t < h.writes[r].complete; });
+                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
     return it == v.end() ? none : *it;
-  };
-  // Lost entry -> the record that replaced it, filled along each branch walked.
-  std::vector<std::uint32_t> replacer(entries.size(), none);
-  std::vector<char> resolved(entries.size(), 0);
+  }
+
+ private:
+  static std::size_t count_on_chain(const history_index& ix) {
+    std::size_t n = 0;
+    for (const checked_write& e : ix.writes) n += e.on_chain;
+    return n;
+  }
+
+  const race_history& h_;
+  flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader_;
+  std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
+};
+
+/// Phase 5: a lost write that a later successful write read lives on in that write, so its loss
+/// is the loss of the branch tip below it; the tip was replaced as replacement_index says. Walks
+/// each lost write down to its tip once (what a walk resolves is remembered for the others) and
+/// appends the lost writes with their replacers to c.lost.
+inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
+  constexpr std::uint32_t none = replacement_index::none;
+  replacement_index replacements(ix);
+  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
+  std::vector<char> resolved(ix.writes.size(), 0);
   std::vector<std::uint32_t> path;
-  c.lost.reserve(lost_entries.size());
-  for (std::uint32_t n : lost_entries) {
+  c.lost.reserve(lost.size());
+  for (std::uint32_t n : lost) {
     path.clear();
     std::uint32_t at = n;
     std::uint32_t found = none;
-    for (std::size_t guard = 0; guard <= lost_entries.size(); ++guard) {
+    for (std::size_t guard = 0; guard <= lost.size(); ++guard) {
       if (resolved[at]) {
         found = replacer[at];
         break;
       }
       path.push_back(at);
-      const race_write& w = h.writes[entries[at].record];
-      const group& child = children[at];
+      const version_readers& child = ix.readers[at];
       if (child.count == 0 || child.first == at) {
-        found = replacer_of_tip(w);
+        found = replacements.replacer_of_tip(ix.record_of(at));
         break;
       }
       at = child.first;
@@ -5603,12 +6170,60 @@ struct key_version_hash {
       resolved[p] = 1;
       replacer[p] = found;
     }
-    lost_write l{h.writes[entries[n].record], {}};
-    if (found != none) l.overwritten_by = h.writes[found];
+    lost_write l{ix.record_of(n), {}};
+    if (found != none) l.overwritten_by = ix.h.writes[found];
     c.lost.push_back(l);
   }
+}
+
+}  // namespace detail
+
+/// Checks a history (see the overview for the rules and the phases).
+[[nodiscard]] inline race_check check_race_history(const race_history& h) {
+  race_check c;
+  c.write_attempts = h.writes.size();
+  detail::history_index ix(h);
+  detail::index_writes(ix, c);
+  detail::group_readers(ix, c);
+  detail::walk_final_chains(ix, c);
+  const std::vector<std::uint32_t> lost = detail::collect_lost(ix);
+  if (!lost.empty()) detail::name_replacers(ix, lost, c);
   return c;
 }
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/checker.hpp
+
+// ---- begin noclobber/race_harness/history.hpp ------------------------------
+// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+//
+// Overview
+// --------
+// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
+// writers make. This header brings the records (`race_history`, race_harness/records.hpp) and the
+// checker that turns them into verdicts (`check_race_history`, race_harness/checker.hpp, which
+// states the rules), and adds the history's text form. It is separate from the harness so that
+// histories gathered elsewhere (other processes, a log) can be checked too, and so the checker
+// can be benchmarked on its own:
+//
+//   race_history h;                          // one process per writer group:
+//   append_history(h, text_from_process_1);  //   serialize_history(its_history)
+//   append_history(h, text_from_process_2);
+//   h.keys = ...; h.initial_versions = ...; h.final_versions = ...;
+//   race_check c = check_race_history(h);
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+
+namespace noclobber {
 
 /// One line per record ("w writer op attempt key read_from written outcome kind invoke complete",
 /// "r writer op key version found invoke complete"), for runs spread over several processes:
@@ -6028,79 +6643,6 @@ inline std::string race_report::to_json() const {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/report.hpp
 
-// ---- begin noclobber/race_harness/strategies.hpp ---------------------------
-// noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
-//
-// Overview
-// --------
-// A harness strategy performs one read-modify-write of a key through the harness's store view.
-// These three wrap the library's own algorithms (no second retry loop lives here):
-//
-//   naive_strategy        naive_read_modify_write: read, compute, overwrite — the bug, kept as
-//                         the negative control (needs the store's overwrite()).
-//   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
-//   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
-//                         front of the same loop (seed 000's two layers, for writers in one
-//                         process). It holds a lock across read and write, so forced mode reports
-//                         it as "writers serialised".
-//
-// Your own strategy is any callable `(race_store<S>&, const Key&, race_modify<V>&)`.
-//
-// `harness_retry_policy()` is the policy these use by default: many attempts with short jittered
-// sleeps, so that heavy contention ends in retries, not in give-ups.
-//
-// Thread safety: each strategy object is called concurrently from all writer threads; they hold
-// only immutable state (and, for the locked one, a reference to a thread-safe keyed_mutex_map).
-// The value function runs under the key's lock in locked_cas_strategy, under no lock otherwise.
-
-#include <chrono>
-#include <memory>
-#include <utility>
-
-
-namespace noclobber {
-
-/// 1000 attempts, full jitter from 50 µs up to 2 ms.
-[[nodiscard]] inline retry_policy harness_retry_policy() {
-  retry_policy p;
-  p.backoff = backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
-  p.max_attempts = 1000;
-  return p;
-}
-
-/// The bug: read, compute, overwrite.
-struct naive_strategy {
-  template <class Store, class Key, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)naive_read_modify_write(store, key, fn);
-  }
-};
-
-/// Optimistic: write if unchanged, retry on conflict.
-struct cas_strategy {
-  retry_policy policy = harness_retry_policy();
-
-  template <class Store, class Key, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)read_modify_write(store, key, fn, policy);
-  }
-};
-
-/// A per-key lock in front of the optimistic loop. The keyed_mutex_map is shared by all writers.
-template <class Key>
-struct locked_cas_strategy {
-  std::shared_ptr<keyed_mutex_map<Key>> locks = std::make_shared<keyed_mutex_map<Key>>();
-  retry_policy policy = harness_retry_policy();
-
-  template <class Store, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)locked_read_modify_write(*locks, store, key, fn, policy);
-  }
-};
-
-}  // namespace noclobber
-// ---- end noclobber/race_harness/strategies.hpp
-
 // ---- begin noclobber/race_harness/workload.hpp -----------------------------
 // noclobber/race_harness/workload.hpp — the values a race harness run writes.
 //
@@ -6205,71 +6747,36 @@ struct race_workload {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/workload.hpp
 
-// ---- begin noclobber/race_harness.hpp --------------------------------------
-// noclobber/race_harness.hpp — proves (or disproves) that a store + strategy loses no updates.
+// ---- begin noclobber/race_harness/options.hpp ------------------------------
+// noclobber/race_harness/options.hpp — what a race harness run does: race_options.
 //
 // Overview
 // --------
-// A lost update needs two writers to read the same version and both to write. Tests that merely
-// start threads rarely hit that window; this harness forces it. It runs W writers × K operations
-// against any conditional_writer store through a strategy (the naive blind read-modify-write, CAS
-// with retry, lock + CAS, or your own), records a history of every read and write attempt with
-// logical ticks, and checks it (Elle's rules, see race_harness/history.hpp):
+// `race_options<Key, Value>` (or `race_options_for<Store>`) says how many writers run how many
+// operations, in which mode (forced / explore / stress, see noclobber/race_harness.hpp), on
+// which keys, with which values (race_harness/workload.hpp), and how long writers wait for each
+// other. A report's replay line (race_report::replay_line) sets the fields that reproduce a run:
 //
-//   noclobber::race_options<std::string, std::string> opt;
-//   opt.writers = 16;
-//   auto report = noclobber::run_race(store, my_strategy, opt);
-//   REQUIRE(report.lost() == 0);          // or NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)
-//   std::cout << report.to_text();        // counts, each loss, a trace, a replay line
+//   noclobber::race_options_for<my_store> opt;
+//   opt.apply_replay("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=12345");
 //
-// A strategy is any callable `strategy(race_store<S>& store, const Key& key, race_modify<V>& fn)`
-// that performs one read-modify-write of `key` through `store`, computing each new value by
-// calling `fn(current)` (current: std::optional<V>, or const V*). It is called concurrently from
-// all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
-// records each call; between a writer's read and its write it hands control to the mode:
+// Timeouts saturate: `std::chrono::milliseconds::max()` means "wait without limit" (in forced
+// mode a store that serialises the writers then makes the run wait for ever instead of
+// reporting "writers serialised").
 //
-//   forced   every writer waits after its first read until all writers have read (a barrier with
-//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
-//            store or strategy that holds a lock across read and write makes the barrier time
-//            out; the report says "writers serialised" instead of hanging.
-//   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
-//            store call); priorities and depth − 1 priority change points are drawn from a seed.
-//            Each iteration's seed derives from the master seed; a losing schedule is replayed
-//            twice to check that it is deterministic, and the report carries its replay line.
-//   stress   free-running threads, for stores that cannot be paused.
-//
-// Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
-// points live only in race_store.
-//
-// Stores: `run_race(store, …)` shares one thread-safe store object among the writers;
-// `run_race_per_writer(make_store, …)` calls `make_store(i)` once per writer (one connection
-// each: SQLite, PostgreSQL, Redis adapters are one-connection objects). make_store may return a
-// Store&, a Store, or a std::unique_ptr<Store>.
-//
-// Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
-// the store's functions run on those threads concurrently, and never under a harness lock (in
-// explore mode only one writer runs at a time, but none holds a harness lock while it runs).
-// Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
+// Thread safety: a plain value; the harness reads it from every writer thread and never writes
+// it during a run.
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <type_traits>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 
@@ -6281,13 +6788,15 @@ struct race_options {
   unsigned writers = 8;         ///< W, 1 … 65535
   unsigned ops_per_writer = 1;  ///< K, ≥ 1
   race_mode mode = race_mode::forced;
-  std::uint64_t seed = 1;                           ///< master seed: key choice, explore schedules
-  unsigned iterations = 10;                         ///< explore: schedules to try
-  unsigned depth = 2;                               ///< explore: PCT depth d (d − 1 change points), 1 … 8
-  bool stop_at_first_failure = true;                ///< explore: stop at the first losing schedule
-  std::optional<std::uint64_t> schedule;            ///< explore: run exactly this schedule seed (replay)
-  std::chrono::milliseconds barrier_timeout{1000};  ///< forced: how long writers wait for each other
-  std::chrono::milliseconds stall_timeout{200};     ///< explore: a writer silent this long is blocked
+  std::uint64_t seed = 1;                 ///< master seed: key choice, explore schedules
+  unsigned iterations = 10;               ///< explore: schedules to try
+  unsigned depth = 2;                     ///< explore: PCT depth d (d − 1 change points), 1 … 8
+  bool stop_at_first_failure = true;      ///< explore: stop at the first losing schedule
+  std::optional<std::uint64_t> schedule;  ///< explore: run exactly this schedule seed (replay)
+  /// forced: how long writers wait for each other (milliseconds::max(): without limit)
+  std::chrono::milliseconds barrier_timeout{1000};
+  /// explore: a writer silent this long is blocked (milliseconds::max(): never)
+  std::chrono::milliseconds stall_timeout{200};
   /// The keys ops write; each op picks one (seeded), or `choose_key(writer, op, random)` picks an
   /// index. Empty: one key, "noclobber/race" (for keys constructible from a string).
   std::vector<Key> keys;
@@ -6352,41 +6861,46 @@ struct race_options {
 template <class Store>
 using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
 
-template <class Store>
-class race_store;
-template <class Value>
-class race_modify;
+}  // namespace noclobber
+// ---- end noclobber/race_harness/options.hpp
 
-namespace detail {
+// ---- begin noclobber/race_harness/scheduler.hpp ----------------------------
+// noclobber/race_harness/scheduler.hpp — how the race harness interleaves its writers: the
+// forced window's barrier and the explore mode's PCT scheduler.
+//
+// Overview
+// --------
+//   timed_barrier   forced mode: every writer waits after its first read until all writers have
+//                   read, so that they all write what they read. A barrier with a timeout: a
+//                   store or strategy that holds a lock across read and write never lets the
+//                   others arrive, the wait times out and the barrier stays open ("broken"), and
+//                   the report says "writers serialised" instead of hanging.
+//   pct_scheduler   explore mode: PCT (Burckhardt et al. 2010). Exactly one writer runs between
+//                   scheduling points (each store call); the highest-priority writer waiting at a
+//                   point goes next; at d − 1 seeded change points the running writer's priority
+//                   drops. A writer that reaches no point within stall_timeout (blocked on a lock
+//                   the harness cannot see) is passed over until it does.
+//
+// Timeouts saturate (noclobber/duration.hpp): milliseconds::max() waits without limit.
+//
+// Thread safety: both are shared by all writer threads of one run; every member locks the
+// object's own mutex (annotated, checked by -Wthread-safety). No user code runs under it.
 
-inline std::uint64_t race_splitmix(std::uint64_t& state) noexcept {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
 
-/// The seed of explore iteration i under master seed m.
-inline std::uint64_t iteration_seed(std::uint64_t master, unsigned i) noexcept {
-  std::uint64_t s = master ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(i) + 1));
-  return race_splitmix(s);
-}
 
-template <class K>
-std::string printable_key(const K& k, std::size_t index) {
-  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
-    return std::string(std::string_view(k));
-  } else if constexpr (std::is_arithmetic_v<K>) {
-    return std::to_string(k);
-  } else {
-    return "#" + std::to_string(index);
-  }
-}
+namespace noclobber::detail {
 
-/// Different for every run in this process (and, with high probability, across processes).
-inline std::uint32_t next_run_nonce() {
-  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
-  return counter.fetch_add(1) & 0xFFFFFu;
+/// `timeout` from now on the steady clock, saturating (max(): never).
+inline std::chrono::steady_clock::time_point race_deadline_after(std::chrono::milliseconds timeout) {
+  return saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(),
+                                                        saturating_cast_ns(timeout));
 }
 
 /// A barrier with a timeout. Once it times out it stays open ("broken").
@@ -6396,31 +6910,34 @@ class timed_barrier {
 
   /// False when it timed out (now or earlier).
   bool arrive_and_wait(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
+    const auto deadline = race_deadline_after(timeout);
+    annotated_wait_lock lock(mutex_);
     if (++arrived_ >= expected_) {
       cv_.notify_all();
       return !broken_;
     }
-    if (!cv_.wait_for(lock, timeout, [&] { return arrived_ >= expected_ || broken_; })) broken_ = true;
+    while (arrived_ < expected_ && !broken_) {
+      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && arrived_ < expected_) broken_ = true;
+    }
     cv_.notify_all();
     return !broken_;
   }
   /// Counts as arrived without waiting (a writer whose first op never read).
   void arrive() {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     if (++arrived_ >= expected_) cv_.notify_all();
   }
   bool broken() const {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     return broken_;
   }
 
  private:
-  mutable std::mutex mutex_;
+  mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  unsigned expected_;
-  unsigned arrived_ = 0;  // guarded by mutex_
-  bool broken_ = false;   // guarded by mutex_
+  const unsigned expected_;
+  unsigned arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  bool broken_ NOCLOBBER_GUARDED_BY(mutex_) = false;
 };
 
 /// PCT scheduler: exactly one writer runs between scheduling points; the highest-priority writer
@@ -6432,11 +6949,12 @@ class pct_scheduler {
  public:
   pct_scheduler(unsigned writers, unsigned depth, std::uint64_t expected_steps, std::uint64_t seed,
                 std::chrono::milliseconds stall_timeout)
-      : priority_(writers),
-        waiting_(writers, 0),
-        done_(writers, 0),
-        stalled_(writers, 0),
-        stall_timeout_(stall_timeout) {
+      : stall_timeout_(stall_timeout) {
+    annotated_lock lock(mutex_);  // nobody else sees the scheduler yet; the lock satisfies the analysis
+    priority_.resize(writers);
+    waiting_.assign(writers, 0);
+    done_.assign(writers, 0);
+    stalled_.assign(writers, 0);
     std::mt19937_64 rng(seed);
     for (unsigned i = 0; i < writers; ++i) priority_[i] = static_cast<int>(depth + i);
     std::shuffle(priority_.begin(), priority_.end(), rng);
@@ -6446,7 +6964,7 @@ class pct_scheduler {
 
   /// Called by writer w (0-based) before each store call and once at its start.
   void point(unsigned w) {
-    std::unique_lock lock(mutex_);
+    annotated_wait_lock lock(mutex_);
     if (started_) {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
@@ -6467,8 +6985,10 @@ class pct_scheduler {
     cv_.notify_all();
     while (current_ != w) {
       const std::uint64_t seen = steps_;
-      if (cv_.wait_for(lock, stall_timeout_) == std::cv_status::timeout && started_ && steps_ == seen &&
-          current_ != w && current_ != none && !waiting_[current_] && !done_[current_]) {
+      const bool timed_out =
+          lock.wait_until(cv_, race_deadline_after(stall_timeout_)) == std::cv_status::timeout;
+      if (timed_out && started_ && steps_ == seen && current_ != w && current_ != none &&
+          !waiting_[current_] && !done_[current_]) {
         stalled_[current_] = 1;
         ++stalls_;
         pick_next();
@@ -6479,7 +6999,7 @@ class pct_scheduler {
   }
 
   void finish(unsigned w) {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     done_[w] = 1;
     if (started_) ++steps_;
     if (current_ == w || current_ == none) pick_next();
@@ -6487,14 +7007,14 @@ class pct_scheduler {
   }
 
   std::size_t stalls() const {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     return stalls_;
   }
 
  private:
   static constexpr unsigned none = ~0u;
 
-  void pick_next() {  // requires mutex_
+  void pick_next() NOCLOBBER_REQUIRES(mutex_) {
     unsigned best = none;
     for (unsigned i = 0; i < priority_.size(); ++i) {
       if (waiting_[i] && !done_[i] && !stalled_[i] && (best == none || priority_[i] > priority_[best]))
@@ -6503,19 +7023,79 @@ class pct_scheduler {
     current_ = best;
   }
 
-  mutable std::mutex mutex_;
+  mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  // All guarded by mutex_.
-  std::vector<int> priority_;
-  std::vector<char> waiting_, done_, stalled_;
-  std::vector<std::uint64_t> change_points_;
-  std::uint64_t steps_ = 0;
-  unsigned current_ = none;
-  std::size_t arrived_ = 0;
-  bool started_ = false;
-  std::size_t stalls_ = 0;
-  std::chrono::milliseconds stall_timeout_;
+  std::vector<int> priority_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> waiting_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> done_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> stalled_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::uint64_t steps_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  unsigned current_ NOCLOBBER_GUARDED_BY(mutex_) = none;
+  std::size_t arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  bool started_ NOCLOBBER_GUARDED_BY(mutex_) = false;
+  std::size_t stalls_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  const std::chrono::milliseconds stall_timeout_;
 };
+
+}  // namespace noclobber::detail
+// ---- end noclobber/race_harness/scheduler.hpp
+
+// ---- begin noclobber/race_harness/recorder.hpp -----------------------------
+// noclobber/race_harness/recorder.hpp — what records a race harness run: the store view and
+// the value function handed to strategies, and the state they record into.
+//
+// Overview
+// --------
+//   race_store<S>        the harness's view of your store, handed to strategies: the same
+//                        contract (read, write_if_match, create_if_absent, overwrite when your
+//                        store has it). Each call is recorded with logical ticks (invoke,
+//                        complete) as a race_read / race_write (race_harness/history.hpp), and is
+//                        a scheduling point: before it the writer waits for its turn (explore);
+//                        after a writer's first read it waits at the forced window (forced).
+//   race_modify<V>       the value function a strategy calls with what it read: it asks the
+//                        workload (race_harness/workload.hpp) for a new, unique value carrying
+//                        its write id, and remembers which version that value was computed from.
+//   race_run_state<S>    what all writers of one run share: options, workload, the tick counter,
+//                        the run nonce, the barrier or scheduler, the versions seen that the
+//                        harness did not write.
+//   race_writer_state<S> one writer's records and where it is (op, key, attempt).
+//
+// A recorded write names the version it replaced by the computation that produced its value,
+// not by the last read: a strategy may read several times per op.
+//
+// Thread safety: one race_store / race_modify / race_writer_state per writer thread, touched
+// only by that thread. race_run_state is shared: the tick is atomic, the foreign versions are
+// guarded by an annotated mutex, the rest is immutable during the run. Your store's functions
+// and the workload's run on the writer's thread with no harness lock held.
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+
+namespace noclobber {
+
+template <class Store>
+class race_store;
+template <class Value>
+class race_modify;
+
+namespace detail {
+
+/// Different for every run in this process (and, with high probability, across processes).
+inline std::uint32_t next_run_nonce() {
+  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
+  return counter.fetch_add(1) & 0xFFFFFu;
+}
 
 /// State shared by all writers of one run.
 template <class Store>
@@ -6532,11 +7112,11 @@ struct race_run_state {
   std::unique_ptr<pct_scheduler> scheduler;
 
   // Versions the harness did not write, told apart by token: key -> tokens seen.
-  std::mutex foreign_mutex;
-  std::vector<std::vector<token_type>> foreign_tokens;  // guarded by foreign_mutex
+  annotated_mutex foreign_mutex;
+  std::vector<std::vector<token_type>> foreign_tokens NOCLOBBER_GUARDED_BY(foreign_mutex);
 
   write_id foreign_id(std::uint32_t key, const token_type& token) {
-    std::lock_guard lock(foreign_mutex);
+    annotated_lock lock(foreign_mutex);
     auto& seen = foreign_tokens[key];
     auto it = std::find(seen.begin(), seen.end(), token);
     const std::size_t index = static_cast<std::size_t>(it - seen.begin());
@@ -6647,8 +7227,11 @@ class race_store {
                   [&] { return store_traits<Store>::create_if_absent(*state_->store, k, v); });
   }
 
-  write_result<token_type> overwrite(const key_type& k,
-                                     const value_type& v) requires overwritable_store<Store> {
+  // clang-format off
+  write_result<token_type> overwrite(const key_type& k, const value_type& v)
+    requires overwritable_store<Store>
+  {
+    // clang-format on
     return record(write_kind::overwrite, k, v,
                   [&] { return store_traits<Store>::overwrite(*state_->store, k, v); });
   }
@@ -6739,7 +7322,73 @@ class race_modify {
   std::function<Value(const std::optional<Value>&)> make_;
 };
 
+}  // namespace noclobber
+// ---- end noclobber/race_harness/recorder.hpp
+
+// ---- begin noclobber/race_harness/engine.hpp -------------------------------
+// noclobber/race_harness/engine.hpp — how the race harness runs: W writer threads × K ops,
+// once (forced, stress) or over many schedules (explore), and the report that comes out.
+//
+// Overview
+// --------
+//   run_race / run_race_per_writer   the public entries (documented in noclobber/race_harness.hpp)
+//   run_all    validates the options, then runs once, or (explore) one run per schedule seed
+//              until a losing schedule turns up, which it replays twice to check that it is
+//              deterministic; fills the race_report.
+//   run_once   one run, in phases: set up the run state (barrier or scheduler), read what each
+//              key holds before, start one thread per writer behind a latch, let each run its ops
+//              through the strategy (run_writer_ops), read what each key holds after, gather the
+//              writers' records into one history and check it (race_harness/checker.hpp).
+//
+// Thread safety: run_once starts and joins its own threads; the strategy, the workload and the
+// store run on those threads concurrently and never under a harness lock. Everything else runs
+// on the caller's thread.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <latch>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
 namespace detail {
+
+inline std::uint64_t race_splitmix(std::uint64_t& state) noexcept {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/// The seed of explore iteration i under master seed m.
+inline std::uint64_t iteration_seed(std::uint64_t master, unsigned i) noexcept {
+  std::uint64_t s = master ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(i) + 1));
+  return race_splitmix(s);
+}
+
+template <class K>
+std::string printable_key(const K& k, std::size_t index) {
+  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
+    return std::string(std::string_view(k));
+  } else if constexpr (std::is_arithmetic_v<K>) {
+    return std::to_string(k);
+  } else {
+    return "#" + std::to_string(index);
+  }
+}
 
 template <class T>
 struct factory_store {
@@ -6860,109 +7509,110 @@ struct run_outcome {
   std::uint64_t signature = 0;
 };
 
-/// One run: W threads × K ops. `store_of(i)` gives writer i's store (0-based).
-template <class Store, class StoreOf, class Strategy>
-run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
-                     const race_workload<store_value_t<Store>>& workload,
-                     std::optional<std::uint64_t> schedule) {
-  race_run_state<Store> run;
+/// The run's barrier (forced) or scheduler (explore).
+template <class Store>
+void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
+               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule) {
   run.options = &o;
   run.workload = &workload;
-  run.foreign_tokens.resize(o.keys.size());
+  {
+    annotated_lock lock(run.foreign_mutex);  // no writer runs yet; the lock satisfies the analysis
+    run.foreign_tokens.resize(o.keys.size());
+  }
   if (o.mode == race_mode::forced) run.barrier = std::make_unique<timed_barrier>(o.writers);
   if (o.mode == race_mode::explore) {
     const std::uint64_t expected_steps = std::uint64_t{o.writers} * o.ops_per_writer * 3 + o.writers;
     run.scheduler = std::make_unique<pct_scheduler>(o.writers, o.depth, expected_steps,
                                                     schedule.value_or(o.seed), o.stall_timeout);
   }
+}
 
-  run_outcome out;
-  race_history& h = out.history;
-  for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
-  // What each key holds before the run: chains stop there.
-  Store& reader = store_of(0u);
+/// The version each key holds now, read through `reader` (chains stop at the initial ones). A
+/// failed read counts as the initial version; `failure` gets its words when given.
+template <class Store>
+std::vector<write_id> read_key_versions(Store& reader, race_run_state<Store>& run,
+                                        const race_options_for<Store>& o,
+                                        const std::vector<std::string>& key_names, std::string* failure) {
+  std::vector<write_id> versions;
   for (std::uint32_t k = 0; k < o.keys.size(); ++k) {
     auto r = settled_read(reader, o.keys[k]);
-    h.initial_versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
+    versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
+    if (r.failed() && failure != nullptr)
+      *failure = "final read of key " + key_names[k] + " failed: " + r.error.code + " " + r.error.message;
   }
+  return versions;
+}
 
-  std::vector<race_writer_state<Store>> writers(o.writers);
-  std::vector<std::size_t> errors(o.writers, 0);
-  std::vector<std::string> first_errors(o.writers);
-  for (unsigned i = 0; i < o.writers; ++i) {
-    auto& w = writers[i];
-    w.run = &run;
-    w.store = &store_of(i);
-    w.writer = o.first_writer + i;
-    w.index = i;
-    w.last_read.assign(o.keys.size(), initial_version);
-    for (std::uint32_t k = 0; k < o.keys.size(); ++k) w.last_read[k] = h.initial_versions[k];
-    w.writes.reserve(o.ops_per_writer * 2);
-    w.reads.reserve(o.ops_per_writer * 2);
-  }
+/// One writer's recorder, before its thread starts.
+template <class Store, class StoreOf>
+void prepare_writer(race_writer_state<Store>& w, unsigned i, race_run_state<Store>& run, StoreOf& store_of,
+                    const race_options_for<Store>& o, const std::vector<write_id>& initial_versions) {
+  w.run = &run;
+  w.store = &store_of(i);
+  w.writer = o.first_writer + i;
+  w.index = i;
+  w.last_read = initial_versions;
+  w.writes.reserve(o.ops_per_writer * 2);
+  w.reads.reserve(o.ops_per_writer * 2);
+}
 
-  std::mutex start_mutex;
-  std::condition_variable start_cv;
-  unsigned ready = 0;  // guarded by start_mutex
-  auto body = [&](unsigned i) {
-    auto& w = writers[i];
-    {
-      // All threads exist before any starts, so the forced barrier measures store time only.
-      std::unique_lock lock(start_mutex);
-      if (++ready == o.writers) start_cv.notify_all();
-      start_cv.wait(lock, [&] { return ready == o.writers; });
-    }
-    if (run.scheduler) run.scheduler->point(i);
-    std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
-    race_store<Store> view(w);
-    race_modify<store_value_t<Store>> modify(w);
-    for (std::uint32_t op = 0; op < o.ops_per_writer; ++op) {
-      const std::uint64_t random = race_splitmix(key_rng);
-      std::size_t key = 0;
-      if (o.choose_key)
-        key = o.choose_key(w.writer, op, random);
-      else if (o.keys.size() > 1)
-        key = static_cast<std::size_t>(random % o.keys.size());
-      if (key >= o.keys.size()) key = key % o.keys.size();
-      w.op = op;
-      w.key = static_cast<std::uint32_t>(key);
-      w.attempt = 0;
-      w.computed_this_op.clear();
-      try {
-        std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
-      } catch (const std::exception& e) {
-        if (errors[i]++ == 0)
-          first_errors[i] = "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": " + e.what();
-      } catch (...) {
-        if (errors[i]++ == 0)
-          first_errors[i] =
-              "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": unknown exception";
-      }
-      if (run.barrier && !w.first_read_done) {
-        // An op that never read must not hold the others at the forced window.
-        w.first_read_done = true;
-        run.barrier->arrive();
-      }
-    }
-    if (run.scheduler) run.scheduler->finish(i);
+/// What a writer's ops threw: how many, and the first one in words.
+struct writer_errors {
+  std::size_t count = 0;
+  std::string first;
+};
+
+/// A writer thread's ops, each one strategy call on a (seeded or chosen) key. Whatever the
+/// strategy throws is counted and the writer goes on.
+template <class Store, class Strategy>
+void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_options_for<Store>& o,
+                    writer_errors& errors) {
+  race_run_state<Store>& run = *w.run;
+  if (run.scheduler) run.scheduler->point(w.index);
+  std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
+  race_store<Store> view(w);
+  race_modify<store_value_t<Store>> modify(w);
+  auto note_error = [&](std::uint32_t op, std::string_view what) {
+    if (errors.count++ == 0)
+      errors.first = "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": " + std::string(what);
   };
-  {
-    std::vector<std::jthread> threads;
-    threads.reserve(o.writers);
-    for (unsigned i = 0; i < o.writers; ++i) threads.emplace_back(body, i);
-  }
-
-  for (std::uint32_t k = 0; k < o.keys.size(); ++k) {
-    auto r = settled_read(reader, o.keys[k]);
-    h.final_versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
-    if (r.failed()) {
-      out.first_error = "final read of key " + h.keys[k] + " failed: " + r.error.code + " " + r.error.message;
+  for (std::uint32_t op = 0; op < o.ops_per_writer; ++op) {
+    const std::uint64_t random = race_splitmix(key_rng);
+    std::size_t key = 0;
+    if (o.choose_key)
+      key = o.choose_key(w.writer, op, random);
+    else if (o.keys.size() > 1)
+      key = static_cast<std::size_t>(random % o.keys.size());
+    if (key >= o.keys.size()) key = key % o.keys.size();
+    w.op = op;
+    w.key = static_cast<std::uint32_t>(key);
+    w.attempt = 0;
+    w.computed_this_op.clear();
+    try {
+      std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
+    } catch (const std::exception& e) {
+      note_error(op, e.what());
+    } catch (...) {
+      note_error(op, "unknown exception");
+    }
+    if (run.barrier && !w.first_read_done) {
+      // An op that never read must not hold the others at the forced window.
+      w.first_read_done = true;
+      run.barrier->arrive();
     }
   }
-  for (unsigned i = 0; i < o.writers; ++i) {
+  if (run.scheduler) run.scheduler->finish(w.index);
+}
+
+/// Gathers the writers' records and counts into `out` (history, errors, retries, ...).
+template <class Store>
+void gather_writers(std::vector<race_writer_state<Store>>& writers, std::vector<writer_errors>& errors,
+                    run_outcome& out) {
+  race_history& h = out.history;
+  for (std::size_t i = 0; i < writers.size(); ++i) {
     auto& w = writers[i];
-    out.op_errors += errors[i];
-    if (out.first_error.empty() && !first_errors[i].empty()) out.first_error = first_errors[i];
+    out.op_errors += errors[i].count;
+    if (out.first_error.empty() && !errors[i].first.empty()) out.first_error = std::move(errors[i].first);
     out.serialised = out.serialised || w.serialised;
     out.untracked += w.untracked;
     // Retries: write attempts beyond the first of each op.
@@ -6974,12 +7624,97 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
     h.writes.insert(h.writes.end(), w.writes.begin(), w.writes.end());
     h.reads.insert(h.reads.end(), w.reads.begin(), w.reads.end());
   }
+}
+
+/// One run: W threads × K ops. `store_of(i)` gives writer i's store (0-based).
+template <class Store, class StoreOf, class Strategy>
+run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
+                     const race_workload<store_value_t<Store>>& workload,
+                     std::optional<std::uint64_t> schedule) {
+  race_run_state<Store> run;
+  start_run(run, o, workload, schedule);
+  run_outcome out;
+  race_history& h = out.history;
+  for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
+  Store& reader = store_of(0u);
+  h.initial_versions = read_key_versions(reader, run, o, h.keys, nullptr);
+
+  std::vector<race_writer_state<Store>> writers(o.writers);
+  std::vector<writer_errors> errors(o.writers);
+  for (unsigned i = 0; i < o.writers; ++i)
+    prepare_writer(writers[i], i, run, store_of, o, h.initial_versions);
+  {
+    // All threads exist before any starts, so the forced barrier measures store time only.
+    std::latch start(o.writers);
+    std::vector<std::jthread> threads;
+    threads.reserve(o.writers);
+    for (unsigned i = 0; i < o.writers; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();
+        run_writer_ops(writers[i], strategy, o, errors[i]);
+      });
+    }
+  }
+
+  h.final_versions = read_key_versions(reader, run, o, h.keys, &out.first_error);
+  gather_writers(writers, errors, out);
   if (run.scheduler) {
     out.stalls = run.scheduler->stalls();
     out.signature = schedule_signature(h);
   }
   out.check = check_race_history(h);
   return out;
+}
+
+/// The report's fields that come from the run it shows.
+template <class Store>
+void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome&& r) {
+  rep.operations = std::size_t{o.writers} * o.ops_per_writer;
+  rep.op_errors = r.op_errors;
+  rep.retries = r.retries;
+  rep.untracked_calls = r.untracked;
+  rep.first_error = std::move(r.first_error);
+  rep.check = std::move(r.check);
+  rep.writers_serialised = r.serialised;
+  rep.history = std::move(r.history);
+  if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
+}
+
+/// Explore mode: one run per schedule seed (or the one `o.schedule`) until a losing schedule
+/// turns up (or all of them); a losing one is replayed twice to check that it is deterministic.
+/// Shows the first losing run, else the first run.
+template <class Store, class StoreOf, class Strategy>
+void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
+                 const race_workload<store_value_t<Store>>& workload, race_report& rep) {
+  const unsigned iterations = o.schedule ? 1 : o.iterations;
+  std::optional<run_outcome> shown;
+  std::uint64_t shown_seed = 0;
+  rep.iterations = 0;
+  for (unsigned i = 0; i < iterations; ++i) {
+    const std::uint64_t s = o.schedule ? *o.schedule : iteration_seed(o.seed, i);
+    auto r = run_once<Store>(store_of, strategy, o, workload, s);
+    ++rep.iterations;
+    rep.stalls += r.stalls;
+    const bool losing = !r.check.ok();
+    if (losing) ++rep.failing_iterations;
+    if (!shown || (losing && shown->check.ok())) {
+      shown = std::move(r);
+      shown_seed = s;
+    }
+    if (losing && o.stop_at_first_failure) break;
+  }
+  if (rep.failing_iterations > 0) {
+    // A losing schedule must replay the same way, or the replay line is worthless.
+    bool same = true;
+    for (int replay = 0; replay < 2; ++replay) {
+      auto again = run_once<Store>(store_of, strategy, o, workload, shown_seed);
+      same =
+          same && again.signature == shown->signature && again.check.lost.size() == shown->check.lost.size();
+    }
+    rep.replay_deterministic = same;
+  }
+  rep.schedule_seed = shown_seed;
+  fill_report<Store>(rep, o, std::move(*shown));
 }
 
 template <class Store, class StoreOf, class Strategy>
@@ -6996,54 +7731,12 @@ race_report run_all(StoreOf& store_of, Strategy& strategy, race_options_for<Stor
   rep.ops_per_writer = o.ops_per_writer;
   rep.depth = o.depth;
   rep.seed = o.seed;
-
-  auto fill = [&](run_outcome&& r) {
-    rep.operations = std::size_t{o.writers} * o.ops_per_writer;
-    rep.op_errors = r.op_errors;
-    rep.retries = r.retries;
-    rep.untracked_calls = r.untracked;
-    rep.first_error = std::move(r.first_error);
-    rep.check = std::move(r.check);
-    rep.writers_serialised = r.serialised;
-    rep.stalls += r.stalls;
-    rep.history = std::move(r.history);
-    if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
-  };
-
   if (o.mode != race_mode::explore) {
-    fill(run_once<Store>(store_of, strategy, o, workload, std::nullopt));
+    run_outcome r = run_once<Store>(store_of, strategy, o, workload, std::nullopt);
+    rep.stalls += r.stalls;
+    fill_report<Store>(rep, o, std::move(r));
   } else {
-    const unsigned iterations = o.schedule ? 1 : o.iterations;
-    std::optional<run_outcome> shown;
-    std::uint64_t shown_seed = 0;
-    rep.iterations = 0;
-    for (unsigned i = 0; i < iterations; ++i) {
-      const std::uint64_t s = o.schedule ? *o.schedule : iteration_seed(o.seed, i);
-      auto r = run_once<Store>(store_of, strategy, o, workload, s);
-      ++rep.iterations;
-      rep.stalls += r.stalls;
-      const bool losing = !r.check.ok();
-      if (losing) ++rep.failing_iterations;
-      if (!shown || (losing && shown->check.ok())) {
-        shown = std::move(r);
-        shown_seed = s;
-      }
-      if (losing && o.stop_at_first_failure) break;
-    }
-    if (rep.failing_iterations > 0) {
-      // A losing schedule must replay the same way, or the replay line is worthless.
-      bool same = true;
-      for (int replay = 0; replay < 2; ++replay) {
-        auto again = run_once<Store>(store_of, strategy, o, workload, shown_seed);
-        same = same && again.signature == shown->signature &&
-               again.check.lost.size() == shown->check.lost.size();
-      }
-      rep.replay_deterministic = same;
-    }
-    rep.schedule_seed = shown_seed;
-    const std::size_t stalls = rep.stalls;
-    fill(std::move(*shown));
-    rep.stalls = stalls;
+    run_explore<Store>(store_of, strategy, o, workload, rep);
   }
   rep.elapsed =
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
@@ -7096,6 +7789,138 @@ requires conditional_writer<Store>
 }
 
 }  // namespace noclobber
+// ---- end noclobber/race_harness/engine.hpp
+
+// ---- begin noclobber/race_harness/strategies.hpp ---------------------------
+// noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
+//
+// Overview
+// --------
+// A harness strategy performs one read-modify-write of a key through the harness's store view.
+// These three wrap the library's own algorithms (no second retry loop lives here):
+//
+//   naive_strategy        naive_read_modify_write: read, compute, overwrite — the bug, kept as
+//                         the negative control (needs the store's overwrite()).
+//   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
+//   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
+//                         front of the same loop (the two layers of the fix for the SQLite file
+//                         kept as one object-store object, docs/scenarios.md, for writers in one
+//                         process). It holds a lock across read and write, so forced mode reports
+//                         it as "writers serialised".
+//
+// Your own strategy is any callable `(race_store<S>&, const Key&, race_modify<V>&)`.
+//
+// `harness_retry_policy()` is the policy these use by default: many attempts with short jittered
+// sleeps, so that heavy contention ends in retries, not in give-ups.
+//
+// Thread safety: each strategy object is called concurrently from all writer threads; they hold
+// only immutable state (and, for the locked one, a reference to a thread-safe keyed_mutex_map).
+// The value function runs under the key's lock in locked_cas_strategy, under no lock otherwise.
+
+#include <chrono>
+#include <memory>
+#include <utility>
+
+
+namespace noclobber {
+
+/// 1000 attempts, full jitter from 50 µs up to 2 ms.
+[[nodiscard]] inline retry_policy harness_retry_policy() {
+  retry_policy p;
+  p.backoff = backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
+  p.max_attempts = 1000;
+  return p;
+}
+
+/// The bug: read, compute, overwrite.
+struct naive_strategy {
+  template <class Store, class Key, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)naive_read_modify_write(store, key, fn);
+  }
+};
+
+/// Optimistic: write if unchanged, retry on conflict.
+struct cas_strategy {
+  retry_policy policy = harness_retry_policy();
+
+  template <class Store, class Key, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)read_modify_write(store, key, fn, policy);
+  }
+};
+
+/// A per-key lock in front of the optimistic loop. The keyed_mutex_map is shared by all writers.
+template <class Key>
+struct locked_cas_strategy {
+  std::shared_ptr<keyed_mutex_map<Key>> locks = std::make_shared<keyed_mutex_map<Key>>();
+  retry_policy policy = harness_retry_policy();
+
+  template <class Store, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)locked_read_modify_write(*locks, store, key, fn, policy);
+  }
+};
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/strategies.hpp
+
+// ---- begin noclobber/race_harness.hpp --------------------------------------
+// noclobber/race_harness.hpp — proves (or disproves) that a store + strategy loses no updates.
+//
+// Overview
+// --------
+// A lost update needs two writers to read the same version and both to write. Tests that merely
+// start threads rarely hit that window; this harness forces it. It runs W writers × K operations
+// against any conditional_writer store through a strategy (the naive blind read-modify-write, CAS
+// with retry, lock + CAS, or your own), records a history of every read and write attempt with
+// logical ticks, and checks it (Elle's rules, see race_harness/history.hpp):
+//
+//   noclobber::race_options<std::string, std::string> opt;
+//   opt.writers = 16;
+//   auto report = noclobber::run_race(store, my_strategy, opt);
+//   REQUIRE(report.lost() == 0);          // or NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)
+//   std::cout << report.to_text();        // counts, each loss, a trace, a replay line
+//
+// A strategy is any callable `strategy(race_store<S>& store, const Key& key, race_modify<V>& fn)`
+// that performs one read-modify-write of `key` through `store`, computing each new value by
+// calling `fn(current)` (current: std::optional<V>, or const V*). It is called concurrently from
+// all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
+// records each call; between a writer's read and its write it hands control to the mode:
+//
+//   forced   every writer waits after its first read until all writers have read (a barrier with
+//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
+//            store or strategy that holds a lock across read and write makes the barrier time
+//            out; the report says "writers serialised" instead of hanging.
+//   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
+//            store call); priorities and depth − 1 priority change points are drawn from a seed.
+//            Each iteration's seed derives from the master seed; a losing schedule is replayed
+//            twice to check that it is deterministic, and the report carries its replay line.
+//   stress   free-running threads, for stores that cannot be paused.
+//
+// Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
+// points live only in race_store.
+//
+// Stores: `run_race(store, …)` shares one thread-safe store object among the writers;
+// `run_race_per_writer(make_store, …)` calls `make_store(i)` once per writer (one connection
+// each: SQLite, PostgreSQL, Redis adapters are one-connection objects). make_store may return a
+// Store&, a Store, or a std::unique_ptr<Store>.
+//
+// Where things live (noclobber/race_harness/):
+//   options.hpp     race_options: what to run, replay lines
+//   workload.hpp    the unique values a run writes
+//   strategies.hpp  naive_strategy, cas_strategy, locked_cas_strategy
+//   scheduler.hpp   the forced window's barrier and the explore mode's PCT scheduler
+//   recorder.hpp    race_store and race_modify: what strategies call, recording every call
+//   engine.hpp      run_race, run_race_per_writer and the runs behind them
+//   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
+//   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//
+// Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
+// the store's functions run on those threads concurrently, and never under a harness lock (in
+// explore mode only one writer runs at a time, but none holds a harness lock while it runs).
+// Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
+
 // ---- end noclobber/race_harness.hpp
 
 // ---- begin noclobber/version.hpp -------------------------------------------

@@ -1,5 +1,9 @@
 # Run by tests/compile_fail/CMakeLists.txt: compiles SOURCE with CXX (syntax only) and checks the
 # outcome (see there). Arguments: CXX, INCLUDE, SOURCE, SUCCEED, EXPECT, REJECT.
+# EXPECT and REJECT arrive with their ';' escaped (add_test would split them otherwise); unescaped
+# here, or several texts would be checked as one joined string (and a REJECT list never fire).
+string(REPLACE "\\;" ";" EXPECT "${EXPECT}")
+string(REPLACE "\\;" ";" REJECT "${REJECT}")
 execute_process(COMMAND "${CXX}" -std=c++20 -fsyntax-only "-I${INCLUDE}" "${SOURCE}"
                 RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
 set(text "${out}${err}")
