@@ -161,6 +161,7 @@ class saturating_ns {
 //   equal_jitter         t(n)/2 + uniform[0, t(n) - t(n)/2]
 //   decorrelated_jitter  min(cap, uniform[base, m * previous])   (previous = base before retry 1)
 //   commit_rate          uniform[0, min(t(n), 1.5 * w / (1 - b)^2)]  (noclobber's own, see below)
+//   load_tracking        uniform[0, clamp(5 base * e^(k * sum(l_i - 0.6)), base, cap)] (ours, below)
 //   immediate            0
 //
 // Retry numbers start at 1 (the first retry waits at most `base`). `m` is the multiplier (2 by
@@ -177,8 +178,18 @@ class saturating_ns {
 // moving average, clamped to 0.8). A busy row (b near 0.8) leaves the full-jitter window; a
 // quiet one (few commits between this client's reads) cuts it to about 1.5w, so the last writers
 // of a burst are not left sleeping through an idle row. Without meter data it is plain full
-// jitter. Measured in docs/cas_retry.md (Brooker's simulation): fewer writes than full jitter and
-// no slower from 10 clients up; slightly slower at 5.
+// jitter. Measured in docs/backoff.md (Brooker's simulation): fewer writes than full jitter and
+// no slower from 10 clients up; slower at 2 and 5.
+//
+// load_tracking is full jitter (base 10 ms, cap 1 s) whose window, from the second retry on, is
+// steered by the row's commit load as the contention_meter samples it after each refusal: the
+// load l_i of a sample is (commits between this client's last two reads) * w / (time between
+// those reads), capped at contention_meter::max_load. Each sample above the target 0.6 widens
+// the window by e^(k * (l_i - 0.6)) (k = 3.7), each below narrows it: a crowd that keeps the row
+// committing back to back spreads out, a row gone quiet is retried sooner. The window starts at
+// 5 * base for the second retry and stays within [base, cap]. Without meter data it is plain full
+// jitter. docs/backoff.md: never slower than full jitter at 2 to 100 clients, 0.74x its writes at
+// 100 and 0.80x at 50 — and why no strategy gets to 0.7x at small crowds.
 //
 // Guarantees: no overflow or undefined behaviour at any retry number (1 … UINT_MAX) or duration
 // (up to nanoseconds::max()); every delay lies in [0, cap]. A policy that makes no sense (base <= 0,
@@ -214,6 +225,7 @@ enum class backoff_kind : unsigned char {
   equal_jitter,
   decorrelated_jitter,
   commit_rate,
+  load_tracking,
 };
 
 [[nodiscard]] constexpr std::string_view to_string(backoff_kind k) noexcept {
@@ -230,8 +242,15 @@ enum class backoff_kind : unsigned char {
       return "decorrelated_jitter";
     case backoff_kind::commit_rate:
       return "commit_rate";
+    case backoff_kind::load_tracking:
+      return "load_tracking";
   }
   return "unknown";
+}
+
+/// True for the schedules that read a contention_meter (the driver must feed it and time attempts).
+[[nodiscard]] constexpr bool reads_meter(backoff_kind k) noexcept {
+  return k == backoff_kind::commit_rate || k == backoff_kind::load_tracking;
 }
 
 namespace detail {
@@ -293,9 +312,9 @@ inline std::string describe(std::chrono::nanoseconds d) {
 
 }  // namespace detail
 
-/// What a retry loop has seen of a row's contention, for backoff_policy::commit_rate. One meter
-/// per operation (per retry loop); plain state, no clock: the caller passes times as durations
-/// since any fixed epoch of its own clock. Not thread-safe.
+/// What a retry loop has seen of a row's contention, for backoff_policy::commit_rate and
+/// load_tracking. One meter per operation (per retry loop); plain state, no clock: the caller
+/// passes times as durations since any fixed epoch of its own clock. Not thread-safe.
 ///
 ///   meter.observe(version_read, read_returned_at, refusal_arrived_at);   // after each refusal
 ///
@@ -328,6 +347,7 @@ class contention_meter {
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
       const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
+      add_load_sample(b);
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
       busy_ = busy_ < 0 ? b : 0.5 * busy_ + 0.5 * b;
     }
@@ -342,8 +362,14 @@ class contention_meter {
   /// The last observed time from a read returning to its refusal arriving.
   [[nodiscard]] duration window() const noexcept { return window_; }
   [[nodiscard]] unsigned samples() const noexcept { return samples_; }
+  /// The load samples so far (one per refusal from the second on, each the raw busy sample —
+  /// commits between the last two reads * window / time between them — capped at max_load) and
+  /// their sum. load_tracking's window follows the sum.
+  [[nodiscard]] unsigned load_samples() const noexcept { return load_samples_; }
+  [[nodiscard]] double load_sum() const noexcept { return load_sum_; }
 
   static constexpr double max_busy = 0.8;
+  static constexpr double max_load = 1.0;
 
  private:
   std::uint64_t pending_version_ = 0;
@@ -351,8 +377,15 @@ class contention_meter {
   duration previous_read_at_{0};
   duration window_{0};
   double busy_ = -1.0;
+  double load_sum_ = 0.0;
   unsigned samples_ = 0;
+  unsigned load_samples_ = 0;
   bool has_pending_ = false;
+
+  void add_load_sample(double b) noexcept {
+    load_sum_ += b < max_load ? b : max_load;  // NaN (never produced) would count as max_load
+    ++load_samples_;
+  }
 };
 
 /// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
@@ -392,6 +425,19 @@ class backoff_policy {
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
+  /// Full jitter (multiplier 2) whose window from the second retry on follows the row's commit
+  /// load as the contention_meter samples it (see the overview); plain full jitter without meter
+  /// data. Defaults tuned in Brooker's simulation (docs/backoff.md).
+  [[nodiscard]] static backoff_policy load_tracking(saturating_ns base = std::chrono::milliseconds(10),
+                                                    saturating_ns cap = std::chrono::seconds(1)) {
+    return make(backoff_kind::load_tracking, base, cap, 2.0);
+  }
+
+  /// load_tracking's constants: the second retry's window is load_second_window * base before the
+  /// load adjusts it; each load sample l multiplies the window by e^(load_gain * (l - load_target)).
+  static constexpr double load_second_window = 5.0;
+  static constexpr double load_gain = 3.7;
+  static constexpr double load_target = 0.6;
 
   /// The delay before retry `retry` (1 = the first retry). `previous` is the delay returned for
   /// the retry before (0 before the first); only decorrelated jitter uses it, and treats anything
@@ -410,7 +456,8 @@ class backoff_policy {
       case backoff_kind::exponential:
         return ceiling(retry);
       case backoff_kind::full_jitter:
-      case backoff_kind::commit_rate: {
+      case backoff_kind::commit_rate:
+      case backoff_kind::load_tracking: {
         const duration t = ceiling(retry);
         return duration(
             static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t.count()))));
@@ -435,10 +482,16 @@ class backoff_policy {
     return duration::zero();
   }
 
-  /// The same, using what `meter` has seen; only commit_rate reads it, the other kinds ignore it.
+  /// The same, using what `meter` has seen; only commit_rate and load_tracking read it, the other
+  /// kinds ignore it.
   template <std::uniform_random_bit_generator G>
   [[nodiscard]] duration delay(unsigned retry, duration previous, const contention_meter& meter,
                                G& rng) const {
+    if (kind_ == backoff_kind::load_tracking && meter.load_samples() > 0 && retry > 1 &&
+        previous >= duration::zero()) {
+      return duration(static_cast<std::int64_t>(
+          detail::uniform_0_to(rng, static_cast<std::uint64_t>(load_window(meter).count()))));
+    }
     if (kind_ != backoff_kind::commit_rate || meter.busy() < 0 || retry == 0 || previous < duration::zero()) {
       return delay(retry, previous, rng);  // (which also rejects bad arguments)
     }
@@ -448,6 +501,17 @@ class backoff_policy {
                          std::numeric_limits<std::int64_t>::max());
     const std::int64_t t = std::min(ceiling(retry).count(), sized);
     return duration(static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t))));
+  }
+
+  /// load_tracking's window for what `meter` has seen: clamp(load_second_window * base *
+  /// e^(load_gain * (load_sum - load_samples * load_target)), base, cap). base for other kinds.
+  [[nodiscard]] duration load_window(const contention_meter& meter) const noexcept {
+    if (kind_ != backoff_kind::load_tracking) return base_;
+    const double excess = meter.load_sum() - static_cast<double>(meter.load_samples()) * load_target;
+    // exp overflows to +inf and underflows to 0; clamp_to maps +inf (and NaN) to cap.
+    const double window =
+        load_second_window * static_cast<double>(base_.count()) * std::exp(load_gain * excess);
+    return std::max(base_, duration(detail::clamp_to(window, cap_.count())));
   }
 
   /// The un-jittered ceiling min(cap, base * multiplier^(retry-1)); 0 for immediate.
@@ -872,7 +936,7 @@ struct attempt_info {
   // must re-read before writing. False after `transient`: resend the very same request.
   bool reread = true;
   // Where the attempt may report the version it read (contention_meter::note_read), for
-  // backoff_policy::commit_rate. Set by cas_retry; may be null in other drivers.
+  // backoff_policy::commit_rate and load_tracking. Set by cas_retry; may be null in other drivers.
   contention_meter* meter = nullptr;
 };
 
@@ -1015,6 +1079,22 @@ class retry_controller {
 
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
+  /// The tag of the constructor for a policy already validated (by plain_first_attempt).
+  struct validated_t {
+    explicit validated_t() = default;
+  };
+  static constexpr validated_t validated{};
+  retry_controller(const retry_policy& policy, validated_t) noexcept : policy_(&policy) {}
+
+  /// True when `policy` is valid and its loop's first attempt needs nothing from the driver but
+  /// to run: no deadline (no clock), a backoff that reads no meter, no stop requested. Such a
+  /// first attempt may run before the controller exists (cas_retry's fast path); the controller
+  /// built afterwards with `validated` counts it as usual.
+  [[nodiscard]] static bool plain_first_attempt(const retry_policy& policy) noexcept {
+    return policy.max_attempts != 0 && policy.timeout.is_max() && !reads_meter(policy.backoff.kind()) &&
+           !policy.stop.stop_requested();
+  }
+
   /// True when the driver must pass the real elapsed time (a deadline is set).
   [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
@@ -1072,12 +1152,10 @@ class retry_controller {
   [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
-  /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
+  /// reads one (commit_rate, load_tracking; cas_retry does, from the attempt's note_read).
   [[nodiscard]] contention_meter& meter() noexcept { return meter_; }
   /// True when the backoff uses the meter, so the driver should time its attempts.
-  [[nodiscard]] bool uses_meter() const noexcept {
-    return policy_->backoff.kind() == backoff_kind::commit_rate;
-  }
+  [[nodiscard]] bool uses_meter() const noexcept { return reads_meter(policy_->backoff.kind()); }
 
  private:
   static const store_error& no_error() noexcept {
@@ -1326,8 +1404,10 @@ class virtual_retry_env {
 //
 // Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
 // std::function and draws no random number (a budget adds one atomic load). With a deadline the
-// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
-// for its contention_meter, which the attempt feeds through attempt_info::meter.
+// start is read once; with a backoff that reads a contention_meter (commit_rate, load_tracking)
+// every attempt is timed (two clock reads) for the meter, which the attempt feeds through
+// attempt_info::meter. The first attempt of a loop with none of these runs before any loop state
+// is built (detail::run_cas_retry), so a first-try success costs little more than the attempt.
 //
 // Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
 // and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
@@ -1476,28 +1556,13 @@ inline std::optional<std::pair<write_status, store_error>> classify_attempt_exce
   }
 }
 
-/// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
-/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
-/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
-/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
-/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// What one attempt came to: a store outcome (built in place in the driver's `last`), decided(),
+/// or an exception that the policy's classify_exception mapped (its status and words). Not
 /// thread-safe (one per loop).
 template <class R>
-class retry_loop {
+class attempt_record {
  public:
-  using duration = std::chrono::nanoseconds;
-
-  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
-      : ctl_(policy), out_(out), last_(last) {}
-
-  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
-
-  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
-  [[nodiscard]] bool cancelled_before_start() {
-    if (!ctl_.cancelled_before_start()) return false;
-    stop();
-    return true;
-  }
+  explicit attempt_record(std::optional<R>& last) noexcept : last_(last) {}
 
   /// Runs the attempt through `make` (converts to R, or to attempt_result<R>) and records what it
   /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
@@ -1533,8 +1598,8 @@ class retry_loop {
   }
 
   /// The attempt threw `e`: classified, it is an outcome like any other; otherwise rethrown.
-  void on_exception(const std::exception_ptr& e) {
-    auto classified = classify_attempt_exception(ctl_.policy(), e);
+  void on_exception(const retry_policy& policy, const std::exception_ptr& e) {
+    auto classified = classify_attempt_exception(policy, e);
     if (!classified) std::rethrow_exception(e);
     last_.reset();
     decided_ = false;
@@ -1542,28 +1607,82 @@ class retry_loop {
     thrown_.emplace(std::move(classified->second));
   }
 
-  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
-  [[nodiscard]] bool settled() noexcept {
-    if (status_ == write_status::applied && !decided_) [[likely]] {
-      ctl_.on_applied();
-    } else if (decided_) {
-      ctl_.on_decided(status_);
-    } else {
-      return false;
-    }
-    static_cast<retry_counts&>(out_) = ctl_.counts();
-    return true;
-  }
+  [[nodiscard]] bool applied() const noexcept { return status_ == write_status::applied && !decided_; }
+  [[nodiscard]] bool decided() const noexcept { return decided_; }
+  [[nodiscard]] write_status status() const noexcept { return status_; }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
     return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
   }
 
+ private:
+  std::optional<R>& last_;
+  write_status status_ = write_status::permanent;
+  bool decided_ = false;
+  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+};
+
+/// Applied or decided: counts the attempt `rec` recorded on `ctl` and copies the counters into
+/// `out` (final). false: neither; nothing counted. The fast path: no clock, no hook.
+template <class R>
+[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) noexcept {
+  if (rec.applied()) [[likely]] {
+    ctl.on_applied();
+  } else if (rec.decided()) {
+    ctl.on_decided(rec.status());
+  } else {
+    return false;
+  }
+  static_cast<retry_counts&>(out) = ctl.counts();
+  return true;
+}
+
+/// The bookkeeping every cas_retry form shares around retry_controller: what each attempt came to
+/// (attempt_record) and, at the stop, `out` filled once (the controller's counters and the last
+/// error). `out` and `last` belong to the driver: cas_retry's retry_result, or an operation's own
+/// result (conditional_op.hpp), so that nothing is copied on the way. The driver runs the
+/// attempt, keeps time and sleeps. Not thread-safe (one per loop).
+template <class R>
+class retry_loop {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), rec_(last) {}
+  /// Takes over a first attempt that ran before the loop existed (its outcome in `first`), for a
+  /// policy already validated (retry_controller::plain_first_attempt).
+  retry_loop(const retry_policy& policy, retry_stats& out, attempt_record<R>&& first)
+      : ctl_(policy, retry_controller::validated), out_(out), rec_(std::move(first)) {}
+
+  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
+
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!ctl_.cancelled_before_start()) return false;
+    stop();
+    return true;
+  }
+
+  /// See attempt_record.
+  template <class Make>
+  void run(Make&& make) {
+    rec_.run(std::forward<Make>(make));
+  }
+  void accept(R&& r) { rec_.accept(std::move(r)); }
+  void accept(attempt_result<R>&& a) { rec_.accept(std::move(a)); }
+  void on_exception(const std::exception_ptr& e) { rec_.on_exception(ctl_.policy(), e); }
+
+  /// Applied or decided: the loop is over (`out` is final).
+  [[nodiscard]] bool settled() noexcept { return settle(ctl_, rec_, out_); }
+
+  /// The store's words for the attempt's failure.
+  [[nodiscard]] const store_error& error() const noexcept { return rec_.error(); }
+
   /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
-    retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
+    retry_decision d = ctl_.on_outcome(rec_.status(), error(), elapsed, rng);
     if (!d) stop();
     return d;
   }
@@ -1584,10 +1703,7 @@ class retry_loop {
 
   retry_controller ctl_;
   retry_stats& out_;
-  std::optional<R>& last_;
-  write_status status_ = write_status::permanent;
-  bool decided_ = false;
-  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+  attempt_record<R> rec_;
 };
 
 // clang-format off
@@ -1599,29 +1715,32 @@ concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
 template <class A>
 using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
 
-/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
-template <class A, retry_env Env>
-void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
-                   std::optional<attempt_outcome_t<A>>& last) {
+/// cas_retry's loop from its first attempt on, or, when `first_ran`, from the decision on a first
+/// attempt that `loop` has already recorded (which requires a plain first attempt: no clock, no
+/// meter). Out of line: the first attempt's success path stays small (see run_cas_retry).
+template <class A, retry_env Env, class R>
+[[gnu::noinline]] void cas_retry_loop(retry_loop<R>& loop, A& attempt, Env& env, bool first_ran) {
   using duration = std::chrono::nanoseconds;
-  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
-  if (loop.cancelled_before_start()) return;
   retry_controller& ctl = loop.controller();
+  const retry_policy& policy = ctl.policy();
   using time_point = decltype(env.now());
-  const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
+  const bool timed_attempts = ctl.uses_meter();  // time each attempt for the meter
   const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
 
-  for (;;) {
-    attempt_info info = ctl.next_attempt();
-    info.meter = &ctl.meter();
-    const time_point attempt_start = timed_attempts ? env.now() : time_point{};
-    try {
-      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
-    } catch (...) {
-      loop.on_exception(std::current_exception());
+  for (bool ran = first_ran;; ran = false) {
+    time_point attempt_start{};
+    if (!ran) {
+      attempt_info info = ctl.next_attempt();
+      info.meter = &ctl.meter();
+      if (timed_attempts) attempt_start = env.now();
+      try {
+        loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
+      } catch (...) {
+        loop.on_exception(std::current_exception());
+      }
+      if (loop.settled()) [[likely]]
+        return;  // applied or decided
     }
-    if (loop.settled()) [[likely]]
-      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -1639,6 +1758,36 @@ void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats
       return;
     }
   }
+}
+
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop). When the first
+/// attempt needs nothing from the driver (retry_controller::plain_first_attempt) it runs here,
+/// before any loop state exists, and a success or decision settles at once; everything else
+/// continues in cas_retry_loop. Both count through retry_controller.
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
+  using R = attempt_outcome_t<A>;
+  if (!retry_controller::plain_first_attempt(policy)) [[unlikely]] {
+    retry_loop<R> loop(policy, out, last);
+    if (!loop.cancelled_before_start()) cas_retry_loop(loop, attempt, env, false);
+    return;
+  }
+  attempt_record<R> first(last);
+  contention_meter unused_meter;  // the policy reads no meter; the attempt may still feed one
+  const attempt_info info{1, true, &unused_meter};
+  try {
+    first.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
+  } catch (...) {
+    first.on_exception(policy, std::current_exception());
+  }
+  if (first.applied() || first.decided()) [[likely]] {
+    retry_controller ctl(policy, retry_controller::validated);
+    (void)settle(ctl, first, out);
+    return;
+  }
+  retry_loop<R> loop(policy, out, std::move(first));
+  cas_retry_loop(loop, attempt, env, true);
 }
 
 }  // namespace detail
@@ -2038,10 +2187,21 @@ struct op_step {
   }
 };
 
-/// What one attempt tells cas_retry: a status and the store's words (owned by the op_core).
+/// The store's words for an attempt's failure, owned by the op_core; none (an applied attempt,
+/// a refusal without words) reads as the empty store_error.
+class op_error_ref {
+ public:
+  explicit op_error_ref(const store_error* e) noexcept : e_(e) {}
+  operator const store_error&() const noexcept { return e_ ? *e_ : empty_error(); }  // NOLINT: implicit
+
+ private:
+  const store_error* e_;
+};
+
+/// What one attempt tells cas_retry: a status and the store's words.
 struct op_status {
   write_status status = write_status::permanent;
-  std::reference_wrapper<const store_error> error;
+  op_error_ref error;
 };
 
 /// One kind of conditional operation (see the overview).
@@ -2135,7 +2295,7 @@ class op_core {
   /// The attempt's answer to cas_retry.
   [[nodiscard]] answer_type answer() noexcept {
     if (decided_) return decided(decided_status_);
-    return op_status{status_, std::cref(error_ ? *error_ : empty_error())};
+    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr)};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.
