@@ -52,8 +52,7 @@ printf '|---|'; for _ in $ns; do printf -- '---:|'; done; echo
 for s in $strategies; do
   printf '| %s |' "$s"
   paste -d' ' "$tmp/$s.dat" "$tmp/full_jitter.dat" |
-    while read -r _ w c _ _ _ _ _ _ _ _ fw fc _; do printf ' %.2f / %.2f |' "$(echo "$w / $fw" | bc -l)" "$(echo "$c / $fc" | bc -l)"; done
-  echo
+    awk '{ printf " %.2f / %.2f |", $2 / $12, $3 / $13 } END { print "" }'
 done
 
 # Where the writes go: writes by attempt number at the smallest and largest N.
