@@ -206,3 +206,30 @@ TEST_CASE("ddmin finds a 1-minimal failing subset, deterministically", "[race_ha
   // The empty set is tried last: a failure that needs nothing shrinks to nothing.
   REQUIRE(nc::detail::ddmin(items, [](const std::vector<int>&) { return true; }).empty());
 }
+
+TEST_CASE("explore on 64 writers replays identically and shrinks to 2 writers × 1 op",
+          "[race_harness][shrink]") {
+  store_t store;
+  options_t o = explore(64, 3, 5);
+  o.iterations = 20;
+  const auto report = nc::run_race(store, nc::naive_strategy{}, o);
+  INFO(report.to_text());
+  REQUIRE(report.lost() > 0);
+  REQUIRE(report.stalls == 0);
+  REQUIRE(report.replay_deterministic == std::optional<bool>(true));
+  // Its written-out schedule, run three more times on fresh stores: the same interleaving.
+  options_t planned = o;
+  planned.plan = report.plan;
+  for (int i = 0; i < 3; ++i) {
+    store_t fresh;
+    const auto again = nc::run_race(fresh, nc::naive_strategy{}, planned);
+    REQUIRE(again.lost() == report.lost());
+    REQUIRE(again.trace == report.trace);
+    REQUIRE(again.steps == report.steps);
+  }
+  const auto shrunk = nc::shrink_race(store, nc::naive_strategy{}, o, report);
+  INFO(shrunk.to_text());
+  REQUIRE(shrunk.ok());
+  REQUIRE(shrunk.shrunk.plan.priority.size() == 2);
+  REQUIRE(shrunk.shrunk.operations == 2);
+}
