@@ -612,6 +612,7 @@ int main(int argc, char** argv) {
       std::optional<nc::shrink_result> shrunk;
       if (a.shrink && o.mode == nc::race_mode::explore && result.report.lost() > 0) {
         // Each candidate on a fresh file, so that what one run left behind never decides the next.
+        const runner& run_scenario = s.strategies[i].second;  // (clang 14 captures no structured binding)
         auto fresh_run = [&, shrink_no = 0](const options_t& so) mutable {
           const std::string p =
               std::string(dir) + "/" + s.id + "_shrink_" + std::to_string(shrink_no++) + ".db";
@@ -619,7 +620,7 @@ int main(int argc, char** argv) {
             sqlite_store db(p);
             (void)db.create_if_absent(s.key, s.initial);
           }
-          auto report = run(p, so).report;
+          auto report = run_scenario(p, so).report;
           for (const char* suffix : {"", "-wal", "-shm"}) std::remove((p + suffix).c_str());
           return report;
         };
