@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "noclobber/race_harness/history.hpp"
+#include "noclobber/race_harness/schedule.hpp"
 
 namespace noclobber {
 
@@ -64,6 +65,11 @@ struct race_report {
   unsigned depth = 0;                          ///< explore: PCT depth
   std::uint64_t seed = 0;                      ///< the master seed
   std::optional<std::uint64_t> schedule_seed;  ///< explore: the schedule shown (replay it)
+  /// explore: the schedule shown, written out (options.plan = plan runs it again; shrink_race
+  /// edits it); `planned`: the run followed options.plan (the replay line then names it)
+  race_schedule plan;
+  bool planned = false;
+  std::uint64_t steps = 0;  ///< explore: scheduled moves in the run shown (its trace's length)
 
   std::size_t operations = 0;       ///< ops run (writers × ops_per_writer, in the run shown)
   std::size_t op_errors = 0;        ///< ops whose strategy threw
@@ -90,7 +96,10 @@ struct race_report {
                     " ops=" + std::to_string(ops_per_writer) + " seed=" + std::to_string(seed);
     if (mode == race_mode::explore) {
       s += " depth=" + std::to_string(depth);
-      if (schedule_seed) s += " schedule=" + std::to_string(*schedule_seed);
+      if (planned)
+        s += " " + plan.replay_tokens();
+      else if (schedule_seed)
+        s += " schedule=" + std::to_string(*schedule_seed);
     }
     return s;
   }
