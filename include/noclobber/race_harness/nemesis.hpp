@@ -22,7 +22,8 @@
 // noclobber/race_harness/posix/*.hpp.
 //
 // The schedule: `faults` steps, one after the other, never overlapping. Step i waits `gap`
-// after the previous heal (or the start), then injects action a_i, holds it for `hold`, heals it.
+// after the previous heal (or the start), then injects action a_i, holds it for `hold` (counted
+// from when inject() returned), heals it.
 // Gaps, holds, actions and the random numbers are drawn from `seed`: each gap and hold uniformly
 // from [x/2, 3x/2] of the option's value, each action uniformly from the list. On the time clock
 // gaps and holds are milliseconds; on the operations clock they count on_operation() calls (the
@@ -231,13 +232,16 @@ struct fault_step {
   return steps;
 }
 
-/// What happened to one step. Times are since start(); `healed_at` is zero until healed.
+/// What happened to one step. Times are since start(): `inject_began_at` when inject() was
+/// called, `injected_at` when it returned (the fault in place), `healed_at` when heal() returned
+/// (zero until then).
 struct fault_event {
   unsigned step = 0;
   std::string action;
   std::string injected;  ///< inject()'s description, or empty when it threw
   std::string healed;    ///< heal()'s description
   std::string error;     ///< what inject() or heal() threw, if anything
+  std::chrono::nanoseconds inject_began_at{0};
   std::chrono::nanoseconds injected_at{0};
   std::chrono::nanoseconds healed_at{0};
   std::uint64_t operations_at_inject = 0;
@@ -412,8 +416,7 @@ class nemesis {
     fault_event e;
     e.step = s.index;
     e.action = action.name();
-    e.injected_at = since_start();
-    e.operations_at_inject = operations();
+    e.inject_began_at = since_start();
     {
       annotated_lock lock(mutex_);
       injected_ever_[s.action] = 1;  // before inject: a half-applied fault is healed too
@@ -425,9 +428,12 @@ class nemesis {
     } catch (...) {
       e.error = "inject: unknown exception";
     }
+    // The hold counts from the moment the fault is in place (inject may take a while).
+    e.injected_at = since_start();
+    e.operations_at_inject = operations();
     const auto hold_from = std::chrono::steady_clock::now();
     bool timed_out = false;
-    (void)wait_clock(s.hold, hold_from, e.operations_at_inject, options_.max_hold, timed_out);
+    (void)wait_clock(s.hold, hold_from, operations(), options_.max_hold, timed_out);
     e.held_to_max = timed_out;
     try {
       e.healed = action.heal();
