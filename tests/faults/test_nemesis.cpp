@@ -320,4 +320,9 @@ TEST_CASE("nemesis with the race harness: faults switched on and off while 8 wri
   CHECK(store.stats().injected_indeterminate > 0);
   CHECK(report.check.unknown > 0);
   CHECK(report.check.unknown_landed == report.check.unknown);  // indeterminate_applied: all landed
+  // The checker lists each unknown outcome: landed, and found out by re-reading (no second write).
+  CHECK(report.check.indeterminate.size() == report.check.unknown);
+  CHECK(report.check.indeterminate_unresolved() == 0);
+  for (const auto& u : report.check.indeterminate) CHECK(u.landed);
+  CHECK(report.check.doubled.empty());
 }
