@@ -244,6 +244,7 @@ struct fault_event {
   std::chrono::nanoseconds inject_began_at{0};
   std::chrono::nanoseconds injected_at{0};
   std::chrono::nanoseconds healed_at{0};
+  std::uint64_t operations_at_inject_began = 0;
   std::uint64_t operations_at_inject = 0;
   std::uint64_t operations_at_heal = 0;
   bool held_to_max = false;  ///< healed by max_hold, not by the operations clock
@@ -359,8 +360,9 @@ class nemesis {
     };
     std::string out;
     for (const fault_event& e : timeline()) {
-      out += "  fault " + std::to_string(e.step) + " " + e.action + " at " + ms(e.injected_at) + " (op " +
-             std::to_string(e.operations_at_inject) + "): " + (e.injected.empty() ? "-" : e.injected);
+      out += "  fault " + std::to_string(e.step) + " " + e.action + " from " + ms(e.inject_began_at) +
+             " in place at " + ms(e.injected_at) + " (op " + std::to_string(e.operations_at_inject) +
+             "): " + (e.injected.empty() ? "-" : e.injected);
       out += e.healed_yet()
                  ? "; healed at " + ms(e.healed_at) + " (op " + std::to_string(e.operations_at_heal) +
                        "): " + e.healed + (e.held_to_max ? " [max_hold]" : "")
@@ -417,6 +419,7 @@ class nemesis {
     e.step = s.index;
     e.action = action.name();
     e.inject_began_at = since_start();
+    e.operations_at_inject_began = operations();
     {
       annotated_lock lock(mutex_);
       injected_ever_[s.action] = 1;  // before inject: a half-applied fault is healed too

@@ -260,11 +260,16 @@ class kill_fault final : public fault_action {
       killed_ = t;  // heal restarts it even when the kill below fails half-way
       pending_ = true;
     }
+    const auto picked = std::chrono::steady_clock::now();
     detail::send_all(t.pids, SIGKILL, "SIGKILL");
     if (!wait_gone(t.pids, std::chrono::seconds(10))) {
       throw std::runtime_error("noclobber::posix::kill_fault: " + t.label + " still runs 10 s after SIGKILL");
     }
-    return "SIGKILL " + t.label + " (pid " + detail::pid_list(t.pids) + ")";
+    const auto gone_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - picked)
+            .count();
+    return "SIGKILL " + t.label + " (pid " + detail::pid_list(t.pids) + "; gone after " +
+           std::to_string(gone_ms) + " ms)";
   }
 
   std::string heal() override {
