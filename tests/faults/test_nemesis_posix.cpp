@@ -5,7 +5,7 @@
 // and heals it so that it works again — also when only the nemesis's stop() heals it. Nothing is
 // left behind: every process is reaped and every namespace removed, also when a check fails.
 //
-// The namespace test needs root, `ip` and `nft`: it is labelled `fault` (scripts/test_faults.sh).
+// The namespace test needs root, `ip` and `nft`: it is labelled `server_fault` (scripts/test_faults.sh).
 #include <noclobber/race_harness/nemesis.hpp>
 #include <noclobber/race_harness/posix/network.hpp>
 #include <noclobber/race_harness/posix/process.hpp>
