@@ -188,8 +188,8 @@ class saturating_ns {
 // the window by e^(k * (l_i - 0.6)) (k = 3.7), each below narrows it: a crowd that keeps the row
 // committing back to back spreads out, a row gone quiet is retried sooner. The window starts at
 // 5 * base for the second retry and stays within [base, cap]. Without meter data it is plain full
-// jitter. docs/backoff.md: never slower than full jitter at 2 to 100 clients, 0.74x its writes at
-// 100 and 0.80x at 50 — and why no strategy gets to 0.7x at small crowds.
+// jitter. docs/backoff.md: never slower than full jitter at 2 to 100 clients, 0.75x its writes at
+// 100 and 0.81x at 50 — and why no schedule gets to 0.7x at small crowds.
 //
 // Guarantees: no overflow or undefined behaviour at any retry number (1 … UINT_MAX) or duration
 // (up to nanoseconds::max()); every delay lies in [0, cap]. A policy that makes no sense (base <= 0,
