@@ -11,7 +11,10 @@
 #                real git clone of this checkout when it is one)
 # Every CMake way builds two programs: consumer.cpp (noclobber::noclobber) and adapter_consumer.cpp
 # (noclobber::sqlite + noclobber::postgres, which must carry SQLite and libpq).
-#   single header  single_include/ alone, no CMake
+#   single header  single_include/ alone, no CMake: the core program; every companion header
+#                (adapters, asio, catch2, race_harness extras) compiled on its own; all of them in
+#                two translation units linked together and run; adapter_consumer.cpp on the
+#                sqlite and postgres companions, run
 #
 #   bash scripts/check_consumers.sh WORK_DIR      (CXX picks the compiler; default g++)
 set -euo pipefail
@@ -158,5 +161,35 @@ step "single header (single_include/ only, no CMake)"
   -I "$root/single_include" "$consumers/consumer.cpp" -o "$work/single_header_consumer"
 "$work/single_header_consumer"
 passed+=(single-header)
+
+step "single header + each companion header (single_include/ only, no CMake)"
+single="$root/single_include"
+mapfile -t companions < <(cd "$single" && find noclobber -name '*.hpp' ! -path noclobber/noclobber.hpp | sort)
+# The client libraries of every companion; Boost and Catch2 are header-only in /usr/include.
+# shellcheck disable=SC2207
+lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl))
+# shellcheck disable=SC2207
+lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl))
+strict=(-std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror -pthread -I "$single" "${lib_cflags[@]}")
+tus="$work/companions"
+mkdir -p "$tus"
+only_single='#if __has_include(<noclobber/outcome.hpp>)
+#error "include/ is on the include path: this build must see only single_include/"
+#endif'
+for c in "${companions[@]}"; do
+  printf '#include <noclobber/noclobber.hpp>\n#include <%s>\n%s\n' "$c" "$only_single" >"$tus/$(echo "$c" | tr / _).cpp"
+done
+# Each on its own (syntax only: the all-in-one build below compiles and links them).
+printf '%s\0' "$tus"/*.cpp | xargs -0 -P 2 -I{} "$cxx" "${strict[@]}" -fsyntax-only {}
+# All together, in both orders, in two translation units linked into one program.
+{ printf '#include <%s>\n' "${companions[@]}"; echo "$only_single"; } >"$tus/all_a.cpp.in"
+{ printf '#include <%s>\n' "${companions[@]}" | tac; echo "int main() { return 0; }"; } >"$tus/all_b.cpp.in"
+"$cxx" "${strict[@]}" -x c++ "$tus/all_a.cpp.in" -x c++ "$tus/all_b.cpp.in" "${lib_libs[@]}" -o "$work/all_companions"
+"$work/all_companions"
+# The component consumer program on the sqlite and postgres companions.
+"$cxx" "${strict[@]}" "$consumers/adapter_consumer.cpp" $(pkg-config --libs sqlite3 libpq) -o "$work/single_adapter_consumer"
+"$work/single_adapter_consumer"
+echo "${#companions[@]} companions: ${companions[*]}"
+passed+=(single-header-companions)
 
 echo "check_consumers.sh: ${#passed[@]} consumer paths passed: ${passed[*]}"

@@ -7,7 +7,7 @@
 //               the adapter's connection error: libpq was linked and called.
 #include <noclobber/adapters/postgres.hpp>
 #include <noclobber/adapters/sqlite.hpp>
-#include <noclobber/read_modify_write.hpp>
+#include <noclobber/noclobber.hpp>  // read_modify_write; the umbrella also works with single_include/
 
 #include <unistd.h>
 
