@@ -1,11 +1,13 @@
 // Tests for noclobber/keyed_mutex_map.hpp: each operation, real races with exact plain counters,
 // deadlock-free random multi-key sets, timeouts, cross-thread release, exceptions, size() back to 0.
+#include <pthread.h>
 #include <noclobber/keyed_mutex_map.hpp>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <ctime>
+#include <latch>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -47,14 +49,17 @@ std::atomic<long> thread_failures{0};
   } while (false)
 
 // Holds worker threads until all have started, so they really overlap.
-struct start_gate {
-  explicit start_gate(int n) : remaining(n) {}
-  void arrive_and_wait() {
-    remaining.fetch_sub(1);
-    while (remaining.load() > 0) std::this_thread::yield();
-  }
-  std::atomic<int> remaining;
-};
+using start_gate = std::latch;
+
+// Polls until exactly `n` waiters have gone to sleep on held keys. Exact, not a guess: the map
+// counts a sleep just before the waiter parks, and nothing wakes a waiter while its key is held.
+template <class Map>
+void wait_for_sleeps(const Map& m, std::uint64_t n) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(m.counters().sleeps == n);
+}
 
 struct padded_counter {
   alignas(64) long value = 0;  // plain, non-atomic: only correct if the per-key lock works
@@ -119,7 +124,7 @@ TEST_CASE("bad shard count is rejected with a message naming it") {
   REQUIRE_THROWS_WITH(M(noclobber::keyed_mutex_map_options{1000}), Catch::Contains("got 1000"));
 }
 
-TEST_CASE("shared mode: readers share, writers exclude, writers are preferred") {
+TEST_CASE("shared mode: readers share, writers exclude, writers are preferred", "[concurrency]") {
   string_map m;
   auto r1 = m.lock_shared("k");
   auto r2 = m.try_lock_shared("k");
@@ -152,47 +157,41 @@ TEST_CASE("shared mode: readers share, writers exclude, writers are preferred") 
 }
 
 namespace {
-std::chrono::nanoseconds this_thread_cpu_time() {
+std::chrono::nanoseconds cpu_time(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(clock, &ts);
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 }  // namespace
 
-TEST_CASE("a blocked waiter sleeps instead of spinning") {
+TEST_CASE("a blocked waiter sleeps instead of spinning", "[concurrency]") {
+  // The waiter is known to be parked (the map counted its sleep; a spinning waiter never is)
+  // before its CPU clock is read; then the test sleeps at least 300 ms with the key still held.
+  // A parked thread uses no CPU in that window; a spinning one would use most of it.
   string_map m;
   auto held = m.lock("k");
-  std::atomic<bool> waiting{false};
-  std::chrono::nanoseconds waiter_cpu{0};
-  std::chrono::nanoseconds waiter_wall{0};
+  std::atomic<bool> acquired{false};
   std::thread waiter([&] {
-    waiting = true;
-    const auto cpu0 = this_thread_cpu_time();
-    const auto wall0 = std::chrono::steady_clock::now();
     auto g = m.lock("k");
-    waiter_wall = std::chrono::steady_clock::now() - wall0;
-    waiter_cpu = this_thread_cpu_time() - cpu0;
+    acquired = true;
   });
-  while (!waiting) std::this_thread::yield();
+  wait_for_sleeps(m, 1);
+  clockid_t waiter_clock{};
+  REQUIRE(pthread_getcpuclockid(waiter.native_handle(), &waiter_clock) == 0);
+  const auto cpu0 = cpu_time(waiter_clock);
   std::this_thread::sleep_for(300ms);
+  const auto waiter_cpu = cpu_time(waiter_clock) - cpu0;
+  const bool acquired_while_held = acquired.load();
   held.unlock();
   waiter.join();
-  INFO("waiter blocked " << waiter_wall.count() << " ns wall, used " << waiter_cpu.count() << " ns CPU");
-  REQUIRE(waiter_wall >= 50ms);           // it really was blocked (the key is held ~300 ms)
-  REQUIRE(waiter_cpu * 5 < waiter_wall);  // a spinning waiter would burn about its whole wait
+  INFO("parked waiter used " << waiter_cpu.count() << " ns CPU in a window of at least 300 ms");
+  REQUIRE_FALSE(acquired_while_held);
+  REQUIRE(acquired.load());
+  REQUIRE(waiter_cpu < 30ms);
   REQUIRE(m.size() == 0);
 }
 
-namespace {
-void wait_for_sleeps(const string_map& m, std::uint64_t n) {
-  const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(1ms);
-  REQUIRE(m.counters().sleeps == n);
-}
-}  // namespace
-
-TEST_CASE("a release wakes one exclusive waiter, not every waiter") {
+TEST_CASE("a release wakes one exclusive waiter, not every waiter", "[concurrency]") {
   // 8 writers park on a held key; each then holds it for a while in turn. Waking all of them on
   // every release (a thundering herd) would put each back to sleep once per hand-over before its
   // turn: 8 + 7 + ... + 1 = 36 sleeps. Waking one costs 8.
@@ -214,11 +213,11 @@ TEST_CASE("a release wakes one exclusive waiter, not every waiter") {
   INFO("sleeps " << c.sleeps << ", contended acquisitions " << c.contended_acquisitions);
   REQUIRE(turns.value == writers);
   REQUIRE(c.contended_acquisitions == writers);
-  REQUIRE(c.sleeps <= writers + 2);  // slack for spurious condition-variable wake-ups
+  REQUIRE(c.sleeps < 2 * writers);  // 8, plus any spurious condition-variable wake-ups; a herd: 36
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on") {
+TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on", "[concurrency]") {
   // One shard, so lock_all("a", "b") waits for both keys as one group. The group parks on "a"
   // first, a single-key waiter behind it; then "b" is taken and "a" released. The one wake-up goes
   // to the group (first in line), which now finds "b" held and parks there: unless it passes the
@@ -244,21 +243,54 @@ TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on") {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys never miss a wake-up") {
+TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys never miss a wake-up",
+          "[concurrency]") {
   // Waking one exclusive waiter per release is only safe if every waiter that does not end up
   // holding the key passes its wake-up on. Mix every kind of waiter on two keys, with holders
   // that sleep (so waiters park), and require progress and exact counts. With one shard, "a" and
   // "b" are locked as one group, so a waiter woken for one key can end up parked on the other.
+  // Parking is forced, not hoped for: the test holds both keys until every thread's first
+  // operation (exclusive, shared, or both keys) has parked, then releases them into that queue.
   const std::size_t shards = GENERATE(std::size_t{1}, std::size_t{4096});
   string_map m(noclobber::keyed_mutex_map_options{shards});
   padded_counter a, b;  // a guarded by "a", b by "b"; readers check nothing tears
   std::atomic<long> reads{0}, timeouts{0};
   long expected_a[8] = {}, expected_b[8] = {};
+  auto hold_a = m.lock("a");
+  auto hold_b = m.lock("b");
   std::vector<std::thread> pool;
   start_gate gate(8);
   for (int t = 0; t < 8; ++t)
     pool.emplace_back([&, t] {
       gate.arrive_and_wait();
+      switch (t % 4) {  // the first operation parks behind the test's hold
+        case 0: {
+          auto g = m.lock("a");
+          ++a.value;
+          ++expected_a[t];
+          break;
+        }
+        case 1: {
+          auto g = m.lock_shared("a");
+          KMM_CHECK_IN_THREAD(g.owns_lock());
+          reads.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        case 2: {
+          auto g = m.lock_all("a", "b");
+          ++a.value;
+          ++b.value;
+          ++expected_a[t];
+          ++expected_b[t];
+          break;
+        }
+        default: {
+          auto g = m.lock_shared("b");
+          KMM_CHECK_IN_THREAD(g.owns_lock());
+          reads.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+      }
       std::minstd_rand rng(7 + t);
       for (int i = 0; i < 300; ++i) {
         const bool nap = rng() % 4 == 0;  // holders that block make waiters park
@@ -309,6 +341,9 @@ TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys neve
         }
       }
     });
+  wait_for_sleeps(m, 8);  // every thread is parked behind the hold
+  hold_b.unlock();
+  hold_a.unlock();
   for (auto& th : pool) th.join();
   long sum_a = 0, sum_b = 0;
   for (int t = 0; t < 8; ++t) {
@@ -319,11 +354,11 @@ TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys neve
   REQUIRE(thread_failures.exchange(0) == 0);
   REQUIRE(a.value == sum_a);
   REQUIRE(b.value == sum_b);
-  REQUIRE(m.counters().sleeps > 0);  // waiters really parked
+  REQUIRE(m.counters().sleeps >= 8);  // waiters really parked (forced above)
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("timeouts are honoured and leave nothing behind") {
+TEST_CASE("timeouts are honoured and leave nothing behind", "[concurrency]") {
   string_map m;
   auto held = m.lock("k");
   const auto t0 = std::chrono::steady_clock::now();
@@ -336,9 +371,13 @@ TEST_CASE("timeouts are honoured and leave nothing behind") {
   REQUIRE_FALSE(m.try_lock_for("k", -5ms).owns_lock());
   REQUIRE_FALSE(m.try_lock_for("k", std::chrono::hours(0)).owns_lock());
   REQUIRE(m.size() == 1);
-  // A timed waiter does get the key when it is released in time.
+  // A timed waiter does get the key when it is released in time: the release comes only once
+  // the waiter below has parked (the map counts it), so the acquisition is contended for sure.
+  const auto parked_before = m.counters().sleeps;
   std::thread releaser([&] {
-    std::this_thread::sleep_for(10ms);
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (m.counters().sleeps == parked_before && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(1ms);
     held.unlock();
   });
   auto late = m.try_lock_for("k", std::chrono::hours(1));
@@ -379,12 +418,15 @@ TEST_CASE("multi-key: folded, all-or-nothing for try and timed forms") {
   REQUIRE(m.size() == 0);
 }
 
-// N threads x M iterations over a few keys; each key guards a plain counter.
+// N threads x M iterations over a few keys; each key guards a plain counter. With
+// `force_contention`, the test holds every key until each thread's first lock has parked.
 template <class Map>
-void race_counters(Map& m, int threads, int iterations, int keys) {
+void race_counters(Map& m, int threads, int iterations, int keys, bool force_contention = false) {
   std::vector<std::string> names;
   for (int k = 0; k < keys; ++k) names.push_back(object_key(k));
   std::vector<padded_counter> counters(keys);
+  typename Map::multi_guard held;
+  if (force_contention) held = m.lock_all(names);
   std::vector<std::thread> pool;
   start_gate gate(threads);
   for (int t = 0; t < threads; ++t) {
@@ -420,6 +462,10 @@ void race_counters(Map& m, int threads, int iterations, int keys) {
       }
     });
   }
+  if (force_contention) {
+    wait_for_sleeps(m, static_cast<std::uint64_t>(threads));  // iteration 0 is a plain lock(): it parks
+    held.unlock();
+  }
   for (auto& th : pool) th.join();
   REQUIRE(thread_failures.exchange(0) == 0);
   long total = 0;
@@ -428,20 +474,16 @@ void race_counters(Map& m, int threads, int iterations, int keys) {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: plain per-key counters come out exact") {
+TEST_CASE("race: plain per-key counters come out exact", "[concurrency]") {
   SECTION("default shards") {
-    // Counts must be exact every round; at least one round must have really contended (a round
-    // can finish without overlap on a busy machine, so allow a few).
-    std::uint64_t contended = 0;
-    for (int round = 0; round < 20 && contended == 0; ++round) {
-      string_map m;
-      race_counters(m, 8, 4000, 3);
-      auto c = m.counters();
-      REQUIRE(c.acquisitions == 8u * 4000u);
-      REQUIRE(c.contended_acquisitions <= c.acquisitions);
-      contended = c.contended_acquisitions;
-    }
-    REQUIRE(contended > 0);
+    // Counts must be exact. Contention is forced, not hoped for: all 8 threads park on held keys
+    // before any key is free, so at least their 8 first acquisitions were contended.
+    string_map m;
+    race_counters(m, 8, 4000, 3, true);
+    auto c = m.counters();
+    REQUIRE(c.acquisitions == 8u * 4000u + 3u);  // + the test's own hold of the 3 keys
+    REQUIRE(c.contended_acquisitions >= 8u);
+    REQUIRE(c.contended_acquisitions <= c.acquisitions);
   }
   SECTION("one shard") {
     string_map m(noclobber::keyed_mutex_map_options{1});
@@ -453,7 +495,7 @@ TEST_CASE("race: plain per-key counters come out exact") {
   }
 }
 
-TEST_CASE("race: readers see no torn writes under shared mode") {
+TEST_CASE("race: readers see no torn writes under shared mode", "[concurrency]") {
   string_map m;
   padded_counter a, b;  // invariant under the key: a == b
   std::atomic<long> reads{0};
@@ -483,7 +525,7 @@ TEST_CASE("race: readers see no torn writes under shared mode") {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") {
+TEST_CASE("race: random multi-key sets finish without deadlock and stay exact", "[concurrency]") {
   constexpr int keys = 12;
   for (std::size_t shards : {std::size_t{1}, std::size_t{4}, std::size_t{4096}}) {
     string_map m(noclobber::keyed_mutex_map_options{shards});
@@ -542,7 +584,7 @@ TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") 
   }
 }
 
-TEST_CASE("a guard may be released on another thread") {
+TEST_CASE("a guard may be released on another thread", "[concurrency]") {
   string_map m;
   constexpr int rounds = 2000;
   padded_counter counter;
@@ -596,7 +638,7 @@ TEST_CASE("a thread_local destructor may lock after the thread's cache is gone")
   REQUIRE(m.counters().acquisitions == 4);  // early, late, late-a, late-b
 }
 
-TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
+TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0", "[concurrency]") {
   SECTION("caller code throws while holding the guard") {
     string_map m;
     for (int i = 0; i < 100; ++i) {
@@ -612,7 +654,7 @@ TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
     noclobber::keyed_mutex_map<std::string, colliding_hash, throwing_equal> m;
     auto held = m.lock("a");                            // chain non-empty: the next lock compares keys
     std::thread waiter([&] { auto g = m.lock("a"); });  // parks on "a"
-    std::this_thread::sleep_for(20ms);                  // let it park (not required for the assertions below)
+    wait_for_sleeps(m, 1);                              // parked: the throws below happen with a waiter
     throwing_equal::armed = true;
     REQUIRE_THROWS_AS(m.lock("b"), std::runtime_error);
     REQUIRE_THROWS_AS(m.try_lock_for("a", 1ms), std::runtime_error);
@@ -626,7 +668,7 @@ TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
   }
 }
 
-TEST_CASE("entries retired and re-created concurrently are never used after reuse") {
+TEST_CASE("entries retired and re-created concurrently are never used after reuse", "[concurrency]") {
   // Many threads churn a few keys with try_lock/lock/timed locks so entries are retired, recycled
   // through thread caches and re-created while others still wait: ASan/TSan catch any reuse bug.
   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> m(
