@@ -504,7 +504,7 @@ TEST_CASE("append_workload makes unique, self-identifying values", "[race_harnes
 }
 
 TEST_CASE("timeouts of any length: milliseconds::max() waits without limit, never overflows",
-          "[race_harness]") {
+          "[race_harness][concurrency]") {
   // std::condition_variable::wait_for(milliseconds::max()) overflows on its way to nanoseconds and
   // times out at once: the forced window would break (all writers "serialised") and every wait
   // of explore would call the running writer stalled.
