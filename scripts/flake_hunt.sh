@@ -21,7 +21,8 @@
 #
 # The load: `stress-ng --cpu W` (W = NOCLOBBER_FLAKE_LOAD, default 2, one per core here), or W
 # shell busy loops when stress-ng is missing. It is stopped on exit, also on failure and Ctrl-C.
-# Output: one line per round, the failures per test, and last `N passed, N failed` (test runs);
+# Output: one line per round, a table per test (runs, failures, slowest run; also in
+# LOGS/results.tsv), the failures per test, and last `N passed, N failed` (test runs);
 # the exit status is non-zero when any run failed (or rounds were left out).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -126,6 +127,8 @@ echo "flake_hunt.sh: ${#tests[@]} concurrency tests x $rounds rounds in $build; 
 # ---- the rounds ---------------------------------------------------------------------------------
 declare -A failures=()
 mkdir -p "$logs"
+results=$logs/results.tsv # one line per test run: name, result, seconds
+: >"$results"
 start=$(date +%s)
 deadline=$((start + max_minutes * 60))
 done_rounds=0 runs=0 failed_runs=0
@@ -145,6 +148,11 @@ for round in $(seq "$rounds"); do
     failed_now=("(ctest did not run: see $log)")
   fi
   for t in "${failed_now[@]}"; do failures[$t]=$((${failures[$t]:-0} + 1)); done
+  # Per-test results of the round (name, result, seconds), for the table at the end.
+  python3 -c 'import re, sys
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"\s*\d+/\d+\s+Test\s+#\d+: (.*?) \.{3,}\s*(?:\*\*\*)?(.+?)\s+([\d.]+) sec$", line)
+    if m: print("\t".join(m.groups()))' "$log" >>"$results"
   runs=$((runs + ran_now))
   failed_runs=$((failed_runs + ${#failed_now[@]}))
   done_rounds=$round
@@ -156,6 +164,9 @@ stop_load
 
 echo
 echo "==== flake hunt: $done_rounds of $rounds rounds, ${#tests[@]} tests each, load: $how, $(($(date +%s) - start))s"
+echo "per test: runs, failed, slowest run (s)"
+awk -F '\t' '{ runs[$1]++; if ($2 != "Passed") bad[$1]++; if ($3 + 0 > slow[$1]) slow[$1] = $3 + 0 }
+  END { for (t in runs) printf "  %4d %4d %8.2f  %s\n", runs[t], bad[t], slow[t], t }' "$results" | sort -k4
 if [ "${#failures[@]}" -gt 0 ]; then
   echo "failures per test (logs in $logs):"
   for t in "${!failures[@]}"; do printf '  %3d of %d  %s\n' "${failures[$t]}" "$done_rounds" "$t"; done | sort -rn
