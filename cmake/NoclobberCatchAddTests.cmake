@@ -1,8 +1,9 @@
 # Script half of noclobber_discover_tests (cmake/NoclobberCatch.cmake), run after each build of a
 # Catch2 test executable:
 #   cmake -D TEST_EXECUTABLE=... -D TEST_WORKING_DIR=... -D TEST_PREFIX=... -D TEST_TIMEOUT=...
-#         -D TEST_LABELS=a,b -D CTEST_FILE=... -P NoclobberCatchAddTests.cmake
-# Writes CTEST_FILE: one add_test per test case, its labels = TEST_LABELS + the case's tags.
+#         -D TEST_LABELS=a,b [-D TEST_SPEC=spec] -D CTEST_FILE=... -P NoclobberCatchAddTests.cmake
+# Writes CTEST_FILE: one add_test per test case (those TEST_SPEC selects, when given), its labels =
+# TEST_LABELS + the case's tags.
 # Test names are kept whole: nothing here treats ';' as a list separator (names travel between
 # lines with ';' swapped for the unit separator, and are written as bracket arguments).
 cmake_minimum_required(VERSION 3.21)
@@ -26,8 +27,12 @@ function(catch_lines)
   set(lines "${out}" PARENT_SCOPE)
 endfunction()
 
-# Every visible test case.
-catch_lines(--list-test-names-only)
+# Every visible test case (that TEST_SPEC selects).
+set(spec_args "")
+if(TEST_SPEC)
+  set(spec_args "${TEST_SPEC}")
+endif()
+catch_lines(${spec_args} --list-test-names-only)
 set(names "${lines}")
 
 # Tags -> the names carrying each.

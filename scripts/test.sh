@@ -21,7 +21,8 @@
 #               test_package, single header (scripts/check_consumers.sh)
 #   bench       every benchmark once with a tiny min time, JSON into a temp folder
 #   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
-# Each build folder is built once; later stages reuse it (flake, bench and servers use gcc's).
+#   faults      scripts/test_faults.sh (clusters under faults, ctest -L fault; ≤ 6 min), when it exists
+# Each build folder is built once; later stages reuse it (flake, bench, servers and faults use gcc's).
 # The summary's last line counts stages: `N passed, N failed`.
 #
 # Build folders go under $NOCLOBBER_BUILD_ROOT (default build-ci/) and are reused between runs.
@@ -184,6 +185,7 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
 }
 
 stage_servers() { bash scripts/test_servers.sh "$build_root/gcc" -j 2; } # the tests use their own keys and tables
+stage_faults() { bash scripts/test_faults.sh "$build_root/gcc"; }
 
 stage deps stage_deps
 stage format stage_format
@@ -200,4 +202,5 @@ if [ -f scripts/test_servers.sh ]; then
 elif [ "${#only[@]}" -eq 0 ]; then
   names+=(servers) results+=(skip) seconds+=(0) cpu+=(0) notes+=("no scripts/test_servers.sh")
 fi
+if [ -f scripts/test_faults.sh ]; then stage faults stage_faults; fi
 summary
