@@ -48,7 +48,7 @@ TEST_CASE("NOCLOBBER_RACE_REPLAY sets the options", "[race_harness][catch2]") {
 }
 
 TEST_CASE("a failing assertion writes the HTML timeline and names it; a passing one writes nothing",
-          "[race_harness][catch2][html]") {
+          "[race_harness][catch2][html][concurrency]") {
   const auto dir =
       std::filesystem::temp_directory_path() / ("noclobber_catch2_html_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
