@@ -3619,6 +3619,8 @@ struct kmm_pool_base {
   std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_shared_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   // The thread cache slots attached now (kmm_cache_slot::attach / detach).
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };
@@ -3730,6 +3732,10 @@ struct keyed_mutex_map_counters {
   std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
                                              // a wake-up); about one per contended acquisition when
                                              // waiters hold the key long, since a release wakes one
+  std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
+                                             // woke the parked waiters of a key: one exclusive
+                                             // waiter, or else every shared waiter
+  std::uint64_t shared_wakeups = 0;          // of those, the ones that woke every shared waiter
 };
 
 // Constructor options.
@@ -3791,6 +3797,8 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
+  std::atomic<std::uint64_t> wakeups{0};
+  std::atomic<std::uint64_t> shared_wakeups{0};
   std::shared_ptr<kmm_pool_base> pool;
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -3821,6 +3829,8 @@ struct alignas(64) kmm_cache_slot {
       pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
       pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      pool_raw->detached_wakeups += wakeups.load(std::memory_order_relaxed);
+      pool_raw->detached_shared_wakeups += shared_wakeups.load(std::memory_order_relaxed);
       auto& slots = pool_raw->attached;
       const auto it = std::find(slots.begin(), slots.end(), this);
       if (it != slots.end()) {
@@ -3833,6 +3843,8 @@ struct alignas(64) kmm_cache_slot {
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
+    wakeups.store(0, std::memory_order_relaxed);
+    shared_wakeups.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
     pool.reset();
   }
@@ -4111,10 +4123,26 @@ void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
     r.wake->park_exclusive.notify_one();
 }
 
-/// kmm_notify, then recycle a retired entry. No shard lock held.
+/// Counts the wake-up kmm_notify sent (if any) in `slot`, or in the pool's detached counts when
+/// there is no slot. No shard lock held.
+template <class Key>
+void kmm_count_wakeup(const kmm_after_unlock<Key>& r, kmm_cache_slot* slot, kmm_pool_base& pool) noexcept {
+  if (r.wake == nullptr) return;
+  if (slot != nullptr) {
+    kmm_cache_slot::bump(slot->wakeups);
+    if (r.wake_shared) kmm_cache_slot::bump(slot->shared_wakeups);
+    return;
+  }
+  annotated_lock lk(pool.mutex);
+  ++pool.detached_wakeups;
+  if (r.wake_shared) ++pool.detached_shared_wakeups;
+}
+
+/// kmm_notify, then recycle a retired entry. `slot` is attached. No shard lock held.
 template <class Key>
 void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
   kmm_notify(r);
+  kmm_count_wakeup(r, &slot, *slot.pool_raw);
   if (r.dead != nullptr) kmm_recycle(slot, r.dead);
 }
 
@@ -4292,6 +4320,7 @@ class kmm_core {
     }
     s.unlock(kmm_word_for(head));
     kmm_notify(r);
+    kmm_count_wakeup(r, slot, *pool_);
     if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
   }
 
@@ -4356,10 +4385,14 @@ class kmm_core {
     c.acquisitions = pool.detached_acquisitions;
     c.contended_acquisitions = pool.detached_contended;
     c.sleeps = pool.detached_sleeps;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
     for (const kmm_cache_slot* s : pool.attached) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
       c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
     }
     return c;
   }
