@@ -14,6 +14,7 @@
 #pragma once
 
 #include "noclobber/backoff.hpp"
+#include "noclobber/cached_store.hpp"
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
@@ -25,6 +26,7 @@
 #include "noclobber/outcome.hpp"
 #include "noclobber/patch_if_unchanged.hpp"
 #include "noclobber/race_harness.hpp"
+#include "noclobber/read_if_changed.hpp"
 #include "noclobber/read_modify_write.hpp"
 #include "noclobber/retry_budget.hpp"
 #include "noclobber/thread_annotations.hpp"
