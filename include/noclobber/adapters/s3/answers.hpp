@@ -102,7 +102,7 @@ namespace noclobber::s3::detail {
   std::tm tm{};
   char weekday[4] = {}, month[4] = {}, zone[4] = {};
   const std::string text(v);
-  if (std::sscanf(text.c_str(), "%3s %d %3s %d %d:%d:%d %3s", weekday, &tm.tm_mday, month, &tm.tm_year,
+  if (std::sscanf(text.c_str(), "%3s, %d %3s %d %d:%d:%d %3s", weekday, &tm.tm_mday, month, &tm.tm_year,
                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, zone) != 8 ||
       std::string_view(zone) != "GMT") {
     return std::nullopt;
@@ -128,7 +128,8 @@ namespace noclobber::s3::detail {
   std::string text = "HTTP " + std::to_string(a.status);
   if (!code.empty()) text += " " + code;
   if (!message.empty()) text += ": " + message;
-  if (!a.request_id.empty()) text += " (request " + a.request_id + ")";
+  const std::string request = a.request_id.empty() ? xml_field(a.body, "RequestId") : a.request_id;
+  if (!request.empty()) text += " (request " + request + ")";
   if (!a.retry_after.empty()) text += " (Retry-After: " + a.retry_after + ")";
   return {redact(code.empty() ? "HTTP " + std::to_string(a.status) : code, c), redact(std::move(text), c)};
 }

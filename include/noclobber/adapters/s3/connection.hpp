@@ -9,10 +9,10 @@
 //   DELETE  body-less; curl_send_once.hpp counts the request lines sent
 // Every request carries `x-amz-content-sha256: UNSIGNED-PAYLOAD` (libcurl's SigV4 signs that
 // value and sends no such header itself; S3 requires one), `x-amz-security-token` with temporary
-// credentials. libcurl's own `Expect: 100-continue` on uploads over 1 MiB stays (an empty
-// `Expect:` to suppress it would be signed but not sent, and the signature would not match); with
-// it a server can refuse a failed precondition before the body is sent. The credentials go to
-// libcurl as user name and
+// credentials. libcurl's own `Expect: 100-continue` stays (an empty `Expect:` to suppress it
+// would be signed but not sent, and the signature would not match): below 1 MiB libcurl does not
+// wait for the 100; from 1 MiB on it does, so a server can refuse a failed precondition before the
+// body is sent. The credentials go to libcurl as user name and
 // password (never in a URL) and leave this object only inside the Authorization header libcurl
 // computes.
 //
@@ -116,6 +116,9 @@ class connection {
     noclobber::detail::curl::send_once once(body);
     if (method == "PUT") {
       once.attach_upload(h);
+      // libcurl sends `Expect: 100-continue` with every upload; below 1 MiB it does not wait for
+      // the 100 (a round trip), from 1 MiB on a failed precondition can be refused before the body.
+      if (body.size() < expect_wait_from) curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
     } else if (method != "GET") {
       curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, std::string(method).c_str());
       once.attach_counter(h);
@@ -135,6 +138,7 @@ class connection {
 
  private:
   static constexpr std::size_t max_error_body = 64 * 1024;
+  static constexpr std::size_t expect_wait_from = 1024 * 1024;
 
   struct body_sink {
     std::string* out;
