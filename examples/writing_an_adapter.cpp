@@ -108,7 +108,7 @@ struct noclobber::store_traits<vendor::revision_map> {
   }
   static write_type overwrite(vendor::revision_map& s, const std::string& key, const std::string& value) {
     s.put(key, value);  // only for the naive negative control
-    return write_type::applied();
+    return write_type::make_applied();
   }
 
  private:
@@ -117,10 +117,11 @@ struct noclobber::store_traits<vendor::revision_map> {
   static write_type classify(Put put, write_status mismatch) {
     try {
       const long revision = put();
-      if (revision < 0) return write_type::failed(mismatch);
-      return write_type::applied(revision);
+      if (revision < 0) return write_type::make_failed(mismatch);
+      return write_type::make_applied(revision);
     } catch (const vendor::timeout_error& e) {
-      return write_type::failed(write_status::indeterminate, {"timeout", e.what()});  // sent, outcome unknown
+      return write_type::make_failed(write_status::indeterminate,
+                                     {"timeout", e.what()});  // sent, outcome unknown
     }
   }
 };

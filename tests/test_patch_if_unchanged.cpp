@@ -101,6 +101,8 @@ TEMPLATE_TEST_CASE("patch_if_unchanged: applied, dropped, retried, absent", "[pa
                                     nc::patch_conflict::drop);
     CHECK(r.outcome == nc::patch_outcome::dropped);
     CHECK(r.last_status == nc::write_status::conflict);
+    CHECK(r.reason == nc::stop_reason::decided);  // dropped at the refusal: no retry, no backoff
+    CHECK(r.attempts == 1);
     auto now = store.read("qb");
     CHECK(now.value.columns.empty());
     CHECK(now.value.edits == std::vector<std::string>{"e0", "e1"});
@@ -119,6 +121,8 @@ TEMPLATE_TEST_CASE("patch_if_unchanged: applied, dropped, retried, absent", "[pa
   SECTION("nothing to patch: absent") {
     auto r = nc::patch_if_unchanged(store, "missing", loaded.token, refresh_patch(loaded.value));
     CHECK(r.outcome == nc::patch_outcome::absent);
+    CHECK(r.reason == nc::stop_reason::decided);
+    CHECK(r.last_status == nc::write_status::absent);
   }
 }
 

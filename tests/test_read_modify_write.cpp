@@ -104,8 +104,8 @@ struct scripted_store {
       auto real = op();
       if (real.status != nc::write_status::applied) return real;
     }
-    if (step.report == nc::write_status::applied) return nc::write_result<std::uint64_t>::applied();
-    return nc::write_result<std::uint64_t>::failed(step.report, {"scripted", "scripted write"});
+    if (step.report == nc::write_status::applied) return nc::write_result<std::uint64_t>::make_applied();
+    return nc::write_result<std::uint64_t>::make_failed(step.report, {"scripted", "scripted write"});
   }
 };
 
@@ -375,6 +375,10 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
                                     [](const std::optional<int>&) -> nc::update<int> { return nc::keep; });
   CHECK(kept.outcome == nc::rmw_outcome::unchanged);
   CHECK(kept.ok());
+  // fn's answer ended the loop: the reason says so (before 0.2 it claimed `applied`).
+  CHECK(kept.reason == nc::stop_reason::decided);
+  CHECK(kept.last_status == nc::write_status::applied);
+  CHECK(kept.attempts == 1);
   CHECK(kept.value == 7);
   CHECK(kept.token == before->second);
   auto aborted = nc::read_modify_write(store, "n", [](const std::optional<int>& c) -> nc::update<int> {
@@ -382,6 +386,8 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
   });
   CHECK(aborted.outcome == nc::rmw_outcome::aborted);
   CHECK_FALSE(aborted.ok());
+  CHECK(aborted.reason == nc::stop_reason::decided);
+  CHECK(aborted.last_error.empty());
   CHECK(aborted.abort_reason == "too big: 7");
   CHECK(store.peek("n") == before);
   auto absent_keep =
@@ -390,6 +396,11 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
         return nc::update<int>::keep();
       });
   CHECK(absent_keep.outcome == nc::rmw_outcome::unchanged);
+  CHECK(absent_keep.reason == nc::stop_reason::decided);
+  auto naive_keep = nc::naive_read_modify_write(
+      store, "n", [](const std::optional<int>&) -> nc::update<int> { return nc::keep; });
+  CHECK(naive_keep.outcome == nc::rmw_outcome::unchanged);
+  CHECK(naive_keep.reason == nc::stop_reason::decided);
   CHECK_FALSE(absent_keep.value.has_value());
   CHECK_FALSE(absent_keep.token.has_value());
   CHECK(store.size() == 1);

@@ -14,7 +14,7 @@ int main() {
   const char* conninfo = std::getenv("NOCLOBBER_PG_CONNINFO");
   if (conninfo == nullptr) return std::puts("set NOCLOBBER_PG_CONNINFO"), 1;
 
-  pg::version_store store(conninfo, "example_counters");  // one connection: one thread at a time
+  pg::store store(conninfo, "example_counters");  // one connection: one thread at a time
   store.ensure_table();
 
   // Optimistic: read (value, version), compute, UPDATE … WHERE version = $read; retry on conflict.

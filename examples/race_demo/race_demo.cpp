@@ -44,7 +44,7 @@
 #include <vector>
 
 namespace nc = noclobber;
-using sqlite_store = nc::sqlite::version_store;
+using sqlite_store = nc::sqlite::store;
 using options_t = nc::race_options<std::string, std::string>;
 
 namespace {
@@ -76,8 +76,8 @@ class crashing_store {
  private:
   nc::write_result<token_type> maybe_crash(nc::write_result<token_type> r) {
     if (r.ok() && std::uniform_real_distribution<double>(0, 1)(rng_) < p_) {
-      return nc::write_result<token_type>::failed(nc::write_status::indeterminate,
-                                                  {"crash", "the importer crashed after COMMIT was sent"});
+      return nc::write_result<token_type>::make_failed(
+          nc::write_status::indeterminate, {"crash", "the importer crashed after COMMIT was sent"});
     }
     return r;
   }

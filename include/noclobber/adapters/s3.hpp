@@ -45,7 +45,7 @@
 #include <string>
 #include <utility>
 
-#include "noclobber/adapters/http_etag.hpp"
+#include "noclobber/adapters/detail/http.hpp"
 #include "noclobber/adapters/s3/answers.hpp"
 #include "noclobber/adapters/s3/connection.hpp"
 #include "noclobber/adapters/s3/options.hpp"
@@ -75,7 +75,7 @@ class store {
 
   read_if_changed_result<value_type, token_type> read_if_changed(const key_type& key,
                                                                  const token_type& token) {
-    http_etag::detail::check_strong_etag(token, detail::who);
+    noclobber::detail::http::check_strong_etag(token, detail::who);
     detail::answer a = conn_.perform("GET", key, {}, {"If-None-Match: " + token});
     const bool too_long = honour_retry_after(a);
     auto r = detail::conditional_read_answer(std::move(a), key, creds());
@@ -85,7 +85,7 @@ class store {
 
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
                                           const value_type& value) {
-    http_etag::detail::check_strong_etag(token, detail::who);
+    noclobber::detail::http::check_strong_etag(token, detail::who);
     (void)conn_.url(key);  // a bad key is std::invalid_argument before any probe
     gate g = check_enforcement(false);
     if (g.refused) return std::move(*g.refused);
@@ -102,7 +102,7 @@ class store {
   /// Offered only where the probe found DELETE's If-Match enforced (radosgw 16.2 ignores it):
   /// elsewhere `permanent`, "PreconditionNotEnforced", and nothing is sent.
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
-    http_etag::detail::check_strong_etag(token, detail::who);
+    noclobber::detail::http::check_strong_etag(token, detail::who);
     (void)conn_.url(key);
     gate g = check_enforcement(true);
     if (g.refused) return std::move(*g.refused);
@@ -145,7 +145,8 @@ class store {
   // A Retry-After on a refusal (408/429/503) holds this store's next request back; true when the
   // server asked for longer than options::max_retry_after (the store does not wait then).
   bool honour_retry_after(const detail::answer& a) {
-    if (!a.transport_ok() || a.retry_after.empty() || !http_etag::detail::retryable(a.status)) return false;
+    if (!a.transport_ok() || a.retry_after.empty() || !noclobber::detail::http::retryable(a.status))
+      return false;
     const auto wait = detail::parse_retry_after(a.retry_after, std::time(nullptr));
     if (!wait) return false;
     if (*wait > conn_.opts().max_retry_after) return true;
@@ -167,7 +168,7 @@ class store {
 
   std::optional<write_result<token_type>> refusal(const enforcement_report& r, bool erase) const {
     if (!r.complete) {
-      return write_result<token_type>::failed(
+      return write_result<token_type>::make_failed(
           write_status::transient,
           {"ProbeIncomplete", detail::redact("the enforcement probe of " + conn_.bucket_url() +
                                                  " got no answer to every step (" + r.steps +
@@ -188,7 +189,7 @@ class store {
       consequence = "erase_if_match is not offered on this server; nothing was sent";
     }
     if (ignored.empty()) return std::nullopt;
-    return write_result<token_type>::failed(
+    return write_result<token_type>::make_failed(
         write_status::permanent,
         {"PreconditionNotEnforced", detail::redact("the server at " + conn_.bucket_url() + " ignores " +
                                                        ignored + ": " + consequence + ". Probe: " + r.steps,

@@ -14,8 +14,8 @@
 //                     500, 502, 504, and a request without an answer -> indeterminate
 //                     sent more than once by libcurl, and not answered 2xx -> indeterminate
 //                     anything else -> permanent
-// The 408/429/503 and 500/502/504 rule is the HTTP ETag adapter's (http_etag::detail::retryable,
-// write_answer), reused here.
+// The 408/429/503 and 500/502/504 rule is the one every HTTP adapter shares (adapters/detail/http.hpp:
+// retryable, write_answer), reused here.
 //
 // Words: store_error.code is the S3 error code from the answer's XML (`PreconditionFailed`,
 // `SlowDown`, …), else "HTTP <status>" or "curl <code>"; the message has the status, the server's
@@ -37,7 +37,7 @@
 #include <utility>
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
-#include "noclobber/adapters/http_etag.hpp"
+#include "noclobber/adapters/detail/http.hpp"
 #include "noclobber/adapters/s3/connection.hpp"
 #include "noclobber/adapters/s3/options.hpp"
 #include "noclobber/outcome.hpp"
@@ -157,7 +157,8 @@ namespace noclobber::s3::detail {
     return rr::make_found(std::move(a.body), std::move(a.etag));
   }
   if (a.status == 404 && xml_field(a.body, "Code") != "NoSuchBucket") return rr::make_absent();
-  const bool refused = http_etag::detail::retryable(a.status) || a.status >= 500;  // a read can be repeated
+  const bool refused =
+      noclobber::detail::http::retryable(a.status) || a.status >= 500;  // a read can be repeated
   return rr::make_failed(refused ? read_status::transient : read_status::permanent, error_of(a, c));
 }
 
@@ -183,28 +184,28 @@ enum class write_kind : unsigned char { update, create, erase, overwrite };
         "libcurl sent the request more than once (a reused connection died before an answer), so the "
         "first copy may have been applied; the last answer was: " +
         e.message;
-    return wr::failed(write_status::indeterminate, std::move(e));
+    return wr::make_failed(write_status::indeterminate, std::move(e));
   }
   if (!a.transport_ok()) {
-    return wr::failed(noclobber::detail::curl::classify_transport(a.code, true), error_of(a, c));
+    return wr::make_failed(noclobber::detail::curl::classify_transport(a.code, true), error_of(a, c));
   }
-  if (success) return is_strong_etag(a.etag) ? wr::applied(a.etag) : wr::applied();
+  if (success) return is_strong_etag(a.etag) ? wr::make_applied(a.etag) : wr::make_applied();
   const std::string code = xml_field(a.body, "Code");
   if (a.status == 412 && kind != write_kind::overwrite) {
-    return kind == write_kind::create ? wr::exists() : wr::conflict();
+    return kind == write_kind::create ? wr::make_exists() : wr::make_conflict();
   }
   if (a.status == 404 && code != "NoSuchBucket" &&
       (kind == write_kind::update || kind == write_kind::erase)) {
-    return wr::absent();
+    return wr::make_absent();
   }
   if (a.status == 409 && (code == "ConditionalRequestConflict" || code == "OperationAborted")) {
-    return wr::failed(write_status::transient_restart, error_of(a, c));
+    return wr::make_failed(write_status::transient_restart, error_of(a, c));
   }
   // The statuses every HTTP write reads the same way (http_etag.hpp): 408/429/503 refused,
   // 500/502/504 unknown, the rest permanent.
   noclobber::detail::curl::response plain;
   plain.status = a.status;
-  return wr::failed(http_etag::detail::write_answer(plain).status, error_of(a, c));
+  return wr::make_failed(noclobber::detail::http::write_answer(plain).status, error_of(a, c));
 }
 
 }  // namespace noclobber::s3::detail

@@ -81,7 +81,7 @@ inline enforcement_report run_probe(connection& c) {
   auto step = [&](const char* what, std::string_view method, std::string_view body,
                   const std::string& header) {
     answer a = c.perform(method, key, body, {header});
-    const bool definite = a.transport_ok() && !http_etag::detail::retryable(a.status) && a.status < 500;
+    const bool definite = a.transport_ok() && !noclobber::detail::http::retryable(a.status) && a.status < 500;
     r.steps += std::string(what) + ": " +
                (a.transport_ok() ? std::to_string(a.status) : error_of(a, c.opts().creds).message) + "; ";
     if (!definite) answered_all = false;
