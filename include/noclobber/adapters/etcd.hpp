@@ -134,7 +134,7 @@ class store {
     answer out;
     detail::curl::response r = http_.perform("POST", url, body, {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.status = detail::curl::classify_transport(r.code, may_write);
+      out.status = detail::curl::classify_transport(r, may_write);
       out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error};
       return out;
     }

@@ -11,8 +11,9 @@
 //                     404 NoSuchKey -> absent (If-Match, DELETE); NoSuchBucket -> permanent
 //                     409 ConditionalRequestConflict / OperationAborted -> transient_restart
 //                     408, 429, 503 (SlowDown) -> transient: refused, not applied
-//                     500, 502, 504, and a request without an answer -> indeterminate
-//                     sent more than once by libcurl, and not answered 2xx -> indeterminate
+//                     500, 502, 504, and a request that may have left without an answer
+//                     (a reset, a timeout, libcurl's re-send refused) -> indeterminate;
+//                     nothing sent (cannot connect) -> transient (curl::classify_transport)
 //                     anything else -> permanent
 // The 408/429/503 and 500/502/504 rule is the one every HTTP adapter shares (adapters/detail/http.hpp:
 // retryable, write_answer), reused here.
@@ -143,8 +144,7 @@ namespace noclobber::s3::detail {
                                                                        const credentials& c) {
   using rr = read_result<std::string, std::string>;
   if (!a.transport_ok()) {
-    const bool bad_request =
-        noclobber::detail::curl::classify_transport(a.code, false) == write_status::permanent;
+    const bool bad_request = noclobber::detail::curl::classify_transport(a, false) == write_status::permanent;
     return rr::make_failed(bad_request ? read_status::permanent : read_status::transient, error_of(a, c));
   }
   if (a.status == 200) {
@@ -177,19 +177,11 @@ enum class write_kind : unsigned char { update, create, erase, overwrite };
 [[nodiscard]] inline write_result<std::string> write_answer(const answer& a, write_kind kind,
                                                             const credentials& c) {
   using wr = write_result<std::string>;
-  const bool success = a.transport_ok() && a.status >= 200 && a.status < 300;
-  if (a.sent_more_than_once && !success) {
-    store_error e = error_of(a, c);
-    e.message =
-        "libcurl sent the request more than once (a reused connection died before an answer), so the "
-        "first copy may have been applied; the last answer was: " +
-        e.message;
-    return wr::make_failed(write_status::indeterminate, std::move(e));
-  }
   if (!a.transport_ok()) {
-    return wr::make_failed(noclobber::detail::curl::classify_transport(a.code, true), error_of(a, c));
+    return wr::make_failed(noclobber::detail::curl::classify_transport(a, true), error_of(a, c));
   }
-  if (success) return is_strong_etag(a.etag) ? wr::make_applied(a.etag) : wr::make_applied();
+  if (a.status >= 200 && a.status < 300)
+    return is_strong_etag(a.etag) ? wr::make_applied(a.etag) : wr::make_applied();
   const std::string code = xml_field(a.body, "Code");
   if (a.status == 412 && kind != write_kind::overwrite) {
     return kind == write_kind::create ? wr::make_exists() : wr::make_conflict();
@@ -201,11 +193,9 @@ enum class write_kind : unsigned char { update, create, erase, overwrite };
   if (a.status == 409 && (code == "ConditionalRequestConflict" || code == "OperationAborted")) {
     return wr::make_failed(write_status::transient_restart, error_of(a, c));
   }
-  // The statuses every HTTP write reads the same way (http_etag.hpp): 408/429/503 refused,
-  // 500/502/504 unknown, the rest permanent.
-  noclobber::detail::curl::response plain;
-  plain.status = a.status;
-  return wr::make_failed(noclobber::detail::http::write_answer(plain).status, error_of(a, c));
+  // The statuses every HTTP write reads the same way (adapters/detail/http.hpp): 408/429/503
+  // refused, 500/502/504 unknown, the rest permanent.
+  return wr::make_failed(noclobber::detail::http::write_answer(a).status, error_of(a, c));
 }
 
 }  // namespace noclobber::s3::detail

@@ -5,8 +5,10 @@
 // Overview
 // --------
 //   GET     the object (body kept whole, reserved from Content-Length)
-//   PUT     an upload through curl_send_once.hpp (a rewind for a silent re-send is refused)
-//   DELETE  body-less; curl_send_once.hpp counts the request lines sent
+//   PUT     an upload (CURLOPT_UPLOAD, the body read from memory)
+//   DELETE  body-less
+// libcurl never re-sends a PUT or a DELETE by itself: curl_easy.hpp's send_guard refuses the
+// re-send and records whether the request left (what classify_transport reads).
 // Every request carries `x-amz-content-sha256: UNSIGNED-PAYLOAD` (libcurl's SigV4 signs that
 // value and sends no such header itself; S3 requires one), `x-amz-security-token` with temporary
 // credentials. libcurl's own `Expect: 100-continue` stays (an empty `Expect:` to suppress it
@@ -26,6 +28,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <stdexcept>
@@ -35,23 +39,16 @@
 #include <utility>
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
-#include "noclobber/adapters/detail/curl_send_once.hpp"
 #include "noclobber/adapters/s3/options.hpp"
 
 namespace noclobber::s3::detail {
 
-/// What came back for one request.
-struct answer {
-  CURLcode code = CURLE_OK;          ///< transport result; CURLE_OK when an HTTP answer came back
-  long status = 0;                   ///< HTTP status
-  std::string body;                  ///< GET: the object; otherwise the first 64 KiB (an error document)
-  std::string etag;                  ///< verbatim, quotes kept
-  std::string retry_after;           ///< verbatim
-  std::string request_id;            ///< x-amz-request-id
-  std::string error;                 ///< libcurl's words when code != CURLE_OK
-  bool sent_more_than_once = false;  ///< libcurl re-sent (or tried to re-send) the request
-
-  [[nodiscard]] bool transport_ok() const noexcept { return code == CURLE_OK; }
+/// What came back for one request: curl_easy.hpp's response (code, status, etag, error, sent,
+/// resend_refused; `body` is the object for a GET, otherwise the first 64 KiB: an error document),
+/// and the two headers S3 adds.
+struct answer : noclobber::detail::curl::response {
+  std::string retry_after;  ///< verbatim
+  std::string request_id;   ///< x-amz-request-id
 };
 
 class connection {
@@ -113,22 +110,25 @@ class connection {
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &connection::on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
 
-    noclobber::detail::curl::send_once once(body);
+    noclobber::detail::curl::send_guard once(method);
+    once.attach(h);
+    upload_source upload{body, 0};
     if (method == "PUT") {
-      once.attach_upload(h);
+      curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      curl_easy_setopt(h, CURLOPT_READFUNCTION, &connection::on_read);
+      curl_easy_setopt(h, CURLOPT_READDATA, &upload);
+      curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, &connection::on_seek);
+      curl_easy_setopt(h, CURLOPT_SEEKDATA, &upload);
       // libcurl sends `Expect: 100-continue` with every upload; below 1 MiB it does not wait for
       // the 100 (a round trip), from 1 MiB on a failed precondition can be refused before the body.
       if (body.size() < expect_wait_from) curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
     } else if (method != "GET") {
       curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, std::string(method).c_str());
-      once.attach_counter(h);
     }
     out.code = curl_easy_perform(h);
-    out.sent_more_than_once = once.sent_more_than_once();
-    if (out.code != CURLE_OK) {
-      out.error = errbuf[0] ? errbuf : curl_easy_strerror(out.code);
-      return out;
-    }
+    once.finish(out, errbuf);
+    if (out.code != CURLE_OK) return out;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
     out.etag = header(h, "ETag");
     out.retry_after = header(h, "Retry-After");
@@ -160,6 +160,29 @@ class connection {
     }
     if (s->out->size() < s->limit) s->out->append(p, std::min(bytes, s->limit - s->out->size()));
     return bytes;
+  }
+
+  // The body of a PUT, read from memory. libcurl may rewind it (to any offset inside the body);
+  // whether a second copy of the request may go is send_guard's decision alone.
+  struct upload_source {
+    std::string_view body;
+    std::size_t offset;
+  };
+
+  static std::size_t on_read(char* out, std::size_t size, std::size_t n, void* user) {
+    auto* u = static_cast<upload_source*>(user);
+    const std::size_t take = std::min(size * n, u->body.size() - u->offset);
+    if (take > 0) std::memcpy(out, u->body.data() + u->offset, take);
+    u->offset += take;
+    return take;
+  }
+
+  static int on_seek(void* user, curl_off_t offset, int origin) {
+    auto* u = static_cast<upload_source*>(user);
+    if (origin != SEEK_SET || offset < 0 || static_cast<std::size_t>(offset) > u->body.size())
+      return CURL_SEEKFUNC_FAIL;
+    u->offset = static_cast<std::size_t>(offset);
+    return CURL_SEEKFUNC_OK;
   }
 
   static std::string header(CURL* h, const char* name) {
