@@ -98,7 +98,7 @@ TEST_CASE("s3 options: bad input is refused at construction, naming the field", 
   }
 }
 
-TEST_CASE("s3 keys: percent-encoded for SigV4; ones a URL would change are refused", "[s3]") {
+TEST_CASE("s3 keys: percent-encoded for SigV4, and ones a URL would change are refused", "[s3]") {
   using s3::detail::encode_key;
   CHECK(encode_key("a/b-c_d.e~f") == "a/b-c_d.e~f");
   CHECK(encode_key("with space/ü+%?#&=") == "with%20space/%C3%BC%2B%25%3F%23%26%3D");

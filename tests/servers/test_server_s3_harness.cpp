@@ -75,13 +75,16 @@ TEST_CASE("race harness: s3 on radosgw: CAS with 2000 free-running ops", "[serve
       options<S>("radosgw", "cas", race_mode::stress, ops_per_writer, fresh_keys("s3/cas-stress", 4))));
 }
 
+// One forced round is enough here (and keeps the test short: s3rver answers ~40 writes/s): all 16
+// read the same ETag, all 16 conditional PUTs are accepted, 15 updates are gone.
 TEST_CASE("race harness: s3 on s3rver: CAS loses updates (preconditions ignored)",
           "[server][s3][s3rver][harness]") {
   auto make = maker(nc_s3::server::s3rver, noclobber::s3::enforcement::trust);
   auto r = noclobber::run_race_per_writer(
       make, noclobber::cas_strategy{},
-      options<S>("s3rver", "cas", race_mode::forced, ops_per_writer, fresh_keys("s3/cas", 4)));
+      options<S>("s3rver", "cas", race_mode::forced, 1, fresh_keys("s3/cas", 1)));
   INFO(r.to_text());
-  WARN(r.to_text());
-  CHECK(r.lost() > 0);
+  CHECK(r.op_errors == 0);
+  CHECK(r.check.applied == writers);  // every write told "applied"
+  CHECK(r.lost() == writers - 1);
 }

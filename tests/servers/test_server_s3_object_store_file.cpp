@@ -207,7 +207,7 @@ TEST_CASE("object_store_file on radosgw: the naive download-modify-put loses row
   CHECK(rows_in(server::radosgw, key).size() == 1);  // 15 of 16 rows silently lost
 }
 
-TEST_CASE("object_store_file on s3rver: the probe refuses to write; CAS forced through loses rows",
+TEST_CASE("object_store_file on s3rver: the probe refuses to write, and CAS forced through loses rows",
           "[server][s3][s3rver][object_store_file]") {
   const std::string key = nc_test::unique_name("locations") + ".sqlite";
   SECTION("refused") {
