@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace nc_s3_test {
 
 struct request {
@@ -61,16 +63,9 @@ class fake_s3_server {
   /// the body when its wait runs out, and the request can be re-sent: no answer byte came back).
   explicit fake_s3_server(script s, bool continue_100 = false)
       : script_(std::move(s)), continue_100_(continue_100) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("fake_s3_server: cannot listen on loopback");
-    }
-    port_ = ntohs(a.sin_port);
+    const nc_loopback::listening_socket l = nc_loopback::listen_on_loopback("fake_s3_server");
+    fd_ = l.fd;
+    port_ = l.port;
     thread_ = std::thread([this] { accept_loop(); });
   }
   fake_s3_server(const fake_s3_server&) = delete;

@@ -2,9 +2,6 @@
 // how it reads every answer, Retry-After, the enforcement probe's verdicts, libcurl's silent
 // re-send of a write (issue 19's bug), and no secret in any message. The real servers are in
 // tests/servers/test_server_s3*.cpp.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <noclobber/adapters/s3.hpp>
 #include <noclobber/cached_store.hpp>
 #include <noclobber/read_modify_write.hpp>
@@ -16,6 +13,7 @@
 #include <vector>
 
 #include "fake_s3_server.hpp"
+#include "loopback.hpp"
 #include "mini_s3.hpp"
 
 namespace s3 = noclobber::s3;
@@ -37,27 +35,7 @@ s3::options opts(const std::string& endpoint, s3::enforcement check = s3::enforc
   return o;
 }
 
-// A loopback port that accepts and never answers.
-struct silent_port {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  int port = 0;
-  silent_port() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 16) == 0);
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    port = ntohs(a.sin_port);
-  }
-  ~silent_port() { ::close(fd); }
-};
-
-int closed_port() {
-  silent_port p;
-  return p.port;  // closed when p goes
-}
+using nc_loopback::closed_port;
 
 const std::string etag_a = "\"0123456789abcdef0123456789abcdef\"";
 
@@ -258,8 +236,8 @@ TEST_CASE("s3 transport: refused connection, timeout after sending", "[s3]") {
     CHECK(s.read("k").status == read_status::transient);
   }
   SECTION("no answer within the timeout: a write is indeterminate, a read transient") {
-    silent_port silent;
-    auto o = opts("http://127.0.0.1:" + std::to_string(silent.port));
+    nc_loopback::silent_listener silent;
+    auto o = opts("http://127.0.0.1:" + std::to_string(silent.port()));
     o.timeout = std::chrono::milliseconds(200);
     s3::store s(o);
     CHECK(s.write_if_match("k", etag_a, "v").status == write_status::indeterminate);
