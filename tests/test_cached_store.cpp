@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <latch>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -310,6 +311,8 @@ TEST_CASE("cached_store race: 16 writers behind stale caches lose no update", "[
   }
   std::latch start(writers);
   std::atomic<int> failed{0};
+  std::mutex why_mutex;
+  std::string why;  // the first failure, in words
   std::vector<std::thread> ts;
   for (int i = 0; i < writers; ++i) {
     ts.emplace_back([&, i] {
@@ -320,14 +323,23 @@ TEST_CASE("cached_store race: 16 writers behind stale caches lose no update", "[
           nc::backoff_policy::full_jitter(std::chrono::microseconds(1), std::chrono::microseconds(200));
       start.arrive_and_wait();
       for (int u = 0; u < updates; ++u) {
-        auto r = nc::read_modify_write(view, "counter", [&](const std::optional<std::string>& cur) {
-          return append_line(cur, std::to_string(i) + "." + std::to_string(u));
-        });
-        if (!r.ok()) failed.fetch_add(1);
+        auto r = nc::read_modify_write(
+            view, "counter",
+            [&](const std::optional<std::string>& cur) {
+              return append_line(cur, std::to_string(i) + "." + std::to_string(u));
+            },
+            p);
+        if (!r.ok() && failed.fetch_add(1) == 0) {
+          std::lock_guard lock(why_mutex);
+          why = std::string(nc::to_string(r.reason)) + " after " + std::to_string(r.attempts) +
+                " attempts, last status " + std::string(nc::to_string(r.last_status)) + ": " +
+                r.last_error.code + " " + r.last_error.message;
+        }
       }
     });
   }
   for (auto& t : ts) t.join();
+  INFO(why);
   REQUIRE(failed == 0);
   const std::string final_value = mem.read("counter").value;
   CHECK(static_cast<int>(std::count(final_value.begin(), final_value.end(), '\n')) == writers * updates);
