@@ -80,6 +80,8 @@ static_assert(!nc::revalidating_store<plain>);
 static_assert(nc::conditional_writer<nc::cached_store<plain>>);
 static_assert(nc::erasable_writer<nc::cached_store<plain>>);
 static_assert(nc::overwritable_store<nc::cached_store<plain>>);
+static_assert(!nc::patchable_writer<nc::cached_store<plain>>);
+static_assert(nc::patchable_writer<nc::cached_store<mem_t>>);  // memory_store has patch_if_match
 
 // A manual clock for serve_unasked_for.
 struct manual_clock {
@@ -188,6 +190,30 @@ TEST_CASE("cached_store: every answer that says the copy is wrong evicts it", "[
   }
   CHECK(cache.size() == 0);
   CHECK(cache.stats().evicted_by_answer == 1);
+}
+
+TEST_CASE("cached_store: a patch goes to the store and evicts the copy (the store computed the result)",
+          "[cached_store]") {
+  mem_t mem;
+  cache_t cache;
+  nc::cached_store<mem_t> view(mem, cache);
+  REQUIRE(view.create_if_absent("k", "v1").ok());
+  REQUIRE(cache.size() == 1);
+  const auto r = view.read("k");
+  SECTION("applied") {
+    CHECK(view.patch_if_match("k", r.token, [](std::string& v) { v += "+patch"; }).ok());
+    CHECK(cache.size() == 0);
+    CHECK(cache.stats().evicted_by_answer == 0);  // not a wrong copy: an old one
+    CHECK(view.read("k").value == "v1+patch");
+  }
+  SECTION("conflict") {
+    REQUIRE(mem.write_if_match("k", r.token, "elsewhere").ok());
+    CHECK(view.patch_if_match("k", r.token, [](std::string& v) { v += "+patch"; }).status ==
+          nc::write_status::conflict);
+    CHECK(cache.size() == 0);
+    CHECK(cache.stats().evicted_by_answer == 1);
+    CHECK(view.read("k").value == "elsewhere");
+  }
 }
 
 TEST_CASE("cached_store: transient (nothing happened) keeps the copy", "[cached_store]") {

@@ -1529,11 +1529,11 @@ class cached_store : public detail::cached_patch_type<Store> {
 
   // S stays a template parameter so that store_patch_t is looked at only when this is called (clang
   // checks a non-dependent constraint when the class is instantiated, and a store without patches
-  // has no patch type).
+  // has no patch type). The patch type is not deduced: anything that converts to it is taken.
   // clang-format off
-  template <class P, std::same_as<Store> S = Store>
-  requires patchable_writer<S> && std::same_as<P, store_patch_t<S>>
-  write_type patch_if_match(const key_type& key, const token_type& token, const P& patch) {
+  template <std::same_as<Store> S = Store>
+  requires patchable_writer<S>
+  write_type patch_if_match(const key_type& key, const token_type& token, const store_patch_t<S>& patch) {
     // clang-format on
     write_type w = traits::patch_if_match(*backing_, key, token, patch);
     if (w.status != write_status::transient) drop(key, w.status != write_status::applied);
