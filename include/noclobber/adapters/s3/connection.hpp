@@ -41,6 +41,12 @@
 #include "noclobber/adapters/detail/curl_easy.hpp"
 #include "noclobber/adapters/s3/options.hpp"
 
+// CURLOPT_AWS_SIGV4 (7.75), curl_easy_header (7.83, no longer experimental in 7.84),
+// CURLOPT_PROTOCOLS_STR (7.85).
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "noclobber/adapters/s3.hpp needs libcurl >= 7.85 (Debian 12 has 7.88)"
+#endif
+
 namespace noclobber::s3::detail {
 
 /// What came back for one request: curl_easy.hpp's response (code, status, etag, error, sent,
