@@ -135,10 +135,6 @@ namespace noclobber::s3::detail {
   return {redact(code.empty() ? "HTTP " + std::to_string(a.status) : code, c), redact(std::move(text), c)};
 }
 
-[[nodiscard]] inline bool is_strong_etag(std::string_view etag) noexcept {
-  return etag.size() >= 2 && etag.front() == '"' && etag.back() == '"';
-}
-
 /// A GET's answer as a read (see the overview).
 [[nodiscard]] inline read_result<std::string, std::string> read_answer(answer&& a, const std::string& key,
                                                                        const credentials& c) {
@@ -148,7 +144,7 @@ namespace noclobber::s3::detail {
     return rr::make_failed(bad_request ? read_status::permanent : read_status::transient, error_of(a, c));
   }
   if (a.status == 200) {
-    if (!is_strong_etag(a.etag)) {
+    if (!noclobber::detail::http::is_strong_etag(a.etag)) {
       return rr::make_failed(read_status::permanent,
                              {"NoStrongETag", redact("the server sent no strong ETag (got '" + a.etag +
                                                          "') for " + key + ", which If-Match cannot use",
@@ -181,7 +177,7 @@ enum class write_kind : unsigned char { update, create, erase, overwrite };
     return wr::make_failed(noclobber::detail::curl::classify_transport(a, true), error_of(a, c));
   }
   if (a.status >= 200 && a.status < 300)
-    return is_strong_etag(a.etag) ? wr::make_applied(a.etag) : wr::make_applied();
+    return noclobber::detail::http::is_strong_etag(a.etag) ? wr::make_applied(a.etag) : wr::make_applied();
   const std::string code = xml_field(a.body, "Code");
   if (a.status == 412 && kind != write_kind::overwrite) {
     return kind == write_kind::create ? wr::make_exists() : wr::make_conflict();

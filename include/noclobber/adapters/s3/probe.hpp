@@ -38,6 +38,7 @@
 #include <string>
 #include <utility>
 
+#include "noclobber/adapters/detail/http.hpp"
 #include "noclobber/adapters/s3/answers.hpp"
 #include "noclobber/adapters/s3/connection.hpp"
 #include "noclobber/thread_annotations.hpp"
@@ -63,7 +64,7 @@ namespace detail {
 
 /// The ETag as an If-Match value in `form`.
 [[nodiscard]] inline std::string if_match_value(const std::string& etag, etag_form form) {
-  if (form == etag_form::unquoted && etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
+  if (form == etag_form::unquoted && noclobber::detail::http::is_strong_etag(etag)) {
     return etag.substr(1, etag.size() - 2);
   }
   return etag;
@@ -95,7 +96,7 @@ inline enforcement_report run_probe(connection& c) {
   const bool wrong_refused =
       refused(step("If-Match wrong", "PUT", "noclobber probe 3", "If-Match: " + wrong));
   const answer current = step("read", "GET", {}, {});
-  if (current.status == 200 && is_strong_etag(current.etag)) {
+  if (current.status == 200 && noclobber::detail::http::is_strong_etag(current.etag)) {
     if (ok(step("If-Match right", "PUT", "noclobber probe 4", "If-Match: " + current.etag))) {
       r.write_if_match = wrong_refused;
     } else if (ok(step("If-Match right, unquoted", "PUT", "noclobber probe 5",
