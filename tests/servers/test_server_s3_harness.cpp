@@ -33,6 +33,7 @@ TEST_CASE("race harness: s3 on radosgw: naive loses updates (forced and 2000 ops
         make, noclobber::naive_strategy{},
         options<S>("radosgw", "naive", race_mode::forced, 1, fresh_keys("s3/naive-forced", 1)));
     INFO(r.to_text());
+    WARN(r.to_text());
     CHECK(r.op_errors == 0);
     CHECK(r.lost() == writers - 1);
   }
@@ -84,6 +85,7 @@ TEST_CASE("race harness: s3 on s3rver: CAS loses updates (preconditions ignored)
       make, noclobber::cas_strategy{},
       options<S>("s3rver", "cas", race_mode::forced, 1, fresh_keys("s3/cas", 1)));
   INFO(r.to_text());
+  WARN(r.to_text());
   CHECK(r.op_errors == 0);
   CHECK(r.check.applied == writers);  // every write told "applied"
   CHECK(r.lost() == writers - 1);
