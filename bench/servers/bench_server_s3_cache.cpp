@@ -1,8 +1,11 @@
 // The read-through cache (noclobber/cached_store.hpp) on S3: one writer updating a 4 MiB object
 // (the size of a small SQLite file kept as one object) on radosgw, with and without the cache, in
 // the same binary. Without it every update downloads the object (GET 200, 4 MiB) and uploads it;
-// with it the download becomes a conditional GET answered 304 while the copy is current.
-// Counters per update: bytes downloaded, requests (round trips), attempts. Also plain reads.
+// with it the download becomes a conditional GET answered 304 while the copy is current; with
+// cache_options::serve_unasked_for the copy is used without asking (the PUT's If-Match decides),
+// and the "stale" form shows what that costs when another writer changed the object before each
+// update (PUT 412, GET 200, PUT). Counters per update: bytes downloaded, requests (round trips),
+// attempts. Also plain reads.
 //
 //   scripts/bench_servers.sh BUILD_DIR --benchmark_filter=s3     (build with -DCMAKE_BUILD_TYPE=Release)
 #include <benchmark/benchmark.h>
@@ -10,6 +13,7 @@
 #include <noclobber/cached_store.hpp>
 #include <noclobber/read_modify_write.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -80,12 +84,17 @@ auto touch = [](const std::optional<std::string>& cur) -> noclobber::update<std:
   return next;
 };
 
-template <class Store>
-void run_updates(benchmark::State& state, Store& store, counted_store& counted, const std::string& key) {
+// `between(key)` runs before each timed update, outside the timing.
+template <class Store, class Between>
+void run_updates(benchmark::State& state, Store& store, counted_store& counted, const std::string& key,
+                 Between between) {
   if (!noclobber::read_modify_write(store, key, touch).ok()) state.SkipWithError("setup write failed");
   counted.requests = counted.downloaded = 0;
   std::int64_t attempts = 0;
   for (auto _ : state) {
+    state.PauseTiming();
+    between(key);
+    state.ResumeTiming();
     auto r = noclobber::read_modify_write(store, key, touch);
     if (!r.ok()) state.SkipWithError(("gave up: " + r.last_error.message).c_str());
     attempts += r.attempts;
@@ -97,16 +106,21 @@ void run_updates(benchmark::State& state, Store& store, counted_store& counted, 
   state.counters["attempts/op"] = static_cast<double>(attempts) / n;
 }
 
-void BM_s3_rmw_4MiB_without_cache(benchmark::State& state) {
-  counted_store s(radosgw());
-  run_updates(state, s, s, nc_bench::unique("bench/cache/plain"));
+template <class Store>
+void run_updates(benchmark::State& state, Store& store, counted_store& counted, const std::string& key) {
+  run_updates(state, store, counted, key, [](const std::string&) {});
 }
 
-void BM_s3_rmw_4MiB_with_cache(benchmark::State& state) {
+// Another writer (its own store) changes the object before each timed update, so the cached copy
+// is always stale: the update's first PUT is refused (412), the copy evicted, the object downloaded.
+void BM_s3_rmw_4MiB_with_cache_unasked_stale(benchmark::State& state) {
   counted_store s(radosgw());
-  cache_t cache;
+  cache_t cache({.serve_unasked_for = std::chrono::hours(1)});
   noclobber::cached_store<counted_store> view(s, cache);
-  run_updates(state, view, s, nc_bench::unique("bench/cache/cached"));
+  s3::store other(radosgw());
+  run_updates(state, view, s, nc_bench::unique("bench/cache/unasked-stale"), [&](const std::string& key) {
+    if (!noclobber::read_modify_write(other, key, touch).ok()) state.SkipWithError("other writer failed");
+  });
 }
 
 template <class Store>
@@ -123,23 +137,47 @@ void run_reads(benchmark::State& state, Store& store, counted_store& counted, co
   state.counters["requests/op"] = static_cast<double>(counted.requests) / n;
 }
 
-void BM_s3_read_4MiB_without_cache(benchmark::State& state) {
+enum class cache_mode {
+  none,        // the plain store: every read downloads
+  revalidate,  // cached_store, default options: a read with a copy is a conditional GET (304)
+  unasked,     // cached_store, serve_unasked_for = 1 h: a copy is used without asking
+};
+
+// Calls fn(store, counted) with the plain counted store or a cached_store view of it.
+template <class Fn>
+void with_store(cache_mode mode, Fn fn) {
   counted_store s(radosgw());
-  run_reads(state, s, s, nc_bench::unique("bench/cache/read-plain"));
+  if (mode == cache_mode::none) return fn(s, s);
+  noclobber::cache_options o;
+  if (mode == cache_mode::unasked) o.serve_unasked_for = std::chrono::hours(1);
+  cache_t cache(o);
+  noclobber::cached_store<counted_store> view(s, cache);
+  fn(view, s);
 }
 
-void BM_s3_read_4MiB_with_cache(benchmark::State& state) {
-  counted_store s(radosgw());
-  cache_t cache;
-  noclobber::cached_store<counted_store> view(s, cache);
-  run_reads(state, view, s, nc_bench::unique("bench/cache/read-cached"));
+// One writer updating its object (with the cache, the copy it wrote is current).
+void BM_s3_rmw_4MiB(benchmark::State& state, cache_mode mode) {
+  with_store(mode, [&](auto& store, counted_store& counted) {
+    run_updates(state, store, counted, nc_bench::unique("bench/cache/rmw"));
+  });
+}
+
+void BM_s3_read_4MiB(benchmark::State& state, cache_mode mode) {
+  with_store(mode, [&](auto& store, counted_store& counted) {
+    run_reads(state, store, counted, nc_bench::unique("bench/cache/read"));
+  });
 }
 
 }  // namespace
 
-BENCHMARK(BM_s3_rmw_4MiB_without_cache)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_s3_rmw_4MiB_with_cache)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_s3_read_4MiB_without_cache)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_s3_read_4MiB_with_cache)->Unit(benchmark::kMillisecond)->UseRealTime();
+// clang-format off
+BENCHMARK_CAPTURE(BM_s3_rmw_4MiB, without_cache, cache_mode::none)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_s3_rmw_4MiB, with_cache, cache_mode::revalidate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_s3_rmw_4MiB, with_cache_unasked, cache_mode::unasked)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_s3_rmw_4MiB_with_cache_unasked_stale)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_s3_read_4MiB, without_cache, cache_mode::none)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_s3_read_4MiB, with_cache, cache_mode::revalidate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_s3_read_4MiB, with_cache_unasked, cache_mode::unasked)->Unit(benchmark::kMillisecond)->UseRealTime();
+// clang-format on
 
 BENCHMARK_MAIN();
