@@ -8,8 +8,8 @@
 #                            # NOCLOBBER_PG_CONNINFO, NOCLOBBER_REDIS_ADDR, NOCLOBBER_ETCD_URL,
 #                            # NOCLOBBER_DAV_URL, NOCLOBBER_RGW_* and NOCLOBBER_S3RVER_*
 #
-# radosgw needs ~10-20 s before it answers: it starts first, in the background, while the others
-# start one after the other.
+# radosgw needs ~15-20 s before it answers (up to ~60 s on a busy machine): it starts first, in the
+# background, while the others start one after the other; the times are printed.
 # start_all_servers sets an EXIT trap that stops every server and removes the state: on success,
 # on failure (set -e, a server that does not start), and on Ctrl-C or TERM (which exit 130).
 nc_servers_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,19 +36,25 @@ start_all_servers() {
   chmod 0755 "$nc_servers_state"
   trap stop_all_servers EXIT
   trap 'exit 130' INT TERM
+  local started=$SECONDS timings=""
   for s in "${nc_servers_background[@]}"; do
-    "$nc_servers_dir/$s.sh" start "$nc_servers_state" >"$nc_servers_state/$s.env" &
+    { # its start-up time (whole seconds) goes to STATE/NAME.seconds
+      "$nc_servers_dir/$s.sh" start "$nc_servers_state" >"$nc_servers_state/$s.env" || exit
+      echo $((SECONDS - started)) >"$nc_servers_state/$s.seconds"
+    } &
     nc_servers_jobs+=($!)
   done
   for s in "${nc_servers[@]}"; do
     env=$("$nc_servers_dir/$s.sh" start "$nc_servers_state")  # fails the caller (set -e) if it fails
     eval "$env"
   done
+  timings="the others in $((SECONDS - started)) s"
   local i
   for i in "${!nc_servers_background[@]}"; do
     s=${nc_servers_background[$i]}
     wait "${nc_servers_jobs[$i]}" || { echo "servers: $s did not start" >&2; return 1; }
     eval "$(cat "$nc_servers_state/$s.env")"
+    timings="$s in $(cat "$nc_servers_state/$s.seconds") s, $timings"
   done
   nc_servers_jobs=()
   export NOCLOBBER_PG_CONNINFO NOCLOBBER_REDIS_ADDR NOCLOBBER_ETCD_URL NOCLOBBER_DAV_URL
@@ -56,4 +62,5 @@ start_all_servers() {
   export NOCLOBBER_S3RVER_ENDPOINT NOCLOBBER_S3RVER_BUCKET NOCLOBBER_S3RVER_ACCESS_KEY NOCLOBBER_S3RVER_SECRET_KEY
   echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR etcd $NOCLOBBER_ETCD_URL" \
        "dav $NOCLOBBER_DAV_URL radosgw $NOCLOBBER_RGW_ENDPOINT s3rver $NOCLOBBER_S3RVER_ENDPOINT" >&2
+  echo "servers: started ($timings; all answering after $((SECONDS - started)) s)" >&2
 }

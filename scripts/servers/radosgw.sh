@@ -2,7 +2,8 @@
 # Start / stop a throwaway single-node Ceph with radosgw (the S3 API) on free loopback ports, for
 # noclobber's S3 adapter tests: one monitor, one OSD on memstore (objects in RAM), radosgw with the
 # beast frontend, a user with random keys and one bucket. Debian 12: ceph-mon, ceph-osd, radosgw
-# 16.2. Takes ~10-20 s to answer S3 and ~150-300 MB of memory.
+# 16.2. Takes ~15-20 s to answer S3 (up to ~60 s while other work loads the machine) and
+# ~150-300 MB of memory.
 #
 #   scripts/servers/radosgw.sh start STATE_DIR   # prints the exports below
 #   scripts/servers/radosgw.sh stop  STATE_DIR
@@ -116,12 +117,12 @@ CONF
     radosgw -c "$conf" -n client.rgw.a -f >"$dir/log/rgw.out" 2>&1 &
     echo $! >"$dir/rgw.pid"
     ready=
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 1200); do  # 120 s: 15-20 s on an idle machine, up to ~60 s on a busy one
       if curl -sf -o /dev/null "http://127.0.0.1:$rgw_port/"; then ready=1; break; fi
       kill -0 "$(cat "$dir/rgw.pid")" 2>/dev/null || break
       sleep 0.1
     done
-    [ -n "$ready" ] || { echo "radosgw.sh: radosgw did not answer on 127.0.0.1:$rgw_port within 60 s" >&2; false; }
+    [ -n "$ready" ] || { echo "radosgw.sh: radosgw did not answer on 127.0.0.1:$rgw_port within 120 s" >&2; false; }
     ceph_cmd radosgw-admin user create --uid=noclobber --display-name=noclobber \
       --access-key="$access" --secret-key="$secret"
     status=$(curl -s -o "$dir/log/bucket.out" -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
