@@ -323,8 +323,11 @@ TEST_CASE("cached_store: what the store throws propagates and leaves the copy al
 }
 
 // The race. Every writer has its own cache (as separate processes would), copies are served
-// without asking for an hour (every read after a writer's first may be stale), and 16 writers
-// start together behind a latch: each stale copy costs a conflict and a retry; no update is lost.
+// without asking for an hour, and 16 writers start together behind a latch. Staleness is forced,
+// not left to scheduling: each writer first reads the key into its cache and waits until all have,
+// so every writer's first update works on a copy of the initial value, and for all but the one
+// that writes first that copy is stale. Each stale copy costs a conflict and a retry; no update is
+// lost.
 TEST_CASE("cached_store race: 16 writers behind stale caches lose no update", "[cached_store][concurrency]") {
   constexpr int writers = 16, updates = 50;
   mem_t mem;
@@ -335,7 +338,8 @@ TEST_CASE("cached_store race: 16 writers behind stale caches lose no update", "[
     caches.push_back(
         std::make_unique<cache_t>(nc::cache_options{.serve_unasked_for = std::chrono::hours(1)}));
   }
-  std::latch start(writers);
+  REQUIRE(mem.create_if_absent("counter", "").ok());
+  std::latch start(writers), all_cached(writers);
   std::atomic<int> failed{0};
   std::mutex why_mutex;
   std::string why;  // the first failure, in words
@@ -348,6 +352,8 @@ TEST_CASE("cached_store race: 16 writers behind stale caches lose no update", "[
       p.backoff =
           nc::backoff_policy::full_jitter(std::chrono::microseconds(1), std::chrono::microseconds(200));
       start.arrive_and_wait();
+      if (!view.read("counter").found()) failed.fetch_add(1);  // the initial value, now in the cache
+      all_cached.arrive_and_wait();
       for (int u = 0; u < updates; ++u) {
         auto r = nc::read_modify_write(
             view, "counter",
@@ -374,8 +380,8 @@ TEST_CASE("cached_store race: 16 writers behind stale caches lose no update", "[
     unasked += c->stats().served_unasked;
     evicted += c->stats().evicted_by_answer;
   }
-  CHECK(unasked > 0);  // copies were served without asking...
-  CHECK(evicted > 0);  // ...and the stale ones were caught by the conditional write
+  CHECK(unasked >= writers);      // every first update used its copy without asking...
+  CHECK(evicted >= writers - 1);  // ...and the stale ones were caught by the conditional write
 }
 
 TEST_CASE("race harness: CAS through per-writer caches in front of one store loses nothing",
@@ -408,7 +414,9 @@ TEST_CASE("race harness: CAS through per-writer caches in front of one store los
     o.strategy_name = "naive";
     auto naive = nc::run_race_per_writer(make, nc::naive_strategy{}, o);
     INFO(naive.to_text());
-    CHECK(naive.lost() > 0);  // the negative control still loses through the caches
+    // The negative control still loses through the caches: certain in the forced window; free
+    // running (stress), whether writers overlap is up to the scheduler, so nothing is asserted.
+    if (mode == nc::race_mode::forced) CHECK(naive.lost() > 0);
   }
 }
 
