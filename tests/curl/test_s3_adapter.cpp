@@ -407,6 +407,32 @@ TEST_CASE("s3 probe without answers: transient, and the next write probes again"
   CHECK(s.enforcement()->writes_enforced());
 }
 
+// A definite refusal of the probe's first PUT (a read-only key, a wrong secret) is not a missing
+// answer: the write is permanent with the server's own code, not a ProbeIncomplete to retry.
+TEST_CASE("s3 probe refused by the server: permanent with the server's code, and not kept", "[s3]") {
+  nc_s3_test::mini_s3 backend;
+  std::atomic<bool> read_only{true};
+  fake_s3_server server([&](const request& r, std::size_t) {
+    if (read_only && r.method == "PUT") return action::status_with(403, "Forbidden", "AccessDenied");
+    return backend(r);
+  });
+  s3::store s(opts(server.endpoint(), s3::enforcement::probe));
+  auto w = s.create_if_absent("k", "v");
+  CHECK(w.status == write_status::permanent);
+  CHECK(w.error.code == "AccessDenied");
+  CHECK(w.error.message.find("probe") != std::string::npos);
+  CHECK(w.error.message.find("HTTP 403") != std::string::npos);
+  CHECK(s.write_if_match("k", etag_a, "v").status == write_status::permanent);
+  CHECK_FALSE(s.enforcement());  // not kept: the key may be given write access
+  auto p = s.probe();
+  CHECK_FALSE(p.writes_enforced());
+  REQUIRE(p.refused);
+  CHECK(p.refused->code == "AccessDenied");
+  read_only = false;
+  CHECK(s.create_if_absent("k", "v").ok());
+  CHECK(s.enforcement()->writes_enforced());
+}
+
 // Known secrets, every error path provoked, every message searched.
 TEST_CASE("s3: no secret key or session token in any message, whatever the server echoes", "[s3]") {
   const std::string secret = "SECRET-sentinel-wJalrXUtnFEMI", token = "TOKEN-sentinel-FQoGZXIvYXdzE";

@@ -25,8 +25,10 @@
 // says which header the server ignored, and erase_if_match does the same where DELETE ignores
 // If-Match. The probe runs at first use rather than in the constructor: constructing a store does
 // no I/O and cannot fail on a server that is briefly away; a probe without answers is retried at
-// the next write; all stores for one bucket share one probe per process. `probe()` runs it now
-// (call it at start-up to fail fast). `options::check = enforcement::trust` opts out.
+// the next write; one whose first PUT the server refuses (403 for a read-only key) makes the write
+// `permanent` with the server's code, and is not kept either; all stores for one bucket share one
+// probe per process. `probe()` runs it now (call it at start-up to fail fast).
+// `options::check = enforcement::trust` opts out.
 //
 // ETags: both servers checked here (and AWS for single-part uploads) send the MD5 of the content,
 // so writing a body the object had before brings its ETag back (ABA): keep bodies unique (a
@@ -167,6 +169,15 @@ class store {
   }
 
   std::optional<write_result<token_type>> refusal(const enforcement_report& r, bool erase) const {
+    if (r.refused) {
+      return write_result<token_type>::make_failed(
+          write_status::permanent,
+          {r.refused->code, detail::redact("the enforcement probe's first PUT (a scratch object under '" +
+                                               conn_.opts().probe_prefix + "' in " + conn_.bucket_url() +
+                                               ") was refused: " + r.refused->message +
+                                               "; nothing was written, the next write probes again",
+                                           creds())});
+    }
     if (!r.complete) {
       return write_result<token_type>::make_failed(
           write_status::transient,

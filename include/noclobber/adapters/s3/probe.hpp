@@ -18,9 +18,13 @@
 //   6  DELETE                                                the scratch object goes
 //
 // A step without an HTTP answer (or answered 408/429/5xx) leaves the report incomplete; the store
-// then answers `transient` and probes again at its next write. The result of a complete probe is
-// kept per process for each endpoint and bucket (`probe_registry`): all store objects for one
-// bucket share one probe, and the first writer runs it while the others wait for it.
+// then answers `transient` and probes again at its next write. A definite refusal of step 1 (403
+// AccessDenied for a read-only key, SignatureDoesNotMatch, NoSuchBucket) is no missing answer:
+// `refused` holds the server's error, the store's conditional writes answer `permanent` with it,
+// and (as any incomplete report) it is not kept, so a key given write access later works.
+// The result of a complete probe is kept per process for each endpoint and bucket
+// (`probe_registry`): all store objects for one bucket share one probe, and the first writer runs
+// it while the others wait for it.
 //
 // What the probe cannot see: whether the check and the write are one atomic step under concurrent
 // writers. Only a race shows that (tests/servers/test_server_s3_harness.cpp, docs/adapters/s3.md).
@@ -47,10 +51,11 @@ namespace noclobber::s3 {
 
 /// What the probe found.
 struct enforcement_report {
-  bool complete = false;          ///< every step got a definite answer
-  bool create_if_absent = false;  ///< If-None-Match: * over an existing object answered 412
-  bool write_if_match = false;    ///< If-Match with a wrong ETag answered 412, with the right one 2xx
-  bool erase_if_match = false;    ///< DELETE If-Match with a wrong ETag answered 412 and kept the object
+  bool complete = false;               ///< every step got a definite answer
+  std::optional<store_error> refused;  ///< step 1 was refused (e.g. 403): nothing could be checked
+  bool create_if_absent = false;       ///< If-None-Match: * over an existing object answered 412
+  bool write_if_match = false;         ///< If-Match with a wrong ETag answered 412, with the right one 2xx
+  bool erase_if_match = false;         ///< DELETE If-Match with a wrong ETag answered 412 and kept the object
   etag_form if_match_form = etag_form::quoted;  ///< the If-Match form the server matches
   std::string steps;                            ///< each step and what it was answered (no secrets)
 
@@ -79,19 +84,24 @@ inline enforcement_report run_probe(connection& c) {
   bool answered_all = true;
   // One step: the request, and its status in `steps`; a step without a definite answer makes the
   // report incomplete.
+  auto definite = [](const answer& a) {
+    return a.transport_ok() && !noclobber::detail::http::retryable(a.status) && a.status < 500;
+  };
   auto step = [&](const char* what, std::string_view method, std::string_view body,
                   const std::string& header) {
     answer a = c.perform(method, key, body, {header});
-    const bool definite = a.transport_ok() && !noclobber::detail::http::retryable(a.status) && a.status < 500;
     r.steps += std::string(what) + ": " +
                (a.transport_ok() ? std::to_string(a.status) : error_of(a, c.opts().creds).message) + "; ";
-    if (!definite) answered_all = false;
+    if (!definite(a)) answered_all = false;
     return a;
   };
   auto ok = [](const answer& a) { return a.transport_ok() && a.status >= 200 && a.status < 300; };
   auto refused = [](const answer& a) { return a.transport_ok() && a.status == 412; };
 
-  if (!ok(step("create", "PUT", "noclobber probe 1", "If-None-Match: *"))) return r;  // incomplete
+  if (const answer first = step("create", "PUT", "noclobber probe 1", "If-None-Match: *"); !ok(first)) {
+    if (definite(first)) r.refused = error_of(first, c.opts().creds);  // a 4xx: the key may not write
+    return r;                                                          // incomplete
+  }
   r.create_if_absent = refused(step("create over it", "PUT", "noclobber probe 2", "If-None-Match: *"));
   const bool wrong_refused =
       refused(step("If-Match wrong", "PUT", "noclobber probe 3", "If-Match: " + wrong));
