@@ -109,8 +109,16 @@ TEST_CASE("radosgw: a wrong secret, a missing bucket: permanent, and the secret 
   CHECK(r.error.code == "SignatureDoesNotMatch");
   auto w = bad.overwrite("any", "x");
   CHECK(w.status == write_status::permanent);
+  // The probe's first PUT is refused: permanent, with radosgw's code. It follows a refused PUT on
+  // the store's connection, whose body radosgw never read: on that connection it would arrive as
+  // "xPUT ..." and get 405 MethodNotAllowed (so the store opens a new one after such a refusal).
+  auto c = bad.create_if_absent("any", "x");
+  INFO(c.error.code << ": " << c.error.message);
+  CHECK(c.status == write_status::permanent);
+  CHECK(c.error.code == "SignatureDoesNotMatch");
   CHECK_FALSE(mentions(r.error, o.creds.secret_access_key));
   CHECK_FALSE(mentions(w.error, o.creds.secret_access_key));
+  CHECK_FALSE(mentions(c.error, o.creds.secret_access_key));
 
   auto nb = nc_s3::options_for(server::radosgw);
   nb.bucket = "no-such-bucket-here";
@@ -118,6 +126,9 @@ TEST_CASE("radosgw: a wrong secret, a missing bucket: permanent, and the secret 
   auto m = missing.read("any");
   CHECK(m.status == read_status::permanent);
   CHECK(m.error.code == "NoSuchBucket");
+  auto mc = missing.create_if_absent("any", "x");
+  CHECK(mc.status == write_status::permanent);
+  CHECK(mc.error.code == "NoSuchBucket");
 }
 
 TEST_CASE("s3rver: the probe finds no precondition enforced, and the store refuses to write",

@@ -21,6 +21,13 @@
 // Retry-After: `hold_back_until(t)` makes the next request wait until `t` (the store sets it from
 // a 429/503 answer), so a retry loop that comes back sooner still honours the server's figure.
 //
+// A PUT answered with anything but 2xx or 412 closes the connection: a server may refuse a PUT
+// before reading its body and keep the connection open (radosgw 16.2 does on a bad signature),
+// and the unread body then precedes the next request on it (radosgw parsed "xPUT" and answered
+// 405). A 412 is the one refusal on the hot path, and radosgw leaves the connection clean after
+// it (thousands of 412s in the race harness, each followed by a clean request on the same
+// connection), so it keeps the connection.
+//
 // Thread safety: one thread at a time (one libcurl handle). No user code is called.
 #pragma once
 
@@ -92,6 +99,12 @@ class connection {
     const std::string target = url(key);  // validates the key before anything is sent
     wait_out_hold_back();
     answer out;
+    if (!h_) h_.reset(curl_easy_init());  // drop_connection() could not make one
+    if (!h_) {
+      out.code = CURLE_FAILED_INIT;  // nothing was sent: transient
+      out.error = "curl_easy_init failed";
+      return out;
+    }
     CURL* h = h_.get();
     curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
     curl_slist* list = curl_slist_append(nullptr, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
@@ -139,6 +152,7 @@ class connection {
     out.etag = header(h, "ETag");
     out.retry_after = header(h, "Retry-After");
     out.request_id = header(h, "x-amz-request-id");
+    if (method == "PUT" && (out.status < 200 || out.status > 299) && out.status != 412) drop_connection();
     return out;
   }
 
@@ -197,6 +211,13 @@ class connection {
     std::string_view v(hd->value);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
     return std::string(v);
+  }
+
+  // A new handle: the old one's connection closes with it (curl_easy_reset would keep it). Null
+  // when curl_easy_init fails; the next perform tries again.
+  void drop_connection() noexcept {
+    h_.reset();
+    h_.reset(curl_easy_init());
   }
 
   void wait_out_hold_back() const {
