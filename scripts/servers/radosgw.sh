@@ -5,8 +5,11 @@
 # 16.2. Takes ~15-20 s to answer S3 (up to ~60 s while other work loads the machine) and
 # ~150-300 MB of memory.
 #
-#   scripts/servers/radosgw.sh start STATE_DIR   # prints the exports below
+#   scripts/servers/radosgw.sh start STATE_DIR     # prints the exports below
 #   scripts/servers/radosgw.sh stop  STATE_DIR
+#   scripts/servers/radosgw.sh restart STATE_DIR   # radosgw alone again after it was killed (the
+#                                                  # objects live in the OSD); waits until it answers
+#   scripts/servers/radosgw.sh rgw-pid STATE_DIR   # radosgw's pid
 #
 #   NOCLOBBER_RGW_ENDPOINT=http://127.0.0.1:PORT   NOCLOBBER_RGW_BUCKET=noclobber
 #   NOCLOBBER_RGW_ACCESS_KEY=...                   NOCLOBBER_RGW_SECRET_KEY=...
@@ -20,8 +23,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
-cmd=${1:?usage: radosgw.sh start|stop STATE_DIR}
-state=${2:?usage: radosgw.sh start|stop STATE_DIR}
+cmd=${1:?usage: radosgw.sh start|stop|restart|rgw-pid STATE_DIR}
+state=${2:?usage: radosgw.sh start|stop|restart|rgw-pid STATE_DIR}
 dir="$state/radosgw"
 conf="$dir/ceph.conf"
 
@@ -47,6 +50,21 @@ stop_all() {
     for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     rm -f "$dir/$d.pid"
   done
+}
+
+# Starts radosgw on this cluster's configuration and waits (up to 120 s: 15-20 s on an idle
+# machine for a first start, up to ~60 s on a busy one; ~2 s for a restart) until it answers S3.
+start_rgw() {
+  local port ready=''
+  port=$(cat "$dir/rgw.port")
+  radosgw -c "$conf" -n client.rgw.a -f >>"$dir/log/rgw.out" 2>&1 &
+  echo $! >"$dir/rgw.pid"
+  for _ in $(seq 1 1200); do
+    if curl -sf -o /dev/null "http://127.0.0.1:$port/"; then ready=1; break; fi
+    kill -0 "$(cat "$dir/rgw.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$ready" ] || { echo "radosgw.sh: radosgw did not answer on 127.0.0.1:$port within 120 s" >&2; return 1; }
 }
 
 case "$cmd" in
@@ -114,15 +132,8 @@ CONF
     ceph-osd -c "$conf" -i "$osd_id" -f >"$dir/log/osd.out" 2>&1 &
     echo $! >"$dir/osd.pid"
     # radosgw: creates its pools once the OSD is up, then answers S3 (anonymous GET / -> 200).
-    radosgw -c "$conf" -n client.rgw.a -f >"$dir/log/rgw.out" 2>&1 &
-    echo $! >"$dir/rgw.pid"
-    ready=
-    for _ in $(seq 1 1200); do  # 120 s: 15-20 s on an idle machine, up to ~60 s on a busy one
-      if curl -sf -o /dev/null "http://127.0.0.1:$rgw_port/"; then ready=1; break; fi
-      kill -0 "$(cat "$dir/rgw.pid")" 2>/dev/null || break
-      sleep 0.1
-    done
-    [ -n "$ready" ] || { echo "radosgw.sh: radosgw did not answer on 127.0.0.1:$rgw_port within 120 s" >&2; false; }
+    echo "$rgw_port" >"$dir/rgw.port"
+    start_rgw
     ceph_cmd radosgw-admin user create --uid=noclobber --display-name=noclobber \
       --access-key="$access" --secret-key="$secret"
     status=$(curl -s -o "$dir/log/bucket.out" -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
@@ -137,5 +148,15 @@ CONF
   stop)
     stop_all
     ;;
-  *) echo "radosgw.sh: unknown command '$cmd' (start|stop)" >&2; exit 2 ;;
+  restart)
+    pid=$(cat "$dir/rgw.pid")
+    kill -9 "$pid" 2>/dev/null || true  # gone already after a kill fault; its port must be free
+    for _ in $(seq 1 200); do
+      if [ ! -e "/proc/$pid" ] || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then break; fi
+      sleep 0.05
+    done
+    start_rgw || { tail -n 30 "$dir/log/rgw.out" >&2; exit 1; }
+    ;;
+  rgw-pid) cat "$dir/rgw.pid" ;;
+  *) echo "radosgw.sh: unknown command '$cmd' (start|stop|restart|rgw-pid)" >&2; exit 2 ;;
 esac
