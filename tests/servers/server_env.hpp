@@ -1,11 +1,9 @@
 // Helpers shared by the server adapter tests: the server's address from the environment (a test
 // FAILS when it is missing: scripts/test_servers.sh sets it), unique key names per run, a TCP
-// listener that accepts and never answers (to drive timeouts), writer subprocesses that start
-// together, and a conditional PUT held open after the server accepted its headers.
+// listener that accepts and never answers and a closed port (tests/loopback.hpp), a canned HTTP
+// server, and writer subprocesses that start together (mode `gated`).
 #pragma once
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -24,6 +22,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "loopback.hpp"
 
 extern char** environ;
 
@@ -47,48 +47,17 @@ inline std::string unique_name(const std::string& prefix) {
          std::to_string(counter.fetch_add(1));
 }
 
-/// A loopback TCP port that accepts connections (the kernel's backlog) and never answers:
-/// requests sent to it time out after being sent.
-class silent_listener {
- public:
-  silent_listener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t len = sizeof a;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("silent_listener: cannot listen on loopback");
-    }
-    port_ = ntohs(a.sin_port);
-  }
-  silent_listener(const silent_listener&) = delete;
-  silent_listener& operator=(const silent_listener&) = delete;
-  ~silent_listener() { ::close(fd_); }
-  [[nodiscard]] int port() const noexcept { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
+using nc_loopback::closed_port;
+using nc_loopback::silent_listener;
 
 /// A one-thread HTTP server on loopback that answers every request with `response` (a whole
 /// HTTP/1.1 response, "Connection: close" is added) — for status codes a real server won't give.
 class canned_http_server {
  public:
   explicit canned_http_server(std::string response) : response_(std::move(response)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("canned_http_server: cannot listen on loopback");
-    }
-    port_ = ntohs(a.sin_port);
+    const nc_loopback::listening_socket s = nc_loopback::listen_on_loopback("canned_http_server");
+    fd_ = s.fd;
+    port_ = s.port;
     thread_ = std::thread([this] { serve(); });
   }
   canned_http_server(const canned_http_server&) = delete;
@@ -130,19 +99,6 @@ class canned_http_server {
   int port_ = 0;
   std::thread thread_;
 };
-
-/// A closed loopback port: connecting is refused (nothing was sent).
-inline int closed_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 /// A child process running tests/servers/server_writer.cpp; its stdout is a pipe we can read, its
 /// stdin one we write (mode `gated`: it connects, prints READY and waits for go()).

@@ -3,7 +3,6 @@
 // it conditionally; 412/conflict re-downloads and retries. The original fix's tests, reproduced:
 // parallel writes (20 store() + 5 chunk uploads), the creation race (the first create), CAS
 // exhaustion, and the per-key lock that serialises one process's writers.
-#include <sqlite3.h>
 #include <noclobber/adapters/etcd.hpp>
 #include <noclobber/adapters/http_etag.hpp>
 #include <noclobber/keyed_mutex_map.hpp>
@@ -12,70 +11,16 @@
 
 #include <atomic>
 #include <barrier>
-#include <cstring>
 #include <set>
 #include <thread>
 
 #include "server_env.hpp"
+#include "sqlite_image.hpp"
 
 namespace {
 
-// Catch2 assertions are not thread-safe: code that runs on writer threads throws instead.
-void ensure(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error("sqlite: " + what);
-}
-
-struct sqlite_db {
-  sqlite3* db = nullptr;
-  explicit sqlite_db(const std::optional<std::string>& image) {
-    ensure(sqlite3_open(":memory:", &db) == SQLITE_OK, "open");
-    if (image && !image->empty()) {
-      auto* buf = static_cast<unsigned char*>(sqlite3_malloc64(image->size()));
-      std::memcpy(buf, image->data(), image->size());
-      const int rc = sqlite3_deserialize(db, "main", buf, static_cast<sqlite3_int64>(image->size()),
-                                         static_cast<sqlite3_int64>(image->size()),
-                                         SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
-      ensure(rc == SQLITE_OK, "deserialize");
-    }
-    exec("CREATE TABLE IF NOT EXISTS assets (name TEXT PRIMARY KEY, size INTEGER)");
-  }
-  ~sqlite_db() { sqlite3_close(db); }
-  sqlite_db(const sqlite_db&) = delete;
-  sqlite_db& operator=(const sqlite_db&) = delete;
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    const std::string msg = sql + ": " + (err ? err : "");
-    sqlite3_free(err);
-    ensure(rc == SQLITE_OK, msg);
-  }
-  std::string image() {
-    sqlite3_int64 size = 0;
-    unsigned char* p = sqlite3_serialize(db, "main", &size, 0);
-    ensure(p != nullptr, "serialize");
-    std::string out(reinterpret_cast<char*>(p), static_cast<std::size_t>(size));
-    sqlite3_free(p);
-    return out;
-  }
-  std::set<std::string> names() {
-    std::set<std::string> out;
-    sqlite3_stmt* st = nullptr;
-    ensure(sqlite3_prepare_v2(db, "SELECT name FROM assets", -1, &st, nullptr) == SQLITE_OK, "prepare");
-    while (sqlite3_step(st) == SQLITE_ROW)
-      out.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
-    sqlite3_finalize(st);
-    return out;
-  }
-};
-
-// store(): the location DB with one more asset row. Each call writes a new image (unique rows).
-auto add_asset(const std::string& name) {
-  return [name](const std::optional<std::string>& image) -> noclobber::update<std::string> {
-    sqlite_db db(image);
-    db.exec("INSERT INTO assets VALUES ('" + name + "', " + std::to_string(name.size()) + ")");
-    return db.image();
-  };
-}
+using nc_sqlite::add_asset;
+using nc_sqlite::sqlite_db;
 
 noclobber::retry_policy seed_policy(unsigned attempts) {
   noclobber::retry_policy p;  // as the original fix: up to 5 attempts, jittered exponential backoff

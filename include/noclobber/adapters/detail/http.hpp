@@ -69,9 +69,14 @@ inline std::string resource_url(const std::string& base, const std::string& key,
   return etag.starts_with("W/");
 }
 
+/// A strong ETag: a quoted string (no W/ prefix).
+[[nodiscard]] inline bool is_strong_etag(std::string_view etag) noexcept {
+  return etag.size() >= 2 && etag.front() == '"' && etag.back() == '"';
+}
+
 /// Throws std::invalid_argument unless `token` is a strong ETag (a quoted string).
 inline void check_strong_etag(const std::string& token, const char* who) {
-  if (token.size() < 2 || token.front() != '"' || token.back() != '"') {
+  if (!is_strong_etag(token)) {
     throw std::invalid_argument(std::string(who) + ": token '" + token +
                                 "' is not a strong ETag (a quoted string)");
   }
