@@ -4,6 +4,8 @@
 // server, and writer subprocesses that start together (mode `gated`).
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
