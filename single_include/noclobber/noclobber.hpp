@@ -205,11 +205,11 @@ class contention_meter {
 
   /// note_read + on_refused in one call.
   void observe(std::uint64_t version_read, duration read_at, duration refused_at) noexcept {
-    window_ = refused_at > read_at ? refused_at - read_at : duration::zero();
+    window_ = refused_at > read_at ? gap(read_at, refused_at) : duration::zero();
     if (samples_ > 0 && read_at > previous_read_at_) {
       const double commits =
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
-      const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
+      const double elapsed = static_cast<double>(gap(previous_read_at_, read_at).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
       busy_ = busy_ < 0 ? b : 0.5 * busy_ + 0.5 * b;
@@ -229,6 +229,15 @@ class contention_meter {
   static constexpr double max_busy = 0.8;
 
  private:
+  // later - earlier for later > earlier, clamped to duration::max(): the times are arbitrary
+  // durations since the caller's epoch, so the true difference may not fit (min() to max()).
+  static duration gap(duration earlier, duration later) noexcept {
+    const std::uint64_t d =
+        static_cast<std::uint64_t>(later.count()) - static_cast<std::uint64_t>(earlier.count());
+    return d > static_cast<std::uint64_t>(duration::max().count()) ? duration::max()
+                                                                   : duration(static_cast<std::int64_t>(d));
+  }
+
   std::uint64_t pending_version_ = 0;
   std::uint64_t previous_version_ = 0;
   duration previous_read_at_{0};
@@ -333,9 +342,10 @@ class backoff_policy {
     if (kind_ == backoff_kind::immediate) return duration::zero();
     if (retry <= 1) return base_;
     // pow overflows to +inf for large exponents; clamp_to maps that (and anything >= cap) to cap.
+    // A base above 2^53 ns rounds down as a double: never answer less than base (t(1)).
     const double grown =
         static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
-    return duration(detail::clamp_to(grown, cap_.count()));
+    return std::max(base_, duration(detail::clamp_to(grown, cap_.count())));
   }
 
   [[nodiscard]] backoff_kind kind() const noexcept { return kind_; }
