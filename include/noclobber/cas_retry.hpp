@@ -75,6 +75,7 @@
 #include <vector>
 
 #include "noclobber/backoff.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/retry_budget.hpp"
 
@@ -406,7 +407,11 @@ class virtual_retry_env {
     return true;
   }
 
-  void advance(std::chrono::nanoseconds d) noexcept { now_ += d; }
+  /// Moves virtual time by d, stopping at the ends of time_point's range (sleeps of up to
+  /// nanoseconds::max() each must not overflow it).
+  void advance(std::chrono::nanoseconds d) noexcept {
+    now_ = saturating_deadline<std::chrono::steady_clock>(now_, d);
+  }
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
   [[nodiscard]] const std::vector<std::chrono::nanoseconds>& sleeps() const noexcept { return sleeps_; }
 
