@@ -120,3 +120,12 @@ TEST_CASE("saturating_deadline: max() is never, and coarse clocks far from their
   const micro_clock::time_point bottom(microseconds::min() + microseconds(1));
   CHECK(noclobber::saturating_deadline<micro_clock>(bottom, -seconds(1)) == micro_clock::time_point::min());
 }
+
+TEST_CASE("saturating_sub stops at the ends of the range") {
+  CHECK(noclobber::saturating_sub(nanoseconds::max(), nanoseconds::min()) == nanoseconds::max());
+  CHECK(noclobber::saturating_sub(nanoseconds::min(), nanoseconds::max()) == nanoseconds::min());
+  CHECK(noclobber::saturating_sub(nanoseconds::min(), nanoseconds(1)) == nanoseconds::min());
+  CHECK(noclobber::saturating_sub(nanoseconds(-1), nanoseconds::min()) == nanoseconds::max());
+  CHECK(noclobber::saturating_sub(nanoseconds(5), nanoseconds(7)) == nanoseconds(-2));
+  CHECK(noclobber::saturating_sub(nanoseconds(0), nanoseconds::min() + nanoseconds(1)) == nanoseconds::max());
+}

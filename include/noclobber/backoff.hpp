@@ -56,6 +56,8 @@
 #include <string>
 #include <string_view>
 
+#include "noclobber/duration.hpp"
+
 namespace noclobber {
 
 /// The schedules backoff_policy knows.
@@ -174,11 +176,11 @@ class contention_meter {
 
   /// note_read + on_refused in one call.
   void observe(std::uint64_t version_read, duration read_at, duration refused_at) noexcept {
-    window_ = refused_at > read_at ? gap(read_at, refused_at) : duration::zero();
+    window_ = refused_at > read_at ? saturating_sub(refused_at, read_at) : duration::zero();
     if (samples_ > 0 && read_at > previous_read_at_) {
       const double commits =
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
-      const double elapsed = static_cast<double>(gap(previous_read_at_, read_at).count());
+      const double elapsed = static_cast<double>(saturating_sub(read_at, previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
       busy_ = busy_ < 0 ? b : 0.5 * busy_ + 0.5 * b;
@@ -198,15 +200,6 @@ class contention_meter {
   static constexpr double max_busy = 0.8;
 
  private:
-  // later - earlier for later > earlier, clamped to duration::max(): the times are arbitrary
-  // durations since the caller's epoch, so the true difference may not fit (min() to max()).
-  static duration gap(duration earlier, duration later) noexcept {
-    const std::uint64_t d =
-        static_cast<std::uint64_t>(later.count()) - static_cast<std::uint64_t>(earlier.count());
-    return d > static_cast<std::uint64_t>(duration::max().count()) ? duration::max()
-                                                                   : duration(static_cast<std::int64_t>(d));
-  }
-
   std::uint64_t pending_version_ = 0;
   std::uint64_t previous_version_ = 0;
   duration previous_read_at_{0};

@@ -79,6 +79,15 @@ template <class Rep, class Period>
   return a + b;
 }
 
+/// a - b in nanoseconds, clamped to the representable range.
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_sub(std::chrono::nanoseconds a,
+                                                                std::chrono::nanoseconds b) noexcept {
+  using ns = std::chrono::nanoseconds;
+  if (b < ns::zero() && a > ns::max() + b) return ns::max();
+  if (b > ns::zero() && a < ns::min() + b) return ns::min();
+  return a - b;
+}
+
 /// `now + d` on `Clock`, rounded up to the clock's tick and clamped to its time_point range
 /// (d = nanoseconds::max() gives time_point::max(): "never").
 template <class Clock>
