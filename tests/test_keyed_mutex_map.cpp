@@ -5,6 +5,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <random>
 #include <stdexcept>
@@ -668,4 +669,52 @@ TEST_CASE("entries retired and re-created concurrently are never used after reus
   REQUIRE(total == done.load());
   REQUIRE(m.size() == 0);
   REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(total));
+}
+
+// ---- regression tests for what tests/fuzz/fuzz_keyed_mutex_map found ---------------------------
+
+TEST_CASE("a failed try_lock_all counts no acquisitions, even for the shards it took first") {
+  // try_lock_all takes its keys shard by shard; when a later shard's key was held it released the
+  // earlier ones but had already counted them ("failed tries are not counted").
+  noclobber::keyed_mutex_map<int> m(noclobber::keyed_mutex_map_options{64});
+  const std::vector<int> keys = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::uint64_t expected = 0;
+  for (int held_key : keys) {  // whichever shard the held key lands in, some keys come before it
+    auto held = m.lock(held_key);
+    ++expected;
+    REQUIRE_FALSE(m.try_lock_all(keys).owns_lock());
+    REQUIRE_FALSE(m.try_lock_all_for(keys, 1ms).owns_lock());
+    REQUIRE(m.counters().acquisitions == expected);
+    REQUIRE(m.size() == 1);
+  }
+  auto all = m.try_lock_all(keys);
+  REQUIRE(all.owns_lock());
+  REQUIRE(m.counters().acquisitions == expected + keys.size());
+}
+
+TEST_CASE("deadlines at the ends of a clock's range neither overflow nor wait forever") {
+  string_map m;
+  // A free key: every form succeeds at once, whatever the deadline.
+  REQUIRE(m.try_lock_until("k", std::chrono::system_clock::time_point::max()).owns_lock());
+  REQUIRE(m.try_lock_until("k", std::chrono::time_point<std::chrono::steady_clock, std::chrono::hours>::max())
+              .owns_lock());
+  REQUIRE(m.try_lock_for("k", std::chrono::duration<double>(std::nan(""))).owns_lock());  // NaN: no limit
+  REQUIRE(m.try_lock_for("k", std::chrono::duration<double>(-1e300)).owns_lock());
+  REQUIRE(m.try_lock_shared_until("k", std::chrono::system_clock::time_point::max()).owns_lock());
+  // A held key and a deadline long past (system_clock::time_point::min() - now overflowed, and the
+  // wrapped difference made it wait about 240 years): the try gives up at once.
+  auto held = m.lock("k");
+  std::atomic<bool> gave_up{false};
+  std::thread t([&] {
+    auto g = m.try_lock_until("k", std::chrono::system_clock::time_point::min());
+    auto s = m.try_lock_shared_until(
+        "k", std::chrono::time_point<std::chrono::system_clock, std::chrono::hours>::min());
+    gave_up = !g.owns_lock() && !s.owns_lock();
+  });
+  for (int i = 0; i < 500 && !gave_up; ++i) std::this_thread::sleep_for(10ms);
+  const bool in_time = gave_up.load();
+  held.unlock();  // lets a wrongly waiting thread finish, so the test fails instead of hanging
+  t.join();
+  REQUIRE(in_time);
+  REQUIRE(m.size() == 0);
 }

@@ -72,6 +72,7 @@
 #include <utility>
 #include <vector>
 
+#include "noclobber/duration.hpp"
 #include "noclobber/thread_annotations.hpp"
 
 namespace noclobber {
@@ -665,6 +666,21 @@ class keyed_mutex_map {
     return e;
   }
 
+  // Acquisitions of a multi-key call, counted only once every shard's group is taken (a failed
+  // try_lock_all counts nothing, like any failed try).
+  struct tally {
+    std::uint64_t acquisitions = 0;
+    std::uint64_t contended = 0;
+  };
+
+  static void add_counts(detail::kmm_cache_slot& slot, const tally& t) noexcept {
+    slot.acquisitions.store(slot.acquisitions.load(std::memory_order_relaxed) + t.acquisitions,
+                            std::memory_order_relaxed);
+    if (t.contended != 0)
+      slot.contended.store(slot.contended.load(std::memory_order_relaxed) + t.contended,
+                           std::memory_order_relaxed);
+  }
+
   // Back to the thread's cache. The entry is unlinked; late notifiers may still touch its
   // park mutex and condition variables, which stay valid: entries are freed only with the pool.
   static void recycle(detail::kmm_cache_slot& slot, entry* e) noexcept {
@@ -805,12 +821,14 @@ class keyed_mutex_map {
   }
 
   // Takes every key of one shard at once (all-or-nothing). `fresh[i]` is a prepared entry for key i;
-  // each is installed or recycled before returning. On success out[i] is key i's entry. Throws only
-  // what KeyEqual (or the standard mutex/condition variable) throws; nothing is held then.
+  // each is installed or recycled before returning. On success out[i] is key i's entry, counted in
+  // `pending` when given, else in the slot's counters. Throws only what KeyEqual (or the standard
+  // mutex/condition variable) throws; nothing is held then.
   template <class K>
   bool acquire_group(detail::kmm_shard& s, const K* const* keys, const std::size_t* hashes,
                      entry* const* fresh, entry** out, std::size_t n, detail::kmm_mode mode,
-                     detail::kmm_wait wait, clock::time_point deadline, detail::kmm_cache_slot& slot) {
+                     detail::kmm_wait wait, clock::time_point deadline, detail::kmm_cache_slot& slot,
+                     tally* pending = nullptr) {
     const bool exclusive = mode == detail::kmm_mode::exclusive;
     bool contended = false;
     int spin_rounds = 0;
@@ -854,10 +872,12 @@ class keyed_mutex_map {
         finish(r, slot);
         for (std::size_t i = 0; i < n; ++i)
           if (out[i] != fresh[i]) recycle(slot, fresh[i]);
-        slot.acquisitions.store(slot.acquisitions.load(std::memory_order_relaxed) + n,
-                                std::memory_order_relaxed);
-        if (contended)
-          slot.contended.store(slot.contended.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+        if (pending != nullptr) {
+          pending->acquisitions += n;
+          if (contended) pending->contended += n;
+          return true;
+        }
+        add_counts(slot, {n, contended ? n : 0});
         return true;
       }
       contended = true;
@@ -1021,6 +1041,7 @@ class keyed_mutex_map {
     std::vector<entry*> out(kept);
     std::optional<detail::kmm_late_slot> late;
     detail::kmm_cache_slot& slot = my_slot(late);
+    tally taken;
     // All keys of one shard are taken at once, so ties in the order never split across waits.
     for (std::size_t b = 0; b < kept;) {
       std::size_t e = b;
@@ -1038,28 +1059,30 @@ class keyed_mutex_map {
         throw;  // g releases the shards taken so far
       }
       if (!acquire_group(shards_[items[b].shard], kp.data(), hs.data(), fr.data(), out.data(), n,
-                         detail::kmm_mode::exclusive, wait, deadline, slot))
+                         detail::kmm_mode::exclusive, wait, deadline, slot, &taken))
         return multi_guard{};  // g releases the shards taken so far
       for (std::size_t i = 0; i < n; ++i) g.entries_.push_back(out[i]);
       b = e;
     }
+    add_counts(slot, taken);
     return g;
   }
 
+  // Deadlines saturate (noclobber/duration.hpp): a timeout of any length or a time_point at
+  // either end of its clock's range is "never" or "already past", not an overflow; NaN is never.
   template <class Rep, class Period>
   static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    const auto now = clock::now();
-    if (d <= d.zero()) return now;
-    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(clock::time_point::max() - now))
-      return clock::time_point::max();
-    return now + std::chrono::ceil<clock::duration>(d);
+    return saturating_deadline<clock>(clock::now(), saturating_cast_ns(d));
   }
   template <class Clock, class Duration>
   static clock::time_point to_steady(std::chrono::time_point<Clock, Duration> when) {
-    if constexpr (std::is_same_v<Clock, clock>) {
-      return std::chrono::ceil<clock::duration>(when);
+    if constexpr (std::is_same_v<Clock, clock> && std::is_same_v<Duration, clock::duration>) {
+      return when;
     } else {
-      return deadline_after(when - Clock::now());
+      if (when == std::chrono::time_point<Clock, Duration>::max()) return clock::time_point::max();
+      const auto now = Clock::now();
+      return deadline_after(saturating_sub(saturating_cast_ns(when.time_since_epoch()),
+                                           saturating_cast_ns(now.time_since_epoch())));
     }
   }
 
