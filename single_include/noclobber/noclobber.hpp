@@ -4635,6 +4635,8 @@ template <class Store, class Patch>
 // harness did not write). The rules follow Jepsen's Elle:
 //
 //   * lost update: two or more *successful* writes read the same version of the same key;
+//   * a successful write must have read a version of its own key: the state before the run, or
+//     a value a recorded write wrote to that key (anything else is an anomaly);
 //   * the successful writes of a key must form one version chain that ends in the key's final
 //     value: walk back from the final version through "read from" links; every successful write
 //     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
@@ -4886,19 +4888,19 @@ struct key_version_hash {
     std::uint32_t count = 0;
     std::uint32_t first = 0;  // an entry index
   };
+  // A version written to another key is not this key's version: its readers group apart (and
+  // reading it is an anomaly, below).
   std::vector<group> children(entries.size());
   std::unordered_map<std::pair<std::uint32_t, write_id>, group, detail::key_version_hash> other_parents;
-  auto group_of = [&](std::uint32_t key, write_id version) -> group& {
-    if (const std::uint32_t* parent = index.find(version)) return children[*parent];
-    return other_parents[{key, version}];
-  };
   for (std::uint32_t n = 0; n < entries.size(); ++n) {
     const entry& e = entries[n];
     const race_write& w = h.writes[e.record];
     if (e.outcome == op_outcome::unknown) ++c.unknown;
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
-    group& g = group_of(w.key, w.read_from);
+    const std::uint32_t* parent = index.find(w.read_from);
+    const bool parent_of_key = parent != nullptr && h.writes[entries[*parent].record].key == w.key;
+    group& g = parent_of_key ? children[*parent] : other_parents[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -4906,9 +4908,10 @@ struct key_version_hash {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && index.find(w.read_from) == nullptr) {
-      c.anomalies.push_back(detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
-                            ", which no recorded write produced");
+    if (!from_before_run && !parent_of_key) {
+      c.anomalies.push_back(
+          detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
+          (parent != nullptr ? ", which was written to another key" : ", which no recorded write produced"));
     }
   }
 
@@ -4930,13 +4933,13 @@ struct key_version_hash {
       }
       entry& e = entries[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > entries.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
+      if (w.key != k) {  // (before the loop test: another key's chain may have passed here)
+        c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
                               detail::describe_write(w));
         break;
       }
-      if (w.key != k) {
-        c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
+      if (e.on_chain || ++steps > entries.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
                               detail::describe_write(w));
         break;
       }
