@@ -3,6 +3,9 @@
 // and a writer killed between its read and its write.
 #include <noclobber/adapters/etcd.hpp>
 
+#include <cstdint>
+#include <limits>
+
 #include "server_env.hpp"
 
 namespace et = noclobber::etcd;
@@ -109,6 +112,35 @@ TEST_CASE("json_lite and base64 round trips", "[server][etcd]") {
     CHECK_FALSE(json::parse(bad).has_value());
   }
   CHECK_FALSE(json::parse(std::string(100, '[') + std::string(100, ']')).has_value());  // depth cap
+
+  // Found by tests/fuzz/fuzz_json. Numbers follow RFC 8259's grammar (any run of digits, '.',
+  // 'e', '+' and '-' was a number, so "+" and "1.2.3" parsed).
+  for (const char* bad :
+       {"+", "+1", "-", "--1", "01", "-01", "1.", ".5", "1e", "1e+", "1.2.3", "1-2", "0x1"}) {
+    INFO(bad);
+    CHECK_FALSE(json::parse(bad).has_value());
+  }
+  for (const char* good : {"0", "-0", "10", "0.5", "-1.25e-3", "1E+2", "2e10"}) {
+    INFO(good);
+    REQUIRE(json::parse(good).has_value());
+    CHECK(json::parse(good)->text == good);
+  }
+  // An escaped low surrogate without its high one is refused, like a lone high one (it was
+  // decoded into bytes that are not UTF-8).
+  CHECK_FALSE(json::parse(R"("\udc00")").has_value());
+  CHECK_FALSE(json::parse(R"("\ud800")").has_value());
+  // find_int64 takes every int64 (it refused the ten nearest each end, INT64_MAX included).
+  auto ends = json::parse(
+      R"({"max":"9223372036854775807","min":"-9223372036854775808","over":"9223372036854775808",)"
+      R"("under":-9223372036854775809,"n":9223372036854775799,"plus":"+1","empty":"","minus":"-"})");
+  REQUIRE(ends.has_value());
+  CHECK(json::find_int64(*ends, "max") == std::numeric_limits<std::int64_t>::max());
+  CHECK(json::find_int64(*ends, "min") == std::numeric_limits<std::int64_t>::min());
+  CHECK(json::find_int64(*ends, "n") == 9223372036854775799);
+  for (const char* refused : {"over", "under", "plus", "empty", "minus"}) {
+    INFO(refused);
+    CHECK_FALSE(json::find_int64(*ends, refused).has_value());
+  }
 }
 
 TEST_CASE("etcd: 4 writer processes at once lose nothing", "[server][etcd][process]") {
