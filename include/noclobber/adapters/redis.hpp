@@ -108,7 +108,8 @@ inline std::pair<std::string, int> parse_address(std::string_view addr) {
   bool ok = colon != std::string_view::npos && colon > 0 && colon + 1 < addr.size();
   if (ok) {
     for (char c : addr.substr(colon + 1)) {
-      ok = ok && c >= '0' && c <= '9' && port < 65536;
+      ok = c >= '0' && c <= '9' && port <= 65535;  // so port * 10 + 9 stays far inside int
+      if (!ok) break;
       port = port * 10 + (c - '0');
     }
   }
