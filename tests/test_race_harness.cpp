@@ -510,3 +510,36 @@ TEST_CASE("append_workload makes unique, self-identifying values", "[race_harnes
   REQUIRE(nc::parse_write_id("no tag") == 0);
   REQUIRE(nc::parse_write_id("x#") == 0);
 }
+
+TEST_CASE("replay lines and history text refuse what they cannot hold", "[race_harness]") {
+  // Found by tests/fuzz/fuzz_text_parsers: numbers were truncated to the field's type or wrapped
+  // (writers=4294967297 ran 1 writer, seed=-1 became 2^64 - 1), and history fields out of range
+  // were coerced (a kind of 3 became write_if_match, an outcome of 7 became failed).
+  options_t r;
+  for (const char* bad : {"writers=4294967297", "ops=4294967296", "depth=18446744073709551615", "seed=-1",
+                          "seed=+5", "schedule= 5", "iterations=\t3", "seed=18446744073709551616"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(r.apply_replay(bad), std::invalid_argument);
+  }
+  r.apply_replay("writers=4294967295 seed=18446744073709551615 schedule=0x10 depth=010");
+  CHECK(r.writers == 4294967295u);
+  CHECK(r.seed == 18446744073709551615u);
+  CHECK(r.schedule == 16u);
+  CHECK(r.depth == 8u);  // strtoull's base 0: a leading 0 is octal
+
+  nc::race_history h;
+  for (const char* bad : {"w 1 0 1 0 0 5 0 3 1 2", "w 1 0 1 0 0 5 7 0 1 2", "w 4294967296 0 1 0 0 5 0 0 1 2",
+                          "w 1 0 1 0 0 5 0 0 1 2 9", "w 1 0 1 0 0 5 0 0 1 2x", "r 1 0 0 5 2 1 2",
+                          "r 1 0 0 5 1 1", "w 1 0 1 0 0 5 0 0 1 -2", "x 1"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(nc::append_history(h, bad), std::invalid_argument);
+  }
+  CHECK(h.writes.empty());
+  CHECK(h.reads.empty());
+  nc::append_history(h, "w 1 0 1 0 0 5 2 2 1 2  \r\nr 4294967295 0 0 5 1 1 2\r\n\r\n");
+  REQUIRE(h.writes.size() == 1);
+  CHECK(h.writes[0].outcome == nc::op_outcome::unknown);
+  CHECK(h.writes[0].kind == nc::write_kind::overwrite);
+  REQUIRE(h.reads.size() == 1);
+  CHECK(h.reads[0].writer == 4294967295u);
+}
