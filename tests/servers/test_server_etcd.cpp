@@ -90,6 +90,27 @@ TEST_CASE("etcd: bad input and transport failures", "[server][etcd]") {
   CHECK(u.read("k").status == noclobber::read_status::transient);
 }
 
+TEST_CASE("etcd: a kv whose value is not a base64 string is malformed", "[server][etcd]") {
+  // Found by tests/fuzz/fuzz_http_answers: "value": null (or a number, an object) read as an
+  // empty value instead of a malformed answer. (The gateway omits an empty value.)
+  auto answer = [](const std::string& body) {
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  for (const char* value : {"null", "5", "{}", "[]", "true"}) {
+    INFO(value);
+    nc_test::canned_http_server s(
+        answer(std::string(R"({"kvs":[{"mod_revision":"7","value":)") + value + "}]}"));
+    const auto r = et::store(s.url()).read("k");
+    CHECK(r.status == noclobber::read_status::permanent);
+  }
+  nc_test::canned_http_server omitted(answer(R"({"kvs":[{"mod_revision":"7"}]})"));
+  const auto r = et::store(omitted.url()).read("k");
+  REQUIRE(r.found());
+  CHECK(r.value.empty());
+  CHECK(r.token == 7);
+}
+
 TEST_CASE("json_lite and base64 round trips", "[server][etcd]") {
   for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
                         std::string("\0\xff\x10 binary", 10)}) {
