@@ -45,17 +45,7 @@ using i128 = __int128;
 
 constexpr std::int64_t ns_max = std::numeric_limits<std::int64_t>::max();
 
-std::string num(i128 v) {
-  if (v == 0) return "0";
-  const bool neg = v < 0;
-  std::string s;
-  while (v != 0) {
-    const int d = static_cast<int>(v % 10);
-    s.insert(s.begin(), static_cast<char>('0' + (d < 0 ? -d : d)));
-    v /= 10;
-  }
-  return neg ? "-" + s : s;
-}
+using nc_fuzz::num;
 
 /// A uniform_random_bit_generator whose draws come from the input (so the fuzzer steers the
 /// jitter), then from a counter once the input is used up (rejection loops must end).
@@ -382,10 +372,11 @@ ns timeout_from(nc_fuzz::reader& in) {
 struct policy_case {
   noclobber::retry_policy policy;
   std::optional<budget_model> model;
+  std::stop_source stop;  // policy.stop is its token
   bool valid = false;
 };
 
-bool policy_case_from(nc_fuzz::reader& in, policy_case& pc) {
+void policy_case_from(nc_fuzz::reader& in, policy_case& pc) {
   std::optional<backoff_policy> b = policy_from(in);
   if (b) pc.policy.backoff = *b;
   switch (in.u8() % 4) {
@@ -400,15 +391,14 @@ bool policy_case_from(nc_fuzz::reader& in, policy_case& pc) {
   }
   pc.policy.timeout = timeout_from(in);
   pc.policy.budget = budget_from(in, pc.model);
+  pc.policy.stop = pc.stop.get_token();
   pc.valid = pc.policy.max_attempts > 0 && pc.policy.timeout >= ns::zero();
-  return true;
 }
 
 void fuzz_controller(nc_fuzz::reader& in) {
   policy_case pc;
   policy_case_from(in, pc);
-  std::stop_source stop;
-  pc.policy.stop = stop.get_token();
+  std::stop_source& stop = pc.stop;
   unsigned retries_announced = 0, give_ups = 0;
   bool throw_in_hook = false;
   pc.policy.on_retry = [&](const noclobber::retry_event&) {
@@ -553,8 +543,7 @@ struct thrown_status {
 void fuzz_cas_retry(nc_fuzz::reader& in) {
   policy_case pc;
   policy_case_from(in, pc);
-  std::stop_source stop;
-  pc.policy.stop = stop.get_token();
+  std::stop_source& stop = pc.stop;
   const bool classify = in.flag();
   if (classify) {
     pc.policy.classify_exception = [](std::exception_ptr e) -> std::optional<write_status> {

@@ -28,17 +28,7 @@ using ns = std::chrono::nanoseconds;
 constexpr i128 ns_max = std::numeric_limits<std::int64_t>::max();
 constexpr i128 ns_min = std::numeric_limits<std::int64_t>::min();
 
-std::string num(i128 v) {
-  if (v == 0) return "0";
-  const bool neg = v < 0;
-  std::string s;
-  while (v != 0) {
-    const int d = static_cast<int>(v % 10);
-    s.insert(s.begin(), static_cast<char>('0' + (d < 0 ? -d : d)));
-    v /= 10;
-  }
-  return neg ? "-" + s : s;
-}
+using nc_fuzz::num;
 
 i128 clamp_ns(i128 v) {
   return v > ns_max ? ns_max : v < ns_min ? ns_min : v;

@@ -21,6 +21,19 @@ namespace nc_fuzz {
   std::abort();
 }
 
+/// An __int128 in decimal (for messages about exact references).
+inline std::string num(__int128 v) {
+  if (v == 0) return "0";
+  const bool neg = v < 0;
+  std::string s;
+  while (v != 0) {
+    const int d = static_cast<int>(v % 10);
+    s.insert(s.begin(), static_cast<char>('0' + (d < 0 ? -d : d)));
+    v /= 10;
+  }
+  return neg ? "-" + s : s;
+}
+
 /// Reads the input front to back. Past the end every read returns zeros (a short input is a
 /// valid, short program).
 class reader {
