@@ -6,11 +6,11 @@
 // A server thread in this process listens on a loopback port and answers each request with the
 // next answer of the input's script, then closes the connection (no keep-alive guesswork); with
 // the script used up it closes without answering (curl: an empty reply). Each input gets its own
-// listener, so no connection left over from one input can take another's answers. Nothing
-// leaves the machine. Input: one byte picks the operation, then answers follow, each either raw bytes
-// (u16 length + bytes: whatever curl makes of them) or built from fields (a status, an ETag and
-// a Lock-Token header with names in any letter case, a body that is often JSON) so that most
-// reach the adapters' decoding.
+// listener (on the same port), so no connection left over from one input can take another's
+// answers. Nothing leaves the machine. Input: one byte picks the operation, then answers follow, each either
+// raw bytes (u16 length + bytes: whatever curl makes of them) or built from fields (a status, an ETag and a
+// Lock-Token header with names in any letter case, a body that is often JSON) so that most reach the
+// adapters' decoding.
 //
 // Checked: no crash, leak or undefined behaviour; every result is one the adapter documents
 // (a found read has a token, a failure carries the store's words, applied has no error); and for
@@ -51,15 +51,17 @@ namespace json = noclobber::detail::json;
 class scripted_server {
  public:
   explicit scripted_server(std::deque<std::string> answers) : script_(std::move(answers)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    // Every input's listener takes the same port (SO_REUSEADDR: the connections of earlier inputs
+    // linger in TIME_WAIT on it): a fresh port per input would use up the ephemeral range within
+    // minutes. The old listener is closed, so its backlog goes with it.
+    static int port = 0;
+    fd_ = listen_on(port);
+    if (fd_ < 0 && port != 0) fd_ = listen_on(port = 0);  // the port was taken meanwhile
+    if (fd_ < 0) throw std::runtime_error("fuzz_http_answers: cannot listen on loopback");
     sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      throw std::runtime_error("fuzz_http_answers: cannot listen on loopback");
-    port_ = ntohs(a.sin_port);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port = port_ = ntohs(a.sin_port);
     thread_ = std::thread([this] { serve(); });
   }
   scripted_server(const scripted_server&) = delete;
@@ -73,6 +75,19 @@ class scripted_server {
   [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
  private:
+  static int listen_on(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    if (fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd, 16) == 0)
+      return fd;
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
   static bool readable(int c, int ms) {
     pollfd p{c, POLLIN, 0};
     return ::poll(&p, 1, ms) > 0;
