@@ -6,14 +6,16 @@
 //     with std::invalid_argument; every delay lies in [0, cap] and within its kind's window.
 //   1 contention_meter fed arbitrary versions and times; commit_rate delays from it.
 //   2 retry_controller driven by hand (retry_policy with any max_attempts, timeout and budget):
-//     each decision checked against the documented rules, budget tokens against a model.
-//   3 cas_retry on virtual_retry_env with arbitrary outcome sequences, exceptions, cancellation
-//     and time spent inside attempts: attempts never exceed max_attempts, the sum of sleeps never
-//     overflows and equals the result's `slept`, a granted retry never ends past the deadline.
+//     each decision checked against the documented rules, budget tokens against a model; an
+//     attempt may also decide (on_decided: stops as decided, refunds like a success, no hook).
+//   3 cas_retry on virtual_retry_env with arbitrary outcome sequences, decided() attempts,
+//     exceptions, cancellation and time spent inside attempts: attempts never exceed
+//     max_attempts, the sum of sleeps never overflows and equals the result's `slept`, a granted
+//     retry never ends past the deadline, a decided attempt ends the loop as decided.
 //   4 retry_budget alone against a model.
 //
-// Library API under test (public headers only): noclobber/backoff.hpp, noclobber/cas_retry.hpp,
-// noclobber/retry_budget.hpp.
+// Library API under test (public headers only): noclobber/backoff.hpp, noclobber/cas_retry.hpp
+// (with retry_controller.hpp and retry_env.hpp), noclobber/retry_budget.hpp.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -432,13 +434,25 @@ void fuzz_controller(nc_fuzz::reader& in) {
   for (;;) {
     const unsigned attempts_before = c->attempts();
     NC_FUZZ_CHECK(c->next_attempt().number == attempts_before + 1, "attempt number");
-    const write_status s = status_from(in.u8());
+    const std::uint8_t status_byte = in.u8();
+    const write_status s = status_from(status_byte);
     if (in.u8() % 32 == 0) stop.request_stop();
     throw_in_hook = in.u8() % 32 == 0;
     const unsigned tokens_before = pc.model ? pc.model->tokens : 0;
     if (pc.policy.budget) NC_FUZZ_CHECK(pc.policy.budget->available() == tokens_before, "budget model");
     const ns el(static_cast<std::int64_t>(elapsed));
     const unsigned give_ups_before = give_ups;
+    if ((status_byte & 0xf8) == 0xf8) {  // the attempt decided (keep, abort, a dropped patch...)
+      c->on_decided(s);
+      NC_FUZZ_CHECK(c->counts().reason == noclobber::stop_reason::decided &&
+                        c->attempts() == attempts_before + 1 && c->last_status() == s &&
+                        give_ups == give_ups_before && retries_announced == attempts_before,
+                    "decided");
+      if (pc.model) pc.model->refund(last_taken != 0 ? last_taken : pc.model->cfg.success_refund);
+      if (pc.policy.budget)
+        NC_FUZZ_CHECK(pc.policy.budget->available() == pc.model->tokens, "refund when decided");
+      return;
+    }
     noclobber::retry_decision d;
     try {
       d = c->on_outcome(s, err, el, g);
@@ -485,6 +499,9 @@ void fuzz_controller(nc_fuzz::reader& in) {
           break;
         case stop_reason::applied:
           NC_FUZZ_CHECK(false, "stopped as applied on a failure");
+          break;
+        case stop_reason::decided:
+          NC_FUZZ_CHECK(false, "stopped as decided on an outcome");
       }
       if (pc.policy.budget) NC_FUZZ_CHECK(pc.policy.budget->available() == tokens_before, "stop took tokens");
       // A retry must have been granted when nothing forbade it.
@@ -566,7 +583,9 @@ void fuzz_cas_retry(nc_fuzz::reader& in) {
   unsigned calls = 0;
   std::vector<i128> attempt_starts;  // virtual time since the start at each attempt
   const auto t0 = env.now();
-  auto attempt = [&](const noclobber::attempt_info& info) -> noclobber::write_result<int> {
+  std::optional<write_status> decided_with;  // what the deciding attempt said
+  auto attempt =
+      [&](const noclobber::attempt_info& info) -> noclobber::attempt_result<noclobber::write_result<int>> {
     ++calls;
     NC_FUZZ_CHECK(info.number == calls, "attempt number");
     NC_FUZZ_CHECK(info.meter != nullptr, "meter");
@@ -575,11 +594,16 @@ void fuzz_cas_retry(nc_fuzz::reader& in) {
     info.meter->note_read(op);
     if (op & 0x80) env.advance(ns(std::int64_t{op & 0x0f} << (op & 0x30)));  // time spent in the attempt
     const write_status s = status_from(op);
-    if ((op & 0x40) != 0 && s != write_status::applied) {
+    if ((op & 0x40) != 0) {
+      if (s == write_status::applied) {  // decides, resting on some status
+        decided_with = status_from(op >> 3);
+        return noclobber::decided(*decided_with);
+      }
       if (op & 0x08) throw thrown_status{s};
       throw std::logic_error("not classified");
     }
-    return noclobber::write_result<int>::failed(s, {"code", "msg"});
+    if (s == write_status::applied) return noclobber::write_result<int>::make_applied(7);
+    return noclobber::write_result<int>::make_failed(s, {"code", "msg"});
   };
   noclobber::retry_result<noclobber::write_result<int>> r;
   try {
@@ -627,6 +651,12 @@ void fuzz_cas_retry(nc_fuzz::reader& in) {
       NC_FUZZ_CHECK(attempt_starts[i] <= pc.policy.timeout.count(), "attempt started past the deadline");
   }
   if (r.ok()) NC_FUZZ_CHECK(r.last_error.empty() && r.last && r.last->ok(), "applied result");
+  NC_FUZZ_CHECK((r.reason == noclobber::stop_reason::decided) == decided_with.has_value(), "decided reason");
+  if (decided_with) {
+    NC_FUZZ_CHECK(
+        !r.ok() && !r.last && r.last_error.empty() && r.last_status == *decided_with && r.attempts == calls,
+        "decided result");
+  }
 }
 
 // ---- retry_budget against a model ------------------------------------------------------------

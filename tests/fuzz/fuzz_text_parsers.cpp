@@ -13,12 +13,14 @@
 //     parse_race_mode              parse(to_string(m)) == m, anything else refused
 //   4 redis::parse_address         "host:port" with port 1..65535 (a reference parse), else
 //                                   std::invalid_argument; never overflows
-//   5 http_etag::detail            base URL / resource URL / strong ETag checks against reference
-//                                   rules; read and write answers classified as documented
+//   5 detail::http                 base URL / resource URL / strong and weak ETag / Lock-Token
+//     (HTTP ETag, WebDAV LOCK)     checks against reference rules; read and write answers
+//                                   classified as documented
 //   6 postgres / sqlite details    SQLSTATE classification, identifier checks, int8 codec
 //
-// Detail functions fuzzed here (re-point them when they move): http_etag::detail::{checked_base_url,
-// resource_url, check_strong_etag, read_answer, write_answer, retryable}, postgres::detail::{be_int64,
+// Detail functions fuzzed here (re-point them when they move): detail::http::{checked_base_url,
+// resource_url, is_strong_etag, check_strong_etag, is_weak_etag, is_lock_token, read_answer,
+// write_answer, retryable} (adapters/detail/http.hpp), postgres::detail::{be_int64,
 // read_be_int64, check_identifier}, sqlite::detail::valid_identifier.
 #include <cstdint>
 #include <limits>
@@ -324,7 +326,7 @@ void fuzz_redis_address(std::string_view addr) {
 
 // ---- 5: HTTP ETag adapter details -------------------------------------------------------------------
 
-namespace he = noclobber::http_etag::detail;
+namespace he = noclobber::detail::http;
 namespace curl = noclobber::detail::curl;
 
 bool key_char(char c) {
@@ -373,8 +375,14 @@ void fuzz_http(nc_fuzz::reader& in) {
   }
   NC_FUZZ_CHECK(strong == (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"'),
                 "check_strong_etag");
+  NC_FUZZ_CHECK(he::is_strong_etag(etag) == strong, "is_strong_etag");
+  NC_FUZZ_CHECK(he::is_weak_etag(etag) == (etag.size() >= 2 && etag[0] == 'W' && etag[1] == '/'),
+                "is_weak_etag");
+  // A Lock-Token value: a Coded-URL, "<" something ">" (RFC 4918 §10.5).
+  NC_FUZZ_CHECK(he::is_lock_token(etag) == (etag.size() >= 3 && etag.front() == '<' && etag.back() == '>'),
+                "is_lock_token");
 
-  // Answers, as the adapter classifies them (the table in http_etag.hpp).
+  // Answers, as the adapters classify them (the table in adapters/detail/http.hpp).
   curl::response r;
   const std::uint8_t t = in.u8();
   r.code = t % 4 == 0 ? static_cast<CURLcode>(in.u8() % 100) : CURLE_OK;

@@ -6,20 +6,28 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <set>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "temp_db.hpp"
 
 namespace nc = noclobber;
 using nc::write_status;
-using nc::sqlite::version_store;
+using sqlite_store = nc::sqlite::store;
+
+// The name before 0.2 stays for one release, deprecated.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<nc::sqlite::version_store, nc::sqlite::store>);
+#pragma GCC diagnostic pop
 
 TEST_CASE("sqlite: every outcome of the contract", "[sqlite]") {
   noclobber_test::temp_db file("contract");
-  version_store db(file.path());
-  STATIC_REQUIRE(nc::check_conditional_writer<version_store>());
+  sqlite_store db(file.path());
+  STATIC_REQUIRE(nc::check_conditional_writer<sqlite_store>());
 
   REQUIRE(db.read("k").absent());
   auto created = db.create_if_absent("k", "v1");
@@ -57,14 +65,14 @@ TEST_CASE("sqlite: every outcome of the contract", "[sqlite]") {
 
 TEST_CASE("sqlite: versions are unique across connections writing at once", "[sqlite]") {
   noclobber_test::temp_db file("versions");
-  { version_store init(file.path()); }
+  { sqlite_store init(file.path()); }
   constexpr int threads = 4, writes = 50;
   std::vector<std::vector<std::int64_t>> seen(threads);
   {
     std::vector<std::jthread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
-        version_store db(file.path());
+        sqlite_store db(file.path());
         for (int i = 0; i < writes; ++i) {
           auto w = db.overwrite("k" + std::to_string(i % 3), "x");
           if (w.ok()) seen[t].push_back(*w.token);
@@ -84,11 +92,11 @@ TEST_CASE("sqlite: versions are unique across connections writing at once", "[sq
 
 TEST_CASE("sqlite: SQLITE_BUSY after busy_timeout is transient; reads go on in WAL", "[sqlite]") {
   noclobber_test::temp_db file("busy");
-  version_store holder(file.path());
+  sqlite_store holder(file.path());
   REQUIRE(holder.create_if_absent("k", "v").ok());
   nc::sqlite::store_options quick;
   quick.busy_timeout = std::chrono::milliseconds(20);
-  version_store other(file.path(), quick);
+  sqlite_store other(file.path(), quick);
 
   REQUIRE(sqlite3_exec(holder.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
   const auto r = other.read("k");
@@ -103,8 +111,8 @@ TEST_CASE("sqlite: SQLITE_BUSY after busy_timeout is transient; reads go on in W
 
 TEST_CASE("sqlite: SQLITE_BUSY_SNAPSHOT (a stale read snapshot) is transient_restart", "[sqlite]") {
   noclobber_test::temp_db file("snapshot");
-  version_store a(file.path());
-  version_store b(file.path());
+  sqlite_store a(file.path());
+  sqlite_store b(file.path());
   REQUIRE(a.create_if_absent("k", "v").ok());
   // A deferred transaction reads (taking a snapshot), another connection commits, and the first
   // then tries to write: SQLite refuses at once with SQLITE_BUSY_SNAPSHOT.
@@ -137,24 +145,24 @@ TEST_CASE("sqlite: bad options and bad files are rejected at the boundary", "[sq
   noclobber_test::temp_db file("options");
   nc::sqlite::store_options o;
   o.table = "kv; DROP TABLE x";
-  REQUIRE_THROWS_WITH(version_store(file.path(), o), Catch::Contains("'kv; DROP TABLE x'"));
+  REQUIRE_THROWS_WITH(sqlite_store(file.path(), o), Catch::Contains("'kv; DROP TABLE x'"));
   o = {};
   o.synchronous = "SOMETIMES";
-  REQUIRE_THROWS_WITH(version_store(file.path(), o), Catch::Contains("'SOMETIMES'"));
+  REQUIRE_THROWS_WITH(sqlite_store(file.path(), o), Catch::Contains("'SOMETIMES'"));
   o = {};
   o.busy_timeout = std::chrono::milliseconds(-1);
-  REQUIRE_THROWS_AS(version_store(file.path(), o), std::invalid_argument);
+  REQUIRE_THROWS_AS(sqlite_store(file.path(), o), std::invalid_argument);
   o = {};
   o.create_if_missing = false;
-  REQUIRE_THROWS_WITH(version_store("/nonexistent-dir/x.db", o), Catch::Contains("/nonexistent-dir/x.db"));
+  REQUIRE_THROWS_WITH(sqlite_store("/nonexistent-dir/x.db", o), Catch::Contains("/nonexistent-dir/x.db"));
 }
 
 TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share a file", "[sqlite]") {
   noclobber_test::temp_db file("rmw");
   nc::sqlite::store_options other_table;
   other_table.table = "second";
-  version_store a(file.path());
-  version_store b(file.path(), other_table);
+  sqlite_store a(file.path());
+  sqlite_store b(file.path(), other_table);
   auto r = nc::read_modify_write(
       a, "n", [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
   REQUIRE(r.ok());
@@ -162,4 +170,18 @@ TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share 
                             [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
   REQUIRE(a.read("n").value == "xx");
   REQUIRE(b.read("n").absent());
+}
+
+TEST_CASE("sqlite: busy_timeout = hours::max() waits the longest SQLite allows", "[sqlite][duration]") {
+  // The option converts any duration without overflow; SQLite counts int milliseconds.
+  noclobber_test::temp_db file("busy_max");
+  nc::sqlite::store_options o;
+  o.busy_timeout = std::chrono::hours::max();
+  sqlite_store db(file.path(), o);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db.handle(), "PRAGMA busy_timeout", -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  CHECK(sqlite3_column_int64(s, 0) == std::numeric_limits<int>::max());
+  sqlite3_finalize(s);
+  static_assert(nc::sqlite::detail::clamp_ms(std::chrono::seconds(2)) == 2000);
 }
