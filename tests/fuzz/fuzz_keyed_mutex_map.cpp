@@ -3,11 +3,11 @@
 // The input is a program over a few keys (string keys looked up as std::string, string_view and
 // const char*, or int keys) on a map with 1, 2, 8 or 4096 shards (so keys share shard chains):
 //   lock / try_lock / try_lock_for / try_lock_until (steady and system clock, zero, negative,
-//   huge and max() timeouts), the shared forms, lock_all / try_lock_all / try_lock_all_for over
-//   key sets with duplicates, unlock, moving guards (move-assign onto a held guard releases it),
-//   releasing a guard on another thread, and waiter threads: a second thread blocks on a key the
-//   program holds (exclusive, shared or several keys; parked for certain before the program goes
-//   on), then the program releases and the waiter must get the key.
+//   huge and max() timeouts), the shared forms, lock_all / try_lock_all / try_lock_all_for /
+//   try_lock_all_until over key sets with duplicates (spans, ranges of converting elements), unlock, moving
+//   guards (move-assign onto a held guard releases it), releasing a guard on another thread, and waiter
+//   threads: a second thread blocks on a key the program holds (exclusive, shared or several keys; parked for
+//   certain before the program goes on), then the program releases and the waiter must get the key.
 // The main thread never blocks on a key the model says is taken. Checked after every step:
 //   a try form succeeds exactly when the model says the key is free for its mode (writer
 //   preference: no new shared holder while an exclusive waiter is parked); guards report their
@@ -235,7 +235,7 @@ struct program {
     const std::span<const key_t> span(list);
     held h;
     h.k = kind::multi;
-    switch (in.u8() % 4) {
+    switch (in.u8() % 6) {
       case 0:
         h.mg = all_free ? map.lock_all(span) : map.try_lock_all(span);
         break;
@@ -245,6 +245,22 @@ struct program {
       case 2:
         h.mg = map.try_lock_all_for(span, all_free ? nanoseconds(in.edgy_i64()) : short_timeout());
         break;
+      case 3:
+        h.mg = map.try_lock_all_until(span, all_free && in.flag() ? system_clock::time_point::max()
+                                                                  : system_clock::now() + short_timeout());
+        break;
+      case 4: {
+        // Another range type, whose elements convert to (or are looked up as) the key type.
+        auto other = [&] {
+          if constexpr (std::is_same_v<key_t, std::string>)
+            return std::vector<std::string_view>(list.begin(), list.end());
+          else
+            return std::vector<long>(list.begin(), list.end());
+        }();
+        h.mg = map.try_lock_all_until(
+            other, all_free ? steady_clock::time_point::max() : steady_clock::time_point::min());
+        break;
+      }
       default:
         if (list.size() >= 2 && all_free)
           h.mg = map.lock_all(list[0], list[1]);  // the variadic form (possibly the same key twice)
