@@ -9,9 +9,11 @@
 #
 # Each target runs on a copy of its committed seed corpus (tests/fuzz/corpus/<target>/, never
 # written to) with its dictionary (tests/fuzz/<target>.dict) when there is one. Printed per
-# target: runs, runs/s, coverage (cov: edges, ft: features) and whether it crashed. A crash,
-# leak, timeout or out-of-memory input is kept under BUILD_DIR/fuzz-findings/<target>/ and its
-# path printed; the script then exits 1 (after running the remaining targets).
+# target: seconds run, runs, runs/s, coverage (cov: edges, ft: features, libFuzzer's final
+# figures) and whether it crashed. A crash, leak, timeout or out-of-memory input is kept under
+# BUILD_DIR/fuzz-findings/<target>/ and its path printed; the script then exits 1 (after running
+# the remaining targets). Inputs libFuzzer reports as slow (over 10 s once: on a busy machine a
+# stall alone does it) are kept there too and counted, but are not findings.
 #
 # Environment:
 #   NOCLOBBER_FUZZ_TIMEOUT   -timeout per input, seconds (default 25)
@@ -77,8 +79,9 @@ run_target() { # TARGET: one bounded run; writes $work/<target>.result
   if [ -f "$root/tests/fuzz/$t.dict" ]; then args+=("-dict=$root/tests/fuzz/$t.dict"); fi
   local status=0
   "$bin" "${args[@]}" >"$dir/log" 2>&1 || status=$?
-  local runs rate cov ft found=""
+  local runs rate cov ft secs slow=0 found=""
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$dir/log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -n 1)
   cov=$(grep -oE 'cov: [0-9]+' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
   ft=$(grep -oE 'ft: [0-9]+' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
@@ -86,11 +89,18 @@ run_target() { # TARGET: one bounded run; writes $work/<target>.result
     [ -f "$a" ] || continue
     mkdir -p "$findings/$t"
     cp "$a" "$findings/$t/"
-    found+=" $findings/$t/$(basename "$a")"
+    case $(basename "$a") in
+      # An input that once took longer than libFuzzer's -report_slow_units (10 s): kept to look
+      # at, not a finding (a busy machine alone can stall one); a hang is a timeout-* finding.
+      slow-unit-*) slow=$((slow + 1)) ;;
+      *) found+=" $findings/$t/$(basename "$a")" ;;
+    esac
   done
   if [ "$status" -ne 0 ] && [ -z "$found" ]; then found=" (exit status $status, no input saved: see the log below)"; fi
   if [ -n "$keep" ]; then mkdir -p "$keep/$t" && cp -R "$dir/corpus/." "$keep/$t/"; fi
-  printf '%s %s %s %s %s %s\n' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${found:- none}" >"$dir/result"
+  printf '%s %s %s %s %s %s %s %s\n' "$t" "${secs:-?}" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$slow" \
+    "${found:- none}" >"$dir/result"
+  if [ "$slow" -gt 0 ]; then echo "fuzz.sh: $t: $slow input(s) once slower than 10 s (not a finding) kept under $findings/$t/"; fi
   if [ -n "$found" ]; then
     echo "==== $t: FINDING$found (reproduce: $bin INPUT)"
     grep -vE '^#[0-9]+ +(NEW|REDUCE|pulse|INITED|DONE)' "$dir/log" | tail -n 60 || true
@@ -110,10 +120,11 @@ done
 wait || true
 
 crashed=0
-printf '\n%-22s %12s %9s %7s %8s  %s\n' target runs 'runs/s' cov ft finding
+printf '\n%-22s %7s %12s %9s %7s %8s %5s  %s\n' target seconds runs 'runs/s' cov ft slow finding
 for t in "${targets[@]}"; do
-  read -r name runs rate cov ft found <"$work/$t/result" || { name=$t runs='?' rate='?' cov='?' ft='?' found='(no result)'; }
-  printf '%-22s %12s %9s %7s %8s  %s\n' "$name" "$runs" "$rate" "$cov" "$ft" "$found"
+  read -r name secs runs rate cov ft slow found <"$work/$t/result" ||
+    { name=$t secs='?' runs='?' rate='?' cov='?' ft='?' slow='?' found='(no result)'; }
+  printf '%-22s %7s %12s %9s %7s %8s %5s  %s\n' "$name" "$secs" "$runs" "$rate" "$cov" "$ft" "$slow" "$found"
   [ "$found" = none ] || crashed=1
 done
 if [ "$crashed" -ne 0 ]; then
