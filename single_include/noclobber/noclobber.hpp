@@ -6524,13 +6524,15 @@ inline void find_doubled(const history_index& ix, race_check& c) {
   }
   if (!any) return;
   std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     write_id v = h.final_versions[k];
     for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
       const std::uint32_t* n = ix.by_value.find(v);
-      if (n == nullptr || !ix.writes[*n].on_chain) break;
+      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
       const race_write& w = ix.record_of(*n);
       if (w.key != k) break;
+      walked[*n] = 1;
       if (*landed.find(op_number(w)) > 1) {
         auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
         if (first) c.doubled.push_back({});
