@@ -4,7 +4,8 @@
 //   0 backoff_policy of every kind from arbitrary base / cap / multiplier, delays for arbitrary
 //     retry numbers, previous delays and random draws: invalid policies and arguments are refused
 //     with std::invalid_argument; every delay lies in [0, cap] and within its kind's window.
-//   1 contention_meter fed arbitrary versions and times; commit_rate delays from it.
+//   1 contention_meter fed arbitrary versions and times; commit_rate and load_tracking delays
+//     from it (load_tracking's window against a long double reference).
 //   2 retry_controller driven by hand (retry_policy with any max_attempts, timeout and budget):
 //     each decision checked against the documented rules, budget tokens against a model; an
 //     attempt may also decide (on_decided: stops as decided, refunds like a success, no hook).
@@ -72,7 +73,7 @@ class input_rng {
 };
 
 backoff_kind kind_from(std::uint8_t b) {
-  return static_cast<backoff_kind>(b % 6);
+  return static_cast<backoff_kind>(b % 7);
 }
 
 double multiplier_from(nc_fuzz::reader& in) {
@@ -115,6 +116,8 @@ backoff_policy make_policy(backoff_kind k, ns base, ns cap, double m) {
       return backoff_policy::decorrelated_jitter(base, cap, m);
     case backoff_kind::commit_rate:
       return backoff_policy::commit_rate(base, cap, m);
+    case backoff_kind::load_tracking:
+      return backoff_policy::load_tracking(base, cap);  // multiplier 2
   }
   return backoff_policy::immediate();
 }
@@ -125,7 +128,8 @@ std::optional<backoff_policy> policy_from(nc_fuzz::reader& in) {
   const ns base(in.edgy_i64());
   const ns cap(in.edgy_i64());
   const double m = multiplier_from(in);
-  const bool valid = k == backoff_kind::immediate || valid_args(base, cap, m);
+  const bool valid =
+      k == backoff_kind::immediate || valid_args(base, cap, k == backoff_kind::load_tracking ? 2.0 : m);
   try {
     backoff_policy p = make_policy(k, base, cap, m);
     NC_FUZZ_CHECK(valid, "factory accepted base " + num(base.count()) + " cap " + num(cap.count()) +
@@ -171,8 +175,9 @@ void check_ceiling(const backoff_policy& p, unsigned retry) {
     NC_FUZZ_CHECK(p.ceiling(retry + 1) >= c, "ceiling not monotone at " + std::to_string(retry));
 }
 
-/// Checks one delay against its kind's window.
-void check_delay(const backoff_policy& p, unsigned retry, ns previous, ns d) {
+/// Checks one delay against its kind's window (`meter`: the one it was drawn with, if any).
+void check_delay(const backoff_policy& p, unsigned retry, ns previous, ns d,
+                 const noclobber::contention_meter* meter = nullptr) {
   NC_FUZZ_CHECK(d >= ns::zero(), "negative delay " + num(d.count()));
   NC_FUZZ_CHECK(d <= p.cap() || p.kind() == backoff_kind::immediate,
                 "delay " + num(d.count()) + " above cap " + num(p.cap().count()));
@@ -187,6 +192,26 @@ void check_delay(const backoff_policy& p, unsigned retry, ns previous, ns d) {
     case backoff_kind::full_jitter:
     case backoff_kind::commit_rate:
       NC_FUZZ_CHECK(d <= c, "jittered delay above its ceiling");
+      break;
+    case backoff_kind::load_tracking:
+      if (meter != nullptr && meter->load_samples() > 0 && retry > 1) {
+        // uniform[0, w], w = clamp(5 base e^(3.7 (sum - 0.6 n)), base, cap)
+        const ns w = p.load_window(*meter);
+        NC_FUZZ_CHECK(w >= p.base() && w <= p.cap(), "load window outside [base, cap]");
+        NC_FUZZ_CHECK(d <= w, "load_tracking delay above its window");
+        const long double excess = static_cast<long double>(meter->load_sum()) -
+                                   static_cast<long double>(meter->load_samples()) * 0.6L;
+        const long double ref = 5.0L * static_cast<long double>(p.base().count()) * std::exp(3.7L * excess);
+        const long double clamped =
+            ref < static_cast<long double>(p.base().count())  ? static_cast<long double>(p.base().count())
+            : ref > static_cast<long double>(p.cap().count()) ? static_cast<long double>(p.cap().count())
+                                                              : ref;
+        NC_FUZZ_CHECK(
+            std::fabs(static_cast<long double>(w.count()) - clamped) <= 1 + clamped * 1e-9L,
+            "load window " + num(w.count()) + ", reference " + std::to_string(static_cast<double>(clamped)));
+      } else {
+        NC_FUZZ_CHECK(d <= c, "load_tracking delay above its ceiling (no load samples)");
+      }
       break;
     case backoff_kind::equal_jitter:
       NC_FUZZ_CHECK(d <= c && d >= c / 2, "equal jitter outside [t/2, t]");
@@ -300,11 +325,15 @@ void fuzz_meter(nc_fuzz::reader& in) {
     NC_FUZZ_CHECK(b == -1.0 || (b >= 0.0 && b <= noclobber::contention_meter::max_busy),
                   "busy " + std::to_string(b));
     NC_FUZZ_CHECK(meter.window() >= ns::zero(), "negative window");
+    NC_FUZZ_CHECK(meter.load_samples() < meter.samples() || meter.samples() == 0, "load samples");
+    NC_FUZZ_CHECK(meter.load_sum() >= 0.0 && meter.load_sum() <= static_cast<double>(meter.load_samples()) *
+                                                                     noclobber::contention_meter::max_load,
+                  "load sum " + std::to_string(meter.load_sum()));
     if (p) {
       const unsigned retry = 1 + in.u8() % 40;
       const ns previous(in.u8() % 2 ? ns_max / (1 + in.u8()) : 0);
       const ns d = p->delay(retry, previous, meter, g);
-      check_delay(*p, retry, previous, d);
+      check_delay(*p, retry, previous, d, &meter);
     }
   }
 }

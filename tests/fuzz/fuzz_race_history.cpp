@@ -8,24 +8,31 @@
 //              history is valid, so the checker must report no anomaly.
 // Checked: the checker never crashes or hangs; its counts (attempts, applied, failed, unknown,
 // unknown landed), lost-update pairs (in all and per key, the per-key ones by checking each key's
-// own sub-history), the set of lost writes and whether it reports anomalies equal the reference's;
+// own sub-history), the sets of lost and vanished writes, the doubled updates, each unknown
+// outcome's landing and resolution, and whether it reports anomalies equal the reference's;
 // each "overwritten by" names a recorded write (not a refused one, unless there are anomalies);
 // serialize_history / append_history round-trip; the report renders, and its JSON parses.
+// Two more programs: simulated histories (key names any bytes) exported to Elle's EDN and
+// Porcupine's JSON and imported back (same key names, same verdict, the reference agrees), and
+// arbitrary text imported (read, or refused with std::invalid_argument only).
 //
 // Library API under test: noclobber/race_harness/history.hpp (check_race_history,
-// serialize_history, append_history) and noclobber/race_harness/report.hpp (race_report,
-// loss_trace), both public; the JSON check uses the parser the etcd adapter uses.
+// serialize_history, append_history), noclobber/race_harness/report.hpp (race_report,
+// loss_trace) and noclobber/race_harness/export.hpp (to_/from_elle_edn, to_/from_porcupine_json),
+// all public; the JSON check uses the parser the etcd adapter uses.
 #include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "fuzz_support.hpp"
 #include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/race_harness/export.hpp"
 #include "noclobber/race_harness/history.hpp"
 #include "noclobber/race_harness/report.hpp"
 
@@ -43,7 +50,11 @@ struct reference_verdict {
   std::size_t applied = 0, failed = 0, unknown = 0, unknown_landed = 0;
   std::size_t lost_update_pairs = 0;
   std::map<std::uint32_t, std::size_t> pairs_per_key;
-  std::set<write_id> lost;  // written ids of successful writes missing from the final state
+  std::set<write_id> lost;      // successful writes missing from the final state, stale-read losses
+  std::set<write_id> vanished;  // the ones the store forgot (taken out of `lost`)
+  std::map<std::uint64_t, std::size_t> doubled;  // (writer, op) -> its values on final chains, when >= 2
+  // Per distinct unknown value: whether it landed, and 0 unresolved / 1 wrote again / 2 read back.
+  std::map<write_id, std::pair<bool, int>> indeterminate;
   bool anomaly = false;
   std::string why;  // the first anomaly, for messages
 };
@@ -132,6 +143,51 @@ reference_verdict reference_check(const race_history& h) {
   }
   for (const auto& [id, i] : decided)
     if (h.writes[i].outcome == op_outcome::ok && on_chain.count(id) == 0) r.lost.insert(id);
+
+  // Vanished: a lost write whose replaced versions (what it read, and below through "read from"
+  // links) the store showed again after acknowledging it: the key's final value, or a read that
+  // began after the write completed.
+  for (auto it = r.lost.begin(); it != r.lost.end();) {
+    const race_write& w = h.writes[decided.at(*it)];
+    const write_id start =
+        w.key < h.initial_versions.size() ? h.initial_versions[w.key] : noclobber::initial_version;
+    bool forgot = false;
+    write_id v = w.read_from;
+    for (std::size_t steps = 0; !forgot && steps <= decided.size(); ++steps) {
+      forgot = w.key < h.final_versions.size() && h.final_versions[w.key] == v;
+      for (const race_read& rd : h.reads)
+        forgot = forgot || (rd.key == w.key && rd.version == v && rd.invoke > w.complete);
+      if (v == noclobber::initial_version || v == start || (v & noclobber::foreign_version_bit) != 0) break;
+      const auto below = decided.find(v);
+      if (below == decided.end()) break;
+      v = h.writes[below->second].read_from;
+    }
+    if (forgot) {
+      r.vanished.insert(*it);
+      it = r.lost.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Doubled: one operation's values on the final chains two or more times.
+  auto op_of = [](std::uint32_t writer, std::uint32_t op) { return (std::uint64_t{writer} << 32) | op; };
+  std::map<std::uint64_t, std::size_t> landed;
+  for (write_id v : on_chain) ++landed[op_of(h.writes[decided.at(v)].writer, h.writes[decided.at(v)].op)];
+  for (const auto& [op, n] : landed)
+    if (n >= 2) r.doubled[op] = n;
+  // Unknown outcomes: landed when on a chain; the writer wrote again (a later attempt of the same
+  // op) or read back (a read of the same op that began after the write completed), or neither.
+  for (const auto& [id, i] : decided) {
+    const race_write& w = h.writes[i];
+    if (w.outcome != op_outcome::unknown) continue;
+    int how = 0;
+    for (const race_write& x : h.writes)
+      if (x.writer == w.writer && x.op == w.op && x.attempt > w.attempt) how = 1;
+    if (how == 0)
+      for (const race_read& rd : h.reads)
+        if (rd.writer == w.writer && rd.op == w.op && rd.invoke > w.complete) how = 2;
+    r.indeterminate[id] = {on_chain.count(id) != 0, how};
+  }
   return r;
 }
 
@@ -184,7 +240,36 @@ void compare(const race_history& h, bool valid) {
   }
   NC_FUZZ_CHECK(lost == r.lost, "lost writes: checker " + std::to_string(lost.size()) + ", reference " +
                                     std::to_string(r.lost.size()) + ctx);
-  NC_FUZZ_CHECK(c.ok() == (lost.empty() && c.lost_update_pairs == 0 && c.anomalies.empty()), "ok()");
+  // Faults: vanished, doubled, indeterminate.
+  std::set<write_id> vanished;
+  for (const noclobber::vanished_write& v : c.vanished) {
+    NC_FUZZ_CHECK(v.write.outcome == op_outcome::ok && !v.trace.empty(), "a vanished write" + ctx);
+    NC_FUZZ_CHECK(vanished.insert(v.write.written).second && lost.count(v.write.written) == 0,
+                  "a write listed as vanished twice, or also as lost" + ctx);
+  }
+  NC_FUZZ_CHECK(vanished == r.vanished, "vanished writes: checker " + std::to_string(vanished.size()) +
+                                            ", reference " + std::to_string(r.vanished.size()) + ctx);
+  if (valid) NC_FUZZ_CHECK(vanished.empty(), "a vanished write in a valid history" + ctx);
+  std::map<std::uint64_t, std::size_t> doubled;
+  for (const noclobber::doubled_update& d : c.doubled) {
+    NC_FUZZ_CHECK(!d.copies.empty() && !d.trace.empty(), "an empty doubled update" + ctx);
+    const std::uint64_t op = (std::uint64_t{d.copies.front().writer} << 32) | d.copies.front().op;
+    NC_FUZZ_CHECK(doubled.emplace(op, d.copies.size()).second, "an update listed as doubled twice" + ctx);
+  }
+  NC_FUZZ_CHECK(doubled == r.doubled, "doubled updates: checker " + std::to_string(doubled.size()) +
+                                          ", reference " + std::to_string(r.doubled.size()) + ctx);
+  NC_FUZZ_CHECK(c.indeterminate.size() == r.indeterminate.size(), "indeterminate count" + ctx);
+  for (const noclobber::indeterminate_write& u : c.indeterminate) {
+    const auto it = r.indeterminate.find(u.write.written);
+    NC_FUZZ_CHECK(it != r.indeterminate.end() && u.landed == it->second.first, "indeterminate landed" + ctx);
+    const int how = u.how == noclobber::unknown_resolution::later_attempt ? 1
+                    : u.how == noclobber::unknown_resolution::read_back   ? 2
+                                                                          : 0;
+    NC_FUZZ_CHECK(how == it->second.second, "indeterminate resolution" + ctx);
+  }
+  NC_FUZZ_CHECK(c.ok() == (lost.empty() && c.lost_update_pairs == 0 && c.anomalies.empty() &&
+                           vanished.empty() && doubled.empty()),
+                "ok()");
 
   // Per key: the checker on each key's own writes finds that key's pairs.
   std::set<std::uint32_t> keys;
@@ -282,13 +367,14 @@ race_history arbitrary_history(nc_fuzz::reader& in) {
   return h;
 }
 
-/// A valid history: a store run by hand, ticks in order.
-race_history simulated_history(nc_fuzz::reader& in) {
+/// A valid history: a store run by hand, ticks in order. `odd_names`: key names from the input
+/// (any bytes), kept distinct by their index.
+race_history simulated_history(nc_fuzz::reader& in, bool odd_names = false) {
   race_history h;
   const std::size_t keys = 1 + in.u8() % 3;
   std::vector<write_id> current(keys);
   for (std::size_t k = 0; k < keys; ++k) {
-    h.keys.push_back("k" + std::to_string(k));
+    h.keys.push_back((odd_names ? in.bytes(in.u8() % 8) : std::string("k")) + std::to_string(k));
     const std::uint8_t b = in.u8();
     current[k] = b % 4 == 0 ? noclobber::foreign_version_bit | b : noclobber::initial_version;
     h.initial_versions.push_back(current[k]);
@@ -351,14 +437,61 @@ race_history simulated_history(nc_fuzz::reader& in) {
   return h;
 }
 
+// ---- the Elle (EDN) and Porcupine (JSON) forms -------------------------------------------------
+
+/// A valid history exported in both formats reads back with the same key names and the same
+/// verdict, and the reference agrees on what was read back.
+void export_round_trip(const race_history& h) {
+  const noclobber::race_check c = noclobber::check_race_history(h);
+  for (const bool edn : {true, false}) {
+    const std::string text = edn ? noclobber::to_elle_edn(h) : noclobber::to_porcupine_json(h);
+    race_history back;
+    try {
+      back = edn ? noclobber::from_elle_edn(text) : noclobber::from_porcupine_json(text);
+    } catch (const std::invalid_argument& e) {
+      NC_FUZZ_CHECK(false, std::string("the import refused an export: ") + e.what() + "\n" + text);
+    }
+    const std::set<std::string> names(h.keys.begin(), h.keys.end()), got(back.keys.begin(), back.keys.end());
+    NC_FUZZ_CHECK(names == got, std::string(edn ? "EDN" : "JSON") + " key names do not round-trip:\n" + text);
+    const noclobber::race_check b = noclobber::check_race_history(back);
+    NC_FUZZ_CHECK(b.applied == c.applied && b.failed == c.failed && b.unknown == c.unknown &&
+                      b.unknown_landed == c.unknown_landed && b.lost_update_pairs == c.lost_update_pairs &&
+                      b.lost.size() == c.lost.size() && b.anomalies.empty() == c.anomalies.empty(),
+                  std::string(edn ? "EDN" : "JSON") + " round trip changed the verdict:\n" + text);
+    compare(back, true);
+  }
+}
+
+/// Arbitrary text: the import reads it or refuses it with std::invalid_argument (any other
+/// exception escapes and is a finding); what it reads, the checker and the reference agree on.
+void import_text(nc_fuzz::reader& in) {
+  const bool edn = in.flag();
+  const std::string text = in.rest();
+  race_history h;
+  try {
+    h = edn ? noclobber::from_elle_edn(text) : noclobber::from_porcupine_json(text);
+  } catch (const std::invalid_argument&) {
+    return;
+  }
+  compare(h, false);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   nc_fuzz::reader in(data, size);
-  if (in.u8() % 2 == 0) {
-    compare(arbitrary_history(in), false);
-  } else {
-    compare(simulated_history(in), true);
+  switch (in.u8() % 4) {
+    case 0:
+      compare(arbitrary_history(in), false);
+      break;
+    case 1:
+      compare(simulated_history(in), true);
+      break;
+    case 2:
+      export_round_trip(simulated_history(in, true));
+      break;
+    default:
+      import_text(in);
   }
   return 0;
 }

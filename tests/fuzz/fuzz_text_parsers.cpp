@@ -2,7 +2,8 @@
 // picks one; the rest of the input is its text.
 //
 //   0 race_options::apply_replay   refuses with std::invalid_argument or sets exactly the numbers
-//                                   written (no sign, no wrap, no truncation to unsigned); the
+//                                   written (no sign, no wrap, no truncation to unsigned) and the
+//                                   written-out schedule (priority / preempt / run lists); the
 //                                   report's replay() line of the result applies back to it
 //   1 append_history               refuses with std::invalid_argument or reads every field as
 //                                   written (no truncation, no out-of-range outcome or kind);
@@ -77,6 +78,36 @@ std::optional<u64> base0(std::string_view t) {
 
 // ---- 0: replay lines ---------------------------------------------------------------------------
 
+/// A written-out schedule token's value: items separated by ',', each `parts` decimal numbers
+/// separated by '.', each fitting 32 bits; empty text is an empty list. nullopt when malformed.
+std::optional<std::vector<std::vector<std::uint32_t>>> tuples(std::string_view t, std::size_t parts) {
+  std::vector<std::vector<std::uint32_t>> out;
+  if (t.empty()) return out;
+  std::size_t i = 0;
+  for (;;) {
+    std::vector<std::uint32_t> item;
+    for (std::size_t k = 0; k < parts; ++k) {
+      if (k > 0) {
+        if (i == t.size() || t[i] != '.') return std::nullopt;
+        ++i;
+      }
+      u64 v = 0;
+      const std::size_t start = i;
+      while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+        v = v * 10 + static_cast<u64>(t[i] - '0');
+        if (v > 0xFFFFFFFFu) return std::nullopt;
+        ++i;
+      }
+      if (i == start) return std::nullopt;
+      item.push_back(static_cast<std::uint32_t>(v));
+    }
+    out.push_back(std::move(item));
+    if (i == t.size()) return out;
+    if (t[i] != ',') return std::nullopt;
+    ++i;
+  }
+}
+
 using options = noclobber::race_options<std::string, std::string>;
 
 void fuzz_replay(std::string_view line) {
@@ -103,6 +134,24 @@ void fuzz_replay(std::string_view line) {
       break;
     }
     const std::string_view name = token.substr(0, eq), value = token.substr(eq + 1);
+    if (name == "priority" || name == "preempt" || name == "run") {  // a written-out schedule
+      const auto items = tuples(value, name == "priority" ? 1 : name == "preempt" ? 3 : 2);
+      if (!items) {
+        ok = false;
+        break;
+      }
+      if (name == "priority") {
+        want.plan.priority.clear();
+        for (const auto& x : *items) want.plan.priority.push_back(x[0]);
+      } else if (name == "preempt") {
+        want.plan.preemptions.clear();
+        for (const auto& x : *items) want.plan.preemptions.push_back({x[0], x[1], x[2]});
+      } else {
+        want.plan.ops.clear();
+        for (const auto& x : *items) want.plan.ops.push_back({x[0], x[1]});
+      }
+      continue;
+    }
     if (name == "mode") {
       if (value == "forced")
         want.mode = noclobber::race_mode::forced;
@@ -144,7 +193,8 @@ void fuzz_replay(std::string_view line) {
   if (!accepted) return;
   NC_FUZZ_CHECK(o.mode == want.mode && o.writers == want.writers && o.ops_per_writer == want.ops_per_writer &&
                     o.seed == want.seed && o.depth == want.depth && o.schedule == want.schedule &&
-                    o.iterations == want.iterations,
+                    o.iterations == want.iterations && o.plan.priority == want.plan.priority &&
+                    o.plan.preemptions == want.plan.preemptions && o.plan.ops == want.plan.ops,
                 shown + " set other values than it says");
   // The report's replay line for these options applies back to the same options.
   noclobber::race_report r;
@@ -154,13 +204,20 @@ void fuzz_replay(std::string_view line) {
   r.seed = o.seed;
   r.depth = o.depth;
   r.schedule_seed = o.schedule;
+  r.plan = o.plan;
+  r.planned = !o.plan.empty();
   options back;
   back.apply_replay(r.replay());
   NC_FUZZ_CHECK(back.mode == o.mode && back.writers == o.writers && back.ops_per_writer == o.ops_per_writer &&
                     back.seed == o.seed,
                 "replay() does not apply back: " + r.replay());
-  if (o.mode == noclobber::race_mode::explore)
+  if (o.mode == noclobber::race_mode::explore && r.planned) {
+    NC_FUZZ_CHECK(back.depth == o.depth && back.plan.priority == o.plan.priority &&
+                      back.plan.preemptions == o.plan.preemptions && back.plan.ops == o.plan.ops,
+                  "planned explore replay: " + r.replay());
+  } else if (o.mode == noclobber::race_mode::explore) {
     NC_FUZZ_CHECK(back.depth == o.depth && back.schedule == o.schedule, "explore replay: " + r.replay());
+  }
 }
 
 // ---- 1: history lines --------------------------------------------------------------------------
@@ -386,6 +443,7 @@ void fuzz_http(nc_fuzz::reader& in) {
   curl::response r;
   const std::uint8_t t = in.u8();
   r.code = t % 4 == 0 ? static_cast<CURLcode>(in.u8() % 100) : CURLE_OK;
+  r.sent = (t & 0x10) != 0;
   r.status = in.u8() % 2 ? static_cast<long>(in.u16() % 700) : static_cast<long>(in.i64());
   r.etag = etag;
   r.body = in.rest();
@@ -396,9 +454,15 @@ void fuzz_http(nc_fuzz::reader& in) {
   const auto w = he::write_answer(r);
   const auto rd = he::read_answer(curl::response(copy), "k");
   if (!r.transport_ok()) {
-    NC_FUZZ_CHECK(w.status == curl::classify_transport(r.code, true), "write after a transport failure");
-    const bool permanent = curl::classify_transport(r.code, false) == write_status::permanent;
-    NC_FUZZ_CHECK(rd.status == (permanent ? read_status::permanent : read_status::transient),
+    // "Could the request have left?": a malformed request never; nothing sent -> transient; sent
+    // without an answer -> indeterminate for a write, transient for a read.
+    const bool malformed = r.code == CURLE_URL_MALFORMAT || r.code == CURLE_UNSUPPORTED_PROTOCOL ||
+                           r.code == CURLE_BAD_FUNCTION_ARGUMENT;
+    const write_status want = malformed ? write_status::permanent
+                              : r.sent  ? write_status::indeterminate
+                                        : write_status::transient;
+    NC_FUZZ_CHECK(w.status == want, "write after a transport failure");
+    NC_FUZZ_CHECK(rd.status == (malformed ? read_status::permanent : read_status::transient),
                   "read transport");
     return;
   }
