@@ -302,27 +302,34 @@ TEST_CASE("nemesis with the race harness: faults switched on and off while 8 wri
   nc::race_options<std::string, std::string> o;
   o.mode = nc::race_mode::stress;
   o.writers = 8;
-  o.ops_per_writer = 60;  // 480 ops; the schedule needs at most 3 × (60 + 90) = 450
+  o.ops_per_writer = 60;
   o.keys = {"a", "b"};
   nc::cas_strategy cas;
   auto strategy = [&](auto& s, const std::string& key, auto& fn) {
     cas(s, key, fn);
     n.on_operation();
   };
+  // Gaps count from each heal, so operations done while the nemesis thread waits for a core count
+  // towards no step: how many runs the schedule needs depends on the machine. Race in rounds until
+  // it has run (bounded: a schedule that never ends fails the REQUIRE below, it does not hang).
   n.start();
-  const auto report = nc::run_race(store, strategy, o);
-  n.wait();
+  std::vector<nc::race_report> reports;
+  while (n.timeline().size() < 3 && reports.size() < 200) reports.push_back(nc::run_race(store, strategy, o));
   n.stop();
-  INFO(report.to_text() << n.to_text());
-  CHECK(report.check.ok());
-  CHECK(report.op_errors == 0);
   REQUIRE(n.timeline().size() == 3);
   CHECK(store.stats().injected_indeterminate > 0);
-  CHECK(report.check.unknown > 0);
-  CHECK(report.check.unknown_landed == report.check.unknown);  // indeterminate_applied: all landed
-  // The checker lists each unknown outcome: landed, and found out by re-reading (no second write).
-  CHECK(report.check.indeterminate.size() == report.check.unknown);
-  CHECK(report.check.indeterminate_unresolved() == 0);
-  for (const auto& u : report.check.indeterminate) CHECK(u.landed);
-  CHECK(report.check.doubled.empty());
+  std::size_t unknown = 0;
+  for (const auto& report : reports) {
+    INFO(report.to_text() << n.to_text());
+    CHECK(report.check.ok());
+    CHECK(report.op_errors == 0);
+    CHECK(report.check.unknown_landed == report.check.unknown);  // indeterminate_applied: all landed
+    // The checker lists each unknown outcome: landed, and found out by re-reading (no second write).
+    CHECK(report.check.indeterminate.size() == report.check.unknown);
+    CHECK(report.check.indeterminate_unresolved() == 0);
+    for (const auto& u : report.check.indeterminate) CHECK(u.landed);
+    CHECK(report.check.doubled.empty());
+    unknown += report.check.unknown;
+  }
+  CHECK(unknown > 0);
 }

@@ -22,7 +22,8 @@
 //     — a read that began after the write was acknowledged (or the key's final value) returned
 //     a version from before it: a durability or failover loss, not a strategy bug;
 //   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
-//     landed although the writer was told otherwise, and it wrote again);
+//     landed although the writer was told otherwise, and it wrote again); not judged when the
+//     history says ops write in steps (race_history::ops_write_in_steps);
 //   * indeterminate (`indeterminate`): every write with an unknown outcome, whether it landed and
 //     how its writer found out (read it back, wrote again, or neither).
 //
@@ -555,7 +556,7 @@ inline void resolve_indeterminate(const history_index& ix, race_check& c) {
 inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::vector<std::uint32_t> lost,
                                                   race_check& c) {
   if (!lost.empty()) lost = separate_vanished(ix, std::move(lost), c);
-  find_doubled(ix, c);
+  if (!ix.h.ops_write_in_steps) find_doubled(ix, c);
   resolve_indeterminate(ix, c);
   return lost;
 }

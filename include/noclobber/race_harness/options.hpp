@@ -66,6 +66,10 @@ struct race_options {
   std::string strategy_name = "strategy";
   /// Number of the first writer (runs in several processes give each a disjoint range).
   std::uint32_t first_writer = 1;
+  /// The strategy writes several values per op in turn (an idempotency ledger's claim, then its
+  /// completion). The checker then cannot tell a step from an update applied twice and leaves
+  /// `doubled` to the caller, who checks the op's effect itself (race_demo's import_retry does).
+  bool ops_write_in_steps = false;
 
   /// Applies a report's replay line ("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…",
   /// or with a written-out schedule "… priority=9,3 preempt=3.0.1 run=3.0,9.0").
