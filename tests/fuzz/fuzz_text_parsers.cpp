@@ -18,11 +18,16 @@
 //     (HTTP ETag, WebDAV LOCK)     checks against reference rules; read and write answers
 //                                   classified as documented
 //   6 postgres / sqlite details    SQLSTATE classification, identifier checks, int8 codec
+//   7 nemesis_options::apply_replay refuses with std::invalid_argument or sets exactly what is
+//                                   written (decimal digits within each field's type; clock
+//                                   time / operations); its replay_line() applies back to it
 //
 // Detail functions fuzzed here (re-point them when they move): detail::http::{checked_base_url,
 // resource_url, is_strong_etag, check_strong_etag, is_weak_etag, is_lock_token, read_answer,
 // write_answer, retryable} (adapters/detail/http.hpp), postgres::detail::{be_int64,
 // read_be_int64, check_identifier}, sqlite::detail::valid_identifier.
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -39,6 +44,7 @@
 #include "noclobber/adapters/sqlite.hpp"
 #include "noclobber/idempotency_ledger.hpp"
 #include "noclobber/race_harness.hpp"
+#include "noclobber/race_harness/nemesis.hpp"
 
 namespace {
 
@@ -534,12 +540,91 @@ void fuzz_sql(nc_fuzz::reader& in) {
   NC_FUZZ_CHECK(noclobber::sqlite::detail::valid_identifier(text) == lite_ok, "sqlite valid_identifier");
 }
 
+// ---- 7: nemesis replay lines -------------------------------------------------------------------
+
+/// Decimal digits only, at most `max`; nullopt otherwise.
+std::optional<u64> decimal(std::string_view t, u64 max) {
+  if (t.empty()) return std::nullopt;
+  u64 v = 0;
+  for (const char c : t) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const u64 d = static_cast<u64>(c - '0');
+    if (v > (max - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+void fuzz_nemesis_replay(std::string_view line) {
+  // The reference: space-separated tokens ("nemesis" and empty ones skipped), each key=value.
+  noclobber::nemesis_options want;
+  bool ok = true;
+  std::size_t pos = 0;
+  while (ok && pos < line.size()) {
+    const std::size_t end = std::min(line.find(' ', pos), line.size());
+    const std::string_view token = line.substr(pos, end - pos);
+    pos = end + 1;
+    if (token.empty() || token == "nemesis") continue;
+    const std::size_t eq = token.find('=');
+    if (eq == std::string_view::npos) {
+      ok = false;
+      break;
+    }
+    const std::string_view name = token.substr(0, eq), value = token.substr(eq + 1);
+    if (name == "clock") {
+      ok = value == "time" || value == "operations";
+      if (ok)
+        want.clock = value == "time" ? noclobber::nemesis_clock::time : noclobber::nemesis_clock::operations;
+      continue;
+    }
+    const u64 max = name == "faults"     ? std::numeric_limits<unsigned>::max()
+                    : name == "max_hold" ? u64{1} << 40
+                                         : std::numeric_limits<u64>::max();
+    const std::optional<u64> v = decimal(value, max);
+    if (!v) {
+      ok = false;
+    } else if (name == "seed") {
+      want.seed = *v;
+    } else if (name == "faults") {
+      want.faults = static_cast<unsigned>(*v);
+    } else if (name == "gap") {
+      want.gap = *v;
+    } else if (name == "hold") {
+      want.hold = *v;
+    } else if (name == "max_hold") {
+      want.max_hold = std::chrono::milliseconds(static_cast<std::int64_t>(*v));
+    } else {
+      ok = false;
+    }
+  }
+  noclobber::nemesis_options got;
+  try {
+    got.apply_replay(line);
+  } catch (const std::invalid_argument&) {
+    NC_FUZZ_CHECK(!ok, "nemesis apply_replay refused a valid line: " + std::string(line));
+    return;
+  }
+  NC_FUZZ_CHECK(ok, "nemesis apply_replay accepted an invalid line: " + std::string(line));
+  NC_FUZZ_CHECK(got.replay_line() == want.replay_line(),
+                "nemesis apply_replay read " + got.replay_line() + ", reference " + want.replay_line());
+  noclobber::nemesis_options back;
+  back.apply_replay(got.replay_line());
+  NC_FUZZ_CHECK(back.replay_line() == got.replay_line(), "nemesis replay line does not apply back");
+  try {
+    got.validate();
+    NC_FUZZ_CHECK(got.faults >= 1 && got.faults <= 10000 && got.hold >= 1, "validate() passed bad options");
+  } catch (const std::invalid_argument&) {
+    NC_FUZZ_CHECK(got.faults == 0 || got.faults > 10000 || got.hold == 0 || got.max_hold.count() <= 0,
+                  "validate() refused good options");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   nc_fuzz::reader in(data, size);
   const std::uint8_t which = in.u8();
-  switch (which % 7) {
+  switch (which % 8) {
     case 0:
       fuzz_replay(in.rest());
       break;
@@ -558,8 +643,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 5:
       fuzz_http(in);
       break;
-    default:
+    case 6:
       fuzz_sql(in);
+      break;
+    default:
+      fuzz_nemesis_replay(in.rest());
   }
   return 0;
 }
