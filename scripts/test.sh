@@ -13,6 +13,7 @@
 #   clang       clang++ Release (no benchmarks, no header check); ctest -LE server
 #   tsan        ThreadSanitizer, g++ -O1; ctest -LE server
 #   asan        AddressSanitizer + UBSan, clang++ -O1; ctest -LE server
+#   fuzz        scripts/fuzz.sh: every libFuzzer target (tests/fuzz) 30 s on its seed corpus
 #   consumers   install + find_package, add_subdirectory, FetchContent, pkg-config, Conan
 #               test_package, single header (scripts/check_consumers.sh)
 #   bench       every benchmark once with a tiny min time, JSON into a temp folder
@@ -151,6 +152,7 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
   rm -rf "$out"
 }
 
+stage_fuzz() { bash scripts/fuzz.sh "$build_root/fuzz" 30; }
 stage_servers() { bash scripts/test_servers.sh "$build_root/gcc"; }
 stage_faults() { bash scripts/test_faults.sh "$build_root/gcc"; }
 
@@ -161,6 +163,7 @@ stage gcc stage_gcc
 stage clang stage_clang
 stage tsan stage_tsan
 stage asan stage_asan
+stage fuzz stage_fuzz
 stage consumers stage_consumers
 stage bench stage_bench
 if [ -f scripts/test_servers.sh ]; then
