@@ -236,7 +236,7 @@ class lying_store {
 }  // namespace
 
 TEST_CASE("checker on a real run: a store that calls an applied write transient gets updates applied twice",
-          "[race_harness][checker][faults]") {
+          "[race_harness][checker][faults][concurrency]") {
   nc::memory_store<std::string, std::string> inner;
   std::atomic<unsigned> writes{0};
   nc::race_options<std::string, std::string> o;

@@ -92,7 +92,7 @@ TEST_CASE("Porcupine JSON: hand-written histories with known verdicts", "[race_h
   }
 }
 
-TEST_CASE("a real run exported and imported keeps its verdict", "[race_harness][export]") {
+TEST_CASE("a real run exported and imported keeps its verdict", "[race_harness][export][concurrency]") {
   for (auto strategy : {0, 1}) {
     store_t store;
     REQUIRE(store.create_if_absent("k1", "before the run").ok());  // a version from before the run
@@ -121,7 +121,7 @@ TEST_CASE("a real run exported and imported keeps its verdict", "[race_harness][
   }
 }
 
-TEST_CASE("the exports' shape", "[race_harness][export]") {
+TEST_CASE("the exports' shape", "[race_harness][export][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.writers = 2;

@@ -795,6 +795,886 @@ struct read_result {
 }  // namespace noclobber
 // ---- end noclobber/outcome.hpp
 
+// ---- begin noclobber/conditional_writer.hpp --------------------------------
+// noclobber/conditional_writer.hpp — the contract a store adapter fulfils.
+//
+// Overview
+// --------
+// Every algorithm in noclobber (read_modify_write, the race harness, the async forms) talks to a
+// store through four operations, reached through `store_traits<Store>`:
+//
+//   read(s, key)                            -> read_result<value_type, token_type>
+//   write_if_match(s, key, token, value)    -> write_result<token_type>   (conditional update)
+//   create_if_absent(s, key, value)         -> write_result<token_type>   (conditional create)
+//   erase_if_match(s, key, token)           -> write_result<token_type>   (optional)
+//   patch_if_match(s, key, token, patch)    -> write_result<token_type>   (optional, sparse)
+//   overwrite(s, key, value)                -> write_result<token_type>   (optional, unconditional:
+//                                              the blind write that loses updates; only the naive
+//                                              negative control and the race harness use it)
+//
+// By default `store_traits<Store>` forwards to member functions of the same names and takes the
+// member types `key_type`, `value_type`, `token_type` (and `patch_type`). For a store type you
+// cannot edit, specialise `store_traits` instead; the algorithms never call members directly.
+//
+// The contract (checked by the race harness, see docs/conditional_writer.md):
+//   * write_if_match applies only if the key's current token equals `token`; otherwise it
+//     reports conflict (or absent when the key is gone) and changes nothing.
+//   * create_if_absent applies only if the key does not exist; otherwise `exists`.
+//   * every applied write produces a token different from every token the key had before
+//     (no ABA), unless the adapter documents otherwise.
+//   * `indeterminate` is reported when the request may or may not have landed.
+//
+// Thread safety: the traits are stateless. Whether one store object may be used from several
+// threads at once is the adapter's contract; the reference memory_store allows it.
+//
+// `check_conditional_writer<Store>()` turns a missing piece into a static_assert that names it.
+
+#include <concepts>
+#include <type_traits>
+
+
+namespace noclobber {
+
+namespace detail {
+// Each member type is detected on its own, so that a store missing one of them is told which.
+template <class S>
+struct member_key_type {};
+template <class S>
+requires requires {
+  typename S::key_type;
+}
+struct member_key_type<S> {
+  using key_type = typename S::key_type;
+};
+
+template <class S>
+struct member_value_type {};
+template <class S>
+requires requires {
+  typename S::value_type;
+}
+struct member_value_type<S> {
+  using value_type = typename S::value_type;
+};
+
+template <class S>
+struct member_token_type {};
+template <class S>
+requires requires {
+  typename S::token_type;
+}
+struct member_token_type<S> {
+  using token_type = typename S::token_type;
+};
+
+template <class S>
+struct member_patch_type {};
+template <class S>
+requires requires {
+  typename S::patch_type;
+}
+struct member_patch_type<S> {
+  using patch_type = typename S::patch_type;
+};
+}  // namespace detail
+
+/// Customisation point. The primary template forwards to members; each function exists only
+/// when the member does, so concept checks stay SFINAE-friendly.
+template <class Store>
+struct store_traits : detail::member_key_type<Store>,
+                      detail::member_value_type<Store>,
+                      detail::member_token_type<Store>,
+                      detail::member_patch_type<Store> {
+  template <std::same_as<Store> S, class K>
+  static auto read(S& s, const K& key) -> decltype(s.read(key)) {
+    return s.read(key);
+  }
+  template <std::same_as<Store> S, class K, class T, class V>
+  static auto write_if_match(S& s, const K& key, const T& token, const V& value)
+      -> decltype(s.write_if_match(key, token, value)) {
+    return s.write_if_match(key, token, value);
+  }
+  template <std::same_as<Store> S, class K, class V>
+  static auto create_if_absent(S& s, const K& key, const V& value)
+      -> decltype(s.create_if_absent(key, value)) {
+    return s.create_if_absent(key, value);
+  }
+  template <std::same_as<Store> S, class K, class T>
+  static auto erase_if_match(S& s, const K& key, const T& token) -> decltype(s.erase_if_match(key, token)) {
+    return s.erase_if_match(key, token);
+  }
+  template <std::same_as<Store> S, class K, class T, class P>
+  static auto patch_if_match(S& s, const K& key, const T& token, const P& patch)
+      -> decltype(s.patch_if_match(key, token, patch)) {
+    return s.patch_if_match(key, token, patch);
+  }
+  template <std::same_as<Store> S, class K, class V>
+  static auto overwrite(S& s, const K& key, const V& value) -> decltype(s.overwrite(key, value)) {
+    return s.overwrite(key, value);
+  }
+};
+
+template <class Store>
+using store_key_t = typename store_traits<std::remove_cvref_t<Store>>::key_type;
+template <class Store>
+using store_value_t = typename store_traits<std::remove_cvref_t<Store>>::value_type;
+template <class Store>
+using store_token_t = typename store_traits<std::remove_cvref_t<Store>>::token_type;
+template <class Store>
+using store_patch_t = typename store_traits<std::remove_cvref_t<Store>>::patch_type;
+template <class Store>
+using store_read_result_t = read_result<store_value_t<Store>, store_token_t<Store>>;
+template <class Store>
+using store_write_result_t = write_result<store_token_t<Store>>;
+
+/// The store names its key, value and token types.
+// clang-format off
+template <class Store>
+concept store_types =
+    requires {
+      typename store_key_t<Store>;
+      typename store_value_t<Store>;
+      typename store_token_t<Store>;
+    } &&
+    std::default_initializable<store_value_t<Store>> &&
+    std::default_initializable<store_token_t<Store>> &&
+    std::equality_comparable<store_token_t<Store>>;
+// clang-format on
+
+/// read(key) -> read_result<value, token>
+template <class Store>
+concept readable_store = store_types<Store> && requires(Store& s, const store_key_t<Store>& k) {
+  { store_traits<Store>::read(s, k) } -> std::same_as<store_read_result_t<Store>>;
+};
+
+/// The core contract: read with a version token, write if unchanged, create if absent.
+template <class Store>
+concept conditional_writer = readable_store<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
+             const store_value_t<Store>& v) {
+  { store_traits<Store>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<Store>>;
+  { store_traits<Store>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: erase only if unchanged.
+template <class Store>
+concept erasable_writer = conditional_writer<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
+  { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
+template <class Store>
+concept patchable_writer = conditional_writer<Store> && requires {
+  typename store_patch_t<Store>;
+} && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
+              const store_patch_t<Store>& p) {
+  { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: an unconditional write (create or replace). Exists so that the naive blind
+/// read-modify-write — the bug this library prevents — can be run as a negative control.
+template <class Store>
+concept overwritable_store = store_types<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_value_t<Store>& v) {
+  { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+namespace detail {
+// A store_traits function declared without `static` (in a user's specialisation): taking its
+// address gives a pointer to member function. Templates and overload sets are never flagged.
+template <class T>
+concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
+template <class T>
+concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
+template <class T>
+concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
+template <class T>
+concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
+template <class T>
+concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
+template <class T>
+concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
+
+#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
+  "noclobber: store_traits<Store>::" fn                    \
+  " is declared without `static`: declare it static (the " \
+  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
+
+template <class S>
+constexpr bool check_traits_static() {
+  using T = store_traits<S>;
+  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
+  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
+  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
+  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
+  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
+  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
+  return true;
+}
+#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
+}  // namespace detail
+
+/// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
+/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
+/// missing type name is reported alone (each one is detected on its own), and a store_traits
+/// function declared without `static` is reported as that.
+template <class Store>
+constexpr bool check_conditional_writer() {
+  using S = std::remove_cvref_t<Store>;
+  constexpr bool has_key = requires {
+    typename store_key_t<S>;
+  };
+  constexpr bool has_value = requires {
+    typename store_value_t<S>;
+  };
+  constexpr bool has_token = requires {
+    typename store_token_t<S>;
+  };
+  static_assert(has_key,
+                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
+                "or store_traits<Store>::key_type");
+  static_assert(has_value,
+                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
+                "or store_traits<Store>::value_type");
+  static_assert(has_token,
+                "noclobber: the store adapter must name its version token type: a member "
+                "`using token_type = ...;` or store_traits<Store>::token_type");
+  static_assert(detail::check_traits_static<S>());
+  if constexpr (has_key && has_value && has_token) {
+    static_assert(
+        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
+        "noclobber: value_type and token_type must be default-constructible");
+    static_assert(std::equality_comparable<store_token_t<S>>,
+                  "noclobber: token_type must be equality-comparable");
+  }
+  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
+                !detail::nonstatic_write_if_match<store_traits<S>> &&
+                !detail::nonstatic_create_if_absent<store_traits<S>>) {
+    static_assert(readable_store<S>,
+                  "noclobber: the store adapter must provide `read(const key_type&)` returning "
+                  "read_result<value_type, token_type> (absent is a normal answer)");
+    static_assert(
+        requires(S & s, const store_key_t<S>& k, const store_token_t<S>& t, const store_value_t<S>& v) {
+          { store_traits<S>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<S>>;
+        },
+        "noclobber: the store adapter must provide `write_if_match(const key_type&, const token_type&, "
+        "const value_type&)` returning write_result<token_type>");
+    static_assert(
+        requires(S & s, const store_key_t<S>& k, const store_value_t<S>& v) {
+          { store_traits<S>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<S>>;
+        },
+        "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
+        "returning write_result<token_type>");
+  }
+  return true;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/conditional_writer.hpp
+
+// ---- begin noclobber/read_if_changed.hpp -----------------------------------
+// noclobber/read_if_changed.hpp — an optional store capability: a conditional read that answers
+// "unchanged" instead of the value when the caller's token is still current.
+//
+// Overview
+// --------
+// HTTP calls it a conditional GET (`If-None-Match: <etag>` -> 304 Not Modified): the client
+// keeps a copy with its token, asks "has it changed since this token?", and downloads the value
+// only when it has. A store offers it with one more operation next to those of
+// conditional_writer.hpp:
+//
+//   read_if_changed(s, key, token) -> read_if_changed_result<value_type, token_type>
+//     unchanged == true    the key still has `token`: the caller's copy is current (no value sent)
+//     unchanged == false   `fresh` is what read(key) answers now: found (a newer value and
+//                          token), absent, transient or permanent
+//
+// An answer of `unchanged` must mean exactly what a read returning the same token would mean; a
+// store that cannot tell must not offer the operation. Stores reach it through
+// `revalidation_traits<Store>`, which forwards to a member `read_if_changed(key, token)` by
+// default; specialise it for a store type you cannot edit. cached_store.hpp uses it to serve
+// reads from a local copy while the copy is current.
+//
+// Thread safety: plain values and stateless traits; nothing here locks or calls user code.
+
+#include <concepts>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// What a conditional read answered: `unchanged`, or a fresh read.
+template <class Value, class Token>
+struct read_if_changed_result {
+  using value_type = Value;
+  using token_type = Token;
+
+  bool unchanged = false;           ///< the token given is still current; `fresh` is empty
+  read_result<Value, Token> fresh;  ///< when !unchanged: the read, as read(key) would answer it
+
+  [[nodiscard]] static read_if_changed_result make_unchanged() { return {true, {}}; }
+  [[nodiscard]] static read_if_changed_result make_fresh(read_result<Value, Token> r) {
+    return {false, std::move(r)};
+  }
+};
+
+/// Customisation point for the capability; forwards to a member `read_if_changed(key, token)`.
+template <class Store>
+struct revalidation_traits {
+  template <std::same_as<Store> S, class K, class T>
+  static auto read_if_changed(S& s, const K& key, const T& token) -> decltype(s.read_if_changed(key, token)) {
+    return s.read_if_changed(key, token);
+  }
+};
+
+template <class Store>
+using store_read_if_changed_result_t = read_if_changed_result<store_value_t<Store>, store_token_t<Store>>;
+
+/// The store can answer "unchanged since this token" without sending the value.
+template <class Store>
+concept revalidating_store = readable_store<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
+  // clang-format off
+  { revalidation_traits<Store>::read_if_changed(s, k, t) } -> std::same_as<store_read_if_changed_result_t<Store>>;
+  // clang-format on
+};
+
+}  // namespace noclobber
+// ---- end noclobber/read_if_changed.hpp
+
+// ---- begin noclobber/thread_annotations.hpp --------------------------------
+// noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
+//
+// Overview
+// --------
+// Clang's -Wthread-safety analysis checks at compile time that data marked NOCLOBBER_GUARDED_BY(m)
+// is touched only while `m` is held, that functions marked NOCLOBBER_REQUIRES(m) are called with `m`
+// held, and that scoped lock objects release what they acquire. Under any other compiler every macro
+// here expands to nothing, so annotated code stays portable. The macro set mirrors Abseil's
+// absl/base/thread_annotations.h with a NOCLOBBER_ prefix.
+//
+// libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
+// wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
+//
+//   noclobber::annotated_mutex mu;
+//   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
+//   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
+//
+// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
+//
+// Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
+// threads. No user callbacks run anywhere in this header.
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#if defined(__clang__) && !defined(SWIG)
+#define NOCLOBBER_THREAD_ANNOTATION_(x) __attribute__((x))
+#else
+#define NOCLOBBER_THREAD_ANNOTATION_(x)
+#endif
+
+// A type that acts as a lock (a "capability"); `name` appears in diagnostics.
+#define NOCLOBBER_CAPABILITY(name) NOCLOBBER_THREAD_ANNOTATION_(capability(name))
+// An RAII type that acquires in its constructor and releases in its destructor.
+#define NOCLOBBER_SCOPED_CAPABILITY NOCLOBBER_THREAD_ANNOTATION_(scoped_lockable)
+// Data member readable/writable only while `x` is held (shared for reads).
+#define NOCLOBBER_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(guarded_by(x))
+// The pointee of a pointer member is guarded by `x`.
+#define NOCLOBBER_PT_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(pt_guarded_by(x))
+// Lock-order declarations between capabilities.
+#define NOCLOBBER_ACQUIRED_BEFORE(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_before(__VA_ARGS__))
+#define NOCLOBBER_ACQUIRED_AFTER(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_after(__VA_ARGS__))
+// The caller must hold the capabilities (exclusively / shared) when calling.
+#define NOCLOBBER_REQUIRES(...) NOCLOBBER_THREAD_ANNOTATION_(requires_capability(__VA_ARGS__))
+#define NOCLOBBER_REQUIRES_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(requires_shared_capability(__VA_ARGS__))
+// The function acquires / releases the capabilities (no argument: `this`).
+#define NOCLOBBER_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_capability(__VA_ARGS__))
+#define NOCLOBBER_ACQUIRE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_shared_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE(...) NOCLOBBER_THREAD_ANNOTATION_(release_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(release_shared_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE_GENERIC(...) NOCLOBBER_THREAD_ANNOTATION_(release_generic_capability(__VA_ARGS__))
+// The function acquires the capability iff it returns `success` (first argument).
+#define NOCLOBBER_TRY_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(try_acquire_capability(__VA_ARGS__))
+#define NOCLOBBER_TRY_ACQUIRE_SHARED(...) \
+  NOCLOBBER_THREAD_ANNOTATION_(try_acquire_shared_capability(__VA_ARGS__))
+// The caller must NOT hold the capabilities (the function acquires them itself).
+#define NOCLOBBER_EXCLUDES(...) NOCLOBBER_THREAD_ANNOTATION_(locks_excluded(__VA_ARGS__))
+// Runtime assertion that the capability is held; the analysis trusts it afterwards.
+#define NOCLOBBER_ASSERT_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_capability(x))
+#define NOCLOBBER_ASSERT_SHARED_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_shared_capability(x))
+// The function returns a reference to the capability `x`.
+#define NOCLOBBER_RETURN_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(lock_returned(x))
+// Opt one function out of the analysis (say why next to it).
+#define NOCLOBBER_NO_THREAD_SAFETY_ANALYSIS NOCLOBBER_THREAD_ANNOTATION_(no_thread_safety_analysis)
+
+namespace noclobber {
+
+// std::mutex with capability attributes, so NOCLOBBER_GUARDED_BY(mu) is checked by Clang.
+class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
+ public:
+  annotated_mutex() = default;
+  annotated_mutex(const annotated_mutex&) = delete;
+  annotated_mutex& operator=(const annotated_mutex&) = delete;
+
+  void lock() NOCLOBBER_ACQUIRE() { mutex_.lock(); }
+  void unlock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
+  bool try_lock() NOCLOBBER_TRY_ACQUIRE(true) { return mutex_.try_lock(); }
+
+  // For std::condition_variable: wait on `native()` through a std::unique_lock you adopt/release.
+  std::mutex& native() NOCLOBBER_RETURN_CAPABILITY(this) { return mutex_; }
+
+ private:
+  std::mutex mutex_;
+};
+
+// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
+// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
+// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
+// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
+// analysis checks a lambda on its own and cannot see that it runs under the lock.
+class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
+ public:
+  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
+  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
+  annotated_wait_lock(const annotated_wait_lock&) = delete;
+  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
+
+  void wait(std::condition_variable& cv) { cv.wait(lock_); }
+  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::condition_variable& cv,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
+      cv.wait(lock_);
+      return std::cv_status::no_timeout;
+    }
+    return cv.wait_until(lock_, deadline);
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
+// Scoped lock over annotated_mutex (std::lock_guard with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
+ public:
+  explicit annotated_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_lock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
+  annotated_lock(const annotated_lock&) = delete;
+  annotated_lock& operator=(const annotated_lock&) = delete;
+
+ private:
+  annotated_mutex& mutex_;
+};
+
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/thread_annotations.hpp
+
+// ---- begin noclobber/cached_store.hpp --------------------------------------
+// noclobber/cached_store.hpp — a read-through cache in front of any store: keep each value with
+// its version token, serve reads from the copy while it is current, and let the conditional write
+// behind it decide.
+//
+// Overview
+// --------
+// The object-store fix (docs/scenarios.md) keeps the downloaded SQLite file and its ETag; the next
+// update asks the store "changed since this ETag?" (a conditional GET, 304) and downloads again only
+// when it has; a 412 on the upload evicts the copy. `cached_store<Store>` is that, for any store of
+// conditional_writer.hpp:
+//
+//     noclobber::store_cache<std::string, std::string, std::string> cache({.max_bytes = 256 << 20});
+//     noclobber::cached_store<noclobber::s3::store> db(my_s3_store, cache);   // one view per thread
+//     auto r = noclobber::read_modify_write(db, "locations.sqlite", add_row);
+//
+// `store_cache` is the shared part (thread-safe, one per process, bounded by entries and bytes,
+// least recently used first out); `cached_store` is a view of one backing store object through it
+// and fulfils the same contract (read, write_if_match, create_if_absent, and erase_if_match,
+// overwrite, patch_if_match when the store has them), so every algorithm and the race harness run
+// on it unchanged.
+//
+// When is a copy "current"? Only the store can say:
+//   * the store offers read_if_changed (read_if_changed.hpp; the S3 and HTTP ETag adapters do): a
+//     read with a copy sends the copy's token; "unchanged" serves the copy (the download is saved,
+//     the round trip is not), anything else replaces or evicts it;
+//   * otherwise nothing local can tell, so by default every read goes to the store and the cache
+//     only remembers what it read and wrote. `cache_options::serve_unasked_for` lets reads use a
+//     copy younger than that without asking: the read may then be stale.
+// A stale copy is safe for read_modify_write: it writes with the copy's token, the store answers
+// conflict, the copy is evicted and the next attempt reads from the store. A stale cache can cost
+// a retry, never an update — the race tests in tests/test_cached_store.cpp check exactly that.
+//
+// What changes the copy: a found read stores it; an applied write stores the value written with the
+// token the store returned (without a token: evicted, the next read fetches it); `transient` (the
+// store did nothing) keeps it; every other write answer (conflict, absent, exists,
+// transient_restart, indeterminate, permanent) and an absent read evict it. A patch evicts it (the
+// result is computed by the store).
+//
+// Thread safety: a store_cache may be used by any number of threads and views at once. It holds
+// one mutex (never two, and never while calling the store) around its index and LRU list. User
+// code run under that mutex: Key's Hash, equality, copy and destruction, Token's copy, equality and
+// destruction. Value's copy and destruction, SizeOf and the clock run outside it (copies are shared
+// through std::shared_ptr<const Value>). A cached_store view calls its backing store from the
+// calling thread with no noclobber lock held; use a view from as many threads at once as the
+// backing store allows (one thread at a time for the one-connection adapters: give each thread its
+// own store object and view, all sharing one store_cache).
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+
+
+namespace noclobber {
+
+/// Bounds and freshness of a store_cache. Validated by the store_cache constructor.
+struct cache_options {
+  std::size_t max_entries = 1024;     ///< >= 1
+  std::size_t max_bytes = 64u << 20;  ///< >= 1; a value larger than this is never kept
+  /// Reads may use a copy confirmed (read, written or revalidated) less than this long ago without
+  /// asking the store. Zero (the default): never; such reads may be stale (see the overview).
+  std::chrono::nanoseconds serve_unasked_for{0};
+  /// The clock for serve_unasked_for; null: std::chrono::steady_clock::now. Never called under
+  /// the cache's mutex.
+  std::function<std::chrono::steady_clock::time_point()> clock = {};
+};
+
+/// What a store_cache did, counted since construction.
+struct cache_stats {
+  std::uint64_t misses = 0;                ///< reads with no copy: a full read from the store
+  std::uint64_t revalidated = 0;           ///< copies served after the store answered "unchanged"
+  std::uint64_t served_unasked = 0;        ///< copies served without asking (serve_unasked_for)
+  std::uint64_t refreshed = 0;             ///< revalidations that brought a newer value (or absence)
+  std::uint64_t evicted_by_answer = 0;     ///< copies dropped on conflict, absent, exists, ...
+  std::uint64_t evicted_for_space = 0;     ///< copies dropped for max_entries / max_bytes
+  std::uint64_t bytes_served_locally = 0;  ///< SizeOf of every copy served instead of a download
+};
+
+/// The default size of a cached value: `size() * sizeof(element)` for containers and strings,
+/// `sizeof(Value)` otherwise.
+struct cache_value_size {
+  template <class Value>
+  std::size_t operator()(const Value& v) const noexcept {
+    if constexpr (requires {
+                    typename Value::value_type;
+                    { v.size() } -> std::convertible_to<std::size_t>;
+                  }) {
+      return static_cast<std::size_t>(v.size()) * sizeof(typename Value::value_type);
+    } else {
+      return sizeof(Value);
+    }
+  }
+};
+
+/// The shared, bounded, thread-safe map key -> (value, token) behind cached_store views.
+template <class Key, class Value, class Token, class Hash = std::hash<Key>, class SizeOf = cache_value_size>
+class store_cache {
+ public:
+  using clock_type = std::chrono::steady_clock;
+  using time_point = clock_type::time_point;
+
+  /// A copy as the cache holds it.
+  struct copy {
+    std::shared_ptr<const Value> value;
+    Token token;
+    time_point confirmed;  ///< when the store last vouched for it (read, write, revalidation)
+    std::size_t bytes;     ///< SizeOf(value)
+  };
+
+  explicit store_cache(cache_options opt = {}) : opt_(std::move(opt)) {
+    if (opt_.max_entries == 0)
+      throw std::invalid_argument("noclobber::store_cache: max_entries must be >= 1");
+    if (opt_.max_bytes == 0) throw std::invalid_argument("noclobber::store_cache: max_bytes must be >= 1");
+    if (opt_.serve_unasked_for < std::chrono::nanoseconds::zero())
+      throw std::invalid_argument("noclobber::store_cache: serve_unasked_for must be >= 0");
+  }
+  store_cache(const store_cache&) = delete;
+  store_cache& operator=(const store_cache&) = delete;
+
+  [[nodiscard]] time_point now() const { return opt_.clock ? opt_.clock() : clock_type::now(); }
+  [[nodiscard]] const cache_options& options() const noexcept { return opt_; }
+
+  /// The key's copy (and marks it most recently used), or nullopt.
+  [[nodiscard]] std::optional<copy> find(const Key& key) {
+    annotated_lock lock(mutex_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    const entry& e = *it->second;
+    return copy{e.value, e.token, e.confirmed, e.bytes};
+  }
+
+  /// Whether `c` may be served without asking the store (serve_unasked_for).
+  [[nodiscard]] bool young_enough(const copy& c, time_point at) const noexcept {
+    return opt_.serve_unasked_for > std::chrono::nanoseconds::zero() &&
+           at - c.confirmed < opt_.serve_unasked_for;
+  }
+
+  /// Stores (or replaces) the key's copy, confirmed at `at`; drops least recently used copies to
+  /// stay within the bounds. A value larger than max_bytes is not kept (and evicts the old copy).
+  void put(const Key& key, Value value, Token token, time_point at) {
+    const std::size_t bytes = SizeOf{}(value);
+    auto shared = std::make_shared<const Value>(std::move(value));
+    std::list<entry> dropped;  // destroyed after the mutex is released (Value's destructor)
+    annotated_lock lock(mutex_);
+    remove_locked(key, dropped);
+    if (bytes > opt_.max_bytes) return;
+    lru_.push_front(entry{key, std::move(shared), std::move(token), at, bytes});
+    try {
+      index_.emplace(key, lru_.begin());
+    } catch (...) {
+      lru_.pop_front();
+      throw;
+    }
+    bytes_ += bytes;
+    while (index_.size() > opt_.max_entries || bytes_ > opt_.max_bytes) {
+      auto last = std::prev(lru_.end());
+      index_.erase(last->key);
+      bytes_ -= last->bytes;
+      dropped.splice(dropped.end(), lru_, last);
+      stats_.evicted_for_space.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  /// The store vouched for the copy with `token` again (an "unchanged" answer): renews its age.
+  void confirm(const Key& key, const Token& token, time_point at) {
+    annotated_lock lock(mutex_);
+    auto it = index_.find(key);
+    if (it != index_.end() && it->second->token == token) it->second->confirmed = at;
+  }
+
+  /// Drops the key's copy; false when there was none.
+  bool evict(const Key& key) {
+    std::list<entry> dropped;
+    annotated_lock lock(mutex_);
+    return remove_locked(key, dropped);
+  }
+
+  /// Drops every copy.
+  void clear() {
+    std::list<entry> dropped;
+    annotated_lock lock(mutex_);
+    index_.clear();
+    dropped.splice(dropped.end(), lru_);
+    bytes_ = 0;
+  }
+
+  [[nodiscard]] std::size_t size() const {
+    annotated_lock lock(mutex_);
+    return index_.size();
+  }
+  [[nodiscard]] std::size_t bytes() const {
+    annotated_lock lock(mutex_);
+    return bytes_;
+  }
+
+  [[nodiscard]] cache_stats stats() const noexcept {
+    cache_stats s;
+    s.misses = stats_.misses.load(std::memory_order_relaxed);
+    s.revalidated = stats_.revalidated.load(std::memory_order_relaxed);
+    s.served_unasked = stats_.served_unasked.load(std::memory_order_relaxed);
+    s.refreshed = stats_.refreshed.load(std::memory_order_relaxed);
+    s.evicted_by_answer = stats_.evicted_by_answer.load(std::memory_order_relaxed);
+    s.evicted_for_space = stats_.evicted_for_space.load(std::memory_order_relaxed);
+    s.bytes_served_locally = stats_.bytes_served_locally.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  /// Counters the views update (relaxed atomics: totals, not a consistent snapshot).
+  struct counters {
+    std::atomic<std::uint64_t> misses{0}, revalidated{0}, served_unasked{0}, refreshed{0},
+        evicted_by_answer{0}, evicted_for_space{0}, bytes_served_locally{0};
+  };
+  [[nodiscard]] counters& count() noexcept { return stats_; }
+
+ private:
+  struct entry {
+    Key key;
+    std::shared_ptr<const Value> value;
+    Token token;
+    time_point confirmed;
+    std::size_t bytes;
+  };
+
+  bool remove_locked(const Key& key, std::list<entry>& dropped) NOCLOBBER_REQUIRES(mutex_) {
+    auto it = index_.find(key);
+    if (it == index_.end()) return false;
+    bytes_ -= it->second->bytes;
+    dropped.splice(dropped.end(), lru_, it->second);
+    index_.erase(it);
+    return true;
+  }
+
+  const cache_options opt_;
+  mutable annotated_mutex mutex_;
+  std::list<entry> lru_ NOCLOBBER_GUARDED_BY(mutex_);  // most recently used first
+  std::unordered_map<Key, typename std::list<entry>::iterator, Hash> index_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::size_t bytes_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  counters stats_;
+};
+
+namespace detail {
+template <class Store>
+struct cached_patch_type {};
+template <class Store>
+requires requires {
+  typename store_patch_t<Store>;
+}
+struct cached_patch_type<Store> {
+  using patch_type = store_patch_t<Store>;
+};
+}  // namespace detail
+
+/// The store contract through a store_cache (see the overview).
+template <class Store,
+          class Cache = store_cache<store_key_t<Store>, store_value_t<Store>, store_token_t<Store>>>
+class cached_store : public detail::cached_patch_type<Store> {
+  static_assert(check_conditional_writer<Store>());
+
+ public:
+  using key_type = store_key_t<Store>;
+  using value_type = store_value_t<Store>;
+  using token_type = store_token_t<Store>;
+  using cache_type = Cache;
+  using read_type = read_result<value_type, token_type>;
+  using write_type = write_result<token_type>;
+  using traits = store_traits<Store>;
+
+  /// A view of `backing` through `cache`; both must outlive the view.
+  cached_store(Store& backing, Cache& cache) noexcept : backing_(&backing), cache_(&cache) {}
+
+  /// The copy when it is current (asking the store with read_if_changed when it can), else a
+  /// read from the store, remembered.
+  read_type read(const key_type& key) {
+    const auto now = cache_->now();
+    std::optional<typename Cache::copy> have = cache_->find(key);
+    if (have && cache_->young_enough(*have, now)) {
+      cache_->count().served_unasked.fetch_add(1, std::memory_order_relaxed);
+      return served(*have);
+    }
+    if constexpr (revalidating_store<Store>) {
+      if (have) {
+        auto r = revalidation_traits<Store>::read_if_changed(*backing_, key, have->token);
+        if (r.unchanged) {
+          cache_->confirm(key, have->token, cache_->now());
+          cache_->count().revalidated.fetch_add(1, std::memory_order_relaxed);
+          return served(*have);
+        }
+        cache_->count().refreshed.fetch_add(1, std::memory_order_relaxed);
+        return remember(key, std::move(r.fresh), now);
+      }
+    }
+    cache_->count().misses.fetch_add(1, std::memory_order_relaxed);
+    return remember(key, traits::read(*backing_, key), now);
+  }
+
+  write_type write_if_match(const key_type& key, const token_type& token, const value_type& value) {
+    return after_write(key, value, traits::write_if_match(*backing_, key, token, value));
+  }
+
+  write_type create_if_absent(const key_type& key, const value_type& value) {
+    return after_write(key, value, traits::create_if_absent(*backing_, key, value));
+  }
+
+  write_type erase_if_match(const key_type& key, const token_type& token) requires erasable_writer<Store> {
+    write_type w = traits::erase_if_match(*backing_, key, token);
+    if (w.status != write_status::transient) drop(key, w.status != write_status::applied);
+    return w;
+  }
+
+  write_type overwrite(const key_type& key, const value_type& value) requires overwritable_store<Store> {
+    return after_write(key, value, traits::overwrite(*backing_, key, value));
+  }
+
+  // S stays a template parameter so that store_patch_t is looked at only when this is called (clang
+  // checks a non-dependent constraint when the class is instantiated, and a store without patches
+  // has no patch type). The patch type is not deduced: anything that converts to it is taken.
+  // clang-format off
+  template <std::same_as<Store> S = Store>
+  requires patchable_writer<S>
+  write_type patch_if_match(const key_type& key, const token_type& token, const store_patch_t<S>& patch) {
+    // clang-format on
+    write_type w = traits::patch_if_match(*backing_, key, token, patch);
+    if (w.status != write_status::transient) drop(key, w.status != write_status::applied);
+    return w;
+  }
+
+  [[nodiscard]] Store& backing() noexcept { return *backing_; }
+  [[nodiscard]] Cache& cache() noexcept { return *cache_; }
+
+ private:
+  read_type served(const typename Cache::copy& c) {
+    cache_->count().bytes_served_locally.fetch_add(c.bytes, std::memory_order_relaxed);
+    return read_type::make_found(*c.value, c.token);
+  }
+
+  read_type remember(const key_type& key, read_type&& r, typename Cache::time_point at) {
+    if (r.found()) {
+      cache_->put(key, r.value, r.token, at);
+    } else if (r.absent() || r.status == read_status::permanent) {
+      drop(key, true);
+    }
+    return std::move(r);
+  }
+
+  write_type after_write(const key_type& key, const value_type& value, write_type&& w) {
+    if (w.status == write_status::transient) return std::move(w);  // nothing happened
+    if (w.ok() && w.token) {
+      cache_->put(key, value, *w.token, cache_->now());
+    } else {
+      drop(key, !w.ok());
+    }
+    return std::move(w);
+  }
+
+  void drop(const key_type& key, bool by_answer) {
+    if (cache_->evict(key) && by_answer)
+      cache_->count().evicted_by_answer.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  Store* backing_;
+  Cache* cache_;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/cached_store.hpp
+
 // ---- begin noclobber/retry_budget.hpp --------------------------------------
 // noclobber/retry_budget.hpp — a retry quota shared by many callers, so retries cannot storm.
 //
@@ -1849,285 +2729,6 @@ auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
 
 }  // namespace noclobber
 // ---- end noclobber/cas_retry.hpp
-
-// ---- begin noclobber/conditional_writer.hpp --------------------------------
-// noclobber/conditional_writer.hpp — the contract a store adapter fulfils.
-//
-// Overview
-// --------
-// Every algorithm in noclobber (read_modify_write, the race harness, the async forms) talks to a
-// store through four operations, reached through `store_traits<Store>`:
-//
-//   read(s, key)                            -> read_result<value_type, token_type>
-//   write_if_match(s, key, token, value)    -> write_result<token_type>   (conditional update)
-//   create_if_absent(s, key, value)         -> write_result<token_type>   (conditional create)
-//   erase_if_match(s, key, token)           -> write_result<token_type>   (optional)
-//   patch_if_match(s, key, token, patch)    -> write_result<token_type>   (optional, sparse)
-//   overwrite(s, key, value)                -> write_result<token_type>   (optional, unconditional:
-//                                              the blind write that loses updates; only the naive
-//                                              negative control and the race harness use it)
-//
-// By default `store_traits<Store>` forwards to member functions of the same names and takes the
-// member types `key_type`, `value_type`, `token_type` (and `patch_type`). For a store type you
-// cannot edit, specialise `store_traits` instead; the algorithms never call members directly.
-//
-// The contract (checked by the race harness, see docs/conditional_writer.md):
-//   * write_if_match applies only if the key's current token equals `token`; otherwise it
-//     reports conflict (or absent when the key is gone) and changes nothing.
-//   * create_if_absent applies only if the key does not exist; otherwise `exists`.
-//   * every applied write produces a token different from every token the key had before
-//     (no ABA), unless the adapter documents otherwise.
-//   * `indeterminate` is reported when the request may or may not have landed.
-//
-// Thread safety: the traits are stateless. Whether one store object may be used from several
-// threads at once is the adapter's contract; the reference memory_store allows it.
-//
-// `check_conditional_writer<Store>()` turns a missing piece into a static_assert that names it.
-
-#include <concepts>
-#include <type_traits>
-
-
-namespace noclobber {
-
-namespace detail {
-// Each member type is detected on its own, so that a store missing one of them is told which.
-template <class S>
-struct member_key_type {};
-template <class S>
-requires requires {
-  typename S::key_type;
-}
-struct member_key_type<S> {
-  using key_type = typename S::key_type;
-};
-
-template <class S>
-struct member_value_type {};
-template <class S>
-requires requires {
-  typename S::value_type;
-}
-struct member_value_type<S> {
-  using value_type = typename S::value_type;
-};
-
-template <class S>
-struct member_token_type {};
-template <class S>
-requires requires {
-  typename S::token_type;
-}
-struct member_token_type<S> {
-  using token_type = typename S::token_type;
-};
-
-template <class S>
-struct member_patch_type {};
-template <class S>
-requires requires {
-  typename S::patch_type;
-}
-struct member_patch_type<S> {
-  using patch_type = typename S::patch_type;
-};
-}  // namespace detail
-
-/// Customisation point. The primary template forwards to members; each function exists only
-/// when the member does, so concept checks stay SFINAE-friendly.
-template <class Store>
-struct store_traits : detail::member_key_type<Store>,
-                      detail::member_value_type<Store>,
-                      detail::member_token_type<Store>,
-                      detail::member_patch_type<Store> {
-  template <std::same_as<Store> S, class K>
-  static auto read(S& s, const K& key) -> decltype(s.read(key)) {
-    return s.read(key);
-  }
-  template <std::same_as<Store> S, class K, class T, class V>
-  static auto write_if_match(S& s, const K& key, const T& token, const V& value)
-      -> decltype(s.write_if_match(key, token, value)) {
-    return s.write_if_match(key, token, value);
-  }
-  template <std::same_as<Store> S, class K, class V>
-  static auto create_if_absent(S& s, const K& key, const V& value)
-      -> decltype(s.create_if_absent(key, value)) {
-    return s.create_if_absent(key, value);
-  }
-  template <std::same_as<Store> S, class K, class T>
-  static auto erase_if_match(S& s, const K& key, const T& token) -> decltype(s.erase_if_match(key, token)) {
-    return s.erase_if_match(key, token);
-  }
-  template <std::same_as<Store> S, class K, class T, class P>
-  static auto patch_if_match(S& s, const K& key, const T& token, const P& patch)
-      -> decltype(s.patch_if_match(key, token, patch)) {
-    return s.patch_if_match(key, token, patch);
-  }
-  template <std::same_as<Store> S, class K, class V>
-  static auto overwrite(S& s, const K& key, const V& value) -> decltype(s.overwrite(key, value)) {
-    return s.overwrite(key, value);
-  }
-};
-
-template <class Store>
-using store_key_t = typename store_traits<std::remove_cvref_t<Store>>::key_type;
-template <class Store>
-using store_value_t = typename store_traits<std::remove_cvref_t<Store>>::value_type;
-template <class Store>
-using store_token_t = typename store_traits<std::remove_cvref_t<Store>>::token_type;
-template <class Store>
-using store_patch_t = typename store_traits<std::remove_cvref_t<Store>>::patch_type;
-template <class Store>
-using store_read_result_t = read_result<store_value_t<Store>, store_token_t<Store>>;
-template <class Store>
-using store_write_result_t = write_result<store_token_t<Store>>;
-
-/// The store names its key, value and token types.
-// clang-format off
-template <class Store>
-concept store_types =
-    requires {
-      typename store_key_t<Store>;
-      typename store_value_t<Store>;
-      typename store_token_t<Store>;
-    } &&
-    std::default_initializable<store_value_t<Store>> &&
-    std::default_initializable<store_token_t<Store>> &&
-    std::equality_comparable<store_token_t<Store>>;
-// clang-format on
-
-/// read(key) -> read_result<value, token>
-template <class Store>
-concept readable_store = store_types<Store> && requires(Store& s, const store_key_t<Store>& k) {
-  { store_traits<Store>::read(s, k) } -> std::same_as<store_read_result_t<Store>>;
-};
-
-/// The core contract: read with a version token, write if unchanged, create if absent.
-template <class Store>
-concept conditional_writer = readable_store<Store> &&
-    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
-             const store_value_t<Store>& v) {
-  { store_traits<Store>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<Store>>;
-  { store_traits<Store>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-/// Optional: erase only if unchanged.
-template <class Store>
-concept erasable_writer = conditional_writer<Store> &&
-    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
-  { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
-/// writes only its own fields this way: patch_if_unchanged.hpp).
-template <class Store>
-concept patchable_writer = conditional_writer<Store> && requires {
-  typename store_patch_t<Store>;
-} && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
-              const store_patch_t<Store>& p) {
-  { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-/// Optional: an unconditional write (create or replace). Exists so that the naive blind
-/// read-modify-write — the bug this library prevents — can be run as a negative control.
-template <class Store>
-concept overwritable_store = store_types<Store> &&
-    requires(Store& s, const store_key_t<Store>& k, const store_value_t<Store>& v) {
-  { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-namespace detail {
-// A store_traits function declared without `static` (in a user's specialisation): taking its
-// address gives a pointer to member function. Templates and overload sets are never flagged.
-template <class T>
-concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
-template <class T>
-concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
-template <class T>
-concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
-template <class T>
-concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
-template <class T>
-concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
-template <class T>
-concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
-
-#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
-  "noclobber: store_traits<Store>::" fn                    \
-  " is declared without `static`: declare it static (the " \
-  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
-
-template <class S>
-constexpr bool check_traits_static() {
-  using T = store_traits<S>;
-  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
-  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
-  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
-  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
-  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
-  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
-  return true;
-}
-#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
-}  // namespace detail
-
-/// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
-/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
-/// missing type name is reported alone (each one is detected on its own), and a store_traits
-/// function declared without `static` is reported as that.
-template <class Store>
-constexpr bool check_conditional_writer() {
-  using S = std::remove_cvref_t<Store>;
-  constexpr bool has_key = requires {
-    typename store_key_t<S>;
-  };
-  constexpr bool has_value = requires {
-    typename store_value_t<S>;
-  };
-  constexpr bool has_token = requires {
-    typename store_token_t<S>;
-  };
-  static_assert(has_key,
-                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
-                "or store_traits<Store>::key_type");
-  static_assert(has_value,
-                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
-                "or store_traits<Store>::value_type");
-  static_assert(has_token,
-                "noclobber: the store adapter must name its version token type: a member "
-                "`using token_type = ...;` or store_traits<Store>::token_type");
-  static_assert(detail::check_traits_static<S>());
-  if constexpr (has_key && has_value && has_token) {
-    static_assert(
-        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
-        "noclobber: value_type and token_type must be default-constructible");
-    static_assert(std::equality_comparable<store_token_t<S>>,
-                  "noclobber: token_type must be equality-comparable");
-  }
-  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
-                !detail::nonstatic_write_if_match<store_traits<S>> &&
-                !detail::nonstatic_create_if_absent<store_traits<S>>) {
-    static_assert(readable_store<S>,
-                  "noclobber: the store adapter must provide `read(const key_type&)` returning "
-                  "read_result<value_type, token_type> (absent is a normal answer)");
-    static_assert(
-        requires(S & s, const store_key_t<S>& k, const store_token_t<S>& t, const store_value_t<S>& v) {
-          { store_traits<S>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<S>>;
-        },
-        "noclobber: the store adapter must provide `write_if_match(const key_type&, const token_type&, "
-        "const value_type&)` returning write_result<token_type>");
-    static_assert(
-        requires(S & s, const store_key_t<S>& k, const store_value_t<S>& v) {
-          { store_traits<S>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<S>>;
-        },
-        "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
-        "returning write_result<token_type>");
-  }
-  return true;
-}
-
-}  // namespace noclobber
-// ---- end noclobber/conditional_writer.hpp
 
 // ---- begin noclobber/conditional_op.hpp ------------------------------------
 // noclobber/conditional_op.hpp — the I/O-free core of every conditional operation, and the one
@@ -3424,159 +4025,6 @@ struct alignas(64) kmm_shard {
 }  // namespace noclobber::detail
 // ---- end noclobber/keyed_mutex_map/shard.hpp
 
-// ---- begin noclobber/thread_annotations.hpp --------------------------------
-// noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
-//
-// Overview
-// --------
-// Clang's -Wthread-safety analysis checks at compile time that data marked NOCLOBBER_GUARDED_BY(m)
-// is touched only while `m` is held, that functions marked NOCLOBBER_REQUIRES(m) are called with `m`
-// held, and that scoped lock objects release what they acquire. Under any other compiler every macro
-// here expands to nothing, so annotated code stays portable. The macro set mirrors Abseil's
-// absl/base/thread_annotations.h with a NOCLOBBER_ prefix.
-//
-// libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
-// wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
-//
-//   noclobber::annotated_mutex mu;
-//   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
-//   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
-//
-// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
-//
-// Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
-// threads. No user callbacks run anywhere in this header.
-
-#include <chrono>
-#include <condition_variable>
-#include <mutex>
-
-#if defined(__clang__) && !defined(SWIG)
-#define NOCLOBBER_THREAD_ANNOTATION_(x) __attribute__((x))
-#else
-#define NOCLOBBER_THREAD_ANNOTATION_(x)
-#endif
-
-// A type that acts as a lock (a "capability"); `name` appears in diagnostics.
-#define NOCLOBBER_CAPABILITY(name) NOCLOBBER_THREAD_ANNOTATION_(capability(name))
-// An RAII type that acquires in its constructor and releases in its destructor.
-#define NOCLOBBER_SCOPED_CAPABILITY NOCLOBBER_THREAD_ANNOTATION_(scoped_lockable)
-// Data member readable/writable only while `x` is held (shared for reads).
-#define NOCLOBBER_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(guarded_by(x))
-// The pointee of a pointer member is guarded by `x`.
-#define NOCLOBBER_PT_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(pt_guarded_by(x))
-// Lock-order declarations between capabilities.
-#define NOCLOBBER_ACQUIRED_BEFORE(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_before(__VA_ARGS__))
-#define NOCLOBBER_ACQUIRED_AFTER(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_after(__VA_ARGS__))
-// The caller must hold the capabilities (exclusively / shared) when calling.
-#define NOCLOBBER_REQUIRES(...) NOCLOBBER_THREAD_ANNOTATION_(requires_capability(__VA_ARGS__))
-#define NOCLOBBER_REQUIRES_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(requires_shared_capability(__VA_ARGS__))
-// The function acquires / releases the capabilities (no argument: `this`).
-#define NOCLOBBER_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_capability(__VA_ARGS__))
-#define NOCLOBBER_ACQUIRE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_shared_capability(__VA_ARGS__))
-#define NOCLOBBER_RELEASE(...) NOCLOBBER_THREAD_ANNOTATION_(release_capability(__VA_ARGS__))
-#define NOCLOBBER_RELEASE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(release_shared_capability(__VA_ARGS__))
-#define NOCLOBBER_RELEASE_GENERIC(...) NOCLOBBER_THREAD_ANNOTATION_(release_generic_capability(__VA_ARGS__))
-// The function acquires the capability iff it returns `success` (first argument).
-#define NOCLOBBER_TRY_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(try_acquire_capability(__VA_ARGS__))
-#define NOCLOBBER_TRY_ACQUIRE_SHARED(...) \
-  NOCLOBBER_THREAD_ANNOTATION_(try_acquire_shared_capability(__VA_ARGS__))
-// The caller must NOT hold the capabilities (the function acquires them itself).
-#define NOCLOBBER_EXCLUDES(...) NOCLOBBER_THREAD_ANNOTATION_(locks_excluded(__VA_ARGS__))
-// Runtime assertion that the capability is held; the analysis trusts it afterwards.
-#define NOCLOBBER_ASSERT_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_capability(x))
-#define NOCLOBBER_ASSERT_SHARED_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_shared_capability(x))
-// The function returns a reference to the capability `x`.
-#define NOCLOBBER_RETURN_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(lock_returned(x))
-// Opt one function out of the analysis (say why next to it).
-#define NOCLOBBER_NO_THREAD_SAFETY_ANALYSIS NOCLOBBER_THREAD_ANNOTATION_(no_thread_safety_analysis)
-
-namespace noclobber {
-
-// std::mutex with capability attributes, so NOCLOBBER_GUARDED_BY(mu) is checked by Clang.
-class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
- public:
-  annotated_mutex() = default;
-  annotated_mutex(const annotated_mutex&) = delete;
-  annotated_mutex& operator=(const annotated_mutex&) = delete;
-
-  void lock() NOCLOBBER_ACQUIRE() { mutex_.lock(); }
-  void unlock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
-  bool try_lock() NOCLOBBER_TRY_ACQUIRE(true) { return mutex_.try_lock(); }
-
-  // For std::condition_variable: wait on `native()` through a std::unique_lock you adopt/release.
-  std::mutex& native() NOCLOBBER_RETURN_CAPABILITY(this) { return mutex_; }
-
- private:
-  std::mutex mutex_;
-};
-
-// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
-// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
-// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
-// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
-// analysis checks a lambda on its own and cannot see that it runs under the lock.
-class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
- public:
-  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
-  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
-  annotated_wait_lock(const annotated_wait_lock&) = delete;
-  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
-
-  void wait(std::condition_variable& cv) { cv.wait(lock_); }
-  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
-  template <class Clock, class Duration>
-  std::cv_status wait_until(std::condition_variable& cv,
-                            const std::chrono::time_point<Clock, Duration>& deadline) {
-    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
-      cv.wait(lock_);
-      return std::cv_status::no_timeout;
-    }
-    return cv.wait_until(lock_, deadline);
-  }
-
- private:
-  std::unique_lock<std::mutex> lock_;
-};
-
-// Scoped lock over annotated_mutex (std::lock_guard with attributes).
-class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
- public:
-  explicit annotated_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
-  ~annotated_lock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
-  annotated_lock(const annotated_lock&) = delete;
-  annotated_lock& operator=(const annotated_lock&) = delete;
-
- private:
-  annotated_mutex& mutex_;
-};
-
-// Scoped lock over annotated_mutex that may be released before the end of its scope
-// (std::unique_lock's lock-once-unlock-early use, with attributes).
-class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
- public:
-  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
-  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
-    if (owns_) mutex_.unlock();
-  }
-  annotated_unique_lock(const annotated_unique_lock&) = delete;
-  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
-
-  // Releases the mutex now; the destructor then does nothing.
-  void unlock() NOCLOBBER_RELEASE() {
-    owns_ = false;
-    mutex_.unlock();
-  }
-
- private:
-  annotated_mutex& mutex_;
-  bool owns_ = true;
-};
-
-}  // namespace noclobber
-// ---- end noclobber/thread_annotations.hpp
-
 // ---- begin noclobber/keyed_mutex_map/entry_pool.hpp ------------------------
 // noclobber/keyed_mutex_map/entry_pool.hpp — the entries of a keyed_mutex_map (one per live key)
 // and the pool that recycles them.
@@ -3650,6 +4098,8 @@ struct kmm_pool_base {
   std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_shared_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   // The thread cache slots attached now (kmm_cache_slot::attach / detach).
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };
@@ -3761,6 +4211,10 @@ struct keyed_mutex_map_counters {
   std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
                                              // a wake-up); about one per contended acquisition when
                                              // waiters hold the key long, since a release wakes one
+  std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
+                                             // woke the parked waiters of a key: one exclusive
+                                             // waiter, or else every shared waiter
+  std::uint64_t shared_wakeups = 0;          // of those, the ones that woke every shared waiter
 };
 
 // Constructor options.
@@ -3822,6 +4276,8 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
+  std::atomic<std::uint64_t> wakeups{0};
+  std::atomic<std::uint64_t> shared_wakeups{0};
   std::shared_ptr<kmm_pool_base> pool;
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -3852,6 +4308,8 @@ struct alignas(64) kmm_cache_slot {
       pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
       pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      pool_raw->detached_wakeups += wakeups.load(std::memory_order_relaxed);
+      pool_raw->detached_shared_wakeups += shared_wakeups.load(std::memory_order_relaxed);
       auto& slots = pool_raw->attached;
       const auto it = std::find(slots.begin(), slots.end(), this);
       if (it != slots.end()) {
@@ -3864,6 +4322,8 @@ struct alignas(64) kmm_cache_slot {
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
+    wakeups.store(0, std::memory_order_relaxed);
+    shared_wakeups.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
     pool.reset();
   }
@@ -4142,10 +4602,26 @@ void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
     r.wake->park_exclusive.notify_one();
 }
 
-/// kmm_notify, then recycle a retired entry. No shard lock held.
+/// Counts the wake-up kmm_notify sent (if any) in `slot`, or in the pool's detached counts when
+/// there is no slot. No shard lock held.
+template <class Key>
+void kmm_count_wakeup(const kmm_after_unlock<Key>& r, kmm_cache_slot* slot, kmm_pool_base& pool) noexcept {
+  if (r.wake == nullptr) return;
+  if (slot != nullptr) {
+    kmm_cache_slot::bump(slot->wakeups);
+    if (r.wake_shared) kmm_cache_slot::bump(slot->shared_wakeups);
+    return;
+  }
+  annotated_lock lk(pool.mutex);
+  ++pool.detached_wakeups;
+  if (r.wake_shared) ++pool.detached_shared_wakeups;
+}
+
+/// kmm_notify, then recycle a retired entry. `slot` is attached. No shard lock held.
 template <class Key>
 void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
   kmm_notify(r);
+  kmm_count_wakeup(r, &slot, *slot.pool_raw);
   if (r.dead != nullptr) kmm_recycle(slot, r.dead);
 }
 
@@ -4323,6 +4799,7 @@ class kmm_core {
     }
     s.unlock(kmm_word_for(head));
     kmm_notify(r);
+    kmm_count_wakeup(r, slot, *pool_);
     if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
   }
 
@@ -4387,10 +4864,14 @@ class kmm_core {
     c.acquisitions = pool.detached_acquisitions;
     c.contended_acquisitions = pool.detached_contended;
     c.sleeps = pool.detached_sleeps;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
     for (const kmm_cache_slot* s : pool.attached) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
       c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
     }
     return c;
   }

@@ -51,7 +51,7 @@ struct probe {
 };
 
 template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
+bool eventually(Pred pred, std::chrono::milliseconds limit = 60s) {  // a bound for a failure only
   const auto until = std::chrono::steady_clock::now() + limit;
   while (!pred()) {
     if (std::chrono::steady_clock::now() > until) return false;
@@ -136,7 +136,7 @@ TEST_CASE("nemesis replay: numbers are set as written or refused, never wrapped 
 }
 
 TEST_CASE("nemesis, time clock: every fault injected, held, healed, one at a time, in schedule order",
-          "[nemesis]") {
+          "[nemesis][concurrency]") {
   probe p;
   nc::nemesis_options o;
   o.faults = 6;
@@ -168,7 +168,8 @@ TEST_CASE("nemesis, time clock: every fault injected, held, healed, one at a tim
   CHECK(n.to_text().find("replay: nemesis clock=time seed=3 faults=6") != std::string::npos);
 }
 
-TEST_CASE("nemesis, operations clock: a fault starts only after its gap in operations", "[nemesis]") {
+TEST_CASE("nemesis, operations clock: a fault starts only after its gap in operations",
+          "[nemesis][concurrency]") {
   probe p;
   nc::nemesis_options o;
   o.clock = nc::nemesis_clock::operations;
@@ -202,7 +203,8 @@ TEST_CASE("nemesis, operations clock: a fault starts only after its gap in opera
   CHECK_FALSE(timeline[0].held_to_max);
 }
 
-TEST_CASE("nemesis, operations clock: max_hold heals a fault when operations stop", "[nemesis]") {
+TEST_CASE("nemesis, operations clock: max_hold heals a fault when operations stop",
+          "[nemesis][concurrency]") {
   probe p;
   nc::nemesis_options o;
   o.clock = nc::nemesis_clock::operations;
@@ -222,7 +224,7 @@ TEST_CASE("nemesis, operations clock: max_hold heals a fault when operations sto
   CHECK(p.heals.load() == 1);
 }
 
-TEST_CASE("nemesis: stop() and the destructor heal a running fault at once", "[nemesis]") {
+TEST_CASE("nemesis: stop() and the destructor heal a running fault at once", "[nemesis][concurrency]") {
   probe p;
   nc::nemesis_options o;
   o.faults = 3;
@@ -232,9 +234,11 @@ TEST_CASE("nemesis: stop() and the destructor heal a running fault at once", "[n
     nc::nemesis n({p.action("x")}, o);
     n.start();
     REQUIRE(eventually([&] { return p.injects.load() == 1; }));
-    const auto t0 = std::chrono::steady_clock::now();
     n.stop();
-    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    // Cut short: healed before the ten-minute hold could end by itself (no bound on how fast).
+    const auto timeline = n.timeline();
+    REQUIRE(timeline.size() == 1);
+    CHECK(timeline[0].healed_at - timeline[0].injected_at < std::chrono::milliseconds(o.hold));
     CHECK(p.heals.load() == 2);  // the step's heal, then the final heal
     CHECK(p.injects.load() == 1);
     n.stop();  // idempotent
@@ -253,7 +257,8 @@ TEST_CASE("nemesis: stop() and the destructor heal a running fault at once", "[n
   CHECK(p.heals.load() == 4);  // nothing was injected, nothing to heal
 }
 
-TEST_CASE("nemesis: a throwing inject or heal is recorded and the schedule goes on", "[nemesis]") {
+TEST_CASE("nemesis: a throwing inject or heal is recorded and the schedule goes on",
+          "[nemesis][concurrency]") {
   std::atomic<int> heals{0};
   auto bad_inject = std::make_shared<nc::function_fault>(
       "bad-inject", [](std::uint64_t) -> std::string { throw std::runtime_error("no such process"); },
@@ -292,7 +297,8 @@ TEST_CASE("nemesis: a throwing inject or heal is recorded and the schedule goes 
   CHECK_THROWS_AS(nc::nemesis({nullptr}, o), std::invalid_argument);
 }
 
-TEST_CASE("nemesis with the race harness: faults switched on and off while 8 writers run", "[nemesis]") {
+TEST_CASE("nemesis with the race harness: faults switched on and off while 8 writers run",
+          "[nemesis][concurrency]") {
   // The nemesis makes every write of the memory store come back indeterminate (applied all the
   // same) while a fault lasts; read_modify_write resolves each by re-reading. Nothing is lost.
   nc::memory_store<std::string, std::string> store;

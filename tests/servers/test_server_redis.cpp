@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <latch>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -153,7 +154,8 @@ TEST_CASE("redis: no WATCH outlives a call, so stores can be pooled", "[server][
   raw(s.native_handle(), {"DEL", key, key + ":probe"});
 }
 
-TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment", "[server][redis]") {
+TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment",
+          "[server][redis][concurrency]") {
   rd::store_pool pool(addr(), 4);
   const std::string key = nc_test::unique_name("nc:pool");
   {
@@ -166,9 +168,11 @@ TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment", "
   policy.backoff =
       noclobber::backoff_policy::full_jitter(std::chrono::microseconds(100), std::chrono::milliseconds(5));
   std::atomic<int> failed{0};
+  std::latch start(threads);
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&] {
+      start.arrive_and_wait();
       for (int i = 0; i < each; ++i) {
         auto l = pool.acquire();  // a different connection each time, WATCH state never shared
         auto r = noclobber::read_modify_write(
@@ -244,7 +248,7 @@ TEST_CASE("redis: a connection that dies between WATCH and EXEC changes nothing 
   raw(s.native_handle(), {"DEL", key});
 }
 
-TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][process]") {
+TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][process][concurrency]") {
   for (const char* adapter : {"redis", "redis_lua"}) {
     INFO(adapter);
     rd::store s(addr());
@@ -253,8 +257,9 @@ TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][pro
     std::vector<std::unique_ptr<nc_test::writer_process>> ws;
     for (int i = 0; i < 4; ++i) {
       ws.push_back(std::make_unique<nc_test::writer_process>(
-          std::vector<std::string>{adapter, "-", key, "150", "run"}));
+          std::vector<std::string>{adapter, "-", key, "150", "gated"}));
     }
+    nc_test::start_together(ws);
     for (auto& w : ws) CHECK(w->wait() == 0);
     CHECK(s.read(key).value == "600");
     raw(s.native_handle(), {"DEL", key});
@@ -262,7 +267,7 @@ TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][pro
 }
 
 TEST_CASE("redis: a writer killed between read and write loses nothing and blocks no one",
-          "[server][redis][process]") {
+          "[server][redis][process][concurrency]") {
   rd::store s(addr());
   const std::string key = nc_test::unique_name("nc:killed");
   REQUIRE(s.create_if_absent(key, "0").ok());
@@ -281,7 +286,7 @@ TEST_CASE("redis: a writer killed between read and write loses nothing and block
 
 TEST_CASE(
     "redis: a writer process SIGKILLed inside write_if_match writes nothing, leaves nothing, blocks no one",
-    "[server][redis][process]") {
+    "[server][redis][process][concurrency]") {
   // The victim (tests/servers/server_writer.cpp) reads the counter, goes on into write_if_match
   // as far as its mode says, prints ARMED and sleeps; it is SIGKILLed there while 4 survivors
   // keep incrementing the same key. The write it stopped in front of would set 1000000000.

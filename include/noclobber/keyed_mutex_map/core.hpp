@@ -176,6 +176,7 @@ class kmm_core {
     }
     s.unlock(kmm_word_for(head));
     kmm_notify(r);
+    kmm_count_wakeup(r, slot, *pool_);
     if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
   }
 
@@ -240,10 +241,14 @@ class kmm_core {
     c.acquisitions = pool.detached_acquisitions;
     c.contended_acquisitions = pool.detached_contended;
     c.sleeps = pool.detached_sleeps;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
     for (const kmm_cache_slot* s : pool.attached) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
       c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
     }
     return c;
   }
