@@ -588,6 +588,33 @@ TEST_CASE("commit_rate through cas_retry: the attempt reports versions, the mete
   CHECK(d.delay <= 15ms);  // 1.5 * 10 ms / 1^2, not full jitter's 20 ms
 }
 
+TEST_CASE("virtual_retry_env: sleeps of nanoseconds::max() saturate virtual time", "[cas_retry]") {
+  // Found by tests/fuzz/fuzz_backoff: a policy whose cap is nanoseconds::max() made the second
+  // sleep overflow the virtual clock (undefined behaviour; in practice time ran backwards).
+  using tp = std::chrono::steady_clock::time_point;
+  virtual_retry_env env(1);
+  env.advance(ns::max());
+  env.advance(ns::max());
+  CHECK(env.now() == tp::max());
+  env.advance(-ns::max());
+  CHECK(env.now() == tp(ns(0)));
+  env.advance(ns::min());
+  env.advance(ns::min());
+  CHECK(env.now() == tp::min());
+
+  retry_policy p;
+  p.backoff = backoff_policy::exponential(ns::max(), ns::max());
+  p.max_attempts = 4;
+  virtual_retry_env v(1);
+  auto r = cas_retry(
+      p, [] { return write_status::conflict; }, v);
+  CHECK(r.reason == stop_reason::attempts_exhausted);
+  CHECK(r.attempts == 4);
+  REQUIRE(v.sleeps().size() == 3);
+  CHECK(v.now() == tp::max());
+  CHECK(r.slept == ns::max());
+}
+
 TEST_CASE("decided: an attempt settles the loop without a write; reason says so", "[cas_retry][decided]") {
   // Before attempt_result, an attempt that had nothing to write returned `applied` to stop the
   // loop, and the result said stop_reason::applied. Now the reason is decided.

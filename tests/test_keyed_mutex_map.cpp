@@ -726,6 +726,27 @@ TEST_CASE("entries retired and re-created concurrently are never used after reus
   REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(total));
 }
 
+// ---- regression tests for what tests/fuzz/fuzz_keyed_mutex_map found ---------------------------
+
+TEST_CASE("a failed try_lock_all counts no acquisitions, even for the shards it took first") {
+  // try_lock_all takes its keys shard by shard; when a later shard's key was held it released the
+  // earlier ones but had already counted them ("failed tries are not counted").
+  noclobber::keyed_mutex_map<int> m(noclobber::keyed_mutex_map_options{64});
+  const std::vector<int> keys = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::uint64_t expected = 0;
+  for (int held_key : keys) {  // whichever shard the held key lands in, some keys come before it
+    auto held = m.lock(held_key);
+    ++expected;
+    REQUIRE_FALSE(m.try_lock_all(keys).owns_lock());
+    REQUIRE_FALSE(m.try_lock_all_for(keys, 1ms).owns_lock());
+    REQUIRE(m.counters().acquisitions == expected);
+    REQUIRE(m.size() == 1);
+  }
+  auto all = m.try_lock_all(keys);
+  REQUIRE(all.owns_lock());
+  REQUIRE(m.counters().acquisitions == expected + keys.size());
+}
+
 namespace {
 // A forward range whose elements are prvalues (like a transform view): object_key(first … last).
 // (Hand-written: clang 14 cannot compile libstdc++ 12's views.)

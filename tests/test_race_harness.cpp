@@ -488,6 +488,27 @@ TEST_CASE("checker: chains, lost updates, unknown outcomes, anomalies", "[race_h
     h.final_versions = {b};
     REQUIRE(nc::check_race_history(h).ok());
   }
+  SECTION("a write that read another key's version is an anomaly, not a lost update") {
+    // Found by tests/fuzz/fuzz_race_history: readers of a recorded version were grouped by the
+    // version alone, so W3 (key 1) reading W1's value of key 0 counted as a lost update with
+    // W2 (key 0), and the key-1 chain was reported as a loop.
+    h.keys = {"k0", "k1"};
+    h.initial_versions = {0, 0};
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 1), wr(2, 0, a, b, nc::op_outcome::ok, 3),
+                wr(3, 0, a, c, nc::op_outcome::ok, 5)};
+    h.writes[2].key = 1;
+    h.final_versions = {b, c};
+    const auto c1 = nc::check_race_history(h);
+    CHECK(c1.lost_update_pairs == 0);
+    CHECK(c1.lost.empty());
+    REQUIRE(c1.anomalies.size() == 2);
+    CHECK_THAT(c1.anomalies[0], Catch::Contains("W3 op 0 attempt 1 read version") &&
+                                    Catch::Contains("which was written to another key"));
+    CHECK_THAT(c1.anomalies[1], Catch::Contains("key k1 holds a value written to another key by W1"));
+    // Same-key readers of that version still pair up.
+    h.writes.push_back(wr(4, 0, a, nc::make_write_id(4, 5, 1), nc::op_outcome::ok, 7));
+    CHECK(nc::check_race_history(h).lost_update_pairs == 1);
+  }
 }
 
 TEST_CASE("append_workload makes unique, self-identifying values", "[race_harness]") {
@@ -501,6 +522,39 @@ TEST_CASE("append_workload makes unique, self-identifying values", "[race_harnes
   REQUIRE(std::count(v->begin(), v->end(), ';') == 3);
   REQUIRE(nc::parse_write_id("no tag") == 0);
   REQUIRE(nc::parse_write_id("x#") == 0);
+}
+
+TEST_CASE("replay lines and history text refuse what they cannot hold", "[race_harness]") {
+  // Found by tests/fuzz/fuzz_text_parsers: numbers were truncated to the field's type or wrapped
+  // (writers=4294967297 ran 1 writer, seed=-1 became 2^64 - 1), and history fields out of range
+  // were coerced (a kind of 3 became write_if_match, an outcome of 7 became failed).
+  options_t r;
+  for (const char* bad : {"writers=4294967297", "ops=4294967296", "depth=18446744073709551615", "seed=-1",
+                          "seed=+5", "schedule= 5", "iterations=\t3", "seed=18446744073709551616"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(r.apply_replay(bad), std::invalid_argument);
+  }
+  r.apply_replay("writers=4294967295 seed=18446744073709551615 schedule=0x10 depth=010");
+  CHECK(r.writers == 4294967295u);
+  CHECK(r.seed == 18446744073709551615u);
+  CHECK(r.schedule == 16u);
+  CHECK(r.depth == 8u);  // strtoull's base 0: a leading 0 is octal
+
+  nc::race_history h;
+  for (const char* bad : {"w 1 0 1 0 0 5 0 3 1 2", "w 1 0 1 0 0 5 7 0 1 2", "w 4294967296 0 1 0 0 5 0 0 1 2",
+                          "w 1 0 1 0 0 5 0 0 1 2 9", "w 1 0 1 0 0 5 0 0 1 2x", "r 1 0 0 5 2 1 2",
+                          "r 1 0 0 5 1 1", "w 1 0 1 0 0 5 0 0 1 -2", "x 1"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(nc::append_history(h, bad), std::invalid_argument);
+  }
+  CHECK(h.writes.empty());
+  CHECK(h.reads.empty());
+  nc::append_history(h, "w 1 0 1 0 0 5 2 2 1 2  \r\nr 4294967295 0 0 5 1 1 2\r\n\r\n");
+  REQUIRE(h.writes.size() == 1);
+  CHECK(h.writes[0].outcome == nc::op_outcome::unknown);
+  CHECK(h.writes[0].kind == nc::write_kind::overwrite);
+  REQUIRE(h.reads.size() == 1);
+  CHECK(h.reads[0].writer == 4294967295u);
 }
 
 TEST_CASE("timeouts of any length: milliseconds::max() waits without limit, never overflows",

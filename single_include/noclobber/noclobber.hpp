@@ -66,35 +66,38 @@ template <class Rep, class Period>
     std::chrono::duration<Rep, Period> d) noexcept {
   using ns = std::chrono::nanoseconds;
   using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
-  if constexpr (std::is_floating_point_v<Rep>) {
+  if constexpr (std::is_floating_point_v<Rep> || sizeof(Rep) > sizeof(std::intmax_t)) {
+    // Floating point, and integers wider than 64 bits (exact up to 2^64 ticks): in long double.
     const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
                           static_cast<long double>(ratio::den);
     if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
     if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
     return ns(static_cast<std::int64_t>(v));
-  } else if constexpr (ratio::num == 1) {
-    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
-    const auto q = d.count() / static_cast<Rep>(ratio::den);
-    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
-      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
-      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
-    }
-    return ns(static_cast<std::int64_t>(q));
   } else {
-    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
-    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
-    constexpr std::intmax_t num = ratio::num;
-    constexpr std::intmax_t den = ratio::den;
-    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
-    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
-    if (whole > ns::max().count() / num) return ns::max();
-    if (whole < ns::min().count() / num) return ns::min();
-    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
-                                                           // the ratios std::chrono defines
-    const std::intmax_t base = whole * num;
-    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
-    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
-    return ns(static_cast<std::int64_t>(base + rest));
+    // Integers up to 64 bits, signed or not: the magnitude in 64 unsigned bits, whole ticks
+    // first (exact), then the remainder; limits computed in ticks, so nothing overflows.
+    // (Converting to a signed 64-bit count first would wrap unsigned counts past 2^63, and
+    // dividing in Rep would truncate a den that Rep cannot hold.)
+    using wide = std::common_type_t<Rep, std::intmax_t>;
+    using mag_t = std::make_unsigned_t<wide>;
+    constexpr mag_t num = static_cast<mag_t>(ratio::num);
+    constexpr mag_t den = static_cast<mag_t>(ratio::den);
+    static_assert(den - 1 <= std::numeric_limits<mag_t>::max() / num,
+                  "noclobber::saturating_cast_ns: this period's ratio to a nanosecond is too fine-grained");
+    const wide count = static_cast<wide>(d.count());
+    bool negative = false;
+    if constexpr (std::is_signed_v<wide>) negative = count < 0;
+    const mag_t mag = negative ? mag_t(0) - static_cast<mag_t>(count) : static_cast<mag_t>(count);
+    // The largest magnitude nanoseconds can hold in this direction: 2^63 - 1, or 2^63 below zero.
+    const mag_t limit = static_cast<mag_t>(ns::max().count()) + (negative ? 1 : 0);
+    const mag_t whole = mag / den;
+    if (whole > limit / num) return negative ? ns::min() : ns::max();
+    const mag_t base = whole * num;
+    const mag_t rest = (mag % den) * num / den;  // < num, and (den - 1) * num fits (checked above)
+    if (rest > limit - base) return negative ? ns::min() : ns::max();
+    const mag_t total = base + rest;
+    if (!negative) return ns(static_cast<std::int64_t>(total));
+    return total == 0 ? ns(0) : ns(-static_cast<std::int64_t>(total - 1) - 1);  // total <= 2^63
   }
 }
 
@@ -107,17 +110,44 @@ template <class Rep, class Period>
   return a + b;
 }
 
-/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
-/// time_point::max(): "never").
+/// a - b in nanoseconds, clamped to the representable range.
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_sub(std::chrono::nanoseconds a,
+                                                                std::chrono::nanoseconds b) noexcept {
+  using ns = std::chrono::nanoseconds;
+  if (b < ns::zero() && a > ns::max() + b) return ns::max();
+  if (b > ns::zero() && a < ns::min() + b) return ns::min();
+  return a - b;
+}
+
+/// `now + d` on `Clock`, rounded up to the clock's tick and clamped to its time_point range
+/// (d = nanoseconds::max() gives time_point::max(): "never").
 template <class Clock>
 [[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
                                                                        std::chrono::nanoseconds d) noexcept {
   using tp = typename Clock::time_point;
   using cd = typename Clock::duration;
-  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
-  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
-  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
-  return tp(std::chrono::ceil<cd>(target));
+  using rep = typename cd::rep;
+  using tick = std::ratio_divide<typename cd::period, std::nano>;  // nanoseconds per tick
+  if (d == std::chrono::nanoseconds::max()) return tp::max();      // "never", whatever `now` is
+  if constexpr (tick::den == 1 && std::is_integral_v<rep> && std::is_signed_v<rep> &&
+                sizeof(rep) <= sizeof(std::intmax_t)) {
+    // Whole nanoseconds per tick (every usual clock): add in the clock's own ticks, so a `now`
+    // beyond the range of nanoseconds (a coarse clock far from its epoch) stays exact.
+    constexpr std::intmax_t ns_per_tick = tick::num;
+    std::intmax_t step = d.count() / ns_per_tick;
+    if (step * ns_per_tick < d.count()) ++step;  // round up
+    const std::intmax_t t = now.time_since_epoch().count();
+    const std::intmax_t hi = tp::max().time_since_epoch().count();
+    const std::intmax_t lo = tp::min().time_since_epoch().count();
+    if (step > 0 && t > hi - step) return tp::max();
+    if (step < 0 && t < lo - step) return tp::min();
+    return tp(cd(static_cast<rep>(t + step)));
+  } else {
+    const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
+    if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
+    if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
+    return tp(std::chrono::ceil<cd>(target));
+  }
 }
 
 /// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
@@ -341,11 +371,11 @@ class contention_meter {
 
   /// note_read + on_refused in one call.
   void observe(std::uint64_t version_read, duration read_at, duration refused_at) noexcept {
-    window_ = refused_at > read_at ? refused_at - read_at : duration::zero();
+    window_ = refused_at > read_at ? saturating_sub(refused_at, read_at) : duration::zero();
     if (samples_ > 0 && read_at > previous_read_at_) {
       const double commits =
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
-      const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
+      const double elapsed = static_cast<double>(saturating_sub(read_at, previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
       add_load_sample(b);
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
@@ -519,9 +549,10 @@ class backoff_policy {
     if (kind_ == backoff_kind::immediate) return duration::zero();
     if (retry <= 1) return base_;
     // pow overflows to +inf for large exponents; clamp_to maps that (and anything >= cap) to cap.
+    // A base above 2^53 ns rounds down as a double: never answer less than base (t(1)).
     const double grown =
         static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
-    return duration(detail::clamp_to(grown, cap_.count()));
+    return std::max(base_, duration(detail::clamp_to(grown, cap_.count())));
   }
 
   [[nodiscard]] backoff_kind kind() const noexcept { return kind_; }
@@ -4996,6 +5027,13 @@ class kmm_core {
 
   // ---- waiting for a key set ------------------------------------------------------------------
 
+  /// Acquisitions of a multi-key call, added to the slot's counters only once every shard's keys
+  /// are taken (a failed try_lock_all counts nothing, like any failed try).
+  struct tally {
+    std::uint64_t acquisitions = 0;
+    std::uint64_t contended = 0;
+  };
+
   /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
   static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
                              kmm_cache_slot& slot) noexcept {
@@ -5006,11 +5044,12 @@ class kmm_core {
 
   /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
   /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
-  /// installed or recycled. Throws only what KeyEqual (or the standard mutex / condition variable)
-  /// throws; nothing is held then.
+  /// installed or recycled. The keys taken are counted in `pending` when given, else in the slot.
+  /// Throws only what KeyEqual (or the standard mutex / condition variable) throws; nothing is
+  /// held then.
   template <class KeySet>
   bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
-                       kmm_clock::time_point deadline, kmm_cache_slot& slot) {
+                       kmm_clock::time_point deadline, kmm_cache_slot& slot, tally* pending = nullptr) {
     bool contended = false;
     int spin_rounds = 0;
     entry* parked_on = nullptr;  // entry whose waiter counts include us
@@ -5030,6 +5069,11 @@ class kmm_core {
         keys.take_all(head, mode);
         unlock_settled(s, head, prev, mode, slot);
         keys.recycle_unused(slot);
+        if (pending != nullptr) {
+          pending->acquisitions += keys.size();
+          if (contended) pending->contended += keys.size();
+          return true;
+        }
         kmm_cache_slot::bump(slot.acquisitions, keys.size());
         if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
         return true;
@@ -5100,6 +5144,7 @@ class kmm_core {
     std::vector<entry*> out(refs.size());
     std::optional<kmm_late_slot> late;
     kmm_cache_slot& slot = my_slot(late);
+    tally taken;
     for (std::size_t b = 0; b < refs.size();) {
       std::size_t e = b;
       while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
@@ -5113,11 +5158,13 @@ class kmm_core {
         throw;  // the caller releases the shards taken so far
       }
       group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
-      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot))
+      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot, &taken))
         return false;
       held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
       b = e;
     }
+    kmm_cache_slot::bump(slot.acquisitions, taken.acquisitions);
+    if (taken.contended != 0) kmm_cache_slot::bump(slot.contended, taken.contended);
     return true;
   }
 
@@ -6491,6 +6538,8 @@ struct id_hash {
 // The rules follow Jepsen's Elle:
 //
 //   * lost update: two or more *successful* writes read the same version of the same key;
+//   * a successful write must have read a version of its own key: the state before the run, or
+//     a value a recorded write wrote to that key (anything else is an anomaly);
 //   * the successful writes of a key must form one version chain that ends in the key's final
 //     value: walk back from the final version through "read from" links; every successful write
 //     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
@@ -6515,7 +6564,8 @@ struct id_hash {
 //   index_writes        one entry per distinct written value (attempts that sent the same value
 //                       merged: ok if any applied, unknown if any was unknown, else failed)
 //   group_readers       successful writes grouped by the version they read (Elle's lost-update
-//                       pairs); reads of a version nobody wrote are anomalies
+//                       pairs); reads of a version nobody wrote, or written to another key,
+//                       are anomalies
 //   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
 //   collect_lost        successful writes off every chain, in order of completion
 //   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
@@ -6725,9 +6775,10 @@ inline void index_writes(history_index& ix, race_check& c) {
 }
 
 /// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
-/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
-/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
-/// write produced (and that is not from before the run) is an anomaly.
+/// written to the same key in the run is an entry, so its group lives in `ix.readers`; versions
+/// from before the run (or from outside it) are few and go to a small map, and so do versions
+/// written to another key (they group apart from that key's readers). A read of a version that
+/// no recorded write produced for this key (and that is not from before the run) is an anomaly.
 inline void group_readers(history_index& ix, race_check& c) {
   const race_history& h = ix.h;
   ix.readers.assign(ix.writes.size(), version_readers{});
@@ -6739,7 +6790,8 @@ inline void group_readers(history_index& ix, race_check& c) {
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
     const std::uint32_t* parent = ix.by_value.find(w.read_from);
-    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
+    const bool parent_of_key = parent != nullptr && ix.record_of(*parent).key == w.key;
+    version_readers& g = parent_of_key ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -6747,9 +6799,10 @@ inline void group_readers(history_index& ix, race_check& c) {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && parent == nullptr) {
-      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
-                            ", which no recorded write produced");
+    if (!from_before_run && !parent_of_key) {
+      c.anomalies.push_back(
+          describe_write(w) + " read version " + std::to_string(w.read_from) +
+          (parent != nullptr ? ", which was written to another key" : ", which no recorded write produced"));
     }
   }
 }
@@ -6776,13 +6829,13 @@ inline void walk_final_chains(history_index& ix, race_check& c) {
       }
       checked_write& e = ix.writes[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > ix.writes.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
-        break;
-      }
-      if (w.key != k) {
+      if (w.key != k) {  // (before the loop test: another key's chain may have passed here)
         c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
                               describe_write(w));
+        break;
+      }
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
@@ -6956,13 +7009,15 @@ inline void find_doubled(const history_index& ix, race_check& c) {
   }
   if (!any) return;
   std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     write_id v = h.final_versions[k];
     for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
       const std::uint32_t* n = ix.by_value.find(v);
-      if (n == nullptr || !ix.writes[*n].on_chain) break;
+      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
       const race_write& w = ix.record_of(*n);
       if (w.key != k) break;
+      walked[*n] = 1;
       if (*landed.find(op_number(w)) > 1) {
         auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
         if (first) c.doubled.push_back({});
@@ -7112,35 +7167,50 @@ namespace noclobber {
 }
 
 /// Appends the records of serialize_history's text to `h`. Throws std::invalid_argument naming
-/// the first line it cannot read.
+/// the first line it cannot read: an unknown record letter, a missing or extra field, anything
+/// but spaces between the numbers, or a number out of its field's range (a writer, op, attempt or
+/// key past 2^32 - 1, an outcome or kind past 2, `found` other than 0 or 1) — never coerced.
+/// Lines may end in "\r\n".
 inline void append_history(race_history& h, std::string_view text) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
+    std::string_view line = text.substr(pos, end - pos);
     pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     std::uint64_t f[10] = {};
-    const std::size_t want = line[0] == 'w' ? 10 : line[0] == 'r' ? 7 : 0;
+    const bool is_write = line[0] == 'w';
+    const std::size_t want = is_write ? 10 : line[0] == 'r' ? 7 : 0;
     const char* p = line.data() + 1;
     const char* last = line.data() + line.size();
     std::size_t got = 0;
-    while (got < want && p < last) {
+    bool ok = want != 0;
+    while (ok) {
       while (p < last && *p == ' ') ++p;
+      if (p == last) break;
+      if (got == want) {
+        ok = false;  // an extra field
+        break;
+      }
       auto [next, ec] = std::from_chars(p, last, f[got]);
-      if (ec != std::errc{}) break;
+      ok = ec == std::errc{} && (next == last || *next == ' ');
       p = next;
       ++got;
     }
-    if (want == 0 || got != want) {
+    constexpr std::uint64_t u32_max = 0xFFFFFFFFu;
+    if (ok && got == want) {
+      ok = f[0] <= u32_max && f[1] <= u32_max && f[2] <= u32_max &&
+           (is_write ? f[3] <= u32_max && f[6] <= 2 && f[7] <= 2 : f[4] <= 1);
+    }
+    if (!ok || got != want) {
       throw std::invalid_argument("noclobber: cannot read history line '" + std::string(line) + "'");
     }
     auto u32 = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
-    if (line[0] == 'w') {
+    if (is_write) {
       h.writes.push_back({u32(f[0]), u32(f[1]), u32(f[2]), u32(f[3]), f[4], f[5],
-                          static_cast<op_outcome>(f[6] <= 2 ? f[6] : 1),
-                          static_cast<write_kind>(f[7] <= 2 ? f[7] : 0), f[8], f[9]});
+                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9]});
     } else {
       h.reads.push_back({u32(f[0]), u32(f[1]), u32(f[2]), f[3], f[4] != 0, f[5], f[6]});
     }
@@ -7835,6 +7905,7 @@ struct race_workload {
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -7894,34 +7965,40 @@ struct race_options {
       }
       const std::string_view name = token.substr(0, eq);
       const std::string value(token.substr(eq + 1));
-      auto number = [&]() -> std::uint64_t {
+      // A number as strtoull reads it with base 0 (decimal, 0x hex, leading-0 octal), but only
+      // digits: no sign (stoull wraps "-1") or leading space, and within the field's type.
+      auto number = [&](std::uint64_t max) -> std::uint64_t {
         std::size_t used = 0;
         std::uint64_t n = 0;
-        try {
-          n = std::stoull(value, &used, 0);
-        } catch (const std::exception&) {
-          used = 0;
+        if (!value.empty() && value[0] >= '0' && value[0] <= '9') {
+          try {
+            n = std::stoull(value, &used, 0);
+          } catch (const std::exception&) {
+            used = 0;
+          }
         }
-        if (used != value.size() || value.empty()) {
+        if (used != value.size() || value.empty() || n > max) {
           throw std::invalid_argument("noclobber: replay value '" + value + "' for '" + std::string(name) +
-                                      "' is not a number");
+                                      "' is not a number from 0 to " + std::to_string(max));
         }
         return n;
       };
+      constexpr std::uint64_t any = std::numeric_limits<std::uint64_t>::max();
+      constexpr std::uint64_t narrow = std::numeric_limits<unsigned>::max();
       if (name == "mode")
         mode = parse_race_mode(value);
       else if (name == "writers")
-        writers = static_cast<unsigned>(number());
+        writers = static_cast<unsigned>(number(narrow));
       else if (name == "ops")
-        ops_per_writer = static_cast<unsigned>(number());
+        ops_per_writer = static_cast<unsigned>(number(narrow));
       else if (name == "seed")
-        seed = number();
+        seed = number(any);
       else if (name == "depth")
-        depth = static_cast<unsigned>(number());
+        depth = static_cast<unsigned>(number(narrow));
       else if (name == "schedule")
-        schedule = number();
+        schedule = number(any);
       else if (name == "iterations")
-        iterations = static_cast<unsigned>(number());
+        iterations = static_cast<unsigned>(number(narrow));
       else if (apply_schedule_token(plan, name, value))
         continue;
       else

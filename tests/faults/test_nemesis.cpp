@@ -118,6 +118,23 @@ TEST_CASE("nemesis replay line: round trip and clear errors", "[nemesis]") {
   CHECK_THROWS_WITH(back.apply_replay("faults"), Catch::Contains("is not key=value"));
 }
 
+TEST_CASE("nemesis replay: numbers are set as written or refused, never wrapped or clamped", "[nemesis]") {
+  // Found while adding nemesis replay lines to tests/fuzz/fuzz_text_parsers: stoull read "seed=-1" as 2^64 -
+  // 1 and " 5" (a tab before the digits) as 5, and faults / max_hold past their limits were clamped, so a
+  // replay line could run a schedule other than the one it names.
+  nc::nemesis_options o;
+  for (const char* bad : {"seed=-1", "seed=+7", "gap=\t5", "hold=0x10", "seed=18446744073709551616",
+                          "faults=4294967296", "max_hold=1099511627777"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(o.apply_replay(bad), std::invalid_argument);
+  }
+  o.apply_replay("seed=18446744073709551615 faults=4294967295 max_hold=1099511627776");
+  CHECK(o.seed == 18446744073709551615ull);
+  CHECK(o.faults == 4294967295u);  // set as written; validate() refuses it, naming the field
+  CHECK(o.max_hold == std::chrono::milliseconds(1099511627776));
+  CHECK_THROWS_WITH(o.validate(), Catch::Contains("faults = 4294967295"));
+}
+
 TEST_CASE("nemesis, time clock: every fault injected, held, healed, one at a time, in schedule order",
           "[nemesis][concurrency]") {
   probe p;

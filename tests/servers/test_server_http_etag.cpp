@@ -110,6 +110,30 @@ TEST_CASE("http_etag: bad input, status codes and transport failures", "[server]
   CHECK(slow.write_if_match("k", "\"e\"", "v").status == write_status::indeterminate);
 }
 
+TEST_CASE("http_etag: ETag header values are trimmed, and a malformed ETag is no token", "[server][http]") {
+  // Found by tests/fuzz/fuzz_http_answers: a tab after the value stayed in the token (RFC 9110
+  // trims spaces and tabs), and an unquoted ETag was returned as a token that write_if_match then
+  // refused with std::invalid_argument.
+  {
+    nc_test::canned_http_server tab(canned("200 OK", "ETag:\t \"abc\" \t\r\n", "v"));
+    auto r = he::store(tab.url()).read("k");
+    REQUIRE(r.found());
+    CHECK(r.token == "\"abc\"");
+  }
+  {
+    nc_test::canned_http_server unquoted(canned("200 OK", "etag: abc\r\n"));
+    auto r = he::store(unquoted.url()).read("k");
+    CHECK(r.status == noclobber::read_status::permanent);
+    CHECK(r.error.message.find("not a quoted string") != std::string::npos);
+  }
+  {
+    nc_test::canned_http_server unquoted(canned("204 No Content", "ETag: abc\r\n", ""));
+    auto w = he::store(unquoted.url()).overwrite("k", "v");
+    REQUIRE(w.ok());
+    CHECK_FALSE(w.token.has_value());  // the next read gets a usable one
+  }
+}
+
 TEST_CASE("http_etag: a writer killed between read and write leaves nothing stuck",
           "[server][http][process][concurrency]") {
   he::store s(url());

@@ -210,7 +210,8 @@ class easy {
     static_cast<std::string*>(user)->append(p, size * n);
     return size * n;
   }
-  // Stores the header's value (whitespace trimmed) in `out` when `line` is "<name> value".
+  // Stores the header's value (spaces and tabs around it trimmed, RFC 9110 OWS) in `out` when
+  // `line` is "<name> value".
   // `name` is lower case, colon included.
   static void take_header(std::string_view line, std::string_view name, std::string& out) {
     if (line.size() <= name.size()) return;
@@ -220,7 +221,8 @@ class easy {
     }
     line.remove_prefix(name.size());
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    while (!line.empty() && (line.back() == '\r' || line.back() == '\n' || line.back() == ' '))
+    while (!line.empty() &&
+           (line.back() == '\r' || line.back() == '\n' || line.back() == ' ' || line.back() == '\t'))
       line.remove_suffix(1);
     out.assign(line);
   }
