@@ -42,6 +42,7 @@ class NoclobberConan(ConanFile):
         "redis": ("hiredis/[>=1.0 <2]", "hiredis::hiredis"),
         "etcd": ("libcurl/[>=7.80 <9]", "libcurl::libcurl"),
         "http": ("libcurl/[>=7.80 <9]", "libcurl::libcurl"),
+        "s3": ("libcurl/[>=7.85 <9]", "libcurl::libcurl"),
         "asio": ("boost/[>=1.81 <2]", "boost::headers"),
     }
     options = {f"with_{c}": [True, False] for c in _adapter_components}
@@ -69,8 +70,12 @@ class NoclobberConan(ConanFile):
 
     def requirements(self):
         # Our headers include the libraries' headers: consumers need both.
-        wanted = {ref for comp, (ref, _) in self._adapter_components.items() if self.options.get_safe(f"with_{comp}")}
-        for ref in sorted(wanted):
+        wanted = {}  # package -> the strictest range asked for (s3 needs a newer libcurl)
+        for comp, (ref, _) in self._adapter_components.items():
+            if self.options.get_safe(f"with_{comp}"):
+                name = ref.split("/")[0]
+                wanted[name] = max(wanted.get(name, ref), ref)
+        for ref in sorted(wanted.values()):
             self.requires(ref, transitive_headers=True, transitive_libs=True)
 
     def package_id(self):
