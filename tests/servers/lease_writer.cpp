@@ -1,0 +1,152 @@
+// A writer process for the lease-lock harness (test_server_lease_harness.cpp): THREADS threads
+// each add 1 to a decimal counter at KEY on Redis, UPDATES times, one of three ways:
+//
+//   cas     read_modify_write alone (conditional write, no lock)
+//   fenced  fenced_read_modify_write: a Redis lease lock in front, the conditional write behind
+//   blind   the Redis lease lock in front, an unconditional write behind (the unsafe usual way)
+//
+//   noclobber_lease_writer MODE KEY THREADS UPDATES TTL_MS ROLE
+//   ROLE: plain | holder (thread 0, on its 3rd update, stops after its read: prints HOLDING and
+//         waits for SIGUSR1 — the harness pauses or kills the process meanwhile)
+//
+// Protocol on stdout: READY once connected; then it waits for SIGUSR1 (so all writers start
+// together); one line `A <attempts>` per applied update; DONE at the end. Exit status 0, or 1
+// when an update gave up. Redis address from NOCLOBBER_REDIS_ADDR.
+#include <noclobber/adapters/redis.hpp>
+#include <noclobber/adapters/redis_lease.hpp>
+#include <noclobber/fenced_read_modify_write.hpp>
+#include <noclobber/naive_read_modify_write.hpp>
+#include <noclobber/read_modify_write.hpp>
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace nc = noclobber;
+std::mutex out_mutex;
+
+void say(const std::string& line) {
+  std::lock_guard<std::mutex> lock(out_mutex);
+  std::fputs((line + "\n").c_str(), stdout);
+  std::fflush(stdout);
+}
+
+void wait_sigusr1() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  int sig = 0;
+  sigwait(&set, &sig);
+}
+
+nc::update<std::string> add_one(const std::optional<std::string>& cur) {
+  return std::to_string((cur && !cur->empty() ? std::stoll(*cur) : 0) + 1);
+}
+
+struct config {
+  std::string mode, key, addr;
+  int threads = 0, updates = 0;
+  std::chrono::milliseconds ttl{0};
+  bool holder = false;
+};
+
+bool run_thread(const config& c, int index) {
+  nc::redis::store store(c.addr, nc::redis::method::lua_compare_and_set);
+  nc::redis::lease_backend backend(c.addr);
+  nc::lease_lock_options<std::string> opts;
+  opts.ttl = c.ttl;
+  opts.wait_backoff = nc::backoff_policy::full_jitter(std::chrono::milliseconds(1), c.ttl / 4);
+  nc::lease_lock_map<nc::redis::lease_backend> locks(backend, opts);
+  nc::retry_policy policy;
+  policy.max_attempts = 100000;
+  policy.timeout = std::chrono::seconds(120);
+  policy.backoff =
+      nc::backoff_policy::full_jitter(std::chrono::milliseconds(1), std::chrono::milliseconds(50));
+  for (int u = 0; u < c.updates; ++u) {
+    bool stop_here = c.holder && index == 0 && u == 2;
+    auto fn = [&](const std::optional<std::string>& cur) {
+      if (stop_here) {  // paused (or killed) between the read and the write, lease held
+        stop_here = false;
+        say("HOLDING");
+        wait_sigusr1();
+      }
+      return add_one(cur);
+    };
+    unsigned attempts = 0;
+    bool ok = false;
+    if (c.mode == "cas") {
+      auto r = nc::read_modify_write(store, c.key, fn, policy);
+      attempts = r.attempts;
+      ok = r.ok();
+    } else if (c.mode == "fenced") {
+      auto r = nc::fenced_read_modify_write(locks, store, c.key, fn, policy);
+      attempts = r.attempts;
+      ok = r.ok();
+    } else {
+      auto g = locks.lock(c.key);
+      auto r = nc::naive_read_modify_write(store, c.key, fn);
+      attempts = r.attempts;
+      ok = r.ok();
+    }
+    if (!ok) return false;
+    say("A " + std::to_string(attempts));
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 7) {
+    std::fprintf(stderr,
+                 "usage: noclobber_lease_writer cas|fenced|blind KEY THREADS UPDATES TTL_MS plain|holder\n");
+    return 2;
+  }
+  config c;
+  c.mode = argv[1];
+  c.key = argv[2];
+  c.threads = std::atoi(argv[3]);
+  c.updates = std::atoi(argv[4]);
+  c.ttl = std::chrono::milliseconds(std::atoi(argv[5]));
+  c.holder = std::string(argv[6]) == "holder";
+  const char* addr = std::getenv("NOCLOBBER_REDIS_ADDR");
+  if (addr == nullptr || (c.mode != "cas" && c.mode != "fenced" && c.mode != "blind") || c.threads <= 0 ||
+      c.updates <= 0 || c.ttl.count() <= 0) {
+    std::fprintf(stderr, "noclobber_lease_writer: bad arguments or NOCLOBBER_REDIS_ADDR unset\n");
+    return 2;
+  }
+  c.addr = addr;
+  // SIGUSR1 is blocked in every thread (inherited) and taken with sigwait.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  say("READY");
+  wait_sigusr1();
+  std::atomic<bool> all_ok{true};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < c.threads; ++t) {
+    pool.emplace_back([&, t] {
+      try {
+        if (!run_thread(c, t)) all_ok = false;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "noclobber_lease_writer: %s\n", e.what());
+        all_ok = false;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  say("DONE");
+  return all_ok ? 0 : 1;
+}
