@@ -2650,8 +2650,9 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
 //   the highest token it has seen can refuse a smaller one; the conditional write refuses a
 //   stale version even where the store knows nothing about tokens.
 // - `expires_at()` is a conservative local deadline: the time *before* the grant request was
-//   sent, plus the TTL. The server's timer starts later, so before expires_at() the lease is
-//   held — unless the server itself forgot it (failover, restart: see each backend).
+//   sent, plus the TTL (the one the server granted: etcd rounds up). The server's timer starts later, so
+//   before expires_at() the lease is held — unless the server itself forgot it (failover, restart: see each
+//   backend).
 // - The holder learns of a lost lease in three places: `lost()` (local deadline passed, or a
 //   renew / release found another owner), `renew()` answering `lease_check::lost`, and
 //   `unlock()` answering `lease_check::lost` (the lease was gone before the release). Each time
@@ -2859,7 +2860,9 @@ class lease_lock_map {
   }
 
   guard make_guard(const key_type& key, lease_attempt a, clock::time_point sent) {
-    return guard(this, key, std::move(a.grant), sent + options_.ttl);
+    // The TTL the server granted (etcd rounds up to whole seconds), else the one asked for.
+    const auto ttl = a.grant.ttl > std::chrono::milliseconds(0) ? a.grant.ttl : options_.ttl;
+    return guard(this, key, std::move(a.grant), sent + ttl);
   }
 
   // Phases: try; on busy or failure sleep the policy's delay (clipped to the deadline); repeat.
@@ -2947,7 +2950,8 @@ class lease_lock_map<Backend, Env>::guard {
     if (lost_) return lease_check::lost;
     const auto sent = clock::now();
     const lease_check c = map_->call_extend(key_, grant_, map_->options_.ttl);
-    if (c == lease_check::held) expires_ = sent + map_->options_.ttl;
+    const auto ttl = grant_.ttl > std::chrono::milliseconds(0) ? grant_.ttl : map_->options_.ttl;
+    if (c == lease_check::held) expires_ = sent + ttl;
     if (c == lease_check::lost) note_lost();
     return c;
   }

@@ -1,17 +1,21 @@
 // A writer process for the lease-lock harness (test_server_lease_harness.cpp): THREADS threads
-// each add 1 to a decimal counter at KEY on Redis, UPDATES times, one of three ways:
+// each add 1 to a decimal counter at KEY, UPDATES times, on Redis (store + lease lock both on
+// Redis) or etcd (both on etcd), one of three ways:
 //
 //   cas     read_modify_write alone (conditional write, no lock)
 //   fenced  fenced_read_modify_write: a Redis lease lock in front, the conditional write behind
 //   blind   the Redis lease lock in front, an unconditional write behind (the unsafe usual way)
 //
-//   noclobber_lease_writer MODE KEY THREADS UPDATES TTL_MS ROLE
+//   noclobber_lease_writer MODE BACKEND KEY THREADS UPDATES TTL_MS ROLE
+//   BACKEND: redis | etcd
 //   ROLE: plain | holder (thread 0, on its 3rd update, stops after its read: prints HOLDING and
 //         waits for SIGUSR1 — the harness pauses or kills the process meanwhile)
 //
 // Protocol on stdout: READY once connected; then it waits for SIGUSR1 (so all writers start
 // together); one line `A <attempts>` per applied update; DONE at the end. Exit status 0, or 1
-// when an update gave up. Redis address from NOCLOBBER_REDIS_ADDR.
+// when an update gave up. Addresses from NOCLOBBER_REDIS_ADDR / NOCLOBBER_ETCD_URL.
+#include <noclobber/adapters/etcd.hpp>
+#include <noclobber/adapters/etcd_lease.hpp>
 #include <noclobber/adapters/redis.hpp>
 #include <noclobber/adapters/redis_lease.hpp>
 #include <noclobber/fenced_read_modify_write.hpp>
@@ -54,19 +58,18 @@ nc::update<std::string> add_one(const std::optional<std::string>& cur) {
 }
 
 struct config {
-  std::string mode, key, addr;
+  std::string mode, backend, key, addr;
   int threads = 0, updates = 0;
   std::chrono::milliseconds ttl{0};
   bool holder = false;
 };
 
-bool run_thread(const config& c, int index) {
-  nc::redis::store store(c.addr, nc::redis::method::lua_compare_and_set);
-  nc::redis::lease_backend backend(c.addr);
+template <class Store, class Backend>
+bool run_thread(const config& c, int index, Store& store, Backend& backend) {
   nc::lease_lock_options<std::string> opts;
   opts.ttl = c.ttl;
   opts.wait_backoff = nc::backoff_policy::full_jitter(std::chrono::milliseconds(1), c.ttl / 4);
-  nc::lease_lock_map<nc::redis::lease_backend> locks(backend, opts);
+  nc::lease_lock_map<Backend> locks(backend, opts);
   nc::retry_policy policy;
   policy.max_attempts = 100000;
   policy.timeout = std::chrono::seconds(120);
@@ -107,21 +110,24 @@ bool run_thread(const config& c, int index) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
+  if (argc != 8) {
     std::fprintf(stderr,
-                 "usage: noclobber_lease_writer cas|fenced|blind KEY THREADS UPDATES TTL_MS plain|holder\n");
+                 "usage: noclobber_lease_writer cas|fenced|blind redis|etcd KEY THREADS UPDATES TTL_MS "
+                 "plain|holder\n");
     return 2;
   }
   config c;
   c.mode = argv[1];
-  c.key = argv[2];
-  c.threads = std::atoi(argv[3]);
-  c.updates = std::atoi(argv[4]);
-  c.ttl = std::chrono::milliseconds(std::atoi(argv[5]));
-  c.holder = std::string(argv[6]) == "holder";
-  const char* addr = std::getenv("NOCLOBBER_REDIS_ADDR");
-  if (addr == nullptr || (c.mode != "cas" && c.mode != "fenced" && c.mode != "blind") || c.threads <= 0 ||
-      c.updates <= 0 || c.ttl.count() <= 0) {
+  c.backend = argv[2];
+  c.key = argv[3];
+  c.threads = std::atoi(argv[4]);
+  c.updates = std::atoi(argv[5]);
+  c.ttl = std::chrono::milliseconds(std::atoi(argv[6]));
+  c.holder = std::string(argv[7]) == "holder";
+  const char* addr = std::getenv(c.backend == "etcd" ? "NOCLOBBER_ETCD_URL" : "NOCLOBBER_REDIS_ADDR");
+  if (addr == nullptr || (c.mode != "cas" && c.mode != "fenced" && c.mode != "blind") ||
+      (c.backend != "redis" && c.backend != "etcd") || c.threads <= 0 || c.updates <= 0 ||
+      c.ttl.count() <= 0) {
     std::fprintf(stderr, "noclobber_lease_writer: bad arguments or NOCLOBBER_REDIS_ADDR unset\n");
     return 2;
   }
@@ -139,7 +145,17 @@ int main(int argc, char** argv) {
   for (int t = 0; t < c.threads; ++t) {
     pool.emplace_back([&, t] {
       try {
-        if (!run_thread(c, t)) all_ok = false;
+        bool ok = false;
+        if (c.backend == "etcd") {
+          nc::etcd::store store(c.addr);
+          nc::etcd::lease_backend backend(c.addr);
+          ok = run_thread(c, t, store, backend);
+        } else {
+          nc::redis::store store(c.addr, nc::redis::method::lua_compare_and_set);
+          nc::redis::lease_backend backend(c.addr);
+          ok = run_thread(c, t, store, backend);
+        }
+        if (!ok) all_ok = false;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "noclobber_lease_writer: %s\n", e.what());
         all_ok = false;

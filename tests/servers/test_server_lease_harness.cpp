@@ -1,13 +1,15 @@
 // The lease-lock proof across processes (issue 15): 4 writer processes x 4 threads add 1 to one
-// Redis counter (tests/servers/lease_writer.cpp). One writer process is paused by the nemesis's
-// pause_fault (SIGSTOP) between its read and its write while it holds the lease, until the others
-// have taken the expired lease and written; then it is resumed (SIGCONT) and finishes.
+// counter (tests/servers/lease_writer.cpp), on Redis and on etcd (store and lock on one server). One writer
+// process is paused by the nemesis's pause_fault (SIGSTOP) between its read and its write while it holds the
+// lease, until the others have taken the expired lease and written; then it is resumed (SIGCONT) and
+// finishes.
 //   lease lock + blind write:        the paused holder's late write erases the others' updates
 //   lease lock + conditional write:  0 lost (the late write is refused, re-read, retried)
 // And a holder killed (kill_fault, SIGKILL) while holding: the others proceed once its lease
 // runs out, and no acknowledged update is lost. Figures (attempts per update for CAS alone and
 // for lease + CAS) are printed for docs/lease_locks.md.
 #include <catch2/catch.hpp>
+#include <noclobber/adapters/etcd.hpp>
 #include <noclobber/adapters/redis.hpp>
 #include <noclobber/race_harness/posix/process.hpp>
 
@@ -116,11 +118,13 @@ class lease_writer {
   std::atomic<long> acked_{0}, attempts_{0};
 };
 
-long read_counter(const std::string& addr, const std::string& key) {
-  nc::redis::store s(addr);
-  auto r = s.read(key);
-  REQUIRE(!r.failed());
-  return r.found() ? std::stol(r.value) : 0;
+long read_counter(const std::string& backend, const std::string& addr, const std::string& key) {
+  auto value = [&](auto&& s) {
+    auto r = s.read(key);
+    REQUIRE(!r.failed());
+    return r.found() ? std::stol(r.value) : 0L;
+  };
+  return backend == "etcd" ? value(nc::etcd::store(addr)) : value(nc::redis::store(addr));
 }
 
 constexpr int processes = 4, threads = 4, updates = 25;
@@ -133,13 +137,14 @@ struct run_result {
 enum class fault { none, pause, kill };
 
 /// Runs the writers; with a fault, process 0 is the holder that stops after its read.
-run_result run_writers(const std::string& mode, fault f, int ttl_ms) {
-  const std::string addr = nc_test::server_env("NOCLOBBER_REDIS_ADDR");
+run_result run_writers(const std::string& backend, const std::string& mode, fault f, int ttl_ms) {
+  const std::string addr =
+      nc_test::server_env(backend == "etcd" ? "NOCLOBBER_ETCD_URL" : "NOCLOBBER_REDIS_ADDR");
   const std::string key = nc_test::unique_name("lease_" + mode);
   std::vector<std::unique_ptr<lease_writer>> ws;
   for (int p = 0; p < processes; ++p) {
     ws.push_back(std::make_unique<lease_writer>(
-        std::vector<std::string>{mode, key, std::to_string(threads), std::to_string(updates),
+        std::vector<std::string>{mode, backend, key, std::to_string(threads), std::to_string(updates),
                                  std::to_string(ttl_ms), p == 0 && f != fault::none ? "holder" : "plain"}));
   }
   for (auto& w : ws) REQUIRE(w->wait_ready());
@@ -149,7 +154,7 @@ run_result run_writers(const std::string& mode, fault f, int ttl_ms) {
   if (f != fault::none) {
     lease_writer& holder = *ws[0];
     REQUIRE(holder.wait_holding());  // read under the lease, stopped before its write
-    const long before = read_counter(addr, key);
+    const long before = read_counter(backend, addr, key);
     auto target = [&](std::uint64_t) {
       return nc::posix::process_target{{holder.pid()}, "lease holder", "0"};
     };
@@ -157,16 +162,17 @@ run_result run_writers(const std::string& mode, fault f, int ttl_ms) {
       nc::posix::pause_fault pause("pause-holder", target);
       INFO(pause.inject(0));
       // The others can only write once the holder's lease has run out on the server.
-      for (int i = 0; i < 3000 && read_counter(addr, key) < before + 5; ++i)
+      for (int i = 0; i < 3000 && read_counter(backend, addr, key) < before + 5; ++i)
         std::this_thread::sleep_for(10ms);
-      REQUIRE(read_counter(addr, key) >= before + 5);
+      REQUIRE(read_counter(backend, addr, key) >= before + 5);
       INFO(pause.heal());
       holder.signal(SIGUSR1);  // resumed: it goes on to write what it read before the pause
     } else {
       nc::posix::kill_fault kill("kill-holder", target, {"true"});
       INFO(kill.inject(0));
-      holder.forget();  // kill_fault waited until it was gone (a zombie until reaped below)
-      ::waitpid(holder.pid(), nullptr, 0);
+      const pid_t dead = holder.pid();
+      holder.forget();  // kill_fault waited until it was gone (a zombie until reaped here)
+      REQUIRE(::waitpid(dead, nullptr, 0) == dead);
     }
   }
   run_result out;
@@ -179,51 +185,81 @@ run_result run_writers(const std::string& mode, fault f, int ttl_ms) {
     out.acknowledged += w->acknowledged();
     out.attempts += w->attempts();
   }
-  out.stored = read_counter(addr, key);
+  out.stored = read_counter(backend, addr, key);
   return out;
 }
 
-void print(const char* what, const run_result& r) {
+void print(const std::string& backend, const char* what, const run_result& r) {
   std::printf(
-      "lease harness %-28s acknowledged %4ld stored %4ld lost %4ld attempts/update %.3f  %.2f s\n", what,
-      r.acknowledged, r.stored, r.acknowledged - r.stored,
+      "lease harness %-5s %-28s acknowledged %4ld stored %4ld lost %4ld attempts/update %.3f  %.2f s\n",
+      backend.c_str(), what, r.acknowledged, r.stored, r.acknowledged - r.stored,
       r.acknowledged > 0 ? static_cast<double>(r.attempts) / static_cast<double>(r.acknowledged) : 0.0,
       r.seconds);
 }
 
-}  // namespace
+// TTLs: Redis takes milliseconds; etcd whole seconds with a 2 s minimum (it rounds up).
+int short_ttl(const std::string& backend) {
+  return backend == "etcd" ? 2000 : 300;
+}
 
-TEST_CASE("lease harness: a holder paused past its lease; blind write loses, conditional write loses 0",
-          "[server][redis][lease][harness]") {
-  const run_result blind = run_writers("blind", fault::pause, 300);
-  print("lease + blind, paused holder", blind);
+void paused_holder(const std::string& backend) {
+  const run_result blind = run_writers(backend, "blind", fault::pause, short_ttl(backend));
+  print(backend, "lease + blind, paused holder", blind);
   CHECK(blind.acknowledged == processes * threads * updates);
   CHECK(blind.stored <= blind.acknowledged - 5);  // at least the 5 written during the pause are gone
 
-  const run_result fenced = run_writers("fenced", fault::pause, 300);
-  print("lease + CAS, paused holder", fenced);
+  const run_result fenced = run_writers(backend, "fenced", fault::pause, short_ttl(backend));
+  print(backend, "lease + CAS, paused holder", fenced);
   CHECK(fenced.acknowledged == processes * threads * updates);
   CHECK(fenced.stored == fenced.acknowledged);
 }
 
-TEST_CASE("lease harness: a holder killed while holding; the others proceed, nothing acknowledged is lost",
-          "[server][redis][lease][harness]") {
-  const run_result r = run_writers("fenced", fault::kill, 300);
-  print("lease + CAS, killed holder", r);
+void killed_holder(const std::string& backend) {
+  const run_result r = run_writers(backend, "fenced", fault::kill, short_ttl(backend));
+  print(backend, "lease + CAS, killed holder", r);
   // the holder had acknowledged 2 updates on thread 0 (and some on its other threads) before it died
   CHECK(r.acknowledged >= (processes - 1) * threads * updates + 2);
-  CHECK(r.stored >= r.acknowledged);                // nothing acknowledged lost; at most the killed process's
-  CHECK(r.stored <= r.acknowledged + threads - 1);  // other threads' in-flight writes unacknowledged
+  CHECK(r.stored >= r.acknowledged);                // nothing acknowledged lost; at most the killed
+  CHECK(r.stored <= r.acknowledged + threads - 1);  // process's other threads' in-flight writes
 }
 
-TEST_CASE("lease harness: wasted attempts per update, CAS alone against lease + CAS (no fault)",
-          "[server][redis][lease][harness]") {
-  const run_result cas = run_writers("cas", fault::none, 2000);
-  const run_result fenced = run_writers("fenced", fault::none, 2000);
-  print("CAS alone", cas);
-  print("lease + CAS", fenced);
+void attempts_per_update(const std::string& backend) {
+  const run_result cas = run_writers(backend, "cas", fault::none, 5000);
+  const run_result fenced = run_writers(backend, "fenced", fault::none, 5000);
+  print(backend, "CAS alone", cas);
+  print(backend, "lease + CAS", fenced);
   CHECK(cas.stored == cas.acknowledged);
   CHECK(fenced.stored == fenced.acknowledged);
   CHECK(cas.acknowledged == processes * threads * updates);
   CHECK(fenced.acknowledged == processes * threads * updates);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "lease harness, redis: a holder paused past its lease; blind write loses, conditional write loses 0",
+    "[server][redis][lease][harness]") {
+  paused_holder("redis");
+}
+TEST_CASE(
+    "lease harness, redis: a holder killed while holding; the others proceed, nothing acknowledged is lost",
+    "[server][redis][lease][harness]") {
+  killed_holder("redis");
+}
+TEST_CASE("lease harness, redis: attempts per update, CAS alone against lease + CAS (no fault)",
+          "[server][redis][lease][harness]") {
+  attempts_per_update("redis");
+}
+TEST_CASE("lease harness, etcd: a holder paused past its lease; blind write loses, conditional write loses 0",
+          "[server][etcd][lease][harness]") {
+  paused_holder("etcd");
+}
+TEST_CASE(
+    "lease harness, etcd: a holder killed while holding; the others proceed, nothing acknowledged is lost",
+    "[server][etcd][lease][harness]") {
+  killed_holder("etcd");
+}
+TEST_CASE("lease harness, etcd: attempts per update, CAS alone against lease + CAS (no fault)",
+          "[server][etcd][lease][harness]") {
+  attempts_per_update("etcd");
 }
