@@ -1,21 +1,25 @@
 // A writer process for the lease-lock harness (test_server_lease_harness.cpp): THREADS threads
 // each add 1 to a decimal counter at KEY, UPDATES times, on Redis (store + lease lock both on
-// Redis) or etcd (both on etcd), one of three ways:
+// Redis), etcd (both on etcd) or PostgreSQL (a version-column table, advisory locks of
+// session scope), one of three ways:
 //
 //   cas     read_modify_write alone (conditional write, no lock)
 //   fenced  fenced_read_modify_write: a Redis lease lock in front, the conditional write behind
 //   blind   the Redis lease lock in front, an unconditional write behind (the unsafe usual way)
 //
 //   noclobber_lease_writer MODE BACKEND KEY THREADS UPDATES TTL_MS ROLE
-//   BACKEND: redis | etcd
+//   BACKEND: redis | etcd | postgres
 //   ROLE: plain | holder (thread 0, on its 3rd update, stops after its read: prints HOLDING and
 //         waits for SIGUSR1 — the harness pauses or kills the process meanwhile)
 //
 // Protocol on stdout: READY once connected; then it waits for SIGUSR1 (so all writers start
 // together); one line `A <attempts>` per applied update; DONE at the end. Exit status 0, or 1
-// when an update gave up. Addresses from NOCLOBBER_REDIS_ADDR / NOCLOBBER_ETCD_URL.
+// when an update gave up. Addresses from NOCLOBBER_REDIS_ADDR / NOCLOBBER_ETCD_URL /
+// NOCLOBBER_PG_CONNINFO.
 #include <noclobber/adapters/etcd.hpp>
 #include <noclobber/adapters/etcd_lease.hpp>
+#include <noclobber/adapters/postgres.hpp>
+#include <noclobber/adapters/postgres_lease.hpp>
 #include <noclobber/adapters/redis.hpp>
 #include <noclobber/adapters/redis_lease.hpp>
 #include <noclobber/fenced_read_modify_write.hpp>
@@ -111,9 +115,10 @@ bool run_thread(const config& c, int index, Store& store, Backend& backend) {
 
 int main(int argc, char** argv) {
   if (argc != 8) {
-    std::fprintf(stderr,
-                 "usage: noclobber_lease_writer cas|fenced|blind redis|etcd KEY THREADS UPDATES TTL_MS "
-                 "plain|holder\n");
+    std::fprintf(
+        stderr,
+        "usage: noclobber_lease_writer cas|fenced|blind redis|etcd|postgres KEY THREADS UPDATES TTL_MS "
+        "plain|holder\n");
     return 2;
   }
   config c;
@@ -124,10 +129,12 @@ int main(int argc, char** argv) {
   c.updates = std::atoi(argv[5]);
   c.ttl = std::chrono::milliseconds(std::atoi(argv[6]));
   c.holder = std::string(argv[7]) == "holder";
-  const char* addr = std::getenv(c.backend == "etcd" ? "NOCLOBBER_ETCD_URL" : "NOCLOBBER_REDIS_ADDR");
+  const char* addr = std::getenv(c.backend == "etcd"       ? "NOCLOBBER_ETCD_URL"
+                                 : c.backend == "postgres" ? "NOCLOBBER_PG_CONNINFO"
+                                                           : "NOCLOBBER_REDIS_ADDR");
   if (addr == nullptr || (c.mode != "cas" && c.mode != "fenced" && c.mode != "blind") ||
-      (c.backend != "redis" && c.backend != "etcd") || c.threads <= 0 || c.updates <= 0 ||
-      c.ttl.count() <= 0) {
+      (c.backend != "redis" && c.backend != "etcd" && c.backend != "postgres") || c.threads <= 0 ||
+      c.updates <= 0 || c.ttl.count() <= 0) {
     std::fprintf(stderr, "noclobber_lease_writer: bad arguments or NOCLOBBER_REDIS_ADDR unset\n");
     return 2;
   }
@@ -146,7 +153,12 @@ int main(int argc, char** argv) {
     pool.emplace_back([&, t] {
       try {
         bool ok = false;
-        if (c.backend == "etcd") {
+        if (c.backend == "postgres") {
+          nc::postgres::store store(c.addr, "lease_harness");
+          store.ensure_table();
+          nc::postgres::advisory_lease_backend backend(c.addr);
+          ok = run_thread(c, t, store, backend);
+        } else if (c.backend == "etcd") {
           nc::etcd::store store(c.addr);
           nc::etcd::lease_backend backend(c.addr);
           ok = run_thread(c, t, store, backend);
