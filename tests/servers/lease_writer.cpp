@@ -13,7 +13,8 @@
 //         waits for SIGUSR1 — the harness pauses or kills the process meanwhile)
 //
 // Protocol on stdout: READY once connected; then it waits for SIGUSR1 (so all writers start
-// together); one line `A <attempts>` per applied update; DONE at the end. Exit status 0, or 1
+// together); one line `A <attempts>` per applied update (conditional writes it took); `L <n>` per
+// thread at its end (lease requests it sent: tries, releases); DONE at the end. Exit status 0, or 1
 // when an update gave up. Addresses from NOCLOBBER_REDIS_ADDR / NOCLOBBER_ETCD_URL /
 // NOCLOBBER_PG_CONNINFO.
 #include <noclobber/adapters/etcd.hpp>
@@ -108,6 +109,7 @@ bool run_thread(const config& c, int index, Store& store, Backend& backend) {
     if (!ok) return false;
     say("A " + std::to_string(attempts));
   }
+  say("L " + std::to_string(locks.requests()));  // lease requests this thread sent (acquire, release)
   return true;
 }
 

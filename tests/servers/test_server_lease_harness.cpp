@@ -89,6 +89,7 @@ class lease_writer {
   void forget() { pid_ = -1; }  // reaped elsewhere (kill_fault waits for it)
   [[nodiscard]] long acknowledged() const { return acked_.load(); }
   [[nodiscard]] long attempts() const { return attempts_.load(); }
+  [[nodiscard]] long lease_requests() const { return lease_requests_.load(); }
 
  private:
   void read_lines(int fd) {
@@ -108,6 +109,7 @@ class lease_writer {
           ++acked_;
           attempts_ += std::stol(cur.substr(2));
         }
+        if (cur.rfind("L ", 0) == 0) lease_requests_ += std::stol(cur.substr(2));
         cur.clear();
       }
     }
@@ -117,7 +119,7 @@ class lease_writer {
   pid_t pid_ = -1;
   std::thread reader_;
   std::atomic<bool> ready_{false}, holding_{false}, eof_{false};
-  std::atomic<long> acked_{0}, attempts_{0};
+  std::atomic<long> acked_{0}, attempts_{0}, lease_requests_{0};
 };
 
 long read_counter(const std::string& backend, const std::string& addr, const std::string& key) {
@@ -137,7 +139,7 @@ long read_counter(const std::string& backend, const std::string& addr, const std
 constexpr int processes = 4, threads = 4, updates = 25;
 
 struct run_result {
-  long acknowledged = 0, stored = 0, attempts = 0;
+  long acknowledged = 0, stored = 0, attempts = 0, lease_requests = 0;
   double seconds = 0;
 };
 
@@ -192,17 +194,19 @@ run_result run_writers(const std::string& backend, const std::string& mode, faul
   for (auto& w : ws) {
     out.acknowledged += w->acknowledged();
     out.attempts += w->attempts();
+    out.lease_requests += w->lease_requests();
   }
   out.stored = read_counter(backend, addr, key);
   return out;
 }
 
 void print(const std::string& backend, const char* what, const run_result& r) {
+  const double n = r.acknowledged > 0 ? static_cast<double>(r.acknowledged) : 1.0;
   std::printf(
-      "lease harness %-5s %-28s acknowledged %4ld stored %4ld lost %4ld attempts/update %.3f  %.2f s\n",
+      "lease harness %-8s %-28s acked %4ld stored %4ld lost %4ld | per update: conditional writes %.3f, "
+      "lease requests %.2f | %.2f s\n",
       backend.c_str(), what, r.acknowledged, r.stored, r.acknowledged - r.stored,
-      r.acknowledged > 0 ? static_cast<double>(r.attempts) / static_cast<double>(r.acknowledged) : 0.0,
-      r.seconds);
+      static_cast<double>(r.attempts) / n, static_cast<double>(r.lease_requests) / n, r.seconds);
 }
 
 // TTLs: Redis and PostgreSQL (idle_session_timeout) take milliseconds; etcd whole seconds with a
