@@ -5647,9 +5647,7 @@ class memory_lease_backend {
 
   lease_attempt try_acquire(const Key& key, std::chrono::milliseconds ttl) {
     annotated_lock lock(mutex_);
-    ++calls_;
-    if (failing_ > 0) {
-      --failing_;
+    if (injected_failure()) {
       return {lease_status::failed, {}, {"IO", "memory_lease_backend: failure injected by fail_next"}};
     }
     slot& s = slots_[key];
@@ -5662,11 +5660,7 @@ class memory_lease_backend {
 
   lease_check extend(const Key& key, const lease_grant& g, std::chrono::milliseconds ttl) {
     annotated_lock lock(mutex_);
-    ++calls_;
-    if (failing_ > 0) {
-      --failing_;
-      return lease_check::unknown;
-    }
+    if (injected_failure()) return lease_check::unknown;
     slot* s = live_owned(key, g);
     if (s == nullptr) return lease_check::lost;
     s->expires = now_locked() + ttl;
@@ -5675,11 +5669,7 @@ class memory_lease_backend {
 
   lease_check release(const Key& key, const lease_grant& g) {
     annotated_lock lock(mutex_);
-    ++calls_;
-    if (failing_ > 0) {
-      --failing_;
-      return lease_check::unknown;
-    }
+    if (injected_failure()) return lease_check::unknown;
     slot* s = live_owned(key, g);
     if (s == nullptr) return lease_check::lost;
     s->owner.clear();
@@ -5714,6 +5704,13 @@ class memory_lease_backend {
     clock::time_point expires{};
     fencing_token fence = 0;  // last token granted; never goes back
   };
+  // Counts the call; true when fail_next asked for this one to fail.
+  bool injected_failure() NOCLOBBER_REQUIRES(mutex_) {
+    ++calls_;
+    if (failing_ == 0) return false;
+    --failing_;
+    return true;
+  }
   clock::time_point now_locked() const NOCLOBBER_REQUIRES(mutex_) { return clock::now() + skew_; }
   slot* live_owned(const Key& key, const lease_grant& g) NOCLOBBER_REQUIRES(mutex_) {
     auto it = slots_.find(key);

@@ -92,19 +92,22 @@ bool run_thread(const config& c, int index, Store& store, Backend& backend) {
     };
     unsigned attempts = 0;
     bool ok = false;
+    auto note = [&](const auto& r) {
+      attempts = r.attempts;
+      ok = r.ok();
+      if (!ok) {  // says why on stderr (the harness's output), so a failed run can be read
+        std::fprintf(stderr, "noclobber_lease_writer: thread %d update %d: %s, indeterminate %d, %s: %s\n",
+                     index, u, std::string(nc::to_string(r.outcome)).c_str(), r.indeterminate ? 1 : 0,
+                     r.last_error.code.c_str(), r.last_error.message.c_str());
+      }
+    };
     if (c.mode == "cas") {
-      auto r = nc::read_modify_write(store, c.key, fn, policy);
-      attempts = r.attempts;
-      ok = r.ok();
+      note(nc::read_modify_write(store, c.key, fn, policy));
     } else if (c.mode == "fenced") {
-      auto r = nc::fenced_read_modify_write(locks, store, c.key, fn, policy);
-      attempts = r.attempts;
-      ok = r.ok();
+      note(nc::fenced_read_modify_write(locks, store, c.key, fn, policy));
     } else {
       auto g = locks.lock(c.key);
-      auto r = nc::naive_read_modify_write(store, c.key, fn);
-      attempts = r.attempts;
-      ok = r.ok();
+      note(nc::naive_read_modify_write(store, c.key, fn));
     }
     if (!ok) return false;
     say("A " + std::to_string(attempts));

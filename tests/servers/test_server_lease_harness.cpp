@@ -40,21 +40,8 @@ namespace {
 class lease_writer {
  public:
   explicit lease_writer(std::vector<std::string> args) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    args.insert(args.begin(), NOCLOBBER_LEASE_WRITER);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, NOCLOBBER_LEASE_WRITER, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(fds[1]);
-    REQUIRE(rc == 0);
-    reader_ = std::thread([this, fd = fds[0]] { read_lines(fd); });
+    const int fd = nc_test::spawn_with_stdout_pipe(NOCLOBBER_LEASE_WRITER, std::move(args), pid_);
+    reader_ = std::thread([this, fd] { read_lines(fd); });
   }
   lease_writer(const lease_writer&) = delete;
   lease_writer& operator=(const lease_writer&) = delete;
@@ -129,8 +116,7 @@ long read_counter(const std::string& backend, const std::string& addr, const std
     return r.found() ? std::stol(r.value) : 0L;
   };
   if (backend == "postgres") {
-    nc::postgres::store s(addr, "lease_harness");
-    s.ensure_table();
+    nc::postgres::store s(addr, "lease_harness");  // run_writers created the table
     return value(s);
   }
   return backend == "etcd" ? value(nc::etcd::store(addr)) : value(nc::redis::store(addr));
@@ -151,6 +137,7 @@ run_result run_writers(const std::string& backend, const std::string& mode, faul
                                                : backend == "postgres" ? "NOCLOBBER_PG_CONNINFO"
                                                                        : "NOCLOBBER_REDIS_ADDR");
   const std::string key = nc_test::unique_name("lease_" + mode);
+  if (backend == "postgres") nc::postgres::store(addr, "lease_harness").ensure_table();
   std::vector<std::unique_ptr<lease_writer>> ws;
   for (int p = 0; p < processes; ++p) {
     ws.push_back(std::make_unique<lease_writer>(

@@ -134,25 +134,13 @@ class lease_backend {
   [[nodiscard]] const store_error& last_error() const noexcept { return error_; }
 
  private:
-  struct context_deleter {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-  };
-
   static void check_key(const key_type& key) {
     if (key.empty()) throw std::invalid_argument("noclobber::redis::lease_backend: empty lock key");
   }
 
   bool connect() {
-    timeval tv{static_cast<time_t>(timeout_.count() / 1000),
-               static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
-    ctx_.reset(redisConnectWithTimeout(host_.c_str(), port_, tv));
-    if (!ctx_ || ctx_->err != 0) {
-      error_ = {"IO", ctx_ ? ctx_->errstr : "cannot allocate a redis context"};
-      ctx_.reset();
-      return false;
-    }
-    redisSetTimeout(ctx_.get(), tv);
-    return true;
+    ctx_ = detail::connect(host_, port_, timeout_, error_);
+    return ctx_ != nullptr;
   }
   bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
 
@@ -199,7 +187,7 @@ class lease_backend {
   int port_ = 0;
   std::string prefix_;
   std::chrono::milliseconds timeout_{};
-  std::unique_ptr<redisContext, context_deleter> ctx_;
+  detail::context_ptr ctx_;
   std::uint64_t id_ = 0;
   std::uint64_t grants_ = 0;
   store_error error_;
