@@ -6,6 +6,10 @@
 //   cas     read_modify_write alone (conditional write, no lock)
 //   fenced  fenced_read_modify_write: a Redis lease lock in front, the conditional write behind
 //   blind   the Redis lease lock in front, an unconditional write behind (the unsafe usual way)
+//   local   a keyed_mutex_map shared by the process's threads in front of the conditional write
+//           (locked_read_modify_write: the in-process layer alone)
+//   layered both layers: the keyed_mutex_map inside the process, the lease lock between
+//           processes, the conditional write behind (the SQLite-file scenario's design)
 //
 //   noclobber_lease_writer MODE BACKEND KEY THREADS UPDATES TTL_MS ROLE
 //   BACKEND: redis | etcd | postgres
@@ -24,6 +28,8 @@
 #include <noclobber/adapters/redis.hpp>
 #include <noclobber/adapters/redis_lease.hpp>
 #include <noclobber/fenced_read_modify_write.hpp>
+#include <noclobber/keyed_mutex_map.hpp>
+#include <noclobber/locked_read_modify_write.hpp>
 #include <noclobber/naive_read_modify_write.hpp>
 #include <noclobber/read_modify_write.hpp>
 
@@ -43,6 +49,7 @@ namespace {
 
 namespace nc = noclobber;
 std::mutex out_mutex;
+noclobber::keyed_mutex_map<std::string> process_locks;  // the in-process layer (local, layered)
 
 void say(const std::string& line) {
   std::lock_guard<std::mutex> lock(out_mutex);
@@ -103,6 +110,11 @@ bool run_thread(const config& c, int index, Store& store, Backend& backend) {
     };
     if (c.mode == "cas") {
       note(nc::read_modify_write(store, c.key, fn, policy));
+    } else if (c.mode == "local") {
+      note(nc::locked_read_modify_write(process_locks, store, c.key, fn, policy));
+    } else if (c.mode == "layered") {
+      auto in_process = process_locks.lock(c.key);  // one thread per process asks the lease server
+      note(nc::fenced_read_modify_write(locks, store, c.key, fn, policy));
     } else if (c.mode == "fenced") {
       note(nc::fenced_read_modify_write(locks, store, c.key, fn, policy));
     } else {
@@ -120,10 +132,10 @@ bool run_thread(const config& c, int index, Store& store, Backend& backend) {
 
 int main(int argc, char** argv) {
   if (argc != 8) {
-    std::fprintf(
-        stderr,
-        "usage: noclobber_lease_writer cas|fenced|blind redis|etcd|postgres KEY THREADS UPDATES TTL_MS "
-        "plain|holder\n");
+    std::fprintf(stderr,
+                 "usage: noclobber_lease_writer cas|fenced|blind|local|layered redis|etcd|postgres KEY "
+                 "THREADS UPDATES TTL_MS "
+                 "plain|holder\n");
     return 2;
   }
   config c;
@@ -137,7 +149,9 @@ int main(int argc, char** argv) {
   const char* addr = std::getenv(c.backend == "etcd"       ? "NOCLOBBER_ETCD_URL"
                                  : c.backend == "postgres" ? "NOCLOBBER_PG_CONNINFO"
                                                            : "NOCLOBBER_REDIS_ADDR");
-  if (addr == nullptr || (c.mode != "cas" && c.mode != "fenced" && c.mode != "blind") ||
+  if (addr == nullptr ||
+      (c.mode != "cas" && c.mode != "fenced" && c.mode != "blind" && c.mode != "local" &&
+       c.mode != "layered") ||
       (c.backend != "redis" && c.backend != "etcd" && c.backend != "postgres") || c.threads <= 0 ||
       c.updates <= 0 || c.ttl.count() <= 0) {
     std::fprintf(stderr, "noclobber_lease_writer: bad arguments or NOCLOBBER_REDIS_ADDR unset\n");

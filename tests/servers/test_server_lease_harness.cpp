@@ -238,6 +238,17 @@ void attempts_per_update(const std::string& backend) {
   CHECK(fenced.acknowledged == processes * threads * updates);
 }
 
+// The two layers across processes: CAS alone, the in-process lock + CAS, the lease + CAS, and
+// both locks + CAS, in one run.
+void layers(const std::string& backend) {
+  for (const char* mode : {"cas", "local", "fenced", "layered"}) {
+    const run_result r = run_writers(backend, mode, fault::none, 5000);
+    print(backend, mode, r);
+    CHECK(r.acknowledged == processes * threads * updates);
+    CHECK(r.stored == r.acknowledged);
+  }
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -281,4 +292,16 @@ TEST_CASE(
 TEST_CASE("lease harness, postgres: attempts per update, CAS alone against lease + CAS (no fault)",
           "[server][postgres][lease][harness]") {
   attempts_per_update("postgres");
+}
+TEST_CASE("lease harness, redis: CAS alone, in-process lock + CAS, lease + CAS, both locks + CAS",
+          "[server][redis][lease][harness]") {
+  layers("redis");
+}
+TEST_CASE("lease harness, postgres: CAS alone, in-process lock + CAS, lease + CAS, both locks + CAS",
+          "[server][postgres][lease][harness]") {
+  layers("postgres");
+}
+TEST_CASE("lease harness, etcd: CAS alone, in-process lock + CAS, lease + CAS, both locks + CAS",
+          "[server][etcd][lease][harness]") {
+  layers("etcd");
 }
