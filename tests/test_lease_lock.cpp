@@ -54,7 +54,7 @@ TEST_CASE("lease lock: try, release, tokens grow, guards move", "[lease]") {
   CHECK_FALSE(server.held("k"));
 }
 
-TEST_CASE("lease lock: an expired lease is granted again with a larger token; the holder is told",
+TEST_CASE("lease lock: an expired lease is granted again with a larger token, then the holder is told",
           "[lease]") {
   server_t server;
   std::vector<nc::fencing_token> lost_reports;

@@ -43,7 +43,7 @@ TEST_CASE("etcd lease: grant, busy, release, the token is the lock key's create 
   CHECK(gb.token() > last);
 }
 
-TEST_CASE("etcd lease: an expired lease goes to the next client; the old holder is told",
+TEST_CASE("etcd lease: an expired lease goes to the next client, then the old holder is told",
           "[server][etcd][lease]") {
   const std::string url = nc_test::server_env("NOCLOBBER_ETCD_URL");
   const std::string key = nc_test::unique_name("lease");

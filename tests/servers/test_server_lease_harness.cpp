@@ -252,12 +252,13 @@ void layers(const std::string& backend) {
 }  // namespace
 
 TEST_CASE(
-    "lease harness, redis: a holder paused past its lease; blind write loses, conditional write loses 0",
+    "lease harness, redis: a holder paused past its lease, then blind write loses, conditional write loses 0",
     "[server][redis][lease][harness]") {
   paused_holder("redis");
 }
 TEST_CASE(
-    "lease harness, redis: a holder killed while holding; the others proceed, nothing acknowledged is lost",
+    "lease harness, redis: a holder killed while holding, then the others proceed, nothing acknowledged is "
+    "lost",
     "[server][redis][lease][harness]") {
   killed_holder("redis");
 }
@@ -265,12 +266,14 @@ TEST_CASE("lease harness, redis: attempts per update, CAS alone against lease + 
           "[server][redis][lease][harness]") {
   attempts_per_update("redis");
 }
-TEST_CASE("lease harness, etcd: a holder paused past its lease; blind write loses, conditional write loses 0",
-          "[server][etcd][lease][harness]") {
+TEST_CASE(
+    "lease harness, etcd: a holder paused past its lease, then blind write loses, conditional write loses 0",
+    "[server][etcd][lease][harness]") {
   paused_holder("etcd");
 }
 TEST_CASE(
-    "lease harness, etcd: a holder killed while holding; the others proceed, nothing acknowledged is lost",
+    "lease harness, etcd: a holder killed while holding, then the others proceed, nothing acknowledged is "
+    "lost",
     "[server][etcd][lease][harness]") {
   killed_holder("etcd");
 }
@@ -279,12 +282,14 @@ TEST_CASE("lease harness, etcd: attempts per update, CAS alone against lease + C
   attempts_per_update("etcd");
 }
 TEST_CASE(
-    "lease harness, postgres: a holder paused past its lease; blind write loses, conditional write loses 0",
+    "lease harness, postgres: a holder paused past its lease, then blind write loses, conditional write "
+    "loses 0",
     "[server][postgres][lease][harness]") {
   paused_holder("postgres");
 }
 TEST_CASE(
-    "lease harness, postgres: a holder killed while holding; the others proceed, nothing acknowledged is "
+    "lease harness, postgres: a holder killed while holding, then the others proceed, nothing acknowledged "
+    "is "
     "lost",
     "[server][postgres][lease][harness]") {
   killed_holder("postgres");

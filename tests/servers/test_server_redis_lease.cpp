@@ -54,7 +54,7 @@ TEST_CASE("redis lease: grant, busy, compare-and-delete release, tokens grow", "
 }
 
 TEST_CASE(
-    "redis lease: an expired lease goes to the next client; the old holder is told and cannot delete it",
+    "redis lease: an expired lease goes to the next client, then the old holder is told and cannot delete it",
     "[server][redis][lease]") {
   const std::string addr = nc_test::server_env("NOCLOBBER_REDIS_ADDR");
   const std::string key = nc_test::unique_name("lease");
