@@ -14,6 +14,7 @@
 #pragma once
 
 #include "noclobber/backoff.hpp"
+#include "noclobber/cached_store.hpp"
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_op.hpp"
 #include "noclobber/conditional_writer.hpp"
@@ -30,6 +31,7 @@
 #include "noclobber/outcome.hpp"
 #include "noclobber/patch_if_unchanged.hpp"
 #include "noclobber/race_harness.hpp"
+#include "noclobber/read_if_changed.hpp"
 #include "noclobber/read_modify_write.hpp"
 #include "noclobber/retry_budget.hpp"
 #include "noclobber/retry_controller.hpp"

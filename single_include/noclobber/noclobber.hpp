@@ -66,35 +66,38 @@ template <class Rep, class Period>
     std::chrono::duration<Rep, Period> d) noexcept {
   using ns = std::chrono::nanoseconds;
   using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
-  if constexpr (std::is_floating_point_v<Rep>) {
+  if constexpr (std::is_floating_point_v<Rep> || sizeof(Rep) > sizeof(std::intmax_t)) {
+    // Floating point, and integers wider than 64 bits (exact up to 2^64 ticks): in long double.
     const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
                           static_cast<long double>(ratio::den);
     if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
     if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
     return ns(static_cast<std::int64_t>(v));
-  } else if constexpr (ratio::num == 1) {
-    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
-    const auto q = d.count() / static_cast<Rep>(ratio::den);
-    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
-      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
-      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
-    }
-    return ns(static_cast<std::int64_t>(q));
   } else {
-    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
-    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
-    constexpr std::intmax_t num = ratio::num;
-    constexpr std::intmax_t den = ratio::den;
-    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
-    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
-    if (whole > ns::max().count() / num) return ns::max();
-    if (whole < ns::min().count() / num) return ns::min();
-    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
-                                                           // the ratios std::chrono defines
-    const std::intmax_t base = whole * num;
-    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
-    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
-    return ns(static_cast<std::int64_t>(base + rest));
+    // Integers up to 64 bits, signed or not: the magnitude in 64 unsigned bits, whole ticks
+    // first (exact), then the remainder; limits computed in ticks, so nothing overflows.
+    // (Converting to a signed 64-bit count first would wrap unsigned counts past 2^63, and
+    // dividing in Rep would truncate a den that Rep cannot hold.)
+    using wide = std::common_type_t<Rep, std::intmax_t>;
+    using mag_t = std::make_unsigned_t<wide>;
+    constexpr mag_t num = static_cast<mag_t>(ratio::num);
+    constexpr mag_t den = static_cast<mag_t>(ratio::den);
+    static_assert(den - 1 <= std::numeric_limits<mag_t>::max() / num,
+                  "noclobber::saturating_cast_ns: this period's ratio to a nanosecond is too fine-grained");
+    const wide count = static_cast<wide>(d.count());
+    bool negative = false;
+    if constexpr (std::is_signed_v<wide>) negative = count < 0;
+    const mag_t mag = negative ? mag_t(0) - static_cast<mag_t>(count) : static_cast<mag_t>(count);
+    // The largest magnitude nanoseconds can hold in this direction: 2^63 - 1, or 2^63 below zero.
+    const mag_t limit = static_cast<mag_t>(ns::max().count()) + (negative ? 1 : 0);
+    const mag_t whole = mag / den;
+    if (whole > limit / num) return negative ? ns::min() : ns::max();
+    const mag_t base = whole * num;
+    const mag_t rest = (mag % den) * num / den;  // < num, and (den - 1) * num fits (checked above)
+    if (rest > limit - base) return negative ? ns::min() : ns::max();
+    const mag_t total = base + rest;
+    if (!negative) return ns(static_cast<std::int64_t>(total));
+    return total == 0 ? ns(0) : ns(-static_cast<std::int64_t>(total - 1) - 1);  // total <= 2^63
   }
 }
 
@@ -107,17 +110,44 @@ template <class Rep, class Period>
   return a + b;
 }
 
-/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
-/// time_point::max(): "never").
+/// a - b in nanoseconds, clamped to the representable range.
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_sub(std::chrono::nanoseconds a,
+                                                                std::chrono::nanoseconds b) noexcept {
+  using ns = std::chrono::nanoseconds;
+  if (b < ns::zero() && a > ns::max() + b) return ns::max();
+  if (b > ns::zero() && a < ns::min() + b) return ns::min();
+  return a - b;
+}
+
+/// `now + d` on `Clock`, rounded up to the clock's tick and clamped to its time_point range
+/// (d = nanoseconds::max() gives time_point::max(): "never").
 template <class Clock>
 [[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
                                                                        std::chrono::nanoseconds d) noexcept {
   using tp = typename Clock::time_point;
   using cd = typename Clock::duration;
-  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
-  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
-  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
-  return tp(std::chrono::ceil<cd>(target));
+  using rep = typename cd::rep;
+  using tick = std::ratio_divide<typename cd::period, std::nano>;  // nanoseconds per tick
+  if (d == std::chrono::nanoseconds::max()) return tp::max();      // "never", whatever `now` is
+  if constexpr (tick::den == 1 && std::is_integral_v<rep> && std::is_signed_v<rep> &&
+                sizeof(rep) <= sizeof(std::intmax_t)) {
+    // Whole nanoseconds per tick (every usual clock): add in the clock's own ticks, so a `now`
+    // beyond the range of nanoseconds (a coarse clock far from its epoch) stays exact.
+    constexpr std::intmax_t ns_per_tick = tick::num;
+    std::intmax_t step = d.count() / ns_per_tick;
+    if (step * ns_per_tick < d.count()) ++step;  // round up
+    const std::intmax_t t = now.time_since_epoch().count();
+    const std::intmax_t hi = tp::max().time_since_epoch().count();
+    const std::intmax_t lo = tp::min().time_since_epoch().count();
+    if (step > 0 && t > hi - step) return tp::max();
+    if (step < 0 && t < lo - step) return tp::min();
+    return tp(cd(static_cast<rep>(t + step)));
+  } else {
+    const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
+    if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
+    if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
+    return tp(std::chrono::ceil<cd>(target));
+  }
 }
 
 /// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
@@ -341,11 +371,11 @@ class contention_meter {
 
   /// note_read + on_refused in one call.
   void observe(std::uint64_t version_read, duration read_at, duration refused_at) noexcept {
-    window_ = refused_at > read_at ? refused_at - read_at : duration::zero();
+    window_ = refused_at > read_at ? saturating_sub(refused_at, read_at) : duration::zero();
     if (samples_ > 0 && read_at > previous_read_at_) {
       const double commits =
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
-      const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
+      const double elapsed = static_cast<double>(saturating_sub(read_at, previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
       add_load_sample(b);
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
@@ -519,9 +549,10 @@ class backoff_policy {
     if (kind_ == backoff_kind::immediate) return duration::zero();
     if (retry <= 1) return base_;
     // pow overflows to +inf for large exponents; clamp_to maps that (and anything >= cap) to cap.
+    // A base above 2^53 ns rounds down as a double: never answer less than base (t(1)).
     const double grown =
         static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
-    return duration(detail::clamp_to(grown, cap_.count()));
+    return std::max(base_, duration(detail::clamp_to(grown, cap_.count())));
   }
 
   [[nodiscard]] backoff_kind kind() const noexcept { return kind_; }
@@ -763,6 +794,886 @@ struct read_result {
 
 }  // namespace noclobber
 // ---- end noclobber/outcome.hpp
+
+// ---- begin noclobber/conditional_writer.hpp --------------------------------
+// noclobber/conditional_writer.hpp — the contract a store adapter fulfils.
+//
+// Overview
+// --------
+// Every algorithm in noclobber (read_modify_write, the race harness, the async forms) talks to a
+// store through four operations, reached through `store_traits<Store>`:
+//
+//   read(s, key)                            -> read_result<value_type, token_type>
+//   write_if_match(s, key, token, value)    -> write_result<token_type>   (conditional update)
+//   create_if_absent(s, key, value)         -> write_result<token_type>   (conditional create)
+//   erase_if_match(s, key, token)           -> write_result<token_type>   (optional)
+//   patch_if_match(s, key, token, patch)    -> write_result<token_type>   (optional, sparse)
+//   overwrite(s, key, value)                -> write_result<token_type>   (optional, unconditional:
+//                                              the blind write that loses updates; only the naive
+//                                              negative control and the race harness use it)
+//
+// By default `store_traits<Store>` forwards to member functions of the same names and takes the
+// member types `key_type`, `value_type`, `token_type` (and `patch_type`). For a store type you
+// cannot edit, specialise `store_traits` instead; the algorithms never call members directly.
+//
+// The contract (checked by the race harness, see docs/conditional_writer.md):
+//   * write_if_match applies only if the key's current token equals `token`; otherwise it
+//     reports conflict (or absent when the key is gone) and changes nothing.
+//   * create_if_absent applies only if the key does not exist; otherwise `exists`.
+//   * every applied write produces a token different from every token the key had before
+//     (no ABA), unless the adapter documents otherwise.
+//   * `indeterminate` is reported when the request may or may not have landed.
+//
+// Thread safety: the traits are stateless. Whether one store object may be used from several
+// threads at once is the adapter's contract; the reference memory_store allows it.
+//
+// `check_conditional_writer<Store>()` turns a missing piece into a static_assert that names it.
+
+#include <concepts>
+#include <type_traits>
+
+
+namespace noclobber {
+
+namespace detail {
+// Each member type is detected on its own, so that a store missing one of them is told which.
+template <class S>
+struct member_key_type {};
+template <class S>
+requires requires {
+  typename S::key_type;
+}
+struct member_key_type<S> {
+  using key_type = typename S::key_type;
+};
+
+template <class S>
+struct member_value_type {};
+template <class S>
+requires requires {
+  typename S::value_type;
+}
+struct member_value_type<S> {
+  using value_type = typename S::value_type;
+};
+
+template <class S>
+struct member_token_type {};
+template <class S>
+requires requires {
+  typename S::token_type;
+}
+struct member_token_type<S> {
+  using token_type = typename S::token_type;
+};
+
+template <class S>
+struct member_patch_type {};
+template <class S>
+requires requires {
+  typename S::patch_type;
+}
+struct member_patch_type<S> {
+  using patch_type = typename S::patch_type;
+};
+}  // namespace detail
+
+/// Customisation point. The primary template forwards to members; each function exists only
+/// when the member does, so concept checks stay SFINAE-friendly.
+template <class Store>
+struct store_traits : detail::member_key_type<Store>,
+                      detail::member_value_type<Store>,
+                      detail::member_token_type<Store>,
+                      detail::member_patch_type<Store> {
+  template <std::same_as<Store> S, class K>
+  static auto read(S& s, const K& key) -> decltype(s.read(key)) {
+    return s.read(key);
+  }
+  template <std::same_as<Store> S, class K, class T, class V>
+  static auto write_if_match(S& s, const K& key, const T& token, const V& value)
+      -> decltype(s.write_if_match(key, token, value)) {
+    return s.write_if_match(key, token, value);
+  }
+  template <std::same_as<Store> S, class K, class V>
+  static auto create_if_absent(S& s, const K& key, const V& value)
+      -> decltype(s.create_if_absent(key, value)) {
+    return s.create_if_absent(key, value);
+  }
+  template <std::same_as<Store> S, class K, class T>
+  static auto erase_if_match(S& s, const K& key, const T& token) -> decltype(s.erase_if_match(key, token)) {
+    return s.erase_if_match(key, token);
+  }
+  template <std::same_as<Store> S, class K, class T, class P>
+  static auto patch_if_match(S& s, const K& key, const T& token, const P& patch)
+      -> decltype(s.patch_if_match(key, token, patch)) {
+    return s.patch_if_match(key, token, patch);
+  }
+  template <std::same_as<Store> S, class K, class V>
+  static auto overwrite(S& s, const K& key, const V& value) -> decltype(s.overwrite(key, value)) {
+    return s.overwrite(key, value);
+  }
+};
+
+template <class Store>
+using store_key_t = typename store_traits<std::remove_cvref_t<Store>>::key_type;
+template <class Store>
+using store_value_t = typename store_traits<std::remove_cvref_t<Store>>::value_type;
+template <class Store>
+using store_token_t = typename store_traits<std::remove_cvref_t<Store>>::token_type;
+template <class Store>
+using store_patch_t = typename store_traits<std::remove_cvref_t<Store>>::patch_type;
+template <class Store>
+using store_read_result_t = read_result<store_value_t<Store>, store_token_t<Store>>;
+template <class Store>
+using store_write_result_t = write_result<store_token_t<Store>>;
+
+/// The store names its key, value and token types.
+// clang-format off
+template <class Store>
+concept store_types =
+    requires {
+      typename store_key_t<Store>;
+      typename store_value_t<Store>;
+      typename store_token_t<Store>;
+    } &&
+    std::default_initializable<store_value_t<Store>> &&
+    std::default_initializable<store_token_t<Store>> &&
+    std::equality_comparable<store_token_t<Store>>;
+// clang-format on
+
+/// read(key) -> read_result<value, token>
+template <class Store>
+concept readable_store = store_types<Store> && requires(Store& s, const store_key_t<Store>& k) {
+  { store_traits<Store>::read(s, k) } -> std::same_as<store_read_result_t<Store>>;
+};
+
+/// The core contract: read with a version token, write if unchanged, create if absent.
+template <class Store>
+concept conditional_writer = readable_store<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
+             const store_value_t<Store>& v) {
+  { store_traits<Store>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<Store>>;
+  { store_traits<Store>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: erase only if unchanged.
+template <class Store>
+concept erasable_writer = conditional_writer<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
+  { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
+template <class Store>
+concept patchable_writer = conditional_writer<Store> && requires {
+  typename store_patch_t<Store>;
+} && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
+              const store_patch_t<Store>& p) {
+  { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+/// Optional: an unconditional write (create or replace). Exists so that the naive blind
+/// read-modify-write — the bug this library prevents — can be run as a negative control.
+template <class Store>
+concept overwritable_store = store_types<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_value_t<Store>& v) {
+  { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
+};
+
+namespace detail {
+// A store_traits function declared without `static` (in a user's specialisation): taking its
+// address gives a pointer to member function. Templates and overload sets are never flagged.
+template <class T>
+concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
+template <class T>
+concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
+template <class T>
+concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
+template <class T>
+concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
+template <class T>
+concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
+template <class T>
+concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
+
+#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
+  "noclobber: store_traits<Store>::" fn                    \
+  " is declared without `static`: declare it static (the " \
+  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
+
+template <class S>
+constexpr bool check_traits_static() {
+  using T = store_traits<S>;
+  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
+  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
+  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
+  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
+  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
+  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
+  return true;
+}
+#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
+}  // namespace detail
+
+/// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
+/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
+/// missing type name is reported alone (each one is detected on its own), and a store_traits
+/// function declared without `static` is reported as that.
+template <class Store>
+constexpr bool check_conditional_writer() {
+  using S = std::remove_cvref_t<Store>;
+  constexpr bool has_key = requires {
+    typename store_key_t<S>;
+  };
+  constexpr bool has_value = requires {
+    typename store_value_t<S>;
+  };
+  constexpr bool has_token = requires {
+    typename store_token_t<S>;
+  };
+  static_assert(has_key,
+                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
+                "or store_traits<Store>::key_type");
+  static_assert(has_value,
+                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
+                "or store_traits<Store>::value_type");
+  static_assert(has_token,
+                "noclobber: the store adapter must name its version token type: a member "
+                "`using token_type = ...;` or store_traits<Store>::token_type");
+  static_assert(detail::check_traits_static<S>());
+  if constexpr (has_key && has_value && has_token) {
+    static_assert(
+        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
+        "noclobber: value_type and token_type must be default-constructible");
+    static_assert(std::equality_comparable<store_token_t<S>>,
+                  "noclobber: token_type must be equality-comparable");
+  }
+  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
+                !detail::nonstatic_write_if_match<store_traits<S>> &&
+                !detail::nonstatic_create_if_absent<store_traits<S>>) {
+    static_assert(readable_store<S>,
+                  "noclobber: the store adapter must provide `read(const key_type&)` returning "
+                  "read_result<value_type, token_type> (absent is a normal answer)");
+    static_assert(
+        requires(S & s, const store_key_t<S>& k, const store_token_t<S>& t, const store_value_t<S>& v) {
+          { store_traits<S>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<S>>;
+        },
+        "noclobber: the store adapter must provide `write_if_match(const key_type&, const token_type&, "
+        "const value_type&)` returning write_result<token_type>");
+    static_assert(
+        requires(S & s, const store_key_t<S>& k, const store_value_t<S>& v) {
+          { store_traits<S>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<S>>;
+        },
+        "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
+        "returning write_result<token_type>");
+  }
+  return true;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/conditional_writer.hpp
+
+// ---- begin noclobber/read_if_changed.hpp -----------------------------------
+// noclobber/read_if_changed.hpp — an optional store capability: a conditional read that answers
+// "unchanged" instead of the value when the caller's token is still current.
+//
+// Overview
+// --------
+// HTTP calls it a conditional GET (`If-None-Match: <etag>` -> 304 Not Modified): the client
+// keeps a copy with its token, asks "has it changed since this token?", and downloads the value
+// only when it has. A store offers it with one more operation next to those of
+// conditional_writer.hpp:
+//
+//   read_if_changed(s, key, token) -> read_if_changed_result<value_type, token_type>
+//     unchanged == true    the key still has `token`: the caller's copy is current (no value sent)
+//     unchanged == false   `fresh` is what read(key) answers now: found (a newer value and
+//                          token), absent, transient or permanent
+//
+// An answer of `unchanged` must mean exactly what a read returning the same token would mean; a
+// store that cannot tell must not offer the operation. Stores reach it through
+// `revalidation_traits<Store>`, which forwards to a member `read_if_changed(key, token)` by
+// default; specialise it for a store type you cannot edit. cached_store.hpp uses it to serve
+// reads from a local copy while the copy is current.
+//
+// Thread safety: plain values and stateless traits; nothing here locks or calls user code.
+
+#include <concepts>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// What a conditional read answered: `unchanged`, or a fresh read.
+template <class Value, class Token>
+struct read_if_changed_result {
+  using value_type = Value;
+  using token_type = Token;
+
+  bool unchanged = false;           ///< the token given is still current; `fresh` is empty
+  read_result<Value, Token> fresh;  ///< when !unchanged: the read, as read(key) would answer it
+
+  [[nodiscard]] static read_if_changed_result make_unchanged() { return {true, {}}; }
+  [[nodiscard]] static read_if_changed_result make_fresh(read_result<Value, Token> r) {
+    return {false, std::move(r)};
+  }
+};
+
+/// Customisation point for the capability; forwards to a member `read_if_changed(key, token)`.
+template <class Store>
+struct revalidation_traits {
+  template <std::same_as<Store> S, class K, class T>
+  static auto read_if_changed(S& s, const K& key, const T& token) -> decltype(s.read_if_changed(key, token)) {
+    return s.read_if_changed(key, token);
+  }
+};
+
+template <class Store>
+using store_read_if_changed_result_t = read_if_changed_result<store_value_t<Store>, store_token_t<Store>>;
+
+/// The store can answer "unchanged since this token" without sending the value.
+template <class Store>
+concept revalidating_store = readable_store<Store> &&
+    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
+  // clang-format off
+  { revalidation_traits<Store>::read_if_changed(s, k, t) } -> std::same_as<store_read_if_changed_result_t<Store>>;
+  // clang-format on
+};
+
+}  // namespace noclobber
+// ---- end noclobber/read_if_changed.hpp
+
+// ---- begin noclobber/thread_annotations.hpp --------------------------------
+// noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
+//
+// Overview
+// --------
+// Clang's -Wthread-safety analysis checks at compile time that data marked NOCLOBBER_GUARDED_BY(m)
+// is touched only while `m` is held, that functions marked NOCLOBBER_REQUIRES(m) are called with `m`
+// held, and that scoped lock objects release what they acquire. Under any other compiler every macro
+// here expands to nothing, so annotated code stays portable. The macro set mirrors Abseil's
+// absl/base/thread_annotations.h with a NOCLOBBER_ prefix.
+//
+// libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
+// wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
+//
+//   noclobber::annotated_mutex mu;
+//   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
+//   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
+//
+// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
+//
+// Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
+// threads. No user callbacks run anywhere in this header.
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#if defined(__clang__) && !defined(SWIG)
+#define NOCLOBBER_THREAD_ANNOTATION_(x) __attribute__((x))
+#else
+#define NOCLOBBER_THREAD_ANNOTATION_(x)
+#endif
+
+// A type that acts as a lock (a "capability"); `name` appears in diagnostics.
+#define NOCLOBBER_CAPABILITY(name) NOCLOBBER_THREAD_ANNOTATION_(capability(name))
+// An RAII type that acquires in its constructor and releases in its destructor.
+#define NOCLOBBER_SCOPED_CAPABILITY NOCLOBBER_THREAD_ANNOTATION_(scoped_lockable)
+// Data member readable/writable only while `x` is held (shared for reads).
+#define NOCLOBBER_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(guarded_by(x))
+// The pointee of a pointer member is guarded by `x`.
+#define NOCLOBBER_PT_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(pt_guarded_by(x))
+// Lock-order declarations between capabilities.
+#define NOCLOBBER_ACQUIRED_BEFORE(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_before(__VA_ARGS__))
+#define NOCLOBBER_ACQUIRED_AFTER(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_after(__VA_ARGS__))
+// The caller must hold the capabilities (exclusively / shared) when calling.
+#define NOCLOBBER_REQUIRES(...) NOCLOBBER_THREAD_ANNOTATION_(requires_capability(__VA_ARGS__))
+#define NOCLOBBER_REQUIRES_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(requires_shared_capability(__VA_ARGS__))
+// The function acquires / releases the capabilities (no argument: `this`).
+#define NOCLOBBER_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_capability(__VA_ARGS__))
+#define NOCLOBBER_ACQUIRE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_shared_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE(...) NOCLOBBER_THREAD_ANNOTATION_(release_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(release_shared_capability(__VA_ARGS__))
+#define NOCLOBBER_RELEASE_GENERIC(...) NOCLOBBER_THREAD_ANNOTATION_(release_generic_capability(__VA_ARGS__))
+// The function acquires the capability iff it returns `success` (first argument).
+#define NOCLOBBER_TRY_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(try_acquire_capability(__VA_ARGS__))
+#define NOCLOBBER_TRY_ACQUIRE_SHARED(...) \
+  NOCLOBBER_THREAD_ANNOTATION_(try_acquire_shared_capability(__VA_ARGS__))
+// The caller must NOT hold the capabilities (the function acquires them itself).
+#define NOCLOBBER_EXCLUDES(...) NOCLOBBER_THREAD_ANNOTATION_(locks_excluded(__VA_ARGS__))
+// Runtime assertion that the capability is held; the analysis trusts it afterwards.
+#define NOCLOBBER_ASSERT_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_capability(x))
+#define NOCLOBBER_ASSERT_SHARED_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_shared_capability(x))
+// The function returns a reference to the capability `x`.
+#define NOCLOBBER_RETURN_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(lock_returned(x))
+// Opt one function out of the analysis (say why next to it).
+#define NOCLOBBER_NO_THREAD_SAFETY_ANALYSIS NOCLOBBER_THREAD_ANNOTATION_(no_thread_safety_analysis)
+
+namespace noclobber {
+
+// std::mutex with capability attributes, so NOCLOBBER_GUARDED_BY(mu) is checked by Clang.
+class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
+ public:
+  annotated_mutex() = default;
+  annotated_mutex(const annotated_mutex&) = delete;
+  annotated_mutex& operator=(const annotated_mutex&) = delete;
+
+  void lock() NOCLOBBER_ACQUIRE() { mutex_.lock(); }
+  void unlock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
+  bool try_lock() NOCLOBBER_TRY_ACQUIRE(true) { return mutex_.try_lock(); }
+
+  // For std::condition_variable: wait on `native()` through a std::unique_lock you adopt/release.
+  std::mutex& native() NOCLOBBER_RETURN_CAPABILITY(this) { return mutex_; }
+
+ private:
+  std::mutex mutex_;
+};
+
+// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
+// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
+// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
+// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
+// analysis checks a lambda on its own and cannot see that it runs under the lock.
+class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
+ public:
+  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
+  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
+  annotated_wait_lock(const annotated_wait_lock&) = delete;
+  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
+
+  void wait(std::condition_variable& cv) { cv.wait(lock_); }
+  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::condition_variable& cv,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
+      cv.wait(lock_);
+      return std::cv_status::no_timeout;
+    }
+    return cv.wait_until(lock_, deadline);
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
+// Scoped lock over annotated_mutex (std::lock_guard with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
+ public:
+  explicit annotated_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_lock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
+  annotated_lock(const annotated_lock&) = delete;
+  annotated_lock& operator=(const annotated_lock&) = delete;
+
+ private:
+  annotated_mutex& mutex_;
+};
+
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/thread_annotations.hpp
+
+// ---- begin noclobber/cached_store.hpp --------------------------------------
+// noclobber/cached_store.hpp — a read-through cache in front of any store: keep each value with
+// its version token, serve reads from the copy while it is current, and let the conditional write
+// behind it decide.
+//
+// Overview
+// --------
+// The object-store fix (docs/scenarios.md) keeps the downloaded SQLite file and its ETag; the next
+// update asks the store "changed since this ETag?" (a conditional GET, 304) and downloads again only
+// when it has; a 412 on the upload evicts the copy. `cached_store<Store>` is that, for any store of
+// conditional_writer.hpp:
+//
+//     noclobber::store_cache<std::string, std::string, std::string> cache({.max_bytes = 256 << 20});
+//     noclobber::cached_store<noclobber::s3::store> db(my_s3_store, cache);   // one view per thread
+//     auto r = noclobber::read_modify_write(db, "locations.sqlite", add_row);
+//
+// `store_cache` is the shared part (thread-safe, one per process, bounded by entries and bytes,
+// least recently used first out); `cached_store` is a view of one backing store object through it
+// and fulfils the same contract (read, write_if_match, create_if_absent, and erase_if_match,
+// overwrite, patch_if_match when the store has them), so every algorithm and the race harness run
+// on it unchanged.
+//
+// When is a copy "current"? Only the store can say:
+//   * the store offers read_if_changed (read_if_changed.hpp; the S3 and HTTP ETag adapters do): a
+//     read with a copy sends the copy's token; "unchanged" serves the copy (the download is saved,
+//     the round trip is not), anything else replaces or evicts it;
+//   * otherwise nothing local can tell, so by default every read goes to the store and the cache
+//     only remembers what it read and wrote. `cache_options::serve_unasked_for` lets reads use a
+//     copy younger than that without asking: the read may then be stale.
+// A stale copy is safe for read_modify_write: it writes with the copy's token, the store answers
+// conflict, the copy is evicted and the next attempt reads from the store. A stale cache can cost
+// a retry, never an update — the race tests in tests/test_cached_store.cpp check exactly that.
+//
+// What changes the copy: a found read stores it; an applied write stores the value written with the
+// token the store returned (without a token: evicted, the next read fetches it); `transient` (the
+// store did nothing) keeps it; every other write answer (conflict, absent, exists,
+// transient_restart, indeterminate, permanent) and an absent read evict it. A patch evicts it (the
+// result is computed by the store).
+//
+// Thread safety: a store_cache may be used by any number of threads and views at once. It holds
+// one mutex (never two, and never while calling the store) around its index and LRU list. User
+// code run under that mutex: Key's Hash, equality, copy and destruction, Token's copy, equality and
+// destruction. Value's copy and destruction, SizeOf and the clock run outside it (copies are shared
+// through std::shared_ptr<const Value>). A cached_store view calls its backing store from the
+// calling thread with no noclobber lock held; use a view from as many threads at once as the
+// backing store allows (one thread at a time for the one-connection adapters: give each thread its
+// own store object and view, all sharing one store_cache).
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+
+
+namespace noclobber {
+
+/// Bounds and freshness of a store_cache. Validated by the store_cache constructor.
+struct cache_options {
+  std::size_t max_entries = 1024;     ///< >= 1
+  std::size_t max_bytes = 64u << 20;  ///< >= 1; a value larger than this is never kept
+  /// Reads may use a copy confirmed (read, written or revalidated) less than this long ago without
+  /// asking the store. Zero (the default): never; such reads may be stale (see the overview).
+  std::chrono::nanoseconds serve_unasked_for{0};
+  /// The clock for serve_unasked_for; null: std::chrono::steady_clock::now. Never called under
+  /// the cache's mutex.
+  std::function<std::chrono::steady_clock::time_point()> clock = {};
+};
+
+/// What a store_cache did, counted since construction.
+struct cache_stats {
+  std::uint64_t misses = 0;                ///< reads with no copy: a full read from the store
+  std::uint64_t revalidated = 0;           ///< copies served after the store answered "unchanged"
+  std::uint64_t served_unasked = 0;        ///< copies served without asking (serve_unasked_for)
+  std::uint64_t refreshed = 0;             ///< revalidations that brought a newer value (or absence)
+  std::uint64_t evicted_by_answer = 0;     ///< copies dropped on conflict, absent, exists, ...
+  std::uint64_t evicted_for_space = 0;     ///< copies dropped for max_entries / max_bytes
+  std::uint64_t bytes_served_locally = 0;  ///< SizeOf of every copy served instead of a download
+};
+
+/// The default size of a cached value: `size() * sizeof(element)` for containers and strings,
+/// `sizeof(Value)` otherwise.
+struct cache_value_size {
+  template <class Value>
+  std::size_t operator()(const Value& v) const noexcept {
+    if constexpr (requires {
+                    typename Value::value_type;
+                    { v.size() } -> std::convertible_to<std::size_t>;
+                  }) {
+      return static_cast<std::size_t>(v.size()) * sizeof(typename Value::value_type);
+    } else {
+      return sizeof(Value);
+    }
+  }
+};
+
+/// The shared, bounded, thread-safe map key -> (value, token) behind cached_store views.
+template <class Key, class Value, class Token, class Hash = std::hash<Key>, class SizeOf = cache_value_size>
+class store_cache {
+ public:
+  using clock_type = std::chrono::steady_clock;
+  using time_point = clock_type::time_point;
+
+  /// A copy as the cache holds it.
+  struct copy {
+    std::shared_ptr<const Value> value;
+    Token token;
+    time_point confirmed;  ///< when the store last vouched for it (read, write, revalidation)
+    std::size_t bytes;     ///< SizeOf(value)
+  };
+
+  explicit store_cache(cache_options opt = {}) : opt_(std::move(opt)) {
+    if (opt_.max_entries == 0)
+      throw std::invalid_argument("noclobber::store_cache: max_entries must be >= 1");
+    if (opt_.max_bytes == 0) throw std::invalid_argument("noclobber::store_cache: max_bytes must be >= 1");
+    if (opt_.serve_unasked_for < std::chrono::nanoseconds::zero())
+      throw std::invalid_argument("noclobber::store_cache: serve_unasked_for must be >= 0");
+  }
+  store_cache(const store_cache&) = delete;
+  store_cache& operator=(const store_cache&) = delete;
+
+  [[nodiscard]] time_point now() const { return opt_.clock ? opt_.clock() : clock_type::now(); }
+  [[nodiscard]] const cache_options& options() const noexcept { return opt_; }
+
+  /// The key's copy (and marks it most recently used), or nullopt.
+  [[nodiscard]] std::optional<copy> find(const Key& key) {
+    annotated_lock lock(mutex_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    const entry& e = *it->second;
+    return copy{e.value, e.token, e.confirmed, e.bytes};
+  }
+
+  /// Whether `c` may be served without asking the store (serve_unasked_for).
+  [[nodiscard]] bool young_enough(const copy& c, time_point at) const noexcept {
+    return opt_.serve_unasked_for > std::chrono::nanoseconds::zero() &&
+           at - c.confirmed < opt_.serve_unasked_for;
+  }
+
+  /// Stores (or replaces) the key's copy, confirmed at `at`; drops least recently used copies to
+  /// stay within the bounds. A value larger than max_bytes is not kept (and evicts the old copy).
+  void put(const Key& key, Value value, Token token, time_point at) {
+    const std::size_t bytes = SizeOf{}(value);
+    auto shared = std::make_shared<const Value>(std::move(value));
+    std::list<entry> dropped;  // destroyed after the mutex is released (Value's destructor)
+    annotated_lock lock(mutex_);
+    remove_locked(key, dropped);
+    if (bytes > opt_.max_bytes) return;
+    lru_.push_front(entry{key, std::move(shared), std::move(token), at, bytes});
+    try {
+      index_.emplace(key, lru_.begin());
+    } catch (...) {
+      lru_.pop_front();
+      throw;
+    }
+    bytes_ += bytes;
+    while (index_.size() > opt_.max_entries || bytes_ > opt_.max_bytes) {
+      auto last = std::prev(lru_.end());
+      index_.erase(last->key);
+      bytes_ -= last->bytes;
+      dropped.splice(dropped.end(), lru_, last);
+      stats_.evicted_for_space.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  /// The store vouched for the copy with `token` again (an "unchanged" answer): renews its age.
+  void confirm(const Key& key, const Token& token, time_point at) {
+    annotated_lock lock(mutex_);
+    auto it = index_.find(key);
+    if (it != index_.end() && it->second->token == token) it->second->confirmed = at;
+  }
+
+  /// Drops the key's copy; false when there was none.
+  bool evict(const Key& key) {
+    std::list<entry> dropped;
+    annotated_lock lock(mutex_);
+    return remove_locked(key, dropped);
+  }
+
+  /// Drops every copy.
+  void clear() {
+    std::list<entry> dropped;
+    annotated_lock lock(mutex_);
+    index_.clear();
+    dropped.splice(dropped.end(), lru_);
+    bytes_ = 0;
+  }
+
+  [[nodiscard]] std::size_t size() const {
+    annotated_lock lock(mutex_);
+    return index_.size();
+  }
+  [[nodiscard]] std::size_t bytes() const {
+    annotated_lock lock(mutex_);
+    return bytes_;
+  }
+
+  [[nodiscard]] cache_stats stats() const noexcept {
+    cache_stats s;
+    s.misses = stats_.misses.load(std::memory_order_relaxed);
+    s.revalidated = stats_.revalidated.load(std::memory_order_relaxed);
+    s.served_unasked = stats_.served_unasked.load(std::memory_order_relaxed);
+    s.refreshed = stats_.refreshed.load(std::memory_order_relaxed);
+    s.evicted_by_answer = stats_.evicted_by_answer.load(std::memory_order_relaxed);
+    s.evicted_for_space = stats_.evicted_for_space.load(std::memory_order_relaxed);
+    s.bytes_served_locally = stats_.bytes_served_locally.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  /// Counters the views update (relaxed atomics: totals, not a consistent snapshot).
+  struct counters {
+    std::atomic<std::uint64_t> misses{0}, revalidated{0}, served_unasked{0}, refreshed{0},
+        evicted_by_answer{0}, evicted_for_space{0}, bytes_served_locally{0};
+  };
+  [[nodiscard]] counters& count() noexcept { return stats_; }
+
+ private:
+  struct entry {
+    Key key;
+    std::shared_ptr<const Value> value;
+    Token token;
+    time_point confirmed;
+    std::size_t bytes;
+  };
+
+  bool remove_locked(const Key& key, std::list<entry>& dropped) NOCLOBBER_REQUIRES(mutex_) {
+    auto it = index_.find(key);
+    if (it == index_.end()) return false;
+    bytes_ -= it->second->bytes;
+    dropped.splice(dropped.end(), lru_, it->second);
+    index_.erase(it);
+    return true;
+  }
+
+  const cache_options opt_;
+  mutable annotated_mutex mutex_;
+  std::list<entry> lru_ NOCLOBBER_GUARDED_BY(mutex_);  // most recently used first
+  std::unordered_map<Key, typename std::list<entry>::iterator, Hash> index_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::size_t bytes_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  counters stats_;
+};
+
+namespace detail {
+template <class Store>
+struct cached_patch_type {};
+template <class Store>
+requires requires {
+  typename store_patch_t<Store>;
+}
+struct cached_patch_type<Store> {
+  using patch_type = store_patch_t<Store>;
+};
+}  // namespace detail
+
+/// The store contract through a store_cache (see the overview).
+template <class Store,
+          class Cache = store_cache<store_key_t<Store>, store_value_t<Store>, store_token_t<Store>>>
+class cached_store : public detail::cached_patch_type<Store> {
+  static_assert(check_conditional_writer<Store>());
+
+ public:
+  using key_type = store_key_t<Store>;
+  using value_type = store_value_t<Store>;
+  using token_type = store_token_t<Store>;
+  using cache_type = Cache;
+  using read_type = read_result<value_type, token_type>;
+  using write_type = write_result<token_type>;
+  using traits = store_traits<Store>;
+
+  /// A view of `backing` through `cache`; both must outlive the view.
+  cached_store(Store& backing, Cache& cache) noexcept : backing_(&backing), cache_(&cache) {}
+
+  /// The copy when it is current (asking the store with read_if_changed when it can), else a
+  /// read from the store, remembered.
+  read_type read(const key_type& key) {
+    const auto now = cache_->now();
+    std::optional<typename Cache::copy> have = cache_->find(key);
+    if (have && cache_->young_enough(*have, now)) {
+      cache_->count().served_unasked.fetch_add(1, std::memory_order_relaxed);
+      return served(*have);
+    }
+    if constexpr (revalidating_store<Store>) {
+      if (have) {
+        auto r = revalidation_traits<Store>::read_if_changed(*backing_, key, have->token);
+        if (r.unchanged) {
+          cache_->confirm(key, have->token, cache_->now());
+          cache_->count().revalidated.fetch_add(1, std::memory_order_relaxed);
+          return served(*have);
+        }
+        cache_->count().refreshed.fetch_add(1, std::memory_order_relaxed);
+        return remember(key, std::move(r.fresh), now);
+      }
+    }
+    cache_->count().misses.fetch_add(1, std::memory_order_relaxed);
+    return remember(key, traits::read(*backing_, key), now);
+  }
+
+  write_type write_if_match(const key_type& key, const token_type& token, const value_type& value) {
+    return after_write(key, value, traits::write_if_match(*backing_, key, token, value));
+  }
+
+  write_type create_if_absent(const key_type& key, const value_type& value) {
+    return after_write(key, value, traits::create_if_absent(*backing_, key, value));
+  }
+
+  write_type erase_if_match(const key_type& key, const token_type& token) requires erasable_writer<Store> {
+    write_type w = traits::erase_if_match(*backing_, key, token);
+    if (w.status != write_status::transient) drop(key, w.status != write_status::applied);
+    return w;
+  }
+
+  write_type overwrite(const key_type& key, const value_type& value) requires overwritable_store<Store> {
+    return after_write(key, value, traits::overwrite(*backing_, key, value));
+  }
+
+  // S stays a template parameter so that store_patch_t is looked at only when this is called (clang
+  // checks a non-dependent constraint when the class is instantiated, and a store without patches
+  // has no patch type). The patch type is not deduced: anything that converts to it is taken.
+  // clang-format off
+  template <std::same_as<Store> S = Store>
+  requires patchable_writer<S>
+  write_type patch_if_match(const key_type& key, const token_type& token, const store_patch_t<S>& patch) {
+    // clang-format on
+    write_type w = traits::patch_if_match(*backing_, key, token, patch);
+    if (w.status != write_status::transient) drop(key, w.status != write_status::applied);
+    return w;
+  }
+
+  [[nodiscard]] Store& backing() noexcept { return *backing_; }
+  [[nodiscard]] Cache& cache() noexcept { return *cache_; }
+
+ private:
+  read_type served(const typename Cache::copy& c) {
+    cache_->count().bytes_served_locally.fetch_add(c.bytes, std::memory_order_relaxed);
+    return read_type::make_found(*c.value, c.token);
+  }
+
+  read_type remember(const key_type& key, read_type&& r, typename Cache::time_point at) {
+    if (r.found()) {
+      cache_->put(key, r.value, r.token, at);
+    } else if (r.absent() || r.status == read_status::permanent) {
+      drop(key, true);
+    }
+    return std::move(r);
+  }
+
+  write_type after_write(const key_type& key, const value_type& value, write_type&& w) {
+    if (w.status == write_status::transient) return std::move(w);  // nothing happened
+    if (w.ok() && w.token) {
+      cache_->put(key, value, *w.token, cache_->now());
+    } else {
+      drop(key, !w.ok());
+    }
+    return std::move(w);
+  }
+
+  void drop(const key_type& key, bool by_answer) {
+    if (cache_->evict(key) && by_answer)
+      cache_->count().evicted_by_answer.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  Store* backing_;
+  Cache* cache_;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/cached_store.hpp
 
 // ---- begin noclobber/retry_budget.hpp --------------------------------------
 // noclobber/retry_budget.hpp — a retry quota shared by many callers, so retries cannot storm.
@@ -1819,285 +2730,6 @@ auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
 }  // namespace noclobber
 // ---- end noclobber/cas_retry.hpp
 
-// ---- begin noclobber/conditional_writer.hpp --------------------------------
-// noclobber/conditional_writer.hpp — the contract a store adapter fulfils.
-//
-// Overview
-// --------
-// Every algorithm in noclobber (read_modify_write, the race harness, the async forms) talks to a
-// store through four operations, reached through `store_traits<Store>`:
-//
-//   read(s, key)                            -> read_result<value_type, token_type>
-//   write_if_match(s, key, token, value)    -> write_result<token_type>   (conditional update)
-//   create_if_absent(s, key, value)         -> write_result<token_type>   (conditional create)
-//   erase_if_match(s, key, token)           -> write_result<token_type>   (optional)
-//   patch_if_match(s, key, token, patch)    -> write_result<token_type>   (optional, sparse)
-//   overwrite(s, key, value)                -> write_result<token_type>   (optional, unconditional:
-//                                              the blind write that loses updates; only the naive
-//                                              negative control and the race harness use it)
-//
-// By default `store_traits<Store>` forwards to member functions of the same names and takes the
-// member types `key_type`, `value_type`, `token_type` (and `patch_type`). For a store type you
-// cannot edit, specialise `store_traits` instead; the algorithms never call members directly.
-//
-// The contract (checked by the race harness, see docs/conditional_writer.md):
-//   * write_if_match applies only if the key's current token equals `token`; otherwise it
-//     reports conflict (or absent when the key is gone) and changes nothing.
-//   * create_if_absent applies only if the key does not exist; otherwise `exists`.
-//   * every applied write produces a token different from every token the key had before
-//     (no ABA), unless the adapter documents otherwise.
-//   * `indeterminate` is reported when the request may or may not have landed.
-//
-// Thread safety: the traits are stateless. Whether one store object may be used from several
-// threads at once is the adapter's contract; the reference memory_store allows it.
-//
-// `check_conditional_writer<Store>()` turns a missing piece into a static_assert that names it.
-
-#include <concepts>
-#include <type_traits>
-
-
-namespace noclobber {
-
-namespace detail {
-// Each member type is detected on its own, so that a store missing one of them is told which.
-template <class S>
-struct member_key_type {};
-template <class S>
-requires requires {
-  typename S::key_type;
-}
-struct member_key_type<S> {
-  using key_type = typename S::key_type;
-};
-
-template <class S>
-struct member_value_type {};
-template <class S>
-requires requires {
-  typename S::value_type;
-}
-struct member_value_type<S> {
-  using value_type = typename S::value_type;
-};
-
-template <class S>
-struct member_token_type {};
-template <class S>
-requires requires {
-  typename S::token_type;
-}
-struct member_token_type<S> {
-  using token_type = typename S::token_type;
-};
-
-template <class S>
-struct member_patch_type {};
-template <class S>
-requires requires {
-  typename S::patch_type;
-}
-struct member_patch_type<S> {
-  using patch_type = typename S::patch_type;
-};
-}  // namespace detail
-
-/// Customisation point. The primary template forwards to members; each function exists only
-/// when the member does, so concept checks stay SFINAE-friendly.
-template <class Store>
-struct store_traits : detail::member_key_type<Store>,
-                      detail::member_value_type<Store>,
-                      detail::member_token_type<Store>,
-                      detail::member_patch_type<Store> {
-  template <std::same_as<Store> S, class K>
-  static auto read(S& s, const K& key) -> decltype(s.read(key)) {
-    return s.read(key);
-  }
-  template <std::same_as<Store> S, class K, class T, class V>
-  static auto write_if_match(S& s, const K& key, const T& token, const V& value)
-      -> decltype(s.write_if_match(key, token, value)) {
-    return s.write_if_match(key, token, value);
-  }
-  template <std::same_as<Store> S, class K, class V>
-  static auto create_if_absent(S& s, const K& key, const V& value)
-      -> decltype(s.create_if_absent(key, value)) {
-    return s.create_if_absent(key, value);
-  }
-  template <std::same_as<Store> S, class K, class T>
-  static auto erase_if_match(S& s, const K& key, const T& token) -> decltype(s.erase_if_match(key, token)) {
-    return s.erase_if_match(key, token);
-  }
-  template <std::same_as<Store> S, class K, class T, class P>
-  static auto patch_if_match(S& s, const K& key, const T& token, const P& patch)
-      -> decltype(s.patch_if_match(key, token, patch)) {
-    return s.patch_if_match(key, token, patch);
-  }
-  template <std::same_as<Store> S, class K, class V>
-  static auto overwrite(S& s, const K& key, const V& value) -> decltype(s.overwrite(key, value)) {
-    return s.overwrite(key, value);
-  }
-};
-
-template <class Store>
-using store_key_t = typename store_traits<std::remove_cvref_t<Store>>::key_type;
-template <class Store>
-using store_value_t = typename store_traits<std::remove_cvref_t<Store>>::value_type;
-template <class Store>
-using store_token_t = typename store_traits<std::remove_cvref_t<Store>>::token_type;
-template <class Store>
-using store_patch_t = typename store_traits<std::remove_cvref_t<Store>>::patch_type;
-template <class Store>
-using store_read_result_t = read_result<store_value_t<Store>, store_token_t<Store>>;
-template <class Store>
-using store_write_result_t = write_result<store_token_t<Store>>;
-
-/// The store names its key, value and token types.
-// clang-format off
-template <class Store>
-concept store_types =
-    requires {
-      typename store_key_t<Store>;
-      typename store_value_t<Store>;
-      typename store_token_t<Store>;
-    } &&
-    std::default_initializable<store_value_t<Store>> &&
-    std::default_initializable<store_token_t<Store>> &&
-    std::equality_comparable<store_token_t<Store>>;
-// clang-format on
-
-/// read(key) -> read_result<value, token>
-template <class Store>
-concept readable_store = store_types<Store> && requires(Store& s, const store_key_t<Store>& k) {
-  { store_traits<Store>::read(s, k) } -> std::same_as<store_read_result_t<Store>>;
-};
-
-/// The core contract: read with a version token, write if unchanged, create if absent.
-template <class Store>
-concept conditional_writer = readable_store<Store> &&
-    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
-             const store_value_t<Store>& v) {
-  { store_traits<Store>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<Store>>;
-  { store_traits<Store>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-/// Optional: erase only if unchanged.
-template <class Store>
-concept erasable_writer = conditional_writer<Store> &&
-    requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t) {
-  { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
-/// writes only its own fields this way: patch_if_unchanged.hpp).
-template <class Store>
-concept patchable_writer = conditional_writer<Store> && requires {
-  typename store_patch_t<Store>;
-} && requires(Store& s, const store_key_t<Store>& k, const store_token_t<Store>& t,
-              const store_patch_t<Store>& p) {
-  { store_traits<Store>::patch_if_match(s, k, t, p) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-/// Optional: an unconditional write (create or replace). Exists so that the naive blind
-/// read-modify-write — the bug this library prevents — can be run as a negative control.
-template <class Store>
-concept overwritable_store = store_types<Store> &&
-    requires(Store& s, const store_key_t<Store>& k, const store_value_t<Store>& v) {
-  { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
-};
-
-namespace detail {
-// A store_traits function declared without `static` (in a user's specialisation): taking its
-// address gives a pointer to member function. Templates and overload sets are never flagged.
-template <class T>
-concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
-template <class T>
-concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
-template <class T>
-concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
-template <class T>
-concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
-template <class T>
-concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
-template <class T>
-concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
-
-#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
-  "noclobber: store_traits<Store>::" fn                    \
-  " is declared without `static`: declare it static (the " \
-  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
-
-template <class S>
-constexpr bool check_traits_static() {
-  using T = store_traits<S>;
-  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
-  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
-  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
-  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
-  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
-  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
-  return true;
-}
-#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
-}  // namespace detail
-
-/// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
-/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
-/// missing type name is reported alone (each one is detected on its own), and a store_traits
-/// function declared without `static` is reported as that.
-template <class Store>
-constexpr bool check_conditional_writer() {
-  using S = std::remove_cvref_t<Store>;
-  constexpr bool has_key = requires {
-    typename store_key_t<S>;
-  };
-  constexpr bool has_value = requires {
-    typename store_value_t<S>;
-  };
-  constexpr bool has_token = requires {
-    typename store_token_t<S>;
-  };
-  static_assert(has_key,
-                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
-                "or store_traits<Store>::key_type");
-  static_assert(has_value,
-                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
-                "or store_traits<Store>::value_type");
-  static_assert(has_token,
-                "noclobber: the store adapter must name its version token type: a member "
-                "`using token_type = ...;` or store_traits<Store>::token_type");
-  static_assert(detail::check_traits_static<S>());
-  if constexpr (has_key && has_value && has_token) {
-    static_assert(
-        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
-        "noclobber: value_type and token_type must be default-constructible");
-    static_assert(std::equality_comparable<store_token_t<S>>,
-                  "noclobber: token_type must be equality-comparable");
-  }
-  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
-                !detail::nonstatic_write_if_match<store_traits<S>> &&
-                !detail::nonstatic_create_if_absent<store_traits<S>>) {
-    static_assert(readable_store<S>,
-                  "noclobber: the store adapter must provide `read(const key_type&)` returning "
-                  "read_result<value_type, token_type> (absent is a normal answer)");
-    static_assert(
-        requires(S & s, const store_key_t<S>& k, const store_token_t<S>& t, const store_value_t<S>& v) {
-          { store_traits<S>::write_if_match(s, k, t, v) } -> std::same_as<store_write_result_t<S>>;
-        },
-        "noclobber: the store adapter must provide `write_if_match(const key_type&, const token_type&, "
-        "const value_type&)` returning write_result<token_type>");
-    static_assert(
-        requires(S & s, const store_key_t<S>& k, const store_value_t<S>& v) {
-          { store_traits<S>::create_if_absent(s, k, v) } -> std::same_as<store_write_result_t<S>>;
-        },
-        "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
-        "returning write_result<token_type>");
-  }
-  return true;
-}
-
-}  // namespace noclobber
-// ---- end noclobber/conditional_writer.hpp
-
 // ---- begin noclobber/conditional_op.hpp ------------------------------------
 // noclobber/conditional_op.hpp — the I/O-free core of every conditional operation, and the one
 // home of the unknown-outcome rule.
@@ -2463,159 +3095,6 @@ class op_machine {
 
 }  // namespace noclobber::detail
 // ---- end noclobber/conditional_op.hpp
-
-// ---- begin noclobber/thread_annotations.hpp --------------------------------
-// noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
-//
-// Overview
-// --------
-// Clang's -Wthread-safety analysis checks at compile time that data marked NOCLOBBER_GUARDED_BY(m)
-// is touched only while `m` is held, that functions marked NOCLOBBER_REQUIRES(m) are called with `m`
-// held, and that scoped lock objects release what they acquire. Under any other compiler every macro
-// here expands to nothing, so annotated code stays portable. The macro set mirrors Abseil's
-// absl/base/thread_annotations.h with a NOCLOBBER_ prefix.
-//
-// libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
-// wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
-//
-//   noclobber::annotated_mutex mu;
-//   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
-//   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
-//
-// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
-//
-// Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
-// threads. No user callbacks run anywhere in this header.
-
-#include <chrono>
-#include <condition_variable>
-#include <mutex>
-
-#if defined(__clang__) && !defined(SWIG)
-#define NOCLOBBER_THREAD_ANNOTATION_(x) __attribute__((x))
-#else
-#define NOCLOBBER_THREAD_ANNOTATION_(x)
-#endif
-
-// A type that acts as a lock (a "capability"); `name` appears in diagnostics.
-#define NOCLOBBER_CAPABILITY(name) NOCLOBBER_THREAD_ANNOTATION_(capability(name))
-// An RAII type that acquires in its constructor and releases in its destructor.
-#define NOCLOBBER_SCOPED_CAPABILITY NOCLOBBER_THREAD_ANNOTATION_(scoped_lockable)
-// Data member readable/writable only while `x` is held (shared for reads).
-#define NOCLOBBER_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(guarded_by(x))
-// The pointee of a pointer member is guarded by `x`.
-#define NOCLOBBER_PT_GUARDED_BY(x) NOCLOBBER_THREAD_ANNOTATION_(pt_guarded_by(x))
-// Lock-order declarations between capabilities.
-#define NOCLOBBER_ACQUIRED_BEFORE(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_before(__VA_ARGS__))
-#define NOCLOBBER_ACQUIRED_AFTER(...) NOCLOBBER_THREAD_ANNOTATION_(acquired_after(__VA_ARGS__))
-// The caller must hold the capabilities (exclusively / shared) when calling.
-#define NOCLOBBER_REQUIRES(...) NOCLOBBER_THREAD_ANNOTATION_(requires_capability(__VA_ARGS__))
-#define NOCLOBBER_REQUIRES_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(requires_shared_capability(__VA_ARGS__))
-// The function acquires / releases the capabilities (no argument: `this`).
-#define NOCLOBBER_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_capability(__VA_ARGS__))
-#define NOCLOBBER_ACQUIRE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(acquire_shared_capability(__VA_ARGS__))
-#define NOCLOBBER_RELEASE(...) NOCLOBBER_THREAD_ANNOTATION_(release_capability(__VA_ARGS__))
-#define NOCLOBBER_RELEASE_SHARED(...) NOCLOBBER_THREAD_ANNOTATION_(release_shared_capability(__VA_ARGS__))
-#define NOCLOBBER_RELEASE_GENERIC(...) NOCLOBBER_THREAD_ANNOTATION_(release_generic_capability(__VA_ARGS__))
-// The function acquires the capability iff it returns `success` (first argument).
-#define NOCLOBBER_TRY_ACQUIRE(...) NOCLOBBER_THREAD_ANNOTATION_(try_acquire_capability(__VA_ARGS__))
-#define NOCLOBBER_TRY_ACQUIRE_SHARED(...) \
-  NOCLOBBER_THREAD_ANNOTATION_(try_acquire_shared_capability(__VA_ARGS__))
-// The caller must NOT hold the capabilities (the function acquires them itself).
-#define NOCLOBBER_EXCLUDES(...) NOCLOBBER_THREAD_ANNOTATION_(locks_excluded(__VA_ARGS__))
-// Runtime assertion that the capability is held; the analysis trusts it afterwards.
-#define NOCLOBBER_ASSERT_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_capability(x))
-#define NOCLOBBER_ASSERT_SHARED_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(assert_shared_capability(x))
-// The function returns a reference to the capability `x`.
-#define NOCLOBBER_RETURN_CAPABILITY(x) NOCLOBBER_THREAD_ANNOTATION_(lock_returned(x))
-// Opt one function out of the analysis (say why next to it).
-#define NOCLOBBER_NO_THREAD_SAFETY_ANALYSIS NOCLOBBER_THREAD_ANNOTATION_(no_thread_safety_analysis)
-
-namespace noclobber {
-
-// std::mutex with capability attributes, so NOCLOBBER_GUARDED_BY(mu) is checked by Clang.
-class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
- public:
-  annotated_mutex() = default;
-  annotated_mutex(const annotated_mutex&) = delete;
-  annotated_mutex& operator=(const annotated_mutex&) = delete;
-
-  void lock() NOCLOBBER_ACQUIRE() { mutex_.lock(); }
-  void unlock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
-  bool try_lock() NOCLOBBER_TRY_ACQUIRE(true) { return mutex_.try_lock(); }
-
-  // For std::condition_variable: wait on `native()` through a std::unique_lock you adopt/release.
-  std::mutex& native() NOCLOBBER_RETURN_CAPABILITY(this) { return mutex_; }
-
- private:
-  std::mutex mutex_;
-};
-
-// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
-// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
-// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
-// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
-// analysis checks a lambda on its own and cannot see that it runs under the lock.
-class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
- public:
-  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
-  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
-  annotated_wait_lock(const annotated_wait_lock&) = delete;
-  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
-
-  void wait(std::condition_variable& cv) { cv.wait(lock_); }
-  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
-  template <class Clock, class Duration>
-  std::cv_status wait_until(std::condition_variable& cv,
-                            const std::chrono::time_point<Clock, Duration>& deadline) {
-    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
-      cv.wait(lock_);
-      return std::cv_status::no_timeout;
-    }
-    return cv.wait_until(lock_, deadline);
-  }
-
- private:
-  std::unique_lock<std::mutex> lock_;
-};
-
-// Scoped lock over annotated_mutex (std::lock_guard with attributes).
-class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
- public:
-  explicit annotated_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
-  ~annotated_lock() NOCLOBBER_RELEASE() { mutex_.unlock(); }
-  annotated_lock(const annotated_lock&) = delete;
-  annotated_lock& operator=(const annotated_lock&) = delete;
-
- private:
-  annotated_mutex& mutex_;
-};
-
-// Scoped lock over annotated_mutex that may be released before the end of its scope
-// (std::unique_lock's lock-once-unlock-early use, with attributes).
-class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
- public:
-  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
-  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
-    if (owns_) mutex_.unlock();
-  }
-  annotated_unique_lock(const annotated_unique_lock&) = delete;
-  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
-
-  // Releases the mutex now; the destructor then does nothing.
-  void unlock() NOCLOBBER_RELEASE() {
-    owns_ = false;
-    mutex_.unlock();
-  }
-
- private:
-  annotated_mutex& mutex_;
-  bool owns_ = true;
-};
-
-}  // namespace noclobber
-// ---- end noclobber/thread_annotations.hpp
 
 // ---- begin noclobber/lease_lock.hpp ----------------------------------------
 // noclobber/lease_lock.hpp — per-key lease locks across processes, with a fencing token per grant.
@@ -4112,6 +4591,8 @@ struct kmm_pool_base {
   std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_shared_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   // The thread cache slots attached now (kmm_cache_slot::attach / detach).
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };
@@ -4223,6 +4704,10 @@ struct keyed_mutex_map_counters {
   std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
                                              // a wake-up); about one per contended acquisition when
                                              // waiters hold the key long, since a release wakes one
+  std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
+                                             // woke the parked waiters of a key: one exclusive
+                                             // waiter, or else every shared waiter
+  std::uint64_t shared_wakeups = 0;          // of those, the ones that woke every shared waiter
 };
 
 // Constructor options.
@@ -4284,6 +4769,8 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
+  std::atomic<std::uint64_t> wakeups{0};
+  std::atomic<std::uint64_t> shared_wakeups{0};
   std::shared_ptr<kmm_pool_base> pool;
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -4314,6 +4801,8 @@ struct alignas(64) kmm_cache_slot {
       pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
       pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      pool_raw->detached_wakeups += wakeups.load(std::memory_order_relaxed);
+      pool_raw->detached_shared_wakeups += shared_wakeups.load(std::memory_order_relaxed);
       auto& slots = pool_raw->attached;
       const auto it = std::find(slots.begin(), slots.end(), this);
       if (it != slots.end()) {
@@ -4326,6 +4815,8 @@ struct alignas(64) kmm_cache_slot {
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
+    wakeups.store(0, std::memory_order_relaxed);
+    shared_wakeups.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
     pool.reset();
   }
@@ -4604,10 +5095,26 @@ void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
     r.wake->park_exclusive.notify_one();
 }
 
-/// kmm_notify, then recycle a retired entry. No shard lock held.
+/// Counts the wake-up kmm_notify sent (if any) in `slot`, or in the pool's detached counts when
+/// there is no slot. No shard lock held.
+template <class Key>
+void kmm_count_wakeup(const kmm_after_unlock<Key>& r, kmm_cache_slot* slot, kmm_pool_base& pool) noexcept {
+  if (r.wake == nullptr) return;
+  if (slot != nullptr) {
+    kmm_cache_slot::bump(slot->wakeups);
+    if (r.wake_shared) kmm_cache_slot::bump(slot->shared_wakeups);
+    return;
+  }
+  annotated_lock lk(pool.mutex);
+  ++pool.detached_wakeups;
+  if (r.wake_shared) ++pool.detached_shared_wakeups;
+}
+
+/// kmm_notify, then recycle a retired entry. `slot` is attached. No shard lock held.
 template <class Key>
 void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
   kmm_notify(r);
+  kmm_count_wakeup(r, &slot, *slot.pool_raw);
   if (r.dead != nullptr) kmm_recycle(slot, r.dead);
 }
 
@@ -4785,6 +5292,7 @@ class kmm_core {
     }
     s.unlock(kmm_word_for(head));
     kmm_notify(r);
+    kmm_count_wakeup(r, slot, *pool_);
     if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
   }
 
@@ -4849,10 +5357,14 @@ class kmm_core {
     c.acquisitions = pool.detached_acquisitions;
     c.contended_acquisitions = pool.detached_contended;
     c.sleeps = pool.detached_sleeps;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
     for (const kmm_cache_slot* s : pool.attached) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
       c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
     }
     return c;
   }
@@ -5008,6 +5520,13 @@ class kmm_core {
 
   // ---- waiting for a key set ------------------------------------------------------------------
 
+  /// Acquisitions of a multi-key call, added to the slot's counters only once every shard's keys
+  /// are taken (a failed try_lock_all counts nothing, like any failed try).
+  struct tally {
+    std::uint64_t acquisitions = 0;
+    std::uint64_t contended = 0;
+  };
+
   /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
   static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
                              kmm_cache_slot& slot) noexcept {
@@ -5018,11 +5537,12 @@ class kmm_core {
 
   /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
   /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
-  /// installed or recycled. Throws only what KeyEqual (or the standard mutex / condition variable)
-  /// throws; nothing is held then.
+  /// installed or recycled. The keys taken are counted in `pending` when given, else in the slot.
+  /// Throws only what KeyEqual (or the standard mutex / condition variable) throws; nothing is
+  /// held then.
   template <class KeySet>
   bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
-                       kmm_clock::time_point deadline, kmm_cache_slot& slot) {
+                       kmm_clock::time_point deadline, kmm_cache_slot& slot, tally* pending = nullptr) {
     bool contended = false;
     int spin_rounds = 0;
     entry* parked_on = nullptr;  // entry whose waiter counts include us
@@ -5042,6 +5562,11 @@ class kmm_core {
         keys.take_all(head, mode);
         unlock_settled(s, head, prev, mode, slot);
         keys.recycle_unused(slot);
+        if (pending != nullptr) {
+          pending->acquisitions += keys.size();
+          if (contended) pending->contended += keys.size();
+          return true;
+        }
         kmm_cache_slot::bump(slot.acquisitions, keys.size());
         if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
         return true;
@@ -5112,6 +5637,7 @@ class kmm_core {
     std::vector<entry*> out(refs.size());
     std::optional<kmm_late_slot> late;
     kmm_cache_slot& slot = my_slot(late);
+    tally taken;
     for (std::size_t b = 0; b < refs.size();) {
       std::size_t e = b;
       while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
@@ -5125,11 +5651,13 @@ class kmm_core {
         throw;  // the caller releases the shards taken so far
       }
       group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
-      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot))
+      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot, &taken))
         return false;
       held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
       b = e;
     }
+    kmm_cache_slot::bump(slot.acquisitions, taken.acquisitions);
+    if (taken.contended != 0) kmm_cache_slot::bump(slot.contended, taken.contended);
     return true;
   }
 
@@ -6626,6 +7154,8 @@ struct id_hash {
 // The rules follow Jepsen's Elle:
 //
 //   * lost update: two or more *successful* writes read the same version of the same key;
+//   * a successful write must have read a version of its own key: the state before the run, or
+//     a value a recorded write wrote to that key (anything else is an anomaly);
 //   * the successful writes of a key must form one version chain that ends in the key's final
 //     value: walk back from the final version through "read from" links; every successful write
 //     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
@@ -6650,7 +7180,8 @@ struct id_hash {
 //   index_writes        one entry per distinct written value (attempts that sent the same value
 //                       merged: ok if any applied, unknown if any was unknown, else failed)
 //   group_readers       successful writes grouped by the version they read (Elle's lost-update
-//                       pairs); reads of a version nobody wrote are anomalies
+//                       pairs); reads of a version nobody wrote, or written to another key,
+//                       are anomalies
 //   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
 //   collect_lost        successful writes off every chain, in order of completion
 //   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
@@ -6860,9 +7391,10 @@ inline void index_writes(history_index& ix, race_check& c) {
 }
 
 /// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
-/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
-/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
-/// write produced (and that is not from before the run) is an anomaly.
+/// written to the same key in the run is an entry, so its group lives in `ix.readers`; versions
+/// from before the run (or from outside it) are few and go to a small map, and so do versions
+/// written to another key (they group apart from that key's readers). A read of a version that
+/// no recorded write produced for this key (and that is not from before the run) is an anomaly.
 inline void group_readers(history_index& ix, race_check& c) {
   const race_history& h = ix.h;
   ix.readers.assign(ix.writes.size(), version_readers{});
@@ -6874,7 +7406,8 @@ inline void group_readers(history_index& ix, race_check& c) {
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
     const std::uint32_t* parent = ix.by_value.find(w.read_from);
-    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
+    const bool parent_of_key = parent != nullptr && ix.record_of(*parent).key == w.key;
+    version_readers& g = parent_of_key ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -6882,9 +7415,10 @@ inline void group_readers(history_index& ix, race_check& c) {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && parent == nullptr) {
-      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
-                            ", which no recorded write produced");
+    if (!from_before_run && !parent_of_key) {
+      c.anomalies.push_back(
+          describe_write(w) + " read version " + std::to_string(w.read_from) +
+          (parent != nullptr ? ", which was written to another key" : ", which no recorded write produced"));
     }
   }
 }
@@ -6911,13 +7445,13 @@ inline void walk_final_chains(history_index& ix, race_check& c) {
       }
       checked_write& e = ix.writes[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > ix.writes.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
-        break;
-      }
-      if (w.key != k) {
+      if (w.key != k) {  // (before the loop test: another key's chain may have passed here)
         c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
                               describe_write(w));
+        break;
+      }
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
@@ -7091,13 +7625,15 @@ inline void find_doubled(const history_index& ix, race_check& c) {
   }
   if (!any) return;
   std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     write_id v = h.final_versions[k];
     for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
       const std::uint32_t* n = ix.by_value.find(v);
-      if (n == nullptr || !ix.writes[*n].on_chain) break;
+      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
       const race_write& w = ix.record_of(*n);
       if (w.key != k) break;
+      walked[*n] = 1;
       if (*landed.find(op_number(w)) > 1) {
         auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
         if (first) c.doubled.push_back({});
@@ -7247,35 +7783,50 @@ namespace noclobber {
 }
 
 /// Appends the records of serialize_history's text to `h`. Throws std::invalid_argument naming
-/// the first line it cannot read.
+/// the first line it cannot read: an unknown record letter, a missing or extra field, anything
+/// but spaces between the numbers, or a number out of its field's range (a writer, op, attempt or
+/// key past 2^32 - 1, an outcome or kind past 2, `found` other than 0 or 1) — never coerced.
+/// Lines may end in "\r\n".
 inline void append_history(race_history& h, std::string_view text) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
+    std::string_view line = text.substr(pos, end - pos);
     pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     std::uint64_t f[10] = {};
-    const std::size_t want = line[0] == 'w' ? 10 : line[0] == 'r' ? 7 : 0;
+    const bool is_write = line[0] == 'w';
+    const std::size_t want = is_write ? 10 : line[0] == 'r' ? 7 : 0;
     const char* p = line.data() + 1;
     const char* last = line.data() + line.size();
     std::size_t got = 0;
-    while (got < want && p < last) {
+    bool ok = want != 0;
+    while (ok) {
       while (p < last && *p == ' ') ++p;
+      if (p == last) break;
+      if (got == want) {
+        ok = false;  // an extra field
+        break;
+      }
       auto [next, ec] = std::from_chars(p, last, f[got]);
-      if (ec != std::errc{}) break;
+      ok = ec == std::errc{} && (next == last || *next == ' ');
       p = next;
       ++got;
     }
-    if (want == 0 || got != want) {
+    constexpr std::uint64_t u32_max = 0xFFFFFFFFu;
+    if (ok && got == want) {
+      ok = f[0] <= u32_max && f[1] <= u32_max && f[2] <= u32_max &&
+           (is_write ? f[3] <= u32_max && f[6] <= 2 && f[7] <= 2 : f[4] <= 1);
+    }
+    if (!ok || got != want) {
       throw std::invalid_argument("noclobber: cannot read history line '" + std::string(line) + "'");
     }
     auto u32 = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
-    if (line[0] == 'w') {
+    if (is_write) {
       h.writes.push_back({u32(f[0]), u32(f[1]), u32(f[2]), u32(f[3]), f[4], f[5],
-                          static_cast<op_outcome>(f[6] <= 2 ? f[6] : 1),
-                          static_cast<write_kind>(f[7] <= 2 ? f[7] : 0), f[8], f[9]});
+                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9]});
     } else {
       h.reads.push_back({u32(f[0]), u32(f[1]), u32(f[2]), f[3], f[4] != 0, f[5], f[6]});
     }
@@ -7970,6 +8521,7 @@ struct race_workload {
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -8029,34 +8581,40 @@ struct race_options {
       }
       const std::string_view name = token.substr(0, eq);
       const std::string value(token.substr(eq + 1));
-      auto number = [&]() -> std::uint64_t {
+      // A number as strtoull reads it with base 0 (decimal, 0x hex, leading-0 octal), but only
+      // digits: no sign (stoull wraps "-1") or leading space, and within the field's type.
+      auto number = [&](std::uint64_t max) -> std::uint64_t {
         std::size_t used = 0;
         std::uint64_t n = 0;
-        try {
-          n = std::stoull(value, &used, 0);
-        } catch (const std::exception&) {
-          used = 0;
+        if (!value.empty() && value[0] >= '0' && value[0] <= '9') {
+          try {
+            n = std::stoull(value, &used, 0);
+          } catch (const std::exception&) {
+            used = 0;
+          }
         }
-        if (used != value.size() || value.empty()) {
+        if (used != value.size() || value.empty() || n > max) {
           throw std::invalid_argument("noclobber: replay value '" + value + "' for '" + std::string(name) +
-                                      "' is not a number");
+                                      "' is not a number from 0 to " + std::to_string(max));
         }
         return n;
       };
+      constexpr std::uint64_t any = std::numeric_limits<std::uint64_t>::max();
+      constexpr std::uint64_t narrow = std::numeric_limits<unsigned>::max();
       if (name == "mode")
         mode = parse_race_mode(value);
       else if (name == "writers")
-        writers = static_cast<unsigned>(number());
+        writers = static_cast<unsigned>(number(narrow));
       else if (name == "ops")
-        ops_per_writer = static_cast<unsigned>(number());
+        ops_per_writer = static_cast<unsigned>(number(narrow));
       else if (name == "seed")
-        seed = number();
+        seed = number(any);
       else if (name == "depth")
-        depth = static_cast<unsigned>(number());
+        depth = static_cast<unsigned>(number(narrow));
       else if (name == "schedule")
-        schedule = number();
+        schedule = number(any);
       else if (name == "iterations")
-        iterations = static_cast<unsigned>(number());
+        iterations = static_cast<unsigned>(number(narrow));
       else if (apply_schedule_token(plan, name, value))
         continue;
       else
