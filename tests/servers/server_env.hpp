@@ -102,6 +102,26 @@ class canned_http_server {
   std::thread thread_;
 };
 
+/// Starts `binary` with `args`, its stdout a pipe: the read end (the caller closes it); `pid` set.
+inline int spawn_with_stdout_pipe(const char* binary, std::vector<std::string> args, pid_t& pid) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  args.insert(args.begin(), binary);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int rc = ::posix_spawn(&pid, binary, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(fds[1]);
+  if (rc != 0) ::close(fds[0]);
+  REQUIRE(rc == 0);
+  return fds[0];
+}
+
 /// A child process running tests/servers/server_writer.cpp; its stdout is a pipe we can read, its
 /// stdin one we write (mode `gated`: it connects, prints READY and waits for go()).
 class writer_process {
