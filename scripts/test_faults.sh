@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bounded fault stage (issue 19): the ctest label `fault` — real clusters (etcd 3 members,
-# PostgreSQL one node and primary + replica, single-node Ceph with radosgw) under kill / pause /
+# PostgreSQL one node and primary + replica, Redis primary + 2 replicas + 3 Sentinels, single-node
+# Ceph with radosgw, SQLite writer processes) under kill / pause /
 # partition / terminated connections / failover, and the nemesis's network actions in namespaces
 # the tests create. Every test starts and stops its own cluster (scripts/clusters/*.sh) on loopback
 # or in its own network namespaces; each is limited to 60 s by ctest (radosgw's, whose start alone
@@ -10,7 +11,8 @@
 #
 #   scripts/test_faults.sh BUILD_DIR [extra ctest args...]
 #
-# Needs root (namespaces, nft), ip, nft, etcd, PostgreSQL, Ceph (ceph-mon, ceph-osd, radosgw):
+# Needs root (namespaces, nft), ip, nft, etcd, PostgreSQL, Redis (redis-server, redis-sentinel),
+# Ceph (ceph-mon, ceph-osd, radosgw):
 # scripts/apt-packages.txt. The long, repeated runs behind docs/faults.md are
 # scripts/fault_matrix.sh.
 set -uo pipefail
@@ -20,7 +22,7 @@ build=$(cd "$build" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 
 [ "$(id -u)" = 0 ] || { echo "test_faults.sh: needs root (network namespaces, nft)" >&2; exit 1; }
-for tool in ip nft etcd jq curl; do
+for tool in ip nft etcd jq curl redis-server redis-sentinel redis-cli; do
   command -v "$tool" >/dev/null || { echo "test_faults.sh: '$tool' missing (scripts/apt-packages.txt)" >&2; exit 1; }
 done
 

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Redis for the fault tests (Debian's redis-server and redis-sentinel): a primary, 2 replicas
+# (asynchronous replication) and 3 Sentinels watching them (quorum 2), on loopback. The nemesis
+# kills or pauses the primary and the Sentinels promote a replica. No persistence (no RDB, no
+# AOF): a node keeps its data only in memory, which is what replication has to protect.
+# See scripts/clusters/common.sh for the state folder and the sweep.
+#
+#   redis.sh start [--min-replicas N]
+#        prints `export NOCLOBBER_CLUSTER_STATE=DIR`, `export NOCLOBBER_REDIS_SENTINELS=h:p,h:p,h:p`
+#        and `export NOCLOBBER_REDIS_MASTER=NAME`. --min-replicas N sets min-replicas-to-write N
+#        (min-replicas-max-lag 2) on every node: a primary refuses writes (NOREPLICAS) unless N
+#        replicas acknowledged its stream within the last 2 s
+#   redis.sh stop DIR
+#   redis.sh primary DIR            the node the Sentinels name as primary (1, 2 or 3)
+#   redis.sh pid DIR NODE           the redis-server process of NODE
+#   redis.sh port DIR NODE
+#   redis.sh wait-failover DIR NODE wait until the Sentinels name a primary other than NODE and it
+#                                   answers as one; prints "promoted nM"
+#   redis.sh wait-settled DIR       wait until every running node replicates from the primary
+#   redis.sh restart DIR NODE       start NODE again (empty: no persistence) as a replica of the
+#                                   primary the Sentinels name now
+#   redis.sh cli DIR NODE ARGS...   redis-cli on NODE
+#
+# The sentinels notice a primary down after 1 s (down-after-milliseconds) and fail over within a
+# few seconds.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+
+master=ncfmaster
+cmd=${1:?usage: redis.sh start [--min-replicas N] | stop|primary|pid|port|wait-failover|restart|cli DIR ...}
+command -v redis-server >/dev/null || { echo "redis.sh: redis-server missing (apt-get install redis-server)" >&2; exit 1; }
+command -v redis-sentinel >/dev/null || { echo "redis.sh: redis-sentinel missing (apt-get install redis-sentinel)" >&2; exit 1; }
+
+port_of() { cat "$state/n$1/port"; }
+# A loopback port nobody listens on, below Linux's ephemeral range (32768-60999) so no client
+# socket holds it (free_port's python start takes seconds on a loaded machine: 6 ports here).
+quick_port() {
+  local p
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! grep -rqx "$p" "$state"/*/port 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  free_port
+}
+sport_of() { cat "$state/s$1/port"; }
+cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+# The primary's port as the first Sentinel that answers names it.
+sentinel_primary_port() {
+  local s out
+  for s in 1 2 3; do
+    out=$(timeout 2 redis-cli -h 127.0.0.1 -p "$(sport_of "$s")" SENTINEL get-master-addr-by-name "$master" 2>/dev/null | sed -n 2p) || true
+    if [ -n "$out" ]; then echo "$out"; return 0; fi
+  done
+  return 1
+}
+node_of_port() {
+  local n
+  for n in 1 2 3; do [ "$(port_of "$n")" = "$1" ] && { echo "$n"; return 0; }; done
+  return 1
+}
+start_node() { # NODE [replicaof args...]
+  local n=$1
+  shift
+  local args=(--port "$(port_of "$n")" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
+    --dir "$state/n$n" --maxclients 1000 --repl-diskless-sync no)
+  if [ -f "$state/min_replicas" ]; then
+    args+=(--min-replicas-to-write "$(cat "$state/min_replicas")" --min-replicas-max-lag 2)
+  fi
+  ncf_spawn "$state" "$state/n$n/server.log" redis-server "${args[@]}" "$@" >"$state/n$n/pid"
+  wait_for sh -c "redis-cli -h 127.0.0.1 -p $(port_of "$n") ping | grep -q PONG" ||
+    { tail -n 30 "$state/n$n/server.log" >&2; return 1; }
+}
+# Each Sentinel sees the primary, both replicas and the 2 other Sentinels.
+sentinels_ready() {
+  local s info
+  for s in 1 2 3; do
+    info=$(cli "$(sport_of "$s")" SENTINEL master "$master" 2>/dev/null | paste - - | tr '\t' ' ') || return 1
+    echo "$info" | grep -qx 'num-slaves 2' || return 1
+    echo "$info" | grep -qx 'num-other-sentinels 2' || return 1
+  done
+}
+
+case "$cmd" in
+  start)
+    min=0
+    if [ "${2:-}" = --min-replicas ]; then min=${3:?--min-replicas N}; fi
+    state=$(ncf_state_new)
+    trap 'ncf_remove_unless_started "$state"' EXIT
+    echo "export NOCLOBBER_CLUSTER_STATE=$state" # first: a caller can stop a half-made cluster
+    [ "$min" != 0 ] && echo "$min" >"$state/min_replicas"
+    for n in 1 2 3; do mkdir -p "$state/n$n"; quick_port >"$state/n$n/port"; done
+    start_node 1
+    start_node 2 --replicaof 127.0.0.1 "$(port_of 1)"
+    start_node 3 --replicaof 127.0.0.1 "$(port_of 1)"
+    wait_for sh -c "redis-cli -h 127.0.0.1 -p $(port_of 1) INFO replication | grep -q '^connected_slaves:2'" ||
+      { echo "redis.sh: the replicas did not connect" >&2; exit 1; }
+    sentinels=""
+    for s in 1 2 3; do
+      mkdir -p "$state/s$s"
+      quick_port >"$state/s$s/port"
+      cat >"$state/s$s/sentinel.conf" <<EOF
+port $(sport_of "$s")
+bind 127.0.0.1
+daemonize no
+dir $state/s$s
+sentinel resolve-hostnames no
+sentinel monitor $master 127.0.0.1 $(port_of 1) 2
+sentinel down-after-milliseconds $master 1000
+sentinel failover-timeout $master 6000
+sentinel parallel-syncs $master 2
+EOF
+      ncf_spawn "$state" "$state/s$s/sentinel.log" redis-sentinel "$state/s$s/sentinel.conf" >"$state/s$s/pid"
+      sentinels+="${sentinels:+,}127.0.0.1:$(sport_of "$s")"
+    done
+    for _ in 1 2; do wait_for sentinels_ready && break; done
+    if ! sentinels_ready; then
+      for s in 1 2 3; do
+        echo "Sentinel s$s (port $(sport_of "$s")) sees:" $(cli "$(sport_of "$s")" SENTINEL master "$master" 2>&1 |
+          paste - - | grep -E '^(flags|num-slaves|num-other-sentinels|ip|port)' | tr '\t' '=') >&2
+      done
+      echo "redis.sh: the Sentinels did not find each other" >&2
+      exit 1
+    fi
+    ncf_started=1
+    echo "export NOCLOBBER_REDIS_SENTINELS=$sentinels"
+    echo "export NOCLOBBER_REDIS_MASTER=$master"
+    ;;
+  stop)
+    state=${2:?DIR}
+    ncf_state_remove "$state"
+    ;;
+  primary)
+    state=${2:?DIR}
+    node_of_port "$(sentinel_primary_port)"
+    ;;
+  pid) state=${2:?DIR}; cat "$state/n${3:?NODE}/pid" ;;
+  port) state=${2:?DIR}; port_of "${3:?NODE}" ;;
+  wait-failover)
+    state=${2:?DIR}
+    old=$(port_of "${3:?NODE}")
+    for _ in $(seq 1 300); do
+      p=$(sentinel_primary_port || true)
+      if [ -n "$p" ] && [ "$p" != "$old" ] && cli "$p" ROLE 2>/dev/null | head -n1 | grep -qx master; then
+        echo "promoted n$(node_of_port "$p")"
+        exit 0
+      fi
+      sleep 0.05
+    done
+    echo "redis.sh wait-failover: no new primary after 15 s" >&2
+    exit 1
+    ;;
+  wait-settled)
+    # After the heals: the Sentinels' primary answers as one, and every other running node
+    # replicates from it with its link up (a demoted primary has resynced: reads agree).
+    state=${2:?DIR}
+    for _ in $(seq 1 300); do
+      p=$(sentinel_primary_port || true)
+      ok=0
+      if [ -n "$p" ] && timeout 2 redis-cli -h 127.0.0.1 -p "$p" ROLE 2>/dev/null | head -n1 | grep -qx master; then
+        ok=1
+        for n in 1 2 3; do
+          np=$(port_of "$n")
+          [ "$np" = "$p" ] && continue
+          kill -0 "$(cat "$state/n$n/pid")" 2>/dev/null || continue
+          info=$(timeout 2 redis-cli -h 127.0.0.1 -p "$np" INFO replication 2>/dev/null | tr -d '\r')
+          if ! echo "$info" | grep -qx "master_port:$p" || ! echo "$info" | grep -qx 'master_link_status:up'; then
+            ok=0
+            break
+          fi
+        done
+      fi
+      [ "$ok" = 1 ] && { echo "settled: primary n$(node_of_port "$p")"; exit 0; }
+      sleep 0.1
+    done
+    echo "redis.sh wait-settled: the nodes did not settle in 30 s" >&2
+    exit 1
+    ;;
+  restart)
+    state=${2:?DIR}
+    node=${3:?NODE}
+    p=$(sentinel_primary_port)
+    if [ "$p" = "$(port_of "$node")" ]; then
+      # Still the primary by the Sentinels' word: come back empty as a primary would wipe the
+      # replicas (they resync from it). Refuse instead.
+      echo "redis.sh restart: n$node is still the primary; wait for the failover first" >&2
+      exit 1
+    fi
+    start_node "$node" --replicaof 127.0.0.1 "$p"
+    echo "n$node restarted as a replica of port $p"
+    ;;
+  cli)
+    state=${2:?DIR}
+    node=${3:?NODE}
+    shift 3
+    cli "$(port_of "$node")" "$@"
+    ;;
+  *) echo "redis.sh: unknown command '$cmd'" >&2; exit 2 ;;
+esac
