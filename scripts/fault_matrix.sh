@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The long, repeated fault runs behind docs/faults.md's results matrix: every fault cell
 # (tests/faults/test_fault_*.cpp, one TEST_CASE per store × fault) run REPS times with its own
-# seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL) or 640 (radosgw: ~25 ops/s under
+# seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL), 8,000 (Redis) or 640 (radosgw: ~25 ops/s under
 # contention) read_modify_write operations per run;
 # prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
 # acknowledged write around a fault, median and worst over the runs) and keeps every raw
 # FAULT-ROW line in OUT (default fault_matrix.rows).
 #
 #   scripts/fault_matrix.sh BUILD_DIR [REPS=5] [OUT]
+#   NOCLOBBER_FAULT_CELLS=REGEX scripts/fault_matrix.sh ...   only the cells whose line matches
+#                                                            (e.g. 'test_fault_redis')
 #
-# Needs what scripts/test_faults.sh needs (root, ip, nft, etcd, PostgreSQL, Ceph). Leaves nothing behind
+# Needs what scripts/test_faults.sh needs (root, ip, nft, etcd, PostgreSQL, Redis, Ceph). Leaves nothing behind
 # (sweep.sh --check at the end).
 set -uo pipefail
 build=${1:?usage: scripts/fault_matrix.sh BUILD_DIR [REPS] [OUT]}
@@ -31,9 +33,16 @@ cells=(
   "test_fault_postgres|*synchronous replica (remote_apply)*|250"
   "test_fault_postgres|*asynchronous replica*|250"
   "test_fault_s3|[s3][kill]|40"
+  "test_fault_redis|[redis][kill][async]|500"
+  "test_fault_redis|[redis][kill][wait1]|500"
+  "test_fault_redis|[redis][kill][min_replicas]|500"
+  "test_fault_redis|[redis][pause][async]|500"
+  "test_fault_redis|[redis][pause][wait1]|500"
+  "test_fault_redis|[redis][pause][min_replicas]|500"
 )
 failed=0
 for cell in "${cells[@]}"; do
+  [[ "$cell" =~ ${NOCLOBBER_FAULT_CELLS:-.} ]] || continue
   IFS='|' read -r bin spec ops <<<"$cell"
   for rep in $(seq 1 "$reps"); do
     log=$(NOCLOBBER_FAULT_WRITERS=16 NOCLOBBER_FAULT_OPS=$ops NOCLOBBER_FAULT_SEED=$rep \

@@ -78,7 +78,8 @@ inline constexpr const char* cas_script =
     "return 2";
 
 inline bool is_transient_error(std::string_view e) noexcept {
-  for (std::string_view p : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN"}) {
+  for (std::string_view p :
+       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN", "NOREPLICAS"}) {
     if (e.starts_with(p)) return true;
   }
   return false;
@@ -335,6 +336,9 @@ class store {
     detail::reply_ptr exec = queued ? get_reply() : nullptr;
     if (!exec) return wr::make_failed(write_status::indeterminate, error_);  // EXEC may have run
     if (multi->type == REDIS_REPLY_ERROR) return refused_multi(multi.get(), queued.get());
+    // The write refused while queueing (NOREPLICAS, OOM, READONLY): EXEC answered EXECABORT,
+    // nothing ran, and EXEC cleared the WATCH. The write's own error says what it means.
+    if (queued->type == REDIS_REPLY_ERROR) return error_reply(queued.get());
     if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();        // a watched key changed
     if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());  // EXECABORT: nothing ran
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {         // the write may have run
