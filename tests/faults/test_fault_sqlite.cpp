@@ -260,7 +260,7 @@ round_stats crash_rounds(bool wal, int rounds, std::uint64_t seed) {
 
 int rounds_from_env() {
   const char* v = std::getenv("NOCLOBBER_SQLITE_CRASH_ROUNDS");
-  return v && *v ? std::atoi(v) : 40;
+  return v && *v ? std::atoi(v) : 20;
 }
 
 }  // namespace
