@@ -19,10 +19,15 @@
 #include <thread>
 #include <vector>
 
+#include "keyed_mutex_map_test_support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
-using string_map = noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>>;
+using kmm_test::padded_counter;
+using kmm_test::string_map;
+using kmm_test::thread_failures;
+using kmm_test::wait_for_sleeps;
 
 std::string object_key(int i) {
   return "bucket/tenant-" + std::to_string(4824 + i % 7) + "/2024/06/part-" + std::to_string(100000 + i) +
@@ -45,13 +50,6 @@ struct throwing_equal {
   }
 };
 
-// Catch2 assertions are not thread-safe: worker threads count failures, the test thread checks.
-std::atomic<long> thread_failures{0};
-#define KMM_CHECK_IN_THREAD(cond)              \
-  do {                                         \
-    if (!(cond)) thread_failures.fetch_add(1); \
-  } while (false)
-
 // Holds worker threads until all have started, so they really overlap.
 struct start_gate {
   explicit start_gate(int n) : remaining(n) {}
@@ -60,10 +58,6 @@ struct start_gate {
     while (remaining.load() > 0) std::this_thread::yield();
   }
   std::atomic<int> remaining;
-};
-
-struct padded_counter {
-  alignas(64) long value = 0;  // plain, non-atomic: only correct if the per-key lock works
 };
 
 }  // namespace
@@ -188,15 +182,6 @@ TEST_CASE("a blocked waiter sleeps instead of spinning") {
   REQUIRE(waiter_cpu * 5 < waiter_wall);  // a spinning waiter would burn about its whole wait
   REQUIRE(m.size() == 0);
 }
-
-namespace {
-void wait_for_sleeps(const string_map& m, std::uint64_t n) {
-  const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(1ms);
-  REQUIRE(m.counters().sleeps == n);
-}
-}  // namespace
 
 TEST_CASE("a release wakes one exclusive waiter, not every waiter") {
   // 8 writers park on a held key; each then holds it for a while in turn. Waking all of them on
