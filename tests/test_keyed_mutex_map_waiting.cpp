@@ -202,6 +202,36 @@ TEST_CASE("handoff_after = max: releases wake the parked waiters and never hand 
   REQUIRE(m.size() == 0);
 }
 
+TEST_CASE("a key is handed over at most once per handoff_after") {
+  // Six writers park and then wait past the bound, so each is due a hand-over; but each hand-over
+  // leaves the key idle while its taker wakes, so a key hands over at most once per bound period:
+  // the first release hands over, the others wake (unless the whole chain took over a period).
+  constexpr int waiters = 6;
+  const auto bound = 100ms;
+  string_map m(with_handoff_after(bound));
+  auto held = m.lock("hot");
+  padded_counter counter;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < waiters; ++t)
+    pool.emplace_back([&] {
+      auto g = m.lock("hot");
+      ++counter.value;
+    });
+  wait_for_sleeps(m, waiters);
+  std::this_thread::sleep_for(bound + 20ms);  // every waiter is now past the bound
+  const auto released = std::chrono::steady_clock::now();
+  held.unlock();
+  for (auto& th : pool) th.join();
+  const auto elapsed = std::chrono::steady_clock::now() - released;
+  const auto handoffs = m.counters().handoffs;
+  INFO(handoffs << " hand-overs in " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                << " ms");
+  REQUIRE(counter.value == waiters);
+  REQUIRE(handoffs >= 1);  // the first release: its waiter was past the bound
+  REQUIRE(handoffs <= 1 + static_cast<std::uint64_t>(elapsed / bound));
+  REQUIRE(m.size() == 0);
+}
+
 TEST_CASE("shared waiters are handed the key together, up to the first exclusive waiter") {
   string_map m(with_handoff_after(std::chrono::nanoseconds::zero()));
   auto held = m.lock("k");

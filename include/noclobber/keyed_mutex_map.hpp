@@ -65,7 +65,9 @@
 //   entry_pool.hpp    an entry (the lock of one live key) and the pool that recycles entries
 //   thread_cache.hpp  per-thread caches of free entries and counters
 //   parking.hpp       how waiters park on a busy key, who wakes them or hands them the key
-//   core.hpp          shards + pool, and the acquire / release algorithms for one key
+//   shards.hpp        shards + pool, and what the algorithms share (references, claims, sweeps,
+//                     the release that serves the queue)
+//   core.hpp          the acquire / release algorithms for one key
 //   multi_key.hpp     several keys at once (lock_all and friends)
 #pragma once
 

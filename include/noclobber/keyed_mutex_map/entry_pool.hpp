@@ -3,22 +3,22 @@
 //
 // Overview
 // --------
-// An entry is the lock of one key while that key is held, waited for or looked at. It sits in the
-// chain of the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp); its state word
-// (noclobber/keyed_mutex_map/entry_state.hpp) holds the lock and the references that keep it
-// live. When the last reference goes, the thread that dropped it unlinks the entry ("retires" it)
-// and puts it on a free list: first that thread's cache (noclobber/keyed_mutex_map/thread_cache.hpp),
-// in batches the map's shared pool. Entries are never freed while the pool lives, so a thread
-// still holding a stale pointer (a lock-free walker, a late reader of a chain link) reads a valid
-// entry and checks its state before trusting anything else in it.
+// An entry is the lock of one key while that key is held, waited for or looked at (live), and
+// stays in the chain of the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp) when
+// that ends (dead), to be revived by the next lock of its key; its state word
+// (noclobber/keyed_mutex_map/entry_state.hpp) holds the lock and the references. A dead entry
+// that is claimed and unlinked (swept or replaced) goes to a free list: first that thread's cache
+// (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool. Entries are never freed
+// while the pool lives, so a thread still holding a stale pointer (a lock-free walker, a late reader of a
+// chain link) reads a valid entry and checks its state before trusting anything else in it.
 //
 // The pool outlives the map when a thread cache still holds some of its entries: it is held by
 // shared_ptr (the map's and every attached cache slot's), and freed by whichever lets go last.
 //
 // Entry fields: `state`, `next` and `hash` are atomics (read by lock-free walkers); `next` is
 // written only under the shard lock (or before the entry is published), `hash` and `key` only
-// while the entry is free (no references, in no chain). The pool's fields are guarded by its
-// annotated mutex and checked by -Wthread-safety.
+// while the entry is free (no references, in no chain); `last_handoff` only under the shard lock. The pool's
+// fields are guarded by its annotated mutex and checked by -Wthread-safety.
 //
 // Thread safety: kmm_pool_base's members lock its mutex themselves or require it (annotated).
 // No user code runs here except Key's constructor and assignment (kmm_assign_key), called with
@@ -26,6 +26,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -81,37 +82,41 @@ struct kmm_pool_base {
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };
 
-// One live key: see the overview for which field is written when.
+// The lock of one key: see the overview for which field is written when.
 template <class Key>
 struct alignas(64) kmm_entry final : kmm_entry_base {
-  std::atomic<std::uint64_t> state{0};    // entry_state.hpp
-  std::atomic<kmm_entry*> next{nullptr};  // chain link
-  std::atomic<std::size_t> hash{0};       // fixed while live
-  std::optional<Key> key;                 // fixed while live; kept between uses (capacity reused)
+  std::atomic<std::uint64_t> state{kmm_claimed};  // entry_state.hpp; claimed while free
+  std::atomic<kmm_entry*> next{nullptr};          // chain link
+  std::atomic<std::size_t> hash{0};               // fixed while in a chain
+  std::optional<Key> key;                         // fixed while in a chain; capacity kept between uses
+  // When a release last handed this key over (core.hpp, handoff_due). Guarded by the shard lock
+  // while the entry is in a chain; reset when it is freed.
+  std::chrono::steady_clock::time_point last_handoff{};  // {}: none yet
 };
 
-/// The shard word to publish for a chain once the shard lock is let go (see shard.hpp): an empty
-/// chain is 0 (fast mode again); any other chain is governed by its entries' state words.
+/// The shard word to publish for a chain once the shard lock is let go: its head (0 when empty).
 template <class Key>
 [[nodiscard]] inline std::uintptr_t kmm_word_for(const kmm_entry<Key>* head) noexcept {
-  return head == nullptr ? 0 : reinterpret_cast<std::uintptr_t>(head) | kmm_slow;
+  return reinterpret_cast<std::uintptr_t>(head);
 }
 
-/// Takes the shard lock and returns the chain head. A fast-mode entry (the word had no flags) is
-/// switched to the state-word protocol here: kmm_fast is cleared, unless the entry is already
-/// dying (no references), so lock-free walkers may reference it from now on.
+/// Takes the shard lock and returns the chain head.
 template <class Key>
 [[nodiscard]] inline kmm_entry<Key>* kmm_lock_chain(kmm_shard& s) noexcept NOCLOBBER_ACQUIRE(s) {
-  const std::uintptr_t w = s.lock();
-  kmm_entry<Key>* head = kmm_head_of<kmm_entry<Key>>(w);
-  if (head != nullptr && (w & kmm_flags) == 0) {
-    std::uint64_t st = head->state.load(std::memory_order_relaxed);
-    while ((st & kmm_fast) != 0 && kmm_refs(st) != 0 &&
-           !head->state.compare_exchange_weak(st, st & ~kmm_fast, std::memory_order_acq_rel,
-                                              std::memory_order_relaxed)) {
-    }
+  return kmm_head_of<kmm_entry<Key>>(s.lock());
+}
+
+/// The state of `e`, an entry of a chain whose lock we hold, once it is not pending: a lock-free
+/// installer that linked it stores its first state right after its CAS (entry_state.hpp), so
+/// this waits at most for that store. Acquire ordering.
+template <class Key>
+[[nodiscard]] inline std::uint64_t kmm_settled_state(const kmm_entry<Key>* e) noexcept {
+  std::uint64_t st = e->state.load(std::memory_order_acquire);
+  while ((st & kmm_pending) != 0) {
+    kmm_cpu_relax();
+    st = e->state.load(std::memory_order_acquire);
   }
-  return head;
+  return st;
 }
 
 /// Publishes `head` (kmm_word_for) and lets go of the shard lock.

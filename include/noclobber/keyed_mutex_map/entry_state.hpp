@@ -7,13 +7,13 @@
 // Every entry (noclobber/keyed_mutex_map/entry_pool.hpp) carries one 64-bit atomic word:
 //
 //   bits 32..63  refs     references: one per holder (exclusive, or each shared holder), one per
-//                         thread that waits for the key or is looking at the entry. The entry is
-//                         live (in its shard's chain, its key fixed) exactly while refs > 0; the
-//                         thread whose CAS takes refs to 0 unlinks it ("retires" it).
+//                         thread that waits for the key or is looking at the entry
 //   bits  8..31  shared   shared holders
-//   bit   4      fast     installed by the one-CAS fast path and still owned through the shard
-//                         word (noclobber/keyed_mutex_map/shard.hpp): nobody may add a reference
-//                         without the shard lock, which clears the bit
+//   bit   5      pending  being published by a lock-free CAS on the shard word: nobody may reference
+//                         it until its installer stores its first state (right after the CAS), so
+//                         an entry whose CAS failed is never seen live outside a chain
+//   bit   4      claimed  logically gone: being unlinked by the thread that set the bit, or free
+//                         (in a cache or the pool). Nobody may reference a claimed entry.
 //   bit   3      woken    a waiter was woken and is on its way to take the key: releases wake
 //                         nobody else until it has taken the key, parked again or passed it on
 //   bit   2      xparked  the shard's queue holds an exclusive waiter of this key (new shared
@@ -21,8 +21,17 @@
 //   bit   1      parked   the shard's queue holds a waiter of this key
 //   bit   0      held     held exclusively
 //
-// Taking the lock of a live entry is one CAS that adds a reference and the hold together; letting
-// go is one CAS that removes both. parked and xparked change only under the shard lock (with the
+// An entry in its shard's chain is live (refs > 0) or dead (refs == 0, not claimed). A dead entry
+// stays in the chain with its key: the next lock of that key revives it with the same single CAS
+// (refs 0 -> 1, plus the hold) that takes a live one, so a hot key whose holders come and go
+// never goes back through the shard word. Dead entries leave the chain only by being claimed
+// (CAS refs 0 -> claimed, which fails if the entry was revived first): swept under the shard lock
+// by a slow-path locker, or replaced lock-free by a locker of another key when a dead entry is
+// its shard's only one. So a shard keeps at most the entries that were live in it at once, and
+// usually one: like the pool, memory bounded by the high-water mark, never by the keys seen.
+//
+// Taking the lock of an entry is one CAS that adds a reference and the hold together; letting go
+// is one CAS that removes both. parked and xparked change only under the shard lock (with the
 // queue they mirror); so does setting woken. A release that frees the key while parked is set and
 // woken is not goes through the shard lock and wakes (or hands the key to) the first waiter.
 //
@@ -44,7 +53,8 @@ inline constexpr std::uint64_t kmm_held = 1;
 inline constexpr std::uint64_t kmm_parked = 2;
 inline constexpr std::uint64_t kmm_xparked = 4;
 inline constexpr std::uint64_t kmm_woken = 8;
-inline constexpr std::uint64_t kmm_fast = 16;
+inline constexpr std::uint64_t kmm_claimed = 16;
+inline constexpr std::uint64_t kmm_pending = 32;
 inline constexpr std::uint64_t kmm_queue_bits = kmm_parked | kmm_xparked;
 
 inline constexpr int kmm_shared_shift = 8;

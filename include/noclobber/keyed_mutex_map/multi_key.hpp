@@ -197,11 +197,12 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
     for (;;) {
       after_unlock a;
       entry* head = kmm_lock_chain<Key>(s);
+      this->sweep_dead(s, head, a);
       entry* blocker = nullptr;
       try {
         look_up(head, g);
       } catch (...) {
-        settle(s, head, parked, a);
+        settle(s, parked, a);
         kmm_unlock_chain(s, head);
         this->finish(a);
         recycle_all(slot, g);
@@ -217,7 +218,7 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
       }
       waited = true;
       const bool give_up = wait.gives_up();
-      if (blocker != parked.e || give_up) settle(s, head, parked, a);
+      if (blocker != parked.e || give_up) settle(s, parked, a);
       if (give_up) {
         kmm_unlock_chain(s, head);
         this->finish(a);
@@ -255,16 +256,16 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
     }
   }
 
-  /// out[i] = the live entry of key i in the chain, or nullptr. Shard lock held (the keys of
-  /// chain entries are fixed meanwhile). May throw what KeyEqual throws.
+  /// out[i] = the entry of key i in the chain (live, or dead since the sweep), or nullptr. Shard lock held
+  /// (the keys of chain entries are fixed meanwhile). May throw what KeyEqual throws.
   template <class K>
   void look_up(entry* head, const group<K>& g) const {
     for (std::size_t i = 0; i < g.n; ++i) {
       g.out[i] = nullptr;
       for (entry* e = head; e != nullptr; e = e->next.load(std::memory_order_relaxed)) {
         if (e->hash.load(std::memory_order_relaxed) != g.refs[i].hash) continue;
-        // Dying: its last holder let go (acquire: a fresh entry's hold starts after that).
-        if (kmm_refs(e->state.load(std::memory_order_acquire)) == 0) continue;
+        // Claimed: logically gone (acquire: a fresh entry's hold starts after its last release).
+        if ((kmm_settled_state(e) & kmm_claimed) != 0) continue;
         if (this->eq_(*e->key, *g.refs[i].key)) {
           g.out[i] = e;
           break;
@@ -295,17 +296,17 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
           parked.handed = true;  // held by us now, through the reference we parked with
           continue;
         }
-        undo_takes(s, head, g, i, parked, a);
+        undo_takes(s, g, i, parked, a);
         return e;
       }
       const pinned p = pin_under_lock(e);
-      if (p.e == nullptr) {  // died since the look: its key is absent now
+      if (p.e == nullptr) {  // claimed since the look: its key is absent now
         g.out[i] = nullptr;
         continue;
       }
       if (!p.held) {
-        this->unpin_locked(s, head, e, a);
-        undo_takes(s, head, g, i, parked, a);
+        this->unpin(e);
+        undo_takes(s, g, i, parked, a);
         return e;
       }
     }
@@ -322,12 +323,13 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
     return nullptr;
   }
 
-  /// A reference and the hold of `e` if it is free (fails on a dying entry). Shard lock held, so
-  /// `e` is not in fast mode. Never throws: refs < 2^32 - 1 since this is a distinct key of ours.
+  /// A reference and the hold of `e` (live, or dead: revived) if it is free; fails on a claimed
+  /// entry. Shard lock held. Never throws: no check of the reference limit (2^32 - 1), which
+  /// would need as many threads and guards on this one key.
   static pinned pin_under_lock(entry* e) noexcept {
     std::uint64_t st = e->state.load(std::memory_order_acquire);  // as in kmm_core::pin
     for (;;) {
-      if (kmm_refs(st) == 0) return {};
+      if ((st & kmm_claimed) != 0) return {};
       const bool now = kmm_can_take(st, kmm_mode::exclusive, false);
       const std::uint64_t next = st + kmm_ref_one + (now ? kmm_held : 0);
       if (e->state.compare_exchange_weak(st, next, std::memory_order_acquire, std::memory_order_acquire))
@@ -338,38 +340,37 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
   /// Lets go of the keys out[0 … i) this round took (the parked entry stays held: settle lets go
   /// of it). Shard lock held.
   template <class K>
-  void undo_takes(kmm_shard& s, entry*& head, const group<K>& g, std::size_t i, const parked_state& parked,
+  void undo_takes(kmm_shard& s, const group<K>& g, std::size_t i, const parked_state& parked,
                   after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
     for (std::size_t j = 0; j < i; ++j) {
       entry* e = g.out[j];
       if (e == nullptr || e == parked.e) continue;
-      this->release_locked(s, head, e, kmm_mode::exclusive, a);
+      this->release_locked(s, e, kmm_mode::exclusive, a);
     }
   }
 
   /// Lets go of what we have on the entry we parked on: a hold handed to us is released (serving
   /// its queue), a wake-up we hold is passed on, and our reference dropped. Shard lock held.
-  void settle(kmm_shard& s, entry*& head, parked_state& parked, after_unlock& a) noexcept
-      NOCLOBBER_REQUIRES(s) {
+  void settle(kmm_shard& s, parked_state& parked, after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
     entry* e = std::exchange(parked.e, nullptr);
     if (e == nullptr) return;
     if (parked.handed) {
-      this->release_locked(s, head, e, kmm_mode::exclusive, a);
+      this->release_locked(s, e, kmm_mode::exclusive, a);
     } else {
       if (parked.woken) this->pass_on_locked(s, e, a);
-      this->unpin_locked(s, head, e, a);
+      this->unpin(e);
     }
     parked.woken = parked.handed = false;
   }
 
   /// Parks `node` on `blocker`: references it (unless we already do) and queues the node, unless
-  /// it became free or died since the look (false: look again). Shard lock held.
+  /// it became free or was claimed since the look (false: look again). Shard lock held.
   bool queue_on(kmm_shard& s, entry* blocker, kmm_waiter& node, parked_state& parked) noexcept
       NOCLOBBER_REQUIRES(s) {
     if (parked.e != blocker) {
       std::uint64_t st = blocker->state.load(std::memory_order_relaxed);
       do {
-        if (kmm_refs(st) == 0) return false;
+        if (kmm_refs(st) == 0 || (st & kmm_claimed) != 0) return false;
       } while (!blocker->state.compare_exchange_weak(st, st + kmm_ref_one, std::memory_order_acquire,
                                                      std::memory_order_relaxed));
       parked.e = blocker;

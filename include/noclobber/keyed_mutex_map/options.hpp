@@ -53,8 +53,11 @@ struct keyed_mutex_map_options {
   // Fairness bound. A release normally wakes the first parked waiter and lets it race running
   // threads for the key (barging: a hot key changes hands without a context switch each time).
   // Once the first parked waiter has waited this long since it first parked, the next release
-  // that wakes anyone hands the key straight to it instead, so nobody can take it first.
-  // zero(): always hand over (strict FIFO among parked waiters); nanoseconds::max(): never.
+  // that wakes anyone hands the key straight to it instead, so nobody can take it first. A key is
+  // handed over at most once per handoff_after (each hand-over keeps the key idle while its taker
+  // wakes up), so a parked waiter with n waiters parked before it is served within about
+  // (n + 1) x handoff_after plus the holds in between. zero(): always hand over (strict FIFO among
+  // parked waiters); nanoseconds::max(): never (unbounded barging, like std::mutex).
   std::chrono::nanoseconds handoff_after = std::chrono::milliseconds(1);
 };
 

@@ -17,11 +17,12 @@
 //     convoy of context switches), or
 //   hands the key over (verdict `handed`): the key passes to them without ever being free, so
 //     nobody can take it first. The release does this when the first waiter has waited (since it
-//     first parked) longer than the map's handoff_after bound (keyed_mutex_map_options).
+//     first parked) longer than the map's handoff_after bound (keyed_mutex_map_options), at most
+//     once per handoff_after per key: a hand-over leaves the key idle while its taker wakes up.
 // A woken waiter that does not get the key parks again at the front of the queue, keeping the time
-// it first parked, so once a waiter has waited past the bound, the next release that wakes anyone
-// hands the key to it. That bounds how long barging can keep a waiter out (see keyed_mutex_map.md,
-// "Fairness").
+// it first parked, so once a waiter has waited past the bound, a release within the next bound
+// period hands the key to it. That bounds how long barging can keep a waiter out (see
+// keyed_mutex_map.md, "Fairness").
 //
 // Wake-up policy (writer preference): new shared lockers wait while an exclusive waiter is
 // queued; waiters woken from the queue stood before it and may enter. A release wakes one

@@ -11,16 +11,13 @@
 //           aligned, so the low bits are free)
 //     kmm_locked    the shard lock is held: the chain links and the queue may be changed
 //     kmm_sleepers  someone sleeps (std::atomic::wait) for the shard lock: unlock must notify
-//     kmm_slow      the chain is governed by its entries' state words (entry_state.hpp)
 //   queue = the waiters parked on any key of this shard, oldest first (parking.hpp); guarded by
 //           the shard lock
 //
-// Fast mode: a word without flags is either 0 (no entry) or the address of the shard's only
-// entry, installed with one CAS (0 -> entry) by a locker that holds it and is its only
-// reference (its state has kmm_fast). Its holder lets go with one CAS (entry -> 0). Anyone else
-// who wants that entry takes the shard lock, which clears kmm_fast; the lock's unlock publishes
-// kmm_slow, and from then on until the chain is empty again the entries' state words govern:
-// references are added lock-free by CAS on the state, and the chain changes only under the lock.
+// The chain changes under the shard lock, or lock-free by one CAS on the word while the lock is
+// free: an empty shard gets its first entry (0 -> entry), or a shard whose only entry is a dead
+// one that a locker of another key has claimed gets that locker's entry (dead -> fresh). Entries
+// stay in the chain while dead (entry_state.hpp), so the word of a shard in use rarely changes.
 //
 // Lock-free readers walk the chain without the lock (entries are never freed while the map's
 // pool lives, so a stale pointer reads a valid entry; the reader then checks what it found).
@@ -50,8 +47,7 @@ inline void kmm_cpu_relax() noexcept {
 // Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
 inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
 inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
-inline constexpr std::uintptr_t kmm_slow = 4;      // the chain is governed by its entries' state words
-inline constexpr std::uintptr_t kmm_flags = 7;
+inline constexpr std::uintptr_t kmm_flags = 7;     // (bit 2 unused)
 
 inline constexpr int kmm_shard_spins = 128;    // pauses before sleeping on a shard lock
 inline constexpr int kmm_key_spin_rounds = 2;  // multi-key groups: rounds of spinning before parking
@@ -98,8 +94,8 @@ struct NOCLOBBER_CAPABILITY("keyed_mutex_map shard") alignas(64) kmm_shard {
     }
   }
 
-  /// Releases the shard lock, publishing `published` (the chain head with kmm_slow, or 0 for an
-  /// empty chain: kmm_word_for in entry_pool.hpp; never with kmm_locked or kmm_sleepers).
+  /// Releases the shard lock, publishing `published` (the chain head, or 0 for an empty chain;
+  /// never with kmm_locked or kmm_sleepers).
   void unlock(std::uintptr_t published) noexcept NOCLOBBER_RELEASE() {
     if (word.exchange(published, std::memory_order_release) & kmm_sleepers) word.notify_all();
   }

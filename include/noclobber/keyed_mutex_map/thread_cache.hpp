@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -222,13 +223,14 @@ template <class Key, class K>
   return e;
 }
 
-/// Clears what a free entry must not show: references (a stale walker must find none) and its
+/// Marks an unlinked entry free: claimed (a stale walker must not reference it) and without a
 /// chain link. The entry is unlinked; stale walkers may still read it, which stays valid: entries
 /// are freed only with the pool.
 template <class Key>
 inline void kmm_reset_free(kmm_entry<Key>* e) noexcept {
-  e->state.store(0, std::memory_order_relaxed);
+  e->state.store(kmm_claimed, std::memory_order_relaxed);
   e->next.store(nullptr, std::memory_order_relaxed);
+  e->last_handoff = {};
 }
 
 /// Back to the thread's cache (see kmm_reset_free).
