@@ -533,6 +533,49 @@ TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") 
   }
 }
 
+TEST_CASE("race: a dead shard head reached through a stale shard word is unlinked from its own chain") {
+  // A locker that finds its shard's only entry dead (another key's) claims it and swaps in its own
+  // entry with one CAS on the shard word it read. Between that read and the claim, the dead entry
+  // can be replaced by another thread, recycled, reused for a key of another shard and die there:
+  // the claim then succeeds on an entry of another chain, the CAS fails, and the entry must be
+  // unlinked from the chain of the shard its hash names (unlinking it from the caller's chain
+  // walked off that chain's end: SEGV). Few keys over few shards, all dying between locks, keep
+  // that window busy; the counters only come out exact if every lock excluded.
+  constexpr int keys = 4;
+  constexpr int threads = 8;  // more threads than cores: preempted inside the window too
+  constexpr int rounds = 200000;
+  for (std::size_t shards : {std::size_t{2}, std::size_t{4}}) {
+    string_map m(noclobber::keyed_mutex_map_options{shards});
+    std::vector<std::string> names;
+    for (int k = 0; k < keys; ++k) names.push_back("k" + std::to_string(k));
+    std::vector<padded_counter> counters(keys);
+    std::vector<long> expected(keys * threads, 0);
+    std::vector<std::thread> pool;
+    start_gate gate(threads);
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        gate.arrive_and_wait();
+        std::minstd_rand rng(7 + t);
+        for (int i = 0; i < rounds; ++i) {
+          const int k = static_cast<int>(rng() % keys);
+          auto g = (i % 2 == 0) ? m.lock(names[k]) : m.try_lock(names[k]);
+          if (!g) continue;
+          ++counters[k].value;
+          ++expected[t * keys + k];
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    REQUIRE(thread_failures.exchange(0) == 0);
+    for (int k = 0; k < keys; ++k) {
+      long sum = 0;
+      for (int t = 0; t < threads; ++t) sum += expected[t * keys + k];
+      REQUIRE(counters[k].value == sum);
+    }
+    REQUIRE(m.size() == 0);
+  }
+}
+
 TEST_CASE("a guard may be released on another thread") {
   string_map m;
   constexpr int rounds = 2000;

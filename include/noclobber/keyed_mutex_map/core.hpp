@@ -85,6 +85,13 @@ template <class Clock, class Duration>
   }
 }
 
+// Test seam: a test program that defines NOCLOBBER_KMM_TEST_WINDOW(point) before its first include
+// can stop a thread inside a lock-free window (tests/test_keyed_mutex_map_windows.cpp). Expands to
+// nothing otherwise.
+#ifndef NOCLOBBER_KMM_TEST_WINDOW
+#define NOCLOBBER_KMM_TEST_WINDOW(point) static_cast<void>(0)
+#endif
+
 inline constexpr int kmm_walk_limit = 8;  // entries a lock-free lookup looks at before taking the lock
 
 template <class Key, class Hash, class KeyEqual>
@@ -239,6 +246,7 @@ class kmm_core : public kmm_shards<Key> {
   /// `mode`, in its place with one CAS on the shard word; the dead one is recycled. False if the
   /// entry is live, or the chain changed meanwhile (a claimed entry is then unlinked under the lock).
   bool replace_dead_head(kmm_cache_slot& slot, kmm_shard& s, std::uintptr_t w, entry* fresh, kmm_mode mode) {
+    NOCLOBBER_KMM_TEST_WINDOW(replace_dead_head);  // `w` may be stale from here on
     entry* head = kmm_head_of<entry>(w);
     if (head == nullptr || (w & kmm_flags) != 0 || head->next.load(std::memory_order_acquire) != nullptr ||
         !claim(head))
@@ -252,7 +260,8 @@ class kmm_core : public kmm_shards<Key> {
       return true;
     }
     fresh->state.store(kmm_claimed, std::memory_order_relaxed);  // never published
-    unlink_claimed(head);
+    NOCLOBBER_KMM_TEST_WINDOW(replace_dead_head_lost);
+    unlink_claimed(head);  // from the chain of the shard its hash names: maybe not `s`
     return false;
   }
 
