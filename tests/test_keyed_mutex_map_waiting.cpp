@@ -25,6 +25,7 @@ using kmm_test::padded_counter;
 using kmm_test::string_map;
 using kmm_test::thread_failures;
 using kmm_test::wait_for_sleeps;
+using kmm_test::wait_for_sleeps_at_least;
 
 noclobber::keyed_mutex_map_options with_handoff_after(std::chrono::nanoseconds d) {
   noclobber::keyed_mutex_map_options o;
@@ -53,7 +54,7 @@ TEST_CASE("a stop requested before the call returns an empty guard without takin
   REQUIRE(m.lock_shared("s", never.get_token()).owns_lock());
 }
 
-TEST_CASE("a stop request wakes every parked waiter; nothing stays held") {
+TEST_CASE("a stop request wakes every parked waiter; nothing stays held", "[concurrency]") {
   // The key is held for the whole test, so no waiter can get it: each must come back empty, and
   // once the holder lets go nothing is held and no entry is left.
   constexpr int waiters = 6;
@@ -96,7 +97,7 @@ TEST_CASE("a stop request wakes every parked waiter; nothing stays held") {
   REQUIRE(m.counters().acquisitions == 3);  // held, and the two try_locks
 }
 
-TEST_CASE("race: stop requests land while waiters arrive, park and are handed the key") {
+TEST_CASE("race: stop requests land while waiters arrive, park and are handed the key", "[concurrency]") {
   // Each round: the key is held while waiters start behind a latch; a stopper thread requests a
   // stop while the holder lets go, at no fixed point relative to either. Every waiter either gets
   // the key (and bumps a plain counter under it) or comes back empty; no lock stays held.
@@ -137,7 +138,7 @@ TEST_CASE("race: stop requests land while waiters arrive, park and are handed th
       std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50));
       stop.request_stop();
     });
-    if (round % 2 == 0) wait_for_sleeps(m, sleeps_before + 1);
+    if (round % 2 == 0) wait_for_sleeps_at_least(m, sleeps_before + 1);
     held.unlock();
     stopper.join();
     for (auto& th : pool) th.join();
@@ -152,7 +153,8 @@ TEST_CASE("race: stop requests land while waiters arrive, park and are handed th
 
 // ---- hand-overs and the fairness bound ----------------------------------------------------------
 
-TEST_CASE("handoff_after = 0: a release hands the key to the parked waiters in the order they parked") {
+TEST_CASE("handoff_after = 0: a release hands the key to the parked waiters in the order they parked",
+          "[concurrency]") {
   constexpr int waiters = 6;
   string_map m(with_handoff_after(std::chrono::nanoseconds::zero()));
   auto held = m.lock("hot");
@@ -182,7 +184,7 @@ TEST_CASE("handoff_after = 0: a release hands the key to the parked waiters in t
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("handoff_after = max: releases wake the parked waiters and never hand over") {
+TEST_CASE("handoff_after = max: releases wake the parked waiters and never hand over", "[concurrency]") {
   constexpr int waiters = 6;
   string_map m(with_handoff_after(std::chrono::nanoseconds::max()));
   auto held = m.lock("hot");
@@ -202,7 +204,7 @@ TEST_CASE("handoff_after = max: releases wake the parked waiters and never hand 
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("a key is handed over at most once per handoff_after") {
+TEST_CASE("a key is handed over at most once per handoff_after", "[concurrency]") {
   // Six writers park and then wait past the bound, so each is due a hand-over; but each hand-over
   // leaves the key idle while its taker wakes, so a key hands over at most once per bound period:
   // the first release hands over, the others wake (unless the whole chain took over a period).
@@ -232,7 +234,7 @@ TEST_CASE("a key is handed over at most once per handoff_after") {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("shared waiters are handed the key together, up to the first exclusive waiter") {
+TEST_CASE("shared waiters are handed the key together, up to the first exclusive waiter", "[concurrency]") {
   string_map m(with_handoff_after(std::chrono::nanoseconds::zero()));
   auto held = m.lock("k");
   std::atomic<int> readers_in{0};
@@ -262,7 +264,7 @@ TEST_CASE("shared waiters are handed the key together, up to the first exclusive
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: a hot key hammered by many threads through every path comes out exact") {
+TEST_CASE("race: a hot key hammered by many threads through every path comes out exact", "[concurrency]") {
   // 12 threads on one key: the lock-free hot path, spinning, parking, wake-ups, hand-overs (with
   // a tiny bound they happen all the time), try and shared locks. A plain counter must come out
   // exact and the entry must be freed.

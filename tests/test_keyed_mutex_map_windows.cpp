@@ -55,7 +55,8 @@ int shard_of_two(std::size_t h) {
 
 }  // namespace
 
-TEST_CASE("window: a dead shard head claimed through a stale shard word is unlinked from its own chain") {
+TEST_CASE("window: a dead shard head claimed through a stale shard word is unlinked from its own chain",
+          "[concurrency]") {
   // Thread A reads shard S's word: its only entry E is key x's, dead. A stops before claiming E.
   // Meanwhile B locks z (in S): it replaces E (recycled into B's cache) and unlocks z; then B locks y
   // (the other shard, empty): E, taken from B's cache, now heads that shard, and dies there when B

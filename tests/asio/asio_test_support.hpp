@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <exception>
+#include <latch>
 #include <thread>
 #include <vector>
 
@@ -12,8 +13,14 @@ namespace asio_test {
 
 // Runs `io` on `threads` threads until it runs out of work.
 inline void run_on_threads(boost::asio::io_context& io, int threads) {
+  std::latch running(threads);  // all threads run the handlers together
   std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  for (int i = 1; i < threads; ++i)
+    pool.emplace_back([&] {
+      running.arrive_and_wait();
+      io.run();
+    });
+  running.arrive_and_wait();
   io.run();
   for (auto& t : pool) t.join();
 }

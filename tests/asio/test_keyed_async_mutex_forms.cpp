@@ -256,7 +256,8 @@ TEST_CASE("multi-key: cancellation and timeouts release what was taken") {
   CHECK(m.entry_count() == 0);
 }
 
-TEST_CASE("race: shared, exclusive and multi-key coroutines on four threads: exact, no deadlock") {
+TEST_CASE("race: shared, exclusive and multi-key coroutines on four threads: exact, no deadlock",
+          "[concurrency]") {
   // Random sets of keys, taken with every form, on 4 io_context threads; every exclusive hold
   // bumps plain counters across a suspension, every shared hold checks they do not move.
   const std::size_t shards = GENERATE(std::size_t{1}, std::size_t{8});

@@ -22,6 +22,14 @@
 // indeterminate for writes and transient for reads; ResourceExhausted (8) and everything else
 // (InvalidArgument 3, e.g. a request over --max-request-bytes) are permanent.
 //
+// Several members: give the store every member's client URL ("http://a:2379,http://b:2379" or
+// a vector). It talks to one member at a time and moves to the next when that member fails
+// (no connection, a timeout, a reset, gRPC Unavailable / DeadlineExceeded, a 5xx): a read tries
+// each member once within the call (reading twice changes nothing); a write is never sent again
+// — its answer stays indeterminate (or transient when nothing left) and the *next* call goes to
+// the next member. Reads are linearizable (the gateway's default), so the re-read that resolves
+// an indeterminate write sees it on any member if it committed.
+//
 // Thread safety: a `store` is one libcurl handle (one keep-alive connection): one thread at a
 // time. No user code is called.
 #pragma once
@@ -33,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
 #include "noclobber/adapters/detail/json_lite.hpp"
@@ -47,24 +56,37 @@ class store {
   using value_type = std::string;
   using token_type = std::int64_t;  // mod_revision
 
-  /// `endpoint`: "http://host:port" of an etcd client URL (std::invalid_argument otherwise).
-  explicit store(std::string endpoint, std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : endpoint_(std::move(endpoint)), http_(timeout) {
-    if (!(endpoint_.starts_with("http://") || endpoint_.starts_with("https://")) || endpoint_.size() < 9) {
-      throw std::invalid_argument("noclobber::etcd::store: endpoint '" + endpoint_ +
-                                  "' is not an http(s)://host:port URL");
+  /// `endpoints`: one client URL "http(s)://host:port", or several separated by commas (the
+  /// members of one cluster; the first is used first). std::invalid_argument otherwise.
+  explicit store(const std::string& endpoints, std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : store(split_endpoints(endpoints), timeout) {}
+
+  /// The members' client URLs, the first used first.
+  explicit store(std::vector<std::string> endpoints,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : http_(timeout) {
+    if (endpoints.empty()) throw std::invalid_argument("noclobber::etcd::store: no endpoint");
+    for (std::string& e : endpoints) {
+      if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||
+          e.find(',') != std::string::npos) {
+        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + e +
+                                    "' is not an http(s)://host:port URL");
+      }
+      while (e.ends_with('/')) e.pop_back();
+      members_.push_back({e, e + "/v3/kv/range", e + "/v3/kv/txn", e + "/v3/kv/put"});
     }
-    while (endpoint_.ends_with('/')) endpoint_.pop_back();
-    range_url_ = endpoint_ + "/v3/kv/range";
-    txn_url_ = endpoint_ + "/v3/kv/txn";
-    put_url_ = endpoint_ + "/v3/kv/put";
   }
 
   read_result<value_type, token_type> read(const key_type& key) {
     using rr = read_result<value_type, token_type>;
     check_key(key);
     const std::string k = detail::json::base64_encode(key);
-    auto doc = call(range_url_, "{\"key\":\"" + k + "\"}", false);
+    const std::string body = "{\"key\":\"" + k + "\"}";
+    auto doc = call(&member::range, body, false);
+    // A read changes nothing: try each other member once before answering a failure.
+    for (std::size_t tried = 1; !doc.ok && doc.moved && tried < members_.size(); ++tried) {
+      doc = call(&member::range, body, false);
+    }
     if (!doc.ok) return rr::make_failed(as_read(doc.status), std::move(doc.error));
     return range_answer<rr>(doc.body);
   }
@@ -103,7 +125,7 @@ class store {
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
     check_key(key);
-    auto doc = call(put_url_,
+    auto doc = call(&member::put,
                     "{\"key\":\"" + detail::json::base64_encode(key) + "\",\"value\":\"" +
                         detail::json::base64_encode(value) + "\"}",
                     true);
@@ -113,15 +135,47 @@ class store {
     return rev ? wr::make_applied(*rev) : wr::make_applied();
   }
 
-  [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
+  /// The member the next call goes to.
+  [[nodiscard]] const std::string& endpoint() const noexcept { return members_[current_].url; }
+  /// Every member's URL, in the order given.
+  [[nodiscard]] std::vector<std::string> endpoints() const {
+    std::vector<std::string> out;
+    for (const member& m : members_) out.push_back(m.url);
+    return out;
+  }
+  /// How many times a failing member made the store move to the next one.
+  [[nodiscard]] std::size_t member_switches() const noexcept { return switches_; }
 
  private:
+  struct member {
+    std::string url, range, txn, put;
+  };
   struct answer {
     bool ok = false;
+    bool moved = false;  // the member failed; the next call goes to another
     write_status status = write_status::permanent;
     store_error error;
     detail::json::value body;
   };
+
+  static std::vector<std::string> split_endpoints(const std::string& list) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t comma = list.find(',', start);
+      out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) return out;
+      start = comma + 1;
+    }
+  }
+
+  // The member failed as a member (not the request): use the next one from the next call on.
+  void move_on(answer& a) {
+    if (members_.size() < 2) return;
+    current_ = (current_ + 1) % members_.size();
+    ++switches_;
+    a.moved = true;
+  }
 
   static void check_key(const key_type& key) {
     if (key.empty()) throw std::invalid_argument("noclobber::etcd::store: empty key");
@@ -130,12 +184,14 @@ class store {
     return s == write_status::permanent ? read_status::permanent : read_status::transient;
   }
 
-  answer call(const std::string& url, const std::string& body, bool may_write) {
+  answer call(std::string member::*url, const std::string& body, bool may_write) {
     answer out;
-    detail::curl::response r = http_.perform("POST", url, body, {"Content-Type: application/json"});
+    const member& m = members_[current_];
+    detail::curl::response r = http_.perform("POST", m.*url, body, {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.status = detail::curl::classify_transport(r.code, may_write);
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error};
+      out.status = detail::curl::classify_transport(r, may_write);
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + m.url + ")"};
+      if (out.status != write_status::permanent) move_on(out);
       return out;
     }
     auto doc = detail::json::parse(r.body);
@@ -146,6 +202,7 @@ class store {
       const std::int64_t c = code.value_or(-1);
       if (c == 14 || c == 4 || c == 10 || (c == -1 && r.status >= 500)) {
         out.status = may_write ? write_status::indeterminate : write_status::transient;
+        if (c != 10) move_on(out);  // Unavailable, DeadlineExceeded, 5xx: this member cannot serve now
       } else {
         out.status = write_status::permanent;
       }
@@ -169,8 +226,11 @@ class store {
     const detail::json::value& kv = kvs->items.front();
     const auto rev = detail::json::find_int64(kv, "mod_revision");
     const detail::json::value* v = kv.find("value");
-    std::optional<std::string> value =
-        v ? detail::json::base64_decode(v->text) : std::optional<std::string>("");
+    std::optional<std::string> value;  // a base64 string; the gateway omits an empty value
+    if (v == nullptr)
+      value = "";
+    else if (v->type == detail::json::value::kind::string)
+      value = detail::json::base64_decode(v->text);
     if (!rev || !value)
       return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
     return RR::make_found(std::move(*value), *rev);
@@ -180,7 +240,7 @@ class store {
   write_result<token_type> txn(const std::string& k, const std::string& compare, const std::string& then,
                                write_status on_compare_failed, bool is_put) {
     using wr = write_result<token_type>;
-    auto doc = call(txn_url_,
+    auto doc = call(&member::txn,
                     "{\"compare\":[" + compare + "],\"success\":[" + then +
                         "],\"failure\":[{\"request_range\":{\"key\":\"" + k + "\"}}]}",
                     true);
@@ -207,7 +267,9 @@ class store {
     return found ? wr::make_conflict() : wr::make_absent();
   }
 
-  std::string endpoint_, range_url_, txn_url_, put_url_;
+  std::vector<member> members_;
+  std::size_t current_ = 0;  // the member calls go to
+  std::size_t switches_ = 0;
   detail::curl::easy http_;
 };
 

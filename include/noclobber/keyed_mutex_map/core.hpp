@@ -379,7 +379,9 @@ class kmm_core : public kmm_shards<Key> {
       if (took) return true;
       woken = false;
       kmm_cache_slot::bump(slot.sleeps);
-      const kmm_park_result r = kmm_park(s, e, node, wait);
+      kmm_wakeups passed;
+      const kmm_park_result r = kmm_park(s, e, node, wait, passed);
+      this->count_wakeups(&slot, passed);
       if (r == kmm_park_result::handed) {
         kmm_cache_slot::bump(slot.handoffs);
         return true;

@@ -240,7 +240,10 @@ class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
       this->finish(a);
       if (!queued) continue;  // it became free (or died) meanwhile: look again
       kmm_cache_slot::bump(slot.sleeps);
-      switch (kmm_park(s, parked.e, *node, wait)) {
+      kmm_wakeups passed;
+      const kmm_park_result r = kmm_park(s, parked.e, *node, wait, passed);
+      this->count_wakeups(&slot, passed);
+      switch (r) {
         case kmm_park_result::handed:
           kmm_cache_slot::bump(slot.handoffs);
           parked.handed = true;

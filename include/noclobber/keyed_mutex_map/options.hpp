@@ -42,6 +42,10 @@ struct keyed_mutex_map_counters {
                                              // waiters hold the key long, since a release wakes one
   std::uint64_t handoffs = 0;                // acquisitions handed over by a release to a waiter that
                                              // had waited past handoff_after (see the options)
+  std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
+                                             // woke the parked waiters of a key: one exclusive
+                                             // waiter, or else every shared waiter
+  std::uint64_t shared_wakeups = 0;          // of those, the ones that woke every shared waiter
 };
 
 // Constructor options.

@@ -91,6 +91,8 @@ struct kmm_waiter {
   bool parked_before = false;               // owner only: parked at least once in this call
   kmm_verdict verdict = kmm_verdict::none;  // (S) set by the waker before it signals
   kmm_waiter* signal_next = nullptr;        // the waker's list of nodes to signal after unlocking
+  bool opens_batch = false;                 // (S) the first node of a batch a waker took
+  bool batch_shared = false;                // (S) ... and that batch is of shared waiters
   kmm_clock::time_point since{};            // owner only: when it first parked in this call
 
   annotated_mutex mutex;
@@ -172,6 +174,8 @@ struct kmm_batch {
     if (n->entry == e) {
       kmm_dequeue(s, *n);
       n->verdict = verdict;
+      n->opens_batch = n == b.first;  // one wake-up per batch (keyed_mutex_map_counters::wakeups)
+      n->batch_shared = b.shared != 0;
       n->signal_next = list;
       list = n;
       --left;
@@ -206,16 +210,29 @@ template <class Key>
   return kmm_take_batch(s, e, b, kmm_verdict::woken, list);
 }
 
-/// Signals every node of `list` (linked by signal_next). No shard lock held. A node may be
-/// destroyed by its owner as soon as it is signaled, so its link is read first.
-inline void kmm_signal(kmm_waiter* list) noexcept {
+/// Wake-ups sent: batches of waiters signaled, and of those the batches of shared waiters.
+struct kmm_wakeups {
+  std::uint64_t all = 0;
+  std::uint64_t shared = 0;
+};
+
+/// Signals every node of `list` (linked by signal_next); returns the wake-ups that makes. No shard
+/// lock held. A node may be destroyed by its owner as soon as it is signaled, so its fields are
+/// read first.
+[[nodiscard]] inline kmm_wakeups kmm_signal(kmm_waiter* list) noexcept {
+  kmm_wakeups sent;
   while (list != nullptr) {
     kmm_waiter* const n = list;
     list = n->signal_next;
+    if (n->opens_batch) {
+      ++sent.all;
+      if (n->batch_shared) ++sent.shared;
+    }
     annotated_lock lk(n->mutex);
     n->signaled = true;
     n->cv.notify_one();  // under the mutex: once it is let go the owner may destroy the node
   }
+  return sent;
 }
 
 /// Sleeps until the node is signaled (true) or the wait gives up: deadline or stop (false).
@@ -262,9 +279,11 @@ enum class kmm_park_result { handed, woken, gave_up };
 
 /// Sleeps on a queued node. On a deadline or stop request the node leaves the queue (passing on a
 /// wake-up an exclusive waiter was holding back) and the result is gave_up; unless a waker
-/// dequeued it first, in which case its verdict stands (handed: the key is ours).
+/// dequeued it first, in which case its verdict stands (handed: the key is ours). Wake-ups this
+/// thread passed on are added to `sent`.
 template <class Key>
-kmm_park_result kmm_park(kmm_shard& s, kmm_entry<Key>* e, kmm_waiter& n, const kmm_wait_spec& wait) {
+kmm_park_result kmm_park(kmm_shard& s, kmm_entry<Key>* e, kmm_waiter& n, const kmm_wait_spec& wait,
+                         kmm_wakeups& sent) {
   if (!kmm_sleep(n, wait)) {
     kmm_entry<Key>* head = kmm_lock_chain<Key>(s);
     if (n.queued) {
@@ -276,7 +295,9 @@ kmm_park_result kmm_park(kmm_shard& s, kmm_entry<Key>* e, kmm_waiter& n, const k
       }
       kmm_waiter* const list = kmm_wake_if_free(s, e, nullptr);
       kmm_unlock_chain(s, head);
-      kmm_signal(list);
+      const kmm_wakeups passed = kmm_signal(list);
+      sent.all += passed.all;
+      sent.shared += passed.shared;
       return kmm_park_result::gave_up;
     }
     kmm_unlock_chain(s, head);

@@ -107,11 +107,15 @@ class kmm_shards {
     c.contended_acquisitions = pool.detached_contended;
     c.sleeps = pool.detached_sleeps;
     c.handoffs = pool.detached_handoffs;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
     for (const kmm_cache_slot* s : pool.attached) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
       c.sleeps += s->sleeps.load(std::memory_order_relaxed);
       c.handoffs += s->handoffs.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
     }
     return c;
   }
@@ -174,9 +178,23 @@ class kmm_shards {
 
   void give_back(entry* e) const noexcept { kmm_give_back(release_slot(), *pool_, e); }
 
+  /// Counts wake-ups sent in `slot`, or in the pool's detached counts when there is no slot.
+  void count_wakeups(kmm_cache_slot* slot, const kmm_wakeups& sent) const noexcept {
+    if (sent.all == 0) return;
+    if (slot != nullptr) {
+      kmm_cache_slot::bump(slot->wakeups, sent.all);
+      if (sent.shared != 0) kmm_cache_slot::bump(slot->shared_wakeups, sent.shared);
+      return;
+    }
+    annotated_lock lk(pool_->mutex);
+    pool_->detached_wakeups += sent.all;
+    pool_->detached_shared_wakeups += sent.shared;
+  }
+
   /// Recycles what `a` collected and signals its waiters. No shard lock held.
   void finish(after_unlock& a) const noexcept {
-    kmm_signal(a.signal);
+    const kmm_wakeups sent = kmm_signal(a.signal);
+    if (sent.all != 0) count_wakeups(release_slot(), sent);
     while (a.dead != nullptr) {
       entry* e = a.dead;
       a.dead = static_cast<entry*>(e->free_next);
