@@ -351,18 +351,35 @@ class retry_controller {
   bool record(write_status s) noexcept {
     ++counts_.attempts;
     counts_.last_status = s;
+    if (note_ != attempt_note::none) [[unlikely]]
+      return record_note(s);
+    count_status(s);
+    return false;
+  }
+
+  void count_status(write_status s) noexcept {
+    switch (s) {
+      case write_status::conflict:
+      case write_status::absent:
+      case write_status::exists:
+        ++counts_.conflicts;
+        break;
+      case write_status::transient:
+      case write_status::transient_restart:
+        ++counts_.transient_errors;
+        break;
+      default:
+        break;
+    }
+  }
+
+  // The attempt settled an unknown outcome (note()): counted, and a resend's status is no error.
+  [[gnu::noinline]] bool record_note(write_status s) noexcept {
     const attempt_note n = note_;
     note_ = attempt_note::none;
-    if (n != attempt_note::none) [[unlikely]] {
-      ++counts_.indeterminate_resolved;
-      if (n == attempt_note::resolved_resend) return true;  // the status is no store error
-    }
-    if (s == write_status::conflict || s == write_status::absent || s == write_status::exists) {
-      ++counts_.conflicts;
-    } else if (s == write_status::transient || s == write_status::transient_restart) {
-      ++counts_.transient_errors;
-    }
-    return n != attempt_note::none;
+    ++counts_.indeterminate_resolved;
+    if (n != attempt_note::resolved_resend) count_status(s);
+    return true;
   }
 
   void attempted(write_status s, const store_error& error, bool decided, bool resolved) {
@@ -375,7 +392,13 @@ class retry_controller {
     const bool resolved = record(last);
     counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
-    attempted(last, no_error(), reason == stop_reason::decided, resolved);
+    if (policy_->on_attempt || policy_->on_success) [[unlikely]]
+      finish_hooks(last, resolved);
+  }
+
+  // Out of line, so that a success without hooks stays small.
+  [[gnu::noinline]] void finish_hooks(write_status last, bool resolved) {
+    attempted(last, no_error(), counts_.reason == stop_reason::decided, resolved);
     if (policy_->on_success) policy_->on_success(success_event{counts_});
   }
 
