@@ -1800,11 +1800,12 @@ class retry_budget {
 //   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
 //                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
 //                     refunds budget tokens and calls the policy's hooks.
-//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
-//                     (retry_counts: the controller is the one place they are counted) and the
-//                     store's last words. Every result type (retry_result, rmw_result,
-//                     patch_result, ledger_result) carries them as its base; the loop that
-//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
+//   retry_stats       what the loop did — the per-call statistics: attempts, conflicts,
+//                     transient errors, unknown (indeterminate) outcomes resolved, why it
+//                     stopped, time slept, the last status (retry_counts: the controller is the
+//                     one place they are counted, in record()) and the store's last words. Every result type
+//                     (retry_result, rmw_result, patch_result, ledger_result) carries them as its base; the
+//                     loop that drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
 //   retry_controller c(policy);
 //   if (c.cancelled_before_start()) ...                       // stopped: cancelled
@@ -1819,13 +1820,25 @@ class retry_budget {
 // An attempt may also end the loop by deciding the operation without a further write (the
 // caller's function said keep or abort, a compare found another value, a patch was dropped):
 // `on_decided(last_status)` stops with stop_reason::decided. Like a success it refunds the
-// retry budget and calls no hook.
+// retry budget; its hooks are on_attempt and on_success.
+//
+// Hooks, in the order they fire for one loop (each only when set; an unset hook costs one test
+// of an empty std::function):
+//   on_attempt   after every attempt, with its status (and whether it decided, and whether it
+//                settled an earlier unknown outcome)
+//   on_retry     after a failed attempt's on_attempt, just before the backoff
+//   on_success   once, last, when the loop stops applied or decided
+//   on_give_up   once, last, for any other stop (also when cancelled before any attempt)
+// So a loop that hits two conflicts and then applies calls on_attempt, on_retry, on_attempt,
+// on_retry, on_attempt, on_success; every loop ends in exactly one of on_success / on_give_up.
 //
 // Thread safety: a retry_policy may be shared by concurrent loops (it is only read; its
-// retry_budget is thread-safe). A retry_controller belongs to one loop and is not thread-safe.
-// The hooks (on_retry, on_give_up) run inside on_outcome / on_interrupted /
-// cancelled_before_start, on the driver's thread, under no noclobber lock. If a hook throws, the
-// exception propagates; the tokens taken for the retry it announced are returned first.
+// retry_budget is thread-safe); its hooks are then called from those loops' threads at once and
+// must be thread-safe themselves. A retry_controller belongs to one loop and is not thread-safe.
+// The hooks run inside on_outcome / on_applied / on_decided / on_interrupted /
+// cancelled_before_start, on the driver's thread, under no noclobber lock, after the counters
+// they report are updated. If a hook throws, the exception propagates; the tokens taken for the
+// retry it announced are returned first.
 
 #include <chrono>
 #include <exception>
@@ -1887,11 +1900,29 @@ enum class stop_reason : unsigned char {
   return "unknown";
 }
 
-/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
-/// belong here, counted in retry_controller::record).
+/// What an attempt's reads settled about a request of ours whose outcome was unknown (answered
+/// indeterminate). Reported by the attempt (detail::op_core, through its op_status) so that the
+/// controller can count it; drivers pass it to retry_controller::note before the outcome.
+enum class attempt_note : unsigned char {
+  none,             // nothing was settled
+  resolved,         // an unknown outcome was settled; the status is the store's own answer
+  resolved_resend,  // settled as "did not land": the status (transient) only asks to send the
+                    // same request again; it is not a store error
+};
+
+/// A retry loop's counters: the per-call statistics every result carries (through retry_stats).
+/// Counted by retry_controller only, in retry_controller::record.
 struct retry_counts {
   /// Attempts made (each one a write, preceded by a read when one was needed).
   unsigned attempts = 0;
+  /// Attempts refused because the key moved under us: conflict, absent, exists.
+  unsigned conflicts = 0;
+  /// Attempts that failed transiently (transient, transient_restart; a failed read included).
+  unsigned transient_errors = 0;
+  /// Requests answered indeterminate (outcome unknown) that a later read settled: the request
+  /// landed, or the key was untouched and it was sent again. An unknown outcome that could not be
+  /// settled stops the loop instead (stop_reason::indeterminate).
+  unsigned indeterminate_resolved = 0;
   /// Why the loop stopped.
   stop_reason reason = stop_reason::permanent;
   /// Total time slept in backoff.
@@ -1905,6 +1936,20 @@ struct retry_counts {
 /// (empty when applied or decided). The base of every result type.
 struct retry_stats : retry_counts {
   store_error last_error;
+};
+
+/// Passed to retry_policy::on_attempt after every attempt.
+struct attempt_event {
+  unsigned attempt;             // the attempt that just ended (1-based)
+  write_status status;          // how it ended (decided: the status the decision rests on)
+  const store_error& error;     // the store's words (empty if none)
+  bool decided;                 // it settled the operation without a (further) write
+  bool resolved_indeterminate;  // it settled an earlier request's unknown outcome
+};
+
+/// Passed to retry_policy::on_success when the loop stops applied or decided.
+struct success_event {
+  const retry_counts& counts;  // final: counts.reason is applied or decided
 };
 
 /// Passed to retry_policy::on_retry just before a backoff.
@@ -1925,6 +1970,7 @@ struct give_up_event {
   std::chrono::nanoseconds slept;
   std::optional<write_status> last_status;  // empty when no attempt ran
   const store_error& last_error;
+  const retry_counts& counts;  // final: every counter of the loop
 };
 
 /// Everything that shapes one retry loop. Plain data; validated when a retry_controller (or
@@ -1938,8 +1984,12 @@ struct retry_policy {
   saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
+  // Hooks (see the overview for their order; each may be null). noclobber/metrics.hpp fills them
+  // from a metrics sink.
+  std::function<void(const attempt_event&)> on_attempt;
   std::function<void(const retry_event&)> on_retry;
   std::function<void(const give_up_event&)> on_give_up;
+  std::function<void(const success_event&)> on_success;
   // Maps an exception thrown by the attempt to an outcome; nullopt (or a null function): rethrow.
   std::function<std::optional<write_status>(std::exception_ptr)> classify_exception;
 
@@ -1973,7 +2023,7 @@ struct retry_decision {
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
 ///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
-///     run the attempt(info):
+///     run the attempt(info); if it settled an unknown outcome: c.note(attempt_note::...)
 ///       applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
 ///       decided: c.on_decided(last_status) -> stopped: decided
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
@@ -2030,17 +2080,23 @@ class retry_controller {
       on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
-    record(s);
+    attempted(s, error, false, record(s));
     return on_failure(s, error, elapsed, rng);
   }
 
   /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
-  /// themselves: counts the attempt and refunds the budget. The loop is over.
-  void on_applied() noexcept { finish(write_status::applied, stop_reason::applied); }
+  /// themselves: counts the attempt, refunds the budget, calls on_attempt and on_success. The
+  /// loop is over.
+  void on_applied() { finish(write_status::applied, stop_reason::applied); }
 
   /// The attempt settled the operation without a (further) write: counts it, refunds the budget
-  /// like a success, calls no hook. `last_status` is what the decision rests on. The loop is over.
-  void on_decided(write_status last_status) noexcept { finish(last_status, stop_reason::decided); }
+  /// like a success, calls on_attempt and on_success. `last_status` is what the decision rests
+  /// on. The loop is over.
+  void on_decided(write_status last_status) { finish(last_status, stop_reason::decided); }
+
+  /// What the attempt about to be fed (on_outcome, on_applied, on_decided) settled about an
+  /// unknown outcome; counted with that attempt.
+  void note(attempt_note n) noexcept { note_ = n; }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
@@ -2075,22 +2131,66 @@ class retry_controller {
     return empty;
   }
 
-  // The one place an attempt is counted (per-call statistics and hooks hang off here).
-  void record(write_status s) noexcept {
+  // The one place an attempt is counted: every per-call statistic but `slept` (on_slept) and
+  // `reason` (the stop) is counted here. Returns whether the attempt settled an unknown outcome.
+  bool record(write_status s) noexcept {
     ++counts_.attempts;
     counts_.last_status = s;
+    if (note_ != attempt_note::none) [[unlikely]]
+      return record_note(s);
+    count_status(s);
+    return false;
   }
 
-  void finish(write_status last, stop_reason reason) noexcept {
-    record(last);
+  void count_status(write_status s) noexcept {
+    switch (s) {
+      case write_status::conflict:
+      case write_status::absent:
+      case write_status::exists:
+        ++counts_.conflicts;
+        break;
+      case write_status::transient:
+      case write_status::transient_restart:
+        ++counts_.transient_errors;
+        break;
+      default:
+        break;
+    }
+  }
+
+  // The attempt settled an unknown outcome (note()): counted, and a resend's status is no error.
+  [[gnu::noinline]] bool record_note(write_status s) noexcept {
+    const attempt_note n = note_;
+    note_ = attempt_note::none;
+    ++counts_.indeterminate_resolved;
+    if (n != attempt_note::resolved_resend) count_status(s);
+    return true;
+  }
+
+  void attempted(write_status s, const store_error& error, bool decided, bool resolved) {
+    if (policy_->on_attempt) {
+      policy_->on_attempt(attempt_event{counts_.attempts, s, error, decided, resolved});
+    }
+  }
+
+  void finish(write_status last, stop_reason reason) {
+    const bool resolved = record(last);
     counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
+    if (policy_->on_attempt || policy_->on_success) [[unlikely]]
+      finish_hooks(last, resolved);
+  }
+
+  // Out of line, so that a success without hooks stays small.
+  [[gnu::noinline]] void finish_hooks(write_status last, bool resolved) {
+    attempted(last, no_error(), counts_.reason == stop_reason::decided, resolved);
+    if (policy_->on_success) policy_->on_success(success_event{counts_});
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
     counts_.reason = r;
     if (policy_->on_give_up) {
-      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error, counts_});
     }
     return retry_decision::stop(r);
   }
@@ -2127,7 +2227,8 @@ class retry_controller {
 
   const retry_policy* policy_;
   retry_counts counts_;
-  unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
+  unsigned last_taken_ = 0;                 // budget tokens taken for the retry now in flight
+  attempt_note note_ = attempt_note::none;  // what the attempt being fed settled (note())
   bool reread_ = true;
   duration previous_delay_{0};
   contention_meter meter_;
@@ -2315,14 +2416,16 @@ class virtual_retry_env {
 // time, recorded sleeps, a seeded engine: exact, instant tests).
 //
 // Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
-// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// std::function unless on_attempt / on_success are set (two tests of an empty std::function
+// when not) and draws no random number (a budget adds one atomic load). With a deadline the
 // start is read once; with a backoff that reads a contention_meter (commit_rate, load_tracking)
 // every attempt is timed (two clock reads) for the meter, which the attempt feeds through
 // attempt_info::meter. The first attempt of a loop with none of these runs before any loop state
 // is built (detail::run_cas_retry), so a first-try success costs little more than the attempt.
 //
-// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
-// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_attempt,
+// on_retry, on_success, on_give_up; retry_controller.hpp gives their order) and
+// classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
 // shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. If a
 // hook throws, the exception propagates; the tokens taken for the retry it announced are
 // returned first.
@@ -2441,6 +2544,18 @@ inline const store_error& empty_error() noexcept {
   return empty;
 }
 
+/// What the attempt's outcome says it settled about an unknown outcome (op_status carries it).
+template <class R>
+attempt_note note_of(const R& r) noexcept {
+  if constexpr (requires {
+                  { r.note } -> std::convertible_to<attempt_note>;
+                }) {
+    return r.note;
+  } else {
+    return attempt_note::none;
+  }
+}
+
 template <class R>
 const store_error& error_of(const R& r) noexcept {
   if constexpr (requires {
@@ -2484,6 +2599,7 @@ class attempt_record {
       thrown_.reset();
       last_.emplace(std::forward<Make>(make));
       status_ = status_of(*last_);
+      note_ = note_of(*last_);
       decided_ = false;
     } else {
       accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
@@ -2495,6 +2611,7 @@ class attempt_record {
     thrown_.reset();
     last_.emplace(std::move(r));
     status_ = status_of(*last_);
+    note_ = note_of(*last_);
     decided_ = false;
   }
   void accept(attempt_result<R>&& a) {
@@ -2503,9 +2620,11 @@ class attempt_record {
     if (decided_) {
       last_.reset();
       status_ = a.decided_status();
+      note_ = attempt_note::none;
     } else {
       last_.emplace(std::move(a).outcome());
       status_ = status_of(*last_);
+      note_ = note_of(*last_);
     }
   }
 
@@ -2515,6 +2634,7 @@ class attempt_record {
     if (!classified) std::rethrow_exception(e);
     last_.reset();
     decided_ = false;
+    note_ = attempt_note::none;
     status_ = classified->first;
     thrown_.emplace(std::move(classified->second));
   }
@@ -2522,6 +2642,8 @@ class attempt_record {
   [[nodiscard]] bool applied() const noexcept { return status_ == write_status::applied && !decided_; }
   [[nodiscard]] bool decided() const noexcept { return decided_; }
   [[nodiscard]] write_status status() const noexcept { return status_; }
+  /// What the attempt settled about an unknown outcome (retry_controller::note).
+  [[nodiscard]] attempt_note note() const noexcept { return note_; }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
@@ -2531,14 +2653,18 @@ class attempt_record {
  private:
   std::optional<R>& last_;
   write_status status_ = write_status::permanent;
+  attempt_note note_ = attempt_note::none;
   bool decided_ = false;
   std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
 };
 
 /// Applied or decided: counts the attempt `rec` recorded on `ctl` and copies the counters into
-/// `out` (final). false: neither; nothing counted. The fast path: no clock, no hook.
+/// `out` (final). false: neither; nothing counted. The fast path: no clock; the hooks
+/// (on_attempt, on_success) only when set.
 template <class R>
-[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) noexcept {
+[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) {
+  if (rec.note() != attempt_note::none) [[unlikely]]
+    ctl.note(rec.note());
   if (rec.applied()) [[likely]] {
     ctl.on_applied();
   } else if (rec.decided()) {
@@ -2586,7 +2712,7 @@ class retry_loop {
   void on_exception(const std::exception_ptr& e) { rec_.on_exception(ctl_.policy(), e); }
 
   /// Applied or decided: the loop is over (`out` is final).
-  [[nodiscard]] bool settled() noexcept { return settle(ctl_, rec_, out_); }
+  [[nodiscard]] bool settled() { return settle(ctl_, rec_, out_); }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept { return rec_.error(); }
@@ -2594,6 +2720,7 @@ class retry_loop {
   /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
+    ctl_.note(rec_.note());
     retry_decision d = ctl_.on_outcome(rec_.status(), error(), elapsed, rng);
     if (!d) stop();
     return d;
@@ -2831,10 +2958,12 @@ class op_error_ref {
   const store_error* e_;
 };
 
-/// What one attempt tells cas_retry: a status and the store's words.
+/// What one attempt tells cas_retry: a status, the store's words, and what it settled about an
+/// unknown outcome (counted by retry_controller as indeterminate_resolved).
 struct op_status {
   write_status status = write_status::permanent;
   op_error_ref error;
+  attempt_note note = attempt_note::none;
 };
 
 /// One kind of conditional operation (see the overview).
@@ -2922,13 +3051,22 @@ class op_core {
     }
     resolving_ = false;
     // Untouched: it did not land; resend. Otherwise unknowable: stop (the request's own words).
-    status_ = untouched(read) ? write_status::transient : write_status::indeterminate;
+    if (untouched(read)) {
+      status_ = write_status::transient;
+      note_ = attempt_note::resolved_resend;
+    } else {
+      status_ = write_status::indeterminate;
+    }
   }
 
-  /// The attempt's answer to cas_retry.
+  /// The attempt's answer to cas_retry (once per attempt: it hands over the attempt's note). A
+  /// decided attempt carries no note: deciding after settling an unknown outcome (a patch
+  /// dropped right after its earlier request was found not to have landed) is not counted.
   [[nodiscard]] answer_type answer() noexcept {
+    const attempt_note note = note_;
+    note_ = attempt_note::none;
     if (decided_) return decided(decided_status_);
-    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr)};
+    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr), note};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.
@@ -2951,7 +3089,8 @@ class op_core {
         return fail(write_status::indeterminate,
                     {"indeterminate", "a request's outcome is unknown and the key has changed since"});
       }
-      return false;  // it did not land: send the same request again
+      note_ = attempt_note::resolved;  // it did not land: send the same request again
+      return false;
     }
     return decide(op_.on_read(std::move(read)));
   }
@@ -2981,6 +3120,7 @@ class op_core {
   }
 
   bool land(read_type&& read) {
+    if (resolving_) note_ = attempt_note::resolved;
     resolving_ = false;
     op_.on_landed(std::move(read));
     status_ = write_status::applied;
@@ -2999,8 +3139,9 @@ class op_core {
   write_status status_ = write_status::permanent;
   write_status decided_status_ = write_status::applied;
   bool decided_ = false;
-  bool resolving_ = false;  // a request's outcome is unknown; the next read decides
-  bool unknown_ = false;    // some request's outcome was unknown: recognise it in every read
+  attempt_note note_ = attempt_note::none;  // what this attempt settled (handed over by answer())
+  bool resolving_ = false;                  // a request's outcome is unknown; the next read decides
+  bool unknown_ = false;                    // some request's outcome was unknown: recognise it in every read
 };
 
 /// One conditional operation on a synchronous store: op_core's sequence with direct store calls.
@@ -7222,6 +7363,365 @@ class memory_lease_backend {
 }  // namespace noclobber
 // ---- end noclobber/memory_lease_backend.hpp
 
+// ---- begin noclobber/metrics.hpp -------------------------------------------
+// noclobber/metrics.hpp — retry-loop metrics shaped like OpenTelemetry counters and histograms.
+//
+// Overview
+// --------
+// Every retry loop (cas_retry, read_modify_write, write_if_unchanged, patch_if_unchanged, the
+// ledger, the coroutine forms) reports through its retry_policy's hooks (retry_controller.hpp):
+// on_attempt after each attempt, on_retry before each backoff, on_success or on_give_up once at
+// the end. `with_metrics(policy, sink)` returns a copy of `policy` whose hooks also feed a
+// *metrics sink*, an object with the two calls of OpenTelemetry's synchronous instruments:
+//
+//   sink.add(instrument, n, attributes)      a Counter's Add (monotonic, std::uint64_t)
+//   sink.record(instrument, v, attributes)   a Histogram's Record (double)
+//
+// The instruments are fixed descriptions (name, unit, description, kind), so an adapter to a
+// real OpenTelemetry Meter creates one Counter / Histogram per instrument on first use and
+// forwards; noclobber/memory_metrics.hpp is a small thread-safe sink that keeps totals in memory.
+//
+//   instrument                         kind       unit       attributes
+//   noclobber.attempts                 counter    {attempt}  status, [operation]
+//   noclobber.retries                  counter    {retry}    status (that caused it), [operation]
+//   noclobber.indeterminate.resolved   counter    {request}  [operation]
+//   noclobber.calls                    counter    {call}     reason (stop_reason), [operation]
+//   noclobber.call.attempts            histogram  {attempt}  reason, [operation]
+//   noclobber.call.backoff             histogram  s          reason, [operation]
+//
+// `operation` (optional) names the call site ("cart.add_item"); it becomes the attribute
+// noclobber.operation on every measurement. Status and reason values are the to_string names
+// (conflict, transient, applied, attempts_exhausted...). Attribute values are string_views
+// valid only during the call: a sink that keeps them copies them.
+//
+//   noclobber::memory_metrics sink;
+//   noclobber::retry_policy policy = noclobber::with_metrics(base_policy, sink, "cart.add_item");
+//   auto r = noclobber::read_modify_write(store, key, fn, policy);
+//
+// Cost: nothing unless installed. A policy without hooks pays two tests of an empty
+// std::function per loop (bench/bench_read_modify_write.cpp, `hooks/*`, measures unused against
+// installed in one binary). Installed, each attempt makes one sink call, each loop three more.
+//
+// Thread safety: with_metrics copies the policy (and the hooks already in it, which keep
+// running, before the sink's). The sink is held by reference and must outlive every loop that
+// uses the returned policy. A policy shared by concurrent loops calls the sink from all their
+// threads at once, so the sink must be thread-safe (memory_metrics is). The sink runs on the
+// loop's thread under no noclobber lock; whatever it throws propagates out of the loop (as
+// from any hook).
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+
+namespace noclobber {
+
+/// OpenTelemetry's synchronous instrument kinds that noclobber uses.
+enum class instrument_kind : unsigned char {
+  counter,    // monotonic sum: Add(n)
+  histogram,  // distribution: Record(v)
+};
+
+/// A fixed description of one instrument (OpenTelemetry: name, unit, description).
+struct instrument {
+  std::string_view name;
+  std::string_view unit;
+  std::string_view description;
+  instrument_kind kind;
+
+  friend constexpr bool operator==(const instrument& a, const instrument& b) noexcept {
+    return a.name == b.name;
+  }
+};
+
+/// One attribute of a measurement (OpenTelemetry: a key-value pair).
+struct metric_attribute {
+  std::string_view key;
+  std::string_view value;
+};
+using metric_attributes = std::span<const metric_attribute>;
+
+/// The instruments with_metrics feeds (see the overview's table).
+namespace instruments {
+inline constexpr instrument attempts{"noclobber.attempts", "{attempt}",
+                                     "Attempts made, by the status each ended with",
+                                     instrument_kind::counter};
+inline constexpr instrument retries{"noclobber.retries", "{retry}",
+                                    "Backoffs started, by the status of the attempt that failed",
+                                    instrument_kind::counter};
+inline constexpr instrument indeterminate_resolved{
+    "noclobber.indeterminate.resolved", "{request}",
+    "Requests with an unknown (indeterminate) outcome that a later read settled", instrument_kind::counter};
+inline constexpr instrument calls{"noclobber.calls", "{call}", "Retry loops finished, by why they stopped",
+                                  instrument_kind::counter};
+inline constexpr instrument call_attempts{"noclobber.call.attempts", "{attempt}", "Attempts per retry loop",
+                                          instrument_kind::histogram};
+inline constexpr instrument call_backoff{"noclobber.call.backoff", "s",
+                                         "Time slept in backoff per retry loop", instrument_kind::histogram};
+}  // namespace instruments
+
+/// Attribute keys with_metrics uses.
+namespace metric_keys {
+inline constexpr std::string_view status = "noclobber.status";
+inline constexpr std::string_view reason = "noclobber.reason";
+inline constexpr std::string_view operation = "noclobber.operation";
+}  // namespace metric_keys
+
+/// A metrics sink: counters and histograms in OpenTelemetry's shape (see the overview).
+// clang-format off
+template <class S>
+concept metrics_sink = requires(S& s, const instrument& i, std::uint64_t n, double v, metric_attributes a) {
+  s.add(i, n, a);
+  s.record(i, v, a);
+};
+// clang-format on
+
+namespace detail {
+
+/// The hooks' measurements for one sink; copied into each hook (a std::string and a pointer).
+template <metrics_sink Sink>
+class metrics_feed {
+ public:
+  metrics_feed(Sink& sink, std::string_view operation) : sink_(&sink), operation_(operation) {}
+
+  void attempt(const attempt_event& e) const {
+    add(instruments::attempts, metric_keys::status, to_string(e.status));
+    if (e.resolved_indeterminate) add(instruments::indeterminate_resolved, {}, {});
+  }
+  void retry(const retry_event& e) const {
+    add(instruments::retries, metric_keys::status, to_string(e.status));
+  }
+  void finished(const retry_counts& c) const {
+    const std::string_view reason = to_string(c.reason);
+    add(instruments::calls, metric_keys::reason, reason);
+    const std::chrono::duration<double> slept = c.slept;
+    const metric_attribute attrs[] = {{metric_keys::reason, reason}, {metric_keys::operation, operation_}};
+    const metric_attributes a(attrs, operation_.empty() ? 1 : 2);
+    sink_->record(instruments::call_attempts, static_cast<double>(c.attempts), a);
+    sink_->record(instruments::call_backoff, slept.count(), a);
+  }
+
+ private:
+  // One counter measurement, with the attribute (key, value) when key is not empty, and the
+  // operation when one was named.
+  void add(const instrument& i, std::string_view key, std::string_view value) const {
+    metric_attribute attrs[2];
+    std::size_t n = 0;
+    if (!key.empty()) attrs[n++] = {key, value};
+    if (!operation_.empty()) attrs[n++] = {metric_keys::operation, operation_};
+    sink_->add(i, 1, metric_attributes(attrs, n));
+  }
+
+  Sink* sink_;
+  std::string operation_;
+};
+
+/// `first` then `then` (either may be null).
+template <class Event, class Then>
+std::function<void(const Event&)> chain_hook(std::function<void(const Event&)> first, Then then) {
+  if (!first) return then;
+  return [first = std::move(first), then = std::move(then)](const Event& e) {
+    first(e);
+    then(e);
+  };
+}
+
+}  // namespace detail
+
+/// `policy` with hooks that also feed `sink` (see the overview): the policy's own hooks run
+/// first, then the sink's measurements. `operation`, when not empty, is added to every
+/// measurement as noclobber.operation. The sink must outlive every loop run with the result.
+template <metrics_sink Sink>
+[[nodiscard]] retry_policy with_metrics(retry_policy policy, Sink& sink, std::string_view operation = {}) {
+  const detail::metrics_feed<Sink> feed(sink, operation);
+  policy.on_attempt =
+      detail::chain_hook(std::move(policy.on_attempt), [feed](const attempt_event& e) { feed.attempt(e); });
+  policy.on_retry =
+      detail::chain_hook(std::move(policy.on_retry), [feed](const retry_event& e) { feed.retry(e); });
+  policy.on_success = detail::chain_hook(std::move(policy.on_success),
+                                         [feed](const success_event& e) { feed.finished(e.counts); });
+  policy.on_give_up = detail::chain_hook(std::move(policy.on_give_up),
+                                         [feed](const give_up_event& e) { feed.finished(e.counts); });
+  return policy;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/metrics.hpp
+
+// ---- begin noclobber/memory_metrics.hpp ------------------------------------
+// noclobber/memory_metrics.hpp — a metrics sink that keeps its totals in memory.
+//
+// Overview
+// --------
+// `memory_metrics` satisfies the metrics_sink concept of noclobber/metrics.hpp: each counter
+// series (an instrument and its attributes) keeps its sum, each histogram series its count, sum,
+// minimum and maximum. It serves tests, examples and programs that print their own numbers; a
+// service exporting to OpenTelemetry forwards add / record to its Meter instead.
+//
+//   noclobber::memory_metrics sink;
+//   auto policy = noclobber::with_metrics(noclobber::retry_policy{}, sink);
+//   ... run loops with `policy` from any number of threads ...
+//   sink.counter(noclobber::instruments::attempts, {{noclobber::metric_keys::status, "conflict"}});
+//   std::fputs(sink.text().c_str(), stdout);   // one line per series
+//
+// Thread safety: every member may be called from any number of threads at once; one mutex
+// guards the series and no user code runs under it (a std::string / std::map allocation that
+// throws leaves the series as they were).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
+class memory_metrics {
+ public:
+  /// What a histogram series (or several, summed) received.
+  struct histogram_summary {
+    std::uint64_t count = 0;
+    double sum = 0;
+    double min = 0;  // 0 when count == 0
+    double max = 0;
+  };
+
+  /// Counter Add: the series (instrument, attributes) grows by n.
+  void add(const instrument& i, std::uint64_t n, metric_attributes attributes) {
+    series_key key = make_key(i, attributes);
+    const annotated_lock lock(mutex_);
+    series_[std::move(key)].total += n;
+  }
+
+  /// Histogram Record: the series (instrument, attributes) receives v.
+  void record(const instrument& i, double v, metric_attributes attributes) {
+    series_key key = make_key(i, attributes);
+    const annotated_lock lock(mutex_);
+    histogram_summary& h = series_[std::move(key)].histogram;
+    h.min = h.count == 0 ? v : std::min(h.min, v);
+    h.max = h.count == 0 ? v : std::max(h.max, v);
+    h.sum += v;
+    ++h.count;
+  }
+
+  /// The sum of counter `i` over every series whose attributes include all of `match`.
+  [[nodiscard]] std::uint64_t counter(const instrument& i,
+                                      std::initializer_list<metric_attribute> match = {}) const {
+    std::uint64_t total = 0;
+    const annotated_lock lock(mutex_);
+    for (const auto& [key, s] : series_) {
+      if (matches(key, i, match)) total += s.total;
+    }
+    return total;
+  }
+
+  /// Histogram `i` over every series whose attributes include all of `match`, merged.
+  [[nodiscard]] histogram_summary histogram(const instrument& i,
+                                            std::initializer_list<metric_attribute> match = {}) const {
+    histogram_summary out;
+    const annotated_lock lock(mutex_);
+    for (const auto& [key, s] : series_) {
+      if (!matches(key, i, match) || s.histogram.count == 0) continue;
+      out.min = out.count == 0 ? s.histogram.min : std::min(out.min, s.histogram.min);
+      out.max = out.count == 0 ? s.histogram.max : std::max(out.max, s.histogram.max);
+      out.sum += s.histogram.sum;
+      out.count += s.histogram.count;
+    }
+    return out;
+  }
+
+  /// Every series, sorted, one per line: `name{key=value,...} total` for a counter and
+  /// `name{...} count=N sum=S min=A max=B` (unit appended) for a histogram.
+  [[nodiscard]] std::string text() const {
+    std::string out;
+    const annotated_lock lock(mutex_);
+    for (const auto& [key, s] : series_) {
+      out += key.name;
+      out += '{';
+      for (std::size_t n = 0; n < key.attributes.size(); ++n) {
+        if (n != 0) out += ',';
+        out += key.attributes[n].first + '=' + key.attributes[n].second;
+      }
+      out += "} ";
+      if (key.kind == instrument_kind::counter) {
+        out += std::to_string(s.total);
+      } else {
+        const histogram_summary& h = s.histogram;
+        out += "count=" + std::to_string(h.count) + " sum=" + number(h.sum) + " min=" + number(h.min) +
+               " max=" + number(h.max) + ' ' + key.unit;
+      }
+      out += '\n';
+    }
+    return out;
+  }
+
+  /// Forgets every series.
+  void clear() {
+    const annotated_lock lock(mutex_);
+    series_.clear();
+  }
+
+ private:
+  struct series_key {
+    std::string name;
+    std::vector<std::pair<std::string, std::string>> attributes;  // sorted by key
+    std::string unit;
+    instrument_kind kind = instrument_kind::counter;
+
+    friend bool operator<(const series_key& a, const series_key& b) {
+      return std::tie(a.name, a.attributes) < std::tie(b.name, b.attributes);
+    }
+  };
+  struct series {
+    std::uint64_t total = 0;      // counter
+    histogram_summary histogram;  // histogram
+  };
+
+  static series_key make_key(const instrument& i, metric_attributes attributes) {
+    series_key key{std::string(i.name), {}, std::string(i.unit), i.kind};
+    key.attributes.reserve(attributes.size());
+    for (const metric_attribute& a : attributes) key.attributes.emplace_back(a.key, a.value);
+    std::sort(key.attributes.begin(), key.attributes.end());
+    return key;
+  }
+
+  static bool matches(const series_key& key, const instrument& i,
+                      std::initializer_list<metric_attribute> match) {
+    if (key.name != i.name) return false;
+    return std::all_of(match.begin(), match.end(), [&](const metric_attribute& m) {
+      return std::any_of(key.attributes.begin(), key.attributes.end(),
+                         [&](const auto& a) { return a.first == m.key && a.second == m.value; });
+    });
+  }
+
+  static std::string number(double v) {
+    std::string s = std::to_string(v);  // fixed, 6 decimals: trim the trailing zeros
+    while (s.size() > 1 && s.back() == '0') s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    return s;
+  }
+
+  mutable annotated_mutex mutex_;
+  std::map<series_key, series> series_ NOCLOBBER_GUARDED_BY(mutex_);
+};
+
+static_assert(metrics_sink<memory_metrics>);
+
+}  // namespace noclobber
+// ---- end noclobber/memory_metrics.hpp
+
 // ---- begin noclobber/memory_store.hpp --------------------------------------
 // noclobber/memory_store.hpp — the reference in-memory store, with fault injection.
 //
@@ -7760,6 +8260,233 @@ template <class Store, class Fn>
 
 }  // namespace noclobber
 // ---- end noclobber/naive_read_modify_write.hpp
+
+// ---- begin noclobber/ostream.hpp -------------------------------------------
+// noclobber/ostream.hpp — outcomes and results as text: to_text() and operator<<.
+//
+// Overview
+// --------
+// Log lines and test failures want the outcome of a call in words. This header gives every
+// outcome and result type a `to_text(x)` (a std::string) and an `operator<<` that writes it:
+//
+//   write_status, read_status, stop_reason, rmw_outcome   their names ("conflict", "deadline")
+//   store_error             `SQLITE_BUSY: database is locked` (empty: nothing)
+//   write_result<T>         `applied (token 7)`, `conflict`, `transient (SQLITE_BUSY: ...)`
+//   read_result<V, T>       `found 41 (token 3)`, `absent`, `permanent (42P01: ...)`
+//   retry_counts / stats    `applied after 3 attempts (2 conflicts; slept 1.5ms)`, with the
+//                           last error when there is one
+//   rmw_result<V, T>        `applied 42 (token 9) after 2 attempts (1 conflict)`, `unchanged`,
+//                           `aborted: quota exceeded`, `gave up: ...`; an unknown outcome is said
+//                           in words ("our write's outcome is unknown: it may or may not be stored")
+//
+// Values and tokens are printed with their own operator<< when they have one, else as `<value>`
+// / `<token>`. Counts are written in words with the right number ("1 conflict", "2 conflicts");
+// counters that are zero are left out.
+//
+// Formatting libraries: g++ 12's libstdc++ has no <format>, so no std::formatter is provided
+// here. With {fmt} (fmt::ostream_formatter) or a later standard library, a formatter is one line
+// per type over to_text: `template <> struct fmt::formatter<noclobber::write_status> :
+// fmt::ostream_formatter {};`.
+//
+// Thread safety: plain functions of their arguments; nothing locks and no user code runs except
+// the operator<< of Value and Token.
+
+#include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+
+namespace noclobber {
+
+namespace detail {
+
+/// "1 conflict", "2 conflicts" (plural: noun + "s" unless given).
+inline std::string count_words(unsigned n, std::string_view singular, std::string_view plural = {}) {
+  std::string out = std::to_string(n) + ' ';
+  if (n == 1) {
+    out += singular;
+  } else if (!plural.empty()) {
+    out += plural;
+  } else {
+    out += singular;
+    out += 's';
+  }
+  return out;
+}
+
+/// A duration for people: 0s, 850ns, 12us, 1.5ms, 2.25s (three significant digits at most).
+inline std::string human_duration(std::chrono::nanoseconds d) {
+  const double ns = static_cast<double>(d.count());
+  const char* unit = "ns";
+  double v = ns;
+  if (ns >= 1e9) {
+    v = ns / 1e9, unit = "s";
+  } else if (ns >= 1e6) {
+    v = ns / 1e6, unit = "ms";
+  } else if (ns >= 1e3) {
+    v = ns / 1e3, unit = "us";
+  }
+  if (d.count() == 0) return "0s";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g%s", v, unit);
+  return buf;
+}
+
+/// `x` through its operator<<, or `fallback` when it has none.
+template <class T>
+std::string streamed(const T& x, std::string_view fallback) {
+  if constexpr (requires(std::ostream & os) { os << x; }) {
+    std::ostringstream os;
+    os << x;
+    return std::move(os).str();
+  } else {
+    return std::string(fallback);
+  }
+}
+
+}  // namespace detail
+
+[[nodiscard]] inline std::string to_text(write_status s) {
+  return std::string(to_string(s));
+}
+[[nodiscard]] inline std::string to_text(read_status s) {
+  return std::string(to_string(s));
+}
+[[nodiscard]] inline std::string to_text(stop_reason r) {
+  return std::string(to_string(r));
+}
+[[nodiscard]] inline std::string to_text(rmw_outcome o) {
+  return std::string(to_string(o));
+}
+
+/// `code: message`, or whichever is not empty; empty for no error.
+[[nodiscard]] inline std::string to_text(const store_error& e) {
+  if (e.code.empty()) return e.message;
+  if (e.message.empty()) return e.code;
+  return e.code + ": " + e.message;
+}
+
+template <class Token>
+[[nodiscard]] std::string to_text(const write_result<Token>& w) {
+  std::string out = to_text(w.status);
+  if (w.token) out += " (token " + detail::streamed(*w.token, "<token>") + ')';
+  if (!w.error.empty()) out += " (" + to_text(w.error) + ')';
+  return out;
+}
+
+template <class Value, class Token>
+[[nodiscard]] std::string to_text(const read_result<Value, Token>& r) {
+  std::string out = to_text(r.status);
+  if (r.found()) {
+    out +=
+        ' ' + detail::streamed(r.value, "<value>") + " (token " + detail::streamed(r.token, "<token>") + ')';
+  }
+  if (!r.error.empty()) out += " (" + to_text(r.error) + ')';
+  return out;
+}
+
+/// `after N attempts (2 conflicts, 1 transient error, 1 unknown outcome resolved; slept 1.5ms)`:
+/// what the loop did, without why it stopped; zero counters are left out.
+[[nodiscard]] inline std::string describe_attempts(const retry_counts& c) {
+  std::string out = "after " + detail::count_words(c.attempts, "attempt");
+  std::string parts;
+  const auto item = [&parts](unsigned n, std::string_view singular, std::string_view plural = {}) {
+    if (n == 0) return;
+    if (!parts.empty()) parts += ", ";
+    parts += detail::count_words(n, singular, plural);
+  };
+  item(c.conflicts, "conflict");
+  item(c.transient_errors, "transient error");
+  item(c.indeterminate_resolved, "unknown outcome resolved", "unknown outcomes resolved");
+  if (c.slept > std::chrono::nanoseconds::zero()) {
+    parts += (parts.empty() ? "slept " : "; slept ") + detail::human_duration(c.slept);
+  }
+  if (!parts.empty()) out += " (" + parts + ')';
+  return out;
+}
+
+/// `applied after 3 attempts (2 conflicts; slept 1.5ms)`.
+[[nodiscard]] inline std::string to_text(const retry_counts& c) {
+  return to_text(c.reason) + ' ' + describe_attempts(c);
+}
+
+/// retry_counts' text, then `, last status conflict (code: message)` when the loop failed.
+[[nodiscard]] inline std::string to_text(const retry_stats& s) {
+  std::string out = to_text(static_cast<const retry_counts&>(s));
+  if (s.reason != stop_reason::applied && s.reason != stop_reason::decided && s.attempts > 0) {
+    out += ", last status " + to_text(s.last_status);
+    if (!s.last_error.empty()) out += " (" + to_text(s.last_error) + ')';
+  }
+  return out;
+}
+
+template <class Value, class Token>
+[[nodiscard]] std::string to_text(const rmw_result<Value, Token>& r) {
+  std::string out;
+  switch (r.outcome) {
+    case rmw_outcome::applied:
+      out = r.created ? "applied (created) " : "applied ";
+      out += r.value ? detail::streamed(*r.value, "<value>") : "<none>";
+      if (r.token) out += " (token " + detail::streamed(*r.token, "<token>") + ')';
+      return out + ' ' + describe_attempts(r);
+    case rmw_outcome::unchanged:
+      return "unchanged " + describe_attempts(r);
+    case rmw_outcome::aborted:
+      return "aborted: " + r.abort_reason + ' ' + describe_attempts(r);
+    case rmw_outcome::gave_up:
+      break;
+  }
+  out = "gave up (" + to_text(r.reason) + ") ";
+  if (r.indeterminate) out = "gave up: our write's outcome is unknown: it may or may not be stored; ";
+  out += describe_attempts(r);
+  if (r.attempts > 0) out += ", last status " + to_text(r.last_status);
+  if (!r.last_error.empty()) out += " (" + to_text(r.last_error) + ')';
+  return out;
+}
+
+inline std::ostream& operator<<(std::ostream& os, write_status s) {
+  return os << to_string(s);
+}
+inline std::ostream& operator<<(std::ostream& os, read_status s) {
+  return os << to_string(s);
+}
+inline std::ostream& operator<<(std::ostream& os, stop_reason r) {
+  return os << to_string(r);
+}
+inline std::ostream& operator<<(std::ostream& os, rmw_outcome o) {
+  return os << to_string(o);
+}
+inline std::ostream& operator<<(std::ostream& os, const store_error& e) {
+  return os << to_text(e);
+}
+inline std::ostream& operator<<(std::ostream& os, const retry_counts& c) {
+  return os << to_text(c);
+}
+inline std::ostream& operator<<(std::ostream& os, const retry_stats& s) {
+  return os << to_text(s);
+}
+template <class Token>
+std::ostream& operator<<(std::ostream& os, const write_result<Token>& w) {
+  return os << to_text(w);
+}
+template <class Value, class Token>
+std::ostream& operator<<(std::ostream& os, const read_result<Value, Token>& r) {
+  return os << to_text(r);
+}
+template <class Value, class Token>
+std::ostream& operator<<(std::ostream& os, const rmw_result<Value, Token>& r) {
+  return os << to_text(r);
+}
+template <class R>
+std::ostream& operator<<(std::ostream& os, const retry_result<R>& r) {
+  return os << to_text(static_cast<const retry_stats&>(r));
+}
+
+}  // namespace noclobber
+// ---- end noclobber/ostream.hpp
 
 // ---- begin noclobber/patch_if_unchanged.hpp --------------------------------
 // noclobber/patch_if_unchanged.hpp — a sparse patch against an expected revision.
