@@ -77,6 +77,14 @@ class lease_backend {
     const auto id = detail::json::find_int64(g.body, "ID");
     const auto granted = detail::json::find_int64(g.body, "TTL");
     if (!id || !granted) return {lease_status::failed, {}, {"json", "lease grant without ID or TTL"}};
+    // etcd grants 1 to 9,000,000,000 s (MaxLeaseTTL); anything else is no grant, and a larger
+    // figure would overflow the local deadline (seconds -> ns).
+    if (*granted < 1 || *granted > max_lease_ttl_s) {
+      return {lease_status::failed,
+              {},
+              {"json", "lease grant with TTL " + std::to_string(*granted) + " s, outside etcd's 1 to " +
+                           std::to_string(max_lease_ttl_s)}};
+    }
     const std::string owner = std::to_string(*id);
     // Phase 2: create the lock key under the lease, if nobody holds it.
     const std::string k = detail::json::base64_encode(prefix_ + key);
@@ -126,6 +134,8 @@ class lease_backend {
     store_error error;
     detail::json::value body;
   };
+
+  static constexpr std::int64_t max_lease_ttl_s = 9'000'000'000;  // etcd's MaxLeaseTTL
 
   static void check_key(const key_type& key) {
     if (key.empty()) throw std::invalid_argument("noclobber::etcd::lease_backend: empty lock key");
