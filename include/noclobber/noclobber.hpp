@@ -15,6 +15,7 @@
 
 #include "noclobber/backoff.hpp"
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/codec.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/idempotency_ledger.hpp"
@@ -28,5 +29,6 @@
 #include "noclobber/read_modify_write.hpp"
 #include "noclobber/retry_budget.hpp"
 #include "noclobber/thread_annotations.hpp"
+#include "noclobber/typed_store.hpp"
 #include "noclobber/version.hpp"
 #include "noclobber/write_if_unchanged.hpp"
