@@ -129,6 +129,11 @@ TEST_CASE("sqlite: result codes map onto the outcome categories", "[sqlite]") {
   CHECK(classify(SQLITE_IOERR_WRITE, true) == write_status::indeterminate);
   CHECK(classify(SQLITE_IOERR_WRITE, false) == write_status::transient);
   CHECK(classify(SQLITE_CONSTRAINT_PRIMARYKEY, false) == write_status::exists);
+  CHECK(classify(SQLITE_CONSTRAINT_UNIQUE, false) == write_status::exists);
+  // A constraint other than a duplicate key is the request's fault: retrying cannot help.
+  CHECK(classify(SQLITE_CONSTRAINT_NOTNULL, false) == write_status::permanent);
+  CHECK(classify(SQLITE_CONSTRAINT_CHECK, false) == write_status::permanent);
+  CHECK(classify(SQLITE_CONSTRAINT_FOREIGNKEY, false) == write_status::permanent);
   CHECK(classify(SQLITE_READONLY, false) == write_status::permanent);
   CHECK(classify(SQLITE_ERROR, false) == write_status::permanent);
 }

@@ -66,7 +66,12 @@ namespace noclobber::sqlite {
     case SQLITE_FULL:
       return commit_sent ? write_status::indeterminate : write_status::transient;
     case SQLITE_CONSTRAINT:
-      return write_status::exists;
+      // Only a duplicate key means somebody created the row first. NOT NULL, CHECK, FOREIGN KEY
+      // and trigger failures are the request's own fault: retrying cannot help.
+      return extended_code == SQLITE_CONSTRAINT || extended_code == SQLITE_CONSTRAINT_UNIQUE ||
+                     extended_code == SQLITE_CONSTRAINT_PRIMARYKEY || extended_code == SQLITE_CONSTRAINT_ROWID
+                 ? write_status::exists
+                 : write_status::permanent;
     default:
       return write_status::permanent;
   }
