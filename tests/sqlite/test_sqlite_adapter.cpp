@@ -6,7 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -167,4 +169,33 @@ TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share 
                             [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
   REQUIRE(a.read("n").value == "xx");
   REQUIRE(b.read("n").absent());
+}
+
+TEST_CASE("sqlite: opening in WAL mode waits for a writer on a file not yet in WAL mode", "[sqlite]") {
+  // Switching to WAL needs an exclusive lock; while another connection holds the write lock
+  // SQLite answers SQLITE_BUSY at once, without calling the busy handler (it would deadlock),
+  // so a connection opened then used to throw "database is locked" (16 table stores opened
+  // together on a fresh file hit it).
+  noclobber_test::temp_db file("wal_switch");
+  {
+    nc::sqlite::store_options plain;
+    plain.wal = false;
+    version_store first(file.path(), plain);  // creates the file in rollback-journal mode
+  }
+  sqlite3* writer = nullptr;
+  REQUIRE(sqlite3_open(file.path().c_str(), &writer) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(writer, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::string error;
+  std::thread opener([&] {
+    try {
+      version_store s(file.path());  // busy_timeout 5 s
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the opener meets the writer's lock
+  REQUIRE(sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  opener.join();
+  sqlite3_close_v2(writer);
+  CHECK(error.empty());
 }

@@ -46,6 +46,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "noclobber/conditional_writer.hpp"
@@ -157,6 +158,29 @@ inline stmt_ptr prepare(sqlite3* db, const std::string& sql) {
   return stmt_ptr(s);
 }
 
+/// Puts the database into WAL mode. Switching takes an exclusive lock and answers SQLITE_BUSY
+/// at once (the busy handler is not consulted), so connections opened at the same moment on a
+/// file not yet in WAL mode retry here for up to `busy_timeout`; a file already in WAL mode
+/// needs no switch.
+inline void enter_wal(sqlite3* db, std::chrono::milliseconds busy_timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+  for (;;) {
+    {
+      stmt_ptr mode = prepare(db, "PRAGMA journal_mode");
+      if (sqlite3_step(mode.get()) == SQLITE_ROW) {
+        const auto* m = sqlite3_column_text(mode.get(), 0);
+        if (m != nullptr && sqlite3_stricmp(reinterpret_cast<const char*>(m), "wal") == 0) return;
+      }
+    }
+    const int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return;
+    if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  exec(db, "PRAGMA journal_mode = WAL");  // once more, throwing SQLite's message
+}
+
 /// Opens one connection as `options` say (busy_timeout, WAL, synchronous; `table` is not read).
 /// Throws std::invalid_argument for bad options, std::runtime_error when SQLite refuses.
 inline db_ptr open_connection(const std::string& path, const store_options& options) {
@@ -180,7 +204,7 @@ inline db_ptr open_connection(const std::string& path, const store_options& opti
   }
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_timeout(db.get(), static_cast<int>(options.busy_timeout.count()));
-  if (options.wal) exec(db.get(), "PRAGMA journal_mode = WAL");
+  if (options.wal) enter_wal(db.get(), options.busy_timeout);
   exec(db.get(), "PRAGMA synchronous = " + options.synchronous);
   return db;
 }
