@@ -1,6 +1,7 @@
-// The race harness proof shared by the SQLite scenario tests: 16 writers, one connection each, on
-// the scenario's own table through its typed table_store. Naive (read, compute, overwrite) loses
-// exactly 15 of 16 forced writes; read_modify_write loses none over 16 x 25 operations.
+// The race harness proof shared by the scenario tests (tests/sqlite, tests/servers): 16 writers,
+// one connection each, on the scenario's own table (or hash) through its typed store. Naive
+// (read, compute, overwrite) loses exactly 15 of 16 forced writes; read_modify_write loses none
+// over 16 x 25 operations.
 #pragma once
 
 #include <noclobber/catch2/race_harness.hpp>
