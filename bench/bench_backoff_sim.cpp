@@ -10,8 +10,8 @@
 //
 // Every backoff strategy runs through noclobber::retry_controller (the same decision logic as
 // cas_retry), so this also exercises the library. `lock_cas` puts a FIFO per-key lock in front
-// for clients in one process (seed 000's second layer); `lock_cas_4proc` spreads the clients over
-// 4 processes, each with its lock, contending with full jitter.
+// for clients in one process (the object_store_file fix's second layer); `lock_cas_4proc` spreads the clients
+// over 4 processes, each with its lock, contending with full jitter.
 //
 // The wall time Google Benchmark prints is the cost of the simulation itself, not a result.
 // scripts/plot_backoff.sh turns the JSON output into docs/img/backoff_*.svg.

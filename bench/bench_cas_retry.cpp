@@ -29,9 +29,9 @@ struct versioned_cell {
     std::uint64_t v = version.load(std::memory_order_acquire);
     const std::uint64_t x = value.load(std::memory_order_relaxed) + 1;
     if (!version.compare_exchange_strong(v, v + 1, std::memory_order_acq_rel))
-      return write_result<std::uint64_t>::conflict();
+      return write_result<std::uint64_t>::make_conflict();
     value.store(x, std::memory_order_relaxed);
-    return write_result<std::uint64_t>::applied(v + 1);
+    return write_result<std::uint64_t>::make_applied(v + 1);
   }
 };
 

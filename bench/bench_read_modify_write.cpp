@@ -5,7 +5,8 @@
 //   contended/*     N threads on one hot key, with 0 or 50 µs latency per store call (slept,
 //                   like a network round trip): throughput, and attempts per update (1.0 = no
 //                   wasted attempts) for a hand-written CAS loop, read_modify_write spinning
-//                   or with full jitter, and lock + CAS (seed 000's two layers).
+//                   or with full jitter, and lock + CAS (the two layers of the
+//                   object_store_file fix, docs/scenarios.md).
 //
 // Run: build-*/bench/bench_read_modify_write --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
@@ -22,28 +23,16 @@
 #include "noclobber/memory_store.hpp"
 #include "noclobber/naive_read_modify_write.hpp"
 #include "noclobber/read_modify_write.hpp"
+#include "uncontended_loops.hpp"
 
 namespace nc = noclobber;
-using store_t = nc::memory_store<std::string, long>;
+using store_t = nc_bench::counter_store;
+using nc_bench::hand_written;
+using nc_bench::increment;
 
 namespace {
 
-const std::string kKey = "bucket/tenant-4824/2024/06/counters/requests";
-
-long increment(const std::optional<long>& v) {
-  return v.value_or(0) + 1;
-}
-
-// What a careful user writes by hand without the library: read, write_if_match, loop.
-long hand_written(store_t& store, const std::string& key) {
-  long attempts = 0;
-  for (;;) {
-    ++attempts;
-    auto r = store.read(key);
-    auto w = r.found() ? store.write_if_match(key, r.token, r.value + 1) : store.create_if_absent(key, 1);
-    if (w.ok()) return attempts;
-  }
-}
+const std::string& kKey = nc_bench::counter_key();
 
 nc::retry_policy spinning_policy() {
   nc::retry_policy p;

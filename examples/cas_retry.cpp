@@ -31,8 +31,8 @@ int main() {
     return noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
       if (a.reread || !seen.found()) seen = store.read("hits");
       if (!seen.found()) {
-        return noclobber::write_result<std::uint64_t>::failed(noclobber::as_write_status(seen.status),
-                                                              seen.error);
+        return noclobber::write_result<std::uint64_t>::make_failed(noclobber::as_write_status(seen.status),
+                                                                   seen.error);
       }
       return store.write_if_match("hits", seen.token, seen.value + 1);
     });

@@ -1,5 +1,6 @@
 // example: examples/conditional_writer.cpp
-// 16 threads merge disjoint keys into one stored map at the same time (seed 002's PATCH /env).
+// 16 threads merge disjoint keys into one stored map at the same time (the concurrent
+// disjoint-key env PATCH, docs/scenarios.md).
 // read_modify_write keeps all 16; the naive read-merge-overwrite would keep one or a few.
 #include <cstdio>
 #include <map>

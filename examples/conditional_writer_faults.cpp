@@ -15,7 +15,7 @@
 
 // A counter alone is not enough to recognise our own write after an indeterminate answer: two
 // writers that read 41 both send 42. So each update carries its own id (see "Indeterminate
-// writes" in docs/conditional_writer.md).
+// writes" in docs/read_modify_write.md).
 struct counter {
   long hits = 0;
   std::uint64_t last_update = 0;  // unique per update

@@ -1,6 +1,7 @@
 // example: examples/writing_an_adapter.cpp
 // Writing an adapter: make a store of your own usable by every noclobber algorithm, then prove
 // with the race harness that it loses no updates (docs/writing_an_adapter.md walks through it).
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -18,6 +19,14 @@ namespace vendor {
 struct timeout_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// The server could not be reached; nothing was sent.
+struct unavailable_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// A request the server will never accept.
+struct bad_name_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
 
 class revision_map {
  public:
@@ -26,7 +35,12 @@ class revision_map {
     long revision;
   };
   std::optional<row> get(const std::string& name) const {
+    if (name.empty()) throw bad_name_error("a row name must not be empty");
     std::lock_guard lock(mutex_);
+    if (unreachable_gets_ > 0) {
+      --unreachable_gets_;
+      throw unavailable_error("connection refused");
+    }
     auto it = rows_.find(name);
     if (it == rows_.end()) return std::nullopt;
     return it->second;
@@ -41,6 +55,11 @@ class revision_map {
     rows_[name] = row{data, ++last_revision_};
     return last_revision_;
   }
+  // For tests: the next n get() calls find the server unreachable.
+  void fail_next_gets(int n) {
+    std::lock_guard lock(mutex_);
+    unreachable_gets_ = n;
+  }
   // Unconditional write (what the naive code used).
   void put(const std::string& name, const std::string& data) {
     std::lock_guard lock(mutex_);
@@ -49,6 +68,7 @@ class revision_map {
 
  private:
   mutable std::mutex mutex_;
+  mutable int unreachable_gets_ = 0;  // a test knob: see fail_next_gets
   std::map<std::string, row> rows_;
   long last_revision_ = 0;  // store-wide: a revision is never reused (no ABA)
 };
@@ -65,10 +85,17 @@ struct noclobber::store_traits<vendor::revision_map> {
   using write_type = write_result<long>;
 
   // Step 2: each operation, with absence as a normal answer.
+  // Every function of a store_traits specialisation is static and takes the store first.
   static read_type read(vendor::revision_map& s, const std::string& key) {
-    auto row = s.get(key);
-    if (!row) return read_type::make_absent();
-    return read_type::make_found(row->data, row->revision);
+    try {
+      auto row = s.get(key);
+      if (!row) return read_type::make_absent();
+      return read_type::make_found(row->data, row->revision);
+    } catch (const vendor::unavailable_error& e) {  // step 3: nothing happened, try again
+      return read_type::make_failed(read_status::transient, {"unavailable", e.what()});
+    } catch (const vendor::bad_name_error& e) {  // step 3: asking again will not help
+      return read_type::make_failed(read_status::permanent, {"bad_name", e.what()});
+    }
   }
   static write_type write_if_match(vendor::revision_map& s, const std::string& key, const long& token,
                                    const std::string& value) {
@@ -81,7 +108,7 @@ struct noclobber::store_traits<vendor::revision_map> {
   }
   static write_type overwrite(vendor::revision_map& s, const std::string& key, const std::string& value) {
     s.put(key, value);  // only for the naive negative control
-    return write_type::applied();
+    return write_type::make_applied();
   }
 
  private:
@@ -90,10 +117,11 @@ struct noclobber::store_traits<vendor::revision_map> {
   static write_type classify(Put put, write_status mismatch) {
     try {
       const long revision = put();
-      if (revision < 0) return write_type::failed(mismatch);
-      return write_type::applied(revision);
+      if (revision < 0) return write_type::make_failed(mismatch);
+      return write_type::make_applied(revision);
     } catch (const vendor::timeout_error& e) {
-      return write_type::failed(write_status::indeterminate, {"timeout", e.what()});  // sent, outcome unknown
+      return write_type::make_failed(write_status::indeterminate,
+                                     {"timeout", e.what()});  // sent, outcome unknown
     }
   }
 };
@@ -106,11 +134,27 @@ int main() {
   vendor::revision_map store;
 
   // Step 5: use it.
-  auto r = noclobber::read_modify_write(store, "greeting", [](const std::optional<std::string>& current) {
+  auto add_world = [](const std::optional<std::string>& current) {
     return current.value_or("hello") + ", world";
-  });
+  };
+  auto r = noclobber::read_modify_write(store, "greeting", add_world);
   std::printf("read_modify_write: %s, revision %ld\n", std::string(to_string(r.outcome)).c_str(),
               r.token.value_or(-1));
+
+  // Failed reads: an unreachable server is retried (transient), a bad name is not (permanent).
+  noclobber::retry_policy quick;
+  quick.backoff =
+      noclobber::backoff_policy::full_jitter(std::chrono::microseconds(100), std::chrono::milliseconds(1));
+  store.fail_next_gets(2);
+  const auto retried = noclobber::read_modify_write(store, "greeting", add_world, quick);
+  const auto refused = noclobber::read_modify_write(store, "", add_world, quick);
+  std::printf("unreachable twice: %s after %u attempts; empty name: %s (%s: %s)\n",
+              std::string(to_string(retried.outcome)).c_str(), retried.attempts,
+              std::string(to_string(refused.reason)).c_str(), refused.last_error.code.c_str(),
+              refused.last_error.message.c_str());
+  const bool failures_sorted = retried.ok() && retried.attempts == 3 &&
+                               refused.reason == noclobber::stop_reason::permanent && refused.attempts == 1 &&
+                               refused.last_error.code == "bad_name";
 
   // Step 6: prove it with the race harness: 8 writers forced to read the same version first.
   noclobber::race_options<std::string, std::string> options;
@@ -121,5 +165,5 @@ int main() {
   const auto naive = noclobber::run_race(store, noclobber::naive_strategy{}, options);
   std::printf("lost updates: read_modify_write %zu, naive %zu (of %u writers)\n", safe.lost(), naive.lost(),
               options.writers);
-  return r.ok() && safe.lost() == 0 && naive.lost() == options.writers - 1 ? 0 : 1;
+  return r.ok() && failures_sorted && safe.lost() == 0 && naive.lost() == options.writers - 1 ? 0 : 1;
 }

@@ -26,16 +26,16 @@ class my_store {
                                                         const std::string& value) {
     std::lock_guard lock(mutex_);
     auto it = rows_.find(key);
-    if (it == rows_.end()) return noclobber::write_result<std::uint64_t>::absent();
-    if (it->second.second != token) return noclobber::write_result<std::uint64_t>::conflict();
+    if (it == rows_.end()) return noclobber::write_result<std::uint64_t>::make_absent();
+    if (it->second.second != token) return noclobber::write_result<std::uint64_t>::make_conflict();
     it->second = {value, ++version_};
-    return noclobber::write_result<std::uint64_t>::applied(version_);
+    return noclobber::write_result<std::uint64_t>::make_applied(version_);
   }
   noclobber::write_result<std::uint64_t> create_if_absent(const std::string& key, const std::string& value) {
     std::lock_guard lock(mutex_);
     if (!rows_.try_emplace(key, value, version_ + 1).second)
-      return noclobber::write_result<std::uint64_t>::exists();
-    return noclobber::write_result<std::uint64_t>::applied(++version_);
+      return noclobber::write_result<std::uint64_t>::make_exists();
+    return noclobber::write_result<std::uint64_t>::make_applied(++version_);
   }
 
  private:

@@ -7,7 +7,8 @@
 # Stages, in order; the first that fails stops the run and is named:
 #   deps        install the missing Debian packages of scripts/apt-packages.txt (as root)
 #   format      clang-format --dry-run -Werror on include/ tests/ bench/ examples/ test_package/
-#   generated   single header and umbrella fresh, versions and packaging agree, doc examples = files
+#   generated   single header and umbrella fresh, versions and packaging agree, doc examples = files,
+#               every file and section the docs name exists
 #   gcc         g++ Release: tests, benchmarks, examples, header self-containment; ctest -LE server
 #   clang       clang++ Release (no benchmarks, no header check); ctest -LE server
 #   tsan        ThreadSanitizer, g++ -O1; ctest -LE server
@@ -104,6 +105,7 @@ stage_generated() {
   python3 scripts/amalgamate.py --check
   python3 scripts/check_packaging.py
   python3 scripts/check_doc_examples.py
+  python3 scripts/check_doc_links.py
 }
 
 # cmake_build DIR ARGS...: configure (reusing DIR), build everything, run ctest -LE server.

@@ -5,11 +5,14 @@
 #include <climits>
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "noclobber/cas_retry.hpp"
@@ -42,7 +45,7 @@ struct scripted_attempt {
 };
 
 write_result<long> fail(write_status s, std::string code = {}) {
-  return write_result<long>::failed(s, {std::move(code), "msg"});
+  return write_result<long>::make_failed(s, {std::move(code), "msg"});
 }
 
 retry_policy exponential_policy(unsigned attempts = 5) {
@@ -60,7 +63,7 @@ TEST_CASE("first-try success: one attempt, no sleep, no hooks", "[cas_retry]") {
   p.on_retry = [&](const noclobber::retry_event&) { ++hooks; };
   p.on_give_up = [&](const noclobber::give_up_event&) { ++hooks; };
   virtual_retry_env env(1);
-  scripted_attempt a{{write_result<long>::applied(42)}};
+  scripted_attempt a{{write_result<long>::make_applied(42)}};
   auto r = cas_retry(p, a, env);
   CHECK(r.ok());
   CHECK(r.reason == stop_reason::applied);
@@ -81,7 +84,7 @@ TEST_CASE("conflicts are retried after exactly the policy's delays, re-reading e
     auto p = exponential_policy();
     virtual_retry_env env(1);
     scripted_attempt a{{fail(write_status::conflict), fail(write_status::absent), fail(write_status::exists),
-                        write_result<long>::applied(7)}};
+                        write_result<long>::make_applied(7)}};
     auto r = cas_retry(p, a, env);
     CHECK(r.ok());
     CHECK(r.attempts == 4);
@@ -102,7 +105,7 @@ TEST_CASE("conflicts are retried after exactly the policy's delays, re-reading e
       virtual_retry_env env(99);
       scripted_attempt a;
       for (int i = 0; i < 5; ++i) a.script.push_back(fail(write_status::conflict));
-      a.script.push_back(write_result<long>::applied(1));
+      a.script.push_back(write_result<long>::make_applied(1));
       auto r = cas_retry(p, a, env);
       CHECK(r.ok());
       std::mt19937_64 rng(99);
@@ -121,7 +124,7 @@ TEST_CASE("transient resends the same request; transient_restart re-reads", "[ca
   auto p = exponential_policy();
   virtual_retry_env env(1);
   scripted_attempt a{{fail(write_status::transient), fail(write_status::transient_restart),
-                      fail(write_status::transient), write_result<long>::applied(3)}};
+                      fail(write_status::transient), write_result<long>::make_applied(3)}};
   auto r = cas_retry(p, a, env);
   CHECK(r.ok());
   REQUIRE(a.seen.size() == 4);
@@ -151,7 +154,7 @@ TEST_CASE("each stop reason, with attempts, time slept and the last error", "[ca
     CHECK(r.attempts == 1);
     CHECK(r.last_error.code == "timeout");
   }
-  SECTION("attempts_exhausted after max_attempts (default 5, as in seed 000)") {
+  SECTION("attempts_exhausted after max_attempts (default 5, as in the object_store_file fix)") {
     retry_policy p;
     p.backoff = backoff_policy::exponential(10ms, 1s);
     CHECK(p.max_attempts == 5);
@@ -225,7 +228,7 @@ TEST_CASE("the budget refunds: last retry's tokens on success, 1 on a first-try 
   p.budget = std::make_shared<retry_budget>(retry_budget::config{100, 5, 10, 1});
   virtual_retry_env env(1);
   scripted_attempt a{
-      {fail(write_status::conflict), fail(write_status::transient), write_result<long>::applied(1)}};
+      {fail(write_status::conflict), fail(write_status::transient), write_result<long>::make_applied(1)}};
   auto r = cas_retry(p, a, env);
   CHECK(r.ok());
   CHECK(p.budget->available() == 100 - 5 - 10 + 10);
@@ -569,4 +572,58 @@ TEST_CASE("commit_rate through cas_retry: the attempt reports versions, the mete
   const auto d = c.on_outcome(write_status::conflict, {}, 0ns, rng);
   REQUIRE(d);
   CHECK(d.delay <= 15ms);  // 1.5 * 10 ms / 1^2, not full jitter's 20 ms
+}
+
+TEST_CASE("decided: an attempt settles the loop without a write; reason says so", "[cas_retry][decided]") {
+  // Before attempt_result, an attempt that had nothing to write returned `applied` to stop the
+  // loop, and the result said stop_reason::applied. Now the reason is decided.
+  virtual_retry_env env(1);
+  retry_policy p = exponential_policy();
+  auto budget = std::make_shared<retry_budget>(retry_budget::config{20, 5, 10, 1});
+  p.budget = budget;
+  int give_ups = 0;
+  p.on_give_up = [&](const noclobber::give_up_event&) { ++give_ups; };
+  int n = 0;
+  auto r = cas_retry(
+      p,
+      [&](const attempt_info&) -> noclobber::attempt_result<write_result<long>> {
+        if (++n == 1) return fail(write_status::conflict);
+        return noclobber::decided(write_status::conflict);  // e.g. a patch dropped on conflict
+      },
+      env);
+  static_assert(std::is_same_v<decltype(r), noclobber::retry_result<write_result<long>>>);
+  CHECK(r.reason == stop_reason::decided);
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.last);
+  CHECK(r.attempts == 2);
+  CHECK(r.last_status == write_status::conflict);
+  CHECK(r.last_error.empty());
+  CHECK(give_ups == 0);              // deciding is not giving up
+  CHECK(budget->available() == 20);  // the retry's tokens came back, as after a success
+  CHECK(env.sleeps() == std::vector<ns>{10ms});
+  CHECK(noclobber::to_string(stop_reason::decided) == "decided");
+
+  // An attempt_result that carries a store outcome behaves as the outcome itself.
+  auto applied = cas_retry(
+      p, [](const attempt_info&) -> noclobber::attempt_result<write_status> { return write_status::applied; },
+      env);
+  CHECK(applied.ok());
+  CHECK(*applied.last == write_status::applied);
+  static_assert(std::is_base_of_v<noclobber::retry_stats, noclobber::retry_result<write_status>>);
+}
+
+TEST_CASE("classify_attempt_exception: the policy's mapping and the words it is reported with",
+          "[cas_retry][exceptions]") {
+  retry_policy p;
+  auto boom = std::make_exception_ptr(std::runtime_error("connection reset"));
+  CHECK_FALSE(noclobber::detail::classify_attempt_exception(p, boom));  // no mapping: rethrow
+  p.classify_exception = [&boom](std::exception_ptr e) -> std::optional<write_status> {
+    if (e == boom) return write_status::transient;  // this one is worth a retry; others rethrow
+    return std::nullopt;
+  };
+  auto mapped = noclobber::detail::classify_attempt_exception(p, boom);
+  REQUIRE(mapped);
+  CHECK(mapped->first == write_status::transient);
+  CHECK(mapped->second == noclobber::store_error{"exception", "connection reset"});
+  CHECK_FALSE(noclobber::detail::classify_attempt_exception(p, std::make_exception_ptr(42)));
 }

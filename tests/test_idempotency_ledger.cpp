@@ -1,4 +1,5 @@
-// Tests for idempotency_ledger (seed 004): once per (source, content hash), crash recovery.
+// Tests for idempotency_ledger (the import retried after a crash): once per (source, content
+// hash), crash recovery.
 #include <catch2/catch.hpp>
 
 #include <atomic>

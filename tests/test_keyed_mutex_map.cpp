@@ -2,11 +2,17 @@
 // deadlock-free random multi-key sets, timeouts, cross-thread release, exceptions, size() back to 0.
 #include <noclobber/keyed_mutex_map.hpp>
 
+#include <array>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <ctime>
+#include <iterator>
 #include <random>
+#include <ranges>
+#include <span>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -668,4 +674,140 @@ TEST_CASE("entries retired and re-created concurrently are never used after reus
   REQUIRE(total == done.load());
   REQUIRE(m.size() == 0);
   REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(total));
+}
+
+namespace {
+// A forward range whose elements are prvalues (like a transform view): object_key(first … last).
+// (Hand-written: clang 14 cannot compile libstdc++ 12's views.)
+struct generated_keys {
+  struct iterator {
+    using value_type = std::string;
+    using difference_type = std::ptrdiff_t;
+    int i = 0;
+    std::string operator*() const { return object_key(i); }
+    iterator& operator++() {
+      ++i;
+      return *this;
+    }
+    iterator operator++(int) { return {i++}; }
+    bool operator==(const iterator&) const = default;
+  };
+  int first = 0, last = 0;
+  iterator begin() const { return {first}; }
+  iterator end() const { return {last}; }
+};
+static_assert(std::ranges::forward_range<generated_keys>);
+
+// A single-pass range whose elements are lvalues that change under it: every word of a stream.
+struct words_of {
+  std::istream& in;
+  std::istream_iterator<std::string> begin() const { return std::istream_iterator<std::string>(in); }
+  std::istream_iterator<std::string> end() const { return {}; }
+};
+static_assert(std::ranges::input_range<words_of> && !std::ranges::forward_range<words_of>);
+
+template <class Map, class Arg>
+concept can_lock_all = requires(Map& map, const Arg& arg) {
+  map.lock_all(arg);
+};
+}  // namespace
+
+TEST_CASE("multi-key: any input range of keys, braced lists, keys converted to Key") {
+  string_map m;
+  SECTION("containers and views, folded") {
+    const std::array<std::string_view, 3> arr{"a", "b", "a"};
+    auto g1 = m.lock_all(arr);
+    REQUIRE(g1.size() == 2);
+    g1.unlock();
+    const std::vector<std::string> vec{"c", "d"};
+    auto g2 = m.try_lock_all(std::span<const std::string>(vec));
+    REQUIRE(g2.size() == 2);
+    g2.unlock();
+    // prvalue elements (a transform view) are copied first, so nothing points at a temporary
+    auto g3 = m.try_lock_all_for(generated_keys{0, 5}, 1s);
+    REQUIRE(g3.size() == 5);
+    REQUIRE_FALSE(m.try_lock(object_key(3)).owns_lock());
+    g3.unlock();
+    auto g4 = m.lock_all({"p", "q", "p"});  // braced list of const char*
+    REQUIRE(g4.size() == 2);
+    REQUIRE(m.size() == 2);
+  }
+  SECTION("a single-pass range: every key is kept, not just the last one read") {
+    std::istringstream words("w1 w2 w1 w3");
+    auto g = m.lock_all(words_of{words});
+    REQUIRE(g.size() == 3);
+    REQUIRE_FALSE(m.try_lock("w1").owns_lock());
+    REQUIRE_FALSE(m.try_lock("w2").owns_lock());
+    REQUIRE_FALSE(m.try_lock("w3").owns_lock());
+  }
+  SECTION("elements that convert to Key, on maps without a transparent hash") {
+    noclobber::keyed_mutex_map<std::string> plain;
+    const std::vector<const char*> names{"x", "y", "x"};
+    auto g = plain.lock_all(names);
+    REQUIRE(g.size() == 2);
+    REQUIRE_FALSE(plain.try_lock(std::string("y")).owns_lock());
+    noclobber::keyed_mutex_map<int> ints;
+    const std::vector<long> numbers{1, 2, 3};
+    auto h = ints.try_lock_all(numbers);
+    REQUIRE(h.size() == 3);
+    REQUIRE_FALSE(ints.try_lock(2).owns_lock());
+  }
+  REQUIRE(m.size() == 0);
+  // A string key is a range of characters, not a list of keys: lock_all(s) does not compile.
+  STATIC_REQUIRE_FALSE(can_lock_all<string_map, std::string>);
+  STATIC_REQUIRE_FALSE(can_lock_all<noclobber::keyed_mutex_map<std::string>, std::string>);
+  STATIC_REQUIRE(can_lock_all<string_map, std::vector<std::string>>);
+}
+
+namespace {
+// Holds `key` until the returned thread, started now, releases it after a short while.
+std::thread release_soon(string_map::guard& held) {
+  return std::thread([&held] {
+    std::this_thread::sleep_for(20ms);
+    held.unlock();
+  });
+}
+}  // namespace
+
+TEST_CASE("timeouts and deadlines of any length saturate: max() waits without limit, min() gives up") {
+  string_map m;
+  // Each timed call below waits for a key held by another thread until that thread lets go: a
+  // deadline that overflowed to the past would give up at once and fail the REQUIRE.
+  auto wait_out = [&](auto&& timed_lock) {
+    auto held = m.lock("k");
+    std::thread releaser = release_soon(held);
+    const bool got = static_cast<bool>(timed_lock());
+    releaser.join();
+    return got;
+  };
+  REQUIRE(wait_out([&] { return m.try_lock_for("k", std::chrono::hours::max()); }));
+  REQUIRE(wait_out([&] { return m.try_lock_for("k", std::chrono::milliseconds::max()); }));
+  REQUIRE(wait_out([&] { return m.try_lock_for("k", std::chrono::duration<double>(std::nan(""))); }));
+  REQUIRE(wait_out([&] { return m.try_lock_shared_for("k", std::chrono::seconds::max()); }));
+  REQUIRE(wait_out([&] {
+    return m.try_lock_until("k",
+                            std::chrono::time_point<std::chrono::steady_clock, std::chrono::hours>::max());
+  }));
+  REQUIRE(wait_out([&] { return m.try_lock_until("k", std::chrono::system_clock::time_point::max()); }));
+  REQUIRE(wait_out([&] {
+    return m.try_lock_shared_until(
+        "k", std::chrono::time_point<std::chrono::system_clock, std::chrono::hours>::max());
+  }));
+  REQUIRE(wait_out([&] {
+    return m.try_lock_all_for(std::vector<std::string>{"k", "j"}, std::chrono::hours::max());
+  }));
+  REQUIRE(wait_out([&] {
+    return m.try_lock_all_until({std::string_view("k")}, std::chrono::steady_clock::time_point::max());
+  }));
+  // The far past: one try, then give up (no overflow on the way).
+  auto held = m.lock("k");
+  REQUIRE_FALSE(m.try_lock_until("k", std::chrono::system_clock::time_point::min()).owns_lock());
+  REQUIRE_FALSE(m.try_lock_until("k", std::chrono::steady_clock::time_point::min()).owns_lock());
+  REQUIRE_FALSE(
+      m.try_lock_until("k", std::chrono::time_point<std::chrono::system_clock, std::chrono::hours>::min())
+          .owns_lock());
+  REQUIRE_FALSE(m.try_lock_for("k", std::chrono::hours::min()).owns_lock());
+  REQUIRE(m.size() == 1);
+  held.unlock();
+  REQUIRE(m.size() == 0);
 }

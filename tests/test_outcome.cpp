@@ -22,14 +22,14 @@ struct toy_store {
   }
   noclobber::write_result<long> write_if_match(const std::string& k, const long& t, const std::string& v) {
     auto it = rows.find(k);
-    if (it == rows.end()) return noclobber::write_result<long>::absent();
-    if (it->second.second != t) return noclobber::write_result<long>::conflict();
+    if (it == rows.end()) return noclobber::write_result<long>::make_absent();
+    if (it->second.second != t) return noclobber::write_result<long>::make_conflict();
     it->second = {v, t + 1};
-    return noclobber::write_result<long>::applied(t + 1);
+    return noclobber::write_result<long>::make_applied(t + 1);
   }
   noclobber::write_result<long> create_if_absent(const std::string& k, const std::string& v) {
-    if (!rows.emplace(k, std::pair{v, 1L}).second) return noclobber::write_result<long>::exists();
-    return noclobber::write_result<long>::applied(1);
+    if (!rows.emplace(k, std::pair{v, 1L}).second) return noclobber::write_result<long>::make_exists();
+    return noclobber::write_result<long>::make_applied(1);
   }
 };
 
@@ -59,13 +59,14 @@ struct noclobber::store_traits<foreign_kv> {
   }
   static write_result<int> write_if_match(foreign_kv& s, const int& k, const int& t, const int& v) {
     auto it = s.data.find(k);
-    if (it == s.data.end()) return write_result<int>::absent();
-    if (it->second != t) return write_result<int>::conflict();
+    if (it == s.data.end()) return write_result<int>::make_absent();
+    if (it->second != t) return write_result<int>::make_conflict();
     it->second = v;
-    return write_result<int>::applied(v);
+    return write_result<int>::make_applied(v);
   }
   static write_result<int> create_if_absent(foreign_kv& s, const int& k, const int& v) {
-    return s.data.emplace(k, v).second ? write_result<int>::applied(v) : write_result<int>::exists();
+    return s.data.emplace(k, v).second ? write_result<int>::make_applied(v)
+                                       : write_result<int>::make_exists();
   }
 };
 
@@ -78,11 +79,11 @@ static_assert(!noclobber::conditional_writer<int>);
 
 TEST_CASE("write_result factories carry status, token and error", "[outcome]") {
   using wr = noclobber::write_result<long>;
-  CHECK(wr::applied(7).ok());
-  CHECK(*wr::applied(7).token == 7);
-  CHECK_FALSE(wr::applied().token.has_value());
-  CHECK_FALSE(wr::conflict().ok());
-  auto f = wr::failed(noclobber::write_status::transient, {"SQLITE_BUSY", "database is locked"});
+  CHECK(wr::make_applied(7).ok());
+  CHECK(*wr::make_applied(7).token == 7);
+  CHECK_FALSE(wr::make_applied().token.has_value());
+  CHECK_FALSE(wr::make_conflict().ok());
+  auto f = wr::make_failed(noclobber::write_status::transient, {"SQLITE_BUSY", "database is locked"});
   CHECK(f.status == noclobber::write_status::transient);
   CHECK(f.error.code == "SQLITE_BUSY");
   CHECK(noclobber::to_string(f.status) == "transient");
@@ -90,6 +91,22 @@ TEST_CASE("write_result factories carry status, token and error", "[outcome]") {
   CHECK_FALSE(noclobber::needs_reread(noclobber::write_status::transient));
   CHECK_FALSE(noclobber::needs_reread(noclobber::write_status::indeterminate));
 }
+
+// The factory names before 0.2 stay for one release, deprecated: same results as make_*.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST_CASE("write_result's deprecated factory names still build the same results", "[outcome]") {
+  using wr = noclobber::write_result<long>;
+  CHECK(wr::applied(7).token == wr::make_applied(7).token);
+  CHECK(wr::applied().status == noclobber::write_status::applied);
+  CHECK(wr::conflict().status == noclobber::write_status::conflict);
+  CHECK(wr::absent().status == noclobber::write_status::absent);
+  CHECK(wr::exists().status == noclobber::write_status::exists);
+  auto f = wr::failed(noclobber::write_status::permanent, {"E", "m"});
+  CHECK(f.status == noclobber::write_status::permanent);
+  CHECK(f.error == noclobber::store_error{"E", "m"});
+}
+#pragma GCC diagnostic pop
 
 TEST_CASE("store_traits forwards to members and to specialisations", "[outcome][contract]") {
   toy_store s;

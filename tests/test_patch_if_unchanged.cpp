@@ -1,4 +1,5 @@
-// Tests for patch_if_unchanged (seed 003): a sparse patch against an expected revision.
+// Tests for patch_if_unchanged (the cache refresh that overwrites an edit): a sparse patch
+// against an expected revision.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -100,6 +101,8 @@ TEMPLATE_TEST_CASE("patch_if_unchanged: applied, dropped, retried, absent", "[pa
                                     nc::patch_conflict::drop);
     CHECK(r.outcome == nc::patch_outcome::dropped);
     CHECK(r.last_status == nc::write_status::conflict);
+    CHECK(r.reason == nc::stop_reason::decided);  // dropped at the refusal: no retry, no backoff
+    CHECK(r.attempts == 1);
     auto now = store.read("qb");
     CHECK(now.value.columns.empty());
     CHECK(now.value.edits == std::vector<std::string>{"e0", "e1"});
@@ -118,6 +121,8 @@ TEMPLATE_TEST_CASE("patch_if_unchanged: applied, dropped, retried, absent", "[pa
   SECTION("nothing to patch: absent") {
     auto r = nc::patch_if_unchanged(store, "missing", loaded.token, refresh_patch(loaded.value));
     CHECK(r.outcome == nc::patch_outcome::absent);
+    CHECK(r.reason == nc::stop_reason::decided);
+    CHECK(r.last_status == nc::write_status::absent);
   }
 }
 
@@ -188,7 +193,7 @@ TEST_CASE("patch_if_unchanged: transient and indeterminate", "[patch][faults]") 
   }
 }
 
-TEST_CASE("seed 003 race: cache refreshes never undo concurrent edits", "[patch][race][seed003]") {
+TEST_CASE("cache_refresh race: cache refreshes never undo concurrent edits", "[patch][race][cache_refresh]") {
   // Editors edit the model (every edit id must survive); refreshers load it, "resolve" the
   // query, and patch the cache fields with drop-on-conflict. The naive refresh (save the whole
   // model it loaded) is run under the same race as the negative control.

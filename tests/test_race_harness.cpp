@@ -28,6 +28,18 @@ options_t forced(unsigned writers, unsigned ops = 1) {
   return o;
 }
 
+// The explore run in which naive writers lose (seed 7: found within 10 schedules).
+options_t explore_16x2_seed7() {
+  options_t o;
+  o.mode = nc::race_mode::explore;
+  o.writers = 16;
+  o.ops_per_writer = 2;
+  o.seed = 7;
+  o.iterations = 10;
+  o.depth = 2;
+  return o;
+}
+
 // A broken adapter: its write_if_match ignores the token (a missing WHERE version = ?).
 class ignores_token_store {
  public:
@@ -194,13 +206,7 @@ TEST_CASE("the harness catches an adapter whose write_if_match ignores the token
 
 TEST_CASE("explore finds the naive loss within 10 seeds and replays it deterministically", "[race_harness]") {
   store_t store;
-  options_t o;
-  o.mode = nc::race_mode::explore;
-  o.writers = 16;
-  o.ops_per_writer = 2;
-  o.seed = 7;
-  o.iterations = 10;
-  o.depth = 2;
+  options_t o = explore_16x2_seed7();
   o.stall_timeout = std::chrono::seconds(5);  // naive never blocks: only a descheduled thread could stall
   const auto report = nc::run_race(store, nc::naive_strategy{}, o);
   INFO(report.to_text());
@@ -351,7 +357,7 @@ TEST_CASE("bad options are rejected at the boundary", "[race_harness]") {
   REQUIRE(bad.first_error.find("must return tag.id") != std::string::npos);
 }
 
-TEST_CASE("a custom workload: a map merge (seed 002) with 16 disjoint keys", "[race_harness]") {
+TEST_CASE("a custom workload: a map merge (env_patch) with 16 disjoint keys", "[race_harness]") {
   using map_t = std::map<std::string, std::string>;
   nc::memory_store<std::string, map_t> store;
   nc::race_options_for<decltype(store)> o;
@@ -488,4 +494,30 @@ TEST_CASE("append_workload makes unique, self-identifying values", "[race_harnes
   REQUIRE(std::count(v->begin(), v->end(), ';') == 3);
   REQUIRE(nc::parse_write_id("no tag") == 0);
   REQUIRE(nc::parse_write_id("x#") == 0);
+}
+
+TEST_CASE("timeouts of any length: milliseconds::max() waits without limit, never overflows",
+          "[race_harness]") {
+  // std::condition_variable::wait_for(milliseconds::max()) overflows on its way to nanoseconds and
+  // times out at once: the forced window would break (all writers "serialised") and every wait
+  // of explore would call the running writer stalled.
+  SECTION("forced: the window holds with barrier_timeout = max()") {
+    store_t store;
+    auto o = forced(8);
+    o.barrier_timeout = std::chrono::milliseconds::max();
+    const auto report = nc::run_race(store, nc::naive_strategy{}, o);
+    INFO(report.to_text());
+    REQUIRE_FALSE(report.writers_serialised);
+    REQUIRE(report.lost() == 7);
+  }
+  SECTION("explore: stall_timeout = max() never passes a running writer over") {
+    store_t store;
+    options_t o = explore_16x2_seed7();
+    o.stall_timeout = std::chrono::milliseconds::max();
+    const auto report = nc::run_race(store, nc::naive_strategy{}, o);
+    INFO(report.to_text());
+    REQUIRE(report.stalls == 0);
+    REQUIRE(report.failing_iterations == 1);
+    REQUIRE(report.replay_deterministic == std::optional<bool>(true));
+  }
 }

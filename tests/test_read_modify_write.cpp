@@ -104,8 +104,8 @@ struct scripted_store {
       auto real = op();
       if (real.status != nc::write_status::applied) return real;
     }
-    if (step.report == nc::write_status::applied) return nc::write_result<std::uint64_t>::applied();
-    return nc::write_result<std::uint64_t>::failed(step.report, {"scripted", "scripted write"});
+    if (step.report == nc::write_status::applied) return nc::write_result<std::uint64_t>::make_applied();
+    return nc::write_result<std::uint64_t>::make_failed(step.report, {"scripted", "scripted write"});
   }
 };
 
@@ -143,7 +143,7 @@ auto run_strategy(strategy s, Locks& locks, Store& store, const std::string& key
   return nc::naive_read_modify_write(store, key, fn);
 }
 
-// Seed 002: `writers` threads merge disjoint keys into one map value, `rounds` times (a fresh
+// env_patch: `writers` threads merge disjoint keys into one map value, `rounds` times (a fresh
 // map key each round). When `forced`, every writer waits inside its first fn call until all
 // writers have read: they all hold the same version when the first write happens.
 // Returns how many of the writers' keys are missing, summed over rounds.
@@ -194,16 +194,16 @@ int disjoint_merge_race(strategy s, int writers, int rounds, bool forced,
 
 }  // namespace
 
-// ---- seed 002: 16 concurrent disjoint-key merges ------------------------------------------------
+// ---- env_patch: 16 concurrent disjoint-key merges (the concurrent disjoint-key env PATCH) ------
 
-TEST_CASE("seed 002: 16 concurrent disjoint-key merges keep all 16 keys", "[rmw][race][seed002]") {
+TEST_CASE("env_patch: 16 concurrent disjoint-key merges keep all 16 keys", "[rmw][race][env_patch]") {
   nc::memory_store<std::string, env_map> store(
       network_latency());  // widens the read→write window, like a real store
   CHECK(disjoint_merge_race(strategy::cas, 16, 6, false, store, patient_policy()) == 0);
   CHECK(store.stats().conflicts > 0);  // the race was real: writers did collide
 }
 
-TEST_CASE("seed 002, forced window: CAS keeps all 16, naive loses exactly 15", "[rmw][race][seed002]") {
+TEST_CASE("env_patch, forced window: CAS keeps all 16, naive loses exactly 15", "[rmw][race][env_patch]") {
   SECTION("read_modify_write") {
     nc::memory_store<std::string, env_map> store;
     CHECK(disjoint_merge_race(strategy::cas, 16, 4, true, store, patient_policy()) == 0);
@@ -223,8 +223,8 @@ TEST_CASE("seed 002, forced window: CAS keeps all 16, naive loses exactly 15", "
   }
 }
 
-TEST_CASE("seed 002 with faults injected: all 16 keys and every outside write survive",
-          "[rmw][race][seed002][faults]") {
+TEST_CASE("env_patch with faults injected: all 16 keys and every outside write survive",
+          "[rmw][race][env_patch][faults]") {
   nc::fault_config faults;
   faults.seed = 2002;
   faults.latency_max = std::chrono::microseconds(20);
@@ -257,7 +257,7 @@ TEST_CASE("seed 002 with faults injected: all 16 keys and every outside write su
   CHECK(outside.load() > 0);
 }
 
-// ---- seed 000: 20 parallel store() calls into one object, including the creation race -----------
+// ---- object_store_file: 20 parallel store() calls into one object, the creation race included ---
 
 namespace {
 
@@ -267,7 +267,7 @@ int parallel_store_race(strategy s, int writers, int rounds, nc::memory_store<st
   std::atomic<int> failures{0};  // unexpected failed calls count as missing updates
   int missing = 0;
   for (int round = 0; round < rounds; ++round) {
-    const std::string key = "locations/" + std::to_string(round) + ".db";  // absent: seed race
+    const std::string key = "locations/" + std::to_string(round) + ".db";  // absent: the creation race
     std::barrier start(writers);
     std::vector<std::thread> threads;
     for (int w = 0; w < writers; ++w) {
@@ -301,7 +301,8 @@ int parallel_store_race(strategy s, int writers, int rounds, nc::memory_store<st
 
 }  // namespace
 
-TEST_CASE("seed 000: 20 parallel stores keep all 20 rows, creation race included", "[rmw][race][seed000]") {
+TEST_CASE("object_store_file: 20 parallel stores keep all 20 rows, creation race included",
+          "[rmw][race][object_store_file]") {
   SECTION("read_modify_write") {
     nc::memory_store<std::string, rows> store(
         network_latency());  // widens the read→write window, like a real store
@@ -315,8 +316,8 @@ TEST_CASE("seed 000: 20 parallel stores keep all 20 rows, creation race included
   }
 }
 
-TEST_CASE("seed 000 with faults injected: 20 parallel stores keep all 20 rows",
-          "[rmw][race][seed000][faults]") {
+TEST_CASE("object_store_file with faults injected: 20 parallel stores keep all 20 rows",
+          "[rmw][race][object_store_file][faults]") {
   nc::fault_config faults;
   faults.seed = 2000;
   faults.latency_max = std::chrono::microseconds(20);
@@ -374,6 +375,10 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
                                     [](const std::optional<int>&) -> nc::update<int> { return nc::keep; });
   CHECK(kept.outcome == nc::rmw_outcome::unchanged);
   CHECK(kept.ok());
+  // fn's answer ended the loop: the reason says so (before 0.2 it claimed `applied`).
+  CHECK(kept.reason == nc::stop_reason::decided);
+  CHECK(kept.last_status == nc::write_status::applied);
+  CHECK(kept.attempts == 1);
   CHECK(kept.value == 7);
   CHECK(kept.token == before->second);
   auto aborted = nc::read_modify_write(store, "n", [](const std::optional<int>& c) -> nc::update<int> {
@@ -381,6 +386,8 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
   });
   CHECK(aborted.outcome == nc::rmw_outcome::aborted);
   CHECK_FALSE(aborted.ok());
+  CHECK(aborted.reason == nc::stop_reason::decided);
+  CHECK(aborted.last_error.empty());
   CHECK(aborted.abort_reason == "too big: 7");
   CHECK(store.peek("n") == before);
   auto absent_keep =
@@ -389,6 +396,11 @@ TEST_CASE("unchanged and aborted write nothing", "[rmw][outcome]") {
         return nc::update<int>::keep();
       });
   CHECK(absent_keep.outcome == nc::rmw_outcome::unchanged);
+  CHECK(absent_keep.reason == nc::stop_reason::decided);
+  auto naive_keep = nc::naive_read_modify_write(
+      store, "n", [](const std::optional<int>&) -> nc::update<int> { return nc::keep; });
+  CHECK(naive_keep.outcome == nc::rmw_outcome::unchanged);
+  CHECK(naive_keep.reason == nc::stop_reason::decided);
   CHECK_FALSE(absent_keep.value.has_value());
   CHECK_FALSE(absent_keep.token.has_value());
   CHECK(store.size() == 1);

@@ -1,12 +1,15 @@
-// Tests for write_if_unchanged, update_field_if_unchanged and erase_if_unchanged (seed 001).
+// Tests for write_if_unchanged, update_field_if_unchanged and erase_if_unchanged (the
+// dirty flag cleared after a long wait).
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <barrier>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "noclobber/cas_retry.hpp"
@@ -71,6 +74,7 @@ TEST_CASE("update_field_if_unchanged clears only the value seen at claim time", 
     auto r =
         nc::update_field_if_unchanged(store, 1, &inode::dirty_since, seen, std::optional<std::int64_t>{});
     CHECK(r.outcome == nc::rmw_outcome::unchanged);
+    CHECK(r.reason == nc::stop_reason::decided);  // a mismatch is a decision, not a failure
     REQUIRE(r.value.has_value());
     CHECK(r.value->dirty_since == 2000);
     CHECK(store.peek(1)->first.dirty_since == 2000);
@@ -109,6 +113,7 @@ TEST_CASE("erase_if_unchanged: erases only the expected value", "[write_if_uncha
   (void)store.create_if_absent("marker", "job-7");
   auto wrong = nc::erase_if_unchanged(store, "marker", std::string("job-6"));
   CHECK(wrong.outcome == nc::rmw_outcome::unchanged);
+  CHECK(wrong.reason == nc::stop_reason::decided);
   CHECK(wrong.value == "job-7");
   CHECK(store.size() == 1);
   auto right = nc::erase_if_unchanged(store, "marker", std::string("job-7"));
@@ -142,8 +147,8 @@ TEST_CASE("erase_if_unchanged: erases only the expected value", "[write_if_uncha
   }
 }
 
-TEST_CASE("seed 001 race: the push worker never destroys a newer dirty_since",
-          "[write_if_unchanged][race][seed001]") {
+TEST_CASE("dirty_flag race: the push worker never destroys a newer dirty_since",
+          "[write_if_unchanged][race][dirty_flag]") {
   // Each round: the record is dirty at T1. The worker claims (snapshots dirty_since), pushes,
   // then compare-and-clears. The user writes T2 concurrently. If the claim saw T1, the user's
   // T2 must survive whatever the order (the user wrote after the clear, or the clear saw T2 and
@@ -194,7 +199,7 @@ TEST_CASE("seed 001 race: the push worker never destroys a newer dirty_since",
         const auto now = store.peek(ino)->first;
         if (seen_at_claim[static_cast<std::size_t>(ino)] == t1) {
           ++claims_before_edit;
-          if (now.dirty_since != t1 + 1) ++failures;  // the lost update seed 001 is about
+          if (now.dirty_since != t1 + 1) ++failures;  // the lost update of the dirty_flag scenario
         } else if (now.dirty_since.has_value() && now.dirty_since != t1 + 1) {
           ++failures;
         }
@@ -208,8 +213,8 @@ TEST_CASE("seed 001 race: the push worker never destroys a newer dirty_since",
   CHECK(claims_before_edit.load() >= inodes * rounds / 2);  // the dangerous order really happened
 }
 
-TEST_CASE("seed 001 negative control: a blind clear destroys the newer dirty_since",
-          "[write_if_unchanged][seed001]") {
+TEST_CASE("dirty_flag negative control: a blind clear destroys the newer dirty_since",
+          "[write_if_unchanged][dirty_flag]") {
   // Forced order: claim T1, user writes T2, worker clears. The blind clear loses T2; the
   // compare-and-clear keeps it.
   nc::memory_store<int, inode> store;
@@ -225,4 +230,97 @@ TEST_CASE("seed 001 negative control: a blind clear destroys the newer dirty_sin
       store.peek(1)->first.dirty_since.has_value());  // the bug: T2 gone, the reconciler would overwrite
   CHECK(store.peek(2)->first.dirty_since == 2000);    // the fix
   (void)seen1;
+}
+
+namespace {
+
+// memory_store with scripted erase answers: report `indeterminate` after erasing (or not), and a
+// hook that runs before each read (a failed read, another writer).
+struct scripted_erase_store {
+  using key_type = std::string;
+  using value_type = std::string;
+  using token_type = std::uint64_t;
+  nc::memory_store<std::string, std::string> inner;
+  std::optional<bool> next_erase_unknown;  // engaged: report indeterminate; true: erase first
+  std::function<std::optional<nc::read_status>()> before_read;
+  int erases = 0;
+
+  nc::read_result<std::string, std::uint64_t> read(const std::string& k) {
+    if (before_read) {
+      if (auto fail = before_read()) {
+        return nc::read_result<std::string, std::uint64_t>::make_failed(*fail, {"scripted", "read"});
+      }
+    }
+    return inner.read(k);
+  }
+  nc::write_result<std::uint64_t> write_if_match(const std::string& k, const std::uint64_t& t,
+                                                 const std::string& v) {
+    return inner.write_if_match(k, t, v);
+  }
+  nc::write_result<std::uint64_t> create_if_absent(const std::string& k, const std::string& v) {
+    return inner.create_if_absent(k, v);
+  }
+  nc::write_result<std::uint64_t> erase_if_match(const std::string& k, const std::uint64_t& t) {
+    ++erases;
+    if (!next_erase_unknown) return inner.erase_if_match(k, t);
+    const bool apply = *std::exchange(next_erase_unknown, std::nullopt);
+    if (apply) (void)inner.erase_if_match(k, t);
+    return nc::write_result<std::uint64_t>::make_failed(nc::write_status::indeterminate,
+                                                        {"timeout", "erase"});
+  }
+};
+
+nc::retry_policy immediate(unsigned attempts) {
+  nc::retry_policy p;
+  p.backoff = nc::backoff_policy::immediate();
+  p.max_attempts = attempts;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("erase_if_unchanged follows the one unknown-outcome rule", "[write_if_unchanged][indeterminate]") {
+  // The same rule as read_modify_write (conditional_op.hpp): resolved by the read right after,
+  // or by the next attempt's read when that one fails; unknowable when the key moved.
+  scripted_erase_store s;
+  (void)s.inner.create_if_absent("m", "v");
+  SECTION("the resolving read fails: the next attempt finds the key gone: applied, erased once") {
+    s.next_erase_unknown = true;
+    int reads = 0;
+    s.before_read = [&]() -> std::optional<nc::read_status> {
+      if (++reads == 2) return nc::read_status::transient;  // the read right after the erase
+      return std::nullopt;
+    };
+    auto r = nc::erase_if_unchanged(s, "m", std::string("v"), immediate(5));
+    CHECK(r.outcome == nc::rmw_outcome::applied);
+    CHECK(r.reason == nc::stop_reason::applied);
+    CHECK(r.attempts == 2);
+    CHECK(s.erases == 1);
+    CHECK_FALSE(s.inner.peek("m").has_value());
+  }
+  SECTION("not landed, untouched: the same erase is sent again in the next attempt") {
+    s.next_erase_unknown = false;
+    auto r = nc::erase_if_unchanged(s, "m", std::string("v"), immediate(5));
+    CHECK(r.outcome == nc::rmw_outcome::applied);
+    CHECK(r.attempts == 2);
+    CHECK(s.erases == 2);
+  }
+  SECTION("not landed, and another writer moved the key: unknowable, stop indeterminate") {
+    s.next_erase_unknown = false;
+    int reads = 0;
+    s.before_read = [&]() -> std::optional<nc::read_status> {
+      if (++reads == 2) {
+        auto cur = s.inner.peek("m");
+        (void)s.inner.write_if_match("m", cur->second, "theirs");
+      }
+      return std::nullopt;
+    };
+    auto r = nc::erase_if_unchanged(s, "m", std::string("v"), immediate(5));
+    CHECK(r.outcome == nc::rmw_outcome::gave_up);
+    CHECK(r.indeterminate);
+    CHECK(r.reason == nc::stop_reason::indeterminate);
+    CHECK(r.last_error.code == "timeout");
+    CHECK(s.erases == 1);
+    CHECK(s.inner.peek("m")->first == "theirs");
+  }
 }

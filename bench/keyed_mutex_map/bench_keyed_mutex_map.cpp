@@ -11,7 +11,8 @@
 //
 // Scenarios: distinct keys (1024 per thread, disjoint between threads) on 1 and 2 threads; one hot
 // key on 2 threads; Zipf-skewed keys (s = 0.99 over 65536 keys) on 2 threads; 1M distinct keys
-// touched once, reporting live entries and RSS growth afterwards.
+// touched once, reporting live entries and RSS growth afterwards. Then keyed_mutex_map alone: the
+// cost of each of its paths (BM_kmm_*) uncontended on one thread.
 // Keys look like real object keys: bucket/tenant-4824/2024/06/part-000123-c000.snappy.parquet.
 #include <benchmark/benchmark.h>
 #include <tbb/concurrent_hash_map.h>
@@ -295,6 +296,68 @@ void BM_million_keys(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 1000000);
 }
 
+// ---- keyed_mutex_map's own paths, uncontended, one thread ----------------------------------------
+// What one lock + unlock of a key nobody else holds costs on each path of keyed_mutex_map:
+//   exclusive_fast  lock(k) on an empty shard (one CAS in, one CAS out)
+//   exclusive_slow  lock(k) while another key of the same shard is held (shard lock, chain walk)
+//   shared          lock_shared(k) (shared holds always take the shard lock)
+//   timed           try_lock_for(k, 1 s) on an empty shard (adds reading the clock for the deadline)
+//   lock_all_2      lock_all(k1, k2), two keys of different shards
+// Each cycle is one call of a noinline function, so callgrind's inclusive cost of kmm_cycle_*
+// divided by its call count is the instructions per lock + unlock, which the load of a shared
+// machine does not disturb (commands: docs/keyed_mutex_map.md, "Cost of each path").
+using kmm_map = noclobber::keyed_mutex_map<std::string, string_hash, std::equal_to<>>;
+
+[[gnu::noinline]] void kmm_cycle_exclusive(kmm_map& m, std::string_view k) {
+  auto g = m.lock(k);
+  benchmark::DoNotOptimize(g);
+}
+[[gnu::noinline]] void kmm_cycle_shared(kmm_map& m, std::string_view k) {
+  auto g = m.lock_shared(k);
+  benchmark::DoNotOptimize(g);
+}
+[[gnu::noinline]] void kmm_cycle_timed(kmm_map& m, std::string_view k) {
+  auto g = m.try_lock_for(k, std::chrono::seconds(1));
+  benchmark::DoNotOptimize(g);
+}
+[[gnu::noinline]] void kmm_cycle_lock_all_2(kmm_map& m, std::string_view k1, std::string_view k2) {
+  auto g = m.lock_all(k1, k2);
+  benchmark::DoNotOptimize(g);
+}
+
+void BM_kmm_exclusive_fast(benchmark::State& state) {
+  kmm_map m;
+  const std::string k = object_key(4824, 7);
+  for (auto _ : state) kmm_cycle_exclusive(m, k);
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_kmm_exclusive_slow(benchmark::State& state) {
+  kmm_map m(noclobber::keyed_mutex_map_options{1});  // one shard: the neighbour shares it
+  auto neighbour = m.lock(object_key(4824, 8));
+  const std::string k = object_key(4824, 7);
+  for (auto _ : state) kmm_cycle_exclusive(m, k);
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_kmm_shared(benchmark::State& state) {
+  kmm_map m;
+  const std::string k = object_key(4824, 7);
+  for (auto _ : state) kmm_cycle_shared(m, k);
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_kmm_timed(benchmark::State& state) {
+  kmm_map m;
+  const std::string k = object_key(4824, 7);
+  for (auto _ : state) kmm_cycle_timed(m, k);
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_kmm_lock_all_2(benchmark::State& state) {
+  kmm_map m;
+  const std::string k1 = object_key(4824, 7);
+  const std::string k2 = object_key(4824, 9);
+  for (auto _ : state) kmm_cycle_lock_all_2(m, k1, k2);
+  state.SetItemsProcessed(state.iterations());
+}
+
 #define KMM_PEERS(BM, ...)                             \
   BENCHMARK_TEMPLATE(BM, kmm_peer) __VA_ARGS__;        \
   BENCHMARK_TEMPLATE(BM, global_map_peer) __VA_ARGS__; \
@@ -303,6 +366,11 @@ void BM_million_keys(benchmark::State& state) {
   BENCHMARK_TEMPLATE(BM, tbb_erase_peer) __VA_ARGS__;  \
   BENCHMARK_TEMPLATE(BM, bare_mutex_peer) __VA_ARGS__
 
+BENCHMARK(BM_kmm_exclusive_fast);
+BENCHMARK(BM_kmm_exclusive_slow);
+BENCHMARK(BM_kmm_shared);
+BENCHMARK(BM_kmm_timed);
+BENCHMARK(BM_kmm_lock_all_2);
 KMM_PEERS(BM_distinct, ->UseRealTime());
 KMM_PEERS(BM_distinct, ->Threads(2)->UseRealTime());
 BENCHMARK_TEMPLATE(BM_distinct, kmm64k_peer)->UseRealTime();

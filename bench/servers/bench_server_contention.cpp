@@ -60,7 +60,7 @@ void contend(benchmark::State& state, const char* name, Make make, bool with_loc
 std::string pg_table() {
   static const std::string t = [] {
     std::string name = nc_bench::unique("nc_contend");
-    noclobber::postgres::version_store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), name);
+    noclobber::postgres::store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), name);
     s.ensure_table();
     return name;
   }();
@@ -68,8 +68,8 @@ std::string pg_table() {
 }
 
 auto make_pg = [] {
-  return std::make_unique<noclobber::postgres::version_store>(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"),
-                                                              pg_table());
+  return std::make_unique<noclobber::postgres::store>(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"),
+                                                      pg_table());
 };
 auto make_redis = [] {
   return std::make_unique<noclobber::redis::store>(nc_bench::server_env("NOCLOBBER_REDIS_ADDR"));

@@ -46,7 +46,7 @@ void run_rmw(benchmark::State& state, Store& s, const std::string& key) {
 const std::string& pg_table() {
   static const std::string t = [] {
     std::string name = nc_bench::unique("nc_bench");
-    pg::version_store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), name);
+    pg::store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), name);
     s.ensure_table();
     return name;
   }();
@@ -54,7 +54,7 @@ const std::string& pg_table() {
 }
 
 void BM_postgres_noclobber_rmw(benchmark::State& state) {
-  pg::version_store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), pg_table());
+  pg::store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), pg_table());
   run_rmw(state, s, nc_bench::unique("rmw"));
 }
 
@@ -95,7 +95,7 @@ void BM_postgres_hand_written(benchmark::State& state) {
 }
 
 void BM_postgres_noclobber_row_lock(benchmark::State& state) {
-  pg::version_store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), pg_table());
+  pg::store s(nc_bench::server_env("NOCLOBBER_PG_CONNINFO"), pg_table());
   const std::string key = nc_bench::unique("lock");
   (void)s.create_if_absent(key, "0");
   for (auto _ : state) {

@@ -10,8 +10,8 @@
 // client finishes (completion) and the mean finish time.
 //
 // Optionally clients live in `processes` processes, each with a FIFO per-key lock in front of the
-// store (seed 000's second layer): a client takes its process's lock before its first read and
-// releases it after its write is applied; only lock holders contend on the row.
+// store (the object_store_file fix's second layer): a client takes its process's lock before its first read
+// and releases it after its write is applied; only lock holders contend on the row.
 //
 // Strategies see, at each conflict, what a real client can know: how many times it failed, the
 // versions it read and when, and when its write was refused (see `observation`).

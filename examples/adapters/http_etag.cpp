@@ -1,8 +1,9 @@
 // example: examples/adapters/http_etag.cpp
-// Seed 000's pattern on any HTTP server with strong ETags: download, modify, upload with
-// If-Match (If-None-Match: * to create); 412 means re-download and retry. A per-key lock in
-// front serialises this process's writers (and is required on servers whose conditional PUT is
-// not atomic, such as Apache mod_dav). Needs NOCLOBBER_DAV_URL, e.g. "http://127.0.0.1/dav/".
+// The fix for the SQLite file kept as one object-store object (docs/scenarios.md), on any HTTP
+// server with strong ETags: download, modify, upload with If-Match (If-None-Match: * to create);
+// 412 means re-download and retry. A per-key lock in front serialises this process's writers (and
+// is required on servers whose conditional PUT is not atomic, such as Apache mod_dav). Needs
+// NOCLOBBER_DAV_URL, e.g. "http://127.0.0.1/dav/".
 #include <noclobber/adapters/http_etag.hpp>
 #include <noclobber/keyed_mutex_map.hpp>
 #include <noclobber/locked_read_modify_write.hpp>
@@ -18,7 +19,7 @@ int main() {
   noclobber::http_etag::store store(base);  // one HTTP connection: one thread at a time
   noclobber::keyed_mutex_map<std::string> locks;
 
-  noclobber::retry_policy policy;  // the seed: up to 5 attempts, jittered exponential backoff
+  noclobber::retry_policy policy;  // as the original fix: up to 5 attempts, jittered backoff
   policy.max_attempts = 5;
   auto r = noclobber::locked_read_modify_write(
       locks, store, "notes.txt",

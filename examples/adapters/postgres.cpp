@@ -1,6 +1,6 @@
 // example: examples/adapters/postgres.cpp
 // Two ways to stop lost updates on PostgreSQL: the version column (optimistic) and the row lock
-// (seed 002's pessimistic path). Needs NOCLOBBER_PG_CONNINFO, e.g. "host=127.0.0.1 port=5432".
+// (the `env_patch` fix's pessimistic path). Needs NOCLOBBER_PG_CONNINFO, e.g. "host=127.0.0.1 port=5432".
 #include <noclobber/adapters/postgres.hpp>
 #include <noclobber/read_modify_write.hpp>
 
@@ -14,7 +14,7 @@ int main() {
   const char* conninfo = std::getenv("NOCLOBBER_PG_CONNINFO");
   if (conninfo == nullptr) return std::puts("set NOCLOBBER_PG_CONNINFO"), 1;
 
-  pg::version_store store(conninfo, "example_counters");  // one connection: one thread at a time
+  pg::store store(conninfo, "example_counters");  // one connection: one thread at a time
   store.ensure_table();
 
   // Optimistic: read (value, version), compute, UPDATE … WHERE version = $read; retry on conflict.

@@ -1,17 +1,22 @@
-// race_demo — the five seed bugs, raced on embedded SQLite by the noclobber race harness.
+// race_demo — five real lost-update bugs (docs/scenarios.md), raced on embedded SQLite by the
+// noclobber race harness.
 //
-// Each scenario is the shape of one real lost-update report (a location DB kept as one object,
-// a dirty flag, a 16-way env-map merge, a cache refresh against an edit, duplicate requests for
-// an import retried after a crash). Every scenario runs its writers first through the naive
-// read-modify-write the report describes, then through the noclobber fix, each on a fresh SQLite
-// file with one connection per writer. The table shows what each lost (and for 004, how often
-// each import ran).
+// Each scenario is the shape of one real report: object_store_file (the SQLite file kept as one
+// object-store object), dirty_flag (the dirty flag cleared after a long wait), env_patch (the
+// concurrent disjoint-key env PATCH), cache_refresh (the cache refresh that overwrites an edit) and
+// import_retry (the import retried after a crash). Every scenario runs its writers first through
+// the naive read-modify-write the report describes, then through the noclobber fix, each on a
+// fresh SQLite file with one connection per writer. The table shows what each lost (and for
+// import_retry, how often each import ran).
 //
-//   race_demo [--writers N] [--ops K] [--mode forced|explore|stress] [--seed S] [--schedule X]
-//             [--iterations I] [--scenario ID] [--strategy NAME] [--json] [--verbose]
+//   race_demo [--scenario NAME] [--strategy NAME] [--writers N] [--ops K]
+//             [--mode forced|explore|stress] [--seed S] [--schedule X] [--iterations I]
+//             [--json] [--verbose]
 //
-// Exit status: 0 when no noclobber strategy lost an update (nor, in 004, imported a batch twice or
-// left a duplicate request without the recorded result), 1 otherwise, 2 for bad arguments.
+// `--seed` is the race harness's random seed (key choice, explore schedules), nothing else.
+// Exit status: 0 when no noclobber strategy lost an update (nor, in import_retry, imported a batch
+// twice or left a duplicate request without the recorded result), 1 otherwise, 2 for bad
+// arguments.
 #include <noclobber/adapters/sqlite.hpp>
 #include <noclobber/idempotency_ledger.hpp>
 #include <noclobber/patch_if_unchanged.hpp>
@@ -39,12 +44,12 @@
 #include <vector>
 
 namespace nc = noclobber;
-using sqlite_store = nc::sqlite::version_store;
+using sqlite_store = nc::sqlite::store;
 using options_t = nc::race_options<std::string, std::string>;
 
 namespace {
 
-// ---- a store that crashes between COMMIT and the answer (scenario 004) ---------------------
+// ---- a store that crashes between COMMIT and the answer (import_retry) ----------------------
 
 // Wraps one SQLite connection. With probability `p` a write is performed and then reported as
 // indeterminate, as if the process had died after COMMIT was sent and was restarted.
@@ -71,8 +76,8 @@ class crashing_store {
  private:
   nc::write_result<token_type> maybe_crash(nc::write_result<token_type> r) {
     if (r.ok() && std::uniform_real_distribution<double>(0, 1)(rng_) < p_) {
-      return nc::write_result<token_type>::failed(nc::write_status::indeterminate,
-                                                  {"crash", "the importer crashed after COMMIT was sent"});
+      return nc::write_result<token_type>::make_failed(
+          nc::write_status::indeterminate, {"crash", "the importer crashed after COMMIT was sent"});
     }
     return r;
   }
@@ -122,7 +127,7 @@ nc::race_workload<std::string> workload_of(
   return w;
 }
 
-// ---- scenario 004: import batches, their idempotency keys, and what each request got ----------
+// ---- import_retry: import batches, their idempotency keys, and what each request got -----------
 
 const std::string import_source = "blocklist:source-7";
 // One batch per op: every writer requests the same batches (duplicate requests).
@@ -227,19 +232,32 @@ class once_tally {
 
 struct run_result {
   nc::race_report report;
-  std::optional<once_stats> once;  // scenario 004: the import requests
+  std::optional<once_stats> once;  // import_retry: the import requests
 };
 using runner = std::function<run_result(const std::string& path, const options_t&)>;
 
 struct scenario {
-  std::string id;
-  std::string title;
+  std::string id;     // what --scenario takes: object_store_file, dirty_flag, ...
+  std::string alias;  // the number earlier versions of the demo took (000 … 004)
+  std::string title;  // the plain name of the real bug (docs/scenarios.md)
   unsigned writers = 8;
   std::string key;
   std::string initial;  // written before the run when not empty
   nc::race_workload<std::string> workload;
   std::vector<std::pair<std::string, runner>> strategies;  // the first is the naive one
 };
+
+scenario named(std::string id, std::string alias, std::string title, unsigned writers, std::string key,
+               std::string initial = {}) {
+  scenario s;
+  s.id = std::move(id);
+  s.alias = std::move(alias);
+  s.title = std::move(title);
+  s.writers = writers;
+  s.key = std::move(key);
+  s.initial = std::move(initial);
+  return s;
+}
 
 template <class Strategy>
 runner on_sqlite(Strategy s) {
@@ -248,7 +266,7 @@ runner on_sqlite(Strategy s) {
   };
 }
 
-// Scenario 004: op k of every writer requests import batch k, on a store that crashes after
+// import_retry: op k of every writer requests import batch k, on a store that crashes after
 // COMMIT now and then; `make(tally, options)` gives the strategy, which fills the tally.
 template <class MakeStrategy>
 runner per_batch(MakeStrategy make) {
@@ -267,15 +285,18 @@ runner per_batch(MakeStrategy make) {
 std::vector<scenario> make_scenarios() {
   std::vector<scenario> all;
 
-  {  // 000: a location's SQLite DB kept as one object; store() appends rows.
-    scenario s{"000", "store() into one object", 8, "locations/42.db", "", nc::append_workload(64), {}};
+  {  // A location's SQLite DB kept as one object; store() appends rows.
+    scenario s = named("object_store_file", "000", "the SQLite file kept as one object-store object", 8,
+                       "locations/42.db");
+    s.workload = nc::append_workload(64);
     s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})},
                     {"cas", on_sqlite(nc::cas_strategy{})},
                     {"lock+cas", on_sqlite(nc::locked_cas_strategy<std::string>{})}};
     all.push_back(std::move(s));
   }
-  {  // 001: users set dirty_since; push workers clear it after a long wait.
-    scenario s{"001", "dirty flag", 8, "inode/7/dirty_since", "clean", {}, {}};
+  {  // Users set dirty_since; push workers clear it after a long wait.
+    scenario s = named("dirty_flag", "001", "the dirty flag cleared after a long wait", 8,
+                       "inode/7/dirty_since", "clean");
     s.workload = workload_of([](const std::string&, const nc::write_tag& t) {
       return t.writer % 2 ? "dirty_since=" + std::to_string(1715760000000ULL + t.writer * 1000 + t.op)
                           : std::string("clean");
@@ -296,8 +317,8 @@ std::vector<scenario> make_scenarios() {
                     {"compare-and-clear", on_sqlite(compare_and_clear)}};
     all.push_back(std::move(s));
   }
-  {  // 002: 16 concurrent PATCHes of disjoint keys into one env map.
-    scenario s{"002", "16-way disjoint-key merge", 16, "stacks/web/env", "", {}, {}};
+  {  // 16 concurrent PATCHes of disjoint keys into one env map.
+    scenario s = named("env_patch", "002", "the concurrent disjoint-key env PATCH", 16, "stacks/web/env");
     s.workload = workload_of([](const std::string& body, const nc::write_tag& t) {
       auto m = parse_fields(body);
       m["K" + std::to_string(t.writer)] = std::to_string(t.op);
@@ -308,8 +329,9 @@ std::vector<scenario> make_scenarios() {
                     {"lock+cas", on_sqlite(nc::locked_cas_strategy<std::string>{})}};
     all.push_back(std::move(s));
   }
-  {  // 003: a read path refreshes a cache inside the model while users edit the model.
-    scenario s{"003", "cache refresh vs edit", 8, "models/qb", "description=initial,columns=none", {}, {}};
+  {  // A read path refreshes a cache inside the model while users edit the model.
+    scenario s = named("cache_refresh", "003", "the cache refresh that overwrites an edit", 8, "models/qb",
+                       "description=initial,columns=none");
     s.workload = workload_of([](const std::string& body, const nc::write_tag& t) {
       auto m = parse_fields(body);
       if (t.writer % 2)
@@ -334,8 +356,8 @@ std::vector<scenario> make_scenarios() {
     s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})}, {"patch-or-drop", on_sqlite(patch_or_drop)}};
     all.push_back(std::move(s));
   }
-  {  // 004: duplicate import requests, retried after crashes; one idempotency key per batch.
-    scenario s{"004", "import with a crash and retry", 8, import_key(0), "", {}, {}};
+  {  // Duplicate import requests, retried after crashes; one idempotency key per batch.
+    scenario s = named("import_retry", "004", "the import retried after a crash", 8, import_key(0));
     s.workload = workload_of([](const std::string&, const nc::write_tag& t) {
       return "completed,bans=1200,importer=" + std::to_string(t.writer);
     });
@@ -356,7 +378,7 @@ std::vector<scenario> make_scenarios() {
             });
       };
     };
-    // The fix (seed 004's): idempotency_ledger on the same SQLite store. The first request
+    // The fix: idempotency_ledger on the same SQLite store. The first request
     // claims the batch (create_if_absent), imports and records the result (write_if_match);
     // a duplicate finds it in progress, asks again, and gets the recorded result. A crash after
     // COMMIT (indeterminate) is resolved by re-reading and recognising the ledger's own entry.
@@ -410,15 +432,22 @@ struct args {
   std::optional<std::uint64_t> schedule;
   unsigned iterations = 10;
   std::string scenario, strategy;
-  bool json = false, verbose = false;
+  bool json = false, verbose = false, help = false;
 };
 
-void usage(std::FILE* to) {
+void usage(std::FILE* to, const std::vector<scenario>& scenarios) {
   std::fprintf(to,
-               "usage: race_demo [--writers N] [--ops K] [--mode forced|explore|stress] [--seed S]\n"
-               "                 [--schedule X] [--iterations I] [--scenario 000..004] [--strategy NAME]\n"
+               "usage: race_demo [--scenario NAME] [--strategy NAME] [--writers N] [--ops K]\n"
+               "                 [--mode forced|explore|stress] [--seed S] [--schedule X] [--iterations I]\n"
                "                 [--json] [--verbose]\n"
-               "Races the seed scenarios on embedded SQLite: naive read-modify-write against noclobber.\n");
+               "Races five real lost-update bugs on embedded SQLite: naive read-modify-write against\n"
+               "noclobber's fix. --seed is the race harness's random seed. Scenarios (docs/scenarios.md):\n");
+  for (const scenario& s : scenarios) {
+    std::string strategies;
+    for (const auto& st : s.strategies) strategies += (strategies.empty() ? "" : ", ") + st.first;
+    std::fprintf(to, "  %-18s %s\n  %-18s   strategies: %s\n", s.id.c_str(), s.title.c_str(), "",
+                 strategies.c_str());
+  }
 }
 
 std::uint64_t number(const std::string& flag, const char* text, std::uint64_t min, std::uint64_t max) {
@@ -461,8 +490,7 @@ args parse(int argc, char** argv) {
     else if (flag == "--verbose")
       a.verbose = true;
     else if (flag == "--help" || flag == "-h") {
-      usage(stdout);
-      std::exit(0);
+      a.help = true;
     } else {
       throw std::invalid_argument("unknown option '" + flag + "'");
     }
@@ -491,19 +519,26 @@ std::string pad(std::string s, std::size_t width) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  auto scenarios = make_scenarios();
   args a;
   try {
     a = parse(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "race_demo: %s\n", e.what());
-    usage(stderr);
+    usage(stderr, scenarios);
     return 2;
   }
-  auto scenarios = make_scenarios();
+  if (a.help) {
+    usage(stdout, scenarios);
+    return 0;
+  }
   if (!a.scenario.empty()) {
-    std::erase_if(scenarios, [&](const scenario& s) { return s.id != a.scenario; });
+    std::string names;
+    for (const scenario& s : scenarios) names += (names.empty() ? "" : ", ") + s.id;
+    std::erase_if(scenarios, [&](const scenario& s) { return s.id != a.scenario && s.alias != a.scenario; });
     if (scenarios.empty()) {
-      std::fprintf(stderr, "race_demo: --scenario %s: no such scenario (000 … 004)\n", a.scenario.c_str());
+      std::fprintf(stderr, "race_demo: --scenario %s: no such scenario (%s)\n", a.scenario.c_str(),
+                   names.c_str());
       return 2;
     }
   }
@@ -561,12 +596,15 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  bool fix_lost = false, naive_lost = false;
+  bool fix_lost = false, naive_lost = false, naive_ran = false, fix_ran = false;
   for (const row& r : rows) {
-    if (r.naive)
+    if (r.naive) {
+      naive_ran = true;
       naive_lost = naive_lost || r.report.lost() > 0;
-    else
+    } else {
+      fix_ran = true;
       fix_lost = fix_lost || !r.report.ok() || (r.once && !r.once->ok());
+    }
   }
 
   if (a.json) {
@@ -592,9 +630,17 @@ int main(int argc, char** argv) {
   }
 
   std::cout << "noclobber race demo: embedded SQLite (one connection per writer), mode "
-            << nc::to_string(a.mode) << ", seed " << a.seed << "\n\n";
-  std::cout << pad("scenario", 36) << pad("strategy", 19) << pad("writers", 9) << pad("operations", 12)
-            << pad("lost", 7) << pad("retries", 9) << pad("time", 10) << "\n";
+            << nc::to_string(a.mode) << ", random seed " << a.seed << "\n\n";
+  // The scenarios shown, by the name --scenario takes, then one row per strategy.
+  const scenario* listed = nullptr;
+  for (const row& r : rows) {
+    if (r.s == listed) continue;
+    listed = r.s;
+    std::cout << "  " << pad(r.s->id, 19) << r.s->title << "\n";
+  }
+  std::cout << "\n"
+            << pad("scenario", 19) << pad("strategy", 20) << pad("writers", 9) << pad("operations", 12)
+            << pad("lost", 7) << pad("retries", 9) << "time\n";
   for (const row& r : rows) {
     const auto& rep = r.report;
     char ms[32];
@@ -604,10 +650,10 @@ int main(int argc, char** argv) {
     if (rep.check.unknown) note += " (" + std::to_string(rep.check.unknown) + " unknown outcomes)";
     if (rep.op_errors) note += " (" + std::to_string(rep.op_errors) + " errors)";
     if (r.once) note += " (" + once_text(*r.once) + ")";
-    std::cout << pad(r.s->id + " " + r.s->title, 36) << pad(r.strategy, 19)
-              << pad(std::to_string(rep.writers), 9) << pad(std::to_string(rep.operations), 12)
-              << pad(std::to_string(rep.lost()), 7) << pad(std::to_string(rep.retries), 9) << pad(ms, 10)
-              << note << "\n";
+    std::cout << pad(r.s->id, 19) << pad(r.strategy, 20) << pad(std::to_string(rep.writers), 9)
+              << pad(std::to_string(rep.operations), 12) << pad(std::to_string(rep.lost()), 7)
+              << pad(std::to_string(rep.retries), 9) << (note.empty() ? std::string(ms) : pad(ms, 10) + note)
+              << "\n";
   }
   // One loss, shown in full: the trace and how to replay it.
   for (const row& r : rows) {
@@ -625,7 +671,7 @@ int main(int argc, char** argv) {
   }
   if (a.verbose) {
     for (const row& r : rows) {
-      std::cout << "\n" << r.s->id << " " << r.s->title << "\n" << r.report.to_text();
+      std::cout << "\n" << r.s->id << ": " << r.s->title << "\n" << r.report.to_text();
       if (r.once) std::cout << "  import requests: " << once_text(*r.once) << "\n";
     }
   }
@@ -634,9 +680,15 @@ int main(int argc, char** argv) {
     std::cout
         << "FAILED: a noclobber strategy lost updates, or imported a batch twice (run with --verbose for "
            "the reports)\n";
-  } else if (!naive_lost && a.strategy.empty()) {
+  } else if (!fix_ran) {
+    std::cout << (naive_lost ? "naive read-modify-write lost updates (no noclobber strategy was run).\n"
+                             : "naive read-modify-write happened not to lose updates this time (try --mode "
+                               "forced).\n");
+  } else if (naive_ran && !naive_lost) {
     std::cout
         << "noclobber lost nothing; the naive runs happened not to collide this time (try --mode forced)\n";
+  } else if (!naive_ran) {
+    std::cout << "every noclobber strategy lost none.\n";
   } else {
     std::cout << "naive read-modify-write lost updates; every noclobber strategy lost none.\n";
   }

@@ -12,7 +12,7 @@
 TEST_CASE("my adapter loses no updates") {
   const std::string path =
       (std::filesystem::temp_directory_path() / ("my_adapter_" + std::to_string(getpid()) + ".db")).string();
-  using store = noclobber::sqlite::version_store;  // your adapter here
+  using store = noclobber::sqlite::store;  // your adapter here
 
   auto opt = noclobber::catch2::race_options_from_env<store>();  // honours NOCLOBBER_RACE_REPLAY
   opt.writers = 16;

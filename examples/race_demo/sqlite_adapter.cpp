@@ -16,8 +16,8 @@ int main() {
       (std::filesystem::temp_directory_path() / ("noclobber_example_" + std::to_string(getpid()) + ".db"))
           .string();
 
-  // One version_store = one SQLite connection; use it from one thread at a time.
-  noclobber::sqlite::version_store db(path);
+  // One sqlite::store = one SQLite connection; use it from one thread at a time.
+  noclobber::sqlite::store db(path);
   auto r = noclobber::read_modify_write(db, "locations/42", [](const std::optional<std::string>& rows) {
     return rows.value_or("") + "row;";  // created if absent, else written only if unchanged
   });
@@ -29,8 +29,8 @@ int main() {
   opt.ops_per_writer = 10;
   opt.store_name = "sqlite";
   opt.strategy_name = "cas";
-  auto report = noclobber::run_race_per_writer(
-      [&](unsigned) { return noclobber::sqlite::version_store(path); }, noclobber::cas_strategy{}, opt);
+  auto report = noclobber::run_race_per_writer([&](unsigned) { return noclobber::sqlite::store(path); },
+                                               noclobber::cas_strategy{}, opt);
   std::cout << report.to_text();
 
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());

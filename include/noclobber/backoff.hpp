@@ -56,6 +56,8 @@
 #include <string>
 #include <string_view>
 
+#include "noclobber/duration.hpp"
+
 namespace noclobber {
 
 /// The schedules backoff_policy knows.
@@ -207,7 +209,9 @@ class contention_meter {
   bool has_pending_ = false;
 };
 
-/// An immutable, validated backoff schedule. Cheap to copy (32 bytes).
+/// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
+/// std::chrono duration for base and cap without overflow (saturating_ns): a cap of hours::max()
+/// means "no cap" (nanoseconds::max()), never a negative value.
 class backoff_policy {
  public:
   using duration = std::chrono::nanoseconds;
@@ -216,26 +220,29 @@ class backoff_policy {
   [[nodiscard]] static backoff_policy immediate() noexcept { return backoff_policy(); }
 
   /// t(n) = min(cap, base * multiplier^(n-1)), no jitter.
-  [[nodiscard]] static backoff_policy exponential(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy exponential(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::exponential, base, cap, multiplier);
   }
   /// uniform[0, t(n)]: Brooker's recommended default.
-  [[nodiscard]] static backoff_policy full_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy full_jitter(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::full_jitter, base, cap, multiplier);
   }
   /// t(n)/2 + uniform[0, t(n)/2]: never shorter than half the exponential delay.
-  [[nodiscard]] static backoff_policy equal_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy equal_jitter(saturating_ns base, saturating_ns cap,
+                                                   double multiplier = 2.0) {
     return make(backoff_kind::equal_jitter, base, cap, multiplier);
   }
   /// min(cap, uniform[base, multiplier * previous]): grows from the previous delay, not the count.
-  [[nodiscard]] static backoff_policy decorrelated_jitter(duration base, duration cap,
+  [[nodiscard]] static backoff_policy decorrelated_jitter(saturating_ns base, saturating_ns cap,
                                                           double multiplier = 3.0) {
     return make(backoff_kind::decorrelated_jitter, base, cap, multiplier);
   }
   /// Full jitter whose window also shrinks to about 1.5w / (1 - busy)^2 when the contention_meter
   /// shows a quiet row (see the overview). Defaults tuned in Brooker's simulation.
-  [[nodiscard]] static backoff_policy commit_rate(duration base = std::chrono::milliseconds(30),
-                                                  duration cap = std::chrono::seconds(1),
+  [[nodiscard]] static backoff_policy commit_rate(saturating_ns base = std::chrono::milliseconds(30),
+                                                  saturating_ns cap = std::chrono::seconds(1),
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }

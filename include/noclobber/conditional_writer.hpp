@@ -40,24 +40,39 @@
 namespace noclobber {
 
 namespace detail {
+// Each member type is detected on its own, so that a store missing one of them is told which.
 template <class S>
-struct member_store_types {};
-
+struct member_key_type {};
 template <class S>
 requires requires {
   typename S::key_type;
+}
+struct member_key_type<S> {
+  using key_type = typename S::key_type;
+};
+
+template <class S>
+struct member_value_type {};
+template <class S>
+requires requires {
   typename S::value_type;
+}
+struct member_value_type<S> {
+  using value_type = typename S::value_type;
+};
+
+template <class S>
+struct member_token_type {};
+template <class S>
+requires requires {
   typename S::token_type;
 }
-struct member_store_types<S> {
-  using key_type = typename S::key_type;
-  using value_type = typename S::value_type;
+struct member_token_type<S> {
   using token_type = typename S::token_type;
 };
 
 template <class S>
 struct member_patch_type {};
-
 template <class S>
 requires requires {
   typename S::patch_type;
@@ -70,7 +85,10 @@ struct member_patch_type<S> {
 /// Customisation point. The primary template forwards to members; each function exists only
 /// when the member does, so concept checks stay SFINAE-friendly.
 template <class Store>
-struct store_traits : detail::member_store_types<Store>, detail::member_patch_type<Store> {
+struct store_traits : detail::member_key_type<Store>,
+                      detail::member_value_type<Store>,
+                      detail::member_token_type<Store>,
+                      detail::member_patch_type<Store> {
   template <std::same_as<Store> S, class K>
   static auto read(S& s, const K& key) -> decltype(s.read(key)) {
     return s.read(key);
@@ -114,14 +132,18 @@ template <class Store>
 using store_write_result_t = write_result<store_token_t<Store>>;
 
 /// The store names its key, value and token types.
+// clang-format off
 template <class Store>
-concept store_types = requires {
-  typename store_key_t<Store>;
-  typename store_value_t<Store>;
-  typename store_token_t<Store>;
-}
-&&std::default_initializable<store_value_t<Store>>&& std::default_initializable<store_token_t<Store>>&&
+concept store_types =
+    requires {
+      typename store_key_t<Store>;
+      typename store_value_t<Store>;
+      typename store_token_t<Store>;
+    } &&
+    std::default_initializable<store_value_t<Store>> &&
+    std::default_initializable<store_token_t<Store>> &&
     std::equality_comparable<store_token_t<Store>>;
+// clang-format on
 
 /// read(key) -> read_result<value, token>
 template <class Store>
@@ -145,7 +167,8 @@ concept erasable_writer = conditional_writer<Store> &&
   { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
 };
 
-/// Optional: apply a sparse patch only if unchanged (seed 003's patch_model).
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
 template <class Store>
 concept patchable_writer = conditional_writer<Store> && requires {
   typename store_patch_t<Store>;
@@ -162,24 +185,77 @@ concept overwritable_store = store_types<Store> &&
   { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
 };
 
+namespace detail {
+// A store_traits function declared without `static` (in a user's specialisation): taking its
+// address gives a pointer to member function. Templates and overload sets are never flagged.
+template <class T>
+concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
+template <class T>
+concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
+template <class T>
+concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
+template <class T>
+concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
+template <class T>
+concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
+template <class T>
+concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
+
+#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
+  "noclobber: store_traits<Store>::" fn                    \
+  " is declared without `static`: declare it static (the " \
+  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
+
+template <class S>
+constexpr bool check_traits_static() {
+  using T = store_traits<S>;
+  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
+  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
+  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
+  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
+  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
+  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
+  return true;
+}
+#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
+}  // namespace detail
+
 /// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
-/// algorithm (or in your adapter's test) for a readable error instead of a concept dump.
+/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
+/// missing type name is reported alone (each one is detected on its own), and a store_traits
+/// function declared without `static` is reported as that.
 template <class Store>
 constexpr bool check_conditional_writer() {
   using S = std::remove_cvref_t<Store>;
-  static_assert(
-      requires { typename store_key_t<S>; },
-      "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
-      "or store_traits<Store>::key_type");
-  static_assert(
-      requires { typename store_value_t<S>; },
-      "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
-      "or store_traits<Store>::value_type");
-  static_assert(
-      requires { typename store_token_t<S>; },
-      "noclobber: the store adapter must name its version token type: a member "
-      "`using token_type = ...;` or store_traits<Store>::token_type");
-  if constexpr (store_types<S>) {
+  constexpr bool has_key = requires {
+    typename store_key_t<S>;
+  };
+  constexpr bool has_value = requires {
+    typename store_value_t<S>;
+  };
+  constexpr bool has_token = requires {
+    typename store_token_t<S>;
+  };
+  static_assert(has_key,
+                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
+                "or store_traits<Store>::key_type");
+  static_assert(has_value,
+                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
+                "or store_traits<Store>::value_type");
+  static_assert(has_token,
+                "noclobber: the store adapter must name its version token type: a member "
+                "`using token_type = ...;` or store_traits<Store>::token_type");
+  static_assert(detail::check_traits_static<S>());
+  if constexpr (has_key && has_value && has_token) {
+    static_assert(
+        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
+        "noclobber: value_type and token_type must be default-constructible");
+    static_assert(std::equality_comparable<store_token_t<S>>,
+                  "noclobber: token_type must be equality-comparable");
+  }
+  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
+                !detail::nonstatic_write_if_match<store_traits<S>> &&
+                !detail::nonstatic_create_if_absent<store_traits<S>>) {
     static_assert(readable_store<S>,
                   "noclobber: the store adapter must provide `read(const key_type&)` returning "
                   "read_result<value_type, token_type> (absent is a normal answer)");
@@ -195,12 +271,6 @@ constexpr bool check_conditional_writer() {
         },
         "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
         "returning write_result<token_type>");
-  } else {
-    static_assert(
-        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
-        "noclobber: value_type and token_type must be default-constructible");
-    static_assert(std::equality_comparable<store_token_t<S>>,
-                  "noclobber: token_type must be equality-comparable");
   }
   return true;
 }

@@ -2,9 +2,9 @@
 //
 // Overview
 // --------
-// Seed 004's bugs: a check-then-insert let two requests both start the same import, and a
-// background task that crashed half-way re-applied everything when it was retried. The fix is
-// a ledger keyed by (source, content hash) whose entries move through
+// The import retried after a crash: a check-then-insert let two requests both start the same
+// import, and a background task that crashed half-way re-applied everything when it was retried.
+// The fix is a ledger keyed by (source, content hash) whose entries move through
 //
 //     (absent) --claim--> pending --complete--> completed      (never run again)
 //                            |  \--fail------> failed          (a retry claims it again)
@@ -29,7 +29,7 @@
 // the starts) and runs the operation again. So: completed operations never run again, and
 // two callers never run it at the same time while a lease is valid — but an operation that
 // crashed part-way *is* run again, so it must be safe to re-run on its own partial effects
-// (seed 004: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
+// (the blocklist import: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
 // (or the caller sees `lost_claim`: somebody took over, and the operation may have run twice).
 // Leases compare times from `ledger_options::clock` (system_clock by default, so that several
 // processes agree; their clocks must be roughly in sync).
@@ -62,6 +62,7 @@
 
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/read_modify_write.hpp"
 
@@ -146,7 +147,8 @@ struct ledger_entry {
 
 struct ledger_options {
   /// A pending claim older than this is presumed crashed and may be taken over. Must be > 0.
-  std::chrono::nanoseconds lease = std::chrono::seconds(30);
+  /// Any duration converts without overflow: hours::max() means a lease that never expires.
+  saturating_ns lease = std::chrono::seconds(30);
   /// Names this ledger's claims (in logs and in the entry); empty: a random id.
   std::string owner;
   /// The clock leases are measured on; null: std::chrono::system_clock::now.
@@ -183,13 +185,13 @@ enum class ledger_outcome : unsigned char {
   return "unknown";
 }
 
-struct ledger_result {
+/// The outcome of a ledger call. Its retry_stats base is the last ledger write's loop (reason
+/// decided for already_completed, in_progress and lost_claim: the entry said so).
+struct ledger_result : retry_stats {
   ledger_outcome outcome = ledger_outcome::gave_up;
   std::string result;                 // ran / already_completed: the result; failed: the error
   std::optional<ledger_entry> entry;  // the entry as last seen or written
   bool indeterminate = false;
-  stop_reason reason = stop_reason::applied;
-  store_error last_error;
 
   /// ran or already_completed: the operation's effect is in place.
   [[nodiscard]] bool ok() const noexcept {
@@ -221,7 +223,7 @@ class idempotency_ledger {
 
   explicit idempotency_ledger(Store& store, ledger_options options = {})
       : store_(store), options_(std::move(options)) {
-    if (options_.lease <= std::chrono::nanoseconds::zero()) {
+    if (options_.lease.get() <= std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::idempotency_ledger: lease = " +
                                   std::to_string(options_.lease.count()) + "ns must be positive");
     }
@@ -266,7 +268,7 @@ class idempotency_ledger {
     c.key = ledger_key(source, content_hash);
     c.id = options_.owner + "#" + std::to_string(next_claim_.fetch_add(1, std::memory_order_relaxed));
     const std::int64_t now = now_ns();
-    const std::int64_t lease_until = saturating_add(now, options_.lease.count());
+    const std::int64_t lease_until = saturating_add(std::chrono::nanoseconds(now), options_.lease).count();
     ledger_result out;
     auto r = read_modify_write(
         store_, key_type(c.key),
@@ -292,6 +294,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = c.entry;
       return {std::move(c), std::move(out)};
@@ -344,6 +347,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = next;
       out.outcome = state == ledger_state::completed ? ledger_outcome::ran : ledger_outcome::failed;
@@ -357,12 +361,11 @@ class idempotency_ledger {
     return out;
   }
 
+  // The statistics are in `out` already.
   template <class R>
   static void fill_failure(ledger_result& out, const R& r) {
     out.outcome = ledger_outcome::gave_up;
     out.indeterminate = r.indeterminate;
-    out.reason = r.reason;
-    out.last_error = r.last_error;
     if (r.outcome == rmw_outcome::aborted) out.last_error = {"corrupt", r.abort_reason};
   }
 
@@ -392,14 +395,6 @@ class idempotency_ledger {
   std::int64_t now_ns() const {
     const auto t = options_.clock ? options_.clock() : std::chrono::system_clock::now();
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  }
-
-  static std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-    constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
-    if (b > 0 && a > max - b) return max;
-    if (b < 0 && a < min - b) return min;
-    return a + b;
   }
 
   Store& store_;

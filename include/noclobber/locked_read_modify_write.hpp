@@ -1,5 +1,6 @@
-// noclobber/locked_read_modify_write.hpp — seed 000's two layers: a per-key lock in front of
-// the conditional-write loop.
+// noclobber/locked_read_modify_write.hpp — a per-key lock in front of the conditional-write
+// loop: the two layers of the fix for the SQLite file kept as one object-store object
+// (docs/scenarios.md).
 //
 // Overview
 // --------
@@ -13,9 +14,10 @@
 //     auto r = noclobber::locked_read_modify_write(locks, store, "loc/42.db",
 //         [&](const std::optional<blob>& db) -> noclobber::update<blob> { return add_row(db, row); });
 //
-// `locks` is any object whose `lock(key)` returns an RAII guard (keyed_mutex_map, or your own);
-// it is locked with the store key itself. The guard is released when the call returns or
-// throws.
+// `locks` is any object whose `lock(key)` returns an RAII guard (the key_lock_map concept of
+// noclobber/key_lock.hpp: keyed_mutex_map, or your own); it is locked with the store key itself.
+// A lock map that cannot lock the store's key type fails the build with one static_assert that
+// names both types. The guard is released when the call returns or throws.
 //
 // Thread safety: call from any number of threads. What runs under the per-key lock: the whole
 // read_modify_write — every store call, every backoff sleep, `fn` (each time it is called),
@@ -29,41 +31,47 @@
 
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
-#include "noclobber/keyed_mutex_map.hpp"
+#include "noclobber/key_lock.hpp"
 #include "noclobber/read_modify_write.hpp"
 
 namespace noclobber {
 
-/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+namespace detail {
+
+/// `locks.lock(key)`, after the one static_assert that names both types when it cannot work
+/// (noclobber/key_lock.hpp); nothing else is instantiated then, so that is the only error.
 template <class Locks, class Key>
-concept key_lock_map = requires(Locks& locks, const Key& key) {
-  locks.lock(key);
-};
+auto lock_store_key(Locks& locks, const Key& key) {
+  if constexpr (check_key_lock_map<Locks, Key>::value) {
+    return locks.lock(key);
+  } else {
+    return nullptr;  // not reached at run time: the static_assert has failed the build
+  }
+}
+
+}  // namespace detail
 
 /// read_modify_write with `locks.lock(key)` held throughout (see the overview).
 template <class Locks, class Store, class Fn, retry_env Env>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy, Env& env) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy, env);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn));
 }
 

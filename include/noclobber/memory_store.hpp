@@ -41,6 +41,7 @@
 // throw, the key keeps its previous value and version and the mutex is released.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -55,6 +56,7 @@
 #include <utility>
 #include <vector>
 
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/thread_annotations.hpp"
 
@@ -65,8 +67,9 @@ namespace noclobber {
 /// indeterminate_applied) are drawn from one roll, so their sum must not exceed 1.
 struct fault_config {
   std::uint64_t seed = 0;
-  std::chrono::nanoseconds latency_min{0};
-  std::chrono::nanoseconds latency_max{0};
+  // Any duration converts without overflow (hours::max() is nanoseconds::max(), not negative).
+  saturating_ns latency_min = std::chrono::nanoseconds(0);
+  saturating_ns latency_max = std::chrono::nanoseconds(0);
   double transient = 0.0;
   double transient_restart = 0.0;
   double indeterminate_applied = 0.0;
@@ -205,29 +208,29 @@ class memory_store {
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
                                                  const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       it->second.value = value;
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
   [[nodiscard]] write_result_type create_if_absent(const Key& key, const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it != map.end()) return count_conflict(write_result_type::exists());
+      if (it != map.end()) return count_conflict(write_result_type::make_exists());
       const token_type version = next_version();
       map.emplace(key, entry{value, version});
-      return write_result_type::applied(version);
+      return write_result_type::make_applied(version);
     });
   }
 
   [[nodiscard]] write_result_type erase_if_match(const Key& key, const token_type& token) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       map.erase(it);
-      return write_result_type::applied();
+      return write_result_type::make_applied();
     });
   }
 
@@ -235,13 +238,13 @@ class memory_store {
                                                  const patch_type& patch) {
     if (!patch) throw std::invalid_argument("noclobber::memory_store::patch_if_match: the patch is empty");
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       Value patched = it->second.value;  // a throwing patch leaves the stored value alone
       patch(patched);
       it->second.value = std::move(patched);
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
@@ -260,7 +263,7 @@ class memory_store {
       it->second.version = version;
     }
     stat(stats_.applied);
-    return write_result_type::applied(version);
+    return write_result_type::make_applied(version);
   }
 
   // ---- inspection, free of faults and latency ------------------------------------------------
@@ -365,8 +368,13 @@ class memory_store {
 
   void sleep_latency(const fault_config& f) {
     if (f.latency_max.count() <= 0) return;
-    const auto span = static_cast<double>((f.latency_max - f.latency_min).count());
-    const auto delay = f.latency_min + std::chrono::nanoseconds(static_cast<std::int64_t>(draw() * span));
+    // 0 <= min <= max, so the span fits; the double product may round up past it near
+    // nanoseconds::max(): clamp it to the span, so that min + extra <= max cannot overflow.
+    const std::int64_t span = (f.latency_max.get() - f.latency_min.get()).count();
+    const double drawn = draw() * static_cast<double>(span);
+    const std::int64_t extra =
+        drawn < static_cast<double>(span) ? std::min(static_cast<std::int64_t>(drawn), span) : span;
+    const auto delay = f.latency_min.get() + std::chrono::nanoseconds(extra);
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
   }
 
@@ -415,8 +423,8 @@ class memory_store {
     stat(stats_.applied);
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
-      return write_result_type::failed(write_status::indeterminate,
-                                       {"injected", "injected indeterminate (applied)"});
+      return write_result_type::make_failed(write_status::indeterminate,
+                                            {"injected", "injected indeterminate (applied)"});
     }
     return result;
   }
@@ -429,7 +437,7 @@ class memory_store {
     } else {
       stat(stats_.injected_transient);
     }
-    return write_result_type::failed(s, {"injected", what});
+    return write_result_type::make_failed(s, {"injected", what});
   }
 
   std::array<shard, shard_count> shards_;

@@ -6,9 +6,10 @@
 // back with the store's unconditional `overwrite`. Nothing checks whether somebody else wrote
 // the key between the read and the write, so when two callers read the same version, the
 // second overwrite silently erases the first caller's update. This is exactly the lost update
-// of every seed report (a download → modify → put_object cycle without If-Match; a
-// GetStackEnvVars → merge → UpdateStackEnvVars sequence; a cache refresh that saves the whole
-// model it read earlier).
+// behind the real-world scenarios noclobber is built around (the SQLite file kept as one
+// object-store object: download → modify → put_object without If-Match; the concurrent
+// disjoint-key env PATCH: read the env vars → merge → write them all back; the cache refresh that
+// overwrites an edit: save the whole model read earlier).
 //
 // DO NOT USE IT FOR REAL WRITES. It exists as the negative control: the race harness and the
 // tests run it under the same race as read_modify_write to show that the race is real and
@@ -59,7 +60,7 @@ template <class Store, class Fn>
   if (!u.is_write()) {
     out.outcome = u.is_keep() ? rmw_outcome::unchanged : rmw_outcome::aborted;
     out.abort_reason = u.reason();
-    out.reason = stop_reason::applied;
+    out.reason = stop_reason::decided;
     out.last_status = write_status::applied;
     if (read.found()) out.token = std::move(read.token);
     out.value = std::move(current);

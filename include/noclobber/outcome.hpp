@@ -116,16 +116,39 @@ struct write_result {
   [[nodiscard]] bool ok() const noexcept { return status == write_status::applied; }
   explicit operator bool() const noexcept { return ok(); }
 
-  [[nodiscard]] static write_result applied() { return {write_status::applied, std::nullopt, {}}; }
-  [[nodiscard]] static write_result applied(Token new_token) {
+  // Factories are make_*, as on read_result; the bare words are predicates (ok()).
+  [[nodiscard]] static write_result make_applied() { return {write_status::applied, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_applied(Token new_token) {
     return {write_status::applied, std::optional<Token>(std::move(new_token)), {}};
   }
-  [[nodiscard]] static write_result conflict() { return {write_status::conflict, std::nullopt, {}}; }
-  [[nodiscard]] static write_result absent() { return {write_status::absent, std::nullopt, {}}; }
-  [[nodiscard]] static write_result exists() { return {write_status::exists, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_conflict() { return {write_status::conflict, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_absent() { return {write_status::absent, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_exists() { return {write_status::exists, std::nullopt, {}}; }
   /// Any non-applied status with the store's words attached.
-  [[nodiscard]] static write_result failed(write_status s, store_error e = {}) {
+  [[nodiscard]] static write_result make_failed(write_status s, store_error e = {}) {
     return {s, std::nullopt, std::move(e)};
+  }
+
+  // The names before 0.2, kept for one release.
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied() {
+    return make_applied();
+  }
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied(
+      Token new_token) {
+    return make_applied(std::move(new_token));
+  }
+  [[deprecated("use write_result::make_conflict")]] [[nodiscard]] static write_result conflict() {
+    return make_conflict();
+  }
+  [[deprecated("use write_result::make_absent")]] [[nodiscard]] static write_result absent() {
+    return make_absent();
+  }
+  [[deprecated("use write_result::make_exists")]] [[nodiscard]] static write_result exists() {
+    return make_exists();
+  }
+  [[deprecated("use write_result::make_failed")]] [[nodiscard]] static write_result failed(
+      write_status s, store_error e = {}) {
+    return make_failed(s, std::move(e));
   }
 };
 

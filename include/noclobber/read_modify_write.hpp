@@ -27,7 +27,7 @@
 //   `fn` may run several times (once per re-read) and must have no effects outside its return
 //   value; it never runs under a noclobber lock here (see locked_read_modify_write.hpp).
 //
-// Indeterminate writes
+// Indeterminate writes (the rule is conditional_op.hpp's, shared by every operation)
 //   A write reported `indeterminate` may or may not have landed. It is never treated as a
 //   conflict. The algorithm re-reads at once and:
 //     * if the stored value equals a value we sent with unknown outcome, the write landed:
@@ -48,10 +48,15 @@
 //   classify_exception maps it to a status). A write starts only after `fn` has returned, so an
 //   exception from `fn` never leaves a partial write behind.
 //
-// Structure: detail::rmw_core makes every decision above without doing I/O; detail::rmw_machine
-// performs the store calls it asks for, and asio/async_read_modify_write.hpp awaits the same
-// calls, so both forms share one implementation. rmw_core allocates only to remember values
-// whose write was indeterminate.
+// Result: rmw_result, whose retry_stats say why the loop stopped (stop_reason::decided for keep
+// and abort: fn's answer ended it, not a failure).
+//
+// Structure: read_modify_write is one case of the I/O-free core in conditional_op.hpp:
+// detail::rmw_op says what to send (create_if_absent or write_if_match on the token read), calls
+// fn, and recognises its values; detail::op_core owns when to read, the indeterminate rule and
+// what cas_retry is told; detail::rmw_machine (op_machine) performs the store calls, and
+// asio/async_read_modify_write.hpp awaits the same calls, so both forms share one
+// implementation. rmw_op allocates only to remember values whose write was indeterminate.
 //
 // Thread safety: read_modify_write holds no lock of its own and keeps its state on the stack;
 // call it from any number of threads at once if the store allows concurrent use.
@@ -68,6 +73,7 @@
 #include <vector>
 
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/conditional_op.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
 
@@ -100,11 +106,13 @@ class update {
 
   update(const Value& v) : kind_(update_kind::write), value_(v) {}        // NOLINT: implicit
   update(Value&& v) : kind_(update_kind::write), value_(std::move(v)) {}  // NOLINT: implicit
+  // clang-format off
   template <class U>
-  requires(std::constructible_from<Value, U> && !std::same_as<std::remove_cvref_t<U>, Value> &&
-           !std::same_as<std::remove_cvref_t<U>, update> && !std::same_as<std::remove_cvref_t<U>, keep_t> &&
-           !std::same_as<std::remove_cvref_t<U>, abort_t>) update(U&& u)
-      : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}   // NOLINT: implicit
+    requires std::constructible_from<Value, U> &&
+             (!std::same_as<std::remove_cvref_t<U>, Value>) && (!std::same_as<std::remove_cvref_t<U>, update>) &&
+             (!std::same_as<std::remove_cvref_t<U>, keep_t>) && (!std::same_as<std::remove_cvref_t<U>, abort_t>)
+  update(U&& u) : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}  // NOLINT: implicit
+  // clang-format on
   update(keep_t) : kind_(update_kind::keep) {}                                    // NOLINT: implicit
   update(abort_t a) : kind_(update_kind::abort), reason_(std::move(a.reason)) {}  // NOLINT: implicit
 
@@ -157,9 +165,12 @@ enum class rmw_outcome : unsigned char {
   return "unknown";
 }
 
-/// The result of read_modify_write and of the algorithms built on it.
+/// The result of read_modify_write and of the algorithms built on it. The loop's statistics
+/// (attempts, reason, slept, last_status, last_error) are the retry_stats base: `reason` is
+/// stop_reason::decided for unchanged and aborted (fn's answer ended the loop, not a failure),
+/// and last_status is then `applied` (the read succeeded).
 template <class Value, class Token>
-struct rmw_result {
+struct rmw_result : retry_stats {
   using value_type = Value;
   using token_type = Token;
 
@@ -174,19 +185,8 @@ struct rmw_result {
   bool created = false;
   /// gave_up with a write whose outcome is unknown: our update may or may not be stored.
   bool indeterminate = false;
-  /// Attempts made (each one a write, preceded by a read when one was needed).
-  unsigned attempts = 0;
-  /// Why the retry loop stopped. For unchanged and aborted it is stop_reason::applied: fn's
-  /// answer ended the loop, not a failure.
-  stop_reason reason = stop_reason::permanent;
-  /// Status of the last store call the loop acted on (a failed read is mapped with
-  /// as_write_status), and the store's words for it.
-  write_status last_status = write_status::permanent;
-  store_error last_error;
   /// fn's reason when aborted.
   std::string abort_reason;
-  /// Total time slept in backoff.
-  std::chrono::nanoseconds slept{0};
 
   /// applied or unchanged.
   [[nodiscard]] bool ok() const noexcept {
@@ -199,10 +199,12 @@ template <class Store>
 using store_rmw_result_t = rmw_result<store_value_t<Store>, store_token_t<Store>>;
 
 /// `fn` can be called with the current value (or absence) and answers an update.
+// clang-format off
 template <class Fn, class Value>
-concept rmw_function = std::invocable < Fn&,
-        const std::optional<Value>
-& > &&std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+concept rmw_function =
+    std::invocable<Fn&, const std::optional<Value>&> &&
+    std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+// clang-format on
 
 namespace detail {
 
@@ -221,144 +223,35 @@ constexpr bool check_rmw_function() {
   return true;
 }
 
-/// The decisions of one read_modify_write, free of I/O: when an attempt reads, calling `fn`,
-/// keep / abort, which write to send (create_if_absent or write_if_match on the token read),
-/// the indeterminate rule, and the rmw_result bookkeeping. A driver performs the store calls and
-/// hands each answer back; every driver runs the same sequence per attempt:
-///
-///   if (starts_with_read(info)) { if (auto a = on_read(read())) return *a; }
-///   w = creates() ? create_if_absent(value()) : write_if_match(token(), value());
-///   if (!on_write(w)) return w;
-///   return on_resolving_read(read(), w);
-///
-/// rmw_machine (below) drives it with direct calls, async_rmw_machine
-/// (asio/async_read_modify_write.hpp) with co_await. Not thread-safe (one per call).
+/// read_modify_write as a conditional_op (conditional_op.hpp): read, call fn, send
+/// write_if_match on the token read (create_if_absent when the key was absent); keep / abort
+/// decide; a value we sent with unknown outcome is recognised by equality. The unknown-outcome
+/// rule itself is op_core's. rmw_op allocates only to remember such values.
 template <class Value, class Token, class Fn>
-class rmw_core {
+class rmw_op {
  public:
   using value_type = Value;
   using token_type = Token;
   using read_type = read_result<Value, Token>;
   using wresult = write_result<Token>;
   using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests =
+      request_bit(op_request::write_if_match) | request_bit(op_request::create_if_absent);
   static constexpr bool recognises_values = std::equality_comparable<value_type>;
 
-  explicit rmw_core(Fn& fn) : fn_(fn) {}
+  explicit rmw_op(Fn& fn) : fn_(fn) {}
 
-  /// Whether this attempt starts with a read; otherwise it resends the pending write.
-  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
-    return info.reread || !pending_ || resolving_;
+  [[nodiscard]] bool ready() const noexcept { return pending_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept {
+    return read_found_ ? op_request::write_if_match : op_request::create_if_absent;
   }
-
-  /// Takes the attempt's read and calls fn on it when it is needed. Returns the attempt's
-  /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
-  /// indeterminate write, keep / abort); nullopt: send the write next.
-  [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
-    if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    if (resolving_) {
-      resolving_ = false;
-      if (!untouched(read)) {
-        return wresult::failed(
-            write_status::indeterminate,
-            {"indeterminate", "a write's outcome is unknown and the key has changed since"});
-      }
-    }
-    compute(std::move(read));
-    if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
-    return std::nullopt;
-  }
-
-  /// The write to send: create_if_absent(key, value()) when creates(), else
-  /// write_if_match(key, token(), value()). Only after starts_with_read / on_read asked for it.
-  [[nodiscard]] bool creates() const noexcept { return conditioned_on_absent_; }
   [[nodiscard]] const token_type& token() const noexcept { return token_; }
   [[nodiscard]] const value_type& value() const noexcept { return *pending_; }
 
-  /// Takes the write's answer. false: `w` is the attempt's answer. true: the write may or may
-  /// not have landed; read again at once and pass that read and `w` to on_resolving_read.
-  [[nodiscard]] bool on_write(const wresult& w) {
-    if (w.status != write_status::indeterminate) return false;
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
-    resolving_ = true;
-    return true;
-  }
-
-  /// The attempt's answer after the indeterminate write `w` and the read that followed it.
-  [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
-    if (read.failed()) {
-      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    resolving_ = false;
-    if (untouched(read)) {
-      // It did not land and nothing changed: the same request can be sent again.
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    return std::move(w);
-  }
-
-  /// The result, from the retry loop's.
-  [[nodiscard]] result_type finish(retry_result<wresult>&& r) {
-    result_type out;
-    out.attempts = r.attempts;
-    out.reason = r.reason;
-    out.slept = r.slept;
-    if (!r.last_error.empty()) out.last_error = std::move(r.last_error);  // usually empty: skip the move
-    if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
-      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
-      if (current_) out.value.emplace(std::move(*current_));
-      if (read_found_) out.token = token_;
-      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
-      out.last_status = write_status::applied;
-      return out;
-    }
-    if (r.reason == stop_reason::applied) {
-      out.outcome = rmw_outcome::applied;
-      out.last_status = write_status::applied;
-      if (landed_value_) {
-        out.value = std::move(landed_value_);
-        out.token = std::move(landed_token_);
-      } else {
-        out.value = std::move(pending_);
-        if (r.last && r.last->token) out.token = std::move(r.last->token);
-      }
-      out.created = conditioned_on_absent_ && !landed_value_;
-      return out;
-    }
-    out.outcome = rmw_outcome::gave_up;
-    out.last_status = r.last ? r.last->status : write_status::permanent;
-    out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
-    return out;
-  }
-
- private:
-  // The key is as we left it: still absent after a create, or still at the token we sent on.
-  bool untouched(const read_type& read) const {
-    return conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
-  }
-
-  bool recognise(const value_type& v) const {
-    if constexpr (recognises_values) {
-      for (const value_type& sent : unknown_) {
-        if (v == sent) return true;
-      }
-    }
-    return false;
-  }
-
-  wresult landed(value_type v, token_type t) {
-    resolving_ = false;
-    landed_value_.emplace(std::move(v));
-    landed_token_.emplace(std::move(t));
-    return wresult::applied();
-  }
-
-  void compute(read_type&& read) {
+  /// Calls fn on what was read: a value to write (send), or keep / abort (decided).
+  [[nodiscard]] op_step on_read(read_type&& read) {
     pending_.reset();  // an exception from fn must not leave a stale write to resend
     read_found_ = read.found();
-    conditioned_on_absent_ = !read_found_;
     token_ = std::move(read.token);
     if (read_found_) {
       current_.emplace(std::move(read.value));
@@ -369,7 +262,7 @@ class rmw_core {
     switch (u.kind()) {
       case update_kind::write:
         pending_.emplace(std::move(u).value());
-        break;
+        return op_step::send();
       case update_kind::keep:
         decided_ = update_kind::keep;
         break;
@@ -378,57 +271,76 @@ class rmw_core {
         abort_reason_.emplace(u.reason());
         break;
     }
+    return op_step::decide();  // nothing written; the read succeeded
   }
 
+  /// conflict, absent, exists...: the loop re-reads and calls fn again.
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+
+  void on_unknown() {
+    if constexpr (recognises_values) unknown_.push_back(*pending_);
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) {
+      if (!read.found()) return false;
+      for (const value_type& sent : unknown_) {
+        if (read.value == sent) return true;
+      }
+    }
+    return false;
+  }
+
+  void on_applied(wresult& w) noexcept(std::is_nothrow_move_constructible_v<token_type>) {
+    if (w.token) applied_token_.emplace(std::move(*w.token));
+  }
+  void on_landed(read_type&& read) {
+    landed_value_.emplace(std::move(read.value));
+    applied_token_.emplace(std::move(read.token));
+  }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (decided_) {
+      out.outcome = *decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+      if (current_) out.value.emplace(std::move(*current_));
+      if (read_found_) out.token = token_;
+      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
+      return;
+    }
+    if (out.reason == stop_reason::applied) {
+      out.outcome = rmw_outcome::applied;
+      if (landed_value_) {
+        out.value = std::move(landed_value_);
+      } else {
+        out.value = std::move(pending_);
+      }
+      out.token = std::move(applied_token_);
+      out.created = !read_found_ && !landed_value_;
+      return;
+    }
+    out.outcome = rmw_outcome::gave_up;
+    out.indeterminate = unknown_outcome;
+  }
+
+ private:
   Fn& fn_;
-  std::optional<value_type> current_;  // what fn saw last
-  std::optional<value_type> pending_;  // the value to write (kept for transient resends)
-  token_type token_{};                 // the token pending_ is conditioned on
-  bool read_found_ = false;
-  bool conditioned_on_absent_ = false;
-  bool resolving_ = false;                   // a write's outcome is unknown; the next read decides
+  std::optional<value_type> current_;        // what fn saw last
+  std::optional<value_type> pending_;        // the value to write (kept for transient resends)
+  token_type token_{};                       // the token pending_ is conditioned on
+  bool read_found_ = false;                  // false: pending_ is a create
   std::optional<update_kind> decided_;       // keep or abort, once fn said so
   std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
   std::vector<value_type> unknown_;          // values sent whose outcome we never learned
-  std::optional<value_type> landed_value_;
-  std::optional<token_type> landed_token_;
+  std::optional<value_type> landed_value_;   // a value of ours recognised in a read
+  std::optional<token_type> applied_token_;  // the token of our applied (or recognised) write
 };
 
-/// One read_modify_write on a synchronous store: rmw_core's sequence with direct store calls.
 template <class Store, class Fn>
-class rmw_machine {
- public:
-  using traits = store_traits<Store>;
-  using key_type = store_key_t<Store>;
-  using core_type = rmw_core<store_value_t<Store>, store_token_t<Store>, Fn>;
-  using wresult = typename core_type::wresult;
-  using result_type = typename core_type::result_type;
+using rmw_op_for = rmw_op<store_value_t<Store>, store_token_t<Store>, Fn>;
 
-  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), core_(fn) {}
-
-  wresult operator()(const attempt_info& info) {
-    if (core_.starts_with_read(info)) {
-      if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
-    }
-    return write();
-  }
-
-  result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
-
- private:
-  // The attempt's write. One named result on every path, so it is built in the caller's
-  // return slot (NRVO) instead of being moved out: a write_result carries two strings.
-  wresult write() {
-    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
-                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
-    if (core_.on_write(w)) w = core_.on_resolving_read(traits::read(store_, key_), std::move(w));
-    return w;
-  }
-
-  Store& store_;
-  const key_type& key_;
-  core_type core_;
-};
+/// One read_modify_write on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, class Fn>
+using rmw_machine = op_machine<Store, rmw_op_for<Store, Fn>>;
 
 inline const retry_policy& default_retry_policy() {
   static const retry_policy policy{};
@@ -447,9 +359,7 @@ template <class Store, class Fn, retry_env Env>
   static_assert(check_conditional_writer<Store>());
   static_assert(detail::check_rmw_function<std::remove_reference_t<Fn>, store_value_t<Store>>());
   detail::rmw_machine<Store, std::remove_reference_t<Fn>> machine(store, key, fn);
-  auto r = cas_retry(
-      policy, [&machine](const attempt_info& info) { return machine(info); }, env);
-  return machine.finish(std::move(r));
+  return machine.run(policy, env);
 }
 
 template <class Store, class Fn>

@@ -10,16 +10,20 @@
 //
 // libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
 // wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard):
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
 //
 //   noclobber::annotated_mutex mu;
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
 //   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
 //
+// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
+//
 // Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
 // threads. No user callbacks run anywhere in this header.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 #if defined(__clang__) && !defined(SWIG)
@@ -82,6 +86,34 @@ class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
   std::mutex mutex_;
 };
 
+// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
+// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
+// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
+// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
+// analysis checks a lambda on its own and cannot see that it runs under the lock.
+class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
+ public:
+  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
+  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
+  annotated_wait_lock(const annotated_wait_lock&) = delete;
+  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
+
+  void wait(std::condition_variable& cv) { cv.wait(lock_); }
+  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::condition_variable& cv,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
+      cv.wait(lock_);
+      return std::cv_status::no_timeout;
+    }
+    return cv.wait_until(lock_, deadline);
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
 // Scoped lock over annotated_mutex (std::lock_guard with attributes).
 class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
  public:
@@ -92,6 +124,28 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
 
  private:
   annotated_mutex& mutex_;
+};
+
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
 };
 
 }  // namespace noclobber

@@ -2,13 +2,13 @@
 //
 // Overview
 // --------
-// Seed 001's bug: a worker snapshots a flag (`dirty_since`) when it claims a job, works for
-// 30 s, then clears the flag unconditionally — destroying a newer value a user wrote in the
-// meantime, after which a reconciler overwrites the user's edit. The fix is to clear the flag
-// only if it still holds the value seen at claim time. These helpers do that on any store that
-// fulfils conditional_writer.hpp, with the version-token check underneath, so a value that was
-// changed and changed back in between is also handled correctly (the token moved: re-read,
-// re-compare).
+// The dirty flag cleared after a long wait: a worker snapshots a flag (`dirty_since`) when it
+// claims a job, works for 30 s, then clears the flag unconditionally — destroying a newer value a
+// user wrote in the meantime, after which a reconciler overwrites the user's edit. The fix is to
+// clear the flag only if it still holds the value seen at claim time. These helpers do that on
+// any store that fulfils conditional_writer.hpp, with the version-token check underneath, so a
+// value that was changed and changed back in between is also handled correctly (the token moved:
+// re-read, re-compare).
 //
 //     // claim time
 //     auto seen = store.read(ino).value.dirty_since;                  // e.g. 1715760000123
@@ -45,6 +45,7 @@
 #include <utility>
 
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/conditional_op.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/read_modify_write.hpp"
@@ -94,79 +95,83 @@ template <class Store, class Field, class FieldValue>
       policy);
 }
 
+namespace detail {
+
+/// erase_if_unchanged as a conditional_op (conditional_op.hpp): read, compare with `expected`
+/// (another value, or no key: decided, unchanged), send erase_if_match on the token read. An
+/// erase whose outcome was unknown is recognised by the key being gone.
+template <class Value, class Token>
+class erase_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests = request_bit(op_request::erase_if_match);
+
+  explicit erase_op(const value_type& expected) : expected_(expected) {}
+
+  [[nodiscard]] bool ready() const noexcept { return token_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept { return op_request::erase_if_match; }
+  [[nodiscard]] const token_type& token() const noexcept { return *token_; }
+
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent() || !(read.value == expected_)) {
+      if (read.found()) seen_.emplace(std::move(read.value));
+      return op_step::decide();  // nothing to erase: unchanged
+    }
+    token_.emplace(std::move(read.token));
+    return op_step::send();
+  }
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+  void on_unknown() noexcept {}
+  [[nodiscard]] bool recognise(const read_type& read) const noexcept { return read.absent(); }
+  void on_applied(wresult&) noexcept { erased_ = true; }
+  void on_landed(read_type&&) noexcept { erased_ = true; }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (erased_) {
+      out.outcome = rmw_outcome::applied;
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = rmw_outcome::unchanged;
+      out.value = std::move(seen_);
+    } else {
+      out.outcome = rmw_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  const value_type& expected_;
+  std::optional<token_type> token_;  // the token of the expected value, once read
+  std::optional<value_type> seen_;   // the value found instead of expected
+  bool erased_ = false;
+};
+
+}  // namespace detail
+
 /// Erases the key only if its value still equals `expected`. Needs erase_if_match
-/// (erasable_writer). An erase reported indeterminate is resolved by re-reading: gone means
-/// done (the goal state); the same token means it did not land (sent again); anything else
-/// stops with outcome gave_up and `indeterminate == true`.
+/// (erasable_writer). An erase reported indeterminate is resolved by conditional_op.hpp's rule:
+/// the key gone means done (the goal state); the same token means it did not land (sent again);
+/// anything else stops with outcome gave_up and `indeterminate == true`.
 template <class Store>
 [[nodiscard]] store_rmw_result_t<Store> erase_if_unchanged(
     Store& store, const store_key_t<Store>& key, const store_value_t<Store>& expected,
     const retry_policy& policy = detail::default_retry_policy()) {
-  using value_type = store_value_t<Store>;
-  using token_type = store_token_t<Store>;
-  using traits = store_traits<std::remove_cvref_t<Store>>;
-  using wresult = write_result<token_type>;
+  using S = std::remove_cvref_t<Store>;
   static_assert(
-      erasable_writer<std::remove_cvref_t<Store>>,
+      erasable_writer<S>,
       "noclobber: erase_if_unchanged needs the store's `erase_if_match(const key_type&, const token_type&)` "
       "returning write_result<token_type>");
   static_assert(
-      std::equality_comparable<value_type>,
+      std::equality_comparable<store_value_t<S>>,
       "noclobber: erase_if_unchanged compares values with ==: value_type must be equality-comparable");
-
-  enum class ending { none, erased, mismatch };
-  ending end = ending::none;
-  bool resolving = false;
-  std::optional<value_type> seen;
-  token_type token{};
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (info.reread || resolving) {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if (r.absent()) {
-          end = ending::erased;
-          return wresult::applied();
-        }
-        if (!(r.token == token)) {
-          return wresult::failed(
-              write_status::indeterminate,
-              {"indeterminate", "an erase's outcome is unknown and the key has changed since"});
-        }
-      }
-      if (r.absent() || !(r.value == expected)) {
-        end = ending::mismatch;
-        if (r.found()) seen.emplace(std::move(r.value));
-        return wresult::applied();  // stop: nothing to do
-      }
-      token = std::move(r.token);
-    }
-    wresult w = traits::erase_if_match(store, key, token);
-    if (w.status == write_status::applied) end = ending::erased;
-    if (w.status == write_status::indeterminate) {
-      resolving = true;
-      return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-    }
-    return w;
-  };
-  auto r = cas_retry(policy, attempt);
-  store_rmw_result_t<Store> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  if (end == ending::erased) {
-    out.outcome = rmw_outcome::applied;
-  } else if (end == ending::mismatch) {
-    out.outcome = rmw_outcome::unchanged;
-    out.value = std::move(seen);
-  } else {
-    out.outcome = rmw_outcome::gave_up;
-    out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-  }
-  return out;
+  detail::op_machine<Store, detail::erase_op<store_value_t<S>, store_token_t<S>>> machine(store, key,
+                                                                                          expected);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber

@@ -29,6 +29,122 @@
 // SOFTWARE.
 #pragma once
 
+// ---- begin noclobber/duration.hpp ------------------------------------------
+// noclobber/duration.hpp — durations that never overflow on their way into noclobber.
+//
+// Overview
+// --------
+// `std::chrono` converts `hours::max()` to nanoseconds by multiplying, which overflows (undefined
+// behaviour, in practice a negative value). Every timeout, cap and lease in noclobber is stored
+// in nanoseconds, so it takes its argument through the saturating conversions here instead: a
+// duration past the range of nanoseconds becomes `nanoseconds::max()` (which every option that
+// documents it reads as "none" / "no limit") or `nanoseconds::min()`.
+//
+//   noclobber::retry_policy p;
+//   p.timeout = std::chrono::hours::max();        // no deadline, not a negative one
+//   noclobber::saturating_cast_ns(std::chrono::seconds::max()) == std::chrono::nanoseconds::max()
+//
+// `saturating_ns` is the field type for such options: any std::chrono::duration converts to it
+// implicitly, and it converts back to std::chrono::nanoseconds. Floating-point durations are
+// accepted too; NaN becomes max().
+//
+// Thread safety: plain values and pure functions.
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <limits>
+#include <ratio>
+#include <type_traits>
+
+namespace noclobber {
+
+/// `d` in nanoseconds, clamped to [nanoseconds::min(), nanoseconds::max()] instead of overflowing.
+/// Sub-nanosecond parts are truncated toward zero, as duration_cast does.
+template <class Rep, class Period>
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_cast_ns(
+    std::chrono::duration<Rep, Period> d) noexcept {
+  using ns = std::chrono::nanoseconds;
+  using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
+  if constexpr (std::is_floating_point_v<Rep>) {
+    const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
+                          static_cast<long double>(ratio::den);
+    if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
+    if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
+    return ns(static_cast<std::int64_t>(v));
+  } else if constexpr (ratio::num == 1) {
+    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
+    const auto q = d.count() / static_cast<Rep>(ratio::den);
+    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
+      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
+      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
+    }
+    return ns(static_cast<std::int64_t>(q));
+  } else {
+    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
+    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
+    constexpr std::intmax_t num = ratio::num;
+    constexpr std::intmax_t den = ratio::den;
+    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
+    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
+    if (whole > ns::max().count() / num) return ns::max();
+    if (whole < ns::min().count() / num) return ns::min();
+    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
+                                                           // the ratios std::chrono defines
+    const std::intmax_t base = whole * num;
+    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
+    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
+    return ns(static_cast<std::int64_t>(base + rest));
+  }
+}
+
+/// a + b in nanoseconds, clamped to the representable range.
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
+                                                                std::chrono::nanoseconds b) noexcept {
+  using ns = std::chrono::nanoseconds;
+  if (b > ns::zero() && a > ns::max() - b) return ns::max();
+  if (b < ns::zero() && a < ns::min() - b) return ns::min();
+  return a + b;
+}
+
+/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
+/// time_point::max(): "never").
+template <class Clock>
+[[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
+                                                                       std::chrono::nanoseconds d) noexcept {
+  using tp = typename Clock::time_point;
+  using cd = typename Clock::duration;
+  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
+  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
+  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
+  return tp(std::chrono::ceil<cd>(target));
+}
+
+/// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
+/// the type of noclobber's timeout, cap and lease options.
+class saturating_ns {
+ public:
+  constexpr saturating_ns() noexcept = default;
+  template <class Rep, class Period>
+  constexpr saturating_ns(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
+      : ns_(saturating_cast_ns(d)) {}
+
+  constexpr operator std::chrono::nanoseconds() const noexcept { return ns_; }  // NOLINT: implicit
+  [[nodiscard]] constexpr std::chrono::nanoseconds get() const noexcept { return ns_; }
+  [[nodiscard]] constexpr std::int64_t count() const noexcept { return ns_.count(); }
+  /// True for nanoseconds::max(), the value options read as "none" / "no limit".
+  [[nodiscard]] constexpr bool is_max() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
+
+  friend constexpr bool operator==(saturating_ns, saturating_ns) noexcept = default;
+  friend constexpr auto operator<=>(saturating_ns, saturating_ns) noexcept = default;
+
+ private:
+  std::chrono::nanoseconds ns_{0};
+};
+
+}  // namespace noclobber
+// ---- end noclobber/duration.hpp
+
 // ---- begin noclobber/backoff.hpp -------------------------------------------
 // noclobber/backoff.hpp — how long to wait before retrying a conditional write.
 //
@@ -86,6 +202,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
 
 namespace noclobber {
 
@@ -238,7 +355,9 @@ class contention_meter {
   bool has_pending_ = false;
 };
 
-/// An immutable, validated backoff schedule. Cheap to copy (32 bytes).
+/// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
+/// std::chrono duration for base and cap without overflow (saturating_ns): a cap of hours::max()
+/// means "no cap" (nanoseconds::max()), never a negative value.
 class backoff_policy {
  public:
   using duration = std::chrono::nanoseconds;
@@ -247,26 +366,29 @@ class backoff_policy {
   [[nodiscard]] static backoff_policy immediate() noexcept { return backoff_policy(); }
 
   /// t(n) = min(cap, base * multiplier^(n-1)), no jitter.
-  [[nodiscard]] static backoff_policy exponential(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy exponential(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::exponential, base, cap, multiplier);
   }
   /// uniform[0, t(n)]: Brooker's recommended default.
-  [[nodiscard]] static backoff_policy full_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy full_jitter(saturating_ns base, saturating_ns cap,
+                                                  double multiplier = 2.0) {
     return make(backoff_kind::full_jitter, base, cap, multiplier);
   }
   /// t(n)/2 + uniform[0, t(n)/2]: never shorter than half the exponential delay.
-  [[nodiscard]] static backoff_policy equal_jitter(duration base, duration cap, double multiplier = 2.0) {
+  [[nodiscard]] static backoff_policy equal_jitter(saturating_ns base, saturating_ns cap,
+                                                   double multiplier = 2.0) {
     return make(backoff_kind::equal_jitter, base, cap, multiplier);
   }
   /// min(cap, uniform[base, multiplier * previous]): grows from the previous delay, not the count.
-  [[nodiscard]] static backoff_policy decorrelated_jitter(duration base, duration cap,
+  [[nodiscard]] static backoff_policy decorrelated_jitter(saturating_ns base, saturating_ns cap,
                                                           double multiplier = 3.0) {
     return make(backoff_kind::decorrelated_jitter, base, cap, multiplier);
   }
   /// Full jitter whose window also shrinks to about 1.5w / (1 - busy)^2 when the contention_meter
   /// shows a quiet row (see the overview). Defaults tuned in Brooker's simulation.
-  [[nodiscard]] static backoff_policy commit_rate(duration base = std::chrono::milliseconds(30),
-                                                  duration cap = std::chrono::seconds(1),
+  [[nodiscard]] static backoff_policy commit_rate(saturating_ns base = std::chrono::milliseconds(30),
+                                                  saturating_ns cap = std::chrono::seconds(1),
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
@@ -497,16 +619,39 @@ struct write_result {
   [[nodiscard]] bool ok() const noexcept { return status == write_status::applied; }
   explicit operator bool() const noexcept { return ok(); }
 
-  [[nodiscard]] static write_result applied() { return {write_status::applied, std::nullopt, {}}; }
-  [[nodiscard]] static write_result applied(Token new_token) {
+  // Factories are make_*, as on read_result; the bare words are predicates (ok()).
+  [[nodiscard]] static write_result make_applied() { return {write_status::applied, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_applied(Token new_token) {
     return {write_status::applied, std::optional<Token>(std::move(new_token)), {}};
   }
-  [[nodiscard]] static write_result conflict() { return {write_status::conflict, std::nullopt, {}}; }
-  [[nodiscard]] static write_result absent() { return {write_status::absent, std::nullopt, {}}; }
-  [[nodiscard]] static write_result exists() { return {write_status::exists, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_conflict() { return {write_status::conflict, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_absent() { return {write_status::absent, std::nullopt, {}}; }
+  [[nodiscard]] static write_result make_exists() { return {write_status::exists, std::nullopt, {}}; }
   /// Any non-applied status with the store's words attached.
-  [[nodiscard]] static write_result failed(write_status s, store_error e = {}) {
+  [[nodiscard]] static write_result make_failed(write_status s, store_error e = {}) {
     return {s, std::nullopt, std::move(e)};
+  }
+
+  // The names before 0.2, kept for one release.
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied() {
+    return make_applied();
+  }
+  [[deprecated("use write_result::make_applied")]] [[nodiscard]] static write_result applied(
+      Token new_token) {
+    return make_applied(std::move(new_token));
+  }
+  [[deprecated("use write_result::make_conflict")]] [[nodiscard]] static write_result conflict() {
+    return make_conflict();
+  }
+  [[deprecated("use write_result::make_absent")]] [[nodiscard]] static write_result absent() {
+    return make_absent();
+  }
+  [[deprecated("use write_result::make_exists")]] [[nodiscard]] static write_result exists() {
+    return make_exists();
+  }
+  [[deprecated("use write_result::make_failed")]] [[nodiscard]] static write_result failed(
+      write_status s, store_error e = {}) {
+    return make_failed(s, std::move(e));
   }
 };
 
@@ -666,81 +811,56 @@ class retry_budget {
 }  // namespace noclobber
 // ---- end noclobber/retry_budget.hpp
 
-// ---- begin noclobber/cas_retry.hpp -----------------------------------------
-// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+// ---- begin noclobber/retry_controller.hpp ----------------------------------
+// noclobber/retry_controller.hpp — the retry loop's decisions and statistics, without any I/O.
 //
 // Overview
 // --------
-// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
-// lose updates, but it can lose the race: the store answers `conflict` and the caller must
-// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+// cas_retry (cas_retry.hpp) and its coroutine form (asio/async_cas_retry.hpp) run attempts, read
+// the clock and sleep; everything they decide is decided here, once:
 //
-//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
-//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
-//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
-//     return store.write_if_match(key, cached.token, update(cached.value));
-//   });
-//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//   retry_policy      what shapes a loop: backoff, attempt limit, timeout, shared retry_budget,
+//                     stop token, hooks, exception classification. Plain data.
+//   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
+//                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
+//                     refunds budget tokens and calls the policy's hooks.
+//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
+//                     (retry_counts: the controller is the one place they are counted) and the
+//                     store's last words. Every result type (retry_result, rmw_result,
+//                     patch_result, ledger_result) carries them as its base; the loop that
+//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
-// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
-// `write_result<Token>`, whose `.error` is then reported too). What happens next:
+//   retry_controller c(policy);
+//   if (c.cancelled_before_start()) ...                       // stopped: cancelled
+//   for (;;) {
+//     attempt_info info = c.next_attempt();
+//     write_status s = run(info);
+//     retry_decision d = c.on_outcome(s, error, elapsed, rng);
+//     if (!d) break;                                          // c.counts().reason says why
+//     sleep(d.delay); c.on_slept(actual);                     // cut short: c.on_interrupted(error)
+//   }
 //
-//   applied                          stop: stop_reason::applied (ok())
-//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
-//     transient_restart
-//   transient                        retry the same request after a backoff; reread = false
-//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
-//                                    the caller must resolve it (re-read) before anything else
-//   permanent                        stop: stop_reason::permanent
+// An attempt may also end the loop by deciding the operation without a further write (the
+// caller's function said keep or abort, a compare found another value, a patch was dropped):
+// `on_decided(last_status)` stops with stop_reason::decided. Like a success it refunds the
+// retry budget and calls no hook.
 //
-// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
-// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
-// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
-// retry wakes at once). Every result carries the reason, the attempt count, the time slept and
-// the last error.
-//
-// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
-// maps them to a write_status (then they are treated as that outcome, with last_error.code
-// "exception" and the exception's what() as message).
-//
-// The decision logic lives in `retry_controller`, an I/O-free class: feed it each outcome and it
-// answers "stop (reason)" or "retry after this delay (re-read or not)". `cas_retry` drives it with
-// a blocking sleep; an asynchronous driver can drive the same controller with a timer.
-//
-// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
-// from `env` (see the `retry_env` concept): `system_retry_env` (the default: steady_clock, a sleep
-// a stop_token interrupts, a per-thread engine) or `virtual_retry_env` (virtual time, recorded
-// sleeps, a seeded engine: exact, instant tests).
-//
-// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
-// std::function and draws no random number (a budget adds one atomic load). With a deadline the
-// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
-// for its contention_meter, which the attempt feeds through attempt_info::meter.
-//
-// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
-// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
-// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. A
-// retry_controller belongs to one operation and is not thread-safe. If a hook throws, the
+// Thread safety: a retry_policy may be shared by concurrent loops (it is only read; its
+// retry_budget is thread-safe). A retry_controller belongs to one loop and is not thread-safe.
+// The hooks (on_retry, on_give_up) run inside on_outcome / on_interrupted /
+// cancelled_before_start, on the driver's thread, under no noclobber lock. If a hook throws, the
 // exception propagates; the tokens taken for the retry it announced are returned first.
 
 #include <chrono>
-#include <concepts>
-#include <condition_variable>
-#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
-#include <string>
 #include <string_view>
-#include <thread>
-#include <type_traits>
 #include <utility>
-#include <vector>
 
 
 namespace noclobber {
@@ -765,6 +885,8 @@ enum class stop_reason : unsigned char {
   budget_exhausted,    // the shared retry_budget had too few tokens for another retry
   cancelled,           // the stop_token fired (before an attempt or during a backoff)
   indeterminate,       // the attempt said "outcome unknown": the caller must resolve it
+  decided,             // the attempt settled the operation without a (further) write: keep,
+                       // abort, a value that no longer matches, a dropped patch
 };
 
 [[nodiscard]] constexpr std::string_view to_string(stop_reason r) noexcept {
@@ -783,9 +905,31 @@ enum class stop_reason : unsigned char {
       return "cancelled";
     case stop_reason::indeterminate:
       return "indeterminate";
+    case stop_reason::decided:
+      return "decided";
   }
   return "unknown";
 }
+
+/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
+/// belong here, counted in retry_controller::record).
+struct retry_counts {
+  /// Attempts made (each one a write, preceded by a read when one was needed).
+  unsigned attempts = 0;
+  /// Why the loop stopped.
+  stop_reason reason = stop_reason::permanent;
+  /// Total time slept in backoff.
+  std::chrono::nanoseconds slept{0};
+  /// Status of the last attempt (a failed read mapped with as_write_status; for `decided`, the
+  /// status the decision rests on); permanent when no attempt ran.
+  write_status last_status = write_status::permanent;
+};
+
+/// What a retry loop did: its counters and the store's words for the failure that stopped it
+/// (empty when applied or decided). The base of every result type.
+struct retry_stats : retry_counts {
+  store_error last_error;
+};
 
 /// Passed to retry_policy::on_retry just before a backoff.
 struct retry_event {
@@ -797,7 +941,8 @@ struct retry_event {
   bool reread;                     // whether the next attempt must re-read
 };
 
-/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied.
+/// Passed to retry_policy::on_give_up when the loop stops for any reason other than applied or
+/// decided.
 struct give_up_event {
   stop_reason reason;
   unsigned attempts;
@@ -812,8 +957,9 @@ struct retry_policy {
   backoff_policy backoff =
       backoff_policy::full_jitter(std::chrono::milliseconds(10), std::chrono::seconds(1));
   unsigned max_attempts = 5;  // attempts in all, the first included; 0 is rejected
-  // The deadline, measured from the start of the loop. max() = none (and no clock is read).
-  std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();
+  // The deadline, measured from the start of the loop. max() = none (and no clock is read); any
+  // duration converts without overflow, so hours::max() also means none.
+  saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
   std::function<void(const retry_event&)> on_retry;
@@ -826,9 +972,9 @@ struct retry_policy {
     if (max_attempts == 0) {
       throw std::invalid_argument("noclobber::retry_policy: max_attempts must be >= 1, got 0");
     }
-    if (timeout < std::chrono::nanoseconds::zero()) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::retry_policy: timeout must be >= 0, got " +
-                                  detail::describe(timeout));
+                                  detail::describe(timeout.get()));
     }
   }
 };
@@ -844,29 +990,25 @@ struct retry_decision {
   [[nodiscard]] static retry_decision stop(stop_reason r) noexcept { return {false, r, {}, false}; }
 };
 
-/// The retry loop's decision logic without any I/O, clock or sleep: the driver (cas_retry, or an
-/// asynchronous form using a timer) runs attempts, measures time and sleeps; the controller keeps
-/// the counters, draws the backoff, takes budget tokens and calls the policy's hooks.
+/// The retry loop's decision logic without any I/O, clock or sleep (see the overview).
 ///
 /// Driver protocol:
 ///   retry_controller c(policy);                  // validates the policy
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
 ///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
-///     write_status s = run the attempt(info);
-///     if s is applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///     run the attempt(info):
+///       applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
+///       decided: c.on_decided(last_status) -> stopped: decided
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
 ///     retry_decision d = c.on_outcome(s, error, elapsed_since_start, rng);
 ///        (elapsed is only read when c.needs_clock(); pass 0 otherwise)
-///     if (!d) -> stopped: d.reason (c.attempts(), c.slept())
+///     if (!d) -> stopped: d.reason (c.counts())
 ///     sleep d.delay; if the sleep was cut short by the stop token:
 ///        c.on_slept(actual); d = c.on_interrupted(error) -> stopped: cancelled
 ///     else c.on_slept(actual)
 ///
-/// Hooks: on_retry runs inside on_outcome (after the budget tokens are taken, before the driver
-/// sleeps); on_give_up runs inside on_outcome / on_interrupted / cancelled_before_start for every
-/// stop other than applied. The policy must outlive the controller (it is held by reference).
-/// Not thread-safe: one controller per operation.
+/// The policy must outlive the controller (it is held by reference). Not thread-safe.
 class retry_controller {
  public:
   using duration = std::chrono::nanoseconds;
@@ -874,7 +1016,7 @@ class retry_controller {
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
   /// True when the driver must pass the real elapsed time (a deadline is set).
-  [[nodiscard]] bool needs_clock() const noexcept { return policy_->timeout != duration::max(); }
+  [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
   /// Checks the stop token before the first attempt; on true, the loop is over (cancelled) and
   /// on_give_up has run.
@@ -885,7 +1027,7 @@ class retry_controller {
   }
 
   /// The attempt about to run.
-  [[nodiscard]] attempt_info next_attempt() const noexcept { return {attempts_ + 1, reread_}; }
+  [[nodiscard]] attempt_info next_attempt() const noexcept { return {counts_.attempts + 1, reread_}; }
 
   /// Feeds the outcome of the attempt that just ran. `error` is the store's words for a failure
   /// (only read on the failure path); `elapsed` the time since the loop started (only read when
@@ -896,22 +1038,21 @@ class retry_controller {
       on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
-    ++attempts_;
-    last_status_ = s;
+    record(s);
     return on_failure(s, error, elapsed, rng);
   }
 
   /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
   /// themselves: counts the attempt and refunds the budget. The loop is over.
-  void on_applied() noexcept {
-    ++attempts_;
-    last_status_ = write_status::applied;
-    if (policy_->budget) policy_->budget->on_success(last_taken_);
-  }
+  void on_applied() noexcept { finish(write_status::applied, stop_reason::applied); }
+
+  /// The attempt settled the operation without a (further) write: counts it, refunds the budget
+  /// like a success, calls no hook. `last_status` is what the decision rests on. The loop is over.
+  void on_decided(write_status last_status) noexcept { finish(last_status, stop_reason::decided); }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
-    if (actual > duration::zero()) slept_ = saturating_add(slept_, actual);
+    if (actual > duration::zero()) counts_.slept = saturating_add(counts_.slept, actual);
   }
 
   /// The backoff was cut short by the stop token: the loop stops as cancelled. The tokens taken
@@ -919,15 +1060,16 @@ class retry_controller {
   retry_decision on_interrupted(const store_error& last_error) {
     if (policy_->budget) policy_->budget->refund(last_taken_);
     last_taken_ = 0;
-    give_up(stop_reason::cancelled, last_error);
-    return retry_decision::stop(stop_reason::cancelled);
+    return give_up(stop_reason::cancelled, last_error);
   }
 
-  [[nodiscard]] unsigned attempts() const noexcept { return attempts_; }
-  [[nodiscard]] duration slept() const noexcept { return slept_; }
+  [[nodiscard]] unsigned attempts() const noexcept { return counts_.attempts; }
+  [[nodiscard]] duration slept() const noexcept { return counts_.slept; }
   [[nodiscard]] std::optional<write_status> last_status() const noexcept {
-    return attempts_ == 0 ? std::nullopt : std::optional<write_status>(last_status_);
+    return counts_.attempts == 0 ? std::nullopt : std::optional<write_status>(counts_.last_status);
   }
+  /// Everything counted so far; `reason` is final once the loop stopped.
+  [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
   /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
@@ -943,12 +1085,23 @@ class retry_controller {
     return empty;
   }
 
-  static duration saturating_add(duration a, duration b) noexcept {
-    return (b > duration::max() - a) ? duration::max() : a + b;
+  // The one place an attempt is counted (per-call statistics and hooks hang off here).
+  void record(write_status s) noexcept {
+    ++counts_.attempts;
+    counts_.last_status = s;
+  }
+
+  void finish(write_status last, stop_reason reason) noexcept {
+    record(last);
+    counts_.reason = reason;
+    if (policy_->budget) policy_->budget->on_success(last_taken_);
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
-    if (policy_->on_give_up) policy_->on_give_up(give_up_event{r, attempts_, slept_, last_status(), error});
+    counts_.reason = r;
+    if (policy_->on_give_up) {
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
+    }
     return retry_decision::stop(r);
   }
 
@@ -956,12 +1109,12 @@ class retry_controller {
   retry_decision on_failure(write_status s, const store_error& error, duration elapsed, G& rng) {
     if (s == write_status::permanent) return give_up(stop_reason::permanent, error);
     if (s == write_status::indeterminate) return give_up(stop_reason::indeterminate, error);
-    if (attempts_ >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
+    if (counts_.attempts >= policy_->max_attempts) return give_up(stop_reason::attempts_exhausted, error);
     if (policy_->stop.stop_requested()) return give_up(stop_reason::cancelled, error);
 
-    const duration delay = policy_->backoff.delay(attempts_, previous_delay_, meter_, rng);
+    const duration delay = policy_->backoff.delay(counts_.attempts, previous_delay_, meter_, rng);
     if (needs_clock()) {
-      const duration timeout = policy_->timeout;
+      const duration timeout = policy_->timeout.get();
       if (elapsed >= timeout || delay > timeout - elapsed) return give_up(stop_reason::deadline, error);
     }
     last_taken_ = 0;
@@ -972,7 +1125,7 @@ class retry_controller {
     reread_ = needs_reread(s);
     if (policy_->on_retry) {
       try {
-        policy_->on_retry(retry_event{attempts_, s, error, delay, slept_, reread_});
+        policy_->on_retry(retry_event{counts_.attempts, s, error, delay, counts_.slept, reread_});
       } catch (...) {
         if (policy_->budget) policy_->budget->refund(last_taken_);
         last_taken_ = 0;
@@ -983,28 +1136,57 @@ class retry_controller {
   }
 
   const retry_policy* policy_;
-  unsigned attempts_ = 0;
+  retry_counts counts_;
   unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
   bool reread_ = true;
-  write_status last_status_ = write_status::permanent;
-  duration slept_{0};
   duration previous_delay_{0};
   contention_meter meter_;
 };
 
-/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
-/// ran, or when the final attempt threw an exception that classify_exception mapped).
-template <class R>
-struct retry_result {
-  std::optional<R> last;
-  stop_reason reason = stop_reason::cancelled;
-  unsigned attempts = 0;
-  std::chrono::nanoseconds slept{0};  // total time spent in backoff sleeps
-  store_error last_error;             // empty when applied
+}  // namespace noclobber
+// ---- end noclobber/retry_controller.hpp
 
-  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
-  explicit operator bool() const noexcept { return ok(); }
-};
+// ---- begin noclobber/retry_env.hpp -----------------------------------------
+// noclobber/retry_env.hpp — the clock, the sleep and the random engine of a retry loop.
+//
+// Overview
+// --------
+// cas_retry (cas_retry.hpp) does no I/O of its own but three things it takes from an
+// environment, so that tests can run it in virtual time:
+//
+//   now()                      a time_point of some clock (differences convert to nanoseconds)
+//   sleep_for(d, stop_token)   sleeps d; returns false if the stop token cut it short
+//   rng()                      a uniform_random_bit_generator, by reference
+//
+// `system_retry_env` is the real one (steady_clock, a sleep the stop token wakes at once, one
+// std::mt19937_64 per thread). `virtual_retry_env` has virtual time that moves only by its sleeps,
+// records every sleep and uses a seeded engine: exact, instant tests.
+//
+//   noclobber::virtual_retry_env env(42);
+//   auto r = noclobber::cas_retry(policy, attempt, env);
+//   // env.sleeps(): every backoff, in order; env.now(): the virtual time they add up to
+//
+// Durations saturate (duration.hpp): a sleep of nanoseconds::max() waits until the stop token
+// fires, and virtual time stops at time_point::max(), never wrapping to a negative value.
+//
+// Thread safety: system_retry_env is stateless apart from the per-thread engine; share it freely.
+// virtual_retry_env is not thread-safe (one loop, one thread). No noclobber lock is held while
+// either sleeps; virtual_retry_env::on_sleep runs on the sleeping thread.
+
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <stop_token>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+
+namespace noclobber {
 
 /// What cas_retry needs from its environment.
 ///   now()                      a time_point of some clock (differences convert to nanoseconds)
@@ -1025,7 +1207,8 @@ struct system_retry_env {
     return std::chrono::steady_clock::now();
   }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) const {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) const {
+    const std::chrono::nanoseconds d = delay;
     if (stop.stop_requested()) return false;
     if (d <= std::chrono::nanoseconds::zero()) return true;
     if (!stop.stop_possible()) {
@@ -1035,8 +1218,10 @@ struct system_retry_env {
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock<std::mutex> lock(m);
-    // Returns when the stop token fires or the delay has passed; nothing else notifies cv.
-    cv.wait_for(lock, stop, d, [] { return false; });
+    // Returns when the stop token fires or the delay has passed; nothing else notifies cv. The
+    // deadline saturates (wait_for would overflow computing now + nanoseconds::max()).
+    const auto deadline = saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(), d);
+    cv.wait_until(lock, stop, deadline, [] { return false; });
     return !stop.stop_requested();
   }
 
@@ -1063,7 +1248,8 @@ class virtual_retry_env {
 
   [[nodiscard]] std::chrono::steady_clock::time_point now() const noexcept { return now_; }
 
-  bool sleep_for(std::chrono::nanoseconds d, const std::stop_token& stop) {
+  bool sleep_for(saturating_ns delay, const std::stop_token& stop) {
+    const std::chrono::nanoseconds d = delay;
     sleeps_.push_back(d);
     if (on_sleep) on_sleep(d);
     if (stop.stop_requested()) return false;
@@ -1071,7 +1257,9 @@ class virtual_retry_env {
     return true;
   }
 
-  void advance(std::chrono::nanoseconds d) noexcept { now_ += d; }
+  void advance(saturating_ns d) noexcept {
+    now_ = saturating_deadline<std::chrono::steady_clock>(now_, d.get());
+  }
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
   [[nodiscard]] const std::vector<std::chrono::nanoseconds>& sleeps() const noexcept { return sleeps_; }
 
@@ -1081,6 +1269,121 @@ class virtual_retry_env {
   std::chrono::steady_clock::time_point now_{};
   std::mt19937_64 rng_;
   std::vector<std::chrono::nanoseconds> sleeps_;
+};
+
+}  // namespace noclobber
+// ---- end noclobber/retry_env.hpp
+
+// ---- begin noclobber/cas_retry.hpp -----------------------------------------
+// noclobber/cas_retry.hpp — the optimistic retry loop around a conditional write.
+//
+// Overview
+// --------
+// A read-modify-write that uses a conditional write (If-Match, a version column, a CAS) cannot
+// lose updates, but it can lose the race: the store answers `conflict` and the caller must
+// re-read, recompute and try again — after a backoff, within limits. `cas_retry` is that loop:
+//
+//   noclobber::retry_policy policy;                       // full jitter 10ms..1s, 5 attempts
+//   auto r = noclobber::cas_retry(policy, [&](const noclobber::attempt_info& a) {
+//     if (a.reread) cached = store.read(key);             // first attempt, and after a conflict
+//     return store.write_if_match(key, cached.token, update(cached.value));
+//   });
+//   if (!r.ok()) log(to_string(r.reason), r.attempts, r.last_error.message);
+//
+// The attempt returns a `write_status`, or anything with a `.status` member of that type (such as
+// `write_result<Token>`, whose `.error` is then reported too), or an `attempt_result<R>` of one of
+// those, which may also say `noclobber::decided()`. What happens next:
+//
+//   applied                          stop: stop_reason::applied (ok())
+//   decided()                        stop: stop_reason::decided — the attempt settled the
+//                                    operation without a (further) write (nothing to do, the
+//                                    caller's function said keep or abort); `last` is empty
+//   conflict, absent, exists,        retry after a backoff; attempt_info::reread = true
+//     transient_restart
+//   transient                        retry the same request after a backoff; reread = false
+//   indeterminate                    stop: stop_reason::indeterminate — the write may have landed;
+//                                    the caller must resolve it (re-read) before anything else
+//   permanent                        stop: stop_reason::permanent
+//
+// A retry is also refused — and the loop stops with the reason — when the attempt limit is reached
+// (attempts_exhausted), when its backoff would end after the deadline (deadline), when the shared
+// retry_budget is empty (budget_exhausted), or when the stop_token fires (cancelled; a sleeping
+// retry wakes at once). Every result carries retry_stats: the reason, the attempt count, the time
+// slept, the last status and the last error.
+//
+// Exceptions thrown by the attempt propagate unchanged, unless `retry_policy::classify_exception`
+// maps them to a write_status (then they are treated as that outcome, with last_error.code
+// "exception" and the exception's what() as message).
+//
+// The decisions live in `retry_controller` (retry_controller.hpp), an I/O-free class; the
+// bookkeeping around it (classifying an exception, a decided attempt, filling the result) in
+// detail::retry_loop, which cas_retry and asio/async_cas_retry.hpp share. cas_retry drives them
+// with a blocking sleep, async_cas_retry with a timer.
+//
+// Environment: `cas_retry(policy, attempt, env)` takes the clock, the sleep and the random engine
+// from `env` (retry_env.hpp): `system_retry_env` (the default) or `virtual_retry_env` (virtual
+// time, recorded sleeps, a seeded engine: exact, instant tests).
+//
+// Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
+// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
+// for its contention_meter, which the attempt feeds through attempt_info::meter.
+//
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
+// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. If a
+// hook throws, the exception propagates; the tokens taken for the retry it announced are
+// returned first.
+
+#include <chrono>
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+
+namespace noclobber {
+
+/// The attempt's "done, stop" (see the overview). `last_status` is the status the decision rests
+/// on, reported as retry_stats::last_status (applied: the reads it made succeeded).
+struct decided_t {
+  write_status last_status = write_status::applied;
+};
+[[nodiscard]] constexpr decided_t decided(write_status last_status = write_status::applied) noexcept {
+  return decided_t{last_status};
+}
+
+/// What an attempt may return when it can also decide: a store outcome R (write_status, or a
+/// type with a `.status` member), or decided().
+template <class R>
+class attempt_result {
+ public:
+  using outcome_type = R;
+
+  attempt_result(R outcome) : outcome_(std::move(outcome)) {}               // NOLINT: implicit
+  attempt_result(decided_t d) noexcept : decided_status_(d.last_status) {}  // NOLINT: implicit
+
+  [[nodiscard]] bool is_decided() const noexcept { return !outcome_.has_value(); }
+  [[nodiscard]] write_status decided_status() const noexcept { return decided_status_; }
+  /// The store outcome; only when !is_decided().
+  [[nodiscard]] R& outcome() & { return *outcome_; }
+  [[nodiscard]] R&& outcome() && { return std::move(*outcome_); }
+
+ private:
+  std::optional<R> outcome_;
+  write_status decided_status_ = write_status::applied;
+};
+
+/// The outcome of cas_retry. `last` is what the final attempt returned (empty when no attempt
+/// ran, when it decided, or when it threw an exception that classify_exception mapped).
+template <class R>
+struct retry_result : retry_stats {
+  std::optional<R> last;
+
+  [[nodiscard]] bool ok() const noexcept { return reason == stop_reason::applied; }
+  explicit operator bool() const noexcept { return ok(); }
 };
 
 namespace detail {
@@ -1099,9 +1402,24 @@ decltype(auto) run_attempt(A& attempt, const attempt_info& info) {
   }
 }
 
+/// What the attempt returns, as written.
 template <class A>
 using attempt_result_t =
     std::remove_cvref_t<decltype(run_attempt(std::declval<A&>(), std::declval<const attempt_info&>()))>;
+
+template <class T>
+struct unwrap_attempt_result {
+  using type = T;
+  static constexpr bool can_decide = false;
+};
+template <class R>
+struct unwrap_attempt_result<attempt_result<R>> {
+  using type = R;
+  static constexpr bool can_decide = true;
+};
+/// The store outcome an attempt result carries (R for attempt_result<R>).
+template <class T>
+using outcome_of_t = typename unwrap_attempt_result<T>::type;
 
 // Lets optional<R>::emplace construct the attempt's result in place (guaranteed elision through
 // a conversion function) instead of moving it from a temporary.
@@ -1142,35 +1460,153 @@ const store_error& error_of(const R& r) noexcept {
   }
 }
 
-inline store_error describe_exception(const std::exception_ptr& e) {
+/// The one place an attempt's exception is classified: the policy's mapping and the store_error
+/// it is reported with ("exception", what()). nullopt: not classified, the caller rethrows.
+inline std::optional<std::pair<write_status, store_error>> classify_attempt_exception(
+    const retry_policy& policy, const std::exception_ptr& e) {
+  if (!policy.classify_exception) return std::nullopt;
+  const std::optional<write_status> mapped = policy.classify_exception(e);
+  if (!mapped) return std::nullopt;
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
-    return {"exception", ex.what()};
+    return std::pair<write_status, store_error>{*mapped, {"exception", ex.what()}};
   } catch (...) {
-    return {"exception", "unknown exception"};
+    return std::pair<write_status, store_error>{*mapped, {"exception", "unknown exception"}};
   }
 }
 
-}  // namespace detail
-
-/// Runs `attempt` until it reports applied or the policy says stop; see the overview. `env`
-/// supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
-/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
-template <class Attempt, retry_env Env>
-requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
-    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
-        const retry_policy& policy, Attempt&& attempt, Env& env)
-        -> retry_result<detail::attempt_result_t<std::remove_reference_t<Attempt>>> {
-  using R = detail::attempt_result_t<std::remove_reference_t<Attempt>>;
+/// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
+/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
+/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
+/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
+/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// thread-safe (one per loop).
+template <class R>
+class retry_loop {
+ public:
   using duration = std::chrono::nanoseconds;
-  retry_controller ctl(policy);
-  retry_result<R> out;
-  if (ctl.cancelled_before_start()) {
-    out.reason = stop_reason::cancelled;
-    return out;
+
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), last_(last) {}
+
+  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
+
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!ctl_.cancelled_before_start()) return false;
+    stop();
+    return true;
   }
+
+  /// Runs the attempt through `make` (converts to R, or to attempt_result<R>) and records what it
+  /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
+  template <class Make>
+  void run(Make&& make) {
+    if constexpr (std::is_convertible_v<Make, R>) {
+      thrown_.reset();
+      last_.emplace(std::forward<Make>(make));
+      status_ = status_of(*last_);
+      decided_ = false;
+    } else {
+      accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
+    }
+  }
+
+  /// Records an attempt's result that is already built (the coroutine form).
+  void accept(R&& r) {
+    thrown_.reset();
+    last_.emplace(std::move(r));
+    status_ = status_of(*last_);
+    decided_ = false;
+  }
+  void accept(attempt_result<R>&& a) {
+    thrown_.reset();
+    decided_ = a.is_decided();
+    if (decided_) {
+      last_.reset();
+      status_ = a.decided_status();
+    } else {
+      last_.emplace(std::move(a).outcome());
+      status_ = status_of(*last_);
+    }
+  }
+
+  /// The attempt threw `e`: classified, it is an outcome like any other; otherwise rethrown.
+  void on_exception(const std::exception_ptr& e) {
+    auto classified = classify_attempt_exception(ctl_.policy(), e);
+    if (!classified) std::rethrow_exception(e);
+    last_.reset();
+    decided_ = false;
+    status_ = classified->first;
+    thrown_.emplace(std::move(classified->second));
+  }
+
+  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
+  [[nodiscard]] bool settled() noexcept {
+    if (status_ == write_status::applied && !decided_) [[likely]] {
+      ctl_.on_applied();
+    } else if (decided_) {
+      ctl_.on_decided(status_);
+    } else {
+      return false;
+    }
+    static_cast<retry_counts&>(out_) = ctl_.counts();
+    return true;
+  }
+
+  /// The store's words for the attempt's failure.
+  [[nodiscard]] const store_error& error() const noexcept {
+    return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
+  }
+
+  /// Feeds the failed attempt to the controller. Stop: `out` is final.
+  template <class G>
+  [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
+    retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
+    if (!d) stop();
+    return d;
+  }
+
+  void on_slept(duration actual) noexcept { ctl_.on_slept(actual); }
+
+  /// The backoff was cut short by cancellation: the loop stops (cancelled); `out` is final.
+  void interrupted() {
+    (void)ctl_.on_interrupted(error());
+    stop();
+  }
+
+ private:
+  void stop() {
+    static_cast<retry_counts&>(out_) = ctl_.counts();
+    out_.last_error = error();
+  }
+
+  retry_controller ctl_;
+  retry_stats& out_;
+  std::optional<R>& last_;
+  write_status status_ = write_status::permanent;
+  bool decided_ = false;
+  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+};
+
+// clang-format off
+template <class A>
+concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
+                        write_outcome<outcome_of_t<attempt_result_t<A>>>;
+// clang-format on
+
+template <class A>
+using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
+
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
+  using duration = std::chrono::nanoseconds;
+  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
+  if (loop.cancelled_before_start()) return;
+  retry_controller& ctl = loop.controller();
   using time_point = decltype(env.now());
   const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
   const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
@@ -1179,29 +1615,13 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
     attempt_info info = ctl.next_attempt();
     info.meter = &ctl.meter();
     const time_point attempt_start = timed_attempts ? env.now() : time_point{};
-    write_status status;
-    std::optional<store_error> thrown;  // engaged only when a classified exception replaced the result
     try {
-      out.last.emplace(detail::emplace_attempt<std::remove_reference_t<Attempt>, R>{attempt, info});
-      status = detail::status_of(*out.last);
+      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
     } catch (...) {
-      if (!policy.classify_exception) throw;
-      std::exception_ptr e = std::current_exception();
-      std::optional<write_status> mapped = policy.classify_exception(e);
-      if (!mapped) std::rethrow_exception(e);
-      out.last.reset();
-      status = *mapped;
-      thrown = detail::describe_exception(e);
+      loop.on_exception(std::current_exception());
     }
-    if (status == write_status::applied) [[likely]] {  // fast path: no clock, no rng, no hook
-      ctl.on_applied();
-      out.reason = stop_reason::applied;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      return out;
-    }
-    const store_error& error =
-        thrown ? *thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
+    if (loop.settled()) [[likely]]
+      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -1209,34 +1629,40 @@ requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
       const duration began = std::chrono::duration_cast<duration>(attempt_start - start);
       ctl.meter().on_refused(began + (elapsed - began) / 2, elapsed);
     }
-    retry_decision d = ctl.on_outcome(status, error, elapsed, env.rng());
-    if (!d) {
-      out.reason = d.reason;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
-      return out;
-    }
+    const retry_decision d = loop.decide(elapsed, env.rng());
+    if (!d) return;
     const time_point before = env.now();
     const bool woke_normally = env.sleep_for(d.delay, policy.stop);
-    ctl.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
+    loop.on_slept(std::chrono::duration_cast<duration>(env.now() - before));
     if (!woke_normally) {
-      d = ctl.on_interrupted(error);
-      out.reason = stop_reason::cancelled;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
-      return out;
+      loop.interrupted();
+      return;
     }
   }
 }
 
+}  // namespace detail
+
+/// Runs `attempt` until it reports applied or decided, or the policy says stop; see the overview.
+/// `env` supplies the clock, the sleep and the random engine. Throws std::invalid_argument for an
+/// invalid policy; rethrows what the attempt throws unless classify_exception maps it.
+// clang-format off
+template <class Attempt, retry_env Env>
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt, Env& env)
+    -> retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> {
+  // clang-format on
+  retry_result<detail::attempt_outcome_t<std::remove_reference_t<Attempt>>> out;
+  detail::run_cas_retry(policy, attempt, env, out, out.last);
+  return out;
+}
+
 /// cas_retry in real time (system_retry_env).
+// clang-format off
 template <class Attempt>
-requires(detail::attempt_with_info<std::remove_reference_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_reference_t<Attempt>>) &&
-    detail::write_outcome<detail::attempt_result_t<std::remove_reference_t<Attempt>>> auto cas_retry(
-        const retry_policy& policy, Attempt&& attempt) {
+  requires detail::retry_attempt<std::remove_reference_t<Attempt>>
+auto cas_retry(const retry_policy& policy, Attempt&& attempt) {
+  // clang-format on
   system_retry_env env;
   return cas_retry(policy, std::forward<Attempt>(attempt), env);
 }
@@ -1392,24 +1818,39 @@ requires codec<C, T, Bytes>
 namespace noclobber {
 
 namespace detail {
+// Each member type is detected on its own, so that a store missing one of them is told which.
 template <class S>
-struct member_store_types {};
-
+struct member_key_type {};
 template <class S>
 requires requires {
   typename S::key_type;
+}
+struct member_key_type<S> {
+  using key_type = typename S::key_type;
+};
+
+template <class S>
+struct member_value_type {};
+template <class S>
+requires requires {
   typename S::value_type;
+}
+struct member_value_type<S> {
+  using value_type = typename S::value_type;
+};
+
+template <class S>
+struct member_token_type {};
+template <class S>
+requires requires {
   typename S::token_type;
 }
-struct member_store_types<S> {
-  using key_type = typename S::key_type;
-  using value_type = typename S::value_type;
+struct member_token_type<S> {
   using token_type = typename S::token_type;
 };
 
 template <class S>
 struct member_patch_type {};
-
 template <class S>
 requires requires {
   typename S::patch_type;
@@ -1422,7 +1863,10 @@ struct member_patch_type<S> {
 /// Customisation point. The primary template forwards to members; each function exists only
 /// when the member does, so concept checks stay SFINAE-friendly.
 template <class Store>
-struct store_traits : detail::member_store_types<Store>, detail::member_patch_type<Store> {
+struct store_traits : detail::member_key_type<Store>,
+                      detail::member_value_type<Store>,
+                      detail::member_token_type<Store>,
+                      detail::member_patch_type<Store> {
   template <std::same_as<Store> S, class K>
   static auto read(S& s, const K& key) -> decltype(s.read(key)) {
     return s.read(key);
@@ -1466,14 +1910,18 @@ template <class Store>
 using store_write_result_t = write_result<store_token_t<Store>>;
 
 /// The store names its key, value and token types.
+// clang-format off
 template <class Store>
-concept store_types = requires {
-  typename store_key_t<Store>;
-  typename store_value_t<Store>;
-  typename store_token_t<Store>;
-}
-&&std::default_initializable<store_value_t<Store>>&& std::default_initializable<store_token_t<Store>>&&
+concept store_types =
+    requires {
+      typename store_key_t<Store>;
+      typename store_value_t<Store>;
+      typename store_token_t<Store>;
+    } &&
+    std::default_initializable<store_value_t<Store>> &&
+    std::default_initializable<store_token_t<Store>> &&
     std::equality_comparable<store_token_t<Store>>;
+// clang-format on
 
 /// read(key) -> read_result<value, token>
 template <class Store>
@@ -1497,7 +1945,8 @@ concept erasable_writer = conditional_writer<Store> &&
   { store_traits<Store>::erase_if_match(s, k, t) } -> std::same_as<store_write_result_t<Store>>;
 };
 
-/// Optional: apply a sparse patch only if unchanged (seed 003's patch_model).
+/// Optional: apply a sparse patch only if unchanged (the cache refresh that overwrites an edit
+/// writes only its own fields this way: patch_if_unchanged.hpp).
 template <class Store>
 concept patchable_writer = conditional_writer<Store> && requires {
   typename store_patch_t<Store>;
@@ -1514,24 +1963,77 @@ concept overwritable_store = store_types<Store> &&
   { store_traits<Store>::overwrite(s, k, v) } -> std::same_as<store_write_result_t<Store>>;
 };
 
+namespace detail {
+// A store_traits function declared without `static` (in a user's specialisation): taking its
+// address gives a pointer to member function. Templates and overload sets are never flagged.
+template <class T>
+concept nonstatic_read = std::is_member_function_pointer_v<decltype(&T::read)>;
+template <class T>
+concept nonstatic_write_if_match = std::is_member_function_pointer_v<decltype(&T::write_if_match)>;
+template <class T>
+concept nonstatic_create_if_absent = std::is_member_function_pointer_v<decltype(&T::create_if_absent)>;
+template <class T>
+concept nonstatic_erase_if_match = std::is_member_function_pointer_v<decltype(&T::erase_if_match)>;
+template <class T>
+concept nonstatic_patch_if_match = std::is_member_function_pointer_v<decltype(&T::patch_if_match)>;
+template <class T>
+concept nonstatic_overwrite = std::is_member_function_pointer_v<decltype(&T::overwrite)>;
+
+#define NOCLOBBER_TRAITS_STATIC_MESSAGE_(fn)               \
+  "noclobber: store_traits<Store>::" fn                    \
+  " is declared without `static`: declare it static (the " \
+  "algorithms call store_traits<Store>::" fn "(store, ...) without a traits object)"
+
+template <class S>
+constexpr bool check_traits_static() {
+  using T = store_traits<S>;
+  static_assert(!nonstatic_read<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("read"));
+  static_assert(!nonstatic_write_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("write_if_match"));
+  static_assert(!nonstatic_create_if_absent<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("create_if_absent"));
+  static_assert(!nonstatic_erase_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("erase_if_match"));
+  static_assert(!nonstatic_patch_if_match<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("patch_if_match"));
+  static_assert(!nonstatic_overwrite<T>, NOCLOBBER_TRAITS_STATIC_MESSAGE_("overwrite"));
+  return true;
+}
+#undef NOCLOBBER_TRAITS_STATIC_MESSAGE_
+}  // namespace detail
+
 /// Names, in plain words, the first thing a would-be adapter lacks. Use it at the top of an
-/// algorithm (or in your adapter's test) for a readable error instead of a concept dump.
+/// algorithm (or in your adapter's test) for a readable error instead of a concept dump: a
+/// missing type name is reported alone (each one is detected on its own), and a store_traits
+/// function declared without `static` is reported as that.
 template <class Store>
 constexpr bool check_conditional_writer() {
   using S = std::remove_cvref_t<Store>;
-  static_assert(
-      requires { typename store_key_t<S>; },
-      "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
-      "or store_traits<Store>::key_type");
-  static_assert(
-      requires { typename store_value_t<S>; },
-      "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
-      "or store_traits<Store>::value_type");
-  static_assert(
-      requires { typename store_token_t<S>; },
-      "noclobber: the store adapter must name its version token type: a member "
-      "`using token_type = ...;` or store_traits<Store>::token_type");
-  if constexpr (store_types<S>) {
+  constexpr bool has_key = requires {
+    typename store_key_t<S>;
+  };
+  constexpr bool has_value = requires {
+    typename store_value_t<S>;
+  };
+  constexpr bool has_token = requires {
+    typename store_token_t<S>;
+  };
+  static_assert(has_key,
+                "noclobber: the store adapter must name its key type: a member `using key_type = ...;` "
+                "or store_traits<Store>::key_type");
+  static_assert(has_value,
+                "noclobber: the store adapter must name its value type: a member `using value_type = ...;` "
+                "or store_traits<Store>::value_type");
+  static_assert(has_token,
+                "noclobber: the store adapter must name its version token type: a member "
+                "`using token_type = ...;` or store_traits<Store>::token_type");
+  static_assert(detail::check_traits_static<S>());
+  if constexpr (has_key && has_value && has_token) {
+    static_assert(
+        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
+        "noclobber: value_type and token_type must be default-constructible");
+    static_assert(std::equality_comparable<store_token_t<S>>,
+                  "noclobber: token_type must be equality-comparable");
+  }
+  if constexpr (store_types<S> && !detail::nonstatic_read<store_traits<S>> &&
+                !detail::nonstatic_write_if_match<store_traits<S>> &&
+                !detail::nonstatic_create_if_absent<store_traits<S>>) {
     static_assert(readable_store<S>,
                   "noclobber: the store adapter must provide `read(const key_type&)` returning "
                   "read_result<value_type, token_type> (absent is a normal answer)");
@@ -1547,12 +2049,6 @@ constexpr bool check_conditional_writer() {
         },
         "noclobber: the store adapter must provide `create_if_absent(const key_type&, const value_type&)` "
         "returning write_result<token_type>");
-  } else {
-    static_assert(
-        std::default_initializable<store_value_t<S>> && std::default_initializable<store_token_t<S>>,
-        "noclobber: value_type and token_type must be default-constructible");
-    static_assert(std::equality_comparable<store_token_t<S>>,
-                  "noclobber: token_type must be equality-comparable");
   }
   return true;
 }
@@ -1560,121 +2056,360 @@ constexpr bool check_conditional_writer() {
 }  // namespace noclobber
 // ---- end noclobber/conditional_writer.hpp
 
-// ---- begin noclobber/duration.hpp ------------------------------------------
-// noclobber/duration.hpp — durations that never overflow on their way into noclobber.
+// ---- begin noclobber/conditional_op.hpp ------------------------------------
+// noclobber/conditional_op.hpp — the I/O-free core of every conditional operation, and the one
+// home of the unknown-outcome rule.
 //
 // Overview
 // --------
-// `std::chrono` converts `hours::max()` to nanoseconds by multiplying, which overflows (undefined
-// behaviour, in practice a negative value). Every timeout, cap and lease in noclobber is stored
-// in nanoseconds, so it takes its argument through the saturating conversions here instead: a
-// duration past the range of nanoseconds becomes `nanoseconds::max()` (which every option that
-// documents it reads as "none" / "no limit") or `nanoseconds::min()`.
+// read_modify_write, write_if_unchanged / update_field_if_unchanged, erase_if_unchanged,
+// patch_if_unchanged (native and emulated), the idempotency ledger's transitions and the
+// coroutine form all do the same thing per attempt: maybe read, decide, send one conditional
+// request, and act on the answer. What differs is *what* they send and how they recognise their
+// own request in a later read. Those differences are an "operation" (the `conditional_op`
+// concept below); everything else lives once in `detail::op_core`:
 //
-//   noclobber::retry_policy p;
-//   p.timeout = std::chrono::hours::max();        // no deadline, not a negative one
-//   noclobber::saturating_cast_ns(std::chrono::seconds::max()) == std::chrono::nanoseconds::max()
+//   * when an attempt reads first (the first attempt unless the operation already holds its
+//     request, after conflict / absent / exists / transient_restart, while an outcome is unknown)
+//     and when it resends the same request (after `transient`);
+//   * the unknown-outcome rule. A request answered `indeterminate` may or may not have landed.
+//     It is never treated as a conflict; the key is read again at once and
+//       - the read shows our request (the operation recognises it: a value we sent, a key we
+//         erased): it landed: the result is applied;
+//       - the key is untouched (still at the token the request was conditioned on, or still
+//         absent after a create): it did not land: the same request is sent again;
+//       - anything else: unknowable from here (ours may have landed and been overwritten): the
+//         loop stops with stop_reason::indeterminate.
+//     If that read itself fails, the next attempt reads first and applies the same rule. A
+//     request of ours whose outcome was unknown is recognised in every later read as well.
+//   * what the attempt tells cas_retry: applied, decided(status), or the store's status and words.
 //
-// `saturating_ns` is the field type for such options: any std::chrono::duration converts to it
-// implicitly, and it converts back to std::chrono::nanoseconds. Floating-point durations are
-// accepted too; NaN becomes max().
+// An operation supplies (see `conditional_op`): the request to send (op_request) with its token,
+// value or patch; `on_read` (decide from the attempt's read: send, or decided); `on_refused`
+// (a definite refusal: retry, or decided — a dropped patch); `on_unknown` / `recognise` (remember
+// what identifies a request whose outcome is unknown, and find it in a read); `on_applied` /
+// `on_landed`; and `finish` (its own result type, whose retry_stats the loop filled). Drivers perform
+// the I/O the core asks for: detail::op_machine below (direct store calls, under cas_retry) and
+// detail::async_op_machine (asio/async_read_modify_write.hpp, each call awaited, under
+// async_cas_retry). Both run the same sequence:
 //
-// Thread safety: plain values and pure functions.
+//   if (core.starts_with_read(info) && core.on_read(read())) return core.answer();
+//   if (core.on_sent(send(core.request()))) core.on_resolving_read(read());
+//   return core.answer();
+//
+// where send() of read_then_write_if_match (an emulated patch) is
+//   r = read(); w = core.on_send_read(r) or else write_if_match(core.token(), core.value()).
+//
+// A new operation is a new case, not a copy: a fenced write with a lease token is an operation
+// whose request is write_if_match conditioned on (token, fence) — a new op_request the drivers
+// map to the store's fenced call — and which recognises its value like read_modify_write; a
+// server-side JSON merge patch is patch_if_match with a merge document as the patch (recognised
+// by nothing, like a native patch); a typed / codec store write is read_modify_write's operation
+// over a store whose traits decode and encode. The rule above applies to each unchanged.
+//
+// Thread safety: an op_core and its machine belong to one call (not thread-safe); they hold no
+// lock. Every store call and every operation callback runs on the calling thread (or the
+// awaiting coroutine's executor) under no noclobber lock.
 
-#include <chrono>
-#include <compare>
-#include <cstdint>
-#include <limits>
-#include <ratio>
+#include <concepts>
+#include <functional>
+#include <optional>
 #include <type_traits>
+#include <utility>
 
-namespace noclobber {
 
-/// `d` in nanoseconds, clamped to [nanoseconds::min(), nanoseconds::max()] instead of overflowing.
-/// Sub-nanosecond parts are truncated toward zero, as duration_cast does.
-template <class Rep, class Period>
-[[nodiscard]] constexpr std::chrono::nanoseconds saturating_cast_ns(
-    std::chrono::duration<Rep, Period> d) noexcept {
-  using ns = std::chrono::nanoseconds;
-  using ratio = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick of d
-  if constexpr (std::is_floating_point_v<Rep>) {
-    const long double v = static_cast<long double>(d.count()) * static_cast<long double>(ratio::num) /
-                          static_cast<long double>(ratio::den);
-    if (!(v < static_cast<long double>(ns::max().count()))) return ns::max();  // also NaN, +inf
-    if (!(v > static_cast<long double>(ns::min().count()))) return ns::min();
-    return ns(static_cast<std::int64_t>(v));
-  } else if constexpr (ratio::num == 1) {
-    // At most one nanosecond per tick: dividing cannot overflow (unless Rep is wider than 64 bits).
-    const auto q = d.count() / static_cast<Rep>(ratio::den);
-    if constexpr (sizeof(Rep) > sizeof(std::int64_t)) {
-      if (q > static_cast<Rep>(ns::max().count())) return ns::max();
-      if (q < static_cast<Rep>(ns::min().count())) return ns::min();
-    }
-    return ns(static_cast<std::int64_t>(q));
-  } else {
-    static_assert(ratio::den == 1 || ratio::num > 1, "unreachable");
-    // Whole ticks first (exact), then the remainder; limits computed in ticks, so no overflow.
-    constexpr std::intmax_t num = ratio::num;
-    constexpr std::intmax_t den = ratio::den;
-    const std::intmax_t ticks = static_cast<std::intmax_t>(d.count());
-    const std::intmax_t whole = ticks / den;  // ticks of `num` nanoseconds
-    if (whole > ns::max().count() / num) return ns::max();
-    if (whole < ns::min().count() / num) return ns::min();
-    const std::intmax_t rest = (ticks % den) * num / den;  // |ticks % den| < den: no overflow for
-                                                           // the ratios std::chrono defines
-    const std::intmax_t base = whole * num;
-    if (rest > 0 && base > ns::max().count() - rest) return ns::max();
-    if (rest < 0 && base < ns::min().count() - rest) return ns::min();
-    return ns(static_cast<std::int64_t>(base + rest));
-  }
-}
+namespace noclobber::detail {
 
-/// a + b in nanoseconds, clamped to the representable range.
-[[nodiscard]] constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
-                                                                std::chrono::nanoseconds b) noexcept {
-  using ns = std::chrono::nanoseconds;
-  if (b > ns::zero() && a > ns::max() - b) return ns::max();
-  if (b < ns::zero() && a < ns::min() - b) return ns::min();
-  return a + b;
-}
-
-/// `now + d` on `Clock`, clamped to the clock's time_point range (d = nanoseconds::max() gives
-/// time_point::max(): "never").
-template <class Clock>
-[[nodiscard]] constexpr typename Clock::time_point saturating_deadline(typename Clock::time_point now,
-                                                                       std::chrono::nanoseconds d) noexcept {
-  using tp = typename Clock::time_point;
-  using cd = typename Clock::duration;
-  const auto target = saturating_add(saturating_cast_ns(now.time_since_epoch()), d);
-  if (target >= saturating_cast_ns(tp::max().time_since_epoch())) return tp::max();
-  if (target <= saturating_cast_ns(tp::min().time_since_epoch())) return tp::min();
-  return tp(std::chrono::ceil<cd>(target));
-}
-
-/// A nanosecond count any std::chrono::duration converts to without overflow (see the overview):
-/// the type of noclobber's timeout, cap and lease options.
-class saturating_ns {
- public:
-  constexpr saturating_ns() noexcept = default;
-  template <class Rep, class Period>
-  constexpr saturating_ns(std::chrono::duration<Rep, Period> d) noexcept  // NOLINT: implicit by design
-      : ns_(saturating_cast_ns(d)) {}
-
-  constexpr operator std::chrono::nanoseconds() const noexcept { return ns_; }  // NOLINT: implicit
-  [[nodiscard]] constexpr std::chrono::nanoseconds get() const noexcept { return ns_; }
-  [[nodiscard]] constexpr std::int64_t count() const noexcept { return ns_.count(); }
-  /// True for nanoseconds::max(), the value options read as "none" / "no limit".
-  [[nodiscard]] constexpr bool is_max() const noexcept { return ns_ == std::chrono::nanoseconds::max(); }
-
-  friend constexpr bool operator==(saturating_ns, saturating_ns) noexcept = default;
-  friend constexpr auto operator<=>(saturating_ns, saturating_ns) noexcept = default;
-
- private:
-  std::chrono::nanoseconds ns_{0};
+/// The conditional request an operation sends.
+enum class op_request : unsigned char {
+  write_if_match,            // write_if_match(key, token(), value())
+  create_if_absent,          // create_if_absent(key, value())
+  erase_if_match,            // erase_if_match(key, token())
+  patch_if_match,            // patch_if_match(key, token(), patch())
+  read_then_write_if_match,  // an emulated conditional: read, on_send_read, write_if_match
 };
 
-}  // namespace noclobber
-// ---- end noclobber/duration.hpp
+/// A set of op_requests (the ones an operation may ask for: drivers compile only those).
+[[nodiscard]] constexpr unsigned request_bit(op_request r) noexcept {
+  return 1U << static_cast<unsigned>(r);
+}
+
+/// An operation's answer to a read or a refusal: send the request, or stop, decided.
+struct op_step {
+  bool decided = false;
+  write_status last_status = write_status::applied;  // when decided: what the decision rests on
+
+  [[nodiscard]] static constexpr op_step send() noexcept { return {}; }
+  [[nodiscard]] static constexpr op_step decide(write_status last = write_status::applied) noexcept {
+    return {true, last};
+  }
+};
+
+/// What one attempt tells cas_retry: a status and the store's words (owned by the op_core).
+struct op_status {
+  write_status status = write_status::permanent;
+  std::reference_wrapper<const store_error> error;
+};
+
+/// One kind of conditional operation (see the overview).
+// clang-format off
+template <class Op>
+concept conditional_op =
+    std::derived_from<typename Op::result_type, retry_stats> &&
+    requires(Op& op, const Op& cop, read_result<typename Op::value_type, typename Op::token_type>&& r,
+             const read_result<typename Op::value_type, typename Op::token_type>& cr,
+             write_result<typename Op::token_type>& w, typename Op::result_type& out) {
+      { Op::requests } -> std::convertible_to<unsigned>;
+      { cop.ready() } -> std::same_as<bool>;  // a request is prepared: an attempt may resend it unread
+      { cop.request() } -> std::same_as<op_request>;
+      { op.on_read(std::move(r)) } -> std::same_as<op_step>;
+      { op.on_refused(std::as_const(w)) } -> std::same_as<op_step>;
+      op.on_unknown();
+      { cop.recognise(cr) } -> std::same_as<bool>;
+      op.on_applied(w);
+      op.on_landed(std::move(r));
+      op.finish(out, true);  // out's retry_stats are filled; the operation fills the rest
+    };
+// clang-format on
+
+/// The decisions of one conditional operation, free of I/O (see the overview). Not thread-safe.
+template <class Op>
+class op_core {
+ public:
+  using op_type = Op;
+  using value_type = typename Op::value_type;
+  using token_type = typename Op::token_type;
+  using read_type = read_result<value_type, token_type>;
+  using wresult = write_result<token_type>;
+  using answer_type = attempt_result<op_status>;
+  using result_type = typename Op::result_type;
+
+  template <class... Args>
+  explicit op_core(Args&&... args) : op_(std::forward<Args>(args)...) {}
+
+  [[nodiscard]] Op& op() noexcept { return op_; }
+  [[nodiscard]] const Op& op() const noexcept { return op_; }
+  [[nodiscard]] op_request request() const noexcept { return op_.request(); }
+
+  /// Whether this attempt starts with a read; otherwise it (re)sends the prepared request.
+  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
+    return resolving_ || !op_.ready() || (info.reread && info.number > 1);
+  }
+
+  /// The attempt's first read. true: the attempt is over (answer()); false: send the request.
+  [[nodiscard]] bool on_read(read_type&& read) {
+    if (read.failed() || unknown_) [[unlikely]]
+      return on_unusual_read(std::move(read));
+    return decide(op_.on_read(std::move(read)));
+  }
+
+  /// For read_then_write_if_match: the read the emulated conditional starts with. An answer
+  /// (failed read, absent, token moved) is the request's; nullopt: send write_if_match now.
+  [[nodiscard]] std::optional<wresult> on_send_read(read_type&& read) {
+    if (read.failed()) return wresult::make_failed(as_write_status(read.status), std::move(read.error));
+    return op_.on_send_read(std::move(read));
+  }
+
+  /// The request's answer. true: its outcome is unknown: read at once and pass that read to
+  /// on_resolving_read. false: the attempt is over (answer()).
+  [[nodiscard]] bool on_sent(wresult&& w) {
+    if (w.status == write_status::applied) [[likely]] {
+      op_.on_applied(w);
+      status_ = write_status::applied;
+      return false;
+    }
+    return on_refused_or_unknown(std::move(w));
+  }
+
+  /// The attempt failed before the operation's request (see op_machine::refuse).
+  void refuse(wresult&& w) { (void)fail(w.status, std::move(w.error)); }
+
+  /// The read right after an indeterminate answer: the unknown-outcome rule.
+  void on_resolving_read(read_type&& read) {
+    if (read.failed()) {  // still unknown: the next attempt reads first (resolving_ stays set)
+      status_ = write_status::transient;
+      return;
+    }
+    if (op_.recognise(read)) {
+      (void)land(std::move(read));
+      return;
+    }
+    resolving_ = false;
+    // Untouched: it did not land; resend. Otherwise unknowable: stop (the request's own words).
+    status_ = untouched(read) ? write_status::transient : write_status::indeterminate;
+  }
+
+  /// The attempt's answer to cas_retry.
+  [[nodiscard]] answer_type answer() noexcept {
+    if (decided_) return decided(decided_status_);
+    return op_status{status_, std::cref(error_ ? *error_ : empty_error())};
+  }
+
+  /// The operation fills the rest of `out`, whose retry_stats the loop filled.
+  void finish(result_type& out) {
+    const bool unknown = resolving_ || out.reason == stop_reason::indeterminate;
+    op_.finish(out, unknown);
+  }
+
+ private:
+  // The rare paths live out of line, so that the attempt's fast path (read, decide, send,
+  // applied) stays small enough to be inlined into the retry loop.
+
+  // A failed read, or any read once some request's outcome was unknown: the rule.
+  [[gnu::noinline]] bool on_unusual_read(read_type&& read) {
+    if (read.failed()) return fail(as_write_status(read.status), std::move(read.error));
+    if (unknown_ && op_.recognise(read)) return land(std::move(read));
+    if (resolving_) {  // the read after an unknown outcome failed last time
+      resolving_ = false;
+      if (!untouched(read)) {
+        return fail(write_status::indeterminate,
+                    {"indeterminate", "a request's outcome is unknown and the key has changed since"});
+      }
+      return false;  // it did not land: send the same request again
+    }
+    return decide(op_.on_read(std::move(read)));
+  }
+
+  // Anything but applied: unknown (resolve at once), decided by the operation, or a failure.
+  [[gnu::noinline]] bool on_refused_or_unknown(wresult&& w) {
+    if (w.status == write_status::indeterminate) {
+      op_.on_unknown();
+      unknown_ = resolving_ = true;
+      error_ = std::move(w.error);
+      return true;
+    }
+    if (!decide(op_.on_refused(std::as_const(w)))) (void)fail(w.status, std::move(w.error));
+    return false;
+  }
+
+  // The key is as the request left it: still absent after a create, or still at its token.
+  [[nodiscard]] bool untouched(const read_type& read) const {
+    if (op_.request() == op_request::create_if_absent) return read.absent();
+    return read.found() && read.token == op_.token();
+  }
+
+  bool fail(write_status s, store_error&& e) {
+    status_ = s;
+    error_ = std::move(e);
+    return true;
+  }
+
+  bool land(read_type&& read) {
+    resolving_ = false;
+    op_.on_landed(std::move(read));
+    status_ = write_status::applied;
+    return true;
+  }
+
+  bool decide(op_step step) noexcept {
+    if (!step.decided) return false;
+    decided_ = true;
+    decided_status_ = step.last_status;
+    return true;
+  }
+
+  Op op_;
+  std::optional<store_error> error_;  // the store's words for the attempt's failure (lazily built)
+  write_status status_ = write_status::permanent;
+  write_status decided_status_ = write_status::applied;
+  bool decided_ = false;
+  bool resolving_ = false;  // a request's outcome is unknown; the next read decides
+  bool unknown_ = false;    // some request's outcome was unknown: recognise it in every read
+};
+
+/// One conditional operation on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, conditional_op Op>
+class op_machine {
+ public:
+  using traits = store_traits<std::remove_cvref_t<Store>>;
+  using key_type = store_key_t<Store>;
+  using core_type = op_core<Op>;
+  using wresult = typename core_type::wresult;
+  using answer_type = typename core_type::answer_type;
+  using result_type = typename core_type::result_type;
+
+  template <class... Args>
+  op_machine(Store& store, const key_type& key, Args&&... op_args)
+      : store_(store), key_(key), core_(std::forward<Args>(op_args)...) {}
+
+  /// One attempt (cas_retry's).
+  answer_type operator()(const attempt_info& info) {
+    if (core_.starts_with_read(info) && core_.on_read(traits::read(store_, key_))) return core_.answer();
+    if (core_.on_sent(send())) core_.on_resolving_read(traits::read(store_, key_));
+    return core_.answer();
+  }
+
+  /// An attempt that failed before the operation's own I/O (a driver's precondition, such as a
+  /// lock the adapter takes first): `w`'s status and words as the attempt's answer.
+  answer_type refuse(wresult&& w) {
+    core_.refuse(std::move(w));
+    return core_.answer();
+  }
+
+  /// The whole operation: cas_retry's loop (detail::run_cas_retry) over this machine's attempts,
+  /// its statistics written straight into the result.
+  template <retry_env Env>
+  [[nodiscard]] result_type run(const retry_policy& policy, Env& env) {
+    result_type out;
+    std::optional<op_status> last;
+    run_cas_retry(policy, *this, env, out, last);
+    core_.finish(out);
+    return out;
+  }
+
+  /// The result, for a driver that ran cas_retry itself around this machine's attempts.
+  [[nodiscard]] result_type finish(retry_result<op_status>&& r) {
+    result_type out;
+    static_cast<retry_stats&>(out) = std::move(r);
+    core_.finish(out);
+    return out;
+  }
+
+  [[nodiscard]] core_type& core() noexcept { return core_; }
+
+ private:
+  wresult send() {
+    constexpr unsigned may = Op::requests;
+    const Op& op = core_.op();
+    switch (core_.request()) {
+      case op_request::write_if_match:
+        if constexpr ((may & request_bit(op_request::write_if_match)) != 0) {
+          return traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+      case op_request::create_if_absent:
+        if constexpr ((may & request_bit(op_request::create_if_absent)) != 0) {
+          return traits::create_if_absent(store_, key_, op.value());
+        }
+        break;
+      case op_request::erase_if_match:
+        if constexpr ((may & request_bit(op_request::erase_if_match)) != 0) {
+          return traits::erase_if_match(store_, key_, op.token());
+        }
+        break;
+      case op_request::patch_if_match:
+        if constexpr ((may & request_bit(op_request::patch_if_match)) != 0) {
+          return traits::patch_if_match(store_, key_, op.token(), op.patch());
+        }
+        break;
+      case op_request::read_then_write_if_match:
+        if constexpr ((may & request_bit(op_request::read_then_write_if_match)) != 0) {
+          if (auto answer = core_.on_send_read(traits::read(store_, key_))) return std::move(*answer);
+          return traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+    }
+    return wresult::make_failed(write_status::permanent,
+                                {"noclobber", "request outside the operation's set"});
+  }
+
+  Store& store_;
+  const key_type& key_;
+  core_type core_;
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/conditional_op.hpp
 
 // ---- begin noclobber/read_modify_write.hpp ---------------------------------
 // noclobber/read_modify_write.hpp — read, compute, write only if nothing changed, retry.
@@ -1706,7 +2441,7 @@ class saturating_ns {
 //   `fn` may run several times (once per re-read) and must have no effects outside its return
 //   value; it never runs under a noclobber lock here (see locked_read_modify_write.hpp).
 //
-// Indeterminate writes
+// Indeterminate writes (the rule is conditional_op.hpp's, shared by every operation)
 //   A write reported `indeterminate` may or may not have landed. It is never treated as a
 //   conflict. The algorithm re-reads at once and:
 //     * if the stored value equals a value we sent with unknown outcome, the write landed:
@@ -1727,10 +2462,15 @@ class saturating_ns {
 //   classify_exception maps it to a status). A write starts only after `fn` has returned, so an
 //   exception from `fn` never leaves a partial write behind.
 //
-// Structure: detail::rmw_core makes every decision above without doing I/O; detail::rmw_machine
-// performs the store calls it asks for, and asio/async_read_modify_write.hpp awaits the same
-// calls, so both forms share one implementation. rmw_core allocates only to remember values
-// whose write was indeterminate.
+// Result: rmw_result, whose retry_stats say why the loop stopped (stop_reason::decided for keep
+// and abort: fn's answer ended it, not a failure).
+//
+// Structure: read_modify_write is one case of the I/O-free core in conditional_op.hpp:
+// detail::rmw_op says what to send (create_if_absent or write_if_match on the token read), calls
+// fn, and recognises its values; detail::op_core owns when to read, the indeterminate rule and
+// what cas_retry is told; detail::rmw_machine (op_machine) performs the store calls, and
+// asio/async_read_modify_write.hpp awaits the same calls, so both forms share one
+// implementation. rmw_op allocates only to remember values whose write was indeterminate.
 //
 // Thread safety: read_modify_write holds no lock of its own and keeps its state on the stack;
 // call it from any number of threads at once if the store allows concurrent use.
@@ -1775,11 +2515,13 @@ class update {
 
   update(const Value& v) : kind_(update_kind::write), value_(v) {}        // NOLINT: implicit
   update(Value&& v) : kind_(update_kind::write), value_(std::move(v)) {}  // NOLINT: implicit
+  // clang-format off
   template <class U>
-  requires(std::constructible_from<Value, U> && !std::same_as<std::remove_cvref_t<U>, Value> &&
-           !std::same_as<std::remove_cvref_t<U>, update> && !std::same_as<std::remove_cvref_t<U>, keep_t> &&
-           !std::same_as<std::remove_cvref_t<U>, abort_t>) update(U&& u)
-      : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}   // NOLINT: implicit
+    requires std::constructible_from<Value, U> &&
+             (!std::same_as<std::remove_cvref_t<U>, Value>) && (!std::same_as<std::remove_cvref_t<U>, update>) &&
+             (!std::same_as<std::remove_cvref_t<U>, keep_t>) && (!std::same_as<std::remove_cvref_t<U>, abort_t>)
+  update(U&& u) : kind_(update_kind::write), value_(std::in_place, std::forward<U>(u)) {}  // NOLINT: implicit
+  // clang-format on
   update(keep_t) : kind_(update_kind::keep) {}                                    // NOLINT: implicit
   update(abort_t a) : kind_(update_kind::abort), reason_(std::move(a.reason)) {}  // NOLINT: implicit
 
@@ -1832,9 +2574,12 @@ enum class rmw_outcome : unsigned char {
   return "unknown";
 }
 
-/// The result of read_modify_write and of the algorithms built on it.
+/// The result of read_modify_write and of the algorithms built on it. The loop's statistics
+/// (attempts, reason, slept, last_status, last_error) are the retry_stats base: `reason` is
+/// stop_reason::decided for unchanged and aborted (fn's answer ended the loop, not a failure),
+/// and last_status is then `applied` (the read succeeded).
 template <class Value, class Token>
-struct rmw_result {
+struct rmw_result : retry_stats {
   using value_type = Value;
   using token_type = Token;
 
@@ -1849,19 +2594,8 @@ struct rmw_result {
   bool created = false;
   /// gave_up with a write whose outcome is unknown: our update may or may not be stored.
   bool indeterminate = false;
-  /// Attempts made (each one a write, preceded by a read when one was needed).
-  unsigned attempts = 0;
-  /// Why the retry loop stopped. For unchanged and aborted it is stop_reason::applied: fn's
-  /// answer ended the loop, not a failure.
-  stop_reason reason = stop_reason::permanent;
-  /// Status of the last store call the loop acted on (a failed read is mapped with
-  /// as_write_status), and the store's words for it.
-  write_status last_status = write_status::permanent;
-  store_error last_error;
   /// fn's reason when aborted.
   std::string abort_reason;
-  /// Total time slept in backoff.
-  std::chrono::nanoseconds slept{0};
 
   /// applied or unchanged.
   [[nodiscard]] bool ok() const noexcept {
@@ -1874,10 +2608,12 @@ template <class Store>
 using store_rmw_result_t = rmw_result<store_value_t<Store>, store_token_t<Store>>;
 
 /// `fn` can be called with the current value (or absence) and answers an update.
+// clang-format off
 template <class Fn, class Value>
-concept rmw_function = std::invocable < Fn&,
-        const std::optional<Value>
-& > &&std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+concept rmw_function =
+    std::invocable<Fn&, const std::optional<Value>&> &&
+    std::convertible_to<std::invoke_result_t<Fn&, const std::optional<Value>&>, update<Value>>;
+// clang-format on
 
 namespace detail {
 
@@ -1896,144 +2632,35 @@ constexpr bool check_rmw_function() {
   return true;
 }
 
-/// The decisions of one read_modify_write, free of I/O: when an attempt reads, calling `fn`,
-/// keep / abort, which write to send (create_if_absent or write_if_match on the token read),
-/// the indeterminate rule, and the rmw_result bookkeeping. A driver performs the store calls and
-/// hands each answer back; every driver runs the same sequence per attempt:
-///
-///   if (starts_with_read(info)) { if (auto a = on_read(read())) return *a; }
-///   w = creates() ? create_if_absent(value()) : write_if_match(token(), value());
-///   if (!on_write(w)) return w;
-///   return on_resolving_read(read(), w);
-///
-/// rmw_machine (below) drives it with direct calls, async_rmw_machine
-/// (asio/async_read_modify_write.hpp) with co_await. Not thread-safe (one per call).
+/// read_modify_write as a conditional_op (conditional_op.hpp): read, call fn, send
+/// write_if_match on the token read (create_if_absent when the key was absent); keep / abort
+/// decide; a value we sent with unknown outcome is recognised by equality. The unknown-outcome
+/// rule itself is op_core's. rmw_op allocates only to remember such values.
 template <class Value, class Token, class Fn>
-class rmw_core {
+class rmw_op {
  public:
   using value_type = Value;
   using token_type = Token;
   using read_type = read_result<Value, Token>;
   using wresult = write_result<Token>;
   using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests =
+      request_bit(op_request::write_if_match) | request_bit(op_request::create_if_absent);
   static constexpr bool recognises_values = std::equality_comparable<value_type>;
 
-  explicit rmw_core(Fn& fn) : fn_(fn) {}
+  explicit rmw_op(Fn& fn) : fn_(fn) {}
 
-  /// Whether this attempt starts with a read; otherwise it resends the pending write.
-  [[nodiscard]] bool starts_with_read(const attempt_info& info) const noexcept {
-    return info.reread || !pending_ || resolving_;
+  [[nodiscard]] bool ready() const noexcept { return pending_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept {
+    return read_found_ ? op_request::write_if_match : op_request::create_if_absent;
   }
-
-  /// Takes the attempt's read and calls fn on it when it is needed. Returns the attempt's
-  /// answer when the attempt ends here (failed read, a write of ours recognised, unknowable
-  /// indeterminate write, keep / abort); nullopt: send the write next.
-  [[nodiscard]] std::optional<wresult> on_read(read_type&& read) {
-    if (read.failed()) return wresult::failed(as_write_status(read.status), std::move(read.error));
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    if (resolving_) {
-      resolving_ = false;
-      if (!untouched(read)) {
-        return wresult::failed(
-            write_status::indeterminate,
-            {"indeterminate", "a write's outcome is unknown and the key has changed since"});
-      }
-    }
-    compute(std::move(read));
-    if (decided_) return wresult::applied();  // keep / abort: stop the loop, nothing written
-    return std::nullopt;
-  }
-
-  /// The write to send: create_if_absent(key, value()) when creates(), else
-  /// write_if_match(key, token(), value()). Only after starts_with_read / on_read asked for it.
-  [[nodiscard]] bool creates() const noexcept { return conditioned_on_absent_; }
   [[nodiscard]] const token_type& token() const noexcept { return token_; }
   [[nodiscard]] const value_type& value() const noexcept { return *pending_; }
 
-  /// Takes the write's answer. false: `w` is the attempt's answer. true: the write may or may
-  /// not have landed; read again at once and pass that read and `w` to on_resolving_read.
-  [[nodiscard]] bool on_write(const wresult& w) {
-    if (w.status != write_status::indeterminate) return false;
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
-    resolving_ = true;
-    return true;
-  }
-
-  /// The attempt's answer after the indeterminate write `w` and the read that followed it.
-  [[nodiscard]] wresult on_resolving_read(read_type&& read, wresult&& w) {
-    if (read.failed()) {
-      // Still unknown: ask for another attempt, which re-reads first (resolving_ stays set).
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    if (read.found() && recognise(read.value)) return landed(std::move(read.value), std::move(read.token));
-    resolving_ = false;
-    if (untouched(read)) {
-      // It did not land and nothing changed: the same request can be sent again.
-      return wresult::failed(write_status::transient, std::move(w.error));
-    }
-    return std::move(w);
-  }
-
-  /// The result, from the retry loop's.
-  [[nodiscard]] result_type finish(retry_result<wresult>&& r) {
-    result_type out;
-    out.attempts = r.attempts;
-    out.reason = r.reason;
-    out.slept = r.slept;
-    if (!r.last_error.empty()) out.last_error = std::move(r.last_error);  // usually empty: skip the move
-    if (decided_ == update_kind::keep || decided_ == update_kind::abort) {
-      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
-      if (current_) out.value.emplace(std::move(*current_));
-      if (read_found_) out.token = token_;
-      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
-      out.last_status = write_status::applied;
-      return out;
-    }
-    if (r.reason == stop_reason::applied) {
-      out.outcome = rmw_outcome::applied;
-      out.last_status = write_status::applied;
-      if (landed_value_) {
-        out.value = std::move(landed_value_);
-        out.token = std::move(landed_token_);
-      } else {
-        out.value = std::move(pending_);
-        if (r.last && r.last->token) out.token = std::move(r.last->token);
-      }
-      out.created = conditioned_on_absent_ && !landed_value_;
-      return out;
-    }
-    out.outcome = rmw_outcome::gave_up;
-    out.last_status = r.last ? r.last->status : write_status::permanent;
-    out.indeterminate = resolving_ || r.reason == stop_reason::indeterminate;
-    return out;
-  }
-
- private:
-  // The key is as we left it: still absent after a create, or still at the token we sent on.
-  bool untouched(const read_type& read) const {
-    return conditioned_on_absent_ ? read.absent() : (read.found() && read.token == token_);
-  }
-
-  bool recognise(const value_type& v) const {
-    if constexpr (recognises_values) {
-      for (const value_type& sent : unknown_) {
-        if (v == sent) return true;
-      }
-    }
-    return false;
-  }
-
-  wresult landed(value_type v, token_type t) {
-    resolving_ = false;
-    landed_value_.emplace(std::move(v));
-    landed_token_.emplace(std::move(t));
-    return wresult::applied();
-  }
-
-  void compute(read_type&& read) {
+  /// Calls fn on what was read: a value to write (send), or keep / abort (decided).
+  [[nodiscard]] op_step on_read(read_type&& read) {
     pending_.reset();  // an exception from fn must not leave a stale write to resend
     read_found_ = read.found();
-    conditioned_on_absent_ = !read_found_;
     token_ = std::move(read.token);
     if (read_found_) {
       current_.emplace(std::move(read.value));
@@ -2044,7 +2671,7 @@ class rmw_core {
     switch (u.kind()) {
       case update_kind::write:
         pending_.emplace(std::move(u).value());
-        break;
+        return op_step::send();
       case update_kind::keep:
         decided_ = update_kind::keep;
         break;
@@ -2053,57 +2680,76 @@ class rmw_core {
         abort_reason_.emplace(u.reason());
         break;
     }
+    return op_step::decide();  // nothing written; the read succeeded
   }
 
+  /// conflict, absent, exists...: the loop re-reads and calls fn again.
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+
+  void on_unknown() {
+    if constexpr (recognises_values) unknown_.push_back(*pending_);
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) {
+      if (!read.found()) return false;
+      for (const value_type& sent : unknown_) {
+        if (read.value == sent) return true;
+      }
+    }
+    return false;
+  }
+
+  void on_applied(wresult& w) noexcept(std::is_nothrow_move_constructible_v<token_type>) {
+    if (w.token) applied_token_.emplace(std::move(*w.token));
+  }
+  void on_landed(read_type&& read) {
+    landed_value_.emplace(std::move(read.value));
+    applied_token_.emplace(std::move(read.token));
+  }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (decided_) {
+      out.outcome = *decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+      if (current_) out.value.emplace(std::move(*current_));
+      if (read_found_) out.token = token_;
+      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
+      return;
+    }
+    if (out.reason == stop_reason::applied) {
+      out.outcome = rmw_outcome::applied;
+      if (landed_value_) {
+        out.value = std::move(landed_value_);
+      } else {
+        out.value = std::move(pending_);
+      }
+      out.token = std::move(applied_token_);
+      out.created = !read_found_ && !landed_value_;
+      return;
+    }
+    out.outcome = rmw_outcome::gave_up;
+    out.indeterminate = unknown_outcome;
+  }
+
+ private:
   Fn& fn_;
-  std::optional<value_type> current_;  // what fn saw last
-  std::optional<value_type> pending_;  // the value to write (kept for transient resends)
-  token_type token_{};                 // the token pending_ is conditioned on
-  bool read_found_ = false;
-  bool conditioned_on_absent_ = false;
-  bool resolving_ = false;                   // a write's outcome is unknown; the next read decides
+  std::optional<value_type> current_;        // what fn saw last
+  std::optional<value_type> pending_;        // the value to write (kept for transient resends)
+  token_type token_{};                       // the token pending_ is conditioned on
+  bool read_found_ = false;                  // false: pending_ is a create
   std::optional<update_kind> decided_;       // keep or abort, once fn said so
   std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
   std::vector<value_type> unknown_;          // values sent whose outcome we never learned
-  std::optional<value_type> landed_value_;
-  std::optional<token_type> landed_token_;
+  std::optional<value_type> landed_value_;   // a value of ours recognised in a read
+  std::optional<token_type> applied_token_;  // the token of our applied (or recognised) write
 };
 
-/// One read_modify_write on a synchronous store: rmw_core's sequence with direct store calls.
 template <class Store, class Fn>
-class rmw_machine {
- public:
-  using traits = store_traits<Store>;
-  using key_type = store_key_t<Store>;
-  using core_type = rmw_core<store_value_t<Store>, store_token_t<Store>, Fn>;
-  using wresult = typename core_type::wresult;
-  using result_type = typename core_type::result_type;
+using rmw_op_for = rmw_op<store_value_t<Store>, store_token_t<Store>, Fn>;
 
-  rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), core_(fn) {}
-
-  wresult operator()(const attempt_info& info) {
-    if (core_.starts_with_read(info)) {
-      if (auto answer = core_.on_read(traits::read(store_, key_))) return std::move(*answer);
-    }
-    return write();
-  }
-
-  result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
-
- private:
-  // The attempt's write. One named result on every path, so it is built in the caller's
-  // return slot (NRVO) instead of being moved out: a write_result carries two strings.
-  wresult write() {
-    wresult w = core_.creates() ? traits::create_if_absent(store_, key_, core_.value())
-                                : traits::write_if_match(store_, key_, core_.token(), core_.value());
-    if (core_.on_write(w)) w = core_.on_resolving_read(traits::read(store_, key_), std::move(w));
-    return w;
-  }
-
-  Store& store_;
-  const key_type& key_;
-  core_type core_;
-};
+/// One read_modify_write on a synchronous store: op_core's sequence with direct store calls.
+template <class Store, class Fn>
+using rmw_machine = op_machine<Store, rmw_op_for<Store, Fn>>;
 
 inline const retry_policy& default_retry_policy() {
   static const retry_policy policy{};
@@ -2122,9 +2768,7 @@ template <class Store, class Fn, retry_env Env>
   static_assert(check_conditional_writer<Store>());
   static_assert(detail::check_rmw_function<std::remove_reference_t<Fn>, store_value_t<Store>>());
   detail::rmw_machine<Store, std::remove_reference_t<Fn>> machine(store, key, fn);
-  auto r = cas_retry(
-      policy, [&machine](const attempt_info& info) { return machine(info); }, env);
-  return machine.finish(std::move(r));
+  return machine.run(policy, env);
 }
 
 template <class Store, class Fn>
@@ -2148,9 +2792,9 @@ template <class Store, class Fn>
 //
 // Overview
 // --------
-// Seed 004's bugs: a check-then-insert let two requests both start the same import, and a
-// background task that crashed half-way re-applied everything when it was retried. The fix is
-// a ledger keyed by (source, content hash) whose entries move through
+// The import retried after a crash: a check-then-insert let two requests both start the same
+// import, and a background task that crashed half-way re-applied everything when it was retried.
+// The fix is a ledger keyed by (source, content hash) whose entries move through
 //
 //     (absent) --claim--> pending --complete--> completed      (never run again)
 //                            |  \--fail------> failed          (a retry claims it again)
@@ -2175,7 +2819,7 @@ template <class Store, class Fn>
 // the starts) and runs the operation again. So: completed operations never run again, and
 // two callers never run it at the same time while a lease is valid — but an operation that
 // crashed part-way *is* run again, so it must be safe to re-run on its own partial effects
-// (seed 004: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
+// (the blocklist import: INSERT … ON CONFLICT DO NOTHING for each ban), and must finish within the lease
 // (or the caller sees `lost_claim`: somebody took over, and the operation may have run twice).
 // Leases compare times from `ledger_options::clock` (system_clock by default, so that several
 // processes agree; their clocks must be roughly in sync).
@@ -2287,7 +2931,8 @@ struct ledger_entry {
 
 struct ledger_options {
   /// A pending claim older than this is presumed crashed and may be taken over. Must be > 0.
-  std::chrono::nanoseconds lease = std::chrono::seconds(30);
+  /// Any duration converts without overflow: hours::max() means a lease that never expires.
+  saturating_ns lease = std::chrono::seconds(30);
   /// Names this ledger's claims (in logs and in the entry); empty: a random id.
   std::string owner;
   /// The clock leases are measured on; null: std::chrono::system_clock::now.
@@ -2324,13 +2969,13 @@ enum class ledger_outcome : unsigned char {
   return "unknown";
 }
 
-struct ledger_result {
+/// The outcome of a ledger call. Its retry_stats base is the last ledger write's loop (reason
+/// decided for already_completed, in_progress and lost_claim: the entry said so).
+struct ledger_result : retry_stats {
   ledger_outcome outcome = ledger_outcome::gave_up;
   std::string result;                 // ran / already_completed: the result; failed: the error
   std::optional<ledger_entry> entry;  // the entry as last seen or written
   bool indeterminate = false;
-  stop_reason reason = stop_reason::applied;
-  store_error last_error;
 
   /// ran or already_completed: the operation's effect is in place.
   [[nodiscard]] bool ok() const noexcept {
@@ -2362,7 +3007,7 @@ class idempotency_ledger {
 
   explicit idempotency_ledger(Store& store, ledger_options options = {})
       : store_(store), options_(std::move(options)) {
-    if (options_.lease <= std::chrono::nanoseconds::zero()) {
+    if (options_.lease.get() <= std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::idempotency_ledger: lease = " +
                                   std::to_string(options_.lease.count()) + "ns must be positive");
     }
@@ -2407,7 +3052,7 @@ class idempotency_ledger {
     c.key = ledger_key(source, content_hash);
     c.id = options_.owner + "#" + std::to_string(next_claim_.fetch_add(1, std::memory_order_relaxed));
     const std::int64_t now = now_ns();
-    const std::int64_t lease_until = saturating_add(now, options_.lease.count());
+    const std::int64_t lease_until = saturating_add(std::chrono::nanoseconds(now), options_.lease).count();
     ledger_result out;
     auto r = read_modify_write(
         store_, key_type(c.key),
@@ -2433,6 +3078,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = c.entry;
       return {std::move(c), std::move(out)};
@@ -2485,6 +3131,7 @@ class idempotency_ledger {
           return encode(next);
         },
         options_.policy);
+    static_cast<retry_stats&>(out) = r;  // the ledger write's statistics
     if (r.outcome == rmw_outcome::applied) {
       out.entry = next;
       out.outcome = state == ledger_state::completed ? ledger_outcome::ran : ledger_outcome::failed;
@@ -2498,12 +3145,11 @@ class idempotency_ledger {
     return out;
   }
 
+  // The statistics are in `out` already.
   template <class R>
   static void fill_failure(ledger_result& out, const R& r) {
     out.outcome = ledger_outcome::gave_up;
     out.indeterminate = r.indeterminate;
-    out.reason = r.reason;
-    out.last_error = r.last_error;
     if (r.outcome == rmw_outcome::aborted) out.last_error = {"corrupt", r.abort_reason};
   }
 
@@ -2535,14 +3181,6 @@ class idempotency_ledger {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
 
-  static std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-    constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
-    if (b > 0 && a > max - b) return max;
-    if (b < 0 && a < min - b) return min;
-    return a + b;
-  }
-
   Store& store_;
   ledger_options options_;
   std::atomic<std::uint64_t> next_claim_{1};
@@ -2550,6 +3188,157 @@ class idempotency_ledger {
 
 }  // namespace noclobber
 // ---- end noclobber/idempotency_ledger.hpp
+
+// ---- begin noclobber/key_lock.hpp ------------------------------------------
+// noclobber/key_lock.hpp — what "a per-key lock" means to noclobber: the key_lock_map concept.
+//
+// Overview
+// --------
+// Functions that serialise writers of one key inside a process (locked_read_modify_write) take
+// the lock map as a template parameter and need only this: `locks.lock(key)` returns an RAII
+// guard that holds `key` until it is destroyed.
+//
+//   static_assert(noclobber::key_lock_map<noclobber::keyed_mutex_map<std::string>, std::string>);
+//
+// keyed_mutex_map (noclobber/keyed_mutex_map.hpp) satisfies it, as does any map of your own with
+// such a `lock`. The key must be one the map can lock: its own key type, or one it looks up
+// transparently (keyed_mutex_map<std::string, string_hash, std::equal_to<>> also takes a
+// std::string_view). detail::check_key_lock_map names both types when it does not fit.
+//
+// Thread safety: a concept only; what `lock` promises is the map's business.
+
+namespace noclobber {
+
+/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+template <class Locks, class Key>
+concept key_lock_map = requires(Locks& locks, const Key& key) {
+  locks.lock(key);
+};
+
+namespace detail {
+
+/// One static_assert, instantiated with both types (compilers print them in the note that
+/// points here), for a lock map that cannot lock the keys it is given. True when it fits.
+template <class Locks, class Key>
+struct check_key_lock_map {
+  static_assert(key_lock_map<Locks, Key>,
+                "noclobber: the lock map cannot lock this key type: `locks.lock(key)` must accept the "
+                "store's key (store_key_t<Store>). Give the lock map the store's key type, or a "
+                "transparent Hash and KeyEqual that look that key type up. The two types are "
+                "named in this check_key_lock_map<Locks, Key>.");
+  static constexpr bool value = key_lock_map<Locks, Key>;
+};
+
+}  // namespace detail
+}  // namespace noclobber
+// ---- end noclobber/key_lock.hpp
+
+// ---- begin noclobber/keyed_mutex_map/shard.hpp -----------------------------
+// noclobber/keyed_mutex_map/shard.hpp — one shard of a keyed_mutex_map: a word that is both the
+// head of the shard's chain of live entries and the lock that guards the chain.
+//
+// Overview
+// --------
+// A keyed_mutex_map (noclobber/keyed_mutex_map.hpp) spreads keys over shards by hash. Each shard
+// is one 64-byte cache line holding one word:
+//
+//   word = address of the first live entry of the shard's chain | flag bits (entries are 64-byte
+//          aligned, so the low bits are free)
+//     kmm_locked    the shard lock is held: the chain and the "shard" fields of its entries
+//                   (noclobber/keyed_mutex_map/entry_pool.hpp) may be read and written
+//     kmm_sleepers  someone sleeps (std::atomic::wait) for the shard lock: unlock must notify
+//     kmm_slow      the chain is not "one entry, held exclusively, nobody waiting"
+//
+// Invariant: a word without kmm_slow and without kmm_locked is either 0 (no live entry) or the
+// address of the shard's only entry, held exclusively with no waiter. Only then may a thread
+// change the word without taking the lock: 0 -> entry (lock an idle key, one CAS) and
+// entry -> 0 (its holder unlocks, one CAS). Everything else takes the shard lock.
+//
+// The shard lock spins briefly, then sleeps on the word. It is never held while user code runs,
+// except KeyEqual (see keyed_mutex_map.hpp), and nothing but an entry's park mutex is taken under
+// it (lock order: shard lock -> entry park mutex; see keyed_mutex_map/parking.hpp).
+//
+// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex.
+// No user code runs here.
+
+#include <atomic>
+#include <cstdint>
+
+namespace noclobber::detail {
+
+inline void kmm_cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
+inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
+inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
+inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
+inline constexpr std::uintptr_t kmm_flags = 7;
+
+inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
+inline constexpr int kmm_key_spin_rounds = 2;
+inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
+
+/// The chain head a shard word names.
+template <class Entry>
+[[nodiscard]] inline Entry* kmm_head_of(std::uintptr_t word) noexcept {
+  return reinterpret_cast<Entry*>(word & ~kmm_flags);
+}
+
+struct alignas(64) kmm_shard {
+  std::atomic<std::uintptr_t> word{0};
+
+  /// Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
+  std::uintptr_t lock() noexcept {
+    std::uintptr_t w = word.load(std::memory_order_relaxed);
+    int spins = 0;
+    for (;;) {
+      if ((w & kmm_locked) == 0) {
+        if (word.compare_exchange_weak(w, w | kmm_locked, std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+          return w;
+        continue;
+      }
+      if (spins < kmm_shard_spins) {
+        ++spins;
+        kmm_cpu_relax();
+        w = word.load(std::memory_order_relaxed);
+        continue;
+      }
+      if ((w & kmm_sleepers) == 0) {
+        if (!word.compare_exchange_weak(w, w | kmm_sleepers, std::memory_order_relaxed,
+                                        std::memory_order_relaxed))
+          continue;
+        w |= kmm_sleepers;
+      }
+      word.wait(w, std::memory_order_relaxed);
+      w = word.load(std::memory_order_relaxed);
+    }
+  }
+
+  /// Releases the shard lock, publishing `published` (the chain head with kmm_slow as needed,
+  /// see kmm_word_for in entry_pool.hpp; never with kmm_locked or kmm_sleepers).
+  void unlock(std::uintptr_t published) noexcept {
+    if (word.exchange(published, std::memory_order_release) & kmm_sleepers) word.notify_all();
+  }
+
+  /// Spins (bounded) until the word changes from `seen`: a short wait for a holder about to let
+  /// go, taken before sleeping on a busy key.
+  void spin_while_unchanged(std::uintptr_t seen) const noexcept {
+    for (int i = 0; i < kmm_key_spins; ++i) {
+      kmm_cpu_relax();
+      if (word.load(std::memory_order_relaxed) != seen) return;
+    }
+  }
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/shard.hpp
 
 // ---- begin noclobber/thread_annotations.hpp --------------------------------
 // noclobber/thread_annotations.hpp — Clang thread-safety annotations, compiled to nothing elsewhere.
@@ -2564,15 +3353,19 @@ class idempotency_ledger {
 //
 // libstdc++'s std::mutex carries no capability attribute, so the analysis cannot see it. Code that
 // wants checking uses `noclobber::annotated_mutex` (a std::mutex with the attributes) and
-// `noclobber::annotated_lock` (its scoped guard):
+// `noclobber::annotated_lock` (its scoped guard; `annotated_unique_lock` when it is released early):
 //
 //   noclobber::annotated_mutex mu;
 //   int hits NOCLOBBER_GUARDED_BY(mu) = 0;
 //   void bump() { noclobber::annotated_lock lock(mu); ++hits; }   // -Wthread-safety checks this
 //
+// A std::condition_variable waits through `noclobber::annotated_wait_lock` instead.
+//
 // Thread safety: annotated_mutex has std::mutex's contract; annotated_lock is not shared between
 // threads. No user callbacks run anywhere in this header.
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 #if defined(__clang__) && !defined(SWIG)
@@ -2635,6 +3428,34 @@ class NOCLOBBER_CAPABILITY("mutex") annotated_mutex {
   std::mutex mutex_;
 };
 
+// Scoped lock over annotated_mutex that a std::condition_variable can wait on (std::unique_lock
+// with attributes). The analysis treats the mutex as held for the whole scope, which is what the
+// code around a wait sees: a wait releases it only inside the call. Write the wait's condition as
+// a loop around wait()/wait_until() in the annotated function, not as a predicate lambda: the
+// analysis checks a lambda on its own and cannot see that it runs under the lock.
+class NOCLOBBER_SCOPED_CAPABILITY annotated_wait_lock {
+ public:
+  explicit annotated_wait_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : lock_(mu.native()) {}
+  ~annotated_wait_lock() NOCLOBBER_RELEASE() {}
+  annotated_wait_lock(const annotated_wait_lock&) = delete;
+  annotated_wait_lock& operator=(const annotated_wait_lock&) = delete;
+
+  void wait(std::condition_variable& cv) { cv.wait(lock_); }
+  /// Waits for a notification or `deadline`; time_point::max() waits without a deadline.
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::condition_variable& cv,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
+      cv.wait(lock_);
+      return std::cv_status::no_timeout;
+    }
+    return cv.wait_until(lock_, deadline);
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
 // Scoped lock over annotated_mutex (std::lock_guard with attributes).
 class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
  public:
@@ -2647,83 +3468,195 @@ class NOCLOBBER_SCOPED_CAPABILITY annotated_lock {
   annotated_mutex& mutex_;
 };
 
+// Scoped lock over annotated_mutex that may be released before the end of its scope
+// (std::unique_lock's lock-once-unlock-early use, with attributes).
+class NOCLOBBER_SCOPED_CAPABILITY annotated_unique_lock {
+ public:
+  explicit annotated_unique_lock(annotated_mutex& mu) NOCLOBBER_ACQUIRE(mu) : mutex_(mu) { mutex_.lock(); }
+  ~annotated_unique_lock() NOCLOBBER_RELEASE() {
+    if (owns_) mutex_.unlock();
+  }
+  annotated_unique_lock(const annotated_unique_lock&) = delete;
+  annotated_unique_lock& operator=(const annotated_unique_lock&) = delete;
+
+  // Releases the mutex now; the destructor then does nothing.
+  void unlock() NOCLOBBER_RELEASE() {
+    owns_ = false;
+    mutex_.unlock();
+  }
+
+ private:
+  annotated_mutex& mutex_;
+  bool owns_ = true;
+};
+
 }  // namespace noclobber
 // ---- end noclobber/thread_annotations.hpp
 
-// ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
-// noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
+// ---- begin noclobber/keyed_mutex_map/entry_pool.hpp ------------------------
+// noclobber/keyed_mutex_map/entry_pool.hpp — the entries of a keyed_mutex_map (one per live key)
+// and the pool that recycles them.
 //
 // Overview
 // --------
-// A read-modify-write against a shared store (download, edit, conditional put) loses updates when two
-// writers start from the same version. Conditional writes catch that across processes; inside one
-// process it is cheaper to make writers of the same key queue behind a per-key lock than to let them
-// race and burn round-trips and retry budget. `keyed_mutex_map<Key>` is that per-key lock:
+// An entry is the lock of one key while that key is held or waited on. It sits in the chain of
+// the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp); when its last holder leaves
+// and nobody waits, it is unlinked ("retired") and goes back to a free list: first the retiring
+// thread's cache (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool.
+// Entries are never freed while the pool lives, so a late notifier may still touch a retired
+// entry's park mutex and condition variables (at worst a spurious wake-up).
 //
-//   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> locks;
-//   {
-//     auto g = locks.lock("bucket/tenant-7/db.sqlite");   // writers of this key queue here
-//     read_modify_write(...);                              // writers of other keys never wait
-//   }                                                      // entry freed if nobody else wants it
+// The pool outlives the map when a thread cache still holds some of its entries: it is held by
+// shared_ptr (the map's and every attached cache slot's), and freed by whichever lets go last.
 //
-// Locks are exclusive (`lock`, `try_lock`, `try_lock_for`, `try_lock_until`) or shared
-// (`lock_shared`, ...); several keys can be locked at once without deadlock (`lock_all`,
-// `try_lock_all`, `try_lock_all_for`, `try_lock_all_until`), all-or-nothing for the try and timed forms.
+// Entry fields marked "shard" are guarded by the lock bit of the shard the key hashes to (a spin
+// word, which Clang's thread-safety analysis cannot name); the pool's fields are guarded by its
+// annotated mutex and checked by -Wthread-safety.
 //
-// An entry exists only while its key is held or waited on: once every guard is gone `size() == 0`,
-// whichever thread released and whatever was thrown. Entries are pooled (no heap allocation per
-// lock/unlock in steady state); the pool keeps the high-water mark of simultaneously live entries
-// until the map is destroyed.
-//
-// Thread safety
-// -------------
-// All member functions of keyed_mutex_map may be called concurrently. A guard object is not itself
-// thread-safe, but it may be moved to and released on another thread than the one that locked
-// (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
-// recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
-// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
-// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
-// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
-//
-// What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
-// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
-// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
-// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
-// caller itself runs while holding the guard.
-//
-// Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
-// cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
-// from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
-// compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
-//
-// Lock order: shard lock -> entry park mutex (held only to bump the entry's wake sequence); nothing
-// else is taken under either. Per-key waiters sleep on the entry's condition variable, holding no
-// shard lock. A release wakes one parked waiter when all waiters want the key exclusively, all of
-// them otherwise; fairness is not FIFO (a running thread may take a key before a woken one).
+// Thread safety: kmm_pool_base's members lock its mutex themselves or require it (annotated).
+// No user code runs here except Key's constructor and assignment (kmm_assign_key), called with
+// no lock held.
 
-#include <algorithm>
-#include <array>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <initializer_list>
-#include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
-#include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+
+namespace noclobber::detail {
+
+struct kmm_entry_base {
+  kmm_entry_base* free_next = nullptr;  // link while in a pool or thread cache
+};
+
+struct kmm_cache_slot;
+
+// Entry pool shared between a map and the thread caches attached to it. Held by shared_ptr so a
+// thread cache can hand entries back even after the map is gone.
+struct kmm_pool_base {
+  virtual ~kmm_pool_base() = default;
+  virtual void destroy_entry(kmm_entry_base* e) noexcept = 0;
+
+  void destroy_all(kmm_entry_base* head) noexcept {
+    while (head != nullptr) {
+      kmm_entry_base* next = head->free_next;
+      destroy_entry(head);
+      head = next;
+    }
+  }
+
+  /// Puts the chain first … last (linked by free_next) on the free list.
+  void push_free(kmm_entry_base* first, kmm_entry_base* last) noexcept NOCLOBBER_EXCLUDES(mutex) {
+    annotated_lock lk(mutex);
+    last->free_next = free_head;
+    free_head = first;
+  }
+
+  annotated_mutex mutex;
+  kmm_entry_base* free_head NOCLOBBER_GUARDED_BY(mutex) = nullptr;
+  // Counts of slots detached so far (their live counts are summed from `attached`).
+  std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  // The thread cache slots attached now (kmm_cache_slot::attach / detach).
+  std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
+};
+
+// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+template <class Key>
+struct alignas(64) kmm_entry final : kmm_entry_base {
+  kmm_entry* next = nullptr;               // shard: chain link
+  std::size_t hash = 0;                    // shard (immutable while live)
+  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
+  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
+  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
+  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
+  std::optional<Key> key;                  // kept between uses so its capacity is reused
+  std::mutex park_mutex;                   // guards no field: orders wake_seq bumps with parkers
+  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
+  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+};
+
+/// The shard word to publish for a chain (see shard.hpp): the fast unlock (one CAS from `head`
+/// to 0) is allowed only when the chain is exactly one entry held exclusively with nobody
+/// waiting; otherwise kmm_slow is set. Shard lock held.
+template <class Key>
+[[nodiscard]] inline std::uintptr_t kmm_word_for(const kmm_entry<Key>* head) noexcept {
+  if (head == nullptr) return 0;
+  const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
+  return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : kmm_slow);
+}
+
+template <class Key>
+struct kmm_pool final : kmm_pool_base {
+  ~kmm_pool() override {
+    kmm_entry_base* head = nullptr;
+    {
+      annotated_lock lk(mutex);  // the last owner is letting go: uncontended
+      head = std::exchange(free_head, nullptr);
+    }
+    destroy_all(head);
+  }
+  void destroy_entry(kmm_entry_base* e) noexcept override { delete static_cast<kmm_entry<Key>*>(e); }
+};
+
+/// Stores `key` in a free entry, reusing the previous key's storage where it can. May throw
+/// whatever Key's construction or assignment throws; the entry stays usable then.
+template <class Key, class K>
+void kmm_assign_key(kmm_entry<Key>& e, const K& key) {
+  if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
+    // Reuse the buffer without basic_string::assign's general replace path.
+    const std::string_view src = key;
+    if (e.key.has_value() && src.size() <= e.key->capacity()) {
+      std::string& dst = *e.key;
+      if (dst.size() != src.size()) dst.resize(src.size());
+      if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
+    } else if (e.key.has_value()) {
+      e.key->assign(src);
+    } else {
+      e.key.emplace(src);
+    }
+  } else if constexpr (std::is_assignable_v<Key&, const K&>) {
+    if (e.key.has_value())
+      *e.key = key;
+    else
+      e.key.emplace(key);
+  } else {
+    e.key.emplace(key);
+  }
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/entry_pool.hpp
+
+// ---- begin noclobber/keyed_mutex_map/options.hpp ---------------------------
+// noclobber/keyed_mutex_map/options.hpp — the plain value types of keyed_mutex_map: its
+// constructor options, its counters, and a transparent hash for string keys.
+//
+// Overview
+// --------
+//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each)
+//   keyed_mutex_map_counters  what keyed_mutex_map::counters() returns
+//   string_hash               lets keyed_mutex_map<std::string, string_hash, std::equal_to<>> be
+//                             locked with a std::string_view or a const char* without building a
+//                             std::string
+//
+// Included by noclobber/keyed_mutex_map.hpp; include that.
+// Thread safety: plain values and a stateless function object.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
 
 namespace noclobber {
 
@@ -2753,57 +3686,46 @@ struct keyed_mutex_map_options {
   std::size_t shard_count = 4096;
 };
 
-namespace detail {
+}  // namespace noclobber
+// ---- end noclobber/keyed_mutex_map/options.hpp
 
-inline void kmm_cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+// ---- begin noclobber/keyed_mutex_map/thread_cache.hpp ----------------------
+// noclobber/keyed_mutex_map/thread_cache.hpp — per-thread caches of free entries and counters, so
+// that locking and unlocking in steady state touches no shared free list and allocates nothing.
+//
+// Overview
+// --------
+// Each thread has a few cache slots, one per map it used recently (kmm_thread_cache::slot_count).
+// A slot holds up to `capacity` free entries of its map's pool
+// (noclobber/keyed_mutex_map/entry_pool.hpp) and the thread's counters for that map:
+//
+//   take an entry     from the slot; when empty, refill `batch` from the pool; when the pool is
+//                     empty too, allocate one (the pool keeps it until the map and every cache
+//                     holding its entries are gone)
+//   recycle an entry  to the slot; when full, spill `batch` to the pool
+//   counters          written only by the owning thread (relaxed), summed by the map's counters()
+//                     over the pool's `attached` slots plus what detached slots left behind
+//
+// A slot attaches to a pool on first use and detaches when the thread exits or the slot is reused
+// for another map: it hands its entries and counts back to the pool, and lets go of the pool (the
+// last to let go frees it). A thread_local destructor that runs after the thread's cache is gone
+// gets no cache: it uses a stand-in slot for one operation (kmm_late_slot).
+//
+// Lock order: a slot takes only its pool's mutex, and nothing under it.
+//
+// Thread safety: a slot belongs to one thread; only its atomic counters are read by others (under
+// the pool mutex, in the map's counters()). No user code runs here except Key's constructor and
+// assignment in kmm_take_entry, with no lock held.
 
-// Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
-inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
-inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
-inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
-inline constexpr std::uintptr_t kmm_flags = 7;
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <utility>
 
-inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
-inline constexpr int kmm_key_spin_rounds = 2;
-inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
 
-struct alignas(64) kmm_shard {
-  std::atomic<std::uintptr_t> word{0};
-};
-
-struct kmm_entry_base {
-  kmm_entry_base* free_next = nullptr;  // link while in a pool or thread cache
-};
-
-struct kmm_cache_slot;
-
-// Entry pool shared between a map and the thread caches attached to it. Held by shared_ptr so a
-// thread cache can hand entries back even after the map is gone.
-struct kmm_pool_base {
-  virtual ~kmm_pool_base() = default;
-  virtual void destroy_entry(kmm_entry_base* e) noexcept = 0;
-
-  void destroy_all(kmm_entry_base* head) noexcept {
-    while (head != nullptr) {
-      kmm_entry_base* next = head->free_next;
-      destroy_entry(head);
-      head = next;
-    }
-  }
-
-  std::mutex mutex;
-  kmm_entry_base* free_head = nullptr;      // guarded by mutex
-  std::uint64_t detached_acquisitions = 0;  // guarded by mutex; from slots detached so far
-  std::uint64_t detached_contended = 0;     // guarded by mutex
-  std::uint64_t detached_sleeps = 0;        // guarded by mutex
-  kmm_cache_slot* attached = nullptr;       // guarded by mutex; slots currently attached
-};
+namespace noclobber::detail {
 
 // One thread's cache of free entries for one pool, plus that thread's counters for it.
 struct alignas(64) kmm_cache_slot {
@@ -2817,20 +3739,16 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
   std::shared_ptr<kmm_pool_base> pool;
-  kmm_cache_slot* prev = nullptr;  // in pool->attached, guarded by pool->mutex
-  kmm_cache_slot* next = nullptr;
 
-  void bump(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
+  // Throws std::bad_alloc if the pool cannot record the slot; the slot stays detached then.
   void attach(std::shared_ptr<kmm_pool_base> p) {
     {
-      std::lock_guard<std::mutex> lk(p->mutex);
-      prev = nullptr;
-      next = p->attached;
-      if (next != nullptr) next->prev = this;
-      p->attached = this;
+      annotated_lock lk(p->mutex);
+      p->attached.push_back(this);
     }
     pool_raw = p.get();
     pool = std::move(p);
@@ -2838,27 +3756,27 @@ struct alignas(64) kmm_cache_slot {
 
   // Returns cached entries and counts to the pool and lets go of it (which may destroy it).
   void detach() noexcept {
-    if (pool == nullptr) return;
+    if (pool_raw == nullptr) return;
     {
-      std::lock_guard<std::mutex> lk(pool->mutex);
+      annotated_lock lk(pool_raw->mutex);
       if (head != nullptr) {
         kmm_entry_base* tail = head;
         while (tail->free_next != nullptr) tail = tail->free_next;
-        tail->free_next = pool->free_head;
-        pool->free_head = head;
+        tail->free_next = pool_raw->free_head;
+        pool_raw->free_head = head;
       }
-      pool->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
-      pool->detached_contended += contended.load(std::memory_order_relaxed);
-      pool->detached_sleeps += sleeps.load(std::memory_order_relaxed);
-      if (prev != nullptr)
-        prev->next = next;
-      else
-        pool->attached = next;
-      if (next != nullptr) next->prev = prev;
+      pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
+      pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
+      pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      auto& slots = pool_raw->attached;
+      const auto it = std::find(slots.begin(), slots.end(), this);
+      if (it != slots.end()) {
+        *it = slots.back();
+        slots.pop_back();
+      }
     }
     head = nullptr;
     count = 0;
-    prev = next = nullptr;
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
@@ -2873,17 +3791,15 @@ struct alignas(64) kmm_cache_slot {
     for (unsigned i = 1; i < batch; ++i) last = last->free_next;
     head = last->free_next;
     count -= batch;
-    std::lock_guard<std::mutex> lk(pool->mutex);
-    last->free_next = pool->free_head;
-    pool->free_head = first;
+    pool_raw->push_free(first, last);
   }
 
   // Takes up to `batch` entries from the pool (cache empty). False if the pool is empty too.
   bool refill() noexcept {
-    std::lock_guard<std::mutex> lk(pool->mutex);
-    while (count < batch && pool->free_head != nullptr) {
-      kmm_entry_base* e = pool->free_head;
-      pool->free_head = e->free_next;
+    annotated_lock lk(pool_raw->mutex);
+    while (count < batch && pool_raw->free_head != nullptr) {
+      kmm_entry_base* e = pool_raw->free_head;
+      pool_raw->free_head = e->free_next;
       e->free_next = head;
       head = e;
       ++count;
@@ -2950,26 +3866,259 @@ struct kmm_late_slot : kmm_cache_slot {
   ~kmm_late_slot() { detach(); }
 };
 
-// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+/// A free entry holding `key` and its hash, from `slot` (refilled from the pool, or allocated,
+/// when empty). Throws what Key's construction or assignment or operator new throws; the slot is
+/// unchanged then.
+template <class Key, class K>
+[[nodiscard]] kmm_entry<Key>* kmm_take_entry(kmm_cache_slot& slot, const K& key, std::size_t hash) {
+  if (slot.head == nullptr && !slot.refill()) {
+    auto* fresh = new kmm_entry<Key>;
+    fresh->free_next = slot.head;
+    slot.head = fresh;
+    ++slot.count;
+  }
+  auto* e = static_cast<kmm_entry<Key>*>(slot.head);
+  kmm_assign_key(*e, key);
+  slot.head = e->free_next;  // taken only once the key is in place (exception safety)
+  --slot.count;
+  e->free_next = nullptr;
+  e->hash = hash;
+  return e;
+}
+
+/// Back to the thread's cache. The entry is unlinked; late notifiers may still touch its park
+/// mutex and condition variables, which stay valid: entries are freed only with the pool.
 template <class Key>
-struct alignas(64) kmm_entry final : kmm_entry_base {
-  kmm_entry* next = nullptr;               // shard: chain link
-  std::size_t hash = 0;                    // shard (immutable while live)
-  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
-  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
-  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
-  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
-  std::optional<Key> key;                  // kept between uses so its capacity is reused
-  std::mutex park_mutex;
-  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
-  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+void kmm_recycle(kmm_cache_slot& slot, kmm_entry<Key>* e) noexcept {
+  e->next = nullptr;
+  e->holders = 0;
+  e->free_next = slot.head;
+  slot.head = e;
+  if (++slot.count > kmm_cache_slot::capacity) slot.spill();
+}
+
+/// As kmm_recycle, or straight to `pool` when there is no slot (no thread cache could be had).
+template <class Key>
+[[gnu::always_inline]] inline void kmm_give_back(kmm_cache_slot* slot, kmm_pool_base& pool,
+                                                 kmm_entry<Key>* e) noexcept {
+  if (slot != nullptr) {
+    kmm_recycle(*slot, e);
+    return;
+  }
+  e->next = nullptr;
+  e->holders = 0;
+  pool.push_free(e, e);
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/thread_cache.hpp
+
+// ---- begin noclobber/keyed_mutex_map/parking.hpp ---------------------------
+// noclobber/keyed_mutex_map/parking.hpp — how a keyed_mutex_map's waiters sleep on a busy key and
+// who wakes them: the hand-over protocol between a releasing holder and the waiters of an entry.
+//
+// Overview
+// --------
+// A thread that finds its key held (and has spun a little) registers as a waiter of the entry
+// under the shard lock (`waiters`, `exclusive_waiters`: they keep the entry live), notes the
+// entry's wake sequence, releases the shard lock and sleeps on the entry's condition variable
+// until the sequence moves (park). A release that leaves the entry free with waiters bumps the
+// sequence under the shard lock (wake) and notifies after releasing it (notify). The woken waiter
+// takes the shard lock again, drops its waiter counts and retries from the start.
+//
+// Wake-up policy (writer preference): if exclusive waiters exist, wake one of them (a hot key
+// with 16 parked writers wakes 1 thread per hand-over, not 16); otherwise wake every shared
+// waiter, since they may enter together. Fairness is not FIFO: a running thread may take a key
+// before a woken one.
+//
+// Invariant: while an entry with waiters is free, a wake-up is in flight to a waiter that can take
+// it. An exclusive waiter parks only on a held entry, so one that parks after a wake-up and
+// catches it has a holder that will wake again on release; a woken waiter that leaves without
+// taking the entry (it timed out, its group is blocked elsewhere, it threw) passes the wake-up on
+// (settle).
+//
+// Lock order: shard lock -> entry park_mutex (held only to bump wake_seq, and by a parker while it
+// checks wake_seq and sleeps). Nothing else is taken under either, and no user code runs under
+// either.
+//
+// Thread safety: the functions marked "shard lock held" require the lock of the entry's shard;
+// park and notify require that no shard lock is held.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+
+namespace noclobber::detail {
+
+enum class kmm_mode { exclusive, shared };
+enum class kmm_wait { try_once, until_deadline, forever };
+
+using kmm_clock = std::chrono::steady_clock;
+
+/// Whether a lock of `mode` can be taken on `e` now. Shard lock held.
+template <class Key>
+[[nodiscard]] inline bool kmm_can_take(const kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  return mode == kmm_mode::exclusive ? e->holders == 0 : e->holders >= 0 && e->exclusive_waiters == 0;
+}
+
+/// Takes a lock of `mode` on `e`, which kmm_can_take allowed. Shard lock held.
+template <class Key>
+inline void kmm_take(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  e->holders = mode == kmm_mode::exclusive ? -1 : e->holders + 1;
+}
+
+/// The chain without `e` (which is in it). Shard lock held.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_unlink(kmm_entry<Key>* head, kmm_entry<Key>* e) noexcept {
+  if (head == e) return e->next;
+  kmm_entry<Key>* p = head;
+  while (p->next != e) p = p->next;
+  p->next = e->next;
+  return head;
+}
+
+/// What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
+template <class Key>
+struct kmm_after_unlock {
+  kmm_entry<Key>* wake = nullptr;
+  bool wake_shared = false;  // all shared waiters, else one exclusive waiter
+  kmm_entry<Key>* dead = nullptr;
 };
 
+/// Starts a wake-up of `e`'s parkers (see the policy above); the caller notifies after releasing
+/// the shard lock. Shard lock held (so `e` stays live).
 template <class Key>
-struct kmm_pool final : kmm_pool_base {
-  ~kmm_pool() override { destroy_all(free_head); }
-  void destroy_entry(kmm_entry_base* e) noexcept override { delete static_cast<kmm_entry<Key>*>(e); }
-};
+[[nodiscard]] kmm_after_unlock<Key> kmm_wake(kmm_entry<Key>* e) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(e->park_mutex);
+    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  return {e, e->exclusive_waiters == 0, nullptr};
+}
+
+/// We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
+/// is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
+/// have taken the only wake-up). Shard lock held.
+template <class Key>
+[[nodiscard]] kmm_after_unlock<Key> kmm_settle(kmm_entry<Key>*& head, kmm_entry<Key>* p,
+                                               kmm_mode mode) noexcept {
+  kmm_after_unlock<Key> r;
+  if (p == nullptr) return r;
+  if (p->holders == 0 && p->waiters == 0) {
+    head = kmm_unlink(head, p);
+    r.dead = p;
+  } else if (p->waiters > 0 && (p->holders == 0 || (mode == kmm_mode::exclusive && p->holders > 0 &&
+                                                    p->exclusive_waiters == 0))) {
+    r = kmm_wake(p);
+  }
+  return r;
+}
+
+/// Registers as a waiter of `e` (keeps it live). Shard lock held.
+template <class Key>
+inline void kmm_add_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  ++e->waiters;
+  if (mode == kmm_mode::exclusive) ++e->exclusive_waiters;
+}
+
+/// Drops the counts of kmm_add_waiter. Shard lock held; then settle `e`.
+template <class Key>
+inline void kmm_drop_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
+  --e->waiters;
+  if (mode == kmm_mode::exclusive) --e->exclusive_waiters;
+}
+
+/// Sleeps until e's wake_seq moves past `seq` or the deadline passes. No shard lock held.
+template <class Key>
+void kmm_park(kmm_entry<Key>* e, std::uint32_t seq, kmm_mode mode, kmm_wait wait,
+              kmm_clock::time_point deadline) {
+  std::condition_variable& cv = mode == kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
+  std::unique_lock<std::mutex> lk(e->park_mutex);
+  while (e->wake_seq.load(std::memory_order_acquire) == seq) {
+    if (wait == kmm_wait::forever || deadline == kmm_clock::time_point::max()) {
+      cv.wait(lk);
+    } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
+      return;
+    }
+  }
+}
+
+/// Notifies what a kmm_wake started. No shard lock held.
+template <class Key>
+void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
+  // Entries are freed only with the pool, so notifying an entry that was retired (or even
+  // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
+  // entry has no waiters left from before, so nobody misses the wake-up.
+  if (r.wake == nullptr) return;
+  if (r.wake_shared)
+    r.wake->park_shared.notify_all();
+  else
+    r.wake->park_exclusive.notify_one();
+}
+
+/// kmm_notify, then recycle a retired entry. No shard lock held.
+template <class Key>
+void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
+  kmm_notify(r);
+  if (r.dead != nullptr) kmm_recycle(slot, r.dead);
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/parking.hpp
+
+// ---- begin noclobber/keyed_mutex_map/core.hpp ------------------------------
+// noclobber/keyed_mutex_map/core.hpp — the machinery behind keyed_mutex_map's public class:
+// shards, the pool, and the acquire / release algorithms for one key and for several.
+//
+// Overview
+// --------
+// kmm_core<Key, Hash, KeyEqual> owns the shards (keyed_mutex_map/shard.hpp) and the entry pool
+// (keyed_mutex_map/entry_pool.hpp) and hands out entries; keyed_mutex_map (the public class) wraps
+// what it returns in guards.
+//
+//   one key      acquire: an exclusive lock of a key whose shard is empty publishes a fresh
+//                entry, already held, with one CAS (the fast path); everything else goes through
+//                acquire_waiting with a one-key set.
+//   several      acquire_range / acquire_variadic: hash every key, order them by (shard, hash),
+//                fold duplicates, then take them shard by shard in ascending shard order, all keys
+//                of one shard at once under its lock (acquire_waiting with a group set). Two
+//                multi-key calls can never deadlock each other; ties never split across waits.
+//   release      an exclusive holder that is its shard's only entry with nobody waiting empties
+//                the shard with one CAS; otherwise under the shard lock, waking waiters
+//                (keyed_mutex_map/parking.hpp) or retiring the entry.
+//
+// acquire_waiting is the one place where a thread waits for keys: look up, take all or find a
+// blocker, give up (try / deadline), spin a little, park on the blocker, retry. A key set is what
+// it takes: kmm_core::one_key or kmm_core::group (one shard's keys of a multi-key call).
+//
+// Invariants: an entry is in its shard's chain iff it is held or has waiters; a thread's waiter
+// counts on an entry are dropped under the shard lock before it looks again (and the entry
+// settled); fresh entries a call prepared are installed or recycled before it returns or throws.
+// Lock order and wake-up rules: keyed_mutex_map/parking.hpp.
+//
+// Thread safety: every member may be called concurrently, except construction and destruction.
+// User code: Hash and Key's construction run under no lock; KeyEqual runs under a shard lock (if
+// it throws, the shard is restored and nothing is held).
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber::detail {
 
 template <class H, class E>
 inline constexpr bool kmm_transparent = requires {
@@ -2977,19 +4126,567 @@ inline constexpr bool kmm_transparent = requires {
   typename E::is_transparent;
 };
 
-enum class kmm_mode { exclusive, shared };
-enum class kmm_wait { try_once, until_deadline, forever };
+/// Deadline `d` from now on the steady clock, saturating: any length is fine (hours::max() and
+/// nanoseconds::max() mean "never"; zero and negative mean "already past"; NaN means never).
+template <class Rep, class Period>
+[[nodiscard]] kmm_clock::time_point kmm_deadline_after(std::chrono::duration<Rep, Period> d) {
+  return saturating_deadline<kmm_clock>(kmm_clock::now(), saturating_cast_ns(d));
+}
 
-}  // namespace detail
+/// `when` on the steady clock, saturating: the ends of any clock's range stay ends (max(): never;
+/// min(): already past), and coarse time points never overflow on their way to nanoseconds.
+template <class Clock, class Duration>
+[[nodiscard]] kmm_clock::time_point kmm_to_steady(std::chrono::time_point<Clock, Duration> when) {
+  if (when == std::chrono::time_point<Clock, Duration>::max()) return kmm_clock::time_point::max();
+  const std::chrono::nanoseconds at = saturating_cast_ns(when.time_since_epoch());
+  if constexpr (std::is_same_v<Clock, kmm_clock>) {
+    return saturating_deadline<kmm_clock>(kmm_clock::time_point{}, at);
+  } else {
+    // `now` is a real reading of Clock, never nanoseconds::min(), so negating it cannot overflow.
+    const std::chrono::nanoseconds now = saturating_cast_ns(Clock::now().time_since_epoch());
+    return kmm_deadline_after(saturating_add(at, -now));
+  }
+}
+
+template <class Key, class Hash, class KeyEqual>
+class kmm_core {
+ public:
+  using entry = kmm_entry<Key>;
+
+  /// K can be looked up without conversion (Key itself, or anything when Hash and KeyEqual are
+  /// transparent): the single-key functions' constraint.
+  template <class K>
+  static constexpr bool lookup_key =
+      std::is_same_v<std::remove_cvref_t<K>, Key> || kmm_transparent<Hash, KeyEqual>;
+  /// K can be hashed, compared and stored as it is.
+  template <class K>
+  static constexpr bool key_in_place =
+      lookup_key<K>&& std::is_invocable_v<Hash&, const K&>&& std::is_constructible_v<Key, const K&>;
+  /// An element type the multi-key functions take: in place, or converted to Key first.
+  template <class K>
+  static constexpr bool multi_key = key_in_place<K> || std::is_convertible_v<const K&, Key>;
+
+  kmm_core(std::size_t shard_count, Hash hash, KeyEqual eq) : hash_(std::move(hash)), eq_(std::move(eq)) {
+    const std::size_t n = shard_count;
+    if (n == 0 || (n & (n - 1)) != 0)
+      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
+                                  std::to_string(n));
+    int bits = 0;
+    while ((std::size_t{1} << bits) < n) ++bits;
+    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
+    shard_mask_ = n - 1;
+    shards_ = std::make_unique<kmm_shard[]>(n);
+    shard_count_ = n;
+    pool_ = std::make_shared<kmm_pool<Key>>();
+  }
+  kmm_core(const kmm_core&) = delete;
+  kmm_core& operator=(const kmm_core&) = delete;
+
+  // Precondition: nothing held. Entries cached by other threads go back to the shared pool,
+  // which is freed when the last of them lets go.
+  ~kmm_core() {
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* e = kmm_head_of<entry>(shards_[i].word.load(std::memory_order_acquire));
+      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
+        entry* next = e->next;
+        delete e;
+        e = next;
+      }
+    }
+  }
+
+  // ---- one key --------------------------------------------------------------------------------
+
+  /// The entry of `key`, held in `mode`; nullptr when a try or timed wait gave up. (Inlined into
+  /// the public functions: a call level here costs the uncontended lock ~5% in instructions.)
+  template <class K>
+  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, kmm_wait wait,
+                                               kmm_clock::time_point deadline) {
+    kmm_cache_slot* slot = thread_slot();
+    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
+    return acquire_in(*slot, key, mode, wait, deadline);
+  }
+
+  void release(entry* e, kmm_mode mode) noexcept {
+    kmm_shard& s = shard_of(e->hash);
+    kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
+    try {
+      slot = thread_slot();
+    } catch (...) {
+      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
+    }
+    if (mode == kmm_mode::exclusive) {
+      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
+      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
+      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        kmm_give_back(slot, *pool_, e);
+        return;
+      }
+    }
+    entry* head = kmm_head_of<entry>(s.lock());
+    if (mode == kmm_mode::exclusive)
+      e->holders = 0;
+    else
+      --e->holders;
+    kmm_after_unlock<Key> r;
+    if (e->holders == 0) {
+      if (e->waiters == 0) {
+        head = kmm_unlink(head, e);
+        r.dead = e;
+      } else {
+        r = kmm_wake(e);
+      }
+    }
+    s.unlock(kmm_word_for(head));
+    kmm_notify(r);
+    if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
+  }
+
+  // ---- several keys (exclusive) ---------------------------------------------------------------
+  // Each appends the entries it takes to `held` (in lock order) and returns false when a try or
+  // timed wait gave up. Whether it returns false or throws, `held` keeps what was taken so far,
+  // for the caller to release.
+
+  /// The keys of an input range; elements used in place (key_in_place) or converted to Key.
+  template <class R>
+  bool acquire_range(R&& keys, kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held) {
+    using ref = std::ranges::range_reference_t<R>;
+    using V = std::remove_cvref_t<ref>;
+    if constexpr (key_in_place<V> && std::ranges::forward_range<R> && std::is_lvalue_reference_v<ref>) {
+      std::vector<key_ref<V>> refs;
+      if constexpr (std::ranges::sized_range<R>)
+        refs.reserve(static_cast<std::size_t>(std::ranges::size(keys)));
+      for (const V& k : keys) refs.push_back(ref_to(k));
+      return acquire_refs(refs, wait, deadline, held);
+    } else {
+      // Elements that do not stay put (an input range, prvalues) or that need converting: copy.
+      using stored = std::conditional_t<key_in_place<V>, V, Key>;
+      std::vector<stored> copies;
+      for (auto&& k : keys) copies.emplace_back(std::forward<decltype(k)>(k));
+      return acquire_range(copies, wait, deadline, held);
+    }
+  }
+
+  /// lock_all(k1, k2, ...): keys of one type are used in place; mixed types are converted to
+  /// their common type first (e.g. std::string_view for std::string + const char*).
+  template <class... Ks>
+  bool acquire_variadic(kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held,
+                        const Ks&... keys) {
+    using first_arg = std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
+    using first = std::decay_t<first_arg>;
+    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) && !std::is_array_v<first_arg>) {
+      std::vector<key_ref<first>> refs{ref_to(keys)...};
+      return acquire_refs(refs, wait, deadline, held);
+    } else {
+      using common = std::common_type_t<std::decay_t<Ks>...>;
+      const std::array<common, sizeof...(Ks)> converted{common(keys)...};
+      return acquire_range(converted, wait, deadline, held);
+    }
+  }
+
+  // ---- observation ----------------------------------------------------------------------------
+
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* head = kmm_head_of<entry>(shards_[i].lock());
+      for (entry* e = head; e != nullptr; e = e->next) ++n;
+      unlock(shards_[i], head);
+    }
+    return n;
+  }
+
+  keyed_mutex_map_counters counters() const {
+    keyed_mutex_map_counters c;
+    kmm_pool_base& pool = *pool_;
+    annotated_lock lk(pool.mutex);
+    c.acquisitions = pool.detached_acquisitions;
+    c.contended_acquisitions = pool.detached_contended;
+    c.sleeps = pool.detached_sleeps;
+    for (const kmm_cache_slot* s : pool.attached) {
+      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
+      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
+      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+    }
+    return c;
+  }
+
+  std::size_t shard_count() const noexcept { return shard_count_; }
+
+ private:
+  // ---- shards and thread caches ---------------------------------------------------------------
+
+  kmm_shard& shard_of(std::size_t h) const noexcept {
+    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
+    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
+    return shards_[static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_];
+  }
+  std::size_t shard_index(std::size_t h) const noexcept {
+    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
+  }
+  static void unlock(kmm_shard& s, entry* head) noexcept { s.unlock(kmm_word_for(head)); }
+
+  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
+  // (a thread_local destructor running late).
+  kmm_cache_slot* thread_slot() const {
+    kmm_thread_cache* c = kmm_this_thread_cache();
+    return c != nullptr ? &c->slot_for(pool_) : nullptr;
+  }
+  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
+  kmm_cache_slot& my_slot(std::optional<kmm_late_slot>& late) const {
+    if (kmm_cache_slot* s = thread_slot()) return *s;
+    late.emplace();
+    late->attach(pool_);
+    return *late;
+  }
+
+  template <class K>
+  entry* find(entry* head, std::size_t h, const K& key) const {
+    for (entry* e = head; e != nullptr; e = e->next)
+      if (e->hash == h && eq_(*e->key, key)) return e;
+    return nullptr;
+  }
+
+  // ---- one key --------------------------------------------------------------------------------
+
+  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
+  template <class K>
+  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, kmm_wait wait,
+                                        kmm_clock::time_point deadline) {
+    kmm_late_slot late;
+    late.attach(pool_);
+    return acquire_in(late, key, mode, wait, deadline);
+  }
+
+  template <class K>
+  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, kmm_wait wait,
+                    kmm_clock::time_point deadline) {
+    const std::size_t h = hash_(key);
+    kmm_shard& s = shard_of(h);
+    entry* fresh = kmm_take_entry<Key>(slot, key, h);
+    if (mode == kmm_mode::exclusive) {
+      // Fast path: empty shard -> publish our entry, already held, with one CAS.
+      fresh->holders = -1;
+      std::uintptr_t expected = 0;
+      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
+                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        kmm_cache_slot::bump(slot.acquisitions);
+        return fresh;
+      }
+    }
+    one_key<K> keys{key, h, fresh};
+    return acquire_waiting(s, keys, mode, wait, deadline, slot) ? keys.got : nullptr;
+  }
+
+  // ---- key sets for acquire_waiting -----------------------------------------------------------
+  // A key set looks its keys up in the shard's chain (find_blocker: nullptr when all can be taken
+  // now, else an entry that blocks; may throw what KeyEqual throws), takes them all (take_all:
+  // installs its fresh entries for keys not in the chain), and recycles the fresh entries it did
+  // not install: after taking (recycle_unused) or when giving up (recycle_all).
+
+  template <class K>
+  struct one_key {
+    const K& key;
+    std::size_t hash;
+    entry* fresh;
+    entry* got = nullptr;
+
+    static constexpr std::size_t size() noexcept { return 1; }
+    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
+      got = core.find(head, hash, key);
+      return got != nullptr && !kmm_can_take(got, mode) ? got : nullptr;
+    }
+    void take_all(entry*& head, kmm_mode mode) noexcept {
+      if (got != nullptr) return kmm_take(got, mode);
+      got = fresh;
+      got->holders = mode == kmm_mode::exclusive ? -1 : 1;
+      got->next = std::exchange(head, got);
+    }
+    void recycle_unused(kmm_cache_slot& slot) noexcept {
+      if (got != fresh) kmm_recycle(slot, fresh);
+    }
+    void recycle_all(kmm_cache_slot& slot) noexcept { kmm_recycle(slot, fresh); }
+  };
+
+  /// A key with its hash and shard, for the multi-key functions. `key` points into the caller's
+  /// keys, which outlive the call.
+  template <class K>
+  struct key_ref {
+    std::size_t hash;
+    std::size_t shard;
+    const K* key;
+  };
+  template <class K>
+  key_ref<K> ref_to(const K& k) {
+    const std::size_t h = hash_(k);
+    return {h, shard_index(h), &k};
+  }
+
+  /// The keys refs[0 … n) of one shard (exclusive); fresh[i] is a prepared entry for key i and
+  /// out[i] receives key i's entry.
+  template <class K>
+  struct group {
+    const key_ref<K>* refs;
+    entry* const* fresh;
+    entry** out;
+    std::size_t n;
+
+    std::size_t size() const noexcept { return n; }
+    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
+      entry* blocker = nullptr;
+      for (std::size_t i = 0; i < n; ++i) {
+        out[i] = core.find(head, refs[i].hash, *refs[i].key);
+        if (blocker == nullptr && out[i] != nullptr && !kmm_can_take(out[i], mode)) blocker = out[i];
+      }
+      return blocker;
+    }
+    void take_all(entry*& head, kmm_mode mode) noexcept {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (out[i] != nullptr) {
+          kmm_take(out[i], mode);
+          continue;
+        }
+        out[i] = fresh[i];
+        out[i]->holders = mode == kmm_mode::exclusive ? -1 : 1;
+        out[i]->next = std::exchange(head, out[i]);
+      }
+    }
+    void recycle_unused(kmm_cache_slot& slot) noexcept {
+      for (std::size_t i = 0; i < n; ++i)
+        if (out[i] != fresh[i]) kmm_recycle(slot, fresh[i]);
+    }
+    void recycle_all(kmm_cache_slot& slot) noexcept {
+      for (std::size_t i = 0; i < n; ++i) kmm_recycle(slot, fresh[i]);
+    }
+  };
+
+  // ---- waiting for a key set ------------------------------------------------------------------
+
+  /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
+  static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
+                             kmm_cache_slot& slot) noexcept {
+    const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
+    unlock(s, head);
+    kmm_finish(r, slot);
+  }
+
+  /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
+  /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
+  /// installed or recycled. Throws only what KeyEqual (or the standard mutex / condition variable)
+  /// throws; nothing is held then.
+  template <class KeySet>
+  bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
+                       kmm_clock::time_point deadline, kmm_cache_slot& slot) {
+    bool contended = false;
+    int spin_rounds = 0;
+    entry* parked_on = nullptr;  // entry whose waiter counts include us
+    for (;;) {
+      entry* head = kmm_head_of<entry>(s.lock());
+      entry* prev = std::exchange(parked_on, nullptr);
+      if (prev != nullptr) kmm_drop_waiter(prev, mode);
+      entry* blocker = nullptr;
+      try {
+        blocker = keys.find_blocker(*this, head, mode);
+      } catch (...) {
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_all(slot);
+        throw;
+      }
+      if (blocker == nullptr) {  // take them all
+        keys.take_all(head, mode);
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_unused(slot);
+        kmm_cache_slot::bump(slot.acquisitions, keys.size());
+        if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
+        return true;
+      }
+      contended = true;
+      if (wait == kmm_wait::try_once || (wait == kmm_wait::until_deadline && kmm_clock::now() >= deadline)) {
+        unlock_settled(s, head, prev, mode, slot);
+        keys.recycle_all(slot);
+        return false;
+      }
+      if (prev == nullptr && spin_rounds < kmm_key_spin_rounds) {
+        // Short bounded spin before sleeping: the holder is usually about to let go.
+        ++spin_rounds;
+        unlock(s, head);
+        s.spin_while_unchanged(s.word.load(std::memory_order_relaxed));
+        continue;
+      }
+      // Park on the blocker. It is held or wanted, so settling `prev` never retires it.
+      const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
+      kmm_add_waiter(blocker, mode);
+      const std::uint32_t seq = blocker->wake_seq.load(std::memory_order_relaxed);
+      unlock(s, head);
+      kmm_finish(r, slot);
+      parked_on = blocker;  // our counts keep it live until we drop them under the shard lock
+      kmm_cache_slot::bump(slot.sleeps);
+      try {
+        kmm_park(blocker, seq, mode, wait, deadline);
+      } catch (...) {
+        head = kmm_head_of<entry>(s.lock());
+        kmm_drop_waiter(blocker, mode);
+        unlock_settled(s, head, blocker, mode, slot);
+        keys.recycle_all(slot);
+        throw;
+      }
+    }
+  }
+
+  // ---- several keys ---------------------------------------------------------------------------
+
+  /// Global lock order: (shard, hash). Equal keys have equal hashes, so after sorting duplicates
+  /// are adjacent within a run of equal hashes, and folding them compares only within such runs.
+  template <class K>
+  void order_and_fold(std::vector<key_ref<K>>& refs) const {
+    std::sort(refs.begin(), refs.end(), [](const key_ref<K>& a, const key_ref<K>& b) {
+      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
+    });
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      bool dup = false;
+      for (std::size_t j = kept; j-- > 0 && refs[j].hash == refs[i].hash;) {
+        if (eq_(*refs[j].key, *refs[i].key)) {
+          dup = true;
+          break;
+        }
+      }
+      if (!dup) refs[kept++] = refs[i];
+    }
+    refs.resize(kept);
+  }
+
+  /// Orders and folds `refs`, then takes them shard by shard (see the contract above).
+  template <class K>
+  bool acquire_refs(std::vector<key_ref<K>>& refs, kmm_wait wait, kmm_clock::time_point deadline,
+                    std::vector<entry*>& held) {
+    order_and_fold(refs);
+    held.reserve(held.size() + refs.size());  // appending below must not throw with keys held
+    std::vector<entry*> fresh(refs.size());
+    std::vector<entry*> out(refs.size());
+    std::optional<kmm_late_slot> late;
+    kmm_cache_slot& slot = my_slot(late);
+    for (std::size_t b = 0; b < refs.size();) {
+      std::size_t e = b;
+      while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
+      const std::size_t n = e - b;
+      std::size_t prepared = 0;
+      try {
+        for (; prepared < n; ++prepared)
+          fresh[prepared] = kmm_take_entry<Key>(slot, *refs[b + prepared].key, refs[b + prepared].hash);
+      } catch (...) {
+        for (std::size_t i = 0; i < prepared; ++i) kmm_recycle(slot, fresh[i]);
+        throw;  // the caller releases the shards taken so far
+      }
+      group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
+      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot))
+        return false;
+      held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+      b = e;
+    }
+    return true;
+  }
+
+  Hash hash_;
+  KeyEqual eq_;
+  std::size_t shard_count_ = 0;
+  int shard_shift_ = 0;
+  std::size_t shard_mask_ = 0;
+  std::unique_ptr<kmm_shard[]> shards_;
+  std::shared_ptr<kmm_pool_base> pool_;  // a kmm_pool<Key>
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/core.hpp
+
+// ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
+// noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
+//
+// Overview
+// --------
+// A read-modify-write against a shared store (download, edit, conditional put) loses updates when two
+// writers start from the same version. Conditional writes catch that across processes; inside one
+// process it is cheaper to make writers of the same key queue behind a per-key lock than to let them
+// race and burn round-trips and retry budget. `keyed_mutex_map<Key>` is that per-key lock:
+//
+//   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> locks;
+//   {
+//     auto g = locks.lock("bucket/tenant-7/db.sqlite");   // writers of this key queue here
+//     read_modify_write(...);                              // writers of other keys never wait
+//   }                                                      // entry freed if nobody else wants it
+//
+// Locks are exclusive (`lock`, `try_lock`, `try_lock_for`, `try_lock_until`) or shared
+// (`lock_shared`, ...); several keys can be locked at once without deadlock (`lock_all`,
+// `try_lock_all`, `try_lock_all_for`, `try_lock_all_until`), all-or-nothing for the try and timed
+// forms. The multi-key functions take any input range of keys (a vector, a span, an array, a
+// view), a braced list, or the keys as arguments.
+//
+// An entry exists only while its key is held or waited on: once every guard is gone `size() == 0`,
+// whichever thread released and whatever was thrown. Entries are pooled (no heap allocation per
+// lock/unlock in steady state); the pool keeps the high-water mark of simultaneously live entries
+// until the map is destroyed.
+//
+// Timeouts and deadlines saturate (noclobber/duration.hpp): `try_lock_for(k, hours::max())` and
+// `try_lock_until(k, time_point::max())` of any clock wait without limit; a zero, negative or
+// past one tries once.
+//
+// Thread safety
+// -------------
+// All member functions of keyed_mutex_map may be called concurrently. A guard object is not itself
+// thread-safe, but it may be moved to and released on another thread than the one that locked
+// (coroutines resuming elsewhere do this): nothing is tied to the locking thread. Locks are not
+// recursive: locking a key you already hold in the same map deadlocks (the timed forms time out).
+// Destroying the map while a guard is alive is undefined behaviour. Each thread keeps a small
+// cache of free entries per map (up to 4 maps); a thread_local destructor that runs after that
+// cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
+//
+// What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
+// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
+// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
+// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
+// caller itself runs while holding the guard.
+//
+// Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
+// cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
+// from then on functions declared `void edit(const guard& g) NOCLOBBER_REQUIRES(g)` are checked at
+// compile time. The annotations compile to nothing elsewhere (noclobber/thread_annotations.hpp).
+//
+// Inside (noclobber/keyed_mutex_map/, one piece per header, each stating its invariants):
+//   options.hpp       keyed_mutex_map_options, keyed_mutex_map_counters, string_hash
+//   shard.hpp         the shard word: chain head + lock bits, and the shard lock
+//   entry_pool.hpp    an entry (the lock of one live key) and the pool that recycles entries
+//   thread_cache.hpp  per-thread caches of free entries and counters
+//   parking.hpp       how waiters sleep on a busy key and who wakes them; the lock order
+//   core.hpp          shards + pool, and the acquire / release algorithms for one and many keys
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
 
 template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
 class keyed_mutex_map {
-  using entry = detail::kmm_entry<Key>;
-  using clock = std::chrono::steady_clock;
+  using core = detail::kmm_core<Key, Hash, KeyEqual>;
+  using entry = typename core::entry;
+  using mode = detail::kmm_mode;
+  using wait = detail::kmm_wait;
+  using clock = detail::kmm_clock;
 
   template <class K>
-  static constexpr bool lookup_key =
-      std::is_same_v<std::remove_cvref_t<K>, Key> || detail::kmm_transparent<Hash, KeyEqual>;
+  static constexpr bool lookup_key = core::template lookup_key<K>;
+  // An input range whose elements can be looked up as they are, or converted to Key.
+  template <class R>
+  static constexpr bool key_range = std::ranges::input_range<R>&&
+      core::template multi_key<std::remove_cvref_t<std::ranges::range_reference_t<R>>>;
 
  public:
   using key_type = Key;
@@ -3004,35 +4701,14 @@ class keyed_mutex_map {
 
   keyed_mutex_map() : keyed_mutex_map(keyed_mutex_map_options{}) {}
   explicit keyed_mutex_map(keyed_mutex_map_options options, Hash hash = Hash(), KeyEqual eq = KeyEqual())
-      : hash_(std::move(hash)), eq_(std::move(eq)) {
-    const std::size_t n = options.shard_count;
-    if (n == 0 || (n & (n - 1)) != 0)
-      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
-                                  std::to_string(n));
-    int bits = 0;
-    while ((std::size_t{1} << bits) < n) ++bits;
-    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
-    shard_mask_ = n - 1;
-    shards_ = std::make_unique<detail::kmm_shard[]>(n);
-    shard_count_ = n;
-    pool_ = std::make_shared<detail::kmm_pool<Key>>();
-  }
+      : core_(options.shard_count, std::move(hash), std::move(eq)) {}
 
   keyed_mutex_map(const keyed_mutex_map&) = delete;
   keyed_mutex_map& operator=(const keyed_mutex_map&) = delete;
 
   // Precondition: no guard of this map is alive. Entries cached by other threads go back to the
   // shared pool, which is freed when the last of them lets go.
-  ~keyed_mutex_map() {
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* e = head_of(shards_[i].word.load(std::memory_order_acquire));
-      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
-        entry* next = e->next;
-        delete e;
-        e = next;
-      }
-    }
-  }
+  ~keyed_mutex_map() = default;
 
   // ---- exclusive ------------------------------------------------------------------------------
 
@@ -3040,25 +4716,25 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard lock(const K& key) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::forever, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::forever, {}));
   }
   // Returns an empty guard (owns_lock() == false) if the key is held.
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock(const K& key) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::try_once, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::try_once, {}));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return guard(this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::until_deadline,
-                               deadline_after(timeout)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, wait::until_deadline,
+                                       detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_until(const K& key, std::chrono::time_point<Clock, Duration> when) {
-    return guard(
-        this, acquire(key, detail::kmm_mode::exclusive, detail::kmm_wait::until_deadline, to_steady(when)));
+    return guard(&core_,
+                 core_.acquire(key, mode::exclusive, wait::until_deadline, detail::kmm_to_steady(when)));
   }
 
   // ---- shared (readers) -----------------------------------------------------------------------
@@ -3068,659 +4744,120 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard lock_shared(const K& key) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::forever, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::forever, {}));
   }
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared(const K& key) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::try_once, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::try_once, {}));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return shared_guard(this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::until_deadline,
-                                      deadline_after(timeout)));
+    return shared_guard(
+        &core_, core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_until(const K& key,
                                                    std::chrono::time_point<Clock, Duration> when) {
-    return shared_guard(
-        this, acquire(key, detail::kmm_mode::shared, detail::kmm_wait::until_deadline, to_steady(when)));
+    return shared_guard(&core_,
+                        core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_to_steady(when)));
   }
 
   // ---- several keys at once (exclusive) -------------------------------------------------------
   // Duplicates are folded; keys are taken shard by shard in ascending shard order, all keys of one
   // shard at once under its lock, so two lock_all calls can never deadlock each other. The try and
-  // timed forms are all-or-nothing: on failure nothing is held. Allocates one small vector.
+  // timed forms are all-or-nothing: on failure nothing is held. Allocates a few small vectors.
+  //
+  // `keys`: any input range (std::vector, std::span, std::array, a view, ...) of keys that can be
+  // looked up as they are (Key, or anything with a transparent Hash and KeyEqual) or that convert
+  // to Key (converted once, up front); or a braced list {k1, k2} (a braced list has no type a
+  // range template could deduce, hence its own overload, which forwards); or, for lock_all and
+  // try_lock_all, the keys as arguments: lock_all(k1, k2, ...).
+
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, wait::forever, {}); }
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, wait::try_once, {}); }
+  template <class R, class Rep, class Period>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all_for(R&& keys, std::chrono::duration<Rep, Period> timeout) {
+    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+  }
+  template <class R, class Clock, class Duration>
+  requires key_range<R>
+  [[nodiscard]] multi_guard try_lock_all_until(R&& keys, std::chrono::time_point<Clock, Duration> when) {
+    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+  }
 
   template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard lock_all(std::span<const K> keys) {
-    return acquire_all(keys, detail::kmm_wait::forever, {});
-  }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all(std::span<const K> keys) {
-    return acquire_all(keys, detail::kmm_wait::try_once, {});
-  }
-  template <class K, class Rep, class Period>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_for(std::span<const K> keys,
-                                             std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, detail::kmm_wait::until_deadline, deadline_after(timeout));
-  }
-  template <class K, class Clock, class Duration>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_until(std::span<const K> keys,
-                                               std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, detail::kmm_wait::until_deadline, to_steady(when));
-  }
-  // Variadic form: lock_all(k1, k2, ...). Keys of one type are used in place; mixed types are
-  // converted to their common type first (e.g. std::string_view for std::string + const char*).
-  template <class K1, class K2, class... Ks>
-  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
-           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
-      lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
-    return acquire_variadic(detail::kmm_wait::forever, {}, k1, k2, rest...);
-  }
-  template <class K1, class K2, class... Ks>
-  requires(lookup_key<std::decay_t<K1>>&& lookup_key<std::decay_t<K2>> &&
-           (lookup_key<std::decay_t<Ks>> && ...)) [[nodiscard]] multi_guard
-      try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
-    return acquire_variadic(detail::kmm_wait::try_once, {}, k1, k2, rest...);
-  }
-  // Convenience overloads for a braced list or a container.
-  template <class K>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) {
-    return lock_all(std::span<const K>(keys.begin(), keys.size()));
+    return acquire_all(keys, wait::forever, {});
   }
   template <class K>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) {
-    return try_lock_all(std::span<const K>(keys.begin(), keys.size()));
+    return acquire_all(keys, wait::try_once, {});
   }
   template <class K, class Rep, class Period>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_for(std::initializer_list<K> keys,
                                              std::chrono::duration<Rep, Period> timeout) {
-    return try_lock_all_for(std::span<const K>(keys.begin(), keys.size()), timeout);
+    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
   }
   template <class K, class Clock, class Duration>
-  requires lookup_key<K>
+  requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_until(std::initializer_list<K> keys,
                                                std::chrono::time_point<Clock, Duration> when) {
-    return try_lock_all_until(std::span<const K>(keys.begin(), keys.size()), when);
+    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
   }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard lock_all(const std::vector<K>& keys) {
-    return lock_all(std::span<const K>(keys));
+
+  // Keys as arguments. Keys of one type are used in place; mixed types are converted to their
+  // common type first (e.g. std::string_view for std::string + const char*).
+  // clang-format off
+  template <class K1, class K2, class... Ks>
+    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+  [[nodiscard]] multi_guard lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    // clang-format on
+    return acquire_variadic(wait::forever, k1, k2, rest...);
   }
-  template <class K>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all(const std::vector<K>& keys) {
-    return try_lock_all(std::span<const K>(keys));
-  }
-  template <class K, class Rep, class Period>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_for(const std::vector<K>& keys,
-                                             std::chrono::duration<Rep, Period> timeout) {
-    return try_lock_all_for(std::span<const K>(keys), timeout);
-  }
-  template <class K, class Clock, class Duration>
-  requires lookup_key<K>
-  [[nodiscard]] multi_guard try_lock_all_until(const std::vector<K>& keys,
-                                               std::chrono::time_point<Clock, Duration> when) {
-    return try_lock_all_until(std::span<const K>(keys), when);
+  // clang-format off
+  template <class K1, class K2, class... Ks>
+    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+  [[nodiscard]] multi_guard try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
+    // clang-format on
+    return acquire_variadic(wait::try_once, k1, k2, rest...);
   }
 
   // ---- observation ----------------------------------------------------------------------------
 
   // Live entries (keys held or waited on). Visits every shard under its lock: O(shard_count); a
   // snapshot per shard, exact when no other thread is locking.
-  std::size_t size() const {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::uintptr_t w = lock_shard(shards_[i]);
-      for (entry* e = head_of(w); e != nullptr; e = e->next) ++n;
-      unlock_shard(shards_[i], head_of(w));
-    }
-    return n;
-  }
+  std::size_t size() const { return core_.size(); }
 
-  keyed_mutex_map_counters counters() const {
-    keyed_mutex_map_counters c;
-    std::lock_guard<std::mutex> lk(pool_->mutex);
-    c.acquisitions = pool_->detached_acquisitions;
-    c.contended_acquisitions = pool_->detached_contended;
-    c.sleeps = pool_->detached_sleeps;
-    for (detail::kmm_cache_slot* s = pool_->attached; s != nullptr; s = s->next) {
-      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
-      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
-      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
-    }
-    return c;
-  }
+  keyed_mutex_map_counters counters() const { return core_.counters(); }
 
-  std::size_t shard_count() const noexcept { return shard_count_; }
+  std::size_t shard_count() const noexcept { return core_.shard_count(); }
 
  private:
-  // ---- shard word -----------------------------------------------------------------------------
-
-  static entry* head_of(std::uintptr_t w) noexcept {
-    return reinterpret_cast<entry*>(w & ~detail::kmm_flags);
+  template <class R>
+  multi_guard acquire_all(R& keys, wait w, clock::time_point deadline) {
+    multi_guard g(&core_);
+    if (!core_.acquire_range(keys, w, deadline, g.entries_)) return multi_guard{};  // g releases
+    return g;
   }
-
-  // The word to publish for a chain: the fast unlock (one CAS from `e` to 0) is allowed only when
-  // the chain is exactly one entry held exclusively with nobody waiting; otherwise kmm_slow is set.
-  static std::uintptr_t encode(entry* head) noexcept {
-    if (head == nullptr) return 0;
-    const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
-    return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : detail::kmm_slow);
-  }
-
-  // Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
-  static std::uintptr_t lock_shard(detail::kmm_shard& s) noexcept {
-    std::uintptr_t w = s.word.load(std::memory_order_relaxed);
-    int spins = 0;
-    for (;;) {
-      if ((w & detail::kmm_locked) == 0) {
-        if (s.word.compare_exchange_weak(w, w | detail::kmm_locked, std::memory_order_acquire,
-                                         std::memory_order_relaxed))
-          return w;
-        continue;
-      }
-      if (spins < detail::kmm_shard_spins) {
-        ++spins;
-        detail::kmm_cpu_relax();
-        w = s.word.load(std::memory_order_relaxed);
-        continue;
-      }
-      if ((w & detail::kmm_sleepers) == 0) {
-        if (!s.word.compare_exchange_weak(w, w | detail::kmm_sleepers, std::memory_order_relaxed,
-                                          std::memory_order_relaxed))
-          continue;
-        w |= detail::kmm_sleepers;
-      }
-      s.word.wait(w, std::memory_order_relaxed);
-      w = s.word.load(std::memory_order_relaxed);
-    }
-  }
-
-  static void unlock_shard(detail::kmm_shard& s, entry* head) noexcept {
-    if (s.word.exchange(encode(head), std::memory_order_release) & detail::kmm_sleepers) s.word.notify_all();
-  }
-
-  detail::kmm_shard& shard_of(std::size_t h) const noexcept {
-    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
-    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
-    const std::size_t index = static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_;
-    return shards_[index];
-  }
-  std::size_t shard_index(std::size_t h) const noexcept {
-    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
-  }
-
-  // ---- entries --------------------------------------------------------------------------------
-
-  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
-  // (a thread_local destructor running late).
-  detail::kmm_cache_slot* thread_slot() const {
-    detail::kmm_thread_cache* c = detail::kmm_this_thread_cache();
-    return c != nullptr ? &c->slot_for(pool_) : nullptr;
-  }
-  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
-  detail::kmm_cache_slot& my_slot(std::optional<detail::kmm_late_slot>& late) const {
-    if (detail::kmm_cache_slot* s = thread_slot()) return *s;
-    late.emplace();
-    late->attach(pool_);
-    return *late;
-  }
-
-  // A free entry holding `key` (may allocate when the pool is empty; may throw from Key's copy).
-  template <class K>
-  entry* fresh_entry(detail::kmm_cache_slot& slot, const K& key, std::size_t h) {
-    if (slot.head == nullptr && !slot.refill()) {
-      entry* e = new entry;
-      e->free_next = slot.head;
-      slot.head = e;
-      ++slot.count;
-    }
-    entry* e = static_cast<entry*>(slot.head);
-    if constexpr (std::is_same_v<Key, std::string> && std::is_convertible_v<const K&, std::string_view>) {
-      // Reuse the buffer without basic_string::assign's general replace path.
-      const std::string_view src = key;
-      if (e->key.has_value() && src.size() <= e->key->capacity()) {
-        std::string& dst = *e->key;
-        if (dst.size() != src.size()) dst.resize(src.size());
-        if (!src.empty()) std::memcpy(dst.data(), src.data(), src.size());
-      } else if (e->key.has_value()) {
-        e->key->assign(src);
-      } else {
-        e->key.emplace(src);
-      }
-    } else if constexpr (std::is_assignable_v<Key&, const K&>) {
-      if (e->key.has_value())
-        *e->key = key;
-      else
-        e->key.emplace(key);
-    } else {
-      e->key.emplace(key);
-    }
-    slot.head = e->free_next;  // taken only once the key is in place (exception safety)
-    --slot.count;
-    e->free_next = nullptr;
-    e->hash = h;
-    return e;
-  }
-
-  // Back to the thread's cache. The entry is unlinked; late notifiers may still touch its
-  // park mutex and condition variables, which stay valid: entries are freed only with the pool.
-  static void recycle(detail::kmm_cache_slot& slot, entry* e) noexcept {
-    e->next = nullptr;
-    e->holders = 0;
-    e->free_next = slot.head;
-    slot.head = e;
-    if (++slot.count > detail::kmm_cache_slot::capacity) slot.spill();
-  }
-
-  template <class K>
-  entry* find(entry* head, std::size_t h, const K& key) const {
-    for (entry* e = head; e != nullptr; e = e->next)
-      if (e->hash == h && eq_(*e->key, key)) return e;
-    return nullptr;
-  }
-
-  static entry* unlink(entry* head, entry* e) noexcept {
-    if (head == e) return e->next;
-    entry* p = head;
-    while (p->next != e) p = p->next;
-    p->next = e->next;
-    return head;
-  }
-
-  // Wakes parkers of `e`. Caller holds the shard lock (so e stays live) and calls notify afterwards.
-  static void bump_wake(entry* e) noexcept {
-    std::lock_guard<std::mutex> lk(e->park_mutex);
-    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-
-  // Sleeps until wake_seq moves past `seq` or the deadline passes.
-  static void park(entry* e, std::uint32_t seq, detail::kmm_mode mode, detail::kmm_wait wait,
-                   clock::time_point deadline) {
-    std::condition_variable& cv = mode == detail::kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
-    std::unique_lock<std::mutex> lk(e->park_mutex);
-    while (e->wake_seq.load(std::memory_order_acquire) == seq) {
-      if (wait == detail::kmm_wait::forever) {
-        cv.wait(lk);
-      } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
-        return;
-      }
-    }
-  }
-
-  static bool can_take(const entry* e, detail::kmm_mode mode) noexcept {
-    return mode == detail::kmm_mode::exclusive ? e->holders == 0
-                                               : e->holders >= 0 && e->exclusive_waiters == 0;
-  }
-
-  // ---- acquisition ----------------------------------------------------------------------------
-
-  template <class K>
-  entry* acquire(const K& key, detail::kmm_mode mode, detail::kmm_wait wait, clock::time_point deadline) {
-    detail::kmm_cache_slot* slot = thread_slot();
-    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
-    return acquire_in(*slot, key, mode, wait, deadline);
-  }
-
-  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
-  template <class K>
-  [[gnu::noinline]] entry* acquire_late(const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
-                                        clock::time_point deadline) {
-    detail::kmm_late_slot late;
-    late.attach(pool_);
-    return acquire_in(late, key, mode, wait, deadline);
-  }
-
-  template <class K>
-  entry* acquire_in(detail::kmm_cache_slot& slot, const K& key, detail::kmm_mode mode, detail::kmm_wait wait,
-                    clock::time_point deadline) {
-    const std::size_t h = hash_(key);
-    detail::kmm_shard& s = shard_of(h);
-    entry* fresh = fresh_entry(slot, key, h);
-    if (mode == detail::kmm_mode::exclusive) {
-      // Fast path: empty shard -> publish our entry, already held, with one CAS.
-      fresh->holders = -1;
-      std::uintptr_t expected = 0;
-      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
-                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        slot.bump(slot.acquisitions);
-        return fresh;
-      }
-    }
-    const K* key_ptr = &key;
-    entry* got = nullptr;
-    return acquire_group(s, &key_ptr, &h, &fresh, &got, 1, mode, wait, deadline, slot) ? got : nullptr;
-  }
-
-  // What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
-  struct after_unlock {
-    entry* wake = nullptr;
-    bool wake_shared = false;  // all shared waiters, else one exclusive waiter
-    entry* dead = nullptr;
-  };
-
-  // Wake-up policy (writer preference). If exclusive waiters exist, wake one of them: a hot key
-  // with 16 parked writers wakes 1 thread per hand-over, not 16. Otherwise wake every shared waiter,
-  // since they may enter together. Invariant: while an entry with waiters is free, a wake-up is in
-  // flight to a waiter that can take it. An exclusive waiter parks only on a held entry, so one
-  // that parks after a wake-up and catches it has a holder that will wake again on release; a
-  // woken waiter that leaves without taking the entry passes the wake-up on (settle). Shard lock held.
-  static after_unlock wake(entry* e) noexcept {
-    bump_wake(e);
-    return {e, e->exclusive_waiters == 0, nullptr};
-  }
-
-  // We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
-  // is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
-  // have taken the only wake-up). Shard lock held.
-  static after_unlock settle(entry*& head, entry* p, detail::kmm_mode mode) noexcept {
-    after_unlock r;
-    if (p == nullptr) return r;
-    if (p->holders == 0 && p->waiters == 0) {
-      head = unlink(head, p);
-      r.dead = p;
-    } else if (p->waiters > 0 && (p->holders == 0 || (mode == detail::kmm_mode::exclusive && p->holders > 0 &&
-                                                      p->exclusive_waiters == 0))) {
-      r = wake(p);
-    }
-    return r;
-  }
-
-  static void notify(const after_unlock& r) noexcept {
-    // Entries are freed only with the pool, so notifying an entry that was retired (or even
-    // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
-    // entry has no waiters left from before, so nobody misses the wake-up.
-    if (r.wake == nullptr) return;
-    if (r.wake_shared)
-      r.wake->park_shared.notify_all();
-    else
-      r.wake->park_exclusive.notify_one();
-  }
-
-  static void finish(const after_unlock& r, detail::kmm_cache_slot& slot) noexcept {
-    notify(r);
-    if (r.dead != nullptr) recycle(slot, r.dead);
-  }
-
-  // Takes every key of one shard at once (all-or-nothing). `fresh[i]` is a prepared entry for key i;
-  // each is installed or recycled before returning. On success out[i] is key i's entry. Throws only
-  // what KeyEqual (or the standard mutex/condition variable) throws; nothing is held then.
-  template <class K>
-  bool acquire_group(detail::kmm_shard& s, const K* const* keys, const std::size_t* hashes,
-                     entry* const* fresh, entry** out, std::size_t n, detail::kmm_mode mode,
-                     detail::kmm_wait wait, clock::time_point deadline, detail::kmm_cache_slot& slot) {
-    const bool exclusive = mode == detail::kmm_mode::exclusive;
-    bool contended = false;
-    int spin_rounds = 0;
-    entry* parked_on = nullptr;  // entry whose waiter counts include us
-    auto recycle_fresh = [&] {
-      for (std::size_t i = 0; i < n; ++i) recycle(slot, fresh[i]);
-    };
-    for (;;) {
-      entry* head = head_of(lock_shard(s));
-      entry* prev = std::exchange(parked_on, nullptr);
-      if (prev != nullptr) {
-        --prev->waiters;
-        if (exclusive) --prev->exclusive_waiters;
-      }
-      std::size_t blocker = n;
-      try {
-        for (std::size_t i = 0; i < n; ++i) {
-          out[i] = find(head, hashes[i], *keys[i]);
-          if (blocker == n && out[i] != nullptr && !can_take(out[i], mode)) blocker = i;
-        }
-      } catch (...) {
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        recycle_fresh();
-        throw;
-      }
-      if (blocker == n) {
-        for (std::size_t i = 0; i < n; ++i) {
-          if (out[i] == nullptr) {
-            out[i] = fresh[i];
-            out[i]->holders = exclusive ? -1 : 1;
-            out[i]->next = head;
-            head = out[i];
-          } else {
-            out[i]->holders = exclusive ? -1 : out[i]->holders + 1;
-          }
-        }
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        for (std::size_t i = 0; i < n; ++i)
-          if (out[i] != fresh[i]) recycle(slot, fresh[i]);
-        slot.acquisitions.store(slot.acquisitions.load(std::memory_order_relaxed) + n,
-                                std::memory_order_relaxed);
-        if (contended)
-          slot.contended.store(slot.contended.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-        return true;
-      }
-      contended = true;
-      if (wait == detail::kmm_wait::try_once ||
-          (wait == detail::kmm_wait::until_deadline && clock::now() >= deadline)) {
-        const after_unlock r = settle(head, prev, mode);
-        unlock_shard(s, head);
-        finish(r, slot);
-        recycle_fresh();
-        return false;
-      }
-      if (prev == nullptr && spin_rounds < detail::kmm_key_spin_rounds) {
-        // Short bounded spin before sleeping: the holder is usually about to let go.
-        ++spin_rounds;
-        unlock_shard(s, head);
-        const std::uintptr_t left = s.word.load(std::memory_order_relaxed);
-        for (int i = 0; i < detail::kmm_key_spins; ++i) {
-          detail::kmm_cpu_relax();
-          if (s.word.load(std::memory_order_relaxed) != left) break;
-        }
-        continue;
-      }
-      entry* b = out[blocker];
-      const after_unlock r = settle(head, prev, mode);  // b is held or wanted: settle never retires b
-      ++b->waiters;
-      if (exclusive) ++b->exclusive_waiters;
-      const std::uint32_t seq = b->wake_seq.load(std::memory_order_relaxed);
-      unlock_shard(s, head);
-      finish(r, slot);
-      parked_on = b;  // our counts keep b live until we drop them under the shard lock
-      slot.bump(slot.sleeps);
-      try {
-        park(b, seq, mode, wait, deadline);
-      } catch (...) {
-        head = head_of(lock_shard(s));
-        --b->waiters;
-        if (exclusive) --b->exclusive_waiters;
-        const after_unlock r2 = settle(head, b, mode);
-        unlock_shard(s, head);
-        finish(r2, slot);
-        recycle_fresh();
-        throw;
-      }
-    }
-  }
-
-  // ---- release --------------------------------------------------------------------------------
-
-  void release(entry* e, detail::kmm_mode mode) noexcept {
-    detail::kmm_shard& s = shard_of(e->hash);
-    detail::kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
-    try {
-      slot = thread_slot();
-    } catch (...) {
-      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
-    }
-    if (mode == detail::kmm_mode::exclusive) {
-      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
-      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
-      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        give_back(slot, e);
-        return;
-      }
-    }
-    entry* head = head_of(lock_shard(s));
-    if (mode == detail::kmm_mode::exclusive)
-      e->holders = 0;
-    else
-      --e->holders;
-    after_unlock r;
-    if (e->holders == 0) {
-      if (e->waiters == 0) {
-        head = unlink(head, e);
-        r.dead = e;
-      } else {
-        r = wake(e);
-      }
-    }
-    unlock_shard(s, head);
-    notify(r);
-    if (r.dead != nullptr) give_back(slot, r.dead);
-  }
-
-  void give_back(detail::kmm_cache_slot* slot, entry* e) noexcept {
-    if (slot != nullptr) {
-      recycle(*slot, e);
-      return;
-    }
-    e->next = nullptr;
-    e->holders = 0;
-    std::lock_guard<std::mutex> lk(pool_->mutex);
-    e->free_next = pool_->free_head;
-    pool_->free_head = e;
-  }
-
-  // ---- multi-key ------------------------------------------------------------------------------
-
   template <class... Ks>
-  multi_guard acquire_variadic(detail::kmm_wait wait, clock::time_point deadline, const Ks&... keys) {
-    constexpr std::size_t n = sizeof...(Ks);
-    using first = std::decay_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
-    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) &&
-                  !std::is_array_v<std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>>) {
-      const std::array<const first*, n> ptrs{&keys...};
-      return acquire_all_at(
-          n, [&](std::size_t i) -> const first& { return *ptrs[i]; }, wait, deadline);
-    } else {
-      using common = std::common_type_t<std::decay_t<Ks>...>;
-      const std::array<common, n> converted{common(keys)...};
-      return acquire_all_at(
-          n, [&](std::size_t i) -> const common& { return converted[i]; }, wait, deadline);
-    }
-  }
-
-  template <class K>
-  multi_guard acquire_all(std::span<const K> keys, detail::kmm_wait wait, clock::time_point deadline) {
-    return acquire_all_at(
-        keys.size(), [&](std::size_t i) -> const K& { return keys[i]; }, wait, deadline);
-  }
-
-  // key_at(i) -> const K& for i < count.
-  template <class KeyAt>
-  multi_guard acquire_all_at(std::size_t count, KeyAt key_at, detail::kmm_wait wait,
-                             clock::time_point deadline) {
-    using K = std::remove_cvref_t<decltype(key_at(std::size_t{0}))>;
-    struct item {
-      std::size_t hash;
-      std::size_t shard;
-      const K* key;
-    };
-    std::vector<item> items;
-    items.reserve(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      const K& k = key_at(i);
-      const std::size_t h = hash_(k);
-      items.push_back(item{h, shard_index(h), &k});
-    }
-    // Global order: (shard, hash). Equal keys have equal hashes, so duplicates are adjacent.
-    std::sort(items.begin(), items.end(), [](const item& a, const item& b) {
-      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
-    });
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      bool dup = false;
-      for (std::size_t j = kept; j-- > 0 && items[j].hash == items[i].hash;) {
-        if (eq_(*items[j].key, *items[i].key)) {
-          dup = true;
-          break;
-        }
-      }
-      if (!dup) items[kept++] = items[i];
-    }
-    items.resize(kept);
-
-    multi_guard g;
-    g.map_ = this;
-    g.entries_.reserve(kept);
-    std::vector<const K*> kp(kept);
-    std::vector<std::size_t> hs(kept);
-    std::vector<entry*> fr(kept);
-    std::vector<entry*> out(kept);
-    std::optional<detail::kmm_late_slot> late;
-    detail::kmm_cache_slot& slot = my_slot(late);
-    // All keys of one shard are taken at once, so ties in the order never split across waits.
-    for (std::size_t b = 0; b < kept;) {
-      std::size_t e = b;
-      while (e < kept && items[e].shard == items[b].shard) ++e;
-      const std::size_t n = e - b;
-      std::size_t prepared = 0;
-      try {
-        for (; prepared < n; ++prepared) {
-          kp[prepared] = items[b + prepared].key;
-          hs[prepared] = items[b + prepared].hash;
-          fr[prepared] = fresh_entry(slot, *kp[prepared], hs[prepared]);
-        }
-      } catch (...) {
-        for (std::size_t i = 0; i < prepared; ++i) recycle(slot, fr[i]);
-        throw;  // g releases the shards taken so far
-      }
-      if (!acquire_group(shards_[items[b].shard], kp.data(), hs.data(), fr.data(), out.data(), n,
-                         detail::kmm_mode::exclusive, wait, deadline, slot))
-        return multi_guard{};  // g releases the shards taken so far
-      for (std::size_t i = 0; i < n; ++i) g.entries_.push_back(out[i]);
-      b = e;
-    }
+  multi_guard acquire_variadic(wait w, const Ks&... keys) {
+    multi_guard g(&core_);
+    if (!core_.acquire_variadic(w, {}, g.entries_, keys...)) return multi_guard{};  // g releases
     return g;
   }
 
-  template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    const auto now = clock::now();
-    if (d <= d.zero()) return now;
-    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(clock::time_point::max() - now))
-      return clock::time_point::max();
-    return now + std::chrono::ceil<clock::duration>(d);
-  }
-  template <class Clock, class Duration>
-  static clock::time_point to_steady(std::chrono::time_point<Clock, Duration> when) {
-    if constexpr (std::is_same_v<Clock, clock>) {
-      return std::chrono::ceil<clock::duration>(when);
-    } else {
-      return deadline_after(when - Clock::now());
-    }
-  }
-
-  Hash hash_;
-  KeyEqual eq_;
-  std::size_t shard_count_ = 0;
-  int shard_shift_ = 0;
-  std::size_t shard_mask_ = 0;
-  std::unique_ptr<detail::kmm_shard[]> shards_;
-  std::shared_ptr<detail::kmm_pool_base> pool_;  // a detail::kmm_pool<Key>
+  core core_;
 };
 
 // Hold of one key, exclusive (guard) or shared (shared_guard). Movable, not copyable; releases on
@@ -3769,7 +4906,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
 
  private:
   friend class keyed_mutex_map;
-  basic_guard(keyed_mutex_map* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
+  basic_guard(core* map, entry* e) noexcept : map_(e != nullptr ? map : nullptr), entry_(e) {}
   static constexpr const char* name() noexcept {
     return Mode == detail::kmm_mode::exclusive ? "keyed_mutex_map::guard" : "keyed_mutex_map::shared_guard";
   }
@@ -3778,7 +4915,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map key") keyed_mutex_map<Key, Hash, Key
     map_ = nullptr;
   }
 
-  keyed_mutex_map* map_ = nullptr;
+  core* map_ = nullptr;
   entry* entry_ = nullptr;
 };
 
@@ -3831,6 +4968,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 
  private:
   friend class keyed_mutex_map;
+  explicit multi_guard(core* map) noexcept : map_(map) {}
   void reset() noexcept {
     while (!entries_.empty()) {
       entry* e = entries_.back();
@@ -3840,7 +4978,7 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
     map_ = nullptr;
   }
 
-  keyed_mutex_map* map_ = nullptr;
+  core* map_ = nullptr;
   std::vector<entry*> entries_;
 };
 
@@ -3848,8 +4986,9 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 // ---- end noclobber/keyed_mutex_map.hpp
 
 // ---- begin noclobber/locked_read_modify_write.hpp --------------------------
-// noclobber/locked_read_modify_write.hpp — seed 000's two layers: a per-key lock in front of
-// the conditional-write loop.
+// noclobber/locked_read_modify_write.hpp — a per-key lock in front of the conditional-write
+// loop: the two layers of the fix for the SQLite file kept as one object-store object
+// (docs/scenarios.md).
 //
 // Overview
 // --------
@@ -3863,9 +5002,10 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 //     auto r = noclobber::locked_read_modify_write(locks, store, "loc/42.db",
 //         [&](const std::optional<blob>& db) -> noclobber::update<blob> { return add_row(db, row); });
 //
-// `locks` is any object whose `lock(key)` returns an RAII guard (keyed_mutex_map, or your own);
-// it is locked with the store key itself. The guard is released when the call returns or
-// throws.
+// `locks` is any object whose `lock(key)` returns an RAII guard (the key_lock_map concept of
+// noclobber/key_lock.hpp: keyed_mutex_map, or your own); it is locked with the store key itself.
+// A lock map that cannot lock the store's key type fails the build with one static_assert that
+// names both types. The guard is released when the call returns or throws.
 //
 // Thread safety: call from any number of threads. What runs under the per-key lock: the whole
 // read_modify_write — every store call, every backoff sleep, `fn` (each time it is called),
@@ -3879,36 +5019,42 @@ class NOCLOBBER_CAPABILITY("keyed_mutex_map keys") keyed_mutex_map<Key, Hash, Ke
 
 namespace noclobber {
 
-/// Something that hands out a per-key RAII lock: `locks.lock(key)`.
+namespace detail {
+
+/// `locks.lock(key)`, after the one static_assert that names both types when it cannot work
+/// (noclobber/key_lock.hpp); nothing else is instantiated then, so that is the only error.
 template <class Locks, class Key>
-concept key_lock_map = requires(Locks& locks, const Key& key) {
-  locks.lock(key);
-};
+auto lock_store_key(Locks& locks, const Key& key) {
+  if constexpr (check_key_lock_map<Locks, Key>::value) {
+    return locks.lock(key);
+  } else {
+    return nullptr;  // not reached at run time: the static_assert has failed the build
+  }
+}
+
+}  // namespace detail
 
 /// read_modify_write with `locks.lock(key)` held throughout (see the overview).
 template <class Locks, class Store, class Fn, retry_env Env>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy, Env& env) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy, env);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn,
                                                                  const retry_policy& policy) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn), policy);
 }
 
 template <class Locks, class Store, class Fn>
-requires key_lock_map<Locks, store_key_t<Store>>
 [[nodiscard]] store_rmw_result_t<Store> locked_read_modify_write(Locks& locks, Store& store,
                                                                  const store_key_t<Store>& key, Fn&& fn) {
-  [[maybe_unused]] auto guard = locks.lock(key);
+  [[maybe_unused]] auto guard = detail::lock_store_key(locks, key);
   return read_modify_write(store, key, std::forward<Fn>(fn));
 }
 
@@ -3958,6 +5104,7 @@ requires key_lock_map<Locks, store_key_t<Store>>
 // the outside-writer callback. They must not call back into the same store. Whatever they
 // throw, the key keeps its previous value and version and the mutex is released.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -3980,8 +5127,9 @@ namespace noclobber {
 /// indeterminate_applied) are drawn from one roll, so their sum must not exceed 1.
 struct fault_config {
   std::uint64_t seed = 0;
-  std::chrono::nanoseconds latency_min{0};
-  std::chrono::nanoseconds latency_max{0};
+  // Any duration converts without overflow (hours::max() is nanoseconds::max(), not negative).
+  saturating_ns latency_min = std::chrono::nanoseconds(0);
+  saturating_ns latency_max = std::chrono::nanoseconds(0);
   double transient = 0.0;
   double transient_restart = 0.0;
   double indeterminate_applied = 0.0;
@@ -4120,29 +5268,29 @@ class memory_store {
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
                                                  const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       it->second.value = value;
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
   [[nodiscard]] write_result_type create_if_absent(const Key& key, const Value& value) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it != map.end()) return count_conflict(write_result_type::exists());
+      if (it != map.end()) return count_conflict(write_result_type::make_exists());
       const token_type version = next_version();
       map.emplace(key, entry{value, version});
-      return write_result_type::applied(version);
+      return write_result_type::make_applied(version);
     });
   }
 
   [[nodiscard]] write_result_type erase_if_match(const Key& key, const token_type& token) {
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       map.erase(it);
-      return write_result_type::applied();
+      return write_result_type::make_applied();
     });
   }
 
@@ -4150,13 +5298,13 @@ class memory_store {
                                                  const patch_type& patch) {
     if (!patch) throw std::invalid_argument("noclobber::memory_store::patch_if_match: the patch is empty");
     return conditional_write(key, [&](entry_map& map, typename entry_map::iterator it) -> write_result_type {
-      if (it == map.end()) return count_conflict(write_result_type::absent());
-      if (it->second.version != token) return count_conflict(write_result_type::conflict());
+      if (it == map.end()) return count_conflict(write_result_type::make_absent());
+      if (it->second.version != token) return count_conflict(write_result_type::make_conflict());
       Value patched = it->second.value;  // a throwing patch leaves the stored value alone
       patch(patched);
       it->second.value = std::move(patched);
       it->second.version = next_version();
-      return write_result_type::applied(it->second.version);
+      return write_result_type::make_applied(it->second.version);
     });
   }
 
@@ -4175,7 +5323,7 @@ class memory_store {
       it->second.version = version;
     }
     stat(stats_.applied);
-    return write_result_type::applied(version);
+    return write_result_type::make_applied(version);
   }
 
   // ---- inspection, free of faults and latency ------------------------------------------------
@@ -4280,8 +5428,13 @@ class memory_store {
 
   void sleep_latency(const fault_config& f) {
     if (f.latency_max.count() <= 0) return;
-    const auto span = static_cast<double>((f.latency_max - f.latency_min).count());
-    const auto delay = f.latency_min + std::chrono::nanoseconds(static_cast<std::int64_t>(draw() * span));
+    // 0 <= min <= max, so the span fits; the double product may round up past it near
+    // nanoseconds::max(): clamp it to the span, so that min + extra <= max cannot overflow.
+    const std::int64_t span = (f.latency_max.get() - f.latency_min.get()).count();
+    const double drawn = draw() * static_cast<double>(span);
+    const std::int64_t extra =
+        drawn < static_cast<double>(span) ? std::min(static_cast<std::int64_t>(drawn), span) : span;
+    const auto delay = f.latency_min.get() + std::chrono::nanoseconds(extra);
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
   }
 
@@ -4330,8 +5483,8 @@ class memory_store {
     stat(stats_.applied);
     if (report_unknown) {
       stat(stats_.injected_indeterminate);
-      return write_result_type::failed(write_status::indeterminate,
-                                       {"injected", "injected indeterminate (applied)"});
+      return write_result_type::make_failed(write_status::indeterminate,
+                                            {"injected", "injected indeterminate (applied)"});
     }
     return result;
   }
@@ -4344,7 +5497,7 @@ class memory_store {
     } else {
       stat(stats_.injected_transient);
     }
-    return write_result_type::failed(s, {"injected", what});
+    return write_result_type::make_failed(s, {"injected", what});
   }
 
   std::array<shard, shard_count> shards_;
@@ -4370,9 +5523,10 @@ class memory_store {
 // back with the store's unconditional `overwrite`. Nothing checks whether somebody else wrote
 // the key between the read and the write, so when two callers read the same version, the
 // second overwrite silently erases the first caller's update. This is exactly the lost update
-// of every seed report (a download → modify → put_object cycle without If-Match; a
-// GetStackEnvVars → merge → UpdateStackEnvVars sequence; a cache refresh that saves the whole
-// model it read earlier).
+// behind the real-world scenarios noclobber is built around (the SQLite file kept as one
+// object-store object: download → modify → put_object without If-Match; the concurrent
+// disjoint-key env PATCH: read the env vars → merge → write them all back; the cache refresh that
+// overwrites an edit: save the whole model read earlier).
 //
 // DO NOT USE IT FOR REAL WRITES. It exists as the negative control: the race harness and the
 // tests run it under the same race as read_modify_write to show that the race is real and
@@ -4419,7 +5573,7 @@ template <class Store, class Fn>
   if (!u.is_write()) {
     out.outcome = u.is_keep() ? rmw_outcome::unchanged : rmw_outcome::aborted;
     out.abort_reason = u.reason();
-    out.reason = stop_reason::applied;
+    out.reason = stop_reason::decided;
     out.last_status = write_status::applied;
     if (read.found()) out.token = std::move(read.token);
     out.value = std::move(current);
@@ -4451,13 +5605,13 @@ template <class Store, class Fn>
 //
 // Overview
 // --------
-// Seed 003's bug: a read path refreshed a cache stored inside a model by saving the whole
-// model it had loaded earlier, silently undoing any field another request edited in between.
-// The fix has two parts: write only the fields you mean to change (a sparse patch), and only
-// if the model is still at the revision you derived the patch from. When it is not, the caller
-// chooses: drop the patch (a cache refresh is worth nothing on a model that changed: the next
-// read refreshes again) or re-read the revision and apply the same patch to the new one (the
-// patch is sparse, so it still clobbers nothing).
+// The cache refresh that overwrites an edit: a read path refreshed a cache stored inside a model
+// by saving the whole model it had loaded earlier, silently undoing any field another request
+// edited in between. The fix has two parts: write only the fields you mean to change (a sparse
+// patch), and only if the model is still at the revision you derived the patch from. When it is
+// not, the caller chooses: drop the patch (a cache refresh is worth nothing on a model that
+// changed: the next read refreshes again) or re-read the revision and apply the same patch to the
+// new one (the patch is sparse, so it still clobbers nothing).
 //
 //     auto loaded = store.read("qb");                               // value + token
 //     auto cache = resolve(loaded.value);                            // slow
@@ -4472,11 +5626,12 @@ template <class Store, class Fn>
 // patch to a copy, write_if_match.
 //
 // Outcomes: applied (token = the new one, when known); dropped (the revision moved and the
-// caller asked to drop); absent (there is nothing to patch); gave_up (the retry loop stopped:
-// reason, last_status, last_error; `indeterminate` when a patch's outcome is unknown).
-// An indeterminate patch is resolved by re-reading: the same token means it did not land
-// (sent again); a different one cannot be told from another writer's change (the emulated
-// path also compares values), so the result is gave_up with `indeterminate == true`.
+// caller asked to drop: decided at the refusal, without another attempt); absent (there is
+// nothing to patch); gave_up (the retry loop stopped: reason, last_status, last_error;
+// `indeterminate` when a patch's outcome is unknown). An indeterminate patch is resolved by
+// conditional_op.hpp's rule: the same token means it did not land (sent again); a different one
+// cannot be told from another writer's change — except on the emulated path, which recognises
+// the value it wrote — so the result is gave_up with `indeterminate == true`.
 //
 // Thread safety: no lock of its own; as thread-safe as the store. The emulated path calls the
 // patch on the calling thread under no noclobber lock; a store's native patch_if_match may run
@@ -4495,7 +5650,7 @@ namespace noclobber {
 
 /// What to do when the revision moved since the patch was derived.
 enum class patch_conflict : unsigned char {
-  drop,   // give the patch up: outcome dropped (seed 003's cache refresh)
+  drop,   // give the patch up: outcome dropped (a cache refresh: the next read refreshes again)
   retry,  // re-read the token and apply the same patch to the newer revision
 };
 
@@ -4515,18 +5670,15 @@ enum class patch_outcome : unsigned char { applied, dropped, absent, gave_up };
   return "unknown";
 }
 
+/// The result of patch_if_unchanged; the loop's statistics are the retry_stats base (reason:
+/// decided for dropped and absent, with last_status conflict and absent).
 template <class Token>
-struct patch_result {
+struct patch_result : retry_stats {
   using token_type = Token;
 
   patch_outcome outcome = patch_outcome::gave_up;
   std::optional<Token> token;  // applied: the new token, when the store returned one
   bool indeterminate = false;  // gave_up with a patch whose outcome is unknown
-  unsigned attempts = 0;
-  stop_reason reason = stop_reason::permanent;  // why cas_retry stopped (applied for dropped / absent)
-  write_status last_status = write_status::permanent;
-  store_error last_error;
-  std::chrono::nanoseconds slept{0};
 
   [[nodiscard]] bool ok() const noexcept { return outcome == patch_outcome::applied; }
   explicit operator bool() const noexcept { return ok(); }
@@ -4534,13 +5686,99 @@ struct patch_result {
 
 namespace detail {
 
+// clang-format off
 template <class Store, class Patch>
 concept native_patch = patchable_writer<Store> && std::convertible_to<const Patch&, store_patch_t<Store>>;
 
 template <class Store, class Patch>
-concept emulated_patch = conditional_writer<Store> && std::invocable < const Patch&,
-        store_value_t<Store>
-& > ;
+concept emulated_patch = conditional_writer<Store> && std::invocable<const Patch&, store_value_t<Store>&>;
+// clang-format on
+
+/// patch_if_unchanged as a conditional_op (conditional_op.hpp). Native: patch_if_match on the
+/// token. Emulated: read, check the token, apply the patch to a copy, write_if_match (its value
+/// recognises the write when its outcome is unknown). A refusal on a moved token drops the
+/// patch or, asked to retry, re-reads the token; an absent key ends it.
+template <class Value, class Token, class Patch, bool Native>
+class patch_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = patch_result<Token>;
+  static constexpr unsigned requests =
+      request_bit(Native ? op_request::patch_if_match : op_request::read_then_write_if_match);
+  static constexpr bool recognises_values = !Native && std::equality_comparable<value_type>;
+
+  patch_op(const token_type& expected, const Patch& patch, patch_conflict on_conflict)
+      : token_(expected), patch_(patch), on_conflict_(on_conflict) {}
+
+  [[nodiscard]] bool ready() const noexcept { return true; }  // the first attempt sends at once
+  [[nodiscard]] op_request request() const noexcept {
+    return Native ? op_request::patch_if_match : op_request::read_then_write_if_match;
+  }
+  [[nodiscard]] const token_type& token() const noexcept { return token_; }
+  [[nodiscard]] const Patch& patch() const noexcept { return patch_; }
+  [[nodiscard]] const value_type& value() const noexcept { return *next_; }
+
+  /// A re-read (after a refusal that asked for one): follow the token, or drop.
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent()) return op_step::decide(write_status::absent);
+    if (!(read.token == token_)) {
+      if (on_conflict_ == patch_conflict::drop) return op_step::decide(write_status::conflict);
+      token_ = std::move(read.token);
+    }
+    return op_step::send();
+  }
+
+  /// Emulated: the conditional a native patch_if_match checks, then the patched copy to write.
+  [[nodiscard]] std::optional<wresult> on_send_read(read_type&& read) {
+    if (read.absent()) return wresult::make_absent();
+    if (!(read.token == token_)) return wresult::make_conflict();
+    next_.emplace(std::move(read.value));
+    std::invoke(patch_, *next_);
+    return std::nullopt;
+  }
+
+  [[nodiscard]] op_step on_refused(const wresult& w) const noexcept {
+    if (w.status == write_status::absent) return op_step::decide(write_status::absent);
+    if (w.status == write_status::conflict && on_conflict_ == patch_conflict::drop) {
+      return op_step::decide(write_status::conflict);
+    }
+    return op_step::send();
+  }
+
+  void on_unknown() {
+    if constexpr (recognises_values) sent_ = next_;
+  }
+  [[nodiscard]] bool recognise(const read_type& read) const {
+    if constexpr (recognises_values) return sent_ && read.found() && read.value == *sent_;
+    return false;
+  }
+  void on_applied(wresult& w) { new_token_ = std::move(w.token); }
+  void on_landed(read_type&& read) { new_token_.emplace(std::move(read.token)); }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (out.reason == stop_reason::applied) {
+      out.outcome = patch_outcome::applied;
+      out.token = std::move(new_token_);
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = out.last_status == write_status::absent ? patch_outcome::absent : patch_outcome::dropped;
+    } else {
+      out.outcome = patch_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  token_type token_;  // the revision the patch applies to
+  const Patch& patch_;
+  patch_conflict on_conflict_;
+  std::optional<value_type> next_;  // emulated: the patched copy being written
+  std::optional<value_type> sent_;  // emulated: a patched copy whose write's outcome is unknown
+  std::optional<token_type> new_token_;
+};
 
 }  // namespace detail
 
@@ -4551,159 +5789,45 @@ template <class Store, class Patch>
     patch_conflict on_conflict = patch_conflict::drop,
     const retry_policy& policy = detail::default_retry_policy()) {
   using S = std::remove_cvref_t<Store>;
-  using traits = store_traits<S>;
-  using value_type = store_value_t<S>;
-  using token_type = store_token_t<S>;
-  using wresult = write_result<token_type>;
   static_assert(
       detail::native_patch<S, Patch> || detail::emulated_patch<S, Patch>,
       "noclobber: patch_if_unchanged needs either a store with patch_if_match whose patch_type the patch "
       "converts to, or a patch callable as patch(value_type&) on a conditional_writer store");
-  constexpr bool native = detail::native_patch<S, Patch>;
-
-  enum class ending { none, applied, dropped, absent };
-  ending end = ending::none;
-  token_type token = expected;
-  bool first = true;
-  bool resolving = false;
-  std::optional<value_type> sent;  // emulated path: the value we wrote, for recognising it
-  write_status previous = write_status::applied;
-
-  auto stop_with = [&](ending e) {
-    end = e;
-    return wresult::applied();  // ends cas_retry; `end` says how
-  };
-
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (resolving || (info.reread && !first)) {
-      if (!resolving && on_conflict == patch_conflict::drop && previous == write_status::conflict) {
-        return stop_with(ending::dropped);
-      }
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if constexpr (std::equality_comparable<value_type>) {
-          if (sent && r.found() && r.value == *sent) {
-            end = ending::applied;
-            return wresult::applied(std::move(r.token));
-          }
-        }
-        if (!(r.found() && r.token == token)) {
-          return wresult::failed(
-              write_status::indeterminate,
-              {"indeterminate", "a patch's outcome is unknown and the key has changed since"});
-        }
-        // untouched: send the same patch again below
-      } else {
-        if (r.absent()) return stop_with(ending::absent);
-        if (!(r.token == token)) {
-          if (on_conflict == patch_conflict::drop) return stop_with(ending::dropped);
-          token = std::move(r.token);
-        }
-      }
-    }
-    first = false;
-    wresult w;
-    if constexpr (native) {
-      w = traits::patch_if_match(store, key, token, patch);
-    } else {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (r.absent()) return stop_with(ending::absent);
-      if (!(r.token == token)) {
-        w = wresult::conflict();
-      } else {
-        value_type next = std::move(r.value);
-        std::invoke(patch, next);
-        w = traits::write_if_match(store, key, token, next);
-        if constexpr (std::equality_comparable<value_type>) {
-          if (w.status == write_status::indeterminate) sent.emplace(std::move(next));
-        }
-      }
-    }
-    previous = w.status;
-    switch (w.status) {
-      case write_status::applied:
-        end = ending::applied;
-        return w;
-      case write_status::absent:
-        return stop_with(ending::absent);
-      case write_status::indeterminate:
-        resolving = true;
-        return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-      default:
-        return w;
-    }
-  };
-
-  auto r = cas_retry(policy, attempt);
-  patch_result<token_type> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  switch (end) {
-    case ending::applied:
-      out.outcome = patch_outcome::applied;
-      if (r.last) out.token = std::move(r.last->token);
-      break;
-    case ending::dropped:
-      out.outcome = patch_outcome::dropped;
-      out.last_status = write_status::conflict;
-      break;
-    case ending::absent:
-      out.outcome = patch_outcome::absent;
-      out.last_status = write_status::absent;
-      break;
-    case ending::none:
-      out.outcome = patch_outcome::gave_up;
-      out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-      break;
-  }
-  return out;
+  using op = detail::patch_op<store_value_t<S>, store_token_t<S>, Patch, detail::native_patch<S, Patch>>;
+  detail::op_machine<Store, op> machine(store, key, expected, patch, on_conflict);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber
 // ---- end noclobber/patch_if_unchanged.hpp
 
-// ---- begin noclobber/race_harness/history.hpp ------------------------------
-// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+// ---- begin noclobber/race_harness/records.hpp ------------------------------
+// noclobber/race_harness/records.hpp — the records of a race harness run: write ids, one write
+// attempt, one read, and a run's whole history.
 //
 // Overview
 // --------
-// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
-// writers make. This header holds those records (`race_history`) and the checker that turns them
-// into verdicts (`check_race_history`). It is separate so that histories gathered elsewhere (other
-// processes, a log) can be checked too, and so the checker can be benchmarked on its own.
-//
 // Versions are named by the write that produced them. Every value the harness writes is unique and
 // carries its `write_id`, so "the version a write read" is simply the id of the write whose value
 // it read, and version 0 means "whatever the key held before the run" (absent, or a value the
-// harness did not write). The rules follow Jepsen's Elle:
+// harness did not write). Values the harness saw but did not write get ids with bit 63 set, told
+// apart by their version token.
 //
-//   * lost update: two or more *successful* writes read the same version of the same key;
-//   * the successful writes of a key must form one version chain that ends in the key's final
-//     value: walk back from the final version through "read from" links; every successful write
-//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
-//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
-//     counted as lost, and it counts as landed when the final chain passes through it.
+//   race_write    one write attempt: who, which op and attempt, which key, the version it
+//                 replaced (read_from), the value it wrote, how it ended, logical ticks
+//   race_read     one read: who, which key, the version it saw, logical ticks
+//   race_history  every record of a run, plus each key's version before and after it
 //
-// The checker runs in time linear in the number of records (one hash-map pass); see
-// bench/bench_race_harness.cpp.
+// The checker (race_harness/checker.hpp) turns a history into verdicts; race_harness/history.hpp
+// also has its text form for runs spread over several processes.
 //
-// Thread safety: plain values and a pure function. Nothing here locks or calls user code.
+// Thread safety: plain values. Nothing here locks or calls user code.
 
-#include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 namespace noclobber {
@@ -4797,6 +5921,75 @@ struct race_history {
   std::vector<write_id> final_versions;    ///< per key: the version the store holds at the end
 };
 
+namespace detail {
+
+inline std::string describe_write(const race_write& w) {
+  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
+         std::to_string(w.attempt);
+}
+
+struct id_hash {
+  std::size_t operator()(write_id id) const noexcept {
+    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
+    id ^= id >> 30;
+    id *= 0xbf58476d1ce4e5b9ULL;
+    id ^= id >> 27;
+    id *= 0x94d049bb133111ebULL;
+    id ^= id >> 31;
+    return static_cast<std::size_t>(id);
+  }
+};
+
+}  // namespace detail
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/records.hpp
+
+// ---- begin noclobber/race_harness/checker.hpp ------------------------------
+// noclobber/race_harness/checker.hpp — the race harness's checker: from a recorded history
+// (race_harness/records.hpp) to verdicts (race_check).
+//
+// Overview
+// --------
+// The rules follow Jepsen's Elle:
+//
+//   * lost update: two or more *successful* writes read the same version of the same key;
+//   * the successful writes of a key must form one version chain that ends in the key's final
+//     value: walk back from the final version through "read from" links; every successful write
+//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
+//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
+//     counted as lost, and it counts as landed when the final chain passes through it.
+//
+// check_race_history runs in phases, each a function over the shared history_index:
+//
+//   index_writes        one entry per distinct written value (attempts that sent the same value
+//                       merged: ok if any applied, unknown if any was unknown, else failed)
+//   group_readers       successful writes grouped by the version they read (Elle's lost-update
+//                       pairs); reads of a version nobody wrote are anomalies
+//   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
+//   collect_lost        successful writes off every chain, in order of completion
+//   name_replacers      for each lost write, the write that replaced it (see there)
+//
+// It runs in time linear in the number of records (hash tables sized up front); losses add a
+// sort, only when there are losses. See bench/bench_race_harness.cpp.
+//
+// Extending: a new verdict is one more phase over history_index filling its own field of
+// race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
+// race_check, never the phases' internals.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
 /// A successful write that is not in the final state, and the write that replaced it.
 struct lost_write {
   race_write lost;
@@ -4819,27 +6012,6 @@ struct race_check {
     return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
   }
 };
-
-namespace detail {
-
-inline std::string describe_write(const race_write& w) {
-  return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
-         std::to_string(w.attempt);
-}
-
-struct id_hash {
-  std::size_t operator()(write_id id) const noexcept {
-    // splitmix64 finaliser: ids are structured (writer in the high bits), so mix them.
-    id ^= id >> 30;
-    id *= 0xbf58476d1ce4e5b9ULL;
-    id ^= id >> 27;
-    id *= 0x94d049bb133111ebULL;
-    id ^= id >> 31;
-    return static_cast<std::size_t>(id);
-  }
-};
-
-}  // namespace detail
 
 namespace detail {
 
@@ -4893,61 +6065,75 @@ struct key_version_hash {
 
 }  // namespace detail
 
-/// Checks a history in time linear in its records: one pass to merge attempts per written value,
-/// one to group successful writes by the version they read, one walk per key back from its final
-/// version. Losses add a sort (to name the replacing writes), only when there are losses.
-[[nodiscard]] inline race_check check_race_history(const race_history& h) {
-  race_check c;
-  c.write_attempts = h.writes.size();
+namespace detail {
 
-  // One entry per distinct written value; a value sent twice (a transient retry of the same
-  // request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
-  struct entry {
-    std::uint32_t record;  // index of the attempt that decided the outcome
-    op_outcome outcome;
-    bool on_chain;
-  };
-  std::vector<entry> entries;
-  entries.reserve(h.writes.size());
-  detail::flat_table<write_id, std::uint32_t, detail::id_hash> index(h.writes.size());
-  const auto rank = [](op_outcome o) { return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0; };
+/// One distinct written value of a history.
+struct checked_write {
+  std::uint32_t record;  ///< index in race_history::writes of the attempt that decided the outcome
+  op_outcome outcome;
+  bool on_chain;  ///< a key's final chain passes through it
+};
+
+/// The successful writes that read one version: how many, and the first (a checked_write index).
+struct version_readers {
+  std::uint32_t count = 0;
+  std::uint32_t first = 0;
+};
+
+/// What the checker's phases share.
+struct history_index {
+  explicit history_index(const race_history& history) : h(history), by_value(history.writes.size()) {}
+
+  const race_history& h;
+  std::vector<checked_write> writes;                      ///< one per distinct written value
+  flat_table<write_id, std::uint32_t, id_hash> by_value;  ///< written value -> index in `writes`
+  std::vector<version_readers> readers;                   ///< per entry of `writes`: who read its value
+
+  [[nodiscard]] const race_write& record_of(std::uint32_t n) const { return h.writes[writes[n].record]; }
+};
+
+inline int outcome_rank(op_outcome o) noexcept {
+  return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
+}
+
+/// Phase 1: one entry per distinct written value. A value sent twice (a transient retry of the
+/// same request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
+inline void index_writes(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.writes.reserve(h.writes.size());
   for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
     const race_write& w = h.writes[i];
     if (w.outcome == op_outcome::failed) ++c.failed;
-    auto [slot, inserted] = index.try_emplace(w.written, static_cast<std::uint32_t>(entries.size()));
+    auto [slot, inserted] = ix.by_value.try_emplace(w.written, static_cast<std::uint32_t>(ix.writes.size()));
     if (inserted) {
-      entries.push_back({i, w.outcome, false});
+      ix.writes.push_back({i, w.outcome, false});
       continue;
     }
-    entry& e = entries[*slot];
+    checked_write& e = ix.writes[*slot];
     if (h.writes[e.record].key != w.key) {
       c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
-                            detail::describe_write(h.writes[e.record]) + ", " + detail::describe_write(w) +
-                            ")");
+                            describe_write(h.writes[e.record]) + ", " + describe_write(w) + ")");
     }
-    if (rank(w.outcome) > rank(e.outcome)) e = entry{i, w.outcome, false};
+    if (outcome_rank(w.outcome) > outcome_rank(e.outcome)) e = checked_write{i, w.outcome, false};
   }
+}
 
-  // Elle's lost update: successful writes grouped by (key, version read). A version written in
-  // the run is an entry, so its group lives in a vector; versions from before the run (or from
-  // outside it) are few and go to a small map.
-  struct group {
-    std::uint32_t count = 0;
-    std::uint32_t first = 0;  // an entry index
-  };
-  std::vector<group> children(entries.size());
-  std::unordered_map<std::pair<std::uint32_t, write_id>, group, detail::key_version_hash> other_parents;
-  auto group_of = [&](std::uint32_t key, write_id version) -> group& {
-    if (const std::uint32_t* parent = index.find(version)) return children[*parent];
-    return other_parents[{key, version}];
-  };
-  for (std::uint32_t n = 0; n < entries.size(); ++n) {
-    const entry& e = entries[n];
+/// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
+/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
+/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
+/// write produced (and that is not from before the run) is an anomaly.
+inline void group_readers(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.readers.assign(ix.writes.size(), version_readers{});
+  std::unordered_map<std::pair<std::uint32_t, write_id>, version_readers, key_version_hash> other_versions;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    const checked_write& e = ix.writes[n];
     const race_write& w = h.writes[e.record];
     if (e.outcome == op_outcome::unknown) ++c.unknown;
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
-    group& g = group_of(w.key, w.read_from);
+    const std::uint32_t* parent = ix.by_value.find(w.read_from);
+    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -4955,20 +6141,25 @@ struct key_version_hash {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && index.find(w.read_from) == nullptr) {
-      c.anomalies.push_back(detail::describe_write(w) + " read version " + std::to_string(w.read_from) +
+    if (!from_before_run && parent == nullptr) {
+      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
                             ", which no recorded write produced");
     }
   }
+}
 
-  // Walk each key's chain back from its final version.
+/// Phase 3: walks each key's chain back from its final version to the version the run started
+/// from, marking every entry on it (unknown ones count as landed). Breaks, loops, another key's
+/// value and a value the store called not applied are anomalies.
+inline void walk_final_chains(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
     write_id v = h.final_versions[k];
     std::size_t steps = 0;
     auto key_name = [&] { return k < h.keys.size() ? h.keys[k] : std::to_string(k); };
     while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
-      const std::uint32_t* at = index.find(v);
+      const std::uint32_t* at = ix.by_value.find(v);
       if (at == nullptr) {
         // A broken link further down was already reported with the write that read it.
         if (steps == 0) {
@@ -4977,20 +6168,19 @@ struct key_version_hash {
         }
         break;
       }
-      entry& e = entries[*at];
+      checked_write& e = ix.writes[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > entries.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " +
-                              detail::describe_write(w));
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
         break;
       }
       if (w.key != k) {
         c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
-                              detail::describe_write(w));
+                              describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
-        c.anomalies.push_back("key " + key_name() + " holds the value of " + detail::describe_write(w) +
+        c.anomalies.push_back("key " + key_name() + " holds the value of " + describe_write(w) +
                               ", which the store reported as not applied");
       }
       e.on_chain = true;
@@ -4998,62 +6188,87 @@ struct key_version_hash {
       v = w.read_from;
     }
   }
+}
 
-  // Successful writes the chain missed are lost. A lost write that a later successful write
-  // read lives on in that write, so its loss is the loss of the branch tip below it; the tip
-  // was replaced by the chain write that read the same version, or else by the next write
-  // applied to the key.
-  std::vector<std::uint32_t> lost_entries;
-  for (std::uint32_t n = 0; n < entries.size(); ++n) {
-    if (entries[n].outcome == op_outcome::ok && !entries[n].on_chain) lost_entries.push_back(n);
+/// Phase 4: the successful writes no chain passed through (lost), in order of completion.
+inline std::vector<std::uint32_t> collect_lost(const history_index& ix) {
+  std::vector<std::uint32_t> lost;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::ok && !ix.writes[n].on_chain) lost.push_back(n);
   }
-  if (lost_entries.empty()) return c;
-  std::sort(lost_entries.begin(), lost_entries.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return h.writes[entries[a].record].complete < h.writes[entries[b].record].complete;
+  std::sort(lost.begin(), lost.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
   });
-  std::size_t on_chain = 0;
-  for (const entry& e : entries) on_chain += e.on_chain;
-  detail::flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, detail::key_version_hash>
-      chain_reader(on_chain);
-  std::vector<std::vector<std::uint32_t>> applied_by_key(h.final_versions.size());
-  for (const entry& e : entries) {
-    const race_write& w = h.writes[e.record];
-    if (e.on_chain) chain_reader.try_emplace({w.key, w.read_from}, e.record);
-    if (e.outcome != op_outcome::failed && w.key < applied_by_key.size())
-      applied_by_key[w.key].push_back(e.record);
+  return lost;
+}
+
+/// Who replaced the tip of a lost branch: the chain write that read the same version, or else the
+/// next write applied to the key after the tip completed. Built only when something was lost.
+class replacement_index {
+ public:
+  static constexpr std::uint32_t none = ~0u;
+
+  explicit replacement_index(const history_index& ix)
+      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
+    for (const checked_write& e : ix.writes) {
+      const race_write& w = h_.writes[e.record];
+      if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
+      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
+        applied_by_key_[w.key].push_back(e.record);
+    }
+    for (auto& v : applied_by_key_) {
+      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return h_.writes[a].complete < h_.writes[b].complete;
+      });
+    }
   }
-  for (auto& v : applied_by_key) {
-    std::sort(v.begin(), v.end(),
-              [&](std::uint32_t a, std::uint32_t b) { return h.writes[a].complete < h.writes[b].complete; });
-  }
-  constexpr std::uint32_t none = ~0u;
-  auto replacer_of_tip = [&](const race_write& tip) -> std::uint32_t {
-    if (const std::uint32_t* r = chain_reader.find({tip.key, tip.read_from})) return *r;
-    if (tip.key >= applied_by_key.size()) return none;
-    const auto& v = applied_by_key[tip.key];
+
+  /// The record that replaced `tip`, or none.
+  [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
+    if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
+    if (tip.key >= applied_by_key_.size()) return none;
+    const auto& v = applied_by_key_[tip.key];
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
-                               [&](std::uint64_t t, std::uint32_t r) { return t < h.writes[r].complete; });
+                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
     return it == v.end() ? none : *it;
-  };
-  // Lost entry -> the record that replaced it, filled along each branch walked.
-  std::vector<std::uint32_t> replacer(entries.size(), none);
-  std::vector<char> resolved(entries.size(), 0);
+  }
+
+ private:
+  static std::size_t count_on_chain(const history_index& ix) {
+    std::size_t n = 0;
+    for (const checked_write& e : ix.writes) n += e.on_chain;
+    return n;
+  }
+
+  const race_history& h_;
+  flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader_;
+  std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
+};
+
+/// Phase 5: a lost write that a later successful write read lives on in that write, so its loss
+/// is the loss of the branch tip below it; the tip was replaced as replacement_index says. Walks
+/// each lost write down to its tip once (what a walk resolves is remembered for the others) and
+/// appends the lost writes with their replacers to c.lost.
+inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
+  constexpr std::uint32_t none = replacement_index::none;
+  replacement_index replacements(ix);
+  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
+  std::vector<char> resolved(ix.writes.size(), 0);
   std::vector<std::uint32_t> path;
-  c.lost.reserve(lost_entries.size());
-  for (std::uint32_t n : lost_entries) {
+  c.lost.reserve(lost.size());
+  for (std::uint32_t n : lost) {
     path.clear();
     std::uint32_t at = n;
     std::uint32_t found = none;
-    for (std::size_t guard = 0; guard <= lost_entries.size(); ++guard) {
+    for (std::size_t guard = 0; guard <= lost.size(); ++guard) {
       if (resolved[at]) {
         found = replacer[at];
         break;
       }
       path.push_back(at);
-      const race_write& w = h.writes[entries[at].record];
-      const group& child = children[at];
+      const version_readers& child = ix.readers[at];
       if (child.count == 0 || child.first == at) {
-        found = replacer_of_tip(w);
+        found = replacements.replacer_of_tip(ix.record_of(at));
         break;
       }
       at = child.first;
@@ -5062,12 +6277,60 @@ struct key_version_hash {
       resolved[p] = 1;
       replacer[p] = found;
     }
-    lost_write l{h.writes[entries[n].record], {}};
-    if (found != none) l.overwritten_by = h.writes[found];
+    lost_write l{ix.record_of(n), {}};
+    if (found != none) l.overwritten_by = ix.h.writes[found];
     c.lost.push_back(l);
   }
+}
+
+}  // namespace detail
+
+/// Checks a history (see the overview for the rules and the phases).
+[[nodiscard]] inline race_check check_race_history(const race_history& h) {
+  race_check c;
+  c.write_attempts = h.writes.size();
+  detail::history_index ix(h);
+  detail::index_writes(ix, c);
+  detail::group_readers(ix, c);
+  detail::walk_final_chains(ix, c);
+  const std::vector<std::uint32_t> lost = detail::collect_lost(ix);
+  if (!lost.empty()) detail::name_replacers(ix, lost, c);
   return c;
 }
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/checker.hpp
+
+// ---- begin noclobber/race_harness/history.hpp ------------------------------
+// noclobber/race_harness/history.hpp — what a race harness run recorded, and the checker.
+//
+// Overview
+// --------
+// The race harness (noclobber/race_harness.hpp) records every read and every write attempt its
+// writers make. This header brings the records (`race_history`, race_harness/records.hpp) and the
+// checker that turns them into verdicts (`check_race_history`, race_harness/checker.hpp, which
+// states the rules), and adds the history's text form. It is separate from the harness so that
+// histories gathered elsewhere (other processes, a log) can be checked too, and so the checker
+// can be benchmarked on its own:
+//
+//   race_history h;                          // one process per writer group:
+//   append_history(h, text_from_process_1);  //   serialize_history(its_history)
+//   append_history(h, text_from_process_2);
+//   h.keys = ...; h.initial_versions = ...; h.final_versions = ...;
+//   race_check c = check_race_history(h);
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+
+namespace noclobber {
 
 /// One line per record ("w writer op attempt key read_from written outcome kind invoke complete",
 /// "r writer op key version found invoke complete"), for runs spread over several processes:
@@ -5487,79 +6750,6 @@ inline std::string race_report::to_json() const {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/report.hpp
 
-// ---- begin noclobber/race_harness/strategies.hpp ---------------------------
-// noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
-//
-// Overview
-// --------
-// A harness strategy performs one read-modify-write of a key through the harness's store view.
-// These three wrap the library's own algorithms (no second retry loop lives here):
-//
-//   naive_strategy        naive_read_modify_write: read, compute, overwrite — the bug, kept as
-//                         the negative control (needs the store's overwrite()).
-//   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
-//   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
-//                         front of the same loop (seed 000's two layers, for writers in one
-//                         process). It holds a lock across read and write, so forced mode reports
-//                         it as "writers serialised".
-//
-// Your own strategy is any callable `(race_store<S>&, const Key&, race_modify<V>&)`.
-//
-// `harness_retry_policy()` is the policy these use by default: many attempts with short jittered
-// sleeps, so that heavy contention ends in retries, not in give-ups.
-//
-// Thread safety: each strategy object is called concurrently from all writer threads; they hold
-// only immutable state (and, for the locked one, a reference to a thread-safe keyed_mutex_map).
-// The value function runs under the key's lock in locked_cas_strategy, under no lock otherwise.
-
-#include <chrono>
-#include <memory>
-#include <utility>
-
-
-namespace noclobber {
-
-/// 1000 attempts, full jitter from 50 µs up to 2 ms.
-[[nodiscard]] inline retry_policy harness_retry_policy() {
-  retry_policy p;
-  p.backoff = backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
-  p.max_attempts = 1000;
-  return p;
-}
-
-/// The bug: read, compute, overwrite.
-struct naive_strategy {
-  template <class Store, class Key, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)naive_read_modify_write(store, key, fn);
-  }
-};
-
-/// Optimistic: write if unchanged, retry on conflict.
-struct cas_strategy {
-  retry_policy policy = harness_retry_policy();
-
-  template <class Store, class Key, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)read_modify_write(store, key, fn, policy);
-  }
-};
-
-/// A per-key lock in front of the optimistic loop. The keyed_mutex_map is shared by all writers.
-template <class Key>
-struct locked_cas_strategy {
-  std::shared_ptr<keyed_mutex_map<Key>> locks = std::make_shared<keyed_mutex_map<Key>>();
-  retry_policy policy = harness_retry_policy();
-
-  template <class Store, class Fn>
-  void operator()(Store& store, const Key& key, Fn& fn) const {
-    (void)locked_read_modify_write(*locks, store, key, fn, policy);
-  }
-};
-
-}  // namespace noclobber
-// ---- end noclobber/race_harness/strategies.hpp
-
 // ---- begin noclobber/race_harness/workload.hpp -----------------------------
 // noclobber/race_harness/workload.hpp — the values a race harness run writes.
 //
@@ -5664,71 +6854,36 @@ struct race_workload {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/workload.hpp
 
-// ---- begin noclobber/race_harness.hpp --------------------------------------
-// noclobber/race_harness.hpp — proves (or disproves) that a store + strategy loses no updates.
+// ---- begin noclobber/race_harness/options.hpp ------------------------------
+// noclobber/race_harness/options.hpp — what a race harness run does: race_options.
 //
 // Overview
 // --------
-// A lost update needs two writers to read the same version and both to write. Tests that merely
-// start threads rarely hit that window; this harness forces it. It runs W writers × K operations
-// against any conditional_writer store through a strategy (the naive blind read-modify-write, CAS
-// with retry, lock + CAS, or your own), records a history of every read and write attempt with
-// logical ticks, and checks it (Elle's rules, see race_harness/history.hpp):
+// `race_options<Key, Value>` (or `race_options_for<Store>`) says how many writers run how many
+// operations, in which mode (forced / explore / stress, see noclobber/race_harness.hpp), on
+// which keys, with which values (race_harness/workload.hpp), and how long writers wait for each
+// other. A report's replay line (race_report::replay_line) sets the fields that reproduce a run:
 //
-//   noclobber::race_options<std::string, std::string> opt;
-//   opt.writers = 16;
-//   auto report = noclobber::run_race(store, my_strategy, opt);
-//   REQUIRE(report.lost() == 0);          // or NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)
-//   std::cout << report.to_text();        // counts, each loss, a trace, a replay line
+//   noclobber::race_options_for<my_store> opt;
+//   opt.apply_replay("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=12345");
 //
-// A strategy is any callable `strategy(race_store<S>& store, const Key& key, race_modify<V>& fn)`
-// that performs one read-modify-write of `key` through `store`, computing each new value by
-// calling `fn(current)` (current: std::optional<V>, or const V*). It is called concurrently from
-// all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
-// records each call; between a writer's read and its write it hands control to the mode:
+// Timeouts saturate: `std::chrono::milliseconds::max()` means "wait without limit" (in forced
+// mode a store that serialises the writers then makes the run wait for ever instead of
+// reporting "writers serialised").
 //
-//   forced   every writer waits after its first read until all writers have read (a barrier with
-//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
-//            store or strategy that holds a lock across read and write makes the barrier time
-//            out; the report says "writers serialised" instead of hanging.
-//   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
-//            store call); priorities and depth − 1 priority change points are drawn from a seed.
-//            Each iteration's seed derives from the master seed; a losing schedule is replayed
-//            twice to check that it is deterministic, and the report carries its replay line.
-//   stress   free-running threads, for stores that cannot be paused.
-//
-// Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
-// points live only in race_store.
-//
-// Stores: `run_race(store, …)` shares one thread-safe store object among the writers;
-// `run_race_per_writer(make_store, …)` calls `make_store(i)` once per writer (one connection
-// each: SQLite, PostgreSQL, Redis adapters are one-connection objects). make_store may return a
-// Store&, a Store, or a std::unique_ptr<Store>.
-//
-// Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
-// the store's functions run on those threads concurrently, and never under a harness lock (in
-// explore mode only one writer runs at a time, but none holds a harness lock while it runs).
-// Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
+// Thread safety: a plain value; the harness reads it from every writer thread and never writes
+// it during a run.
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <type_traits>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 
@@ -5740,13 +6895,15 @@ struct race_options {
   unsigned writers = 8;         ///< W, 1 … 65535
   unsigned ops_per_writer = 1;  ///< K, ≥ 1
   race_mode mode = race_mode::forced;
-  std::uint64_t seed = 1;                           ///< master seed: key choice, explore schedules
-  unsigned iterations = 10;                         ///< explore: schedules to try
-  unsigned depth = 2;                               ///< explore: PCT depth d (d − 1 change points), 1 … 8
-  bool stop_at_first_failure = true;                ///< explore: stop at the first losing schedule
-  std::optional<std::uint64_t> schedule;            ///< explore: run exactly this schedule seed (replay)
-  std::chrono::milliseconds barrier_timeout{1000};  ///< forced: how long writers wait for each other
-  std::chrono::milliseconds stall_timeout{200};     ///< explore: a writer silent this long is blocked
+  std::uint64_t seed = 1;                 ///< master seed: key choice, explore schedules
+  unsigned iterations = 10;               ///< explore: schedules to try
+  unsigned depth = 2;                     ///< explore: PCT depth d (d − 1 change points), 1 … 8
+  bool stop_at_first_failure = true;      ///< explore: stop at the first losing schedule
+  std::optional<std::uint64_t> schedule;  ///< explore: run exactly this schedule seed (replay)
+  /// forced: how long writers wait for each other (milliseconds::max(): without limit)
+  std::chrono::milliseconds barrier_timeout{1000};
+  /// explore: a writer silent this long is blocked (milliseconds::max(): never)
+  std::chrono::milliseconds stall_timeout{200};
   /// The keys ops write; each op picks one (seeded), or `choose_key(writer, op, random)` picks an
   /// index. Empty: one key, "noclobber/race" (for keys constructible from a string).
   std::vector<Key> keys;
@@ -5811,41 +6968,46 @@ struct race_options {
 template <class Store>
 using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
 
-template <class Store>
-class race_store;
-template <class Value>
-class race_modify;
+}  // namespace noclobber
+// ---- end noclobber/race_harness/options.hpp
 
-namespace detail {
+// ---- begin noclobber/race_harness/scheduler.hpp ----------------------------
+// noclobber/race_harness/scheduler.hpp — how the race harness interleaves its writers: the
+// forced window's barrier and the explore mode's PCT scheduler.
+//
+// Overview
+// --------
+//   timed_barrier   forced mode: every writer waits after its first read until all writers have
+//                   read, so that they all write what they read. A barrier with a timeout: a
+//                   store or strategy that holds a lock across read and write never lets the
+//                   others arrive, the wait times out and the barrier stays open ("broken"), and
+//                   the report says "writers serialised" instead of hanging.
+//   pct_scheduler   explore mode: PCT (Burckhardt et al. 2010). Exactly one writer runs between
+//                   scheduling points (each store call); the highest-priority writer waiting at a
+//                   point goes next; at d − 1 seeded change points the running writer's priority
+//                   drops. A writer that reaches no point within stall_timeout (blocked on a lock
+//                   the harness cannot see) is passed over until it does.
+//
+// Timeouts saturate (noclobber/duration.hpp): milliseconds::max() waits without limit.
+//
+// Thread safety: both are shared by all writer threads of one run; every member locks the
+// object's own mutex (annotated, checked by -Wthread-safety). No user code runs under it.
 
-inline std::uint64_t race_splitmix(std::uint64_t& state) noexcept {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
 
-/// The seed of explore iteration i under master seed m.
-inline std::uint64_t iteration_seed(std::uint64_t master, unsigned i) noexcept {
-  std::uint64_t s = master ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(i) + 1));
-  return race_splitmix(s);
-}
 
-template <class K>
-std::string printable_key(const K& k, std::size_t index) {
-  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
-    return std::string(std::string_view(k));
-  } else if constexpr (std::is_arithmetic_v<K>) {
-    return std::to_string(k);
-  } else {
-    return "#" + std::to_string(index);
-  }
-}
+namespace noclobber::detail {
 
-/// Different for every run in this process (and, with high probability, across processes).
-inline std::uint32_t next_run_nonce() {
-  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
-  return counter.fetch_add(1) & 0xFFFFFu;
+/// `timeout` from now on the steady clock, saturating (max(): never).
+inline std::chrono::steady_clock::time_point race_deadline_after(std::chrono::milliseconds timeout) {
+  return saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(),
+                                                        saturating_cast_ns(timeout));
 }
 
 /// A barrier with a timeout. Once it times out it stays open ("broken").
@@ -5855,31 +7017,34 @@ class timed_barrier {
 
   /// False when it timed out (now or earlier).
   bool arrive_and_wait(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
+    const auto deadline = race_deadline_after(timeout);
+    annotated_wait_lock lock(mutex_);
     if (++arrived_ >= expected_) {
       cv_.notify_all();
       return !broken_;
     }
-    if (!cv_.wait_for(lock, timeout, [&] { return arrived_ >= expected_ || broken_; })) broken_ = true;
+    while (arrived_ < expected_ && !broken_) {
+      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && arrived_ < expected_) broken_ = true;
+    }
     cv_.notify_all();
     return !broken_;
   }
   /// Counts as arrived without waiting (a writer whose first op never read).
   void arrive() {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     if (++arrived_ >= expected_) cv_.notify_all();
   }
   bool broken() const {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     return broken_;
   }
 
  private:
-  mutable std::mutex mutex_;
+  mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  unsigned expected_;
-  unsigned arrived_ = 0;  // guarded by mutex_
-  bool broken_ = false;   // guarded by mutex_
+  const unsigned expected_;
+  unsigned arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  bool broken_ NOCLOBBER_GUARDED_BY(mutex_) = false;
 };
 
 /// PCT scheduler: exactly one writer runs between scheduling points; the highest-priority writer
@@ -5891,11 +7056,12 @@ class pct_scheduler {
  public:
   pct_scheduler(unsigned writers, unsigned depth, std::uint64_t expected_steps, std::uint64_t seed,
                 std::chrono::milliseconds stall_timeout)
-      : priority_(writers),
-        waiting_(writers, 0),
-        done_(writers, 0),
-        stalled_(writers, 0),
-        stall_timeout_(stall_timeout) {
+      : stall_timeout_(stall_timeout) {
+    annotated_lock lock(mutex_);  // nobody else sees the scheduler yet; the lock satisfies the analysis
+    priority_.resize(writers);
+    waiting_.assign(writers, 0);
+    done_.assign(writers, 0);
+    stalled_.assign(writers, 0);
     std::mt19937_64 rng(seed);
     for (unsigned i = 0; i < writers; ++i) priority_[i] = static_cast<int>(depth + i);
     std::shuffle(priority_.begin(), priority_.end(), rng);
@@ -5905,7 +7071,7 @@ class pct_scheduler {
 
   /// Called by writer w (0-based) before each store call and once at its start.
   void point(unsigned w) {
-    std::unique_lock lock(mutex_);
+    annotated_wait_lock lock(mutex_);
     if (started_) {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
@@ -5926,8 +7092,10 @@ class pct_scheduler {
     cv_.notify_all();
     while (current_ != w) {
       const std::uint64_t seen = steps_;
-      if (cv_.wait_for(lock, stall_timeout_) == std::cv_status::timeout && started_ && steps_ == seen &&
-          current_ != w && current_ != none && !waiting_[current_] && !done_[current_]) {
+      const bool timed_out =
+          lock.wait_until(cv_, race_deadline_after(stall_timeout_)) == std::cv_status::timeout;
+      if (timed_out && started_ && steps_ == seen && current_ != w && current_ != none &&
+          !waiting_[current_] && !done_[current_]) {
         stalled_[current_] = 1;
         ++stalls_;
         pick_next();
@@ -5938,7 +7106,7 @@ class pct_scheduler {
   }
 
   void finish(unsigned w) {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     done_[w] = 1;
     if (started_) ++steps_;
     if (current_ == w || current_ == none) pick_next();
@@ -5946,14 +7114,14 @@ class pct_scheduler {
   }
 
   std::size_t stalls() const {
-    std::lock_guard lock(mutex_);
+    annotated_lock lock(mutex_);
     return stalls_;
   }
 
  private:
   static constexpr unsigned none = ~0u;
 
-  void pick_next() {  // requires mutex_
+  void pick_next() NOCLOBBER_REQUIRES(mutex_) {
     unsigned best = none;
     for (unsigned i = 0; i < priority_.size(); ++i) {
       if (waiting_[i] && !done_[i] && !stalled_[i] && (best == none || priority_[i] > priority_[best]))
@@ -5962,19 +7130,79 @@ class pct_scheduler {
     current_ = best;
   }
 
-  mutable std::mutex mutex_;
+  mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  // All guarded by mutex_.
-  std::vector<int> priority_;
-  std::vector<char> waiting_, done_, stalled_;
-  std::vector<std::uint64_t> change_points_;
-  std::uint64_t steps_ = 0;
-  unsigned current_ = none;
-  std::size_t arrived_ = 0;
-  bool started_ = false;
-  std::size_t stalls_ = 0;
-  std::chrono::milliseconds stall_timeout_;
+  std::vector<int> priority_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> waiting_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> done_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<char> stalled_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::uint64_t steps_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  unsigned current_ NOCLOBBER_GUARDED_BY(mutex_) = none;
+  std::size_t arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  bool started_ NOCLOBBER_GUARDED_BY(mutex_) = false;
+  std::size_t stalls_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  const std::chrono::milliseconds stall_timeout_;
 };
+
+}  // namespace noclobber::detail
+// ---- end noclobber/race_harness/scheduler.hpp
+
+// ---- begin noclobber/race_harness/recorder.hpp -----------------------------
+// noclobber/race_harness/recorder.hpp — what records a race harness run: the store view and
+// the value function handed to strategies, and the state they record into.
+//
+// Overview
+// --------
+//   race_store<S>        the harness's view of your store, handed to strategies: the same
+//                        contract (read, write_if_match, create_if_absent, overwrite when your
+//                        store has it). Each call is recorded with logical ticks (invoke,
+//                        complete) as a race_read / race_write (race_harness/history.hpp), and is
+//                        a scheduling point: before it the writer waits for its turn (explore);
+//                        after a writer's first read it waits at the forced window (forced).
+//   race_modify<V>       the value function a strategy calls with what it read: it asks the
+//                        workload (race_harness/workload.hpp) for a new, unique value carrying
+//                        its write id, and remembers which version that value was computed from.
+//   race_run_state<S>    what all writers of one run share: options, workload, the tick counter,
+//                        the run nonce, the barrier or scheduler, the versions seen that the
+//                        harness did not write.
+//   race_writer_state<S> one writer's records and where it is (op, key, attempt).
+//
+// A recorded write names the version it replaced by the computation that produced its value,
+// not by the last read: a strategy may read several times per op.
+//
+// Thread safety: one race_store / race_modify / race_writer_state per writer thread, touched
+// only by that thread. race_run_state is shared: the tick is atomic, the foreign versions are
+// guarded by an annotated mutex, the rest is immutable during the run. Your store's functions
+// and the workload's run on the writer's thread with no harness lock held.
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+
+namespace noclobber {
+
+template <class Store>
+class race_store;
+template <class Value>
+class race_modify;
+
+namespace detail {
+
+/// Different for every run in this process (and, with high probability, across processes).
+inline std::uint32_t next_run_nonce() {
+  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
+  return counter.fetch_add(1) & 0xFFFFFu;
+}
 
 /// State shared by all writers of one run.
 template <class Store>
@@ -5991,11 +7219,11 @@ struct race_run_state {
   std::unique_ptr<pct_scheduler> scheduler;
 
   // Versions the harness did not write, told apart by token: key -> tokens seen.
-  std::mutex foreign_mutex;
-  std::vector<std::vector<token_type>> foreign_tokens;  // guarded by foreign_mutex
+  annotated_mutex foreign_mutex;
+  std::vector<std::vector<token_type>> foreign_tokens NOCLOBBER_GUARDED_BY(foreign_mutex);
 
   write_id foreign_id(std::uint32_t key, const token_type& token) {
-    std::lock_guard lock(foreign_mutex);
+    annotated_lock lock(foreign_mutex);
     auto& seen = foreign_tokens[key];
     auto it = std::find(seen.begin(), seen.end(), token);
     const std::size_t index = static_cast<std::size_t>(it - seen.begin());
@@ -6106,8 +7334,11 @@ class race_store {
                   [&] { return store_traits<Store>::create_if_absent(*state_->store, k, v); });
   }
 
-  write_result<token_type> overwrite(const key_type& k,
-                                     const value_type& v) requires overwritable_store<Store> {
+  // clang-format off
+  write_result<token_type> overwrite(const key_type& k, const value_type& v)
+    requires overwritable_store<Store>
+  {
+    // clang-format on
     return record(write_kind::overwrite, k, v,
                   [&] { return store_traits<Store>::overwrite(*state_->store, k, v); });
   }
@@ -6198,7 +7429,73 @@ class race_modify {
   std::function<Value(const std::optional<Value>&)> make_;
 };
 
+}  // namespace noclobber
+// ---- end noclobber/race_harness/recorder.hpp
+
+// ---- begin noclobber/race_harness/engine.hpp -------------------------------
+// noclobber/race_harness/engine.hpp — how the race harness runs: W writer threads × K ops,
+// once (forced, stress) or over many schedules (explore), and the report that comes out.
+//
+// Overview
+// --------
+//   run_race / run_race_per_writer   the public entries (documented in noclobber/race_harness.hpp)
+//   run_all    validates the options, then runs once, or (explore) one run per schedule seed
+//              until a losing schedule turns up, which it replays twice to check that it is
+//              deterministic; fills the race_report.
+//   run_once   one run, in phases: set up the run state (barrier or scheduler), read what each
+//              key holds before, start one thread per writer behind a latch, let each run its ops
+//              through the strategy (run_writer_ops), read what each key holds after, gather the
+//              writers' records into one history and check it (race_harness/checker.hpp).
+//
+// Thread safety: run_once starts and joins its own threads; the strategy, the workload and the
+// store run on those threads concurrently and never under a harness lock. Everything else runs
+// on the caller's thread.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <latch>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
 namespace detail {
+
+inline std::uint64_t race_splitmix(std::uint64_t& state) noexcept {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/// The seed of explore iteration i under master seed m.
+inline std::uint64_t iteration_seed(std::uint64_t master, unsigned i) noexcept {
+  std::uint64_t s = master ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(i) + 1));
+  return race_splitmix(s);
+}
+
+template <class K>
+std::string printable_key(const K& k, std::size_t index) {
+  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
+    return std::string(std::string_view(k));
+  } else if constexpr (std::is_arithmetic_v<K>) {
+    return std::to_string(k);
+  } else {
+    return "#" + std::to_string(index);
+  }
+}
 
 template <class T>
 struct factory_store {
@@ -6319,109 +7616,110 @@ struct run_outcome {
   std::uint64_t signature = 0;
 };
 
-/// One run: W threads × K ops. `store_of(i)` gives writer i's store (0-based).
-template <class Store, class StoreOf, class Strategy>
-run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
-                     const race_workload<store_value_t<Store>>& workload,
-                     std::optional<std::uint64_t> schedule) {
-  race_run_state<Store> run;
+/// The run's barrier (forced) or scheduler (explore).
+template <class Store>
+void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
+               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule) {
   run.options = &o;
   run.workload = &workload;
-  run.foreign_tokens.resize(o.keys.size());
+  {
+    annotated_lock lock(run.foreign_mutex);  // no writer runs yet; the lock satisfies the analysis
+    run.foreign_tokens.resize(o.keys.size());
+  }
   if (o.mode == race_mode::forced) run.barrier = std::make_unique<timed_barrier>(o.writers);
   if (o.mode == race_mode::explore) {
     const std::uint64_t expected_steps = std::uint64_t{o.writers} * o.ops_per_writer * 3 + o.writers;
     run.scheduler = std::make_unique<pct_scheduler>(o.writers, o.depth, expected_steps,
                                                     schedule.value_or(o.seed), o.stall_timeout);
   }
+}
 
-  run_outcome out;
-  race_history& h = out.history;
-  for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
-  // What each key holds before the run: chains stop there.
-  Store& reader = store_of(0u);
+/// The version each key holds now, read through `reader` (chains stop at the initial ones). A
+/// failed read counts as the initial version; `failure` gets its words when given.
+template <class Store>
+std::vector<write_id> read_key_versions(Store& reader, race_run_state<Store>& run,
+                                        const race_options_for<Store>& o,
+                                        const std::vector<std::string>& key_names, std::string* failure) {
+  std::vector<write_id> versions;
   for (std::uint32_t k = 0; k < o.keys.size(); ++k) {
     auto r = settled_read(reader, o.keys[k]);
-    h.initial_versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
+    versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
+    if (r.failed() && failure != nullptr)
+      *failure = "final read of key " + key_names[k] + " failed: " + r.error.code + " " + r.error.message;
   }
+  return versions;
+}
 
-  std::vector<race_writer_state<Store>> writers(o.writers);
-  std::vector<std::size_t> errors(o.writers, 0);
-  std::vector<std::string> first_errors(o.writers);
-  for (unsigned i = 0; i < o.writers; ++i) {
-    auto& w = writers[i];
-    w.run = &run;
-    w.store = &store_of(i);
-    w.writer = o.first_writer + i;
-    w.index = i;
-    w.last_read.assign(o.keys.size(), initial_version);
-    for (std::uint32_t k = 0; k < o.keys.size(); ++k) w.last_read[k] = h.initial_versions[k];
-    w.writes.reserve(o.ops_per_writer * 2);
-    w.reads.reserve(o.ops_per_writer * 2);
-  }
+/// One writer's recorder, before its thread starts.
+template <class Store, class StoreOf>
+void prepare_writer(race_writer_state<Store>& w, unsigned i, race_run_state<Store>& run, StoreOf& store_of,
+                    const race_options_for<Store>& o, const std::vector<write_id>& initial_versions) {
+  w.run = &run;
+  w.store = &store_of(i);
+  w.writer = o.first_writer + i;
+  w.index = i;
+  w.last_read = initial_versions;
+  w.writes.reserve(o.ops_per_writer * 2);
+  w.reads.reserve(o.ops_per_writer * 2);
+}
 
-  std::mutex start_mutex;
-  std::condition_variable start_cv;
-  unsigned ready = 0;  // guarded by start_mutex
-  auto body = [&](unsigned i) {
-    auto& w = writers[i];
-    {
-      // All threads exist before any starts, so the forced barrier measures store time only.
-      std::unique_lock lock(start_mutex);
-      if (++ready == o.writers) start_cv.notify_all();
-      start_cv.wait(lock, [&] { return ready == o.writers; });
-    }
-    if (run.scheduler) run.scheduler->point(i);
-    std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
-    race_store<Store> view(w);
-    race_modify<store_value_t<Store>> modify(w);
-    for (std::uint32_t op = 0; op < o.ops_per_writer; ++op) {
-      const std::uint64_t random = race_splitmix(key_rng);
-      std::size_t key = 0;
-      if (o.choose_key)
-        key = o.choose_key(w.writer, op, random);
-      else if (o.keys.size() > 1)
-        key = static_cast<std::size_t>(random % o.keys.size());
-      if (key >= o.keys.size()) key = key % o.keys.size();
-      w.op = op;
-      w.key = static_cast<std::uint32_t>(key);
-      w.attempt = 0;
-      w.computed_this_op.clear();
-      try {
-        std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
-      } catch (const std::exception& e) {
-        if (errors[i]++ == 0)
-          first_errors[i] = "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": " + e.what();
-      } catch (...) {
-        if (errors[i]++ == 0)
-          first_errors[i] =
-              "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": unknown exception";
-      }
-      if (run.barrier && !w.first_read_done) {
-        // An op that never read must not hold the others at the forced window.
-        w.first_read_done = true;
-        run.barrier->arrive();
-      }
-    }
-    if (run.scheduler) run.scheduler->finish(i);
+/// What a writer's ops threw: how many, and the first one in words.
+struct writer_errors {
+  std::size_t count = 0;
+  std::string first;
+};
+
+/// A writer thread's ops, each one strategy call on a (seeded or chosen) key. Whatever the
+/// strategy throws is counted and the writer goes on.
+template <class Store, class Strategy>
+void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_options_for<Store>& o,
+                    writer_errors& errors) {
+  race_run_state<Store>& run = *w.run;
+  if (run.scheduler) run.scheduler->point(w.index);
+  std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
+  race_store<Store> view(w);
+  race_modify<store_value_t<Store>> modify(w);
+  auto note_error = [&](std::uint32_t op, std::string_view what) {
+    if (errors.count++ == 0)
+      errors.first = "W" + std::to_string(w.writer) + " op " + std::to_string(op) + ": " + std::string(what);
   };
-  {
-    std::vector<std::jthread> threads;
-    threads.reserve(o.writers);
-    for (unsigned i = 0; i < o.writers; ++i) threads.emplace_back(body, i);
-  }
-
-  for (std::uint32_t k = 0; k < o.keys.size(); ++k) {
-    auto r = settled_read(reader, o.keys[k]);
-    h.final_versions.push_back(r.failed() ? initial_version : run.version_of(k, r));
-    if (r.failed()) {
-      out.first_error = "final read of key " + h.keys[k] + " failed: " + r.error.code + " " + r.error.message;
+  for (std::uint32_t op = 0; op < o.ops_per_writer; ++op) {
+    const std::uint64_t random = race_splitmix(key_rng);
+    std::size_t key = 0;
+    if (o.choose_key)
+      key = o.choose_key(w.writer, op, random);
+    else if (o.keys.size() > 1)
+      key = static_cast<std::size_t>(random % o.keys.size());
+    if (key >= o.keys.size()) key = key % o.keys.size();
+    w.op = op;
+    w.key = static_cast<std::uint32_t>(key);
+    w.attempt = 0;
+    w.computed_this_op.clear();
+    try {
+      std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
+    } catch (const std::exception& e) {
+      note_error(op, e.what());
+    } catch (...) {
+      note_error(op, "unknown exception");
+    }
+    if (run.barrier && !w.first_read_done) {
+      // An op that never read must not hold the others at the forced window.
+      w.first_read_done = true;
+      run.barrier->arrive();
     }
   }
-  for (unsigned i = 0; i < o.writers; ++i) {
+  if (run.scheduler) run.scheduler->finish(w.index);
+}
+
+/// Gathers the writers' records and counts into `out` (history, errors, retries, ...).
+template <class Store>
+void gather_writers(std::vector<race_writer_state<Store>>& writers, std::vector<writer_errors>& errors,
+                    run_outcome& out) {
+  race_history& h = out.history;
+  for (std::size_t i = 0; i < writers.size(); ++i) {
     auto& w = writers[i];
-    out.op_errors += errors[i];
-    if (out.first_error.empty() && !first_errors[i].empty()) out.first_error = first_errors[i];
+    out.op_errors += errors[i].count;
+    if (out.first_error.empty() && !errors[i].first.empty()) out.first_error = std::move(errors[i].first);
     out.serialised = out.serialised || w.serialised;
     out.untracked += w.untracked;
     // Retries: write attempts beyond the first of each op.
@@ -6433,12 +7731,97 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
     h.writes.insert(h.writes.end(), w.writes.begin(), w.writes.end());
     h.reads.insert(h.reads.end(), w.reads.begin(), w.reads.end());
   }
+}
+
+/// One run: W threads × K ops. `store_of(i)` gives writer i's store (0-based).
+template <class Store, class StoreOf, class Strategy>
+run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
+                     const race_workload<store_value_t<Store>>& workload,
+                     std::optional<std::uint64_t> schedule) {
+  race_run_state<Store> run;
+  start_run(run, o, workload, schedule);
+  run_outcome out;
+  race_history& h = out.history;
+  for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
+  Store& reader = store_of(0u);
+  h.initial_versions = read_key_versions(reader, run, o, h.keys, nullptr);
+
+  std::vector<race_writer_state<Store>> writers(o.writers);
+  std::vector<writer_errors> errors(o.writers);
+  for (unsigned i = 0; i < o.writers; ++i)
+    prepare_writer(writers[i], i, run, store_of, o, h.initial_versions);
+  {
+    // All threads exist before any starts, so the forced barrier measures store time only.
+    std::latch start(o.writers);
+    std::vector<std::jthread> threads;
+    threads.reserve(o.writers);
+    for (unsigned i = 0; i < o.writers; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();
+        run_writer_ops(writers[i], strategy, o, errors[i]);
+      });
+    }
+  }
+
+  h.final_versions = read_key_versions(reader, run, o, h.keys, &out.first_error);
+  gather_writers(writers, errors, out);
   if (run.scheduler) {
     out.stalls = run.scheduler->stalls();
     out.signature = schedule_signature(h);
   }
   out.check = check_race_history(h);
   return out;
+}
+
+/// The report's fields that come from the run it shows.
+template <class Store>
+void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome&& r) {
+  rep.operations = std::size_t{o.writers} * o.ops_per_writer;
+  rep.op_errors = r.op_errors;
+  rep.retries = r.retries;
+  rep.untracked_calls = r.untracked;
+  rep.first_error = std::move(r.first_error);
+  rep.check = std::move(r.check);
+  rep.writers_serialised = r.serialised;
+  rep.history = std::move(r.history);
+  if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
+}
+
+/// Explore mode: one run per schedule seed (or the one `o.schedule`) until a losing schedule
+/// turns up (or all of them); a losing one is replayed twice to check that it is deterministic.
+/// Shows the first losing run, else the first run.
+template <class Store, class StoreOf, class Strategy>
+void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
+                 const race_workload<store_value_t<Store>>& workload, race_report& rep) {
+  const unsigned iterations = o.schedule ? 1 : o.iterations;
+  std::optional<run_outcome> shown;
+  std::uint64_t shown_seed = 0;
+  rep.iterations = 0;
+  for (unsigned i = 0; i < iterations; ++i) {
+    const std::uint64_t s = o.schedule ? *o.schedule : iteration_seed(o.seed, i);
+    auto r = run_once<Store>(store_of, strategy, o, workload, s);
+    ++rep.iterations;
+    rep.stalls += r.stalls;
+    const bool losing = !r.check.ok();
+    if (losing) ++rep.failing_iterations;
+    if (!shown || (losing && shown->check.ok())) {
+      shown = std::move(r);
+      shown_seed = s;
+    }
+    if (losing && o.stop_at_first_failure) break;
+  }
+  if (rep.failing_iterations > 0) {
+    // A losing schedule must replay the same way, or the replay line is worthless.
+    bool same = true;
+    for (int replay = 0; replay < 2; ++replay) {
+      auto again = run_once<Store>(store_of, strategy, o, workload, shown_seed);
+      same =
+          same && again.signature == shown->signature && again.check.lost.size() == shown->check.lost.size();
+    }
+    rep.replay_deterministic = same;
+  }
+  rep.schedule_seed = shown_seed;
+  fill_report<Store>(rep, o, std::move(*shown));
 }
 
 template <class Store, class StoreOf, class Strategy>
@@ -6455,54 +7838,12 @@ race_report run_all(StoreOf& store_of, Strategy& strategy, race_options_for<Stor
   rep.ops_per_writer = o.ops_per_writer;
   rep.depth = o.depth;
   rep.seed = o.seed;
-
-  auto fill = [&](run_outcome&& r) {
-    rep.operations = std::size_t{o.writers} * o.ops_per_writer;
-    rep.op_errors = r.op_errors;
-    rep.retries = r.retries;
-    rep.untracked_calls = r.untracked;
-    rep.first_error = std::move(r.first_error);
-    rep.check = std::move(r.check);
-    rep.writers_serialised = r.serialised;
-    rep.stalls += r.stalls;
-    rep.history = std::move(r.history);
-    if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
-  };
-
   if (o.mode != race_mode::explore) {
-    fill(run_once<Store>(store_of, strategy, o, workload, std::nullopt));
+    run_outcome r = run_once<Store>(store_of, strategy, o, workload, std::nullopt);
+    rep.stalls += r.stalls;
+    fill_report<Store>(rep, o, std::move(r));
   } else {
-    const unsigned iterations = o.schedule ? 1 : o.iterations;
-    std::optional<run_outcome> shown;
-    std::uint64_t shown_seed = 0;
-    rep.iterations = 0;
-    for (unsigned i = 0; i < iterations; ++i) {
-      const std::uint64_t s = o.schedule ? *o.schedule : iteration_seed(o.seed, i);
-      auto r = run_once<Store>(store_of, strategy, o, workload, s);
-      ++rep.iterations;
-      rep.stalls += r.stalls;
-      const bool losing = !r.check.ok();
-      if (losing) ++rep.failing_iterations;
-      if (!shown || (losing && shown->check.ok())) {
-        shown = std::move(r);
-        shown_seed = s;
-      }
-      if (losing && o.stop_at_first_failure) break;
-    }
-    if (rep.failing_iterations > 0) {
-      // A losing schedule must replay the same way, or the replay line is worthless.
-      bool same = true;
-      for (int replay = 0; replay < 2; ++replay) {
-        auto again = run_once<Store>(store_of, strategy, o, workload, shown_seed);
-        same = same && again.signature == shown->signature &&
-               again.check.lost.size() == shown->check.lost.size();
-      }
-      rep.replay_deterministic = same;
-    }
-    rep.schedule_seed = shown_seed;
-    const std::size_t stalls = rep.stalls;
-    fill(std::move(*shown));
-    rep.stalls = stalls;
+    run_explore<Store>(store_of, strategy, o, workload, rep);
   }
   rep.elapsed =
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
@@ -6555,6 +7896,138 @@ requires conditional_writer<Store>
 }
 
 }  // namespace noclobber
+// ---- end noclobber/race_harness/engine.hpp
+
+// ---- begin noclobber/race_harness/strategies.hpp ---------------------------
+// noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
+//
+// Overview
+// --------
+// A harness strategy performs one read-modify-write of a key through the harness's store view.
+// These three wrap the library's own algorithms (no second retry loop lives here):
+//
+//   naive_strategy        naive_read_modify_write: read, compute, overwrite — the bug, kept as
+//                         the negative control (needs the store's overwrite()).
+//   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
+//   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
+//                         front of the same loop (the two layers of the fix for the SQLite file
+//                         kept as one object-store object, docs/scenarios.md, for writers in one
+//                         process). It holds a lock across read and write, so forced mode reports
+//                         it as "writers serialised".
+//
+// Your own strategy is any callable `(race_store<S>&, const Key&, race_modify<V>&)`.
+//
+// `harness_retry_policy()` is the policy these use by default: many attempts with short jittered
+// sleeps, so that heavy contention ends in retries, not in give-ups.
+//
+// Thread safety: each strategy object is called concurrently from all writer threads; they hold
+// only immutable state (and, for the locked one, a reference to a thread-safe keyed_mutex_map).
+// The value function runs under the key's lock in locked_cas_strategy, under no lock otherwise.
+
+#include <chrono>
+#include <memory>
+#include <utility>
+
+
+namespace noclobber {
+
+/// 1000 attempts, full jitter from 50 µs up to 2 ms.
+[[nodiscard]] inline retry_policy harness_retry_policy() {
+  retry_policy p;
+  p.backoff = backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
+  p.max_attempts = 1000;
+  return p;
+}
+
+/// The bug: read, compute, overwrite.
+struct naive_strategy {
+  template <class Store, class Key, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)naive_read_modify_write(store, key, fn);
+  }
+};
+
+/// Optimistic: write if unchanged, retry on conflict.
+struct cas_strategy {
+  retry_policy policy = harness_retry_policy();
+
+  template <class Store, class Key, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)read_modify_write(store, key, fn, policy);
+  }
+};
+
+/// A per-key lock in front of the optimistic loop. The keyed_mutex_map is shared by all writers.
+template <class Key>
+struct locked_cas_strategy {
+  std::shared_ptr<keyed_mutex_map<Key>> locks = std::make_shared<keyed_mutex_map<Key>>();
+  retry_policy policy = harness_retry_policy();
+
+  template <class Store, class Fn>
+  void operator()(Store& store, const Key& key, Fn& fn) const {
+    (void)locked_read_modify_write(*locks, store, key, fn, policy);
+  }
+};
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/strategies.hpp
+
+// ---- begin noclobber/race_harness.hpp --------------------------------------
+// noclobber/race_harness.hpp — proves (or disproves) that a store + strategy loses no updates.
+//
+// Overview
+// --------
+// A lost update needs two writers to read the same version and both to write. Tests that merely
+// start threads rarely hit that window; this harness forces it. It runs W writers × K operations
+// against any conditional_writer store through a strategy (the naive blind read-modify-write, CAS
+// with retry, lock + CAS, or your own), records a history of every read and write attempt with
+// logical ticks, and checks it (Elle's rules, see race_harness/history.hpp):
+//
+//   noclobber::race_options<std::string, std::string> opt;
+//   opt.writers = 16;
+//   auto report = noclobber::run_race(store, my_strategy, opt);
+//   REQUIRE(report.lost() == 0);          // or NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)
+//   std::cout << report.to_text();        // counts, each loss, a trace, a replay line
+//
+// A strategy is any callable `strategy(race_store<S>& store, const Key& key, race_modify<V>& fn)`
+// that performs one read-modify-write of `key` through `store`, computing each new value by
+// calling `fn(current)` (current: std::optional<V>, or const V*). It is called concurrently from
+// all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
+// records each call; between a writer's read and its write it hands control to the mode:
+//
+//   forced   every writer waits after its first read until all writers have read (a barrier with
+//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
+//            store or strategy that holds a lock across read and write makes the barrier time
+//            out; the report says "writers serialised" instead of hanging.
+//   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
+//            store call); priorities and depth − 1 priority change points are drawn from a seed.
+//            Each iteration's seed derives from the master seed; a losing schedule is replayed
+//            twice to check that it is deterministic, and the report carries its replay line.
+//   stress   free-running threads, for stores that cannot be paused.
+//
+// Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
+// points live only in race_store.
+//
+// Stores: `run_race(store, …)` shares one thread-safe store object among the writers;
+// `run_race_per_writer(make_store, …)` calls `make_store(i)` once per writer (one connection
+// each: SQLite, PostgreSQL, Redis adapters are one-connection objects). make_store may return a
+// Store&, a Store, or a std::unique_ptr<Store>.
+//
+// Where things live (noclobber/race_harness/):
+//   options.hpp     race_options: what to run, replay lines
+//   workload.hpp    the unique values a run writes
+//   strategies.hpp  naive_strategy, cas_strategy, locked_cas_strategy
+//   scheduler.hpp   the forced window's barrier and the explore mode's PCT scheduler
+//   recorder.hpp    race_store and race_modify: what strategies call, recording every call
+//   engine.hpp      run_race, run_race_per_writer and the runs behind them
+//   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
+//   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//
+// Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
+// the store's functions run on those threads concurrently, and never under a harness lock (in
+// explore mode only one writer runs at a time, but none holds a harness lock while it runs).
+// Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
+
 // ---- end noclobber/race_harness.hpp
 
 // ---- begin noclobber/typed_store.hpp ---------------------------------------
@@ -6761,13 +8234,13 @@ inline constexpr version_info version{NOCLOBBER_VERSION_MAJOR, NOCLOBBER_VERSION
 //
 // Overview
 // --------
-// Seed 001's bug: a worker snapshots a flag (`dirty_since`) when it claims a job, works for
-// 30 s, then clears the flag unconditionally — destroying a newer value a user wrote in the
-// meantime, after which a reconciler overwrites the user's edit. The fix is to clear the flag
-// only if it still holds the value seen at claim time. These helpers do that on any store that
-// fulfils conditional_writer.hpp, with the version-token check underneath, so a value that was
-// changed and changed back in between is also handled correctly (the token moved: re-read,
-// re-compare).
+// The dirty flag cleared after a long wait: a worker snapshots a flag (`dirty_since`) when it
+// claims a job, works for 30 s, then clears the flag unconditionally — destroying a newer value a
+// user wrote in the meantime, after which a reconciler overwrites the user's edit. The fix is to
+// clear the flag only if it still holds the value seen at claim time. These helpers do that on
+// any store that fulfils conditional_writer.hpp, with the version-token check underneath, so a
+// value that was changed and changed back in between is also handled correctly (the token moved:
+// re-read, re-compare).
 //
 //     // claim time
 //     auto seen = store.read(ino).value.dirty_since;                  // e.g. 1715760000123
@@ -6848,79 +8321,83 @@ template <class Store, class Field, class FieldValue>
       policy);
 }
 
+namespace detail {
+
+/// erase_if_unchanged as a conditional_op (conditional_op.hpp): read, compare with `expected`
+/// (another value, or no key: decided, unchanged), send erase_if_match on the token read. An
+/// erase whose outcome was unknown is recognised by the key being gone.
+template <class Value, class Token>
+class erase_op {
+ public:
+  using value_type = Value;
+  using token_type = Token;
+  using read_type = read_result<Value, Token>;
+  using wresult = write_result<Token>;
+  using result_type = rmw_result<Value, Token>;
+  static constexpr unsigned requests = request_bit(op_request::erase_if_match);
+
+  explicit erase_op(const value_type& expected) : expected_(expected) {}
+
+  [[nodiscard]] bool ready() const noexcept { return token_.has_value(); }
+  [[nodiscard]] op_request request() const noexcept { return op_request::erase_if_match; }
+  [[nodiscard]] const token_type& token() const noexcept { return *token_; }
+
+  [[nodiscard]] op_step on_read(read_type&& read) {
+    if (read.absent() || !(read.value == expected_)) {
+      if (read.found()) seen_.emplace(std::move(read.value));
+      return op_step::decide();  // nothing to erase: unchanged
+    }
+    token_.emplace(std::move(read.token));
+    return op_step::send();
+  }
+  [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
+  void on_unknown() noexcept {}
+  [[nodiscard]] bool recognise(const read_type& read) const noexcept { return read.absent(); }
+  void on_applied(wresult&) noexcept { erased_ = true; }
+  void on_landed(read_type&&) noexcept { erased_ = true; }
+
+  /// Fills `out` (whose retry_stats the loop filled) from what happened.
+  void finish(result_type& out, bool unknown_outcome) {
+    if (erased_) {
+      out.outcome = rmw_outcome::applied;
+    } else if (out.reason == stop_reason::decided) {
+      out.outcome = rmw_outcome::unchanged;
+      out.value = std::move(seen_);
+    } else {
+      out.outcome = rmw_outcome::gave_up;
+      out.indeterminate = unknown_outcome;
+    }
+  }
+
+ private:
+  const value_type& expected_;
+  std::optional<token_type> token_;  // the token of the expected value, once read
+  std::optional<value_type> seen_;   // the value found instead of expected
+  bool erased_ = false;
+};
+
+}  // namespace detail
+
 /// Erases the key only if its value still equals `expected`. Needs erase_if_match
-/// (erasable_writer). An erase reported indeterminate is resolved by re-reading: gone means
-/// done (the goal state); the same token means it did not land (sent again); anything else
-/// stops with outcome gave_up and `indeterminate == true`.
+/// (erasable_writer). An erase reported indeterminate is resolved by conditional_op.hpp's rule:
+/// the key gone means done (the goal state); the same token means it did not land (sent again);
+/// anything else stops with outcome gave_up and `indeterminate == true`.
 template <class Store>
 [[nodiscard]] store_rmw_result_t<Store> erase_if_unchanged(
     Store& store, const store_key_t<Store>& key, const store_value_t<Store>& expected,
     const retry_policy& policy = detail::default_retry_policy()) {
-  using value_type = store_value_t<Store>;
-  using token_type = store_token_t<Store>;
-  using traits = store_traits<std::remove_cvref_t<Store>>;
-  using wresult = write_result<token_type>;
+  using S = std::remove_cvref_t<Store>;
   static_assert(
-      erasable_writer<std::remove_cvref_t<Store>>,
+      erasable_writer<S>,
       "noclobber: erase_if_unchanged needs the store's `erase_if_match(const key_type&, const token_type&)` "
       "returning write_result<token_type>");
   static_assert(
-      std::equality_comparable<value_type>,
+      std::equality_comparable<store_value_t<S>>,
       "noclobber: erase_if_unchanged compares values with ==: value_type must be equality-comparable");
-
-  enum class ending { none, erased, mismatch };
-  ending end = ending::none;
-  bool resolving = false;
-  std::optional<value_type> seen;
-  token_type token{};
-  auto attempt = [&](const attempt_info& info) -> wresult {
-    if (info.reread || resolving) {
-      auto r = traits::read(store, key);
-      if (r.failed()) return wresult::failed(as_write_status(r.status), std::move(r.error));
-      if (resolving) {
-        resolving = false;
-        if (r.absent()) {
-          end = ending::erased;
-          return wresult::applied();
-        }
-        if (!(r.token == token)) {
-          return wresult::failed(
-              write_status::indeterminate,
-              {"indeterminate", "an erase's outcome is unknown and the key has changed since"});
-        }
-      }
-      if (r.absent() || !(r.value == expected)) {
-        end = ending::mismatch;
-        if (r.found()) seen.emplace(std::move(r.value));
-        return wresult::applied();  // stop: nothing to do
-      }
-      token = std::move(r.token);
-    }
-    wresult w = traits::erase_if_match(store, key, token);
-    if (w.status == write_status::applied) end = ending::erased;
-    if (w.status == write_status::indeterminate) {
-      resolving = true;
-      return wresult::failed(write_status::transient, std::move(w.error));  // next attempt re-reads
-    }
-    return w;
-  };
-  auto r = cas_retry(policy, attempt);
-  store_rmw_result_t<Store> out;
-  out.attempts = r.attempts;
-  out.reason = r.reason;
-  out.slept = r.slept;
-  out.last_error = std::move(r.last_error);
-  out.last_status = r.last ? r.last->status : write_status::permanent;
-  if (end == ending::erased) {
-    out.outcome = rmw_outcome::applied;
-  } else if (end == ending::mismatch) {
-    out.outcome = rmw_outcome::unchanged;
-    out.value = std::move(seen);
-  } else {
-    out.outcome = rmw_outcome::gave_up;
-    out.indeterminate = resolving || r.reason == stop_reason::indeterminate;
-  }
-  return out;
+  detail::op_machine<Store, detail::erase_op<store_value_t<S>, store_token_t<S>>> machine(store, key,
+                                                                                          expected);
+  system_retry_env env;
+  return machine.run(policy, env);
 }
 
 }  // namespace noclobber

@@ -101,10 +101,32 @@ TEST_CASE("async_cas_retry makes the same decisions as cas_retry") {
   }
 }
 
+TEST_CASE("async_cas_retry: an attempt that decides stops the loop as cas_retry does") {
+  int n = 0;
+  auto attempt = [&](const attempt_info&) -> asio::awaitable<noclobber::attempt_result<write_status>> {
+    if (++n == 1) co_return write_status::conflict;
+    co_return noclobber::decided();
+  };
+  auto async = run_one(noclobber::async_cas_retry(immediate_policy(5), attempt));
+  n = 0;
+  auto sync = noclobber::cas_retry(immediate_policy(5),
+                                   [&](const attempt_info&) -> noclobber::attempt_result<write_status> {
+                                     if (++n == 1) return write_status::conflict;
+                                     return noclobber::decided();
+                                   });
+  CHECK(async.reason == stop_reason::decided);
+  CHECK(async.reason == sync.reason);
+  CHECK(async.attempts == 2);
+  CHECK(async.attempts == sync.attempts);
+  CHECK(async.last_status == write_status::applied);
+  CHECK_FALSE(async.last);
+}
+
 TEST_CASE("async_cas_retry stop reasons") {
   SECTION("attempts_exhausted, with the store's words") {
     auto r = run_one(noclobber::async_cas_retry(immediate_policy(4), [] {
-      return noclobber::write_result<long>::failed(write_status::conflict, {"412", "precondition failed"});
+      return noclobber::write_result<long>::make_failed(write_status::conflict,
+                                                        {"412", "precondition failed"});
     }));
     CHECK(r.reason == stop_reason::attempts_exhausted);
     CHECK(r.attempts == 4);

@@ -302,6 +302,24 @@ TEST_CASE("timeouts") {
     CHECK_FALSE(got);
     CHECK(m.entry_count() == 0);
   }
+  SECTION("hours::max() / seconds::max() as the timeout: no deadline, never a negative one") {
+    // hours::max() converted by std::chrono overflows to a negative timeout (rejected, or an
+    // instant timed_out); saturated, it is time_point::max(): the waiter is granted on release.
+    for (noclobber::saturating_ns forever : {noclobber::saturating_ns(std::chrono::hours::max()),
+                                             noclobber::saturating_ns(std::chrono::seconds::max())}) {
+      io.restart();
+      guard_type holder = m.try_lock(1);
+      error_code got = asio::error::fault;
+      m.async_lock_for(1, forever, asio::bind_executor(io, [&](error_code ec, guard_type g) {
+                         got = ec;
+                         CHECK(g.owns_lock());
+                       }));
+      asio::post(io, [&] { holder.unlock(); });
+      io.run();
+      CHECK_FALSE(got);
+      CHECK(m.entry_count() == 0);
+    }
+  }
   SECTION("with use_awaitable the timeout surfaces as an error or exception") {
     guard_type holder = m.try_lock(1);
     error_code via_tuple;

@@ -161,11 +161,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (adapter == "postgres") {
-    noclobber::postgres::version_store s(env("NOCLOBBER_PG_CONNINFO"), table);
+    noclobber::postgres::store s(env("NOCLOBBER_PG_CONNINFO"), table);
     return run_cas(s, key, n, hold);
   }
   if (adapter == "postgres_row_lock") {
-    noclobber::postgres::version_store s(env("NOCLOBBER_PG_CONNINFO"), table);
+    noclobber::postgres::store s(env("NOCLOBBER_PG_CONNINFO"), table);
     for (long i = 0; i < n; ++i) {
       noclobber::postgres::row_lock_result r;
       do {

@@ -10,7 +10,7 @@ using namespace nc_harness;
 // Apache httpd 2.4 mod_dav with FileETag Digest. What the harness found (docs/adapters/http_etag.md):
 // its precondition check and its write are not atomic. Two PUTs with the same If-Match (or two
 // If-None-Match: * creates) can both pass the check and both answer 2xx, so CAS alone loses
-// updates against this server. An in-process per-key lock in front of CAS (seed 000's second
+// updates against this server. An in-process per-key lock in front of CAS (the object_store_file fix's second
 // layer) serialises one process's writers and loses nothing; it cannot protect across processes.
 TEST_CASE("race harness: http_etag against Apache mod_dav", "[server][http][harness]") {
   using S = noclobber::http_etag::store;

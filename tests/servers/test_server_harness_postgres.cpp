@@ -1,4 +1,4 @@
-// The PostgreSQL version_store proven by the race harness (see harness_common.hpp).
+// The PostgreSQL store proven by the race harness (see harness_common.hpp).
 #include <memory>
 #include <noclobber/adapters/postgres.hpp>
 
@@ -7,13 +7,12 @@
 
 using namespace nc_harness;
 
-TEST_CASE("race harness: postgres version_store", "[server][postgres][harness]") {
+TEST_CASE("race harness: postgres store", "[server][postgres][harness]") {
   const std::string conninfo = nc_test::server_env("NOCLOBBER_PG_CONNINFO");
   const std::string table = nc_test::unique_name("nc_harness");
-  noclobber::postgres::version_store admin(conninfo, table);
+  noclobber::postgres::store admin(conninfo, table);
   admin.ensure_table();
-  prove_adapter<noclobber::postgres::version_store>("postgres", [&](unsigned) {
-    return std::make_unique<noclobber::postgres::version_store>(conninfo, table);
-  });
+  prove_adapter<noclobber::postgres::store>(
+      "postgres", [&](unsigned) { return std::make_unique<noclobber::postgres::store>(conninfo, table); });
   (void)admin.conn().exec_simple("DROP TABLE " + table + "; DROP SEQUENCE " + table + "_version", true);
 }

@@ -1,5 +1,5 @@
 // PostgreSQL adapter against a real server (NOCLOBBER_PG_CONNINFO): every outcome category of the
-// version-column store, SQLSTATE classification from real errors, seed 002's row-lock path, four
+// version-column store, SQLSTATE classification from real errors, the env_patch row-lock path, four
 // writer processes, and a writer killed between its read and its write.
 #include <noclobber/adapters/detail/json_lite.hpp>
 #include <noclobber/adapters/postgres.hpp>
@@ -9,10 +9,23 @@
 #include <barrier>
 #include <map>
 #include <thread>
+#include <type_traits>
 
 #include "server_env.hpp"
 
 namespace pg = noclobber::postgres;
+
+// The name before 0.2 stays for one release, deprecated.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<pg::version_store, pg::store>);
+#pragma GCC diagnostic pop
+
+// lock_timeout converts any duration without overflow: max() is "no limit" (PostgreSQL's 0).
+static_assert(pg::detail::lock_timeout_ms(std::chrono::hours::max()) == 0);
+static_assert(pg::detail::lock_timeout_ms(std::chrono::seconds::max()) == 0);
+static_assert(pg::detail::lock_timeout_ms(std::chrono::seconds(2)) == 2000);
+static_assert(pg::detail::lock_timeout_ms(std::chrono::hours(1'000'000)) == 2147483647);
 using noclobber::write_status;
 
 namespace {
@@ -21,8 +34,8 @@ std::string conninfo() {
   return nc_test::server_env("NOCLOBBER_PG_CONNINFO");
 }
 
-pg::version_store make_store(const std::string& table) {
-  pg::version_store s(conninfo(), table);
+pg::store make_store(const std::string& table) {
+  pg::store s(conninfo(), table);
   s.ensure_table();
   return s;
 }
@@ -48,7 +61,7 @@ void wait_until_lock_wait(pg::connection& observer, int pid) {
 
 }  // namespace
 
-TEST_CASE("postgres version_store: every outcome category against the server", "[server][postgres]") {
+TEST_CASE("postgres store: every outcome category against the server", "[server][postgres]") {
   const std::string table = nc_test::unique_name("nc_contract");
   auto s = make_store(table);
   const std::string key = "k";
@@ -93,7 +106,7 @@ TEST_CASE("postgres version_store: every outcome category against the server", "
   CHECK(s.read(key).value == "blind");
 
   // permanent: a table that does not exist (42P01).
-  pg::version_store missing(conninfo(), nc_test::unique_name("nc_no_such_table"));
+  pg::store missing(conninfo(), nc_test::unique_name("nc_no_such_table"));
   auto rm = missing.read(key);
   CHECK(rm.status == noclobber::read_status::permanent);
   CHECK(rm.error.code == "42P01");
@@ -104,8 +117,8 @@ TEST_CASE("postgres version_store: every outcome category against the server", "
 }
 
 TEST_CASE("postgres: bad input is rejected at the boundary", "[server][postgres]") {
-  CHECK_THROWS_AS(pg::version_store(conninfo(), "Robert'); DROP TABLE students;--"), std::invalid_argument);
-  CHECK_THROWS_AS(pg::version_store(conninfo(), ""), std::invalid_argument);
+  CHECK_THROWS_AS(pg::store(conninfo(), "Robert'); DROP TABLE students;--"), std::invalid_argument);
+  CHECK_THROWS_AS(pg::store(conninfo(), ""), std::invalid_argument);
   CHECK_THROWS_AS(pg::connection(""), std::invalid_argument);
   CHECK_THROWS_AS(
       pg::connection("host=127.0.0.1 port=" + std::to_string(nc_test::closed_port()) + " connect_timeout=2"),
@@ -178,7 +191,7 @@ TEST_CASE("postgres: SQLSTATEs from real errors are classified", "[server][postg
   exec_ok(observer, "DROP TABLE " + table);
 }
 
-// ---- seed 002: PATCH /stacks/:slug/env as one row-locked transaction ----------------------------
+// ---- env_patch: PATCH /stacks/:slug/env as one row-locked transaction ----------------------------
 
 namespace {
 
@@ -247,8 +260,8 @@ pg::row_lock_result merge_env(pg::connection& c, const stacks_table& t, const st
 
 }  // namespace
 
-TEST_CASE("seed 002: 16 concurrent disjoint-key PATCHes under the row lock all survive",
-          "[server][postgres][seed]") {
+TEST_CASE("env_patch: 16 concurrent disjoint-key PATCHes under the row lock all survive",
+          "[server][postgres][env_patch]") {
   stacks_table t;
   t.add("web", "running");
   constexpr int writers = 16, rounds = 25;
@@ -268,8 +281,8 @@ TEST_CASE("seed 002: 16 concurrent disjoint-key PATCHes under the row lock all s
   CHECK(t.env("web").size() == static_cast<std::size_t>(writers * rounds));
 }
 
-TEST_CASE("seed 002: the naive load-merge-store loses disjoint keys (forced window)",
-          "[server][postgres][seed]") {
+TEST_CASE("env_patch: the naive load-merge-store loses disjoint keys (forced window)",
+          "[server][postgres][env_patch]") {
   stacks_table t;
   t.add("web", "running");
   constexpr int writers = 16;
@@ -291,8 +304,8 @@ TEST_CASE("seed 002: the naive load-merge-store loses disjoint keys (forced wind
   CHECK(t.env("web").size() == 1);  // 15 of 16 PATCHes lost
 }
 
-TEST_CASE("seed 002: 413 / 404 / 409 / 503 outcomes, checked under the row lock",
-          "[server][postgres][seed]") {
+TEST_CASE("env_patch: 413 / 404 / 409 / 503 outcomes, checked under the row lock",
+          "[server][postgres][env_patch]") {
   stacks_table t;
   t.add("web", "running");
   t.add("old", "deleting");

@@ -7,21 +7,29 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <limits>
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "temp_db.hpp"
 
 namespace nc = noclobber;
 using nc::write_status;
-using nc::sqlite::version_store;
+using sqlite_store = nc::sqlite::store;
+
+// The name before 0.2 stays for one release, deprecated.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<nc::sqlite::version_store, nc::sqlite::store>);
+#pragma GCC diagnostic pop
 
 TEST_CASE("sqlite: every outcome of the contract", "[sqlite]") {
   noclobber_test::temp_db file("contract");
-  version_store db(file.path());
-  STATIC_REQUIRE(nc::check_conditional_writer<version_store>());
+  sqlite_store db(file.path());
+  STATIC_REQUIRE(nc::check_conditional_writer<sqlite_store>());
 
   REQUIRE(db.read("k").absent());
   auto created = db.create_if_absent("k", "v1");
@@ -59,14 +67,14 @@ TEST_CASE("sqlite: every outcome of the contract", "[sqlite]") {
 
 TEST_CASE("sqlite: versions are unique across connections writing at once", "[sqlite]") {
   noclobber_test::temp_db file("versions");
-  { version_store init(file.path()); }
+  { sqlite_store init(file.path()); }
   constexpr int threads = 4, writes = 50;
   std::vector<std::vector<std::int64_t>> seen(threads);
   {
     std::vector<std::jthread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
-        version_store db(file.path());
+        sqlite_store db(file.path());
         for (int i = 0; i < writes; ++i) {
           auto w = db.overwrite("k" + std::to_string(i % 3), "x");
           if (w.ok()) seen[t].push_back(*w.token);
@@ -86,11 +94,11 @@ TEST_CASE("sqlite: versions are unique across connections writing at once", "[sq
 
 TEST_CASE("sqlite: SQLITE_BUSY after busy_timeout is transient; reads go on in WAL", "[sqlite]") {
   noclobber_test::temp_db file("busy");
-  version_store holder(file.path());
+  sqlite_store holder(file.path());
   REQUIRE(holder.create_if_absent("k", "v").ok());
   nc::sqlite::store_options quick;
   quick.busy_timeout = std::chrono::milliseconds(20);
-  version_store other(file.path(), quick);
+  sqlite_store other(file.path(), quick);
 
   REQUIRE(sqlite3_exec(holder.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
   const auto r = other.read("k");
@@ -105,8 +113,8 @@ TEST_CASE("sqlite: SQLITE_BUSY after busy_timeout is transient; reads go on in W
 
 TEST_CASE("sqlite: SQLITE_BUSY_SNAPSHOT (a stale read snapshot) is transient_restart", "[sqlite]") {
   noclobber_test::temp_db file("snapshot");
-  version_store a(file.path());
-  version_store b(file.path());
+  sqlite_store a(file.path());
+  sqlite_store b(file.path());
   REQUIRE(a.create_if_absent("k", "v").ok());
   // A deferred transaction reads (taking a snapshot), another connection commits, and the first
   // then tries to write: SQLite refuses at once with SQLITE_BUSY_SNAPSHOT.
@@ -144,24 +152,24 @@ TEST_CASE("sqlite: bad options and bad files are rejected at the boundary", "[sq
   noclobber_test::temp_db file("options");
   nc::sqlite::store_options o;
   o.table = "kv; DROP TABLE x";
-  REQUIRE_THROWS_WITH(version_store(file.path(), o), Catch::Contains("'kv; DROP TABLE x'"));
+  REQUIRE_THROWS_WITH(sqlite_store(file.path(), o), Catch::Contains("'kv; DROP TABLE x'"));
   o = {};
   o.synchronous = "SOMETIMES";
-  REQUIRE_THROWS_WITH(version_store(file.path(), o), Catch::Contains("'SOMETIMES'"));
+  REQUIRE_THROWS_WITH(sqlite_store(file.path(), o), Catch::Contains("'SOMETIMES'"));
   o = {};
   o.busy_timeout = std::chrono::milliseconds(-1);
-  REQUIRE_THROWS_AS(version_store(file.path(), o), std::invalid_argument);
+  REQUIRE_THROWS_AS(sqlite_store(file.path(), o), std::invalid_argument);
   o = {};
   o.create_if_missing = false;
-  REQUIRE_THROWS_WITH(version_store("/nonexistent-dir/x.db", o), Catch::Contains("/nonexistent-dir/x.db"));
+  REQUIRE_THROWS_WITH(sqlite_store("/nonexistent-dir/x.db", o), Catch::Contains("/nonexistent-dir/x.db"));
 }
 
 TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share a file", "[sqlite]") {
   noclobber_test::temp_db file("rmw");
   nc::sqlite::store_options other_table;
   other_table.table = "second";
-  version_store a(file.path());
-  version_store b(file.path(), other_table);
+  sqlite_store a(file.path());
+  sqlite_store b(file.path(), other_table);
   auto r = nc::read_modify_write(
       a, "n", [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
   REQUIRE(r.ok());
@@ -180,7 +188,7 @@ TEST_CASE("sqlite: opening in WAL mode waits for a writer on a file not yet in W
   {
     nc::sqlite::store_options plain;
     plain.wal = false;
-    version_store first(file.path(), plain);  // creates the file in rollback-journal mode
+    sqlite_store first(file.path(), plain);  // creates the file in rollback-journal mode
   }
   sqlite3* writer = nullptr;
   REQUIRE(sqlite3_open(file.path().c_str(), &writer) == SQLITE_OK);
@@ -188,7 +196,7 @@ TEST_CASE("sqlite: opening in WAL mode waits for a writer on a file not yet in W
   std::string error;
   std::thread opener([&] {
     try {
-      version_store s(file.path());  // busy_timeout 5 s
+      sqlite_store s(file.path());  // busy_timeout 5 s
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -198,4 +206,18 @@ TEST_CASE("sqlite: opening in WAL mode waits for a writer on a file not yet in W
   opener.join();
   sqlite3_close_v2(writer);
   CHECK(error.empty());
+}
+
+TEST_CASE("sqlite: busy_timeout = hours::max() waits the longest SQLite allows", "[sqlite][duration]") {
+  // The option converts any duration without overflow; SQLite counts int milliseconds.
+  noclobber_test::temp_db file("busy_max");
+  nc::sqlite::store_options o;
+  o.busy_timeout = std::chrono::hours::max();
+  sqlite_store db(file.path(), o);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db.handle(), "PRAGMA busy_timeout", -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  CHECK(sqlite3_column_int64(s, 0) == std::numeric_limits<int>::max());
+  sqlite3_finalize(s);
+  static_assert(nc::sqlite::detail::clamp_ms(std::chrono::seconds(2)) == 2000);
 }

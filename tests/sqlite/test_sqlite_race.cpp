@@ -19,8 +19,8 @@
 extern char** environ;
 
 namespace nc = noclobber;
-using nc::sqlite::version_store;
-using options_t = nc::race_options_for<version_store>;
+using sqlite_store = nc::sqlite::store;
+using options_t = nc::race_options_for<sqlite_store>;
 
 namespace {
 
@@ -36,7 +36,7 @@ options_t options(nc::race_mode mode, unsigned writers, unsigned ops, const char
 }
 
 auto connections(const std::string& path) {
-  return [path](unsigned) { return version_store(path); };
+  return [path](unsigned) { return sqlite_store(path); };
 }
 
 nc::race_report run(const std::string& path, const options_t& o) {
@@ -115,7 +115,7 @@ namespace {
 // histories and checks them against the file's final state.
 nc::race_check run_processes(const std::string& path, const std::string& mode, const std::string& strategy,
                              unsigned processes, unsigned writers, unsigned ops) {
-  version_store db(path);
+  sqlite_store db(path);
   const std::string key = "location/42.db";
   const auto workload = nc::append_workload();
   auto version = [&] {

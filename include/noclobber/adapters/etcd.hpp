@@ -107,10 +107,10 @@ class store {
                     "{\"key\":\"" + detail::json::base64_encode(key) + "\",\"value\":\"" +
                         detail::json::base64_encode(value) + "\"}",
                     true);
-    if (!doc.ok) return wr::failed(doc.status, std::move(doc.error));
+    if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
     const detail::json::value* h = doc.body.find("header");
     const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
-    return rev ? wr::applied(*rev) : wr::applied();
+    return rev ? wr::make_applied(*rev) : wr::make_applied();
   }
 
   [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
@@ -184,15 +184,15 @@ class store {
                     "{\"compare\":[" + compare + "],\"success\":[" + then +
                         "],\"failure\":[{\"request_range\":{\"key\":\"" + k + "\"}}]}",
                     true);
-    if (!doc.ok) return wr::failed(doc.status, std::move(doc.error));
+    if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
     const detail::json::value* succeeded = doc.body.find("succeeded");
     if (succeeded != nullptr && succeeded->type == detail::json::value::kind::boolean && succeeded->boolean) {
-      if (!is_put) return wr::applied();
+      if (!is_put) return wr::make_applied();
       const detail::json::value* h = doc.body.find("header");
       const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
-      return rev ? wr::applied(*rev) : wr::applied();
+      return rev ? wr::make_applied(*rev) : wr::make_applied();
     }
-    if (on_compare_failed == write_status::exists) return wr::exists();
+    if (on_compare_failed == write_status::exists) return wr::make_exists();
     // The failure branch's range tells a moved key (conflict) from a missing one (absent).
     const detail::json::value* responses = doc.body.find("responses");
     const detail::json::value* range = nullptr;
@@ -201,10 +201,10 @@ class store {
       range = responses->items.front().find("response_range");
     }
     if (range == nullptr)
-      return wr::failed(write_status::permanent, {"json", "txn answer without its range"});
+      return wr::make_failed(write_status::permanent, {"json", "txn answer without its range"});
     const detail::json::value* kvs = range->find("kvs");
     const bool found = kvs != nullptr && kvs->type == detail::json::value::kind::array && !kvs->items.empty();
-    return found ? wr::conflict() : wr::absent();
+    return found ? wr::make_conflict() : wr::make_absent();
   }
 
   std::string endpoint_, range_url_, txn_url_, put_url_;

@@ -4,23 +4,24 @@
 // --------
 // Two ways to stop lost updates on a PostgreSQL row, both here:
 //
-//  * `postgres::version_store` — optimistic. A table (key text primary key, value bytea, version
+//  * `postgres::store` — optimistic. A table (key text primary key, value bytea, version
 //    bigint) whose version comes from a sequence, so every write gets a version no earlier write of
 //    any key ever had (no ABA, also across erase and re-create). It fulfils the conditional_writer
 //    contract, so read_modify_write and the race harness drive it directly:
 //      write_if_match   UPDATE … SET version = nextval(…) WHERE key = $1 AND version = $2 RETURNING
 //                       (0 rows: a SELECT tells conflict from absent — on the slow path only)
 //      create_if_absent INSERT … ON CONFLICT (key) DO NOTHING RETURNING version
-//  * `postgres::update_under_row_lock` — pessimistic, exactly as seed 002 shipped it: one
-//    transaction, `SET LOCAL lock_timeout`, `SELECT … FOR UPDATE`, the caller's guard and merge run
-//    under the row lock, the size cap is checked before the UPDATE, then COMMIT. Its outcomes map
-//    one-to-one onto HTTP answers (413 / 404 / 409 / 503, see `http_status`).
+//  * `postgres::update_under_row_lock` — pessimistic, exactly as the fix for the concurrent
+//    disjoint-key env PATCH shipped it (docs/scenarios.md): one transaction, `SET LOCAL lock_timeout`,
+//    `SELECT … FOR UPDATE`, the caller's guard and merge run under the row lock, the size cap is
+//    checked before the UPDATE, then COMMIT. Its outcomes map one-to-one onto HTTP answers
+//    (413 / 404 / 409 / 503, see `http_status`).
 //
 // Errors are classified by SQLSTATE (`classify_sqlstate`): 40001 / 40P01 restart the transaction,
 // 55P03 (lock_timeout, NOWAIT) and 57014 (statement_timeout) retry, a connection lost after the
 // statement was sent is `indeterminate` (it may have committed), everything else is permanent.
 //
-// Thread safety: a `connection` (and so a `version_store`) is one libpq connection and must be
+// Thread safety: a `connection` (and so a `store`) is one libpq connection and must be
 // used by one thread at a time; give each writer thread its own. Nothing here locks in-process.
 // The row-lock path calls the caller's `modify` while the transaction holds the PostgreSQL row
 // lock (not any in-process lock); if `modify` throws, the transaction is rolled back and the
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::postgres {
@@ -233,6 +236,14 @@ inline void check_identifier(std::string_view what, std::string_view name) {
         "' is not a plain lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 48 chars)");
   }
 }
+
+/// lock_timeout in whole milliseconds for `SET LOCAL lock_timeout`: nanoseconds::max() is "no
+/// limit" (0), anything else at most INT_MAX (PostgreSQL's upper bound).
+[[nodiscard]] constexpr long long lock_timeout_ms(saturating_ns d) noexcept {
+  if (d.is_max()) return 0;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d.get()).count();
+  return ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max() : ms;
+}
 }  // namespace detail
 
 /// The outcome of `update_under_row_lock`, one per HTTP answer a handler gives.
@@ -291,12 +302,14 @@ struct row_decision {
 
 struct row_lock_options {
   /// `SET LOCAL lock_timeout`: how long to wait for the row lock before answering busy (503).
-  std::chrono::milliseconds lock_timeout{3000};
-  /// The size cap checked under the lock before the UPDATE (seed 002: 64 KiB); 0 = none.
+  /// Any duration converts without overflow; nanoseconds::max() (hours::max() too) means no
+  /// limit (PostgreSQL's 0), anything else is sent in whole milliseconds, at most INT_MAX.
+  saturating_ns lock_timeout = std::chrono::seconds(3);
+  /// The size cap checked under the lock before the UPDATE (the `env_patch` fix's: 64 KiB); 0 = none.
   std::size_t max_value_bytes = 0;
 };
 
-/// Seed 002's pessimistic read-modify-write. In one transaction:
+/// The `env_patch` fix's pessimistic read-modify-write (docs/scenarios.md). In one transaction:
 ///   BEGIN; SET LOCAL lock_timeout = …;  `select_for_update` ($1 = key; must end in FOR UPDATE;
 ///   column 0 is the value, further columns are for the guard); modify(row) under the row lock;
 ///   size cap; `update` ($1 = key, $2 = new value); COMMIT.
@@ -308,7 +321,7 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
                                       const row_lock_options& opt = {}) {
   if (opt.lock_timeout.count() < 0) {
     throw std::invalid_argument("noclobber::postgres::update_under_row_lock: negative lock_timeout " +
-                                std::to_string(opt.lock_timeout.count()) + "ms");
+                                std::to_string(opt.lock_timeout.count()) + "ns");
   }
   if (std::string_view(select_for_update).find("FOR UPDATE") == std::string_view::npos &&
       std::string_view(select_for_update).find("for update") == std::string_view::npos) {
@@ -335,7 +348,8 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
   };
 
   exec_result begin = c.exec_simple(
-      "BEGIN; SET LOCAL lock_timeout = '" + std::to_string(opt.lock_timeout.count()) + "ms'", false);
+      "BEGIN; SET LOCAL lock_timeout = '" + std::to_string(detail::lock_timeout_ms(opt.lock_timeout)) + "ms'",
+      false);
   if (!begin.ok()) return fail(begin, true);
 
   exec_result sel = c.exec(select_for_update, {param{key}}, false);
@@ -388,15 +402,14 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
 ///   table:    key text PRIMARY KEY, value bytea NOT NULL, version bigint NOT NULL
 ///   sequence: <table>_version, the source of every version (unique across keys: no ABA)
 /// Token: the version (int64). One object = one connection; not thread-safe.
-class version_store {
+class store {
  public:
   using key_type = std::string;
   using value_type = std::string;
   using token_type = std::int64_t;
 
   /// `table` must be a plain lower-case identifier (std::invalid_argument otherwise).
-  version_store(std::string conninfo, std::string table)
-      : conn_(std::move(conninfo)), table_(std::move(table)) {
+  store(std::string conninfo, std::string table) : conn_(std::move(conninfo)), table_(std::move(table)) {
     detail::check_identifier("table name", table_);
     const std::string& t = table_;
     const std::string seq = "nextval('" + t + "_version')";
@@ -422,7 +435,7 @@ class version_store {
         true);
     // Two processes racing CREATE … IF NOT EXISTS can still collide on the catalog (23505): fine.
     if (!r.ok() && r.error.code != "23505" && r.error.code != "42P07") {
-      throw std::runtime_error("noclobber::postgres::version_store: cannot create table " + table_ + ": " +
+      throw std::runtime_error("noclobber::postgres::store: cannot create table " + table_ + ": " +
                                r.error.message);
     }
   }
@@ -442,31 +455,31 @@ class version_store {
                                           const value_type& value) {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(update_sql_.c_str(), {param{key}, param{ver, true}, param{value, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (r.rows() == 1) return write_result<token_type>::applied(r.int64(0, 0));
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    if (r.rows() == 1) return write_result<token_type>::make_applied(r.int64(0, 0));
     return moved_or_gone(key);
   }
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     exec_result r = conn_.exec(create_sql_.c_str(), {param{key}, param{value, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (r.rows() == 0) return write_result<token_type>::exists();
-    return write_result<token_type>::applied(r.int64(0, 0));
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    if (r.rows() == 0) return write_result<token_type>::make_exists();
+    return write_result<token_type>::make_applied(r.int64(0, 0));
   }
 
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(erase_sql_.c_str(), {param{key}, param{ver, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    if (std::string_view(PQcmdTuples(r.result.get())) == "1") return write_result<token_type>::applied();
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    if (std::string_view(PQcmdTuples(r.result.get())) == "1") return write_result<token_type>::make_applied();
     return moved_or_gone(key);
   }
 
   /// The unconditional upsert that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     exec_result r = conn_.exec(overwrite_sql_.c_str(), {param{key}, param{value, true}}, true);
-    if (!r.ok()) return write_result<token_type>::failed(r.failure, std::move(r.error));
-    return write_result<token_type>::applied(r.int64(0, 0));
+    if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
+    return write_result<token_type>::make_applied(r.int64(0, 0));
   }
 
   /// The pessimistic path on this table: update_under_row_lock with `modify(const std::string&
@@ -486,8 +499,8 @@ class version_store {
   // path only; if this second look fails, conflict is the safe answer (both mean: re-read).
   write_result<token_type> moved_or_gone(const key_type& key) {
     exec_result e = conn_.exec(exists_sql_.c_str(), {param{key}}, false);
-    return e.ok() && e.rows() == 0 ? write_result<token_type>::absent()
-                                   : write_result<token_type>::conflict();
+    return e.ok() && e.rows() == 0 ? write_result<token_type>::make_absent()
+                                   : write_result<token_type>::make_conflict();
   }
 
   connection conn_;
@@ -496,6 +509,9 @@ class version_store {
       lock_update_sql_;
 };
 
-static_assert(check_conditional_writer<version_store>());
+static_assert(check_conditional_writer<store>());
+
+/// The name before 0.2, kept for one release.
+using version_store [[deprecated("use noclobber::postgres::store")]] = store;
 
 }  // namespace noclobber::postgres

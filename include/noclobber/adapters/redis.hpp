@@ -48,6 +48,7 @@
 
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
+#include "noclobber/thread_annotations.hpp"
 
 namespace noclobber::redis {
 
@@ -179,13 +180,13 @@ class store {
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
-    if (!ensure_connected()) return wr::failed(write_status::transient, error_);
+    if (!ensure_connected()) return wr::make_failed(write_status::transient, error_);
     token_type stamp = next_stamp();
     detail::reply_ptr r = command({"SET", key, stamp + value, "NX"});
-    if (!r) return wr::failed(write_status::indeterminate, error_);
-    if (r->type == REDIS_REPLY_NIL) return wr::exists();
+    if (!r) return wr::make_failed(write_status::indeterminate, error_);
+    if (r->type == REDIS_REPLY_NIL) return wr::make_exists();
     if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
-    return wr::applied(std::move(stamp));
+    return wr::make_applied(std::move(stamp));
   }
 
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
@@ -200,12 +201,12 @@ class store {
   /// The unconditional SET that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
-    if (!ensure_connected()) return wr::failed(write_status::transient, error_);
+    if (!ensure_connected()) return wr::make_failed(write_status::transient, error_);
     token_type stamp = next_stamp();
     detail::reply_ptr r = command({"SET", key, stamp + value});
-    if (!r) return wr::failed(write_status::indeterminate, error_);
+    if (!r) return wr::make_failed(write_status::indeterminate, error_);
     if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
-    return wr::applied(std::move(stamp));
+    return wr::make_applied(std::move(stamp));
   }
 
  private:
@@ -268,7 +269,7 @@ class store {
   }
 
   write_result<token_type> error_reply(const redisReply* r) {
-    return write_result<token_type>::failed(
+    return write_result<token_type>::make_failed(
         detail::is_transient_error(r->str) ? write_status::transient : write_status::permanent,
         {"ERR", r->str});
   }
@@ -281,7 +282,7 @@ class store {
       throw std::invalid_argument("noclobber::redis::store: token '" + token +
                                   "' is not a 32-hex-digit version stamp");
     }
-    if (!ensure_connected()) return wr::failed(write_status::transient, error_);
+    if (!ensure_connected()) return wr::make_failed(write_status::transient, error_);
     token_type stamp = value ? next_stamp() : token_type();
     return method_ == method::lua_compare_and_set ? lua_cas(key, token, value, std::move(stamp))
                                                   : watch_cas(key, token, value, std::move(stamp));
@@ -296,13 +297,13 @@ class store {
     append({"GET", key});
     detail::reply_ptr w = get_reply();
     detail::reply_ptr cur = w ? get_reply() : nullptr;
-    if (!cur) return wr::failed(write_status::transient, error_);
+    if (!cur) return wr::make_failed(write_status::transient, error_);
     if (w->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(w.get()));
     if (cur->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(cur.get()));
-    if (cur->type == REDIS_REPLY_NIL) return unwatch_and(wr::absent());
+    if (cur->type == REDIS_REPLY_NIL) return unwatch_and(wr::make_absent());
     if (cur->type != REDIS_REPLY_STRING || static_cast<std::size_t>(cur->len) < detail::stamp_size ||
         std::string_view(cur->str, detail::stamp_size) != token) {
-      return unwatch_and(wr::conflict());
+      return unwatch_and(wr::make_conflict());
     }
     // MULTI, the write and EXEC go out in one pipeline; EXEC clears the WATCH whatever happens.
     const std::string payload = value ? stamp + *value : std::string();
@@ -316,14 +317,14 @@ class store {
     detail::reply_ptr multi = get_reply();
     detail::reply_ptr queued = multi ? get_reply() : nullptr;
     detail::reply_ptr exec = queued ? get_reply() : nullptr;
-    if (!exec) return wr::failed(write_status::indeterminate, error_);    // EXEC may have run
-    if (exec->type == REDIS_REPLY_NIL) return wr::conflict();             // a watched key changed
-    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());  // EXECABORT: nothing ran
+    if (!exec) return wr::make_failed(write_status::indeterminate, error_);  // EXEC may have run
+    if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();           // a watched key changed
+    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());     // EXECABORT: nothing ran
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {
-      return wr::failed(write_status::permanent, {"EXEC", "unexpected EXEC reply"});
+      return wr::make_failed(write_status::permanent, {"EXEC", "unexpected EXEC reply"});
     }
     if (exec->element[0]->type == REDIS_REPLY_ERROR) return error_reply(exec->element[0]);
-    return value ? wr::applied(std::move(stamp)) : wr::applied();
+    return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
   }
 
   write_result<token_type> unwatch_and(write_result<token_type> out) {
@@ -337,26 +338,27 @@ class store {
     using wr = write_result<token_type>;
     if (!script_loaded_) {
       detail::reply_ptr l = command({"SCRIPT", "LOAD", detail::cas_script});
-      if (!l) return wr::failed(write_status::transient, error_);
+      if (!l) return wr::make_failed(write_status::transient, error_);
       if (l->type != REDIS_REPLY_STRING)
-        return l->type == REDIS_REPLY_ERROR ? error_reply(l.get())
-                                            : wr::failed(write_status::permanent, {"SCRIPT", "bad reply"});
+        return l->type == REDIS_REPLY_ERROR
+                   ? error_reply(l.get())
+                   : wr::make_failed(write_status::permanent, {"SCRIPT", "bad reply"});
       sha_.assign(l->str, static_cast<std::size_t>(l->len));
       script_loaded_ = true;
     }
     const std::string payload = value ? stamp + *value : std::string();
     detail::reply_ptr r = command({"EVALSHA", sha_, "1", key, token, payload});
-    if (!r) return wr::failed(write_status::indeterminate, error_);
+    if (!r) return wr::make_failed(write_status::indeterminate, error_);
     if (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOSCRIPT")) {
       script_loaded_ = false;  // the server restarted or flushed its scripts: nothing ran
-      return wr::failed(write_status::transient, {"NOSCRIPT", r->str});
+      return wr::make_failed(write_status::transient, {"NOSCRIPT", r->str});
     }
     if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
     if (r->type != REDIS_REPLY_INTEGER)
-      return wr::failed(write_status::permanent, {"EVALSHA", "unexpected reply"});
-    if (r->integer == 0) return wr::absent();
-    if (r->integer == 1) return wr::conflict();
-    return value ? wr::applied(std::move(stamp)) : wr::applied();
+      return wr::make_failed(write_status::permanent, {"EVALSHA", "unexpected reply"});
+    if (r->integer == 0) return wr::make_absent();
+    if (r->integer == 1) return wr::make_conflict();
+    return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
   }
 
   std::string host_;
@@ -403,25 +405,31 @@ class store_pool {
   };
 
   [[nodiscard]] lease acquire() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return !free_.empty(); });
-    std::unique_ptr<store> s = std::move(free_.back());
-    free_.pop_back();
+    std::unique_ptr<store> s;
+    {
+      annotated_lock lock(mu_);
+      // cv waits on the native mutex, which `lock` holds (adopted; released again before `lock` ends).
+      std::unique_lock<std::mutex> native(mu_.native(), std::adopt_lock);
+      while (free_.empty()) cv_.wait(native);
+      (void)native.release();
+      s = std::move(free_.back());
+      free_.pop_back();
+    }
     return lease(*this, std::move(s));
   }
 
  private:
   void give_back(std::unique_ptr<store> s) {
     {
-      std::lock_guard lock(mu_);
+      annotated_lock lock(mu_);
       free_.push_back(std::move(s));
     }
     cv_.notify_one();
   }
 
-  std::mutex mu_;
+  annotated_mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<store>> free_;  // guarded by mu_
+  std::vector<std::unique_ptr<store>> free_ NOCLOBBER_GUARDED_BY(mu_);
 };
 
 }  // namespace noclobber::redis

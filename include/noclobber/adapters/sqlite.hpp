@@ -2,11 +2,11 @@
 //
 // Overview
 // --------
-// `sqlite::version_store` keeps key → (value, version) rows in one table of an SQLite database
+// `sqlite::store` keeps key → (value, version) rows in one table of an SQLite database
 // file and fulfils the store contract of conditional_writer.hpp, so read_modify_write,
 // locked_read_modify_write and the race harness drive it directly:
 //
-//   noclobber::sqlite::version_store db("app.db");                  // one connection
+//   noclobber::sqlite::store db("app.db");                          // one connection
 //   auto r = noclobber::read_modify_write(db, "location/42", [](const auto& cur) {
 //     return cur.value_or("") + "row;";
 //   });
@@ -33,7 +33,7 @@
 // error or interrupt while COMMIT runs → indeterminate (it may have committed); anything else →
 // permanent. The SQLite code name and message are kept in store_error.
 //
-// Thread safety: one version_store is one SQLite connection (opened with SQLITE_OPEN_NOMUTEX) and
+// Thread safety: one sqlite::store is one SQLite connection (opened with SQLITE_OPEN_NOMUTEX) and
 // must be used by one thread at a time; give each thread (each harness writer) its own, on the
 // same file. No user callback runs inside this adapter, and no in-process lock is taken.
 #pragma once
@@ -42,6 +42,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -50,6 +51,7 @@
 #include <utility>
 
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::sqlite {
@@ -81,7 +83,10 @@ namespace noclobber::sqlite {
 /// How to open the database.
 struct store_options {
   std::string table = "noclobber_kv";  ///< [A-Za-z_][A-Za-z0-9_]*; created if missing
-  std::chrono::milliseconds busy_timeout{5000};
+  /// How long a write waits for another connection's lock before SQLITE_BUSY. Any duration
+  /// converts without overflow; SQLite counts int milliseconds, so anything past about 24.8 days
+  /// (hours::max() included) waits that maximum.
+  saturating_ns busy_timeout = std::chrono::seconds(5);
   bool wal = true;                     ///< PRAGMA journal_mode = WAL
   std::string synchronous = "NORMAL";  ///< OFF, NORMAL, FULL or EXTRA
   bool create_if_missing = true;       ///< create the file and the tables
@@ -129,6 +134,12 @@ class stmt_use {
   sqlite3_stmt* s_;
 };
 
+/// A non-negative duration in whole milliseconds for sqlite3_busy_timeout, at most INT_MAX.
+[[nodiscard]] constexpr int clamp_ms(std::chrono::nanoseconds d) noexcept {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();  // divides: no overflow
+  return ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max() : static_cast<int>(ms);
+}
+
 using db_ptr = std::unique_ptr<sqlite3, db_closer>;
 
 /// The connection's words for result code `rc`.
@@ -162,8 +173,9 @@ inline stmt_ptr prepare(sqlite3* db, const std::string& sql) {
 /// at once (the busy handler is not consulted), so connections opened at the same moment on a
 /// file not yet in WAL mode retry here for up to `busy_timeout`; a file already in WAL mode
 /// needs no switch.
-inline void enter_wal(sqlite3* db, std::chrono::milliseconds busy_timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+inline void enter_wal(sqlite3* db, std::chrono::nanoseconds busy_timeout) {
+  const auto deadline =
+      saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(), busy_timeout);
   for (;;) {
     {
       stmt_ptr mode = prepare(db, "PRAGMA journal_mode");
@@ -191,7 +203,7 @@ inline db_ptr open_connection(const std::string& path, const store_options& opti
   }
   if (options.busy_timeout.count() < 0) {
     throw std::invalid_argument("noclobber::sqlite: busy_timeout = " +
-                                std::to_string(options.busy_timeout.count()) + " ms is negative");
+                                std::to_string(options.busy_timeout.count()) + " ns is negative");
   }
   sqlite3* raw = nullptr;
   const int flags =
@@ -203,7 +215,7 @@ inline db_ptr open_connection(const std::string& path, const store_options& opti
                              "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
   }
   sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), static_cast<int>(options.busy_timeout.count()));
+  sqlite3_busy_timeout(db.get(), clamp_ms(options.busy_timeout));
   if (options.wal) enter_wal(db.get(), options.busy_timeout);
   exec(db.get(), "PRAGMA synchronous = " + options.synchronous);
   return db;
@@ -260,7 +272,7 @@ struct transaction_statements {
 
 }  // namespace detail
 
-class version_store {
+class store {
  public:
   using key_type = std::string;
   using value_type = std::string;
@@ -270,7 +282,7 @@ class version_store {
 
   /// Opens (creating when allowed) the database at `path`. Throws std::invalid_argument for bad
   /// options (naming the value) and std::runtime_error when SQLite refuses (with its message).
-  explicit version_store(const std::string& path, store_options options = {}) : options_(std::move(options)) {
+  explicit store(const std::string& path, store_options options = {}) : options_(std::move(options)) {
     if (!detail::valid_identifier(options_.table)) {
       throw std::invalid_argument("noclobber::sqlite: table name '" + options_.table +
                                   "' is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 64)");
@@ -300,8 +312,8 @@ class version_store {
   }
 
   /// Movable (a moved-from store may only be destroyed or assigned to); not copyable.
-  version_store(version_store&&) noexcept = default;
-  version_store& operator=(version_store&&) noexcept = default;
+  store(store&&) noexcept = default;
+  store& operator=(store&&) noexcept = default;
 
   /// The underlying connection, for your own SQL on the same thread.
   [[nodiscard]] sqlite3* handle() const noexcept { return db_.get(); }
@@ -334,9 +346,9 @@ class version_store {
       sqlite3_bind_int64(s.get(), 3, next);
       sqlite3_bind_int64(s.get(), 4, token);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(next);
-      if (rc != SQLITE_DONE) return write_result_type::failed(classify(rc, false), error(rc));
-      return key_exists(key) ? write_result_type::conflict() : write_result_type::absent();
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(next);
+      if (rc != SQLITE_DONE) return write_result_type::make_failed(classify(rc, false), error(rc));
+      return key_exists(key) ? write_result_type::make_conflict() : write_result_type::make_absent();
     });
   }
 
@@ -347,9 +359,9 @@ class version_store {
       bind_blob(s.get(), 2, value);
       sqlite3_bind_int64(s.get(), 3, next);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(next);
-      if (rc == SQLITE_DONE) return write_result_type::exists();
-      return write_result_type::failed(classify(rc, false), error(rc));
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(next);
+      if (rc == SQLITE_DONE) return write_result_type::make_exists();
+      return write_result_type::make_failed(classify(rc, false), error(rc));
     });
   }
 
@@ -361,8 +373,8 @@ class version_store {
       bind_blob(s.get(), 2, value);
       sqlite3_bind_int64(s.get(), 3, next);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(next);
-      return write_result_type::failed(classify(rc, false), error(rc));
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(next);
+      return write_result_type::make_failed(classify(rc, false), error(rc));
     });
   }
 
@@ -372,9 +384,9 @@ class version_store {
       bind_text(s.get(), 1, key);
       sqlite3_bind_int64(s.get(), 2, token);
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied();
-      if (rc != SQLITE_DONE) return write_result_type::failed(classify(rc, false), error(rc));
-      return key_exists(key) ? write_result_type::conflict() : write_result_type::absent();
+      if (rc == SQLITE_ROW) return write_result_type::make_applied();
+      if (rc != SQLITE_DONE) return write_result_type::make_failed(classify(rc, false), error(rc));
+      return key_exists(key) ? write_result_type::make_conflict() : write_result_type::make_absent();
     });
   }
 
@@ -387,7 +399,7 @@ class version_store {
       {
         detail::stmt_use s(bump_.get());
         const int rc = sqlite3_step(s.get());
-        if (rc != SQLITE_ROW) return write_result_type::failed(classify(rc, false), error(rc));
+        if (rc != SQLITE_ROW) return write_result_type::make_failed(classify(rc, false), error(rc));
         next = sqlite3_column_int64(s.get(), 0);
       }
       return body(next);
@@ -418,7 +430,10 @@ class version_store {
   std::unique_ptr<detail::transaction_statements> tx_;
 };
 
-static_assert(erasable_writer<version_store>);
-static_assert(overwritable_store<version_store>);
+static_assert(erasable_writer<store>);
+static_assert(overwritable_store<store>);
+
+/// The name before 0.2, kept for one release.
+using version_store [[deprecated("use noclobber::sqlite::store")]] = store;
 
 }  // namespace noclobber::sqlite

@@ -99,9 +99,11 @@ class table_spec {
     return *this;
   }
   /// One column of a composite key: a member of Key.
+  // clang-format off
   template <class M, class K = Key>
   requires std::is_class_v<K>
   table_spec& key(std::string column, M K::*member) {
+    // clang-format on
     keys_.column(std::move(column), member);
     return *this;
   }
@@ -166,9 +168,11 @@ class table_spec {
   }
 
   /// Adds to `p` the set of `member`'s column to `v`, converted as the mapping says.
+  // clang-format off
   template <class M, class V, class R = Value>
   requires std::is_class_v<R>
   table_patch& set(table_patch& p, M R::*member, V&& v) const {
+    // clang-format on
     const auto* f = values_.find(member);
     if (f == nullptr) {
       throw std::invalid_argument(

@@ -24,8 +24,8 @@
 //
 // `webdav_lock::store` is the client: one libcurl handle, the locks it holds (key -> token), and
 // the conditional_writer contract (read, write_if_match, create_if_absent, erase_if_match) whose
-// writes carry `If: <url> (<token>)` while it holds a lock on the key. It reuses the HTTP ETag
-// adapter's requests and answers (http_etag::detail); its keys are http_etag's.
+// writes carry `If: <url> (<token>)` while it holds a lock on the key. Its URLs, keys and answers
+// are the HTTP ETag adapter's: both use noclobber/adapters/detail/http.hpp.
 //
 // Is the server's LOCK exclusive under concurrency? That is the server's promise, not ours, and
 // on Apache httpd 2.4 mod_dav_fs it is broken: simultaneous LOCKs of one resource are granted
@@ -57,7 +57,7 @@
 #include <vector>
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
-#include "noclobber/adapters/http_etag.hpp"
+#include "noclobber/adapters/detail/http.hpp"
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
@@ -89,7 +89,7 @@ class store {
 
   /// `base_url`: "http(s)://host[:port]/prefix/" (a trailing '/' is added when missing).
   explicit store(std::string base_url, std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : base_(http_etag::detail::checked_base_url(std::move(base_url), who)), http_(timeout) {}
+      : base_(noclobber::detail::http::checked_base_url(std::move(base_url), who)), http_(timeout) {}
 
   /// LOCK `key` (exclusive write lock, depth 0). applied: held, the token is returned and
   /// remembered (later writes to `key` carry it). transient: 423 Locked (someone else holds it),
@@ -117,26 +117,26 @@ class store {
     if (!r.transport_ok()) {
       // LOCK changes no data: whatever happened, retrying is safe.
       const write_status s = noclobber::detail::curl::classify_transport(r.code, false);
-      return wr::failed(s, {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
+      return wr::make_failed(s, {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
     }
     if (r.status == 200 || r.status == 201) {
-      if (r.lock_token.size() < 3 || r.lock_token.front() != '<' || r.lock_token.back() != '>') {
-        return wr::failed(write_status::permanent,
-                          {std::to_string(r.status), "LOCK answered without a Lock-Token header"});
+      if (!noclobber::detail::http::is_lock_token(r.lock_token)) {
+        return wr::make_failed(write_status::permanent,
+                               {std::to_string(r.status), "LOCK answered without a Lock-Token header"});
       }
       ++stats_.acquired;
       locks_.emplace_back(key, r.lock_token);
-      return wr::applied(r.lock_token);
+      return wr::make_applied(r.lock_token);
     }
     if (r.status == 423) {
       ++stats_.refused;
-      return wr::failed(write_status::transient, {"423", "locked by another client"});
+      return wr::make_failed(write_status::transient, {"423", "locked by another client"});
     }
     // 5xx, 408, 429: LOCK changes no data, so trying again is safe (mod_dav_fs answers 500 when
     // it reads its .locknull file while another request rewrites it).
-    if (http_etag::detail::retryable(r.status) || r.status >= 500)
-      return wr::failed(write_status::transient, http_etag::detail::http_error(r));
-    return wr::failed(write_status::permanent, http_etag::detail::http_error(r));
+    if (noclobber::detail::http::retryable(r.status) || r.status >= 500)
+      return wr::make_failed(write_status::transient, noclobber::detail::http::http_error(r));
+    return wr::make_failed(write_status::permanent, noclobber::detail::http::http_error(r));
   }
 
   /// UNLOCK the lock this client holds on `key` and forget it. applied: released. absent: this
@@ -160,21 +160,21 @@ class store {
   }
 
   read_result<value_type, token_type> read(const key_type& key) {
-    return http_etag::detail::read_answer(http_.perform("GET", url(key), {}), key);
+    return noclobber::detail::http::read_answer(http_.perform("GET", url(key), {}), key);
   }
 
   /// PUT with `If-Match: token`, and `If: <url> (<lock token>)` while this client holds a lock on key.
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
                                           const value_type& value) {
-    http_etag::detail::check_strong_etag(token, who);
+    noclobber::detail::http::check_strong_etag(token, who);
     const std::string u = url(key);
     const std::string lock = if_header(u, key);
     noclobber::detail::curl::response r = http_.perform("PUT", u, value, {"If-Match: " + token, lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
       if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
-      return http_etag::detail::moved_or_gone(http_, u);
+      return noclobber::detail::http::moved_or_gone(http_, u);
     }
-    return http_etag::detail::write_answer(r);
+    return noclobber::detail::http::write_answer(r);
   }
 
   /// PUT with `If-None-Match: *`, and `If: <url> (<lock token>)` while this client holds a lock on key.
@@ -184,24 +184,24 @@ class store {
     noclobber::detail::curl::response r = http_.perform("PUT", u, value, {"If-None-Match: *", lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
       if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
-      return write_result<token_type>::exists();
+      return write_result<token_type>::make_exists();
     }
-    return http_etag::detail::write_answer(r);
+    return noclobber::detail::http::write_answer(r);
   }
 
   /// DELETE with `If-Match: token`, and `If: <url> (<lock token>)` while this client holds a lock on
   /// key. A DELETE that succeeds also removes the server's lock: the client forgets it.
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
-    http_etag::detail::check_strong_etag(token, who);
+    noclobber::detail::http::check_strong_etag(token, who);
     const std::string u = url(key);
     const std::string lock = if_header(u, key);
     noclobber::detail::curl::response r = http_.perform("DELETE", u, {}, {"If-Match: " + token, lock});
     if (r.transport_ok() && (r.status == 412 || r.status == 423)) {
       if (auto refused = refused_by_lock(r, !lock.empty())) return *refused;
-      return http_etag::detail::moved_or_gone(http_, u);
+      return noclobber::detail::http::moved_or_gone(http_, u);
     }
-    if (r.transport_ok() && r.status == 404) return write_result<token_type>::absent();
-    auto out = http_etag::detail::write_answer(r);
+    if (r.transport_ok() && r.status == 404) return write_result<token_type>::make_absent();
+    auto out = noclobber::detail::http::write_answer(r);
     if (out.ok() && !lock.empty()) locks_.erase(find(key));
     return out;
   }
@@ -212,7 +212,9 @@ class store {
  private:
   static constexpr const char* who = "noclobber::webdav_lock::store";
 
-  std::string url(const key_type& key) const { return http_etag::detail::resource_url(base_, key, who); }
+  std::string url(const key_type& key) const {
+    return noclobber::detail::http::resource_url(base_, key, who);
+  }
 
   using held_lock = std::pair<std::string, std::string>;  // key, lock token
 
@@ -220,12 +222,10 @@ class store {
     return std::ranges::find(locks_, key, &held_lock::first);
   }
 
-  // `If: <url> (<token>)` while this client holds a lock on `key`, else "" (no header). A tagged
-  // list, which names the resource itself. (An untagged list is also checked against the parent
-  // collection for a DELETE, and fails there: 424.)
+  // `If: <url> (<token>)` while this client holds a lock on `key`, else "" (no header).
   std::string if_header(const std::string& u, const key_type& key) const {
     const std::string* token = held(key);
-    return token ? "If: <" + u + "> (" + *token + ")" : std::string();
+    return token ? noclobber::detail::http::if_lock_header(u, *token) : std::string();
   }
 
   // A 412/423 answer to a write. With our lock token sent, 423 means our lock is gone and someone
@@ -236,8 +236,9 @@ class store {
                                                           bool sent_token) {
     if (sent_token) ++stats_.refused_writes;
     if (r.status == 423) {
-      if (!sent_token) return write_result<token_type>::failed(write_status::transient, {"423", "locked"});
-      return write_result<token_type>::failed(write_status::conflict, {"423", "our lock is gone"});
+      if (!sent_token)
+        return write_result<token_type>::make_failed(write_status::transient, {"423", "locked"});
+      return write_result<token_type>::make_failed(write_status::conflict, {"423", "our lock is gone"});
     }
     return std::nullopt;
   }
@@ -315,9 +316,9 @@ template <class Via, class Fn, retry_env Env>
   noclobber::detail::rmw_machine<Via, std::remove_reference_t<Fn>> machine(via, key, fn);
   auto r = cas_retry(
       policy,
-      [&](const attempt_info& info) -> write_result<std::string> {
+      [&](const attempt_info& info) {
         write_result<std::string> held = locks.lock(key, opt);
-        if (!held.ok()) return held;
+        if (!held.ok()) return machine.refuse(std::move(held));
         const detail::unlock_on_exit release(locks, key);
         return machine(info);
       },

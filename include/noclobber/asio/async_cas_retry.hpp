@@ -35,7 +35,6 @@
 #include <chrono>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <type_traits>
@@ -52,6 +51,7 @@
 
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/outcome.hpp"
+#include "noclobber/thread_annotations.hpp"
 
 namespace noclobber {
 
@@ -64,15 +64,18 @@ struct is_asio_awaitable<boost::asio::awaitable<T, Executor>> : std::true_type {
   using value_type = T;
 };
 
-// The attempt's outcome type, whether it returns R or awaitable<R>.
+// The attempt's store outcome type, whether it returns R, attempt_result<R>, or an awaitable of
+// either.
 template <class A>
 struct async_attempt_outcome {
-  using raw = attempt_result_t<A>;
-  using type = raw;
+  using type = outcome_of_t<attempt_result_t<A>>;
 };
+// clang-format off
 template <class A>
-requires is_asio_awaitable<attempt_result_t<A>>::value struct async_attempt_outcome<A> {
-  using type = std::remove_cvref_t<typename is_asio_awaitable<attempt_result_t<A>>::value_type>;
+  requires is_asio_awaitable<attempt_result_t<A>>::value
+struct async_attempt_outcome<A> {
+  // clang-format on
+  using type = outcome_of_t<std::remove_cvref_t<typename is_asio_awaitable<attempt_result_t<A>>::value_type>>;
 };
 template <class A>
 using async_attempt_outcome_t = typename async_attempt_outcome<A>::type;
@@ -81,16 +84,16 @@ using async_attempt_outcome_t = typename async_attempt_outcome<A>::type;
 // under `mutex` (arming the wait, and cancelling it from the stop callback).
 struct backoff_timer {
   explicit backoff_timer(const boost::asio::any_io_executor& ex) : timer(ex) {}
-  std::mutex mutex;
-  boost::asio::steady_timer timer;  // guarded by mutex
-  bool stopped = false;             // guarded by mutex
+  annotated_mutex mutex;
+  boost::asio::steady_timer timer NOCLOBBER_GUARDED_BY(mutex);
+  bool stopped NOCLOBBER_GUARDED_BY(mutex) = false;
 };
 
 struct backoff_stop_callback {
   std::weak_ptr<backoff_timer> weak;
   void operator()() const {
     if (auto t = weak.lock()) {
-      std::lock_guard lock(t->mutex);
+      annotated_lock lock(t->mutex);
       t->stopped = true;
       t->timer.cancel();
     }
@@ -104,7 +107,7 @@ struct backoff_wait_initiation {
     // Once the wait is armed the coroutine may resume elsewhere and destroy this initiation
     // object: from then on use only locals.
     const std::shared_ptr<backoff_timer> keep = t;
-    std::lock_guard lock(keep->mutex);
+    annotated_lock lock(keep->mutex);
     keep->timer.async_wait(std::forward<Handler>(handler));  // the coroutine's cancellation slot goes with it
     if (keep->stopped) keep->timer.cancel();
   }
@@ -122,7 +125,10 @@ inline boost::asio::awaitable<bool> backoff_wait(std::chrono::nanoseconds delay,
   // temporary of a co_await full-expression twice.
   const boost::asio::any_io_executor ex = co_await boost::asio::this_coro::executor;
   auto t = std::make_shared<backoff_timer>(ex);
-  t->timer.expires_after(delay);
+  {
+    annotated_lock lock(t->mutex);  // nobody else sees `t` yet; the lock satisfies the analysis
+    t->timer.expires_after(delay);
+  }
   std::optional<std::stop_callback<backoff_stop_callback>> on_stop;
   if (stop.stop_possible()) on_stop.emplace(stop, backoff_stop_callback{t});
   auto token = boost::asio::as_tuple(boost::asio::use_awaitable);
@@ -134,83 +140,77 @@ inline boost::asio::awaitable<bool> backoff_wait(std::chrono::nanoseconds delay,
 
 }  // namespace detail
 
-/// The coroutine form of cas_retry: see the overview. Throws std::invalid_argument (when
-/// awaited) for an invalid policy; rethrows what the attempt throws unless classify_exception
-/// maps it.
-template <class Attempt>
-requires(detail::attempt_with_info<std::remove_cvref_t<Attempt>> ||
-         detail::attempt_without_info<std::remove_cvref_t<Attempt>>) &&
-    detail::write_outcome<detail::async_attempt_outcome_t<std::remove_cvref_t<Attempt>>> boost::asio::
-        awaitable<retry_result<detail::async_attempt_outcome_t<
-            std::remove_cvref_t<Attempt>>>> async_cas_retry(const retry_policy& policy, Attempt attempt) {
-  using A = std::remove_cvref_t<Attempt>;
-  using R = detail::async_attempt_outcome_t<A>;
+namespace detail {
+
+template <class A>
+using async_attempt_t = std::remove_cvref_t<A>;
+
+/// async_cas_retry's loop, filling the driver's `out` and `last` (see retry_loop in
+/// cas_retry.hpp). The driver awaits it at once: `out` and `last` outlive it.
+template <class A>
+boost::asio::awaitable<void> async_run_cas_retry(const retry_policy& policy, A attempt, retry_stats& out,
+                                                 std::optional<async_attempt_outcome_t<A>>& last) {
+  using R = async_attempt_outcome_t<A>;
   using duration = std::chrono::nanoseconds;
   using clock = std::chrono::steady_clock;
-  retry_controller ctl(policy);
-  retry_result<R> out;
-  if (ctl.cancelled_before_start()) {
-    out.reason = stop_reason::cancelled;
-    co_return out;
-  }
+  retry_loop<R> loop(policy, out, last);
+  if (loop.cancelled_before_start()) co_return;
+  retry_controller& ctl = loop.controller();
   const clock::time_point start = ctl.needs_clock() ? clock::now() : clock::time_point{};
 
   for (;;) {
     const attempt_info info = ctl.next_attempt();
-    write_status status = write_status::permanent;
-    store_error thrown;  // set only when an exception was classified
-    bool threw = false;
     std::exception_ptr failure;
     try {
-      if constexpr (detail::is_asio_awaitable<detail::attempt_result_t<A>>::value) {
-        out.last.emplace(co_await detail::run_attempt(attempt, info));
+      if constexpr (is_asio_awaitable<attempt_result_t<A>>::value) {
+        auto result = co_await run_attempt(attempt, info);
+        loop.accept(std::move(result));
       } else {
-        out.last.emplace(detail::run_attempt(attempt, info));
+        auto result = run_attempt(attempt, info);
+        loop.accept(std::move(result));
       }
-      status = detail::status_of(*out.last);
     } catch (...) {
       failure = std::current_exception();
     }
-    if (failure) {
-      // Outside the handler: a classified exception is an outcome like any other.
-      if (!policy.classify_exception) std::rethrow_exception(failure);
-      std::optional<write_status> mapped = policy.classify_exception(failure);
-      if (!mapped) std::rethrow_exception(failure);
-      out.last.reset();
-      status = *mapped;
-      thrown = detail::describe_exception(failure);
-      threw = true;
-    }
-    const store_error& error =
-        threw ? thrown : (out.last ? detail::error_of(*out.last) : detail::empty_error());
+    // Outside the handler (a coroutine cannot suspend in one): classified, it is an outcome.
+    if (failure) loop.on_exception(failure);
+    if (loop.settled()) co_return;  // applied or decided
     const duration elapsed =
         ctl.needs_clock() ? std::chrono::duration_cast<duration>(clock::now() - start) : duration::zero();
-    retry_decision d = ctl.on_outcome(status, error, elapsed, system_retry_env::rng());
-    if (!d) {
-      out.reason = d.reason;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      if (d.reason != stop_reason::applied) out.last_error = error;
-      co_return out;
-    }
+    const retry_decision d = loop.decide(elapsed, system_retry_env::rng());
+    if (!d) co_return;
     const clock::time_point before = clock::now();
     // Checked here, not by co_await: awaiting any awaitable after a cancellation throws, and
     // the loop must end as `cancelled` (hooks run, budget tokens returned), not with an exception.
     const auto cancellation = co_await boost::asio::this_coro::cancellation_state;
     bool woke_normally = false;
     if (cancellation.cancelled() == boost::asio::cancellation_type::none) {
-      woke_normally = co_await detail::backoff_wait(d.delay, policy.stop);
+      woke_normally = co_await backoff_wait(d.delay, policy.stop);
     }
-    ctl.on_slept(std::chrono::duration_cast<duration>(clock::now() - before));
+    loop.on_slept(std::chrono::duration_cast<duration>(clock::now() - before));
     if (!woke_normally) {
-      d = ctl.on_interrupted(error);
-      out.reason = stop_reason::cancelled;
-      out.attempts = ctl.attempts();
-      out.slept = ctl.slept();
-      out.last_error = error;
-      co_return out;
+      loop.interrupted();
+      co_return;
     }
   }
+}
+
+}  // namespace detail
+
+/// The coroutine form of cas_retry: see the overview. Throws std::invalid_argument (when
+/// awaited) for an invalid policy; rethrows what the attempt throws unless classify_exception
+/// maps it.
+// clang-format off
+template <class Attempt>
+  requires (detail::attempt_with_info<std::remove_cvref_t<Attempt>> ||
+            detail::attempt_without_info<std::remove_cvref_t<Attempt>>) &&
+           detail::write_outcome<detail::async_attempt_outcome_t<std::remove_cvref_t<Attempt>>>
+boost::asio::awaitable<retry_result<detail::async_attempt_outcome_t<std::remove_cvref_t<Attempt>>>>
+async_cas_retry(const retry_policy& policy, Attempt attempt) {
+  // clang-format on
+  retry_result<detail::async_attempt_outcome_t<std::remove_cvref_t<Attempt>>> out;
+  co_await detail::async_run_cas_retry(policy, std::move(attempt), out, out.last);
+  co_return out;
 }
 
 }  // namespace noclobber

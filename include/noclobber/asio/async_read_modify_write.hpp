@@ -21,12 +21,15 @@
 // deadline, budget, stop token and hooks apply through the shared retry_controller. See
 // read_modify_write.hpp for the full statement. It is the same code, not a copy: every decision
 // (when to read, calling fn, which write, the indeterminate rule, the result) is made by
-// detail::rmw_core in read_modify_write.hpp; this header only awaits the store calls rmw_core
-// asks for. Tests check both forms give identical results on the same fault-injected runs.
+// detail::op_core (conditional_op.hpp) and read_modify_write's detail::rmw_op; this header only
+// awaits the store calls they ask for (detail::async_op_machine, which drives any operation
+// whose requests the async store contract has). Tests check both forms give identical results
+// on the same fault-injected runs.
 //
-// `async_locked_read_modify_write` adds seed 000's first layer: a keyed_async_mutex in front, so
-// that coroutines of one process updating the same key queue (without blocking threads) instead
-// of racing each other through the store.
+// `async_locked_read_modify_write` adds the first of the two layers the SQLite file kept as one
+// object-store object needs: a keyed_async_mutex in front, so that coroutines of one process
+// updating the same key queue (without blocking threads) instead of racing each other through
+// the store.
 //
 // Lifetimes: the key and fn are copied into the coroutine; the store, the mutex and the policy
 // are held by reference and must outlive the awaitable's completion.
@@ -49,6 +52,7 @@
 #include "noclobber/asio/async_store.hpp"
 #include "noclobber/asio/keyed_async_mutex.hpp"
 #include "noclobber/cas_retry.hpp"
+#include "noclobber/conditional_op.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
 #include "noclobber/read_modify_write.hpp"
@@ -57,40 +61,82 @@ namespace noclobber {
 
 namespace detail {
 
-/// One async_read_modify_write: rmw_core's sequence (read_modify_write.hpp) with each store
-/// call awaited. All decisions live in rmw_core, shared with the synchronous rmw_machine.
-template <class Store, class Fn>
-class async_rmw_machine {
+/// One conditional operation on an asynchronous store: op_core's sequence (conditional_op.hpp)
+/// with each store call awaited. All decisions live in op_core and the operation, shared with
+/// the synchronous op_machine. The operation may ask for write_if_match, create_if_absent and
+/// erase_if_match (the async store contract has no patch).
+template <class Store, conditional_op Op>
+class async_op_machine {
  public:
   using traits = async_store_traits<Store>;
   using key_type = store_key_t<Store>;
-  using core_type = rmw_core<store_value_t<Store>, store_token_t<Store>, Fn>;
+  using core_type = op_core<Op>;
+  using read_type = typename core_type::read_type;
   using wresult = typename core_type::wresult;
+  using answer_type = typename core_type::answer_type;
   using result_type = typename core_type::result_type;
+  static_assert((Op::requests & (request_bit(op_request::patch_if_match) |
+                                 request_bit(op_request::read_then_write_if_match))) == 0,
+                "noclobber: the asynchronous store contract has no patch_if_match");
 
-  async_rmw_machine(Store& store, const key_type& key, Fn& fn) : store_(store), key_(key), core_(fn) {}
+  template <class... Args>
+  async_op_machine(Store& store, const key_type& key, Args&&... op_args)
+      : store_(store), key_(key), core_(std::forward<Args>(op_args)...) {}
 
-  boost::asio::awaitable<wresult> attempt(attempt_info info) {
+  boost::asio::awaitable<answer_type> attempt(attempt_info info) {
+    // Named locals around each co_await (see backoff_wait in async_cas_retry.hpp).
     if (core_.starts_with_read(info)) {
-      if (auto answer = core_.on_read(co_await traits::read(store_, key_))) co_return std::move(*answer);
+      read_type first = co_await traits::read(store_, key_);
+      if (core_.on_read(std::move(first))) co_return core_.answer();
     }
-    wresult w;
-    if (core_.creates()) {
-      w = co_await traits::create_if_absent(store_, key_, core_.value());
-    } else {
-      w = co_await traits::write_if_match(store_, key_, core_.token(), core_.value());
+    const Op& op = core_.op();
+    wresult w;  // permanent unless the switch sends one of the operation's requests
+    switch (core_.request()) {
+      case op_request::write_if_match:
+        if constexpr ((Op::requests & request_bit(op_request::write_if_match)) != 0) {
+          w = co_await traits::write_if_match(store_, key_, op.token(), op.value());
+        }
+        break;
+      case op_request::create_if_absent:
+        if constexpr ((Op::requests & request_bit(op_request::create_if_absent)) != 0) {
+          w = co_await traits::create_if_absent(store_, key_, op.value());
+        }
+        break;
+      case op_request::erase_if_match:
+        if constexpr ((Op::requests & request_bit(op_request::erase_if_match)) != 0) {
+          w = co_await traits::erase_if_match(store_, key_, op.token());
+        }
+        break;
+      case op_request::patch_if_match:
+      case op_request::read_then_write_if_match:
+        break;
     }
-    if (!core_.on_write(w)) co_return w;
-    co_return core_.on_resolving_read(co_await traits::read(store_, key_), std::move(w));
+    if (core_.on_sent(std::move(w))) {
+      read_type after = co_await traits::read(store_, key_);
+      core_.on_resolving_read(std::move(after));
+    }
+    co_return core_.answer();
   }
 
-  result_type finish(retry_result<wresult>&& r) { return core_.finish(std::move(r)); }
+  /// The whole operation: async_cas_retry's loop over this machine's attempts, its statistics
+  /// written straight into the result.
+  boost::asio::awaitable<result_type> run(const retry_policy& policy) {
+    result_type out;
+    std::optional<op_status> last;
+    co_await async_run_cas_retry(
+        policy, [this](const attempt_info& info) { return attempt(info); }, out, last);
+    core_.finish(out);
+    co_return out;
+  }
 
  private:
   Store& store_;
   const key_type& key_;
   core_type core_;
 };
+
+template <class Store, class Fn>
+using async_rmw_machine = async_op_machine<Store, rmw_op_for<Store, Fn>>;
 
 }  // namespace detail
 
@@ -102,9 +148,8 @@ template <async_conditional_writer Store, class Fn>
     const retry_policy& policy = detail::default_retry_policy()) {
   static_assert(detail::check_rmw_function<Fn, store_value_t<Store>>());
   detail::async_rmw_machine<Store, Fn> machine(store, key, fn);
-  auto r = co_await async_cas_retry(policy,
-                                    [&machine](const attempt_info& info) { return machine.attempt(info); });
-  co_return machine.finish(std::move(r));
+  store_rmw_result_t<Store> result = co_await machine.run(policy);
+  co_return result;
 }
 
 /// async_read_modify_write with `locks.async_lock(key)` held throughout: coroutines of this

@@ -32,13 +32,12 @@
 //     down), the key is released, so no lock is left held.
 //
 // Thread safety: every member function may be called from any thread at once; the mutex works
-// with one io_context thread or many, with or without strands. Each shard has a small
-// std::mutex that guards its map and waiter queues. The only user code run under it is the
-// map's own: Hash, KeyEqual and copying the Key (if they throw, nothing is queued or held).
-// Completion handlers, including coroutine resumption, always run after it is released, on the
-// waiter's executor. Lock order: shard mutex, then (only while a timed wait is being armed) the
-// timer service's internal lock. A `guard` is a plain movable object: use one guard from one
-// place at a time.
+// with one io_context thread or many, with or without strands. Each shard has a small mutex
+// (annotated_mutex: clang's -Wthread-safety checks its map) that guards its map and waiter queues. The only
+// user code run under it is the map's own: Hash, KeyEqual and copying the Key (if they throw, nothing is
+// queued or held). Completion handlers, including coroutine resumption, always run after it is released, on
+// the waiter's executor. Lock order: shard mutex, then (only while a timed wait is being armed) the timer
+// service's internal lock. A `guard` is a plain movable object: use one guard from one place at a time.
 //
 // Lifetime: the mutex must outlive every guard and every pending operation, and a pending
 // waiter's execution context must outlive its wait (as for any Asio operation).
@@ -51,7 +50,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -74,6 +72,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
+
+#include "noclobber/duration.hpp"
+#include "noclobber/thread_annotations.hpp"
 
 namespace noclobber {
 
@@ -179,7 +180,7 @@ class keyed_async_mutex {
     node_type* node_ = nullptr;
   };
 
-  /// `shard_count` independent shards (each a std::mutex and a hash map); 0 is rejected.
+  /// `shard_count` independent shards (each a mutex and a hash map); 0 is rejected.
   explicit keyed_async_mutex(std::size_t shard_count = 64, const Hash& hash = Hash(),
                              const KeyEqual& equal = KeyEqual())
       : shard_count_(checked_shard_count(shard_count)), hash_(hash), shards_(new shard[shard_count_]) {
@@ -211,14 +212,16 @@ class keyed_async_mutex {
         initiate_lock{this}, token, key, std::optional<clock_type::time_point>(deadline));
   }
 
-  /// As async_lock_until(key, now + timeout, token). A negative timeout is rejected.
+  /// As async_lock_until(key, now + timeout, token). A negative timeout is rejected. Any duration
+  /// converts without overflow: hours::max() waits without a deadline (time_point::max()).
   template <class CompletionToken>
-  auto async_lock_for(const Key& key, clock_type::duration timeout, CompletionToken&& token) {
-    if (timeout < clock_type::duration::zero()) {
+  auto async_lock_for(const Key& key, saturating_ns timeout, CompletionToken&& token) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("noclobber::keyed_async_mutex::async_lock_for: negative timeout (" +
-                                  std::to_string(timeout.count()) + " ticks)");
+                                  std::to_string(timeout.count()) + " ns)");
     }
-    return async_lock_until(key, clock_type::now() + timeout, std::forward<CompletionToken>(token));
+    return async_lock_until(key, saturating_deadline<clock_type>(clock_type::now(), timeout),
+                            std::forward<CompletionToken>(token));
   }
 
   /// Coroutine shorthand: `auto g = co_await m.lock(key);`. Takes a free key at once, without
@@ -232,7 +235,7 @@ class keyed_async_mutex {
   /// Takes `key` if nobody holds or awaits it; otherwise returns an empty guard. Never waits.
   [[nodiscard]] guard try_lock(const Key& key) {
     shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto [it, inserted] = s.map.try_emplace(key);
     if (!inserted) return guard();
     it->second.held = true;
@@ -243,7 +246,7 @@ class keyed_async_mutex {
   [[nodiscard]] std::size_t entry_count() const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::lock_guard lock(shards_[i].mutex);
+      annotated_lock lock(shards_[i].mutex);
       n += shards_[i].map.size();
     }
     return n;
@@ -252,7 +255,7 @@ class keyed_async_mutex {
   /// Number of operations queued behind the holder of `key` (0 when free or uncontended).
   [[nodiscard]] std::size_t waiter_count(const Key& key) const {
     const shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     return it == s.map.end() ? 0 : it->second.waiters;
   }
@@ -260,15 +263,15 @@ class keyed_async_mutex {
   /// True while some guard holds `key`.
   [[nodiscard]] bool is_locked(const Key& key) const {
     const shard& s = shard_for(key);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
     return it != s.map.end() && it->second.held;
   }
 
  private:
   struct alignas(64) shard {
-    mutable std::mutex mutex;
-    map_type map;  // guarded by mutex
+    mutable annotated_mutex mutex;
+    map_type map NOCLOBBER_GUARDED_BY(mutex);
   };
 
   static std::size_t checked_shard_count(std::size_t n) {
@@ -287,7 +290,7 @@ class keyed_async_mutex {
     shard& s = shard_for(node->first);
     detail::async_lock_waiter* next = nullptr;
     {
-      std::lock_guard lock(s.mutex);
+      annotated_lock lock(s.mutex);
       detail::async_lock_entry& e = node->second;
       assert(e.held);
       if (e.head) {
@@ -306,7 +309,7 @@ class keyed_async_mutex {
   bool withdraw(detail::async_lock_waiter* w) noexcept {
     // Only the shard is touched before the state check: once granted, the node may be gone.
     shard& s = *static_cast<shard*>(w->shard);
-    std::lock_guard lock(s.mutex);
+    annotated_lock lock(s.mutex);
     if (w->st != detail::async_lock_waiter::state::queued) return false;
     w->st = detail::async_lock_waiter::state::withdrawn;
     static_cast<node_type*>(w->node)->second.remove(w);  // the holder still holds: the entry stays
@@ -454,7 +457,7 @@ class keyed_async_mutex {
       shard& s = self->shard_for(key);
       {
         // Fast path: the key is free; no op allocated, no timer armed.
-        std::unique_lock lock(s.mutex);
+        annotated_unique_lock lock(s.mutex);
         auto [it, inserted] = s.map.try_emplace(key);
         if (inserted) {
           it->second.held = true;
@@ -474,7 +477,7 @@ class keyed_async_mutex {
         op->abandon(boost::asio::error::operation_aborted);
         throw;
       }
-      std::unique_lock lock(s.mutex);
+      annotated_unique_lock lock(s.mutex);
       typename map_type::iterator it;
       bool inserted = false;
       try {

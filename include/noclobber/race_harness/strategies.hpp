@@ -9,7 +9,8 @@
 //                         the negative control (needs the store's overwrite()).
 //   cas_strategy          read_modify_write: write if unchanged, create if absent, retry.
 //   locked_cas_strategy   locked_read_modify_write: a per-key lock from a keyed_mutex_map in
-//                         front of the same loop (seed 000's two layers, for writers in one
+//                         front of the same loop (the two layers of the fix for the SQLite file
+//                         kept as one object-store object, docs/scenarios.md, for writers in one
 //                         process). It holds a lock across read and write, so forced mode reports
 //                         it as "writers serialised".
 //

@@ -403,14 +403,14 @@ class table_sql {
   [[nodiscard]] write_result<table_token> outcome(const exec_result& r, const table_token& token,
                                                   const std::vector<status_extra>& extras) const {
     using wr = write_result<table_token>;
-    if (r.rows() == 0) return wr::absent();
-    if (!r.is_null(0, 1)) return wr::applied(parse_token(r.bytes(0, 1)));
-    if (r.is_null(0, 0) || r.bytes(0, 0) != std::to_string(token.number)) return wr::conflict();
+    if (r.rows() == 0) return wr::make_absent();
+    if (!r.is_null(0, 1)) return wr::make_applied(parse_token(r.bytes(0, 1)));
+    if (r.is_null(0, 0) || r.bytes(0, 0) != std::to_string(token.number)) return wr::make_conflict();
     int col = 2;
     for (std::size_t i = 0; i < guards_.size(); ++i, col += 2) {
       if (r.bytes(0, col) != "true") {
         const std::string held = r.is_null(0, col + 1) ? "NULL" : "'" + r.bytes(0, col + 1) + "'";
-        return wr::failed(
+        return wr::make_failed(
             write_status::permanent,
             {std::string(table_error::guard),
              "column " + guards_[i].quoted + " holds " + held + " (the write " +
@@ -422,35 +422,36 @@ class table_sql {
       ++col;
       if (x.kind == status_extra::what::object_check) {
         if (v != "true") {
-          return wr::failed(write_status::permanent,
-                            {std::string(table_error::not_object), "column \"" + x.column +
-                                                                       "\" does not hold a JSON object: a "
-                                                                       "merge needs one"});
+          return wr::make_failed(write_status::permanent, {std::string(table_error::not_object),
+                                                           "column \"" + x.column +
+                                                               "\" does not hold a JSON object: a "
+                                                               "merge needs one"});
         }
       } else if (!v.empty() && std::stoull(v) > x.cap) {
-        return wr::failed(write_status::permanent,
-                          {std::string(table_error::too_large),
-                           "column \"" + x.column + "\": " + v + " bytes > cap of " + std::to_string(x.cap)});
+        return wr::make_failed(write_status::permanent, {std::string(table_error::too_large),
+                                                         "column \"" + x.column + "\": " + v +
+                                                             " bytes > cap of " + std::to_string(x.cap)});
       }
     }
-    return wr::failed(write_status::permanent,
-                      {"no_match", "the write matched no row, yet the key, token, guards and caps all pass"});
+    return wr::make_failed(
+        write_status::permanent,
+        {"no_match", "the write matched no row, yet the key, token, guards and caps all pass"});
   }
 
   /// A create's status row: new token, or `exists`, or too_large.
   [[nodiscard]] write_result<table_token> created(const exec_result& r) const {
     using wr = write_result<table_token>;
-    if (r.rows() == 1 && !r.is_null(0, 0)) return wr::applied(parse_token(r.bytes(0, 0)));
+    if (r.rows() == 1 && !r.is_null(0, 0)) return wr::make_applied(parse_token(r.bytes(0, 0)));
     int col = 1;
     for (const auto& x : value_sizes()) {
       const std::string v = r.bytes(0, col++);
       if (std::stoull(v) > x.cap) {
-        return wr::failed(write_status::permanent,
-                          {std::string(table_error::too_large),
-                           "column \"" + x.column + "\": " + v + " bytes > cap of " + std::to_string(x.cap)});
+        return wr::make_failed(write_status::permanent, {std::string(table_error::too_large),
+                                                         "column \"" + x.column + "\": " + v +
+                                                             " bytes > cap of " + std::to_string(x.cap)});
       }
     }
-    return wr::exists();
+    return wr::make_exists();
   }
 
   [[nodiscard]] static table_token parse_token(const std::string& text) {

@@ -147,7 +147,7 @@ class table_store {
     if (auto e = bind_key(key, params); e || (e = bind_value(value, params))) return permanent(std::move(*e));
     exec_result r = conn_.exec(upsert_sql_.c_str(), params.view(), true);
     if (!r.ok()) return failed(std::move(r));
-    return write_result_type::applied(detail::table_sql::parse_token(r.bytes(0, 0)));
+    return write_result_type::make_applied(detail::table_sql::parse_token(r.bytes(0, 0)));
   }
 
   write_result_type erase_if_match(const Key& key, const table_token& token) {
@@ -200,10 +200,10 @@ class table_store {
   static write_result_type failed(exec_result&& r) {
     // ON CONFLICT handles the key's own uniqueness: a unique violation here is another constraint's.
     const write_status s = r.error.code == "23505" ? write_status::permanent : r.failure;
-    return write_result_type::failed(s, std::move(r.error));
+    return write_result_type::make_failed(s, std::move(r.error));
   }
   static write_result_type permanent(store_error e) {
-    return write_result_type::failed(write_status::permanent, std::move(e));
+    return write_result_type::make_failed(write_status::permanent, std::move(e));
   }
 
   spec_type spec_;

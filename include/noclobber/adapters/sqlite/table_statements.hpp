@@ -317,17 +317,17 @@ class table_sql {
     using wr = write_result<table_token>;
     int col = 0;
     if (token_ == table_token_kind::compare_values) {
-      if (row_values(s, 0, values_.size()) != token.image) return wr::conflict();
+      if (row_values(s, 0, values_.size()) != token.image) return wr::make_conflict();
       col = static_cast<int>(values_.size());
     } else {
       if (sqlite3_column_type(s, 0) != SQLITE_INTEGER || sqlite3_column_int64(s, 0) != token.number) {
-        return wr::conflict();
+        return wr::make_conflict();
       }
       col = 1;
     }
     for (std::size_t i = 0; i < guards_.size(); ++i, col += 2) {
       if (sqlite3_column_int(s, col) == 0) {
-        return wr::failed(
+        return wr::make_failed(
             write_status::permanent,
             {std::string(table_error::guard),
              "column " + guards_[i] + " holds " + column_value(s, col + 1).describe() + " (the write " +
@@ -338,9 +338,10 @@ class table_sql {
     for (const auto& x : extras) {
       if (x.kind == probe_extra::what::object_check) {
         if (sqlite3_column_int(s, col++) == 0) {
-          return wr::failed(write_status::permanent, {std::string(table_error::not_object),
-                                                      "column " + quote_identifier(x.column) +
-                                                          " does not hold a JSON object: a merge needs one"});
+          return wr::make_failed(
+              write_status::permanent,
+              {std::string(table_error::not_object),
+               "column " + quote_identifier(x.column) + " does not hold a JSON object: a merge needs one"});
         }
       } else if (x.kind == probe_extra::what::sql_size) {
         const auto size = static_cast<std::size_t>(sqlite3_column_int64(s, col++));
@@ -351,8 +352,9 @@ class table_sql {
     }
     auto cap = cap_failure(params, sized);
     if (cap.status == write_status::permanent) return cap;
-    return wr::failed(write_status::permanent,
-                      {"no_match", "the write matched no row, yet the key, token, guards and caps all pass"});
+    return wr::make_failed(
+        write_status::permanent,
+        {"no_match", "the write matched no row, yet the key, token, guards and caps all pass"});
   }
 
   /// `too_large` for the first capped bound value over its cap; else `exists` (a create's answer).
@@ -362,7 +364,7 @@ class table_sql {
       const std::size_t size = params.at(x.param).bytes.size();
       if (size > x.cap) return too_large(x, size);
     }
-    return write_result<table_token>::exists();
+    return write_result<table_token>::make_exists();
   }
 
   /// "key (name = text 'qb')": the key for messages.
@@ -446,7 +448,7 @@ class table_sql {
     return "coalesce(length(CAST(" + expr + " AS BLOB)), 0)";
   }
   static write_result<table_token> too_large(const probe_extra& x, std::size_t size) {
-    return write_result<table_token>::failed(
+    return write_result<table_token>::make_failed(
         write_status::permanent, {std::string(table_error::too_large),
                                   "column " + quote_identifier(x.column) + ": " + std::to_string(size) +
                                       " bytes > cap of " + std::to_string(x.cap)});

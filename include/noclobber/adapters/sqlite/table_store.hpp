@@ -151,14 +151,14 @@ class table_store {
         detail::stmt_use s(insert_.get());
         params.bind_to(s.get());
         const int rc = sqlite3_step(s.get());
-        if (rc == SQLITE_ROW) return write_result_type::applied(sql_->token_from_returning(s.get()));
+        if (rc == SQLITE_ROW) return write_result_type::make_applied(sql_->token_from_returning(s.get()));
         if (rc != SQLITE_DONE) return failed(rc);
       }
       // Nothing inserted: the key exists, or a cap refused the value.
       detail::stmt_use probe(probe_write_.get());
       params.bind_to(probe.get());
       const int rc = sqlite3_step(probe.get());
-      if (rc == SQLITE_ROW) return write_result_type::exists();
+      if (rc == SQLITE_ROW) return write_result_type::make_exists();
       if (rc != SQLITE_DONE) return failed(rc);
       return sql_->cap_failure(params, sql_->value_cap_sizes());
     });
@@ -172,7 +172,7 @@ class table_store {
       detail::stmt_use s(upsert_.get());
       params.bind_to(s.get());
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(sql_->token_from_returning(s.get()));
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(sql_->token_from_returning(s.get()));
       return failed(rc);
     });
   }
@@ -217,13 +217,13 @@ class table_store {
       detail::stmt_use s(statement);
       params.bind_to(s.get());
       const int rc = sqlite3_step(s.get());
-      if (rc == SQLITE_ROW) return write_result_type::applied(sql_->token_from_returning(s.get()));
+      if (rc == SQLITE_ROW) return write_result_type::make_applied(sql_->token_from_returning(s.get()));
       if (rc != SQLITE_DONE) return failed(rc);
     }
     detail::stmt_use p(probe);
     params.bind_to(p.get());
     const int rc = sqlite3_step(p.get());
-    if (rc == SQLITE_DONE) return write_result_type::absent();
+    if (rc == SQLITE_DONE) return write_result_type::make_absent();
     if (rc != SQLITE_ROW) return failed(rc);
     return sql_->diagnose(p.get(), token, params, extras);
   }
@@ -252,10 +252,10 @@ class table_store {
     return std::nullopt;
   }
   write_result_type failed(int rc) const {
-    return write_result_type::failed(classify(rc, false), detail::error_of(db_.get(), rc));
+    return write_result_type::make_failed(classify(rc, false), detail::error_of(db_.get(), rc));
   }
   static write_result_type permanent(store_error e) {
-    return write_result_type::failed(write_status::permanent, std::move(e));
+    return write_result_type::make_failed(write_status::permanent, std::move(e));
   }
 
   spec_type spec_;

@@ -1,8 +1,8 @@
-// Seed 000 on real servers: a SQLite database file kept as one object (in etcd, and behind HTTP
-// ETags on Apache mod_dav). Each store() downloads the file, inserts a row, uploads it
-// conditionally; 412/conflict re-downloads and retries. The seed's tests, reproduced: parallel
-// writes (20 store() + 5 chunk uploads), the seed race (the first create), CAS exhaustion, and
-// the per-key lock that serialises one process's writers.
+// The SQLite file kept as one object-store object (docs/scenarios.md), on real servers: in etcd,
+// and behind HTTP ETags on Apache mod_dav. Each store() downloads the file, inserts a row, uploads
+// it conditionally; 412/conflict re-downloads and retries. The original fix's tests, reproduced:
+// parallel writes (20 store() + 5 chunk uploads), the creation race (the first create), CAS
+// exhaustion, and the per-key lock that serialises one process's writers.
 #include <sqlite3.h>
 #include <noclobber/adapters/etcd.hpp>
 #include <noclobber/adapters/http_etag.hpp>
@@ -78,7 +78,7 @@ auto add_asset(const std::string& name) {
 }
 
 noclobber::retry_policy seed_policy(unsigned attempts) {
-  noclobber::retry_policy p;  // the seed: up to 5 attempts, jittered exponential backoff
+  noclobber::retry_policy p;  // as the original fix: up to 5 attempts, jittered exponential backoff
   p.max_attempts = attempts;
   p.backoff =
       noclobber::backoff_policy::full_jitter(std::chrono::milliseconds(1), std::chrono::milliseconds(50));
@@ -86,7 +86,7 @@ noclobber::retry_policy seed_policy(unsigned attempts) {
 }
 
 // 20 parallel store() + 5 parallel chunk uploads against one object, starting from no object at
-// all (so the first writes race to create it: the seed race). Returns the rows that survived.
+// all (so the first writes race to create it: the creation race). Returns the rows that survived.
 template <class Store, class Write>
 std::set<std::string> chaos(const std::string& key, std::function<std::unique_ptr<Store>()> make, Write write,
                             std::atomic<int>& failures) {
@@ -112,7 +112,8 @@ std::set<std::string> chaos(const std::string& key, std::function<std::unique_pt
 
 }  // namespace
 
-TEST_CASE("seed 000 on etcd: 20 store() + 5 chunk uploads, CAS only, no row lost", "[server][etcd][seed]") {
+TEST_CASE("object_store_file on etcd: 20 store() + 5 chunk uploads, CAS only, no row lost",
+          "[server][etcd][object_store_file]") {
   const std::string url = nc_test::server_env("NOCLOBBER_ETCD_URL");
   const std::string key = nc_test::unique_name("locations/db");
   std::atomic<int> failures{0};
@@ -126,7 +127,8 @@ TEST_CASE("seed 000 on etcd: 20 store() + 5 chunk uploads, CAS only, no row lost
   CHECK(rows.size() == 25);
 }
 
-TEST_CASE("seed 000 on etcd: the naive download-modify-put loses rows", "[server][etcd][seed]") {
+TEST_CASE("object_store_file on etcd: the naive download-modify-put loses rows",
+          "[server][etcd][object_store_file]") {
   const std::string url = nc_test::server_env("NOCLOBBER_ETCD_URL");
   const std::string key = nc_test::unique_name("locations/db");
   noclobber::etcd::store s(url);
@@ -146,8 +148,8 @@ TEST_CASE("seed 000 on etcd: the naive download-modify-put loses rows", "[server
   CHECK(db.names().size() == 1);  // 7 of 8 rows silently lost
 }
 
-TEST_CASE("seed 000 on etcd: CAS exhaustion gives up with the conflict, not silently",
-          "[server][etcd][seed]") {
+TEST_CASE("object_store_file on etcd: CAS exhaustion gives up with the conflict, not silently",
+          "[server][etcd][object_store_file]") {
   const std::string url = nc_test::server_env("NOCLOBBER_ETCD_URL");
   const std::string key = nc_test::unique_name("locations/db");
   noclobber::etcd::store s(url), rival(url);
@@ -173,7 +175,8 @@ TEST_CASE("seed 000 on etcd: CAS exhaustion gives up with the conflict, not sile
   CHECK(db.names().size() == 5);  // every rival write survived
 }
 
-TEST_CASE("seed 000 on Apache mod_dav: lock + ETag CAS in one process, no row lost", "[server][http][seed]") {
+TEST_CASE("object_store_file on Apache mod_dav: lock + ETag CAS in one process, no row lost",
+          "[server][http][object_store_file]") {
   const std::string url = nc_test::server_env("NOCLOBBER_DAV_URL");
   const std::string key = nc_test::unique_name("location") + ".sqlite";
   auto locks = std::make_shared<noclobber::keyed_mutex_map<std::string>>();
@@ -188,7 +191,8 @@ TEST_CASE("seed 000 on Apache mod_dav: lock + ETag CAS in one process, no row lo
   CHECK(rows.size() == 25);
 }
 
-TEST_CASE("seed 000 on Apache mod_dav: finding: ETag CAS alone loses rows there", "[server][http][seed]") {
+TEST_CASE("object_store_file on Apache mod_dav: finding: ETag CAS alone loses rows there",
+          "[server][http][object_store_file]") {
   // S3 makes If-Match / If-None-Match atomic; mod_dav does not (docs/adapters/http_etag.md).
   const std::string url = nc_test::server_env("NOCLOBBER_DAV_URL");
   int lost_rows = 0;

@@ -1,0 +1,50 @@
+// noclobber/keyed_mutex_map/options.hpp — the plain value types of keyed_mutex_map: its
+// constructor options, its counters, and a transparent hash for string keys.
+//
+// Overview
+// --------
+//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each)
+//   keyed_mutex_map_counters  what keyed_mutex_map::counters() returns
+//   string_hash               lets keyed_mutex_map<std::string, string_hash, std::equal_to<>> be
+//                             locked with a std::string_view or a const char* without building a
+//                             std::string
+//
+// Included by noclobber/keyed_mutex_map.hpp; include that.
+// Thread safety: plain values and a stateless function object.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace noclobber {
+
+// Transparent hash for string keys: keyed_mutex_map<std::string, string_hash, std::equal_to<>> can be
+// locked with a std::string_view or a const char* without building a std::string.
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(const std::string& s) const noexcept { return (*this)(std::string_view(s)); }
+  std::size_t operator()(const char* s) const noexcept { return (*this)(std::string_view(s)); }
+};
+
+// Snapshot of a map's counters. Each thread counts in its own cache line (relaxed), the snapshot
+// sums them; exact once the counting threads are quiescent.
+struct keyed_mutex_map_counters {
+  std::uint64_t acquisitions = 0;            // successful lock acquisitions (a lock_all of n keys: n)
+  std::uint64_t contended_acquisitions = 0;  // of those, the ones that found the key held first
+  std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
+                                             // a wake-up); about one per contended acquisition when
+                                             // waiters hold the key long, since a release wakes one
+};
+
+// Constructor options.
+struct keyed_mutex_map_options {
+  // Number of shards, a power of two >= 1. Each shard is one 64-byte cache line. More shards mean
+  // fewer unrelated keys sharing a line (better scaling across cores) at 64 bytes each.
+  std::size_t shard_count = 4096;
+};
+
+}  // namespace noclobber

@@ -1,0 +1,355 @@
+// noclobber/race_harness/checker.hpp — the race harness's checker: from a recorded history
+// (race_harness/records.hpp) to verdicts (race_check).
+//
+// Overview
+// --------
+// The rules follow Jepsen's Elle:
+//
+//   * lost update: two or more *successful* writes read the same version of the same key;
+//   * the successful writes of a key must form one version chain that ends in the key's final
+//     value: walk back from the final version through "read from" links; every successful write
+//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
+//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
+//     counted as lost, and it counts as landed when the final chain passes through it.
+//
+// check_race_history runs in phases, each a function over the shared history_index:
+//
+//   index_writes        one entry per distinct written value (attempts that sent the same value
+//                       merged: ok if any applied, unknown if any was unknown, else failed)
+//   group_readers       successful writes grouped by the version they read (Elle's lost-update
+//                       pairs); reads of a version nobody wrote are anomalies
+//   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
+//   collect_lost        successful writes off every chain, in order of completion
+//   name_replacers      for each lost write, the write that replaced it (see there)
+//
+// It runs in time linear in the number of records (hash tables sized up front); losses add a
+// sort, only when there are losses. See bench/bench_race_harness.cpp.
+//
+// Extending: a new verdict is one more phase over history_index filling its own field of
+// race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
+// race_check, never the phases' internals.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "noclobber/race_harness/records.hpp"
+
+namespace noclobber {
+
+/// A successful write that is not in the final state, and the write that replaced it.
+struct lost_write {
+  race_write lost;
+  race_write overwritten_by;  ///< writer 0 when no replacing write was recorded
+};
+
+/// The checker's verdict.
+struct race_check {
+  std::size_t write_attempts = 0;
+  std::size_t applied = 0;         ///< distinct values the store said it applied
+  std::size_t failed = 0;          ///< attempts that did not apply
+  std::size_t unknown = 0;         ///< distinct values with an unknown outcome
+  std::size_t unknown_landed = 0;  ///< of those, how many the final chain passes through
+  /// Elle's count: for each (key, version) read by n ≥ 2 successful writes, n − 1.
+  std::size_t lost_update_pairs = 0;
+  std::vector<lost_write> lost;        ///< successful writes missing from the final state
+  std::vector<std::string> anomalies;  ///< anything else that breaks the rules, in words
+
+  [[nodiscard]] bool ok() const noexcept {
+    return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
+  }
+};
+
+namespace detail {
+
+/// A fixed-capacity open-addressing table (linear probing, no erase): the checker knows its
+/// maximum size up front, and flat slots keep it linear in practice, not only on paper.
+template <class K, class V, class Hash>
+class flat_table {
+ public:
+  explicit flat_table(std::size_t max_entries) {
+    std::size_t capacity = 16;
+    while (capacity < max_entries * 2) capacity <<= 1;
+    slots_.resize(capacity);
+    mask_ = capacity - 1;
+  }
+  /// The value for `key`, inserting `value` when absent; second: whether it was inserted.
+  std::pair<V*, bool> try_emplace(const K& key, const V& value) {
+    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (!s.used) {
+        s.used = true;
+        s.key = key;
+        s.value = value;
+        return {&s.value, true};
+      }
+      if (s.key == key) return {&s.value, false};
+    }
+  }
+  V* find(const K& key) {
+    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (!s.used) return nullptr;
+      if (s.key == key) return &s.value;
+    }
+  }
+
+ private:
+  struct slot {
+    K key{};
+    V value{};
+    bool used = false;
+  };
+  std::vector<slot> slots_;
+  std::size_t mask_ = 0;
+};
+
+struct key_version_hash {
+  std::size_t operator()(const std::pair<std::uint32_t, write_id>& p) const noexcept {
+    return id_hash{}(p.second ^ (static_cast<write_id>(p.first) * 0x9e3779b97f4a7c15ULL));
+  }
+};
+
+}  // namespace detail
+
+namespace detail {
+
+/// One distinct written value of a history.
+struct checked_write {
+  std::uint32_t record;  ///< index in race_history::writes of the attempt that decided the outcome
+  op_outcome outcome;
+  bool on_chain;  ///< a key's final chain passes through it
+};
+
+/// The successful writes that read one version: how many, and the first (a checked_write index).
+struct version_readers {
+  std::uint32_t count = 0;
+  std::uint32_t first = 0;
+};
+
+/// What the checker's phases share.
+struct history_index {
+  explicit history_index(const race_history& history) : h(history), by_value(history.writes.size()) {}
+
+  const race_history& h;
+  std::vector<checked_write> writes;                      ///< one per distinct written value
+  flat_table<write_id, std::uint32_t, id_hash> by_value;  ///< written value -> index in `writes`
+  std::vector<version_readers> readers;                   ///< per entry of `writes`: who read its value
+
+  [[nodiscard]] const race_write& record_of(std::uint32_t n) const { return h.writes[writes[n].record]; }
+};
+
+inline int outcome_rank(op_outcome o) noexcept {
+  return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
+}
+
+/// Phase 1: one entry per distinct written value. A value sent twice (a transient retry of the
+/// same request) is merged: ok if any attempt applied, unknown if any was unknown, else failed.
+inline void index_writes(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.writes.reserve(h.writes.size());
+  for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+    const race_write& w = h.writes[i];
+    if (w.outcome == op_outcome::failed) ++c.failed;
+    auto [slot, inserted] = ix.by_value.try_emplace(w.written, static_cast<std::uint32_t>(ix.writes.size()));
+    if (inserted) {
+      ix.writes.push_back({i, w.outcome, false});
+      continue;
+    }
+    checked_write& e = ix.writes[*slot];
+    if (h.writes[e.record].key != w.key) {
+      c.anomalies.push_back("value " + std::to_string(w.written) + " was written to two keys (" +
+                            describe_write(h.writes[e.record]) + ", " + describe_write(w) + ")");
+    }
+    if (outcome_rank(w.outcome) > outcome_rank(e.outcome)) e = checked_write{i, w.outcome, false};
+  }
+}
+
+/// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
+/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
+/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
+/// write produced (and that is not from before the run) is an anomaly.
+inline void group_readers(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  ix.readers.assign(ix.writes.size(), version_readers{});
+  std::unordered_map<std::pair<std::uint32_t, write_id>, version_readers, key_version_hash> other_versions;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    const checked_write& e = ix.writes[n];
+    const race_write& w = h.writes[e.record];
+    if (e.outcome == op_outcome::unknown) ++c.unknown;
+    if (e.outcome != op_outcome::ok) continue;
+    ++c.applied;
+    const std::uint32_t* parent = ix.by_value.find(w.read_from);
+    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
+    if (g.count++ == 0)
+      g.first = n;
+    else
+      ++c.lost_update_pairs;
+    const bool from_before_run =
+        w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
+        (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
+    if (!from_before_run && parent == nullptr) {
+      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
+                            ", which no recorded write produced");
+    }
+  }
+}
+
+/// Phase 3: walks each key's chain back from its final version to the version the run started
+/// from, marking every entry on it (unknown ones count as landed). Breaks, loops, another key's
+/// value and a value the store called not applied are anomalies.
+inline void walk_final_chains(history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
+    const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
+    write_id v = h.final_versions[k];
+    std::size_t steps = 0;
+    auto key_name = [&] { return k < h.keys.size() ? h.keys[k] : std::to_string(k); };
+    while (v != initial_version && v != start && (v & foreign_version_bit) == 0) {
+      const std::uint32_t* at = ix.by_value.find(v);
+      if (at == nullptr) {
+        // A broken link further down was already reported with the write that read it.
+        if (steps == 0) {
+          c.anomalies.push_back("key " + key_name() + " holds version " + std::to_string(v) +
+                                ", which no recorded write produced");
+        }
+        break;
+      }
+      checked_write& e = ix.writes[*at];
+      const race_write& w = h.writes[e.record];
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
+        break;
+      }
+      if (w.key != k) {
+        c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
+                              describe_write(w));
+        break;
+      }
+      if (e.outcome == op_outcome::failed) {
+        c.anomalies.push_back("key " + key_name() + " holds the value of " + describe_write(w) +
+                              ", which the store reported as not applied");
+      }
+      e.on_chain = true;
+      if (e.outcome == op_outcome::unknown) ++c.unknown_landed;
+      v = w.read_from;
+    }
+  }
+}
+
+/// Phase 4: the successful writes no chain passed through (lost), in order of completion.
+inline std::vector<std::uint32_t> collect_lost(const history_index& ix) {
+  std::vector<std::uint32_t> lost;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::ok && !ix.writes[n].on_chain) lost.push_back(n);
+  }
+  std::sort(lost.begin(), lost.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
+  });
+  return lost;
+}
+
+/// Who replaced the tip of a lost branch: the chain write that read the same version, or else the
+/// next write applied to the key after the tip completed. Built only when something was lost.
+class replacement_index {
+ public:
+  static constexpr std::uint32_t none = ~0u;
+
+  explicit replacement_index(const history_index& ix)
+      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
+    for (const checked_write& e : ix.writes) {
+      const race_write& w = h_.writes[e.record];
+      if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
+      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
+        applied_by_key_[w.key].push_back(e.record);
+    }
+    for (auto& v : applied_by_key_) {
+      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return h_.writes[a].complete < h_.writes[b].complete;
+      });
+    }
+  }
+
+  /// The record that replaced `tip`, or none.
+  [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
+    if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
+    if (tip.key >= applied_by_key_.size()) return none;
+    const auto& v = applied_by_key_[tip.key];
+    auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
+                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
+    return it == v.end() ? none : *it;
+  }
+
+ private:
+  static std::size_t count_on_chain(const history_index& ix) {
+    std::size_t n = 0;
+    for (const checked_write& e : ix.writes) n += e.on_chain;
+    return n;
+  }
+
+  const race_history& h_;
+  flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> chain_reader_;
+  std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
+};
+
+/// Phase 5: a lost write that a later successful write read lives on in that write, so its loss
+/// is the loss of the branch tip below it; the tip was replaced as replacement_index says. Walks
+/// each lost write down to its tip once (what a walk resolves is remembered for the others) and
+/// appends the lost writes with their replacers to c.lost.
+inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
+  constexpr std::uint32_t none = replacement_index::none;
+  replacement_index replacements(ix);
+  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
+  std::vector<char> resolved(ix.writes.size(), 0);
+  std::vector<std::uint32_t> path;
+  c.lost.reserve(lost.size());
+  for (std::uint32_t n : lost) {
+    path.clear();
+    std::uint32_t at = n;
+    std::uint32_t found = none;
+    for (std::size_t guard = 0; guard <= lost.size(); ++guard) {
+      if (resolved[at]) {
+        found = replacer[at];
+        break;
+      }
+      path.push_back(at);
+      const version_readers& child = ix.readers[at];
+      if (child.count == 0 || child.first == at) {
+        found = replacements.replacer_of_tip(ix.record_of(at));
+        break;
+      }
+      at = child.first;
+    }
+    for (std::uint32_t p : path) {
+      resolved[p] = 1;
+      replacer[p] = found;
+    }
+    lost_write l{ix.record_of(n), {}};
+    if (found != none) l.overwritten_by = ix.h.writes[found];
+    c.lost.push_back(l);
+  }
+}
+
+}  // namespace detail
+
+/// Checks a history (see the overview for the rules and the phases).
+[[nodiscard]] inline race_check check_race_history(const race_history& h) {
+  race_check c;
+  c.write_attempts = h.writes.size();
+  detail::history_index ix(h);
+  detail::index_writes(ix, c);
+  detail::group_readers(ix, c);
+  detail::walk_final_chains(ix, c);
+  const std::vector<std::uint32_t> lost = detail::collect_lost(ix);
+  if (!lost.empty()) detail::name_replacers(ix, lost, c);
+  return c;
+}
+
+}  // namespace noclobber

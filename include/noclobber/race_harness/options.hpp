@@ -1,0 +1,118 @@
+// noclobber/race_harness/options.hpp — what a race harness run does: race_options.
+//
+// Overview
+// --------
+// `race_options<Key, Value>` (or `race_options_for<Store>`) says how many writers run how many
+// operations, in which mode (forced / explore / stress, see noclobber/race_harness.hpp), on
+// which keys, with which values (race_harness/workload.hpp), and how long writers wait for each
+// other. A report's replay line (race_report::replay_line) sets the fields that reproduce a run:
+//
+//   noclobber::race_options_for<my_store> opt;
+//   opt.apply_replay("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=12345");
+//
+// Timeouts saturate: `std::chrono::milliseconds::max()` means "wait without limit" (in forced
+// mode a store that serialises the writers then makes the run wait for ever instead of
+// reporting "writers serialised").
+//
+// Thread safety: a plain value; the harness reads it from every writer thread and never writes
+// it during a run.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "noclobber/conditional_writer.hpp"
+#include "noclobber/race_harness/report.hpp"
+#include "noclobber/race_harness/workload.hpp"
+
+namespace noclobber {
+
+/// What to run. Defaults: 8 forced writers, one op each, on one key.
+template <class Key, class Value>
+struct race_options {
+  unsigned writers = 8;         ///< W, 1 … 65535
+  unsigned ops_per_writer = 1;  ///< K, ≥ 1
+  race_mode mode = race_mode::forced;
+  std::uint64_t seed = 1;                 ///< master seed: key choice, explore schedules
+  unsigned iterations = 10;               ///< explore: schedules to try
+  unsigned depth = 2;                     ///< explore: PCT depth d (d − 1 change points), 1 … 8
+  bool stop_at_first_failure = true;      ///< explore: stop at the first losing schedule
+  std::optional<std::uint64_t> schedule;  ///< explore: run exactly this schedule seed (replay)
+  /// forced: how long writers wait for each other (milliseconds::max(): without limit)
+  std::chrono::milliseconds barrier_timeout{1000};
+  /// explore: a writer silent this long is blocked (milliseconds::max(): never)
+  std::chrono::milliseconds stall_timeout{200};
+  /// The keys ops write; each op picks one (seeded), or `choose_key(writer, op, random)` picks an
+  /// index. Empty: one key, "noclobber/race" (for keys constructible from a string).
+  std::vector<Key> keys;
+  std::function<std::size_t(std::uint32_t writer, std::uint32_t op, std::uint64_t random)> choose_key;
+  /// How values are made unique; empty: append_workload() for std::string values.
+  race_workload<Value> workload;
+  std::string store_name = "store";
+  std::string strategy_name = "strategy";
+  /// Number of the first writer (runs in several processes give each a disjoint range).
+  std::uint32_t first_writer = 1;
+
+  /// Applies a report's replay line ("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…").
+  /// Throws std::invalid_argument naming a token it does not understand.
+  void apply_replay(std::string_view line) {
+    std::size_t pos = 0;
+    while (pos < line.size()) {
+      while (pos < line.size() && line[pos] == ' ') ++pos;
+      const std::size_t end = std::min(line.find(' ', pos), line.size());
+      if (end == pos) break;
+      const std::string_view token = line.substr(pos, end - pos);
+      pos = end;
+      const auto eq = token.find('=');
+      if (eq == std::string_view::npos) {
+        throw std::invalid_argument("noclobber: replay token '" + std::string(token) + "' is not key=value");
+      }
+      const std::string_view name = token.substr(0, eq);
+      const std::string value(token.substr(eq + 1));
+      auto number = [&]() -> std::uint64_t {
+        std::size_t used = 0;
+        std::uint64_t n = 0;
+        try {
+          n = std::stoull(value, &used, 0);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != value.size() || value.empty()) {
+          throw std::invalid_argument("noclobber: replay value '" + value + "' for '" + std::string(name) +
+                                      "' is not a number");
+        }
+        return n;
+      };
+      if (name == "mode")
+        mode = parse_race_mode(value);
+      else if (name == "writers")
+        writers = static_cast<unsigned>(number());
+      else if (name == "ops")
+        ops_per_writer = static_cast<unsigned>(number());
+      else if (name == "seed")
+        seed = number();
+      else if (name == "depth")
+        depth = static_cast<unsigned>(number());
+      else if (name == "schedule")
+        schedule = number();
+      else if (name == "iterations")
+        iterations = static_cast<unsigned>(number());
+      else
+        throw std::invalid_argument("noclobber: unknown replay key '" + std::string(name) + "'");
+    }
+  }
+};
+
+template <class Store>
+using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
+
+}  // namespace noclobber

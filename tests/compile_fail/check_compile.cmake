@@ -1,0 +1,30 @@
+# Run by tests/compile_fail/CMakeLists.txt: compiles SOURCE with CXX (syntax only) and checks the
+# outcome (see there). Arguments: CXX, INCLUDE, SOURCE, SUCCEED, EXPECT, REJECT.
+# EXPECT and REJECT arrive with their ';' escaped (add_test would split them otherwise); unescaped
+# here, or several texts would be checked as one joined string (and a REJECT list never fire).
+string(REPLACE "\\;" ";" EXPECT "${EXPECT}")
+string(REPLACE "\\;" ";" REJECT "${REJECT}")
+execute_process(COMMAND "${CXX}" -std=c++20 -fsyntax-only "-I${INCLUDE}" "${SOURCE}"
+                RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(text "${out}${err}")
+if(SUCCEED)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "expected ${SOURCE} to compile, but it failed:\n${text}")
+  endif()
+  return()
+endif()
+if(status EQUAL 0)
+  message(FATAL_ERROR "expected ${SOURCE} to be rejected, but it compiled")
+endif()
+foreach(want IN LISTS EXPECT)
+  string(FIND "${text}" "${want}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "the compiler's output lacks \"${want}\":\n${text}")
+  endif()
+endforeach()
+foreach(unwanted IN LISTS REJECT)
+  string(FIND "${text}" "${unwanted}" at)
+  if(NOT at EQUAL -1)
+    message(FATAL_ERROR "the compiler's output says \"${unwanted}\", which is not the problem:\n${text}")
+  endif()
+endforeach()
