@@ -282,6 +282,27 @@ class record_mapping {
     return nullptr;
   }
 
+  /// The field `member` is mapped to, and `v` converted as the mapping says: what a sparse patch
+  /// of that member sets. std::invalid_argument (naming `who`) when the member is not mapped or
+  /// `v` cannot be converted.
+  // clang-format off
+  template <class M, class V, class R = Record>
+  requires std::is_class_v<R>
+  [[nodiscard]] std::pair<std::string, field_value> member_field(M R::*member, V&& v,
+                                                                 std::string_view who) const {
+    // clang-format on
+    const field* f = find(member);
+    if (f == nullptr) {
+      throw std::invalid_argument(std::string(who) + ": that member of the value is not mapped to a field");
+    }
+    Record record{};
+    record.*member = std::forward<V>(v);
+    field_value out;
+    store_error e;
+    if (!f->get(record, out, e)) throw std::invalid_argument(std::string(who) + ": " + e.message);
+    return {f->name, std::move(out)};
+  }
+
   /// Every field of `r`, in order; false (and `e`) when one cannot be encoded.
   bool encode(const Record& r, std::vector<field_value>& out, store_error& e) const {
     out.clear();

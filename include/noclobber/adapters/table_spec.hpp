@@ -173,17 +173,8 @@ class table_spec {
   requires std::is_class_v<R>
   table_patch& set(table_patch& p, M R::*member, V&& v) const {
     // clang-format on
-    const auto* f = values_.find(member);
-    if (f == nullptr) {
-      throw std::invalid_argument(
-          "noclobber::table_spec::set: that member of the value is not mapped to a column");
-    }
-    Value record{};
-    record.*member = std::forward<V>(v);
-    field_value out;
-    store_error e;
-    if (!f->get(record, out, e)) throw std::invalid_argument("noclobber::table_spec::set: " + e.message);
-    return p.set(f->name, std::move(out));
+    auto [name, value] = values_.member_field(member, std::forward<V>(v), "noclobber::table_spec::set");
+    return p.set(std::move(name), std::move(value));
   }
 
   /// Throws std::invalid_argument when the spec itself is incomplete or contradictory.
