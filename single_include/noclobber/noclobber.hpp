@@ -1735,6 +1735,21 @@ inline void codec_failed(store_error& error, std::string_view context, std::stri
   error.code = std::string(codec_error_code);
   error.message = context.empty() ? std::string(what) : std::string(context) + ": " + std::string(what);
 }
+
+/// `run()`'s result; on any exception but std::bad_alloc: nullopt, and `error` says what.
+template <class R, class Run>
+[[nodiscard]] std::optional<R> run_codec(Run&& run, store_error& error, std::string_view context) {
+  try {
+    return std::optional<R>(std::in_place, run());
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    codec_failed(error, context, e.what());
+  } catch (...) {
+    codec_failed(error, context, "the codec threw an exception that is not a std::exception");
+  }
+  return std::nullopt;
+}
 }  // namespace detail
 
 /// Decodes `bytes` with `c`. On failure: nullopt, and `error` holds {"codec", what()}.
@@ -1743,17 +1758,7 @@ template <class T, class C, class Bytes>
 requires codec<C, T, Bytes>
 [[nodiscard]] std::optional<T> run_decode(const C& c, const Bytes& bytes, store_error& error,
                                           std::string_view context = {}) {
-  try {
-    return std::optional<T>(std::in_place, c.decode(bytes));
-  } catch (const std::bad_alloc&) {
-    throw;
-  } catch (const std::exception& e) {
-    detail::codec_failed(error, context, e.what());
-    return std::nullopt;
-  } catch (...) {
-    detail::codec_failed(error, context, "the codec threw an exception that is not a std::exception");
-    return std::nullopt;
-  }
+  return detail::run_codec<T>([&]() -> T { return c.decode(bytes); }, error, context);
 }
 
 /// Encodes `value` with `c`. On failure: nullopt, and `error` holds {"codec", what()}.
@@ -1761,17 +1766,7 @@ template <class Bytes, class C, class T>
 requires codec<C, T, Bytes>
 [[nodiscard]] std::optional<Bytes> run_encode(const C& c, const T& value, store_error& error,
                                               std::string_view context = {}) {
-  try {
-    return std::optional<Bytes>(std::in_place, c.encode(value));
-  } catch (const std::bad_alloc&) {
-    throw;
-  } catch (const std::exception& e) {
-    detail::codec_failed(error, context, e.what());
-    return std::nullopt;
-  } catch (...) {
-    detail::codec_failed(error, context, "the codec threw an exception that is not a std::exception");
-    return std::nullopt;
-  }
+  return detail::run_codec<Bytes>([&]() -> Bytes { return c.encode(value); }, error, context);
 }
 
 }  // namespace noclobber

@@ -32,6 +32,8 @@
 
 namespace nc = noclobber;
 namespace pg = noclobber::postgres;
+using noclobber_test::model;
+using noclobber_test::patient;
 
 namespace {
 
@@ -43,13 +45,6 @@ void exec_ok(pg::connection& c, const std::string& sql) {
   auto r = c.exec_simple(sql, true);
   INFO(sql << ": " << r.error.message);
   REQUIRE(r.ok());
-}
-
-nc::retry_policy patient() {
-  nc::retry_policy p;
-  p.max_attempts = 10000;
-  p.backoff = nc::backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
-  return p;
 }
 
 // ---- the env PATCH ----------------------------------------------------------------------------
@@ -289,15 +284,6 @@ TEST_CASE("scenario, env PATCH: the 64 KiB cap is checked by the server, in the 
 
 namespace {
 
-struct model {
-  std::string description;
-  std::int64_t edits = 0;
-  std::vector<std::string> columns;
-  std::optional<std::string> backing_sql;
-  std::optional<std::string> data_source;
-  bool operator==(const model&) const = default;
-};
-
 struct models_table {
   pg::connection admin{conninfo()};
   std::string name = nc_test::unique_name("models");
@@ -341,54 +327,11 @@ TEST_CASE("scenario, model cache refresh: 8 editors and 8 refreshers race; no ed
           "[server][postgres][scenario]") {
   models_table t;
   const auto spec = t.spec();
-  constexpr int editors = 8, refreshers = 8, rounds = 25;
-  std::atomic<int> applied{0}, dropped{0}, errors{0};
-  std::latch start(editors + refreshers);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < editors + refreshers; ++i) {
-    threads.emplace_back([&, i] {
-      pg::table_store<model> s(conninfo(), spec);
-      start.arrive_and_wait();
-      for (int round = 0; round < rounds; ++round) {
-        if (i < editors) {
-          auto r = nc::read_modify_write(
-              s, "qb",
-              [&](const std::optional<model>& m) -> nc::update<model> {
-                model next = *m;
-                ++next.edits;
-                next.description = "edit " + std::to_string(i) + "." + std::to_string(round);
-                return next;
-              },
-              patient());
-          if (!r.ok()) ++errors;
-        } else {
-          auto loaded = s.read("qb");
-          if (!loaded.found()) {
-            ++errors;
-            continue;
-          }
-          nc::table_patch p;  // the three cache columns, from the revision loaded
-          spec.set(p, &model::columns,
-                   std::vector<std::string>{"region", "total-" + std::to_string(loaded.value.edits)});
-          spec.set(p, &model::backing_sql, std::optional<std::string>("SELECT region FROM t"));
-          spec.set(p, &model::data_source, std::optional<std::string>("warehouse"));
-          auto r = nc::patch_if_unchanged(s, "qb", loaded.token, p, nc::patch_conflict::drop, patient());
-          if (r.outcome == nc::patch_outcome::applied) {
-            ++applied;
-          } else if (r.outcome == nc::patch_outcome::dropped) {
-            ++dropped;
-          } else {
-            ++errors;
-          }
-        }
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  CHECK(errors == 0);
-  CHECK(applied + dropped == refreshers * rounds);
+  const auto counts = noclobber_test::race_cache_refresh(
+      [&] { return pg::table_store<model>(conninfo(), spec); }, "qb", spec);
+  CHECK(counts.errors == 0);
+  CHECK(counts.applied + counts.dropped == 8 * 25);
+  CHECK(counts.applied > 0);
   pg::table_store<model> check(conninfo(), spec);
-  const model m = check.read("qb").value;
-  CHECK(m.edits == editors * rounds);  // every edit survived every refresh
-  CHECK(applied > 0);
+  CHECK(check.read("qb").value.edits == 8 * 25);  // every edit survived every refresh
 }

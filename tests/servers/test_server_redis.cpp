@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "redis_raw.hpp"
 #include "server_env.hpp"
 
 namespace rd = noclobber::redis;
@@ -19,14 +20,10 @@ using noclobber::write_status;
 
 namespace {
 
-std::string addr() {
-  return nc_test::server_env("NOCLOBBER_REDIS_ADDR");
-}
+using nc_test::raw;
 
-rd::detail::reply_ptr raw(redisContext* c, std::initializer_list<std::string_view> args) {
-  auto r = rd::detail::command(c, args);
-  REQUIRE(r != nullptr);
-  return r;
+std::string addr() {
+  return nc_test::redis_addr();
 }
 
 // True when a MULTI/EXEC on `c` runs although `key` was changed by another client just before:

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "redis_raw.hpp"
 #include "server_env.hpp"
 
 namespace nc = noclobber;
@@ -23,14 +24,10 @@ using nc::write_status;
 
 namespace {
 
-std::string addr() {
-  return nc_test::server_env("NOCLOBBER_REDIS_ADDR");
-}
+using nc_test::raw;
 
-rd::detail::reply_ptr raw(redisContext* c, std::initializer_list<std::string_view> args) {
-  auto r = rd::detail::command(c, args);
-  REQUIRE(r != nullptr);
-  return r;
+std::string addr() {
+  return nc_test::redis_addr();
 }
 
 // The field of a hash as the server holds it; nullopt when there is none.

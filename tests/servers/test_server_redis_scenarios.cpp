@@ -27,28 +27,13 @@
 
 namespace nc = noclobber;
 namespace rd = noclobber::redis;
+using noclobber_test::model;
 
 namespace {
 
 std::string addr() {
   return nc_test::server_env("NOCLOBBER_REDIS_ADDR");
 }
-
-nc::retry_policy patient() {
-  nc::retry_policy p;
-  p.max_attempts = 10000;
-  p.backoff = nc::backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
-  return p;
-}
-
-struct model {
-  std::string description;                 // what editors change
-  std::int64_t edits = 0;                  // how many edits it has had
-  std::vector<std::string> columns;        // cache: resolved columns (a JSON field)
-  std::optional<std::string> backing_sql;  // cache
-  std::optional<std::string> data_source;  // cache
-  friend bool operator==(const model&, const model&) = default;
-};
 
 model initial_model() {
   model m;
@@ -118,56 +103,13 @@ TEST_CASE("scenario, model cache refresh on a Redis hash: 8 editors and 8 refres
       rd::hash_store<model> s(addr(), spec, m);
       REQUIRE(s.create_if_absent(key, initial_model()).ok());
     }
-    constexpr int editors = 8, refreshers = 8, rounds = 25;
-    std::atomic<int> applied{0}, dropped{0}, errors{0};
-    std::latch start(editors + refreshers);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < editors + refreshers; ++i) {
-      threads.emplace_back([&, i] {
-        rd::hash_store<model> s(addr(), spec, m);
-        start.arrive_and_wait();
-        for (int round = 0; round < rounds; ++round) {
-          if (i < editors) {
-            auto r = nc::read_modify_write(
-                s, key,
-                [&](const std::optional<model>& cur) -> nc::update<model> {
-                  model next = *cur;
-                  ++next.edits;
-                  next.description = "edit " + std::to_string(i) + "." + std::to_string(round);
-                  return next;
-                },
-                patient());
-            if (!r.ok()) ++errors;
-            continue;
-          }
-          auto loaded = s.read(key);
-          if (!loaded.found()) {
-            ++errors;
-            continue;
-          }
-          nc::table_patch p;  // the three cache fields, from the revision loaded
-          spec.set(p, &model::columns,
-                   std::vector<std::string>{"region", "total-" + std::to_string(loaded.value.edits)});
-          spec.set(p, &model::backing_sql, std::optional<std::string>("SELECT region FROM t"));
-          spec.set(p, &model::data_source, std::optional<std::string>("warehouse"));
-          auto r = nc::patch_if_unchanged(s, key, loaded.token, p, nc::patch_conflict::drop, patient());
-          if (r.outcome == nc::patch_outcome::applied) {
-            ++applied;
-          } else if (r.outcome == nc::patch_outcome::dropped) {
-            ++dropped;
-          } else {
-            ++errors;
-          }
-        }
-      });
-    }
-    for (auto& th : threads) th.join();
-    CHECK(errors == 0);
-    CHECK(applied + dropped == refreshers * rounds);
-    CHECK(applied > 0);
+    const auto counts =
+        noclobber_test::race_cache_refresh([&] { return rd::hash_store<model>(addr(), spec, m); }, key, spec);
+    CHECK(counts.errors == 0);
+    CHECK(counts.applied + counts.dropped == 8 * 25);
+    CHECK(counts.applied > 0);
     rd::hash_store<model> check(addr(), spec, m);
-    const model final_model = check.read(key).value;
-    CHECK(final_model.edits == editors * rounds);  // every edit survived every refresh
+    CHECK(check.read(key).value.edits == 8 * 25);  // every edit survived every refresh
   }
 }
 

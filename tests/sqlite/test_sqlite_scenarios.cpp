@@ -36,26 +36,12 @@
 
 namespace nc = noclobber;
 using nc::sqlite::table_store;
+using noclobber_test::model;
+using noclobber_test::patient;
 
 namespace {
 
-nc::retry_policy patient() {
-  nc::retry_policy p;
-  p.max_attempts = 10000;
-  p.backoff = nc::backoff_policy::full_jitter(std::chrono::microseconds(50), std::chrono::milliseconds(2));
-  return p;
-}
-
 // ---- the model cache refresh --------------------------------------------------------------------
-
-struct model {
-  std::string description;                 // what editors change
-  std::int64_t edits = 0;                  // how many edits it has had
-  std::vector<std::string> columns;        // cache: resolved columns (a JSON column)
-  std::optional<std::string> backing_sql;  // cache
-  std::optional<std::string> data_source;  // cache
-  friend bool operator==(const model&, const model&) = default;
-};
 
 void make_models(const std::string& path) {
   noclobber_test::raw_db raw(path);
@@ -160,51 +146,13 @@ TEST_CASE("scenario, model cache refresh: 8 editors and 8 refreshers race; no ed
   noclobber_test::temp_db file("scn_refresh_race");
   make_models(file.path());
   const auto spec = models_spec();
-  constexpr int editors = 8, refreshers = 8, rounds = 25;
-  std::atomic<int> applied{0}, dropped{0}, errors{0};
-  std::latch start(editors + refreshers);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < editors + refreshers; ++i) {
-    threads.emplace_back([&, i] {
-      table_store<model> s(file.path(), spec);
-      start.arrive_and_wait();
-      for (int round = 0; round < rounds; ++round) {
-        if (i < editors) {
-          auto r = nc::read_modify_write(
-              s, "qb",
-              [&](const std::optional<model>& m) -> nc::update<model> {
-                model next = *m;
-                ++next.edits;
-                next.description = "edit " + std::to_string(i) + "." + std::to_string(round);
-                return next;
-              },
-              patient());
-          if (!r.ok()) ++errors;
-        } else {
-          auto loaded = s.read("qb");
-          if (!loaded.found()) {
-            ++errors;
-            continue;
-          }
-          auto r = nc::patch_if_unchanged(s, "qb", loaded.token, cache_refresh(spec, loaded.value),
-                                          nc::patch_conflict::drop, patient());
-          if (r.outcome == nc::patch_outcome::applied) {
-            ++applied;
-          } else if (r.outcome == nc::patch_outcome::dropped) {
-            ++dropped;
-          } else {
-            ++errors;
-          }
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  CHECK(errors == 0);
-  CHECK(applied + dropped == refreshers * rounds);
-  CHECK(applied > 0);
+  const auto counts =
+      noclobber_test::race_cache_refresh([&] { return table_store<model>(file.path(), spec); }, "qb", spec);
+  CHECK(counts.errors == 0);
+  CHECK(counts.applied + counts.dropped == 8 * 25);
+  CHECK(counts.applied > 0);
   table_store<model> check(file.path(), spec);
-  CHECK(check.read("qb").value.edits == editors * rounds);  // every edit survived every refresh
+  CHECK(check.read("qb").value.edits == 8 * 25);  // every edit survived every refresh
 }
 
 // ---- the import ledger --------------------------------------------------------------------------
