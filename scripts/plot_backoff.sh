@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates docs/img/backoff_writes.svg and docs/img/backoff_completion.svg (writes and
 # completion time against clients, per strategy) from the JSON output of bench_backoff_sim, and
-# prints the same numbers as a Markdown table.
+# prints the Markdown tables of docs/backoff.md: the numbers, the ratios to full jitter, and
+# where the writes go (writes by attempt number).
 #
 #   bash scripts/plot_backoff.sh [SIM_JSON]
 #
@@ -29,8 +30,10 @@ strategies=$(jq -r '.benchmarks[].name | select(startswith("sim/")) | split("/")
 
 for s in $strategies; do
   jq -r --arg s "$s" '.benchmarks[] | select(.name | startswith("sim/" + $s + "/"))
-    | "\(.clients) \(.writes) \(.completion_ms)"' "$json" | sort -n >"$tmp/$s.dat"
+    | "\(.clients) \(.writes) \(.completion_ms) \(.attempt_1) \(.attempt_2) \(.attempt_3) \(.attempt_4) \(.attempt_5) \(.attempt_6) \(.bound)"' \
+    "$json" | sort -n >"$tmp/$s.dat"
 done
+[ -f "$tmp/full_jitter.dat" ] || { echo "plot_backoff.sh: no sim/full_jitter in $json" >&2; exit 1; }
 
 # Markdown table: one row per strategy, writes / completion (ms) per N.
 ns=$(cut -d' ' -f1 "$tmp/$(echo "$strategies" | head -1).dat" | tr '\n' ' ')
@@ -38,8 +41,28 @@ printf '| strategy |'; for n in $ns; do printf ' N=%s writes | N=%s ms |' "$n" "
 printf '|---|'; for _ in $ns; do printf -- '---:|---:|'; done; echo
 for s in $strategies; do
   printf '| %s |' "$s"
-  while read -r _ w c; do printf ' %.0f | %.0f |' "$w" "$c"; done <"$tmp/$s.dat"
+  while read -r _ w c _; do printf ' %.0f | %.0f |' "$w" "$c"; done <"$tmp/$s.dat"
   echo
+done
+
+# Ratios to full jitter (the issue's yardstick): writes x / completion x per N.
+echo
+printf '| strategy |'; for n in $ns; do printf ' N=%s |' "$n"; done; echo
+printf '|---|'; for _ in $ns; do printf -- '---:|'; done; echo
+for s in $strategies; do
+  printf '| %s |' "$s"
+  paste -d' ' "$tmp/$s.dat" "$tmp/full_jitter.dat" |
+    awk '{ printf " %.2f / %.2f |", $2 / $12, $3 / $13 } END { print "" }'
+done
+
+# Where the writes go: writes by attempt number at the smallest and largest N.
+echo
+echo '| strategy | N | attempt 1 | 2 | 3 | 4 | 5 | 6 and later | writes | bound |'
+echo '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+for s in $strategies; do
+  for n in $(cut -d' ' -f1 "$tmp/$s.dat" | sed -n '3p;$p'); do
+    awk -v s="$s" -v n="$n" '$1 == n { printf "| %s | %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f |\n", s, n, $4, $5, $6, $7, $8, $9, $2, $10 }' "$tmp/$s.dat"
+  done
 done
 
 mkdir -p "$root/docs/img"
@@ -57,8 +80,8 @@ set key outside right top
 set grid
 set logscale xy
 set xlabel "clients contending for one row"
-set xtics (5, 10, 20, 50, 100)
-set xrange [4:120]
+set xtics (2, 5, 10, 20, 50, 100)
+set xrange [1.7:120]
 set output "$root/docs/img/backoff_writes.svg"
 set title "Total conditional writes until every client succeeded (mean of 100 seeded runs)"
 set ylabel "writes"

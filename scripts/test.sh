@@ -17,6 +17,7 @@
 #               test_package, single header (scripts/check_consumers.sh)
 #   bench       every benchmark once with a tiny min time, JSON into a temp folder
 #   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
+#   faults      scripts/test_faults.sh (clusters under faults, ctest -L fault; ≤ 6 min), when it exists
 # The summary's last line counts stages: `N passed, N failed`.
 #
 # Build folders go under $NOCLOBBER_BUILD_ROOT (default build-ci/) and are reused between runs.
@@ -151,6 +152,7 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
 }
 
 stage_servers() { bash scripts/test_servers.sh "$build_root/gcc"; }
+stage_faults() { bash scripts/test_faults.sh "$build_root/gcc"; }
 
 stage deps stage_deps
 stage format stage_format
@@ -166,4 +168,5 @@ if [ -f scripts/test_servers.sh ]; then
 elif [ "${#only[@]}" -eq 0 ]; then
   names+=(servers) results+=(skip) seconds+=(0) cpu+=(0) notes+=("no scripts/test_servers.sh")
 fi
+if [ -f scripts/test_faults.sh ]; then stage faults stage_faults; fi
 summary

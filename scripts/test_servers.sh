@@ -11,7 +11,7 @@ build=$(cd "$build" && pwd)
 . "$(dirname "$0")/servers/all.sh"
 start_all_servers noclobber-servers  # stopped on exit, also on failure and Ctrl-C
 
-ctest --test-dir "$build" -L server --no-tests=error --output-on-failure "$@"
+ctest --test-dir "$build" -L server -LE fault --no-tests=error --output-on-failure "$@"  # fault: test_faults.sh
 
 # The adapter examples from docs/adapters/*.md: each must run and exit 0 against the servers.
 shopt -s nullglob

@@ -349,3 +349,107 @@ TEST_CASE("commit_rate: full jitter until the meter knows, then a window sized b
     }
   }
 }
+
+TEST_CASE("contention_meter keeps one load sample per refusal after the first, capped at max_load",
+          "[backoff][load_tracking]") {
+  noclobber::contention_meter m;
+  CHECK(m.load_samples() == 0);
+  CHECK(m.load_sum() == 0.0);
+  m.observe(10, 0ms, 10ms);  // the first refusal: nothing to compare with
+  CHECK(m.load_samples() == 0);
+  m.observe(14, 40ms, 50ms);  // 4 commits in 40 ms, window 10 ms: 1.0
+  CHECK(m.load_samples() == 1);
+  CHECK(m.load_sum() == Approx(1.0));
+  m.observe(30, 80ms, 90ms);  // 16 commits in 40 ms: 4.0, capped at max_load
+  CHECK(m.load_samples() == 2);
+  CHECK(m.load_sum() == Approx(1.0 + noclobber::contention_meter::max_load));
+  m.observe(31, 120ms, 125ms);  // 1 commit in 40 ms, window 5 ms: 0.125
+  CHECK(m.load_sum() == Approx(2.125));
+  m.observe(3, 160ms, 170ms);  // a version that went backwards counts as no commits
+  CHECK(m.load_samples() == 4);
+  CHECK(m.load_sum() == Approx(2.125));
+  m.observe(50, 160ms, 180ms);  // no time between the reads: no sample
+  CHECK(m.load_samples() == 4);
+  // The busy estimate is unchanged by the load samples (it still clamps at max_busy).
+  CHECK(m.busy() <= noclobber::contention_meter::max_busy);
+
+  // Extreme inputs: a sample is never above max_load, the sum stays finite.
+  noclobber::contention_meter x;
+  x.observe(0, 0ns, 0ns);
+  x.observe(std::numeric_limits<std::uint64_t>::max(), 1ns, ns::max());
+  CHECK(x.load_samples() == 1);
+  CHECK(x.load_sum() == noclobber::contention_meter::max_load);
+}
+
+TEST_CASE("load_tracking: full jitter until the meter has a load sample, then a window steered by the load",
+          "[backoff][load_tracking]") {
+  const auto p = backoff_policy::load_tracking();
+  CHECK(p.kind() == backoff_kind::load_tracking);
+  CHECK(noclobber::to_string(p.kind()) == "load_tracking");
+  CHECK(p.base() == 10ms);
+  CHECK(p.cap() == 1s);
+  CHECK(noclobber::reads_meter(backoff_kind::load_tracking));
+  CHECK(noclobber::reads_meter(backoff_kind::commit_rate));
+  CHECK_FALSE(noclobber::reads_meter(backoff_kind::full_jitter));
+  CHECK_FALSE(noclobber::reads_meter(backoff_kind::decorrelated_jitter));
+  CHECK_THAT(message_of([] { (void)backoff_policy::load_tracking(0ms); }), Catch::Contains("load_tracking"));
+  CHECK_THAT(message_of([] { (void)backoff_policy::load_tracking(10ms, 5ms); }),
+             Catch::Contains("cap must be >= base"));
+
+  // Without a load sample (no meter data, or one refusal only): exactly full jitter 10 ms .. 1 s.
+  const auto fj = backoff_policy::full_jitter(10ms, 1s);
+  noclobber::contention_meter one;
+  one.observe(10, 0ms, 10ms);
+  std::mt19937_64 r1(5), r2(5), r3(5);
+  for (unsigned n = 1; n <= 12; ++n) {
+    const ns expected = fj.delay(n, 0ns, r2);
+    REQUIRE(p.delay(n, 0ns, r1) == expected);
+    REQUIRE(p.delay(n, 0ns, one, r3) == expected);
+  }
+
+  // One sample of load 1.0: 5 * 10 ms * e^(3.7 * (1.0 - 0.6)) = 219.647 ms. A second sample of
+  // load 0: 50 ms * e^(3.7 * (1.0 - 1.2)) = 23.856 ms. Retry 1 stays full jitter's first step.
+  noclobber::contention_meter m;
+  m.observe(10, 0ms, 10ms);
+  m.observe(14, 40ms, 50ms);
+  CHECK(static_cast<double>(p.load_window(m).count()) == Approx(219.647284e6).epsilon(1e-6));
+  scripted_rng rng{{draw_for(p.load_window(m).count(), p.load_window(m).count()), draw_for(10'000'000, 7)}};
+  CHECK(p.delay(3, 0ns, m, rng) == p.load_window(m));
+  CHECK(p.delay(1, 0ns, m, rng) == 7ns);
+  m.observe(14, 100ms, 110ms);
+  CHECK(static_cast<double>(p.load_window(m).count()) == Approx(23.855696e6).epsilon(1e-6));
+
+  // A busy row runs up to the cap, a quiet one down to the base; never outside [base, cap].
+  noclobber::contention_meter busy, quiet;
+  busy.observe(0, 0ms, 10ms);
+  quiet.observe(0, 0ms, 10ms);
+  for (int i = 1; i <= 200; ++i) {
+    busy.observe(static_cast<std::uint64_t>(i) * 100, ns(std::chrono::milliseconds(20 * i)),
+                 ns(std::chrono::milliseconds(20 * i + 10)));
+    quiet.observe(0, ns(std::chrono::milliseconds(20 * i)), ns(std::chrono::milliseconds(20 * i + 10)));
+  }
+  CHECK(p.load_window(busy) == 1s);
+  CHECK(p.load_window(quiet) == 10ms);
+  for (std::uint64_t seed = 0; seed < 200; ++seed) {
+    std::mt19937_64 g(seed);
+    for (unsigned n : {2u, 3u, 10u, UINT_MAX}) {
+      REQUIRE(p.delay(n, 0ns, busy, g) <= 1s);
+      REQUIRE(p.delay(n, 0ns, quiet, g) <= 10ms);
+      REQUIRE(p.delay(n, 0ns, m, g) <= p.load_window(m));
+      REQUIRE(p.delay(n, 0ns, m, g) >= 0ns);
+    }
+  }
+
+  // Other kinds' load_window is their base; other kinds ignore the load samples.
+  CHECK(fj.load_window(busy) == 10ms);
+  std::mt19937_64 r4(9), r5(9);
+  CHECK(fj.delay(4, 0ns, busy, r4) == fj.delay(4, 0ns, r5));
+
+  // Any base and cap: no overflow (the exponent saturates to the cap, underflows to the base).
+  const auto wide = backoff_policy::load_tracking(1ns, ns::max());
+  CHECK(wide.load_window(busy) == ns::max());
+  CHECK(wide.load_window(quiet) == 1ns);
+  const auto hours = backoff_policy::load_tracking(std::chrono::hours(1), std::chrono::hours::max());
+  CHECK(hours.cap() == ns::max());
+  CHECK(hours.load_window(quiet) == std::chrono::hours(1));
+}

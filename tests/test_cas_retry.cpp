@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <random>
@@ -53,6 +54,34 @@ retry_policy exponential_policy(unsigned attempts = 5) {
   p.backoff = backoff_policy::exponential(10ms, 1s);
   p.max_attempts = attempts;
   return p;
+}
+
+// Runs cas_retry over attempts that each take a 10 ms read and a 10 ms write in virtual time,
+// report the version they read through attempt_info::meter while others commit
+// `commits_per_cycle` times per attempt, and are refused until the sixth: the five backoffs granted.
+std::vector<ns> delays_on_a_versioned_row(retry_policy p, std::uint64_t seed,
+                                          std::uint64_t commits_per_cycle) {
+  p.max_attempts = 6;
+  virtual_retry_env env(seed);
+  std::vector<ns> granted;
+  p.on_retry = [&](const noclobber::retry_event& e) { granted.push_back(e.delay); };
+  std::uint64_t version = 100;
+  int calls = 0;
+  auto r = cas_retry(
+      p,
+      [&](const attempt_info& a) {
+        REQUIRE(a.meter != nullptr);
+        ++calls;
+        env.advance(10ms);  // the read's round trip
+        a.meter->note_read(version);
+        version += commits_per_cycle;
+        env.advance(10ms);  // the write's round trip
+        return calls < 6 ? write_status::conflict : write_status::applied;
+      },
+      env);
+  CHECK(r.ok());
+  REQUIRE(granted.size() == 5);
+  return granted;
 }
 
 }  // namespace
@@ -533,26 +562,8 @@ TEST_CASE("commit_rate through cas_retry: the attempt reports versions, the mete
           "[cas_retry][commit_rate]") {
   retry_policy p;
   p.backoff = backoff_policy::commit_rate(10ms, 1s, 2.0);
-  p.max_attempts = 6;
-  virtual_retry_env env(3);
-  std::vector<ns> granted;
-  p.on_retry = [&](const noclobber::retry_event& e) { granted.push_back(e.delay); };
-  std::uint64_t version = 100;
-  int calls = 0;
-  auto r = cas_retry(
-      p,
-      [&](const attempt_info& a) {
-        REQUIRE(a.meter != nullptr);
-        ++calls;
-        env.advance(10ms);  // the read's round trip
-        a.meter->note_read(version);
-        version += 1;       // one commit by someone else per attempt: a quiet row
-        env.advance(10ms);  // the write's round trip
-        return calls < 6 ? write_status::conflict : write_status::applied;
-      },
-      env);
-  CHECK(r.ok());
-  REQUIRE(granted.size() == 5);
+  // One commit by someone else per attempt: a quiet row.
+  const std::vector<ns> granted = delays_on_a_versioned_row(p, 3, 1);
   // Retry 1 has no rate yet: full jitter over [0, 10ms]. From retry 2 the meter sees one commit
   // per cycle and a 10 ms read-to-refusal window, so the window stays near 1.5 * 10 ms / (1-b)^2
   // with b well below the 0.8 clamp: never the 40 ms, 80 ms ... of plain full jitter.
@@ -626,4 +637,135 @@ TEST_CASE("classify_attempt_exception: the policy's mapping and the words it is 
   CHECK(mapped->first == write_status::transient);
   CHECK(mapped->second == noclobber::store_error{"exception", "connection reset"});
   CHECK_FALSE(noclobber::detail::classify_attempt_exception(p, std::make_exception_ptr(42)));
+}
+
+TEST_CASE("the first attempt runs ahead of the loop state when it can; the loop is the same either way",
+          "[cas_retry][first_attempt]") {
+  // A plain policy (no deadline, no meter, not cancelled) runs attempt 1 before any loop state
+  // exists; a deadline sends the whole loop through the general path. Both must count, sleep,
+  // call hooks, classify exceptions and decide alike.
+  retry_policy plain = exponential_policy(6);
+  retry_policy timed = exponential_policy(6);
+  timed.timeout = std::chrono::hours(1);
+  REQUIRE(noclobber::retry_controller::plain_first_attempt(plain));
+  REQUIRE_FALSE(noclobber::retry_controller::plain_first_attempt(timed));
+  retry_policy cancelled = plain;
+  std::stop_source source;
+  source.request_stop();
+  cancelled.stop = source.get_token();
+  CHECK_FALSE(noclobber::retry_controller::plain_first_attempt(cancelled));
+  retry_policy metered = plain;
+  metered.backoff = backoff_policy::load_tracking();
+  CHECK_FALSE(noclobber::retry_controller::plain_first_attempt(metered));
+  retry_policy invalid = plain;
+  invalid.max_attempts = 0;
+  CHECK_FALSE(noclobber::retry_controller::plain_first_attempt(invalid));
+  CHECK_THROWS_AS(cas_retry(invalid, [] { return write_status::applied; }), std::invalid_argument);
+
+  struct run_record {
+    noclobber::retry_result<write_result<long>> result;
+    std::vector<ns> sleeps;
+    std::vector<std::string> hooks;
+    std::vector<attempt_info> seen;
+    unsigned budget_left;
+  };
+  auto run = [](retry_policy p, std::deque<write_result<long>> script, bool throw_first) {
+    auto budget = std::make_shared<retry_budget>(retry_budget::config{100, 5, 10, 1});
+    p.budget = budget;
+    run_record rec{};
+    p.on_retry = [&](const noclobber::retry_event& e) {
+      rec.hooks.push_back("retry " + std::to_string(e.attempt) + " " + std::string(to_string(e.status)) +
+                          " " + e.error.code);
+    };
+    p.on_give_up = [&](const noclobber::give_up_event& e) {
+      rec.hooks.push_back("give_up " + std::string(to_string(e.reason)));
+    };
+    p.classify_exception = [](std::exception_ptr) {
+      return std::optional<write_status>(write_status::transient);
+    };
+    virtual_retry_env env(7);
+    scripted_attempt a{std::move(script)};
+    int calls = 0;
+    rec.result = cas_retry(
+        p,
+        [&](const attempt_info& info) {
+          REQUIRE(info.meter != nullptr);  // every attempt may feed a meter, whatever the policy
+          info.meter->note_read(41);
+          if (++calls == 1 && throw_first) {
+            a.seen.push_back(info);
+            throw std::runtime_error("store went away");
+          }
+          return a(info);
+        },
+        env);
+    rec.sleeps = env.sleeps();
+    rec.seen = a.seen;
+    rec.budget_left = budget->available();
+    return rec;
+  };
+  const std::deque<write_result<long>> scripts[] = {
+      {write_result<long>::make_applied(1)},
+      {fail(write_status::conflict, "412"), fail(write_status::transient, "503"),
+       write_result<long>::make_applied(3)},
+      {fail(write_status::permanent, "400")},
+      {fail(write_status::conflict), fail(write_status::conflict), fail(write_status::conflict),
+       fail(write_status::conflict), fail(write_status::conflict), fail(write_status::conflict)},
+      {fail(write_status::indeterminate, "timeout")},
+  };
+  for (const auto& script : scripts) {
+    for (bool throw_first : {false, true}) {
+      auto script_for_run = script;
+      if (throw_first && script_for_run.size() == 6) script_for_run.pop_back();  // the throw is attempt 1
+      const run_record a = run(plain, script_for_run, throw_first);
+      const run_record b = run(timed, script_for_run, throw_first);
+      INFO("script of " << script.size() << (throw_first ? ", first attempt throws" : ""));
+      CHECK(a.result.reason == b.result.reason);
+      CHECK(a.result.attempts == b.result.attempts);
+      CHECK(a.result.slept == b.result.slept);
+      CHECK(a.result.last_status == b.result.last_status);
+      CHECK(a.result.last_error == b.result.last_error);
+      CHECK(a.result.last.has_value() == b.result.last.has_value());
+      CHECK(a.sleeps == b.sleeps);
+      CHECK(a.hooks == b.hooks);
+      CHECK(a.budget_left == b.budget_left);
+      REQUIRE(a.seen.size() == b.seen.size());
+      for (std::size_t i = 0; i < a.seen.size(); ++i) {
+        CHECK(a.seen[i].number == b.seen[i].number);
+        CHECK(a.seen[i].reread == b.seen[i].reread);
+      }
+    }
+  }
+  // Spot checks of what both produced.
+  const run_record ok = run(plain, scripts[1], false);
+  CHECK(ok.result.ok());
+  CHECK(ok.result.attempts == 3);
+  CHECK(ok.sleeps == std::vector<ns>{10ms, 20ms});
+  CHECK(ok.hooks == std::vector<std::string>{"retry 1 conflict 412", "retry 2 transient 503"});
+  CHECK_FALSE(ok.seen[2].reread);  // after transient: resend without reading
+  const run_record thrown = run(plain, scripts[0], true);
+  CHECK(thrown.result.ok());
+  CHECK(thrown.result.attempts == 2);
+  CHECK(thrown.hooks == std::vector<std::string>{"retry 1 transient exception"});
+  CHECK(run(plain, scripts[0], false).budget_left == 100);  // a first-try success refunds (full: stays)
+}
+
+TEST_CASE("load_tracking through cas_retry: the attempt reports versions, the row's load steers the window",
+          "[cas_retry][load_tracking]") {
+  // A row that commits 10 times per cycle keeps every load sample at the cap: the window grows
+  // from 5 * 10 ms by e^(3.7 * 0.4) per sample, to the 1 s cap. A row nobody else writes keeps
+  // the window at the 10 ms base. Full jitter would grant 10, 20, 40, 80, 160 ms ceilings.
+  retry_policy p;
+  p.backoff = backoff_policy::load_tracking();
+  auto granted_with = [&](std::uint64_t commits_per_cycle) {
+    return delays_on_a_versioned_row(p, 11, commits_per_cycle);
+  };
+  const auto busy = granted_with(10);
+  const auto quiet = granted_with(0);
+  CHECK(busy[0] <= 10ms);  // retry 1: full jitter's first step
+  CHECK(quiet[0] <= 10ms);
+  ns busy_total{0};
+  for (std::size_t i = 1; i < busy.size(); ++i) busy_total += busy[i];
+  CHECK(busy_total > 300ms);  // well past full jitter's 20 + 40 + 80 + 160 ms (windows 220 ms .. 1 s)
+  for (std::size_t i = 1; i < quiet.size(); ++i) CHECK(quiet[i] <= 10ms);
+  for (ns d : busy) CHECK(d <= 1s);
 }

@@ -65,6 +65,11 @@ struct sim_result {
   ns completion{0};       // when the last client finished
   ns mean_completion{0};  // mean finish time
   unsigned max_writes_one_client = 0;
+  // Where the writes go: writes_by_attempt[k - 1] counts the writes that were some client's k-th.
+  // The first N always are; with no lock all N first reads see the same version (every read
+  // arrives before the first write can: reads take 2.5-7.5 ms, a read plus a write at least
+  // 7.5 ms), so N - 1 of them are refused whatever the strategy: writes >= 2N - 1.
+  std::vector<std::uint64_t> writes_by_attempt;
 };
 
 namespace detail {
@@ -160,6 +165,8 @@ inline sim_result simulate(const sim_config& cfg, const strategy_factory& make) 
         }
         ++c.writes;
         ++out.writes;
+        if (out.writes_by_attempt.size() < c.writes) out.writes_by_attempt.resize(c.writes);
+        ++out.writes_by_attempt[c.writes - 1];
         post(e.at + latency(), e.client, event_kind::write_at_server);
         break;
       case event_kind::write_at_server:

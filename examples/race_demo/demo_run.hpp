@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -30,6 +31,10 @@ struct settings {
   unsigned iterations = 10;
   std::string strategy;  // the name shown in the report
   std::chrono::milliseconds stall_timeout{200};
+  std::string replay;   // a report's replay line, applied after the rest (race_options::apply_replay)
+  bool shrink = false;  // explore: shrink a losing run (race_harness/shrink.hpp)
+  /// A fresh SQLite file with the scenario's table set up (each shrink candidate gets one).
+  std::function<std::string()> fresh_path;
 };
 
 /// What the import requests got (import_retry only): how often each batch was imported, and each answer.
@@ -43,7 +48,8 @@ struct once_stats {
 
 struct run_result {
   nc::race_report report;
-  std::optional<once_stats> once;  // import_retry: the import requests
+  std::optional<once_stats> once;           // import_retry: the import requests
+  std::optional<nc::shrink_result> shrunk;  // --shrink: the smallest losing run found
 };
 
 /// One strategy of one scenario, on the SQLite file at `path` (its table already set up).
@@ -70,14 +76,34 @@ nc::race_options_for<Store> options_for(const settings& s, std::vector<nc::store
   return o;
 }
 
+/// The run of `run_on(path, options)` on `path` with the command line's options; with --shrink
+/// (explore), a losing run is shrunk, each candidate run on a fresh file.
+template <class Options, class RunOn>
+run_result run_and_shrink(const std::string& path, const settings& s, Options o, RunOn run_on) {
+  if (!s.replay.empty()) o.apply_replay(s.replay);
+  run_result result = run_on(path, o);
+  if (s.shrink && o.mode == nc::race_mode::explore && result.report.lost() > 0) {
+    auto fresh_run = [&](const Options& candidate) {
+      const std::string p = s.fresh_path();
+      auto report = run_on(p, candidate).report;
+      for (const char* suffix : {"", "-wal", "-shm"}) std::remove((p + suffix).c_str());
+      return report;
+    };
+    result.shrunk = nc::shrink_race_with(fresh_run, o, result.report);
+  }
+  return result;
+}
+
 /// A runner: `strategy` on one `Store` per writer, made by `make(path)`.
 template <class Store, class Make, class Strategy>
 runner on_table(std::string table, Make make, std::vector<nc::store_key_t<Store>> keys,
                 nc::race_workload<nc::store_value_t<Store>> workload, Strategy strategy) {
   return [=](const std::string& path, const settings& s) {
-    return run_result{nc::run_race_per_writer([&](unsigned) -> Store { return make(path); }, strategy,
-                                              options_for<Store>(s, keys, workload, table)),
-                      {}};
+    auto run_on = [&](const std::string& p, const nc::race_options_for<Store>& o) {
+      return run_result{
+          nc::run_race_per_writer([&](unsigned) -> Store { return make(p); }, strategy, o), {}, {}};
+    };
+    return run_and_shrink(path, s, options_for<Store>(s, keys, workload, table), run_on);
   };
 }
 

@@ -12,9 +12,14 @@
 //
 //   race_demo [--scenario NAME] [--strategy NAME] [--writers N] [--ops K]
 //             [--mode forced|explore|stress] [--seed S] [--schedule X] [--iterations I]
-//             [--json] [--verbose]
+//             [--replay LINE] [--shrink] [--html] [--json] [--verbose]
 //
 // `--seed` is the race harness's random seed (key choice, explore schedules), nothing else.
+// `--replay` applies a report's replay line (race_options::apply_replay) after the other flags.
+// `--shrink` (explore) shrinks every losing run to a minimal one that still loses
+// (race_harness/shrink.hpp), each candidate on a fresh SQLite file, and prints both replay lines.
+// `--html` writes the HTML timeline (race_harness/html.hpp) of every run that lost (and of each
+// shrunk run) and prints the paths; a noclobber strategy that loses always gets one.
 // Exit status: 0 when no noclobber strategy lost an update (nor, in import_retry, imported a batch
 // twice or left a duplicate request without the recorded result), 1 otherwise, 2 for bad
 // arguments.
@@ -28,6 +33,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -52,15 +58,15 @@ struct args {
   std::uint64_t seed = 1;
   std::optional<std::uint64_t> schedule;
   unsigned iterations = 10;
-  std::string scenario, strategy;
-  bool json = false, verbose = false, help = false;
+  std::string scenario, strategy, replay;
+  bool json = false, verbose = false, help = false, shrink = false, html = false;
 };
 
 void usage(std::FILE* to, const std::vector<scenario>& scenarios) {
   std::fprintf(to,
                "usage: race_demo [--scenario NAME] [--strategy NAME] [--writers N] [--ops K]\n"
                "                 [--mode forced|explore|stress] [--seed S] [--schedule X] [--iterations I]\n"
-               "                 [--json] [--verbose]\n"
+               "                 [--replay LINE] [--shrink] [--html] [--json] [--verbose]\n"
                "Races five real lost-update bugs on embedded SQLite: naive read-modify-write against\n"
                "noclobber's fix. --seed is the race harness's random seed. Scenarios (docs/scenarios.md):\n");
   for (const scenario& s : scenarios) {
@@ -106,6 +112,14 @@ args parse(int argc, char** argv) {
       a.scenario = value();
     else if (flag == "--strategy")
       a.strategy = value();
+    else if (flag == "--replay") {
+      a.replay = value();
+      nc::race_options<std::string, std::string> probe;
+      probe.apply_replay(a.replay);  // a malformed line is refused here, with the other flags
+    } else if (flag == "--shrink")
+      a.shrink = true;
+    else if (flag == "--html")
+      a.html = true;
     else if (flag == "--json")
       a.json = true;
     else if (flag == "--verbose")
@@ -177,6 +191,7 @@ int main(int argc, char** argv) {
     bool naive;
     nc::race_report report;
     std::optional<demo::once_stats> once;
+    std::optional<nc::shrink_result> shrunk;
   };
   std::vector<row> rows;
   int file_no = 0;
@@ -200,8 +215,24 @@ int main(int argc, char** argv) {
       // waits for the one importing: in explore mode hand over quickly.
       if (name == "lock+cas" || name == "idempotency-ledger")
         run_settings.stall_timeout = std::chrono::milliseconds(20);
-      auto result = run(path, run_settings);
-      rows.push_back({&s, name, i == 0, std::move(result.report), result.once});
+      run_settings.replay = a.replay;
+      run_settings.shrink = a.shrink;
+      run_settings.fresh_path = [&, shrink_no = 0]() mutable {  // each shrink candidate on a fresh file
+        const std::string p =
+            std::string(dir) + "/" + s.id + "_shrink_" + std::to_string(shrink_no++) + ".db";
+        s.setup(p);
+        return p;
+      };
+      demo::run_result result;
+      try {
+        result = run(path, run_settings);
+      } catch (const std::invalid_argument& e) {  // options the harness refuses (a plan's writers, ...)
+        std::fprintf(stderr, "race_demo: %s\n", e.what());
+        std::error_code ignored;
+        std::filesystem::remove_all(dir, ignored);
+        return 2;
+      }
+      rows.push_back({&s, name, i == 0, std::move(result.report), result.once, std::move(result.shrunk)});
     }
   }
   std::error_code ec;
@@ -229,6 +260,13 @@ int main(int argc, char** argv) {
       out += "{\"scenario\":" + nc::detail::json_escape(rows[i].s->id) +
              ",\"title\":" + nc::detail::json_escape(rows[i].s->title) +
              ",\"report\":" + rows[i].report.to_json();
+      if (const auto& sh = rows[i].shrunk) {
+        out += ",\"shrink\":{\"original\":" + nc::detail::json_escape(sh->original_replay) +
+               ",\"shrunk\":" + nc::detail::json_escape(sh->shrunk_replay) +
+               ",\"runs\":" + std::to_string(sh->runs) +
+               ",\"confirmed_losing\":" + std::to_string(sh->confirmed_losing) +
+               ",\"confirmations\":" + std::to_string(sh->confirmations) + "}";
+      }
       if (const auto& n = rows[i].once) {
         out += ",\"idempotency\":{\"requests\":" + std::to_string(n->requests) +
                ",\"imports\":" + std::to_string(n->imports) + ",\"runs\":" + std::to_string(n->runs) +
@@ -283,6 +321,31 @@ int main(int argc, char** argv) {
     if (r.report.schedule_seed) std::cout << " --schedule " << *r.report.schedule_seed;
     std::cout << "\n";
     break;
+  }
+  // Each shrunk run: how far it shrank, and both replay lines as demo commands.
+  for (const row& r : rows) {
+    if (!r.shrunk) continue;
+    const std::string command =
+        "race_demo --scenario " + r.s->id + " --strategy " + r.strategy + " --replay '";
+    std::string text = r.shrunk->to_text();
+    for (const char* label : {"original: ", "shrunk:   "}) {
+      const auto at = text.find(label);
+      if (at != std::string::npos) {
+        const auto end = text.find('\n', at);
+        text.insert(end, "'");
+        text.insert(at + std::strlen(label), command);
+      }
+    }
+    std::cout << "\n" << r.s->id << " / " << r.strategy << " " << text;
+  }
+  // Timelines: of every losing run with --html, and always of a noclobber strategy that lost.
+  for (const row& r : rows) {
+    const bool failed_fix = !r.naive && !r.report.ok();
+    if (!failed_fix && !(a.html && r.report.lost() > 0)) continue;
+    std::cout << "\ntimeline of " << r.s->id << " / " << r.strategy << ": "
+              << nc::write_html(r.report).string() << "\n";
+    if (a.html && r.shrunk)
+      std::cout << "timeline of its shrunk run: " << nc::write_html(r.shrunk->shrunk).string() << "\n";
   }
   if (a.verbose) {
     for (const row& r : rows) {

@@ -13,6 +13,7 @@
 //   equal_jitter         t(n)/2 + uniform[0, t(n) - t(n)/2]
 //   decorrelated_jitter  min(cap, uniform[base, m * previous])   (previous = base before retry 1)
 //   commit_rate          uniform[0, min(t(n), 1.5 * w / (1 - b)^2)]  (noclobber's own, see below)
+//   load_tracking        uniform[0, clamp(5 base * e^(k * sum(l_i - 0.6)), base, cap)] (ours, below)
 //   immediate            0
 //
 // Retry numbers start at 1 (the first retry waits at most `base`). `m` is the multiplier (2 by
@@ -29,8 +30,18 @@
 // moving average, clamped to 0.8). A busy row (b near 0.8) leaves the full-jitter window; a
 // quiet one (few commits between this client's reads) cuts it to about 1.5w, so the last writers
 // of a burst are not left sleeping through an idle row. Without meter data it is plain full
-// jitter. Measured in docs/cas_retry.md (Brooker's simulation): fewer writes than full jitter and
-// no slower from 10 clients up; slightly slower at 5.
+// jitter. Measured in docs/backoff.md (Brooker's simulation): fewer writes than full jitter and
+// no slower from 10 clients up; slower at 2 and 5.
+//
+// load_tracking is full jitter (base 10 ms, cap 1 s) whose window, from the second retry on, is
+// steered by the row's commit load as the contention_meter samples it after each refusal: the
+// load l_i of a sample is (commits between this client's last two reads) * w / (time between
+// those reads), capped at contention_meter::max_load. Each sample above the target 0.6 widens
+// the window by e^(k * (l_i - 0.6)) (k = 3.7), each below narrows it: a crowd that keeps the row
+// committing back to back spreads out, a row gone quiet is retried sooner. The window starts at
+// 5 * base for the second retry and stays within [base, cap]. Without meter data it is plain full
+// jitter. docs/backoff.md: never slower than full jitter at 2 to 100 clients, 0.75x its writes at
+// 100 and 0.81x at 50 — and why no schedule gets to 0.7x at small crowds.
 //
 // Guarantees: no overflow or undefined behaviour at any retry number (1 … UINT_MAX) or duration
 // (up to nanoseconds::max()); every delay lies in [0, cap]. A policy that makes no sense (base <= 0,
@@ -68,6 +79,7 @@ enum class backoff_kind : unsigned char {
   equal_jitter,
   decorrelated_jitter,
   commit_rate,
+  load_tracking,
 };
 
 [[nodiscard]] constexpr std::string_view to_string(backoff_kind k) noexcept {
@@ -84,8 +96,15 @@ enum class backoff_kind : unsigned char {
       return "decorrelated_jitter";
     case backoff_kind::commit_rate:
       return "commit_rate";
+    case backoff_kind::load_tracking:
+      return "load_tracking";
   }
   return "unknown";
+}
+
+/// True for the schedules that read a contention_meter (the driver must feed it and time attempts).
+[[nodiscard]] constexpr bool reads_meter(backoff_kind k) noexcept {
+  return k == backoff_kind::commit_rate || k == backoff_kind::load_tracking;
 }
 
 namespace detail {
@@ -147,9 +166,9 @@ inline std::string describe(std::chrono::nanoseconds d) {
 
 }  // namespace detail
 
-/// What a retry loop has seen of a row's contention, for backoff_policy::commit_rate. One meter
-/// per operation (per retry loop); plain state, no clock: the caller passes times as durations
-/// since any fixed epoch of its own clock. Not thread-safe.
+/// What a retry loop has seen of a row's contention, for backoff_policy::commit_rate and
+/// load_tracking. One meter per operation (per retry loop); plain state, no clock: the caller
+/// passes times as durations since any fixed epoch of its own clock. Not thread-safe.
 ///
 ///   meter.observe(version_read, read_returned_at, refusal_arrived_at);   // after each refusal
 ///
@@ -182,6 +201,7 @@ class contention_meter {
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
       const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
+      add_load_sample(b);
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
       busy_ = busy_ < 0 ? b : 0.5 * busy_ + 0.5 * b;
     }
@@ -196,8 +216,14 @@ class contention_meter {
   /// The last observed time from a read returning to its refusal arriving.
   [[nodiscard]] duration window() const noexcept { return window_; }
   [[nodiscard]] unsigned samples() const noexcept { return samples_; }
+  /// The load samples so far (one per refusal from the second on, each the raw busy sample —
+  /// commits between the last two reads * window / time between them — capped at max_load) and
+  /// their sum. load_tracking's window follows the sum.
+  [[nodiscard]] unsigned load_samples() const noexcept { return load_samples_; }
+  [[nodiscard]] double load_sum() const noexcept { return load_sum_; }
 
   static constexpr double max_busy = 0.8;
+  static constexpr double max_load = 1.0;
 
  private:
   std::uint64_t pending_version_ = 0;
@@ -205,8 +231,15 @@ class contention_meter {
   duration previous_read_at_{0};
   duration window_{0};
   double busy_ = -1.0;
+  double load_sum_ = 0.0;
   unsigned samples_ = 0;
+  unsigned load_samples_ = 0;
   bool has_pending_ = false;
+
+  void add_load_sample(double b) noexcept {
+    load_sum_ += b < max_load ? b : max_load;  // NaN (never produced) would count as max_load
+    ++load_samples_;
+  }
 };
 
 /// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
@@ -246,6 +279,19 @@ class backoff_policy {
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
+  /// Full jitter (multiplier 2) whose window from the second retry on follows the row's commit
+  /// load as the contention_meter samples it (see the overview); plain full jitter without meter
+  /// data. Defaults tuned in Brooker's simulation (docs/backoff.md).
+  [[nodiscard]] static backoff_policy load_tracking(saturating_ns base = std::chrono::milliseconds(10),
+                                                    saturating_ns cap = std::chrono::seconds(1)) {
+    return make(backoff_kind::load_tracking, base, cap, 2.0);
+  }
+
+  /// load_tracking's constants: the second retry's window is load_second_window * base before the
+  /// load adjusts it; each load sample l multiplies the window by e^(load_gain * (l - load_target)).
+  static constexpr double load_second_window = 5.0;
+  static constexpr double load_gain = 3.7;
+  static constexpr double load_target = 0.6;
 
   /// The delay before retry `retry` (1 = the first retry). `previous` is the delay returned for
   /// the retry before (0 before the first); only decorrelated jitter uses it, and treats anything
@@ -264,7 +310,8 @@ class backoff_policy {
       case backoff_kind::exponential:
         return ceiling(retry);
       case backoff_kind::full_jitter:
-      case backoff_kind::commit_rate: {
+      case backoff_kind::commit_rate:
+      case backoff_kind::load_tracking: {
         const duration t = ceiling(retry);
         return duration(
             static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t.count()))));
@@ -289,10 +336,16 @@ class backoff_policy {
     return duration::zero();
   }
 
-  /// The same, using what `meter` has seen; only commit_rate reads it, the other kinds ignore it.
+  /// The same, using what `meter` has seen; only commit_rate and load_tracking read it, the other
+  /// kinds ignore it.
   template <std::uniform_random_bit_generator G>
   [[nodiscard]] duration delay(unsigned retry, duration previous, const contention_meter& meter,
                                G& rng) const {
+    if (kind_ == backoff_kind::load_tracking && meter.load_samples() > 0 && retry > 1 &&
+        previous >= duration::zero()) {
+      return duration(static_cast<std::int64_t>(
+          detail::uniform_0_to(rng, static_cast<std::uint64_t>(load_window(meter).count()))));
+    }
     if (kind_ != backoff_kind::commit_rate || meter.busy() < 0 || retry == 0 || previous < duration::zero()) {
       return delay(retry, previous, rng);  // (which also rejects bad arguments)
     }
@@ -302,6 +355,17 @@ class backoff_policy {
                          std::numeric_limits<std::int64_t>::max());
     const std::int64_t t = std::min(ceiling(retry).count(), sized);
     return duration(static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t))));
+  }
+
+  /// load_tracking's window for what `meter` has seen: clamp(load_second_window * base *
+  /// e^(load_gain * (load_sum - load_samples * load_target)), base, cap). base for other kinds.
+  [[nodiscard]] duration load_window(const contention_meter& meter) const noexcept {
+    if (kind_ != backoff_kind::load_tracking) return base_;
+    const double excess = meter.load_sum() - static_cast<double>(meter.load_samples()) * load_target;
+    // exp overflows to +inf and underflows to 0; clamp_to maps +inf (and NaN) to cap.
+    const double window =
+        load_second_window * static_cast<double>(base_.count()) * std::exp(load_gain * excess);
+    return std::max(base_, duration(detail::clamp_to(window, cap_.count())));
   }
 
   /// The un-jittered ceiling min(cap, base * multiplier^(retry-1)); 0 for immediate.

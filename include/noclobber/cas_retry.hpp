@@ -49,8 +49,10 @@
 //
 // Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
 // std::function and draws no random number (a budget adds one atomic load). With a deadline the
-// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
-// for its contention_meter, which the attempt feeds through attempt_info::meter.
+// start is read once; with a backoff that reads a contention_meter (commit_rate, load_tracking)
+// every attempt is timed (two clock reads) for the meter, which the attempt feeds through
+// attempt_info::meter. The first attempt of a loop with none of these runs before any loop state
+// is built (detail::run_cas_retry), so a first-try success costs little more than the attempt.
 //
 // Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
 // and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
@@ -203,28 +205,13 @@ inline std::optional<std::pair<write_status, store_error>> classify_attempt_exce
   }
 }
 
-/// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
-/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
-/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
-/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
-/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// What one attempt came to: a store outcome (built in place in the driver's `last`), decided(),
+/// or an exception that the policy's classify_exception mapped (its status and words). Not
 /// thread-safe (one per loop).
 template <class R>
-class retry_loop {
+class attempt_record {
  public:
-  using duration = std::chrono::nanoseconds;
-
-  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
-      : ctl_(policy), out_(out), last_(last) {}
-
-  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
-
-  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
-  [[nodiscard]] bool cancelled_before_start() {
-    if (!ctl_.cancelled_before_start()) return false;
-    stop();
-    return true;
-  }
+  explicit attempt_record(std::optional<R>& last) noexcept : last_(last) {}
 
   /// Runs the attempt through `make` (converts to R, or to attempt_result<R>) and records what it
   /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
@@ -260,8 +247,8 @@ class retry_loop {
   }
 
   /// The attempt threw `e`: classified, it is an outcome like any other; otherwise rethrown.
-  void on_exception(const std::exception_ptr& e) {
-    auto classified = classify_attempt_exception(ctl_.policy(), e);
+  void on_exception(const retry_policy& policy, const std::exception_ptr& e) {
+    auto classified = classify_attempt_exception(policy, e);
     if (!classified) std::rethrow_exception(e);
     last_.reset();
     decided_ = false;
@@ -269,28 +256,82 @@ class retry_loop {
     thrown_.emplace(std::move(classified->second));
   }
 
-  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
-  [[nodiscard]] bool settled() noexcept {
-    if (status_ == write_status::applied && !decided_) [[likely]] {
-      ctl_.on_applied();
-    } else if (decided_) {
-      ctl_.on_decided(status_);
-    } else {
-      return false;
-    }
-    static_cast<retry_counts&>(out_) = ctl_.counts();
-    return true;
-  }
+  [[nodiscard]] bool applied() const noexcept { return status_ == write_status::applied && !decided_; }
+  [[nodiscard]] bool decided() const noexcept { return decided_; }
+  [[nodiscard]] write_status status() const noexcept { return status_; }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
     return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
   }
 
+ private:
+  std::optional<R>& last_;
+  write_status status_ = write_status::permanent;
+  bool decided_ = false;
+  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+};
+
+/// Applied or decided: counts the attempt `rec` recorded on `ctl` and copies the counters into
+/// `out` (final). false: neither; nothing counted. The fast path: no clock, no hook.
+template <class R>
+[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) noexcept {
+  if (rec.applied()) [[likely]] {
+    ctl.on_applied();
+  } else if (rec.decided()) {
+    ctl.on_decided(rec.status());
+  } else {
+    return false;
+  }
+  static_cast<retry_counts&>(out) = ctl.counts();
+  return true;
+}
+
+/// The bookkeeping every cas_retry form shares around retry_controller: what each attempt came to
+/// (attempt_record) and, at the stop, `out` filled once (the controller's counters and the last
+/// error). `out` and `last` belong to the driver: cas_retry's retry_result, or an operation's own
+/// result (conditional_op.hpp), so that nothing is copied on the way. The driver runs the
+/// attempt, keeps time and sleeps. Not thread-safe (one per loop).
+template <class R>
+class retry_loop {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), rec_(last) {}
+  /// Takes over a first attempt that ran before the loop existed (its outcome in `first`), for a
+  /// policy already validated (retry_controller::plain_first_attempt).
+  retry_loop(const retry_policy& policy, retry_stats& out, attempt_record<R>&& first)
+      : ctl_(policy, retry_controller::validated), out_(out), rec_(std::move(first)) {}
+
+  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
+
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!ctl_.cancelled_before_start()) return false;
+    stop();
+    return true;
+  }
+
+  /// See attempt_record.
+  template <class Make>
+  void run(Make&& make) {
+    rec_.run(std::forward<Make>(make));
+  }
+  void accept(R&& r) { rec_.accept(std::move(r)); }
+  void accept(attempt_result<R>&& a) { rec_.accept(std::move(a)); }
+  void on_exception(const std::exception_ptr& e) { rec_.on_exception(ctl_.policy(), e); }
+
+  /// Applied or decided: the loop is over (`out` is final).
+  [[nodiscard]] bool settled() noexcept { return settle(ctl_, rec_, out_); }
+
+  /// The store's words for the attempt's failure.
+  [[nodiscard]] const store_error& error() const noexcept { return rec_.error(); }
+
   /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
-    retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
+    retry_decision d = ctl_.on_outcome(rec_.status(), error(), elapsed, rng);
     if (!d) stop();
     return d;
   }
@@ -311,10 +352,7 @@ class retry_loop {
 
   retry_controller ctl_;
   retry_stats& out_;
-  std::optional<R>& last_;
-  write_status status_ = write_status::permanent;
-  bool decided_ = false;
-  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+  attempt_record<R> rec_;
 };
 
 // clang-format off
@@ -326,29 +364,32 @@ concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
 template <class A>
 using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
 
-/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
-template <class A, retry_env Env>
-void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
-                   std::optional<attempt_outcome_t<A>>& last) {
+/// cas_retry's loop from its first attempt on, or, when `first_ran`, from the decision on a first
+/// attempt that `loop` has already recorded (which requires a plain first attempt: no clock, no
+/// meter). Out of line: the first attempt's success path stays small (see run_cas_retry).
+template <class A, retry_env Env, class R>
+[[gnu::noinline]] void cas_retry_loop(retry_loop<R>& loop, A& attempt, Env& env, bool first_ran) {
   using duration = std::chrono::nanoseconds;
-  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
-  if (loop.cancelled_before_start()) return;
   retry_controller& ctl = loop.controller();
+  const retry_policy& policy = ctl.policy();
   using time_point = decltype(env.now());
-  const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
+  const bool timed_attempts = ctl.uses_meter();  // time each attempt for the meter
   const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
 
-  for (;;) {
-    attempt_info info = ctl.next_attempt();
-    info.meter = &ctl.meter();
-    const time_point attempt_start = timed_attempts ? env.now() : time_point{};
-    try {
-      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
-    } catch (...) {
-      loop.on_exception(std::current_exception());
+  for (bool ran = first_ran;; ran = false) {
+    time_point attempt_start{};
+    if (!ran) {
+      attempt_info info = ctl.next_attempt();
+      info.meter = &ctl.meter();
+      if (timed_attempts) attempt_start = env.now();
+      try {
+        loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
+      } catch (...) {
+        loop.on_exception(std::current_exception());
+      }
+      if (loop.settled()) [[likely]]
+        return;  // applied or decided
     }
-    if (loop.settled()) [[likely]]
-      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -366,6 +407,36 @@ void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats
       return;
     }
   }
+}
+
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop). When the first
+/// attempt needs nothing from the driver (retry_controller::plain_first_attempt) it runs here,
+/// before any loop state exists, and a success or decision settles at once; everything else
+/// continues in cas_retry_loop. Both count through retry_controller.
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
+  using R = attempt_outcome_t<A>;
+  if (!retry_controller::plain_first_attempt(policy)) [[unlikely]] {
+    retry_loop<R> loop(policy, out, last);
+    if (!loop.cancelled_before_start()) cas_retry_loop(loop, attempt, env, false);
+    return;
+  }
+  attempt_record<R> first(last);
+  contention_meter unused_meter;  // the policy reads no meter; the attempt may still feed one
+  const attempt_info info{1, true, &unused_meter};
+  try {
+    first.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
+  } catch (...) {
+    first.on_exception(policy, std::current_exception());
+  }
+  if (first.applied() || first.decided()) [[likely]] {
+    retry_controller ctl(policy, retry_controller::validated);
+    (void)settle(ctl, first, out);
+    return;
+  }
+  retry_loop<R> loop(policy, out, std::move(first));
+  cas_retry_loop(loop, attempt, env, true);
 }
 
 }  // namespace detail

@@ -90,10 +90,21 @@ struct op_step {
   }
 };
 
-/// What one attempt tells cas_retry: a status and the store's words (owned by the op_core).
+/// The store's words for an attempt's failure, owned by the op_core; none (an applied attempt,
+/// a refusal without words) reads as the empty store_error.
+class op_error_ref {
+ public:
+  explicit op_error_ref(const store_error* e) noexcept : e_(e) {}
+  operator const store_error&() const noexcept { return e_ ? *e_ : empty_error(); }  // NOLINT: implicit
+
+ private:
+  const store_error* e_;
+};
+
+/// What one attempt tells cas_retry: a status and the store's words.
 struct op_status {
   write_status status = write_status::permanent;
-  std::reference_wrapper<const store_error> error;
+  op_error_ref error;
 };
 
 /// One kind of conditional operation (see the overview).
@@ -187,7 +198,7 @@ class op_core {
   /// The attempt's answer to cas_retry.
   [[nodiscard]] answer_type answer() noexcept {
     if (decided_) return decided(decided_status_);
-    return op_status{status_, std::cref(error_ ? *error_ : empty_error())};
+    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr)};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.

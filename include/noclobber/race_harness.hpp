@@ -47,6 +47,9 @@
 //   engine.hpp      run_race, run_race_per_writer and the runs behind them
 //   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
 //   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//   schedule.hpp    race_schedule: an explore schedule written out (replayable, editable)
+//   shrink.hpp      shrink_race: a losing explore run → a minimal run that still loses
+//   html.hpp        to_html / write_html: the report as a page with an SVG timeline
 //
 // Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
 // the store's functions run on those threads concurrently, and never under a harness lock (in
@@ -56,8 +59,11 @@
 
 #include "noclobber/race_harness/engine.hpp"
 #include "noclobber/race_harness/history.hpp"
+#include "noclobber/race_harness/html.hpp"
 #include "noclobber/race_harness/options.hpp"
 #include "noclobber/race_harness/recorder.hpp"
 #include "noclobber/race_harness/report.hpp"
+#include "noclobber/race_harness/schedule.hpp"
+#include "noclobber/race_harness/shrink.hpp"
 #include "noclobber/race_harness/strategies.hpp"
 #include "noclobber/race_harness/workload.hpp"

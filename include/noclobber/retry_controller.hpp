@@ -63,7 +63,7 @@ struct attempt_info {
   // must re-read before writing. False after `transient`: resend the very same request.
   bool reread = true;
   // Where the attempt may report the version it read (contention_meter::note_read), for
-  // backoff_policy::commit_rate. Set by cas_retry; may be null in other drivers.
+  // backoff_policy::commit_rate and load_tracking. Set by cas_retry; may be null in other drivers.
   contention_meter* meter = nullptr;
 };
 
@@ -206,6 +206,22 @@ class retry_controller {
 
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
+  /// The tag of the constructor for a policy already validated (by plain_first_attempt).
+  struct validated_t {
+    explicit validated_t() = default;
+  };
+  static constexpr validated_t validated{};
+  retry_controller(const retry_policy& policy, validated_t) noexcept : policy_(&policy) {}
+
+  /// True when `policy` is valid and its loop's first attempt needs nothing from the driver but
+  /// to run: no deadline (no clock), a backoff that reads no meter, no stop requested. Such a
+  /// first attempt may run before the controller exists (cas_retry's fast path); the controller
+  /// built afterwards with `validated` counts it as usual.
+  [[nodiscard]] static bool plain_first_attempt(const retry_policy& policy) noexcept {
+    return policy.max_attempts != 0 && policy.timeout.is_max() && !reads_meter(policy.backoff.kind()) &&
+           !policy.stop.stop_requested();
+  }
+
   /// True when the driver must pass the real elapsed time (a deadline is set).
   [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
@@ -263,12 +279,10 @@ class retry_controller {
   [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
-  /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
+  /// reads one (commit_rate, load_tracking; cas_retry does, from the attempt's note_read).
   [[nodiscard]] contention_meter& meter() noexcept { return meter_; }
   /// True when the backoff uses the meter, so the driver should time its attempts.
-  [[nodiscard]] bool uses_meter() const noexcept {
-    return policy_->backoff.kind() == backoff_kind::commit_rate;
-  }
+  [[nodiscard]] bool uses_meter() const noexcept { return reads_meter(policy_->backoff.kind()); }
 
  private:
   static const store_error& no_error() noexcept {

@@ -161,6 +161,7 @@ class saturating_ns {
 //   equal_jitter         t(n)/2 + uniform[0, t(n) - t(n)/2]
 //   decorrelated_jitter  min(cap, uniform[base, m * previous])   (previous = base before retry 1)
 //   commit_rate          uniform[0, min(t(n), 1.5 * w / (1 - b)^2)]  (noclobber's own, see below)
+//   load_tracking        uniform[0, clamp(5 base * e^(k * sum(l_i - 0.6)), base, cap)] (ours, below)
 //   immediate            0
 //
 // Retry numbers start at 1 (the first retry waits at most `base`). `m` is the multiplier (2 by
@@ -177,8 +178,18 @@ class saturating_ns {
 // moving average, clamped to 0.8). A busy row (b near 0.8) leaves the full-jitter window; a
 // quiet one (few commits between this client's reads) cuts it to about 1.5w, so the last writers
 // of a burst are not left sleeping through an idle row. Without meter data it is plain full
-// jitter. Measured in docs/cas_retry.md (Brooker's simulation): fewer writes than full jitter and
-// no slower from 10 clients up; slightly slower at 5.
+// jitter. Measured in docs/backoff.md (Brooker's simulation): fewer writes than full jitter and
+// no slower from 10 clients up; slower at 2 and 5.
+//
+// load_tracking is full jitter (base 10 ms, cap 1 s) whose window, from the second retry on, is
+// steered by the row's commit load as the contention_meter samples it after each refusal: the
+// load l_i of a sample is (commits between this client's last two reads) * w / (time between
+// those reads), capped at contention_meter::max_load. Each sample above the target 0.6 widens
+// the window by e^(k * (l_i - 0.6)) (k = 3.7), each below narrows it: a crowd that keeps the row
+// committing back to back spreads out, a row gone quiet is retried sooner. The window starts at
+// 5 * base for the second retry and stays within [base, cap]. Without meter data it is plain full
+// jitter. docs/backoff.md: never slower than full jitter at 2 to 100 clients, 0.75x its writes at
+// 100 and 0.81x at 50 — and why no schedule gets to 0.7x at small crowds.
 //
 // Guarantees: no overflow or undefined behaviour at any retry number (1 … UINT_MAX) or duration
 // (up to nanoseconds::max()); every delay lies in [0, cap]. A policy that makes no sense (base <= 0,
@@ -214,6 +225,7 @@ enum class backoff_kind : unsigned char {
   equal_jitter,
   decorrelated_jitter,
   commit_rate,
+  load_tracking,
 };
 
 [[nodiscard]] constexpr std::string_view to_string(backoff_kind k) noexcept {
@@ -230,8 +242,15 @@ enum class backoff_kind : unsigned char {
       return "decorrelated_jitter";
     case backoff_kind::commit_rate:
       return "commit_rate";
+    case backoff_kind::load_tracking:
+      return "load_tracking";
   }
   return "unknown";
+}
+
+/// True for the schedules that read a contention_meter (the driver must feed it and time attempts).
+[[nodiscard]] constexpr bool reads_meter(backoff_kind k) noexcept {
+  return k == backoff_kind::commit_rate || k == backoff_kind::load_tracking;
 }
 
 namespace detail {
@@ -293,9 +312,9 @@ inline std::string describe(std::chrono::nanoseconds d) {
 
 }  // namespace detail
 
-/// What a retry loop has seen of a row's contention, for backoff_policy::commit_rate. One meter
-/// per operation (per retry loop); plain state, no clock: the caller passes times as durations
-/// since any fixed epoch of its own clock. Not thread-safe.
+/// What a retry loop has seen of a row's contention, for backoff_policy::commit_rate and
+/// load_tracking. One meter per operation (per retry loop); plain state, no clock: the caller
+/// passes times as durations since any fixed epoch of its own clock. Not thread-safe.
 ///
 ///   meter.observe(version_read, read_returned_at, refusal_arrived_at);   // after each refusal
 ///
@@ -328,6 +347,7 @@ class contention_meter {
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
       const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
+      add_load_sample(b);
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
       busy_ = busy_ < 0 ? b : 0.5 * busy_ + 0.5 * b;
     }
@@ -342,8 +362,14 @@ class contention_meter {
   /// The last observed time from a read returning to its refusal arriving.
   [[nodiscard]] duration window() const noexcept { return window_; }
   [[nodiscard]] unsigned samples() const noexcept { return samples_; }
+  /// The load samples so far (one per refusal from the second on, each the raw busy sample —
+  /// commits between the last two reads * window / time between them — capped at max_load) and
+  /// their sum. load_tracking's window follows the sum.
+  [[nodiscard]] unsigned load_samples() const noexcept { return load_samples_; }
+  [[nodiscard]] double load_sum() const noexcept { return load_sum_; }
 
   static constexpr double max_busy = 0.8;
+  static constexpr double max_load = 1.0;
 
  private:
   std::uint64_t pending_version_ = 0;
@@ -351,8 +377,15 @@ class contention_meter {
   duration previous_read_at_{0};
   duration window_{0};
   double busy_ = -1.0;
+  double load_sum_ = 0.0;
   unsigned samples_ = 0;
+  unsigned load_samples_ = 0;
   bool has_pending_ = false;
+
+  void add_load_sample(double b) noexcept {
+    load_sum_ += b < max_load ? b : max_load;  // NaN (never produced) would count as max_load
+    ++load_samples_;
+  }
 };
 
 /// An immutable, validated backoff schedule. Cheap to copy (32 bytes). The factories take any
@@ -392,6 +425,19 @@ class backoff_policy {
                                                   double multiplier = 3.0) {
     return make(backoff_kind::commit_rate, base, cap, multiplier);
   }
+  /// Full jitter (multiplier 2) whose window from the second retry on follows the row's commit
+  /// load as the contention_meter samples it (see the overview); plain full jitter without meter
+  /// data. Defaults tuned in Brooker's simulation (docs/backoff.md).
+  [[nodiscard]] static backoff_policy load_tracking(saturating_ns base = std::chrono::milliseconds(10),
+                                                    saturating_ns cap = std::chrono::seconds(1)) {
+    return make(backoff_kind::load_tracking, base, cap, 2.0);
+  }
+
+  /// load_tracking's constants: the second retry's window is load_second_window * base before the
+  /// load adjusts it; each load sample l multiplies the window by e^(load_gain * (l - load_target)).
+  static constexpr double load_second_window = 5.0;
+  static constexpr double load_gain = 3.7;
+  static constexpr double load_target = 0.6;
 
   /// The delay before retry `retry` (1 = the first retry). `previous` is the delay returned for
   /// the retry before (0 before the first); only decorrelated jitter uses it, and treats anything
@@ -410,7 +456,8 @@ class backoff_policy {
       case backoff_kind::exponential:
         return ceiling(retry);
       case backoff_kind::full_jitter:
-      case backoff_kind::commit_rate: {
+      case backoff_kind::commit_rate:
+      case backoff_kind::load_tracking: {
         const duration t = ceiling(retry);
         return duration(
             static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t.count()))));
@@ -435,10 +482,16 @@ class backoff_policy {
     return duration::zero();
   }
 
-  /// The same, using what `meter` has seen; only commit_rate reads it, the other kinds ignore it.
+  /// The same, using what `meter` has seen; only commit_rate and load_tracking read it, the other
+  /// kinds ignore it.
   template <std::uniform_random_bit_generator G>
   [[nodiscard]] duration delay(unsigned retry, duration previous, const contention_meter& meter,
                                G& rng) const {
+    if (kind_ == backoff_kind::load_tracking && meter.load_samples() > 0 && retry > 1 &&
+        previous >= duration::zero()) {
+      return duration(static_cast<std::int64_t>(
+          detail::uniform_0_to(rng, static_cast<std::uint64_t>(load_window(meter).count()))));
+    }
     if (kind_ != backoff_kind::commit_rate || meter.busy() < 0 || retry == 0 || previous < duration::zero()) {
       return delay(retry, previous, rng);  // (which also rejects bad arguments)
     }
@@ -448,6 +501,17 @@ class backoff_policy {
                          std::numeric_limits<std::int64_t>::max());
     const std::int64_t t = std::min(ceiling(retry).count(), sized);
     return duration(static_cast<std::int64_t>(detail::uniform_0_to(rng, static_cast<std::uint64_t>(t))));
+  }
+
+  /// load_tracking's window for what `meter` has seen: clamp(load_second_window * base *
+  /// e^(load_gain * (load_sum - load_samples * load_target)), base, cap). base for other kinds.
+  [[nodiscard]] duration load_window(const contention_meter& meter) const noexcept {
+    if (kind_ != backoff_kind::load_tracking) return base_;
+    const double excess = meter.load_sum() - static_cast<double>(meter.load_samples()) * load_target;
+    // exp overflows to +inf and underflows to 0; clamp_to maps +inf (and NaN) to cap.
+    const double window =
+        load_second_window * static_cast<double>(base_.count()) * std::exp(load_gain * excess);
+    return std::max(base_, duration(detail::clamp_to(window, cap_.count())));
   }
 
   /// The un-jittered ceiling min(cap, base * multiplier^(retry-1)); 0 for immediate.
@@ -872,7 +936,7 @@ struct attempt_info {
   // must re-read before writing. False after `transient`: resend the very same request.
   bool reread = true;
   // Where the attempt may report the version it read (contention_meter::note_read), for
-  // backoff_policy::commit_rate. Set by cas_retry; may be null in other drivers.
+  // backoff_policy::commit_rate and load_tracking. Set by cas_retry; may be null in other drivers.
   contention_meter* meter = nullptr;
 };
 
@@ -1015,6 +1079,22 @@ class retry_controller {
 
   explicit retry_controller(const retry_policy& policy) : policy_(&policy) { policy.validate(); }
 
+  /// The tag of the constructor for a policy already validated (by plain_first_attempt).
+  struct validated_t {
+    explicit validated_t() = default;
+  };
+  static constexpr validated_t validated{};
+  retry_controller(const retry_policy& policy, validated_t) noexcept : policy_(&policy) {}
+
+  /// True when `policy` is valid and its loop's first attempt needs nothing from the driver but
+  /// to run: no deadline (no clock), a backoff that reads no meter, no stop requested. Such a
+  /// first attempt may run before the controller exists (cas_retry's fast path); the controller
+  /// built afterwards with `validated` counts it as usual.
+  [[nodiscard]] static bool plain_first_attempt(const retry_policy& policy) noexcept {
+    return policy.max_attempts != 0 && policy.timeout.is_max() && !reads_meter(policy.backoff.kind()) &&
+           !policy.stop.stop_requested();
+  }
+
   /// True when the driver must pass the real elapsed time (a deadline is set).
   [[nodiscard]] bool needs_clock() const noexcept { return !policy_->timeout.is_max(); }
 
@@ -1072,12 +1152,10 @@ class retry_controller {
   [[nodiscard]] const retry_counts& counts() const noexcept { return counts_; }
   [[nodiscard]] const retry_policy& policy() const noexcept { return *policy_; }
   /// What this loop has seen of the row's contention; feed it before on_outcome when the policy
-  /// is backoff_policy::commit_rate (cas_retry does, from the attempt's note_read).
+  /// reads one (commit_rate, load_tracking; cas_retry does, from the attempt's note_read).
   [[nodiscard]] contention_meter& meter() noexcept { return meter_; }
   /// True when the backoff uses the meter, so the driver should time its attempts.
-  [[nodiscard]] bool uses_meter() const noexcept {
-    return policy_->backoff.kind() == backoff_kind::commit_rate;
-  }
+  [[nodiscard]] bool uses_meter() const noexcept { return reads_meter(policy_->backoff.kind()); }
 
  private:
   static const store_error& no_error() noexcept {
@@ -1326,8 +1404,10 @@ class virtual_retry_env {
 //
 // Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
 // std::function and draws no random number (a budget adds one atomic load). With a deadline the
-// start is read once; with backoff_policy::commit_rate every attempt is timed (two clock reads)
-// for its contention_meter, which the attempt feeds through attempt_info::meter.
+// start is read once; with a backoff that reads a contention_meter (commit_rate, load_tracking)
+// every attempt is timed (two clock reads) for the meter, which the attempt feeds through
+// attempt_info::meter. The first attempt of a loop with none of these runs before any loop state
+// is built (detail::run_cas_retry), so a first-try success costs little more than the attempt.
 //
 // Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
 // and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
@@ -1476,28 +1556,13 @@ inline std::optional<std::pair<write_status, store_error>> classify_attempt_exce
   }
 }
 
-/// The bookkeeping every cas_retry form shares around retry_controller: what one attempt came to
-/// (a store outcome, decided, or a classified exception) and its error; at the stop it fills
-/// `out` (the controller's counters and the last error) once. `out` and `last` belong to the
-/// driver: cas_retry's retry_result, or an operation's own result (conditional_op.hpp), so that
-/// nothing is copied on the way. The driver runs the attempt, keeps time and sleeps. Not
+/// What one attempt came to: a store outcome (built in place in the driver's `last`), decided(),
+/// or an exception that the policy's classify_exception mapped (its status and words). Not
 /// thread-safe (one per loop).
 template <class R>
-class retry_loop {
+class attempt_record {
  public:
-  using duration = std::chrono::nanoseconds;
-
-  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
-      : ctl_(policy), out_(out), last_(last) {}
-
-  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
-
-  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
-  [[nodiscard]] bool cancelled_before_start() {
-    if (!ctl_.cancelled_before_start()) return false;
-    stop();
-    return true;
-  }
+  explicit attempt_record(std::optional<R>& last) noexcept : last_(last) {}
 
   /// Runs the attempt through `make` (converts to R, or to attempt_result<R>) and records what it
   /// came to. R is built in place. Exceptions propagate (pass them to on_exception).
@@ -1533,8 +1598,8 @@ class retry_loop {
   }
 
   /// The attempt threw `e`: classified, it is an outcome like any other; otherwise rethrown.
-  void on_exception(const std::exception_ptr& e) {
-    auto classified = classify_attempt_exception(ctl_.policy(), e);
+  void on_exception(const retry_policy& policy, const std::exception_ptr& e) {
+    auto classified = classify_attempt_exception(policy, e);
     if (!classified) std::rethrow_exception(e);
     last_.reset();
     decided_ = false;
@@ -1542,28 +1607,82 @@ class retry_loop {
     thrown_.emplace(std::move(classified->second));
   }
 
-  /// Applied or decided: the loop is over (`out` is final). The fast path: no clock, no hook.
-  [[nodiscard]] bool settled() noexcept {
-    if (status_ == write_status::applied && !decided_) [[likely]] {
-      ctl_.on_applied();
-    } else if (decided_) {
-      ctl_.on_decided(status_);
-    } else {
-      return false;
-    }
-    static_cast<retry_counts&>(out_) = ctl_.counts();
-    return true;
-  }
+  [[nodiscard]] bool applied() const noexcept { return status_ == write_status::applied && !decided_; }
+  [[nodiscard]] bool decided() const noexcept { return decided_; }
+  [[nodiscard]] write_status status() const noexcept { return status_; }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
     return thrown_ ? *thrown_ : (last_ ? error_of(*last_) : empty_error());
   }
 
+ private:
+  std::optional<R>& last_;
+  write_status status_ = write_status::permanent;
+  bool decided_ = false;
+  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+};
+
+/// Applied or decided: counts the attempt `rec` recorded on `ctl` and copies the counters into
+/// `out` (final). false: neither; nothing counted. The fast path: no clock, no hook.
+template <class R>
+[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) noexcept {
+  if (rec.applied()) [[likely]] {
+    ctl.on_applied();
+  } else if (rec.decided()) {
+    ctl.on_decided(rec.status());
+  } else {
+    return false;
+  }
+  static_cast<retry_counts&>(out) = ctl.counts();
+  return true;
+}
+
+/// The bookkeeping every cas_retry form shares around retry_controller: what each attempt came to
+/// (attempt_record) and, at the stop, `out` filled once (the controller's counters and the last
+/// error). `out` and `last` belong to the driver: cas_retry's retry_result, or an operation's own
+/// result (conditional_op.hpp), so that nothing is copied on the way. The driver runs the
+/// attempt, keeps time and sleeps. Not thread-safe (one per loop).
+template <class R>
+class retry_loop {
+ public:
+  using duration = std::chrono::nanoseconds;
+
+  retry_loop(const retry_policy& policy, retry_stats& out, std::optional<R>& last)
+      : ctl_(policy), out_(out), rec_(last) {}
+  /// Takes over a first attempt that ran before the loop existed (its outcome in `first`), for a
+  /// policy already validated (retry_controller::plain_first_attempt).
+  retry_loop(const retry_policy& policy, retry_stats& out, attempt_record<R>&& first)
+      : ctl_(policy, retry_controller::validated), out_(out), rec_(std::move(first)) {}
+
+  [[nodiscard]] retry_controller& controller() noexcept { return ctl_; }
+
+  /// True when the stop token fired before the first attempt: `out` is final (cancelled).
+  [[nodiscard]] bool cancelled_before_start() {
+    if (!ctl_.cancelled_before_start()) return false;
+    stop();
+    return true;
+  }
+
+  /// See attempt_record.
+  template <class Make>
+  void run(Make&& make) {
+    rec_.run(std::forward<Make>(make));
+  }
+  void accept(R&& r) { rec_.accept(std::move(r)); }
+  void accept(attempt_result<R>&& a) { rec_.accept(std::move(a)); }
+  void on_exception(const std::exception_ptr& e) { rec_.on_exception(ctl_.policy(), e); }
+
+  /// Applied or decided: the loop is over (`out` is final).
+  [[nodiscard]] bool settled() noexcept { return settle(ctl_, rec_, out_); }
+
+  /// The store's words for the attempt's failure.
+  [[nodiscard]] const store_error& error() const noexcept { return rec_.error(); }
+
   /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
-    retry_decision d = ctl_.on_outcome(status_, error(), elapsed, rng);
+    retry_decision d = ctl_.on_outcome(rec_.status(), error(), elapsed, rng);
     if (!d) stop();
     return d;
   }
@@ -1584,10 +1703,7 @@ class retry_loop {
 
   retry_controller ctl_;
   retry_stats& out_;
-  std::optional<R>& last_;
-  write_status status_ = write_status::permanent;
-  bool decided_ = false;
-  std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
+  attempt_record<R> rec_;
 };
 
 // clang-format off
@@ -1599,29 +1715,32 @@ concept retry_attempt = (attempt_with_info<A> || attempt_without_info<A>) &&
 template <class A>
 using attempt_outcome_t = outcome_of_t<attempt_result_t<A>>;
 
-/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop).
-template <class A, retry_env Env>
-void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
-                   std::optional<attempt_outcome_t<A>>& last) {
+/// cas_retry's loop from its first attempt on, or, when `first_ran`, from the decision on a first
+/// attempt that `loop` has already recorded (which requires a plain first attempt: no clock, no
+/// meter). Out of line: the first attempt's success path stays small (see run_cas_retry).
+template <class A, retry_env Env, class R>
+[[gnu::noinline]] void cas_retry_loop(retry_loop<R>& loop, A& attempt, Env& env, bool first_ran) {
   using duration = std::chrono::nanoseconds;
-  retry_loop<attempt_outcome_t<A>> loop(policy, out, last);
-  if (loop.cancelled_before_start()) return;
   retry_controller& ctl = loop.controller();
+  const retry_policy& policy = ctl.policy();
   using time_point = decltype(env.now());
-  const bool timed_attempts = ctl.uses_meter();  // commit_rate: time each attempt for the meter
+  const bool timed_attempts = ctl.uses_meter();  // time each attempt for the meter
   const time_point start = (ctl.needs_clock() || timed_attempts) ? env.now() : time_point{};
 
-  for (;;) {
-    attempt_info info = ctl.next_attempt();
-    info.meter = &ctl.meter();
-    const time_point attempt_start = timed_attempts ? env.now() : time_point{};
-    try {
-      loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
-    } catch (...) {
-      loop.on_exception(std::current_exception());
+  for (bool ran = first_ran;; ran = false) {
+    time_point attempt_start{};
+    if (!ran) {
+      attempt_info info = ctl.next_attempt();
+      info.meter = &ctl.meter();
+      if (timed_attempts) attempt_start = env.now();
+      try {
+        loop.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
+      } catch (...) {
+        loop.on_exception(std::current_exception());
+      }
+      if (loop.settled()) [[likely]]
+        return;  // applied or decided
     }
-    if (loop.settled()) [[likely]]
-      return;  // applied or decided
     duration elapsed = duration::zero();
     if (ctl.needs_clock() || timed_attempts)
       elapsed = std::chrono::duration_cast<duration>(env.now() - start);
@@ -1639,6 +1758,36 @@ void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats
       return;
     }
   }
+}
+
+/// cas_retry's loop, filling the driver's `out` and `last` (see retry_loop). When the first
+/// attempt needs nothing from the driver (retry_controller::plain_first_attempt) it runs here,
+/// before any loop state exists, and a success or decision settles at once; everything else
+/// continues in cas_retry_loop. Both count through retry_controller.
+template <class A, retry_env Env>
+void run_cas_retry(const retry_policy& policy, A& attempt, Env& env, retry_stats& out,
+                   std::optional<attempt_outcome_t<A>>& last) {
+  using R = attempt_outcome_t<A>;
+  if (!retry_controller::plain_first_attempt(policy)) [[unlikely]] {
+    retry_loop<R> loop(policy, out, last);
+    if (!loop.cancelled_before_start()) cas_retry_loop(loop, attempt, env, false);
+    return;
+  }
+  attempt_record<R> first(last);
+  contention_meter unused_meter;  // the policy reads no meter; the attempt may still feed one
+  const attempt_info info{1, true, &unused_meter};
+  try {
+    first.run(emplace_attempt<A, attempt_result_t<A>>{attempt, info});
+  } catch (...) {
+    first.on_exception(policy, std::current_exception());
+  }
+  if (first.applied() || first.decided()) [[likely]] {
+    retry_controller ctl(policy, retry_controller::validated);
+    (void)settle(ctl, first, out);
+    return;
+  }
+  retry_loop<R> loop(policy, out, std::move(first));
+  cas_retry_loop(loop, attempt, env, true);
 }
 
 }  // namespace detail
@@ -2140,10 +2289,21 @@ struct op_step {
   }
 };
 
-/// What one attempt tells cas_retry: a status and the store's words (owned by the op_core).
+/// The store's words for an attempt's failure, owned by the op_core; none (an applied attempt,
+/// a refusal without words) reads as the empty store_error.
+class op_error_ref {
+ public:
+  explicit op_error_ref(const store_error* e) noexcept : e_(e) {}
+  operator const store_error&() const noexcept { return e_ ? *e_ : empty_error(); }  // NOLINT: implicit
+
+ private:
+  const store_error* e_;
+};
+
+/// What one attempt tells cas_retry: a status and the store's words.
 struct op_status {
   write_status status = write_status::permanent;
-  std::reference_wrapper<const store_error> error;
+  op_error_ref error;
 };
 
 /// One kind of conditional operation (see the overview).
@@ -2237,7 +2397,7 @@ class op_core {
   /// The attempt's answer to cas_retry.
   [[nodiscard]] answer_type answer() noexcept {
     if (decided_) return decided(decided_status_);
-    return op_status{status_, std::cref(error_ ? *error_ : empty_error())};
+    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr)};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.
@@ -5955,6 +6115,18 @@ struct id_hash {
 //   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
 //     counted as lost, and it counts as landed when the final chain passes through it.
 //
+// Under faults (a crash, a failover, a dropped connection) a missing write is not always a
+// strategy's fault, so the checker tells four things apart per key (classify_faults):
+//
+//   * lost to a stale read (`lost`): a successful write off the final chain, as above;
+//   * vanished (`vanished`): a successful write off the final chain that the store itself forgot
+//     — a read that began after the write was acknowledged (or the key's final value) returned
+//     a version from before it: a durability or failover loss, not a strategy bug;
+//   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
+//     landed although the writer was told otherwise, and it wrote again);
+//   * indeterminate (`indeterminate`): every write with an unknown outcome, whether it landed and
+//     how its writer found out (read it back, wrote again, or neither).
+//
 // check_race_history runs in phases, each a function over the shared history_index:
 //
 //   index_writes        one entry per distinct written value (attempts that sent the same value
@@ -5963,6 +6135,8 @@ struct id_hash {
 //                       pairs); reads of a version nobody wrote are anomalies
 //   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
 //   collect_lost        successful writes off every chain, in order of completion
+//   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
+//                       twice; how each unknown outcome was resolved (see there)
 //   name_replacers      for each lost write, the write that replaced it (see there)
 //
 // It runs in time linear in the number of records (hash tables sized up front); losses add a
@@ -5978,6 +6152,7 @@ struct id_hash {
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -5991,6 +6166,47 @@ struct lost_write {
   race_write overwritten_by;  ///< writer 0 when no replacing write was recorded
 };
 
+/// A successful write the store forgot: off the final chain, and `trace` names what later saw
+/// the key's state from before it.
+struct vanished_write {
+  race_write write;
+  std::string trace;
+};
+
+/// One operation whose update is on a final chain more than once.
+struct doubled_update {
+  std::vector<race_write> copies;  ///< its values on the chain, newest first
+  std::string trace;
+};
+
+/// How the writer of a write with an unknown outcome went on.
+enum class unknown_resolution : unsigned char {
+  later_attempt,  ///< the same op wrote again (it decided the first did not land)
+  read_back,      ///< the same op read the key again and wrote no more
+  unresolved,     ///< neither: the op ended with the outcome unknown
+};
+
+[[nodiscard]] constexpr std::string_view to_string(unknown_resolution r) noexcept {
+  switch (r) {
+    case unknown_resolution::later_attempt:
+      return "wrote again";
+    case unknown_resolution::read_back:
+      return "read back";
+    case unknown_resolution::unresolved:
+      return "unresolved";
+  }
+  return "?";
+}
+
+/// A write with an unknown outcome: whether it landed (the final chain passes through it) and how
+/// its writer went on.
+struct indeterminate_write {
+  race_write write;
+  bool landed = false;
+  unknown_resolution how = unknown_resolution::unresolved;
+  std::string trace;
+};
+
 /// The checker's verdict.
 struct race_check {
   std::size_t write_attempts = 0;
@@ -6002,9 +6218,20 @@ struct race_check {
   std::size_t lost_update_pairs = 0;
   std::vector<lost_write> lost;        ///< successful writes missing from the final state
   std::vector<std::string> anomalies;  ///< anything else that breaks the rules, in words
+  /// Successful writes the store forgot (not in `lost`), in order of completion.
+  std::vector<vanished_write> vanished;
+  std::vector<doubled_update> doubled;  ///< updates applied twice
+  /// Every distinct value with an unknown outcome, in order of completion.
+  std::vector<indeterminate_write> indeterminate;
 
   [[nodiscard]] bool ok() const noexcept {
-    return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
+    return lost.empty() && lost_update_pairs == 0 && anomalies.empty() && vanished.empty() && doubled.empty();
+  }
+  /// Unknown outcomes whose writer neither wrote again nor read the key back.
+  [[nodiscard]] std::size_t indeterminate_unresolved() const noexcept {
+    std::size_t n = 0;
+    for (const indeterminate_write& w : indeterminate) n += w.how == unknown_resolution::unresolved;
+    return n;
   }
 };
 
@@ -6041,6 +6268,7 @@ class flat_table {
       if (s.key == key) return &s.value;
     }
   }
+  const V* find(const K& key) const { return const_cast<flat_table*>(this)->find(key); }
 
  private:
   struct slot {
@@ -6278,6 +6506,153 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
   }
 }
 
+// --- classify_faults: vanished, doubled, indeterminate ------------------------------------------
+
+/// A (writer, op) pair as one number.
+[[nodiscard]] inline std::uint64_t op_number(const race_write& w) noexcept {
+  return (static_cast<std::uint64_t>(w.writer) << 32) | w.op;
+}
+
+/// Of the lost writes, those the store forgot: a read that began after the write was acknowledged
+/// (its invoke tick is later than the write's complete tick), or the key's final value, shows a
+/// version the write had replaced (its read_from or anything below it). A linearizable store
+/// never answers that, whatever the strategy does; a stale-read loss never needs it (the writes
+/// that replaced the lost one are newer than it). Moves those to c.vanished; returns the rest.
+inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std::vector<std::uint32_t> lost,
+                                                    race_check& c) {
+  const race_history& h = ix.h;
+  // Per (key, version): the read of it that began last.
+  flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> last_read(h.reads.size());
+  for (std::uint32_t i = 0; i < h.reads.size(); ++i) {
+    const race_read& r = h.reads[i];
+    auto [slot, inserted] = last_read.try_emplace({r.key, r.version}, i);
+    if (!inserted && h.reads[*slot].invoke < r.invoke) *slot = i;
+  }
+  std::vector<std::uint32_t> stale;
+  for (std::uint32_t n : lost) {
+    const race_write& w = ix.record_of(n);
+    const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
+    std::string trace;
+    write_id v = w.read_from;
+    for (std::size_t steps = 0; trace.empty() && steps <= ix.writes.size(); ++steps) {
+      const std::string what = v == initial_version || v == start
+                                   ? std::string("the key's state before the run")
+                                   : "version " + std::to_string(v);
+      if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
+        trace = "the key ends at " + what + ", which it replaced";
+      } else if (const std::uint32_t* r = last_read.find({w.key, v}); r && h.reads[*r].invoke > w.complete) {
+        const race_read& rd = h.reads[*r];
+        trace = "W" + std::to_string(rd.writer) + " op " + std::to_string(rd.op) + " read " + what +
+                " at tick " + std::to_string(rd.invoke) + ", after the write was acknowledged at tick " +
+                std::to_string(w.complete);
+      }
+      if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;
+      const std::uint32_t* below = ix.by_value.find(v);
+      if (below == nullptr) break;
+      v = ix.record_of(*below).read_from;
+    }
+    if (trace.empty()) {
+      stale.push_back(n);
+    } else {
+      c.vanished.push_back(
+          {w, describe_write(w) + " wrote " + std::to_string(w.written) + " (applied); " + trace});
+    }
+  }
+  return stale;
+}
+
+/// Operations with two or more values on the final chains (walked newest first).
+inline void find_doubled(const history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  flat_table<std::uint64_t, std::uint32_t, id_hash> landed(ix.writes.size());  // op -> values on chain
+  bool any = false;
+  for (const checked_write& e : ix.writes) {
+    if (!e.on_chain) continue;
+    auto [count, inserted] = landed.try_emplace(op_number(h.writes[e.record]), 1);
+    if (!inserted) any = true, ++*count;
+  }
+  if (!any) return;
+  std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
+    write_id v = h.final_versions[k];
+    for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
+      const std::uint32_t* n = ix.by_value.find(v);
+      if (n == nullptr || !ix.writes[*n].on_chain) break;
+      const race_write& w = ix.record_of(*n);
+      if (w.key != k) break;
+      if (*landed.find(op_number(w)) > 1) {
+        auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
+        if (first) c.doubled.push_back({});
+        c.doubled[it->second].copies.push_back(w);
+      }
+      v = w.read_from;
+    }
+  }
+  for (doubled_update& d : c.doubled) {
+    const race_write& w = d.copies.front();
+    d.trace = "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) +
+              " is on the final chain of key " +
+              (w.key < h.keys.size() ? h.keys[w.key] : std::to_string(w.key)) + " " +
+              std::to_string(d.copies.size()) + " times:";
+    for (auto it = d.copies.rbegin(); it != d.copies.rend(); ++it) {
+      d.trace += " attempt " + std::to_string(it->attempt) + " (" + std::string(to_string(it->outcome)) + ")";
+    }
+  }
+}
+
+/// Each value with an unknown outcome: landed or not, and how its op went on (a later write
+/// attempt of the same op, else a read of the same op that began after it returned, else none).
+inline void resolve_indeterminate(const history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  std::vector<std::uint32_t> unknown;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::unknown) unknown.push_back(n);
+  }
+  if (unknown.empty()) return;
+  std::unordered_map<std::uint64_t, std::uint32_t> last_attempt;  // op -> highest attempt
+  std::unordered_map<std::uint64_t, std::uint64_t> last_read;     // op -> latest read invoke
+  for (std::uint32_t n : unknown) {
+    last_attempt.emplace(op_number(ix.record_of(n)), 0);
+    last_read.emplace(op_number(ix.record_of(n)), 0);
+  }
+  for (const race_write& w : h.writes) {
+    if (auto it = last_attempt.find(op_number(w)); it != last_attempt.end())
+      it->second = std::max(it->second, w.attempt);
+  }
+  for (const race_read& r : h.reads) {
+    const std::uint64_t op = (static_cast<std::uint64_t>(r.writer) << 32) | r.op;
+    if (auto it = last_read.find(op); it != last_read.end()) it->second = std::max(it->second, r.invoke);
+  }
+  std::sort(unknown.begin(), unknown.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
+  });
+  for (std::uint32_t n : unknown) {
+    const race_write& w = ix.record_of(n);
+    indeterminate_write u{w, ix.writes[n].on_chain, unknown_resolution::unresolved, {}};
+    if (last_attempt[op_number(w)] > w.attempt) {
+      u.how = unknown_resolution::later_attempt;
+    } else if (last_read[op_number(w)] > w.complete) {
+      u.how = unknown_resolution::read_back;
+    }
+    u.trace = describe_write(w) + " wrote " + std::to_string(w.written) +
+              " (unknown): " + (u.landed ? "landed" : "did not land") + "; its writer " +
+              (u.how == unknown_resolution::later_attempt ? "wrote again"
+               : u.how == unknown_resolution::read_back   ? "read the key back"
+                                                          : "did not find out");
+    c.indeterminate.push_back(std::move(u));
+  }
+}
+
+/// Phase: what faults did — vanished writes (taken out of `lost`), updates applied twice, unknown
+/// outcomes and their resolution. Returns the lost writes left for name_replacers.
+inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::vector<std::uint32_t> lost,
+                                                  race_check& c) {
+  if (!lost.empty()) lost = separate_vanished(ix, std::move(lost), c);
+  find_doubled(ix, c);
+  resolve_indeterminate(ix, c);
+  return lost;
+}
+
 }  // namespace detail
 
 /// Checks a history (see the overview for the rules and the phases).
@@ -6288,7 +6663,7 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
   detail::index_writes(ix, c);
   detail::group_readers(ix, c);
   detail::walk_final_chains(ix, c);
-  const std::vector<std::uint32_t> lost = detail::collect_lost(ix);
+  const std::vector<std::uint32_t> lost = detail::classify_faults(ix, detail::collect_lost(ix), c);
   if (!lost.empty()) detail::name_replacers(ix, lost, c);
   return c;
 }
@@ -6392,6 +6767,171 @@ inline void append_history(race_history& h, std::string_view text) {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/history.hpp
 
+// ---- begin noclobber/race_harness/schedule.hpp -----------------------------
+// noclobber/race_harness/schedule.hpp — an explore schedule written out: which writers and ops
+// run, in which priority order, and where a writer's priority drops.
+//
+// Overview
+// --------
+// An explore run (PCT, race_harness/scheduler.hpp) is normally drawn from a seed: a random
+// priority order of the writers and d − 1 change points at random global step numbers. The same
+// schedule can be written out, and then edited, as a `race_schedule`:
+//
+//   priority      the writers that run (their numbers, as in reports), highest priority first
+//   preemptions   PCT's change points, each anchored to one writer's store call: "before W3's
+//                 call 1 (from 0) of op 0, W3 drops below every other writer". The i-th (from 0)
+//                 of m drops its writer to priority m − i, below all initial priorities, as the
+//                 i-th seeded change point does. Anchoring to a writer's own call, not to a
+//                 global step, keeps a preemption where it was when other writers or ops are
+//                 removed, which is what shrinking (race_harness/shrink.hpp) needs.
+//   ops           the (writer, op) pairs that run; empty: every op of every writer in `priority`.
+//                 An op left out is skipped, not renumbered: op numbers and key choices of the
+//                 others stay as they were.
+//
+// Every explore report carries the schedule it ran written out (race_report::schedule); setting
+// race_options::plan runs exactly that schedule, and the report's replay line then names it:
+//
+//   mode=explore writers=16 ops=5 seed=7 depth=2 priority=9,3 preempt=3.0.1 run=3.0,9.0
+//
+// Thread safety: plain values and pure functions.
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace noclobber {
+
+/// One (writer, op) of a run: writer number as in reports, op from 0.
+struct race_op_ref {
+  std::uint32_t writer = 0;
+  std::uint32_t op = 0;
+  friend bool operator==(const race_op_ref&, const race_op_ref&) = default;
+};
+
+/// A priority change point anchored to a writer's store call: before call `call` (from 0) of
+/// op `op`, writer `writer` drops its priority.
+struct race_preemption {
+  std::uint32_t writer = 0;
+  std::uint32_t op = 0;
+  std::uint32_t call = 0;
+  friend bool operator==(const race_preemption&, const race_preemption&) = default;
+};
+
+/// An explore schedule written out (see the overview).
+struct race_schedule {
+  std::vector<std::uint32_t> priority;       ///< writers that run, highest priority first
+  std::vector<race_preemption> preemptions;  ///< in order: the i-th of m drops to priority m − i
+  std::vector<race_op_ref> ops;              ///< the ops that run; empty: all ops of those writers
+
+  [[nodiscard]] bool empty() const noexcept { return priority.empty(); }
+
+  /// Whether `writer`'s op `op` runs.
+  [[nodiscard]] bool runs(std::uint32_t writer, std::uint32_t op) const {
+    if (ops.empty()) {
+      for (std::uint32_t w : priority)
+        if (w == writer) return true;
+      return false;
+    }
+    for (const race_op_ref& r : ops)
+      if (r.writer == writer && r.op == op) return true;
+    return false;
+  }
+
+  /// How many ops run when each writer has `ops_per_writer`.
+  [[nodiscard]] std::size_t op_count(unsigned ops_per_writer) const noexcept {
+    return ops.empty() ? priority.size() * ops_per_writer : ops.size();
+  }
+
+  /// "priority=9,3 preempt=3.0.1 run=3.0,9.0" (tokens for race_options::apply_replay; an empty
+  /// list is left out).
+  [[nodiscard]] std::string replay_tokens() const {
+    std::string s = "priority=";
+    for (std::size_t i = 0; i < priority.size(); ++i) s += (i ? "," : "") + std::to_string(priority[i]);
+    if (!preemptions.empty()) {
+      s += " preempt=";
+      for (std::size_t i = 0; i < preemptions.size(); ++i) {
+        const race_preemption& p = preemptions[i];
+        s += (i ? "," : "") + std::to_string(p.writer) + "." + std::to_string(p.op) + "." +
+             std::to_string(p.call);
+      }
+    }
+    if (!ops.empty()) {
+      s += " run=";
+      for (std::size_t i = 0; i < ops.size(); ++i)
+        s += (i ? "," : "") + std::to_string(ops[i].writer) + "." + std::to_string(ops[i].op);
+    }
+    return s;
+  }
+};
+
+namespace detail {
+
+/// "3,9" / "3.0.1,9.0.2": comma-separated items of `parts` dot-separated unsigned numbers.
+/// Throws std::invalid_argument naming `what` and the text.
+inline std::vector<std::vector<std::uint32_t>> parse_number_tuples(std::string_view text, std::size_t parts,
+                                                                   std::string_view what) {
+  auto fail = [&] {
+    throw std::invalid_argument("noclobber: replay value '" + std::string(text) + "' for '" +
+                                std::string(what) + "' is not a list of " + std::to_string(parts) +
+                                "-part numbers");
+  };
+  std::vector<std::vector<std::uint32_t>> out;
+  if (text.empty()) return out;
+  const char* p = text.data();
+  const char* end = text.data() + text.size();
+  while (true) {
+    std::vector<std::uint32_t> item;
+    for (std::size_t k = 0; k < parts; ++k) {
+      if (k > 0) {
+        if (p == end || *p != '.') fail();
+        ++p;
+      }
+      std::uint32_t n = 0;
+      auto [next, ec] = std::from_chars(p, end, n);
+      if (ec != std::errc{} || next == p) fail();
+      p = next;
+      item.push_back(n);
+    }
+    out.push_back(std::move(item));
+    if (p == end) break;
+    if (*p != ',') fail();
+    ++p;
+  }
+  return out;
+}
+
+}  // namespace detail
+
+/// Applies one replay token of a written-out schedule ("priority", "preempt", "run") to `s`;
+/// false when `name` is none of them. Throws std::invalid_argument for a malformed value.
+inline bool apply_schedule_token(race_schedule& s, std::string_view name, std::string_view value) {
+  if (name == "priority") {
+    s.priority.clear();
+    for (const auto& t : detail::parse_number_tuples(value, 1, name)) s.priority.push_back(t[0]);
+    return true;
+  }
+  if (name == "preempt") {
+    s.preemptions.clear();
+    for (const auto& t : detail::parse_number_tuples(value, 3, name))
+      s.preemptions.push_back({t[0], t[1], t[2]});
+    return true;
+  }
+  if (name == "run") {
+    s.ops.clear();
+    for (const auto& t : detail::parse_number_tuples(value, 2, name)) s.ops.push_back({t[0], t[1]});
+    return true;
+  }
+  return false;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/schedule.hpp
+
 // ---- begin noclobber/race_harness/report.hpp -------------------------------
 // noclobber/race_harness/report.hpp — what a race harness run found, as text and as JSON.
 //
@@ -6457,6 +6997,11 @@ struct race_report {
   unsigned depth = 0;                          ///< explore: PCT depth
   std::uint64_t seed = 0;                      ///< the master seed
   std::optional<std::uint64_t> schedule_seed;  ///< explore: the schedule shown (replay it)
+  /// explore: the schedule shown, written out (options.plan = plan runs it again; shrink_race
+  /// edits it); `planned`: the run followed options.plan (the replay line then names it)
+  race_schedule plan;
+  bool planned = false;
+  std::uint64_t steps = 0;  ///< explore: scheduled moves in the run shown (its trace's length)
 
   std::size_t operations = 0;       ///< ops run (writers × ops_per_writer, in the run shown)
   std::size_t op_errors = 0;        ///< ops whose strategy threw
@@ -6483,7 +7028,10 @@ struct race_report {
                     " ops=" + std::to_string(ops_per_writer) + " seed=" + std::to_string(seed);
     if (mode == race_mode::explore) {
       s += " depth=" + std::to_string(depth);
-      if (schedule_seed) s += " schedule=" + std::to_string(*schedule_seed);
+      if (planned)
+        s += " " + plan.replay_tokens();
+      else if (schedule_seed)
+        s += " schedule=" + std::to_string(*schedule_seed);
     }
     return s;
   }
@@ -6633,6 +7181,30 @@ inline std::string version_text(const std::unordered_map<write_id, const race_wr
   return "the version of W" + std::to_string(it->second->writer) + " op " + std::to_string(it->second->op);
 }
 
+/// The fault verdicts of a check (vanished, doubled, indeterminate), at most 10 lines each.
+inline void append_fault_verdicts(std::string& s, const race_check& check) {
+  auto list = [&s](const auto& items, auto&& line) {
+    const std::size_t listed = std::min<std::size_t>(items.size(), 10);
+    for (std::size_t i = 0; i < listed; ++i) s += "    " + line(items[i]) + "\n";
+    if (items.size() > listed) s += "    … and " + std::to_string(items.size() - listed) + " more\n";
+  };
+  if (!check.vanished.empty()) {
+    s += "  VANISHED: " + std::to_string(check.vanished.size()) +
+         " acknowledged write(s) the store forgot (a later read saw the state from before them)\n";
+    list(check.vanished, [](const vanished_write& v) { return v.trace; });
+  }
+  if (!check.doubled.empty()) {
+    s += "  APPLIED TWICE: " + std::to_string(check.doubled.size()) + " update(s)\n";
+    list(check.doubled, [](const doubled_update& d) { return d.trace; });
+  }
+  if (!check.indeterminate.empty()) {
+    s += "  indeterminate: " + std::to_string(check.indeterminate.size()) + " write(s), " +
+         std::to_string(check.unknown_landed) + " landed, " +
+         std::to_string(check.indeterminate_unresolved()) + " unresolved by their writer\n";
+    list(check.indeterminate, [](const indeterminate_write& u) { return u.trace; });
+  }
+}
+
 }  // namespace detail
 
 inline std::string race_report::to_text() const {
@@ -6681,6 +7253,7 @@ inline std::string race_report::to_text() const {
       s += "    … and " + std::to_string(check.lost.size() - listed) + " more\n";
   }
   if (!trace.empty()) s += "  trace: " + trace + "\n";
+  detail::append_fault_verdicts(s, check);
   for (const std::string& a : check.anomalies) s += "  ANOMALY: " + a + "\n";
   if (op_errors) s += "  first error: " + first_error + "\n";
   if (untracked_calls)
@@ -6712,6 +7285,10 @@ inline std::string race_report::to_json() const {
        ",\"retries\":" + std::to_string(retries) + ",\"errors\":" + std::to_string(op_errors) +
        ",\"lost\":" + std::to_string(check.lost.size()) +
        ",\"lost_update_pairs\":" + std::to_string(check.lost_update_pairs) +
+       ",\"vanished\":" + std::to_string(check.vanished.size()) +
+       ",\"doubled\":" + std::to_string(check.doubled.size()) +
+       ",\"indeterminate\":" + std::to_string(check.indeterminate.size()) +
+       ",\"indeterminate_unresolved\":" + std::to_string(check.indeterminate_unresolved()) +
        ",\"writers_serialised\":" + (writers_serialised ? "true" : "false") +
        ",\"elapsed_ms\":" + detail::ms_text(elapsed) + ",\"ok\":" + (ok() ? "true" : "false");
   s += ",\"lost_writes\":[";
@@ -6895,6 +7472,9 @@ struct race_options {
   unsigned depth = 2;                     ///< explore: PCT depth d (d − 1 change points), 1 … 8
   bool stop_at_first_failure = true;      ///< explore: stop at the first losing schedule
   std::optional<std::uint64_t> schedule;  ///< explore: run exactly this schedule seed (replay)
+  /// explore: run exactly this written-out schedule (race_harness/schedule.hpp; wins over
+  /// `schedule`); empty: draw schedules from seeds
+  race_schedule plan;
   /// forced: how long writers wait for each other (milliseconds::max(): without limit)
   std::chrono::milliseconds barrier_timeout{1000};
   /// explore: a writer silent this long is blocked (milliseconds::max(): never)
@@ -6910,7 +7490,8 @@ struct race_options {
   /// Number of the first writer (runs in several processes give each a disjoint range).
   std::uint32_t first_writer = 1;
 
-  /// Applies a report's replay line ("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…").
+  /// Applies a report's replay line ("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…",
+  /// or with a written-out schedule "… priority=9,3 preempt=3.0.1 run=3.0,9.0").
   /// Throws std::invalid_argument naming a token it does not understand.
   void apply_replay(std::string_view line) {
     std::size_t pos = 0;
@@ -6954,6 +7535,8 @@ struct race_options {
         schedule = number();
       else if (name == "iterations")
         iterations = static_cast<unsigned>(number());
+      else if (apply_schedule_token(plan, name, value))
+        continue;
       else
         throw std::invalid_argument("noclobber: unknown replay key '" + std::string(name) + "'");
     }
@@ -6981,7 +7564,10 @@ using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
 //                   scheduling points (each store call); the highest-priority writer waiting at a
 //                   point goes next; at d − 1 seeded change points the running writer's priority
 //                   drops. A writer that reaches no point within stall_timeout (blocked on a lock
-//                   the harness cannot see) is passed over until it does.
+//                   the harness cannot see) is passed over until it does. Drawn from a seed, or
+//                   written out (race_harness/schedule.hpp): explicit priorities and change points
+//                   anchored to a writer's store call; a seeded run reports where its change
+//                   points fell, so that it can be written out and replayed the same.
 //
 // Timeouts saturate (noclobber/duration.hpp): milliseconds::max() waits without limit.
 //
@@ -6994,6 +7580,7 @@ using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 
@@ -7049,6 +7636,15 @@ class timed_barrier {
 /// see) is passed over until it does; such stalls make a run non-deterministic and are counted.
 class pct_scheduler {
  public:
+  static constexpr unsigned none = ~0u;
+
+  /// A change point anchored to a writer's store call: writer (0-based index), op, call in op.
+  struct change {
+    unsigned writer = none;
+    std::uint32_t op = 0;
+    std::uint32_t call = 0;
+  };
+
   pct_scheduler(unsigned writers, unsigned depth, std::uint64_t expected_steps, std::uint64_t seed,
                 std::chrono::milliseconds stall_timeout)
       : stall_timeout_(stall_timeout) {
@@ -7062,16 +7658,43 @@ class pct_scheduler {
     std::shuffle(priority_.begin(), priority_.end(), rng);
     std::uniform_int_distribution<std::uint64_t> step(1, std::max<std::uint64_t>(expected_steps, 1));
     for (unsigned i = 1; i < depth; ++i) change_points_.push_back(step(rng));
+    fired_.resize(change_points_.size());
   }
 
-  /// Called by writer w (0-based) before each store call and once at its start.
-  void point(unsigned w) {
+  /// A written-out schedule: `priorities` per writer index (all distinct, each above
+  /// `anchored.size()`), and change points at writers' calls; the i-th drops to size − i.
+  pct_scheduler(std::vector<int> priorities, std::vector<change> anchored,
+                std::chrono::milliseconds stall_timeout)
+      : stall_timeout_(stall_timeout) {
+    annotated_lock lock(mutex_);  // nobody else sees the scheduler yet; the lock satisfies the analysis
+    const std::size_t writers = priorities.size();
+    priority_ = std::move(priorities);
+    waiting_.assign(writers, 0);
+    done_.assign(writers, 0);
+    stalled_.assign(writers, 0);
+    anchored_ = std::move(anchored);
+    fired_.resize(anchored_.size());
+  }
+
+  /// Called by writer w (0-based) before each store call (call `call` of op `op`) and once at
+  /// its start (a point where no change point fires).
+  void point(unsigned w, std::uint32_t op = 0, std::uint32_t call = 0) {
     annotated_wait_lock lock(mutex_);
     if (started_) {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
       for (std::size_t i = 0; i < change_points_.size(); ++i) {
-        if (change_points_[i] == steps_) priority_[w] = static_cast<int>(change_points_.size() - i);
+        if (change_points_[i] == steps_) {
+          priority_[w] = static_cast<int>(change_points_.size() - i);
+          fired_[i] = change{w, op, call};
+        }
+      }
+      for (std::size_t i = 0; i < anchored_.size(); ++i) {
+        const change& c = anchored_[i];
+        if (c.writer == w && c.op == op && c.call == call) {
+          priority_[w] = static_cast<int>(anchored_.size() - i);
+          fired_[i] = c;
+        }
       }
     }
     waiting_[w] = 1;
@@ -7079,6 +7702,7 @@ class pct_scheduler {
     if (!started_) {
       if (++arrived_ == priority_.size()) {
         started_ = true;
+        initial_priority_ = priority_;
         pick_next();
       }
     } else if (current_ == w || current_ == none) {
@@ -7112,10 +7736,26 @@ class pct_scheduler {
     annotated_lock lock(mutex_);
     return stalls_;
   }
+  /// Scheduled moves so far (the length of the run's trace).
+  std::uint64_t steps() const {
+    annotated_lock lock(mutex_);
+    return steps_;
+  }
+  /// The initial priority of each writer index (after the run: as changed by change points).
+  std::vector<int> initial_priorities() const {
+    annotated_lock lock(mutex_);
+    return initial_priority_.empty() ? priority_ : initial_priority_;
+  }
+  /// The change points that fired, in order, with the calls they fell on.
+  std::vector<change> fired() const {
+    annotated_lock lock(mutex_);
+    std::vector<change> out;
+    for (const change& c : fired_)
+      if (c.writer != none) out.push_back(c);
+    return out;
+  }
 
  private:
-  static constexpr unsigned none = ~0u;
-
   void pick_next() NOCLOBBER_REQUIRES(mutex_) {
     unsigned best = none;
     for (unsigned i = 0; i < priority_.size(); ++i) {
@@ -7131,7 +7771,10 @@ class pct_scheduler {
   std::vector<char> waiting_ NOCLOBBER_GUARDED_BY(mutex_);
   std::vector<char> done_ NOCLOBBER_GUARDED_BY(mutex_);
   std::vector<char> stalled_ NOCLOBBER_GUARDED_BY(mutex_);
-  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<int> initial_priority_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);  // seeded: global steps
+  std::vector<change> anchored_ NOCLOBBER_GUARDED_BY(mutex_);              // written out: at calls
+  std::vector<change> fired_ NOCLOBBER_GUARDED_BY(mutex_);                 // per change point
   std::uint64_t steps_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
   unsigned current_ NOCLOBBER_GUARDED_BY(mutex_) = none;
   std::size_t arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
@@ -7254,6 +7897,7 @@ struct race_writer_state {
   std::uint32_t op = 0;
   std::uint32_t key = 0;  // index of the op's key
   std::uint32_t attempt = 0;
+  std::uint32_t call = 0;  // store calls so far in this op (the scheduler anchors change points)
   bool first_read_done = false;
   bool serialised = false;
   std::vector<computed> computed_this_op;
@@ -7272,7 +7916,8 @@ struct race_writer_state {
   }
 
   void before_call() {
-    if (run->scheduler) run->scheduler->point(index);
+    if (run->scheduler) run->scheduler->point(index, op, call);
+    ++call;
   }
 };
 
@@ -7525,6 +8170,36 @@ race_workload<store_value_t<Store>> resolve_workload(const race_options_for<Stor
   }
 }
 
+/// A written-out schedule names only writers and ops of the run, each writer once.
+template <class Options>
+void validate_plan(const race_schedule& plan, const Options& o) {
+  auto bad = [](const std::string& what) {
+    throw std::invalid_argument("noclobber: race_options.plan: " + what);
+  };
+  if (o.mode != race_mode::explore) bad("a written-out schedule needs mode explore");
+  auto planned = [&](std::uint32_t w) {
+    return std::find(plan.priority.begin(), plan.priority.end(), w) != plan.priority.end();
+  };
+  for (std::size_t i = 0; i < plan.priority.size(); ++i) {
+    const std::uint32_t w = plan.priority[i];
+    if (w < o.first_writer || w - o.first_writer >= o.writers)
+      bad("writer " + std::to_string(w) + " is not one of the run's writers");
+    if (std::find(plan.priority.begin(), plan.priority.begin() + static_cast<std::ptrdiff_t>(i), w) !=
+        plan.priority.begin() + static_cast<std::ptrdiff_t>(i))
+      bad("writer " + std::to_string(w) + " is listed twice in priority");
+  }
+  for (const race_preemption& p : plan.preemptions) {
+    if (!planned(p.writer))
+      bad("preemption of writer " + std::to_string(p.writer) + ", which is not in priority");
+  }
+  for (const race_op_ref& r : plan.ops) {
+    if (!planned(r.writer)) bad("op of writer " + std::to_string(r.writer) + ", which is not in priority");
+    if (r.op >= o.ops_per_writer)
+      bad("op " + std::to_string(r.op) + " of writer " + std::to_string(r.writer) + " (ops_per_writer is " +
+          std::to_string(o.ops_per_writer) + ")");
+  }
+}
+
 template <class Store>
 void validate(race_options_for<Store>& o) {
   if (o.writers == 0 || o.writers > 65535) {
@@ -7542,6 +8217,7 @@ void validate(race_options_for<Store>& o) {
     throw std::invalid_argument("noclobber: race_options.first_writer = " + std::to_string(o.first_writer) +
                                 " (expected 1 … 2^20 − 1 − writers)");
   }
+  if (!o.plan.empty()) validate_plan(o.plan, o);
   if (o.keys.empty()) {
     if constexpr (std::is_constructible_v<store_key_t<Store>, const char*>) {
       o.keys.push_back(store_key_t<Store>("noclobber/race"));
@@ -7601,6 +8277,8 @@ inline std::uint64_t schedule_signature(const race_history& h) {
 
 struct run_outcome {
   race_history history;
+  race_schedule plan;  // explore: the schedule run, written out
+  std::uint64_t steps = 0;
   race_check check;
   std::size_t op_errors = 0;
   std::size_t retries = 0;
@@ -7611,10 +8289,62 @@ struct run_outcome {
   std::uint64_t signature = 0;
 };
 
+/// The writers (0-based slots: writer number − first_writer) a run starts, in order; with a
+/// written-out schedule only those it names.
+template <class Options>
+std::vector<unsigned> writer_slots(const Options& o) {
+  std::vector<unsigned> slots;
+  if (o.plan.empty()) {
+    for (unsigned i = 0; i < o.writers; ++i) slots.push_back(i);
+  } else {
+    for (std::uint32_t w : o.plan.priority) slots.push_back(w - o.first_writer);
+    std::sort(slots.begin(), slots.end());
+  }
+  return slots;
+}
+
+/// A written-out schedule as the scheduler takes it: priorities per writer index (the i-th of
+/// `slots`), from m + n for the first in `plan.priority` down to m + 1, and the change points at
+/// writer indices.
+template <class Options>
+std::unique_ptr<pct_scheduler> planned_scheduler(const Options& o, const std::vector<unsigned>& slots) {
+  const race_schedule& plan = o.plan;
+  auto index_of = [&](std::uint32_t writer) {
+    return static_cast<unsigned>(std::find(slots.begin(), slots.end(), writer - o.first_writer) -
+                                 slots.begin());
+  };
+  const int m = static_cast<int>(plan.preemptions.size());
+  const int n = static_cast<int>(plan.priority.size());
+  std::vector<int> priorities(slots.size());
+  for (int rank = 0; rank < n; ++rank)
+    priorities[index_of(plan.priority[static_cast<std::size_t>(rank)])] = m + n - rank;
+  std::vector<pct_scheduler::change> changes;
+  for (const race_preemption& p : plan.preemptions) changes.push_back({index_of(p.writer), p.op, p.call});
+  return std::make_unique<pct_scheduler>(std::move(priorities), std::move(changes), o.stall_timeout);
+}
+
+/// The schedule a run followed, written out (priority order, change points where they fell).
+template <class Options>
+race_schedule written_out(const pct_scheduler& scheduler, const Options& o,
+                          const std::vector<unsigned>& slots) {
+  race_schedule plan;
+  const std::vector<int> priorities = scheduler.initial_priorities();
+  std::vector<unsigned> order(slots.size());
+  for (unsigned j = 0; j < order.size(); ++j) order[j] = j;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](unsigned a, unsigned b) { return priorities[a] > priorities[b]; });
+  for (unsigned j : order) plan.priority.push_back(o.first_writer + slots[j]);
+  for (const pct_scheduler::change& c : scheduler.fired())
+    plan.preemptions.push_back({o.first_writer + slots[c.writer], c.op, c.call});
+  plan.ops = o.plan.ops;
+  return plan;
+}
+
 /// The run's barrier (forced) or scheduler (explore).
 template <class Store>
 void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
-               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule) {
+               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule,
+               const std::vector<unsigned>& slots) {
   run.options = &o;
   run.workload = &workload;
   {
@@ -7622,7 +8352,9 @@ void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
     run.foreign_tokens.resize(o.keys.size());
   }
   if (o.mode == race_mode::forced) run.barrier = std::make_unique<timed_barrier>(o.writers);
-  if (o.mode == race_mode::explore) {
+  if (o.mode == race_mode::explore && !o.plan.empty()) {
+    run.scheduler = planned_scheduler(o, slots);
+  } else if (o.mode == race_mode::explore) {
     const std::uint64_t expected_steps = std::uint64_t{o.writers} * o.ops_per_writer * 3 + o.writers;
     run.scheduler = std::make_unique<pct_scheduler>(o.writers, o.depth, expected_steps,
                                                     schedule.value_or(o.seed), o.stall_timeout);
@@ -7645,14 +8377,16 @@ std::vector<write_id> read_key_versions(Store& reader, race_run_state<Store>& ru
   return versions;
 }
 
-/// One writer's recorder, before its thread starts.
+/// One writer's recorder, before its thread starts: writer slot `slot` (0-based), thread index
+/// `index` (the scheduler's).
 template <class Store, class StoreOf>
-void prepare_writer(race_writer_state<Store>& w, unsigned i, race_run_state<Store>& run, StoreOf& store_of,
-                    const race_options_for<Store>& o, const std::vector<write_id>& initial_versions) {
+void prepare_writer(race_writer_state<Store>& w, unsigned slot, unsigned index, race_run_state<Store>& run,
+                    StoreOf& store_of, const race_options_for<Store>& o,
+                    const std::vector<write_id>& initial_versions) {
   w.run = &run;
-  w.store = &store_of(i);
-  w.writer = o.first_writer + i;
-  w.index = i;
+  w.store = &store_of(slot);
+  w.writer = o.first_writer + slot;
+  w.index = index;
   w.last_read = initial_versions;
   w.writes.reserve(o.ops_per_writer * 2);
   w.reads.reserve(o.ops_per_writer * 2);
@@ -7670,7 +8404,7 @@ template <class Store, class Strategy>
 void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_options_for<Store>& o,
                     writer_errors& errors) {
   race_run_state<Store>& run = *w.run;
-  if (run.scheduler) run.scheduler->point(w.index);
+  if (run.scheduler) run.scheduler->point(w.index, pct_scheduler::none, pct_scheduler::none);
   std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
   race_store<Store> view(w);
   race_modify<store_value_t<Store>> modify(w);
@@ -7686,7 +8420,9 @@ void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_
     else if (o.keys.size() > 1)
       key = static_cast<std::size_t>(random % o.keys.size());
     if (key >= o.keys.size()) key = key % o.keys.size();
+    if (!o.plan.empty() && !o.plan.runs(w.writer, op)) continue;  // left out: its key was still drawn
     w.op = op;
+    w.call = 0;
     w.key = static_cast<std::uint32_t>(key);
     w.attempt = 0;
     w.computed_this_op.clear();
@@ -7734,23 +8470,25 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
                      const race_workload<store_value_t<Store>>& workload,
                      std::optional<std::uint64_t> schedule) {
   race_run_state<Store> run;
-  start_run(run, o, workload, schedule);
+  const std::vector<unsigned> slots = writer_slots(o);
+  const auto active = static_cast<unsigned>(slots.size());
+  start_run(run, o, workload, schedule, slots);
   run_outcome out;
   race_history& h = out.history;
   for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
   Store& reader = store_of(0u);
   h.initial_versions = read_key_versions(reader, run, o, h.keys, nullptr);
 
-  std::vector<race_writer_state<Store>> writers(o.writers);
-  std::vector<writer_errors> errors(o.writers);
-  for (unsigned i = 0; i < o.writers; ++i)
-    prepare_writer(writers[i], i, run, store_of, o, h.initial_versions);
+  std::vector<race_writer_state<Store>> writers(active);
+  std::vector<writer_errors> errors(active);
+  for (unsigned i = 0; i < active; ++i)
+    prepare_writer(writers[i], slots[i], i, run, store_of, o, h.initial_versions);
   {
     // All threads exist before any starts, so the forced barrier measures store time only.
-    std::latch start(o.writers);
+    std::latch start(active);
     std::vector<std::jthread> threads;
-    threads.reserve(o.writers);
-    for (unsigned i = 0; i < o.writers; ++i) {
+    threads.reserve(active);
+    for (unsigned i = 0; i < active; ++i) {
       threads.emplace_back([&, i] {
         start.arrive_and_wait();
         run_writer_ops(writers[i], strategy, o, errors[i]);
@@ -7763,6 +8501,8 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
   if (run.scheduler) {
     out.stalls = run.scheduler->stalls();
     out.signature = schedule_signature(h);
+    out.plan = written_out(*run.scheduler, o, slots);
+    out.steps = run.scheduler->steps();
   }
   out.check = check_race_history(h);
   return out;
@@ -7771,7 +8511,10 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
 /// The report's fields that come from the run it shows.
 template <class Store>
 void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome&& r) {
-  rep.operations = std::size_t{o.writers} * o.ops_per_writer;
+  rep.operations =
+      o.plan.empty() ? std::size_t{o.writers} * o.ops_per_writer : o.plan.op_count(o.ops_per_writer);
+  rep.plan = std::move(r.plan);
+  rep.steps = r.steps;
   rep.op_errors = r.op_errors;
   rep.retries = r.retries;
   rep.untracked_calls = r.untracked;
@@ -7788,7 +8531,8 @@ void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome
 template <class Store, class StoreOf, class Strategy>
 void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
                  const race_workload<store_value_t<Store>>& workload, race_report& rep) {
-  const unsigned iterations = o.schedule ? 1 : o.iterations;
+  const bool planned = !o.plan.empty();
+  const unsigned iterations = o.schedule || planned ? 1 : o.iterations;
   std::optional<run_outcome> shown;
   std::uint64_t shown_seed = 0;
   rep.iterations = 0;
@@ -7815,7 +8559,8 @@ void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<S
     }
     rep.replay_deterministic = same;
   }
-  rep.schedule_seed = shown_seed;
+  if (!planned) rep.schedule_seed = shown_seed;
+  rep.planned = planned;
   fill_report<Store>(rep, o, std::move(*shown));
 }
 
@@ -7892,6 +8637,801 @@ requires conditional_writer<Store>
 
 }  // namespace noclobber
 // ---- end noclobber/race_harness/engine.hpp
+
+// ---- begin noclobber/race_harness/html.hpp ---------------------------------
+// noclobber/race_harness/html.hpp — a race report as a self-contained HTML page with an SVG
+// timeline.
+//
+// Overview
+// --------
+//   to_html(report)           the page, as a string: no external file, font or script
+//   write_html(report, path)  writes it; write_html(report) picks a fresh file in the temp folder
+//                             and returns its path (the Catch2 assertion and the demo do this
+//                             when a run loses)
+//
+// The page shows:
+//   * the counts and the replay line (race_report::to_text()'s head);
+//   * a timeline: one lane per writer, logical ticks left to right (compressed: only ticks at
+//     which something started or ended take room), each read and write attempt a mark from its
+//     invoke to its complete tick, labelled with the version it read or wrote (v0 = the key's
+//     version before the run, then v1, v2 … in the order the store applied them). Lost writes
+//     are red, with a red line to the write that replaced them; writes that did not apply grey,
+//     unknown outcomes amber. Hovering a mark shows its writer, op, attempt, call, key, values
+//     (write ids), outcome and ticks;
+//   * per key, the version chain the store ended with (v0 → … → final), each lost write hanging
+//     under the version it read; long runs of uneventful versions collapse to "… n versions …";
+//   * the list of lost writes, each linked to its mark.
+// Large runs stay usable: the timeline starts fitted to the window; + / − zoom (labels appear
+// once marks are wide enough), a lane's label collapses it, "only writers in losses" collapses
+// the others. Without JavaScript the page still shows everything at the fitted zoom.
+//
+// Thread safety: pure functions of the report (write_html also writes the file).
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+
+namespace noclobber {
+namespace detail {
+
+inline std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+inline std::string px_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+/// Geometry and names the timeline and the chains share.
+struct html_layout {
+  static constexpr double left = 64;  // room for lane labels
+  static constexpr double top = 24;   // room for the tick axis
+  static constexpr double lane_height = 20;
+  static constexpr double fit_width = 1400;
+
+  const race_report& report;
+  const race_history& h;
+  std::vector<std::uint64_t> ticks;                                         // distinct ticks, sorted
+  std::map<std::uint32_t, std::size_t> lane_of;                             // writer -> lane
+  std::vector<std::unordered_map<write_id, std::size_t, id_hash>> numbers;  // per key: id -> vN
+  std::unordered_map<write_id, std::size_t, id_hash> lost_index;            // lost written id -> n
+  std::unordered_map<write_id, std::size_t, id_hash> record_of;  // written id -> record (applied first)
+  double px = 1;                                                 // per tick, at the fitted zoom
+
+  explicit html_layout(const race_report& r) : report(r), h(r.history) {
+    for (const race_write& w : h.writes) {
+      ticks.push_back(w.invoke);
+      ticks.push_back(w.complete);
+      lane_of.emplace(w.writer, 0);
+    }
+    for (const race_read& x : h.reads) {
+      ticks.push_back(x.invoke);
+      ticks.push_back(x.complete);
+      lane_of.emplace(x.writer, 0);
+    }
+    std::sort(ticks.begin(), ticks.end());
+    ticks.erase(std::unique(ticks.begin(), ticks.end()), ticks.end());
+    std::size_t lane = 0;
+    for (auto& [writer, l] : lane_of) l = lane++;
+    for (std::uint32_t k = 0; k < h.keys.size() || k < h.final_versions.size(); ++k)
+      numbers.push_back(version_numbers(h, k));
+    for (std::size_t i = 0; i < r.check.lost.size(); ++i) lost_index.emplace(r.check.lost[i].lost.written, i);
+    for (std::size_t i = 0; i < h.writes.size(); ++i) {
+      auto [it, inserted] = record_of.emplace(h.writes[i].written, i);
+      if (!inserted && h.writes[it->second].outcome == op_outcome::failed) it->second = i;
+    }
+    px = std::clamp(fit_width / static_cast<double>(std::max<std::size_t>(ticks.size(), 1)), 0.02, 60.0);
+  }
+
+  [[nodiscard]] std::size_t rank(std::uint64_t tick) const {
+    return static_cast<std::size_t>(std::lower_bound(ticks.begin(), ticks.end(), tick) - ticks.begin());
+  }
+  [[nodiscard]] std::string version(std::uint32_t key, write_id v) const {
+    if (key < numbers.size()) {
+      auto it = numbers[key].find(v);
+      if (it != numbers[key].end()) return "v" + std::to_string(it->second);
+    }
+    return (v & foreign_version_bit) ? "v(outside)" : "v?";
+  }
+  [[nodiscard]] double lanes_height() const {
+    return top + static_cast<double>(lane_of.size()) * lane_height + 8;
+  }
+};
+
+/// One mark: a <g> with its rectangle, label and hover text; data-* carry what the script needs.
+inline void html_mark(std::string& out, const html_layout& L, const std::string& id, const std::string& cls,
+                      std::uint32_t writer, std::uint64_t t0, std::uint64_t t1, const std::string& label,
+                      const std::string& hover) {
+  const std::size_t r0 = L.rank(t0), r1 = L.rank(t1);
+  const double lane = static_cast<double>(L.lane_of.at(writer));
+  const double x = html_layout::left + static_cast<double>(r0) * L.px;
+  const double w =
+      std::max(static_cast<double>(r1 - r0) * L.px, cls.find("lost") != std::string::npos ? 4.0 : 2.0);
+  const double y = html_layout::top + lane * html_layout::lane_height + 2;
+  out += "<g class=\"m " + cls + "\" id=\"" + id + "\" data-lane=\"" + std::to_string(L.lane_of.at(writer)) +
+         "\" data-t0=\"" + std::to_string(r0) + "\" data-t1=\"" + std::to_string(r1) + "\"><title>" +
+         html_escape(hover) + "</title><rect x=\"" + px_text(x) + "\" y=\"" + px_text(y) + "\" width=\"" +
+         px_text(w) + "\" height=\"" + px_text(html_layout::lane_height - 4) + "\"/><text x=\"" +
+         px_text(x + 2) + "\" y=\"" + px_text(y + 12) + "\"" + (w < 30 ? " class=\"hidden\"" : "") + ">" +
+         html_escape(label) + "</text></g>\n";
+}
+
+inline std::string html_write_hover(const html_layout& L, const race_write& w) {
+  std::string s =
+      "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " attempt " +
+      std::to_string(w.attempt) + ": " + std::string(to_string(w.kind)) + " key " + key_name(L.h, w.key) +
+      "\nread " + L.version(w.key, w.read_from) + " (id " + std::to_string(w.read_from) + "), wrote " +
+      (w.outcome == op_outcome::failed ? std::string("(not applied)") : L.version(w.key, w.written)) +
+      " (id " + std::to_string(w.written) + ")\noutcome " + std::string(to_string(w.outcome)) + ", ticks " +
+      std::to_string(w.invoke) + "–" + std::to_string(w.complete);
+  if (auto it = L.lost_index.find(w.written); it != L.lost_index.end() && w.outcome == op_outcome::ok) {
+    const race_write& by = L.report.check.lost[it->second].overwritten_by;
+    s += "\nLOST";
+    if (by.writer != 0)
+      s += ": overwritten by W" + std::to_string(by.writer) + " op " + std::to_string(by.op);
+  }
+  return s;
+}
+
+/// Lines from lost writes to the writes that replaced them (the first html_max_links).
+inline constexpr std::size_t html_max_links = 200;
+inline void html_lost_links(std::string& out, const html_layout& L) {
+  std::size_t drawn = 0;
+  for (const lost_write& l : L.report.check.lost) {
+    if (l.overwritten_by.writer == 0 || drawn == html_max_links) continue;
+    ++drawn;
+    auto from = L.record_of.find(l.lost.written);
+    auto to = L.record_of.find(l.overwritten_by.written);
+    if (from == L.record_of.end() || to == L.record_of.end()) continue;
+    const race_write& a = L.h.writes[from->second];
+    const race_write& b = L.h.writes[to->second];
+    auto mid_x = [&](const race_write& w) {
+      return html_layout::left + static_cast<double>(L.rank(w.invoke) + L.rank(w.complete)) / 2 * L.px;
+    };
+    auto mid_y = [&](const race_write& w) {
+      return html_layout::top +
+             (static_cast<double>(L.lane_of.at(w.writer)) + 0.5) * html_layout::lane_height;
+    };
+    out += "<line class=\"lostlink\" data-from=\"w" + std::to_string(from->second) + "\" data-to=\"w" +
+           std::to_string(to->second) + "\" x1=\"" + px_text(mid_x(a)) + "\" y1=\"" + px_text(mid_y(a)) +
+           "\" x2=\"" + px_text(mid_x(b)) + "\" y2=\"" + px_text(mid_y(b)) + "\"/>\n";
+  }
+}
+
+/// The timeline: lanes, lost links, reads, writes.
+inline void html_timeline(std::string& out, const html_layout& L) {
+  const double width = html_layout::left + static_cast<double>(L.ticks.size()) * L.px + 16;
+  out += "<div class=\"scroll\"><svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
+         px_text(width) + "\" height=\"" + px_text(L.lanes_height()) + "\" data-px=\"" + px_text(L.px) +
+         "\" data-ticks=\"" + std::to_string(L.ticks.size()) + "\">\n<g class=\"lanes\">\n";
+  for (const auto& [writer, lane] : L.lane_of) {
+    const double y = html_layout::top + static_cast<double>(lane) * html_layout::lane_height;
+    out += "<g class=\"lane\" data-lane=\"" + std::to_string(lane) +
+           "\"><text class=\"lane-label\" x=\"4\" y=\"" + px_text(y + 14) + "\">W" + std::to_string(writer) +
+           "</text><line x1=\"" + px_text(html_layout::left) + "\" x2=\"" + px_text(width) + "\" y1=\"" +
+           px_text(y + html_layout::lane_height) + "\" y2=\"" + px_text(y + html_layout::lane_height) +
+           "\"/></g>\n";
+  }
+  out += "</g>\n<g class=\"links\">\n";
+  html_lost_links(out, L);
+  out += "</g>\n<g class=\"marks\">\n";
+  for (std::size_t i = 0; i < L.h.reads.size(); ++i) {
+    const race_read& r = L.h.reads[i];
+    const std::string v = r.found ? L.version(r.key, r.version) : "absent";
+    html_mark(out, L, "r" + std::to_string(i), "read", r.writer, r.invoke, r.complete, "r " + v,
+              "W" + std::to_string(r.writer) + " op " + std::to_string(r.op) + ": read key " +
+                  key_name(L.h, r.key) + "\nsaw " + v + " (id " + std::to_string(r.version) + "), ticks " +
+                  std::to_string(r.invoke) + "–" + std::to_string(r.complete));
+  }
+  for (std::size_t i = 0; i < L.h.writes.size(); ++i) {
+    const race_write& w = L.h.writes[i];
+    std::string cls = "write " + std::string(to_string(w.outcome));
+    std::string label =
+        "w " + (w.outcome == op_outcome::failed ? std::string("✗") : L.version(w.key, w.written));
+    if (w.outcome == op_outcome::unknown) label += "?";
+    if (L.lost_index.count(w.written) && w.outcome == op_outcome::ok) {
+      cls += " lost";
+      label += " lost";
+    }
+    html_mark(out, L, "w" + std::to_string(i), cls, w.writer, w.invoke, w.complete, label,
+              html_write_hover(L, w));
+  }
+  out += "</g>\n</svg></div>\n";
+}
+/// Per key: the final chain, lost writes hanging under the version they read, quiet stretches
+/// collapsed.
+inline void html_chains(std::string& out, const html_layout& L) {
+  const race_history& h = L.h;
+  std::unordered_map<write_id, std::size_t, id_hash> by_written;
+  for (std::size_t i = 0; i < h.writes.size(); ++i)
+    if (h.writes[i].outcome != op_outcome::failed) by_written.emplace(h.writes[i].written, i);
+  for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
+    // The chain, oldest first.
+    std::vector<write_id> chain;
+    const write_id start = k < h.initial_versions.size() ? h.initial_versions[k] : initial_version;
+    for (write_id v = h.final_versions[k]; chain.size() <= h.writes.size();) {
+      chain.push_back(v);
+      if (v == start || v == initial_version) break;
+      auto it = by_written.find(v);
+      if (it == by_written.end()) break;
+      v = h.writes[it->second].read_from;
+    }
+    std::reverse(chain.begin(), chain.end());
+    // Lost writes of this key, by the version they read.
+    std::unordered_map<write_id, std::vector<const lost_write*>, id_hash> lost_under;
+    for (const lost_write& l : L.report.check.lost)
+      if (l.lost.key == k) lost_under[l.lost.read_from].push_back(&l);
+    // Which chain entries to show: ends, those with lost writes under them, and their neighbours.
+    std::vector<char> show(chain.size(), 0);
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+      if (i == 0 || i + 1 == chain.size() || lost_under.count(chain[i])) {
+        for (std::size_t j = i > 0 ? i - 1 : 0; j <= std::min(i + 1, chain.size() - 1); ++j) show[j] = 1;
+      }
+    }
+    std::string body;
+    double x = 8;
+    std::size_t rows = 1;
+    for (std::size_t i = 0; i < chain.size();) {
+      if (!show[i]) {
+        std::size_t j = i;
+        while (j < chain.size() && !show[j]) ++j;
+        body += "<text class=\"gap\" x=\"" + px_text(x) + "\" y=\"26\">… " + std::to_string(j - i) +
+                " versions …</text>\n";
+        x += 110;
+        i = j;
+        continue;
+      }
+      const write_id v = chain[i];
+      auto it = by_written.find(v);
+      std::string who = it == by_written.end() ? "before the run"
+                                               : "W" + std::to_string(h.writes[it->second].writer) + " op " +
+                                                     std::to_string(h.writes[it->second].op);
+      body += "<g class=\"version\"><title>" +
+              html_escape(L.version(k, v) + ": " + who + " (id " + std::to_string(v) + ")") +
+              "</title><rect x=\"" + px_text(x) + "\" y=\"10\" width=\"90\" height=\"24\"/><text x=\"" +
+              px_text(x + 6) + "\" y=\"26\">" +
+              html_escape(L.version(k, v) + " " + (it == by_written.end() ? "start" : who)) + "</text></g>\n";
+      if (auto lu = lost_under.find(v); lu != lost_under.end()) {
+        double y = 44;
+        for (const lost_write* l : lu->second) {
+          std::string text = "W" + std::to_string(l->lost.writer) + " op " + std::to_string(l->lost.op) +
+                             " " + L.version(k, l->lost.written) + " lost";
+          if (l->overwritten_by.writer != 0)
+            text += " (by W" + std::to_string(l->overwritten_by.writer) + ")";
+          body += "<g class=\"version lost\"><title>" + html_escape(text) + "</title><line x1=\"" +
+                  px_text(x + 45) + "\" y1=\"" + px_text(y - 10) + "\" x2=\"" + px_text(x + 45) + "\" y2=\"" +
+                  px_text(y) + "\"/><rect x=\"" + px_text(x) + "\" y=\"" + px_text(y) +
+                  "\" width=\"160\" height=\"20\"/><text x=\"" + px_text(x + 4) + "\" y=\"" +
+                  px_text(y + 14) + "\">" + html_escape(text) + "</text></g>\n";
+          y += 26;
+          rows = std::max<std::size_t>(rows, static_cast<std::size_t>((y - 44) / 26) + 1);
+        }
+        x += 70;  // room for the hanging boxes' width
+      }
+      x += 100;
+      if (i + 1 < chain.size())
+        body += "<text class=\"arrow\" x=\"" + px_text(x - 10) + "\" y=\"26\">→</text>\n";
+      ++i;
+    }
+    out += "<h3>key " + html_escape(key_name(h, k)) +
+           "</h3>\n<div class=\"scroll\"><svg class=\"chain\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
+           px_text(x + 20) + "\" height=\"" + px_text(50 + static_cast<double>(rows) * 26) + "\">\n" + body +
+           "</svg></div>\n";
+  }
+}
+
+inline constexpr std::string_view html_style = R"css(
+body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222}
+pre{background:#f5f5f5;padding:6px;white-space:pre-wrap}
+.scroll{overflow:auto;border:1px solid #ccc;max-height:80vh}
+.controls{margin:8px 0}.controls button{min-width:2.2em}
+svg text{font:11px monospace;fill:#222}
+.lane line{stroke:#e4e4e4}.lane-label{cursor:pointer;font-weight:bold}
+.lane.collapsed .lane-label{fill:#999}
+.m rect{stroke:#333;stroke-width:.5}.m.read rect{fill:#cfe3ff}.m.write.ok rect{fill:#bfe8bf}
+.m.write.failed rect{fill:#ddd}.m.write.unknown rect{fill:#ffd98a}.m.write.lost rect{fill:#e53935;stroke:#7f0000;stroke-width:1.5}
+.m.write.lost text{fill:#fff;font-weight:bold}.m.hiddenlane{display:none}
+text.hidden{display:none}
+.lostlink{stroke:#e53935;stroke-width:1.5;stroke-dasharray:4 2}
+.chain rect{fill:#e8f5e9;stroke:#2e7d32}.chain .lost rect{fill:#ffebee;stroke:#e53935}.chain .lost line{stroke:#e53935}
+.chain .gap{fill:#888}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
+#errors:empty{display:none}#errors{color:#b00}
+)css";
+
+inline constexpr std::string_view html_script = R"js(
+(function(){
+var errors=document.getElementById('errors');
+window.addEventListener('error',function(e){errors.textContent+=String(e.message)+'\n';document.body.setAttribute('data-errors','yes');});
+var svg=document.getElementById('timeline');
+if(!svg){document.body.setAttribute('data-rendered','yes');return;}
+var LEFT=64,TOP=24,LANE=20;
+var ticks=+svg.getAttribute('data-ticks'),fitPx=+svg.getAttribute('data-px'),px=fitPx;
+var lanes=Array.prototype.slice.call(svg.querySelectorAll('g.lane'));
+var marks=Array.prototype.slice.call(svg.querySelectorAll('g.m'));
+var links=Array.prototype.slice.call(svg.querySelectorAll('line.lostlink'));
+var collapsed={};
+function laneY(){var y={},at=0;lanes.forEach(function(l){var n=l.getAttribute('data-lane');y[n]=at;at+=collapsed[n]?6:LANE;});y.total=at;return y;}
+function layout(){
+  var ys=laneY(),width=LEFT+ticks*px+16;
+  svg.setAttribute('width',width.toFixed(1));svg.setAttribute('height',(TOP+ys.total+8).toFixed(1));
+  lanes.forEach(function(l){var n=l.getAttribute('data-lane'),y=TOP+ys[n],h=collapsed[n]?6:LANE;
+    l.classList.toggle('collapsed',!!collapsed[n]);
+    var t=l.querySelector('text'),ln=l.querySelector('line');t.setAttribute('y',(y+Math.min(14,h)).toFixed(1));
+    ln.setAttribute('x2',width.toFixed(1));ln.setAttribute('y1',(y+h).toFixed(1));ln.setAttribute('y2',(y+h).toFixed(1));});
+  marks.forEach(function(m){var n=m.getAttribute('data-lane'),t0=+m.getAttribute('data-t0'),t1=+m.getAttribute('data-t1');
+    var lost=m.classList.contains('lost'),hide=!!collapsed[n]&&!lost;m.classList.toggle('hiddenlane',hide);if(hide)return;
+    var h=collapsed[n]?4:LANE-4,x=LEFT+t0*px,w=Math.max((t1-t0)*px,lost?4:2),y=TOP+ys[n]+(collapsed[n]?1:2);
+    var r=m.querySelector('rect'),t=m.querySelector('text');
+    r.setAttribute('x',x.toFixed(2));r.setAttribute('width',w.toFixed(2));r.setAttribute('y',y.toFixed(2));r.setAttribute('height',h);
+    t.setAttribute('x',(x+2).toFixed(2));t.setAttribute('y',(y+12).toFixed(2));t.classList.toggle('hidden',w<30||!!collapsed[n]);});
+  links.forEach(function(k){var a=document.getElementById(k.getAttribute('data-from')),b=document.getElementById(k.getAttribute('data-to'));
+    function c(m){var r=m.querySelector('rect');return [+r.getAttribute('x')+(+r.getAttribute('width'))/2,+r.getAttribute('y')+(+r.getAttribute('height'))/2];}
+    var p=c(a),q=c(b);k.setAttribute('x1',p[0]);k.setAttribute('y1',p[1]);k.setAttribute('x2',q[0]);k.setAttribute('y2',q[1]);});
+  document.getElementById('zoom-level').textContent=(px>=1?px.toFixed(1):px.toFixed(3))+' px per tick, '+ticks+' ticks';
+}
+document.getElementById('zoom-in').onclick=function(){px=Math.min(px*2,200);layout();};
+document.getElementById('zoom-out').onclick=function(){px=Math.max(px/2,0.005);layout();};
+document.getElementById('fit').onclick=function(){px=fitPx;layout();};
+lanes.forEach(function(l){l.querySelector('text').addEventListener('click',function(){var n=l.getAttribute('data-lane');collapsed[n]=!collapsed[n];layout();});});
+var involved={};marks.forEach(function(m){if(m.classList.contains('lost'))involved[m.getAttribute('data-lane')]=1;});
+links.forEach(function(k){var b=document.getElementById(k.getAttribute('data-to'));if(b)involved[b.getAttribute('data-lane')]=1;});
+document.getElementById('only-lost').onchange=function(e){var on=e.target.checked;lanes.forEach(function(l){var n=l.getAttribute('data-lane');collapsed[n]=on&&!involved[n];});layout();};
+layout();
+document.body.setAttribute('data-marks',String(marks.length));
+document.body.setAttribute('data-lost-marks',String(svg.querySelectorAll('g.m.lost').length));
+document.body.setAttribute('data-rendered','yes');
+})();
+)js";
+
+}  // namespace detail
+
+/// The report as a self-contained HTML page (see the overview).
+[[nodiscard]] inline std::string to_html(const race_report& r) {
+  const detail::html_layout L(r);
+  std::string out;
+  out.reserve(4096 + (r.history.writes.size() + r.history.reads.size()) * 420);
+  const std::string title = "noclobber race: " + r.store + " / " + r.strategy;
+  out += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" +
+         detail::html_escape(title) + "</title><style>" + std::string(detail::html_style) +
+         "</style></head>\n<body data-rendered=\"no\">\n<h1>" + detail::html_escape(title) + "</h1>\n";
+  out += "<p class=\"verdict " +
+         std::string(r.ok() ? "ok\">no lost update" : "lost\">LOST UPDATES: " + std::to_string(r.lost())) +
+         "</p>\n<pre class=\"report\">" + detail::html_escape(r.to_text()) + "</pre>\n";
+  out +=
+      "<h2>Timeline</h2>\n<p>One lane per writer; marks span a call's logical ticks (invoke to complete). "
+      "Blue: "
+      "read, green: write applied, grey: not applied, amber: unknown outcome, red: lost (the dashed line "
+      "goes to "
+      "the write that replaced it). Hover a mark for its values; click a writer's label to collapse its "
+      "lane.</p>\n<div class=\"controls\"><button id=\"zoom-in\">+</button> <button "
+      "id=\"zoom-out\">−</button> "
+      "<button id=\"fit\">fit</button> <label><input type=\"checkbox\" id=\"only-lost\"> only writers in "
+      "losses</label> <span id=\"zoom-level\"></span></div>\n";
+  detail::html_timeline(out, L);
+  out +=
+      "<h2>Version chains</h2>\n<p>What each key ended with, oldest first; lost writes hang under the "
+      "version "
+      "they read.</p>\n";
+  detail::html_chains(out, L);
+  out += "<h2>Lost writes</h2>\n";
+  if (r.check.lost.empty()) {
+    out += "<p>none</p>\n";
+  } else {
+    out += "<table><tr><th>lost</th><th>key</th><th>read</th><th>wrote</th><th>overwritten by</th></tr>\n";
+    for (const lost_write& l : r.check.lost) {
+      auto rec = L.record_of.find(l.lost.written);
+      const std::string mark = rec == L.record_of.end() ? "" : "w" + std::to_string(rec->second);
+      out += "<tr><td><a href=\"#" + mark + "\">W" + std::to_string(l.lost.writer) + " op " +
+             std::to_string(l.lost.op) + " attempt " + std::to_string(l.lost.attempt) + "</a></td><td>" +
+             detail::html_escape(detail::key_name(r.history, l.lost.key)) + "</td><td>" +
+             L.version(l.lost.key, l.lost.read_from) + "</td><td>" + L.version(l.lost.key, l.lost.written) +
+             "</td><td>" +
+             (l.overwritten_by.writer == 0 ? std::string("(not recorded)")
+                                           : "W" + std::to_string(l.overwritten_by.writer) + " op " +
+                                                 std::to_string(l.overwritten_by.op)) +
+             "</td></tr>\n";
+    }
+    out += "</table>\n";
+  }
+  out += "<pre id=\"errors\"></pre>\n<script>" + std::string(detail::html_script) +
+         "</script>\n</body></html>\n";
+  return out;
+}
+
+/// Writes to_html(r) to `path`. Throws std::runtime_error naming the path when it cannot.
+inline void write_html(const race_report& r, const std::filesystem::path& path) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  const std::string page = to_html(r);
+  f.write(page.data(), static_cast<std::streamsize>(page.size()));
+  f.close();
+  if (!f) throw std::runtime_error("noclobber: cannot write the race report to " + path.string());
+}
+
+/// Writes to_html(r) to a new file (noclobber_race_<store>_<strategy>_<time>_<n>.html) in the
+/// folder named by the environment variable NOCLOBBER_RACE_HTML_DIR (created if missing), else in
+/// the temp folder, and returns its path. Throws std::runtime_error when it cannot.
+[[nodiscard]] inline std::filesystem::path write_html(const race_report& r) {
+  static std::atomic<unsigned> counter{0};
+  std::string name = "noclobber_race_" + r.store + "_" + r.strategy;
+  for (char& c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) c = '-';
+  const auto stamp = std::chrono::system_clock::now().time_since_epoch().count();
+  std::filesystem::path dir;
+  if (const char* env = std::getenv("NOCLOBBER_RACE_HTML_DIR"); env != nullptr && *env != '\0') {
+    dir = env;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);  // a failure shows when the file cannot be written
+  } else {
+    dir = std::filesystem::temp_directory_path();
+  }
+  const std::filesystem::path path =
+      dir / (name + "_" + std::to_string(stamp) + "_" + std::to_string(counter++) + ".html");
+  write_html(r, path);
+  return path;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/html.hpp
+
+// ---- begin noclobber/race_harness/shrink.hpp -------------------------------
+// noclobber/race_harness/shrink.hpp — from a losing explore run to a minimal reproduction.
+//
+// Overview
+// --------
+// An explore run that lost updates (race_harness.hpp) usually involves many writers and ops, of
+// which two writers and one op each matter. `shrink_race` finds a small run that still loses, by
+// delta debugging (Zeller and Hildebrandt's ddmin) on the run's schedule written out
+// (race_report::plan, race_harness/schedule.hpp):
+//
+//   1. writers       ddmin over the writers in the schedule (a writer left out takes its ops and
+//                    its preemptions with it);
+//   2. ops           ddmin over the (writer, op) pairs that run (an op left out takes the
+//                    preemptions anchored in it; a writer left without ops is left out);
+//   3. preemptions   ddmin over PCT's priority change points (first: can none do?);
+//
+// repeated until a round changes nothing. Each candidate is one run of the harness with
+// race_options::plan set: a written-out schedule is a deterministic interleaving, so the same
+// losing run shrinks to the same result (candidates are remembered, never run twice). The result
+// is 1-minimal in each dimension: leaving out any one more writer, op or preemption loses nothing.
+// Fewer writers and ops also shorten the trace (race_report::steps, the scheduled moves).
+// The shrunk schedule is then replayed `confirm_runs` times; shrink_result says how many lost.
+//
+//   auto report = noclobber::run_race(store, strategy, opt);          // mode explore, it lost
+//   auto shrunk = noclobber::shrink_race(store, strategy, opt, report);
+//   std::cout << shrunk.to_text();
+//   // shrink: 16 writers × 5 ops (80 ops, 1 preemption, 177 steps) → 2 writers × 1 op (2 ops,
+//   //   1 preemption, 7 steps) in 31 runs; the shrunk schedule lost 10 of 10 replays
+//   //   original: mode=explore writers=16 ops=5 seed=7 depth=2 schedule=…
+//   //   shrunk:   mode=explore writers=16 ops=5 seed=7 depth=2 priority=9,3 preempt=9.4.1 run=3.0,9.4
+//
+// The shrunk replay line goes to race_options::apply_replay (or NOCLOBBER_RACE_REPLAY) like any
+// other. Writers keep their numbers and ops their op numbers (scenarios give writers roles by
+// number, and keys are drawn per writer and op), so the line names the full run's W and K.
+//
+// State: every candidate runs against the store as it is. When the store's state decides what a
+// run does (a batch already imported stays imported), give `shrink_options::before_run`, which
+// resets it; `shrink_race_with(run, ...)` takes any function from options to report instead of a
+// store (a fresh database per run, a per-writer factory).
+//
+// Thread safety: runs the harness (one thread per writer, see race_harness.hpp) once per
+// candidate, one after the other, from the caller's thread; before_run and still_fails run on
+// the caller's thread under no harness lock.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
+struct shrink_options {
+  unsigned max_runs = 400;     ///< candidates to run at most (the best found so far is kept)
+  unsigned confirm_runs = 10;  ///< replays of the shrunk schedule at the end
+  /// Called before every run (reset the store when its state matters); empty: nothing.
+  std::function<void()> before_run;
+  /// What "still loses" means; empty: report.lost() > 0.
+  std::function<bool(const race_report&)> still_fails;
+};
+
+struct shrink_result {
+  race_report original;           ///< the losing run, replayed from its written-out schedule
+  race_report shrunk;             ///< the smallest losing run found (== original when none smaller)
+  std::string original_replay;    ///< the losing report's replay line (as given)
+  std::string shrunk_replay;      ///< the shrunk run's replay line
+  bool reproduced = false;        ///< the written-out schedule lost as the given run did
+  std::size_t runs = 0;           ///< candidate runs spent (confirmations not counted)
+  bool budget_exhausted = false;  ///< stopped at max_runs: smaller may exist
+  unsigned confirmations = 0;     ///< replays of the shrunk schedule
+  unsigned confirmed_losing = 0;  ///< of those, how many lost
+
+  /// The shrunk schedule lost in every replay.
+  [[nodiscard]] bool ok() const noexcept {
+    return reproduced && confirmations > 0 && confirmed_losing == confirmations;
+  }
+  [[nodiscard]] std::string to_text() const;
+};
+
+namespace detail {
+
+/// Zeller's ddmin: a 1-minimal subsequence of `items` for which `fails` holds (it holds for
+/// `items`). Tries each of n chunks, then each complement, and refines n; deterministic.
+template <class T, class Fails>
+std::vector<T> ddmin(std::vector<T> items, Fails&& fails) {
+  std::size_t n = 2;
+  while (items.size() >= 2) {
+    n = std::min(n, items.size());
+    std::vector<std::vector<T>> chunks(n);
+    for (std::size_t i = 0; i < items.size(); ++i) chunks[i * n / items.size()].push_back(items[i]);
+    bool reduced = false;
+    for (std::size_t c = 0; c < n && !reduced; ++c) {  // a chunk alone
+      if (fails(chunks[c])) {
+        items = chunks[c];
+        n = 2;
+        reduced = true;
+      }
+    }
+    for (std::size_t c = 0; c < n && !reduced && n > 2; ++c) {  // everything but a chunk
+      std::vector<T> rest;
+      for (std::size_t d = 0; d < n; ++d)
+        if (d != c) rest.insert(rest.end(), chunks[d].begin(), chunks[d].end());
+      if (fails(rest)) {
+        items = std::move(rest);
+        n = std::max<std::size_t>(n - 1, 2);
+        reduced = true;
+      }
+    }
+    if (!reduced) {
+      if (n >= items.size()) break;
+      n = std::min(n * 2, items.size());
+    }
+  }
+  if (items.size() == 1 && fails(std::vector<T>{})) items.clear();
+  return items;
+}
+
+/// `plan` keeping only `writers` (in their priority order), their ops and preemptions.
+inline race_schedule keep_writers(const race_schedule& plan, const std::vector<std::uint32_t>& writers) {
+  auto kept = [&](std::uint32_t w) { return std::find(writers.begin(), writers.end(), w) != writers.end(); };
+  race_schedule out;
+  for (std::uint32_t w : plan.priority)
+    if (kept(w)) out.priority.push_back(w);
+  for (const race_preemption& p : plan.preemptions)
+    if (kept(p.writer)) out.preemptions.push_back(p);
+  for (const race_op_ref& r : plan.ops)
+    if (kept(r.writer)) out.ops.push_back(r);
+  return out;
+}
+
+/// `plan` running only `ops`; preemptions in other ops and writers without ops are left out.
+inline race_schedule keep_ops(const race_schedule& plan, const std::vector<race_op_ref>& ops) {
+  auto has_ops = [&](std::uint32_t w) {
+    return std::any_of(ops.begin(), ops.end(), [&](const race_op_ref& r) { return r.writer == w; });
+  };
+  race_schedule out;
+  out.ops = ops;
+  for (std::uint32_t w : plan.priority)
+    if (has_ops(w)) out.priority.push_back(w);
+  for (const race_preemption& p : plan.preemptions)
+    if (std::find(ops.begin(), ops.end(), race_op_ref{p.writer, p.op}) != ops.end())
+      out.preemptions.push_back(p);
+  return out;
+}
+
+/// Every (writer, op) the plan runs, listed.
+inline std::vector<race_op_ref> listed_ops(const race_schedule& plan, unsigned ops_per_writer) {
+  if (!plan.ops.empty()) return plan.ops;
+  std::vector<race_op_ref> ops;
+  for (std::uint32_t w : plan.priority)
+    for (std::uint32_t k = 0; k < ops_per_writer; ++k) ops.push_back({w, k});
+  return ops;
+}
+
+/// "16 writers × 5 ops (80 ops, 1 preemption, 177 steps)"
+inline std::string schedule_size_text(const race_report& r) {
+  const race_schedule& p = r.plan;
+  const std::vector<race_op_ref> ops = listed_ops(p, r.ops_per_writer);
+  std::map<std::uint32_t, std::size_t> per_writer;
+  for (const race_op_ref& o : ops) ++per_writer[o.writer];
+  std::string s = std::to_string(p.priority.size()) + (p.priority.size() == 1 ? " writer" : " writers");
+  const bool even = std::all_of(per_writer.begin(), per_writer.end(),
+                                [&](const auto& e) { return e.second == per_writer.begin()->second; });
+  if (even && !per_writer.empty())
+    s += " × " + std::to_string(per_writer.begin()->second) +
+         (per_writer.begin()->second == 1 ? " op" : " ops");
+  s += " (" + std::to_string(ops.size()) + (ops.size() == 1 ? " op, " : " ops, ") +
+       std::to_string(p.preemptions.size()) +
+       (p.preemptions.size() == 1 ? " preemption, " : " preemptions, ") + std::to_string(r.steps) + " steps)";
+  return s;
+}
+
+}  // namespace detail
+
+/// Shrinks the losing explore run `failing` (a report of `run(options)`), running candidates
+/// through `run(const race_options<Key, Value>&) -> race_report`. Throws std::invalid_argument
+/// when `failing` is not a losing explore run.
+template <class Key, class Value, class Run>
+[[nodiscard]] shrink_result shrink_race_with(Run&& run, const race_options<Key, Value>& options,
+                                             const race_report& failing, const shrink_options& so = {}) {
+  if (failing.mode != race_mode::explore || failing.plan.empty()) {
+    throw std::invalid_argument("noclobber: shrink_race needs the report of an explore run (got mode " +
+                                std::string(to_string(failing.mode)) + ")");
+  }
+  auto fails = [&](const race_report& r) { return so.still_fails ? so.still_fails(r) : r.lost() > 0; };
+  if (!fails(failing)) throw std::invalid_argument("noclobber: shrink_race: the report given did not lose");
+
+  shrink_result out;
+  out.original_replay = failing.replay();
+  race_options<Key, Value> o = options;
+  o.mode = race_mode::explore;
+  o.writers = failing.writers;
+  o.ops_per_writer = failing.ops_per_writer;
+  o.seed = failing.seed;
+  o.depth = failing.depth;
+  o.schedule.reset();
+  o.iterations = 1;
+  auto run_plan = [&](const race_schedule& plan) {
+    if (so.before_run) so.before_run();
+    o.plan = plan;
+    return run(std::as_const(o));
+  };
+
+  // Phase 0: the given run, written out, must lose as it did.
+  race_schedule best = failing.plan;
+  out.original = run_plan(best);
+  ++out.runs;
+  out.reproduced = fails(out.original);
+  out.shrunk = out.original;
+  if (!out.reproduced) {
+    out.shrunk_replay = out.shrunk.replay();
+    return out;
+  }
+
+  // A candidate: remembered by its replay tokens; a losing one becomes the best so far.
+  std::map<std::string, bool> tried;
+  auto candidate = [&](const race_schedule& plan) {
+    if (plan.priority.empty()) return false;
+    const std::string id = plan.replay_tokens();
+    if (auto it = tried.find(id); it != tried.end()) return it->second;
+    if (out.runs >= so.max_runs) {
+      out.budget_exhausted = true;
+      return false;
+    }
+    race_report r = run_plan(plan);
+    ++out.runs;
+    const bool lost = fails(r);
+    tried.emplace(id, lost);
+    if (lost) out.shrunk = std::move(r);
+    return lost;
+  };
+
+  for (int round = 0; round < 8; ++round) {
+    const std::string before = best.replay_tokens();
+    // Phase 1: writers.
+    best = detail::keep_writers(best, detail::ddmin(best.priority, [&](const std::vector<std::uint32_t>& ws) {
+                                  return candidate(detail::keep_writers(best, ws));
+                                }));
+    // Phase 2: ops.
+    best = detail::keep_ops(best, detail::ddmin(detail::listed_ops(best, o.ops_per_writer),
+                                                [&](const std::vector<race_op_ref>& ops) {
+                                                  return candidate(detail::keep_ops(best, ops));
+                                                }));
+    // Phase 3: preemptions.
+    auto with_preemptions = [&](const std::vector<race_preemption>& ps) {
+      race_schedule p = best;
+      p.preemptions = ps;
+      return p;
+    };
+    if (candidate(with_preemptions({}))) {
+      best.preemptions.clear();
+    } else {
+      best.preemptions = detail::ddmin(best.preemptions, [&](const std::vector<race_preemption>& ps) {
+        return candidate(with_preemptions(ps));
+      });
+    }
+    if (best.replay_tokens() == before || out.budget_exhausted) break;
+  }
+  // The best plan's own run (already run once as a candidate, unless it is the original).
+  if (best.replay_tokens() != out.shrunk.plan.replay_tokens()) {
+    out.shrunk = run_plan(best);
+    ++out.runs;
+  }
+  out.shrunk_replay = out.shrunk.replay();
+
+  for (unsigned i = 0; i < so.confirm_runs; ++i) {
+    ++out.confirmations;
+    out.confirmed_losing += fails(run_plan(best)) ? 1 : 0;
+  }
+  return out;
+}
+
+/// Shrinks a losing explore run of `run_race(store, strategy, options)`.
+template <class Store, class Strategy>
+requires conditional_writer<Store>
+[[nodiscard]] shrink_result shrink_race(Store& store, Strategy&& strategy,
+                                        const race_options_for<Store>& options, const race_report& failing,
+                                        const shrink_options& so = {}) {
+  auto run = [&](const race_options_for<Store>& o) { return run_race(store, strategy, o); };
+  return shrink_race_with(run, options, failing, so);
+}
+
+/// Shrinks a losing explore run of `run_race_per_writer(make_store, strategy, options)`.
+template <class Factory, class Strategy,
+          class Store = detail::factory_store_t<std::invoke_result_t<Factory&, unsigned>>>
+requires conditional_writer<Store>
+[[nodiscard]] shrink_result shrink_race_per_writer(Factory&& make_store, Strategy&& strategy,
+                                                   const race_options_for<Store>& options,
+                                                   const race_report& failing,
+                                                   const shrink_options& so = {}) {
+  auto run = [&](const race_options_for<Store>& o) { return run_race_per_writer(make_store, strategy, o); };
+  return shrink_race_with(run, options, failing, so);
+}
+
+inline std::string shrink_result::to_text() const {
+  std::string s = "shrink: ";
+  if (!reproduced) {
+    s += "the losing schedule, written out, did not lose again (" + std::to_string(original.stalls) +
+         " stall(s)): nothing to shrink\n  original: " + original_replay + "\n";
+    return s;
+  }
+  s += detail::schedule_size_text(original) + " → " + detail::schedule_size_text(shrunk) + " in " +
+       std::to_string(runs) + " runs";
+  if (budget_exhausted) s += " (stopped at max_runs: smaller may exist)";
+  s += "; the shrunk schedule lost " + std::to_string(confirmed_losing) + " of " +
+       std::to_string(confirmations) + " replays\n";
+  s += "  original: " + original_replay + "\n";
+  s += "  shrunk:   " + shrunk_replay + "\n";
+  if (!shrunk.trace.empty()) s += "  trace:    " + shrunk.trace + "\n";
+  return s;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/shrink.hpp
 
 // ---- begin noclobber/race_harness/strategies.hpp ---------------------------
 // noclobber/race_harness/strategies.hpp — the strategies the race harness compares.
@@ -8017,6 +9557,9 @@ struct locked_cas_strategy {
 //   engine.hpp      run_race, run_race_per_writer and the runs behind them
 //   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
 //   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//   schedule.hpp    race_schedule: an explore schedule written out (replayable, editable)
+//   shrink.hpp      shrink_race: a losing explore run → a minimal run that still loses
+//   html.hpp        to_html / write_html: the report as a page with an SVG timeline
 //
 // Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
 // the store's functions run on those threads concurrently, and never under a harness lock (in

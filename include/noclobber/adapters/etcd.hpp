@@ -17,8 +17,9 @@
 // compare failed, `kvs` when a range found nothing, and a `value` that is empty.
 //
 // The gateway's JSON is read and written with nlohmann/json (as noclobber/json/codec.hpp; link
-// noclobber::json and libcurl). Decoding is strict (`detail::` below, tested without a server):
-// an answer that is not JSON, a `value` that is not a base64 string, and an int64 field
+// noclobber::json and libcurl); int64 members through json/members.hpp. Decoding is strict (`detail::` below,
+// tested without a server): an answer that is not JSON, a `value` that is not a base64 string, and an int64
+// field
 // (`mod_revision`, `revision`, `code`) that is not an integer in int64's range — a JSON string
 // of an optional '-' and digits, or a JSON integer — are malformed answers, never read as 0 or
 // as an empty value.
@@ -29,72 +30,47 @@
 // indeterminate for writes and transient for reads; ResourceExhausted (8) and everything else
 // (InvalidArgument 3, e.g. a request over --max-request-bytes) are permanent.
 //
+// Several members: give the store every member's client URL ("http://a:2379,http://b:2379" or
+// a vector). It talks to one member at a time and moves to the next when that member fails
+// (no connection, a timeout, a reset, gRPC Unavailable / DeadlineExceeded, a 5xx): a read tries
+// each member once within the call (reading twice changes nothing); a write is never sent again
+// — its answer stays indeterminate (or transient when nothing left) and the *next* call goes to
+// the next member. Reads are linearizable (the gateway's default), so the re-read that resolves
+// an indeterminate write sees it on any member if it committed.
+//
 // Thread safety: a `store` is one libcurl handle (one keep-alive connection): one thread at a
 // time. No user code is called.
 #pragma once
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/detail/curl_easy.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/json/members.hpp"
 #include "noclobber/outcome.hpp"
 
 // The gateway JSON, decoded strictly (see the overview); pure functions, tested without a server.
 namespace noclobber::detail::etcd {
 
 using json = nlohmann::json;
+using noclobber::json::int64_member;
+using noclobber::json::string_member;
 
 /// A gateway answer as JSON; nullopt when it is not JSON.
 [[nodiscard]] inline std::optional<json> parse_answer(std::string_view body) {
   json doc = json::parse(body, nullptr, false);
   if (doc.is_discarded()) return std::nullopt;
   return doc;
-}
-
-/// Member `key` of `obj` as an int64: a JSON string of an optional '-' and digits (how the
-/// gateway sends int64), or a JSON integer; nullopt for anything else, or outside int64's range.
-[[nodiscard]] inline std::optional<std::int64_t> int64_member(const json& obj, std::string_view key) {
-  if (!obj.is_object()) return std::nullopt;
-  const auto it = obj.find(key);
-  if (it == obj.end()) return std::nullopt;
-  if (it->is_number_integer() && !it->is_number_unsigned()) return it->get<std::int64_t>();
-  if (it->is_number_unsigned()) {
-    const auto u = it->get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
-    return static_cast<std::int64_t>(u);
-  }
-  if (!it->is_string()) return std::nullopt;
-  const std::string& text = it->get_ref<const std::string&>();
-  const char* first = text.data();
-  const char* last = first + text.size();
-  const char* digits = first != last && *first == '-' ? first + 1 : first;
-  if (digits == last) return std::nullopt;
-  for (const char* c = digits; c != last; ++c) {
-    if (*c < '0' || *c > '9') return std::nullopt;
-  }
-  std::int64_t v = 0;
-  const auto r = std::from_chars(first, last, v);
-  if (r.ec != std::errc() || r.ptr != last) return std::nullopt;  // out of range
-  return v;
-}
-
-/// Member `key` of `obj` when it is a JSON string, else nullptr.
-[[nodiscard]] inline const std::string* string_member(const json& obj, std::string_view key) {
-  if (!obj.is_object()) return nullptr;
-  const auto it = obj.find(key);
-  return it != obj.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
 }
 
 /// A range answer (top-level, or inside a txn's response) -> read_result.
@@ -157,23 +133,36 @@ class store {
   using value_type = std::string;
   using token_type = std::int64_t;  // mod_revision
 
-  /// `endpoint`: "http://host:port" of an etcd client URL (std::invalid_argument otherwise).
-  explicit store(std::string endpoint, std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : endpoint_(std::move(endpoint)), http_(timeout) {
-    if (!(endpoint_.starts_with("http://") || endpoint_.starts_with("https://")) || endpoint_.size() < 9) {
-      throw std::invalid_argument("noclobber::etcd::store: endpoint '" + endpoint_ +
-                                  "' is not an http(s)://host:port URL");
+  /// `endpoints`: one client URL "http(s)://host:port", or several separated by commas (the
+  /// members of one cluster; the first is used first). std::invalid_argument otherwise.
+  explicit store(const std::string& endpoints, std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : store(split_endpoints(endpoints), timeout) {}
+
+  /// The members' client URLs, the first used first.
+  explicit store(std::vector<std::string> endpoints,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : http_(timeout) {
+    if (endpoints.empty()) throw std::invalid_argument("noclobber::etcd::store: no endpoint");
+    for (std::string& e : endpoints) {
+      if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||
+          e.find(',') != std::string::npos) {
+        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + e +
+                                    "' is not an http(s)://host:port URL");
+      }
+      while (e.ends_with('/')) e.pop_back();
+      members_.push_back({e, e + "/v3/kv/range", e + "/v3/kv/txn", e + "/v3/kv/put"});
     }
-    while (endpoint_.ends_with('/')) endpoint_.pop_back();
-    range_url_ = endpoint_ + "/v3/kv/range";
-    txn_url_ = endpoint_ + "/v3/kv/txn";
-    put_url_ = endpoint_ + "/v3/kv/put";
   }
 
   read_result<value_type, token_type> read(const key_type& key) {
     using rr = read_result<value_type, token_type>;
     check_key(key);
-    auto doc = call(range_url_, {{"key", detail::base64_encode(key)}}, false);
+    const detail::etcd::json body = {{"key", detail::base64_encode(key)}};
+    auto doc = call(&member::range, body, false);
+    // A read changes nothing: try each other member once before answering a failure.
+    for (std::size_t tried = 1; !doc.ok && doc.moved && tried < members_.size(); ++tried) {
+      doc = call(&member::range, body, false);
+    }
     if (!doc.ok) return rr::make_failed(as_read(doc.status), std::move(doc.error));
     return detail::etcd::range_answer<rr>(doc.body);
   }
@@ -204,21 +193,53 @@ class store {
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
     check_key(key);
-    auto doc = call(put_url_, put(detail::base64_encode(key), value)["request_put"], true);
+    auto doc = call(&member::put, put(detail::base64_encode(key), value)["request_put"], true);
     if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
     const auto rev = detail::etcd::header_revision(doc.body);
     return rev ? wr::make_applied(*rev) : wr::make_applied();
   }
 
-  [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
+  /// The member the next call goes to.
+  [[nodiscard]] const std::string& endpoint() const noexcept { return members_[current_].url; }
+  /// Every member's URL, in the order given.
+  [[nodiscard]] std::vector<std::string> endpoints() const {
+    std::vector<std::string> out;
+    for (const member& m : members_) out.push_back(m.url);
+    return out;
+  }
+  /// How many times a failing member made the store move to the next one.
+  [[nodiscard]] std::size_t member_switches() const noexcept { return switches_; }
 
  private:
+  struct member {
+    std::string url, range, txn, put;
+  };
   struct answer {
     bool ok = false;
+    bool moved = false;  // the member failed; the next call goes to another
     write_status status = write_status::permanent;
     store_error error;
     detail::etcd::json body;
   };
+
+  static std::vector<std::string> split_endpoints(const std::string& list) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t comma = list.find(',', start);
+      out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) return out;
+      start = comma + 1;
+    }
+  }
+
+  // The member failed as a member (not the request): use the next one from the next call on.
+  void move_on(answer& a) {
+    if (members_.size() < 2) return;
+    current_ = (current_ + 1) % members_.size();
+    ++switches_;
+    a.moved = true;
+  }
 
   static void check_key(const key_type& key) {
     if (key.empty()) throw std::invalid_argument("noclobber::etcd::store: empty key");
@@ -226,6 +247,7 @@ class store {
   static read_status as_read(write_status s) noexcept {
     return s == write_status::permanent ? read_status::permanent : read_status::transient;
   }
+
   static detail::etcd::json mod_equals(const std::string& k, token_type token) {
     return {{"key", k}, {"target", "MOD"}, {"mod_revision", std::to_string(token)}, {"result", "EQUAL"}};
   }
@@ -233,12 +255,15 @@ class store {
     return {{"request_put", {{"key", k}, {"value", detail::base64_encode(value)}}}};
   }
 
-  answer call(const std::string& url, const detail::etcd::json& request, bool may_write) {
+  answer call(std::string member::*url, const detail::etcd::json& request, bool may_write) {
     answer out;
-    detail::curl::response r = http_.perform("POST", url, request.dump(), {"Content-Type: application/json"});
+    const member& m = members_[current_];
+    detail::curl::response r =
+        http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.status = detail::curl::classify_transport(r.code, may_write);
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error};
+      out.status = detail::curl::classify_transport(r, may_write);
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + m.url + ")"};
+      if (out.status != write_status::permanent) move_on(out);
       return out;
     }
     auto doc = detail::etcd::parse_answer(r.body);
@@ -247,6 +272,7 @@ class store {
       const std::int64_t c = (doc ? detail::etcd::int64_member(*doc, "code") : std::nullopt).value_or(-1);
       if (c == 14 || c == 4 || c == 10 || (c == -1 && r.status >= 500)) {
         out.status = may_write ? write_status::indeterminate : write_status::transient;
+        if (c != 10) move_on(out);  // Unavailable, DeadlineExceeded, 5xx: this member cannot serve now
       } else {
         out.status = write_status::permanent;
       }
@@ -268,12 +294,14 @@ class store {
         {"compare", detail::etcd::json::array({compare})},
         {"success", detail::etcd::json::array({then})},
         {"failure", detail::etcd::json::array({{{"request_range", {{"key", k}}}}})}};
-    auto doc = call(txn_url_, request, true);
+    auto doc = call(&member::txn, request, true);
     if (!doc.ok) return write_result<token_type>::make_failed(doc.status, std::move(doc.error));
     return detail::etcd::txn_answer(doc.body, on_compare_failed, is_put);
   }
 
-  std::string endpoint_, range_url_, txn_url_, put_url_;
+  std::vector<member> members_;
+  std::size_t current_ = 0;  // the member calls go to
+  std::size_t switches_ = 0;
   detail::curl::easy http_;
 };
 

@@ -116,7 +116,7 @@ class store {
                        "Content-Type: application/xml; charset=utf-8"});
     if (!r.transport_ok()) {
       // LOCK changes no data: whatever happened, retrying is safe.
-      const write_status s = noclobber::detail::curl::classify_transport(r.code, false);
+      const write_status s = noclobber::detail::curl::classify_transport(r, false);
       return wr::make_failed(s, {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
     }
     if (r.status == 200 || r.status == 201) {

@@ -14,9 +14,10 @@
 //   }
 //
 // On failure the whole report is printed: counts, each lost write and its replacer, the trace,
-// and the replay line. To rerun exactly that case, set NOCLOBBER_RACE_REPLAY to the replay line
-// (e.g. `NOCLOBBER_RACE_REPLAY='mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…'`) and
-// build the options with race_options_from_env().
+// and the replay line; the report's HTML timeline (race_harness/html.hpp) is written to a file
+// (in $NOCLOBBER_RACE_HTML_DIR, else the temp folder) and its path printed with it. To rerun exactly that
+// case, set NOCLOBBER_RACE_REPLAY to the replay line (e.g. `NOCLOBBER_RACE_REPLAY='mode=explore writers=16
+// ops=1 seed=7 depth=2 schedule=…'`) and build the options with race_options_from_env().
 //
 // This header includes <catch2/catch.hpp>; include it only from test code.
 // Thread safety: call the assertions from the test's own thread (Catch2's rule).
@@ -25,6 +26,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "noclobber/race_harness.hpp"
@@ -41,12 +43,26 @@ template <class Store>
   return o;
 }
 
-/// Matches a report with no lost update and no anomaly; describes itself with the report.
+/// For a report that fails the assertions below: writes its HTML timeline and returns
+/// "timeline: <path>" (or why it could not); for one that passes: "" (nothing written).
+[[nodiscard]] inline std::string timeline_on_failure(const race_report& r) {
+  if (r.ok() && r.op_errors == 0) return {};
+  try {
+    return "timeline: " + write_html(r).string();
+  } catch (const std::exception& e) {
+    return std::string("timeline not written: ") + e.what();
+  }
+}
+
+/// Matches a report with no lost update and no anomaly; describes itself with the report (and,
+/// when it fails, the path of its HTML timeline).
 class no_lost_updates_matcher : public Catch::MatcherBase<race_report> {
  public:
   bool match(const race_report& r) const override {
     text_ = r.to_text();
-    return r.ok() && r.op_errors == 0;
+    const bool ok = r.ok() && r.op_errors == 0;
+    if (!ok) text_ += timeline_on_failure(r) + "\n";
+    return ok;
   }
   std::string describe() const override { return "loses no updates (and no op threw)\n" + text_; }
 
@@ -62,25 +78,27 @@ class no_lost_updates_matcher : public Catch::MatcherBase<race_report> {
 
 /// REQUIRE that a race_report shows no lost update, no anomaly and no op error; prints the
 /// report (with its replay line) when it fails.
-#define NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)                 \
-  do {                                                            \
-    const ::noclobber::race_report& noclobber_report_ = (report); \
-    INFO(noclobber_report_.to_text());                            \
-    REQUIRE(noclobber_report_.lost() == 0);                       \
-    REQUIRE(noclobber_report_.check.lost_update_pairs == 0);      \
-    REQUIRE(noclobber_report_.check.anomalies.empty());           \
-    REQUIRE(noclobber_report_.failing_iterations == 0);           \
-    REQUIRE(noclobber_report_.op_errors == 0);                    \
+#define NOCLOBBER_REQUIRE_NO_LOST_UPDATES(report)                      \
+  do {                                                                 \
+    const ::noclobber::race_report& noclobber_report_ = (report);      \
+    INFO(noclobber_report_.to_text());                                 \
+    INFO(::noclobber::catch2::timeline_on_failure(noclobber_report_)); \
+    REQUIRE(noclobber_report_.lost() == 0);                            \
+    REQUIRE(noclobber_report_.check.lost_update_pairs == 0);           \
+    REQUIRE(noclobber_report_.check.anomalies.empty());                \
+    REQUIRE(noclobber_report_.failing_iterations == 0);                \
+    REQUIRE(noclobber_report_.op_errors == 0);                         \
   } while (false)
 
 /// The same, as CHECKs (the test goes on).
-#define NOCLOBBER_CHECK_NO_LOST_UPDATES(report)                   \
-  do {                                                            \
-    const ::noclobber::race_report& noclobber_report_ = (report); \
-    INFO(noclobber_report_.to_text());                            \
-    CHECK(noclobber_report_.lost() == 0);                         \
-    CHECK(noclobber_report_.check.lost_update_pairs == 0);        \
-    CHECK(noclobber_report_.check.anomalies.empty());             \
-    CHECK(noclobber_report_.failing_iterations == 0);             \
-    CHECK(noclobber_report_.op_errors == 0);                      \
+#define NOCLOBBER_CHECK_NO_LOST_UPDATES(report)                        \
+  do {                                                                 \
+    const ::noclobber::race_report& noclobber_report_ = (report);      \
+    INFO(noclobber_report_.to_text());                                 \
+    INFO(::noclobber::catch2::timeline_on_failure(noclobber_report_)); \
+    CHECK(noclobber_report_.lost() == 0);                              \
+    CHECK(noclobber_report_.check.lost_update_pairs == 0);             \
+    CHECK(noclobber_report_.check.anomalies.empty());                  \
+    CHECK(noclobber_report_.failing_iterations == 0);                  \
+    CHECK(noclobber_report_.op_errors == 0);                           \
   } while (false)

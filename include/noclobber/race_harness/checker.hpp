@@ -12,6 +12,18 @@
 //   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
 //     counted as lost, and it counts as landed when the final chain passes through it.
 //
+// Under faults (a crash, a failover, a dropped connection) a missing write is not always a
+// strategy's fault, so the checker tells four things apart per key (classify_faults):
+//
+//   * lost to a stale read (`lost`): a successful write off the final chain, as above;
+//   * vanished (`vanished`): a successful write off the final chain that the store itself forgot
+//     — a read that began after the write was acknowledged (or the key's final value) returned
+//     a version from before it: a durability or failover loss, not a strategy bug;
+//   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
+//     landed although the writer was told otherwise, and it wrote again);
+//   * indeterminate (`indeterminate`): every write with an unknown outcome, whether it landed and
+//     how its writer found out (read it back, wrote again, or neither).
+//
 // check_race_history runs in phases, each a function over the shared history_index:
 //
 //   index_writes        one entry per distinct written value (attempts that sent the same value
@@ -20,6 +32,8 @@
 //                       pairs); reads of a version nobody wrote are anomalies
 //   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
 //   collect_lost        successful writes off every chain, in order of completion
+//   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
+//                       twice; how each unknown outcome was resolved (see there)
 //   name_replacers      for each lost write, the write that replaced it (see there)
 //
 // It runs in time linear in the number of records (hash tables sized up front); losses add a
@@ -36,6 +50,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -50,6 +65,47 @@ struct lost_write {
   race_write overwritten_by;  ///< writer 0 when no replacing write was recorded
 };
 
+/// A successful write the store forgot: off the final chain, and `trace` names what later saw
+/// the key's state from before it.
+struct vanished_write {
+  race_write write;
+  std::string trace;
+};
+
+/// One operation whose update is on a final chain more than once.
+struct doubled_update {
+  std::vector<race_write> copies;  ///< its values on the chain, newest first
+  std::string trace;
+};
+
+/// How the writer of a write with an unknown outcome went on.
+enum class unknown_resolution : unsigned char {
+  later_attempt,  ///< the same op wrote again (it decided the first did not land)
+  read_back,      ///< the same op read the key again and wrote no more
+  unresolved,     ///< neither: the op ended with the outcome unknown
+};
+
+[[nodiscard]] constexpr std::string_view to_string(unknown_resolution r) noexcept {
+  switch (r) {
+    case unknown_resolution::later_attempt:
+      return "wrote again";
+    case unknown_resolution::read_back:
+      return "read back";
+    case unknown_resolution::unresolved:
+      return "unresolved";
+  }
+  return "?";
+}
+
+/// A write with an unknown outcome: whether it landed (the final chain passes through it) and how
+/// its writer went on.
+struct indeterminate_write {
+  race_write write;
+  bool landed = false;
+  unknown_resolution how = unknown_resolution::unresolved;
+  std::string trace;
+};
+
 /// The checker's verdict.
 struct race_check {
   std::size_t write_attempts = 0;
@@ -61,9 +117,20 @@ struct race_check {
   std::size_t lost_update_pairs = 0;
   std::vector<lost_write> lost;        ///< successful writes missing from the final state
   std::vector<std::string> anomalies;  ///< anything else that breaks the rules, in words
+  /// Successful writes the store forgot (not in `lost`), in order of completion.
+  std::vector<vanished_write> vanished;
+  std::vector<doubled_update> doubled;  ///< updates applied twice
+  /// Every distinct value with an unknown outcome, in order of completion.
+  std::vector<indeterminate_write> indeterminate;
 
   [[nodiscard]] bool ok() const noexcept {
-    return lost.empty() && lost_update_pairs == 0 && anomalies.empty();
+    return lost.empty() && lost_update_pairs == 0 && anomalies.empty() && vanished.empty() && doubled.empty();
+  }
+  /// Unknown outcomes whose writer neither wrote again nor read the key back.
+  [[nodiscard]] std::size_t indeterminate_unresolved() const noexcept {
+    std::size_t n = 0;
+    for (const indeterminate_write& w : indeterminate) n += w.how == unknown_resolution::unresolved;
+    return n;
   }
 };
 
@@ -100,6 +167,7 @@ class flat_table {
       if (s.key == key) return &s.value;
     }
   }
+  const V* find(const K& key) const { return const_cast<flat_table*>(this)->find(key); }
 
  private:
   struct slot {
@@ -337,6 +405,153 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
   }
 }
 
+// --- classify_faults: vanished, doubled, indeterminate ------------------------------------------
+
+/// A (writer, op) pair as one number.
+[[nodiscard]] inline std::uint64_t op_number(const race_write& w) noexcept {
+  return (static_cast<std::uint64_t>(w.writer) << 32) | w.op;
+}
+
+/// Of the lost writes, those the store forgot: a read that began after the write was acknowledged
+/// (its invoke tick is later than the write's complete tick), or the key's final value, shows a
+/// version the write had replaced (its read_from or anything below it). A linearizable store
+/// never answers that, whatever the strategy does; a stale-read loss never needs it (the writes
+/// that replaced the lost one are newer than it). Moves those to c.vanished; returns the rest.
+inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std::vector<std::uint32_t> lost,
+                                                    race_check& c) {
+  const race_history& h = ix.h;
+  // Per (key, version): the read of it that began last.
+  flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash> last_read(h.reads.size());
+  for (std::uint32_t i = 0; i < h.reads.size(); ++i) {
+    const race_read& r = h.reads[i];
+    auto [slot, inserted] = last_read.try_emplace({r.key, r.version}, i);
+    if (!inserted && h.reads[*slot].invoke < r.invoke) *slot = i;
+  }
+  std::vector<std::uint32_t> stale;
+  for (std::uint32_t n : lost) {
+    const race_write& w = ix.record_of(n);
+    const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
+    std::string trace;
+    write_id v = w.read_from;
+    for (std::size_t steps = 0; trace.empty() && steps <= ix.writes.size(); ++steps) {
+      const std::string what = v == initial_version || v == start
+                                   ? std::string("the key's state before the run")
+                                   : "version " + std::to_string(v);
+      if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
+        trace = "the key ends at " + what + ", which it replaced";
+      } else if (const std::uint32_t* r = last_read.find({w.key, v}); r && h.reads[*r].invoke > w.complete) {
+        const race_read& rd = h.reads[*r];
+        trace = "W" + std::to_string(rd.writer) + " op " + std::to_string(rd.op) + " read " + what +
+                " at tick " + std::to_string(rd.invoke) + ", after the write was acknowledged at tick " +
+                std::to_string(w.complete);
+      }
+      if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;
+      const std::uint32_t* below = ix.by_value.find(v);
+      if (below == nullptr) break;
+      v = ix.record_of(*below).read_from;
+    }
+    if (trace.empty()) {
+      stale.push_back(n);
+    } else {
+      c.vanished.push_back(
+          {w, describe_write(w) + " wrote " + std::to_string(w.written) + " (applied); " + trace});
+    }
+  }
+  return stale;
+}
+
+/// Operations with two or more values on the final chains (walked newest first).
+inline void find_doubled(const history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  flat_table<std::uint64_t, std::uint32_t, id_hash> landed(ix.writes.size());  // op -> values on chain
+  bool any = false;
+  for (const checked_write& e : ix.writes) {
+    if (!e.on_chain) continue;
+    auto [count, inserted] = landed.try_emplace(op_number(h.writes[e.record]), 1);
+    if (!inserted) any = true, ++*count;
+  }
+  if (!any) return;
+  std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
+    write_id v = h.final_versions[k];
+    for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
+      const std::uint32_t* n = ix.by_value.find(v);
+      if (n == nullptr || !ix.writes[*n].on_chain) break;
+      const race_write& w = ix.record_of(*n);
+      if (w.key != k) break;
+      if (*landed.find(op_number(w)) > 1) {
+        auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
+        if (first) c.doubled.push_back({});
+        c.doubled[it->second].copies.push_back(w);
+      }
+      v = w.read_from;
+    }
+  }
+  for (doubled_update& d : c.doubled) {
+    const race_write& w = d.copies.front();
+    d.trace = "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) +
+              " is on the final chain of key " +
+              (w.key < h.keys.size() ? h.keys[w.key] : std::to_string(w.key)) + " " +
+              std::to_string(d.copies.size()) + " times:";
+    for (auto it = d.copies.rbegin(); it != d.copies.rend(); ++it) {
+      d.trace += " attempt " + std::to_string(it->attempt) + " (" + std::string(to_string(it->outcome)) + ")";
+    }
+  }
+}
+
+/// Each value with an unknown outcome: landed or not, and how its op went on (a later write
+/// attempt of the same op, else a read of the same op that began after it returned, else none).
+inline void resolve_indeterminate(const history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  std::vector<std::uint32_t> unknown;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::unknown) unknown.push_back(n);
+  }
+  if (unknown.empty()) return;
+  std::unordered_map<std::uint64_t, std::uint32_t> last_attempt;  // op -> highest attempt
+  std::unordered_map<std::uint64_t, std::uint64_t> last_read;     // op -> latest read invoke
+  for (std::uint32_t n : unknown) {
+    last_attempt.emplace(op_number(ix.record_of(n)), 0);
+    last_read.emplace(op_number(ix.record_of(n)), 0);
+  }
+  for (const race_write& w : h.writes) {
+    if (auto it = last_attempt.find(op_number(w)); it != last_attempt.end())
+      it->second = std::max(it->second, w.attempt);
+  }
+  for (const race_read& r : h.reads) {
+    const std::uint64_t op = (static_cast<std::uint64_t>(r.writer) << 32) | r.op;
+    if (auto it = last_read.find(op); it != last_read.end()) it->second = std::max(it->second, r.invoke);
+  }
+  std::sort(unknown.begin(), unknown.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
+  });
+  for (std::uint32_t n : unknown) {
+    const race_write& w = ix.record_of(n);
+    indeterminate_write u{w, ix.writes[n].on_chain, unknown_resolution::unresolved, {}};
+    if (last_attempt[op_number(w)] > w.attempt) {
+      u.how = unknown_resolution::later_attempt;
+    } else if (last_read[op_number(w)] > w.complete) {
+      u.how = unknown_resolution::read_back;
+    }
+    u.trace = describe_write(w) + " wrote " + std::to_string(w.written) +
+              " (unknown): " + (u.landed ? "landed" : "did not land") + "; its writer " +
+              (u.how == unknown_resolution::later_attempt ? "wrote again"
+               : u.how == unknown_resolution::read_back   ? "read the key back"
+                                                          : "did not find out");
+    c.indeterminate.push_back(std::move(u));
+  }
+}
+
+/// Phase: what faults did — vanished writes (taken out of `lost`), updates applied twice, unknown
+/// outcomes and their resolution. Returns the lost writes left for name_replacers.
+inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::vector<std::uint32_t> lost,
+                                                  race_check& c) {
+  if (!lost.empty()) lost = separate_vanished(ix, std::move(lost), c);
+  find_doubled(ix, c);
+  resolve_indeterminate(ix, c);
+  return lost;
+}
+
 }  // namespace detail
 
 /// Checks a history (see the overview for the rules and the phases).
@@ -347,7 +562,7 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
   detail::index_writes(ix, c);
   detail::group_readers(ix, c);
   detail::walk_final_chains(ix, c);
-  const std::vector<std::uint32_t> lost = detail::collect_lost(ix);
+  const std::vector<std::uint32_t> lost = detail::classify_faults(ix, detail::collect_lost(ix), c);
   if (!lost.empty()) detail::name_replacers(ix, lost, c);
   return c;
 }

@@ -105,6 +105,36 @@ race_workload<store_value_t<Store>> resolve_workload(const race_options_for<Stor
   }
 }
 
+/// A written-out schedule names only writers and ops of the run, each writer once.
+template <class Options>
+void validate_plan(const race_schedule& plan, const Options& o) {
+  auto bad = [](const std::string& what) {
+    throw std::invalid_argument("noclobber: race_options.plan: " + what);
+  };
+  if (o.mode != race_mode::explore) bad("a written-out schedule needs mode explore");
+  auto planned = [&](std::uint32_t w) {
+    return std::find(plan.priority.begin(), plan.priority.end(), w) != plan.priority.end();
+  };
+  for (std::size_t i = 0; i < plan.priority.size(); ++i) {
+    const std::uint32_t w = plan.priority[i];
+    if (w < o.first_writer || w - o.first_writer >= o.writers)
+      bad("writer " + std::to_string(w) + " is not one of the run's writers");
+    if (std::find(plan.priority.begin(), plan.priority.begin() + static_cast<std::ptrdiff_t>(i), w) !=
+        plan.priority.begin() + static_cast<std::ptrdiff_t>(i))
+      bad("writer " + std::to_string(w) + " is listed twice in priority");
+  }
+  for (const race_preemption& p : plan.preemptions) {
+    if (!planned(p.writer))
+      bad("preemption of writer " + std::to_string(p.writer) + ", which is not in priority");
+  }
+  for (const race_op_ref& r : plan.ops) {
+    if (!planned(r.writer)) bad("op of writer " + std::to_string(r.writer) + ", which is not in priority");
+    if (r.op >= o.ops_per_writer)
+      bad("op " + std::to_string(r.op) + " of writer " + std::to_string(r.writer) + " (ops_per_writer is " +
+          std::to_string(o.ops_per_writer) + ")");
+  }
+}
+
 template <class Store>
 void validate(race_options_for<Store>& o) {
   if (o.writers == 0 || o.writers > 65535) {
@@ -122,6 +152,7 @@ void validate(race_options_for<Store>& o) {
     throw std::invalid_argument("noclobber: race_options.first_writer = " + std::to_string(o.first_writer) +
                                 " (expected 1 … 2^20 − 1 − writers)");
   }
+  if (!o.plan.empty()) validate_plan(o.plan, o);
   if (o.keys.empty()) {
     if constexpr (std::is_constructible_v<store_key_t<Store>, const char*>) {
       o.keys.push_back(store_key_t<Store>("noclobber/race"));
@@ -181,6 +212,8 @@ inline std::uint64_t schedule_signature(const race_history& h) {
 
 struct run_outcome {
   race_history history;
+  race_schedule plan;  // explore: the schedule run, written out
+  std::uint64_t steps = 0;
   race_check check;
   std::size_t op_errors = 0;
   std::size_t retries = 0;
@@ -191,10 +224,62 @@ struct run_outcome {
   std::uint64_t signature = 0;
 };
 
+/// The writers (0-based slots: writer number − first_writer) a run starts, in order; with a
+/// written-out schedule only those it names.
+template <class Options>
+std::vector<unsigned> writer_slots(const Options& o) {
+  std::vector<unsigned> slots;
+  if (o.plan.empty()) {
+    for (unsigned i = 0; i < o.writers; ++i) slots.push_back(i);
+  } else {
+    for (std::uint32_t w : o.plan.priority) slots.push_back(w - o.first_writer);
+    std::sort(slots.begin(), slots.end());
+  }
+  return slots;
+}
+
+/// A written-out schedule as the scheduler takes it: priorities per writer index (the i-th of
+/// `slots`), from m + n for the first in `plan.priority` down to m + 1, and the change points at
+/// writer indices.
+template <class Options>
+std::unique_ptr<pct_scheduler> planned_scheduler(const Options& o, const std::vector<unsigned>& slots) {
+  const race_schedule& plan = o.plan;
+  auto index_of = [&](std::uint32_t writer) {
+    return static_cast<unsigned>(std::find(slots.begin(), slots.end(), writer - o.first_writer) -
+                                 slots.begin());
+  };
+  const int m = static_cast<int>(plan.preemptions.size());
+  const int n = static_cast<int>(plan.priority.size());
+  std::vector<int> priorities(slots.size());
+  for (int rank = 0; rank < n; ++rank)
+    priorities[index_of(plan.priority[static_cast<std::size_t>(rank)])] = m + n - rank;
+  std::vector<pct_scheduler::change> changes;
+  for (const race_preemption& p : plan.preemptions) changes.push_back({index_of(p.writer), p.op, p.call});
+  return std::make_unique<pct_scheduler>(std::move(priorities), std::move(changes), o.stall_timeout);
+}
+
+/// The schedule a run followed, written out (priority order, change points where they fell).
+template <class Options>
+race_schedule written_out(const pct_scheduler& scheduler, const Options& o,
+                          const std::vector<unsigned>& slots) {
+  race_schedule plan;
+  const std::vector<int> priorities = scheduler.initial_priorities();
+  std::vector<unsigned> order(slots.size());
+  for (unsigned j = 0; j < order.size(); ++j) order[j] = j;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](unsigned a, unsigned b) { return priorities[a] > priorities[b]; });
+  for (unsigned j : order) plan.priority.push_back(o.first_writer + slots[j]);
+  for (const pct_scheduler::change& c : scheduler.fired())
+    plan.preemptions.push_back({o.first_writer + slots[c.writer], c.op, c.call});
+  plan.ops = o.plan.ops;
+  return plan;
+}
+
 /// The run's barrier (forced) or scheduler (explore).
 template <class Store>
 void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
-               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule) {
+               const race_workload<store_value_t<Store>>& workload, std::optional<std::uint64_t> schedule,
+               const std::vector<unsigned>& slots) {
   run.options = &o;
   run.workload = &workload;
   {
@@ -202,7 +287,9 @@ void start_run(race_run_state<Store>& run, const race_options_for<Store>& o,
     run.foreign_tokens.resize(o.keys.size());
   }
   if (o.mode == race_mode::forced) run.barrier = std::make_unique<timed_barrier>(o.writers);
-  if (o.mode == race_mode::explore) {
+  if (o.mode == race_mode::explore && !o.plan.empty()) {
+    run.scheduler = planned_scheduler(o, slots);
+  } else if (o.mode == race_mode::explore) {
     const std::uint64_t expected_steps = std::uint64_t{o.writers} * o.ops_per_writer * 3 + o.writers;
     run.scheduler = std::make_unique<pct_scheduler>(o.writers, o.depth, expected_steps,
                                                     schedule.value_or(o.seed), o.stall_timeout);
@@ -225,14 +312,16 @@ std::vector<write_id> read_key_versions(Store& reader, race_run_state<Store>& ru
   return versions;
 }
 
-/// One writer's recorder, before its thread starts.
+/// One writer's recorder, before its thread starts: writer slot `slot` (0-based), thread index
+/// `index` (the scheduler's).
 template <class Store, class StoreOf>
-void prepare_writer(race_writer_state<Store>& w, unsigned i, race_run_state<Store>& run, StoreOf& store_of,
-                    const race_options_for<Store>& o, const std::vector<write_id>& initial_versions) {
+void prepare_writer(race_writer_state<Store>& w, unsigned slot, unsigned index, race_run_state<Store>& run,
+                    StoreOf& store_of, const race_options_for<Store>& o,
+                    const std::vector<write_id>& initial_versions) {
   w.run = &run;
-  w.store = &store_of(i);
-  w.writer = o.first_writer + i;
-  w.index = i;
+  w.store = &store_of(slot);
+  w.writer = o.first_writer + slot;
+  w.index = index;
   w.last_read = initial_versions;
   w.writes.reserve(o.ops_per_writer * 2);
   w.reads.reserve(o.ops_per_writer * 2);
@@ -250,7 +339,7 @@ template <class Store, class Strategy>
 void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_options_for<Store>& o,
                     writer_errors& errors) {
   race_run_state<Store>& run = *w.run;
-  if (run.scheduler) run.scheduler->point(w.index);
+  if (run.scheduler) run.scheduler->point(w.index, pct_scheduler::none, pct_scheduler::none);
   std::uint64_t key_rng = o.seed ^ (0x9e3779b97f4a7c15ULL * (std::uint64_t{w.writer} + 1));
   race_store<Store> view(w);
   race_modify<store_value_t<Store>> modify(w);
@@ -266,7 +355,9 @@ void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_
     else if (o.keys.size() > 1)
       key = static_cast<std::size_t>(random % o.keys.size());
     if (key >= o.keys.size()) key = key % o.keys.size();
+    if (!o.plan.empty() && !o.plan.runs(w.writer, op)) continue;  // left out: its key was still drawn
     w.op = op;
+    w.call = 0;
     w.key = static_cast<std::uint32_t>(key);
     w.attempt = 0;
     w.computed_this_op.clear();
@@ -314,23 +405,25 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
                      const race_workload<store_value_t<Store>>& workload,
                      std::optional<std::uint64_t> schedule) {
   race_run_state<Store> run;
-  start_run(run, o, workload, schedule);
+  const std::vector<unsigned> slots = writer_slots(o);
+  const auto active = static_cast<unsigned>(slots.size());
+  start_run(run, o, workload, schedule, slots);
   run_outcome out;
   race_history& h = out.history;
   for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
   Store& reader = store_of(0u);
   h.initial_versions = read_key_versions(reader, run, o, h.keys, nullptr);
 
-  std::vector<race_writer_state<Store>> writers(o.writers);
-  std::vector<writer_errors> errors(o.writers);
-  for (unsigned i = 0; i < o.writers; ++i)
-    prepare_writer(writers[i], i, run, store_of, o, h.initial_versions);
+  std::vector<race_writer_state<Store>> writers(active);
+  std::vector<writer_errors> errors(active);
+  for (unsigned i = 0; i < active; ++i)
+    prepare_writer(writers[i], slots[i], i, run, store_of, o, h.initial_versions);
   {
     // All threads exist before any starts, so the forced barrier measures store time only.
-    std::latch start(o.writers);
+    std::latch start(active);
     std::vector<std::jthread> threads;
-    threads.reserve(o.writers);
-    for (unsigned i = 0; i < o.writers; ++i) {
+    threads.reserve(active);
+    for (unsigned i = 0; i < active; ++i) {
       threads.emplace_back([&, i] {
         start.arrive_and_wait();
         run_writer_ops(writers[i], strategy, o, errors[i]);
@@ -343,6 +436,8 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
   if (run.scheduler) {
     out.stalls = run.scheduler->stalls();
     out.signature = schedule_signature(h);
+    out.plan = written_out(*run.scheduler, o, slots);
+    out.steps = run.scheduler->steps();
   }
   out.check = check_race_history(h);
   return out;
@@ -351,7 +446,10 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
 /// The report's fields that come from the run it shows.
 template <class Store>
 void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome&& r) {
-  rep.operations = std::size_t{o.writers} * o.ops_per_writer;
+  rep.operations =
+      o.plan.empty() ? std::size_t{o.writers} * o.ops_per_writer : o.plan.op_count(o.ops_per_writer);
+  rep.plan = std::move(r.plan);
+  rep.steps = r.steps;
   rep.op_errors = r.op_errors;
   rep.retries = r.retries;
   rep.untracked_calls = r.untracked;
@@ -368,7 +466,8 @@ void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome
 template <class Store, class StoreOf, class Strategy>
 void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<Store>& o,
                  const race_workload<store_value_t<Store>>& workload, race_report& rep) {
-  const unsigned iterations = o.schedule ? 1 : o.iterations;
+  const bool planned = !o.plan.empty();
+  const unsigned iterations = o.schedule || planned ? 1 : o.iterations;
   std::optional<run_outcome> shown;
   std::uint64_t shown_seed = 0;
   rep.iterations = 0;
@@ -395,7 +494,8 @@ void run_explore(StoreOf& store_of, Strategy& strategy, const race_options_for<S
     }
     rep.replay_deterministic = same;
   }
-  rep.schedule_seed = shown_seed;
+  if (!planned) rep.schedule_seed = shown_seed;
+  rep.planned = planned;
   fill_report<Store>(rep, o, std::move(*shown));
 }
 

@@ -32,6 +32,7 @@
 
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/race_harness/report.hpp"
+#include "noclobber/race_harness/schedule.hpp"
 #include "noclobber/race_harness/workload.hpp"
 
 namespace noclobber {
@@ -47,6 +48,9 @@ struct race_options {
   unsigned depth = 2;                     ///< explore: PCT depth d (d − 1 change points), 1 … 8
   bool stop_at_first_failure = true;      ///< explore: stop at the first losing schedule
   std::optional<std::uint64_t> schedule;  ///< explore: run exactly this schedule seed (replay)
+  /// explore: run exactly this written-out schedule (race_harness/schedule.hpp; wins over
+  /// `schedule`); empty: draw schedules from seeds
+  race_schedule plan;
   /// forced: how long writers wait for each other (milliseconds::max(): without limit)
   std::chrono::milliseconds barrier_timeout{1000};
   /// explore: a writer silent this long is blocked (milliseconds::max(): never)
@@ -62,7 +66,8 @@ struct race_options {
   /// Number of the first writer (runs in several processes give each a disjoint range).
   std::uint32_t first_writer = 1;
 
-  /// Applies a report's replay line ("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…").
+  /// Applies a report's replay line ("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=…",
+  /// or with a written-out schedule "… priority=9,3 preempt=3.0.1 run=3.0,9.0").
   /// Throws std::invalid_argument naming a token it does not understand.
   void apply_replay(std::string_view line) {
     std::size_t pos = 0;
@@ -106,6 +111,8 @@ struct race_options {
         schedule = number();
       else if (name == "iterations")
         iterations = static_cast<unsigned>(number());
+      else if (apply_schedule_token(plan, name, value))
+        continue;
       else
         throw std::invalid_argument("noclobber: unknown replay key '" + std::string(name) + "'");
     }

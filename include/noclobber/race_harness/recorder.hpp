@@ -116,6 +116,7 @@ struct race_writer_state {
   std::uint32_t op = 0;
   std::uint32_t key = 0;  // index of the op's key
   std::uint32_t attempt = 0;
+  std::uint32_t call = 0;  // store calls so far in this op (the scheduler anchors change points)
   bool first_read_done = false;
   bool serialised = false;
   std::vector<computed> computed_this_op;
@@ -134,7 +135,8 @@ struct race_writer_state {
   }
 
   void before_call() {
-    if (run->scheduler) run->scheduler->point(index);
+    if (run->scheduler) run->scheduler->point(index, op, call);
+    ++call;
   }
 };
 

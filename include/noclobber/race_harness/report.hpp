@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "noclobber/race_harness/history.hpp"
+#include "noclobber/race_harness/schedule.hpp"
 
 namespace noclobber {
 
@@ -64,6 +65,11 @@ struct race_report {
   unsigned depth = 0;                          ///< explore: PCT depth
   std::uint64_t seed = 0;                      ///< the master seed
   std::optional<std::uint64_t> schedule_seed;  ///< explore: the schedule shown (replay it)
+  /// explore: the schedule shown, written out (options.plan = plan runs it again; shrink_race
+  /// edits it); `planned`: the run followed options.plan (the replay line then names it)
+  race_schedule plan;
+  bool planned = false;
+  std::uint64_t steps = 0;  ///< explore: scheduled moves in the run shown (its trace's length)
 
   std::size_t operations = 0;       ///< ops run (writers × ops_per_writer, in the run shown)
   std::size_t op_errors = 0;        ///< ops whose strategy threw
@@ -90,7 +96,10 @@ struct race_report {
                     " ops=" + std::to_string(ops_per_writer) + " seed=" + std::to_string(seed);
     if (mode == race_mode::explore) {
       s += " depth=" + std::to_string(depth);
-      if (schedule_seed) s += " schedule=" + std::to_string(*schedule_seed);
+      if (planned)
+        s += " " + plan.replay_tokens();
+      else if (schedule_seed)
+        s += " schedule=" + std::to_string(*schedule_seed);
     }
     return s;
   }
@@ -240,6 +249,30 @@ inline std::string version_text(const std::unordered_map<write_id, const race_wr
   return "the version of W" + std::to_string(it->second->writer) + " op " + std::to_string(it->second->op);
 }
 
+/// The fault verdicts of a check (vanished, doubled, indeterminate), at most 10 lines each.
+inline void append_fault_verdicts(std::string& s, const race_check& check) {
+  auto list = [&s](const auto& items, auto&& line) {
+    const std::size_t listed = std::min<std::size_t>(items.size(), 10);
+    for (std::size_t i = 0; i < listed; ++i) s += "    " + line(items[i]) + "\n";
+    if (items.size() > listed) s += "    … and " + std::to_string(items.size() - listed) + " more\n";
+  };
+  if (!check.vanished.empty()) {
+    s += "  VANISHED: " + std::to_string(check.vanished.size()) +
+         " acknowledged write(s) the store forgot (a later read saw the state from before them)\n";
+    list(check.vanished, [](const vanished_write& v) { return v.trace; });
+  }
+  if (!check.doubled.empty()) {
+    s += "  APPLIED TWICE: " + std::to_string(check.doubled.size()) + " update(s)\n";
+    list(check.doubled, [](const doubled_update& d) { return d.trace; });
+  }
+  if (!check.indeterminate.empty()) {
+    s += "  indeterminate: " + std::to_string(check.indeterminate.size()) + " write(s), " +
+         std::to_string(check.unknown_landed) + " landed, " +
+         std::to_string(check.indeterminate_unresolved()) + " unresolved by their writer\n";
+    list(check.indeterminate, [](const indeterminate_write& u) { return u.trace; });
+  }
+}
+
 }  // namespace detail
 
 inline std::string race_report::to_text() const {
@@ -288,6 +321,7 @@ inline std::string race_report::to_text() const {
       s += "    … and " + std::to_string(check.lost.size() - listed) + " more\n";
   }
   if (!trace.empty()) s += "  trace: " + trace + "\n";
+  detail::append_fault_verdicts(s, check);
   for (const std::string& a : check.anomalies) s += "  ANOMALY: " + a + "\n";
   if (op_errors) s += "  first error: " + first_error + "\n";
   if (untracked_calls)
@@ -319,6 +353,10 @@ inline std::string race_report::to_json() const {
        ",\"retries\":" + std::to_string(retries) + ",\"errors\":" + std::to_string(op_errors) +
        ",\"lost\":" + std::to_string(check.lost.size()) +
        ",\"lost_update_pairs\":" + std::to_string(check.lost_update_pairs) +
+       ",\"vanished\":" + std::to_string(check.vanished.size()) +
+       ",\"doubled\":" + std::to_string(check.doubled.size()) +
+       ",\"indeterminate\":" + std::to_string(check.indeterminate.size()) +
+       ",\"indeterminate_unresolved\":" + std::to_string(check.indeterminate_unresolved()) +
        ",\"writers_serialised\":" + (writers_serialised ? "true" : "false") +
        ",\"elapsed_ms\":" + detail::ms_text(elapsed) + ",\"ok\":" + (ok() ? "true" : "false");
   s += ",\"lost_writes\":[";

@@ -12,7 +12,10 @@
 //                   scheduling points (each store call); the highest-priority writer waiting at a
 //                   point goes next; at d − 1 seeded change points the running writer's priority
 //                   drops. A writer that reaches no point within stall_timeout (blocked on a lock
-//                   the harness cannot see) is passed over until it does.
+//                   the harness cannot see) is passed over until it does. Drawn from a seed, or
+//                   written out (race_harness/schedule.hpp): explicit priorities and change points
+//                   anchored to a writer's store call; a seeded run reports where its change
+//                   points fell, so that it can be written out and replayed the same.
 //
 // Timeouts saturate (noclobber/duration.hpp): milliseconds::max() waits without limit.
 //
@@ -26,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "noclobber/duration.hpp"
@@ -83,6 +87,15 @@ class timed_barrier {
 /// see) is passed over until it does; such stalls make a run non-deterministic and are counted.
 class pct_scheduler {
  public:
+  static constexpr unsigned none = ~0u;
+
+  /// A change point anchored to a writer's store call: writer (0-based index), op, call in op.
+  struct change {
+    unsigned writer = none;
+    std::uint32_t op = 0;
+    std::uint32_t call = 0;
+  };
+
   pct_scheduler(unsigned writers, unsigned depth, std::uint64_t expected_steps, std::uint64_t seed,
                 std::chrono::milliseconds stall_timeout)
       : stall_timeout_(stall_timeout) {
@@ -96,16 +109,43 @@ class pct_scheduler {
     std::shuffle(priority_.begin(), priority_.end(), rng);
     std::uniform_int_distribution<std::uint64_t> step(1, std::max<std::uint64_t>(expected_steps, 1));
     for (unsigned i = 1; i < depth; ++i) change_points_.push_back(step(rng));
+    fired_.resize(change_points_.size());
   }
 
-  /// Called by writer w (0-based) before each store call and once at its start.
-  void point(unsigned w) {
+  /// A written-out schedule: `priorities` per writer index (all distinct, each above
+  /// `anchored.size()`), and change points at writers' calls; the i-th drops to size − i.
+  pct_scheduler(std::vector<int> priorities, std::vector<change> anchored,
+                std::chrono::milliseconds stall_timeout)
+      : stall_timeout_(stall_timeout) {
+    annotated_lock lock(mutex_);  // nobody else sees the scheduler yet; the lock satisfies the analysis
+    const std::size_t writers = priorities.size();
+    priority_ = std::move(priorities);
+    waiting_.assign(writers, 0);
+    done_.assign(writers, 0);
+    stalled_.assign(writers, 0);
+    anchored_ = std::move(anchored);
+    fired_.resize(anchored_.size());
+  }
+
+  /// Called by writer w (0-based) before each store call (call `call` of op `op`) and once at
+  /// its start (a point where no change point fires).
+  void point(unsigned w, std::uint32_t op = 0, std::uint32_t call = 0) {
     annotated_wait_lock lock(mutex_);
     if (started_) {
       // Steps count from the first scheduled move, so arrival order never matters.
       ++steps_;
       for (std::size_t i = 0; i < change_points_.size(); ++i) {
-        if (change_points_[i] == steps_) priority_[w] = static_cast<int>(change_points_.size() - i);
+        if (change_points_[i] == steps_) {
+          priority_[w] = static_cast<int>(change_points_.size() - i);
+          fired_[i] = change{w, op, call};
+        }
+      }
+      for (std::size_t i = 0; i < anchored_.size(); ++i) {
+        const change& c = anchored_[i];
+        if (c.writer == w && c.op == op && c.call == call) {
+          priority_[w] = static_cast<int>(anchored_.size() - i);
+          fired_[i] = c;
+        }
       }
     }
     waiting_[w] = 1;
@@ -113,6 +153,7 @@ class pct_scheduler {
     if (!started_) {
       if (++arrived_ == priority_.size()) {
         started_ = true;
+        initial_priority_ = priority_;
         pick_next();
       }
     } else if (current_ == w || current_ == none) {
@@ -146,10 +187,26 @@ class pct_scheduler {
     annotated_lock lock(mutex_);
     return stalls_;
   }
+  /// Scheduled moves so far (the length of the run's trace).
+  std::uint64_t steps() const {
+    annotated_lock lock(mutex_);
+    return steps_;
+  }
+  /// The initial priority of each writer index (after the run: as changed by change points).
+  std::vector<int> initial_priorities() const {
+    annotated_lock lock(mutex_);
+    return initial_priority_.empty() ? priority_ : initial_priority_;
+  }
+  /// The change points that fired, in order, with the calls they fell on.
+  std::vector<change> fired() const {
+    annotated_lock lock(mutex_);
+    std::vector<change> out;
+    for (const change& c : fired_)
+      if (c.writer != none) out.push_back(c);
+    return out;
+  }
 
  private:
-  static constexpr unsigned none = ~0u;
-
   void pick_next() NOCLOBBER_REQUIRES(mutex_) {
     unsigned best = none;
     for (unsigned i = 0; i < priority_.size(); ++i) {
@@ -165,7 +222,10 @@ class pct_scheduler {
   std::vector<char> waiting_ NOCLOBBER_GUARDED_BY(mutex_);
   std::vector<char> done_ NOCLOBBER_GUARDED_BY(mutex_);
   std::vector<char> stalled_ NOCLOBBER_GUARDED_BY(mutex_);
-  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<int> initial_priority_ NOCLOBBER_GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> change_points_ NOCLOBBER_GUARDED_BY(mutex_);  // seeded: global steps
+  std::vector<change> anchored_ NOCLOBBER_GUARDED_BY(mutex_);              // written out: at calls
+  std::vector<change> fired_ NOCLOBBER_GUARDED_BY(mutex_);                 // per change point
   std::uint64_t steps_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
   unsigned current_ NOCLOBBER_GUARDED_BY(mutex_) = none;
   std::size_t arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;

@@ -3,6 +3,18 @@
 // with its status, body, ETag and Lock-Token headers, and what a transport failure means for a
 // retry loop.
 //
+// libcurl's silent re-send: when a request goes out on a reused keep-alive connection and the
+// connection dies before any byte of an answer arrives ("Connection died, retrying a fresh
+// connect"), libcurl sends the whole request again on a new connection, without telling the
+// caller. The first copy may have been delivered and applied (a server killed after committing,
+// a connection reset after the request was read), so for a request that can change state the
+// re-send is a second write, and its answer ("couldn't connect", 412) describes the copy, not
+// the write. `easy` therefore never lets libcurl re-send a request other than GET / HEAD:
+// libcurl >= 7.80 asks CURLOPT_PREREQFUNCTION before every copy it sends, and the second ask is
+// refused (the request fails, marked `resend_refused`); an older libcurl sends such requests on a
+// fresh connection that is never reused, so there is nothing to re-send. The invariant
+// classify_transport relies on: `sent` is false only when no byte of the request can have left.
+//
 // Thread safety: an `easy` is used by one thread at a time. curl_global_init runs once, under
 // std::call_once, before the first handle is made.
 #pragma once
@@ -36,28 +48,39 @@ struct response {
   std::string etag;        // the ETag header, verbatim (quotes and any W/ prefix kept)
   std::string lock_token;  // the Lock-Token header (WebDAV LOCK), verbatim: <opaquelocktoken:…>
   std::string error;       // curl's words when code != CURLE_OK
+  /// The request may have left this process: libcurl got as far as sending it on a connection
+  /// (once or more). false only when it failed before (resolving, connecting, a TLS handshake).
+  bool sent = false;
+  /// The connection died after the request went out and libcurl wanted to send it again on a new
+  /// connection; the re-send was refused (code is then CURLE_ABORTED_BY_CALLBACK).
+  bool resend_refused = false;
 
   [[nodiscard]] bool transport_ok() const noexcept { return code == CURLE_OK; }
 };
 
-/// What a transport failure means. `may_write`: the request could change state on the server.
-/// Nothing sent (cannot connect / resolve) -> transient; sent but no answer -> indeterminate for a
-/// write, transient for a read; a malformed request -> permanent.
-[[nodiscard]] inline write_status classify_transport(CURLcode c, bool may_write) noexcept {
-  switch (c) {
+/// What a transport failure means, by "could the request have left?". `may_write`: the request
+/// could change state on the server. A malformed request -> permanent; nothing sent (cannot
+/// resolve or connect, a connect timeout) -> transient; sent but no answer (a reset, a timeout,
+/// an empty reply, a refused re-send — also when libcurl's own re-send then could not connect)
+/// -> indeterminate for a write, transient for a read.
+[[nodiscard]] inline write_status classify_transport(const response& r, bool may_write) noexcept {
+  switch (r.code) {
     case CURLE_OK:
       return write_status::applied;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-      return write_status::transient;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_BAD_FUNCTION_ARGUMENT:
       return write_status::permanent;
-    default:  // timeouts, resets, empty replies: the request may have been processed
+    default:
+      if (!r.sent) return write_status::transient;
       return may_write ? write_status::indeterminate : write_status::transient;
   }
+}
+
+/// Whether libcurl may send a request with this method twice by itself: only for methods that
+/// change nothing on the server.
+[[nodiscard]] inline bool resend_allowed(std::string_view method) noexcept {
+  return method == "GET" || method == "HEAD";
 }
 
 class easy {
@@ -74,10 +97,12 @@ class easy {
 
   /// One request. `method`: "GET", "PUT", "POST", "DELETE", "HEAD", or another method that sends
   /// `body` ("LOCK", "UNLOCK"). `headers`: full header lines; empty ones are skipped (so an
-  /// optional header can be passed as "").
+  /// optional header can be passed as ""). libcurl re-sends only GET and HEAD by itself (see the
+  /// overview); any other request is sent at most once per call.
   response perform(const char* method, const std::string& url, std::string_view body,
                    std::initializer_list<std::string_view> headers = {}) {
     response out;
+    copies sending{resend_allowed(method), 0};
     CURL* h = h_.get();
     curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
     curl_slist* list = nullptr;
@@ -97,6 +122,7 @@ class easy {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out.body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &easy::on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &out);
+    guard_resend(h, sending);
     const std::string_view m(method);
     if (m == "HEAD") {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -106,8 +132,18 @@ class easy {
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     }
     out.code = curl_easy_perform(h);
-    if (out.code != CURLE_OK) {
+    note_copies(out, sending);
+    if (out.resend_refused) {
+      out.error =
+          "the connection died after the request was sent, before any answer (libcurl's "
+          "automatic re-send refused: the first copy may have been applied)";
+    } else if (out.code != CURLE_OK) {
       out.error = errbuf[0] ? errbuf : curl_easy_strerror(out.code);
+      if (out.sent && out.code == CURLE_COULDNT_CONNECT) {
+        out.error +=
+            " (libcurl's re-send, after the connection died with the request sent: the first "
+            "copy may have been applied)";
+      }
     } else {
       curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
     }
@@ -115,6 +151,44 @@ class easy {
   }
 
  private:
+  // How many copies of the current request libcurl got ready to send, and whether a second one
+  // may go. Lives on perform's stack for the duration of curl_easy_perform.
+  struct copies {
+    bool resend_allowed;
+    int asked;
+  };
+
+// NOCLOBBER_CURL_NO_PREREQ selects the fallback on any libcurl (the tests build both).
+#if LIBCURL_VERSION_NUM >= 0x075000 && !defined(NOCLOBBER_CURL_NO_PREREQ)  // 7.80.0: CURLOPT_PREREQFUNCTION
+  // Called by libcurl once per copy of the request, after the connection is up, before sending.
+  static int on_prereq(void* user, char*, char*, int, int) {
+    auto* c = static_cast<copies*>(user);
+    ++c->asked;
+    return c->asked > 1 && !c->resend_allowed ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  }
+  static void guard_resend(CURL* h, copies& c) {
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, &easy::on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, &c);
+  }
+  static void note_copies(response& out, const copies& c) {
+    out.sent = c.asked > 0;
+    out.resend_refused = c.asked > 1 && !c.resend_allowed;
+  }
+#else
+  // No pre-request hook: a request libcurl must not re-send goes on a fresh connection that is
+  // closed afterwards (libcurl re-sends only on a reused one), and `sent` is false only for the
+  // failures that happen before a connection exists.
+  static void guard_resend(CURL* h, copies& c) {
+    if (c.resend_allowed) return;
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+  }
+  static void note_copies(response& out, const copies&) {
+    out.sent = !(out.code == CURLE_COULDNT_CONNECT || out.code == CURLE_COULDNT_RESOLVE_HOST ||
+                 out.code == CURLE_COULDNT_RESOLVE_PROXY);
+  }
+#endif
+
   static std::size_t on_body(char* p, std::size_t size, std::size_t n, void* user) {
     static_cast<std::string*>(user)->append(p, size * n);
     return size * n;

@@ -104,7 +104,7 @@ inline void check_strong_etag(const std::string& token, const char* who) {
                                                                        const std::string& key) {
   using rr = read_result<std::string, std::string>;
   if (!r.transport_ok()) {
-    return rr::make_failed(curl::classify_transport(r.code, false) == write_status::permanent
+    return rr::make_failed(curl::classify_transport(r, false) == write_status::permanent
                                ? read_status::permanent
                                : read_status::transient,
                            {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
@@ -130,7 +130,7 @@ inline void check_strong_etag(const std::string& token, const char* who) {
 [[nodiscard]] inline write_result<std::string> write_answer(const curl::response& r) {
   using wr = write_result<std::string>;
   if (!r.transport_ok()) {
-    return wr::make_failed(curl::classify_transport(r.code, true),
+    return wr::make_failed(curl::classify_transport(r, true),
                            {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
   }
   if (r.status >= 200 && r.status < 300) {

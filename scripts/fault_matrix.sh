@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The long, repeated fault runs behind docs/faults.md's results matrix: every fault cell
+# (tests/faults/test_fault_*.cpp, one TEST_CASE per store × fault) run REPS times with its own
+# seed, 16 writers, and 2,000 (etcd) or 4,000 (PostgreSQL) read_modify_write operations per run;
+# prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
+# acknowledged write around a fault, median and worst over the runs) and keeps every raw
+# FAULT-ROW line in OUT (default fault_matrix.rows).
+#
+#   scripts/fault_matrix.sh BUILD_DIR [REPS=5] [OUT]
+#
+# Needs what scripts/test_faults.sh needs (root, ip, nft, etcd, PostgreSQL). Leaves nothing behind
+# (sweep.sh --check at the end).
+set -uo pipefail
+build=${1:?usage: scripts/fault_matrix.sh BUILD_DIR [REPS] [OUT]}
+reps=${2:-5}
+out=${3:-fault_matrix.rows}
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$build" && pwd)
+: >"$out"
+trap 'bash "$here/clusters/sweep.sh" >/dev/null' EXIT
+
+# binary, Catch test spec, ops per writer
+cells=(
+  "test_fault_etcd|[etcd][kill]|125"
+  "test_fault_etcd|[etcd][pause]|125"
+  "test_fault_etcd|[etcd][partition]|125"
+  "test_fault_postgres|[postgres][kill]|250"
+  "test_fault_postgres|[postgres][drop]|250"
+  "test_fault_postgres|[postgres][pause]|250"
+  "test_fault_postgres|*synchronous replica (remote_apply)*|250"
+  "test_fault_postgres|*asynchronous replica*|250"
+)
+failed=0
+for cell in "${cells[@]}"; do
+  IFS='|' read -r bin spec ops <<<"$cell"
+  for rep in $(seq 1 "$reps"); do
+    log=$(NOCLOBBER_FAULT_WRITERS=16 NOCLOBBER_FAULT_OPS=$ops NOCLOBBER_FAULT_SEED=$rep \
+      timeout 300 "$build/tests/faults/$bin" -r compact "$spec" 2>&1)
+    rc=$?
+    row=$(echo "$log" | grep -m1 '^FAULT-ROW')
+    if [ -z "$row" ]; then
+      echo "fault_matrix.sh: $bin '$spec' seed $rep gave no row (exit $rc):" >&2
+      echo "$log" | tail -n 20 >&2
+      failed=1
+      continue
+    fi
+    echo "$row seed=$rep test_exit=$rc" | tee -a "$out" >&2
+    [ "$rc" = 0 ] || failed=1
+  done
+done
+
+python3 - "$out" <<'PY'
+import collections, statistics, sys
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    kv = dict(p.split("=", 1) for p in line.split()[1:])
+    rows.setdefault((kv["store"], kv["fault"], kv["strategy"]), []).append(kv)
+print("| store | fault | strategy | runs | faults | ops | acknowledged | lost | vanished | doubled |"
+      " indeterminate resolved / unresolved (landed) | error rate | recovery ms median / max | tests passed |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for (store, fault, strategy), rs in rows.items():
+    s = lambda k: sum(int(r[k]) for r in rs)
+    rec = [float(r["recover_ms"]) for r in rs]
+    print(f"| {store} | {fault} | {strategy} | {len(rs)} | {s('faults')} | {s('ops')} | {s('acked')} | {s('lost')} |"
+          f" {s('vanished')} | {s('doubled')} | {s('indet_resolved')} / {s('indet_unresolved')}"
+          f" ({s('unresolved_landed')}) | {100.0 * s('errors') / max(1, s('ops')):.2f} % |"
+          f" {statistics.median(rec):.0f} / {max(rec):.0f} | {sum(r['test_exit'] == '0' for r in rs)}/{len(rs)} |")
+PY
+bash "$here/clusters/sweep.sh" >/dev/null
+bash "$here/clusters/sweep.sh" --check || failed=1
+exit "$failed"

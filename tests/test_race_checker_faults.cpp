@@ -1,0 +1,223 @@
+// The checker's fault verdicts (race_harness/checker.hpp, phase classify_faults), each on a
+// hand-made history and told apart from its neighbours: a loss to a stale read stays `lost`; an
+// acknowledged write the store forgot is `vanished` (not lost); an update on the final chain twice
+// is `doubled`; unknown outcomes are listed with whether they landed and how their writer went on.
+// Then the same verdicts from real runs: a store that answers "transient" for a write it applied
+// makes read_modify_write apply updates twice, and the report says so with a trace.
+#include <noclobber/memory_store.hpp>
+#include <noclobber/race_harness.hpp>
+#include <noclobber/read_modify_write.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <string>
+
+namespace nc = noclobber;
+
+namespace {
+
+nc::race_write wr(std::uint32_t writer, std::uint32_t op, nc::write_id read_from, nc::write_id written,
+                  nc::op_outcome o, std::uint64_t tick, std::uint32_t attempt = 1) {
+  nc::race_write w;
+  w.writer = writer;
+  w.op = op;
+  w.attempt = attempt;
+  w.read_from = read_from;
+  w.written = written;
+  w.outcome = o;
+  w.invoke = tick;
+  w.complete = tick + 1;
+  return w;
+}
+
+nc::race_read rd(std::uint32_t writer, std::uint32_t op, nc::write_id version, std::uint64_t tick) {
+  nc::race_read r;
+  r.writer = writer;
+  r.op = op;
+  r.version = version;
+  r.found = version != 0;
+  r.invoke = tick;
+  r.complete = tick + 1;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("checker: an acknowledged write the store forgot is vanished, not lost to a stale read",
+          "[race_harness][checker][faults]") {
+  const auto a = nc::make_write_id(1, 9, 1), b = nc::make_write_id(2, 9, 1), c = nc::make_write_id(3, 9, 1);
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+
+  SECTION("a failover forgot W1's write: W2 read the state from before it after the acknowledgement") {
+    // W1 writes a from v0 (acknowledged at tick 2); the store fails over; W2 reads v0 at tick 10
+    // and writes b from it; W3 reads b and writes c.
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 1), wr(2, 0, 0, b, nc::op_outcome::ok, 11),
+                wr(3, 0, b, c, nc::op_outcome::ok, 21)};
+    h.reads = {rd(1, 0, 0, 0), rd(2, 0, 0, 10), rd(3, 0, b, 20)};
+    h.final_versions = {c};
+    const auto check = nc::check_race_history(h);
+    REQUIRE(check.vanished.size() == 1);
+    CHECK(check.vanished[0].write.writer == 1);
+    CHECK_THAT(check.vanished[0].trace,
+               Catch::Contains("W2 op 0 read the key's state before the run at tick 10") &&
+                   Catch::Contains("acknowledged at tick 2"));
+    CHECK(check.lost.empty());
+    CHECK_FALSE(check.ok());
+  }
+  SECTION("the key ends at a version the acknowledged write replaced") {
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 1), wr(2, 0, a, b, nc::op_outcome::ok, 3)};
+    h.reads = {rd(1, 0, 0, 0), rd(2, 0, a, 2)};
+    h.final_versions = {a};  // W2's b is gone: the store rolled back to a
+    const auto check = nc::check_race_history(h);
+    REQUIRE(check.vanished.size() == 1);
+    CHECK(check.vanished[0].write.writer == 2);
+    CHECK_THAT(check.vanished[0].trace, Catch::Contains("the key ends at version " + std::to_string(a)));
+    CHECK(check.lost.empty());
+  }
+  SECTION("a stale-read loss stays lost: every read after the acknowledgement saw newer versions") {
+    // W1 and W2 both read v0 before either wrote; W1 writes a, W2 overwrites with b (blind).
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 3), wr(2, 0, 0, b, nc::op_outcome::ok, 5)};
+    h.reads = {rd(1, 0, 0, 1), rd(2, 0, 0, 2), rd(3, 0, a, 4), rd(3, 1, b, 7)};
+    h.final_versions = {b};
+    const auto check = nc::check_race_history(h);
+    REQUIRE(check.lost.size() == 1);
+    CHECK(check.lost[0].lost.writer == 1);
+    CHECK(check.lost[0].overwritten_by.writer == 2);
+    CHECK(check.vanished.empty());
+  }
+  SECTION("a read of the old version that began before the acknowledgement is no evidence") {
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 3), wr(2, 0, 0, b, nc::op_outcome::ok, 6)};
+    h.reads = {rd(2, 0, 0, 2)};  // began at tick 2, before W1's write completed at tick 4
+    h.final_versions = {b};
+    const auto check = nc::check_race_history(h);
+    CHECK(check.lost.size() == 1);
+    CHECK(check.vanished.empty());
+  }
+}
+
+TEST_CASE("checker: an update on the final chain twice is doubled, with its attempts",
+          "[race_harness][checker][faults]") {
+  const auto a1 = nc::make_write_id(1, 9, 1), a2 = nc::make_write_id(1, 9, 2), b = nc::make_write_id(2, 9, 1);
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  // W1 op 0: attempt 1 wrote a1 and was told "transient" (it had applied), attempt 2 read a1 and
+  // wrote a2 on top: the update is in the state twice. W2 then writes b.
+  h.writes = {wr(1, 0, 0, a1, nc::op_outcome::failed, 1, 1), wr(1, 0, a1, a2, nc::op_outcome::ok, 5, 2),
+              wr(2, 0, a2, b, nc::op_outcome::ok, 9)};
+  h.final_versions = {b};
+  const auto check = nc::check_race_history(h);
+  REQUIRE(check.doubled.size() == 1);
+  REQUIRE(check.doubled[0].copies.size() == 2);
+  CHECK(check.doubled[0].copies[0].attempt == 2);  // newest first
+  CHECK(check.doubled[0].copies[1].attempt == 1);
+  CHECK_THAT(check.doubled[0].trace, Catch::Contains("W1 op 0 is on the final chain of key k 2 times") &&
+                                         Catch::Contains("attempt 1 (failed) attempt 2 (ok)"));
+  CHECK(check.lost.empty());
+  CHECK(check.vanished.empty());
+  CHECK_FALSE(check.ok());
+
+  SECTION("one op's attempts of which only one landed are not doubled") {
+    h.final_versions = {b};
+    h.writes[1].read_from = 0;  // attempt 2 wrote from v0: a1 was not there (it did not land)
+    h.writes[0].outcome = nc::op_outcome::failed;
+    h.writes[2].read_from = a2;
+    const auto again = nc::check_race_history(h);
+    CHECK(again.doubled.empty());
+    CHECK(again.ok());
+  }
+}
+
+TEST_CASE("checker: every unknown outcome, whether it landed and how its writer went on",
+          "[race_harness][checker][faults]") {
+  const auto a = nc::make_write_id(1, 9, 1), b1 = nc::make_write_id(2, 9, 1), b2 = nc::make_write_id(2, 9, 2),
+             c = nc::make_write_id(3, 9, 1);
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  // W1 op 0: unknown, landed, W1 read it back. W2 op 0: unknown, did not land, wrote again (b2).
+  // W3 op 0: unknown, did not land, nothing after it.
+  h.writes = {wr(1, 0, 0, a, nc::op_outcome::unknown, 1), wr(2, 0, 0, b1, nc::op_outcome::unknown, 3, 1),
+              wr(2, 0, a, b2, nc::op_outcome::ok, 7, 2), wr(3, 0, b2, c, nc::op_outcome::unknown, 11)};
+  h.reads = {rd(1, 0, 0, 0), rd(1, 0, a, 5), rd(2, 0, a, 6), rd(3, 0, b2, 10)};
+  h.final_versions = {b2};
+  const auto check = nc::check_race_history(h);
+  CHECK(check.ok());
+  REQUIRE(check.indeterminate.size() == 3);
+  CHECK(check.indeterminate[0].write.writer == 1);
+  CHECK(check.indeterminate[0].landed);
+  CHECK(check.indeterminate[0].how == nc::unknown_resolution::read_back);
+  CHECK(check.indeterminate[1].write.writer == 2);
+  CHECK_FALSE(check.indeterminate[1].landed);
+  CHECK(check.indeterminate[1].how == nc::unknown_resolution::later_attempt);
+  CHECK(check.indeterminate[2].write.writer == 3);
+  CHECK_FALSE(check.indeterminate[2].landed);
+  CHECK(check.indeterminate[2].how == nc::unknown_resolution::unresolved);
+  CHECK(check.indeterminate_unresolved() == 1);
+  CHECK_THAT(check.indeterminate[2].trace, Catch::Contains("did not land; its writer did not find out"));
+}
+
+namespace {
+
+// The libcurl re-send bug's shape (issue 19): every `lie_every`-th write that applied is
+// answered "transient", as if nothing had been sent.
+class lying_store {
+ public:
+  using inner_type = nc::memory_store<std::string, std::string>;
+  using key_type = std::string;
+  using value_type = std::string;
+  using token_type = inner_type::token_type;
+
+  lying_store(inner_type& inner, std::atomic<unsigned>& writes, unsigned lie_every)
+      : inner_(&inner), writes_(&writes), lie_every_(lie_every) {}
+
+  nc::read_result<value_type, token_type> read(const key_type& k) { return inner_->read(k); }
+  nc::write_result<token_type> write_if_match(const key_type& k, const token_type& t, const value_type& v) {
+    return maybe_lie(inner_->write_if_match(k, t, v));
+  }
+  nc::write_result<token_type> create_if_absent(const key_type& k, const value_type& v) {
+    return maybe_lie(inner_->create_if_absent(k, v));
+  }
+
+ private:
+  nc::write_result<token_type> maybe_lie(nc::write_result<token_type> r) {
+    if (r.status == nc::write_status::applied && (writes_->fetch_add(1) + 1) % lie_every_ == 0) {
+      return nc::write_result<token_type>::make_failed(nc::write_status::transient,
+                                                       {"lie", "connection refused"});
+    }
+    return r;
+  }
+  inner_type* inner_;
+  std::atomic<unsigned>* writes_;
+  unsigned lie_every_;
+};
+
+}  // namespace
+
+TEST_CASE("checker on a real run: a store that calls an applied write transient gets updates applied twice",
+          "[race_harness][checker][faults]") {
+  nc::memory_store<std::string, std::string> inner;
+  std::atomic<unsigned> writes{0};
+  nc::race_options<std::string, std::string> o;
+  o.mode = nc::race_mode::stress;
+  o.writers = 8;
+  o.ops_per_writer = 50;
+  o.keys = {"a", "b", "c"};
+  o.store_name = "lying memory_store";
+  auto strategy = [](auto& view, const std::string& key, auto& fn) {
+    (void)nc::read_modify_write(view, key, fn);
+  };
+  const auto report = nc::run_race_per_writer(
+      [&](unsigned) { return std::make_unique<lying_store>(inner, writes, 7); }, strategy, o);
+  INFO(report.to_text());
+  REQUIRE_FALSE(report.check.doubled.empty());
+  CHECK(report.check.lost.empty());
+  CHECK(report.check.vanished.empty());
+  CHECK_FALSE(report.ok());
+  CHECK_THAT(report.to_text(),
+             Catch::Contains("APPLIED TWICE: " + std::to_string(report.check.doubled.size())));
+  CHECK_THAT(report.to_json(), Catch::Contains("\"doubled\":" + std::to_string(report.check.doubled.size())));
+}

@@ -1,0 +1,127 @@
+// Export and import of race histories (race_harness/export.hpp): Jepsen/Elle EDN both ways and
+// Porcupine JSON out. Hand-written histories with known verdicts go through the checker; a real
+// naive run exported and imported keeps its verdict; malformed input is refused with a clear
+// error. The Porcupine import (json/porcupine.hpp): tests/json/test_porcupine_json.cpp.
+#include <noclobber/memory_store.hpp>
+#include <noclobber/race_harness.hpp>
+#include <noclobber/race_harness/export.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+namespace nc = noclobber;
+
+namespace {
+using store_t = nc::memory_store<std::string, std::string>;
+}  // namespace
+
+TEST_CASE("Elle EDN: hand-written histories with known verdicts", "[race_harness][export]") {
+  SECTION("a lost update: two transactions read nil, both write; 2 survives") {
+    const auto h = nc::from_elle_edn(R"([
+      {:type :invoke, :f :txn, :value [[:r "x" nil] [:w "x" 1]], :process 1, :time 0, :index 0}
+      {:type :invoke, :f :txn, :value [[:r "x" nil] [:w "x" 2]], :process 2, :time 1, :index 1}
+      {:type :ok, :f :txn, :value [[:r "x" nil] [:w "x" 1]], :process 1, :time 2, :index 2}
+      {:type :ok, :f :txn, :value [[:r "x" nil] [:w "x" 2]], :process 2, :time 3, :index 3}
+      {:type :invoke, :f :txn, :value [[:r "x" nil]], :process 0, :time 4, :index 4}
+      {:type :ok, :f :txn, :value [[:r "x" 2]], :process 0, :time 5, :index 5}])");
+    REQUIRE(h.keys == std::vector<std::string>{"x"});
+    REQUIRE(h.final_versions == std::vector<nc::write_id>{2});
+    const auto c = nc::check_race_history(h);
+    REQUIRE(c.lost.size() == 1);
+    REQUIRE(c.lost_update_pairs == 1);
+    REQUIRE(c.lost[0].lost.writer == 1);
+    REQUIRE(c.lost[0].lost.invoke == 0);
+    REQUIRE(c.lost[0].lost.complete == 2);
+    REQUIRE(c.lost[0].overwritten_by.writer == 2);
+  }
+  SECTION("a clean chain, a failed CAS, an unknown outcome that landed, reads on the way") {
+    const auto h = nc::from_elle_edn(R"([
+      {:type :invoke, :process 1, :f :txn, :value [[:r :k nil] [:w :k 10]]}
+      {:type :info, :process 1, :f :txn, :value [[:r :k nil] [:w :k 10]]}
+      {:type :invoke, :process 2, :f :txn, :value [[:r :k nil] [:w :k 20]]}
+      {:type :fail, :process 2, :f :txn, :value [[:r :k nil] [:w :k 20]]}
+      {:type :invoke, :process 2, :f :txn, :value [[:r :k nil]]}
+      {:type :ok, :process 2, :f :txn, :value [[:r :k 10]]}
+      {:type :invoke, :process 2, :f :txn, :value [[:r :k 10] [:w :k 21]]}
+      {:type :ok, :process 2, :f :txn, :value [[:r :k 10] [:w :k 21]]}
+      {:type :ok, :process 0, :f :txn, :value [[:r :k 21]]}])");
+    REQUIRE(h.keys == std::vector<std::string>{":k"});
+    REQUIRE(h.reads.size() == 1);
+    const auto c = nc::check_race_history(h);
+    REQUIRE(c.ok());
+    REQUIRE(c.failed == 1);
+    REQUIRE(c.unknown == 1);
+    REQUIRE(c.unknown_landed == 1);
+    REQUIRE(c.applied == 1);
+  }
+  SECTION("a lost branch on the second key only") {
+    const auto h = nc::from_elle_edn(R"([
+      {:type :ok, :process 1, :value [[:r "a" nil] [:w "a" 1]]}
+      {:type :ok, :process 1, :value [[:r "b" nil] [:w "b" 2]]}
+      {:type :ok, :process 2, :value [[:r "b" 2] [:w "b" 3]]}
+      {:type :ok, :process 3, :value [[:r "b" nil] [:w "b" 4]]}
+      {:type :ok, :process 0, :value [[:r "a" 1]]}
+      {:type :ok, :process 0, :value [[:r "b" 4]]}])");
+    const auto c = nc::check_race_history(h);
+    REQUIRE(c.lost.size() == 2);  // 2 and 3 (which built on 2) are both gone
+    for (const auto& l : c.lost) {
+      CHECK(h.keys[l.lost.key] == "b");
+      CHECK(l.overwritten_by.writer == 3);
+    }
+  }
+}
+
+TEST_CASE("a real run exported and imported keeps its verdict", "[race_harness][export]") {
+  for (auto strategy : {0, 1}) {
+    store_t store;
+    REQUIRE(store.create_if_absent("k1", "before the run").ok());  // a version from before the run
+    nc::race_options_for<store_t> o;
+    o.writers = 6;
+    o.ops_per_writer = 4;
+    o.keys = {"k1", "k2"};
+    const auto r = strategy == 0 ? nc::run_race(store, nc::naive_strategy{}, o)
+                                 : nc::run_race(store, nc::cas_strategy{}, o);
+    INFO(r.to_text());
+    for (const auto& h : {nc::from_elle_edn(nc::to_elle_edn(r.history))}) {
+      const auto c = nc::check_race_history(h);
+      REQUIRE(c.lost.size() == r.check.lost.size());
+      REQUIRE(c.lost_update_pairs == r.check.lost_update_pairs);
+      REQUIRE(c.applied == r.check.applied);
+      REQUIRE(c.failed == r.check.failed);
+      REQUIRE(c.anomalies == r.check.anomalies);
+      REQUIRE(h.writes.size() == r.history.writes.size());
+      REQUIRE(h.reads.size() == r.history.reads.size());
+      for (std::size_t i = 0; i < c.lost.size(); ++i) {
+        CHECK(c.lost[i].lost.writer == r.check.lost[i].lost.writer);
+        CHECK(c.lost[i].overwritten_by.writer == r.check.lost[i].overwritten_by.writer);
+      }
+    }
+  }
+}
+
+TEST_CASE("the exports' shape", "[race_harness][export]") {
+  store_t store;
+  nc::race_options_for<store_t> o;
+  o.writers = 2;
+  const auto r = nc::run_race(store, nc::naive_strategy{}, o);
+  const std::string edn = nc::to_elle_edn(r.history);
+  REQUIRE_THAT(edn, Catch::StartsWith("[{:type :invoke, :f :txn, :value [[:r \"noclobber/race\" nil]") &&
+                        Catch::Contains(":process 0") && Catch::Contains(":index 0}"));
+  const std::string json = nc::to_porcupine_json(r.history);
+  REQUIRE_THAT(json, Catch::StartsWith("[{\"ClientId\":") && Catch::Contains("\"op\":\"rmw\"") &&
+                         Catch::Contains("\"outcome\":\"ok\""));
+}
+
+TEST_CASE("imports refuse what they cannot read, naming it", "[race_harness][export]") {
+  REQUIRE_THROWS_WITH(nc::from_elle_edn("[{:type :ok"), Catch::Contains("missing '}'"));
+  REQUIRE_THROWS_WITH(nc::from_elle_edn("{}"), Catch::Contains("vector of operations"));
+  REQUIRE_THROWS_WITH(nc::from_elle_edn("[{:type :ok, :process 1, :value [[:w \"x\" 1]]}]"),
+                      Catch::Contains("write without a read"));
+  REQUIRE_THROWS_WITH(nc::from_elle_edn("[{:type :ok, :process 1, :value [[:r \"x\" nil] [:w \"x\" 1]]}]"),
+                      Catch::Contains("no final read of key x"));
+  REQUIRE_THROWS_WITH(nc::from_elle_edn("[{:type :ok, :process 1, :value [[:r \"x\" 1.5]]}]"),
+                      Catch::Contains("'1.5'"));
+  REQUIRE_THROWS_WITH(nc::from_elle_edn("[{:type :maybe, :process 1, :value [[:r \"x\" nil]]}]"),
+                      Catch::Contains(":maybe"));
+}
