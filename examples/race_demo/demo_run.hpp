@@ -31,6 +31,8 @@ struct settings {
   unsigned iterations = 10;
   std::string strategy;  // the name shown in the report
   std::chrono::milliseconds stall_timeout{200};
+  bool ops_write_in_steps =
+      false;            // race_options::ops_write_in_steps (an idempotency ledger's claim, then its result)
   std::string replay;   // a report's replay line, applied after the rest (race_options::apply_replay)
   bool shrink = false;  // explore: shrink a losing run (race_harness/shrink.hpp)
   /// A fresh SQLite file with the scenario's table set up (each shrink candidate gets one).
@@ -73,6 +75,7 @@ nc::race_options_for<Store> options_for(const settings& s, std::vector<nc::store
   o.strategy_name = s.strategy;
   o.barrier_timeout = std::chrono::milliseconds(300);
   o.stall_timeout = s.stall_timeout;
+  o.ops_write_in_steps = s.ops_write_in_steps;
   return o;
 }
 

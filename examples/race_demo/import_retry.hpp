@@ -149,12 +149,11 @@ inline nc::race_workload<nc::ledger_entry> import_workload() {
 }
 
 /// The idempotency ledger's view of the harness's store: it strips the harness tag from what it
-/// reads and tags each entry that records an outcome (completed, failed) from the harness's value
-/// function, so the harness records and checks those writes like any other strategy's. A claim
-/// (a pending entry: the first write of a request, or a takeover after a lease) is a step of the
-/// protocol, not an update of its own: it goes to the store unrecorded (`inner()`), so that the
-/// harness sees one update per request (its checker reports one op on the final chain twice as
-/// "applied twice"). Whether a batch ran once is the tally's to count.
+/// reads and tags every entry it writes (from the harness's value function), so the harness
+/// records and checks the ledger's writes like any other strategy's. A request writes in two
+/// steps (the claim, then the result): race_demo sets race_options::ops_write_in_steps for this
+/// strategy, so the checker does not call them doubled; whether a batch ran once is the tally's
+/// to count.
 template <class Store, class Fn>
 class tagged_ledger_store {
  public:
@@ -175,11 +174,9 @@ class tagged_ledger_store {
     return r;
   }
   nc::write_result<token_type> write_if_match(const key_type& k, const token_type& t, const value_type& e) {
-    if (e.state == nc::ledger_state::pending) return store_.inner().write_if_match(k, t, e);  // a claim
     return store_.write_if_match(k, t, tagged(e, seen_));
   }
   nc::write_result<token_type> create_if_absent(const key_type& k, const value_type& e) {
-    if (e.state == nc::ledger_state::pending) return store_.inner().create_if_absent(k, e);  // a claim
     return store_.create_if_absent(k, tagged(e, std::nullopt));
   }
 

@@ -108,21 +108,22 @@ TEST_CASE("etcd: a kv whose value is not a base64 string is malformed", "[server
   CHECK(r.token == 7);
 }
 
-TEST_CASE("etcd: 4 writer processes at once lose nothing", "[server][etcd][process]") {
+TEST_CASE("etcd: 4 writer processes at once lose nothing", "[server][etcd][process][concurrency]") {
   et::store s(url());
   const std::string key = nc_test::unique_name("nc/procs");
   REQUIRE(s.create_if_absent(key, "0").ok());
   std::vector<std::unique_ptr<nc_test::writer_process>> ws;
   for (int i = 0; i < 4; ++i) {
-    ws.push_back(
-        std::make_unique<nc_test::writer_process>(std::vector<std::string>{"etcd", "-", key, "100", "run"}));
+    ws.push_back(std::make_unique<nc_test::writer_process>(
+        std::vector<std::string>{"etcd", "-", key, "100", "gated"}));
   }
+  nc_test::start_together(ws);
   for (auto& w : ws) CHECK(w->wait() == 0);
   CHECK(s.read(key).value == "400");
 }
 
 TEST_CASE("etcd: a writer killed between read and write loses nothing and blocks no one",
-          "[server][etcd][process]") {
+          "[server][etcd][process][concurrency]") {
   et::store s(url());
   const std::string key = nc_test::unique_name("nc/killed");
   REQUIRE(s.create_if_absent(key, "0").ok());

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "canned_redis.hpp"
 #include "redis_raw.hpp"
 #include "server_env.hpp"
 
@@ -285,4 +286,32 @@ TEST_CASE("redis hash_store: a flushed script is reloaded; transport failures ar
     CHECK(s.write_if_match("k", 1, session{}).status == write_status::transient);  // WATCH / SCRIPT LOAD
     CHECK(s.overwrite("k", session{}).status == write_status::indeterminate);      // EXEC sent
   }
+}
+
+TEST_CASE("redis hash_store: against a user without MULTI a write says it ran uncompared, a read fails",
+          "[server][redis][hash]") {
+  // A refused MULTI (a proxy without transactions, an ACL without MULTI): the commands queued
+  // after it ran on their own. The write was reported as not applied (EXEC's "EXEC without
+  // MULTI" error) and left its WATCH armed.
+  rd::hash_store<session> s(addr(), session_spec());
+  rd::hash_store<session> other(addr(), session_spec());
+  const std::string key = nc_test::unique_name("nc:hash:nomulti");
+  const std::string user = nc_test::unique_name("nc_hash_nomulti");
+  raw(other.native_handle(), {"ACL", "SETUSER", user, "on", ">pw", "~*", "&*"});
+  raw(other.native_handle(), {"ACL", "SETUSER", user, "+@all", "-multi"});
+  REQUIRE(other.create_if_absent(key, named("before")).ok());
+  const auto before = other.read(key);
+  REQUIRE(before.found());
+  REQUIRE(raw(s.native_handle(), {"AUTH", user, "pw"})->type == REDIS_REPLY_STATUS);
+  const auto w = s.write_if_match(key, before.token, named("after"));
+  CHECK(w.status == write_status::indeterminate);
+  CHECK_THAT(w.error.message, Catch::Contains("MULTI was refused"));
+  CHECK(hget(other.native_handle(), key, "user") == "after");  // it did run, without the compare
+  const auto r = s.read(key);                                  // HMGET and EXISTS ran apart: no snapshot
+  CHECK(r.status == read_status::permanent);
+  CHECK_THAT(r.error.message, Catch::Contains("MULTI was refused"));
+  REQUIRE(raw(s.native_handle(), {"AUTH", "default", "any"})->type == REDIS_REPLY_STATUS);
+  CHECK(no_watch_armed(s.native_handle(), other.native_handle(), key));
+  raw(other.native_handle(), {"ACL", "DELUSER", user});
+  raw(other.native_handle(), {"DEL", key, key + ":probe"});
 }

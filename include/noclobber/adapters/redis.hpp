@@ -21,9 +21,12 @@
 // the connection is closed and reopened on the next call (a new connection has no WATCH). So a
 // `store` may be returned to a pool between any two calls (`store_pool` below does exactly that).
 //
-// Errors: an EXEC whose answer was lost (timeout, dropped connection) is `indeterminate`; an I/O
-// error before anything was sent to write is `transient`; LOADING, BUSY, TRYAGAIN, MASTERDOWN,
-// READONLY, OOM and CLUSTERDOWN replies are `transient`; other error replies are `permanent`.
+// Errors: an EXEC whose answer was lost (timeout, dropped connection) is `indeterminate`; so is
+// an EXEC or EVALSHA answer of a shape the adapter does not expect (the write may have run), and a
+// refused MULTI whose write then ran on its own, without the compare (a proxy without
+// transactions, an ACL without MULTI: use method::lua_compare_and_set there); an I/O error before
+// anything was sent to write is `transient`; LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY, OOM
+// and CLUSTERDOWN replies are `transient`; other error replies are `permanent`.
 //
 // A record kept as a hash (one field per member plus a version field) is redis/hash_store.hpp;
 // both stores sit on redis/connection.hpp (reconnects, pipelines, MULTI/EXEC, scripts).
@@ -209,13 +212,15 @@ class store {
     }
     // MULTI, the write and EXEC go out in one pipeline; EXEC clears the WATCH whatever happens.
     const std::string payload = value ? stamp + *value : std::string();
+    std::optional<detail::multi_refusal> refused;
     detail::reply_ptr exec = conn_.transaction(
-        {value ? detail::command_args{"SET", key, payload} : detail::command_args{"DEL", key}});
+        {value ? detail::command_args{"SET", key, payload} : detail::command_args{"DEL", key}}, refused);
+    if (refused) return wr::make_failed(refused->status, std::move(refused->error));
     if (!exec) return wr::make_failed(write_status::indeterminate, conn_.error());  // EXEC may have run
     if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();                  // a watched key changed
     if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());            // EXECABORT: nothing ran
-    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {
-      return wr::make_failed(write_status::permanent, {"EXEC", "unexpected EXEC reply"});
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {                   // the write may have run
+      return wr::make_failed(write_status::indeterminate, {"EXEC", "unexpected EXEC reply"});
     }
     if (exec->element[0]->type == REDIS_REPLY_ERROR) return error_reply(exec->element[0]);
     return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
@@ -229,8 +234,9 @@ class store {
     store_error error;
     auto r = script_.run(conn_, {"1", key, token, payload}, write_status::indeterminate, failed, error);
     if (!r) return wr::make_failed(failed, std::move(error));
-    if ((*r)->type != REDIS_REPLY_INTEGER)
-      return wr::make_failed(write_status::permanent, {"EVALSHA", "unexpected reply"});
+    // Anything but the script's 0, 1 or 2: the script (or something else) ran; it may have written.
+    if ((*r)->type != REDIS_REPLY_INTEGER || (*r)->integer < 0 || (*r)->integer > 2)
+      return wr::make_failed(write_status::indeterminate, {"EVALSHA", "unexpected reply"});
     if ((*r)->integer == 0) return wr::make_absent();
     if ((*r)->integer == 1) return wr::make_conflict();
     return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();

@@ -410,6 +410,7 @@ run_outcome run_once(StoreOf& store_of, Strategy& strategy, const race_options_f
   start_run(run, o, workload, schedule, slots);
   run_outcome out;
   race_history& h = out.history;
+  h.ops_write_in_steps = o.ops_write_in_steps;
   for (std::size_t i = 0; i < o.keys.size(); ++i) h.keys.push_back(printable_key(o.keys[i], i));
   Store& reader = store_of(0u);
   h.initial_versions = read_key_versions(reader, run, o, h.keys, nullptr);

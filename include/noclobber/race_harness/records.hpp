@@ -115,6 +115,9 @@ struct race_history {
   std::vector<race_read> reads;            ///< in any order (only needed for traces)
   std::vector<write_id> initial_versions;  ///< per key: the version the run started from
   std::vector<write_id> final_versions;    ///< per key: the version the store holds at the end
+  /// An op writes several values in turn (a claim, then a completion): two of its values on a
+  /// final chain are steps, not an update applied twice, so the checker does not judge `doubled`.
+  bool ops_write_in_steps = false;
 };
 
 namespace detail {

@@ -18,7 +18,10 @@
 //
 // Errors: `error_status` maps an error reply: LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY, OOM
 // and CLUSTERDOWN are transient (the server did nothing and may do it later); everything else
-// (WRONGTYPE, a syntax error, a script error) is permanent.
+// (WRONGTYPE, a syntax error, a script error) is permanent. `transaction` reports a refused
+// MULTI (a proxy without transactions, an ACL without MULTI) as `multi_refusal`: the commands
+// pipelined after it ran on their own, without the compare (indeterminate, saying so), unless
+// each was refused too; it sends UNWATCH after it (EXEC without MULTI leaves the WATCH armed).
 //
 // Thread safety: a connection is used by one thread at a time. No user code runs here.
 #pragma once
@@ -120,6 +123,33 @@ inline reply_ptr command(redisContext* c, std::initializer_list<std::string_view
   return reply_ptr(static_cast<redisReply*>(raw));
 }
 
+struct context_deleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+using context_ptr = std::unique_ptr<redisContext, context_deleter>;
+
+/// Connects with `timeout` for the connect and for every later reply; nullptr (and `error` set)
+/// when it cannot. Shared by `connection` and the lease backend (adapters/redis_lease.hpp).
+inline context_ptr connect(const std::string& host, int port, std::chrono::milliseconds timeout,
+                           store_error& error) {
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  context_ptr c(redisConnectWithTimeout(host.c_str(), port, tv));
+  if (!c || c->err != 0) {
+    error = {"IO", c ? c->errstr : "cannot allocate a redis context"};
+    return nullptr;
+  }
+  redisSetTimeout(c.get(), tv);
+  return c;
+}
+
+/// A refused MULTI, as a failed write: `indeterminate` when a queued command ran on its own
+/// (without the compare), else the first queued command's own refusal (nothing ran).
+struct multi_refusal {
+  write_status status = write_status::indeterminate;
+  store_error error;
+};
+
 /// One connection that reconnects lazily after an I/O error (see the overview).
 class connection {
  public:
@@ -185,37 +215,52 @@ class connection {
   }
 
   /// MULTI, `queued`…, EXEC in one pipeline; the EXEC reply (nil when a watched key changed),
-  /// or nullptr after an I/O error (EXEC may have run). EXEC clears any WATCH.
-  reply_ptr transaction(const std::vector<command_args>& queued) {
+  /// or nullptr: after an I/O error (EXEC may have run), or when MULTI was refused, which
+  /// `refused` then describes (see multi_refusal).
+  reply_ptr transaction(const std::vector<command_args>& queued, std::optional<multi_refusal>& refused) {
+    refused.reset();
     append({"MULTI"});
     for (const command_args& c : queued) append(c);
     append({"EXEC"});
     reply_ptr multi = get_reply();
-    for (std::size_t i = 0; multi && i < queued.size(); ++i) {
-      if (!get_reply()) return nullptr;  // QUEUED, or an error that makes EXEC abort
+    if (!multi) return nullptr;
+    bool ran = false;  // a queued command answered other than with an error: it ran on its own
+    reply_ptr first_error;
+    for (std::size_t i = 0; i < queued.size(); ++i) {
+      reply_ptr r = get_reply();  // QUEUED, or an error that makes EXEC abort; the command's own
+      if (!r) return nullptr;     // answer when MULTI was refused
+      if (r->type != REDIS_REPLY_ERROR) {
+        ran = true;
+      } else if (!first_error) {
+        first_error = std::move(r);
+      }
     }
-    return multi ? get_reply() : nullptr;
+    reply_ptr exec = get_reply();
+    if (!exec || multi->type != REDIS_REPLY_ERROR) return exec;
+    // MULTI refused (a proxy without transactions, an ACL without MULTI, a server still loading):
+    // EXEC answered "EXEC without MULTI", which leaves a WATCH armed; the queued commands ran
+    // on their own, without the compare, unless each was refused too.
+    if (ran || !first_error) {
+      refused = multi_refusal{write_status::indeterminate,
+                              {"MULTI", "MULTI was refused (" + std::string(text_of(multi.get())) +
+                                            "), so the commands after it ran on their own, without the "
+                                            "compare: this server (or proxy) does not run transactions; "
+                                            "use method::lua_compare_and_set for writes"}};
+    } else {
+      refused = multi_refusal{error_status(first_error.get()), error_of(first_error.get())};
+    }
+    (void)command({"UNWATCH"});  // on an I/O error the connection is closed, and its WATCH with it
+    return nullptr;
   }
 
  private:
-  struct context_deleter {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-  };
-
   void append(const std::string_view* args, std::size_t n) {
     if (ctx_) append_command(ctx_.get(), args, n);
   }
 
   bool connect() {
-    timeval tv{static_cast<time_t>(timeout_.count() / 1000),
-               static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
-    ctx_.reset(redisConnectWithTimeout(host_.c_str(), port_, tv));
-    if (!ctx_ || ctx_->err != 0) {
-      error_ = {"IO", ctx_ ? ctx_->errstr : "cannot allocate a redis context"};
-      ctx_.reset();
-      return false;
-    }
-    redisSetTimeout(ctx_.get(), tv);
+    ctx_ = detail::connect(host_, port_, timeout_, error_);
+    if (!ctx_) return false;
     ++epoch_;
     return true;
   }
@@ -228,7 +273,7 @@ class connection {
   std::string host_;
   int port_ = 0;
   std::chrono::milliseconds timeout_{};
-  std::unique_ptr<redisContext, context_deleter> ctx_;
+  context_ptr ctx_;
   std::uint64_t epoch_ = 0;
   store_error error_;
 };

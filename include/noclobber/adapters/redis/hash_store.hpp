@@ -145,7 +145,14 @@ class hash_store {
     if (!conn_.ensure_connected()) return rr::make_failed(read_status::transient, conn_.error());
     detail::command_args hmget{"HMGET", key, spec_.version_field()};
     for (const auto& f : spec_.values().fields()) hmget.push_back(f.name);
-    detail::reply_ptr exec = conn_.transaction({hmget, {"EXISTS", key}});
+    std::optional<detail::multi_refusal> refused;
+    detail::reply_ptr exec = conn_.transaction({hmget, {"EXISTS", key}}, refused);
+    if (refused) {  // the reads ran one by one: no snapshot of the hash and its version
+      return rr::make_failed(refused->status == write_status::indeterminate
+                                 ? read_status::permanent
+                                 : detail::as_read(refused->status),
+                             std::move(refused->error));
+    }
     if (!exec) return rr::make_failed(read_status::transient, conn_.error());
     if (exec->type == REDIS_REPLY_ERROR) {
       return rr::make_failed(detail::as_read(detail::error_status(exec.get())), detail::error_of(exec.get()));
@@ -209,7 +216,9 @@ class hash_store {
     store_error e;
     if (!plan_record(value, plan, e)) return failed(write_status::permanent, with_key(key, std::move(e)));
     if (!conn_.ensure_connected()) return failed(write_status::transient, conn_.error());
-    detail::reply_ptr exec = conn_.transaction(write_commands(key, "", plan, true));
+    std::optional<detail::multi_refusal> refused;
+    detail::reply_ptr exec = conn_.transaction(write_commands(key, "", plan, true), refused);
+    if (refused) return failed(refused->status, std::move(refused->error));
     if (!exec) return failed(write_status::indeterminate, conn_.error());
     if (auto bad = exec_failure(exec.get())) return *bad;
     if (exec->element[0]->type != REDIS_REPLY_INTEGER) return wr::make_applied();
@@ -403,7 +412,9 @@ class hash_store {
     }
     for (std::size_t i = 0; i < plan.reported.size(); ++i)
       before.push_back(optional_text(got->element[i + 1]));
-    detail::reply_ptr exec = conn_.transaction(write_commands(key, next_text, plan, false));
+    std::optional<detail::multi_refusal> refused;
+    detail::reply_ptr exec = conn_.transaction(write_commands(key, next_text, plan, false), refused);
+    if (refused) return failed(refused->status, with_key(key, std::move(refused->error)));
     if (!exec) return failed(write_status::indeterminate, conn_.error());  // EXEC may have run
     if (exec->type == REDIS_REPLY_NIL) return expected ? wr::make_conflict() : wr::make_exists();
     if (auto bad = exec_failure(exec.get())) return *bad;
