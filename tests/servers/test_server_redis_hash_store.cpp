@@ -315,3 +315,18 @@ TEST_CASE("redis hash_store: against a user without MULTI a write says it ran un
   raw(other.native_handle(), {"ACL", "DELUSER", user});
   raw(other.native_handle(), {"DEL", key, key + ":probe"});
 }
+
+TEST_CASE("redis hash_store: a script answer of another shape may have written: indeterminate",
+          "[server][redis][hash]") {
+  // The script answers {0}, {1}, {3} or {2, ...}; anything else means something ran that may
+  // have written. A code outside those read as applied, another shape as permanent.
+  for (const char* answer :
+       {"*1\r\n:7\r\n", "*1\r\n:-1\r\n", "+OK\r\n", ":2\r\n", "*0\r\n", "*1\r\n$1\r\n2\r\n"}) {
+    INFO(answer);
+    nc_test::canned_redis_server server(
+        {nc_test::resp_bulk("0123456789abcdef0123456789abcdef01234567"), answer});
+    rd::hash_store<session> s("127.0.0.1", server.port(), session_spec(), rd::method::lua_compare_and_set);
+    CHECK(s.write_if_match("k", 4, named("x")).status == write_status::indeterminate);
+    CHECK(server.commands() == std::vector<std::string>{"SCRIPT", "EVALSHA"});
+  }
+}

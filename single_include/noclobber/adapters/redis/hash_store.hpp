@@ -345,11 +345,12 @@ class hash_store {
     return out;
   }
 
-  // EXEC's answer as a failure (error reply, an error inside, not an array), or nullopt.
+  // A write's EXEC answer as a failure (error reply: nothing ran; an error inside; another shape:
+  // the write may have run, indeterminate), or nullopt.
   static std::optional<wr> exec_failure(const redisReply* exec) {
     if (exec->type == REDIS_REPLY_ERROR) return failed(detail::error_status(exec), detail::error_of(exec));
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements == 0) {
-      return failed(write_status::permanent, {"EXEC", "unexpected EXEC reply"});
+      return failed(write_status::indeterminate, {"EXEC", "unexpected EXEC reply"});
     }
     for (std::size_t i = 0; i < exec->elements; ++i) {
       const redisReply* r = exec->element[i];
@@ -438,8 +439,9 @@ class hash_store {
     auto r = script_.run(conn_, args, write_status::indeterminate, status, error);
     if (!r) return failed(status, with_key(key, std::move(error)));
     const redisReply* a = r->get();
+    // Anything but the script's answers: the script (or something else) ran; it may have written.
     if (a->type != REDIS_REPLY_ARRAY || a->elements == 0 || a->element[0]->type != REDIS_REPLY_INTEGER) {
-      return failed(write_status::permanent, {"EVALSHA", "unexpected reply"});
+      return failed(write_status::indeterminate, {"EVALSHA", "unexpected reply"});
     }
     switch (a->element[0]->integer) {
       case 0:
@@ -450,8 +452,10 @@ class hash_store {
         return failed(write_status::permanent,
                       {"format", "key '" + key + "' is a hash without the version field '" +
                                      spec_.version_field() + "'"});
-      default:
+      case 2:
         break;
+      default:
+        return failed(write_status::indeterminate, {"EVALSHA", "unexpected reply"});
     }
     for (std::size_t i = 1; i < a->elements && before.size() < plan.reported.size(); ++i) {
       before.push_back(optional_text(a->element[i]));
