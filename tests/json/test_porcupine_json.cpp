@@ -10,6 +10,8 @@
 
 #include <string>
 
+#include "export_check.hpp"
+
 namespace nc = noclobber;
 
 namespace {
@@ -37,7 +39,8 @@ TEST_CASE("porcupine: hand-written histories with known verdicts", "[race_harnes
   }
 }
 
-TEST_CASE("porcupine: a real run exported and imported keeps its verdict", "[race_harness][export][json]") {
+TEST_CASE("porcupine: a real run exported and imported keeps its verdict",
+          "[race_harness][export][json][concurrency]") {
   for (auto strategy : {0, 1}) {
     store_t store;
     REQUIRE(store.create_if_absent("k1", "before the run").ok());  // a version from before the run
@@ -48,21 +51,7 @@ TEST_CASE("porcupine: a real run exported and imported keeps its verdict", "[rac
     const auto r = strategy == 0 ? nc::run_race(store, nc::naive_strategy{}, o)
                                  : nc::run_race(store, nc::cas_strategy{}, o);
     INFO(r.to_text());
-    {
-      const auto h = nc::from_porcupine_json(nc::to_porcupine_json(r.history));
-      const auto c = nc::check_race_history(h);
-      REQUIRE(c.lost.size() == r.check.lost.size());
-      REQUIRE(c.lost_update_pairs == r.check.lost_update_pairs);
-      REQUIRE(c.applied == r.check.applied);
-      REQUIRE(c.failed == r.check.failed);
-      REQUIRE(c.anomalies == r.check.anomalies);
-      REQUIRE(h.writes.size() == r.history.writes.size());
-      REQUIRE(h.reads.size() == r.history.reads.size());
-      for (std::size_t i = 0; i < c.lost.size(); ++i) {
-        CHECK(c.lost[i].lost.writer == r.check.lost[i].lost.writer);
-        CHECK(c.lost[i].overwritten_by.writer == r.check.lost[i].overwritten_by.writer);
-      }
-    }
+    nc_test::require_same_verdict(nc::from_porcupine_json(nc::to_porcupine_json(r.history)), r);
   }
 }
 
