@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 
 namespace gw = noclobber::detail::etcd;
 using noclobber::read_status;
@@ -51,6 +52,13 @@ TEST_CASE("etcd gateway JSON: only RFC 8259 JSON is an answer", "[etcd][json]") 
   for (const char* good : {"0", "-0", "10", "0.5", "-1.25e-3", "1E+2", "2e10"}) {
     INFO(good);
     CHECK(gw::parse_answer(good).has_value());
+  }
+  // Found by tests/fuzz/fuzz_json: nlohmann/json stops at a NUL byte as at the end of input, so
+  // an answer with anything after a NUL parsed as the part before it.
+  using namespace std::string_view_literals;
+  for (const std::string_view bad : {"{}\0x"sv, "{\"kvs\":[]}\0"sv, "\0"sv, "\"a\0\""sv}) {
+    INFO(bad.size());
+    CHECK_FALSE(gw::parse_answer(bad).has_value());
   }
 }
 

@@ -89,6 +89,15 @@ TEST_CASE("json codec: every bad input is a permanent outcome with nlohmann's me
     CHECK(bytes.read(key).value == c.stored);  // the corrupt record is still there, untouched
   }
 
+  // Found by tests/fuzz/fuzz_json: nlohmann/json stops at a NUL byte as at the end of input, so a
+  // record with anything after a NUL decoded as the part before it.
+  const std::string with_nul = nc::json::codec<model>{}.encode(model{}) + std::string("\0garbage", 8);
+  REQUIRE(bytes.create_if_absent("nul", with_nul).ok());
+  const auto nul = models.read("nul");
+  CHECK(nul.status == nc::read_status::permanent);
+  CHECK(nul.error.code == "codec");
+  CHECK_THAT(nul.error.message, Catch::Contains("a NUL byte at offset"));
+
   // A string that is not UTF-8 cannot be encoded: nothing is written.
   model bad;
   bad.name = "\xc3\x28";

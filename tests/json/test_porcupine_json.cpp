@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <string_view>
 
 #include "export_check.hpp"
 
@@ -67,6 +68,9 @@ TEST_CASE("porcupine: the import refuses what it cannot read, naming it", "[race
           R"([{"ClientId":1,"Input":{"op":"read","key":"x"},"Call":0,"Output":{"value":null},"Return":99999999999999999999}])"),
       Catch::Contains("needs ClientId"));
   REQUIRE_THROWS_WITH(nc::from_porcupine_json(R"([{"ClientId":1}])"), Catch::Contains("operation 0"));
+  // nlohmann/json alone stops at a NUL byte as at the end of input: "[]" and garbage read as [].
+  REQUIRE_THROWS_WITH(nc::from_porcupine_json(std::string_view("[]\0garbage", 10)),
+                      Catch::Contains("not a JSON array"));
   REQUIRE_THROWS_WITH(
       nc::from_porcupine_json(
           R"([{"ClientId":1,"Input":{"op":"rmw","key":"x","read":null,"write":7},"Call":0,"Output":{"outcome":"ok"},"Return":1}])"),

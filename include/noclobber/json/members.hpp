@@ -1,8 +1,15 @@
-// noclobber/json/members.hpp — strict reads of members of JSON that comes from elsewhere (a
-// server's answer, a history file), over nlohmann/json 3.11.
+// noclobber/json/members.hpp — strict reads of JSON that comes from elsewhere (a server's answer,
+// a history file, a stored record), and of its members, over nlohmann/json 3.11.
 //
 // Overview
 // --------
+//   parse_text(text)                the JSON value, or nullopt when `text` is not RFC 8259 JSON
+//   parse_strict(text)              the same, throwing: nlohmann's parse_error, or
+//                                   std::invalid_argument for a NUL byte
+//                                   nlohmann/json stops reading at a NUL byte as at the end of the
+//                                   input, so "{}\0anything" would parse as {}; a NUL is never
+//                                   part of JSON text (no whitespace; inside a string it must be
+//                                   escaped), so both refuse text that has one.
 //   int64_member(obj, "revision")   an int64: a JSON integer, or a JSON string of an optional '-'
 //                                   and digits (how etcd's gateway and other proto3 JSON send
 //                                   int64); nullopt for anything else — a fraction, an exponent, a
@@ -12,7 +19,8 @@
 //                                   string
 // Both answer "not there" for an `obj` that is not an object.
 //
-// Used by the etcd adapter (adapters/etcd.hpp) and the Porcupine import (json/porcupine.hpp).
+// Used by the etcd adapter (adapters/etcd.hpp), the Porcupine import (json/porcupine.hpp) and
+// the JSON codec (json/codec.hpp).
 // Link noclobber::json (CMake), which brings nlohmann_json::nlohmann_json.
 //
 // Thread safety: pure functions.
@@ -24,11 +32,29 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
 
 namespace noclobber::json {
+
+/// `text` as JSON, or nullopt when it is not RFC 8259 JSON (see the overview).
+[[nodiscard]] inline std::optional<nlohmann::json> parse_text(std::string_view text) {
+  if (text.find('\0') != std::string_view::npos) return std::nullopt;
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded()) return std::nullopt;
+  return doc;
+}
+
+/// `text` as JSON; nlohmann's parse_error (saying where and what) for text that is not JSON,
+/// std::invalid_argument for text with a NUL byte (see the overview).
+[[nodiscard]] inline nlohmann::json parse_strict(std::string_view text) {
+  if (const auto at = text.find('\0'); at != std::string_view::npos) {
+    throw std::invalid_argument("not JSON text: a NUL byte at offset " + std::to_string(at));
+  }
+  return nlohmann::json::parse(text);
+}
 
 /// Member `key` of `obj` as an int64 (see the overview).
 [[nodiscard]] inline std::optional<std::int64_t> int64_member(const nlohmann::json& obj,

@@ -405,11 +405,9 @@ using json = nlohmann::json;
 using noclobber::json::int64_member;
 using noclobber::json::string_member;
 
-/// A gateway answer as JSON; nullopt when it is not JSON.
+/// A gateway answer as JSON; nullopt when it is not JSON (json::parse_text: a NUL byte too).
 [[nodiscard]] inline std::optional<json> parse_answer(std::string_view body) {
-  json doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded()) return std::nullopt;
-  return doc;
+  return noclobber::json::parse_text(body);
 }
 
 /// A range answer (top-level, or inside a txn's response) -> read_result.

@@ -22,7 +22,8 @@
 // encode   nlohmann::json(value).dump(): compact by default (`indent` for pretty), object keys
 //          sorted (nlohmann::json keeps objects in a std::map), so equal values encode to equal
 //          text. A string that is not valid UTF-8 is an error (type_error.316), not replaced.
-// decode   nlohmann::json::parse(text).get<T>(). Malformed JSON, a missing member
+// decode   json::parse_strict(text).get<T>() (json/members.hpp: text with a NUL byte is not
+//          JSON, although nlohmann/json alone reads up to it). Malformed JSON, a missing member
 //          (NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE requires every member; the _WITH_DEFAULT form fills
 //          absent ones from a default-constructed T) or a wrong type throws nlohmann's
 //          json::exception, whose what() becomes the permanent store_error's message, e.g.
@@ -45,6 +46,8 @@
 #include <string>
 #include <string_view>
 
+#include "members.hpp"
+
 namespace noclobber::json {
 
 /// JSON text <-> T through nlohmann/json's conversions (to_json / from_json, or its macros).
@@ -57,9 +60,7 @@ struct codec {
     return nlohmann::json(value).dump(indent, ' ', false, nlohmann::json::error_handler_t::strict);
   }
 
-  [[nodiscard]] T decode(std::string_view text) const {
-    return nlohmann::json::parse(text).template get<T>();
-  }
+  [[nodiscard]] T decode(std::string_view text) const { return parse_strict(text).template get<T>(); }
 };
 
 }  // namespace noclobber::json

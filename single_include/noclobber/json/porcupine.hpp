@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,9 +43,10 @@ namespace noclobber {
 
 /// Reads a JSON array of Porcupine operations into a race_history (see the overview).
 [[nodiscard]] inline race_history from_porcupine_json(std::string_view text) {
-  const nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_array())
+  const std::optional<nlohmann::json> parsed = json::parse_text(text);
+  if (!parsed || !parsed->is_array())
     throw std::invalid_argument("noclobber: Porcupine history: not a JSON array");
+  const nlohmann::json& doc = *parsed;
   detail::history_builder b;
   for (std::size_t n = 0; n < doc.size(); ++n) {
     const nlohmann::json& op = doc[n];
