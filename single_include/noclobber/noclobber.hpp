@@ -7305,6 +7305,7 @@ struct id_hash {
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -7493,6 +7494,13 @@ inline void index_writes(history_index& ix, race_check& c) {
   }
 }
 
+/// Orders writes by completion (then invocation, writer, op, attempt): the checker's choices among
+/// equals (a version's first reader, the next applied write) never depend on the history's order.
+inline bool completes_before(const race_write& a, const race_write& b) noexcept {
+  return std::tie(a.complete, a.invoke, a.writer, a.op, a.attempt) <
+         std::tie(b.complete, b.invoke, b.writer, b.op, b.attempt);
+}
+
 /// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
 /// written to the same key in the run is an entry, so its group lives in `ix.readers`; versions
 /// from before the run (or from outside it) are few and go to a small map, and so do versions
@@ -7511,10 +7519,12 @@ inline void group_readers(history_index& ix, race_check& c) {
     const std::uint32_t* parent = ix.by_value.find(w.read_from);
     const bool parent_of_key = parent != nullptr && ix.record_of(*parent).key == w.key;
     version_readers& g = parent_of_key ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
-    if (g.count++ == 0)
+    if (g.count++ == 0) {
       g.first = n;
-    else
+    } else {
       ++c.lost_update_pairs;
+      if (completes_before(w, ix.record_of(g.first))) g.first = n;  // not the history's order
+    }
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
@@ -7596,7 +7606,7 @@ class replacement_index {
     }
     for (auto& v : applied_by_key_) {
       std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
-        return h_.writes[a].complete < h_.writes[b].complete;
+        return completes_before(h_.writes[a], h_.writes[b]);
       });
     }
   }
