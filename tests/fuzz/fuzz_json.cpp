@@ -1,12 +1,13 @@
 // Fuzz target: the etcd adapter's JSON (nlohmann/json through noclobber/adapters/etcd.hpp's
-// detail::etcd::parse_answer and noclobber/json/members.hpp's int64_member) and base64
-// (noclobber/adapters/detail/base64.hpp).
+// detail::etcd::parse_answer, which reads with noclobber/json/members.hpp's parse_text, and
+// members.hpp's int64_member) and base64 (noclobber/adapters/detail/base64.hpp).
 //
 //   parse         never crashes; accepts exactly what a reference validator written here from
 //                 RFC 8259's grammar accepts (strings well-formed UTF-8, an escaped lone surrogate
 //                 refused, a leading UTF-8 byte order mark skipped, a number that overflows a
-//                 double refused: nlohmann/json's documented rules); what it accepts dumps back to
-//                 JSON that parses to the same value
+//                 double refused: nlohmann/json's documented rules; text with a NUL byte
+//                 refused, where nlohmann/json alone stops as at the end: parse_text's rule);
+//                 what it accepts dumps back to JSON that parses to the same value
 //   int64_member  equals a reference computed in __int128 from the text (a JSON string, or a
 //                 number token, of an optional '-' and digits that fits in int64), on the input as
 //                 a number token and as a string, and on every string member of what parsed
