@@ -75,18 +75,8 @@ TEST_CASE("Elle EDN: hand-written histories with known verdicts", "[race_harness
 }
 
 TEST_CASE("a real run exported and imported keeps its verdict", "[race_harness][export][concurrency]") {
-  for (auto strategy : {0, 1}) {
-    store_t store;
-    REQUIRE(store.create_if_absent("k1", "before the run").ok());  // a version from before the run
-    nc::race_options_for<store_t> o;
-    o.writers = 6;
-    o.ops_per_writer = 4;
-    o.keys = {"k1", "k2"};
-    const auto r = strategy == 0 ? nc::run_race(store, nc::naive_strategy{}, o)
-                                 : nc::run_race(store, nc::cas_strategy{}, o);
-    INFO(r.to_text());
-    nc_test::require_same_verdict(nc::from_elle_edn(nc::to_elle_edn(r.history)), r);
-  }
+  nc_test::require_real_runs_keep_their_verdict(
+      [](const nc::race_history& h) { return nc::from_elle_edn(nc::to_elle_edn(h)); });
 }
 
 TEST_CASE("the exports' shape", "[race_harness][export][concurrency]") {

@@ -42,18 +42,8 @@ TEST_CASE("porcupine: hand-written histories with known verdicts", "[race_harnes
 
 TEST_CASE("porcupine: a real run exported and imported keeps its verdict",
           "[race_harness][export][json][concurrency]") {
-  for (auto strategy : {0, 1}) {
-    store_t store;
-    REQUIRE(store.create_if_absent("k1", "before the run").ok());  // a version from before the run
-    nc::race_options_for<store_t> o;
-    o.writers = 6;
-    o.ops_per_writer = 4;
-    o.keys = {"k1", "k2"};
-    const auto r = strategy == 0 ? nc::run_race(store, nc::naive_strategy{}, o)
-                                 : nc::run_race(store, nc::cas_strategy{}, o);
-    INFO(r.to_text());
-    nc_test::require_same_verdict(nc::from_porcupine_json(nc::to_porcupine_json(r.history)), r);
-  }
+  nc_test::require_real_runs_keep_their_verdict(
+      [](const nc::race_history& h) { return nc::from_porcupine_json(nc::to_porcupine_json(h)); });
 }
 
 TEST_CASE("porcupine: the import refuses what it cannot read, naming it", "[race_harness][export][json]") {
