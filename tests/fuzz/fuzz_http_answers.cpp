@@ -27,8 +27,10 @@
 #include <string_view>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "fuzz_support.hpp"
-#include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/etcd.hpp"
 #include "noclobber/adapters/http_etag.hpp"
 #include "noclobber/adapters/webdav_lock.hpp"
@@ -38,7 +40,53 @@ namespace {
 
 using noclobber::read_status;
 using noclobber::write_status;
-namespace json = noclobber::detail::json;
+using json = nlohmann::json;
+
+// ---- reference JSON reads (nlohmann/json, written here apart from the adapter's) ---------------
+
+std::optional<json> parse_json(const std::string& text) {
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) return std::nullopt;
+  return doc;
+}
+
+/// obj[key] when obj is an object that has it, else nullptr.
+const json* member_of(const json& obj, const char* key) {
+  if (!obj.is_object()) return nullptr;
+  const auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
+
+/// An int64 as proto3 JSON sends it: a JSON integer, or a string of '-'? digits, within int64.
+std::optional<std::int64_t> int64_of(const json& obj, const char* key) {
+  const json* m = member_of(obj, key);
+  if (m == nullptr) return std::nullopt;
+  if (m->is_number_unsigned()) {
+    const auto u = m->get<std::uint64_t>();
+    return u <= static_cast<std::uint64_t>(INT64_MAX)
+               ? std::optional<std::int64_t>(static_cast<std::int64_t>(u))
+               : std::nullopt;
+  }
+  if (m->is_number_integer()) return m->get<std::int64_t>();
+  if (!m->is_string()) return std::nullopt;
+  const std::string& t = m->get_ref<const std::string&>();
+  const bool negative = !t.empty() && t[0] == '-';
+  const std::size_t first = negative ? 1 : 0;
+  if (first == t.size()) return std::nullopt;
+  __int128 x = 0;
+  for (std::size_t j = first; j < t.size(); ++j) {
+    if (t[j] < '0' || t[j] > '9') return std::nullopt;
+    x = x * 10 + (t[j] - '0');
+    if (x > (static_cast<__int128>(1) << 64)) return std::nullopt;  // far out of range already
+  }
+  if (negative) x = -x;
+  if (x > INT64_MAX || x < INT64_MIN) return std::nullopt;
+  return static_cast<std::int64_t>(x);
+}
+
+bool non_empty_array(const json* a) {
+  return a != nullptr && a->is_array() && !a->empty();
+}
 
 using nc_fuzz::header_name;
 using nc_fuzz::header_value;
@@ -58,7 +106,8 @@ std::string body_from(nc_fuzz::reader& in) {
   const std::uint8_t how = in.u8();
   if (how % 3 != 0) return in.short_string();
   const std::string rev = in.u8() % 4 == 0 ? in.short_string() : std::to_string(in.edgy_i64());
-  const std::string value = in.u8() % 4 == 0 ? in.short_string() : json::base64_encode(in.short_string());
+  const std::string value =
+      in.u8() % 4 == 0 ? in.short_string() : noclobber::detail::base64_encode(in.short_string());
   switch (in.u8() % 6) {
     case 0:
       return R"({"header":{"revision":")" + rev + R"("},"kvs":[{"key":"aw==","mod_revision":")" + rev +
@@ -137,9 +186,9 @@ bool strong(const std::string& tag) {
 /// The write status of a gateway error answer (a non-200, an unparsable body, or an "error" member).
 std::optional<write_status> etcd_error(const built& b, bool may_write) {
   // 204 and 304 answers have no body whatever follows them (curl drops it).
-  const auto doc = json::parse(b.status == 204 || b.status == 304 ? std::string() : b.body);
-  if (b.status == 200 && doc && doc->find("error") == nullptr) return std::nullopt;
-  const std::int64_t c = (doc ? json::find_int64(*doc, "code") : std::nullopt).value_or(-1);
+  const auto doc = parse_json(b.status == 204 || b.status == 304 ? std::string() : b.body);
+  if (b.status == 200 && doc && member_of(*doc, "error") == nullptr) return std::nullopt;
+  const std::int64_t c = (doc ? int64_of(*doc, "code") : std::nullopt).value_or(-1);
   if (c == 14 || c == 4 || c == 10 || (c == -1 && b.status >= 500))
     return may_write ? write_status::indeterminate : write_status::transient;
   return write_status::permanent;
@@ -154,21 +203,21 @@ void check_etcd_read(const built& b, const noclobber::read_result<std::string, s
         "etcd read of an error answer: " + std::string(to_string(r.status)));
     return;
   }
-  const auto doc = json::parse(b.body);
-  const json::value* kvs = doc->find("kvs");
-  if (kvs == nullptr || kvs->type != json::value::kind::array || kvs->items.empty()) {
+  const auto doc = parse_json(b.body);
+  const json* kvs = member_of(*doc, "kvs");
+  if (!non_empty_array(kvs)) {
     NC_FUZZ_CHECK(r.status == read_status::absent, "etcd read without kvs: " + b.body + got);
     return;
   }
-  const json::value& kv = kvs->items.front();
-  const auto rev = json::find_int64(kv, "mod_revision");
-  const json::value* v = kv.find("value");
+  const json& kv = kvs->front();
+  const auto rev = int64_of(kv, "mod_revision");
+  const json* v = member_of(kv, "value");
   // The gateway omits an empty value; when present it is a base64 string.
   std::optional<std::string> value;
-  if (v == nullptr)
+  if (kv.is_object() && v == nullptr)
     value = "";
-  else if (v->type == json::value::kind::string)
-    value = json::base64_decode(v->text);
+  else if (v != nullptr && v->is_string())
+    value = noclobber::detail::base64_decode(v->get<std::string>());
   if (!rev || !value) {
     NC_FUZZ_CHECK(r.status == read_status::permanent, "etcd read of a malformed kv: " + b.body + got);
     return;
@@ -185,11 +234,11 @@ void check_etcd_txn(const built& b, const noclobber::write_result<std::int64_t>&
     NC_FUZZ_CHECK(w.status == *e, "etcd txn of an error answer" + got);
     return;
   }
-  const auto doc = json::parse(b.body);
-  const json::value* ok = doc->find("succeeded");
-  if (ok != nullptr && ok->type == json::value::kind::boolean && ok->boolean) {
-    const json::value* h = doc->find("header");
-    const auto rev = h ? json::find_int64(*h, "revision") : std::nullopt;
+  const auto doc = parse_json(b.body);
+  const json* ok = member_of(*doc, "succeeded");
+  if (ok != nullptr && ok->is_boolean() && ok->get<bool>()) {
+    const json* h = member_of(*doc, "header");
+    const auto rev = h ? int64_of(*h, "revision") : std::nullopt;
     NC_FUZZ_CHECK(w.status == write_status::applied && w.token == (is_put ? rev : std::nullopt),
                   "etcd txn succeeded: " + b.body + got);
     return;
@@ -198,16 +247,13 @@ void check_etcd_txn(const built& b, const noclobber::write_result<std::int64_t>&
     NC_FUZZ_CHECK(w.status == write_status::exists, "etcd create refused" + got);
     return;
   }
-  const json::value* responses = doc->find("responses");
-  const json::value* range = nullptr;
-  if (responses && responses->type == json::value::kind::array && !responses->items.empty())
-    range = responses->items.front().find("response_range");
-  if (range == nullptr) {
+  const json* responses = member_of(*doc, "responses");
+  const json* range = non_empty_array(responses) ? member_of(responses->front(), "response_range") : nullptr;
+  if (range == nullptr || !range->is_object()) {
     NC_FUZZ_CHECK(w.status == write_status::permanent, "etcd txn without its range: " + b.body + got);
     return;
   }
-  const json::value* kvs = range->find("kvs");
-  const bool found = kvs && kvs->type == json::value::kind::array && !kvs->items.empty();
+  const bool found = non_empty_array(member_of(*range, "kvs"));
   NC_FUZZ_CHECK(w.status == (found ? write_status::conflict : write_status::absent),
                 "etcd txn failure branch");
 }

@@ -36,6 +36,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -102,10 +103,12 @@ struct exec_result {
   }
 };
 
-/// One statement parameter: text, or binary bytes (bytea, or an int8 in network byte order).
+/// One statement parameter: text, or binary bytes (bytea, or an int8 in network byte order), or
+/// SQL NULL.
 struct param {
   std::string_view data;
   bool binary = false;
+  bool is_null = false;
 };
 
 /// One libpq connection. Reconnects (PQreset) lazily when the server dropped it.
@@ -148,6 +151,11 @@ class connection {
   /// `may_write`: whether the statement can change data (decides indeterminate vs transient when
   /// the connection is lost mid-statement).
   exec_result exec(const char* sql, std::initializer_list<param> params, bool may_write) {
+    return exec(sql, std::span<const param>(params.begin(), params.size()), may_write);
+  }
+
+  /// The same, with a run-time number of parameters.
+  exec_result exec(const char* sql, std::span<const param> params, bool may_write) {
     if (!ensure_connected()) {
       return {
           nullptr, write_status::transient, {"08006", "connection lost and reset failed: " + last_error()}};
@@ -165,7 +173,9 @@ class connection {
     text_copies.reserve(params.size());
     std::size_t i = 0;
     for (const param& p : params) {
-      if (!p.binary) {
+      if (p.is_null) {
+        values[i] = nullptr;
+      } else if (!p.binary) {
         text_copies.emplace_back(p.data);
         values[i] = text_copies.back().c_str();
       }
