@@ -448,7 +448,7 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
     path.clear();
     std::uint32_t at = n;
     std::uint32_t found = none;
-    for (std::size_t guard = 0; guard <= lost.size(); ++guard) {
+    for (std::size_t guard = 0; guard <= ix.writes.size(); ++guard) {  // (the path may pass vanished writes)
       if (resolved[at]) {
         found = replacer[at];
         break;
