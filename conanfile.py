@@ -44,6 +44,7 @@ class NoclobberConan(ConanFile):
         "http": ("libcurl/[>=7.80 <9]", "libcurl::libcurl"),
         "s3": ("libcurl/[>=7.85 <9]", "libcurl::libcurl"),
         "asio": ("boost/[>=1.81 <2]", "boost::headers"),
+        "benchmark": ("benchmark/[>=1.7 <2]", "benchmark::benchmark"),
     }
     options = {f"with_{c}": [True, False] for c in _adapter_components}
     default_options = {f"with_{c}": False for c in _adapter_components}

@@ -12,7 +12,7 @@
 #   noclobber_component_find_<c>     find_package() arguments for its library
 #   noclobber_component_target_<c>   the imported target that find_package() defines
 #   noclobber_component_debian_<c>   the Debian package that provides it (for messages)
-set(noclobber_known_components sqlite postgres redis etcd http s3 asio)
+set(noclobber_known_components sqlite postgres redis etcd http s3 asio benchmark)
 
 set(noclobber_component_headers_sqlite adapters/sqlite.hpp)
 set(noclobber_component_find_sqlite SQLite3)
@@ -52,6 +52,12 @@ set(noclobber_component_headers_asio asio/async_read_modify_write.hpp asio/async
 set(noclobber_component_find_asio Boost 1.81)
 set(noclobber_component_target_asio Boost::headers)
 set(noclobber_component_debian_asio libboost1.81-dev)
+
+# Not an adapter: the Google Benchmark fixture a user runs on their own store.
+set(noclobber_component_headers_benchmark benchmark/store_bench.hpp)
+set(noclobber_component_find_benchmark benchmark)
+set(noclobber_component_target_benchmark benchmark::benchmark)
+set(noclobber_component_debian_benchmark libbenchmark-dev)
 
 # noclobber_find_component_library(<component> <QUIET|DEPENDENCY>): find the component's library.
 # DEPENDENCY goes through find_dependency() (for the installed config: a required component whose
