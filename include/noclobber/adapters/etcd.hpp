@@ -45,6 +45,7 @@
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
 #include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
 
@@ -69,7 +70,7 @@ class store {
     for (std::string& e : endpoints) {
       if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||
           e.find(',') != std::string::npos) {
-        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + e +
+        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + detail::redact_url(e) +
                                     "' is not an http(s)://host:port URL");
       }
       while (e.ends_with('/')) e.pop_back();
@@ -190,7 +191,8 @@ class store {
     detail::curl::response r = http_.perform("POST", m.*url, body, {"Content-Type: application/json"});
     if (!r.transport_ok()) {
       out.status = detail::curl::classify_transport(r, may_write);
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + m.url + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(m.url) + ")"};
       if (out.status != write_status::permanent) move_on(out);
       return out;
     }

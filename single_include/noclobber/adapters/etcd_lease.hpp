@@ -83,220 +83,36 @@
 #include <string_view>
 #include <vector>
 
-#include "../noclobber.hpp"  // was: noclobber/outcome.hpp
+// ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// noclobber/adapters/detail/redact.hpp — the one place where the adapters take secrets out of the
+// words they hand back (store_error messages, exception messages, reports).
+//
+// Overview
+// --------
+//   redact(text, secrets)        every occurrence of each non-empty secret replaced by
+//                                "[redacted]" (what a server or a client library echoes back)
+//   url_password(url)            the password of a URL's user:password@ part ("" when none)
+//   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
+//                                "[redacted]@", the form every message that names a URL uses
+//   redact(store_error, secrets) the same for a store_error's code and message
+//   url_secrets(url)             what redact() must take out of messages about a request to `url`:
+//                                the password, and the base64 of "user:password" (the Basic
+//                                Authorization header a server may echo)
+//
+// Every adapter that holds a secret (a PostgreSQL password, an S3 secret key or session token, a
+// password in an http(s) URL) passes each message it builds through these before it leaves.
+// Std-only: no client library is needed.
+//
+// Thread safety: pure functions. No user code is called.
 
-namespace noclobber::detail::curl {
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
 
-inline void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-      throw std::runtime_error("noclobber: curl_global_init failed");
-  });
-}
-
-struct response {
-  CURLcode code = CURLE_OK;  // transport result; CURLE_OK when an HTTP answer came back
-  long status = 0;           // HTTP status
-  std::string body;
-  std::string etag;        // the ETag header, verbatim (quotes and any W/ prefix kept)
-  std::string lock_token;  // the Lock-Token header (WebDAV LOCK), verbatim: <opaquelocktoken:…>
-  std::string error;       // curl's words when code != CURLE_OK
-  /// The request may have left this process: libcurl got as far as sending it on a connection
-  /// (once or more). false only when it failed before (resolving, connecting, a TLS handshake).
-  bool sent = false;
-  /// The connection died after the request went out and libcurl wanted to send it again on a new
-  /// connection; the re-send was refused (code is then CURLE_ABORTED_BY_CALLBACK).
-  bool resend_refused = false;
-
-  [[nodiscard]] bool transport_ok() const noexcept { return code == CURLE_OK; }
-};
-
-/// What a transport failure means, by "could the request have left?". `may_write`: the request
-/// could change state on the server. A malformed request -> permanent; nothing sent (cannot
-/// resolve or connect, a connect timeout) -> transient; sent but no answer (a reset, a timeout,
-/// an empty reply, a refused re-send — also when libcurl's own re-send then could not connect)
-/// -> indeterminate for a write, transient for a read.
-[[nodiscard]] inline write_status classify_transport(const response& r, bool may_write) noexcept {
-  switch (r.code) {
-    case CURLE_OK:
-      return write_status::applied;
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-      return write_status::permanent;
-    default:
-      if (!r.sent) return write_status::transient;
-      return may_write ? write_status::indeterminate : write_status::transient;
-  }
-}
-
-/// Whether libcurl may send a request with this method twice by itself: only for methods that
-/// change nothing on the server.
-[[nodiscard]] inline bool resend_allowed(std::string_view method) noexcept {
-  return method == "GET" || method == "HEAD";
-}
-
-/// The re-send rule for one request on one handle (see the overview), for `easy` and for any
-/// adapter that drives its own handle (adapters/s3/connection.hpp): attach() before
-/// curl_easy_perform, finish() after it. finish() records `sent` and `resend_refused` in the
-/// response and, for a failure, words that say what a re-send means. Lives on the caller's stack
-/// until curl_easy_perform has returned (libcurl holds a pointer to it).
-class send_guard {
- public:
-  explicit send_guard(std::string_view method) noexcept : resend_allowed_(resend_allowed(method)) {}
-  send_guard(const send_guard&) = delete;
-  send_guard& operator=(const send_guard&) = delete;
-
-  void attach(CURL* h) noexcept { guard_resend(h); }
-
-  /// After curl_easy_perform set `out.code`: `sent`, `resend_refused`, and `out.error` from
-  /// `errbuf` (libcurl's CURLOPT_ERRORBUFFER) when the transfer failed.
-  void finish(response& out, const char* errbuf) const {
-    note_copies(out);
-    if (out.resend_refused) {
-      out.error =
-          "the connection died after the request was sent, before any answer (libcurl's "
-          "automatic re-send refused: the first copy may have been applied)";
-    } else if (out.code != CURLE_OK) {
-      out.error = errbuf != nullptr && errbuf[0] ? errbuf : curl_easy_strerror(out.code);
-      if (out.sent && out.code == CURLE_COULDNT_CONNECT) {
-        out.error +=
-            " (libcurl's re-send, after the connection died with the request sent: the first "
-            "copy may have been applied)";
-      }
-    }
-  }
-
- private:
-// NOCLOBBER_CURL_NO_PREREQ selects the fallback on any libcurl (the tests build both).
-#if LIBCURL_VERSION_NUM >= 0x075000 && !defined(NOCLOBBER_CURL_NO_PREREQ)  // 7.80.0: CURLOPT_PREREQFUNCTION
-  // Called by libcurl once per copy of the request, after the connection is up, before sending.
-  static int on_prereq(void* user, char*, char*, int, int) {
-    auto* me = static_cast<send_guard*>(user);
-    ++me->asked_;
-    return me->asked_ > 1 && !me->resend_allowed_ ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-  }
-  void guard_resend(CURL* h) noexcept {
-    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, &send_guard::on_prereq);
-    curl_easy_setopt(h, CURLOPT_PREREQDATA, this);
-  }
-  void note_copies(response& out) const noexcept {
-    out.sent = asked_ > 0;
-    out.resend_refused = asked_ > 1 && !resend_allowed_;
-  }
-  int asked_ = 0;  // copies of the request libcurl got ready to send
-#else
-  // No pre-request hook: a request libcurl must not re-send goes on a fresh connection that is
-  // closed afterwards (libcurl re-sends only on a reused one), and `sent` is false only for the
-  // failures that happen before a connection exists.
-  void guard_resend(CURL* h) noexcept {
-    if (resend_allowed_) return;
-    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
-  }
-  void note_copies(response& out) const noexcept {
-    out.sent = !(out.code == CURLE_COULDNT_CONNECT || out.code == CURLE_COULDNT_RESOLVE_HOST ||
-                 out.code == CURLE_COULDNT_RESOLVE_PROXY);
-  }
-#endif
-
-  bool resend_allowed_;
-};
-
-class easy {
- public:
-  explicit easy(std::chrono::milliseconds timeout) : timeout_(timeout) {
-    if (timeout.count() <= 0) {
-      throw std::invalid_argument("noclobber: HTTP timeout must be positive, got " +
-                                  std::to_string(timeout.count()) + "ms");
-    }
-    global_init();
-    h_.reset(curl_easy_init());
-    if (!h_) throw std::runtime_error("noclobber: curl_easy_init failed");
-  }
-
-  /// One request. `method`: "GET", "PUT", "POST", "DELETE", "HEAD", or another method that sends
-  /// `body` ("LOCK", "UNLOCK"). `headers`: full header lines; empty ones are skipped (so an
-  /// optional header can be passed as ""). libcurl re-sends only GET and HEAD by itself (see the
-  /// overview); any other request is sent at most once per call.
-  response perform(const char* method, const std::string& url, std::string_view body,
-                   std::initializer_list<std::string_view> headers = {}) {
-    response out;
-    send_guard once(method);
-    CURL* h = h_.get();
-    curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
-    curl_slist* list = nullptr;
-    for (std::string_view hd : headers) {
-      if (!hd.empty()) list = curl_slist_append(list, std::string(hd).c_str());
-    }
-    list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
-    std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> guard(list, &curl_slist_free_all);
-    char errbuf[CURL_ERROR_SIZE] = {};
-    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_.count()));
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &easy::on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out.body);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &easy::on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out);
-    once.attach(h);
-    const std::string_view m(method);
-    if (m == "HEAD") {
-      curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (m != "GET") {
-      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    }
-    out.code = curl_easy_perform(h);
-    once.finish(out, errbuf);
-    if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
-    return out;
-  }
-
- private:
-  static std::size_t on_body(char* p, std::size_t size, std::size_t n, void* user) {
-    static_cast<std::string*>(user)->append(p, size * n);
-    return size * n;
-  }
-  // Stores the header's value (spaces and tabs around it trimmed, RFC 9110 OWS) in `out` when
-  // `line` is "<name> value".
-  // `name` is lower case, colon included.
-  static void take_header(std::string_view line, std::string_view name, std::string& out) {
-    if (line.size() <= name.size()) return;
-    for (std::size_t i = 0; i < name.size(); ++i) {
-      const char c = line[i];
-      if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != name[i]) return;
-    }
-    line.remove_prefix(name.size());
-    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    while (!line.empty() &&
-           (line.back() == '\r' || line.back() == '\n' || line.back() == ' ' || line.back() == '\t'))
-      line.remove_suffix(1);
-    out.assign(line);
-  }
-  static std::size_t on_header(char* p, std::size_t size, std::size_t n, void* user) {
-    const std::string_view line(p, size * n);
-    auto* r = static_cast<response*>(user);
-    take_header(line, "etag:", r->etag);
-    take_header(line, "lock-token:", r->lock_token);
-    return size * n;
-  }
-
-  struct handle_deleter {
-    void operator()(CURL* h) const noexcept { curl_easy_cleanup(h); }
-  };
-  std::unique_ptr<CURL, handle_deleter> h_;
-  std::chrono::milliseconds timeout_;
-};
-
-}  // namespace noclobber::detail::curl
-#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
-// ---- end noclobber/adapters/detail/curl_easy.hpp
 // ---- begin noclobber/adapters/detail/json_lite.hpp (inlined; guarded: other companions may inline it too)
 #ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
 #define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
@@ -643,6 +459,298 @@ inline std::string base64_encode(std::string_view in) {
 }  // namespace noclobber::detail::json
 #endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
 // ---- end noclobber/adapters/detail/json_lite.hpp
+#include "../noclobber.hpp"  // was: noclobber/outcome.hpp
+
+namespace noclobber::detail {
+
+inline constexpr std::string_view redacted_mark = "[redacted]";
+
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]".
+[[nodiscard]] inline std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (std::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, secret.size(), redacted_mark);
+      at += redacted_mark.size();
+    }
+  }
+  return text;
+}
+
+/// The same for a list of secrets built at run time.
+[[nodiscard]] inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& s : secrets) text = redact(std::move(text), {std::string_view(s)});
+  return text;
+}
+
+/// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
+/// or an empty view when it has none.
+[[nodiscard]] inline std::string_view url_userinfo(std::string_view url) noexcept {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  const std::size_t from = scheme_end + 3;
+  const std::size_t authority_end = url.find_first_of("/?#", from);
+  const std::string_view authority =
+      url.substr(from, authority_end == std::string_view::npos ? url.npos : authority_end - from);
+  const std::size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return {};
+  return authority.substr(0, at);
+}
+
+/// The password of a URL's user:password@ part, or "".
+[[nodiscard]] inline std::string_view url_password(std::string_view url) noexcept {
+  const std::string_view userinfo = url_userinfo(url);
+  const std::size_t colon = userinfo.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+}
+
+/// `url` with its user:password@ part replaced by "[redacted]@" (unchanged when it has none).
+[[nodiscard]] inline std::string redact_url(std::string url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (userinfo.empty()) return url;
+  const auto from = static_cast<std::size_t>(userinfo.data() - url.data());
+  url.replace(from, userinfo.size(), redacted_mark);
+  return url;
+}
+
+/// What must never appear in a message about a request to `url`: its password, its whole
+/// userinfo, and the base64 of the userinfo (the Basic credentials sent for it). Empty when the
+/// URL carries no password.
+[[nodiscard]] inline std::vector<std::string> url_secrets(std::string_view url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (url_password(url).empty()) return {};
+  return {std::string(userinfo), json::base64_encode(userinfo), std::string(url_password(url))};
+}
+
+/// `e` with redact() applied to its code and its message.
+[[nodiscard]] inline store_error redact(store_error e, const std::vector<std::string>& secrets) {
+  e.code = redact(std::move(e.code), secrets);
+  e.message = redact(std::move(e.message), secrets);
+  return e;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// ---- end noclobber/adapters/detail/redact.hpp
+
+namespace noclobber::detail::curl {
+
+inline void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      throw std::runtime_error("noclobber: curl_global_init failed");
+  });
+}
+
+struct response {
+  CURLcode code = CURLE_OK;  // transport result; CURLE_OK when an HTTP answer came back
+  long status = 0;           // HTTP status
+  std::string body;
+  std::string etag;        // the ETag header, verbatim (quotes and any W/ prefix kept)
+  std::string lock_token;  // the Lock-Token header (WebDAV LOCK), verbatim: <opaquelocktoken:…>
+  std::string error;       // curl's words when code != CURLE_OK
+  /// The request may have left this process: libcurl got as far as sending it on a connection
+  /// (once or more). false only when it failed before (resolving, connecting, a TLS handshake).
+  bool sent = false;
+  /// The connection died after the request went out and libcurl wanted to send it again on a new
+  /// connection; the re-send was refused (code is then CURLE_ABORTED_BY_CALLBACK).
+  bool resend_refused = false;
+
+  [[nodiscard]] bool transport_ok() const noexcept { return code == CURLE_OK; }
+};
+
+/// What a transport failure means, by "could the request have left?". `may_write`: the request
+/// could change state on the server. A malformed request -> permanent; nothing sent (cannot
+/// resolve or connect, a connect timeout) -> transient; sent but no answer (a reset, a timeout,
+/// an empty reply, a refused re-send — also when libcurl's own re-send then could not connect)
+/// -> indeterminate for a write, transient for a read.
+[[nodiscard]] inline write_status classify_transport(const response& r, bool may_write) noexcept {
+  switch (r.code) {
+    case CURLE_OK:
+      return write_status::applied;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+      return write_status::permanent;
+    default:
+      if (!r.sent) return write_status::transient;
+      return may_write ? write_status::indeterminate : write_status::transient;
+  }
+}
+
+/// Whether libcurl may send a request with this method twice by itself: only for methods that
+/// change nothing on the server.
+[[nodiscard]] inline bool resend_allowed(std::string_view method) noexcept {
+  return method == "GET" || method == "HEAD";
+}
+
+/// The re-send rule for one request on one handle (see the overview), for `easy` and for any
+/// adapter that drives its own handle (adapters/s3/connection.hpp): attach() before
+/// curl_easy_perform, finish() after it. finish() records `sent` and `resend_refused` in the
+/// response and, for a failure, words that say what a re-send means. Lives on the caller's stack
+/// until curl_easy_perform has returned (libcurl holds a pointer to it).
+class send_guard {
+ public:
+  explicit send_guard(std::string_view method) noexcept : resend_allowed_(resend_allowed(method)) {}
+  send_guard(const send_guard&) = delete;
+  send_guard& operator=(const send_guard&) = delete;
+
+  void attach(CURL* h) noexcept { guard_resend(h); }
+
+  /// After curl_easy_perform set `out.code`: `sent`, `resend_refused`, and `out.error` from
+  /// `errbuf` (libcurl's CURLOPT_ERRORBUFFER) when the transfer failed.
+  void finish(response& out, const char* errbuf) const {
+    note_copies(out);
+    if (out.resend_refused) {
+      out.error =
+          "the connection died after the request was sent, before any answer (libcurl's "
+          "automatic re-send refused: the first copy may have been applied)";
+    } else if (out.code != CURLE_OK) {
+      out.error = errbuf != nullptr && errbuf[0] ? errbuf : curl_easy_strerror(out.code);
+      if (out.sent && out.code == CURLE_COULDNT_CONNECT) {
+        out.error +=
+            " (libcurl's re-send, after the connection died with the request sent: the first "
+            "copy may have been applied)";
+      }
+    }
+  }
+
+ private:
+// NOCLOBBER_CURL_NO_PREREQ selects the fallback on any libcurl (the tests build both).
+#if LIBCURL_VERSION_NUM >= 0x075000 && !defined(NOCLOBBER_CURL_NO_PREREQ)  // 7.80.0: CURLOPT_PREREQFUNCTION
+  // Called by libcurl once per copy of the request, after the connection is up, before sending.
+  static int on_prereq(void* user, char*, char*, int, int) {
+    auto* me = static_cast<send_guard*>(user);
+    ++me->asked_;
+    return me->asked_ > 1 && !me->resend_allowed_ ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  }
+  void guard_resend(CURL* h) noexcept {
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, &send_guard::on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, this);
+  }
+  void note_copies(response& out) const noexcept {
+    out.sent = asked_ > 0;
+    out.resend_refused = asked_ > 1 && !resend_allowed_;
+  }
+  int asked_ = 0;  // copies of the request libcurl got ready to send
+#else
+  // No pre-request hook: a request libcurl must not re-send goes on a fresh connection that is
+  // closed afterwards (libcurl re-sends only on a reused one), and `sent` is false only for the
+  // failures that happen before a connection exists.
+  void guard_resend(CURL* h) noexcept {
+    if (resend_allowed_) return;
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+  }
+  void note_copies(response& out) const noexcept {
+    out.sent = !(out.code == CURLE_COULDNT_CONNECT || out.code == CURLE_COULDNT_RESOLVE_HOST ||
+                 out.code == CURLE_COULDNT_RESOLVE_PROXY);
+  }
+#endif
+
+  bool resend_allowed_;
+};
+
+class easy {
+ public:
+  explicit easy(std::chrono::milliseconds timeout) : timeout_(timeout) {
+    if (timeout.count() <= 0) {
+      throw std::invalid_argument("noclobber: HTTP timeout must be positive, got " +
+                                  std::to_string(timeout.count()) + "ms");
+    }
+    global_init();
+    h_.reset(curl_easy_init());
+    if (!h_) throw std::runtime_error("noclobber: curl_easy_init failed");
+  }
+
+  /// One request. `method`: "GET", "PUT", "POST", "DELETE", "HEAD", or another method that sends
+  /// `body` ("LOCK", "UNLOCK"). `headers`: full header lines; empty ones are skipped (so an
+  /// optional header can be passed as ""). libcurl re-sends only GET and HEAD by itself (see the
+  /// overview); any other request is sent at most once per call.
+  response perform(const char* method, const std::string& url, std::string_view body,
+                   std::initializer_list<std::string_view> headers = {}) {
+    response out;
+    send_guard once(method);
+    CURL* h = h_.get();
+    curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
+    curl_slist* list = nullptr;
+    for (std::string_view hd : headers) {
+      if (!hd.empty()) list = curl_slist_append(list, std::string(hd).c_str());
+    }
+    list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
+    std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> guard(list, &curl_slist_free_all);
+    char errbuf[CURL_ERROR_SIZE] = {};
+    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_.count()));
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &easy::on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out.body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &easy::on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out);
+    once.attach(h);
+    const std::string_view m(method);
+    if (m == "HEAD") {
+      curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (m != "GET") {
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    }
+    out.code = curl_easy_perform(h);
+    once.finish(out, errbuf);
+    if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
+    // A user:password@ URL: its secrets leave no error text, and no answer that is not a
+    // success (the only bodies that end up in messages; a 2xx body is the caller's data).
+    if (const std::vector<std::string> secrets = url_secrets(url); !secrets.empty()) {
+      out.error = redact(std::move(out.error), secrets);
+      if (out.status < 200 || out.status >= 300) out.body = redact(std::move(out.body), secrets);
+    }
+    return out;
+  }
+
+ private:
+  static std::size_t on_body(char* p, std::size_t size, std::size_t n, void* user) {
+    static_cast<std::string*>(user)->append(p, size * n);
+    return size * n;
+  }
+  // Stores the header's value (spaces and tabs around it trimmed, RFC 9110 OWS) in `out` when
+  // `line` is "<name> value".
+  // `name` is lower case, colon included.
+  static void take_header(std::string_view line, std::string_view name, std::string& out) {
+    if (line.size() <= name.size()) return;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      const char c = line[i];
+      if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != name[i]) return;
+    }
+    line.remove_prefix(name.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() &&
+           (line.back() == '\r' || line.back() == '\n' || line.back() == ' ' || line.back() == '\t'))
+      line.remove_suffix(1);
+    out.assign(line);
+  }
+  static std::size_t on_header(char* p, std::size_t size, std::size_t n, void* user) {
+    const std::string_view line(p, size * n);
+    auto* r = static_cast<response*>(user);
+    take_header(line, "etag:", r->etag);
+    take_header(line, "lock-token:", r->lock_token);
+    return size * n;
+  }
+
+  struct handle_deleter {
+    void operator()(CURL* h) const noexcept { curl_easy_cleanup(h); }
+  };
+  std::unique_ptr<CURL, handle_deleter> h_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace noclobber::detail::curl
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
+// ---- end noclobber/adapters/detail/curl_easy.hpp
 
 namespace noclobber::etcd {
 
@@ -658,8 +766,8 @@ class lease_backend {
     endpoint = endpoint.substr(0, endpoint.find(','));
     while (endpoint.ends_with('/')) endpoint.pop_back();
     if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
-      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" + endpoint +
-                                  "' is not an http(s)://host:port URL");
+      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" +
+                                  detail::redact_url(endpoint) + "' is not an http(s)://host:port URL");
     url_ = std::move(endpoint);
   }
 
@@ -730,7 +838,8 @@ class lease_backend {
     answer out;
     detail::curl::response r = http_.perform("POST", url_ + path, body, {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + url_ + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(url_) + ")"};
       return out;
     }
     auto doc = detail::json::parse(r.body);
