@@ -24,7 +24,8 @@
 //   transient  attempts that failed with a transient store error (busy, timeout)
 //   gave_up    calls that ended without applying (the retry policy stopped them)
 // and items_per_second counts applied updates. A call that fails with a permanent error (the
-// store is misconfigured, the server is gone) stops the benchmark with that error.
+// store is misconfigured, the server is gone), or a make_store() that throws, stops the benchmark
+// with that error.
 //
 // The store: `make_store()` is called once per benchmark thread, on that thread, before the
 // timed loop of every run; what each thread gets must reach the same data (a connection to one
@@ -51,6 +52,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -199,9 +201,19 @@ struct bench_registration {
 
   /// The body of every registered benchmark.
   void run(::benchmark::State& state, bench_strategy strategy, bool contended) {
-    // Phase 1, untimed: this thread's store, key, and counting policy.
-    bench_store_holder<Make> held(make_store);
-    Store& store = held.store();
+    // Phase 1, untimed: this thread's store, key, and counting policy. A store that cannot be
+    // made (no server, refused login) stops the benchmark with its words; the thread still
+    // enters the loop (which then runs no iteration), as Google Benchmark's start barrier needs.
+    std::optional<bench_store_holder<Make>> held;
+    try {
+      held.emplace(make_store);
+    } catch (const std::exception& e) {
+      state.SkipWithError((name + ": make_store() threw: " + e.what()).c_str());
+      for (auto _ : state) {
+      }
+      return;
+    }
+    Store& store = held->store();
     std::string run_name = name + (contended ? "/contended/" : "/uncontended/") +
                            (strategy == bench_strategy::cas ? "cas" : "lock_cas") + "/t" +
                            std::to_string(state.threads());
