@@ -45,6 +45,7 @@ class NoclobberConan(ConanFile):
         "http": ("libcurl/[>=7.80 <9]", "libcurl::libcurl"),
         "s3": ("libcurl/[>=7.85 <9]", "libcurl::libcurl"),
         "asio": ("boost/[>=1.81 <2]", "boost::headers"),
+        "benchmark": ("benchmark/[>=1.7 <2]", "benchmark::benchmark"),
     }
     # Components that carry another's library too (cmake/noclobberComponents.cmake's uses rows):
     # etcd decodes its gateway's JSON with nlohmann/json.

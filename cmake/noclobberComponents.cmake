@@ -15,7 +15,7 @@
 #   noclobber_component_uses_<c>     other components whose library it carries too (listed before
 #                                    it in noclobber_known_components): etcd decodes its gateway's
 #                                    JSON with nlohmann/json, so noclobber::etcd links noclobber::json
-set(noclobber_known_components json sqlite postgres redis etcd http s3 asio)
+set(noclobber_known_components json sqlite postgres redis etcd http s3 asio benchmark)
 
 # nlohmann/json: the JSON codec for typed records, the strict member reads and the Porcupine
 # import (noclobber/json/), and the etcd adapter's gateway JSON.
@@ -64,6 +64,12 @@ set(noclobber_component_headers_asio asio/async_read_modify_write.hpp asio/async
 set(noclobber_component_find_asio Boost 1.81)
 set(noclobber_component_target_asio Boost::headers)
 set(noclobber_component_debian_asio libboost1.81-dev)
+
+# Not an adapter: the Google Benchmark fixture a user runs on their own store.
+set(noclobber_component_headers_benchmark benchmark/store_bench.hpp)
+set(noclobber_component_find_benchmark benchmark)
+set(noclobber_component_target_benchmark benchmark::benchmark)
+set(noclobber_component_debian_benchmark libbenchmark-dev)
 
 # noclobber_find_component_library(<component> <QUIET|DEPENDENCY>): find the component's library.
 # DEPENDENCY goes through find_dependency() (for the installed config: a required component whose

@@ -172,9 +172,9 @@ single="$root/single_include"
 mapfile -t companions < <(cd "$single" && find noclobber -name '*.hpp' ! -path noclobber/noclobber.hpp | sort)
 # The client libraries of every companion; Boost and Catch2 are header-only in /usr/include.
 # shellcheck disable=SC2207
-lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl))
+lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl benchmark))
 # shellcheck disable=SC2207
-lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl))
+lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl benchmark))
 strict=(-std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror -pthread -I "$single" "${lib_cflags[@]}")
 tus="$work/companions"
 mkdir -p "$tus"

@@ -25,15 +25,16 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include "fuzz_support.hpp"
-#include "noclobber/adapters/detail/json_lite.hpp"
+
+#include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/etcd_lease.hpp"
 #include "noclobber/lease_lock.hpp"
 #include "scripted_server.hpp"
 
 namespace {
 
-namespace json = noclobber::detail::json;
 using noclobber::lease_check;
 
 /// An int64 field as the gateway may write it, and the value a reader must take from it.
@@ -197,9 +198,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       // The txn created prefix + key under that lease.
       const std::vector<std::string> seen = server.requests();
       NC_FUZZ_CHECK(seen.size() >= 2, "fewer than two requests");
-      const auto doc = json::parse(request_body(seen[1]));
-      NC_FUZZ_CHECK(doc.has_value(), "the txn request is not JSON: " + seen[1]);
-      const std::string k = json::base64_encode("lk/" + key);
+      const auto doc = nlohmann::json::parse(request_body(seen[1]), nullptr, false);
+      NC_FUZZ_CHECK(!doc.is_discarded(), "the txn request is not JSON: " + seen[1]);
+      const std::string k = noclobber::detail::base64_encode("lk/" + key);
       NC_FUZZ_CHECK(seen[1].find("\"key\":\"" + k + "\"") != std::string::npos &&
                         seen[1].find("\"lease\":\"" + gr.owner + "\"") != std::string::npos,
                     "the txn does not create the lock key under the lease: " + seen[1]);

@@ -55,6 +55,7 @@
 
 #include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/detail/curl_easy.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/json/members.hpp"
 #include "noclobber/outcome.hpp"
@@ -144,7 +145,7 @@ class store {
     for (std::string& e : endpoints) {
       if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||
           e.find(',') != std::string::npos) {
-        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + e +
+        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + detail::redact_url(e) +
                                     "' is not an http(s)://host:port URL");
       }
       while (e.ends_with('/')) e.pop_back();
@@ -260,7 +261,8 @@ class store {
         http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
       out.status = detail::curl::classify_transport(r, may_write);
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + m.url + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(m.url) + ")"};
       if (out.status != write_status::permanent) move_on(out);
       return out;
     }

@@ -50,6 +50,7 @@
 
 #include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/detail/curl_easy.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/adapters/etcd.hpp"
 #include "noclobber/lease_lock.hpp"
 
@@ -69,8 +70,8 @@ class lease_backend {
     endpoint = endpoint.substr(0, endpoint.find(','));
     while (endpoint.ends_with('/')) endpoint.pop_back();
     if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
-      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" + endpoint +
-                                  "' is not an http(s)://host:port URL");
+      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" +
+                                  detail::redact_url(endpoint) + "' is not an http(s)://host:port URL");
     url_ = std::move(endpoint);
   }
 
@@ -153,7 +154,8 @@ class lease_backend {
     detail::curl::response r =
         http_.perform("POST", url_ + path, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + url_ + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(url_) + ")"};
       return out;
     }
     auto doc = detail::etcd::parse_answer(r.body);

@@ -38,6 +38,7 @@
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
 #include "noclobber/adapters/detail/http.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/adapters/s3/connection.hpp"
 #include "noclobber/adapters/s3/options.hpp"
 #include "noclobber/outcome.hpp"
@@ -47,14 +48,7 @@ namespace noclobber::s3::detail {
 
 /// `text` with every occurrence of the secret key and the session token replaced.
 [[nodiscard]] inline std::string redact(std::string text, const credentials& c) {
-  for (const std::string* secret : {&c.secret_access_key, &c.session_token}) {
-    if (secret->empty()) continue;
-    for (std::size_t at = text.find(*secret); at != std::string::npos; at = text.find(*secret, at)) {
-      text.replace(at, secret->size(), "[redacted]");
-      at += 10;
-    }
-  }
-  return text;
+  return ::noclobber::detail::redact(std::move(text), {c.secret_access_key, c.session_token});
 }
 
 /// The text of the first <name>…</name> element in an S3 XML answer (the five predefined XML
