@@ -92,7 +92,7 @@ void require_no_secret(const transcript& t, const std::vector<std::string>& secr
 /// the Basic credentials (base64 of "user:password") a server may echo.
 std::vector<std::string> url_secrets() {
   return {url_password, url_user + ":" + url_password,
-          noclobber::detail::json::base64_encode(url_user + ":" + url_password)};
+          noclobber::detail::base64_encode(url_user + ":" + url_password)};
 }
 
 std::string url_with_password(int port, const std::string& path = "") {
