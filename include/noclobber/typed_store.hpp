@@ -131,10 +131,15 @@ class typed_store : public detail::typed_patch_type<std::remove_cvref_t<Store>> 
     return store_traits<inner_type>::erase_if_match(store_, key, token);
   }
 
-  template <class P>
-  requires patchable_writer<inner_type> && std::convertible_to<const P&, store_patch_t<inner_type>>
-      write_result<token_type> patch_if_match(const key_type& key, const token_type& token, const P& patch) {
-    return store_traits<inner_type>::patch_if_match(store_, key, token, patch);
+  // S stays a template parameter so that store_patch_t is looked at only when this is called
+  // (clang checks a non-dependent constraint when the class is instantiated, and a store without
+  // patches has no patch type), as in cached_store.
+  // clang-format off
+  template <class P, std::same_as<inner_type> S = inner_type>
+  requires patchable_writer<S> && std::convertible_to<const P&, store_patch_t<S>>
+  write_result<token_type> patch_if_match(const key_type& key, const token_type& token, const P& patch) {
+    // clang-format on
+    return store_traits<S>::patch_if_match(store_, key, token, patch);
   }
 
  private:
