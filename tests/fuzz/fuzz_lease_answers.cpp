@@ -48,8 +48,12 @@ field field_from(nc_fuzz::reader& in) {
   if (how % 8 == 0) return {};  // missing
   if (how % 8 == 1) {           // any text in a string
     std::string t = in.short_string();
+    // Valid JSON text only (the gateway writes UTF-8; a document with invalid UTF-8 is no answer
+    // to nlohmann/json, which raw answers cover): no quote, backslash, control or non-ASCII byte.
     for (char& c : t)
-      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = 'x';
+      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 ||
+          static_cast<unsigned char>(c) >= 0x80)
+        c = 'x';
     return {"\"x" + t + "\"", std::nullopt};  // 'x' first: never an int64
   }
   // Near etcd's largest TTL (4 bytes), or an edgy int64.
