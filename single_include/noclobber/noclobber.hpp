@@ -8938,63 +8938,9 @@ struct id_hash {
 }  // namespace noclobber
 // ---- end noclobber/race_harness/records.hpp
 
-// ---- begin noclobber/race_harness/checker.hpp ------------------------------
-// noclobber/race_harness/checker.hpp — the race harness's checker: from a recorded history
-// (race_harness/records.hpp) to verdicts (race_check).
-//
-// Overview
-// --------
-// The rules follow Jepsen's Elle:
-//
-//   * lost update: two or more *successful* writes read the same version of the same key;
-//   * a successful write must have read a version of its own key: the state before the run, or
-//     a value a recorded write wrote to that key (anything else is an anomaly);
-//   * the successful writes of a key must form one version chain that ends in the key's final
-//     value: walk back from the final version through "read from" links; every successful write
-//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
-//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
-//     counted as lost, and it counts as landed when the final chain passes through it.
-//
-// Under faults (a crash, a failover, a dropped connection) a missing write is not always a
-// strategy's fault, so the checker tells four things apart per key (classify_faults):
-//
-//   * lost to a stale read (`lost`): a successful write off the final chain, as above;
-//   * vanished (`vanished`): a successful write off the final chain that the store itself forgot
-//     — a read that began after the write was acknowledged (or the key's final value) returned
-//     a version from before it: a durability or failover loss, not a strategy bug;
-//   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
-//     landed although the writer was told otherwise, and it wrote again); not judged when the
-//     history says ops write in steps (race_history::ops_write_in_steps);
-//   * indeterminate (`indeterminate`): every write with an unknown outcome, whether it landed and
-//     how its writer found out (read it back, wrote again, or neither).
-//
-// check_race_history runs in phases, each a function over the shared history_index:
-//
-//   index_writes        one entry per distinct written value (attempts that sent the same value
-//                       merged: ok if any applied, unknown if any was unknown, else failed)
-//   link_parents        each entry's parent (the entry whose value it read), looked up once
-//   group_readers       successful writes grouped by the version they read (Elle's lost-update
-//                       pairs); reads of a version nobody wrote, or written to another key,
-//                       are anomalies
-//   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
-//   collect_lost        successful writes off every chain, in order of completion
-//   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
-//                       twice; how each unknown outcome was resolved (see there)
-//   name_replacers      for each lost write, the write that replaced it (see there)
-//
-// It runs in time linear in the number of records (hash tables sized up front); losses add a
-// sort, only when there are losses. On a large history it is memory-bound: the tables are
-// compact (12-16 bytes a slot, load <= 2/3), chain walks follow 16-byte entries (parents looked
-// up once) and the keys' walks advance side by side so their cache misses overlap. Figures
-// (bench/bench_race_harness.cpp, Release, g++ 12, CPU time on the shared 2-core VM at load
-// 15-35, so noisy): BM_check_chain/1M (1.25 M records) 1.24 -> 2.0-2.2 M records/s, BM_check_naive/1M
-// 0.65-0.9 -> 0.94-1.0 M/s: short of issue 16's 5 M/s. A history too large for memory is checked
-// part by part (history.hpp, check_race_history_in_parts): 12.5 M records in 64 parts with a
-// 37 MiB peak RSS, 7.9 M records/s CPU (smaller parts fit the cache).
-//
-// Extending: a new verdict is one more phase over history_index filling its own field of
-// race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
-// race_check, never the phases' internals.
+// ---- begin noclobber/race_harness/check_index.hpp --------------------------
+// noclobber/race_harness/check_index.hpp -- the verdict types, the checker's index of a history and phases
+// 1-5. Part of the checker: race_harness/checker.hpp has the overview and check_race_history.
 //
 // Thread safety: plain values and pure functions. Nothing here locks or calls user code.
 
@@ -9417,7 +9363,30 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
   }
 }
 
-// --- classify_faults: vanished, doubled, indeterminate ------------------------------------------
+}  // namespace detail
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/check_index.hpp
+
+// ---- begin noclobber/race_harness/check_faults.hpp -------------------------
+// noclobber/race_harness/check_faults.hpp -- the checker's classify_faults phase: vanished, doubled and
+// indeterminate writes. Part of the checker: race_harness/checker.hpp has the overview and
+// check_race_history.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber::detail {
 
 /// A (writer, op) pair as one number.
 [[nodiscard]] inline std::uint64_t op_number(const race_write& w) noexcept {
@@ -9658,7 +9627,73 @@ inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::
   return lost;
 }
 
-}  // namespace detail
+}  // namespace noclobber::detail
+// ---- end noclobber/race_harness/check_faults.hpp
+
+// ---- begin noclobber/race_harness/checker.hpp ------------------------------
+// noclobber/race_harness/checker.hpp — the race harness's checker: from a recorded history
+// (race_harness/records.hpp) to verdicts (race_check).
+//
+// Overview
+// --------
+// The rules follow Jepsen's Elle:
+//
+//   * lost update: two or more *successful* writes read the same version of the same key;
+//   * a successful write must have read a version of its own key: the state before the run, or
+//     a value a recorded write wrote to that key (anything else is an anomaly);
+//   * the successful writes of a key must form one version chain that ends in the key's final
+//     value: walk back from the final version through "read from" links; every successful write
+//     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
+//   * a write whose outcome is unknown (indeterminate) may or may not have landed: it is never
+//     counted as lost, and it counts as landed when the final chain passes through it.
+//
+// Under faults (a crash, a failover, a dropped connection) a missing write is not always a
+// strategy's fault, so the checker tells four things apart per key (classify_faults):
+//
+//   * lost to a stale read (`lost`): a successful write off the final chain, as above;
+//   * vanished (`vanished`): a successful write off the final chain that the store itself forgot
+//     — a read that began after the write was acknowledged (or the key's final value) returned
+//     a version from before it: a durability or failover loss, not a strategy bug;
+//   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
+//     landed although the writer was told otherwise, and it wrote again); not judged when the
+//     history says ops write in steps (race_history::ops_write_in_steps);
+//   * indeterminate (`indeterminate`): every write with an unknown outcome, whether it landed and
+//     how its writer found out (read it back, wrote again, or neither).
+//
+// check_race_history runs in phases, each a function over the shared history_index:
+//
+//   index_writes        one entry per distinct written value (attempts that sent the same value
+//                       merged: ok if any applied, unknown if any was unknown, else failed)
+//   link_parents        each entry's parent (the entry whose value it read), looked up once
+//   group_readers       successful writes grouped by the version they read (Elle's lost-update
+//                       pairs); reads of a version nobody wrote, or written to another key,
+//                       are anomalies
+//   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
+//   collect_lost        successful writes off every chain, in order of completion
+//   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
+//                       twice; how each unknown outcome was resolved (see there)
+//   name_replacers      for each lost write, the write that replaced it (see there)
+//
+// It runs in time linear in the number of records (hash tables sized up front); losses add a
+// sort, only when there are losses. On a large history it is memory-bound: the tables are
+// compact (12-16 bytes a slot, load <= 2/3), chain walks follow 16-byte entries (parents looked
+// up once) and the keys' walks advance side by side so their cache misses overlap. Figures
+// (bench/bench_race_harness.cpp, Release, g++ 12, CPU time on the shared 2-core VM at load
+// 15-35, so noisy): BM_check_chain/1M (1.25 M records) 1.24 -> 2.0-2.2 M records/s, BM_check_naive/1M
+// 0.65-0.9 -> 0.94-1.0 M/s: short of issue 16's 5 M/s. A history too large for memory is checked
+// part by part (history.hpp, check_race_history_in_parts): 12.5 M records in 64 parts with a
+// 37 MiB peak RSS, 7.9 M records/s CPU (smaller parts fit the cache).
+//
+// Extending: a new verdict is one more phase over history_index filling its own field of
+// race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
+// race_check, never the phases' internals.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+
+#include <vector>
+
+
+namespace noclobber {
 
 /// Checks a history (see the overview for the rules and the phases).
 [[nodiscard]] inline race_check check_race_history(const race_history& h) {
@@ -12869,10 +12904,15 @@ class typed_store : public detail::typed_patch_type<std::remove_cvref_t<Store>> 
     return store_traits<inner_type>::erase_if_match(store_, key, token);
   }
 
-  template <class P>
-  requires patchable_writer<inner_type> && std::convertible_to<const P&, store_patch_t<inner_type>>
-      write_result<token_type> patch_if_match(const key_type& key, const token_type& token, const P& patch) {
-    return store_traits<inner_type>::patch_if_match(store_, key, token, patch);
+  // S stays a template parameter so that store_patch_t is looked at only when this is called
+  // (clang checks a non-dependent constraint when the class is instantiated, and a store without
+  // patches has no patch type), as in cached_store.
+  // clang-format off
+  template <class P, std::same_as<inner_type> S = inner_type>
+  requires patchable_writer<S> && std::convertible_to<const P&, store_patch_t<S>>
+  write_result<token_type> patch_if_match(const key_type& key, const token_type& token, const P& patch) {
+    // clang-format on
+    return store_traits<S>::patch_if_match(store_, key, token, patch);
   }
 
  private:
