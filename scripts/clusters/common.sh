@@ -6,9 +6,10 @@
 # writable), named in the NOCLOBBER_CLUSTER_STATE line `start` prints. The folder records the pid
 # of the process that started it (`owner`): scripts/clusters/sweep.sh removes the clusters whose
 # owner is gone (a test killed before it could stop them). Every server process is started with
-# NCF_STATE=<folder> in its environment (visible in /proc/PID/environ even when the server
-# rewrites its process title), and namespaces, veth links and the bridge are named ncf<tag>…, so
-# nothing a crashed run left behind escapes the sweep.
+# NCF_STATE=<folder> in its environment, and runs with its working directory inside the folder
+# (a server that rewrites its process title, like Redis or PostgreSQL, may overwrite
+# /proc/PID/environ: its working directory still names the cluster); namespaces, veth links and
+# the bridge are named ncf<tag>…, so nothing a crashed run left behind escapes the sweep.
 nc_clusters_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$nc_clusters_dir/../servers/common.sh"
 
@@ -49,13 +50,39 @@ ncf_spawn() {
   echo $!
 }
 
-# ncf_state_pids STATE: every process whose environment names this state folder.
-ncf_state_pids() {
-  local state=$1 p
-  for p in /proc/[0-9]*; do
-    if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qx "NCF_STATE=$state"; then echo "${p#/proc/}"; fi
-  done
+# ncf_state_of PID: the state folder a process belongs to (its NCF_STATE, else the ncf-* folder
+# its working directory is in, deleted or not); nothing when it belongs to none.
+ncf_state_of() {
+  local p=/proc/$1 st cwd
+  st=$(tr '\0' '\n' 2>/dev/null <"$p/environ" | sed -n 's/^NCF_STATE=//p' | head -n 1)
+  if [ -z "$st" ]; then
+    cwd=$(readlink "$p/cwd" 2>/dev/null) || return 0
+    st=$(echo "$cwd" | grep -oE '^(/dev/shm|/tmp)/ncf-[0-9a-f]+' || true)
+  fi
+  [ -n "$st" ] && echo "$st"
+  return 0
 }
+
+# ncf_cluster_pids [STATE]: the processes of STATE (of any cluster without it): NCF_STATE in
+# their environment, or their working directory inside the folder. One grep and one find for
+# all of /proc (a loop over every process is slow on a loaded machine).
+ncf_cluster_pids() {
+  local env_pat find_args=() d
+  if [ -n "${1:-}" ]; then
+    env_pat="NCF_STATE=$1"
+    for d in "$1" "$1/*"; do find_args+=(-o -lname "$d" -o -lname "$d (deleted)"); done
+  else
+    env_pat='NCF_STATE=.*'
+    find_args=(-o -lname '/dev/shm/ncf-*' -o -lname '/tmp/ncf-*') # find's * matches '/' too
+  fi
+  {
+    grep -lzx -- "$env_pat" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3
+    find /proc -mindepth 2 -maxdepth 2 -name cwd \( -false "${find_args[@]}" \) 2>/dev/null | cut -d/ -f3
+  } | sort -un || true
+}
+
+# ncf_state_pids STATE: every process of this state folder.
+ncf_state_pids() { ncf_cluster_pids "$1"; }
 
 # ncf_kill_state STATE: SIGCONT (a paused server cannot die) and SIGKILL every process of the
 # state folder and of its namespaces; wait until they are gone.

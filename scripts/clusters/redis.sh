@@ -22,7 +22,11 @@
 #   redis.sh cli DIR NODE ARGS...   redis-cli on NODE
 #
 # The sentinels notice a primary down after 1 s (down-after-milliseconds) and fail over within a
-# few seconds.
+# few seconds. Every wait polls for its condition until a deadline in seconds of wall time (not a
+# count of tries: on a loaded machine each try is slow). A node or Sentinel that cannot bind its
+# port (another process took it between the pick and the bind) is started again on a new one;
+# readiness is checked against the process started here (INFO's process_id), never whatever
+# answers on the port.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -48,6 +52,42 @@ quick_port() {
 }
 sport_of() { cat "$state/s$1/port"; }
 cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+# until_deadline SECONDS CMD...: run CMD every 0.1 s until it succeeds (0) or SECONDS have passed (1).
+until_deadline() {
+  local end=$((SECONDS + $1))
+  shift
+  while :; do
+    "$@" >/dev/null 2>&1 && return 0
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.1
+  done
+}
+# serves PIDFILE PORT: the process in PIDFILE is alive and is the one answering on PORT.
+serves() {
+  local pid
+  pid=$(cat "$1") || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  timeout 2 redis-cli -h 127.0.0.1 -p "$2" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"
+}
+# spawn_ready DIR PORTFILE PIDFILE LOG CMD...: start CMD (its port read from PORTFILE) and wait up
+# to 30 s until it serves; 0 ready, 2 when it could not bind its port, 1 otherwise (log printed).
+spawn_ready() {
+  local dir=$1 portfile=$2 pidfile=$3 log=$4 end
+  shift 4
+  ncf_spawn "$state" "$log" "$@" >"$pidfile"
+  end=$((SECONDS + 30))
+  while [ "$SECONDS" -lt "$end" ]; do
+    serves "$pidfile" "$(cat "$portfile")" && return 0
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      grep -q 'Address already in use' "$log" && return 2
+      break
+    fi
+    sleep 0.1
+  done
+  echo "redis.sh: $1 did not come up in $dir (port $(cat "$portfile")):" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
 # The primary's port as the first Sentinel that answers names it.
 sentinel_primary_port() {
   local s out
@@ -62,26 +102,70 @@ node_of_port() {
   for n in 1 2 3; do [ "$(port_of "$n")" = "$1" ] && { echo "$n"; return 0; }; done
   return 1
 }
-start_node() { # NODE [replicaof args...]
+# start_node NODE [replicaof args...]: on its port (a restart keeps it: the Sentinels know it).
+# set-proc-title no keeps the NCF_STATE environment readable in /proc (see common.sh).
+start_node() {
   local n=$1
   shift
   local args=(--port "$(port_of "$n")" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
-    --dir "$state/n$n" --maxclients 1000 --repl-diskless-sync no)
+    --dir "$state/n$n" --maxclients 1000 --repl-diskless-sync no --set-proc-title no)
   if [ -f "$state/min_replicas" ]; then
     args+=(--min-replicas-to-write "$(cat "$state/min_replicas")" --min-replicas-max-lag 2)
   fi
-  ncf_spawn "$state" "$state/n$n/server.log" redis-server "${args[@]}" "$@" >"$state/n$n/pid"
-  wait_for sh -c "redis-cli -h 127.0.0.1 -p $(port_of "$n") ping | grep -q PONG" ||
-    { tail -n 30 "$state/n$n/server.log" >&2; return 1; }
+  spawn_ready "$state/n$n" "$state/n$n/port" "$state/n$n/pid" "$state/n$n/server.log" redis-server "${args[@]}" "$@"
 }
-# Each Sentinel sees the primary, both replicas and the 2 other Sentinels.
+# start_new_node NODE [replicaof args...]: a new node on a fresh port, another one if it clashes.
+start_new_node() {
+  local n=$1 rc
+  for _ in 1 2 3; do
+    quick_port >"$state/n$n/port"
+    rc=0
+    start_node "$@" || rc=$?
+    [ "$rc" = 2 ] || return "$rc"
+    echo "redis.sh: port $(port_of "$n") taken, n$n tries another" >&2
+  done
+  return 1
+}
+# Each Sentinel sees the primary up, both replicas and the 2 other Sentinels, and can reach the
+# quorum and the majority a failover needs (SENTINEL CKQUORUM).
 sentinels_ready() {
   local s info
   for s in 1 2 3; do
-    info=$(cli "$(sport_of "$s")" SENTINEL master "$master" 2>/dev/null | paste - - | tr '\t' ' ') || return 1
+    info=$(timeout 2 redis-cli -h 127.0.0.1 -p "$(sport_of "$s")" SENTINEL master "$master" 2>/dev/null |
+      paste - - | tr '\t' ' ') || return 1
+    echo "$info" | grep -qx 'flags master' || return 1
     echo "$info" | grep -qx 'num-slaves 2' || return 1
     echo "$info" | grep -qx 'num-other-sentinels 2' || return 1
+    timeout 2 redis-cli -h 127.0.0.1 -p "$(sport_of "$s")" SENTINEL CKQUORUM "$master" 2>/dev/null | grep -q '^OK' ||
+      return 1
   done
+}
+# start_sentinel S: Sentinel S on a fresh port, another one if it clashes.
+start_sentinel() {
+  local s=$1 rc
+  mkdir -p "$state/s$s"
+  for _ in 1 2 3; do
+    quick_port >"$state/s$s/port"
+    # A Sentinel rewrites its file: each try writes it afresh.
+    cat >"$state/s$s/sentinel.conf" <<EOF
+port $(sport_of "$s")
+bind 127.0.0.1
+daemonize no
+set-proc-title no
+dir $state/s$s
+sentinel resolve-hostnames no
+sentinel monitor $master 127.0.0.1 $(port_of 1) 2
+sentinel down-after-milliseconds $master 1000
+sentinel failover-timeout $master 6000
+sentinel parallel-syncs $master 2
+EOF
+    rc=0
+    spawn_ready "$state/s$s" "$state/s$s/port" "$state/s$s/pid" "$state/s$s/sentinel.log" \
+      redis-sentinel "$state/s$s/sentinel.conf" || rc=$?
+    [ "$rc" = 2 ] || return "$rc"
+    echo "redis.sh: port $(sport_of "$s") taken, Sentinel s$s tries another" >&2
+  done
+  return 1
 }
 
 case "$cmd" in
@@ -92,32 +176,20 @@ case "$cmd" in
     trap 'ncf_remove_unless_started "$state"' EXIT
     echo "export NOCLOBBER_CLUSTER_STATE=$state" # first: a caller can stop a half-made cluster
     [ "$min" != 0 ] && echo "$min" >"$state/min_replicas"
-    for n in 1 2 3; do mkdir -p "$state/n$n"; quick_port >"$state/n$n/port"; done
-    start_node 1
-    start_node 2 --replicaof 127.0.0.1 "$(port_of 1)"
-    start_node 3 --replicaof 127.0.0.1 "$(port_of 1)"
-    wait_for sh -c "redis-cli -h 127.0.0.1 -p $(port_of 1) INFO replication | grep -q '^connected_slaves:2'" ||
-      { echo "redis.sh: the replicas did not connect" >&2; exit 1; }
+    for n in 1 2 3; do mkdir -p "$state/n$n"; done
+    start_new_node 1
+    start_new_node 2 --replicaof 127.0.0.1 "$(port_of 1)"
+    start_new_node 3 --replicaof 127.0.0.1 "$(port_of 1)"
+    # Both replicas connected and in sync (INFO's slaveN lines say state=online).
+    until_deadline 30 sh -c "redis-cli -h 127.0.0.1 -p $(port_of 1) INFO replication | grep -c 'state=online' | grep -qx 2" ||
+      { echo "redis.sh: the replicas did not connect in 30 s" >&2; exit 1; }
     sentinels=""
     for s in 1 2 3; do
-      mkdir -p "$state/s$s"
-      quick_port >"$state/s$s/port"
-      cat >"$state/s$s/sentinel.conf" <<EOF
-port $(sport_of "$s")
-bind 127.0.0.1
-daemonize no
-dir $state/s$s
-sentinel resolve-hostnames no
-sentinel monitor $master 127.0.0.1 $(port_of 1) 2
-sentinel down-after-milliseconds $master 1000
-sentinel failover-timeout $master 6000
-sentinel parallel-syncs $master 2
-EOF
-      ncf_spawn "$state" "$state/s$s/sentinel.log" redis-sentinel "$state/s$s/sentinel.conf" >"$state/s$s/pid"
+      start_sentinel "$s"
       sentinels+="${sentinels:+,}127.0.0.1:$(sport_of "$s")"
     done
-    for _ in 1 2; do wait_for sentinels_ready && break; done
-    if ! sentinels_ready; then
+    # The Sentinels find each other through hello messages, every 2 s, on the primary.
+    if ! until_deadline 40 sentinels_ready; then
       for s in 1 2 3; do
         echo "Sentinel s$s (port $(sport_of "$s")) sees:" $(cli "$(sport_of "$s")" SENTINEL master "$master" 2>&1 |
           paste - - | grep -E '^(flags|num-slaves|num-other-sentinels|ip|port)' | tr '\t' '=') >&2
@@ -142,22 +214,27 @@ EOF
   wait-failover)
     state=${2:?DIR}
     old=$(port_of "${3:?NODE}")
-    for _ in $(seq 1 300); do
+    end=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$end" ]; do
       p=$(sentinel_primary_port || true)
-      if [ -n "$p" ] && [ "$p" != "$old" ] && cli "$p" ROLE 2>/dev/null | head -n1 | grep -qx master; then
+      if [ -n "$p" ] && [ "$p" != "$old" ] &&
+        timeout 2 redis-cli -h 127.0.0.1 -p "$p" ROLE 2>/dev/null | head -n1 | grep -qx master; then
         echo "promoted n$(node_of_port "$p")"
         exit 0
       fi
       sleep 0.05
     done
-    echo "redis.sh wait-failover: no new primary after 15 s" >&2
+    echo "redis.sh wait-failover: no new primary after 30 s" >&2
     exit 1
     ;;
   wait-settled)
     # After the heals: the Sentinels' primary answers as one, and every other running node
     # replicates from it with its link up (a demoted primary has resynced: reads agree).
+    # A Sentinel demotes a resumed old primary only after it reported the master role for 8 s
+    # (4 hello periods), so this takes 10-15 s after a pause.
     state=${2:?DIR}
-    for _ in $(seq 1 300); do
+    end=$((SECONDS + 45))
+    while [ "$SECONDS" -lt "$end" ]; do
       p=$(sentinel_primary_port || true)
       ok=0
       if [ -n "$p" ] && timeout 2 redis-cli -h 127.0.0.1 -p "$p" ROLE 2>/dev/null | head -n1 | grep -qx master; then
@@ -176,7 +253,7 @@ EOF
       [ "$ok" = 1 ] && { echo "settled: primary n$(node_of_port "$p")"; exit 0; }
       sleep 0.1
     done
-    echo "redis.sh wait-settled: the nodes did not settle in 30 s" >&2
+    echo "redis.sh wait-settled: the nodes did not settle in 45 s" >&2
     exit 1
     ;;
   restart)

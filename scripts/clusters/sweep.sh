@@ -22,11 +22,10 @@ states() { ls -d /dev/shm/ncf-* /tmp/ncf-* 2>/dev/null | grep -E '/ncf-[0-9a-f]+
 namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep '^ncf' || true; }
 links() { ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^ncf' || true; }
 state_processes() {
-  local p
-  for p in /proc/[0-9]*; do
-    if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -q '^NCF_STATE='; then
-      grep -q '^State:.*Z' "$p/status" 2>/dev/null || echo "${p#/proc/} $(tr '\0' ' ' <"$p/cmdline" | cut -c1-80)"
-    fi
+  local pid p
+  for pid in $(ncf_cluster_pids); do
+    p=/proc/$pid
+    grep -q '^State:.*Z' "$p/status" 2>/dev/null || echo "$pid $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-80)"
   done
 }
 
@@ -65,7 +64,7 @@ done
 # Processes of a cluster whose folder is gone.
 while read -r pid _; do
   [ -n "$pid" ] || continue
-  st=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^NCF_STATE=//p')
+  st=$(ncf_state_of "$pid")
   if [ -n "$st" ] && [ ! -d "$st" ]; then
     echo "sweep: killing $pid (cluster $st gone)"
     kill -CONT "$pid" 2>/dev/null
