@@ -27,7 +27,20 @@ for tool in ip nft etcd jq curl redis-server redis-sentinel redis-cli; do
 done
 
 bash "$here/clusters/sweep.sh" # what an earlier, killed run left
+started=$(mktemp /tmp/noclobber-faults-start.XXXXXX) # clusters newer than this are the stage's
 cleanup() {
+  # A test killed at the stage's limit may still be exiting (Catch2 reports the signal first):
+  # its cluster's owner is alive a moment longer, and sweep.sh spares clusters with a live owner.
+  # Wait (up to 30 s) until the owners of the clusters made during the stage are gone.
+  local end=$((SECONDS + 30)) s alive
+  while [ "$SECONDS" -lt "$end" ]; do
+    alive=0
+    for s in $(find /dev/shm /tmp -maxdepth 1 -name 'ncf-*' -type d -newer "$started" 2>/dev/null); do
+      kill -0 "$(cat "$s/owner" 2>/dev/null || echo 0)" 2>/dev/null && alive=1
+    done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
   bash "$here/clusters/sweep.sh" # a test process that died left its cluster: its owner is gone now
 }
 trap cleanup EXIT
@@ -38,6 +51,7 @@ timeout --kill-after=10 360 ctest --test-dir "$build" -L fault --no-tests=error 
 [ "$status" = 124 ] && echo "test_faults.sh: the stage ran past 6 minutes" >&2
 cleanup
 trap - EXIT
+rm -f "$started"
 if ! bash "$here/clusters/sweep.sh" --check; then
   echo "test_faults.sh: fault tests left something behind (listed above)" >&2
   status=1
