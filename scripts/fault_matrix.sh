@@ -39,6 +39,7 @@ cells=(
   "test_fault_redis|[redis][pause][async]|500"
   "test_fault_redis|[redis][pause][wait1]|500"
   "test_fault_redis|[redis][pause][min_replicas]|500"
+  "test_fault_redis|[redis][latency]|500"
 )
 failed=0
 for cell in "${cells[@]}"; do

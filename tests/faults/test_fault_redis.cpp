@@ -10,7 +10,8 @@
 // Nothing may be lost to a stale read or applied twice; what vanished is measured and printed
 // (docs/faults.md has the table from the repeated runs, scripts/fault_matrix.sh). The kill cells
 // are hidden ([.], no [fault] tag: not in CI's faults stage, whose 6 minutes they would overrun);
-// scripts/fault_matrix.sh runs them by name.
+// scripts/fault_matrix.sh runs them by name. The [latency] cell puts a TCP proxy
+// (faults/latency_proxy.hpp) between plain redis::stores and the primary.
 #include <noclobber/adapters/redis.hpp>
 #include <noclobber/adapters/redis_sentinel.hpp>
 #include <noclobber/race_harness/posix/process.hpp>
@@ -26,6 +27,7 @@
 
 #include "faults/cluster.hpp"
 #include "faults/fault_check.hpp"
+#include "faults/latency_proxy.hpp"
 
 namespace posix = noclobber::posix;
 using nc_faults::cluster;
@@ -69,8 +71,11 @@ nc_faults::fault_case<noclobber::redis::sentinel_store> redis_case(const cluster
   fc.store_name = std::string("redis-sentinel-") + name_of(r);
   fc.fault_name = fault;
   // One fault per run: a failover takes the Sentinels 2-3 s; max_hold bounds a pause that stops
-  // every writer (their requests wait on the paused primary).
-  nc_faults::size_from_env(fc, 500, 1, std::chrono::seconds(4));
+  // every writer (their requests wait on the paused primary). CI's short form: 16 x 125 ops (a
+  // pause cell's time is the cluster start, the pause and the Sentinels' demotion of the old
+  // primary, ~8 + 4 + 10 s: 8,000 ops took 27-32 s a run, 2,000 ops 27-28 s);
+  // scripts/fault_matrix.sh runs 16 x 500.
+  nc_faults::size_from_env(fc, 125, 1, std::chrono::seconds(4));
   const auto o = options_of(c, r);
   fc.make_store = [o](unsigned) { return std::make_unique<noclobber::redis::sentinel_store>(o); };
   fc.settle = [&c] { (void)c.run("wait-settled"); };
@@ -254,4 +259,38 @@ TEST_CASE("Redis Sentinel: the store follows the primary to the promoted replica
                          std::chrono::seconds(30));
   INFO(ran.output);
   CHECK(ran.ok());
+}
+
+TEST_CASE(
+    "Redis: 1.5 s of latency through a TCP proxy, 1 s client timeout: nothing lost, vanished or doubled",
+    "[fault][redis][latency]") {
+  // Every chunk sent during the fault waits 1.5 s in the proxy, so each client gives up on its
+  // request after 1 s (indeterminate when it was an EXEC or EVALSHA) while the request still
+  // reaches the server later: a write lands after its writer was told "unknown", and after the
+  // heal possibly after that writer's next request. The unknown-outcome rule resends only the same
+  // request, conditioned on the same version, so nothing may be applied twice. Replication and
+  // the Sentinels bypass the proxy: no failover.
+  cluster c("redis.sh");
+  const std::string node = primary_of(c).id;
+  nc_faults::latency_proxy proxy("127.0.0.1", std::stoi(c.run("port", {node})));
+  nc_faults::fault_case<noclobber::redis::store> fc;
+  fc.store_name = "redis-proxied";
+  fc.fault_name = "latency-1500ms";
+  // The operations clock stops while every request times out: max_hold ends the fault.
+  nc_faults::size_from_env(fc, 60, 1, std::chrono::seconds(3));
+  const int port = proxy.port();
+  fc.make_store = [port](unsigned) {
+    return std::make_unique<noclobber::redis::store>(
+        "127.0.0.1", port, noclobber::redis::method::watch_multi_exec, std::chrono::seconds(1));
+  };
+  fc.actions = {proxy.fault("latency-1500ms", std::chrono::milliseconds(1500))};
+  // The final reads come after every request given up on has reached the server.
+  fc.settle = [&proxy] {
+    if (!proxy.wait_until_idle(std::chrono::seconds(10)))
+      throw std::runtime_error("the latency proxy still holds chunks 10 s after the heal");
+  };
+  const auto result = nc_faults::run_fault_case(fc);
+  nc_faults::check_run(result, fc.nemesis.faults);
+  nc_faults::check_no_loss(result);
+  CHECK(proxy.delayed_chunks() > 0);
 }
