@@ -146,12 +146,15 @@ run_result run_writers(const std::string& backend, const std::string& mode, faul
   }
   for (auto& w : ws) REQUIRE(w->wait_ready());
   const auto start = std::chrono::steady_clock::now();
-  for (auto& w : ws) w->signal(SIGUSR1);  // all start together
-
+  // With a fault, the holder starts alone and the others only once it holds the lease: had they
+  // started together, a slow holder could reach its stop after the others had written all their
+  // updates, leaving nobody to take the expired lease (a CI run saw the counter stay put).
   if (f != fault::none) {
     lease_writer& holder = *ws[0];
+    holder.signal(SIGUSR1);
     REQUIRE(holder.wait_holding());  // read under the lease, stopped before its write
     const long before = read_counter(backend, addr, key);
+    for (std::size_t p = 1; p < ws.size(); ++p) ws[p]->signal(SIGUSR1);
     auto target = [&](std::uint64_t) {
       return nc::posix::process_target{{holder.pid()}, "lease holder", "0"};
     };
@@ -171,6 +174,8 @@ run_result run_writers(const std::string& backend, const std::string& mode, faul
       holder.forget();  // kill_fault waited until it was gone (a zombie until reaped here)
       REQUIRE(::waitpid(dead, nullptr, 0) == dead);
     }
+  } else {
+    for (auto& w : ws) w->signal(SIGUSR1);  // all start together
   }
   run_result out;
   for (std::size_t p = 0; p < ws.size(); ++p) {
