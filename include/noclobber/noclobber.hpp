@@ -25,6 +25,7 @@
 #include "noclobber/key_lock.hpp"
 #include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/lease_lock.hpp"
+#include "noclobber/lease_renewal.hpp"
 #include "noclobber/locked_read_modify_write.hpp"
 #include "noclobber/memory_lease_backend.hpp"
 #include "noclobber/memory_metrics.hpp"
