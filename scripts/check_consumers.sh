@@ -17,6 +17,10 @@
 #                sqlite and postgres companions, run
 #
 #   bash scripts/check_consumers.sh WORK_DIR      (CXX picks the compiler; default g++)
+#
+# After the install, the ways are independent of each other and run NOCLOBBER_CONSUMER_JOBS at a
+# time (default 2: most of each is single-threaded CMake configuring, or one compiler process);
+# each way's output is printed when all have finished, in the order below, with its seconds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: scripts/check_consumers.sh WORK_DIR}
@@ -28,11 +32,45 @@ version=$(sed -n 's/^#define NOCLOBBER_VERSION_STRING "\(.*\)"/\1/p' "$root/incl
 consumers="$root/tests/cmake_consumer"
 gen=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx")
 passed=()
+jobs_max=${NOCLOBBER_CONSUMER_JOBS:-2}
+job_dir="$work/jobs"
+mkdir -p "$job_dir"
+job_names=()
 
 step() { echo "--- consumer: $1"; }
 quiet() { # run a command, show its output only when it fails
-  local log="$work/last.log"
+  local log
+  log=$(mktemp "$work/quiet.XXXXXX") # one per call: the ways run at the same time
   "$@" >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+}
+# job NAME FUNCTION [ARGS...]: run FUNCTION (under set -e) in the background, at most $jobs_max at
+# once; its output goes to $job_dir/NAME.out, its status and seconds to $job_dir/NAME.rc.
+job() {
+  local name=$1
+  shift
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  (
+    set +e
+    start=$SECONDS
+    (set -e; "$@") >"$job_dir/$name.out" 2>&1
+    echo "$? $((SECONDS - start))" >"$job_dir/$name.rc"
+  ) &
+  job_names+=("$name")
+}
+# finish_jobs: wait for every job, print each one's output in order; fails when any failed.
+finish_jobs() {
+  wait
+  local name rc secs failed=()
+  for name in "${job_names[@]}"; do
+    read -r rc secs <"$job_dir/$name.rc"
+    cat "$job_dir/$name.out"
+    echo "    ($name: ${secs}s, exit $rc)"
+    if [ "$rc" = 0 ]; then passed+=("$name"); else failed+=("$name"); fi
+  done
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "check_consumers.sh: failed: ${failed[*]} (passed: ${passed[*]})" >&2
+    return 1
+  fi
 }
 build_and_run() { # NAME SOURCE_DIR [cmake args...]
   local name=$1 src=$2
@@ -51,7 +89,6 @@ build_and_run() { # NAME SOURCE_DIR [cmake args...]
       return 1
     fi
   done
-  passed+=("$name")
 }
 
 step "install (cmake --install, then the prefix is moved)"
@@ -69,10 +106,11 @@ libs=$(cd "$prefix" && find . -path './lib*' -type f)
 [ -z "$libs" ] || { echo "install: a header-only install put files under lib/: $libs" >&2; exit 1; }
 passed+=(install)
 
-step "find_package from the moved prefix"
-build_and_run find_package "$consumers/find_package" -DCMAKE_PREFIX_PATH="$prefix"
+way_find_package() {
+  step "find_package from the moved prefix"
+  build_and_run find_package "$consumers/find_package" -DCMAKE_PREFIX_PATH="$prefix"
+}
 
-step "components: unknown, library missing, optional"
 expect_configure() { # NAME yes|no PATTERN cmake args...: configure components_probe, check its result and output
   local name=$1 want=$2 pattern=$3 got=yes
   shift 3
@@ -84,6 +122,8 @@ expect_configure() { # NAME yes|no PATTERN cmake args...: configure components_p
     return 1
   fi
 }
+way_components() {
+step "components: unknown, library missing, optional"
 expect_configure probe_all yes "probe: asio found=TRUE target=yes" -DNC_REQUIRED="json;sqlite;postgres;redis;etcd;http;asio"
 expect_configure probe_unknown no "has no component 'sqlit'; its components are: json sqlite" -DNC_REQUIRED="sqlit"
 # libpq hidden: find_dependency() forwards REQUIRED, so FindPostgreSQL itself stops the configure.
@@ -98,30 +138,39 @@ expect_configure probe_hiredis_fallback yes "probe: redis found=TRUE target=yes"
 expect_configure probe_etcd_uses_json yes "probe: etcd found=TRUE target=yes" -DNC_REQUIRED=etcd
 expect_configure probe_etcd_without_json yes "probe: etcd found=FALSE target=no" -DNC_OPTIONAL=etcd \
   -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON
-passed+=(components)
+}
 
-step "Conan test_package/ against the prefix"
-build_and_run test_package "$root/test_package" -DCMAKE_PREFIX_PATH="$prefix"
+way_test_package() {
+  step "Conan test_package/ against the prefix"
+  build_and_run test_package "$root/test_package" -DCMAKE_PREFIX_PATH="$prefix"
+}
 
+way_pkg_config() {
 step "pkg-config"
 pc_flags=$(PKG_CONFIG_PATH="$prefix/share/pkgconfig" pkg-config --cflags --libs "noclobber = $version")
 # shellcheck disable=SC2086
 "$cxx" -std=c++20 -O1 "$consumers/consumer.cpp" $pc_flags -o "$work/pkg_config_consumer"
 "$work/pkg_config_consumer"
-passed+=(pkg-config)
+}
 
-step "add_subdirectory"
-build_and_run add_subdirectory "$consumers/add_subdirectory" -DNOCLOBBER_SOURCE_DIR="$root"
+way_add_subdirectory() {
+  step "add_subdirectory"
+  build_and_run add_subdirectory "$consumers/add_subdirectory" -DNOCLOBBER_SOURCE_DIR="$root"
+}
 
-step "FetchContent (FETCHCONTENT_SOURCE_DIR_NOCLOBBER, fully disconnected)"
-build_and_run fetchcontent_source_dir "$consumers/fetchcontent" -DFETCHCONTENT_SOURCE_DIR_NOCLOBBER="$root" \
-  -DFETCHCONTENT_FULLY_DISCONNECTED=ON
+way_fetchcontent_source_dir() {
+  step "FetchContent (FETCHCONTENT_SOURCE_DIR_NOCLOBBER, fully disconnected)"
+  build_and_run fetchcontent_source_dir "$consumers/fetchcontent" -DFETCHCONTENT_SOURCE_DIR_NOCLOBBER="$root" \
+    -DFETCHCONTENT_FULLY_DISCONNECTED=ON
+}
 
-if head=$(git -C "$root" rev-parse HEAD 2>/dev/null); then
+way_fetchcontent_git() {
   step "FetchContent (git clone of this checkout at HEAD $head)"
   build_and_run fetchcontent_git "$consumers/fetchcontent" -DNOCLOBBER_GIT_REPOSITORY="$root" \
     -DNOCLOBBER_GIT_TAG="$head"
+}
 
+way_readme_fetchcontent() {
   # The README's FetchContent line as written, its URL swapped for a clone of this repository. The
   # release tag v<version> is used as it is when the repository has it (its version.hpp must say
   # that version); where it has none yet, the tag is made in the clone at HEAD.
@@ -159,14 +208,16 @@ add_executable(consumer "$consumers/consumer.cpp")
 target_link_libraries(consumer PRIVATE noclobber::noclobber)
 EOF_CMAKE
   build_and_run readme_fetchcontent "$work/readme_fetchcontent_src"
-fi
+}
 
+way_single_header() {
 step "single header (single_include/ only, no CMake)"
 "$cxx" -std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror -pthread -DNOCLOBBER_EXPECT_SINGLE_HEADER \
   -I "$root/single_include" "$consumers/consumer.cpp" -o "$work/single_header_consumer"
 "$work/single_header_consumer"
-passed+=(single-header)
+}
 
+way_single_header_companions() {
 step "single header + each companion header (single_include/ only, no CMake)"
 single="$root/single_include"
 mapfile -t companions < <(cd "$single" && find noclobber -name '*.hpp' ! -path noclobber/noclobber.hpp | sort)
@@ -195,6 +246,21 @@ printf '%s\0' "$tus"/*.cpp | xargs -0 -P 2 -I{} "$cxx" "${strict[@]}" -fsyntax-o
 "$cxx" "${strict[@]}" "$consumers/adapter_consumer.cpp" $(pkg-config --libs sqlite3 libpq) -o "$work/single_adapter_consumer"
 "$work/single_adapter_consumer"
 echo "${#companions[@]} companions: ${companions[*]}"
-passed+=(single-header-companions)
+}
+
+# The longest first, so that the last to start are short.
+job single-header-companions way_single_header_companions
+job find_package way_find_package
+job components way_components
+job test_package way_test_package
+job pkg-config way_pkg_config
+job add_subdirectory way_add_subdirectory
+job fetchcontent_source_dir way_fetchcontent_source_dir
+if head=$(git -C "$root" rev-parse HEAD 2>/dev/null); then
+  job fetchcontent_git way_fetchcontent_git
+  job readme_fetchcontent way_readme_fetchcontent
+fi
+job single-header way_single_header
+finish_jobs
 
 echo "check_consumers.sh: ${#passed[@]} consumer paths passed: ${passed[*]}"
