@@ -6,7 +6,8 @@
 #   start_all_servers NAME   # PostgreSQL, Redis, etcd, Apache, radosgw (Ceph) and s3rver on free
 #                            # loopback ports, state in a fresh /tmp/NAME.XXXXXX; exports
 #                            # NOCLOBBER_PG_CONNINFO, NOCLOBBER_REDIS_ADDR, NOCLOBBER_REDIS_AUTH_*
-#                            # (a Redis that requires AUTH), NOCLOBBER_ETCD_URL,
+#                            # (a Redis that requires AUTH),
+#                            # NOCLOBBER_PG_AUTH_* (a role that must give its password), NOCLOBBER_ETCD_URL,
 #                            # NOCLOBBER_DAV_URL, NOCLOBBER_RGW_* and NOCLOBBER_S3RVER_*
 #
 # radosgw needs ~15-20 s before it answers (up to ~60 s on a busy machine): it starts first, in the
@@ -60,7 +61,7 @@ start_all_servers() {
   nc_servers_jobs=()
   export NOCLOBBER_PG_CONNINFO NOCLOBBER_REDIS_ADDR NOCLOBBER_ETCD_URL NOCLOBBER_DAV_URL
   export NOCLOBBER_REDIS_AUTH_ADDR NOCLOBBER_REDIS_AUTH_USER NOCLOBBER_REDIS_AUTH_PASSWORD
-  export NOCLOBBER_REDIS_AUTH_ADMIN_PASSWORD
+  export NOCLOBBER_REDIS_AUTH_ADMIN_PASSWORD NOCLOBBER_PG_AUTH_CONNINFO NOCLOBBER_PG_AUTH_PASSWORD
   export NOCLOBBER_RGW_ENDPOINT NOCLOBBER_RGW_BUCKET NOCLOBBER_RGW_ACCESS_KEY NOCLOBBER_RGW_SECRET_KEY
   export NOCLOBBER_S3RVER_ENDPOINT NOCLOBBER_S3RVER_BUCKET NOCLOBBER_S3RVER_ACCESS_KEY NOCLOBBER_S3RVER_SECRET_KEY
   echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR redis+auth $NOCLOBBER_REDIS_AUTH_ADDR etcd $NOCLOBBER_ETCD_URL" \
