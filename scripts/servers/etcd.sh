@@ -7,7 +7,8 @@
 #
 # The data directory goes on /dev/shm (tmpfs: etcd's fsync per write is then nearly free, which
 # keeps the tests fast) unless NOCLOBBER_ETCD_DISK=1, which keeps it under STATE_DIR on disk, as a
-# real deployment would (scripts/bench_servers.sh does that).
+# real deployment would (scripts/bench_servers.sh does that). NOCLOBBER_ETCD_ARGS: more etcd flags
+# (scripts/servers/etcd_auth.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -31,7 +32,7 @@ case "$cmd" in
     etcd --data-dir "$data" --name noclobber \
       --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-      --initial-cluster "noclobber=http://127.0.0.1:$peer" \
+      --initial-cluster "noclobber=http://127.0.0.1:$peer" ${NOCLOBBER_ETCD_ARGS:-} \
       >"$dir/server.log" 2>&1 &
     echo $! >"$dir/pid"
     wait_for sh -c "curl -sf http://127.0.0.1:$port/health | grep -q '\"health\":\"true\"'" ||

@@ -20,6 +20,9 @@
 // Errors are classified by SQLSTATE (`classify_sqlstate`): 40001 / 40P01 restart the transaction,
 // 55P03 (lock_timeout, NOWAIT) and 57014 (statement_timeout) retry, a connection lost after the
 // statement was sent is `indeterminate` (it may have committed), everything else is permanent.
+// A reconnect the server refuses for its credentials (a password changed or revoked) counts as
+// 28P01, permanent; any other failed reconnect as 08006, transient. Passwords in the conninfo
+// never appear in a message (adapters/detail/redact.hpp).
 //
 // Thread safety: a `connection` (and so a `store`) is one libpq connection and must be
 // used by one thread at a time; give each writer thread its own. Nothing here locks in-process.
@@ -214,10 +217,7 @@ class connection {
 
   /// The same, with a run-time number of parameters.
   exec_result exec(const char* sql, std::span<const param> params, bool may_write) {
-    if (!ensure_connected()) {
-      return {
-          nullptr, write_status::transient, {"08006", "connection lost and reset failed: " + last_error()}};
-    }
+    if (!ensure_connected()) return reconnect_failed();
     std::vector<const char*> values;
     std::vector<int> lengths, formats;
     values.reserve(params.size());
@@ -250,10 +250,7 @@ class connection {
 
   /// Runs one or more statements without parameters (BEGIN, SET LOCAL, COMMIT, DDL).
   exec_result exec_simple(const std::string& sql, bool may_write) {
-    if (!ensure_connected()) {
-      return {
-          nullptr, write_status::transient, {"08006", "connection lost and reset failed: " + last_error()}};
-    }
+    if (!ensure_connected()) return reconnect_failed();
     return finish(detail::result_ptr(PQexec(conn_, sql.c_str())), may_write);
   }
 
@@ -262,6 +259,18 @@ class connection {
     if (PQstatus(conn_) == CONNECTION_OK) return true;
     PQreset(conn_);
     return PQstatus(conn_) == CONNECTION_OK;
+  }
+  /// A reconnect that failed. The server's refusal of our credentials (it asked for a password
+  /// and rejected the one given, or one was needed and none given) is class 28 (28P01,
+  /// invalid_password; libpq does not hand over a connection failure's SQLSTATE) and so
+  /// permanent by classify_sqlstate: no loop retries a password that will not become right.
+  /// Anything else (server unreachable, restarting) is 08006, transient: nothing was sent.
+  exec_result reconnect_failed() const {
+    const bool refused = conn_ && (PQconnectionNeedsPassword(conn_) || PQconnectionUsedPassword(conn_));
+    const char* state = refused ? "28P01" : "08006";
+    return {nullptr,
+            classify_sqlstate(state, false),
+            {state, "connection lost and reset failed: " + last_error()}};
   }
   std::string last_error() const {
     return conn_ ? noclobber::detail::redact(PQerrorMessage(conn_), secrets_) : std::string("no connection");

@@ -21,6 +21,11 @@
 // the connection is closed and reopened on the next call (a new connection has no WATCH). So a
 // `store` may be returned to a pool between any two calls (`store_pool` below does exactly that).
 //
+// Credentials and database: `connect_options` (redis/options.hpp) or a redis://user:pw@host/db
+// URL; AUTH and SELECT run on every connect and reconnect. A refused AUTH (wrong password, ACL
+// user disabled) is a permanent failure of the call that needed the connection (a constructor
+// throws), never retried; the password is redacted from every message.
+//
 // Errors: an EXEC whose answer was lost (timeout, dropped connection) is `indeterminate`; so is
 // an EXEC or EVALSHA answer of a shape the adapter does not expect (the write may have run), and a
 // refused MULTI whose write then ran on its own, without the compare (a proxy without
@@ -93,13 +98,16 @@ class store {
   using value_type = std::string;
   using token_type = std::string;  // the 32-hex-digit version stamp
 
-  /// Connects at once; throws std::runtime_error when the server cannot be reached.
+  /// Connects at once (AUTH and SELECT when `options` ask for them, again on every reconnect);
+  /// throws std::runtime_error when the server cannot be reached or refuses the credentials
+  /// (see redis/options.hpp), std::invalid_argument for a bad port, timeout or database.
+  explicit store(connect_options options, method m = method::watch_multi_exec)
+      : conn_(std::move(options), "store"), method_(m), id_(detail::random_id()) {}
   store(std::string host, int port, method m = method::watch_multi_exec,
         std::chrono::milliseconds timeout = std::chrono::seconds(5))
       : conn_(std::move(host), port, timeout, "store"), method_(m), id_(detail::random_id()) {}
-  /// `addr` is "host:port".
-  explicit store(std::string_view addr, method m = method::watch_multi_exec)
-      : store(parse_address(addr).first, parse_address(addr).second, m) {}
+  /// `addr` is "host:port" or redis://[user:password@]host[:port][/db].
+  explicit store(std::string_view addr, method m = method::watch_multi_exec) : store(options_from(addr), m) {}
 
   store(const store&) = delete;
   store& operator=(const store&) = delete;
@@ -114,7 +122,8 @@ class store {
 
   read_result<value_type, token_type> read(const key_type& key) {
     using rr = read_result<value_type, token_type>;
-    if (!conn_.ensure_connected()) return rr::make_failed(read_status::transient, conn_.error());
+    if (!conn_.ensure_connected())
+      return rr::make_failed(detail::as_read(conn_.connect_failure()), conn_.error());
     detail::reply_ptr r = conn_.command({"GET", key});
     if (!r) return rr::make_failed(read_status::transient, conn_.error());
     if (r->type == REDIS_REPLY_NIL) return rr::make_absent();
@@ -132,7 +141,7 @@ class store {
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
-    if (!conn_.ensure_connected()) return wr::make_failed(write_status::transient, conn_.error());
+    if (!conn_.ensure_connected()) return wr::make_failed(conn_.connect_failure(), conn_.error());
     token_type stamp = next_stamp();
     detail::reply_ptr r = conn_.command({"SET", key, stamp + value, "NX"});
     if (!r) return wr::make_failed(write_status::indeterminate, conn_.error());
@@ -153,7 +162,7 @@ class store {
   /// The unconditional SET that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
-    if (!conn_.ensure_connected()) return wr::make_failed(write_status::transient, conn_.error());
+    if (!conn_.ensure_connected()) return wr::make_failed(conn_.connect_failure(), conn_.error());
     token_type stamp = next_stamp();
     detail::reply_ptr r = conn_.command({"SET", key, stamp + value});
     if (!r) return wr::make_failed(write_status::indeterminate, conn_.error());
@@ -188,7 +197,7 @@ class store {
       throw std::invalid_argument("noclobber::redis::store: token '" + token +
                                   "' is not a 32-hex-digit version stamp");
     }
-    if (!conn_.ensure_connected()) return wr::make_failed(write_status::transient, conn_.error());
+    if (!conn_.ensure_connected()) return wr::make_failed(conn_.connect_failure(), conn_.error());
     token_type stamp = value ? next_stamp() : token_type();
     return method_ == method::lua_compare_and_set ? lua_cas(key, token, value, std::move(stamp))
                                                   : watch_cas(key, token, value, std::move(stamp));
@@ -257,11 +266,14 @@ static_assert(check_conditional_writer<store>());
 /// Thread-safe; lease() blocks while all stores are out.
 class store_pool {
  public:
-  store_pool(std::string_view addr, std::size_t size, method m = method::watch_multi_exec) {
+  store_pool(const connect_options& options, std::size_t size, method m = method::watch_multi_exec) {
     if (size == 0)
       throw std::invalid_argument("noclobber::redis::store_pool: size must be at least 1, got 0");
-    for (std::size_t i = 0; i < size; ++i) free_.push_back(std::make_unique<store>(addr, m));
+    for (std::size_t i = 0; i < size; ++i) free_.push_back(std::make_unique<store>(options, m));
   }
+  /// `addr` as for store.
+  store_pool(std::string_view addr, std::size_t size, method m = method::watch_multi_exec)
+      : store_pool(options_from(addr), size, m) {}
 
   class lease {
    public:

@@ -78,24 +78,21 @@ class lease_backend {
  public:
   using key_type = std::string;
 
-  /// Connects at once; std::runtime_error when the server cannot be reached.
-  lease_backend(std::string host, int port, std::string prefix = "noclobber:lease:",
-                std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : host_(std::move(host)), port_(port), prefix_(std::move(prefix)), timeout_(timeout) {
-    if (port <= 0 || port > 65535)
-      throw std::invalid_argument("noclobber::redis::lease_backend: bad port " + std::to_string(port));
-    if (timeout.count() <= 0)
-      throw std::invalid_argument("noclobber::redis::lease_backend: timeout must be positive");
+  /// Connects at once (AUTH and SELECT as `options` ask, again on every reconnect);
+  /// std::runtime_error when the server cannot be reached or refuses the credentials.
+  explicit lease_backend(connect_options options, std::string prefix = "noclobber:lease:")
+      : options_(std::move(options)), prefix_(std::move(prefix)) {
+    detail::check_options(options_, "lease_backend");
     std::random_device rd;
     id_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    if (!connect()) {
-      throw std::runtime_error("noclobber::redis::lease_backend: cannot connect to " + host_ + ":" +
-                               std::to_string(port_) + ": " + error_.message);
-    }
+    if (!connect()) throw detail::connect_error(options_, "lease_backend", error_, failure_);
   }
-  /// `addr` is "host:port".
+  lease_backend(std::string host, int port, std::string prefix = "noclobber:lease:",
+                std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : lease_backend(connect_options{std::move(host), port, {}, {}, 0, timeout}, std::move(prefix)) {}
+  /// `addr` is "host:port" or redis://[user:password@]host[:port][/db].
   explicit lease_backend(std::string_view addr, std::string prefix = "noclobber:lease:")
-      : lease_backend(parse_address(addr).first, parse_address(addr).second, std::move(prefix)) {}
+      : lease_backend(options_from(addr), std::move(prefix)) {}
 
   lease_backend(const lease_backend&) = delete;
   lease_backend& operator=(const lease_backend&) = delete;
@@ -139,7 +136,7 @@ class lease_backend {
   }
 
   bool connect() {
-    ctx_ = detail::connect(host_, port_, timeout_, error_);
+    ctx_ = detail::connect(options_, error_, failure_);
     return ctx_ != nullptr;
   }
   bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
@@ -183,14 +180,13 @@ class lease_backend {
     return buf;
   }
 
-  std::string host_;
-  int port_ = 0;
+  connect_options options_;
   std::string prefix_;
-  std::chrono::milliseconds timeout_{};
   detail::context_ptr ctx_;
   std::uint64_t id_ = 0;
   std::uint64_t grants_ = 0;
   store_error error_;
+  write_status failure_ = write_status::transient;  // why the last connect failed (constructor message)
 };
 
 static_assert(noclobber::lease_backend<lease_backend>);

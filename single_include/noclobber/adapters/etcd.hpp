@@ -34,6 +34,14 @@
 // indeterminate for writes and transient for reads; ResourceExhausted (8) and everything else
 // (InvalidArgument 3, e.g. a request over --max-request-bytes) are permanent.
 //
+// Authentication (etcd v3 auth, `credentials{user, password}`): before its first request the
+// store POSTs /v3/auth/authenticate for a token and sends it as the Authorization header of
+// every request. A request refused for its token (HTTP 401, gRPC Unauthenticated 16: the token
+// expired or was revoked; nothing ran) gets one new token and is sent once more. A refused
+// authenticate (wrong password, unknown user: gRPC 3) is permanent, like a request sent without
+// credentials to a server that requires them ("user name is empty"). Neither the password nor
+// a token appears in any store_error or exception.
+//
 // Several members: give the store every member's client URL ("http://a:2379,http://b:2379" or
 // a vector). It talks to one member at a time and moves to the next when that member fails
 // (no connection, a timeout, a reset, gRPC Unavailable / DeadlineExceeded, a 5xx): a read tries
@@ -594,6 +602,12 @@ template <class RR>
 
 namespace noclobber::etcd {
 
+/// An etcd v3 auth user (see store's overview).
+struct credentials {
+  std::string user;
+  std::string password;
+};
+
 class store {
  public:
   using key_type = std::string;
@@ -604,6 +618,15 @@ class store {
   /// members of one cluster; the first is used first). std::invalid_argument otherwise.
   explicit store(const std::string& endpoints, std::chrono::milliseconds timeout = std::chrono::seconds(5))
       : store(split_endpoints(endpoints), timeout) {}
+
+  /// With etcd v3 auth: a token from /v3/auth/authenticate on every request (see the overview).
+  store(const std::string& endpoints, credentials creds,
+        std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : store(split_endpoints(endpoints), timeout) {
+    if (creds.user.empty())
+      throw std::invalid_argument("noclobber::etcd::store: credentials without a user name");
+    creds_ = std::move(creds);
+  }
 
   /// The members' client URLs, the first used first.
   explicit store(std::vector<std::string> endpoints,
@@ -617,7 +640,8 @@ class store {
                                     "' is not an http(s)://host:port URL");
       }
       while (e.ends_with('/')) e.pop_back();
-      members_.push_back({e, e + "/v3/kv/range", e + "/v3/kv/txn", e + "/v3/kv/put"});
+      members_.push_back(
+          {e, e + "/v3/kv/range", e + "/v3/kv/txn", e + "/v3/kv/put", e + "/v3/auth/authenticate"});
     }
   }
 
@@ -676,10 +700,12 @@ class store {
   }
   /// How many times a failing member made the store move to the next one.
   [[nodiscard]] std::size_t member_switches() const noexcept { return switches_; }
+  /// How many tokens this store has asked for (the first, and one per expired token).
+  [[nodiscard]] std::size_t authentications() const noexcept { return authentications_; }
 
  private:
   struct member {
-    std::string url, range, txn, put;
+    std::string url, range, txn, put, auth;
   };
   struct answer {
     bool ok = false;
@@ -722,11 +748,48 @@ class store {
     return {{"request_put", {{"key", k}, {"value", detail::base64_encode(value)}}}};
   }
 
+  /// One request, authenticated when the store has credentials: a token first if it has none,
+  /// and once more with a new token when the server refused this one (HTTP 401, gRPC 16).
   answer call(std::string member::*url, const detail::etcd::json& request, bool may_write) {
+    if (creds_.user.empty()) return send(url, request, may_write);
+    if (token_.empty()) {
+      answer a = authenticate();
+      if (!a.ok) return a;
+    }
+    answer out = send(url, request, may_write);
+    if (out.ok || out.error.code != "http 401 grpc 16") return out;
+    token_.clear();  // expired or revoked; the request did not run
+    answer a = authenticate();
+    return a.ok ? send(url, request, may_write) : a;
+  }
+
+  /// POST /v3/auth/authenticate; its token kept for the requests after it.
+  answer authenticate() {
+    ++authentications_;
+    const detail::etcd::json request = {{"name", creds_.user}, {"password", creds_.password}};
+    answer a = send(&member::auth, request, false);
+    const std::string* token = a.ok ? detail::etcd::string_member(a.body, "token") : nullptr;
+    if (a.ok && (token == nullptr || token->empty())) {
+      a = answer{};
+      a.error = {"json", "authenticate answered no token"};
+    }
+    if (token != nullptr && a.ok) token_ = *token;
+    if (!a.ok) a.error.message = "authenticate failed: " + a.error.message;
+    return a;
+  }
+
+  answer send(std::string member::*url, const detail::etcd::json& request, bool may_write) {
+    answer out = send_unredacted(url, request, may_write);
+    if (!creds_.user.empty()) out.error = detail::redact(std::move(out.error), {creds_.password, token_});
+    return out;
+  }
+
+  answer send_unredacted(std::string member::*url, const detail::etcd::json& request, bool may_write) {
     answer out;
     const member& m = members_[current_];
+    const std::string authorization = token_.empty() ? std::string() : "Authorization: " + token_;
     detail::curl::response r =
-        http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json"});
+        http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json", authorization});
     if (!r.transport_ok()) {
       out.status = detail::curl::classify_transport(r, may_write);
       out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
@@ -770,6 +833,9 @@ class store {
   std::vector<member> members_;
   std::size_t current_ = 0;  // the member calls go to
   std::size_t switches_ = 0;
+  credentials creds_;  // user empty: no auth
+  std::string token_;  // the current auth token ("" before the first authenticate)
+  std::size_t authentications_ = 0;
   detail::curl::easy http_;
 };
 

@@ -16,6 +16,11 @@
 // why dropping it is always safe; `epoch()` counts connects, so `lua_script` knows when its
 // SHA must be loaded again.
 //
+// Every connect and reconnect authenticates and selects the database of its connect_options
+// (adapters/redis/options.hpp) before anything else; a refused AUTH or SELECT is classified by
+// `error_status` like any error reply (WRONGPASS, NOAUTH: permanent) and reported by
+// `connect_failure()`, with the password redacted.
+//
 // Errors: `error_status` maps an error reply: LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY, OOM,
 // CLUSTERDOWN and NOREPLICAS are transient (the server did nothing and may do it later);
 // everything else (WRONGTYPE, a syntax error, a script error) is permanent. `transaction` reports
@@ -44,6 +49,8 @@
 #include <utility>
 #include <vector>
 
+#include "noclobber/adapters/detail/redact.hpp"
+#include "noclobber/adapters/redis/options.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::redis {
@@ -64,6 +71,17 @@ inline std::pair<std::string, int> parse_address(std::string_view addr) {
     throw std::invalid_argument("noclobber::redis: bad address '" + std::string(addr) + "' (want host:port)");
   }
   return {std::string(addr.substr(0, colon)), port};
+}
+
+/// "host:port", or a redis:// URL with credentials and database (options.hpp's parse_url), as
+/// connect_options. std::invalid_argument when malformed (credentials redacted).
+inline connect_options options_from(std::string_view addr) {
+  if (addr.starts_with("redis://") || addr.starts_with("rediss://")) return parse_url(addr);
+  auto [host, port] = parse_address(addr);
+  connect_options o;
+  o.host = std::move(host);
+  o.port = port;
+  return o;
 }
 
 /// How a store's conditional writes make the compare and the write one step: optimistic
@@ -131,19 +149,67 @@ struct context_deleter {
 };
 using context_ptr = std::unique_ptr<redisContext, context_deleter>;
 
-/// Connects with `timeout` for the connect and for every later reply; nullptr (and `error` set)
-/// when it cannot. Shared by `connection` and the lease backend (adapters/redis_lease.hpp).
-inline context_ptr connect(const std::string& host, int port, std::chrono::milliseconds timeout,
-                           store_error& error) {
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  context_ptr c(redisConnectWithTimeout(host.c_str(), port, tv));
+/// AUTH (when credentials are set) and SELECT (when db is not 0) on a fresh context; false with
+/// `error` and `failure` set: an error reply classified by error_status (WRONGPASS, NOAUTH, a
+/// database out of range: permanent), a lost answer transient. The password never reaches `error`.
+inline bool handshake(redisContext* c, const connect_options& o, store_error& error, write_status& failure) {
+  const auto refused = [&](const char* what, reply_ptr r) {
+    failure = r ? error_status(r.get()) : write_status::transient;
+    const std::string why = r ? std::string(text_of(r.get())) : std::string(c->errstr);
+    error = noclobber::detail::redact({what, std::string(what) + " was refused: " + why},
+                                      {o.password, o.username + ":" + o.password});
+    return false;
+  };
+  if (!o.password.empty() || !o.username.empty()) {
+    reply_ptr r =
+        o.username.empty() ? command(c, {"AUTH", o.password}) : command(c, {"AUTH", o.username, o.password});
+    if (!r || r->type == REDIS_REPLY_ERROR) return refused("AUTH", std::move(r));
+  }
+  if (o.db != 0) {
+    const std::string db = std::to_string(o.db);
+    reply_ptr r = command(c, {"SELECT", db});
+    if (!r || r->type == REDIS_REPLY_ERROR) return refused("SELECT", std::move(r));
+  }
+  return true;
+}
+
+/// Connects with `o.timeout` for the connect and for every later reply, then AUTH and SELECT;
+/// nullptr (with `error` and `failure` set: transient when the server cannot be reached, see
+/// handshake otherwise) when it cannot. Shared by `connection` and the lease backend
+/// (adapters/redis_lease.hpp).
+inline context_ptr connect(const connect_options& o, store_error& error, write_status& failure) {
+  timeval tv{static_cast<time_t>(o.timeout.count() / 1000),
+             static_cast<suseconds_t>((o.timeout.count() % 1000) * 1000)};
+  context_ptr c(redisConnectWithTimeout(o.host.c_str(), o.port, tv));
   if (!c || c->err != 0) {
     error = {"IO", c ? c->errstr : "cannot allocate a redis context"};
+    failure = write_status::transient;
     return nullptr;
   }
   redisSetTimeout(c.get(), tv);
+  if (!handshake(c.get(), o, error, failure)) return nullptr;
   return c;
+}
+
+/// Checks what every store's constructor checks: a port in 1-65535, a positive timeout, a
+/// database >= 0. std::invalid_argument naming `who` otherwise.
+inline void check_options(const connect_options& o, std::string_view who) {
+  const std::string prefix = "noclobber::redis::" + std::string(who) + ": ";
+  if (o.port <= 0 || o.port > 65535)
+    throw std::invalid_argument(prefix + "bad port " + std::to_string(o.port));
+  if (o.timeout.count() <= 0) {
+    throw std::invalid_argument(prefix + "timeout must be positive, got " +
+                                std::to_string(o.timeout.count()) + "ms");
+  }
+  if (o.db < 0) throw std::invalid_argument(prefix + "bad database " + std::to_string(o.db));
+}
+
+/// The exception a constructor throws when its first connect fails (credentials redacted).
+inline std::runtime_error connect_error(const connect_options& o, std::string_view who, const store_error& e,
+                                        write_status failure) {
+  return std::runtime_error(
+      "noclobber::redis::" + std::string(who) + ": cannot connect to " + describe(o) + ": " + e.message +
+      (failure == write_status::permanent ? " (permanent: check the credentials and database)" : ""));
 }
 
 /// A refused MULTI, as a failed write: `indeterminate` when a queued command ran on its own
@@ -156,21 +222,15 @@ struct multi_refusal {
 /// One connection that reconnects lazily after an I/O error (see the overview).
 class connection {
  public:
-  /// Connects at once. `who` names the store in messages. std::invalid_argument for a bad port
-  /// or timeout, std::runtime_error when the server cannot be reached.
-  connection(std::string host, int port, std::chrono::milliseconds timeout, std::string_view who)
-      : host_(std::move(host)), port_(port), timeout_(timeout) {
-    const std::string prefix = "noclobber::redis::" + std::string(who) + ": ";
-    if (port <= 0 || port > 65535) throw std::invalid_argument(prefix + "bad port " + std::to_string(port));
-    if (timeout.count() <= 0) {
-      throw std::invalid_argument(prefix + "timeout must be positive, got " +
-                                  std::to_string(timeout.count()) + "ms");
-    }
-    if (!connect()) {
-      throw std::runtime_error(prefix + "cannot connect to " + host_ + ":" + std::to_string(port_) + ": " +
-                               error_.message);
-    }
+  /// Connects at once (AUTH and SELECT included). `who` names the store in messages.
+  /// std::invalid_argument for a bad port, timeout or database, std::runtime_error when the
+  /// server cannot be reached or refuses the credentials or the database.
+  connection(connect_options options, std::string_view who) : options_(std::move(options)) {
+    check_options(options_, who);
+    if (!connect()) throw connect_error(options_, who, error_, failure_);
   }
+  connection(std::string host, int port, std::chrono::milliseconds timeout, std::string_view who)
+      : connection(connect_options{std::move(host), port, {}, {}, 0, timeout}, who) {}
 
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -185,8 +245,12 @@ class connection {
   /// How many times this connection has connected (a script loaded in an earlier epoch is gone).
   [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
 
-  /// Connected, or reconnected now; false (see error()) when the server cannot be reached.
+  /// Connected, or reconnected now (AUTH and SELECT again); false when the server cannot be
+  /// reached or refused the handshake: see error() and connect_failure().
   bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
+  /// How the last failed ensure_connected() counts: transient (unreachable) or the handshake's
+  /// classification (a refused AUTH is permanent).
+  [[nodiscard]] write_status connect_failure() const noexcept { return failure_; }
 
   void append(std::initializer_list<std::string_view> args) { append(args.begin(), args.size()); }
   void append(const command_args& args) { append(args.data(), args.size()); }
@@ -271,7 +335,7 @@ class connection {
   }
 
   bool connect() {
-    ctx_ = detail::connect(host_, port_, timeout_, error_);
+    ctx_ = detail::connect(options_, error_, failure_);
     if (!ctx_) return false;
     ++epoch_;
     return true;
@@ -282,12 +346,11 @@ class connection {
     ctx_.reset();
   }
 
-  std::string host_;
-  int port_ = 0;
-  std::chrono::milliseconds timeout_{};
+  connect_options options_;
   context_ptr ctx_;
   std::uint64_t epoch_ = 0;
   store_error error_;
+  write_status failure_ = write_status::transient;
 };
 
 /// A Lua script run by EVALSHA, loaded (SCRIPT LOAD) once per connection epoch.

@@ -20,6 +20,11 @@
 // why dropping it is always safe; `epoch()` counts connects, so `lua_script` knows when its
 // SHA must be loaded again.
 //
+// Every connect and reconnect authenticates and selects the database of its connect_options
+// (adapters/redis/options.hpp) before anything else; a refused AUTH or SELECT is classified by
+// `error_status` like any error reply (WRONGPASS, NOAUTH: permanent) and reported by
+// `connect_failure()`, with the password redacted.
+//
 // Errors: `error_status` maps an error reply: LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY, OOM,
 // CLUSTERDOWN and NOREPLICAS are transient (the server did nothing and may do it later);
 // everything else (WRONGTYPE, a syntax error, a script error) is permanent. `transaction` reports
@@ -48,7 +53,223 @@
 #include <utility>
 #include <vector>
 
+// ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// noclobber/adapters/detail/redact.hpp — the one place where the adapters take secrets out of the
+// words they hand back (store_error messages, exception messages, reports).
+//
+// Overview
+// --------
+//   redact(text, secrets)        every occurrence of each non-empty secret replaced by
+//                                "[redacted]" (what a server or a client library echoes back);
+//                                overlapping secrets become one mark, so none leaks in part
+//   url_password(url)            the password of a URL's user:password@ part ("" when none)
+//   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
+//                                "[redacted]@", the form every message that names a URL uses
+//   redact(store_error, secrets) the same for a store_error's code and message
+//   url_secrets(url)             what redact() must take out of messages about a request to `url`:
+//                                the password, and the base64 of "user:password" (the Basic
+//                                Authorization header a server may echo)
+//
+// Every adapter that holds a secret (a PostgreSQL password, an S3 secret key or session token, a
+// password in an http(s) URL) passes each message it builds through these before it leaves.
+// Std-only: no client library is needed.
+//
+// Thread safety: pure functions. No user code is called.
+
+#include <algorithm>
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// ---- begin noclobber/adapters/detail/base64.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// noclobber/adapters/detail/base64.hpp — standard base64 (RFC 4648 §4, with padding) both ways,
+// for the etcd JSON gateway, which sends keys and values as base64 strings.
+//
+// Decoding is strict: a length that is not a multiple of 4, a character outside the standard
+// alphabet, or padding anywhere but the last one or two places of the last group is refused
+// (nullopt), never skipped or guessed around. Unused low bits in a padded last group are not
+// checked (RFC 4648 §3.5 lets a decoder ignore them), so "QR==" decodes as "A", like "QQ==".
+//
+// Thread safety: pure functions.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace noclobber::detail {
+
+inline std::string base64_encode(std::string_view in) {
+  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
+                            (static_cast<unsigned char>(in[i + 1]) << 8) |
+                            static_cast<unsigned char>(in[i + 2]);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += tbl[n & 63];
+  }
+  if (i + 1 == in.size()) {
+    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const std::uint32_t n =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+/// nullopt on a character outside the standard alphabet or a bad length.
+[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = in[i + static_cast<std::size_t>(k)];
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else {
+        if (pad != 0) return std::nullopt;
+        v[k] = val(c);
+        if (v[k] < 0) return std::nullopt;
+      }
+    }
+    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                            (static_cast<std::uint32_t>(v[1]) << 12) |
+                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    out += static_cast<char>((n >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(n & 0xFF);
+  }
+  return out;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// ---- end noclobber/adapters/detail/base64.hpp
 #include "../../noclobber.hpp"  // was: noclobber/outcome.hpp
+
+namespace noclobber::detail {
+
+inline constexpr std::string_view redacted_mark = "[redacted]";
+
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]". All secrets
+/// are looked for in the original text at once and overlapping (or touching) occurrences become
+/// one mark: a secret inside another (an S3 secret key inside a session token, a password inside
+/// its userinfo) leaves no part of either behind, in whatever order the secrets come.
+template <class Secrets>
+[[nodiscard]] std::string redact_all(std::string_view text, const Secrets& secrets) {
+  std::vector<std::pair<std::size_t, std::size_t>> spans;  // [from, to) of every occurrence
+  for (const auto& each : secrets) {
+    const std::string_view secret(each);
+    if (secret.empty()) continue;
+    for (std::size_t at = text.find(secret); at != std::string_view::npos; at = text.find(secret, at + 1))
+      spans.emplace_back(at, at + secret.size());
+  }
+  if (spans.empty()) return std::string(text);
+  std::sort(spans.begin(), spans.end());
+  std::string out;
+  out.reserve(text.size());
+  std::size_t copied = 0;  // text before this is in `out` or under a mark
+  for (std::size_t i = 0; i < spans.size();) {
+    const std::size_t from = spans[i].first;
+    std::size_t to = spans[i].second;
+    for (++i; i < spans.size() && spans[i].first <= to; ++i) to = std::max(to, spans[i].second);
+    out.append(text.substr(copied, from - copied)).append(redacted_mark);
+    copied = to;
+  }
+  return out.append(text.substr(copied));
+}
+
+[[nodiscard]] inline std::string redact(std::string_view text,
+                                        std::initializer_list<std::string_view> secrets) {
+  return redact_all(text, secrets);
+}
+
+[[nodiscard]] inline std::string redact(std::string_view text, const std::vector<std::string>& secrets) {
+  return redact_all(text, secrets);
+}
+
+/// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
+/// or an empty view when it has none.
+[[nodiscard]] inline std::string_view url_userinfo(std::string_view url) noexcept {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  const std::size_t from = scheme_end + 3;
+  const std::size_t authority_end = url.find_first_of("/?#", from);
+  const std::string_view authority =
+      url.substr(from, authority_end == std::string_view::npos ? url.npos : authority_end - from);
+  const std::size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return {};
+  return authority.substr(0, at);
+}
+
+/// The password of a URL's user:password@ part, or "".
+[[nodiscard]] inline std::string_view url_password(std::string_view url) noexcept {
+  const std::string_view userinfo = url_userinfo(url);
+  const std::size_t colon = userinfo.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+}
+
+/// `url` with its user:password@ part replaced by "[redacted]@" (unchanged when it has none).
+[[nodiscard]] inline std::string redact_url(std::string url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (userinfo.empty()) return url;
+  const auto from = static_cast<std::size_t>(userinfo.data() - url.data());
+  url.replace(from, userinfo.size(), redacted_mark);
+  return url;
+}
+
+/// What must never appear in a message about a request to `url`: its password, its whole
+/// userinfo, and the base64 of the userinfo (the Basic credentials sent for it). Empty when the
+/// URL carries no password.
+[[nodiscard]] inline std::vector<std::string> url_secrets(std::string_view url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (url_password(url).empty()) return {};
+  return {std::string(userinfo), base64_encode(userinfo), std::string(url_password(url))};
+}
+
+/// `e` with redact() applied to its code and its message.
+[[nodiscard]] inline store_error redact(store_error e, const std::vector<std::string>& secrets) {
+  e.code = redact(std::move(e.code), secrets);
+  e.message = redact(std::move(e.message), secrets);
+  return e;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// ---- end noclobber/adapters/detail/redact.hpp
+#include "options.hpp"
 
 namespace noclobber::redis {
 
@@ -68,6 +289,17 @@ inline std::pair<std::string, int> parse_address(std::string_view addr) {
     throw std::invalid_argument("noclobber::redis: bad address '" + std::string(addr) + "' (want host:port)");
   }
   return {std::string(addr.substr(0, colon)), port};
+}
+
+/// "host:port", or a redis:// URL with credentials and database (options.hpp's parse_url), as
+/// connect_options. std::invalid_argument when malformed (credentials redacted).
+inline connect_options options_from(std::string_view addr) {
+  if (addr.starts_with("redis://") || addr.starts_with("rediss://")) return parse_url(addr);
+  auto [host, port] = parse_address(addr);
+  connect_options o;
+  o.host = std::move(host);
+  o.port = port;
+  return o;
 }
 
 /// How a store's conditional writes make the compare and the write one step: optimistic
@@ -135,19 +367,67 @@ struct context_deleter {
 };
 using context_ptr = std::unique_ptr<redisContext, context_deleter>;
 
-/// Connects with `timeout` for the connect and for every later reply; nullptr (and `error` set)
-/// when it cannot. Shared by `connection` and the lease backend (adapters/redis_lease.hpp).
-inline context_ptr connect(const std::string& host, int port, std::chrono::milliseconds timeout,
-                           store_error& error) {
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  context_ptr c(redisConnectWithTimeout(host.c_str(), port, tv));
+/// AUTH (when credentials are set) and SELECT (when db is not 0) on a fresh context; false with
+/// `error` and `failure` set: an error reply classified by error_status (WRONGPASS, NOAUTH, a
+/// database out of range: permanent), a lost answer transient. The password never reaches `error`.
+inline bool handshake(redisContext* c, const connect_options& o, store_error& error, write_status& failure) {
+  const auto refused = [&](const char* what, reply_ptr r) {
+    failure = r ? error_status(r.get()) : write_status::transient;
+    const std::string why = r ? std::string(text_of(r.get())) : std::string(c->errstr);
+    error = noclobber::detail::redact({what, std::string(what) + " was refused: " + why},
+                                      {o.password, o.username + ":" + o.password});
+    return false;
+  };
+  if (!o.password.empty() || !o.username.empty()) {
+    reply_ptr r =
+        o.username.empty() ? command(c, {"AUTH", o.password}) : command(c, {"AUTH", o.username, o.password});
+    if (!r || r->type == REDIS_REPLY_ERROR) return refused("AUTH", std::move(r));
+  }
+  if (o.db != 0) {
+    const std::string db = std::to_string(o.db);
+    reply_ptr r = command(c, {"SELECT", db});
+    if (!r || r->type == REDIS_REPLY_ERROR) return refused("SELECT", std::move(r));
+  }
+  return true;
+}
+
+/// Connects with `o.timeout` for the connect and for every later reply, then AUTH and SELECT;
+/// nullptr (with `error` and `failure` set: transient when the server cannot be reached, see
+/// handshake otherwise) when it cannot. Shared by `connection` and the lease backend
+/// (adapters/redis_lease.hpp).
+inline context_ptr connect(const connect_options& o, store_error& error, write_status& failure) {
+  timeval tv{static_cast<time_t>(o.timeout.count() / 1000),
+             static_cast<suseconds_t>((o.timeout.count() % 1000) * 1000)};
+  context_ptr c(redisConnectWithTimeout(o.host.c_str(), o.port, tv));
   if (!c || c->err != 0) {
     error = {"IO", c ? c->errstr : "cannot allocate a redis context"};
+    failure = write_status::transient;
     return nullptr;
   }
   redisSetTimeout(c.get(), tv);
+  if (!handshake(c.get(), o, error, failure)) return nullptr;
   return c;
+}
+
+/// Checks what every store's constructor checks: a port in 1-65535, a positive timeout, a
+/// database >= 0. std::invalid_argument naming `who` otherwise.
+inline void check_options(const connect_options& o, std::string_view who) {
+  const std::string prefix = "noclobber::redis::" + std::string(who) + ": ";
+  if (o.port <= 0 || o.port > 65535)
+    throw std::invalid_argument(prefix + "bad port " + std::to_string(o.port));
+  if (o.timeout.count() <= 0) {
+    throw std::invalid_argument(prefix + "timeout must be positive, got " +
+                                std::to_string(o.timeout.count()) + "ms");
+  }
+  if (o.db < 0) throw std::invalid_argument(prefix + "bad database " + std::to_string(o.db));
+}
+
+/// The exception a constructor throws when its first connect fails (credentials redacted).
+inline std::runtime_error connect_error(const connect_options& o, std::string_view who, const store_error& e,
+                                        write_status failure) {
+  return std::runtime_error(
+      "noclobber::redis::" + std::string(who) + ": cannot connect to " + describe(o) + ": " + e.message +
+      (failure == write_status::permanent ? " (permanent: check the credentials and database)" : ""));
 }
 
 /// A refused MULTI, as a failed write: `indeterminate` when a queued command ran on its own
@@ -160,21 +440,15 @@ struct multi_refusal {
 /// One connection that reconnects lazily after an I/O error (see the overview).
 class connection {
  public:
-  /// Connects at once. `who` names the store in messages. std::invalid_argument for a bad port
-  /// or timeout, std::runtime_error when the server cannot be reached.
-  connection(std::string host, int port, std::chrono::milliseconds timeout, std::string_view who)
-      : host_(std::move(host)), port_(port), timeout_(timeout) {
-    const std::string prefix = "noclobber::redis::" + std::string(who) + ": ";
-    if (port <= 0 || port > 65535) throw std::invalid_argument(prefix + "bad port " + std::to_string(port));
-    if (timeout.count() <= 0) {
-      throw std::invalid_argument(prefix + "timeout must be positive, got " +
-                                  std::to_string(timeout.count()) + "ms");
-    }
-    if (!connect()) {
-      throw std::runtime_error(prefix + "cannot connect to " + host_ + ":" + std::to_string(port_) + ": " +
-                               error_.message);
-    }
+  /// Connects at once (AUTH and SELECT included). `who` names the store in messages.
+  /// std::invalid_argument for a bad port, timeout or database, std::runtime_error when the
+  /// server cannot be reached or refuses the credentials or the database.
+  connection(connect_options options, std::string_view who) : options_(std::move(options)) {
+    check_options(options_, who);
+    if (!connect()) throw connect_error(options_, who, error_, failure_);
   }
+  connection(std::string host, int port, std::chrono::milliseconds timeout, std::string_view who)
+      : connection(connect_options{std::move(host), port, {}, {}, 0, timeout}, who) {}
 
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -189,8 +463,12 @@ class connection {
   /// How many times this connection has connected (a script loaded in an earlier epoch is gone).
   [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
 
-  /// Connected, or reconnected now; false (see error()) when the server cannot be reached.
+  /// Connected, or reconnected now (AUTH and SELECT again); false when the server cannot be
+  /// reached or refused the handshake: see error() and connect_failure().
   bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
+  /// How the last failed ensure_connected() counts: transient (unreachable) or the handshake's
+  /// classification (a refused AUTH is permanent).
+  [[nodiscard]] write_status connect_failure() const noexcept { return failure_; }
 
   void append(std::initializer_list<std::string_view> args) { append(args.begin(), args.size()); }
   void append(const command_args& args) { append(args.data(), args.size()); }
@@ -275,7 +553,7 @@ class connection {
   }
 
   bool connect() {
-    ctx_ = detail::connect(host_, port_, timeout_, error_);
+    ctx_ = detail::connect(options_, error_, failure_);
     if (!ctx_) return false;
     ++epoch_;
     return true;
@@ -286,12 +564,11 @@ class connection {
     ctx_.reset();
   }
 
-  std::string host_;
-  int port_ = 0;
-  std::chrono::milliseconds timeout_{};
+  connect_options options_;
   context_ptr ctx_;
   std::uint64_t epoch_ = 0;
   store_error error_;
+  write_status failure_ = write_status::transient;
 };
 
 /// A Lua script run by EVALSHA, loaded (SCRIPT LOAD) once per connection epoch.

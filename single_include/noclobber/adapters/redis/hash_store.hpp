@@ -131,9 +131,12 @@ class hash_store {
   hash_store(std::string host, int port, spec_type spec, method m = method::watch_multi_exec,
              std::chrono::milliseconds timeout = std::chrono::seconds(5))
       : spec_(checked(std::move(spec))), conn_(std::move(host), port, timeout, "hash_store"), method_(m) {}
-  /// `addr` is "host:port".
+  /// Credentials and database as for redis::store (redis/options.hpp).
+  hash_store(connect_options options, spec_type spec, method m = method::watch_multi_exec)
+      : spec_(checked(std::move(spec))), conn_(std::move(options), "hash_store"), method_(m) {}
+  /// `addr` is "host:port" or redis://[user:password@]host[:port][/db].
   hash_store(std::string_view addr, spec_type spec, method m = method::watch_multi_exec)
-      : hash_store(parse_address(addr).first, parse_address(addr).second, std::move(spec), m) {}
+      : hash_store(options_from(addr), std::move(spec), m) {}
 
   hash_store(hash_store&&) noexcept = default;
   hash_store& operator=(hash_store&&) noexcept = default;
@@ -145,7 +148,8 @@ class hash_store {
 
   read_result<Record, token_type> read(const key_type& key) {
     using rr = read_result<Record, token_type>;
-    if (!conn_.ensure_connected()) return rr::make_failed(read_status::transient, conn_.error());
+    if (!conn_.ensure_connected())
+      return rr::make_failed(detail::as_read(conn_.connect_failure()), conn_.error());
     detail::command_args hmget{"HMGET", key, spec_.version_field()};
     for (const auto& f : spec_.values().fields()) hmget.push_back(f.name);
     std::optional<detail::multi_refusal> refused;
@@ -218,7 +222,7 @@ class hash_store {
     detail::hash_plan plan;
     store_error e;
     if (!plan_record(value, plan, e)) return failed(write_status::permanent, with_key(key, std::move(e)));
-    if (!conn_.ensure_connected()) return failed(write_status::transient, conn_.error());
+    if (!conn_.ensure_connected()) return failed(conn_.connect_failure(), conn_.error());
     std::optional<detail::multi_refusal> refused;
     detail::reply_ptr exec = conn_.transaction(write_commands(key, "", plan, true), refused);
     if (refused) return failed(refused->status, std::move(refused->error));
@@ -371,7 +375,7 @@ class hash_store {
     const auto next = next_version(expected);
     if (!next)
       return failed(write_status::permanent, {"version", "key '" + key + "': the version is at its maximum"});
-    if (!conn_.ensure_connected()) return failed(write_status::transient, conn_.error());
+    if (!conn_.ensure_connected()) return failed(conn_.connect_failure(), conn_.error());
     const std::string expected_text = expected ? std::to_string(*expected) : std::string();
     const std::string next_text = plan.erase ? std::string() : std::to_string(*next);
     std::vector<std::optional<std::string>> before;
