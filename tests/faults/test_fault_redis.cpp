@@ -88,7 +88,12 @@ posix::process_target primary_of(const cluster& c) {
   noclobber::store_error e;
   for (const std::string& a : noclobber::redis::split_addresses(c.env("NOCLOBBER_REDIS_SENTINELS"))) {
     const auto [host, port] = noclobber::redis::parse_address(a);
-    auto ctx = noclobber::redis::detail::connect(host, port, std::chrono::seconds(2), e);
+    noclobber::redis::connect_options o;
+    o.host = host;
+    o.port = port;
+    o.timeout = std::chrono::seconds(2);
+    noclobber::write_status failure{};
+    auto ctx = noclobber::redis::detail::connect(o, e, failure);
     if (!ctx) continue;
     auto r = noclobber::redis::detail::command(
         ctx.get(), {"SENTINEL", "get-master-addr-by-name", c.env("NOCLOBBER_REDIS_MASTER")});
