@@ -13,7 +13,17 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/" DESTINATION "${CMAKE_INSTALL_
         FILES_MATCHING PATTERN "*.hpp")
 install(TARGETS noclobber EXPORT noclobberTargets)
 install(EXPORT noclobberTargets NAMESPACE noclobber:: DESTINATION "${NOCLOBBER_INSTALL_CMAKEDIR}")
+# One export file per component (noclobber-<component>-targets.cmake), which the config loads only
+# for the components asked for and only once their library is found. The component table and
+# the hiredis finder go with them.
+foreach(comp ${NOCLOBBER_COMPONENTS})
+  install(TARGETS noclobber_${comp} EXPORT noclobber-${comp}-targets)
+  install(EXPORT noclobber-${comp}-targets NAMESPACE noclobber:: DESTINATION "${NOCLOBBER_INSTALL_CMAKEDIR}")
+endforeach()
+install(FILES "${CMAKE_CURRENT_LIST_DIR}/noclobberComponents.cmake" "${CMAKE_CURRENT_LIST_DIR}/FindNoclobberHiredis.cmake"
+        DESTINATION "${NOCLOBBER_INSTALL_CMAKEDIR}")
 
+string(REPLACE ";" " " NOCLOBBER_COMPONENTS_TEXT "${NOCLOBBER_COMPONENTS}")
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/noclobberConfig.cmake.in"
                               "${PROJECT_BINARY_DIR}/noclobberConfig.cmake"
                               INSTALL_DESTINATION "${NOCLOBBER_INSTALL_CMAKEDIR}")

@@ -2,12 +2,19 @@
 # Builds and runs tests/cmake_consumer/consumer.cpp every way a user takes noclobber:
 #
 #   install      cmake --install into a prefix, then the prefix is moved (relocatable install)
-#   find_package find_package(noclobber 0.1 CONFIG) from the moved prefix
+#   find_package find_package(noclobber 0.1 CONFIG COMPONENTS sqlite postgres) from the moved prefix
+#   components   the installed config's answers: an unknown component and a component whose
+#                library is missing fail with a message naming them; OPTIONAL_COMPONENTS do not
 #   test_package the Conan test_package/ CMake project against that prefix (no Conan needed)
 #   pkg-config   the installed noclobber.pc, compiled by hand
 #   add_subdirectory, FetchContent (FETCHCONTENT_SOURCE_DIR_NOCLOBBER + FULLY_DISCONNECTED, and a
 #                real git clone of this checkout when it is one)
-#   single header  single_include/ alone, no CMake
+# Every CMake way builds two programs: consumer.cpp (noclobber::noclobber) and adapter_consumer.cpp
+# (noclobber::sqlite + noclobber::postgres, which must carry SQLite and libpq).
+#   single header  single_include/ alone, no CMake: the core program; every companion header
+#                (adapters, asio, catch2, race_harness extras) compiled on its own; all of them in
+#                two translation units linked together and run; adapter_consumer.cpp on the
+#                sqlite and postgres companions, run
 #
 #   bash scripts/check_consumers.sh WORK_DIR      (CXX picks the compiler; default g++)
 set -euo pipefail
@@ -35,6 +42,7 @@ build_and_run() { # NAME SOURCE_DIR [cmake args...]
   local exe="$work/$name/consumer"
   [ -x "$exe" ] || exe="$work/$name/test_package"
   "$exe"
+  [ ! -x "$work/$name/adapter_consumer" ] || "$work/$name/adapter_consumer"
   # As a subproject noclobber must add none of its own tests, benchmarks or examples.
   local sub
   for sub in "$work/$name/noclobber" "$work/$name/_deps/noclobber-build"; do
@@ -64,6 +72,29 @@ passed+=(install)
 step "find_package from the moved prefix"
 build_and_run find_package "$consumers/find_package" -DCMAKE_PREFIX_PATH="$prefix"
 
+step "components: unknown, library missing, optional"
+expect_configure() { # NAME yes|no PATTERN cmake args...: configure components_probe, check its result and output
+  local name=$1 want=$2 pattern=$3 got=yes
+  shift 3
+  cmake -S "$consumers/components_probe" -B "$work/$name" "${gen[@]}" -DCMAKE_PREFIX_PATH="$prefix" "$@" \
+    >"$work/$name.log" 2>&1 || got=no
+  if [ "$got" != "$want" ] || ! grep -q -- "$pattern" "$work/$name.log"; then
+    cat "$work/$name.log" >&2
+    echo "components ($name): configure succeeded=$got (want $want), output lacks: $pattern" >&2
+    return 1
+  fi
+}
+expect_configure probe_all yes "probe: asio found=TRUE target=yes" -DNC_REQUIRED="sqlite;postgres;redis;etcd;http;asio"
+expect_configure probe_unknown no "has no component 'sqlit'; its components are: sqlite" -DNC_REQUIRED="sqlit"
+# libpq hidden: find_dependency() forwards REQUIRED, so FindPostgreSQL itself stops the configure.
+expect_configure probe_missing_lib no "Could NOT find PostgreSQL" -DNC_REQUIRED="sqlite;postgres" \
+  -DCMAKE_IGNORE_PATH="/usr/include/postgresql"
+expect_configure probe_optional yes "probe: postgres found=FALSE target=no" -DNC_REQUIRED=sqlite \
+  -DNC_OPTIONAL="postgres;nosuch" -DCMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON
+expect_configure probe_hiredis_fallback yes "probe: redis found=TRUE target=yes" -DNC_REQUIRED=redis \
+  -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON
+passed+=(components)
+
 step "Conan test_package/ against the prefix"
 build_and_run test_package "$root/test_package" -DCMAKE_PREFIX_PATH="$prefix"
 
@@ -85,6 +116,44 @@ if head=$(git -C "$root" rev-parse HEAD 2>/dev/null); then
   step "FetchContent (git clone of this checkout at HEAD $head)"
   build_and_run fetchcontent_git "$consumers/fetchcontent" -DNOCLOBBER_GIT_REPOSITORY="$root" \
     -DNOCLOBBER_GIT_TAG="$head"
+
+  # The README's FetchContent line as written, its URL swapped for a clone of this repository. The
+  # release tag v<version> is used as it is when the repository has it (its version.hpp must say
+  # that version); where it has none yet, the tag is made in the clone at HEAD.
+  tag="v$version"
+  step "the README's FetchContent line, GIT_TAG $tag, against a clone"
+  clone="$work/clone.git"
+  quiet git clone --quiet --bare --no-local "$root" "$clone"
+  quiet git -C "$clone" fetch --quiet "$root" "$head"
+  if git -C "$clone" rev-parse --quiet --verify "refs/tags/$tag^{commit}" >/dev/null; then
+    tagged=$(git -C "$clone" show "$tag:include/noclobber/version.hpp" |
+      sed -n 's/^#define NOCLOBBER_VERSION_STRING "\(.*\)"/\1/p')
+    if [ "$tagged" != "$version" ]; then
+      echo "tag $tag exists, but its include/noclobber/version.hpp says '$tagged'" >&2
+      exit 1
+    fi
+    echo "tag $tag: the repository's own, at $(git -C "$clone" rev-parse --short "$tag^{commit}")"
+  else
+    git -C "$clone" tag "$tag" "$head"
+    echo "tag $tag: not in the repository yet; made in the clone at HEAD"
+  fi
+  readme_line=$(grep -o 'FetchContent_Declare(noclobber GIT_REPOSITORY [^)]*)' "$root/README.md" | head -n 1)
+  readme_url=$(echo "$readme_line" | sed 's/.*GIT_REPOSITORY \([^ ]*\) .*/\1/')
+  [[ "$readme_line" == *"GIT_TAG $tag)"* ]] || {
+    echo "README.md's FetchContent line does not pin GIT_TAG $tag: $readme_line" >&2
+    exit 1
+  }
+  mkdir -p "$work/readme_fetchcontent_src"
+  cat >"$work/readme_fetchcontent_src/CMakeLists.txt" <<EOF_CMAKE
+cmake_minimum_required(VERSION 3.21)
+project(consumer LANGUAGES CXX)
+include(FetchContent)
+${readme_line//$readme_url/$clone}
+FetchContent_MakeAvailable(noclobber)
+add_executable(consumer "$consumers/consumer.cpp")
+target_link_libraries(consumer PRIVATE noclobber::noclobber)
+EOF_CMAKE
+  build_and_run readme_fetchcontent "$work/readme_fetchcontent_src"
 fi
 
 step "single header (single_include/ only, no CMake)"
@@ -92,5 +161,35 @@ step "single header (single_include/ only, no CMake)"
   -I "$root/single_include" "$consumers/consumer.cpp" -o "$work/single_header_consumer"
 "$work/single_header_consumer"
 passed+=(single-header)
+
+step "single header + each companion header (single_include/ only, no CMake)"
+single="$root/single_include"
+mapfile -t companions < <(cd "$single" && find noclobber -name '*.hpp' ! -path noclobber/noclobber.hpp | sort)
+# The client libraries of every companion; Boost and Catch2 are header-only in /usr/include.
+# shellcheck disable=SC2207
+lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl))
+# shellcheck disable=SC2207
+lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl))
+strict=(-std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror -pthread -I "$single" "${lib_cflags[@]}")
+tus="$work/companions"
+mkdir -p "$tus"
+only_single='#if __has_include(<noclobber/outcome.hpp>)
+#error "include/ is on the include path: this build must see only single_include/"
+#endif'
+for c in "${companions[@]}"; do
+  printf '#include <noclobber/noclobber.hpp>\n#include <%s>\n%s\n' "$c" "$only_single" >"$tus/$(echo "$c" | tr / _).cpp"
+done
+# Each on its own (syntax only: the all-in-one build below compiles and links them).
+printf '%s\0' "$tus"/*.cpp | xargs -0 -P 2 -I{} "$cxx" "${strict[@]}" -fsyntax-only {}
+# All together, in both orders, in two translation units linked into one program.
+{ printf '#include <%s>\n' "${companions[@]}"; echo "$only_single"; } >"$tus/all_a.cpp.in"
+{ printf '#include <%s>\n' "${companions[@]}" | tac; echo "int main() { return 0; }"; } >"$tus/all_b.cpp.in"
+"$cxx" "${strict[@]}" -x c++ "$tus/all_a.cpp.in" -x c++ "$tus/all_b.cpp.in" "${lib_libs[@]}" -o "$work/all_companions"
+"$work/all_companions"
+# The component consumer program on the sqlite and postgres companions.
+"$cxx" "${strict[@]}" "$consumers/adapter_consumer.cpp" $(pkg-config --libs sqlite3 libpq) -o "$work/single_adapter_consumer"
+"$work/single_adapter_consumer"
+echo "${#companions[@]} companions: ${companions[*]}"
+passed+=(single-header-companions)
 
 echo "check_consumers.sh: ${#passed[@]} consumer paths passed: ${passed[*]}"

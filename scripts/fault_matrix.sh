@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The long, repeated fault runs behind docs/faults.md's results matrix: every fault cell
 # (tests/faults/test_fault_*.cpp, one TEST_CASE per store × fault) run REPS times with its own
-# seed, 16 writers, and 2,000 (etcd) or 4,000 (PostgreSQL) read_modify_write operations per run;
+# seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL) or 640 (radosgw: ~25 ops/s under
+# contention) read_modify_write operations per run;
 # prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
 # acknowledged write around a fault, median and worst over the runs) and keeps every raw
 # FAULT-ROW line in OUT (default fault_matrix.rows).
 #
 #   scripts/fault_matrix.sh BUILD_DIR [REPS=5] [OUT]
 #
-# Needs what scripts/test_faults.sh needs (root, ip, nft, etcd, PostgreSQL). Leaves nothing behind
+# Needs what scripts/test_faults.sh needs (root, ip, nft, etcd, PostgreSQL, Ceph). Leaves nothing behind
 # (sweep.sh --check at the end).
 set -uo pipefail
 build=${1:?usage: scripts/fault_matrix.sh BUILD_DIR [REPS] [OUT]}
@@ -29,6 +30,7 @@ cells=(
   "test_fault_postgres|[postgres][pause]|250"
   "test_fault_postgres|*synchronous replica (remote_apply)*|250"
   "test_fault_postgres|*asynchronous replica*|250"
+  "test_fault_s3|[s3][kill]|40"
 )
 failed=0
 for cell in "${cells[@]}"; do

@@ -10,14 +10,19 @@
 #   generated   single header and umbrella fresh, versions and packaging agree, doc examples = files,
 #               every file and section the docs name exists
 #   gcc         g++ Release: tests, benchmarks, examples, header self-containment; ctest -LE server
-#   clang       clang++ Release (no benchmarks, no header check); ctest -LE server
-#   tsan        ThreadSanitizer, g++ -O1; ctest -LE server
-#   asan        AddressSanitizer + UBSan, clang++ -O1; ctest -LE server
+#   flake       the concurrency tests 3 times under load, on the gcc build (scripts/flake_hunt.sh)
+#   tsan        ThreadSanitizer, g++ -O1: the tests (not the server tests, which need servers and
+#               run in `servers`; not the examples, which gcc and asan run); ctest -LE server
+#   asan        AddressSanitizer + UBSan, clang++ -O0: tests (server tests compiled, not run) and
+#               examples; also clang's warning build (-Wall -Wextra -Wpedantic -Werror
+#               -Wthread-safety; clang warns from its front end, at any -O); ctest -LE server
+#   fuzz        scripts/fuzz.sh, about 30 s per libFuzzer target, when it exists
 #   consumers   install + find_package, add_subdirectory, FetchContent, pkg-config, Conan
 #               test_package, single header (scripts/check_consumers.sh)
 #   bench       every benchmark once with a tiny min time, JSON into a temp folder
 #   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
 #   faults      scripts/test_faults.sh (clusters under faults, ctest -L fault; ≤ 6 min), when it exists
+# Each build folder is built once; later stages reuse it (flake, bench, servers and faults use gcc's).
 # The summary's last line counts stages: `N passed, N failed`.
 #
 # Build folders go under $NOCLOBBER_BUILD_ROOT (default build-ci/) and are reused between runs.
@@ -66,13 +71,15 @@ stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
   cpu_start=$cpu_now
   echo
   echo "==== stage $name"
-  rm -f "$build_root/.note"
+  rm -f "$build_root/.note" "$build_root/.skip"
   (set -e; "$fn") # not inside `if`: there bash would ignore set -e
   local status=$?
   children_cpu
   names+=("$name") seconds+=($(($(date +%s) - start))) cpu+=($((cpu_now - cpu_start)))
   notes+=("$(cat "$build_root/.note" 2>/dev/null)")
-  if [ "$status" -eq 0 ]; then
+  if [ "$status" -eq 0 ] && [ -f "$build_root/.skip" ]; then
+    results+=(skip)
+  elif [ "$status" -eq 0 ]; then
     results+=(pass)
   else
     results+=(FAIL)
@@ -82,6 +89,10 @@ stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
   fi
 }
 say() { echo "$*" >"$build_root/.note"; } # one-line note for the summary
+skipped() { # the stage ran nothing: counted neither passed nor failed
+  say "$*"
+  touch "$build_root/.skip"
+}
 
 stage_deps() { bash scripts/check_deps.sh; }
 
@@ -109,11 +120,13 @@ stage_generated() {
   python3 scripts/check_doc_links.py
 }
 
-# cmake_build DIR ARGS...: configure (reusing DIR), build everything, run ctest -LE server.
+# cmake_build_and_test DIR ARGS...: configure (reusing DIR), build everything, run ctest -LE server.
+# ARGS come after the defaults, so they may override them.
 cmake_build_and_test() {
   local dir="$build_root/$1"
   shift
-  cmake -S "$root" -B "$dir" -G Ninja -DNOCLOBBER_BUILD_TESTS=ON -DNOCLOBBER_BUILD_EXAMPLES=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake -S "$root" -B "$dir" -G Ninja -DNOCLOBBER_BUILD_TESTS=ON -DNOCLOBBER_BUILD_EXAMPLES=ON \
+    -DNOCLOBBER_BUILD_SERVER_TESTS=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
   cmake --build "$dir" -j "$jobs" -- -k 0 # every broken target in one run; the stage still fails
   local log="$dir.ctest.log"
   local status=0
@@ -125,16 +138,36 @@ cmake_build_and_test() {
 stage_gcc() {
   cmake_build_and_test gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release -DNOCLOBBER_BUILD_BENCHMARKS=ON
 }
-stage_clang() {
-  # Header self-containment is checked once, in the gcc stage (both compilers use libstdc++).
-  cmake_build_and_test clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release -DNOCLOBBER_BUILD_BENCHMARKS=OFF \
-    -DNOCLOBBER_CHECK_HEADERS=OFF
+stage_flake() { # reuses the gcc stage's build; no servers here, so no server tests
+  local log="$build_root/flake.log"
+  bash scripts/flake_hunt.sh 3 --build "$build_root/gcc" --no-build --logs "$build_root/flake-logs" | tee "$log"
+  say "$(tail -n 1 "$log") test runs, 3 rounds under load"
 }
-sanitizer_args=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" -DNOCLOBBER_BUILD_BENCHMARKS=OFF
-  -DNOCLOBBER_CHECK_HEADERS=OFF)
-stage_tsan() { cmake_build_and_test tsan -DCMAKE_CXX_COMPILER=g++ "${sanitizer_args[@]}" -DNOCLOBBER_SANITIZE=thread; }
+# Header self-containment is checked once, in the gcc stage (both compilers use libstdc++).
+# Line tables only (-g1): sanitizer reports keep file:line, the builds skip full debug info.
+sanitizer_args=(-DCMAKE_BUILD_TYPE=Debug -DNOCLOBBER_BUILD_BENCHMARKS=OFF -DNOCLOBBER_CHECK_HEADERS=OFF)
+stage_tsan() {
+  cmake_build_and_test tsan -DCMAKE_CXX_COMPILER=g++ "${sanitizer_args[@]}" "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1" \
+    -DNOCLOBBER_SANITIZE=thread -DNOCLOBBER_BUILD_EXAMPLES=OFF -DNOCLOBBER_BUILD_SERVER_TESTS=OFF
+}
 stage_asan() {
-  cmake_build_and_test asan -DCMAKE_CXX_COMPILER=clang++ "${sanitizer_args[@]}" -DNOCLOBBER_SANITIZE=address,undefined
+  # -O0: ASan and UBSan find the same errors as at -O1 (UBSan's object-size check needs -O1, and
+  # ASan covers what it would catch), and clang compiles about 3x faster; the tests run slower.
+  cmake_build_and_test asan -DCMAKE_CXX_COMPILER=clang++ "${sanitizer_args[@]}" \
+    "-DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only -O0" -DNOCLOBBER_SANITIZE=address,undefined
+}
+
+stage_fuzz() { # the fuzzing work's hook: scripts/fuzz.sh BUILD_DIR SECONDS_PER_TARGET
+  if [ ! -f scripts/fuzz.sh ] && [ ! -d tests/fuzz ]; then
+    echo "no tests/fuzz and no scripts/fuzz.sh yet: nothing to fuzz"
+    skipped "no fuzz targets yet"
+    return 0
+  fi
+  if [ ! -f scripts/fuzz.sh ]; then
+    echo "tests/fuzz exists but scripts/fuzz.sh, which builds and runs its targets, does not" >&2
+    return 1
+  fi
+  bash scripts/fuzz.sh "$build_root/fuzz" "${NOCLOBBER_FUZZ_SECONDS:-30}"
 }
 
 stage_consumers() {
@@ -151,16 +184,17 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
   rm -rf "$out"
 }
 
-stage_servers() { bash scripts/test_servers.sh "$build_root/gcc"; }
+stage_servers() { bash scripts/test_servers.sh "$build_root/gcc" -j 2; } # the tests use their own keys and tables
 stage_faults() { bash scripts/test_faults.sh "$build_root/gcc"; }
 
 stage deps stage_deps
 stage format stage_format
 stage generated stage_generated
 stage gcc stage_gcc
-stage clang stage_clang
+stage flake stage_flake
 stage tsan stage_tsan
 stage asan stage_asan
+stage fuzz stage_fuzz
 stage consumers stage_consumers
 stage bench stage_bench
 if [ -f scripts/test_servers.sh ]; then

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The bounded fault stage (issue 19): the ctest label `fault` — real clusters (etcd 3 members,
-# PostgreSQL one node and primary + replica) under kill / pause / partition / terminated
-# connections / failover, and the nemesis's network actions in namespaces the tests create. Every
-# test starts and stops its own cluster (scripts/clusters/*.sh) on loopback or in its own network
-# namespaces; each is limited to 60 s by ctest, the whole stage to 6 minutes. Afterwards nothing
+# PostgreSQL one node and primary + replica, single-node Ceph with radosgw) under kill / pause /
+# partition / terminated connections / failover, and the nemesis's network actions in namespaces
+# the tests create. Every test starts and stops its own cluster (scripts/clusters/*.sh) on loopback
+# or in its own network namespaces; each is limited to 60 s by ctest (radosgw's, whose start alone
+# takes 15-60 s: 240 s), the whole stage to 6 minutes. Afterwards nothing
 # may be left: no cluster folder, server process, namespace, link or nftables table
 # (scripts/clusters/sweep.sh --check), else the stage fails.
 #
 #   scripts/test_faults.sh BUILD_DIR [extra ctest args...]
 #
-# Needs root (namespaces, nft), ip, nft, etcd, PostgreSQL: scripts/apt-packages.txt. The long,
-# repeated runs behind docs/faults.md are scripts/fault_matrix.sh.
+# Needs root (namespaces, nft), ip, nft, etcd, PostgreSQL, Ceph (ceph-mon, ceph-osd, radosgw):
+# scripts/apt-packages.txt. The long, repeated runs behind docs/faults.md are
+# scripts/fault_matrix.sh.
 set -uo pipefail
 build=${1:?usage: scripts/test_faults.sh BUILD_DIR [ctest args...]}
 shift

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs noclobber's server tests (ctest label `server`) against real PostgreSQL, Redis, etcd and
-# Apache mod_dav servers started on free loopback ports, then the adapter examples. Every server
-# is stopped on exit, also on failure.
+# Runs noclobber's server tests (ctest label `server`) against real PostgreSQL, Redis, etcd,
+# Apache mod_dav, radosgw (Ceph) and s3rver servers started on free loopback ports, then the
+# adapter examples. Every server is stopped on exit, also on failure.
 #
 #   scripts/test_servers.sh BUILD_DIR [extra ctest args...]
 set -euo pipefail

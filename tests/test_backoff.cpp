@@ -246,6 +246,20 @@ TEST_CASE("no overflow or UB at any retry number or duration", "[backoff]") {
   CHECK(p.ceiling(64) == ns::max());  // 2^63 does not fit: the cap
 }
 
+TEST_CASE("the ceiling never drops below base, even for bases a double cannot hold", "[backoff]") {
+  // Found by tests/fuzz/fuzz_backoff: base 2^62 + 1 ns became 2^62 as a double, so with
+  // multiplier 1 retry 2 waited less than retry 1 (t(n) = min(cap, base * m^(n-1)) >= base).
+  const ns base((std::int64_t{1} << 62) + 1);
+  const auto p = backoff_policy::exponential(base, ns::max(), 1.0);
+  std::mt19937_64 rng(1);
+  for (unsigned n = 1; n <= 5; ++n) {
+    CHECK(p.ceiling(n) == base);
+    CHECK(p.delay(n, 0ns, rng) == base);
+  }
+  const auto q = backoff_policy::equal_jitter(base, ns::max(), 1.5);
+  CHECK(q.ceiling(2) >= base);
+}
+
 TEST_CASE("generators of any width give in-range, deterministic delays", "[backoff]") {
   const auto p = backoff_policy::full_jitter(1ms, 10s);
   auto check_gen = [&](auto make) {
@@ -298,6 +312,23 @@ TEST_CASE("contention_meter estimates how busy the row is from successive reads"
   x.observe(0, 0ns, 0ns);
   x.observe(std::numeric_limits<std::uint64_t>::max(), 1ns, ns::max());
   CHECK(x.busy() == Approx(noclobber::contention_meter::max_busy));
+}
+
+TEST_CASE("contention_meter: times spanning the whole duration range do not overflow",
+          "[backoff][commit_rate]") {
+  // Found by tests/fuzz/fuzz_backoff: refused_at - read_at and read_at - previous read overflowed
+  // (undefined behaviour; in practice a negative window) when the times lay more than
+  // nanoseconds::max() apart.
+  noclobber::contention_meter m;
+  m.observe(1, ns::min(), ns::max());
+  CHECK(m.window() == ns::max());
+  m.observe(2, ns::max() - ns(1), ns::max());
+  CHECK(m.window() == ns(1));
+  CHECK(m.busy() >= 0.0);  // elapsed since the previous read: max() - 1 - min(), clamped
+  CHECK(m.busy() <= noclobber::contention_meter::max_busy);
+  noclobber::contention_meter n;
+  n.observe(5, ns(-3), ns(4));
+  CHECK(n.window() == ns(7));
 }
 
 TEST_CASE("commit_rate: full jitter until the meter knows, then a window sized by it",

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <latch>
 #include <memory>
 #include <optional>
 #include <random>
@@ -314,7 +315,7 @@ TEST_CASE("cancellation: before the start and during a virtual sleep", "[cas_ret
   }
 }
 
-TEST_CASE("cancellation wakes a real sleep promptly", "[cas_retry]") {
+TEST_CASE("cancellation wakes a real sleep promptly", "[cas_retry][concurrency]") {
   // The backoff is an hour: if the stop token did not wake the sleep, this test would hang.
   std::stop_source src;
   retry_policy p;
@@ -504,7 +505,8 @@ TEST_CASE("attempt shapes: no arguments, plain write_status, a custom result typ
   CHECK(r3.ok());
 }
 
-TEST_CASE("one budget drained by many threads grants exactly capacity / cost retries", "[cas_retry][race]") {
+TEST_CASE("one budget drained by many threads grants exactly capacity / cost retries",
+          "[cas_retry][race][concurrency]") {
   constexpr unsigned capacity = 2000, cost = 5, threads = 8;
   auto budget = std::make_shared<retry_budget>(retry_budget::config{capacity, cost, cost, 1});
   retry_policy p;
@@ -514,11 +516,11 @@ TEST_CASE("one budget drained by many threads grants exactly capacity / cost ret
   std::atomic<unsigned> retries{0};
   std::atomic<unsigned> exhausted{0};
   p.on_retry = [&](const noclobber::retry_event&) { retries.fetch_add(1, std::memory_order_relaxed); };
-  std::atomic<bool> go{false};
+  std::latch start(threads);  // every thread exists before any draws
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
-      while (!go.load()) std::this_thread::yield();
+      start.arrive_and_wait();
       // Each thread runs loops until the shared bucket refuses it.
       for (;;) {
         auto r = cas_retry(p, [] { return write_status::conflict; });
@@ -529,7 +531,6 @@ TEST_CASE("one budget drained by many threads grants exactly capacity / cost ret
       }
     });
   }
-  go = true;
   for (auto& th : pool) th.join();
   CHECK(retries.load() == capacity / cost);
   CHECK(exhausted.load() == threads);
@@ -537,12 +538,14 @@ TEST_CASE("one budget drained by many threads grants exactly capacity / cost ret
 }
 
 TEST_CASE("retry_budget under concurrent acquire and refund stays within [0, capacity]",
-          "[retry_budget][race]") {
+          "[retry_budget][race][concurrency]") {
   retry_budget budget(retry_budget::config{100, 7, 7, 1});
   std::atomic<bool> over{false};
+  std::latch start(8);
   std::vector<std::thread> pool;
   for (int t = 0; t < 8; ++t) {
     pool.emplace_back([&] {
+      start.arrive_and_wait();
       for (int i = 0; i < 20000; ++i) {
         unsigned taken = 0;
         if (budget.try_acquire(write_status::conflict, taken)) {
@@ -583,6 +586,33 @@ TEST_CASE("commit_rate through cas_retry: the attempt reports versions, the mete
   const auto d = c.on_outcome(write_status::conflict, {}, 0ns, rng);
   REQUIRE(d);
   CHECK(d.delay <= 15ms);  // 1.5 * 10 ms / 1^2, not full jitter's 20 ms
+}
+
+TEST_CASE("virtual_retry_env: sleeps of nanoseconds::max() saturate virtual time", "[cas_retry]") {
+  // Found by tests/fuzz/fuzz_backoff: a policy whose cap is nanoseconds::max() made the second
+  // sleep overflow the virtual clock (undefined behaviour; in practice time ran backwards).
+  using tp = std::chrono::steady_clock::time_point;
+  virtual_retry_env env(1);
+  env.advance(ns::max());
+  env.advance(ns::max());
+  CHECK(env.now() == tp::max());
+  env.advance(-ns::max());
+  CHECK(env.now() == tp(ns(0)));
+  env.advance(ns::min());
+  env.advance(ns::min());
+  CHECK(env.now() == tp::min());
+
+  retry_policy p;
+  p.backoff = backoff_policy::exponential(ns::max(), ns::max());
+  p.max_attempts = 4;
+  virtual_retry_env v(1);
+  auto r = cas_retry(
+      p, [] { return write_status::conflict; }, v);
+  CHECK(r.reason == stop_reason::attempts_exhausted);
+  CHECK(r.attempts == 4);
+  REQUIRE(v.sleeps().size() == 3);
+  CHECK(v.now() == tp::max());
+  CHECK(r.slept == ns::max());
 }
 
 TEST_CASE("decided: an attempt settles the loop without a write; reason says so", "[cas_retry][decided]") {

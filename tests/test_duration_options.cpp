@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <limits>
 #include <random>
 #include <stop_token>
@@ -61,15 +62,19 @@ TEST_CASE("virtual_retry_env: advancing by hours::max() stops at the end of time
 }
 
 TEST_CASE("system_retry_env: a sleep of hours::max() waits until the stop token fires",
-          "[duration][cas_retry]") {
+          "[duration][cas_retry][concurrency]") {
   // condition_variable_any::wait_for(now + nanoseconds::max()) overflows into the past and returns
-  // at once as if the sleep had ended; the saturated deadline waits for the stop request.
+  // at once as if the sleep had ended; the saturated deadline waits for the stop request. The
+  // request comes 50 ms after the sleeper is about to sleep (a correct sleep ends only by it).
   nc::system_retry_env env;
   std::stop_source stop;
+  std::latch sleeping(1);
   std::jthread requester([&] {
+    sleeping.wait();
     std::this_thread::sleep_for(milliseconds(50));
     stop.request_stop();
   });
+  sleeping.count_down();
   const bool woke_normally = env.sleep_for(hours::max(), stop.get_token());
   CHECK_FALSE(woke_normally);
   CHECK(stop.stop_requested());

@@ -159,7 +159,8 @@ TEST_CASE("ledger: entry encoding round-trips and rejects garbage", "[ledger]") 
   CHECK(nc::ledger_key("a/1", "b") != nc::ledger_key("a", "1/b"));
 }
 
-TEST_CASE("ledger race: 16 callers, one content, the operation runs exactly once", "[ledger][race]") {
+TEST_CASE("ledger race: 16 callers, one content, the operation runs exactly once",
+          "[ledger][race][concurrency]") {
   // Each round a fresh content hash; 16 threads call run() at once and keep calling while the
   // answer is in_progress. Exactly one runs the operation; all end with ok().
   auto race = [](auto& store, int rounds) {

@@ -1,5 +1,6 @@
 // Tests for noclobber/keyed_mutex_map.hpp: each operation, real races with exact plain counters,
 // deadlock-free random multi-key sets, timeouts, cross-thread release, exceptions, size() back to 0.
+#include <pthread.h>
 #include <noclobber/keyed_mutex_map.hpp>
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <ctime>
 #include <iterator>
+#include <latch>
 #include <random>
 #include <ranges>
 #include <span>
@@ -53,14 +55,17 @@ std::atomic<long> thread_failures{0};
   } while (false)
 
 // Holds worker threads until all have started, so they really overlap.
-struct start_gate {
-  explicit start_gate(int n) : remaining(n) {}
-  void arrive_and_wait() {
-    remaining.fetch_sub(1);
-    while (remaining.load() > 0) std::this_thread::yield();
-  }
-  std::atomic<int> remaining;
-};
+using start_gate = std::latch;
+
+// Polls until exactly `n` waiters have gone to sleep on held keys. Exact, not a guess: the map
+// counts a sleep just before the waiter parks, and nothing wakes a waiter while its key is held.
+template <class Map>
+void wait_for_sleeps(const Map& m, std::uint64_t n) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(m.counters().sleeps == n);
+}
 
 struct padded_counter {
   alignas(64) long value = 0;  // plain, non-atomic: only correct if the per-key lock works
@@ -125,7 +130,7 @@ TEST_CASE("bad shard count is rejected with a message naming it") {
   REQUIRE_THROWS_WITH(M(noclobber::keyed_mutex_map_options{1000}), Catch::Contains("got 1000"));
 }
 
-TEST_CASE("shared mode: readers share, writers exclude, writers are preferred") {
+TEST_CASE("shared mode: readers share, writers exclude, writers are preferred", "[concurrency]") {
   string_map m;
   auto r1 = m.lock_shared("k");
   auto r2 = m.try_lock_shared("k");
@@ -158,50 +163,48 @@ TEST_CASE("shared mode: readers share, writers exclude, writers are preferred") 
 }
 
 namespace {
-std::chrono::nanoseconds this_thread_cpu_time() {
+std::chrono::nanoseconds cpu_time(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(clock, &ts);
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 }  // namespace
 
-TEST_CASE("a blocked waiter sleeps instead of spinning") {
+TEST_CASE("a blocked waiter sleeps instead of spinning", "[concurrency]") {
+  // The waiter is known to be parked (the map counted its sleep; a spinning waiter never is)
+  // before its CPU clock is read; then the test sleeps at least 300 ms with the key still held.
+  // A parked thread uses no CPU in that window; a spinning one would use most of it.
   string_map m;
   auto held = m.lock("k");
-  std::atomic<bool> waiting{false};
-  std::chrono::nanoseconds waiter_cpu{0};
-  std::chrono::nanoseconds waiter_wall{0};
+  std::atomic<bool> acquired{false};
   std::thread waiter([&] {
-    waiting = true;
-    const auto cpu0 = this_thread_cpu_time();
-    const auto wall0 = std::chrono::steady_clock::now();
     auto g = m.lock("k");
-    waiter_wall = std::chrono::steady_clock::now() - wall0;
-    waiter_cpu = this_thread_cpu_time() - cpu0;
+    acquired = true;
   });
-  while (!waiting) std::this_thread::yield();
+  wait_for_sleeps(m, 1);
+  clockid_t waiter_clock{};
+  REQUIRE(pthread_getcpuclockid(waiter.native_handle(), &waiter_clock) == 0);
+  const auto cpu0 = cpu_time(waiter_clock);
   std::this_thread::sleep_for(300ms);
+  const auto waiter_cpu = cpu_time(waiter_clock) - cpu0;
+  const bool acquired_while_held = acquired.load();
   held.unlock();
   waiter.join();
-  INFO("waiter blocked " << waiter_wall.count() << " ns wall, used " << waiter_cpu.count() << " ns CPU");
-  REQUIRE(waiter_wall >= 50ms);           // it really was blocked (the key is held ~300 ms)
-  REQUIRE(waiter_cpu * 5 < waiter_wall);  // a spinning waiter would burn about its whole wait
+  INFO("parked waiter used " << waiter_cpu.count() << " ns CPU in a window of at least 300 ms");
+  REQUIRE_FALSE(acquired_while_held);
+  REQUIRE(acquired.load());
+  REQUIRE(waiter_cpu < 30ms);
   REQUIRE(m.size() == 0);
 }
 
-namespace {
-void wait_for_sleeps(const string_map& m, std::uint64_t n) {
-  const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(1ms);
-  REQUIRE(m.counters().sleeps == n);
-}
-}  // namespace
-
-TEST_CASE("a release wakes one exclusive waiter, not every waiter") {
-  // 8 writers park on a held key; each then holds it for a while in turn. Waking all of them on
-  // every release (a thundering herd) would put each back to sleep once per hand-over before its
-  // turn: 8 + 7 + ... + 1 = 36 sleeps. Waking one costs 8.
+TEST_CASE("a release wakes one exclusive waiter, not every waiter", "[concurrency]") {
+  // 8 writers park on a held key; each then holds it for a while in turn. Every release that
+  // leaves the key free with writers parked must wake exactly one of them (notify_one), never all
+  // (a thundering herd: 8 + 7 + ... + 1 = 36 parkings). Counted where the map sends the wake-up,
+  // so exact whatever the scheduler does: all 8 are parked before the first release, the test's
+  // release and the first 7 writers' each find parked writers (8 wake-ups, each of one exclusive
+  // waiter), the last writer's finds none. How often a writer parked is not asserted beyond its
+  // first time: a condition variable may wake a thread spuriously, and it then parks again.
   constexpr int writers = 8;
   string_map m;
   auto held = m.lock("hot");
@@ -210,21 +213,25 @@ TEST_CASE("a release wakes one exclusive waiter, not every waiter") {
   for (int t = 0; t < writers; ++t)
     pool.emplace_back([&] {
       auto g = m.lock("hot");
-      std::this_thread::sleep_for(10ms);
+      std::this_thread::sleep_for(1ms);  // holders that block keep the others parked
       ++turns.value;
     });
   wait_for_sleeps(m, writers);  // all parked before the first hand-over
+  REQUIRE(m.counters().wakeups == 0);
   held.unlock();
   for (auto& th : pool) th.join();
   const auto c = m.counters();
-  INFO("sleeps " << c.sleeps << ", contended acquisitions " << c.contended_acquisitions);
+  INFO("sleeps " << c.sleeps << ", wake-ups " << c.wakeups << " (of every shared waiter: " << c.shared_wakeups
+                 << "), contended acquisitions " << c.contended_acquisitions);
   REQUIRE(turns.value == writers);
   REQUIRE(c.contended_acquisitions == writers);
-  REQUIRE(c.sleeps <= writers + 2);  // slack for spurious condition-variable wake-ups
+  REQUIRE(c.wakeups == writers);   // one per hand-over to a parked writer
+  REQUIRE(c.shared_wakeups == 0);  // and each woke one writer, not all of them
+  REQUIRE(c.sleeps >= writers);    // each parked at least once (forced above)
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on") {
+TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on", "[concurrency]") {
   // One shard, so lock_all("a", "b") waits for both keys as one group. The group parks on "a"
   // first, a single-key waiter behind it; then "b" is taken and "a" released. The one wake-up goes
   // to the group (first in line), which now finds "b" held and parks there: unless it passes the
@@ -250,21 +257,54 @@ TEST_CASE("a waiter woken for a key it cannot use passes the wake-up on") {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys never miss a wake-up") {
+TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys never miss a wake-up",
+          "[concurrency]") {
   // Waking one exclusive waiter per release is only safe if every waiter that does not end up
   // holding the key passes its wake-up on. Mix every kind of waiter on two keys, with holders
   // that sleep (so waiters park), and require progress and exact counts. With one shard, "a" and
   // "b" are locked as one group, so a waiter woken for one key can end up parked on the other.
+  // Parking is forced, not hoped for: the test holds both keys until every thread's first
+  // operation (exclusive, shared, or both keys) has parked, then releases them into that queue.
   const std::size_t shards = GENERATE(std::size_t{1}, std::size_t{4096});
   string_map m(noclobber::keyed_mutex_map_options{shards});
   padded_counter a, b;  // a guarded by "a", b by "b"; readers check nothing tears
   std::atomic<long> reads{0}, timeouts{0};
   long expected_a[8] = {}, expected_b[8] = {};
+  auto hold_a = m.lock("a");
+  auto hold_b = m.lock("b");
   std::vector<std::thread> pool;
   start_gate gate(8);
   for (int t = 0; t < 8; ++t)
     pool.emplace_back([&, t] {
       gate.arrive_and_wait();
+      switch (t % 4) {  // the first operation parks behind the test's hold
+        case 0: {
+          auto g = m.lock("a");
+          ++a.value;
+          ++expected_a[t];
+          break;
+        }
+        case 1: {
+          auto g = m.lock_shared("a");
+          KMM_CHECK_IN_THREAD(g.owns_lock());
+          reads.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        case 2: {
+          auto g = m.lock_all("a", "b");
+          ++a.value;
+          ++b.value;
+          ++expected_a[t];
+          ++expected_b[t];
+          break;
+        }
+        default: {
+          auto g = m.lock_shared("b");
+          KMM_CHECK_IN_THREAD(g.owns_lock());
+          reads.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+      }
       std::minstd_rand rng(7 + t);
       for (int i = 0; i < 300; ++i) {
         const bool nap = rng() % 4 == 0;  // holders that block make waiters park
@@ -315,6 +355,9 @@ TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys neve
         }
       }
     });
+  wait_for_sleeps(m, 8);  // every thread is parked behind the hold
+  hold_b.unlock();
+  hold_a.unlock();
   for (auto& th : pool) th.join();
   long sum_a = 0, sum_b = 0;
   for (int t = 0; t < 8; ++t) {
@@ -325,11 +368,11 @@ TEST_CASE("race: shared, exclusive, timed and multi-key waiters on hot keys neve
   REQUIRE(thread_failures.exchange(0) == 0);
   REQUIRE(a.value == sum_a);
   REQUIRE(b.value == sum_b);
-  REQUIRE(m.counters().sleeps > 0);  // waiters really parked
+  REQUIRE(m.counters().sleeps >= 8);  // waiters really parked (forced above)
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("timeouts are honoured and leave nothing behind") {
+TEST_CASE("timeouts are honoured and leave nothing behind", "[concurrency]") {
   string_map m;
   auto held = m.lock("k");
   const auto t0 = std::chrono::steady_clock::now();
@@ -342,9 +385,13 @@ TEST_CASE("timeouts are honoured and leave nothing behind") {
   REQUIRE_FALSE(m.try_lock_for("k", -5ms).owns_lock());
   REQUIRE_FALSE(m.try_lock_for("k", std::chrono::hours(0)).owns_lock());
   REQUIRE(m.size() == 1);
-  // A timed waiter does get the key when it is released in time.
+  // A timed waiter does get the key when it is released in time: the release comes only once
+  // the waiter below has parked (the map counts it), so the acquisition is contended for sure.
+  const auto parked_before = m.counters().sleeps;
   std::thread releaser([&] {
-    std::this_thread::sleep_for(10ms);
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (m.counters().sleeps == parked_before && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(1ms);
     held.unlock();
   });
   auto late = m.try_lock_for("k", std::chrono::hours(1));
@@ -385,12 +432,15 @@ TEST_CASE("multi-key: folded, all-or-nothing for try and timed forms") {
   REQUIRE(m.size() == 0);
 }
 
-// N threads x M iterations over a few keys; each key guards a plain counter.
+// N threads x M iterations over a few keys; each key guards a plain counter. With
+// `force_contention`, the test holds every key until each thread's first lock has parked.
 template <class Map>
-void race_counters(Map& m, int threads, int iterations, int keys) {
+void race_counters(Map& m, int threads, int iterations, int keys, bool force_contention = false) {
   std::vector<std::string> names;
   for (int k = 0; k < keys; ++k) names.push_back(object_key(k));
   std::vector<padded_counter> counters(keys);
+  typename Map::multi_guard held;
+  if (force_contention) held = m.lock_all(names);
   std::vector<std::thread> pool;
   start_gate gate(threads);
   for (int t = 0; t < threads; ++t) {
@@ -426,6 +476,10 @@ void race_counters(Map& m, int threads, int iterations, int keys) {
       }
     });
   }
+  if (force_contention) {
+    wait_for_sleeps(m, static_cast<std::uint64_t>(threads));  // iteration 0 is a plain lock(): it parks
+    held.unlock();
+  }
   for (auto& th : pool) th.join();
   REQUIRE(thread_failures.exchange(0) == 0);
   long total = 0;
@@ -434,20 +488,16 @@ void race_counters(Map& m, int threads, int iterations, int keys) {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: plain per-key counters come out exact") {
+TEST_CASE("race: plain per-key counters come out exact", "[concurrency]") {
   SECTION("default shards") {
-    // Counts must be exact every round; at least one round must have really contended (a round
-    // can finish without overlap on a busy machine, so allow a few).
-    std::uint64_t contended = 0;
-    for (int round = 0; round < 20 && contended == 0; ++round) {
-      string_map m;
-      race_counters(m, 8, 4000, 3);
-      auto c = m.counters();
-      REQUIRE(c.acquisitions == 8u * 4000u);
-      REQUIRE(c.contended_acquisitions <= c.acquisitions);
-      contended = c.contended_acquisitions;
-    }
-    REQUIRE(contended > 0);
+    // Counts must be exact. Contention is forced, not hoped for: all 8 threads park on held keys
+    // before any key is free, so at least their 8 first acquisitions were contended.
+    string_map m;
+    race_counters(m, 8, 4000, 3, true);
+    auto c = m.counters();
+    REQUIRE(c.acquisitions == 8u * 4000u + 3u);  // + the test's own hold of the 3 keys
+    REQUIRE(c.contended_acquisitions >= 8u);
+    REQUIRE(c.contended_acquisitions <= c.acquisitions);
   }
   SECTION("one shard") {
     string_map m(noclobber::keyed_mutex_map_options{1});
@@ -459,7 +509,7 @@ TEST_CASE("race: plain per-key counters come out exact") {
   }
 }
 
-TEST_CASE("race: readers see no torn writes under shared mode") {
+TEST_CASE("race: readers see no torn writes under shared mode", "[concurrency]") {
   string_map m;
   padded_counter a, b;  // invariant under the key: a == b
   std::atomic<long> reads{0};
@@ -489,7 +539,7 @@ TEST_CASE("race: readers see no torn writes under shared mode") {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") {
+TEST_CASE("race: random multi-key sets finish without deadlock and stay exact", "[concurrency]") {
   constexpr int keys = 12;
   for (std::size_t shards : {std::size_t{1}, std::size_t{4}, std::size_t{4096}}) {
     string_map m(noclobber::keyed_mutex_map_options{shards});
@@ -548,7 +598,7 @@ TEST_CASE("race: random multi-key sets finish without deadlock and stay exact") 
   }
 }
 
-TEST_CASE("a guard may be released on another thread") {
+TEST_CASE("a guard may be released on another thread", "[concurrency]") {
   string_map m;
   constexpr int rounds = 2000;
   padded_counter counter;
@@ -602,7 +652,7 @@ TEST_CASE("a thread_local destructor may lock after the thread's cache is gone")
   REQUIRE(m.counters().acquisitions == 4);  // early, late, late-a, late-b
 }
 
-TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
+TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0", "[concurrency]") {
   SECTION("caller code throws while holding the guard") {
     string_map m;
     for (int i = 0; i < 100; ++i) {
@@ -618,7 +668,7 @@ TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
     noclobber::keyed_mutex_map<std::string, colliding_hash, throwing_equal> m;
     auto held = m.lock("a");                            // chain non-empty: the next lock compares keys
     std::thread waiter([&] { auto g = m.lock("a"); });  // parks on "a"
-    std::this_thread::sleep_for(20ms);                  // let it park (not required for the assertions below)
+    wait_for_sleeps(m, 1);                              // parked: the throws below happen with a waiter
     throwing_equal::armed = true;
     REQUIRE_THROWS_AS(m.lock("b"), std::runtime_error);
     REQUIRE_THROWS_AS(m.try_lock_for("a", 1ms), std::runtime_error);
@@ -632,7 +682,7 @@ TEST_CASE("whatever is thrown, nothing stays held and size() returns to 0") {
   }
 }
 
-TEST_CASE("entries retired and re-created concurrently are never used after reuse") {
+TEST_CASE("entries retired and re-created concurrently are never used after reuse", "[concurrency]") {
   // Many threads churn a few keys with try_lock/lock/timed locks so entries are retired, recycled
   // through thread caches and re-created while others still wait: ASan/TSan catch any reuse bug.
   noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>> m(
@@ -674,6 +724,27 @@ TEST_CASE("entries retired and re-created concurrently are never used after reus
   REQUIRE(total == done.load());
   REQUIRE(m.size() == 0);
   REQUIRE(m.counters().acquisitions == static_cast<std::uint64_t>(total));
+}
+
+// ---- regression tests for what tests/fuzz/fuzz_keyed_mutex_map found ---------------------------
+
+TEST_CASE("a failed try_lock_all counts no acquisitions, even for the shards it took first") {
+  // try_lock_all takes its keys shard by shard; when a later shard's key was held it released the
+  // earlier ones but had already counted them ("failed tries are not counted").
+  noclobber::keyed_mutex_map<int> m(noclobber::keyed_mutex_map_options{64});
+  const std::vector<int> keys = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::uint64_t expected = 0;
+  for (int held_key : keys) {  // whichever shard the held key lands in, some keys come before it
+    auto held = m.lock(held_key);
+    ++expected;
+    REQUIRE_FALSE(m.try_lock_all(keys).owns_lock());
+    REQUIRE_FALSE(m.try_lock_all_for(keys, 1ms).owns_lock());
+    REQUIRE(m.counters().acquisitions == expected);
+    REQUIRE(m.size() == 1);
+  }
+  auto all = m.try_lock_all(keys);
+  REQUIRE(all.owns_lock());
+  REQUIRE(m.counters().acquisitions == expected + keys.size());
 }
 
 namespace {
@@ -759,24 +830,22 @@ TEST_CASE("multi-key: any input range of keys, braced lists, keys converted to K
   STATIC_REQUIRE(can_lock_all<string_map, std::vector<std::string>>);
 }
 
-namespace {
-// Holds `key` until the returned thread, started now, releases it after a short while.
-std::thread release_soon(string_map::guard& held) {
-  return std::thread([&held] {
-    std::this_thread::sleep_for(20ms);
-    held.unlock();
-  });
-}
-}  // namespace
-
-TEST_CASE("timeouts and deadlines of any length saturate: max() waits without limit, min() gives up") {
+TEST_CASE("timeouts and deadlines of any length saturate: max() waits without limit, min() gives up",
+          "[concurrency]") {
   string_map m;
-  // Each timed call below waits for a key held by another thread until that thread lets go: a
-  // deadline that overflowed to the past would give up at once and fail the REQUIRE.
+  // Each timed call below waits for a key held by another thread, which lets go only once the
+  // caller has parked (the map counted its sleep) or has returned: a deadline that overflowed to
+  // the past gives up before parking and fails the REQUIRE, whatever the scheduler does.
   auto wait_out = [&](auto&& timed_lock) {
     auto held = m.lock("k");
-    std::thread releaser = release_soon(held);
+    const auto parked_before = m.counters().sleeps;
+    std::atomic<bool> returned{false};
+    std::thread releaser([&] {
+      while (m.counters().sleeps == parked_before && !returned.load()) std::this_thread::sleep_for(1ms);
+      held.unlock();
+    });
     const bool got = static_cast<bool>(timed_lock());
+    returned = true;
     releaser.join();
     return got;
   };

@@ -138,7 +138,7 @@ TEST_CASE("steady state: lock/unlock with string_view keys allocates nothing") {
   REQUIRE(m.size() == 0);
 }
 
-TEST_CASE("contended lock/unlock on two threads: allocations bounded, not per lock") {
+TEST_CASE("contended lock/unlock on two threads: allocations bounded, not per lock", "[concurrency]") {
   // A key released by the thread that did not create its entry retires the entry into that
   // thread's cache, so entries drift between the two caches and the pool grows on rare
   // interleavings, up to a bound: when a thread must allocate, its cache and the pool are empty,

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <latch>
 #include <limits>
 #include <set>
 #include <stdexcept>
@@ -247,7 +248,7 @@ TEST_CASE("memory_store: a bad fault_config is rejected, naming the field", "[me
   CHECK(ok.faults().indeterminate_applied == 0);  // the old config stays
 }
 
-TEST_CASE("memory_store: raw CAS increments race exactly", "[memory_store][race]") {
+TEST_CASE("memory_store: raw CAS increments race exactly", "[memory_store][race][concurrency]") {
   // 8 threads x 2000 CAS increments over 4 keys, with outside writers bumping versions: the
   // final value of each key equals the number of increments applied to it.
   nc::fault_config f;
@@ -258,9 +259,11 @@ TEST_CASE("memory_store: raw CAS increments race exactly", "[memory_store][race]
   const int keys = 4;
   for (int k = 0; k < keys; ++k) REQUIRE(s.overwrite(k, 0).ok());
   std::vector<std::atomic<long>> applied(keys);
+  std::latch start(8);
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
+      start.arrive_and_wait();
       for (int i = 0; i < 2000; ++i) {
         const int k = (i + t) % keys;
         for (;;) {

@@ -131,6 +131,25 @@ TEST_CASE("checker: an update on the final chain twice is doubled, with its atte
   }
 }
 
+TEST_CASE("checker: a looping chain lists each doubled value once", "[race_harness][checker][faults]") {
+  // Found by tests/fuzz/fuzz_race_history: in a history whose chain loops (an anomaly), the walk
+  // that collects a doubled update's copies went round the loop, listing one value up to the
+  // number of writes (here a1 twice: 3 copies of an update on the chain 2 times).
+  const auto a1 = nc::make_write_id(1, 9, 1), a2 = nc::make_write_id(1, 9, 2);
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  h.writes = {wr(1, 0, a1, a1, nc::op_outcome::ok, 1, 1), wr(1, 0, a1, a2, nc::op_outcome::ok, 5, 2)};
+  h.final_versions = {a2};
+  const auto check = nc::check_race_history(h);
+  REQUIRE_FALSE(check.anomalies.empty());  // the chain loops at a1
+  REQUIRE(check.doubled.size() == 1);
+  REQUIRE(check.doubled[0].copies.size() == 2);
+  CHECK(check.doubled[0].copies[0].written == a2);
+  CHECK(check.doubled[0].copies[1].written == a1);
+  CHECK_THAT(check.doubled[0].trace, Catch::Contains("on the final chain of key k 2 times"));
+}
+
 TEST_CASE("checker: an op that writes in steps (claim, then completion) is not doubled when it says so",
           "[race_harness][checker][faults]") {
   // W1 op 0 claims (attempt 1, answer lost: unknown), reads its claim back and completes on top
@@ -217,7 +236,7 @@ class lying_store {
 }  // namespace
 
 TEST_CASE("checker on a real run: a store that calls an applied write transient gets updates applied twice",
-          "[race_harness][checker][faults]") {
+          "[race_harness][checker][faults][concurrency]") {
   nc::memory_store<std::string, std::string> inner;
   std::atomic<unsigned> writes{0};
   nc::race_options<std::string, std::string> o;

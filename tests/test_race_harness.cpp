@@ -101,7 +101,8 @@ class serialising_store {
 
 }  // namespace
 
-TEST_CASE("negative control: naive forced writers lose exactly W - 1 updates, each named", "[race_harness]") {
+TEST_CASE("negative control: naive forced writers lose exactly W - 1 updates, each named",
+          "[race_harness][concurrency]") {
   for (unsigned writers : {2u, 8u, 16u}) {
     store_t store;
     auto o = forced(writers);
@@ -129,7 +130,7 @@ TEST_CASE("negative control: naive forced writers lose exactly W - 1 updates, ea
   }
 }
 
-TEST_CASE("CAS and lock + CAS lose nothing under forced writers", "[race_harness]") {
+TEST_CASE("CAS and lock + CAS lose nothing under forced writers", "[race_harness][concurrency]") {
   store_t store;
   auto o = forced(16, 20);
   o.keys = {"a", "b", "c"};
@@ -154,7 +155,8 @@ TEST_CASE("CAS and lock + CAS lose nothing under forced writers", "[race_harness
   }
 }
 
-TEST_CASE("a store that holds a lock across read and write is reported as serialised", "[race_harness]") {
+TEST_CASE("a store that holds a lock across read and write is reported as serialised",
+          "[race_harness][concurrency]") {
   serialising_store store;
   auto o = nc::race_options_for<serialising_store>{};
   o.writers = 4;
@@ -166,7 +168,7 @@ TEST_CASE("a store that holds a lock across read and write is reported as serial
   REQUIRE(report.check.applied == 4);
 }
 
-TEST_CASE("noclobber strategies lose nothing with faults injected", "[race_harness]") {
+TEST_CASE("noclobber strategies lose nothing with faults injected", "[race_harness][concurrency]") {
   nc::fault_config f;
   f.seed = 42;
   f.transient = 0.05;
@@ -193,7 +195,8 @@ TEST_CASE("noclobber strategies lose nothing with faults injected", "[race_harne
   }
 }
 
-TEST_CASE("the harness catches an adapter whose write_if_match ignores the token", "[race_harness]") {
+TEST_CASE("the harness catches an adapter whose write_if_match ignores the token",
+          "[race_harness][concurrency]") {
   ignores_token_store store;
   REQUIRE(store.create_if_absent("noclobber/race", "before the run").ok());
   auto o = nc::race_options_for<ignores_token_store>{};
@@ -204,7 +207,8 @@ TEST_CASE("the harness catches an adapter whose write_if_match ignores the token
   REQUIRE(report.lost() == 7);  // CAS cannot save a store that does not compare
 }
 
-TEST_CASE("explore finds the naive loss within 10 seeds and replays it deterministically", "[race_harness]") {
+TEST_CASE("explore finds the naive loss within 10 seeds and replays it deterministically",
+          "[race_harness][concurrency]") {
   store_t store;
   options_t o = explore_16x2_seed7();
   o.stall_timeout = std::chrono::seconds(5);  // naive never blocks: only a descheduled thread could stall
@@ -230,7 +234,7 @@ TEST_CASE("explore finds the naive loss within 10 seeds and replays it determini
   REQUIRE(replayed.trace == report.trace);
 }
 
-TEST_CASE("explore: the naive loss is found under most master seeds", "[race_harness]") {
+TEST_CASE("explore: the naive loss is found under most master seeds", "[race_harness][concurrency]") {
   // Not a timing claim: PCT at depth 2 hits this depth-2 bug with probability about 1/2 per
   // schedule, so ten schedules miss it with probability about 1/1000 per master seed.
   unsigned found = 0;
@@ -241,13 +245,14 @@ TEST_CASE("explore: the naive loss is found under most master seeds", "[race_har
     o.writers = 8;
     o.seed = seed;
     o.iterations = 10;
+    o.stall_timeout = std::chrono::seconds(5);  // naive never blocks: no stall on a loaded machine
     const auto report = nc::run_race(store, nc::naive_strategy{}, o);
     found += report.failing_iterations > 0;
   }
   REQUIRE(found >= 9);
 }
 
-TEST_CASE("explore: CAS and lock + CAS lose nothing across schedules", "[race_harness]") {
+TEST_CASE("explore: CAS and lock + CAS lose nothing across schedules", "[race_harness][concurrency]") {
   store_t store;
   options_t o;
   o.mode = nc::race_mode::explore;
@@ -266,7 +271,7 @@ TEST_CASE("explore: CAS and lock + CAS lose nothing across schedules", "[race_ha
   REQUIRE(locked.ok());
 }
 
-TEST_CASE("stress: many free-running writers on a few keys", "[race_harness]") {
+TEST_CASE("stress: many free-running writers on a few keys", "[race_harness][concurrency]") {
   store_t store;
   options_t o;
   o.mode = nc::race_mode::stress;
@@ -284,7 +289,8 @@ TEST_CASE("stress: many free-running writers on a few keys", "[race_harness]") {
   REQUIRE(naive.lost() >= naive.check.lost_update_pairs);  // at most one of each group is on the chain
 }
 
-TEST_CASE("one store per writer: Store, unique_ptr<Store> and Store& factories", "[race_harness]") {
+TEST_CASE("one store per writer: Store, unique_ptr<Store> and Store& factories",
+          "[race_harness][concurrency]") {
   store_t shared;
   auto o = forced(4);
   const auto by_ref =
@@ -297,7 +303,7 @@ TEST_CASE("one store per writer: Store, unique_ptr<Store> and Store& factories",
   REQUIRE(by_ptr.check.applied == 4);
 }
 
-TEST_CASE("a throwing strategy is reported, not fatal", "[race_harness]") {
+TEST_CASE("a throwing strategy is reported, not fatal", "[race_harness][concurrency]") {
   store_t store;
   auto o = forced(4, 3);
   o.barrier_timeout = std::chrono::milliseconds(200);
@@ -314,7 +320,8 @@ TEST_CASE("a throwing strategy is reported, not fatal", "[race_harness]") {
   REQUIRE(report.check.applied == 6);
 }
 
-TEST_CASE("a writer whose op throws before reading does not hold the forced window", "[race_harness]") {
+TEST_CASE("a writer whose op throws before reading does not hold the forced window",
+          "[race_harness][concurrency]") {
   store_t store;
   auto o = forced(4);
   o.barrier_timeout = std::chrono::seconds(30);  // a stuck barrier would show as "serialised"
@@ -329,7 +336,7 @@ TEST_CASE("a writer whose op throws before reading does not hold the forced wind
   REQUIRE(report.lost() == 2);
 }
 
-TEST_CASE("bad options are rejected at the boundary", "[race_harness]") {
+TEST_CASE("bad options are rejected at the boundary", "[race_harness][concurrency]") {
   store_t store;
   auto o = forced(0);
   REQUIRE_THROWS_WITH(nc::run_race(store, nc::naive_strategy{}, o), Catch::Contains("writers = 0"));
@@ -357,7 +364,7 @@ TEST_CASE("bad options are rejected at the boundary", "[race_harness]") {
   REQUIRE(bad.first_error.find("must return tag.id") != std::string::npos);
 }
 
-TEST_CASE("a custom workload: a map merge (env_patch) with 16 disjoint keys", "[race_harness]") {
+TEST_CASE("a custom workload: a map merge (env_patch) with 16 disjoint keys", "[race_harness][concurrency]") {
   using map_t = std::map<std::string, std::string>;
   nc::memory_store<std::string, map_t> store;
   nc::race_options_for<decltype(store)> o;
@@ -481,6 +488,27 @@ TEST_CASE("checker: chains, lost updates, unknown outcomes, anomalies", "[race_h
     h.final_versions = {b};
     REQUIRE(nc::check_race_history(h).ok());
   }
+  SECTION("a write that read another key's version is an anomaly, not a lost update") {
+    // Found by tests/fuzz/fuzz_race_history: readers of a recorded version were grouped by the
+    // version alone, so W3 (key 1) reading W1's value of key 0 counted as a lost update with
+    // W2 (key 0), and the key-1 chain was reported as a loop.
+    h.keys = {"k0", "k1"};
+    h.initial_versions = {0, 0};
+    h.writes = {wr(1, 0, 0, a, nc::op_outcome::ok, 1), wr(2, 0, a, b, nc::op_outcome::ok, 3),
+                wr(3, 0, a, c, nc::op_outcome::ok, 5)};
+    h.writes[2].key = 1;
+    h.final_versions = {b, c};
+    const auto c1 = nc::check_race_history(h);
+    CHECK(c1.lost_update_pairs == 0);
+    CHECK(c1.lost.empty());
+    REQUIRE(c1.anomalies.size() == 2);
+    CHECK_THAT(c1.anomalies[0], Catch::Contains("W3 op 0 attempt 1 read version") &&
+                                    Catch::Contains("which was written to another key"));
+    CHECK_THAT(c1.anomalies[1], Catch::Contains("key k1 holds a value written to another key by W1"));
+    // Same-key readers of that version still pair up.
+    h.writes.push_back(wr(4, 0, a, nc::make_write_id(4, 5, 1), nc::op_outcome::ok, 7));
+    CHECK(nc::check_race_history(h).lost_update_pairs == 1);
+  }
 }
 
 TEST_CASE("append_workload makes unique, self-identifying values", "[race_harness]") {
@@ -496,8 +524,41 @@ TEST_CASE("append_workload makes unique, self-identifying values", "[race_harnes
   REQUIRE(nc::parse_write_id("x#") == 0);
 }
 
+TEST_CASE("replay lines and history text refuse what they cannot hold", "[race_harness]") {
+  // Found by tests/fuzz/fuzz_text_parsers: numbers were truncated to the field's type or wrapped
+  // (writers=4294967297 ran 1 writer, seed=-1 became 2^64 - 1), and history fields out of range
+  // were coerced (a kind of 3 became write_if_match, an outcome of 7 became failed).
+  options_t r;
+  for (const char* bad : {"writers=4294967297", "ops=4294967296", "depth=18446744073709551615", "seed=-1",
+                          "seed=+5", "schedule= 5", "iterations=\t3", "seed=18446744073709551616"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(r.apply_replay(bad), std::invalid_argument);
+  }
+  r.apply_replay("writers=4294967295 seed=18446744073709551615 schedule=0x10 depth=010");
+  CHECK(r.writers == 4294967295u);
+  CHECK(r.seed == 18446744073709551615u);
+  CHECK(r.schedule == 16u);
+  CHECK(r.depth == 8u);  // strtoull's base 0: a leading 0 is octal
+
+  nc::race_history h;
+  for (const char* bad : {"w 1 0 1 0 0 5 0 3 1 2", "w 1 0 1 0 0 5 7 0 1 2", "w 4294967296 0 1 0 0 5 0 0 1 2",
+                          "w 1 0 1 0 0 5 0 0 1 2 9", "w 1 0 1 0 0 5 0 0 1 2x", "r 1 0 0 5 2 1 2",
+                          "r 1 0 0 5 1 1", "w 1 0 1 0 0 5 0 0 1 -2", "x 1"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(nc::append_history(h, bad), std::invalid_argument);
+  }
+  CHECK(h.writes.empty());
+  CHECK(h.reads.empty());
+  nc::append_history(h, "w 1 0 1 0 0 5 2 2 1 2  \r\nr 4294967295 0 0 5 1 1 2\r\n\r\n");
+  REQUIRE(h.writes.size() == 1);
+  CHECK(h.writes[0].outcome == nc::op_outcome::unknown);
+  CHECK(h.writes[0].kind == nc::write_kind::overwrite);
+  REQUIRE(h.reads.size() == 1);
+  CHECK(h.reads[0].writer == 4294967295u);
+}
+
 TEST_CASE("timeouts of any length: milliseconds::max() waits without limit, never overflows",
-          "[race_harness]") {
+          "[race_harness][concurrency]") {
   // std::condition_variable::wait_for(milliseconds::max()) overflows on its way to nanoseconds and
   // times out at once: the forced window would break (all writers "serialised") and every wait
   // of explore would call the running writer stalled.

@@ -14,7 +14,7 @@
 namespace nc = noclobber;
 using store_t = nc::memory_store<std::string, std::string>;
 
-TEST_CASE("run the harness on my adapter; require no lost updates", "[race_harness][catch2]") {
+TEST_CASE("run the harness on my adapter; require no lost updates", "[race_harness][catch2][concurrency]") {
   store_t store;
   auto opt = nc::catch2::race_options_from_env<store_t>();
   opt.writers = 16;
@@ -24,7 +24,8 @@ TEST_CASE("run the harness on my adapter; require no lost updates", "[race_harne
   REQUIRE_THAT(report, nc::catch2::no_lost_updates());
 }
 
-TEST_CASE("the matcher fails on the naive strategy and describes the losses", "[race_harness][catch2]") {
+TEST_CASE("the matcher fails on the naive strategy and describes the losses",
+          "[race_harness][catch2][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> opt;
   opt.writers = 4;
@@ -47,7 +48,7 @@ TEST_CASE("NOCLOBBER_RACE_REPLAY sets the options", "[race_harness][catch2]") {
 }
 
 TEST_CASE("a failing assertion writes the HTML timeline and names it; a passing one writes nothing",
-          "[race_harness][catch2][html]") {
+          "[race_harness][catch2][html][concurrency]") {
   const auto dir =
       std::filesystem::temp_directory_path() / ("noclobber_catch2_html_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

@@ -31,7 +31,7 @@ options_t explore(unsigned writers, unsigned ops, std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE("shrink: 16 naive writers × 5 ops shrink to 2 writers × 1 op that lose every time",
-          "[race_harness][shrink]") {
+          "[race_harness][shrink][concurrency]") {
   store_t store;
   const options_t o = explore(16, 5, 7);
   const auto report = nc::run_race(store, nc::naive_strategy{}, o);
@@ -77,7 +77,7 @@ TEST_CASE("shrink: 16 naive writers × 5 ops shrink to 2 writers × 1 op that lo
   }
 }
 
-TEST_CASE("shrink: the same losing run shrinks to the same result", "[race_harness][shrink]") {
+TEST_CASE("shrink: the same losing run shrinks to the same result", "[race_harness][shrink][concurrency]") {
   for (std::uint64_t seed : {3u, 7u, 11u}) {
     store_t store;
     options_t o = explore(8, 3, seed);
@@ -98,7 +98,8 @@ TEST_CASE("shrink: the same losing run shrinks to the same result", "[race_harne
   }
 }
 
-TEST_CASE("a written-out schedule replays the seeded run it came from", "[race_harness][shrink]") {
+TEST_CASE("a written-out schedule replays the seeded run it came from",
+          "[race_harness][shrink][concurrency]") {
   store_t store;
   options_t o = explore(6, 4, 5);
   o.depth = 4;
@@ -123,7 +124,8 @@ TEST_CASE("a written-out schedule replays the seeded run it came from", "[race_h
   }
 }
 
-TEST_CASE("a written-out schedule: ops left out keep their numbers and keys", "[race_harness][shrink]") {
+TEST_CASE("a written-out schedule: ops left out keep their numbers and keys",
+          "[race_harness][shrink][concurrency]") {
   store_t store;
   options_t o = explore(4, 3, 9);
   o.keys = {"a", "b", "c", "d"};
@@ -162,7 +164,8 @@ TEST_CASE("replay lines carry written-out schedules", "[race_harness][shrink]") 
   REQUIRE_THROWS_WITH(o.apply_replay("run=3.0;"), Catch::Contains("'run'"));
 }
 
-TEST_CASE("shrink and written-out schedules refuse what they cannot use", "[race_harness][shrink]") {
+TEST_CASE("shrink and written-out schedules refuse what they cannot use",
+          "[race_harness][shrink][concurrency]") {
   store_t store;
   SECTION("a run that did not lose, or was not explored") {
     const auto cas = nc::run_race(store, nc::cas_strategy{}, explore(4, 2, 1));
@@ -208,7 +211,7 @@ TEST_CASE("ddmin finds a 1-minimal failing subset, deterministically", "[race_ha
 }
 
 TEST_CASE("explore on 64 writers replays identically and shrinks to 2 writers × 1 op",
-          "[race_harness][shrink]") {
+          "[race_harness][shrink][concurrency]") {
   store_t store;
   options_t o = explore(64, 3, 5);
   o.iterations = 20;

@@ -148,7 +148,7 @@ TEST_CASE("erase_if_unchanged: erases only the expected value", "[write_if_uncha
 }
 
 TEST_CASE("dirty_flag race: the push worker never destroys a newer dirty_since",
-          "[write_if_unchanged][race][dirty_flag]") {
+          "[write_if_unchanged][race][dirty_flag][concurrency]") {
   // Each round: the record is dirty at T1. The worker claims (snapshots dirty_since), pushes,
   // then compare-and-clears. The user writes T2 concurrently. If the claim saw T1, the user's
   // T2 must survive whatever the order (the user wrote after the clear, or the clear saw T2 and

@@ -195,11 +195,11 @@ class contention_meter {
 
   /// note_read + on_refused in one call.
   void observe(std::uint64_t version_read, duration read_at, duration refused_at) noexcept {
-    window_ = refused_at > read_at ? refused_at - read_at : duration::zero();
+    window_ = refused_at > read_at ? saturating_sub(refused_at, read_at) : duration::zero();
     if (samples_ > 0 && read_at > previous_read_at_) {
       const double commits =
           version_read > previous_version_ ? static_cast<double>(version_read - previous_version_) : 0.0;
-      const double elapsed = static_cast<double>((read_at - previous_read_at_).count());
+      const double elapsed = static_cast<double>(saturating_sub(read_at, previous_read_at_).count());
       double b = commits * static_cast<double>(window_.count()) / elapsed;
       add_load_sample(b);
       if (!(b < max_busy)) b = max_busy;  // also catches NaN
@@ -373,9 +373,10 @@ class backoff_policy {
     if (kind_ == backoff_kind::immediate) return duration::zero();
     if (retry <= 1) return base_;
     // pow overflows to +inf for large exponents; clamp_to maps that (and anything >= cap) to cap.
+    // A base above 2^53 ns rounds down as a double: never answer less than base (t(1)).
     const double grown =
         static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
-    return duration(detail::clamp_to(grown, cap_.count()));
+    return std::max(base_, duration(detail::clamp_to(grown, cap_.count())));
   }
 
   [[nodiscard]] backoff_kind kind() const noexcept { return kind_; }

@@ -55,6 +55,8 @@
 //   schedule.hpp    race_schedule: an explore schedule written out (replayable, editable)
 //   shrink.hpp      shrink_race: a losing explore run → a minimal run that still loses
 //   html.hpp        to_html / write_html: the report as a page with an SVG timeline
+//   assertions.hpp  what the Catch2 and GoogleTest assertions share: the pass rule, the replay
+//                   variable, the timeline on failure
 //
 // Thread safety and callbacks: one thread per writer. The strategy, the workload's functions and
 // the store's functions run on those threads concurrently, and never under a harness lock (in
@@ -62,6 +64,7 @@
 // Whatever a strategy throws is caught, counted as an op error and reported; the run goes on.
 #pragma once
 
+#include "noclobber/race_harness/assertions.hpp"
 #include "noclobber/race_harness/engine.hpp"
 #include "noclobber/race_harness/history.hpp"
 #include "noclobber/race_harness/html.hpp"

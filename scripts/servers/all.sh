@@ -3,20 +3,29 @@
 # (never run) by scripts/test_servers.sh and scripts/bench_servers.sh:
 #
 #   . scripts/servers/all.sh
-#   start_all_servers NAME   # PostgreSQL, Redis, etcd, Apache on free loopback ports, state in a
-#                            # fresh /tmp/NAME.XXXXXX; exports NOCLOBBER_PG_CONNINFO,
-#                            # NOCLOBBER_REDIS_ADDR, NOCLOBBER_ETCD_URL, NOCLOBBER_DAV_URL
+#   start_all_servers NAME   # PostgreSQL, Redis, etcd, Apache, radosgw (Ceph) and s3rver on free
+#                            # loopback ports, state in a fresh /tmp/NAME.XXXXXX; exports
+#                            # NOCLOBBER_PG_CONNINFO, NOCLOBBER_REDIS_ADDR, NOCLOBBER_ETCD_URL,
+#                            # NOCLOBBER_DAV_URL, NOCLOBBER_RGW_* and NOCLOBBER_S3RVER_*
 #
+# radosgw needs ~15-20 s before it answers (up to ~60 s on a busy machine): it starts first, in the
+# background, while the others start one after the other; the times are printed.
 # start_all_servers sets an EXIT trap that stops every server and removes the state: on success,
 # on failure (set -e, a server that does not start), and on Ctrl-C or TERM (which exit 130).
 nc_servers_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-nc_servers=(postgres redis etcd apache)
+nc_servers=(postgres redis etcd apache s3rver)
+nc_servers_background=(radosgw)
+nc_servers_jobs=()  # the background starts still running
 nc_servers_state=
 
 stop_all_servers() {
   [ -n "$nc_servers_state" ] || return 0
-  local s
-  for s in "${nc_servers[@]}"; do "$nc_servers_dir/$s.sh" stop "$nc_servers_state" || true; done
+  local s j
+  for j in "${nc_servers_jobs[@]}"; do wait "$j" 2>/dev/null || true; done  # let them finish first
+  nc_servers_jobs=()
+  for s in "${nc_servers[@]}" "${nc_servers_background[@]}"; do
+    "$nc_servers_dir/$s.sh" stop "$nc_servers_state" || true
+  done
   rm -rf "$nc_servers_state"
   nc_servers_state=
 }
@@ -27,11 +36,31 @@ start_all_servers() {
   chmod 0755 "$nc_servers_state"
   trap stop_all_servers EXIT
   trap 'exit 130' INT TERM
+  local started=$SECONDS timings=""
+  for s in "${nc_servers_background[@]}"; do
+    { # its start-up time (whole seconds) goes to STATE/NAME.seconds
+      "$nc_servers_dir/$s.sh" start "$nc_servers_state" >"$nc_servers_state/$s.env" || exit
+      echo $((SECONDS - started)) >"$nc_servers_state/$s.seconds"
+    } &
+    nc_servers_jobs+=($!)
+  done
   for s in "${nc_servers[@]}"; do
     env=$("$nc_servers_dir/$s.sh" start "$nc_servers_state")  # fails the caller (set -e) if it fails
     eval "$env"
   done
+  timings="the others in $((SECONDS - started)) s"
+  local i
+  for i in "${!nc_servers_background[@]}"; do
+    s=${nc_servers_background[$i]}
+    wait "${nc_servers_jobs[$i]}" || { echo "servers: $s did not start" >&2; return 1; }
+    eval "$(cat "$nc_servers_state/$s.env")"
+    timings="$s in $(cat "$nc_servers_state/$s.seconds") s, $timings"
+  done
+  nc_servers_jobs=()
   export NOCLOBBER_PG_CONNINFO NOCLOBBER_REDIS_ADDR NOCLOBBER_ETCD_URL NOCLOBBER_DAV_URL
+  export NOCLOBBER_RGW_ENDPOINT NOCLOBBER_RGW_BUCKET NOCLOBBER_RGW_ACCESS_KEY NOCLOBBER_RGW_SECRET_KEY
+  export NOCLOBBER_S3RVER_ENDPOINT NOCLOBBER_S3RVER_BUCKET NOCLOBBER_S3RVER_ACCESS_KEY NOCLOBBER_S3RVER_SECRET_KEY
   echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR etcd $NOCLOBBER_ETCD_URL" \
-       "dav $NOCLOBBER_DAV_URL" >&2
+       "dav $NOCLOBBER_DAV_URL radosgw $NOCLOBBER_RGW_ENDPOINT s3rver $NOCLOBBER_S3RVER_ENDPOINT" >&2
+  echo "servers: started ($timings; all answering after $((SECONDS - started)) s)" >&2
 }

@@ -21,6 +21,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <exception>
+#include <latch>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -190,7 +191,7 @@ TEST_CASE("async_cas_retry stop reasons") {
   }
 }
 
-TEST_CASE("a stop request from another thread wakes an hour-long backoff at once") {
+TEST_CASE("a stop request from another thread wakes an hour-long backoff at once", "[concurrency]") {
   std::stop_source src;
   noclobber::retry_policy p;
   p.backoff = noclobber::backoff_policy::exponential(1h, 2h);
@@ -263,7 +264,7 @@ TEST_CASE("Asio cancellation that arrives during an attempt ends the loop as can
   CHECK(p.budget->available() == full);  // the tokens taken for the retry that never ran came back
 }
 
-TEST_CASE("sync_store_adapter: the reference memory_store through the async contract") {
+TEST_CASE("sync_store_adapter: the reference memory_store through the async contract", "[concurrency]") {
   store_type store;
   SECTION("inline") {
     adapter_type a(store);
@@ -379,12 +380,14 @@ namespace {
 
 struct race_totals {
   std::atomic<long> applied{0}, attempts{0}, failed{0};
+  std::atomic<int> started{0};  // coroutines that have begun their read-modify-write
 };
 
 asio::awaitable<void> increment(adapter_type& store, noclobber::keyed_async_mutex<std::string>* locks,
                                 std::string key, const noclobber::retry_policy& policy, race_totals& totals) {
   auto add_one = [](const std::optional<long>& v) { return v.value_or(0) + 1; };
   noclobber::store_rmw_result_t<adapter_type> r;
+  totals.started.fetch_add(1);  // its first read is posted to the store's pool right after this
   if (locks) {
     r = co_await noclobber::async_locked_read_modify_write(*locks, store, key, add_one, policy);
   } else {
@@ -403,14 +406,30 @@ void race(bool locked, int io_threads, int coroutines, int keys) {
   policy.backoff = noclobber::backoff_policy::full_jitter(10us, 1ms);
   policy.max_attempts = 1000;
   race_totals totals;
+  if (!locked) {
+    // Conflicts are forced, not hoped for: the store's pool (2 threads) is held until every
+    // coroutine has begun, so its first read is queued ahead of any write (at most one per io
+    // thread may still be on its way): each key's ~50 coroutines read the same version first.
+    for (int t = 0; t < 2; ++t) {
+      asio::post(pool, [&totals, coroutines] {
+        while (totals.started.load() < coroutines) std::this_thread::sleep_for(50us);
+      });
+    }
+  }
   asio::io_context io(io_threads);
   for (int c = 0; c < coroutines; ++c) {
     asio::co_spawn(
         io, increment(store, locked ? &locks : nullptr, "key" + std::to_string(c % keys), policy, totals),
         asio::detached);
   }
+  std::latch running(io_threads);  // all io threads run the handlers together
   std::vector<std::jthread> threads;
-  for (int t = 1; t < io_threads; ++t) threads.emplace_back([&io] { io.run(); });
+  for (int t = 1; t < io_threads; ++t)
+    threads.emplace_back([&] {
+      running.arrive_and_wait();
+      io.run();
+    });
+  running.arrive_and_wait();
   io.run();
   threads.clear();
   pool.join();
@@ -421,18 +440,20 @@ void race(bool locked, int io_threads, int coroutines, int keys) {
     CHECK(totals.attempts.load() == coroutines);  // queued per key: never a conflict in-process
     CHECK(locks.entry_count() == 0);
   } else {
-    CHECK(totals.attempts.load() > coroutines);  // they did race through the store
+    CHECK(totals.attempts.load() > coroutines);  // they did race through the store (forced above)
   }
 }
 
 }  // namespace
 
-TEST_CASE("concurrent async read-modify-writes lose nothing (one io thread, store on a pool)") {
+TEST_CASE("concurrent async read-modify-writes lose nothing (one io thread, store on a pool)",
+          "[concurrency]") {
   race(false, 1, 400, 8);
   race(true, 1, 2000, 4);
 }
 
-TEST_CASE("concurrent async read-modify-writes lose nothing (four io threads, store on a pool)") {
+TEST_CASE("concurrent async read-modify-writes lose nothing (four io threads, store on a pool)",
+          "[concurrency]") {
   race(false, 4, 400, 8);
   race(true, 4, 2000, 4);
 }

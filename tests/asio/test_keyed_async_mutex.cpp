@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <exception>
+#include <latch>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -37,8 +38,14 @@ namespace {
 
 // Runs `io` on `threads` threads until it runs out of work.
 void run_on_threads(asio::io_context& io, int threads) {
+  std::latch running(threads);  // all threads run the handlers together
   std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  for (int i = 1; i < threads; ++i)
+    pool.emplace_back([&] {
+      running.arrive_and_wait();
+      io.run();
+    });
+  running.arrive_and_wait();
   io.run();
   for (auto& t : pool) t.join();
 }
@@ -102,7 +109,7 @@ TEST_CASE("thousands of coroutines on a few keys: exact counters, one io_context
   counters_come_out_exact(1, 4000, 4, 5);
 }
 
-TEST_CASE("thousands of coroutines on a few keys: exact counters, four io_context threads") {
+TEST_CASE("thousands of coroutines on a few keys: exact counters, four io_context threads", "[concurrency]") {
   counters_come_out_exact(4, 2000, 4, 5);
 }
 
@@ -154,7 +161,7 @@ TEST_CASE("an uncontended lock completes through post, not inline") {
   CHECK(m.entry_count() == 0);
 }
 
-TEST_CASE("each waiter resumes on its own executor") {
+TEST_CASE("each waiter resumes on its own executor", "[concurrency]") {
   asio::io_context a, b;
   auto work_a = asio::make_work_guard(a);
   auto work_b = asio::make_work_guard(b);
@@ -427,7 +434,8 @@ TEST_CASE("a granted completion destroyed un-run (context shut down) releases th
   CHECK(m.entry_count() == 0);
 }
 
-TEST_CASE("racing grants, timeouts and cancellations on four threads: counts exact, no entry left") {
+TEST_CASE("racing grants, timeouts and cancellations on four threads: counts exact, no entry left",
+          "[concurrency]") {
   using namespace asio::experimental::awaitable_operators;
   asio::io_context io(4);
   mutex_type m(4);
@@ -436,6 +444,24 @@ TEST_CASE("racing grants, timeouts and cancellations on four threads: counts exa
   std::vector<std::atomic<long>> successes(keys);
   std::atomic<long> timeouts{0}, cancelled{0};
   std::atomic<int> errors{0};
+  // Timeouts and cancellations are forced, not hoped for: the test holds every key when the
+  // coroutines start, so timed waits time out and timers win their races; it lets go only once
+  // both have happened (the seeded choices include both before any coroutine blocks for good).
+  std::vector<guard_type> held;
+  for (int k = 0; k < keys; ++k) held.push_back(m.try_lock(k));
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer poll(co_await asio::this_coro::executor);
+        const auto give_up = std::chrono::steady_clock::now() + 60s;
+        while ((timeouts.load() == 0 || cancelled.load() == 0) &&
+               std::chrono::steady_clock::now() < give_up) {
+          poll.expires_after(1ms);
+          co_await poll.async_wait(asio::use_awaitable);
+        }
+        held.clear();
+      },
+      count_errors{&errors});
   for (int c = 0; c < coroutines; ++c) {
     auto strand = asio::make_strand(io);
     asio::co_spawn(

@@ -71,7 +71,7 @@ void each_write_indeterminate_and_sent_once(Store& s, const nc_faults::fake_http
 }  // namespace
 
 TEST_CASE("curl adapters: a write reset after the server read it is indeterminate, never re-sent",
-          "[curl][resend]") {
+          "[curl][resend][concurrency]") {
   nc_faults::fake_http_server server(reads_answered_writes_reset);
   const bool port_closed_after_reset = GENERATE(false, true);
   CAPTURE(port_closed_after_reset);
@@ -105,7 +105,7 @@ TEST_CASE("curl adapters: a write reset after the server read it is indeterminat
 }
 
 TEST_CASE("curl adapters: a read whose connection dies is re-sent by libcurl and answered",
-          "[curl][resend]") {
+          "[curl][resend][concurrency]") {
   // GET is safe to send twice: libcurl's re-send stays on for it.
   int resets_left = iterations;
   nc_faults::fake_http_server server([&](const http_request& r) {
@@ -120,7 +120,8 @@ TEST_CASE("curl adapters: a read whose connection dies is re-sent by libcurl and
   for (int i = 0; i < iterations; ++i) CHECK(s.read("k").found());
 }
 
-TEST_CASE("curl adapters: a refused connection before anything was sent stays transient", "[curl][resend]") {
+TEST_CASE("curl adapters: a refused connection before anything was sent stays transient",
+          "[curl][resend][concurrency]") {
   int port = 0;
   {
     nc_faults::fake_http_server gone(reads_answered_writes_reset);
@@ -198,13 +199,15 @@ int count_of(const std::string& hay, const std::string& needle) {
 }  // namespace
 
 TEST_CASE("read_modify_write over curl: a write applied then reset is resolved by re-reading, applied once",
-          "[curl][resend][rmw]") {
+          "[curl][resend][rmw][concurrency]") {
   const bool port_closed_after_reset = GENERATE(false, true);
   CAPTURE(port_closed_after_reset);
   kv_server server(iterations);
   noclobber::http_etag::store s(server.url());
   noclobber::retry_policy policy;
-  policy.max_attempts = 50;
+  // The port reopens 30 ms after the reset, in the server's thread, which a loaded machine may run
+  // late: the attempts cover seconds of backoff (20 ms each at most), not the 30 ms.
+  policy.max_attempts = 1000;
   policy.backoff =
       noclobber::backoff_policy::full_jitter(std::chrono::milliseconds(1), std::chrono::milliseconds(20));
 

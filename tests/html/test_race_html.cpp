@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -142,7 +143,7 @@ void check_timeline(const nc::race_report& r, std::size_t lanes) {
 
 }  // namespace
 
-TEST_CASE("html: the timeline of a forced naive run", "[race_harness][html]") {
+TEST_CASE("html: the timeline of a forced naive run", "[race_harness][html][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.writers = 4;
@@ -164,13 +165,15 @@ TEST_CASE("html: the timeline of a forced naive run", "[race_harness][html]") {
   REQUIRE(count_class(chain, "g", "lost") == 3);
 }
 
-TEST_CASE("html: the timeline of an explore run and of its shrunk schedule", "[race_harness][html]") {
+TEST_CASE("html: the timeline of an explore run and of its shrunk schedule",
+          "[race_harness][html][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.mode = nc::race_mode::explore;
   o.writers = 16;
   o.ops_per_writer = 5;
   o.seed = 7;
+  o.stall_timeout = std::chrono::seconds(5);  // naive never blocks: only a descheduled thread could stall
   const auto r = nc::run_race(store, nc::naive_strategy{}, o);
   REQUIRE(r.lost() > 0);
   check_timeline(r, 16);
@@ -179,7 +182,8 @@ TEST_CASE("html: the timeline of an explore run and of its shrunk schedule", "[r
   REQUIRE_THAT(nc::to_html(shrunk.shrunk), Catch::Contains("priority="));
 }
 
-TEST_CASE("html: 64 writers × 100 ops stay within size, every mark present", "[race_harness][html]") {
+TEST_CASE("html: 64 writers × 100 ops stay within size, every mark present",
+          "[race_harness][html][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.writers = 64;
@@ -198,7 +202,7 @@ TEST_CASE("html: 64 writers × 100 ops stay within size, every mark present", "[
   REQUIRE(page.find("id=\"only-lost\"") != std::string::npos);
 }
 
-TEST_CASE("html: a clean run's long chain collapses its quiet stretch", "[race_harness][html]") {
+TEST_CASE("html: a clean run's long chain collapses its quiet stretch", "[race_harness][html][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.writers = 8;
@@ -216,7 +220,7 @@ TEST_CASE("html: a clean run's long chain collapses its quiet stretch", "[race_h
   REQUIRE(shown + hidden == 80 + 1);  // every applied write and the start
 }
 
-TEST_CASE("html: names are escaped", "[race_harness][html]") {
+TEST_CASE("html: names are escaped", "[race_harness][html][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.writers = 2;
@@ -231,7 +235,7 @@ TEST_CASE("html: names are escaped", "[race_harness][html]") {
   (void)parse_svg(page, "<svg class=\"chain\"");
 }
 
-TEST_CASE("html: write_html writes the page and says where", "[race_harness][html]") {
+TEST_CASE("html: write_html writes the page and says where", "[race_harness][html][concurrency]") {
   store_t store;
   nc::race_options_for<store_t> o;
   o.writers = 3;

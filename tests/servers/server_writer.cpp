@@ -5,7 +5,9 @@
 //   noclobber_server_writer ADAPTER TABLE KEY ITERATIONS MODE
 //   ADAPTER: postgres | postgres_row_lock | redis | redis_lua | etcd | http
 //   TABLE:   the PostgreSQL table (ignored by the others)
-//   MODE:    run | hold, and for redis / redis_lua the kill points inside write_if_match:
+//   MODE:    run | gated | hold, and for redis / redis_lua the kill points inside write_if_match:
+//     gated    like run, but once connected it prints READY and waits for a line on stdin (the
+//              test's start barrier across processes: writer_process::go)
 //     watched  (redis)      read, then WATCH + GET (the adapter's first pipeline, stamp compared)
 //     queued   (redis)      ... and MULTI + SET queued (the second pipeline without its EXEC)
 //     loaded   (redis_lua)  read, then SCRIPT LOAD: the next command would be EVALSHA
@@ -46,6 +48,15 @@ const char* env(const char* name) {
   std::printf("READ\n");
   std::fflush(stdout);
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+// Mode `gated`: connected; wait for the test to release every writer at once.
+void wait_at_gate(bool gated) {
+  if (!gated) return;
+  std::printf("READY\n");
+  std::fflush(stdout);
+  char line[16];
+  if (std::fgets(line, sizeof line, stdin) == nullptr) std::exit(4);  // the test went away
 }
 
 std::string next_count(const std::optional<std::string>& cur) {
@@ -152,20 +163,23 @@ int main(int argc, char** argv) {
   const long n = std::atol(argv[4]);
   const std::string mode = argv[5];
   const bool hold = mode == "hold";
+  const bool gated = mode == "gated";
   const bool redis_kill_point = adapter == "redis"
                                     ? (mode == "watched" || mode == "queued")
                                     : adapter == "redis_lua" && (mode == "loaded" || mode == "partial");
-  if (mode != "run" && !hold && !redis_kill_point) {
+  if (mode != "run" && !gated && !hold && !redis_kill_point) {
     std::fprintf(stderr, "server_writer: mode '%s' is not valid for adapter '%s'\n", mode.c_str(),
                  adapter.c_str());
     return 2;
   }
   if (adapter == "postgres") {
     noclobber::postgres::store s(env("NOCLOBBER_PG_CONNINFO"), table);
+    wait_at_gate(gated);
     return run_cas(s, key, n, hold);
   }
   if (adapter == "postgres_row_lock") {
     noclobber::postgres::store s(env("NOCLOBBER_PG_CONNINFO"), table);
+    wait_at_gate(gated);
     for (long i = 0; i < n; ++i) {
       noclobber::postgres::row_lock_result r;
       do {
@@ -187,14 +201,17 @@ int main(int argc, char** argv) {
                               adapter == "redis" ? noclobber::redis::method::watch_multi_exec
                                                  : noclobber::redis::method::lua_compare_and_set);
     if (redis_kill_point) redis_stop_at(s, key, mode);
+    wait_at_gate(gated);
     return run_cas(s, key, n, hold);
   }
   if (adapter == "etcd") {
     noclobber::etcd::store s(env("NOCLOBBER_ETCD_URL"));
+    wait_at_gate(gated);
     return run_cas(s, key, n, hold);
   }
   if (adapter == "http") {
     noclobber::http_etag::store s(env("NOCLOBBER_DAV_URL"));
+    wait_at_gate(gated);
     return run_cas(s, key, n, hold);
   }
   std::fprintf(stderr, "server_writer: unknown adapter '%s'\n", adapter.c_str());

@@ -3,6 +3,9 @@
 // and a writer killed between its read and its write.
 #include <noclobber/adapters/etcd.hpp>
 
+#include <cstdint>
+#include <limits>
+
 #include "server_env.hpp"
 
 namespace et = noclobber::etcd;
@@ -87,6 +90,27 @@ TEST_CASE("etcd: bad input and transport failures", "[server][etcd]") {
   CHECK(u.read("k").status == noclobber::read_status::transient);
 }
 
+TEST_CASE("etcd: a kv whose value is not a base64 string is malformed", "[server][etcd]") {
+  // Found by tests/fuzz/fuzz_http_answers: "value": null (or a number, an object) read as an
+  // empty value instead of a malformed answer. (The gateway omits an empty value.)
+  auto answer = [](const std::string& body) {
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  for (const char* value : {"null", "5", "{}", "[]", "true"}) {
+    INFO(value);
+    nc_test::canned_http_server s(
+        answer(std::string(R"({"kvs":[{"mod_revision":"7","value":)") + value + "}]}"));
+    const auto r = et::store(s.url()).read("k");
+    CHECK(r.status == noclobber::read_status::permanent);
+  }
+  nc_test::canned_http_server omitted(answer(R"({"kvs":[{"mod_revision":"7"}]})"));
+  const auto r = et::store(omitted.url()).read("k");
+  REQUIRE(r.found());
+  CHECK(r.value.empty());
+  CHECK(r.token == 7);
+}
+
 TEST_CASE("json_lite and base64 round trips", "[server][etcd]") {
   for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
                         std::string("\0\xff\x10 binary", 10)}) {
@@ -109,23 +133,53 @@ TEST_CASE("json_lite and base64 round trips", "[server][etcd]") {
     CHECK_FALSE(json::parse(bad).has_value());
   }
   CHECK_FALSE(json::parse(std::string(100, '[') + std::string(100, ']')).has_value());  // depth cap
+
+  // Found by tests/fuzz/fuzz_json. Numbers follow RFC 8259's grammar (any run of digits, '.',
+  // 'e', '+' and '-' was a number, so "+" and "1.2.3" parsed).
+  for (const char* bad :
+       {"+", "+1", "-", "--1", "01", "-01", "1.", ".5", "1e", "1e+", "1.2.3", "1-2", "0x1"}) {
+    INFO(bad);
+    CHECK_FALSE(json::parse(bad).has_value());
+  }
+  for (const char* good : {"0", "-0", "10", "0.5", "-1.25e-3", "1E+2", "2e10"}) {
+    INFO(good);
+    REQUIRE(json::parse(good).has_value());
+    CHECK(json::parse(good)->text == good);
+  }
+  // An escaped low surrogate without its high one is refused, like a lone high one (it was
+  // decoded into bytes that are not UTF-8).
+  CHECK_FALSE(json::parse(R"("\udc00")").has_value());
+  CHECK_FALSE(json::parse(R"("\ud800")").has_value());
+  // find_int64 takes every int64 (it refused the ten nearest each end, INT64_MAX included).
+  auto ends = json::parse(
+      R"({"max":"9223372036854775807","min":"-9223372036854775808","over":"9223372036854775808",)"
+      R"("under":-9223372036854775809,"n":9223372036854775799,"plus":"+1","empty":"","minus":"-"})");
+  REQUIRE(ends.has_value());
+  CHECK(json::find_int64(*ends, "max") == std::numeric_limits<std::int64_t>::max());
+  CHECK(json::find_int64(*ends, "min") == std::numeric_limits<std::int64_t>::min());
+  CHECK(json::find_int64(*ends, "n") == 9223372036854775799);
+  for (const char* refused : {"over", "under", "plus", "empty", "minus"}) {
+    INFO(refused);
+    CHECK_FALSE(json::find_int64(*ends, refused).has_value());
+  }
 }
 
-TEST_CASE("etcd: 4 writer processes at once lose nothing", "[server][etcd][process]") {
+TEST_CASE("etcd: 4 writer processes at once lose nothing", "[server][etcd][process][concurrency]") {
   et::store s(url());
   const std::string key = nc_test::unique_name("nc/procs");
   REQUIRE(s.create_if_absent(key, "0").ok());
   std::vector<std::unique_ptr<nc_test::writer_process>> ws;
   for (int i = 0; i < 4; ++i) {
-    ws.push_back(
-        std::make_unique<nc_test::writer_process>(std::vector<std::string>{"etcd", "-", key, "100", "run"}));
+    ws.push_back(std::make_unique<nc_test::writer_process>(
+        std::vector<std::string>{"etcd", "-", key, "100", "gated"}));
   }
+  nc_test::start_together(ws);
   for (auto& w : ws) CHECK(w->wait() == 0);
   CHECK(s.read(key).value == "400");
 }
 
 TEST_CASE("etcd: a writer killed between read and write loses nothing and blocks no one",
-          "[server][etcd][process]") {
+          "[server][etcd][process][concurrency]") {
   et::store s(url());
   const std::string key = nc_test::unique_name("nc/killed");
   REQUIRE(s.create_if_absent(key, "0").ok());

@@ -8,7 +8,7 @@
 
 using namespace nc_harness;
 
-TEST_CASE("race harness: etcd mod_revision", "[server][etcd][harness]") {
+TEST_CASE("race harness: etcd mod_revision", "[server][etcd][harness][concurrency]") {
   const std::string url = nc_test::server_env("NOCLOBBER_ETCD_URL");
   prove_adapter<noclobber::etcd::store>(
       "etcd", [&](unsigned) { return std::make_unique<noclobber::etcd::store>(url); }, 8);

@@ -12,7 +12,7 @@ using namespace nc_harness;
 // If-None-Match: * creates) can both pass the check and both answer 2xx, so CAS alone loses
 // updates against this server. An in-process per-key lock in front of CAS (the object_store_file fix's second
 // layer) serialises one process's writers and loses nothing; it cannot protect across processes.
-TEST_CASE("race harness: http_etag against Apache mod_dav", "[server][http][harness]") {
+TEST_CASE("race harness: http_etag against Apache mod_dav", "[server][http][harness][concurrency]") {
   using S = noclobber::http_etag::store;
   using noclobber::race_mode;
   const std::string url = nc_test::server_env("NOCLOBBER_DAV_URL");
@@ -31,8 +31,10 @@ TEST_CASE("race harness: http_etag against Apache mod_dav", "[server][http][harn
     INFO(r.to_text());
     CHECK(r.op_errors == 0);
     // Every lost write was answered 2xx to an If-Match whose ETag another 2xx had already replaced.
-    CHECK(r.lost() > 0);
-    CHECK(r.check.lost_update_pairs > 0);
+    // How many depends on how Apache's workers interleave, so it is reported, not asserted; the
+    // mechanism is shown for sure by "http_etag: finding (forced window)" (test_server_http_etag).
+    WARN("CAS alone against Apache mod_dav, 16 writers x 125 ops: lost " << r.lost() << ", lost-update pairs "
+                                                                         << r.check.lost_update_pairs);
   }
   SECTION("lock + CAS in one process, 2,000 ops: nothing lost") {
     auto r = noclobber::run_race_per_writer(

@@ -7,7 +7,7 @@
 
 using namespace nc_harness;
 
-TEST_CASE("race harness: postgres store", "[server][postgres][harness]") {
+TEST_CASE("race harness: postgres store", "[server][postgres][harness][concurrency]") {
   const std::string conninfo = nc_test::server_env("NOCLOBBER_PG_CONNINFO");
   const std::string table = nc_test::unique_name("nc_harness");
   noclobber::postgres::store admin(conninfo, table);

@@ -129,7 +129,7 @@ TEST_CASE("postgres: bad input is rejected at the boundary", "[server][postgres]
                   std::invalid_argument);
 }
 
-TEST_CASE("postgres: SQLSTATEs from real errors are classified", "[server][postgres]") {
+TEST_CASE("postgres: SQLSTATEs from real errors are classified", "[server][postgres][concurrency]") {
   const std::string table = nc_test::unique_name("nc_sqlstate");
   pg::connection a(conninfo()), b(conninfo()), observer(conninfo());
   exec_ok(a, "CREATE TABLE " + table + " (id int PRIMARY KEY, n int); INSERT INTO " + table +
@@ -261,15 +261,17 @@ pg::row_lock_result merge_env(pg::connection& c, const stacks_table& t, const st
 }  // namespace
 
 TEST_CASE("env_patch: 16 concurrent disjoint-key PATCHes under the row lock all survive",
-          "[server][postgres][env_patch]") {
+          "[server][postgres][env_patch][concurrency]") {
   stacks_table t;
   t.add("web", "running");
   constexpr int writers = 16, rounds = 25;
+  std::barrier start(writers);  // every connection is open before anyone patches
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
   for (int w = 0; w < writers; ++w) {
     threads.emplace_back([&, w] {
       pg::connection c(conninfo());
+      start.arrive_and_wait();
       for (int i = 0; i < rounds; ++i) {
         auto r = merge_env(c, t, "web", {{"K" + std::to_string(w) + "_" + std::to_string(i), "v"}});
         if (!r.ok()) failures.fetch_add(1);
@@ -282,7 +284,7 @@ TEST_CASE("env_patch: 16 concurrent disjoint-key PATCHes under the row lock all 
 }
 
 TEST_CASE("env_patch: the naive load-merge-store loses disjoint keys (forced window)",
-          "[server][postgres][env_patch]") {
+          "[server][postgres][env_patch][concurrency]") {
   stacks_table t;
   t.add("web", "running");
   constexpr int writers = 16;
@@ -305,7 +307,7 @@ TEST_CASE("env_patch: the naive load-merge-store loses disjoint keys (forced win
 }
 
 TEST_CASE("env_patch: 413 / 404 / 409 / 503 outcomes, checked under the row lock",
-          "[server][postgres][env_patch]") {
+          "[server][postgres][env_patch][concurrency]") {
   stacks_table t;
   t.add("web", "running");
   t.add("old", "deleting");
@@ -359,7 +361,7 @@ TEST_CASE("env_patch: 413 / 404 / 409 / 503 outcomes, checked under the row lock
   CHECK(t.env("web").at("A") == "3");
 }
 
-TEST_CASE("postgres: 4 writer processes at once lose nothing", "[server][postgres][process]") {
+TEST_CASE("postgres: 4 writer processes at once lose nothing", "[server][postgres][process][concurrency]") {
   for (const char* adapter : {"postgres", "postgres_row_lock"}) {
     INFO(adapter);
     const std::string table = nc_test::unique_name("nc_procs");
@@ -369,8 +371,9 @@ TEST_CASE("postgres: 4 writer processes at once lose nothing", "[server][postgre
     std::vector<std::unique_ptr<nc_test::writer_process>> ws;
     for (int i = 0; i < procs; ++i) {
       ws.push_back(std::make_unique<nc_test::writer_process>(
-          std::vector<std::string>{adapter, table, "counter", std::to_string(each), "run"}));
+          std::vector<std::string>{adapter, table, "counter", std::to_string(each), "gated"}));
     }
+    nc_test::start_together(ws);
     for (auto& w : ws) CHECK(w->wait() == 0);
     CHECK(s.read("counter").value == std::to_string(procs * each));
     exec_ok(s.conn(), "DROP TABLE " + table + "; DROP SEQUENCE " + table + "_version");
@@ -378,7 +381,7 @@ TEST_CASE("postgres: 4 writer processes at once lose nothing", "[server][postgre
 }
 
 TEST_CASE("postgres: a writer killed between read and write loses nothing and blocks no one",
-          "[server][postgres][process]") {
+          "[server][postgres][process][concurrency]") {
   // postgres: killed after its read (no lock held). postgres_row_lock: killed while holding the
   // row lock — the server must release it when the connection dies.
   for (const char* adapter : {"postgres", "postgres_row_lock"}) {

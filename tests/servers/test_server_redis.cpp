@@ -9,8 +9,14 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <latch>
+#include <mutex>
 #include <sstream>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "server_env.hpp"
 
@@ -148,7 +154,8 @@ TEST_CASE("redis: no WATCH outlives a call, so stores can be pooled", "[server][
   raw(s.native_handle(), {"DEL", key, key + ":probe"});
 }
 
-TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment", "[server][redis]") {
+TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment",
+          "[server][redis][concurrency]") {
   rd::store_pool pool(addr(), 4);
   const std::string key = nc_test::unique_name("nc:pool");
   {
@@ -161,9 +168,11 @@ TEST_CASE("redis: a pool of 4 stores shared by 16 threads loses no increment", "
   policy.backoff =
       noclobber::backoff_policy::full_jitter(std::chrono::microseconds(100), std::chrono::milliseconds(5));
   std::atomic<int> failed{0};
+  std::latch start(threads);
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&] {
+      start.arrive_and_wait();
       for (int i = 0; i < each; ++i) {
         auto l = pool.acquire();  // a different connection each time, WATCH state never shared
         auto r = noclobber::read_modify_write(
@@ -239,7 +248,7 @@ TEST_CASE("redis: a connection that dies between WATCH and EXEC changes nothing 
   raw(s.native_handle(), {"DEL", key});
 }
 
-TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][process]") {
+TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][process][concurrency]") {
   for (const char* adapter : {"redis", "redis_lua"}) {
     INFO(adapter);
     rd::store s(addr());
@@ -248,8 +257,9 @@ TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][pro
     std::vector<std::unique_ptr<nc_test::writer_process>> ws;
     for (int i = 0; i < 4; ++i) {
       ws.push_back(std::make_unique<nc_test::writer_process>(
-          std::vector<std::string>{adapter, "-", key, "150", "run"}));
+          std::vector<std::string>{adapter, "-", key, "150", "gated"}));
     }
+    nc_test::start_together(ws);
     for (auto& w : ws) CHECK(w->wait() == 0);
     CHECK(s.read(key).value == "600");
     raw(s.native_handle(), {"DEL", key});
@@ -257,7 +267,7 @@ TEST_CASE("redis: 4 writer processes at once lose nothing", "[server][redis][pro
 }
 
 TEST_CASE("redis: a writer killed between read and write loses nothing and blocks no one",
-          "[server][redis][process]") {
+          "[server][redis][process][concurrency]") {
   rd::store s(addr());
   const std::string key = nc_test::unique_name("nc:killed");
   REQUIRE(s.create_if_absent(key, "0").ok());
@@ -276,7 +286,7 @@ TEST_CASE("redis: a writer killed between read and write loses nothing and block
 
 TEST_CASE(
     "redis: a writer process SIGKILLed inside write_if_match writes nothing, leaves nothing, blocks no one",
-    "[server][redis][process]") {
+    "[server][redis][process][concurrency]") {
   // The victim (tests/servers/server_writer.cpp) reads the counter, goes on into write_if_match
   // as far as its mode says, prints ARMED and sleeps; it is SIGKILLed there while 4 survivors
   // keep incrementing the same key. The write it stopped in front of would set 1000000000.
@@ -338,4 +348,178 @@ TEST_CASE(
     CHECK(final_read.value == std::to_string(survivors * each));
     raw(s.native_handle(), {"DEL", key});
   }
+}
+
+TEST_CASE("redis::parse_address: host:port, port 1..65535, anything else refused", "[server][redis]") {
+  CHECK(rd::parse_address("localhost:6379") == std::pair<std::string, int>("localhost", 6379));
+  CHECK(rd::parse_address("::1:65535") == std::pair<std::string, int>("::1", 65535));
+  CHECK(rd::parse_address("h:00080") == std::pair<std::string, int>("h", 80));
+  // Found by tests/fuzz/fuzz_text_parsers: the port kept being multiplied by 10 after it was
+  // already refused, so a long run of characters overflowed an int (undefined behaviour; UBSan
+  // and the fuzz corpus catch it, a plain build only sees the refusal).
+  for (const char* bad : {"h:99999999999999999999999", "h:65536", "h:0", "h:", ":6379", "h:12a", "h:-1",
+                          "h:5:\x18=1writers=535", "h:+80", "no-port"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(rd::parse_address(bad), std::invalid_argument);
+  }
+}
+
+namespace {
+
+/// A one-connection-at-a-time RESP server on loopback that answers the commands it reads with
+/// `replies` in order (raw RESP), then closes; `commands()` lists the names it read. For answers a
+/// real Redis gives only behind a proxy or an ACL, or never.
+class canned_redis_server {
+ public:
+  explicit canned_redis_server(std::vector<std::string> replies) : replies_(std::move(replies)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("canned_redis_server: cannot listen on loopback");
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  canned_redis_server(const canned_redis_server&) = delete;
+  canned_redis_server& operator=(const canned_redis_server&) = delete;
+  ~canned_redis_server() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  [[nodiscard]] int port() const noexcept { return port_; }
+  [[nodiscard]] std::vector<std::string> commands() {
+    std::lock_guard<std::mutex> lk(mutex_);
+    return commands_;
+  }
+
+ private:
+  // The name of the first whole command in `buf` (hiredis sends arrays of bulk strings), erased.
+  static bool take_command(std::string& buf, std::string& name) {
+    std::size_t p = buf.find("\r\n");
+    if (p == std::string::npos) return false;
+    const long n = std::stol(buf.substr(1, p - 1));
+    p += 2;
+    for (long i = 0; i < n; ++i) {
+      const std::size_t e = buf.find("\r\n", p);
+      if (e == std::string::npos) return false;
+      const std::size_t l = std::stoul(buf.substr(p + 1, e - p - 1));
+      if (buf.size() < e + 2 + l + 2) return false;
+      if (i == 0) name = buf.substr(e + 2, l);
+      p = e + 2 + l + 2;
+    }
+    buf.erase(0, p);
+    return true;
+  }
+  void serve() {
+    std::size_t next = 0;
+    for (;;) {
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string buf;
+      char chunk[4096];
+      for (bool open = true; open;) {
+        std::string name;
+        while (open && !take_command(buf, name)) {
+          const ssize_t n = ::read(c, chunk, sizeof chunk);
+          if (n <= 0) open = false;
+          if (n > 0) buf.append(chunk, static_cast<std::size_t>(n));
+        }
+        if (!open || next == replies_.size()) break;
+        {
+          std::lock_guard<std::mutex> lk(mutex_);
+          commands_.push_back(name);
+        }
+        const std::string& r = replies_[next++];
+        (void)!::send(c, r.data(), r.size(), MSG_NOSIGNAL);
+      }
+      ::close(c);
+    }
+  }
+  std::vector<std::string> replies_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<std::string> commands_;  // guarded by mutex_
+};
+
+std::string resp_bulk(const std::string& s) {
+  return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("redis: a refused MULTI is not a refused write, and leaves no WATCH", "[server][redis]") {
+  // Found by tests/fuzz/fuzz_redis_answers. When MULTI is refused (a proxy without transactions,
+  // an ACL without MULTI), the SET pipelined after it runs on its own, unconditionally, and EXEC
+  // answers "EXEC without MULTI", which left the write reported as permanent (not applied) and
+  // the WATCH armed on a connection that may go back to a pool.
+  const std::string stamp(32, 'a');
+  {
+    canned_redis_server s({"+OK\r\n", resp_bulk(stamp + "old"), "-ERR unknown command 'MULTI'\r\n", "+OK\r\n",
+                           "-ERR EXEC without MULTI\r\n", "+OK\r\n"});
+    rd::store st("127.0.0.1", s.port());
+    const auto w = st.write_if_match("k", stamp, "new");
+    CHECK(w.status == write_status::indeterminate);  // it ran, without the compare
+    CHECK(w.error.message.find("MULTI was refused") != std::string::npos);
+    CHECK(s.commands() == std::vector<std::string>{"WATCH", "GET", "MULTI", "SET", "EXEC", "UNWATCH"});
+  }
+  {  // the write refused too: nothing ran, its own error decides
+    canned_redis_server s({"+OK\r\n", resp_bulk(stamp + "old"), "-NOPERM no MULTI for you\r\n",
+                           "-LOADING still loading\r\n", "-ERR EXEC without MULTI\r\n", "+OK\r\n"});
+    rd::store st("127.0.0.1", s.port());
+    const auto w = st.erase_if_match("k", stamp);
+    CHECK(w.status == write_status::transient);
+    CHECK(s.commands() == std::vector<std::string>{"WATCH", "GET", "MULTI", "DEL", "EXEC", "UNWATCH"});
+  }
+}
+
+TEST_CASE("redis: an EXEC or EVALSHA answer of another shape may have written: indeterminate",
+          "[server][redis]") {
+  // Found by tests/fuzz/fuzz_redis_answers: these were permanent ("not applied"), although the
+  // transaction or the script had run.
+  const std::string stamp(32, 'b');
+  {
+    canned_redis_server s({"+OK\r\n", resp_bulk(stamp + "old"), "+OK\r\n", "+QUEUED\r\n", "*0\r\n"});
+    rd::store st("127.0.0.1", s.port());
+    CHECK(st.write_if_match("k", stamp, "new").status == write_status::indeterminate);
+  }
+  for (const char* answer : {"+OK\r\n", ":3\r\n", ":-1\r\n", "$1\r\n2\r\n"}) {
+    INFO(answer);
+    canned_redis_server s({resp_bulk("0123456789abcdef0123456789abcdef01234567"), answer});
+    rd::store st("127.0.0.1", s.port(), rd::method::lua_compare_and_set);
+    CHECK(st.write_if_match("k", stamp, "new").status == write_status::indeterminate);
+  }
+}
+
+TEST_CASE("redis: against a user without MULTI the write says so and leaves no WATCH", "[server][redis]") {
+  // The refused-MULTI case on a real server: an ACL user that may not run MULTI.
+  rd::store s(addr());
+  rd::store other(addr());
+  const std::string key = nc_test::unique_name("nc:nomulti");
+  const std::string user = nc_test::unique_name("nc_nomulti");
+  raw(other.native_handle(), {"ACL", "SETUSER", user, "on", ">pw", "~*", "&*"});
+  raw(other.native_handle(), {"ACL", "SETUSER", user, "+@all", "-multi"});
+  REQUIRE(s.create_if_absent(key, "0").ok());
+  const auto before = s.read(key);
+  REQUIRE(before.found());
+  auto auth = raw(s.native_handle(), {"AUTH", user, "pw"});
+  REQUIRE(auth->type == REDIS_REPLY_STATUS);
+  const auto w = s.write_if_match(key, before.token, "1");
+  CHECK(w.status == write_status::indeterminate);
+  CHECK(w.error.message.find("MULTI was refused") != std::string::npos);
+  const auto after = other.read(key);
+  REQUIRE(after.found());
+  CHECK(after.value == "1");  // it did run, unconditionally
+  // Back to the default user (AUTH keeps a connection's WATCH), to probe with MULTI/EXEC.
+  auto back = raw(s.native_handle(), {"AUTH", "default", "any"});
+  REQUIRE(back->type == REDIS_REPLY_STATUS);
+  CHECK(no_watch_armed(s.native_handle(), other.native_handle(), key));
+  raw(other.native_handle(), {"ACL", "DELUSER", user});
+  raw(other.native_handle(), {"DEL", key, key + ":probe"});
 }

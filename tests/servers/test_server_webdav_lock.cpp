@@ -12,6 +12,7 @@
 #include <barrier>
 #include <chrono>
 #include <cstdio>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <noclobber/adapters/webdav_lock.hpp>
@@ -33,13 +34,13 @@ std::string url() {
   return nc_test::server_env("NOCLOBBER_DAV_URL");
 }
 
-// Waits out busy locks: 1–20 ms full jitter, for up to 60 s.
-noclobber::retry_policy busy_policy() {
+// Waits out busy locks: 1–20 ms full jitter, for up to `timeout`.
+noclobber::retry_policy busy_policy(std::chrono::seconds timeout = std::chrono::seconds(60)) {
   noclobber::retry_policy p;
   p.backoff =
       noclobber::backoff_policy::full_jitter(std::chrono::milliseconds(1), std::chrono::milliseconds(20));
   p.max_attempts = 1000000;
-  p.timeout = std::chrono::seconds(60);
+  p.timeout = timeout;
   return p;
 }
 
@@ -115,8 +116,12 @@ bool lock_waiting(wl::store& s, const std::string& key, const wl::lock_options& 
 
 // The harness strategy: update_under_lock, with the reads and writes going through the harness's
 // recording view (race_store<wl::store>) and LOCK / UNLOCK through the writer's own client.
+// WebDAV locks are not queued: a writer that just unlocked re-locks for its next op before any
+// waiter's retry, so writers tend to hold the key for runs of ops and a waiter may wait out most
+// of the others' work (on a loaded machine a whole run can take 100 s). The deadline is therefore
+// the whole test's, not 60 s: giving up on a busy key is not what these tests are about.
 struct lock_strategy {
-  noclobber::retry_policy policy = busy_policy();
+  noclobber::retry_policy policy = busy_policy(std::chrono::seconds(240));
   wl::lock_options opt = short_lock();
   template <class View, class Fn>
   void operator()(View& view, const std::string& key, Fn& fn) const {
@@ -285,9 +290,59 @@ TEST_CASE("webdav_lock: update_under_lock outcomes", "[server][webdav]") {
   CHECK(s.read(never).status == read_status::absent);
 }
 
+// Which check lets an update through when two clients hold "the" lock: the lock or the PUT? Forced,
+// not left to chance. A holds the lock, reads, and starts its PUT (lock token and If-Match) with
+// `Expect: 100-continue`: mod_dav checks both before it asks for the body (100), then waits. A's
+// lock then ends while the PUT is open: here it expires (a slow client); in the harness run that
+// lost updates, a LOCK granted beside A's replaced A's record (the two `finding` tests below
+// show such grants). While A's lock is
+// valid, exclusion holds: B's LOCK is refused. Once it has gone, B locks, reads the same version
+// and writes; then A's body arrives and is accepted, over B's acknowledged update.
+TEST_CASE(
+    "webdav_lock: finding (forced window): a PUT's token and If-Match checks are not atomic with its write",
+    "[server][webdav][concurrency]") {
+  wl::store a(url());
+  wl::store b(url());
+  const std::string key = nc_test::unique_name("stale-put");
+  REQUIRE(a.create_if_absent(key, "v0").ok());
+  auto la = a.lock(key, {std::chrono::seconds(1), "slow holder"});
+  REQUIRE(la.ok());
+  const auto seen = a.read(key);
+  REQUIRE(seen.found());
+  const std::string body = "A's update";
+  nc_test::stalled_put slow(
+      url(), key,
+      noclobber::detail::http::if_lock_header(url() + key, *la.token) + "\r\nIf-Match: " + seen.token,
+      body.size());
+  REQUIRE(slow.interim_status() == 100);  // the token and the ETag passed; the write is still to come
+
+  // What holds: while A's lock is valid, B cannot take it, and cannot write without it.
+  auto refused = b.lock(key);
+  CHECK(refused.status == write_status::transient);
+  CHECK(refused.error.code == "423");
+  CHECK(b.write_if_match(key, seen.token, "B without the lock").status == write_status::transient);
+
+  // A's lock expires (mod_dav counts whole seconds); B then updates under its own lock.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  auto b_update = wl::update_under_lock(
+      b, key, [](const std::optional<std::string>& cur) { return cur.value_or("") + " + B's update"; },
+      busy_policy(), short_lock());
+  REQUIRE(b_update.ok());
+  CHECK(b_update.outcome == rmw_outcome::applied);
+  CHECK(b_update.value == "v0 + B's update");  // B read the version A had read
+
+  // What does not hold: A's PUT, checked under a lock that is gone, lands over B's update.
+  const int status = slow.finish(body);
+  CHECK(status >= 200);
+  CHECK(status < 300);
+  CHECK(wl::store(url()).read(key).value == body);  // B's acknowledged update is lost
+  (void)a.unlock(key);                              // refused (expired); forgets the token
+}
+
 // How many of 16 simultaneous LOCKs on one resource does mod_dav grant? An exclusive lock
 // allows one. Rounds alternate between an existing resource and an absent one (lock-null).
-TEST_CASE("webdav_lock: finding: 16 simultaneous LOCKs on one resource", "[server][webdav][race]") {
+TEST_CASE("webdav_lock: finding: 16 simultaneous LOCKs on one resource",
+          "[server][webdav][race][concurrency]") {
   constexpr int clients = 16;
   constexpr int rounds = 100;
   std::vector<std::unique_ptr<wl::store>> s;
@@ -347,16 +402,17 @@ TEST_CASE("webdav_lock: finding: 16 simultaneous LOCKs on one resource", "[serve
   // The finding (docs/adapters/webdav_lock.md): mod_dav_fs checks for conflicting locks and then
   // stores the new one in its lock database (Berkeley DB, opened per request without locking),
   // so simultaneous LOCKs on one resource are granted together — on an absent resource (a
-  // lock-null resource) in most rounds. These fail, and tell you to revisit that page, if a
-  // future Apache makes LOCK exclusive.
-  CHECK(most > 1);
-  CHECK(multi_absent > 0);
+  // lock-null resource) in most rounds. How often depends on how Apache's workers interleave
+  // (nothing outside the server can force it: mod_dav reads a LOCK's body before it checks), so
+  // the figures are reported above, not asserted.
+  if (most > 1) WARN("mod_dav granted up to " << most << " simultaneous exclusive LOCKs on one resource");
 }
 
 // Mutual exclusion measured directly: 16 threads take turns holding one key's lock; a shared
 // counter says whether two of them ever held it at once. On an absent key every LOCK makes a
 // lock-null resource (UNLOCK removes it again); on an existing key it is a plain lock.
-TEST_CASE("webdav_lock: finding: 16 threads taking one lock in turn overlap", "[server][webdav][race]") {
+TEST_CASE("webdav_lock: finding: 16 threads taking one lock in turn overlap",
+          "[server][webdav][race][concurrency]") {
   constexpr int clients = 16;
   constexpr int turns = 40;  // per thread: 640 lock/unlock pairs in all
   for (const bool existing : {true, false}) {
@@ -369,10 +425,12 @@ TEST_CASE("webdav_lock: finding: 16 threads taking one lock in turn overlap", "[
       std::mutex why_mutex;
       std::string first_why;
       {
+        std::latch start(clients);
         std::vector<std::jthread> threads;
         for (int i = 0; i < clients; ++i) {
           threads.emplace_back([&] {
             wl::store me(url());
+            start.arrive_and_wait();
             for (int t = 0; t < turns; ++t) {
               std::string why;
               if (!lock_waiting(me, key, short_lock(), why)) {
@@ -399,8 +457,7 @@ TEST_CASE("webdav_lock: finding: 16 threads taking one lock in turn overlap", "[
       CHECK(failures.load() == 0);
       CHECK(h.entries.load() == clients * turns);
       // The finding: two clients hold "the" exclusive lock at once, on existing resources too.
-      CHECK(h.overlaps.load() > 0);
-      CHECK(h.most.load() > 1);
+      // How often depends on Apache's scheduling: reported above, not asserted.
     }
   }
 }
@@ -446,24 +503,30 @@ void harness_run(bool forced) {
   CHECK(r.operations == nc_harness::writers * nc_harness::ops_per_writer);
   CHECK(r.op_errors == 0);
   if (forced) CHECK(r.writers_serialised);  // the LOCK spans read and write: the barrier times out
-  // What keeps the updates: a PUT must name a lock token the server still has, and of the locks
+  // What keeps most updates: a PUT must name a lock token the server still has, and of the locks
   // granted together only the last one stored survives in the lock database; the others' PUTs
-  // are refused (412) and their attempts start again. (The finding that locks were granted
-  // together: refused writes > 0. Not a proof that no loss can happen: see the docs.)
-  CHECK(t.refused_writes > 0);
-  CHECK(r.lost() == 0);
-  CHECK(r.check.ok());
+  // are refused (412) and their attempts start again. Not all: mod_dav checks the token and the
+  // ETag before it reads the body and not again when it writes (forced, and asserted, in
+  // "finding (forced window): a PUT's token and If-Match checks are not atomic with its write"),
+  // so two holders whose PUTs interleave both get through; scripts/flake_hunt.sh under load saw
+  // 2 of 2,000 updates lost here in 1 run of 20 (docs/adapters/webdav_lock.md). Whether a run
+  // loses any depends on Apache's scheduling: losses are reported, not asserted. What must hold
+  // is that every operation finished, no refused write landed and every value comes from a
+  // write the harness made.
+  if (r.lost() > 0)
+    WARN("update_under_lock against Apache mod_dav lost " << r.lost() << " of " << r.operations);
+  CHECK(r.check.anomalies.empty());
 }
 }  // namespace
 
 TEST_CASE(
     "race harness: update_under_lock against Apache mod_dav, forced window, 16 writers x 2,000 ops on 4 keys",
-    "[server][webdav][harness]") {
+    "[server][webdav][harness][concurrency]") {
   harness_run(true);
 }
 
 TEST_CASE("race harness: update_under_lock against Apache mod_dav, stress, 16 writers x 2,000 ops on 1 key",
-          "[server][webdav][harness]") {
+          "[server][webdav][harness][concurrency]") {
   harness_run(false);
 }
 
@@ -495,7 +558,8 @@ int wait_child(pid_t pid) {
 // 4 writer processes (forked), 4 threads each, appending through update_under_lock to one key:
 // every acknowledged append must be in the final value. A shared counter reports how often fn
 // ran in two clients at once (both granted the lock).
-TEST_CASE("webdav_lock: 4 writer processes x 4 threads, nothing lost", "[server][webdav][process]") {
+TEST_CASE("webdav_lock: 4 writer processes x 4 threads, nothing lost",
+          "[server][webdav][process][concurrency]") {
   constexpr int procs = 4;
   constexpr int threads_per_proc = 4;
   constexpr int ops = 25;  // per thread: 400 appends in all
@@ -504,15 +568,25 @@ TEST_CASE("webdav_lock: 4 writer processes x 4 threads, nothing lost", "[server]
   REQUIRE(s.create_if_absent(key, "start;").ok());
   shared<holders> h;
   shared<std::atomic<int>> acked;
+  // Start barrier across the processes: each child waits for EOF on `gate`, which comes when the
+  // parent closes the write end after forking them all; its threads then start behind a latch.
+  int gate[2];
+  REQUIRE(::pipe(gate) == 0);
   std::vector<pid_t> kids;
   for (int p = 0; p < procs; ++p) {
     kids.push_back(fork_child([&, p] {
+      ::close(gate[1]);
+      char c;
+      while (::read(gate[0], &c, 1) > 0) {
+      }
       int failed = 0;
+      std::latch start(threads_per_proc);
       std::vector<std::jthread> ts;
       std::atomic<int> bad{0};
       for (int t = 0; t < threads_per_proc; ++t) {
         ts.emplace_back([&, t] {
           wl::store me(url());
+          start.arrive_and_wait();
           for (int i = 0; i < ops; ++i) {
             const std::string mine =
                 "p" + std::to_string(p) + "t" + std::to_string(t) + "." + std::to_string(i) + ";";
@@ -537,6 +611,8 @@ TEST_CASE("webdav_lock: 4 writer processes x 4 threads, nothing lost", "[server]
       return failed == 0 ? 0 : 1;
     }));
   }
+  ::close(gate[0]);
+  ::close(gate[1]);  // all forked: go
   for (pid_t k : kids) CHECK(wait_child(k) == 0);
   const auto fin = s.read(key);
   REQUIRE(fin.found());
@@ -565,7 +641,7 @@ TEST_CASE("webdav_lock: 4 writer processes x 4 threads, nothing lost", "[server]
 // A holder SIGKILLed while holding the lock: others get 423 until the lock's Timeout, then go
 // on; what the dead holder had written stays, nothing else is lost.
 TEST_CASE("webdav_lock: a holder killed with SIGKILL and others proceed after the timeout",
-          "[server][webdav][process]") {
+          "[server][webdav][process][concurrency]") {
   const std::string u = url();
   wl::store s(u);
   const auto hold = std::chrono::seconds(3);

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <latch>
 #include <limits>
 #include <set>
 #include <thread>
@@ -63,16 +64,18 @@ TEST_CASE("sqlite: every outcome of the contract", "[sqlite]") {
   REQUIRE(db.read("new").value == "blind");
 }
 
-TEST_CASE("sqlite: versions are unique across connections writing at once", "[sqlite]") {
+TEST_CASE("sqlite: versions are unique across connections writing at once", "[sqlite][concurrency]") {
   noclobber_test::temp_db file("versions");
   { sqlite_store init(file.path()); }
   constexpr int threads = 4, writes = 50;
   std::vector<std::vector<std::int64_t>> seen(threads);
   {
+    std::latch start(threads);  // every connection is open before anyone writes
     std::vector<std::jthread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
         sqlite_store db(file.path());
+        start.arrive_and_wait();
         for (int i = 0; i < writes; ++i) {
           auto w = db.overwrite("k" + std::to_string(i % 3), "x");
           if (w.ok()) seen[t].push_back(*w.token);

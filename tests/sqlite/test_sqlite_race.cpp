@@ -47,7 +47,8 @@ nc::race_report run(const std::string& path, const options_t& o) {
 
 }  // namespace
 
-TEST_CASE("sqlite race: naive forced writers lose W - 1; CAS and lock + CAS lose nothing", "[sqlite][race]") {
+TEST_CASE("sqlite race: naive forced writers lose W - 1; CAS and lock + CAS lose nothing",
+          "[sqlite][race][concurrency]") {
   noclobber_test::temp_db file("race");
   const auto naive = run(file.path(), options(nc::race_mode::forced, 8, 1, "naive"));
   INFO(naive.to_text());
@@ -66,7 +67,8 @@ TEST_CASE("sqlite race: naive forced writers lose W - 1; CAS and lock + CAS lose
   REQUIRE(locked.writers_serialised);
 }
 
-TEST_CASE("sqlite race: explore finds the naive loss and replays it; CAS survives", "[sqlite][race]") {
+TEST_CASE("sqlite race: explore finds the naive loss and replays it; CAS survives",
+          "[sqlite][race][concurrency]") {
   noclobber_test::temp_db file("explore");
   auto o = options(nc::race_mode::explore, 8, 2, "naive");
   o.iterations = 10;
@@ -81,7 +83,7 @@ TEST_CASE("sqlite race: explore finds the naive loss and replays it; CAS survive
   NOCLOBBER_REQUIRE_NO_LOST_UPDATES(cas);
 }
 
-TEST_CASE("sqlite race: stress over several keys", "[sqlite][race]") {
+TEST_CASE("sqlite race: stress over several keys", "[sqlite][race][concurrency]") {
   noclobber_test::temp_db file("stress");
   auto o = options(nc::race_mode::stress, 6, 40, "cas");
   o.keys = {"a", "b", "c"};
@@ -166,7 +168,7 @@ nc::race_check run_processes(const std::string& path, const std::string& mode, c
 
 }  // namespace
 
-TEST_CASE("sqlite race: several processes on one file", "[sqlite][race][process]") {
+TEST_CASE("sqlite race: several processes on one file", "[sqlite][race][process][concurrency]") {
   constexpr unsigned processes = 3, writers = 4, ops = 20;
   SECTION("CAS loses nothing across processes") {
     noclobber_test::temp_db file("procs_cas");

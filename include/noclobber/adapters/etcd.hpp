@@ -226,8 +226,11 @@ class store {
     const detail::json::value& kv = kvs->items.front();
     const auto rev = detail::json::find_int64(kv, "mod_revision");
     const detail::json::value* v = kv.find("value");
-    std::optional<std::string> value =
-        v ? detail::json::base64_decode(v->text) : std::optional<std::string>("");
+    std::optional<std::string> value;  // a base64 string; the gateway omits an empty value
+    if (v == nullptr)
+      value = "";
+    else if (v->type == detail::json::value::kind::string)
+      value = detail::json::base64_decode(v->text);
     if (!rev || !value)
       return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
     return RR::make_found(std::move(*value), *rev);

@@ -8,6 +8,7 @@
 // version token:
 //
 //   read              GET                               200 -> body, ETag     404/410 -> absent
+//   read_if_changed   GET  If-None-Match: <etag>        304 -> unchanged (read_if_changed.hpp)
 //   write_if_match    PUT  If-Match: <etag>             2xx -> applied        412 -> conflict, or
 //                                                       absent when a HEAD then finds nothing
 //   create_if_absent  PUT  If-None-Match: *             2xx -> applied        412 -> exists
@@ -40,6 +41,7 @@
 #include "noclobber/adapters/detail/http.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/outcome.hpp"
+#include "noclobber/read_if_changed.hpp"
 
 namespace noclobber::http_etag {
 
@@ -55,6 +57,17 @@ class store {
 
   read_result<value_type, token_type> read(const key_type& key) {
     return noclobber::detail::http::read_answer(http_.perform("GET", url(key), {}), key);
+  }
+
+  /// A conditional GET: 304 -> unchanged, anything else as read().
+  read_if_changed_result<value_type, token_type> read_if_changed(const key_type& key,
+                                                                 const token_type& token) {
+    noclobber::detail::http::check_strong_etag(token, who);
+    noclobber::detail::curl::response r = http_.perform("GET", url(key), {}, {"If-None-Match: " + token});
+    if (r.transport_ok() && r.status == 304)
+      return read_if_changed_result<value_type, token_type>::make_unchanged();
+    return read_if_changed_result<value_type, token_type>::make_fresh(
+        noclobber::detail::http::read_answer(std::move(r), key));
   }
 
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
@@ -105,5 +118,6 @@ class store {
 };
 
 static_assert(check_conditional_writer<store>());
+static_assert(revalidating_store<store>);
 
 }  // namespace noclobber::http_etag

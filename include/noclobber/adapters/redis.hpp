@@ -21,9 +21,12 @@
 // the connection is closed and reopened on the next call (a new connection has no WATCH). So a
 // `store` may be returned to a pool between any two calls (`store_pool` below does exactly that).
 //
-// Errors: an EXEC whose answer was lost (timeout, dropped connection) is `indeterminate`; an I/O
-// error before anything was sent to write is `transient`; LOADING, BUSY, TRYAGAIN, MASTERDOWN,
-// READONLY, OOM and CLUSTERDOWN replies are `transient`; other error replies are `permanent`.
+// Errors: an EXEC whose answer was lost (timeout, dropped connection) is `indeterminate`; so is
+// an EXEC or EVALSHA answer of a shape the adapter does not expect (the write may have run), and a
+// refused MULTI whose write then ran on its own, without the compare (a proxy without
+// transactions, an ACL without MULTI: use method::lua_compare_and_set there); an I/O error before
+// anything was sent to write is `transient`; LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY, OOM
+// and CLUSTERDOWN replies are `transient`; other error replies are `permanent`.
 //
 // Thread safety: a `store` is one connection: one thread at a time. `store_pool` is thread-safe
 // (one std::mutex around its free list; no user code runs under it).
@@ -102,6 +105,28 @@ inline reply_ptr command(redisContext* c, std::initializer_list<std::string_view
 }
 }  // namespace detail
 
+namespace detail {
+struct context_deleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+using context_ptr = std::unique_ptr<redisContext, context_deleter>;
+
+// Connects with `timeout` for the connect and for every later reply; nullptr (and `error` set)
+// when it cannot.
+inline context_ptr connect(const std::string& host, int port, std::chrono::milliseconds timeout,
+                           store_error& error) {
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  context_ptr c(redisConnectWithTimeout(host.c_str(), port, tv));
+  if (!c || c->err != 0) {
+    error = {"IO", c ? c->errstr : "cannot allocate a redis context"};
+    return nullptr;
+  }
+  redisSetTimeout(c.get(), tv);
+  return c;
+}
+}  // namespace detail
+
 /// Parses "host:port" (what scripts/servers/redis.sh prints); std::invalid_argument when malformed.
 inline std::pair<std::string, int> parse_address(std::string_view addr) {
   const auto colon = addr.rfind(':');
@@ -109,7 +134,8 @@ inline std::pair<std::string, int> parse_address(std::string_view addr) {
   bool ok = colon != std::string_view::npos && colon > 0 && colon + 1 < addr.size();
   if (ok) {
     for (char c : addr.substr(colon + 1)) {
-      ok = ok && c >= '0' && c <= '9' && port < 65536;
+      ok = c >= '0' && c <= '9' && port <= 65535;  // so port * 10 + 9 stays far inside int
+      if (!ok) break;
       port = port * 10 + (c - '0');
     }
   }
@@ -210,22 +236,10 @@ class store {
   }
 
  private:
-  struct context_deleter {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-  };
-
   bool connect() {
-    timeval tv{static_cast<time_t>(timeout_.count() / 1000),
-               static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
-    ctx_.reset(redisConnectWithTimeout(host_.c_str(), port_, tv));
-    if (!ctx_ || ctx_->err != 0) {
-      error_ = {"IO", ctx_ ? ctx_->errstr : "cannot allocate a redis context"};
-      ctx_.reset();
-      return false;
-    }
-    redisSetTimeout(ctx_.get(), tv);
+    ctx_ = detail::connect(host_, port_, timeout_, error_);
     script_loaded_ = false;
-    return true;
+    return ctx_ != nullptr;
   }
   bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
 
@@ -318,13 +332,26 @@ class store {
     detail::reply_ptr queued = multi ? get_reply() : nullptr;
     detail::reply_ptr exec = queued ? get_reply() : nullptr;
     if (!exec) return wr::make_failed(write_status::indeterminate, error_);  // EXEC may have run
-    if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();           // a watched key changed
-    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());     // EXECABORT: nothing ran
-    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {
-      return wr::make_failed(write_status::permanent, {"EXEC", "unexpected EXEC reply"});
+    if (multi->type == REDIS_REPLY_ERROR) return refused_multi(multi.get(), queued.get());
+    if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();        // a watched key changed
+    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());  // EXECABORT: nothing ran
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {         // the write may have run
+      return wr::make_failed(write_status::indeterminate, {"EXEC", "unexpected EXEC reply"});
     }
     if (exec->element[0]->type == REDIS_REPLY_ERROR) return error_reply(exec->element[0]);
     return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
+  }
+
+  /// MULTI was refused (a proxy without transactions, an ACL without MULTI, a server still
+  /// loading): the write that followed ran on its own, without the compare, unless it was refused
+  /// too, and EXEC answered "EXEC without MULTI", which leaves the WATCH armed.
+  write_result<token_type> refused_multi(const redisReply* multi, const redisReply* write) {
+    if (write->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(write));  // nothing ran
+    return unwatch_and(write_result<token_type>::make_failed(
+        write_status::indeterminate,
+        {"MULTI", std::string("MULTI was refused (") + multi->str +
+                      "), so the write ran on its own, without the compare: this server (or proxy) "
+                      "does not run transactions; use method::lua_compare_and_set"}));
   }
 
   write_result<token_type> unwatch_and(write_result<token_type> out) {
@@ -354,8 +381,9 @@ class store {
       return wr::make_failed(write_status::transient, {"NOSCRIPT", r->str});
     }
     if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
-    if (r->type != REDIS_REPLY_INTEGER)
-      return wr::make_failed(write_status::permanent, {"EVALSHA", "unexpected reply"});
+    // Anything but the script's 0, 1 or 2: the script (or something else) ran; it may have written.
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0 || r->integer > 2)
+      return wr::make_failed(write_status::indeterminate, {"EVALSHA", "unexpected reply"});
     if (r->integer == 0) return wr::make_absent();
     if (r->integer == 1) return wr::make_conflict();
     return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
@@ -365,7 +393,7 @@ class store {
   int port_ = 0;
   method method_ = method::watch_multi_exec;
   std::chrono::milliseconds timeout_{};
-  std::unique_ptr<redisContext, context_deleter> ctx_;
+  detail::context_ptr ctx_;
   std::uint64_t id_ = 0;
   std::uint64_t counter_ = 0;
   bool script_loaded_ = false;

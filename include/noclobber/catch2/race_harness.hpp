@@ -25,34 +25,17 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
-#include <exception>
 #include <string>
 
 #include "noclobber/race_harness.hpp"
+#include "noclobber/race_harness/assertions.hpp"
 
 namespace noclobber::catch2 {
 
-/// Default options with the NOCLOBBER_RACE_REPLAY environment variable applied, if set.
-template <class Store>
-[[nodiscard]] race_options_for<Store> race_options_from_env() {
-  race_options_for<Store> o;
-  if (const char* line = std::getenv("NOCLOBBER_RACE_REPLAY"); line != nullptr && *line != '\0') {
-    o.apply_replay(line);
-  }
-  return o;
-}
-
-/// For a report that fails the assertions below: writes its HTML timeline and returns
-/// "timeline: <path>" (or why it could not); for one that passes: "" (nothing written).
-[[nodiscard]] inline std::string timeline_on_failure(const race_report& r) {
-  if (r.ok() && r.op_errors == 0) return {};
-  try {
-    return "timeline: " + write_html(r).string();
-  } catch (const std::exception& e) {
-    return std::string("timeline not written: ") + e.what();
-  }
-}
+// Shared with the GoogleTest assertion (noclobber/race_harness/assertions.hpp); kept here under
+// their old names.
+using ::noclobber::race_options_from_env;
+using ::noclobber::timeline_on_failure;
 
 /// Matches a report with no lost update and no anomaly; describes itself with the report (and,
 /// when it fails, the path of its HTML timeline).
@@ -60,7 +43,7 @@ class no_lost_updates_matcher : public Catch::MatcherBase<race_report> {
  public:
   bool match(const race_report& r) const override {
     text_ = r.to_text();
-    const bool ok = r.ok() && r.op_errors == 0;
+    const bool ok = race_assertion_passes(r);
     if (!ok) text_ += timeline_on_failure(r) + "\n";
     return ok;
   }

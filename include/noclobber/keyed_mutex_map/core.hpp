@@ -176,6 +176,7 @@ class kmm_core {
     }
     s.unlock(kmm_word_for(head));
     kmm_notify(r);
+    kmm_count_wakeup(r, slot, *pool_);
     if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
   }
 
@@ -240,10 +241,14 @@ class kmm_core {
     c.acquisitions = pool.detached_acquisitions;
     c.contended_acquisitions = pool.detached_contended;
     c.sleeps = pool.detached_sleeps;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
     for (const kmm_cache_slot* s : pool.attached) {
       c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
       c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
       c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
     }
     return c;
   }
@@ -399,6 +404,13 @@ class kmm_core {
 
   // ---- waiting for a key set ------------------------------------------------------------------
 
+  /// Acquisitions of a multi-key call, added to the slot's counters only once every shard's keys
+  /// are taken (a failed try_lock_all counts nothing, like any failed try).
+  struct tally {
+    std::uint64_t acquisitions = 0;
+    std::uint64_t contended = 0;
+  };
+
   /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
   static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
                              kmm_cache_slot& slot) noexcept {
@@ -409,11 +421,12 @@ class kmm_core {
 
   /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
   /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
-  /// installed or recycled. Throws only what KeyEqual (or the standard mutex / condition variable)
-  /// throws; nothing is held then.
+  /// installed or recycled. The keys taken are counted in `pending` when given, else in the slot.
+  /// Throws only what KeyEqual (or the standard mutex / condition variable) throws; nothing is
+  /// held then.
   template <class KeySet>
   bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
-                       kmm_clock::time_point deadline, kmm_cache_slot& slot) {
+                       kmm_clock::time_point deadline, kmm_cache_slot& slot, tally* pending = nullptr) {
     bool contended = false;
     int spin_rounds = 0;
     entry* parked_on = nullptr;  // entry whose waiter counts include us
@@ -433,6 +446,11 @@ class kmm_core {
         keys.take_all(head, mode);
         unlock_settled(s, head, prev, mode, slot);
         keys.recycle_unused(slot);
+        if (pending != nullptr) {
+          pending->acquisitions += keys.size();
+          if (contended) pending->contended += keys.size();
+          return true;
+        }
         kmm_cache_slot::bump(slot.acquisitions, keys.size());
         if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
         return true;
@@ -503,6 +521,7 @@ class kmm_core {
     std::vector<entry*> out(refs.size());
     std::optional<kmm_late_slot> late;
     kmm_cache_slot& slot = my_slot(late);
+    tally taken;
     for (std::size_t b = 0; b < refs.size();) {
       std::size_t e = b;
       while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
@@ -516,11 +535,13 @@ class kmm_core {
         throw;  // the caller releases the shards taken so far
       }
       group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
-      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot))
+      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot, &taken))
         return false;
       held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
       b = e;
     }
+    kmm_cache_slot::bump(slot.acquisitions, taken.acquisitions);
+    if (taken.contended != 0) kmm_cache_slot::bump(slot.contended, taken.contended);
     return true;
   }
 

@@ -73,6 +73,8 @@ struct kmm_pool_base {
   std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_shared_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   // The thread cache slots attached now (kmm_cache_slot::attach / detach).
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };

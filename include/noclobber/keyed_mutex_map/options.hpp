@@ -38,6 +38,10 @@ struct keyed_mutex_map_counters {
   std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
                                              // a wake-up); about one per contended acquisition when
                                              // waiters hold the key long, since a release wakes one
+  std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
+                                             // woke the parked waiters of a key: one exclusive
+                                             // waiter, or else every shared waiter
+  std::uint64_t shared_wakeups = 0;          // of those, the ones that woke every shared waiter
 };
 
 // Constructor options.

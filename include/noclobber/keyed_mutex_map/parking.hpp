@@ -145,10 +145,26 @@ void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
     r.wake->park_exclusive.notify_one();
 }
 
-/// kmm_notify, then recycle a retired entry. No shard lock held.
+/// Counts the wake-up kmm_notify sent (if any) in `slot`, or in the pool's detached counts when
+/// there is no slot. No shard lock held.
+template <class Key>
+void kmm_count_wakeup(const kmm_after_unlock<Key>& r, kmm_cache_slot* slot, kmm_pool_base& pool) noexcept {
+  if (r.wake == nullptr) return;
+  if (slot != nullptr) {
+    kmm_cache_slot::bump(slot->wakeups);
+    if (r.wake_shared) kmm_cache_slot::bump(slot->shared_wakeups);
+    return;
+  }
+  annotated_lock lk(pool.mutex);
+  ++pool.detached_wakeups;
+  if (r.wake_shared) ++pool.detached_shared_wakeups;
+}
+
+/// kmm_notify, then recycle a retired entry. `slot` is attached. No shard lock held.
 template <class Key>
 void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
   kmm_notify(r);
+  kmm_count_wakeup(r, &slot, *slot.pool_raw);
   if (r.dead != nullptr) kmm_recycle(slot, r.dead);
 }
 

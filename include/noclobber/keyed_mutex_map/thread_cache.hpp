@@ -49,6 +49,8 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
+  std::atomic<std::uint64_t> wakeups{0};
+  std::atomic<std::uint64_t> shared_wakeups{0};
   std::shared_ptr<kmm_pool_base> pool;
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -79,6 +81,8 @@ struct alignas(64) kmm_cache_slot {
       pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
       pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      pool_raw->detached_wakeups += wakeups.load(std::memory_order_relaxed);
+      pool_raw->detached_shared_wakeups += shared_wakeups.load(std::memory_order_relaxed);
       auto& slots = pool_raw->attached;
       const auto it = std::find(slots.begin(), slots.end(), this);
       if (it != slots.end()) {
@@ -91,6 +95,8 @@ struct alignas(64) kmm_cache_slot {
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
+    wakeups.store(0, std::memory_order_relaxed);
+    shared_wakeups.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
     pool.reset();
   }

@@ -6,6 +6,8 @@
 // The rules follow Jepsen's Elle:
 //
 //   * lost update: two or more *successful* writes read the same version of the same key;
+//   * a successful write must have read a version of its own key: the state before the run, or
+//     a value a recorded write wrote to that key (anything else is an anomaly);
 //   * the successful writes of a key must form one version chain that ends in the key's final
 //     value: walk back from the final version through "read from" links; every successful write
 //     must be on that walk, otherwise it is lost (and the report names the write that replaced it);
@@ -30,7 +32,8 @@
 //   index_writes        one entry per distinct written value (attempts that sent the same value
 //                       merged: ok if any applied, unknown if any was unknown, else failed)
 //   group_readers       successful writes grouped by the version they read (Elle's lost-update
-//                       pairs); reads of a version nobody wrote are anomalies
+//                       pairs); reads of a version nobody wrote, or written to another key,
+//                       are anomalies
 //   walk_final_chains   each key's chain, walked back from its final version; marks what is on it
 //   collect_lost        successful writes off every chain, in order of completion
 //   classify_faults     of the lost writes, those the store forgot (vanished); updates applied
@@ -242,9 +245,10 @@ inline void index_writes(history_index& ix, race_check& c) {
 }
 
 /// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
-/// written in the run is an entry, so its group lives in `ix.readers`; versions from before the
-/// run (or from outside it) are few and go to a small map. A read of a version that no recorded
-/// write produced (and that is not from before the run) is an anomaly.
+/// written to the same key in the run is an entry, so its group lives in `ix.readers`; versions
+/// from before the run (or from outside it) are few and go to a small map, and so do versions
+/// written to another key (they group apart from that key's readers). A read of a version that
+/// no recorded write produced for this key (and that is not from before the run) is an anomaly.
 inline void group_readers(history_index& ix, race_check& c) {
   const race_history& h = ix.h;
   ix.readers.assign(ix.writes.size(), version_readers{});
@@ -256,7 +260,8 @@ inline void group_readers(history_index& ix, race_check& c) {
     if (e.outcome != op_outcome::ok) continue;
     ++c.applied;
     const std::uint32_t* parent = ix.by_value.find(w.read_from);
-    version_readers& g = parent != nullptr ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
+    const bool parent_of_key = parent != nullptr && ix.record_of(*parent).key == w.key;
+    version_readers& g = parent_of_key ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
     if (g.count++ == 0)
       g.first = n;
     else
@@ -264,9 +269,10 @@ inline void group_readers(history_index& ix, race_check& c) {
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
-    if (!from_before_run && parent == nullptr) {
-      c.anomalies.push_back(describe_write(w) + " read version " + std::to_string(w.read_from) +
-                            ", which no recorded write produced");
+    if (!from_before_run && !parent_of_key) {
+      c.anomalies.push_back(
+          describe_write(w) + " read version " + std::to_string(w.read_from) +
+          (parent != nullptr ? ", which was written to another key" : ", which no recorded write produced"));
     }
   }
 }
@@ -293,13 +299,13 @@ inline void walk_final_chains(history_index& ix, race_check& c) {
       }
       checked_write& e = ix.writes[*at];
       const race_write& w = h.writes[e.record];
-      if (e.on_chain || ++steps > ix.writes.size()) {
-        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
-        break;
-      }
-      if (w.key != k) {
+      if (w.key != k) {  // (before the loop test: another key's chain may have passed here)
         c.anomalies.push_back("key " + key_name() + " holds a value written to another key by " +
                               describe_write(w));
+        break;
+      }
+      if (e.on_chain || ++steps > ix.writes.size()) {
+        c.anomalies.push_back("key " + key_name() + ": the version chain loops at " + describe_write(w));
         break;
       }
       if (e.outcome == op_outcome::failed) {
@@ -473,13 +479,15 @@ inline void find_doubled(const history_index& ix, race_check& c) {
   }
   if (!any) return;
   std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
     write_id v = h.final_versions[k];
     for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
       const std::uint32_t* n = ix.by_value.find(v);
-      if (n == nullptr || !ix.writes[*n].on_chain) break;
+      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
       const race_write& w = ix.record_of(*n);
       if (w.key != k) break;
+      walked[*n] = 1;
       if (*landed.find(op_number(w)) > 1) {
         auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
         if (first) c.doubled.push_back({});

@@ -262,8 +262,11 @@ class edn_reader {
     } else if (c == '"') {
       v.type = edn_value::kind::string;
       for (++i_; i_ < s_.size() && s_[i_] != '"'; ++i_) {
-        if (s_[i_] == '\\' && i_ + 1 < s_.size()) ++i_;
-        v.text += s_[i_];
+        if (s_[i_] == '\\') {
+          escape(v.text);
+        } else {
+          v.text += s_[i_];
+        }
       }
       if (i_++ >= s_.size()) fail("unterminated string");
     } else {
@@ -300,6 +303,78 @@ class edn_reader {
 
  private:
   static bool is_space(char c) { return c == ' ' || c == ',' || c == '\n' || c == '\r' || c == '\t'; }
+
+  /// The escape at i_ (a backslash) into `out`, leaving i_ on its last character: \t \r \n \b
+  /// \f \" \\ \/ and \uXXXX (UTF-8; a surrogate pair as one code point), what to_elle_edn's
+  /// strings use (json_escape).
+  void escape(std::string& out) {
+    if (++i_ >= s_.size()) fail("unterminated string");
+    switch (s_[i_]) {
+      case 't':
+        out += '\t';
+        return;
+      case 'r':
+        out += '\r';
+        return;
+      case 'n':
+        out += '\n';
+        return;
+      case 'b':
+        out += '\b';
+        return;
+      case 'f':
+        out += '\f';
+        return;
+      case '"':
+      case '\\':
+      case '/':
+        out += s_[i_];
+        return;
+      case 'u':
+        break;
+      default:
+        fail(std::string("unknown escape '\\") + s_[i_] + "'");
+    }
+    std::uint32_t cp = hex4();
+    if (cp >= 0xDC00 && cp < 0xE000) fail("a low surrogate without its high one");
+    if (cp >= 0xD800 && cp < 0xDC00) {
+      if (i_ + 2 >= s_.size() || s_[i_ + 1] != '\\' || s_[i_ + 2] != 'u') fail("a high surrogate alone");
+      i_ += 2;
+      const std::uint32_t lo = hex4();
+      if (lo < 0xDC00 || lo >= 0xE000) fail("a high surrogate alone");
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  /// The four hex digits after the 'u' at i_; i_ ends on the last.
+  std::uint32_t hex4() {
+    std::uint32_t cp = 0;
+    for (int k = 0; k < 4; ++k) {
+      if (++i_ >= s_.size()) fail("unterminated string");
+      const char h = s_[i_];
+      const int d = h >= '0' && h <= '9'   ? h - '0'
+                    : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                    : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                           : -1;
+      if (d < 0) fail("a \\u escape needs four hex digits");
+      cp = cp * 16 + static_cast<std::uint32_t>(d);
+    }
+    return cp;
+  }
   void skip() {
     while (i_ < s_.size()) {
       if (is_space(s_[i_])) {

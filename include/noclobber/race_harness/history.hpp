@@ -58,35 +58,50 @@ namespace noclobber {
 }
 
 /// Appends the records of serialize_history's text to `h`. Throws std::invalid_argument naming
-/// the first line it cannot read.
+/// the first line it cannot read: an unknown record letter, a missing or extra field, anything
+/// but spaces between the numbers, or a number out of its field's range (a writer, op, attempt or
+/// key past 2^32 - 1, an outcome or kind past 2, `found` other than 0 or 1) — never coerced.
+/// Lines may end in "\r\n".
 inline void append_history(race_history& h, std::string_view text) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
+    std::string_view line = text.substr(pos, end - pos);
     pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     std::uint64_t f[10] = {};
-    const std::size_t want = line[0] == 'w' ? 10 : line[0] == 'r' ? 7 : 0;
+    const bool is_write = line[0] == 'w';
+    const std::size_t want = is_write ? 10 : line[0] == 'r' ? 7 : 0;
     const char* p = line.data() + 1;
     const char* last = line.data() + line.size();
     std::size_t got = 0;
-    while (got < want && p < last) {
+    bool ok = want != 0;
+    while (ok) {
       while (p < last && *p == ' ') ++p;
+      if (p == last) break;
+      if (got == want) {
+        ok = false;  // an extra field
+        break;
+      }
       auto [next, ec] = std::from_chars(p, last, f[got]);
-      if (ec != std::errc{}) break;
+      ok = ec == std::errc{} && (next == last || *next == ' ');
       p = next;
       ++got;
     }
-    if (want == 0 || got != want) {
+    constexpr std::uint64_t u32_max = 0xFFFFFFFFu;
+    if (ok && got == want) {
+      ok = f[0] <= u32_max && f[1] <= u32_max && f[2] <= u32_max &&
+           (is_write ? f[3] <= u32_max && f[6] <= 2 && f[7] <= 2 : f[4] <= 1);
+    }
+    if (!ok || got != want) {
       throw std::invalid_argument("noclobber: cannot read history line '" + std::string(line) + "'");
     }
     auto u32 = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
-    if (line[0] == 'w') {
+    if (is_write) {
       h.writes.push_back({u32(f[0]), u32(f[1]), u32(f[2]), u32(f[3]), f[4], f[5],
-                          static_cast<op_outcome>(f[6] <= 2 ? f[6] : 1),
-                          static_cast<write_kind>(f[7] <= 2 ? f[7] : 0), f[8], f[9]});
+                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9]});
     } else {
       h.reads.push_back({u32(f[0]), u32(f[1]), u32(f[2]), f[3], f[4] != 0, f[5], f[6]});
     }

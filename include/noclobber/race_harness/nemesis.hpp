@@ -47,11 +47,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +61,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -169,28 +172,29 @@ struct nemesis_options {
         }
         continue;
       }
-      std::uint64_t n = 0;
-      std::size_t used = 0;
-      try {
-        n = std::stoull(value, &used, 10);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (value.empty() || used != value.size()) {
-        throw std::invalid_argument("noclobber: nemesis replay value '" + value + "' for '" +
-                                    std::string(name) + "' is not a number");
-      }
+      // Decimal digits only (no sign: stoull wrapped "-1"; no space), within the field's type:
+      // a value is set as written or refused, never wrapped or clamped.
+      auto number = [&](std::uint64_t max) -> std::uint64_t {
+        std::uint64_t n = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || n > max) {
+          throw std::invalid_argument("noclobber: nemesis replay value '" + value + "' for '" +
+                                      std::string(name) + "' is not a number from 0 to " +
+                                      std::to_string(max));
+        }
+        return n;
+      };
+      constexpr std::uint64_t any = std::numeric_limits<std::uint64_t>::max();
       if (name == "seed") {
-        seed = n;
+        seed = number(any);
       } else if (name == "faults") {
-        faults = static_cast<unsigned>(std::min<std::uint64_t>(n, 1u << 30));
+        faults = static_cast<unsigned>(number(std::numeric_limits<unsigned>::max()));
       } else if (name == "gap") {
-        gap = n;
+        gap = number(any);
       } else if (name == "hold") {
-        hold = n;
-      } else if (name == "max_hold") {
-        max_hold =
-            std::chrono::milliseconds(static_cast<std::int64_t>(std::min<std::uint64_t>(n, 1ull << 40)));
+        hold = number(any);
+      } else if (name == "max_hold") {  // 2^40 ms (~35 years): now() + max_hold cannot overflow
+        max_hold = std::chrono::milliseconds(static_cast<std::int64_t>(number(std::uint64_t{1} << 40)));
       } else {
         throw std::invalid_argument("noclobber: unknown nemesis replay key '" + std::string(name) + "'");
       }

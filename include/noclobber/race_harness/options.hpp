@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -91,34 +92,40 @@ struct race_options {
       }
       const std::string_view name = token.substr(0, eq);
       const std::string value(token.substr(eq + 1));
-      auto number = [&]() -> std::uint64_t {
+      // A number as strtoull reads it with base 0 (decimal, 0x hex, leading-0 octal), but only
+      // digits: no sign (stoull wraps "-1") or leading space, and within the field's type.
+      auto number = [&](std::uint64_t max) -> std::uint64_t {
         std::size_t used = 0;
         std::uint64_t n = 0;
-        try {
-          n = std::stoull(value, &used, 0);
-        } catch (const std::exception&) {
-          used = 0;
+        if (!value.empty() && value[0] >= '0' && value[0] <= '9') {
+          try {
+            n = std::stoull(value, &used, 0);
+          } catch (const std::exception&) {
+            used = 0;
+          }
         }
-        if (used != value.size() || value.empty()) {
+        if (used != value.size() || value.empty() || n > max) {
           throw std::invalid_argument("noclobber: replay value '" + value + "' for '" + std::string(name) +
-                                      "' is not a number");
+                                      "' is not a number from 0 to " + std::to_string(max));
         }
         return n;
       };
+      constexpr std::uint64_t any = std::numeric_limits<std::uint64_t>::max();
+      constexpr std::uint64_t narrow = std::numeric_limits<unsigned>::max();
       if (name == "mode")
         mode = parse_race_mode(value);
       else if (name == "writers")
-        writers = static_cast<unsigned>(number());
+        writers = static_cast<unsigned>(number(narrow));
       else if (name == "ops")
-        ops_per_writer = static_cast<unsigned>(number());
+        ops_per_writer = static_cast<unsigned>(number(narrow));
       else if (name == "seed")
-        seed = number();
+        seed = number(any);
       else if (name == "depth")
-        depth = static_cast<unsigned>(number());
+        depth = static_cast<unsigned>(number(narrow));
       else if (name == "schedule")
-        schedule = number();
+        schedule = number(any);
       else if (name == "iterations")
-        iterations = static_cast<unsigned>(number());
+        iterations = static_cast<unsigned>(number(narrow));
       else if (apply_schedule_token(plan, name, value))
         continue;
       else

@@ -1,5 +1,5 @@
-// noclobber/adapters/detail/curl_easy.hpp — the small slice of libcurl the etcd, HTTP ETag and
-// WebDAV lock adapters need: one easy handle (one keep-alive connection), a request, a response
+// noclobber/adapters/detail/curl_easy.hpp — the small slice of libcurl the etcd, HTTP ETag,
+// WebDAV lock and S3 adapters need: one easy handle (one keep-alive connection), a request, a response
 // with its status, body, ETag and Lock-Token headers, and what a transport failure means for a
 // retry loop.
 //
@@ -9,7 +9,8 @@
 // caller. The first copy may have been delivered and applied (a server killed after committing,
 // a connection reset after the request was read), so for a request that can change state the
 // re-send is a second write, and its answer ("couldn't connect", 412) describes the copy, not
-// the write. `easy` therefore never lets libcurl re-send a request other than GET / HEAD:
+// the write. `easy` (and every adapter that drives its own handle, through `send_guard`)
+// therefore never lets libcurl re-send a request other than GET / HEAD:
 // libcurl >= 7.80 asks CURLOPT_PREREQFUNCTION before every copy it sends, and the second ask is
 // refused (the request fails, marked `resend_refused`); an older libcurl sends such requests on a
 // fresh connection that is never reused, so there is nothing to re-send. The invariant
@@ -83,6 +84,73 @@ struct response {
   return method == "GET" || method == "HEAD";
 }
 
+/// The re-send rule for one request on one handle (see the overview), for `easy` and for any
+/// adapter that drives its own handle (adapters/s3/connection.hpp): attach() before
+/// curl_easy_perform, finish() after it. finish() records `sent` and `resend_refused` in the
+/// response and, for a failure, words that say what a re-send means. Lives on the caller's stack
+/// until curl_easy_perform has returned (libcurl holds a pointer to it).
+class send_guard {
+ public:
+  explicit send_guard(std::string_view method) noexcept : resend_allowed_(resend_allowed(method)) {}
+  send_guard(const send_guard&) = delete;
+  send_guard& operator=(const send_guard&) = delete;
+
+  void attach(CURL* h) noexcept { guard_resend(h); }
+
+  /// After curl_easy_perform set `out.code`: `sent`, `resend_refused`, and `out.error` from
+  /// `errbuf` (libcurl's CURLOPT_ERRORBUFFER) when the transfer failed.
+  void finish(response& out, const char* errbuf) const {
+    note_copies(out);
+    if (out.resend_refused) {
+      out.error =
+          "the connection died after the request was sent, before any answer (libcurl's "
+          "automatic re-send refused: the first copy may have been applied)";
+    } else if (out.code != CURLE_OK) {
+      out.error = errbuf != nullptr && errbuf[0] ? errbuf : curl_easy_strerror(out.code);
+      if (out.sent && out.code == CURLE_COULDNT_CONNECT) {
+        out.error +=
+            " (libcurl's re-send, after the connection died with the request sent: the first "
+            "copy may have been applied)";
+      }
+    }
+  }
+
+ private:
+// NOCLOBBER_CURL_NO_PREREQ selects the fallback on any libcurl (the tests build both).
+#if LIBCURL_VERSION_NUM >= 0x075000 && !defined(NOCLOBBER_CURL_NO_PREREQ)  // 7.80.0: CURLOPT_PREREQFUNCTION
+  // Called by libcurl once per copy of the request, after the connection is up, before sending.
+  static int on_prereq(void* user, char*, char*, int, int) {
+    auto* me = static_cast<send_guard*>(user);
+    ++me->asked_;
+    return me->asked_ > 1 && !me->resend_allowed_ ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+  }
+  void guard_resend(CURL* h) noexcept {
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, &send_guard::on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, this);
+  }
+  void note_copies(response& out) const noexcept {
+    out.sent = asked_ > 0;
+    out.resend_refused = asked_ > 1 && !resend_allowed_;
+  }
+  int asked_ = 0;  // copies of the request libcurl got ready to send
+#else
+  // No pre-request hook: a request libcurl must not re-send goes on a fresh connection that is
+  // closed afterwards (libcurl re-sends only on a reused one), and `sent` is false only for the
+  // failures that happen before a connection exists.
+  void guard_resend(CURL* h) noexcept {
+    if (resend_allowed_) return;
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+  }
+  void note_copies(response& out) const noexcept {
+    out.sent = !(out.code == CURLE_COULDNT_CONNECT || out.code == CURLE_COULDNT_RESOLVE_HOST ||
+                 out.code == CURLE_COULDNT_RESOLVE_PROXY);
+  }
+#endif
+
+  bool resend_allowed_;
+};
+
 class easy {
  public:
   explicit easy(std::chrono::milliseconds timeout) : timeout_(timeout) {
@@ -102,7 +170,7 @@ class easy {
   response perform(const char* method, const std::string& url, std::string_view body,
                    std::initializer_list<std::string_view> headers = {}) {
     response out;
-    copies sending{resend_allowed(method), 0};
+    send_guard once(method);
     CURL* h = h_.get();
     curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
     curl_slist* list = nullptr;
@@ -122,7 +190,7 @@ class easy {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out.body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &easy::on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &out);
-    guard_resend(h, sending);
+    once.attach(h);
     const std::string_view m(method);
     if (m == "HEAD") {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -132,68 +200,18 @@ class easy {
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     }
     out.code = curl_easy_perform(h);
-    note_copies(out, sending);
-    if (out.resend_refused) {
-      out.error =
-          "the connection died after the request was sent, before any answer (libcurl's "
-          "automatic re-send refused: the first copy may have been applied)";
-    } else if (out.code != CURLE_OK) {
-      out.error = errbuf[0] ? errbuf : curl_easy_strerror(out.code);
-      if (out.sent && out.code == CURLE_COULDNT_CONNECT) {
-        out.error +=
-            " (libcurl's re-send, after the connection died with the request sent: the first "
-            "copy may have been applied)";
-      }
-    } else {
-      curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
-    }
+    once.finish(out, errbuf);
+    if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
     return out;
   }
 
  private:
-  // How many copies of the current request libcurl got ready to send, and whether a second one
-  // may go. Lives on perform's stack for the duration of curl_easy_perform.
-  struct copies {
-    bool resend_allowed;
-    int asked;
-  };
-
-// NOCLOBBER_CURL_NO_PREREQ selects the fallback on any libcurl (the tests build both).
-#if LIBCURL_VERSION_NUM >= 0x075000 && !defined(NOCLOBBER_CURL_NO_PREREQ)  // 7.80.0: CURLOPT_PREREQFUNCTION
-  // Called by libcurl once per copy of the request, after the connection is up, before sending.
-  static int on_prereq(void* user, char*, char*, int, int) {
-    auto* c = static_cast<copies*>(user);
-    ++c->asked;
-    return c->asked > 1 && !c->resend_allowed ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-  }
-  static void guard_resend(CURL* h, copies& c) {
-    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, &easy::on_prereq);
-    curl_easy_setopt(h, CURLOPT_PREREQDATA, &c);
-  }
-  static void note_copies(response& out, const copies& c) {
-    out.sent = c.asked > 0;
-    out.resend_refused = c.asked > 1 && !c.resend_allowed;
-  }
-#else
-  // No pre-request hook: a request libcurl must not re-send goes on a fresh connection that is
-  // closed afterwards (libcurl re-sends only on a reused one), and `sent` is false only for the
-  // failures that happen before a connection exists.
-  static void guard_resend(CURL* h, copies& c) {
-    if (c.resend_allowed) return;
-    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
-  }
-  static void note_copies(response& out, const copies&) {
-    out.sent = !(out.code == CURLE_COULDNT_CONNECT || out.code == CURLE_COULDNT_RESOLVE_HOST ||
-                 out.code == CURLE_COULDNT_RESOLVE_PROXY);
-  }
-#endif
-
   static std::size_t on_body(char* p, std::size_t size, std::size_t n, void* user) {
     static_cast<std::string*>(user)->append(p, size * n);
     return size * n;
   }
-  // Stores the header's value (whitespace trimmed) in `out` when `line` is "<name> value".
+  // Stores the header's value (spaces and tabs around it trimmed, RFC 9110 OWS) in `out` when
+  // `line` is "<name> value".
   // `name` is lower case, colon included.
   static void take_header(std::string_view line, std::string_view name, std::string& out) {
     if (line.size() <= name.size()) return;
@@ -203,7 +221,8 @@ class easy {
     }
     line.remove_prefix(name.size());
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    while (!line.empty() && (line.back() == '\r' || line.back() == '\n' || line.back() == ' '))
+    while (!line.empty() &&
+           (line.back() == '\r' || line.back() == '\n' || line.back() == ' ' || line.back() == '\t'))
       line.remove_suffix(1);
     out.assign(line);
   }

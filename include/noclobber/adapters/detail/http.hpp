@@ -69,9 +69,14 @@ inline std::string resource_url(const std::string& base, const std::string& key,
   return etag.starts_with("W/");
 }
 
+/// A strong ETag: a quoted string (W/"…" is weak; anything unquoted is malformed).
+[[nodiscard]] inline bool is_strong_etag(std::string_view token) noexcept {
+  return token.size() >= 2 && token.front() == '"' && token.back() == '"';
+}
+
 /// Throws std::invalid_argument unless `token` is a strong ETag (a quoted string).
 inline void check_strong_etag(const std::string& token, const char* who) {
-  if (token.size() < 2 || token.front() != '"' || token.back() != '"') {
+  if (!is_strong_etag(token)) {
     throw std::invalid_argument(std::string(who) + ": token '" + token +
                                 "' is not a strong ETag (a quoted string)");
   }
@@ -99,7 +104,8 @@ inline void check_strong_etag(const std::string& token, const char* who) {
   return {std::to_string(r.status), r.body.substr(0, 200)};
 }
 
-/// A GET's answer as a read: 200 with a strong ETag -> found; 404/410 -> absent.
+/// A GET's answer as a read: 200 with a strong ETag -> found (a weak, missing or unquoted one is
+/// permanent); 404/410 -> absent.
 [[nodiscard]] inline read_result<std::string, std::string> read_answer(curl::response&& r,
                                                                        const std::string& key) {
   using rr = read_result<std::string, std::string>;
@@ -118,6 +124,11 @@ inline void check_strong_etag(const std::string& token, const char* who) {
                              {"weak-etag", "the server sent a weak ETag " + r.etag + " for " + key +
                                                ", which If-Match never matches (Apache: FileETag Digest)"});
     }
+    if (!is_strong_etag(r.etag)) {  // a token the writes would refuse
+      return rr::make_failed(
+          read_status::permanent,
+          {"bad-etag", "the server sent an ETag that is not a quoted string (" + r.etag + ") for " + key});
+    }
     return rr::make_found(std::move(r.body), std::move(r.etag));
   }
   return rr::make_failed(retryable(r.status) ? read_status::transient : read_status::permanent,
@@ -125,7 +136,7 @@ inline void check_strong_etag(const std::string& token, const char* who) {
 }
 
 /// A write's answer, for the statuses that mean the same for every write: 2xx -> applied (with the
-/// new strong ETag when one came back); 408/429/503 -> transient; 500/502/504 and a request without
+/// new ETag when a strong one came back); 408/429/503 -> transient; 500/502/504 and a request without
 /// an answer -> indeterminate; anything else -> permanent.
 [[nodiscard]] inline write_result<std::string> write_answer(const curl::response& r) {
   using wr = write_result<std::string>;
@@ -134,8 +145,8 @@ inline void check_strong_etag(const std::string& token, const char* who) {
                            {"curl " + std::to_string(static_cast<int>(r.code)), r.error});
   }
   if (r.status >= 200 && r.status < 300) {
-    if (!r.etag.empty() && !is_weak_etag(r.etag)) return wr::make_applied(r.etag);
-    return wr::make_applied();
+    if (is_strong_etag(r.etag)) return wr::make_applied(r.etag);
+    return wr::make_applied();  // no usable token: the next read gets one
   }
   if (retryable(r.status)) return wr::make_failed(write_status::transient, http_error(r));
   if (r.status == 500 || r.status == 502 || r.status == 504)

@@ -5,11 +5,13 @@
 // Thread safety: plain values and pure functions.
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -121,6 +123,7 @@ struct parser {
         case 'u': {
           std::uint32_t cp = 0;
           if (!hex4(cp)) return false;
+          if (cp >= 0xDC00 && cp < 0xE000) return false;  // a low surrogate without its high one
           if (cp >= 0xD800 && cp < 0xDC00) {
             std::uint32_t lo = 0;
             if (!lit("\\u") || !hex4(lo) || lo < 0xDC00 || lo >= 0xE000) return false;
@@ -135,17 +138,32 @@ struct parser {
     }
     return false;
   }
+  bool digit() const noexcept { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
+  bool digits() noexcept {
+    if (!digit()) return false;
+    while (digit()) ++i;
+    return true;
+  }
+  // RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
   bool number(std::string& out) {
     const std::size_t start = i;
     if (i < s.size() && s[i] == '-') ++i;
-    bool digits = false;
-    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
-                            s[i] == '+' || s[i] == '-')) {
-      digits = true;
+    if (i < s.size() && s[i] == '0') {
       ++i;
+    } else if (!digits()) {
+      return false;
+    }
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      if (!digits()) return false;
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+      if (!digits()) return false;
     }
     out.assign(s.substr(start, i - start));
-    return digits;
+    return true;
   }
   bool parse(value& v) {
     if (++depth > 64) return false;
@@ -246,20 +264,12 @@ struct parser {
   if (m == nullptr || (m->type != value::kind::string && m->type != value::kind::number) || m->text.empty()) {
     return std::nullopt;
   }
+  // An optional '-' and digits, nothing else (from_chars takes no '+' or spaces), within int64.
+  const std::string& t = m->text;
   std::int64_t x = 0;
-  bool neg = false;
-  std::size_t k = 0;
-  if (m->text[0] == '-') {
-    neg = true;
-    k = 1;
-  }
-  if (k == m->text.size()) return std::nullopt;
-  for (; k < m->text.size(); ++k) {
-    const char c = m->text[k];
-    if (c < '0' || c > '9' || x > (INT64_MAX - 9) / 10) return std::nullopt;
-    x = x * 10 + (c - '0');
-  }
-  return neg ? -x : x;
+  const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
+  if (ec != std::errc{} || end != t.data() + t.size()) return std::nullopt;
+  return x;
 }
 
 inline std::string base64_encode(std::string_view in) {

@@ -1,0 +1,160 @@
+// noclobber/adapters/etcd_lease.hpp — a lease_backend (noclobber/lease_lock.hpp) on etcd v3,
+// through its JSON gateway (libcurl).
+//
+// Overview
+// --------
+// The lock of KEY is the etcd key `PREFIX KEY`, attached to an etcd lease:
+//
+//   try_acquire  POST /v3/lease/grant {TTL}                      -> lease ID (the owner id)
+//                POST /v3/kv/txn { CREATE(PREFIX KEY) == 0 }
+//                     then put(PREFIX KEY, ID, lease = ID)        -> acquired; token = header.revision,
+//                                                                    the key's create_revision
+//                     else                                         -> busy; the lease is revoked
+//   extend       POST /v3/lease/keepalive {ID}    TTL > 0 -> held; no TTL (lease gone) -> lost
+//   release      POST /v3/kv/lease/revoke {ID}    deletes the key with the lease; NotFound -> lost
+//
+// The fencing token is the revision of the put that created the lock key: etcd's revision is
+// one counter for the whole cluster, replicated by Raft, so tokens only grow — across leader
+// changes and restarts too (unlike Redis' counter). etcd counts TTLs in whole seconds and has a
+// minimum (about 1.5 x the election timeout; 2 s with the defaults): the backend asks for
+// ceil(ttl / 1 s) and records the TTL etcd granted in `lease_grant::ttl`, which the guard's local
+// deadline then uses (the server's timer starts after the request was sent: still conservative). extend
+// cannot change a lease's TTL; it restarts it (keep-alive), so the `ttl` argument of extend is ignored.
+//
+// What it survives: a holder killed or paused (the lease expires on the leader after its TTL,
+// the key goes with it); a leader kill or partition of a minority (a new leader keeps the
+// lease — and, per etcd's design, restarts every lease's TTL on election, so a lease can
+// outlive its TTL by an election, never end early). What it does not make safe on its own: a
+// holder paused past its TTL resumes believing it holds the key (Jepsen, etcd 3.4.3, 2020: the
+// lock API is unsafe without fencing). Hence the conditional write behind (fenced_read_modify_write),
+// or a store that compares the token.
+//
+// Errors: a grant or txn without an answer is `failed` (a lease granted without our knowing
+// expires after its TTL; a key put under it goes with it). keepalive / revoke without an answer
+// are `unknown`. One endpoint (the first of a list).
+//
+// Thread safety: one backend is one libcurl handle: one thread at a time (lease_lock_map
+// serialises its calls under its own mutex). No user code runs inside.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "noclobber/adapters/detail/curl_easy.hpp"
+#include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/lease_lock.hpp"
+
+namespace noclobber::etcd {
+
+/// Lease locks on etcd; see the overview. Not thread-safe (one HTTP handle).
+class lease_backend {
+ public:
+  using key_type = std::string;
+
+  /// `endpoint`: a client URL "http(s)://host:port" (of a list "a,b", the first is used).
+  explicit lease_backend(std::string endpoint, std::string prefix = "noclobber/lease/",
+                         std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : prefix_(std::move(prefix)), http_(timeout) {
+    endpoint = endpoint.substr(0, endpoint.find(','));
+    while (endpoint.ends_with('/')) endpoint.pop_back();
+    if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
+      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" + endpoint +
+                                  "' is not an http(s)://host:port URL");
+    url_ = std::move(endpoint);
+  }
+
+  lease_attempt try_acquire(const key_type& key, std::chrono::milliseconds ttl) {
+    check_key(key);
+    // Phase 1: a lease of ceil(ttl) seconds.
+    const std::int64_t seconds = std::max<std::int64_t>(1, (ttl.count() + 999) / 1000);
+    answer g = call("/v3/lease/grant", "{\"TTL\":\"" + std::to_string(seconds) + "\"}");
+    if (!g.ok) return {lease_status::failed, {}, g.error};
+    const auto id = detail::json::find_int64(g.body, "ID");
+    const auto granted = detail::json::find_int64(g.body, "TTL");
+    if (!id || !granted) return {lease_status::failed, {}, {"json", "lease grant without ID or TTL"}};
+    const std::string owner = std::to_string(*id);
+    // Phase 2: create the lock key under the lease, if nobody holds it.
+    const std::string k = detail::json::base64_encode(prefix_ + key);
+    answer t =
+        call("/v3/kv/txn", "{\"compare\":[{\"key\":\"" + k +
+                               "\",\"target\":\"CREATE\",\"create_revision\":\"0\",\"result\":\"EQUAL\"}],"
+                               "\"success\":[{\"request_put\":{\"key\":\"" +
+                               k + "\",\"value\":\"" + detail::json::base64_encode(owner) +
+                               "\",\"lease\":\"" + owner + "\"}}]}");
+    if (!t.ok) return {lease_status::failed, {}, t.error};
+    const detail::json::value* ok = t.body.find("succeeded");
+    if (ok == nullptr || ok->type != detail::json::value::kind::boolean || !ok->boolean) {
+      (void)call("/v3/kv/lease/revoke", "{\"ID\":\"" + owner + "\"}");  // unused: it would expire anyway
+      return {lease_status::busy, {}, {}};
+    }
+    const detail::json::value* h = t.body.find("header");
+    const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+    if (!rev || *rev <= 0) return {lease_status::failed, {}, {"json", "txn answer without a revision"}};
+    return {lease_status::acquired,
+            lease_grant{static_cast<fencing_token>(*rev), owner, std::chrono::seconds(*granted)},
+            {}};
+  }
+
+  lease_check extend(const key_type& key, const lease_grant& g, std::chrono::milliseconds /*ttl*/) {
+    check_key(key);
+    answer a = call("/v3/lease/keepalive", "{\"ID\":\"" + g.owner + "\"}");
+    if (!a.ok) return lease_check::unknown;
+    const detail::json::value* r = a.body.find("result");
+    const auto ttl = r ? detail::json::find_int64(*r, "TTL") : std::nullopt;
+    return ttl && *ttl > 0 ? lease_check::held : lease_check::lost;
+  }
+
+  lease_check release(const key_type& key, const lease_grant& g) {
+    check_key(key);
+    answer a = call("/v3/kv/lease/revoke", "{\"ID\":\"" + g.owner + "\"}");
+    if (a.ok) return lease_check::held;
+    return a.grpc_code == 5 ? lease_check::lost : lease_check::unknown;  // 5: NotFound (expired)
+  }
+
+  /// The etcd key that holds KEY's lock.
+  [[nodiscard]] std::string lock_key(const key_type& key) const { return prefix_ + key; }
+
+ private:
+  struct answer {
+    bool ok = false;
+    std::int64_t grpc_code = -1;
+    store_error error;
+    detail::json::value body;
+  };
+
+  static void check_key(const key_type& key) {
+    if (key.empty()) throw std::invalid_argument("noclobber::etcd::lease_backend: empty lock key");
+  }
+
+  answer call(const char* path, const std::string& body) {
+    answer out;
+    detail::curl::response r = http_.perform("POST", url_ + path, body, {"Content-Type: application/json"});
+    if (!r.transport_ok()) {
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + url_ + ")"};
+      return out;
+    }
+    auto doc = detail::json::parse(r.body);
+    if (r.status != 200 || !doc || doc->find("error") != nullptr) {
+      out.grpc_code = doc ? detail::json::find_int64(*doc, "code").value_or(-1) : -1;
+      out.error = {"http " + std::to_string(r.status) + " grpc " + std::to_string(out.grpc_code),
+                   r.body.substr(0, 200)};
+      return out;
+    }
+    out.ok = true;
+    out.body = std::move(*doc);
+    return out;
+  }
+
+  std::string prefix_;
+  std::string url_;
+  detail::curl::easy http_;
+};
+
+static_assert(noclobber::lease_backend<lease_backend>);
+
+}  // namespace noclobber::etcd
