@@ -107,6 +107,28 @@ inline reply_ptr command(redisContext* c, std::initializer_list<std::string_view
 }
 }  // namespace detail
 
+namespace detail {
+struct context_deleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+using context_ptr = std::unique_ptr<redisContext, context_deleter>;
+
+// Connects with `timeout` for the connect and for every later reply; nullptr (and `error` set)
+// when it cannot.
+inline context_ptr connect(const std::string& host, int port, std::chrono::milliseconds timeout,
+                           store_error& error) {
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  context_ptr c(redisConnectWithTimeout(host.c_str(), port, tv));
+  if (!c || c->err != 0) {
+    error = {"IO", c ? c->errstr : "cannot allocate a redis context"};
+    return nullptr;
+  }
+  redisSetTimeout(c.get(), tv);
+  return c;
+}
+}  // namespace detail
+
 /// Parses "host:port" (what scripts/servers/redis.sh prints); std::invalid_argument when malformed.
 inline std::pair<std::string, int> parse_address(std::string_view addr) {
   const auto colon = addr.rfind(':');
@@ -216,22 +238,10 @@ class store {
   }
 
  private:
-  struct context_deleter {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-  };
-
   bool connect() {
-    timeval tv{static_cast<time_t>(timeout_.count() / 1000),
-               static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
-    ctx_.reset(redisConnectWithTimeout(host_.c_str(), port_, tv));
-    if (!ctx_ || ctx_->err != 0) {
-      error_ = {"IO", ctx_ ? ctx_->errstr : "cannot allocate a redis context"};
-      ctx_.reset();
-      return false;
-    }
-    redisSetTimeout(ctx_.get(), tv);
+    ctx_ = detail::connect(host_, port_, timeout_, error_);
     script_loaded_ = false;
-    return true;
+    return ctx_ != nullptr;
   }
   bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
 
@@ -385,7 +395,7 @@ class store {
   int port_ = 0;
   method method_ = method::watch_multi_exec;
   std::chrono::milliseconds timeout_{};
-  std::unique_ptr<redisContext, context_deleter> ctx_;
+  detail::context_ptr ctx_;
   std::uint64_t id_ = 0;
   std::uint64_t counter_ = 0;
   bool script_loaded_ = false;
