@@ -19,7 +19,8 @@
 #   fuzz        scripts/fuzz.sh, about 30 s per libFuzzer target, when it exists
 #   consumers   install + find_package, add_subdirectory, FetchContent, pkg-config, Conan
 #               test_package, single header (scripts/check_consumers.sh)
-#   bench       every benchmark once with a tiny min time, JSON into a temp folder
+#   bench       every benchmark once with a tiny min time, JSON into a temp folder; a program
+#               running past 180 s fails the stage (a complexity regression, not a slow machine)
 #   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
 #   faults      scripts/test_faults.sh (clusters under faults, ctest -L fault; ≤ 6 min), when it exists
 # Each build folder is built once; later stages reuse it (flake, bench, servers and faults use gcc's).
@@ -179,7 +180,7 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
   local out dir="$build_root/gcc"
   [ -f "$dir/CMakeCache.txt" ] || dir="$build_root/bench"
   out=$(mktemp -d /tmp/noclobber-bench-smoke.XXXXXX)
-  NOCLOBBER_BENCH_MIN_TIME=0.01 bash scripts/run_benchmarks.sh "$dir" "$out" | tee "$build_root/bench.log"
+  NOCLOBBER_BENCH_MIN_TIME=0.01 NOCLOBBER_BENCH_TIMEOUT=180 bash scripts/run_benchmarks.sh "$dir" "$out" | tee "$build_root/bench.log"
   say "$(find "$out" -name '*.json' | wc -l) benchmark programs ran"
   rm -rf "$out"
 }

@@ -10,7 +10,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <string>
 
 namespace nc = noclobber;
@@ -148,6 +150,35 @@ TEST_CASE("checker: a looping chain lists each doubled value once", "[race_harne
   CHECK(check.doubled[0].copies[0].written == a2);
   CHECK(check.doubled[0].copies[1].written == a1);
   CHECK_THAT(check.doubled[0].trace, Catch::Contains("on the final chain of key k 2 times"));
+}
+
+TEST_CASE("checker: who replaced a lost write does not depend on the order of the history's writes",
+          "[race_harness][checker]") {
+  // X (W1) read v0 and was read by Y (W2, completes at 21) and Z (W3, completes at 16); the final
+  // chain is F (W4), which read v0. X, Y and Z are lost; X lives on in its first reader by
+  // completion, Z, whose replacer is the next applied write, Y. Exports reorder writes (an Elle or
+  // Porcupine round trip sorts them): the names must come out the same.
+  const auto x = nc::make_write_id(1, 0, 1), y = nc::make_write_id(2, 0, 1), z = nc::make_write_id(3, 0, 1),
+             f = nc::make_write_id(4, 0, 1);
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  h.writes = {wr(1, 0, 0, x, nc::op_outcome::ok, 5), wr(2, 0, x, y, nc::op_outcome::ok, 20),
+              wr(3, 0, x, z, nc::op_outcome::ok, 15), wr(4, 0, 0, f, nc::op_outcome::ok, 30)};
+  h.final_versions = {f};
+  auto replacers = [](const nc::race_check& c) {
+    std::map<std::uint32_t, std::uint32_t> by_writer;
+    for (const auto& l : c.lost) by_writer[l.lost.writer] = l.overwritten_by.writer;
+    return by_writer;
+  };
+  const auto forward = replacers(nc::check_race_history(h));
+  std::reverse(h.writes.begin(), h.writes.end());
+  const auto backward = replacers(nc::check_race_history(h));
+  REQUIRE(forward.size() == 3);
+  CHECK(forward == backward);
+  CHECK(forward.at(1) == 2);  // X → its first reader Z → Z's replacer Y (W2)
+  CHECK(forward.at(3) == 2);
+  CHECK(forward.at(2) == 4);
 }
 
 TEST_CASE("checker: an op that writes in steps (claim, then completion) is not doubled when it says so",

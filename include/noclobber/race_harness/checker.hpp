@@ -55,6 +55,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -244,6 +245,13 @@ inline void index_writes(history_index& ix, race_check& c) {
   }
 }
 
+/// Orders writes by completion (then invocation, writer, op, attempt): the checker's choices among
+/// equals (a version's first reader, the next applied write) never depend on the history's order.
+inline bool completes_before(const race_write& a, const race_write& b) noexcept {
+  return std::tie(a.complete, a.invoke, a.writer, a.op, a.attempt) <
+         std::tie(b.complete, b.invoke, b.writer, b.op, b.attempt);
+}
+
 /// Phase 2, Elle's lost update: successful writes grouped by (key, version read). A version
 /// written to the same key in the run is an entry, so its group lives in `ix.readers`; versions
 /// from before the run (or from outside it) are few and go to a small map, and so do versions
@@ -262,10 +270,12 @@ inline void group_readers(history_index& ix, race_check& c) {
     const std::uint32_t* parent = ix.by_value.find(w.read_from);
     const bool parent_of_key = parent != nullptr && ix.record_of(*parent).key == w.key;
     version_readers& g = parent_of_key ? ix.readers[*parent] : other_versions[{w.key, w.read_from}];
-    if (g.count++ == 0)
+    if (g.count++ == 0) {
       g.first = n;
-    else
+    } else {
       ++c.lost_update_pairs;
+      if (completes_before(w, ix.record_of(g.first))) g.first = n;  // not the history's order
+    }
     const bool from_before_run =
         w.read_from == initial_version || (w.read_from & foreign_version_bit) != 0 ||
         (w.key < h.initial_versions.size() && w.read_from == h.initial_versions[w.key]);
@@ -347,7 +357,7 @@ class replacement_index {
     }
     for (auto& v : applied_by_key_) {
       std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
-        return h_.writes[a].complete < h_.writes[b].complete;
+        return completes_before(h_.writes[a], h_.writes[b]);
       });
     }
   }
@@ -419,6 +429,91 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
   return (static_cast<std::uint64_t>(w.writer) << 32) | w.op;
 }
 
+/// For separate_vanished: per entry, what a walk from its value down its key's version chain can
+/// find — the latest invoke of a read of a version on the way, and whether the key's final version
+/// is on it — summed up once per entry, so settling a stale loss costs O(1) instead of a walk as
+/// long as the chain (a lossy run has about as many lost writes as chain links: quadratic).
+class chain_summaries {
+ public:
+  using read_index = flat_table<std::pair<std::uint32_t, write_id>, std::uint32_t, key_version_hash>;
+
+  chain_summaries(const history_index& ix, const read_index& last_read)
+      : ix_(ix), last_read_(last_read), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
+
+  /// True when walking down from w.read_from cannot find a witness that w vanished (no read of a
+  /// version there began after w completed, and the key never ends there). False also when the
+  /// summary is inexact (the chain loops or crosses keys): then the caller walks.
+  [[nodiscard]] bool rules_out(const race_write& w) {
+    if (is_root(w.key, w.read_from)) return false;  // one step: the walk is as cheap
+    const std::uint32_t* p = ix_.by_value.find(w.read_from);
+    if (p == nullptr || ix_.record_of(*p).key != w.key) return false;
+    summarise(*p);
+    const summary& s = below_[*p];
+    return s.exact && !s.holds_final && s.latest_read <= w.complete;
+  }
+
+ private:
+  struct summary {
+    std::uint64_t latest_read = 0;  ///< latest invoke among reads of the versions (0: none)
+    bool holds_final = false;       ///< the key's final version is among them
+    bool exact = true;              ///< false: the chain loops or crosses keys
+  };
+  enum : char { unseen, on_path, done };
+
+  [[nodiscard]] bool is_root(std::uint32_t key, write_id v) const {
+    const auto& initial = ix_.h.initial_versions;
+    return v == initial_version || (v & foreign_version_bit) != 0 ||
+           (key < initial.size() && v == initial[key]);
+  }
+  void visit(std::uint32_t key, write_id v, summary& s) const {
+    const auto& h = ix_.h;
+    if (key < h.final_versions.size() && h.final_versions[key] == v) s.holds_final = true;
+    if (const std::uint32_t* r = last_read_.find({key, v}))
+      s.latest_read = std::max(s.latest_read, h.reads[*r].invoke);
+  }
+  /// Follows read_from links down to a summarised entry or the chain's root, then fills the path
+  /// back up (iterative: chains are as long as the run).
+  void summarise(std::uint32_t n) {
+    path_.clear();
+    summary tail;
+    for (;;) {
+      if (state_[n] == done) {
+        tail = below_[n];
+        break;
+      }
+      if (state_[n] == on_path) {
+        tail.exact = false;
+        break;
+      }
+      state_[n] = on_path;
+      path_.push_back(n);
+      const race_write& w = ix_.record_of(n);
+      const std::uint32_t* p = is_root(w.key, w.read_from) ? nullptr : ix_.by_value.find(w.read_from);
+      if (p == nullptr) {
+        visit(w.key, w.read_from, tail);
+        break;
+      }
+      if (ix_.record_of(*p).key != w.key) {
+        tail.exact = false;
+        break;
+      }
+      n = *p;
+    }
+    for (auto it = path_.rbegin(); it != path_.rend(); ++it) {
+      const race_write& w = ix_.record_of(*it);
+      visit(w.key, w.written, tail);
+      below_[*it] = tail;
+      state_[*it] = done;
+    }
+  }
+
+  const history_index& ix_;
+  const read_index& last_read_;
+  std::vector<summary> below_;  // per entry, valid when state_ is done
+  std::vector<char> state_;
+  std::vector<std::uint32_t> path_;
+};
+
 /// Of the lost writes, those the store forgot: a read that began after the write was acknowledged
 /// (its invoke tick is later than the write's complete tick), or the key's final value, shows a
 /// version the write had replaced (its read_from or anything below it). A linearizable store
@@ -434,9 +529,14 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
     auto [slot, inserted] = last_read.try_emplace({r.key, r.version}, i);
     if (!inserted && h.reads[*slot].invoke < r.invoke) *slot = i;
   }
+  chain_summaries below(ix, last_read);
   std::vector<std::uint32_t> stale;
   for (std::uint32_t n : lost) {
     const race_write& w = ix.record_of(n);
+    if (below.rules_out(w)) {  // most lost writes in a lossy run: no walk needed
+      stale.push_back(n);
+      continue;
+    }
     const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
     std::string trace;
     write_id v = w.read_from;
