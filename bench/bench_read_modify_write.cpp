@@ -2,6 +2,9 @@
 //
 //   uncontended/*   one thread, one key: what the algorithm costs over a hand-written
 //                   read + write_if_match loop (and over the naive blind write it replaces).
+//   hooks/*         one thread, one key, read_modify_write with the same policy: no hooks set
+//                   (what every caller pays for the hooks existing), empty hooks, a sink of
+//                   atomic counters, and memory_metrics (noclobber/metrics.hpp) installed.
 //   contended/*     N threads on one hot key, with 0 or 50 µs latency per store call (slept,
 //                   like a network round trip): throughput, and attempts per update (1.0 = no
 //                   wasted attempts) for a hand-written CAS loop, read_modify_write spinning
@@ -11,7 +14,9 @@
 // Run: build-*/bench/bench_read_modify_write --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,7 +25,9 @@
 #include "noclobber/cas_retry.hpp"
 #include "noclobber/keyed_mutex_map.hpp"
 #include "noclobber/locked_read_modify_write.hpp"
+#include "noclobber/memory_metrics.hpp"
 #include "noclobber/memory_store.hpp"
+#include "noclobber/metrics.hpp"
 #include "noclobber/naive_read_modify_write.hpp"
 #include "noclobber/read_modify_write.hpp"
 #include "uncontended_loops.hpp"
@@ -83,6 +90,54 @@ void BM_uncontended_naive(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_uncontended_naive);
+
+// ---- hooks: the cost of observability, unused and used ---------------------------------------
+
+// A sink that ignores attributes: one relaxed atomic add per measurement (the floor of any sink).
+struct atomic_sink {
+  std::atomic<std::uint64_t> counted{0};
+  std::atomic<std::uint64_t> recorded{0};
+  void add(const nc::instrument&, std::uint64_t n, nc::metric_attributes) {
+    counted.fetch_add(n, std::memory_order_relaxed);
+  }
+  void record(const nc::instrument&, double, nc::metric_attributes) {
+    recorded.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+void run_hooks(benchmark::State& state, const nc::retry_policy& policy) {
+  store_t store;
+  for (auto _ : state) {
+    auto r = nc::read_modify_write(store, kKey, increment, policy);
+    benchmark::DoNotOptimize(r.attempts);
+  }
+}
+
+void BM_hooks_unused(benchmark::State& state) {
+  run_hooks(state, nc::retry_policy{});
+}
+BENCHMARK(BM_hooks_unused);
+
+void BM_hooks_empty(benchmark::State& state) {
+  nc::retry_policy p;
+  p.on_attempt = [](const nc::attempt_event&) {};
+  p.on_success = [](const nc::success_event&) {};
+  run_hooks(state, p);
+}
+BENCHMARK(BM_hooks_empty);
+
+void BM_hooks_atomic_sink(benchmark::State& state) {
+  atomic_sink sink;
+  run_hooks(state, nc::with_metrics(nc::retry_policy{}, sink));
+  benchmark::DoNotOptimize(sink.counted.load());
+}
+BENCHMARK(BM_hooks_atomic_sink);
+
+void BM_hooks_memory_metrics(benchmark::State& state) {
+  nc::memory_metrics sink;
+  run_hooks(state, nc::with_metrics(nc::retry_policy{}, sink, "bench"));
+}
+BENCHMARK(BM_hooks_memory_metrics);
 
 // ---- contended: all threads on one key ----------------------------------------------------------
 

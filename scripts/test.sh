@@ -168,7 +168,8 @@ stage_fuzz() { # the fuzzing work's hook: scripts/fuzz.sh BUILD_DIR SECONDS_PER_
     echo "tests/fuzz exists but scripts/fuzz.sh, which builds and runs its targets, does not" >&2
     return 1
   fi
-  bash scripts/fuzz.sh "$build_root/fuzz" "${NOCLOBBER_FUZZ_SECONDS:-30}"
+  # Two targets at a time: each is one process, and CI has 2 cores.
+  NOCLOBBER_FUZZ_JOBS=${NOCLOBBER_FUZZ_JOBS:-2} bash scripts/fuzz.sh "$build_root/fuzz" "${NOCLOBBER_FUZZ_SECONDS:-30}"
 }
 
 stage_consumers() {

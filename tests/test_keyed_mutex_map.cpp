@@ -21,10 +21,15 @@
 #include <thread>
 #include <vector>
 
+#include "keyed_mutex_map_test_support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
-using string_map = noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>>;
+using kmm_test::padded_counter;
+using kmm_test::string_map;
+using kmm_test::thread_failures;
+using kmm_test::wait_for_sleeps;
 
 std::string object_key(int i) {
   return "bucket/tenant-" + std::to_string(4824 + i % 7) + "/2024/06/part-" + std::to_string(100000 + i) +
@@ -47,29 +52,8 @@ struct throwing_equal {
   }
 };
 
-// Catch2 assertions are not thread-safe: worker threads count failures, the test thread checks.
-std::atomic<long> thread_failures{0};
-#define KMM_CHECK_IN_THREAD(cond)              \
-  do {                                         \
-    if (!(cond)) thread_failures.fetch_add(1); \
-  } while (false)
-
 // Holds worker threads until all have started, so they really overlap.
 using start_gate = std::latch;
-
-// Polls until exactly `n` waiters have gone to sleep on held keys. Exact, not a guess: the map
-// counts a sleep just before the waiter parks, and nothing wakes a waiter while its key is held.
-template <class Map>
-void wait_for_sleeps(const Map& m, std::uint64_t n) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (m.counters().sleeps < n && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  REQUIRE(m.counters().sleeps == n);
-}
-
-struct padded_counter {
-  alignas(64) long value = 0;  // plain, non-atomic: only correct if the per-key lock works
-};
 
 }  // namespace
 
@@ -199,7 +183,7 @@ TEST_CASE("a blocked waiter sleeps instead of spinning", "[concurrency]") {
 
 TEST_CASE("a release wakes one exclusive waiter, not every waiter", "[concurrency]") {
   // 8 writers park on a held key; each then holds it for a while in turn. Every release that
-  // leaves the key free with writers parked must wake exactly one of them (notify_one), never all
+  // leaves the key free with writers parked must wake (or hand the key to) exactly one of them, never all
   // (a thundering herd: 8 + 7 + ... + 1 = 36 parkings). Counted where the map sends the wake-up,
   // so exact whatever the scheduler does: all 8 are parked before the first release, the test's
   // release and the first 7 writers' each find parked writers (8 wake-ups, each of one exclusive
@@ -593,6 +577,50 @@ TEST_CASE("race: random multi-key sets finish without deadlock and stay exact", 
       long expected = 0;
       for (int t = 0; t < 6; ++t) expected += expected_per_thread[t * keys + k];
       REQUIRE(counters[k].value == expected);
+    }
+    REQUIRE(m.size() == 0);
+  }
+}
+
+TEST_CASE("race: a dead shard head reached through a stale shard word is unlinked from its own chain",
+          "[concurrency]") {
+  // A locker that finds its shard's only entry dead (another key's) claims it and swaps in its own
+  // entry with one CAS on the shard word it read. Between that read and the claim, the dead entry
+  // can be replaced by another thread, recycled, reused for a key of another shard and die there:
+  // the claim then succeeds on an entry of another chain, the CAS fails, and the entry must be
+  // unlinked from the chain of the shard its hash names (unlinking it from the caller's chain
+  // walked off that chain's end: SEGV). Few keys over few shards, all dying between locks, keep
+  // that window busy; the counters only come out exact if every lock excluded.
+  constexpr int keys = 4;
+  constexpr int threads = 8;  // more threads than cores: preempted inside the window too
+  constexpr int rounds = 200000;
+  for (std::size_t shards : {std::size_t{2}, std::size_t{4}}) {
+    string_map m(noclobber::keyed_mutex_map_options{shards});
+    std::vector<std::string> names;
+    for (int k = 0; k < keys; ++k) names.push_back("k" + std::to_string(k));
+    std::vector<padded_counter> counters(keys);
+    std::vector<long> expected(keys * threads, 0);
+    std::vector<std::thread> pool;
+    start_gate gate(threads);
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        gate.arrive_and_wait();
+        std::minstd_rand rng(7 + t);
+        for (int i = 0; i < rounds; ++i) {
+          const int k = static_cast<int>(rng() % keys);
+          auto g = (i % 2 == 0) ? m.lock(names[k]) : m.try_lock(names[k]);
+          if (!g) continue;
+          ++counters[k].value;
+          ++expected[t * keys + k];
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    REQUIRE(thread_failures.exchange(0) == 0);
+    for (int k = 0; k < keys; ++k) {
+      long sum = 0;
+      for (int t = 0; t < threads; ++t) sum += expected[t * keys + k];
+      REQUIRE(counters[k].value == sum);
     }
     REQUIRE(m.size() == 0);
   }

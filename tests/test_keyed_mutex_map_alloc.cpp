@@ -5,106 +5,17 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <new>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define KMM_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define KMM_SANITIZED 1
-#endif
-#endif
-
-namespace {
-thread_local long allocations_on_this_thread = 0;
-}  // namespace
-
-#if defined(KMM_SANITIZED)
-// The sanitizer runtimes own operator new (clang links theirs statically, so it cannot be
-// replaced); count through their allocator hook instead, which sees every operator new.
-// Declared here: GCC does not ship <sanitizer/allocator_interface.h>; both runtimes export it.
-extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
-                                                                             std::size_t),
-                                                         void (*free_hook)(const volatile void*));
-namespace {
-void count_malloc(const volatile void*, std::size_t) {
-  ++allocations_on_this_thread;
-}
-void ignore_free(const volatile void*) {}
-const int hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_malloc, ignore_free);
-}  // namespace
-#else
-namespace {
-void* counted_alloc(std::size_t n, std::size_t align) {
-  ++allocations_on_this_thread;
-  if (n == 0) n = 1;
-  void* p = align <= alignof(std::max_align_t) ? std::malloc(n)
-                                               : std::aligned_alloc(align, (n + align - 1) / align * align);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-  return counted_alloc(n, alignof(std::max_align_t));
-}
-void* operator new[](std::size_t n) {
-  return counted_alloc(n, alignof(std::max_align_t));
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  return counted_alloc(n, static_cast<std::size_t>(a));
-}
-void* operator new[](std::size_t n, std::align_val_t a) {
-  return counted_alloc(n, static_cast<std::size_t>(a));
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return counted_alloc(n, alignof(std::max_align_t));
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-#endif
+#include "allocation_counter.hpp"
+#include "object_keys.hpp"
 
 namespace {
 
 using string_map = noclobber::keyed_mutex_map<std::string, noclobber::string_hash, std::equal_to<>>;
-
-std::vector<std::string> object_keys(int n) {
-  std::vector<std::string> keys;
-  for (int i = 0; i < n; ++i)
-    keys.push_back("bucket/tenant-" + std::to_string(4824 + i % 13) + "/2024/06/part-" +
-                   std::to_string(1000000 + i) + ".parquet");  // ~50 bytes: past the SSO buffer
-  return keys;
-}
 
 }  // namespace
 

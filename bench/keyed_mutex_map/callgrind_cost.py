@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Instructions per call of the kmm_cycle_* functions of bench_keyed_mutex_map, from callgrind.
+"""Instructions per call of the kmm_cycle_* and peer_cycle<...> functions of bench_keyed_mutex_map,
+from callgrind.
 
   valgrind --tool=callgrind --callgrind-out-file=cg.out \\
-      BUILD/bench/keyed_mutex_map/bench_keyed_mutex_map --benchmark_filter=BM_kmm --benchmark_min_time=0.01
+      BUILD/bench/keyed_mutex_map/bench_keyed_mutex_map --benchmark_filter='BM_kmm|BM_cycle' --benchmark_min_time=0.01
   python3 bench/keyed_mutex_map/callgrind_cost.py cg.out
 
 Prints, per benchmark (the caller) and cycle function (the callee): calls, and the callee's
@@ -44,7 +45,7 @@ def parse(path):
             if pending_calls is not None:
                 fields = line.split()
                 cost = int(fields[1]) if len(fields) > 1 else 0
-                if callee and "kmm_cycle_" in callee:
+                if callee and ("kmm_cycle_" in callee or "peer_cycle<" in callee):
                     t = totals[(short(fn), short(callee))]
                     t[0] += pending_calls
                     t[1] += cost
@@ -57,7 +58,7 @@ def main():
         sys.exit(__doc__)
     totals = parse(sys.argv[1])
     if not totals:
-        sys.exit("no kmm_cycle_* calls in " + sys.argv[1])
+        sys.exit("no kmm_cycle_* or peer_cycle<...> calls in " + sys.argv[1])
     print(f"{'benchmark':<28} {'cycle function':<24} {'calls':>10} {'instructions/call':>18}")
     for (caller, callee), (calls, cost) in sorted(totals.items()):
         print(f"{caller:<28} {callee:<24} {calls:>10} {cost / calls:>18.1f}")

@@ -17,8 +17,13 @@
 // `--replay` applies a report's replay line (race_options::apply_replay) after the other flags.
 // `--shrink` (explore) shrinks every losing run to a minimal one that still loses
 // (race_harness/shrink.hpp), each candidate on a fresh SQLite file, and prints both replay lines.
-// `--html` writes the HTML timeline (race_harness/html.hpp) of every run that lost (and of each
-// shrunk run) and prints the paths; a noclobber strategy that loses always gets one.
+// The first loss always gets its HTML timeline (race_harness/html.hpp), whose path is printed;
+// `--html` writes one for every run that lost (and for each shrunk run); a noclobber strategy
+// that loses always gets one.
+// The time column is each strategy's own: in forced and explore mode the harness makes writers
+// wait for each other (a barrier with a timeout, a scheduler), which is not the strategy's work,
+// so every row is run a second time free-running (stress mode, a fresh file, the same writers and
+// operations) and that run's wall time is shown.
 // Exit status: 0 when no noclobber strategy lost an update (nor, in import_retry, imported a batch
 // twice or left a duplicate request without the recorded result), 1 otherwise, 2 for bad
 // arguments.
@@ -247,7 +252,8 @@ struct scenario {
   std::string title;  // the plain name of the real bug (docs/scenarios.md)
   unsigned writers = 8;
   std::string key;
-  std::string initial;  // written before the run when not empty
+  std::string initial;        // written before the run when not empty
+  std::string unknown_cause;  // why writes here may end with an unknown outcome (empty: no reason)
   nc::race_workload<std::string> workload;
   std::vector<std::pair<std::string, runner>> strategies;  // the first is the naive one
 };
@@ -363,6 +369,7 @@ std::vector<scenario> make_scenarios() {
   }
   {  // Duplicate import requests, retried after crashes; one idempotency key per batch.
     scenario s = named("import_retry", "004", "the import retried after a crash", 8, import_key(0));
+    s.unknown_cause = "the importer crashed after sending COMMIT";
     s.workload = workload_of([](const std::string&, const nc::write_tag& t) {
       return "completed,bans=1200,importer=" + std::to_string(t.writer);
     });
@@ -521,6 +528,47 @@ std::string once_text(const once_stats& n) {
   return s;
 }
 
+// "1 write", "3 writes".
+std::string count_of(std::size_t n, const std::string& singular, const std::string& plural) {
+  return std::to_string(n) + " " + (n == 1 ? singular : plural);
+}
+
+// The unknown outcomes of one run, in words: how many, why, whether they landed, how each was
+// settled. Empty when there were none.
+std::string unknown_text(const nc::race_check& c, const std::string& cause) {
+  if (c.unknown == 0) return {};
+  std::size_t wrote_again = 0, read_back = 0;
+  for (const auto& w : c.indeterminate) {
+    wrote_again += w.how == nc::unknown_resolution::later_attempt;
+    read_back += w.how == nc::unknown_resolution::read_back;
+  }
+  const std::size_t unresolved = c.indeterminate_unresolved();
+  std::string s = count_of(c.unknown, "write ended", "writes ended") + " without a usable answer";
+  if (!cause.empty()) s += " (" + cause + ")";
+  s += ": the writer could not know whether " + std::string(c.unknown == 1 ? "it" : "each") +
+       " had been applied. " +
+       (c.unknown == 1 ? std::string(c.unknown_landed ? "It had" : "It had not") + "."
+                       : std::to_string(c.unknown_landed) + " had, " +
+                             std::to_string(c.unknown - c.unknown_landed) + " had not.");
+  if (c.unknown == 1) {  // one write: say how its writer settled it
+    if (read_back) s += " The writer settled it by reading the key back.";
+    if (wrote_again) s += " The writer settled it by writing again.";
+    if (unresolved) s += " The writer never settled it: it moved on.";
+    return s;
+  }
+  if (read_back) s += " " + count_of(read_back, "was", "were") + " settled by reading the key back.";
+  if (wrote_again) s += " " + count_of(wrote_again, "was", "were") + " settled by writing again.";
+  if (unresolved) s += " " + count_of(unresolved, "was", "were") + " never settled: the writer moved on.";
+  return s;
+}
+
+std::string ms_text(std::chrono::nanoseconds d) {
+  char ms[32];
+  const double v = static_cast<double>(d.count()) / 1e6;
+  std::snprintf(ms, sizeof ms, v < 10 ? "%.1f ms" : "%.0f ms", v);
+  return ms;
+}
+
 std::string pad(std::string s, std::size_t width) {
   // Width in characters, counting UTF-8 continuation bytes as nothing.
   std::size_t shown = 0;
@@ -570,6 +618,7 @@ int main(int argc, char** argv) {
     nc::race_report report;
     std::optional<once_stats> once;
     std::optional<nc::shrink_result> shrunk;
+    std::chrono::nanoseconds own_time;  // the strategy's wall time, free-running (see the overview)
   };
   std::vector<row> rows;
   int file_no = 0;
@@ -580,9 +629,12 @@ int main(int argc, char** argv) {
       if (!a.strategy.empty() && name != a.strategy) continue;
       strategy_found = true;
       const std::string path = std::string(dir) + "/" + s.id + "_" + std::to_string(file_no++) + ".db";
+      const std::string timing_path = std::string(dir) + "/" + s.id + "_" + std::to_string(file_no++) + ".db";
       if (!s.initial.empty()) {
-        sqlite_store db(path);
-        (void)db.create_if_absent(s.key, s.initial);
+        for (const std::string& p : {path, timing_path}) {
+          sqlite_store db(p);
+          (void)db.create_if_absent(s.key, s.initial);
+        }
       }
       options_t o;
       o.writers = a.writers.value_or(s.writers);
@@ -604,8 +656,16 @@ int main(int argc, char** argv) {
       o.ops_write_in_steps = name == "idempotency-ledger";
       if (!a.replay.empty()) o.apply_replay(a.replay);
       run_result result;
+      std::chrono::nanoseconds own_time{};
       try {
         result = run(path, o);
+        own_time = result.report.elapsed;
+        if (!a.json && o.mode != nc::race_mode::stress) {  // the strategy's own time: free-running
+          options_t free = o;
+          free.mode = nc::race_mode::stress;
+          free.iterations = 1;
+          own_time = run(timing_path, free).report.elapsed;
+        }
       } catch (const std::invalid_argument& e) {  // options the harness refuses (a plan's writers, ...)
         std::fprintf(stderr, "race_demo: %s\n", e.what());
         std::error_code ignored;
@@ -629,7 +689,7 @@ int main(int argc, char** argv) {
         };
         shrunk = nc::shrink_race_with(fresh_run, o, result.report);
       }
-      rows.push_back({&s, name, i == 0, std::move(result.report), result.once, std::move(shrunk)});
+      rows.push_back({&s, name, i == 0, std::move(result.report), result.once, std::move(shrunk), own_time});
     }
   }
   std::error_code ec;
@@ -691,21 +751,47 @@ int main(int argc, char** argv) {
   std::cout << "\n"
             << pad("scenario", 19) << pad("strategy", 20) << pad("writers", 9) << pad("operations", 12)
             << pad("lost", 7) << pad("retries", 9) << "time\n";
+  bool any_unknown = false, any_turns = false;
   for (const row& r : rows) {
     const auto& rep = r.report;
-    char ms[32];
-    std::snprintf(ms, sizeof ms, "%.0f ms", static_cast<double>(rep.elapsed.count()) / 1e6);
+    const std::string ms = ms_text(r.own_time);
     std::string note;
-    if (rep.writers_serialised) note += " (serialised)";
-    if (rep.check.unknown) note += " (" + std::to_string(rep.check.unknown) + " unknown outcomes)";
-    if (rep.op_errors) note += " (" + std::to_string(rep.op_errors) + " errors)";
+    if (rep.writers_serialised) {
+      note += " (writers took turns)";
+      any_turns = true;
+    }
+    if (rep.check.unknown) {
+      note += " (" + count_of(rep.check.unknown, "unknown outcome", "unknown outcomes") + ", see below)";
+      any_unknown = true;
+    }
+    if (rep.op_errors) note += " (" + count_of(rep.op_errors, "error", "errors") + ")";
     if (r.once) note += " (" + once_text(*r.once) + ")";
     std::cout << pad(r.s->id, 19) << pad(r.strategy, 20) << pad(std::to_string(rep.writers), 9)
               << pad(std::to_string(rep.operations), 12) << pad(std::to_string(rep.lost()), 7)
               << pad(std::to_string(rep.retries), 9) << (note.empty() ? std::string(ms) : pad(ms, 10) + note)
               << "\n";
   }
-  // One loss, shown in full: the trace and how to replay it.
+  if (a.mode == nc::race_mode::stress) {
+    std::cout << "\ntime: each strategy's wall time for these writers and operations.\n";
+  } else {
+    std::cout << "\ntime: each strategy's own wall time for these writers and operations, from a second,\n"
+                 "free-running run (the "
+              << nc::to_string(a.mode)
+              << " run's waits for the other writers are not the strategy's work).\n";
+  }
+  if (any_turns) {
+    std::cout << "writers took turns: the strategy holds a lock from read to write, so the forced window\n"
+                 "could not make the writers overlap; they ran one after another and none could lose.\n";
+  }
+  if (any_unknown) {
+    std::cout << "\nunknown outcomes:\n";
+    for (const row& r : rows) {
+      const std::string text = unknown_text(r.report.check, r.s->unknown_cause);
+      if (!text.empty()) std::cout << "  " << r.s->id << " / " << r.strategy << ": " << text << "\n";
+    }
+  }
+  // One loss, shown in full: the trace, how to replay it, and its timeline.
+  const row* first_loss = nullptr;
   for (const row& r : rows) {
     if (r.report.lost() == 0) continue;
     const auto& l = r.report.check.lost.front();
@@ -716,7 +802,8 @@ int main(int argc, char** argv) {
               << " --seed " << r.report.seed << " --writers " << r.report.writers << " --ops "
               << r.report.ops_per_writer;
     if (r.report.schedule_seed) std::cout << " --schedule " << *r.report.schedule_seed;
-    std::cout << "\n";
+    std::cout << "\n  timeline: " << nc::write_html(r.report).string() << "\n";
+    first_loss = &r;
     break;
   }
   // Each shrunk run: how far it shrank, and both replay lines as demo commands.
@@ -739,8 +826,10 @@ int main(int argc, char** argv) {
   for (const row& r : rows) {
     const bool failed_fix = !r.naive && !r.report.ok();
     if (!failed_fix && !(a.html && r.report.lost() > 0)) continue;
-    std::cout << "\ntimeline of " << r.s->id << " / " << r.strategy << ": "
-              << nc::write_html(r.report).string() << "\n";
+    if (&r != first_loss) {  // the first loss's timeline is printed with it
+      std::cout << "\ntimeline of " << r.s->id << " / " << r.strategy << ": "
+                << nc::write_html(r.report).string() << "\n";
+    }
     if (a.html && r.shrunk)
       std::cout << "timeline of its shrunk run: " << nc::write_html(r.shrunk->shrunk).string() << "\n";
   }

@@ -48,14 +48,16 @@
 // time, recorded sleeps, a seeded engine: exact, instant tests).
 //
 // Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
-// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// std::function unless on_attempt / on_success are set (two tests of an empty std::function
+// when not) and draws no random number (a budget adds one atomic load). With a deadline the
 // start is read once; with a backoff that reads a contention_meter (commit_rate, load_tracking)
 // every attempt is timed (two clock reads) for the meter, which the attempt feeds through
 // attempt_info::meter. The first attempt of a loop with none of these runs before any loop state
 // is built (detail::run_cas_retry), so a first-try success costs little more than the attempt.
 //
-// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
-// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_attempt,
+// on_retry, on_success, on_give_up; retry_controller.hpp gives their order) and
+// classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
 // shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. If a
 // hook throws, the exception propagates; the tokens taken for the retry it announced are
 // returned first.
@@ -178,6 +180,18 @@ inline const store_error& empty_error() noexcept {
   return empty;
 }
 
+/// What the attempt's outcome says it settled about an unknown outcome (op_status carries it).
+template <class R>
+attempt_note note_of(const R& r) noexcept {
+  if constexpr (requires {
+                  { r.note } -> std::convertible_to<attempt_note>;
+                }) {
+    return r.note;
+  } else {
+    return attempt_note::none;
+  }
+}
+
 template <class R>
 const store_error& error_of(const R& r) noexcept {
   if constexpr (requires {
@@ -221,6 +235,7 @@ class attempt_record {
       thrown_.reset();
       last_.emplace(std::forward<Make>(make));
       status_ = status_of(*last_);
+      note_ = note_of(*last_);
       decided_ = false;
     } else {
       accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
@@ -232,6 +247,7 @@ class attempt_record {
     thrown_.reset();
     last_.emplace(std::move(r));
     status_ = status_of(*last_);
+    note_ = note_of(*last_);
     decided_ = false;
   }
   void accept(attempt_result<R>&& a) {
@@ -240,9 +256,11 @@ class attempt_record {
     if (decided_) {
       last_.reset();
       status_ = a.decided_status();
+      note_ = attempt_note::none;
     } else {
       last_.emplace(std::move(a).outcome());
       status_ = status_of(*last_);
+      note_ = note_of(*last_);
     }
   }
 
@@ -252,6 +270,7 @@ class attempt_record {
     if (!classified) std::rethrow_exception(e);
     last_.reset();
     decided_ = false;
+    note_ = attempt_note::none;
     status_ = classified->first;
     thrown_.emplace(std::move(classified->second));
   }
@@ -259,6 +278,8 @@ class attempt_record {
   [[nodiscard]] bool applied() const noexcept { return status_ == write_status::applied && !decided_; }
   [[nodiscard]] bool decided() const noexcept { return decided_; }
   [[nodiscard]] write_status status() const noexcept { return status_; }
+  /// What the attempt settled about an unknown outcome (retry_controller::note).
+  [[nodiscard]] attempt_note note() const noexcept { return note_; }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
@@ -268,14 +289,18 @@ class attempt_record {
  private:
   std::optional<R>& last_;
   write_status status_ = write_status::permanent;
+  attempt_note note_ = attempt_note::none;
   bool decided_ = false;
   std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
 };
 
 /// Applied or decided: counts the attempt `rec` recorded on `ctl` and copies the counters into
-/// `out` (final). false: neither; nothing counted. The fast path: no clock, no hook.
+/// `out` (final). false: neither; nothing counted. The fast path: no clock; the hooks
+/// (on_attempt, on_success) only when set.
 template <class R>
-[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) noexcept {
+[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) {
+  if (rec.note() != attempt_note::none) [[unlikely]]
+    ctl.note(rec.note());
   if (rec.applied()) [[likely]] {
     ctl.on_applied();
   } else if (rec.decided()) {
@@ -323,7 +348,7 @@ class retry_loop {
   void on_exception(const std::exception_ptr& e) { rec_.on_exception(ctl_.policy(), e); }
 
   /// Applied or decided: the loop is over (`out` is final).
-  [[nodiscard]] bool settled() noexcept { return settle(ctl_, rec_, out_); }
+  [[nodiscard]] bool settled() { return settle(ctl_, rec_, out_); }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept { return rec_.error(); }
@@ -331,6 +356,7 @@ class retry_loop {
   /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
+    ctl_.note(rec_.note());
     retry_decision d = ctl_.on_outcome(rec_.status(), error(), elapsed, rng);
     if (!d) stop();
     return d;

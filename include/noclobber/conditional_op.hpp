@@ -101,10 +101,12 @@ class op_error_ref {
   const store_error* e_;
 };
 
-/// What one attempt tells cas_retry: a status and the store's words.
+/// What one attempt tells cas_retry: a status, the store's words, and what it settled about an
+/// unknown outcome (counted by retry_controller as indeterminate_resolved).
 struct op_status {
   write_status status = write_status::permanent;
   op_error_ref error;
+  attempt_note note = attempt_note::none;
 };
 
 /// One kind of conditional operation (see the overview).
@@ -192,13 +194,22 @@ class op_core {
     }
     resolving_ = false;
     // Untouched: it did not land; resend. Otherwise unknowable: stop (the request's own words).
-    status_ = untouched(read) ? write_status::transient : write_status::indeterminate;
+    if (untouched(read)) {
+      status_ = write_status::transient;
+      note_ = attempt_note::resolved_resend;
+    } else {
+      status_ = write_status::indeterminate;
+    }
   }
 
-  /// The attempt's answer to cas_retry.
+  /// The attempt's answer to cas_retry (once per attempt: it hands over the attempt's note). A
+  /// decided attempt carries no note: deciding after settling an unknown outcome (a patch
+  /// dropped right after its earlier request was found not to have landed) is not counted.
   [[nodiscard]] answer_type answer() noexcept {
+    const attempt_note note = note_;
+    note_ = attempt_note::none;
     if (decided_) return decided(decided_status_);
-    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr)};
+    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr), note};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.
@@ -221,7 +232,8 @@ class op_core {
         return fail(write_status::indeterminate,
                     {"indeterminate", "a request's outcome is unknown and the key has changed since"});
       }
-      return false;  // it did not land: send the same request again
+      note_ = attempt_note::resolved;  // it did not land: send the same request again
+      return false;
     }
     return decide(op_.on_read(std::move(read)));
   }
@@ -251,6 +263,7 @@ class op_core {
   }
 
   bool land(read_type&& read) {
+    if (resolving_) note_ = attempt_note::resolved;
     resolving_ = false;
     op_.on_landed(std::move(read));
     status_ = write_status::applied;
@@ -269,8 +282,9 @@ class op_core {
   write_status status_ = write_status::permanent;
   write_status decided_status_ = write_status::applied;
   bool decided_ = false;
-  bool resolving_ = false;  // a request's outcome is unknown; the next read decides
-  bool unknown_ = false;    // some request's outcome was unknown: recognise it in every read
+  attempt_note note_ = attempt_note::none;  // what this attempt settled (handed over by answer())
+  bool resolving_ = false;                  // a request's outcome is unknown; the next read decides
+  bool unknown_ = false;                    // some request's outcome was unknown: recognise it in every read
 };
 
 /// One conditional operation on a synchronous store: op_core's sequence with direct store calls.

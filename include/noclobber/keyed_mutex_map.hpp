@@ -26,7 +26,15 @@
 //
 // Timeouts and deadlines saturate (noclobber/duration.hpp): `try_lock_for(k, hours::max())` and
 // `try_lock_until(k, time_point::max())` of any clock wait without limit; a zero, negative or
-// past one tries once.
+// past one tries once. `lock(k, stop_token)`, `lock_shared(k, stop_token)` and
+// `lock_all(keys, stop_token)` wait until the keys are held or a stop is requested (a parked
+// waiter is woken for it) and then return an empty guard, holding nothing.
+//
+// Waiting and fairness: a locker that finds its key held spins briefly, then parks. A release
+// wakes one parked waiter, which races running threads for the key (barging: a hot key changes
+// hands without a context switch each time); once the first parked waiter has waited longer than
+// keyed_mutex_map_options::handoff_after (1 ms by default), the next release that wakes anyone
+// hands the key straight to it instead. Shared lockers wait behind a parked exclusive waiter.
 //
 // Thread safety
 // -------------
@@ -39,10 +47,11 @@
 // cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
 //
 // What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
-// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
-// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
-// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
-// caller itself runs while holding the guard.
+// under no internal lock. `KeyEqual` runs under no internal lock (the lock-free lookup of a live
+// entry, which it compares while holding a reference to it) or under the key's shard lock (an
+// internal spin-then-sleep word); if it throws, the shard is restored and the exception
+// propagates, nothing is held. No other user code runs inside the map. The only caller code that
+// runs "under the key's lock" is what the caller itself runs while holding the guard.
 //
 // Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
 // cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
@@ -51,11 +60,15 @@
 //
 // Inside (noclobber/keyed_mutex_map/, one piece per header, each stating its invariants):
 //   options.hpp       keyed_mutex_map_options, keyed_mutex_map_counters, string_hash
-//   shard.hpp         the shard word: chain head + lock bits, and the shard lock
+//   shard.hpp         the shard word (chain head + lock bits), the shard lock, the waiter queue
+//   entry_state.hpp   an entry's state word: the key's lock, its references, its waiter bits
 //   entry_pool.hpp    an entry (the lock of one live key) and the pool that recycles entries
 //   thread_cache.hpp  per-thread caches of free entries and counters
-//   parking.hpp       how waiters sleep on a busy key and who wakes them; the lock order
-//   core.hpp          shards + pool, and the acquire / release algorithms for one and many keys
+//   parking.hpp       how waiters park on a busy key, who wakes them or hands them the key
+//   shards.hpp        shards + pool, and what the algorithms share (references, claims, sweeps,
+//                     the release that serves the queue)
+//   core.hpp          the acquire / release algorithms for one key
+//   multi_key.hpp     several keys at once (lock_all and friends)
 #pragma once
 
 #include <chrono>
@@ -64,12 +77,14 @@
 #include <initializer_list>
 #include <ranges>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "noclobber/keyed_mutex_map/core.hpp"
+#include "noclobber/keyed_mutex_map/multi_key.hpp"
 #include "noclobber/keyed_mutex_map/options.hpp"
 #include "noclobber/thread_annotations.hpp"
 
@@ -77,14 +92,26 @@ namespace noclobber {
 
 template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
 class keyed_mutex_map {
-  using core = detail::kmm_core<Key, Hash, KeyEqual>;
+  using core = detail::kmm_multi_core<Key, Hash, KeyEqual>;
   using entry = typename core::entry;
   using mode = detail::kmm_mode;
   using wait = detail::kmm_wait;
+  using wait_spec = detail::kmm_wait_spec;
   using clock = detail::kmm_clock;
+
+  static wait_spec forever() noexcept { return {}; }
+  static wait_spec once() noexcept { return {wait::try_once, {}, nullptr}; }
+  static wait_spec until(clock::time_point deadline) noexcept {
+    return {wait::until_deadline, deadline, nullptr};
+  }
+  static wait_spec until_stopped(const std::stop_token& stop) noexcept { return {wait::forever, {}, &stop}; }
 
   template <class K>
   static constexpr bool lookup_key = core::template lookup_key<K>;
+  // A key passed as an argument of lock_all(k1, k2, ...): never the stop token of lock_all(keys, stop).
+  template <class K>
+  static constexpr bool key_arg =
+      lookup_key<std::decay_t<K>> && !std::is_same_v<std::decay_t<K>, std::stop_token>;
   // An input range whose elements can be looked up as they are, or converted to Key.
   template <class R>
   static constexpr bool key_range = std::ranges::input_range<R>&&
@@ -103,7 +130,7 @@ class keyed_mutex_map {
 
   keyed_mutex_map() : keyed_mutex_map(keyed_mutex_map_options{}) {}
   explicit keyed_mutex_map(keyed_mutex_map_options options, Hash hash = Hash(), KeyEqual eq = KeyEqual())
-      : core_(options.shard_count, std::move(hash), std::move(eq)) {}
+      : core_(options, std::move(hash), std::move(eq)) {}
 
   keyed_mutex_map(const keyed_mutex_map&) = delete;
   keyed_mutex_map& operator=(const keyed_mutex_map&) = delete;
@@ -118,25 +145,31 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard lock(const K& key) {
-    return guard(&core_, core_.acquire(key, mode::exclusive, wait::forever, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, forever()));
   }
   // Returns an empty guard (owns_lock() == false) if the key is held.
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock(const K& key) {
-    return guard(&core_, core_.acquire(key, mode::exclusive, wait::try_once, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, once()));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return guard(&core_, core_.acquire(key, mode::exclusive, wait::until_deadline,
-                                       detail::kmm_deadline_after(timeout)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, until(detail::kmm_deadline_after(timeout))));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_until(const K& key, std::chrono::time_point<Clock, Duration> when) {
-    return guard(&core_,
-                 core_.acquire(key, mode::exclusive, wait::until_deadline, detail::kmm_to_steady(when)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, until(detail::kmm_to_steady(when))));
+  }
+  // Blocks until `key` is held, or returns an empty guard once a stop is requested on `stop`
+  // (a waiter parked on the key is woken for it). A stop requested before the call returns an
+  // empty guard at once, without trying.
+  template <class K>
+  requires lookup_key<K>
+  [[nodiscard]] guard lock(const K& key, std::stop_token stop) {
+    return guard(&core_, core_.acquire(key, mode::exclusive, until_stopped(stop)));
   }
 
   // ---- shared (readers) -----------------------------------------------------------------------
@@ -146,25 +179,29 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard lock_shared(const K& key) {
-    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::forever, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, forever()));
   }
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared(const K& key) {
-    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::try_once, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, once()));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return shared_guard(
-        &core_, core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_deadline_after(timeout)));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, until(detail::kmm_deadline_after(timeout))));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_until(const K& key,
                                                    std::chrono::time_point<Clock, Duration> when) {
-    return shared_guard(&core_,
-                        core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_to_steady(when)));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, until(detail::kmm_to_steady(when))));
+  }
+  // As lock(key, stop), shared.
+  template <class K>
+  requires lookup_key<K>
+  [[nodiscard]] shared_guard lock_shared(const K& key, std::stop_token stop) {
+    return shared_guard(&core_, core_.acquire(key, mode::shared, until_stopped(stop)));
   }
 
   // ---- several keys at once (exclusive) -------------------------------------------------------
@@ -180,59 +217,67 @@ class keyed_mutex_map {
 
   template <class R>
   requires key_range<R>
-  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, wait::forever, {}); }
+  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, forever()); }
   template <class R>
   requires key_range<R>
-  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, wait::try_once, {}); }
+  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, once()); }
   template <class R, class Rep, class Period>
   requires key_range<R>
   [[nodiscard]] multi_guard try_lock_all_for(R&& keys, std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+    return acquire_all(keys, until(detail::kmm_deadline_after(timeout)));
   }
   template <class R, class Clock, class Duration>
   requires key_range<R>
   [[nodiscard]] multi_guard try_lock_all_until(R&& keys, std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+    return acquire_all(keys, until(detail::kmm_to_steady(when)));
+  }
+
+  // All the keys, or an empty guard (nothing held) once a stop is requested on `stop`.
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard lock_all(R&& keys, std::stop_token stop) {
+    return acquire_all(keys, until_stopped(stop));
   }
 
   template <class K>
   requires key_range<std::initializer_list<K>>
-  [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) {
-    return acquire_all(keys, wait::forever, {});
+  [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) { return acquire_all(keys, forever()); }
+  template <class K>
+  requires key_range<std::initializer_list<K>>
+  [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys, std::stop_token stop) {
+    return acquire_all(keys, until_stopped(stop));
   }
   template <class K>
   requires key_range<std::initializer_list<K>>
-  [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) {
-    return acquire_all(keys, wait::try_once, {});
-  }
+  [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) { return acquire_all(keys, once()); }
   template <class K, class Rep, class Period>
   requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_for(std::initializer_list<K> keys,
                                              std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+    return acquire_all(keys, until(detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_until(std::initializer_list<K> keys,
                                                std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+    return acquire_all(keys, until(detail::kmm_to_steady(when)));
   }
 
   // Keys as arguments. Keys of one type are used in place; mixed types are converted to their
   // common type first (e.g. std::string_view for std::string + const char*).
   // clang-format off
   template <class K1, class K2, class... Ks>
-    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+    requires (key_arg<K1> && key_arg<K2> && (key_arg<Ks> && ...))
   [[nodiscard]] multi_guard lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
     // clang-format on
-    return acquire_variadic(wait::forever, k1, k2, rest...);
+    return acquire_variadic(forever(), k1, k2, rest...);
   }
   // clang-format off
   template <class K1, class K2, class... Ks>
-    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+    requires (key_arg<K1> && key_arg<K2> && (key_arg<Ks> && ...))
   [[nodiscard]] multi_guard try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
     // clang-format on
-    return acquire_variadic(wait::try_once, k1, k2, rest...);
+    return acquire_variadic(once(), k1, k2, rest...);
   }
 
   // ---- observation ----------------------------------------------------------------------------
@@ -247,15 +292,15 @@ class keyed_mutex_map {
 
  private:
   template <class R>
-  multi_guard acquire_all(R& keys, wait w, clock::time_point deadline) {
+  multi_guard acquire_all(R& keys, const wait_spec& w) {
     multi_guard g(&core_);
-    if (!core_.acquire_range(keys, w, deadline, g.entries_)) return multi_guard{};  // g releases
+    if (!core_.acquire_range(keys, w, g.entries_)) return multi_guard{};  // g releases
     return g;
   }
   template <class... Ks>
-  multi_guard acquire_variadic(wait w, const Ks&... keys) {
+  multi_guard acquire_variadic(const wait_spec& w, const Ks&... keys) {
     multi_guard g(&core_);
-    if (!core_.acquire_variadic(w, {}, g.entries_, keys...)) return multi_guard{};  // g releases
+    if (!core_.acquire_variadic(w, g.entries_, keys...)) return multi_guard{};  // g releases
     return g;
   }
 

@@ -10,11 +10,12 @@
 //   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
 //                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
 //                     refunds budget tokens and calls the policy's hooks.
-//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
-//                     (retry_counts: the controller is the one place they are counted) and the
-//                     store's last words. Every result type (retry_result, rmw_result,
-//                     patch_result, ledger_result) carries them as its base; the loop that
-//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
+//   retry_stats       what the loop did — the per-call statistics: attempts, conflicts,
+//                     transient errors, unknown (indeterminate) outcomes resolved, why it
+//                     stopped, time slept, the last status (retry_counts: the controller is the
+//                     one place they are counted, in record()) and the store's last words. Every result type
+//                     (retry_result, rmw_result, patch_result, ledger_result) carries them as its base; the
+//                     loop that drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
 //   retry_controller c(policy);
 //   if (c.cancelled_before_start()) ...                       // stopped: cancelled
@@ -29,13 +30,25 @@
 // An attempt may also end the loop by deciding the operation without a further write (the
 // caller's function said keep or abort, a compare found another value, a patch was dropped):
 // `on_decided(last_status)` stops with stop_reason::decided. Like a success it refunds the
-// retry budget and calls no hook.
+// retry budget; its hooks are on_attempt and on_success.
+//
+// Hooks, in the order they fire for one loop (each only when set; an unset hook costs one test
+// of an empty std::function):
+//   on_attempt   after every attempt, with its status (and whether it decided, and whether it
+//                settled an earlier unknown outcome)
+//   on_retry     after a failed attempt's on_attempt, just before the backoff
+//   on_success   once, last, when the loop stops applied or decided
+//   on_give_up   once, last, for any other stop (also when cancelled before any attempt)
+// So a loop that hits two conflicts and then applies calls on_attempt, on_retry, on_attempt,
+// on_retry, on_attempt, on_success; every loop ends in exactly one of on_success / on_give_up.
 //
 // Thread safety: a retry_policy may be shared by concurrent loops (it is only read; its
-// retry_budget is thread-safe). A retry_controller belongs to one loop and is not thread-safe.
-// The hooks (on_retry, on_give_up) run inside on_outcome / on_interrupted /
-// cancelled_before_start, on the driver's thread, under no noclobber lock. If a hook throws, the
-// exception propagates; the tokens taken for the retry it announced are returned first.
+// retry_budget is thread-safe); its hooks are then called from those loops' threads at once and
+// must be thread-safe themselves. A retry_controller belongs to one loop and is not thread-safe.
+// The hooks run inside on_outcome / on_applied / on_decided / on_interrupted /
+// cancelled_before_start, on the driver's thread, under no noclobber lock, after the counters
+// they report are updated. If a hook throws, the exception propagates; the tokens taken for the
+// retry it announced are returned first.
 #pragma once
 
 #include <chrono>
@@ -102,11 +115,29 @@ enum class stop_reason : unsigned char {
   return "unknown";
 }
 
-/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
-/// belong here, counted in retry_controller::record).
+/// What an attempt's reads settled about a request of ours whose outcome was unknown (answered
+/// indeterminate). Reported by the attempt (detail::op_core, through its op_status) so that the
+/// controller can count it; drivers pass it to retry_controller::note before the outcome.
+enum class attempt_note : unsigned char {
+  none,             // nothing was settled
+  resolved,         // an unknown outcome was settled; the status is the store's own answer
+  resolved_resend,  // settled as "did not land": the status (transient) only asks to send the
+                    // same request again; it is not a store error
+};
+
+/// A retry loop's counters: the per-call statistics every result carries (through retry_stats).
+/// Counted by retry_controller only, in retry_controller::record.
 struct retry_counts {
   /// Attempts made (each one a write, preceded by a read when one was needed).
   unsigned attempts = 0;
+  /// Attempts refused because the key moved under us: conflict, absent, exists.
+  unsigned conflicts = 0;
+  /// Attempts that failed transiently (transient, transient_restart; a failed read included).
+  unsigned transient_errors = 0;
+  /// Requests answered indeterminate (outcome unknown) that a later read settled: the request
+  /// landed, or the key was untouched and it was sent again. An unknown outcome that could not be
+  /// settled stops the loop instead (stop_reason::indeterminate).
+  unsigned indeterminate_resolved = 0;
   /// Why the loop stopped.
   stop_reason reason = stop_reason::permanent;
   /// Total time slept in backoff.
@@ -120,6 +151,20 @@ struct retry_counts {
 /// (empty when applied or decided). The base of every result type.
 struct retry_stats : retry_counts {
   store_error last_error;
+};
+
+/// Passed to retry_policy::on_attempt after every attempt.
+struct attempt_event {
+  unsigned attempt;             // the attempt that just ended (1-based)
+  write_status status;          // how it ended (decided: the status the decision rests on)
+  const store_error& error;     // the store's words (empty if none)
+  bool decided;                 // it settled the operation without a (further) write
+  bool resolved_indeterminate;  // it settled an earlier request's unknown outcome
+};
+
+/// Passed to retry_policy::on_success when the loop stops applied or decided.
+struct success_event {
+  const retry_counts& counts;  // final: counts.reason is applied or decided
 };
 
 /// Passed to retry_policy::on_retry just before a backoff.
@@ -140,6 +185,7 @@ struct give_up_event {
   std::chrono::nanoseconds slept;
   std::optional<write_status> last_status;  // empty when no attempt ran
   const store_error& last_error;
+  const retry_counts& counts;  // final: every counter of the loop
 };
 
 /// Everything that shapes one retry loop. Plain data; validated when a retry_controller (or
@@ -153,8 +199,12 @@ struct retry_policy {
   saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
+  // Hooks (see the overview for their order; each may be null). noclobber/metrics.hpp fills them
+  // from a metrics sink.
+  std::function<void(const attempt_event&)> on_attempt;
   std::function<void(const retry_event&)> on_retry;
   std::function<void(const give_up_event&)> on_give_up;
+  std::function<void(const success_event&)> on_success;
   // Maps an exception thrown by the attempt to an outcome; nullopt (or a null function): rethrow.
   std::function<std::optional<write_status>(std::exception_ptr)> classify_exception;
 
@@ -188,7 +238,7 @@ struct retry_decision {
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
 ///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
-///     run the attempt(info):
+///     run the attempt(info); if it settled an unknown outcome: c.note(attempt_note::...)
 ///       applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
 ///       decided: c.on_decided(last_status) -> stopped: decided
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
@@ -245,17 +295,23 @@ class retry_controller {
       on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
-    record(s);
+    attempted(s, error, false, record(s));
     return on_failure(s, error, elapsed, rng);
   }
 
   /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
-  /// themselves: counts the attempt and refunds the budget. The loop is over.
-  void on_applied() noexcept { finish(write_status::applied, stop_reason::applied); }
+  /// themselves: counts the attempt, refunds the budget, calls on_attempt and on_success. The
+  /// loop is over.
+  void on_applied() { finish(write_status::applied, stop_reason::applied); }
 
   /// The attempt settled the operation without a (further) write: counts it, refunds the budget
-  /// like a success, calls no hook. `last_status` is what the decision rests on. The loop is over.
-  void on_decided(write_status last_status) noexcept { finish(last_status, stop_reason::decided); }
+  /// like a success, calls on_attempt and on_success. `last_status` is what the decision rests
+  /// on. The loop is over.
+  void on_decided(write_status last_status) { finish(last_status, stop_reason::decided); }
+
+  /// What the attempt about to be fed (on_outcome, on_applied, on_decided) settled about an
+  /// unknown outcome; counted with that attempt.
+  void note(attempt_note n) noexcept { note_ = n; }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
@@ -290,22 +346,66 @@ class retry_controller {
     return empty;
   }
 
-  // The one place an attempt is counted (per-call statistics and hooks hang off here).
-  void record(write_status s) noexcept {
+  // The one place an attempt is counted: every per-call statistic but `slept` (on_slept) and
+  // `reason` (the stop) is counted here. Returns whether the attempt settled an unknown outcome.
+  bool record(write_status s) noexcept {
     ++counts_.attempts;
     counts_.last_status = s;
+    if (note_ != attempt_note::none) [[unlikely]]
+      return record_note(s);
+    count_status(s);
+    return false;
   }
 
-  void finish(write_status last, stop_reason reason) noexcept {
-    record(last);
+  void count_status(write_status s) noexcept {
+    switch (s) {
+      case write_status::conflict:
+      case write_status::absent:
+      case write_status::exists:
+        ++counts_.conflicts;
+        break;
+      case write_status::transient:
+      case write_status::transient_restart:
+        ++counts_.transient_errors;
+        break;
+      default:
+        break;
+    }
+  }
+
+  // The attempt settled an unknown outcome (note()): counted, and a resend's status is no error.
+  [[gnu::noinline]] bool record_note(write_status s) noexcept {
+    const attempt_note n = note_;
+    note_ = attempt_note::none;
+    ++counts_.indeterminate_resolved;
+    if (n != attempt_note::resolved_resend) count_status(s);
+    return true;
+  }
+
+  void attempted(write_status s, const store_error& error, bool decided, bool resolved) {
+    if (policy_->on_attempt) {
+      policy_->on_attempt(attempt_event{counts_.attempts, s, error, decided, resolved});
+    }
+  }
+
+  void finish(write_status last, stop_reason reason) {
+    const bool resolved = record(last);
     counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
+    if (policy_->on_attempt || policy_->on_success) [[unlikely]]
+      finish_hooks(last, resolved);
+  }
+
+  // Out of line, so that a success without hooks stays small.
+  [[gnu::noinline]] void finish_hooks(write_status last, bool resolved) {
+    attempted(last, no_error(), counts_.reason == stop_reason::decided, resolved);
+    if (policy_->on_success) policy_->on_success(success_event{counts_});
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
     counts_.reason = r;
     if (policy_->on_give_up) {
-      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error, counts_});
     }
     return retry_decision::stop(r);
   }
@@ -342,7 +442,8 @@ class retry_controller {
 
   const retry_policy* policy_;
   retry_counts counts_;
-  unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
+  unsigned last_taken_ = 0;                 // budget tokens taken for the retry now in flight
+  attempt_note note_ = attempt_note::none;  // what the attempt being fed settled (note())
   bool reread_ = true;
   duration previous_delay_{0};
   contention_meter meter_;

@@ -1800,11 +1800,12 @@ class retry_budget {
 //   retry_controller  fed each attempt's outcome, it answers "stop (reason)" or "retry after this
 //                     delay (re-read or not)", keeps the counters, draws the backoff, takes and
 //                     refunds budget tokens and calls the policy's hooks.
-//   retry_stats       what the loop did: attempts, why it stopped, time slept, the last status
-//                     (retry_counts: the controller is the one place they are counted) and the
-//                     store's last words. Every result type (retry_result, rmw_result,
-//                     patch_result, ledger_result) carries them as its base; the loop that
-//                     drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
+//   retry_stats       what the loop did — the per-call statistics: attempts, conflicts,
+//                     transient errors, unknown (indeterminate) outcomes resolved, why it
+//                     stopped, time slept, the last status (retry_counts: the controller is the
+//                     one place they are counted, in record()) and the store's last words. Every result type
+//                     (retry_result, rmw_result, patch_result, ledger_result) carries them as its base; the
+//                     loop that drives the controller fills them once (detail::retry_loop, cas_retry.hpp).
 //
 //   retry_controller c(policy);
 //   if (c.cancelled_before_start()) ...                       // stopped: cancelled
@@ -1819,13 +1820,25 @@ class retry_budget {
 // An attempt may also end the loop by deciding the operation without a further write (the
 // caller's function said keep or abort, a compare found another value, a patch was dropped):
 // `on_decided(last_status)` stops with stop_reason::decided. Like a success it refunds the
-// retry budget and calls no hook.
+// retry budget; its hooks are on_attempt and on_success.
+//
+// Hooks, in the order they fire for one loop (each only when set; an unset hook costs one test
+// of an empty std::function):
+//   on_attempt   after every attempt, with its status (and whether it decided, and whether it
+//                settled an earlier unknown outcome)
+//   on_retry     after a failed attempt's on_attempt, just before the backoff
+//   on_success   once, last, when the loop stops applied or decided
+//   on_give_up   once, last, for any other stop (also when cancelled before any attempt)
+// So a loop that hits two conflicts and then applies calls on_attempt, on_retry, on_attempt,
+// on_retry, on_attempt, on_success; every loop ends in exactly one of on_success / on_give_up.
 //
 // Thread safety: a retry_policy may be shared by concurrent loops (it is only read; its
-// retry_budget is thread-safe). A retry_controller belongs to one loop and is not thread-safe.
-// The hooks (on_retry, on_give_up) run inside on_outcome / on_interrupted /
-// cancelled_before_start, on the driver's thread, under no noclobber lock. If a hook throws, the
-// exception propagates; the tokens taken for the retry it announced are returned first.
+// retry_budget is thread-safe); its hooks are then called from those loops' threads at once and
+// must be thread-safe themselves. A retry_controller belongs to one loop and is not thread-safe.
+// The hooks run inside on_outcome / on_applied / on_decided / on_interrupted /
+// cancelled_before_start, on the driver's thread, under no noclobber lock, after the counters
+// they report are updated. If a hook throws, the exception propagates; the tokens taken for the
+// retry it announced are returned first.
 
 #include <chrono>
 #include <exception>
@@ -1887,11 +1900,29 @@ enum class stop_reason : unsigned char {
   return "unknown";
 }
 
-/// A retry loop's counters. Counted by retry_controller only (per-call statistics added later
-/// belong here, counted in retry_controller::record).
+/// What an attempt's reads settled about a request of ours whose outcome was unknown (answered
+/// indeterminate). Reported by the attempt (detail::op_core, through its op_status) so that the
+/// controller can count it; drivers pass it to retry_controller::note before the outcome.
+enum class attempt_note : unsigned char {
+  none,             // nothing was settled
+  resolved,         // an unknown outcome was settled; the status is the store's own answer
+  resolved_resend,  // settled as "did not land": the status (transient) only asks to send the
+                    // same request again; it is not a store error
+};
+
+/// A retry loop's counters: the per-call statistics every result carries (through retry_stats).
+/// Counted by retry_controller only, in retry_controller::record.
 struct retry_counts {
   /// Attempts made (each one a write, preceded by a read when one was needed).
   unsigned attempts = 0;
+  /// Attempts refused because the key moved under us: conflict, absent, exists.
+  unsigned conflicts = 0;
+  /// Attempts that failed transiently (transient, transient_restart; a failed read included).
+  unsigned transient_errors = 0;
+  /// Requests answered indeterminate (outcome unknown) that a later read settled: the request
+  /// landed, or the key was untouched and it was sent again. An unknown outcome that could not be
+  /// settled stops the loop instead (stop_reason::indeterminate).
+  unsigned indeterminate_resolved = 0;
   /// Why the loop stopped.
   stop_reason reason = stop_reason::permanent;
   /// Total time slept in backoff.
@@ -1905,6 +1936,20 @@ struct retry_counts {
 /// (empty when applied or decided). The base of every result type.
 struct retry_stats : retry_counts {
   store_error last_error;
+};
+
+/// Passed to retry_policy::on_attempt after every attempt.
+struct attempt_event {
+  unsigned attempt;             // the attempt that just ended (1-based)
+  write_status status;          // how it ended (decided: the status the decision rests on)
+  const store_error& error;     // the store's words (empty if none)
+  bool decided;                 // it settled the operation without a (further) write
+  bool resolved_indeterminate;  // it settled an earlier request's unknown outcome
+};
+
+/// Passed to retry_policy::on_success when the loop stops applied or decided.
+struct success_event {
+  const retry_counts& counts;  // final: counts.reason is applied or decided
 };
 
 /// Passed to retry_policy::on_retry just before a backoff.
@@ -1925,6 +1970,7 @@ struct give_up_event {
   std::chrono::nanoseconds slept;
   std::optional<write_status> last_status;  // empty when no attempt ran
   const store_error& last_error;
+  const retry_counts& counts;  // final: every counter of the loop
 };
 
 /// Everything that shapes one retry loop. Plain data; validated when a retry_controller (or
@@ -1938,8 +1984,12 @@ struct retry_policy {
   saturating_ns timeout = std::chrono::nanoseconds::max();
   std::shared_ptr<retry_budget> budget;  // null: unlimited retries (within max_attempts)
   std::stop_token stop;                  // cancels the loop, waking a sleeping retry
+  // Hooks (see the overview for their order; each may be null). noclobber/metrics.hpp fills them
+  // from a metrics sink.
+  std::function<void(const attempt_event&)> on_attempt;
   std::function<void(const retry_event&)> on_retry;
   std::function<void(const give_up_event&)> on_give_up;
+  std::function<void(const success_event&)> on_success;
   // Maps an exception thrown by the attempt to an outcome; nullopt (or a null function): rethrow.
   std::function<std::optional<write_status>(std::exception_ptr)> classify_exception;
 
@@ -1973,7 +2023,7 @@ struct retry_decision {
 ///   if (c.cancelled_before_start()) -> stopped: cancelled, 0 attempts
 ///   loop:
 ///     attempt_info info = c.next_attempt();     // optionally: info.meter = &c.meter();
-///     run the attempt(info):
+///     run the attempt(info); if it settled an unknown outcome: c.note(attempt_note::...)
 ///       applied: c.on_applied() -> stopped: applied   (or feed it to on_outcome)
 ///       decided: c.on_decided(last_status) -> stopped: decided
 ///     if c.uses_meter(): c.meter().on_refused(read_at, refused_at)   (times since the start)
@@ -2030,17 +2080,23 @@ class retry_controller {
       on_applied();
       return retry_decision::stop(stop_reason::applied);
     }
-    record(s);
+    attempted(s, error, false, record(s));
     return on_failure(s, error, elapsed, rng);
   }
 
   /// The same as on_outcome(write_status::applied, ...), for drivers that test for success
-  /// themselves: counts the attempt and refunds the budget. The loop is over.
-  void on_applied() noexcept { finish(write_status::applied, stop_reason::applied); }
+  /// themselves: counts the attempt, refunds the budget, calls on_attempt and on_success. The
+  /// loop is over.
+  void on_applied() { finish(write_status::applied, stop_reason::applied); }
 
   /// The attempt settled the operation without a (further) write: counts it, refunds the budget
-  /// like a success, calls no hook. `last_status` is what the decision rests on. The loop is over.
-  void on_decided(write_status last_status) noexcept { finish(last_status, stop_reason::decided); }
+  /// like a success, calls on_attempt and on_success. `last_status` is what the decision rests
+  /// on. The loop is over.
+  void on_decided(write_status last_status) { finish(last_status, stop_reason::decided); }
+
+  /// What the attempt about to be fed (on_outcome, on_applied, on_decided) settled about an
+  /// unknown outcome; counted with that attempt.
+  void note(attempt_note n) noexcept { note_ = n; }
 
   /// Adds a finished (or interrupted) backoff to the total slept.
   void on_slept(duration actual) noexcept {
@@ -2075,22 +2131,66 @@ class retry_controller {
     return empty;
   }
 
-  // The one place an attempt is counted (per-call statistics and hooks hang off here).
-  void record(write_status s) noexcept {
+  // The one place an attempt is counted: every per-call statistic but `slept` (on_slept) and
+  // `reason` (the stop) is counted here. Returns whether the attempt settled an unknown outcome.
+  bool record(write_status s) noexcept {
     ++counts_.attempts;
     counts_.last_status = s;
+    if (note_ != attempt_note::none) [[unlikely]]
+      return record_note(s);
+    count_status(s);
+    return false;
   }
 
-  void finish(write_status last, stop_reason reason) noexcept {
-    record(last);
+  void count_status(write_status s) noexcept {
+    switch (s) {
+      case write_status::conflict:
+      case write_status::absent:
+      case write_status::exists:
+        ++counts_.conflicts;
+        break;
+      case write_status::transient:
+      case write_status::transient_restart:
+        ++counts_.transient_errors;
+        break;
+      default:
+        break;
+    }
+  }
+
+  // The attempt settled an unknown outcome (note()): counted, and a resend's status is no error.
+  [[gnu::noinline]] bool record_note(write_status s) noexcept {
+    const attempt_note n = note_;
+    note_ = attempt_note::none;
+    ++counts_.indeterminate_resolved;
+    if (n != attempt_note::resolved_resend) count_status(s);
+    return true;
+  }
+
+  void attempted(write_status s, const store_error& error, bool decided, bool resolved) {
+    if (policy_->on_attempt) {
+      policy_->on_attempt(attempt_event{counts_.attempts, s, error, decided, resolved});
+    }
+  }
+
+  void finish(write_status last, stop_reason reason) {
+    const bool resolved = record(last);
     counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
+    if (policy_->on_attempt || policy_->on_success) [[unlikely]]
+      finish_hooks(last, resolved);
+  }
+
+  // Out of line, so that a success without hooks stays small.
+  [[gnu::noinline]] void finish_hooks(write_status last, bool resolved) {
+    attempted(last, no_error(), counts_.reason == stop_reason::decided, resolved);
+    if (policy_->on_success) policy_->on_success(success_event{counts_});
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
     counts_.reason = r;
     if (policy_->on_give_up) {
-      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error});
+      policy_->on_give_up(give_up_event{r, counts_.attempts, counts_.slept, last_status(), error, counts_});
     }
     return retry_decision::stop(r);
   }
@@ -2127,7 +2227,8 @@ class retry_controller {
 
   const retry_policy* policy_;
   retry_counts counts_;
-  unsigned last_taken_ = 0;  // budget tokens taken for the retry now in flight
+  unsigned last_taken_ = 0;                 // budget tokens taken for the retry now in flight
+  attempt_note note_ = attempt_note::none;  // what the attempt being fed settled (note())
   bool reread_ = true;
   duration previous_delay_{0};
   contention_meter meter_;
@@ -2315,14 +2416,16 @@ class virtual_retry_env {
 // time, recorded sleeps, a seeded engine: exact, instant tests).
 //
 // Cost: a first-try success with no deadline reads no clock, allocates nothing, calls no
-// std::function and draws no random number (a budget adds one atomic load). With a deadline the
+// std::function unless on_attempt / on_success are set (two tests of an empty std::function
+// when not) and draws no random number (a budget adds one atomic load). With a deadline the
 // start is read once; with a backoff that reads a contention_meter (commit_rate, load_tracking)
 // every attempt is timed (two clock reads) for the meter, which the attempt feeds through
 // attempt_info::meter. The first attempt of a loop with none of these runs before any loop state
 // is built (detail::run_cas_retry), so a first-try success costs little more than the attempt.
 //
-// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_retry, on_give_up)
-// and classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
+// Thread safety: cas_retry holds no lock of its own. The attempt, the hooks (on_attempt,
+// on_retry, on_success, on_give_up; retry_controller.hpp gives their order) and
+// classify_exception run on the calling thread, under no noclobber lock. A retry_policy may be
 // shared by concurrent cas_retry calls (it is only read); its retry_budget is thread-safe. If a
 // hook throws, the exception propagates; the tokens taken for the retry it announced are
 // returned first.
@@ -2441,6 +2544,18 @@ inline const store_error& empty_error() noexcept {
   return empty;
 }
 
+/// What the attempt's outcome says it settled about an unknown outcome (op_status carries it).
+template <class R>
+attempt_note note_of(const R& r) noexcept {
+  if constexpr (requires {
+                  { r.note } -> std::convertible_to<attempt_note>;
+                }) {
+    return r.note;
+  } else {
+    return attempt_note::none;
+  }
+}
+
 template <class R>
 const store_error& error_of(const R& r) noexcept {
   if constexpr (requires {
@@ -2484,6 +2599,7 @@ class attempt_record {
       thrown_.reset();
       last_.emplace(std::forward<Make>(make));
       status_ = status_of(*last_);
+      note_ = note_of(*last_);
       decided_ = false;
     } else {
       accept(static_cast<attempt_result<R>>(std::forward<Make>(make)));
@@ -2495,6 +2611,7 @@ class attempt_record {
     thrown_.reset();
     last_.emplace(std::move(r));
     status_ = status_of(*last_);
+    note_ = note_of(*last_);
     decided_ = false;
   }
   void accept(attempt_result<R>&& a) {
@@ -2503,9 +2620,11 @@ class attempt_record {
     if (decided_) {
       last_.reset();
       status_ = a.decided_status();
+      note_ = attempt_note::none;
     } else {
       last_.emplace(std::move(a).outcome());
       status_ = status_of(*last_);
+      note_ = note_of(*last_);
     }
   }
 
@@ -2515,6 +2634,7 @@ class attempt_record {
     if (!classified) std::rethrow_exception(e);
     last_.reset();
     decided_ = false;
+    note_ = attempt_note::none;
     status_ = classified->first;
     thrown_.emplace(std::move(classified->second));
   }
@@ -2522,6 +2642,8 @@ class attempt_record {
   [[nodiscard]] bool applied() const noexcept { return status_ == write_status::applied && !decided_; }
   [[nodiscard]] bool decided() const noexcept { return decided_; }
   [[nodiscard]] write_status status() const noexcept { return status_; }
+  /// What the attempt settled about an unknown outcome (retry_controller::note).
+  [[nodiscard]] attempt_note note() const noexcept { return note_; }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept {
@@ -2531,14 +2653,18 @@ class attempt_record {
  private:
   std::optional<R>& last_;
   write_status status_ = write_status::permanent;
+  attempt_note note_ = attempt_note::none;
   bool decided_ = false;
   std::optional<store_error> thrown_;  // engaged only when a classified exception replaced the result
 };
 
 /// Applied or decided: counts the attempt `rec` recorded on `ctl` and copies the counters into
-/// `out` (final). false: neither; nothing counted. The fast path: no clock, no hook.
+/// `out` (final). false: neither; nothing counted. The fast path: no clock; the hooks
+/// (on_attempt, on_success) only when set.
 template <class R>
-[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) noexcept {
+[[nodiscard]] bool settle(retry_controller& ctl, const attempt_record<R>& rec, retry_stats& out) {
+  if (rec.note() != attempt_note::none) [[unlikely]]
+    ctl.note(rec.note());
   if (rec.applied()) [[likely]] {
     ctl.on_applied();
   } else if (rec.decided()) {
@@ -2586,7 +2712,7 @@ class retry_loop {
   void on_exception(const std::exception_ptr& e) { rec_.on_exception(ctl_.policy(), e); }
 
   /// Applied or decided: the loop is over (`out` is final).
-  [[nodiscard]] bool settled() noexcept { return settle(ctl_, rec_, out_); }
+  [[nodiscard]] bool settled() { return settle(ctl_, rec_, out_); }
 
   /// The store's words for the attempt's failure.
   [[nodiscard]] const store_error& error() const noexcept { return rec_.error(); }
@@ -2594,6 +2720,7 @@ class retry_loop {
   /// Feeds the failed attempt to the controller. Stop: `out` is final.
   template <class G>
   [[nodiscard]] retry_decision decide(duration elapsed, G& rng) {
+    ctl_.note(rec_.note());
     retry_decision d = ctl_.on_outcome(rec_.status(), error(), elapsed, rng);
     if (!d) stop();
     return d;
@@ -2831,10 +2958,12 @@ class op_error_ref {
   const store_error* e_;
 };
 
-/// What one attempt tells cas_retry: a status and the store's words.
+/// What one attempt tells cas_retry: a status, the store's words, and what it settled about an
+/// unknown outcome (counted by retry_controller as indeterminate_resolved).
 struct op_status {
   write_status status = write_status::permanent;
   op_error_ref error;
+  attempt_note note = attempt_note::none;
 };
 
 /// One kind of conditional operation (see the overview).
@@ -2922,13 +3051,22 @@ class op_core {
     }
     resolving_ = false;
     // Untouched: it did not land; resend. Otherwise unknowable: stop (the request's own words).
-    status_ = untouched(read) ? write_status::transient : write_status::indeterminate;
+    if (untouched(read)) {
+      status_ = write_status::transient;
+      note_ = attempt_note::resolved_resend;
+    } else {
+      status_ = write_status::indeterminate;
+    }
   }
 
-  /// The attempt's answer to cas_retry.
+  /// The attempt's answer to cas_retry (once per attempt: it hands over the attempt's note). A
+  /// decided attempt carries no note: deciding after settling an unknown outcome (a patch
+  /// dropped right after its earlier request was found not to have landed) is not counted.
   [[nodiscard]] answer_type answer() noexcept {
+    const attempt_note note = note_;
+    note_ = attempt_note::none;
     if (decided_) return decided(decided_status_);
-    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr)};
+    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr), note};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.
@@ -2951,7 +3089,8 @@ class op_core {
         return fail(write_status::indeterminate,
                     {"indeterminate", "a request's outcome is unknown and the key has changed since"});
       }
-      return false;  // it did not land: send the same request again
+      note_ = attempt_note::resolved;  // it did not land: send the same request again
+      return false;
     }
     return decide(op_.on_read(std::move(read)));
   }
@@ -2981,6 +3120,7 @@ class op_core {
   }
 
   bool land(read_type&& read) {
+    if (resolving_) note_ = attempt_note::resolved;
     resolving_ = false;
     op_.on_landed(std::move(read));
     status_ = write_status::applied;
@@ -2999,8 +3139,9 @@ class op_core {
   write_status status_ = write_status::permanent;
   write_status decided_status_ = write_status::applied;
   bool decided_ = false;
-  bool resolving_ = false;  // a request's outcome is unknown; the next read decides
-  bool unknown_ = false;    // some request's outcome was unknown: recognise it in every read
+  attempt_note note_ = attempt_note::none;  // what this attempt settled (handed over by answer())
+  bool resolving_ = false;                  // a request's outcome is unknown; the next read decides
+  bool unknown_ = false;                    // some request's outcome was unknown: recognise it in every read
 };
 
 /// One conditional operation on a synchronous store: op_core's sequence with direct store calls.
@@ -4412,36 +4553,135 @@ struct check_key_lock_map {
 }  // namespace noclobber
 // ---- end noclobber/key_lock.hpp
 
+// ---- begin noclobber/keyed_mutex_map/entry_state.hpp -----------------------
+// noclobber/keyed_mutex_map/entry_state.hpp — the state word of a keyed_mutex_map entry: the lock
+// of one key (exclusive bit, shared count), the references that keep the entry live, and the bits
+// that tell a releasing holder whether to wake anyone.
+//
+// Overview
+// --------
+// Every entry (noclobber/keyed_mutex_map/entry_pool.hpp) carries one 64-bit atomic word:
+//
+//   bits 32..63  refs     references: one per holder (exclusive, or each shared holder), one per
+//                         thread that waits for the key or is looking at the entry
+//   bits  8..31  shared   shared holders
+//   bit   5      pending  being published by a lock-free CAS on the shard word: nobody may reference
+//                         it until its installer stores its first state (right after the CAS), so
+//                         an entry whose CAS failed is never seen live outside a chain
+//   bit   4      claimed  logically gone: being unlinked by the thread that set the bit, or free
+//                         (in a cache or the pool). Nobody may reference a claimed entry.
+//   bit   3      woken    a waiter was woken and is on its way to take the key: releases wake
+//                         nobody else until it has taken the key, parked again or passed it on
+//   bit   2      xparked  the shard's queue holds an exclusive waiter of this key (new shared
+//                         lockers wait behind it: writer preference)
+//   bit   1      parked   the shard's queue holds a waiter of this key
+//   bit   0      held     held exclusively
+//
+// An entry in its shard's chain is live (refs > 0) or dead (refs == 0, not claimed). A dead entry
+// stays in the chain with its key: the next lock of that key revives it with the same single CAS
+// (refs 0 -> 1, plus the hold) that takes a live one, so a hot key whose holders come and go
+// never goes back through the shard word. Dead entries leave the chain only by being claimed
+// (CAS refs 0 -> claimed, which fails if the entry was revived first): swept under the shard lock
+// by a slow-path locker, or replaced lock-free by a locker of another key when a dead entry is
+// its shard's only one. So a shard keeps at most the entries that were live in it at once, and
+// usually one: like the pool, memory bounded by the high-water mark, never by the keys seen.
+//
+// Taking the lock of an entry is one CAS that adds a reference and the hold together; letting go
+// is one CAS that removes both. parked and xparked change only under the shard lock (with the
+// queue they mirror); so does setting woken. A release that frees the key while parked is set and
+// woken is not goes through the shard lock and wakes (or hands the key to) the first waiter.
+//
+// Invariant (no lost wake-up): outside the shard lock, whenever parked is set and the first waiter
+// in the queue could take the key, woken is set, so some thread is awake that will take the key,
+// park again (clearing woken while the key is held, so that holder's release wakes again) or pass
+// the wake-up on.
+//
+// Thread safety: every function here is a pure computation on a word value.
+
+#include <cstdint>
+
+namespace noclobber::detail {
+
+enum class kmm_mode { exclusive, shared };
+
+inline constexpr std::uint64_t kmm_held = 1;
+inline constexpr std::uint64_t kmm_parked = 2;
+inline constexpr std::uint64_t kmm_xparked = 4;
+inline constexpr std::uint64_t kmm_woken = 8;
+inline constexpr std::uint64_t kmm_claimed = 16;
+inline constexpr std::uint64_t kmm_pending = 32;
+inline constexpr std::uint64_t kmm_queue_bits = kmm_parked | kmm_xparked;
+
+inline constexpr int kmm_shared_shift = 8;
+inline constexpr std::uint64_t kmm_shared_one = std::uint64_t{1} << kmm_shared_shift;
+inline constexpr std::uint64_t kmm_shared_max = (std::uint64_t{1} << 24) - 1;
+inline constexpr int kmm_ref_shift = 32;
+inline constexpr std::uint64_t kmm_ref_one = std::uint64_t{1} << kmm_ref_shift;
+inline constexpr std::uint64_t kmm_ref_max = (std::uint64_t{1} << 32) - 1;
+
+[[nodiscard]] constexpr std::uint64_t kmm_refs(std::uint64_t s) noexcept {
+  return s >> kmm_ref_shift;
+}
+[[nodiscard]] constexpr std::uint64_t kmm_shared_holders(std::uint64_t s) noexcept {
+  return (s >> kmm_shared_shift) & kmm_shared_max;
+}
+
+/// The bits one hold of `mode` adds to the word.
+[[nodiscard]] constexpr std::uint64_t kmm_hold_of(kmm_mode mode) noexcept {
+  return mode == kmm_mode::exclusive ? kmm_held : kmm_shared_one;
+}
+
+/// Whether a lock of `mode` can be taken now. `woken`: the taker was woken from the queue, where it
+/// stood before any exclusive waiter still queued, so writer preference does not hold it back.
+[[nodiscard]] constexpr bool kmm_can_take(std::uint64_t s, kmm_mode mode, bool woken) noexcept {
+  if ((s & kmm_held) != 0) return false;
+  if (mode == kmm_mode::exclusive) return kmm_shared_holders(s) == 0;
+  return kmm_shared_holders(s) < kmm_shared_max && (woken || (s & kmm_xparked) == 0);
+}
+
+/// Whether a release that leaves the word `after` must wake (or hand over to) the queue: the key
+/// is free of holders, someone is parked, and nobody woken is already on the way.
+[[nodiscard]] constexpr bool kmm_release_must_wake(std::uint64_t after) noexcept {
+  return (after & (kmm_held | kmm_parked | kmm_woken)) == kmm_parked && kmm_shared_holders(after) == 0;
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/entry_state.hpp
+
 // ---- begin noclobber/keyed_mutex_map/shard.hpp -----------------------------
 // noclobber/keyed_mutex_map/shard.hpp — one shard of a keyed_mutex_map: a word that is both the
-// head of the shard's chain of live entries and the lock that guards the chain.
+// head of the shard's chain of live entries and the lock that guards the chain, and the queue of
+// the threads parked on the shard's keys.
 //
 // Overview
 // --------
 // A keyed_mutex_map (noclobber/keyed_mutex_map.hpp) spreads keys over shards by hash. Each shard
-// is one 64-byte cache line holding one word:
+// is one 64-byte cache line:
 //
-//   word = address of the first live entry of the shard's chain | flag bits (entries are 64-byte
-//          aligned, so the low bits are free)
-//     kmm_locked    the shard lock is held: the chain and the "shard" fields of its entries
-//                   (noclobber/keyed_mutex_map/entry_pool.hpp) may be read and written
+//   word  = address of the first entry of the shard's chain | flag bits (entries are 64-byte
+//           aligned, so the low bits are free)
+//     kmm_locked    the shard lock is held: the chain links and the queue may be changed
 //     kmm_sleepers  someone sleeps (std::atomic::wait) for the shard lock: unlock must notify
-//     kmm_slow      the chain is not "one entry, held exclusively, nobody waiting"
+//   queue = the waiters parked on any key of this shard, oldest first (parking.hpp); guarded by
+//           the shard lock
 //
-// Invariant: a word without kmm_slow and without kmm_locked is either 0 (no live entry) or the
-// address of the shard's only entry, held exclusively with no waiter. Only then may a thread
-// change the word without taking the lock: 0 -> entry (lock an idle key, one CAS) and
-// entry -> 0 (its holder unlocks, one CAS). Everything else takes the shard lock.
+// The chain changes under the shard lock, or lock-free by one CAS on the word while the lock is
+// free: an empty shard gets its first entry (0 -> entry), or a shard whose only entry is a dead
+// one that a locker of another key has claimed gets that locker's entry (dead -> fresh). Entries
+// stay in the chain while dead (entry_state.hpp), so the word of a shard in use rarely changes.
+//
+// Lock-free readers walk the chain without the lock (entries are never freed while the map's
+// pool lives, so a stale pointer reads a valid entry; the reader then checks what it found).
 //
 // The shard lock spins briefly, then sleeps on the word. It is never held while user code runs,
-// except KeyEqual (see keyed_mutex_map.hpp), and nothing but an entry's park mutex is taken under
-// it (lock order: shard lock -> entry park mutex; see keyed_mutex_map/parking.hpp).
+// except KeyEqual (see keyed_mutex_map.hpp), and nothing else is taken under it.
 //
-// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex.
-// No user code runs here.
+// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex
+// (a Clang capability: the queue is NOCLOBBER_GUARDED_BY the shard). No user code runs here.
 
 #include <atomic>
 #include <cstdint>
+
 
 namespace noclobber::detail {
 
@@ -4456,12 +4696,13 @@ inline void kmm_cpu_relax() noexcept {
 // Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
 inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
 inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
-inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
-inline constexpr std::uintptr_t kmm_flags = 7;
+inline constexpr std::uintptr_t kmm_flags = 7;     // (bit 2 unused)
 
-inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
-inline constexpr int kmm_key_spin_rounds = 2;
-inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
+inline constexpr int kmm_shard_spins = 128;    // pauses before sleeping on a shard lock
+inline constexpr int kmm_key_spin_rounds = 2;  // multi-key groups: rounds of spinning before parking
+inline constexpr int kmm_key_spins = 64;       // pauses per round before parking on a busy key
+
+struct kmm_waiter;  // parking.hpp
 
 /// The chain head a shard word names.
 template <class Entry>
@@ -4469,11 +4710,13 @@ template <class Entry>
   return reinterpret_cast<Entry*>(word & ~kmm_flags);
 }
 
-struct alignas(64) kmm_shard {
+struct NOCLOBBER_CAPABILITY("keyed_mutex_map shard") alignas(64) kmm_shard {
   std::atomic<std::uintptr_t> word{0};
+  kmm_waiter* queue_head NOCLOBBER_GUARDED_BY(this) = nullptr;  // oldest first
+  kmm_waiter* queue_tail NOCLOBBER_GUARDED_BY(this) = nullptr;
 
   /// Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
-  std::uintptr_t lock() noexcept {
+  std::uintptr_t lock() noexcept NOCLOBBER_ACQUIRE() {
     std::uintptr_t w = word.load(std::memory_order_relaxed);
     int spins = 0;
     for (;;) {
@@ -4500,19 +4743,10 @@ struct alignas(64) kmm_shard {
     }
   }
 
-  /// Releases the shard lock, publishing `published` (the chain head with kmm_slow as needed,
-  /// see kmm_word_for in entry_pool.hpp; never with kmm_locked or kmm_sleepers).
-  void unlock(std::uintptr_t published) noexcept {
+  /// Releases the shard lock, publishing `published` (the chain head, or 0 for an empty chain;
+  /// never with kmm_locked or kmm_sleepers).
+  void unlock(std::uintptr_t published) noexcept NOCLOBBER_RELEASE() {
     if (word.exchange(published, std::memory_order_release) & kmm_sleepers) word.notify_all();
-  }
-
-  /// Spins (bounded) until the word changes from `seen`: a short wait for a holder about to let
-  /// go, taken before sleeping on a busy key.
-  void spin_while_unchanged(std::uintptr_t seen) const noexcept {
-    for (int i = 0; i < kmm_key_spins; ++i) {
-      kmm_cpu_relax();
-      if (word.load(std::memory_order_relaxed) != seen) return;
-    }
   }
 };
 
@@ -4525,26 +4759,29 @@ struct alignas(64) kmm_shard {
 //
 // Overview
 // --------
-// An entry is the lock of one key while that key is held or waited on. It sits in the chain of
-// the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp); when its last holder leaves
-// and nobody waits, it is unlinked ("retired") and goes back to a free list: first the retiring
-// thread's cache (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool.
-// Entries are never freed while the pool lives, so a late notifier may still touch a retired
-// entry's park mutex and condition variables (at worst a spurious wake-up).
+// An entry is the lock of one key while that key is held, waited for or looked at (live), and
+// stays in the chain of the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp) when
+// that ends (dead), to be revived by the next lock of its key; its state word
+// (noclobber/keyed_mutex_map/entry_state.hpp) holds the lock and the references. A dead entry
+// that is claimed and unlinked (swept or replaced) goes to a free list: first that thread's cache
+// (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool. Entries are never freed
+// while the pool lives, so a thread still holding a stale pointer (a lock-free walker, a late reader of a
+// chain link) reads a valid entry and checks its state before trusting anything else in it.
 //
 // The pool outlives the map when a thread cache still holds some of its entries: it is held by
 // shared_ptr (the map's and every attached cache slot's), and freed by whichever lets go last.
 //
-// Entry fields marked "shard" are guarded by the lock bit of the shard the key hashes to (a spin
-// word, which Clang's thread-safety analysis cannot name); the pool's fields are guarded by its
-// annotated mutex and checked by -Wthread-safety.
+// Entry fields: `state`, `next` and `hash` are atomics (read by lock-free walkers); `next` is
+// written only under the shard lock (or before the entry is published), `hash` and `key` only
+// while the entry is free (no references, in no chain); `last_handoff` only under the shard lock. The pool's
+// fields are guarded by its annotated mutex and checked by -Wthread-safety.
 //
 // Thread safety: kmm_pool_base's members lock its mutex themselves or require it (annotated).
 // No user code runs here except Key's constructor and assignment (kmm_assign_key), called with
 // no lock held.
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -4592,35 +4829,66 @@ struct kmm_pool_base {
   std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_handoffs NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_shared_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   // The thread cache slots attached now (kmm_cache_slot::attach / detach).
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };
 
-// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+// The lock of one key: see the overview for which field is written when.
 template <class Key>
 struct alignas(64) kmm_entry final : kmm_entry_base {
-  kmm_entry* next = nullptr;               // shard: chain link
-  std::size_t hash = 0;                    // shard (immutable while live)
-  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
-  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
-  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
-  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
-  std::optional<Key> key;                  // kept between uses so its capacity is reused
-  std::mutex park_mutex;                   // guards no field: orders wake_seq bumps with parkers
-  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
-  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+  std::atomic<std::uint64_t> state{kmm_claimed};  // entry_state.hpp; claimed while free
+  std::atomic<kmm_entry*> next{nullptr};          // chain link
+  std::atomic<std::size_t> hash{0};               // fixed while in a chain
+  std::optional<Key> key;                         // fixed while in a chain; capacity kept between uses
+  // When a release last handed this key over (core.hpp, handoff_due). Guarded by the shard lock
+  // while the entry is in a chain; reset when it is freed.
+  std::chrono::steady_clock::time_point last_handoff{};  // {}: none yet
 };
 
-/// The shard word to publish for a chain (see shard.hpp): the fast unlock (one CAS from `head`
-/// to 0) is allowed only when the chain is exactly one entry held exclusively with nobody
-/// waiting; otherwise kmm_slow is set. Shard lock held.
+/// The shard word to publish for a chain once the shard lock is let go: its head (0 when empty).
 template <class Key>
 [[nodiscard]] inline std::uintptr_t kmm_word_for(const kmm_entry<Key>* head) noexcept {
-  if (head == nullptr) return 0;
-  const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
-  return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : kmm_slow);
+  return reinterpret_cast<std::uintptr_t>(head);
+}
+
+/// Takes the shard lock and returns the chain head.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_lock_chain(kmm_shard& s) noexcept NOCLOBBER_ACQUIRE(s) {
+  return kmm_head_of<kmm_entry<Key>>(s.lock());
+}
+
+/// The state of `e`, an entry of a chain whose lock we hold, once it is not pending: a lock-free
+/// installer that linked it stores its first state right after its CAS (entry_state.hpp), so
+/// this waits at most for that store. Acquire ordering.
+template <class Key>
+[[nodiscard]] inline std::uint64_t kmm_settled_state(const kmm_entry<Key>* e) noexcept {
+  std::uint64_t st = e->state.load(std::memory_order_acquire);
+  while ((st & kmm_pending) != 0) {
+    kmm_cpu_relax();
+    st = e->state.load(std::memory_order_acquire);
+  }
+  return st;
+}
+
+/// Publishes `head` (kmm_word_for) and lets go of the shard lock.
+template <class Key>
+inline void kmm_unlock_chain(kmm_shard& s, kmm_entry<Key>* head) noexcept NOCLOBBER_RELEASE(s) {
+  s.unlock(kmm_word_for(head));
+}
+
+/// The chain without `e` (which is in it). Shard lock held.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_unlink([[maybe_unused]] kmm_shard& s, kmm_entry<Key>* head,
+                                                kmm_entry<Key>* e) noexcept NOCLOBBER_REQUIRES(s) {
+  kmm_entry<Key>* const after = e->next.load(std::memory_order_relaxed);
+  if (head == e) return after;
+  kmm_entry<Key>* p = head;
+  while (p->next.load(std::memory_order_relaxed) != e) p = p->next.load(std::memory_order_relaxed);
+  p->next.store(after, std::memory_order_release);
+  return head;
 }
 
 template <class Key>
@@ -4671,7 +4939,8 @@ void kmm_assign_key(kmm_entry<Key>& e, const K& key) {
 //
 // Overview
 // --------
-//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each)
+//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each), handoff_after (the
+//                             fairness bound)
 //   keyed_mutex_map_counters  what keyed_mutex_map::counters() returns
 //   string_hash               lets keyed_mutex_map<std::string, string_hash, std::equal_to<>> be
 //                             locked with a std::string_view or a const char* without building a
@@ -4680,6 +4949,7 @@ void kmm_assign_key(kmm_entry<Key>& e, const K& key) {
 // Included by noclobber/keyed_mutex_map.hpp; include that.
 // Thread safety: plain values and a stateless function object.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -4705,6 +4975,8 @@ struct keyed_mutex_map_counters {
   std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
                                              // a wake-up); about one per contended acquisition when
                                              // waiters hold the key long, since a release wakes one
+  std::uint64_t handoffs = 0;                // acquisitions handed over by a release to a waiter that
+                                             // had waited past handoff_after (see the options)
   std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
                                              // woke the parked waiters of a key: one exclusive
                                              // waiter, or else every shared waiter
@@ -4716,10 +4988,327 @@ struct keyed_mutex_map_options {
   // Number of shards, a power of two >= 1. Each shard is one 64-byte cache line. More shards mean
   // fewer unrelated keys sharing a line (better scaling across cores) at 64 bytes each.
   std::size_t shard_count = 4096;
+
+  // Fairness bound. A release normally wakes the first parked waiter and lets it race running
+  // threads for the key (barging: a hot key changes hands without a context switch each time).
+  // Once the first parked waiter has waited this long since it first parked, the next release
+  // that wakes anyone hands the key straight to it instead, so nobody can take it first. A key is
+  // handed over at most once per handoff_after (each hand-over keeps the key idle while its taker
+  // wakes up), so a parked waiter with n waiters parked before it is served within about
+  // (n + 1) x handoff_after plus the holds in between. zero(): always hand over (strict FIFO among
+  // parked waiters); nanoseconds::max(): never (unbounded barging, like std::mutex).
+  std::chrono::nanoseconds handoff_after = std::chrono::milliseconds(1);
 };
 
 }  // namespace noclobber
 // ---- end noclobber/keyed_mutex_map/options.hpp
+
+// ---- begin noclobber/keyed_mutex_map/parking.hpp ---------------------------
+// noclobber/keyed_mutex_map/parking.hpp — how a keyed_mutex_map's waiters sleep on a busy key and
+// who wakes them: the shard's queue of parked threads, wake-ups, hand-overs and the sleep itself.
+//
+// Overview
+// --------
+// A thread that finds its key held spins briefly, then parks: under the shard lock it marks the
+// entry's state word (parked, and xparked if it wants the key exclusively; entry_state.hpp),
+// appends a node that lives on its own stack to the shard's queue, lets go of the lock and sleeps
+// on the node's condition variable (so timed waits and stop requests work). A parking lot keyed
+// by entry, one per shard, as in WebKit's WTF::ParkingLot and folly's.
+//
+// A release that frees a key with parked waiters (and none woken yet) takes the shard lock and
+// serves the first waiter of that key in the queue, and if it wants the key shared, every shared
+// waiter behind it up to the next exclusive one. It either
+//   wakes them (verdict `woken`, sets the entry's woken bit): they run to take the key and may
+//     lose it to a running thread that takes it first ("barging": throughput on a hot key, no
+//     convoy of context switches), or
+//   hands the key over (verdict `handed`): the key passes to them without ever being free, so
+//     nobody can take it first. The release does this when the first waiter has waited (since it
+//     first parked) longer than the map's handoff_after bound (keyed_mutex_map_options), at most
+//     once per handoff_after per key: a hand-over leaves the key idle while its taker wakes up.
+// A woken waiter that does not get the key parks again at the front of the queue, keeping the time
+// it first parked, so once a waiter has waited past the bound, a release within the next bound
+// period hands the key to it. That bounds how long barging can keep a waiter out (see
+// keyed_mutex_map.md, "Fairness").
+//
+// Wake-up policy (writer preference): new shared lockers wait while an exclusive waiter is
+// queued; waiters woken from the queue stood before it and may enter. A release wakes one
+// exclusive waiter, not all (a hot key with 16 parked writers wakes 1 thread per release).
+//
+// Invariant: see entry_state.hpp ("no lost wake-up"). A woken waiter that leaves without the key
+// (timed out, stopped, its multi-key group is blocked elsewhere) passes the wake-up on
+// (kmm_wake_if_free).
+//
+// Lock order: shard lock -> nothing. A node's mutex is taken only without the shard lock (by the
+// sleeper, the thread that signals it after letting go of the shard lock, and a stop callback).
+// No user code runs under either.
+//
+// Thread safety: functions marked NOCLOBBER_REQUIRES(s) need the shard lock; kmm_signal and
+// kmm_park need that no shard lock is held.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+
+
+namespace noclobber::detail {
+
+enum class kmm_wait { try_once, until_deadline, forever };
+
+using kmm_clock = std::chrono::steady_clock;
+
+/// How long a lock call may wait: once, until a deadline, or without limit; and optionally until
+/// a stop is requested.
+struct kmm_wait_spec {
+  kmm_wait kind = kmm_wait::forever;
+  kmm_clock::time_point deadline{};
+  const std::stop_token* stop = nullptr;
+
+  [[nodiscard]] bool stop_requested() const noexcept { return stop != nullptr && stop->stop_requested(); }
+  /// True when no (more) waiting is allowed: a try, a deadline that has passed, or a stop request.
+  [[nodiscard]] bool gives_up() const noexcept {
+    if (kind == kmm_wait::try_once || stop_requested()) return true;
+    return kind == kmm_wait::until_deadline && deadline != kmm_clock::time_point::max() &&
+           kmm_clock::now() >= deadline;
+  }
+};
+
+enum class kmm_verdict : unsigned char { none, woken, handed };
+
+/// A parked thread. Lives on the waiting thread's stack for the whole lock call. Fields marked
+/// (S) are guarded by the lock of the shard whose queue the node is in.
+struct kmm_waiter {
+  explicit kmm_waiter(kmm_mode m) noexcept : mode(m) {}
+  kmm_waiter(const kmm_waiter&) = delete;
+  kmm_waiter& operator=(const kmm_waiter&) = delete;
+
+  kmm_waiter* prev = nullptr;               // (S) queue links
+  kmm_waiter* next = nullptr;               // (S)
+  const void* entry = nullptr;              // (S) the entry waited for
+  kmm_mode mode;                            // what the waiter wants
+  bool queued = false;                      // (S)
+  bool parked_before = false;               // owner only: parked at least once in this call
+  kmm_verdict verdict = kmm_verdict::none;  // (S) set by the waker before it signals
+  kmm_waiter* signal_next = nullptr;        // the waker's list of nodes to signal after unlocking
+  bool opens_batch = false;                 // (S) the first node of a batch a waker took
+  bool batch_shared = false;                // (S) ... and that batch is of shared waiters
+  kmm_clock::time_point since{};            // owner only: when it first parked in this call
+
+  annotated_mutex mutex;
+  std::condition_variable cv;
+  bool signaled NOCLOBBER_GUARDED_BY(mutex) = false;        // a waker is done with the node
+  bool stop_requested NOCLOBBER_GUARDED_BY(mutex) = false;  // set by the stop callback
+};
+
+// ---- the shard's queue (shard lock held) -----------------------------------------------------
+
+inline void kmm_enqueue(kmm_shard& s, kmm_waiter& n, bool at_front) noexcept NOCLOBBER_REQUIRES(s) {
+  n.queued = true;
+  n.verdict = kmm_verdict::none;
+  if (at_front) {
+    n.prev = nullptr;
+    n.next = s.queue_head;
+    (s.queue_head != nullptr ? s.queue_head->prev : s.queue_tail) = &n;
+    s.queue_head = &n;
+  } else {
+    n.next = nullptr;
+    n.prev = s.queue_tail;
+    (s.queue_tail != nullptr ? s.queue_tail->next : s.queue_head) = &n;
+    s.queue_tail = &n;
+  }
+}
+
+inline void kmm_dequeue(kmm_shard& s, kmm_waiter& n) noexcept NOCLOBBER_REQUIRES(s) {
+  (n.prev != nullptr ? n.prev->next : s.queue_head) = n.next;
+  (n.next != nullptr ? n.next->prev : s.queue_tail) = n.prev;
+  n.prev = n.next = nullptr;
+  n.queued = false;
+}
+
+/// The first waiter of `e` in the queue, or nullptr.
+[[nodiscard]] inline kmm_waiter* kmm_front(kmm_shard& s, const void* e) noexcept NOCLOBBER_REQUIRES(s) {
+  for (kmm_waiter* n = s.queue_head; n != nullptr; n = n->next)
+    if (n->entry == e) return n;
+  return nullptr;
+}
+
+/// Who the next release of `e` serves: the first waiter of `e`, and if it wants the key shared,
+/// every shared waiter of `e` behind it up to the next exclusive one.
+struct kmm_batch {
+  kmm_waiter* first = nullptr;
+  std::uint64_t shared = 0;       // shared waiters in the batch (0: one exclusive waiter)
+  std::uint64_t queue_after = 0;  // parked / xparked for the waiters of `e` left behind
+};
+
+[[nodiscard]] inline kmm_batch kmm_plan_batch(kmm_shard& s, const void* e) noexcept NOCLOBBER_REQUIRES(s) {
+  kmm_batch b;
+  bool in_batch = true;
+  for (kmm_waiter* n = s.queue_head; n != nullptr; n = n->next) {
+    if (n->entry != e) continue;
+    if (b.first == nullptr) {
+      b.first = n;
+      if (n->mode == kmm_mode::shared) b.shared = 1;
+      in_batch = n->mode == kmm_mode::shared;
+      continue;
+    }
+    if (in_batch && n->mode == kmm_mode::shared) {
+      ++b.shared;
+      continue;
+    }
+    in_batch = false;
+    b.queue_after |= kmm_parked | (n->mode == kmm_mode::exclusive ? kmm_xparked : 0);
+  }
+  return b;
+}
+
+/// Dequeues the batch `b` planned for `e` with `verdict`; returns the nodes to signal (after the
+/// shard lock is let go), linked by signal_next, in front of `list`.
+[[nodiscard]] inline kmm_waiter* kmm_take_batch(kmm_shard& s, const void* e, const kmm_batch& b,
+                                                kmm_verdict verdict, kmm_waiter* list) noexcept
+    NOCLOBBER_REQUIRES(s) {
+  std::uint64_t left = b.shared == 0 ? 1 : b.shared;
+  kmm_waiter* n = b.first;
+  while (left > 0 && n != nullptr) {
+    kmm_waiter* const after = n->next;
+    if (n->entry == e) {
+      kmm_dequeue(s, *n);
+      n->verdict = verdict;
+      n->opens_batch = n == b.first;  // one wake-up per batch (keyed_mutex_map_counters::wakeups)
+      n->batch_shared = b.shared != 0;
+      n->signal_next = list;
+      list = n;
+      --left;
+    }
+    n = after;
+  }
+  return list;
+}
+
+/// parked / xparked for the waiters of `e` in the queue now.
+[[nodiscard]] inline std::uint64_t kmm_queue_bits_of(kmm_shard& s, const void* e) noexcept
+    NOCLOBBER_REQUIRES(s) {
+  std::uint64_t bits = 0;
+  for (kmm_waiter* n = s.queue_head; n != nullptr; n = n->next)
+    if (n->entry == e) bits |= kmm_parked | (n->mode == kmm_mode::exclusive ? kmm_xparked : 0);
+  return bits;
+}
+
+/// If `e` is free for its first waiter and nobody woken is on the way, wakes that waiter's batch
+/// (sets woken). Returns the nodes to signal, in front of `list`.
+template <class Key>
+[[nodiscard]] kmm_waiter* kmm_wake_if_free(kmm_shard& s, kmm_entry<Key>* e, kmm_waiter* list) noexcept
+    NOCLOBBER_REQUIRES(s) {
+  std::uint64_t st = e->state.load(std::memory_order_relaxed);
+  if ((st & (kmm_parked | kmm_woken)) != kmm_parked) return list;
+  const kmm_batch b = kmm_plan_batch(s, e);
+  if (b.first == nullptr) return list;
+  do {
+    if (!kmm_can_take(st, b.first->mode, true)) return list;
+  } while (!e->state.compare_exchange_weak(st, (st & ~kmm_queue_bits) | b.queue_after | kmm_woken,
+                                           std::memory_order_acq_rel, std::memory_order_relaxed));
+  return kmm_take_batch(s, e, b, kmm_verdict::woken, list);
+}
+
+/// Wake-ups sent: batches of waiters signaled, and of those the batches of shared waiters.
+struct kmm_wakeups {
+  std::uint64_t all = 0;
+  std::uint64_t shared = 0;
+};
+
+/// Signals every node of `list` (linked by signal_next); returns the wake-ups that makes. No shard
+/// lock held. A node may be destroyed by its owner as soon as it is signaled, so its fields are
+/// read first.
+[[nodiscard]] inline kmm_wakeups kmm_signal(kmm_waiter* list) noexcept {
+  kmm_wakeups sent;
+  while (list != nullptr) {
+    kmm_waiter* const n = list;
+    list = n->signal_next;
+    if (n->opens_batch) {
+      ++sent.all;
+      if (n->batch_shared) ++sent.shared;
+    }
+    annotated_lock lk(n->mutex);
+    n->signaled = true;
+    n->cv.notify_one();  // under the mutex: once it is let go the owner may destroy the node
+  }
+  return sent;
+}
+
+/// Sleeps until the node is signaled (true) or the wait gives up: deadline or stop (false).
+inline bool kmm_sleep(kmm_waiter& n, const kmm_wait_spec& wait) {
+  struct on_stop {
+    kmm_waiter* n;
+    void operator()() const noexcept {
+      annotated_lock lk(n->mutex);
+      n->stop_requested = true;
+      n->cv.notify_one();
+    }
+  };
+  // Destroyed after the lock below is let go: its destructor waits for a running callback.
+  std::optional<std::stop_callback<on_stop>> callback;
+  if (wait.stop != nullptr) callback.emplace(*wait.stop, on_stop{&n});
+  const bool timed = wait.kind == kmm_wait::until_deadline && wait.deadline != kmm_clock::time_point::max();
+  annotated_wait_lock lk(n.mutex);
+  while (!n.signaled) {
+    if (n.stop_requested) return false;
+    if (!timed) {
+      lk.wait(n.cv);
+    } else if (lk.wait_until(n.cv, wait.deadline) == std::cv_status::timeout) {
+      return n.signaled;
+    }
+  }
+  return true;
+}
+
+/// Waits (without limit) for the waker that dequeued the node to signal it.
+inline void kmm_await_signal(kmm_waiter& n) {
+  annotated_wait_lock lk(n.mutex);
+  while (!n.signaled) lk.wait(n.cv);
+}
+
+/// Resets the node's signal before it is queued again. No shard lock needed: nobody else touches
+/// a node that is not queued.
+inline void kmm_rearm(kmm_waiter& n) {
+  annotated_lock lk(n.mutex);
+  n.signaled = false;
+  n.stop_requested = false;
+}
+
+enum class kmm_park_result { handed, woken, gave_up };
+
+/// Sleeps on a queued node. On a deadline or stop request the node leaves the queue (passing on a
+/// wake-up an exclusive waiter was holding back) and the result is gave_up; unless a waker
+/// dequeued it first, in which case its verdict stands (handed: the key is ours). Wake-ups this
+/// thread passed on are added to `sent`.
+template <class Key>
+kmm_park_result kmm_park(kmm_shard& s, kmm_entry<Key>* e, kmm_waiter& n, const kmm_wait_spec& wait,
+                         kmm_wakeups& sent) {
+  if (!kmm_sleep(n, wait)) {
+    kmm_entry<Key>* head = kmm_lock_chain<Key>(s);
+    if (n.queued) {
+      kmm_dequeue(s, n);
+      const std::uint64_t bits = kmm_queue_bits_of(s, e);
+      std::uint64_t st = e->state.load(std::memory_order_relaxed);
+      while (!e->state.compare_exchange_weak(st, (st & ~kmm_queue_bits) | bits, std::memory_order_acq_rel,
+                                             std::memory_order_relaxed)) {
+      }
+      kmm_waiter* const list = kmm_wake_if_free(s, e, nullptr);
+      kmm_unlock_chain(s, head);
+      const kmm_wakeups passed = kmm_signal(list);
+      sent.all += passed.all;
+      sent.shared += passed.shared;
+      return kmm_park_result::gave_up;
+    }
+    kmm_unlock_chain(s, head);
+    kmm_await_signal(n);  // the waker that dequeued us signals right after its unlock
+  }
+  return n.verdict == kmm_verdict::handed ? kmm_park_result::handed : kmm_park_result::woken;
+}
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/parking.hpp
 
 // ---- begin noclobber/keyed_mutex_map/thread_cache.hpp ----------------------
 // noclobber/keyed_mutex_map/thread_cache.hpp — per-thread caches of free entries and counters, so
@@ -4751,6 +5340,7 @@ struct keyed_mutex_map_options {
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -4758,6 +5348,14 @@ struct keyed_mutex_map_options {
 
 
 namespace noclobber::detail {
+
+struct kmm_cache_slot;
+
+// The slot this thread used last and its pool: the hot paths find their slot with one compare.
+// Valid while that slot stays attached to that pool (the slot keeps the pool alive, so its address
+// cannot be reused meanwhile); cleared when the slot detaches.
+inline thread_local const kmm_pool_base* kmm_last_pool = nullptr;
+inline thread_local kmm_cache_slot* kmm_last_slot = nullptr;
 
 // One thread's cache of free entries for one pool, plus that thread's counters for it.
 struct alignas(64) kmm_cache_slot {
@@ -4770,11 +5368,13 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
+  std::atomic<std::uint64_t> handoffs{0};
   std::atomic<std::uint64_t> wakeups{0};
   std::atomic<std::uint64_t> shared_wakeups{0};
   std::shared_ptr<kmm_pool_base> pool;
 
-  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  [[gnu::always_inline]] static inline void bump(std::atomic<std::uint64_t>& c,
+                                                 std::uint64_t n = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
@@ -4791,6 +5391,10 @@ struct alignas(64) kmm_cache_slot {
   // Returns cached entries and counts to the pool and lets go of it (which may destroy it).
   void detach() noexcept {
     if (pool_raw == nullptr) return;
+    if (kmm_last_slot == this) {
+      kmm_last_pool = nullptr;
+      kmm_last_slot = nullptr;
+    }
     {
       annotated_lock lk(pool_raw->mutex);
       if (head != nullptr) {
@@ -4802,6 +5406,7 @@ struct alignas(64) kmm_cache_slot {
       pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
       pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      pool_raw->detached_handoffs += handoffs.load(std::memory_order_relaxed);
       pool_raw->detached_wakeups += wakeups.load(std::memory_order_relaxed);
       pool_raw->detached_shared_wakeups += shared_wakeups.load(std::memory_order_relaxed);
       auto& slots = pool_raw->attached;
@@ -4816,6 +5421,7 @@ struct alignas(64) kmm_cache_slot {
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
+    handoffs.store(0, std::memory_order_relaxed);
     wakeups.store(0, std::memory_order_relaxed);
     shared_wakeups.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
@@ -4858,7 +5464,16 @@ struct kmm_thread_cache {
   kmm_thread_cache& operator=(const kmm_thread_cache&) = delete;
   ~kmm_thread_cache();
 
+  // The slot for pool `p` (attaching a slot to it if none is), remembered as this thread's last.
   kmm_cache_slot& slot_for(const std::shared_ptr<kmm_pool_base>& p) {
+    kmm_cache_slot& s = find_or_attach(p);
+    kmm_last_pool = p.get();
+    kmm_last_slot = &s;
+    return s;
+  }
+
+ private:
+  kmm_cache_slot& find_or_attach(const std::shared_ptr<kmm_pool_base>& p) {
     kmm_pool_base* raw = p.get();
     for (auto& s : slots)
       if (s.pool_raw == raw) return s;
@@ -4920,16 +5535,24 @@ template <class Key, class K>
   slot.head = e->free_next;  // taken only once the key is in place (exception safety)
   --slot.count;
   e->free_next = nullptr;
-  e->hash = hash;
+  e->hash.store(hash, std::memory_order_relaxed);
   return e;
 }
 
-/// Back to the thread's cache. The entry is unlinked; late notifiers may still touch its park
-/// mutex and condition variables, which stay valid: entries are freed only with the pool.
+/// Marks an unlinked entry free: claimed (a stale walker must not reference it) and without a
+/// chain link. The entry is unlinked; stale walkers may still read it, which stays valid: entries
+/// are freed only with the pool.
+template <class Key>
+inline void kmm_reset_free(kmm_entry<Key>* e) noexcept {
+  e->state.store(kmm_claimed, std::memory_order_relaxed);
+  e->next.store(nullptr, std::memory_order_relaxed);
+  e->last_handoff = {};
+}
+
+/// Back to the thread's cache (see kmm_reset_free).
 template <class Key>
 void kmm_recycle(kmm_cache_slot& slot, kmm_entry<Key>* e) noexcept {
-  e->next = nullptr;
-  e->holders = 0;
+  kmm_reset_free(e);
   e->free_next = slot.head;
   slot.head = e;
   if (++slot.count > kmm_cache_slot::capacity) slot.spill();
@@ -4943,233 +5566,403 @@ template <class Key>
     kmm_recycle(*slot, e);
     return;
   }
-  e->next = nullptr;
-  e->holders = 0;
+  kmm_reset_free(e);
   pool.push_free(e, e);
 }
 
 }  // namespace noclobber::detail
 // ---- end noclobber/keyed_mutex_map/thread_cache.hpp
 
-// ---- begin noclobber/keyed_mutex_map/parking.hpp ---------------------------
-// noclobber/keyed_mutex_map/parking.hpp — how a keyed_mutex_map's waiters sleep on a busy key and
-// who wakes them: the hand-over protocol between a releasing holder and the waiters of an entry.
+// ---- begin noclobber/keyed_mutex_map/shards.hpp ----------------------------
+// noclobber/keyed_mutex_map/shards.hpp — the shards and entry pool of a keyed_mutex_map, and the
+// operations on entries that every locking algorithm shares: references, claims, sweeps, the
+// release that serves the waiter queue, and queuing a waiter.
 //
 // Overview
 // --------
-// A thread that finds its key held (and has spun a little) registers as a waiter of the entry
-// under the shard lock (`waiters`, `exclusive_waiters`: they keep the entry live), notes the
-// entry's wake sequence, releases the shard lock and sleeps on the entry's condition variable
-// until the sequence moves (park). A release that leaves the entry free with waiters bumps the
-// sequence under the shard lock (wake) and notifies after releasing it (notify). The woken waiter
-// takes the shard lock again, drops its waiter counts and retries from the start.
+// kmm_shards<Key> owns the shard array (keyed_mutex_map/shard.hpp) and the pool
+// (keyed_mutex_map/entry_pool.hpp). The one-key algorithm (keyed_mutex_map/core.hpp) and the
+// multi-key one (keyed_mutex_map/multi_key.hpp) build on it:
 //
-// Wake-up policy (writer preference): if exclusive waiters exist, wake one of them (a hot key
-// with 16 parked writers wakes 1 thread per hand-over, not 16); otherwise wake every shared
-// waiter, since they may enter together. Fairness is not FIFO: a running thread may take a key
-// before a woken one.
+//   pin / unpin         add or drop a reference on an entry of a chain (reviving a dead one)
+//   claim / sweep_dead  take a dead entry out of reach, and unlink the dead entries of a chain
+//   release_locked      let go of a hold under the shard lock and wake or hand over to the queue
+//                       (handoff_due: the fairness bound, keyed_mutex_map_options::handoff_after)
+//   take_or_queue       take a free key, or mark it parked and queue a waiter, under the lock
+//   size / counters     observation
 //
-// Invariant: while an entry with waiters is free, a wake-up is in flight to a waiter that can take
-// it. An exclusive waiter parks only on a held entry, so one that parks after a wake-up and
-// catches it has a holder that will wake again on release; a woken waiter that leaves without
-// taking the entry (it timed out, its group is blocked elsewhere, it threw) passes the wake-up on
-// (settle).
-//
-// Lock order: shard lock -> entry park_mutex (held only to bump wake_seq, and by a parker while it
-// checks wake_seq and sleeps). Nothing else is taken under either, and no user code runs under
-// either.
-//
-// Thread safety: the functions marked "shard lock held" require the lock of the entry's shard;
-// park and notify require that no shard lock is held.
-
-#include <chrono>
-#include <condition_variable>
-#include <cstdint>
-#include <mutex>
-
-
-namespace noclobber::detail {
-
-enum class kmm_mode { exclusive, shared };
-enum class kmm_wait { try_once, until_deadline, forever };
-
-using kmm_clock = std::chrono::steady_clock;
-
-/// Whether a lock of `mode` can be taken on `e` now. Shard lock held.
-template <class Key>
-[[nodiscard]] inline bool kmm_can_take(const kmm_entry<Key>* e, kmm_mode mode) noexcept {
-  return mode == kmm_mode::exclusive ? e->holders == 0 : e->holders >= 0 && e->exclusive_waiters == 0;
-}
-
-/// Takes a lock of `mode` on `e`, which kmm_can_take allowed. Shard lock held.
-template <class Key>
-inline void kmm_take(kmm_entry<Key>* e, kmm_mode mode) noexcept {
-  e->holders = mode == kmm_mode::exclusive ? -1 : e->holders + 1;
-}
-
-/// The chain without `e` (which is in it). Shard lock held.
-template <class Key>
-[[nodiscard]] inline kmm_entry<Key>* kmm_unlink(kmm_entry<Key>* head, kmm_entry<Key>* e) noexcept {
-  if (head == e) return e->next;
-  kmm_entry<Key>* p = head;
-  while (p->next != e) p = p->next;
-  p->next = e->next;
-  return head;
-}
-
-/// What to do once the shard lock is released: notify parkers of `wake`, recycle `dead`.
-template <class Key>
-struct kmm_after_unlock {
-  kmm_entry<Key>* wake = nullptr;
-  bool wake_shared = false;  // all shared waiters, else one exclusive waiter
-  kmm_entry<Key>* dead = nullptr;
-};
-
-/// Starts a wake-up of `e`'s parkers (see the policy above); the caller notifies after releasing
-/// the shard lock. Shard lock held (so `e` stays live).
-template <class Key>
-[[nodiscard]] kmm_after_unlock<Key> kmm_wake(kmm_entry<Key>* e) noexcept {
-  {
-    std::lock_guard<std::mutex> lk(e->park_mutex);
-    e->wake_seq.store(e->wake_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
-  return {e, e->exclusive_waiters == 0, nullptr};
-}
-
-/// We stopped waiting on `p` (counts already dropped). Retire it if nobody holds or wants it; if it
-/// is free, or we were an exclusive waiter holding back shared waiters, wake the others (we may
-/// have taken the only wake-up). Shard lock held.
-template <class Key>
-[[nodiscard]] kmm_after_unlock<Key> kmm_settle(kmm_entry<Key>*& head, kmm_entry<Key>* p,
-                                               kmm_mode mode) noexcept {
-  kmm_after_unlock<Key> r;
-  if (p == nullptr) return r;
-  if (p->holders == 0 && p->waiters == 0) {
-    head = kmm_unlink(head, p);
-    r.dead = p;
-  } else if (p->waiters > 0 && (p->holders == 0 || (mode == kmm_mode::exclusive && p->holders > 0 &&
-                                                    p->exclusive_waiters == 0))) {
-    r = kmm_wake(p);
-  }
-  return r;
-}
-
-/// Registers as a waiter of `e` (keeps it live). Shard lock held.
-template <class Key>
-inline void kmm_add_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
-  ++e->waiters;
-  if (mode == kmm_mode::exclusive) ++e->exclusive_waiters;
-}
-
-/// Drops the counts of kmm_add_waiter. Shard lock held; then settle `e`.
-template <class Key>
-inline void kmm_drop_waiter(kmm_entry<Key>* e, kmm_mode mode) noexcept {
-  --e->waiters;
-  if (mode == kmm_mode::exclusive) --e->exclusive_waiters;
-}
-
-/// Sleeps until e's wake_seq moves past `seq` or the deadline passes. No shard lock held.
-template <class Key>
-void kmm_park(kmm_entry<Key>* e, std::uint32_t seq, kmm_mode mode, kmm_wait wait,
-              kmm_clock::time_point deadline) {
-  std::condition_variable& cv = mode == kmm_mode::exclusive ? e->park_exclusive : e->park_shared;
-  std::unique_lock<std::mutex> lk(e->park_mutex);
-  while (e->wake_seq.load(std::memory_order_acquire) == seq) {
-    if (wait == kmm_wait::forever || deadline == kmm_clock::time_point::max()) {
-      cv.wait(lk);
-    } else if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
-      return;
-    }
-  }
-}
-
-/// Notifies what a kmm_wake started. No shard lock held.
-template <class Key>
-void kmm_notify(const kmm_after_unlock<Key>& r) noexcept {
-  // Entries are freed only with the pool, so notifying an entry that was retired (or even
-  // reused) meanwhile is safe: at worst a spurious wake-up, which parkers tolerate. A retired
-  // entry has no waiters left from before, so nobody misses the wake-up.
-  if (r.wake == nullptr) return;
-  if (r.wake_shared)
-    r.wake->park_shared.notify_all();
-  else
-    r.wake->park_exclusive.notify_one();
-}
-
-/// Counts the wake-up kmm_notify sent (if any) in `slot`, or in the pool's detached counts when
-/// there is no slot. No shard lock held.
-template <class Key>
-void kmm_count_wakeup(const kmm_after_unlock<Key>& r, kmm_cache_slot* slot, kmm_pool_base& pool) noexcept {
-  if (r.wake == nullptr) return;
-  if (slot != nullptr) {
-    kmm_cache_slot::bump(slot->wakeups);
-    if (r.wake_shared) kmm_cache_slot::bump(slot->shared_wakeups);
-    return;
-  }
-  annotated_lock lk(pool.mutex);
-  ++pool.detached_wakeups;
-  if (r.wake_shared) ++pool.detached_shared_wakeups;
-}
-
-/// kmm_notify, then recycle a retired entry. `slot` is attached. No shard lock held.
-template <class Key>
-void kmm_finish(const kmm_after_unlock<Key>& r, kmm_cache_slot& slot) noexcept {
-  kmm_notify(r);
-  kmm_count_wakeup(r, &slot, *slot.pool_raw);
-  if (r.dead != nullptr) kmm_recycle(slot, r.dead);
-}
-
-}  // namespace noclobber::detail
-// ---- end noclobber/keyed_mutex_map/parking.hpp
-
-// ---- begin noclobber/keyed_mutex_map/core.hpp ------------------------------
-// noclobber/keyed_mutex_map/core.hpp — the machinery behind keyed_mutex_map's public class:
-// shards, the pool, and the acquire / release algorithms for one key and for several.
-//
-// Overview
-// --------
-// kmm_core<Key, Hash, KeyEqual> owns the shards (keyed_mutex_map/shard.hpp) and the entry pool
-// (keyed_mutex_map/entry_pool.hpp) and hands out entries; keyed_mutex_map (the public class) wraps
-// what it returns in guards.
-//
-//   one key      acquire: an exclusive lock of a key whose shard is empty publishes a fresh
-//                entry, already held, with one CAS (the fast path); everything else goes through
-//                acquire_waiting with a one-key set.
-//   several      acquire_range / acquire_variadic: hash every key, order them by (shard, hash),
-//                fold duplicates, then take them shard by shard in ascending shard order, all keys
-//                of one shard at once under its lock (acquire_waiting with a group set). Two
-//                multi-key calls can never deadlock each other; ties never split across waits.
-//   release      an exclusive holder that is its shard's only entry with nobody waiting empties
-//                the shard with one CAS; otherwise under the shard lock, waking waiters
-//                (keyed_mutex_map/parking.hpp) or retiring the entry.
-//
-// acquire_waiting is the one place where a thread waits for keys: look up, take all or find a
-// blocker, give up (try / deadline), spin a little, park on the blocker, retry. A key set is what
-// it takes: kmm_core::one_key or kmm_core::group (one shard's keys of a multi-key call).
-//
-// Invariants: an entry is in its shard's chain iff it is held or has waiters; a thread's waiter
-// counts on an entry are dropped under the shard lock before it looks again (and the entry
-// settled); fresh entries a call prepared are installed or recycled before it returns or throws.
-// Lock order and wake-up rules: keyed_mutex_map/parking.hpp.
+// Entry states and their transitions: keyed_mutex_map/entry_state.hpp; waking and hand-overs:
+// keyed_mutex_map/parking.hpp.
 //
 // Thread safety: every member may be called concurrently, except construction and destruction.
-// User code: Hash and Key's construction run under no lock; KeyEqual runs under a shard lock (if
-// it throws, the shard is restored and nothing is held).
+// Functions marked NOCLOBBER_REQUIRES(s) need the shard lock. No user code runs here.
 
-#include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <stdexcept>
 #include <string>
-#include <tuple>
+#include <utility>
+
+
+namespace noclobber::detail {
+
+[[noreturn]] inline void kmm_throw_too_many() {
+  throw std::length_error("keyed_mutex_map: more than 2^32 - 1 holders and waiters of one key");
+}
+
+template <class Key>
+class kmm_shards {
+ public:
+  using entry = kmm_entry<Key>;
+
+  explicit kmm_shards(const keyed_mutex_map_options& options) {
+    const std::size_t n = options.shard_count;
+    if (n == 0 || (n & (n - 1)) != 0)
+      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
+                                  std::to_string(n));
+    if (options.handoff_after < std::chrono::nanoseconds::zero())
+      throw std::invalid_argument("keyed_mutex_map: handoff_after must not be negative, got " +
+                                  std::to_string(options.handoff_after.count()) + " ns");
+    handoff_after_ = options.handoff_after;
+    int bits = 0;
+    while ((std::size_t{1} << bits) < n) ++bits;
+    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
+    shard_mask_ = n - 1;
+    shards_ = std::make_unique<kmm_shard[]>(n);
+    shard_count_ = n;
+    pool_ = std::make_shared<kmm_pool<Key>>();
+  }
+  kmm_shards(const kmm_shards&) = delete;
+  kmm_shards& operator=(const kmm_shards&) = delete;
+
+  // Precondition: nothing held. Entries cached by other threads go back to the shared pool,
+  // which is freed when the last of them lets go.
+  ~kmm_shards() {
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      entry* e = kmm_head_of<entry>(shards_[i].word.load(std::memory_order_acquire));
+      while (e != nullptr) {  // dead entries (and live ones if the precondition was broken)
+        entry* next = e->next.load(std::memory_order_relaxed);
+        delete e;
+        e = next;
+      }
+    }
+  }
+
+  // ---- observation ----------------------------------------------------------------------------
+
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      kmm_shard& s = shards_[i];
+      entry* head = kmm_lock_chain<Key>(s);
+      for (entry* e = head; e != nullptr; e = e->next.load(std::memory_order_relaxed)) {
+        const std::uint64_t st = e->state.load(std::memory_order_relaxed);
+        if (kmm_refs(st) != 0 && (st & kmm_claimed) == 0) ++n;
+      }
+      kmm_unlock_chain(s, head);
+    }
+    return n;
+  }
+
+  keyed_mutex_map_counters counters() const {
+    keyed_mutex_map_counters c;
+    kmm_pool_base& pool = *pool_;
+    annotated_lock lk(pool.mutex);
+    c.acquisitions = pool.detached_acquisitions;
+    c.contended_acquisitions = pool.detached_contended;
+    c.sleeps = pool.detached_sleeps;
+    c.handoffs = pool.detached_handoffs;
+    c.wakeups = pool.detached_wakeups;
+    c.shared_wakeups = pool.detached_shared_wakeups;
+    for (const kmm_cache_slot* s : pool.attached) {
+      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
+      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
+      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
+      c.handoffs += s->handoffs.load(std::memory_order_relaxed);
+      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
+      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
+    }
+    return c;
+  }
+
+  std::size_t shard_count() const noexcept { return shard_count_; }
+
+ protected:
+  // ---- shards, thread caches, references (shared with multi_key.hpp) --------------------------
+
+  /// A reference to an entry, and whether it came with a hold.
+  struct pinned {
+    entry* e = nullptr;
+    bool held = false;
+  };
+
+  /// What to do once a shard lock is let go: signal parked waiters, recycle retired entries.
+  struct after_unlock {
+    kmm_waiter* signal = nullptr;
+    entry* dead = nullptr;  // linked by free_next
+    void add_dead(entry* e) noexcept {
+      e->free_next = dead;
+      dead = e;
+    }
+  };
+
+  kmm_shard& shard_of(std::size_t h) const noexcept {
+    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
+    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
+    return shards_[static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_];
+  }
+  std::size_t shard_index(std::size_t h) const noexcept {
+    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
+  }
+
+  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
+  // (a thread_local destructor running late).
+  kmm_cache_slot* thread_slot() const {
+    if (kmm_last_pool == pool_.get()) return kmm_last_slot;
+    return thread_slot_lookup();
+  }
+  [[gnu::noinline]] kmm_cache_slot* thread_slot_lookup() const {
+    kmm_thread_cache* c = kmm_this_thread_cache();
+    return c != nullptr ? &c->slot_for(pool_) : nullptr;
+  }
+  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
+  kmm_cache_slot& my_slot(std::optional<kmm_late_slot>& late) const {
+    if (kmm_cache_slot* s = thread_slot()) return *s;
+    late.emplace();
+    late->attach(pool_);
+    return *late;
+  }
+  // The slot for entries a release frees, or nullptr (then they go straight to the pool).
+  kmm_cache_slot* release_slot() const noexcept {
+    try {
+      return thread_slot();
+    } catch (...) {
+      return nullptr;  // could not attach a thread cache
+    }
+  }
+
+  void give_back(entry* e) const noexcept { kmm_give_back(release_slot(), *pool_, e); }
+
+  /// Counts wake-ups sent in `slot`, or in the pool's detached counts when there is no slot.
+  void count_wakeups(kmm_cache_slot* slot, const kmm_wakeups& sent) const noexcept {
+    if (sent.all == 0) return;
+    if (slot != nullptr) {
+      kmm_cache_slot::bump(slot->wakeups, sent.all);
+      if (sent.shared != 0) kmm_cache_slot::bump(slot->shared_wakeups, sent.shared);
+      return;
+    }
+    annotated_lock lk(pool_->mutex);
+    pool_->detached_wakeups += sent.all;
+    pool_->detached_shared_wakeups += sent.shared;
+  }
+
+  /// Recycles what `a` collected and signals its waiters. No shard lock held.
+  void finish(after_unlock& a) const noexcept {
+    const kmm_wakeups sent = kmm_signal(a.signal);
+    if (sent.all != 0) count_wakeups(release_slot(), sent);
+    while (a.dead != nullptr) {
+      entry* e = a.dead;
+      a.dead = static_cast<entry*>(e->free_next);
+      give_back(e);
+    }
+  }
+
+  /// Adds a reference to an entry in a chain, live or dead (reviving it), and the hold of `mode`
+  /// too when `take` and the key is free to a newcomer. Fails (e == nullptr) on a claimed or
+  /// pending entry.
+  /// Acquire ordering also when it fails: a caller that then installs a fresh entry for the key
+  /// starts its hold after the last holder's release of the claimed one.
+  [[gnu::always_inline]] static inline pinned pin(entry* e, kmm_mode mode, bool take) {
+    std::uint64_t st = e->state.load(std::memory_order_acquire);
+    for (;;) {
+      if ((st & (kmm_claimed | kmm_pending)) != 0) return {};
+      if (kmm_refs(st) == kmm_ref_max) kmm_throw_too_many();
+      const bool now = take && kmm_can_take(st, mode, false);
+      const std::uint64_t next = st + kmm_ref_one + (now ? kmm_hold_of(mode) : 0);
+      if (e->state.compare_exchange_weak(st, next, std::memory_order_acquire, std::memory_order_acquire))
+        return {e, now};
+    }
+  }
+
+  /// Drops a reference that came with no hold (the last one leaves the entry dead in its chain).
+  static void unpin(entry* e) noexcept { e->state.fetch_sub(kmm_ref_one, std::memory_order_release); }
+
+  /// Claims a dead entry (refs 0 -> claimed): from then on nobody can revive it and the caller
+  /// must unlink it. Fails if it is referenced (or revived meanwhile) or already claimed.
+  static bool claim(entry* e) noexcept {
+    std::uint64_t expected = e->state.load(std::memory_order_relaxed);
+    if (kmm_refs(expected) != 0 || (expected & (kmm_claimed | kmm_pending)) != 0) return false;
+    return e->state.compare_exchange_strong(expected, kmm_claimed, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+  }
+
+  /// Unlinks every dead entry of the chain (claiming each first), for `a` to recycle: a slow-path
+  /// locker keeps its shard's chain short. Shard lock held.
+  static void sweep_dead(kmm_shard& s, entry*& head, after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
+    for (entry* e = head; e != nullptr;) {
+      entry* const next = e->next.load(std::memory_order_relaxed);
+      if (claim(e)) {
+        head = kmm_unlink(s, head, e);
+        a.add_dead(e);
+      }
+      e = next;
+    }
+  }
+
+  /// Unlinks `e`, which we claimed, and recycles it. A dead entry is always in the chain of the
+  /// shard its hash names (which is not the caller's when it reached `e` through a stale link).
+  void unlink_claimed(entry* e) noexcept {
+    kmm_shard& s = shard_of(e->hash.load(std::memory_order_relaxed));
+    entry* head = kmm_lock_chain<Key>(s);
+    head = kmm_unlink(s, head, e);
+    kmm_unlock_chain(s, head);
+    give_back(e);
+  }
+
+  /// Lets go of a hold of `mode` on `e` and its reference under the shard lock: if that frees the
+  /// key for parked waiters and nobody is woken, wake the first waiter's batch or, once it has
+  /// waited past handoff_after, hand the key to it (parking.hpp). Waiters to signal and a retired
+  /// entry go into `a`.
+  void release_locked(kmm_shard& s, entry* e, kmm_mode mode, after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
+    std::uint64_t st = e->state.load(std::memory_order_relaxed);
+    std::optional<kmm_batch> batch;  // the queue does not change while we hold the shard lock
+    for (;;) {
+      const std::uint64_t after = st - kmm_ref_one - kmm_hold_of(mode);
+      if (!kmm_release_must_wake(after)) {
+        if (!e->state.compare_exchange_weak(st, after, std::memory_order_release, std::memory_order_relaxed))
+          continue;
+        return;
+      }
+      if (!batch) batch = kmm_plan_batch(s, e);
+      const bool hand = handoff_due(s, e, *batch->first);
+      std::uint64_t next = (after & ~kmm_queue_bits) | batch->queue_after;
+      if (hand)
+        next += batch->shared == 0 ? kmm_held : batch->shared * kmm_shared_one;
+      else
+        next |= kmm_woken;
+      if (!e->state.compare_exchange_weak(st, next, std::memory_order_acq_rel, std::memory_order_relaxed))
+        continue;
+      a.signal = kmm_take_batch(s, e, *batch, hand ? kmm_verdict::handed : kmm_verdict::woken, a.signal);
+      return;
+    }
+  }
+
+  /// Whether a release of `e` hands the key to its first waiter instead of waking it: the waiter
+  /// has waited handoff_after since it first parked, and the last hand-over of `e` is at least
+  /// that long ago (so hand-overs, each of which keeps the key idle while its taker wakes up,
+  /// stay rare while barging keeps a hot key busy). Records the hand-over. Shard lock held.
+  bool handoff_due([[maybe_unused]] kmm_shard& s, entry* e, const kmm_waiter& first) const noexcept
+      NOCLOBBER_REQUIRES(s) {
+    if (handoff_after_ == std::chrono::nanoseconds::zero()) return true;
+    if (handoff_after_ == std::chrono::nanoseconds::max()) return false;
+    const kmm_clock::time_point now = kmm_clock::now();
+    if (now - first.since < handoff_after_) return false;
+    if (e->last_handoff != kmm_clock::time_point{} && now - e->last_handoff < handoff_after_) return false;
+    e->last_handoff = now;
+    return true;
+  }
+
+  /// Takes the hold of `mode` on `e`, which we reference, if it is free to us now (`woken`: we were
+  /// woken from its queue; taking ends that wake-up). One CAS, retried while the key stays free.
+  static bool take_referenced(entry* e, kmm_mode mode, bool woken, std::uint64_t& st) noexcept {
+    const std::uint64_t clear = woken ? kmm_woken : 0;
+    while (kmm_can_take(st, mode, woken)) {
+      if (e->state.compare_exchange_weak(st, (st + kmm_hold_of(mode)) & ~clear, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
+        return true;
+    }
+    return false;
+  }
+
+  /// Under the shard lock: takes `e` (referenced by us) if free, else marks it parked for `node`
+  /// and queues the node (at the front if it parked before in this call). Ends a wake-up we held.
+  /// Returns true if it took the key.
+  bool take_or_queue(kmm_shard& s, entry* e, kmm_waiter& node, bool woken) noexcept NOCLOBBER_REQUIRES(s) {
+    const std::uint64_t bits = kmm_parked | (node.mode == kmm_mode::exclusive ? kmm_xparked : 0);
+    const std::uint64_t clear = woken ? kmm_woken : 0;
+    std::uint64_t st = e->state.load(std::memory_order_relaxed);
+    for (;;) {
+      if (take_referenced(e, node.mode, woken, st)) return true;
+      if (e->state.compare_exchange_weak(st, (st | bits) & ~clear, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed))
+        break;
+    }
+    if (!node.parked_before) node.since = kmm_clock::now();
+    node.entry = e;
+    kmm_enqueue(s, node, node.parked_before);
+    node.parked_before = true;
+    return false;
+  }
+
+  /// Ends a wake-up we held on `e` without taking it: clears woken and wakes the next waiter if
+  /// the key is free for it. Shard lock held.
+  static void pass_on_locked(kmm_shard& s, entry* e, after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
+    e->state.fetch_and(~kmm_woken, std::memory_order_acq_rel);
+    a.signal = kmm_wake_if_free(s, e, a.signal);
+  }
+
+  kmm_shard& shard_at(std::size_t i) const noexcept { return shards_[i]; }
+
+  std::chrono::nanoseconds handoff_after_{};
+  std::size_t shard_count_ = 0;
+  int shard_shift_ = 0;
+  std::size_t shard_mask_ = 0;
+  std::unique_ptr<kmm_shard[]> shards_;
+  std::shared_ptr<kmm_pool_base> pool_;  // a kmm_pool<Key>
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/shards.hpp
+
+// ---- begin noclobber/keyed_mutex_map/core.hpp ------------------------------
+// noclobber/keyed_mutex_map/core.hpp — the machinery behind keyed_mutex_map's public class:
+// shards, the pool, and the acquire / release algorithms for one key.
+//
+// Overview
+// --------
+// kmm_core<Key, Hash, KeyEqual> adds the key's Hash and KeyEqual to the shards and pool of
+// kmm_shards (keyed_mutex_map/shards.hpp) and hands out entries; keyed_mutex_map (the public
+// class) wraps what it returns in guards. The multi-key functions are in keyed_mutex_map/multi_key.hpp.
+//
+//   hot path    the key's entry heads its shard's chain (the usual case for a key seen before,
+//               live or dead; entry_state.hpp): take a reference and the hold with one CAS on the
+//               entry's state word, compare the key, done; let go with one CAS. No shard lock, no
+//               write to the shard word, no key copy.
+//   fast path   an empty shard gets a fresh entry, already held, with one CAS on the shard word;
+//               a shard whose only entry is dead (another key's) gets it replaced the same way.
+//   slow path   anything else: under the shard lock, unlink dead entries, then find the key's
+//               entry or install a fresh one. The lock-free lookup walks at most
+//               kmm_walk_limit entries of the chain before it takes this path.
+//   waiting     a key held by someone else: spin briefly on the state word, then park in the
+//               shard's queue (keyed_mutex_map/parking.hpp) until woken or handed the key.
+//   release     one CAS on the state word; if that frees a key with parked waiters and nobody
+//               woken, under the shard lock wake the first waiter or hand the key to it. The
+//               last reference leaves the entry dead in its chain, for the next lock to revive.
+//
+// Invariants: a chain holds at most one unclaimed entry per key (entries are created only on an
+// empty shard or by replacing the shard's only entry, each with one CAS on the shard word, or
+// under the shard lock after a full look); a claimed entry is unlinked by its claimer; the key
+// and hash of an entry in a chain are fixed; fresh entries a call prepared are installed or
+// recycled before it returns or throws; a waiter's reference keeps its entry from being claimed
+// while it waits. Wake-up rules: keyed_mutex_map/parking.hpp.
+//
+// Thread safety: every member may be called concurrently, except construction and destruction.
+// User code: Hash and Key's construction run under no lock; KeyEqual runs under no lock (the
+// lock-free lookup, holding a reference to the entry) or under a shard lock (if it throws,
+// nothing is held and every reference taken is dropped).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 
 namespace noclobber::detail {
@@ -5202,8 +5995,36 @@ template <class Clock, class Duration>
   }
 }
 
+// Test seam: a test program that defines NOCLOBBER_KMM_TEST_WINDOW(point) before its first include
+// can stop a thread inside a lock-free window (tests/test_keyed_mutex_map_windows.cpp). Expands to
+// nothing otherwise.
+#ifndef NOCLOBBER_KMM_TEST_WINDOW
+#define NOCLOBBER_KMM_TEST_WINDOW(point) static_cast<void>(0)
+#endif
+
+inline constexpr int kmm_walk_limit = 8;  // entries a lock-free lookup looks at before taking the lock
+
 template <class Key, class Hash, class KeyEqual>
-class kmm_core {
+class kmm_core : public kmm_shards<Key> {
+  using base = kmm_shards<Key>;
+
+ protected:
+  using base::claim;
+  using base::finish;
+  using base::give_back;
+  using base::pass_on_locked;
+  using base::pin;
+  using base::release_locked;
+  using base::shard_of;
+  using base::sweep_dead;
+  using base::take_or_queue;
+  using base::take_referenced;
+  using base::thread_slot;
+  using base::unlink_claimed;
+  using base::unpin;
+  using typename base::after_unlock;
+  using typename base::pinned;
+
  public:
   using entry = kmm_entry<Key>;
 
@@ -5220,255 +6041,392 @@ class kmm_core {
   template <class K>
   static constexpr bool multi_key = key_in_place<K> || std::is_convertible_v<const K&, Key>;
 
-  kmm_core(std::size_t shard_count, Hash hash, KeyEqual eq) : hash_(std::move(hash)), eq_(std::move(eq)) {
-    const std::size_t n = shard_count;
-    if (n == 0 || (n & (n - 1)) != 0)
-      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
-                                  std::to_string(n));
-    int bits = 0;
-    while ((std::size_t{1} << bits) < n) ++bits;
-    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
-    shard_mask_ = n - 1;
-    shards_ = std::make_unique<kmm_shard[]>(n);
-    shard_count_ = n;
-    pool_ = std::make_shared<kmm_pool<Key>>();
-  }
-  kmm_core(const kmm_core&) = delete;
-  kmm_core& operator=(const kmm_core&) = delete;
-
-  // Precondition: nothing held. Entries cached by other threads go back to the shared pool,
-  // which is freed when the last of them lets go.
-  ~kmm_core() {
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* e = kmm_head_of<entry>(shards_[i].word.load(std::memory_order_acquire));
-      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
-        entry* next = e->next;
-        delete e;
-        e = next;
-      }
-    }
-  }
+  kmm_core(const keyed_mutex_map_options& options, Hash hash, KeyEqual eq)
+      : base(options), hash_(std::move(hash)), eq_(std::move(eq)) {}
 
   // ---- one key --------------------------------------------------------------------------------
 
-  /// The entry of `key`, held in `mode`; nullptr when a try or timed wait gave up. (Inlined into
-  /// the public functions: a call level here costs the uncontended lock ~5% in instructions.)
+  /// The entry of `key`, held in `mode`; nullptr when a try, a deadline or a stop request gave up.
+  /// (Inlined into the public functions: a call level here costs the uncontended lock ~5%.)
   template <class K>
-  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, kmm_wait wait,
-                                               kmm_clock::time_point deadline) {
+  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, const kmm_wait_spec& wait) {
     kmm_cache_slot* slot = thread_slot();
-    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
-    return acquire_in(*slot, key, mode, wait, deadline);
+    if (slot == nullptr) return acquire_late(key, mode, wait);
+    return acquire_in(*slot, key, mode, wait);
   }
 
+  /// Lets go of a hold of `mode` on `e` (and the reference that came with it): one CAS, unless it
+  /// must wake a parked waiter. The last reference leaves the entry dead in its chain.
   void release(entry* e, kmm_mode mode) noexcept {
-    kmm_shard& s = shard_of(e->hash);
-    kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
-    try {
-      slot = thread_slot();
-    } catch (...) {
-      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
-    }
-    if (mode == kmm_mode::exclusive) {
-      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
-      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
-      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        kmm_give_back(slot, *pool_, e);
-        return;
-      }
-    }
-    entry* head = kmm_head_of<entry>(s.lock());
-    if (mode == kmm_mode::exclusive)
-      e->holders = 0;
-    else
-      --e->holders;
-    kmm_after_unlock<Key> r;
-    if (e->holders == 0) {
-      if (e->waiters == 0) {
-        head = kmm_unlink(head, e);
-        r.dead = e;
-      } else {
-        r = kmm_wake(e);
-      }
-    }
-    s.unlock(kmm_word_for(head));
-    kmm_notify(r);
-    kmm_count_wakeup(r, slot, *pool_);
-    if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
+    std::uint64_t st = e->state.load(std::memory_order_relaxed);
+    std::uint64_t after = 0;
+    do {
+      after = st - kmm_ref_one - kmm_hold_of(mode);
+      if (kmm_release_must_wake(after))
+        return release_waking(shard_of(e->hash.load(std::memory_order_relaxed)), e, mode);
+    } while (
+        !e->state.compare_exchange_weak(st, after, std::memory_order_release, std::memory_order_relaxed));
   }
 
-  // ---- several keys (exclusive) ---------------------------------------------------------------
-  // Each appends the entries it takes to `held` (in lock order) and returns false when a try or
-  // timed wait gave up. Whether it returns false or throws, `held` keeps what was taken so far,
-  // for the caller to release.
+ protected:
+  Hash hash_;
+  KeyEqual eq_;
+
+ private:
+  // ---- one key --------------------------------------------------------------------------------
+
+  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
+  template <class K>
+  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, const kmm_wait_spec& wait) {
+    kmm_late_slot late;
+    late.attach(this->pool_);
+    return acquire_in(late, key, mode, wait);
+  }
+
+  template <class K>
+  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, const kmm_wait_spec& wait) {
+    if (wait.stop != nullptr && wait.stop->stop_requested()) return nullptr;
+    const std::size_t h = hash_(key);
+    kmm_shard& s = shard_of(h);
+    std::uintptr_t w = s.word.load(std::memory_order_acquire);
+    entry* fresh = nullptr;
+    if (entry* head = kmm_head_of<entry>(w);
+        head != nullptr && head->hash.load(std::memory_order_relaxed) == h) {
+      // Hot path, the usual case of a key seen before: its entry heads the chain, live or dead.
+      const pinned p = pin(head, mode, true);
+      if (p.held) {
+        bool same = false;
+        try {
+          same = eq_(*head->key, key);  // the key is fixed while we reference the entry
+        } catch (...) {
+          release(head, mode);
+          throw;
+        }
+        if (same) {
+          kmm_cache_slot::bump(slot.acquisitions);
+          return head;
+        }
+      }
+      if (p.e != nullptr) drop(p, mode);  // held by someone, or another key: the general way
+    } else if (w == 0) {
+      // Fast path: empty shard -> publish our entry, already held, with one CAS.
+      fresh = kmm_take_entry<Key>(slot, key, h);
+      fresh->state.store(kmm_pending, std::memory_order_relaxed);
+      if (s.word.compare_exchange_strong(w, reinterpret_cast<std::uintptr_t>(fresh),
+                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
+        fresh->state.store(kmm_ref_one | kmm_hold_of(mode), std::memory_order_release);
+        kmm_cache_slot::bump(slot.acquisitions);
+        return fresh;
+      }
+      fresh->state.store(kmm_claimed, std::memory_order_relaxed);  // never published
+    }
+    return acquire_live(slot, s, w, key, h, mode, wait, fresh);
+  }
+
+  /// The key's shard was not empty (word `w`): the hot path (the key's entry, live or dead, one
+  /// CAS), else the replacement of a shard's only, dead entry (one CAS), else the slow path. Out
+  /// of acquire_in's frame, which stays small for the fast path.
+  template <class K>
+  [[gnu::noinline]] entry* acquire_live(kmm_cache_slot& slot, kmm_shard& s, std::uintptr_t w, const K& key,
+                                        std::size_t h, kmm_mode mode, const kmm_wait_spec& wait,
+                                        entry* fresh) {
+    pinned p;
+    try {
+      p = find_unlocked(w, h, key, mode);
+    } catch (...) {
+      if (fresh != nullptr) kmm_recycle(slot, fresh);
+      throw;
+    }
+    if (p.e != nullptr && fresh != nullptr) kmm_recycle(slot, std::exchange(fresh, nullptr));
+    if (p.held) {  // the hot path
+      kmm_cache_slot::bump(slot.acquisitions);
+      return p.e;
+    }
+    if (p.e == nullptr) {
+      if (fresh == nullptr) fresh = kmm_take_entry<Key>(slot, key, h);  // Key built under no lock
+      if (replace_dead_head(slot, s, w, fresh, mode)) {
+        kmm_cache_slot::bump(slot.acquisitions);
+        return fresh;
+      }
+    }
+    return acquire_slow(slot, s, key, h, mode, wait, p.e, fresh);
+  }
+
+  /// If the shard's only entry (word `w`, lock free) is dead, claims it and puts `fresh`, held in
+  /// `mode`, in its place with one CAS on the shard word; the dead one is recycled. False if the
+  /// entry is live, or the chain changed meanwhile (a claimed entry is then unlinked under the lock).
+  bool replace_dead_head(kmm_cache_slot& slot, kmm_shard& s, std::uintptr_t w, entry* fresh, kmm_mode mode) {
+    NOCLOBBER_KMM_TEST_WINDOW(replace_dead_head);  // `w` may be stale from here on
+    entry* head = kmm_head_of<entry>(w);
+    if (head == nullptr || (w & kmm_flags) != 0 || head->next.load(std::memory_order_acquire) != nullptr ||
+        !claim(head))
+      return false;
+    fresh->state.store(kmm_pending, std::memory_order_relaxed);
+    fresh->next.store(nullptr, std::memory_order_relaxed);
+    if (s.word.compare_exchange_strong(w, reinterpret_cast<std::uintptr_t>(fresh), std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+      fresh->state.store(kmm_ref_one | kmm_hold_of(mode), std::memory_order_release);
+      kmm_recycle(slot, head);
+      return true;
+    }
+    fresh->state.store(kmm_claimed, std::memory_order_relaxed);  // never published
+    NOCLOBBER_KMM_TEST_WINDOW(replace_dead_head_lost);
+    unlink_claimed(head);  // from the chain of the shard its hash names: maybe not `s`
+    return false;
+  }
+
+  /// Lock-free lookup from the shard word `w`: a reference to the entry of `key`, live or dead (and
+  /// its hold if it was free), or nothing (no such entry, or a claimed one: then the caller takes
+  /// the lock). Looks at most kmm_walk_limit entries; a stale link may end
+  /// the walk early, which only sends the caller to the lock.
+  template <class K>
+  pinned find_unlocked(std::uintptr_t w, std::size_t h, const K& key, kmm_mode mode) {
+    entry* e = kmm_head_of<entry>(w);
+    for (int i = 0; e != nullptr && i < kmm_walk_limit; ++i) {
+      entry* const next = e->next.load(std::memory_order_acquire);
+      if (e->hash.load(std::memory_order_relaxed) == h) {
+        const pinned p = pin(e, mode, true);
+        if (p.e == nullptr) return {};
+        bool same = false;
+        try {
+          same = eq_(*e->key, key);  // the key is fixed while we reference the entry
+        } catch (...) {
+          drop(p, mode);
+          throw;
+        }
+        if (same) return p;
+        drop(p, mode);  // another key with this hash, or a stale link into another chain
+      }
+      e = next;
+    }
+    return {};
+  }
+
+  void drop(const pinned& p, kmm_mode mode) noexcept {
+    if (p.held)
+      release(p.e, mode);
+    else
+      unpin(p.e);
+  }
+
+  template <class K>
+  entry* acquire_slow(kmm_cache_slot& slot, kmm_shard& s, const K& key, std::size_t h, kmm_mode mode,
+                      const kmm_wait_spec& wait, entry* e, entry* fresh) {
+    if (e == nullptr) {
+      if (fresh == nullptr) fresh = kmm_take_entry<Key>(slot, key, h);  // Key built under no lock
+      pinned p;
+      try {
+        p = find_or_install(s, h, key, mode, fresh);
+      } catch (...) {
+        kmm_recycle(slot, fresh);
+        throw;
+      }
+      if (p.e != fresh) kmm_recycle(slot, fresh);
+      if (p.held) {
+        kmm_cache_slot::bump(slot.acquisitions);
+        return p.e;
+      }
+      e = p.e;
+    } else if (fresh != nullptr) {
+      kmm_recycle(slot, fresh);
+    }
+    // We reference e; someone else holds it.
+    if (wait.kind == kmm_wait::try_once) {
+      unpin(e);
+      return nullptr;
+    }
+    if (!wait_for(slot, s, e, mode, wait)) return nullptr;
+    kmm_cache_slot::bump(slot.acquisitions);
+    kmm_cache_slot::bump(slot.contended);
+    return e;
+  }
+
+  /// Under the shard lock: unlinks the chain's dead entries (sweep_dead), then a reference to the
+  /// live entry of `key` (with its hold if free), or `fresh` installed, held. May throw what
+  /// KeyEqual throws; nothing is referenced then.
+  template <class K>
+  pinned find_or_install(kmm_shard& s, std::size_t h, const K& key, kmm_mode mode, entry* fresh) {
+    after_unlock a;
+    entry* head = kmm_lock_chain<Key>(s);
+    sweep_dead(s, head, a);
+    pinned found;
+    try {
+      for (entry* e = head; e != nullptr && found.e == nullptr; e = e->next.load(std::memory_order_relaxed)) {
+        if (e->hash.load(std::memory_order_relaxed) != h) continue;
+        // Claimed: logically gone (acquire: a fresh entry's hold starts after its last release).
+        if ((kmm_settled_state(e) & kmm_claimed) != 0) continue;
+        if (eq_(*e->key, key)) found = pin(e, mode, true);  // fails only if claimed meanwhile
+      }
+    } catch (...) {
+      kmm_unlock_chain(s, head);
+      finish(a);
+      throw;
+    }
+    if (found.e == nullptr) {
+      fresh->state.store(kmm_ref_one | kmm_hold_of(mode), std::memory_order_release);
+      fresh->next.store(head, std::memory_order_relaxed);
+      head = fresh;
+      found = {fresh, true};
+    }
+    kmm_unlock_chain(s, head);
+    finish(a);
+    return found;
+  }
+
+  /// Waits for `e` (which we reference) until we hold it in `mode` (true) or the wait gives up
+  /// (false; our reference is dropped). Spins briefly, then parks; a woken waiter that loses the
+  /// key to a running thread parks again at the front.
+  bool wait_for(kmm_cache_slot& slot, kmm_shard& s, entry* e, kmm_mode mode, const kmm_wait_spec& wait) {
+    kmm_waiter node(mode);
+    bool woken = false;  // we hold the wake-up of e (its woken bit is ours to end)
+    for (;;) {
+      if (spin_take(e, mode, woken)) return true;
+      if (wait.gives_up()) break;
+      kmm_rearm(node);
+      entry* head = kmm_lock_chain<Key>(s);
+      const bool took = take_or_queue(s, e, node, woken);
+      kmm_unlock_chain(s, head);
+      if (took) return true;
+      woken = false;
+      kmm_cache_slot::bump(slot.sleeps);
+      kmm_wakeups passed;
+      const kmm_park_result r = kmm_park(s, e, node, wait, passed);
+      this->count_wakeups(&slot, passed);
+      if (r == kmm_park_result::handed) {
+        kmm_cache_slot::bump(slot.handoffs);
+        return true;
+      }
+      if (r == kmm_park_result::gave_up) break;
+      woken = true;
+    }
+    if (woken) {
+      after_unlock a;
+      entry* head = kmm_lock_chain<Key>(s);
+      pass_on_locked(s, e, a);
+      kmm_unlock_chain(s, head);
+      finish(a);
+    }
+    unpin(e);
+    return false;
+  }
+
+  /// Spins briefly on e's state word, taking the key if it becomes free to us.
+  static bool spin_take(entry* e, kmm_mode mode, bool woken) noexcept {
+    std::uint64_t st = e->state.load(std::memory_order_relaxed);
+    for (int i = 0; i < kmm_key_spins; ++i) {
+      if (take_referenced(e, mode, woken, st)) return true;
+      kmm_cpu_relax();
+      st = e->state.load(std::memory_order_relaxed);
+    }
+    return false;
+  }
+
+  void release_waking(kmm_shard& s, entry* e, kmm_mode mode) noexcept {
+    after_unlock a;
+    entry* head = kmm_lock_chain<Key>(s);
+    release_locked(s, e, mode, a);
+    kmm_unlock_chain(s, head);
+    finish(a);
+  }
+};
+
+}  // namespace noclobber::detail
+// ---- end noclobber/keyed_mutex_map/core.hpp
+
+// ---- begin noclobber/keyed_mutex_map/multi_key.hpp -------------------------
+// noclobber/keyed_mutex_map/multi_key.hpp — several keys of a keyed_mutex_map locked at once,
+// without deadlock: lock_all and its try, timed and stoppable forms.
+//
+// Overview
+// --------
+// kmm_multi_core extends kmm_core (keyed_mutex_map/core.hpp) with the multi-key algorithm:
+//
+//   order    hash every key, sort by (shard, hash), fold duplicates (equal keys have equal
+//            hashes, so they end up adjacent within a run of equal hashes).
+//   take     shard by shard in ascending shard order, all keys of one shard at once under its
+//            lock ("a group"): all are free -> take them all; otherwise find one that blocks.
+//   wait     spin a little, then park on the blocker (keyed_mutex_map/parking.hpp) with a
+//            reference to it; when woken or handed it, look at the whole group again.
+//
+// Two multi-key calls can never deadlock each other: groups are taken in one global order, and
+// a group is taken all at once, so equal (shard, hash) ties never split across waits. A group
+// waiter holds none of its own shard's keys while it parks: a key handed to it while another key
+// of the group is busy is released again (to the next waiter) before it parks on the busy one.
+//
+// Invariants: as in core.hpp. A group's fresh entries are installed or recycled before the call
+// returns or throws. A failed try / timed / stopped call holds nothing and counts nothing.
+//
+// Thread safety: every member may be called concurrently. User code: Hash and Key's conversion
+// and construction run under no lock; KeyEqual runs under the group's shard lock (if it throws,
+// the shard is restored and nothing is held).
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber::detail {
+
+template <class Key, class Hash, class KeyEqual>
+class kmm_multi_core : public kmm_core<Key, Hash, KeyEqual> {
+  using base = kmm_core<Key, Hash, KeyEqual>;
+  using typename base::after_unlock;
+  using typename base::pinned;
+
+ public:
+  using entry = kmm_entry<Key>;
+  using base::base;
+
+  // Each appends the entries it takes to `held` (in lock order) and returns false when a try, a
+  // deadline or a stop request gave up. Whether it returns false or throws, `held` keeps what was
+  // taken so far, for the caller to release.
 
   /// The keys of an input range; elements used in place (key_in_place) or converted to Key.
   template <class R>
-  bool acquire_range(R&& keys, kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held) {
+  bool acquire_range(R&& keys, const kmm_wait_spec& wait, std::vector<entry*>& held) {
     using ref = std::ranges::range_reference_t<R>;
     using V = std::remove_cvref_t<ref>;
-    if constexpr (key_in_place<V> && std::ranges::forward_range<R> && std::is_lvalue_reference_v<ref>) {
+    if constexpr (base::template key_in_place<V> && std::ranges::forward_range<R> &&
+                  std::is_lvalue_reference_v<ref>) {
       std::vector<key_ref<V>> refs;
       if constexpr (std::ranges::sized_range<R>)
         refs.reserve(static_cast<std::size_t>(std::ranges::size(keys)));
       for (const V& k : keys) refs.push_back(ref_to(k));
-      return acquire_refs(refs, wait, deadline, held);
+      return acquire_refs(refs, wait, held);
     } else {
       // Elements that do not stay put (an input range, prvalues) or that need converting: copy.
-      using stored = std::conditional_t<key_in_place<V>, V, Key>;
+      using stored = std::conditional_t<base::template key_in_place<V>, V, Key>;
       std::vector<stored> copies;
       for (auto&& k : keys) copies.emplace_back(std::forward<decltype(k)>(k));
-      return acquire_range(copies, wait, deadline, held);
+      return acquire_range(copies, wait, held);
     }
   }
 
   /// lock_all(k1, k2, ...): keys of one type are used in place; mixed types are converted to
   /// their common type first (e.g. std::string_view for std::string + const char*).
   template <class... Ks>
-  bool acquire_variadic(kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held,
-                        const Ks&... keys) {
+  bool acquire_variadic(const kmm_wait_spec& wait, std::vector<entry*>& held, const Ks&... keys) {
     using first_arg = std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
     using first = std::decay_t<first_arg>;
     if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) && !std::is_array_v<first_arg>) {
       std::vector<key_ref<first>> refs{ref_to(keys)...};
-      return acquire_refs(refs, wait, deadline, held);
+      return acquire_refs(refs, wait, held);
     } else {
       using common = std::common_type_t<std::decay_t<Ks>...>;
       const std::array<common, sizeof...(Ks)> converted{common(keys)...};
-      return acquire_range(converted, wait, deadline, held);
+      return acquire_range(converted, wait, held);
     }
   }
-
-  // ---- observation ----------------------------------------------------------------------------
-
-  std::size_t size() const {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* head = kmm_head_of<entry>(shards_[i].lock());
-      for (entry* e = head; e != nullptr; e = e->next) ++n;
-      unlock(shards_[i], head);
-    }
-    return n;
-  }
-
-  keyed_mutex_map_counters counters() const {
-    keyed_mutex_map_counters c;
-    kmm_pool_base& pool = *pool_;
-    annotated_lock lk(pool.mutex);
-    c.acquisitions = pool.detached_acquisitions;
-    c.contended_acquisitions = pool.detached_contended;
-    c.sleeps = pool.detached_sleeps;
-    c.wakeups = pool.detached_wakeups;
-    c.shared_wakeups = pool.detached_shared_wakeups;
-    for (const kmm_cache_slot* s : pool.attached) {
-      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
-      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
-      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
-      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
-      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
-    }
-    return c;
-  }
-
-  std::size_t shard_count() const noexcept { return shard_count_; }
 
  private:
-  // ---- shards and thread caches ---------------------------------------------------------------
-
-  kmm_shard& shard_of(std::size_t h) const noexcept {
-    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
-    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
-    return shards_[static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_];
-  }
-  std::size_t shard_index(std::size_t h) const noexcept {
-    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
-  }
-  static void unlock(kmm_shard& s, entry* head) noexcept { s.unlock(kmm_word_for(head)); }
-
-  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
-  // (a thread_local destructor running late).
-  kmm_cache_slot* thread_slot() const {
-    kmm_thread_cache* c = kmm_this_thread_cache();
-    return c != nullptr ? &c->slot_for(pool_) : nullptr;
-  }
-  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
-  kmm_cache_slot& my_slot(std::optional<kmm_late_slot>& late) const {
-    if (kmm_cache_slot* s = thread_slot()) return *s;
-    late.emplace();
-    late->attach(pool_);
-    return *late;
-  }
-
-  template <class K>
-  entry* find(entry* head, std::size_t h, const K& key) const {
-    for (entry* e = head; e != nullptr; e = e->next)
-      if (e->hash == h && eq_(*e->key, key)) return e;
-    return nullptr;
-  }
-
-  // ---- one key --------------------------------------------------------------------------------
-
-  // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
-  template <class K>
-  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, kmm_wait wait,
-                                        kmm_clock::time_point deadline) {
-    kmm_late_slot late;
-    late.attach(pool_);
-    return acquire_in(late, key, mode, wait, deadline);
-  }
-
-  template <class K>
-  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, kmm_wait wait,
-                    kmm_clock::time_point deadline) {
-    const std::size_t h = hash_(key);
-    kmm_shard& s = shard_of(h);
-    entry* fresh = kmm_take_entry<Key>(slot, key, h);
-    if (mode == kmm_mode::exclusive) {
-      // Fast path: empty shard -> publish our entry, already held, with one CAS.
-      fresh->holders = -1;
-      std::uintptr_t expected = 0;
-      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
-                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        kmm_cache_slot::bump(slot.acquisitions);
-        return fresh;
-      }
-    }
-    one_key<K> keys{key, h, fresh};
-    return acquire_waiting(s, keys, mode, wait, deadline, slot) ? keys.got : nullptr;
-  }
-
-  // ---- key sets for acquire_waiting -----------------------------------------------------------
-  // A key set looks its keys up in the shard's chain (find_blocker: nullptr when all can be taken
-  // now, else an entry that blocks; may throw what KeyEqual throws), takes them all (take_all:
-  // installs its fresh entries for keys not in the chain), and recycles the fresh entries it did
-  // not install: after taking (recycle_unused) or when giving up (recycle_all).
-
-  template <class K>
-  struct one_key {
-    const K& key;
-    std::size_t hash;
-    entry* fresh;
-    entry* got = nullptr;
-
-    static constexpr std::size_t size() noexcept { return 1; }
-    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
-      got = core.find(head, hash, key);
-      return got != nullptr && !kmm_can_take(got, mode) ? got : nullptr;
-    }
-    void take_all(entry*& head, kmm_mode mode) noexcept {
-      if (got != nullptr) return kmm_take(got, mode);
-      got = fresh;
-      got->holders = mode == kmm_mode::exclusive ? -1 : 1;
-      got->next = std::exchange(head, got);
-    }
-    void recycle_unused(kmm_cache_slot& slot) noexcept {
-      if (got != fresh) kmm_recycle(slot, fresh);
-    }
-    void recycle_all(kmm_cache_slot& slot) noexcept { kmm_recycle(slot, fresh); }
-  };
-
-  /// A key with its hash and shard, for the multi-key functions. `key` points into the caller's
-  /// keys, which outlive the call.
+  /// A key with its hash and shard. `key` points into the caller's keys, which outlive the call.
   template <class K>
   struct key_ref {
     std::size_t hash;
@@ -5477,11 +6435,11 @@ class kmm_core {
   };
   template <class K>
   key_ref<K> ref_to(const K& k) {
-    const std::size_t h = hash_(k);
-    return {h, shard_index(h), &k};
+    const std::size_t h = this->hash_(k);
+    return {h, this->shard_index(h), &k};
   }
 
-  /// The keys refs[0 … n) of one shard (exclusive); fresh[i] is a prepared entry for key i and
+  /// One shard's keys refs[0 … n) of a multi-key call; fresh[i] is a prepared entry for key i and
   /// out[i] receives key i's entry.
   template <class K>
   struct group {
@@ -5489,123 +6447,14 @@ class kmm_core {
     entry* const* fresh;
     entry** out;
     std::size_t n;
-
-    std::size_t size() const noexcept { return n; }
-    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
-      entry* blocker = nullptr;
-      for (std::size_t i = 0; i < n; ++i) {
-        out[i] = core.find(head, refs[i].hash, *refs[i].key);
-        if (blocker == nullptr && out[i] != nullptr && !kmm_can_take(out[i], mode)) blocker = out[i];
-      }
-      return blocker;
-    }
-    void take_all(entry*& head, kmm_mode mode) noexcept {
-      for (std::size_t i = 0; i < n; ++i) {
-        if (out[i] != nullptr) {
-          kmm_take(out[i], mode);
-          continue;
-        }
-        out[i] = fresh[i];
-        out[i]->holders = mode == kmm_mode::exclusive ? -1 : 1;
-        out[i]->next = std::exchange(head, out[i]);
-      }
-    }
-    void recycle_unused(kmm_cache_slot& slot) noexcept {
-      for (std::size_t i = 0; i < n; ++i)
-        if (out[i] != fresh[i]) kmm_recycle(slot, fresh[i]);
-    }
-    void recycle_all(kmm_cache_slot& slot) noexcept {
-      for (std::size_t i = 0; i < n; ++i) kmm_recycle(slot, fresh[i]);
-    }
   };
 
-  // ---- waiting for a key set ------------------------------------------------------------------
-
-  /// Acquisitions of a multi-key call, added to the slot's counters only once every shard's keys
-  /// are taken (a failed try_lock_all counts nothing, like any failed try).
-  struct tally {
-    std::uint64_t acquisitions = 0;
-    std::uint64_t contended = 0;
+  /// What a group waiter has on the entry it parked on, between rounds.
+  struct parked_state {
+    entry* e = nullptr;   // referenced by us while set
+    bool woken = false;   // we hold its wake-up
+    bool handed = false;  // a release handed it to us: we hold it
   };
-
-  /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
-  static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
-                             kmm_cache_slot& slot) noexcept {
-    const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
-    unlock(s, head);
-    kmm_finish(r, slot);
-  }
-
-  /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
-  /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
-  /// installed or recycled. The keys taken are counted in `pending` when given, else in the slot.
-  /// Throws only what KeyEqual (or the standard mutex / condition variable) throws; nothing is
-  /// held then.
-  template <class KeySet>
-  bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
-                       kmm_clock::time_point deadline, kmm_cache_slot& slot, tally* pending = nullptr) {
-    bool contended = false;
-    int spin_rounds = 0;
-    entry* parked_on = nullptr;  // entry whose waiter counts include us
-    for (;;) {
-      entry* head = kmm_head_of<entry>(s.lock());
-      entry* prev = std::exchange(parked_on, nullptr);
-      if (prev != nullptr) kmm_drop_waiter(prev, mode);
-      entry* blocker = nullptr;
-      try {
-        blocker = keys.find_blocker(*this, head, mode);
-      } catch (...) {
-        unlock_settled(s, head, prev, mode, slot);
-        keys.recycle_all(slot);
-        throw;
-      }
-      if (blocker == nullptr) {  // take them all
-        keys.take_all(head, mode);
-        unlock_settled(s, head, prev, mode, slot);
-        keys.recycle_unused(slot);
-        if (pending != nullptr) {
-          pending->acquisitions += keys.size();
-          if (contended) pending->contended += keys.size();
-          return true;
-        }
-        kmm_cache_slot::bump(slot.acquisitions, keys.size());
-        if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
-        return true;
-      }
-      contended = true;
-      if (wait == kmm_wait::try_once || (wait == kmm_wait::until_deadline && kmm_clock::now() >= deadline)) {
-        unlock_settled(s, head, prev, mode, slot);
-        keys.recycle_all(slot);
-        return false;
-      }
-      if (prev == nullptr && spin_rounds < kmm_key_spin_rounds) {
-        // Short bounded spin before sleeping: the holder is usually about to let go.
-        ++spin_rounds;
-        unlock(s, head);
-        s.spin_while_unchanged(s.word.load(std::memory_order_relaxed));
-        continue;
-      }
-      // Park on the blocker. It is held or wanted, so settling `prev` never retires it.
-      const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
-      kmm_add_waiter(blocker, mode);
-      const std::uint32_t seq = blocker->wake_seq.load(std::memory_order_relaxed);
-      unlock(s, head);
-      kmm_finish(r, slot);
-      parked_on = blocker;  // our counts keep it live until we drop them under the shard lock
-      kmm_cache_slot::bump(slot.sleeps);
-      try {
-        kmm_park(blocker, seq, mode, wait, deadline);
-      } catch (...) {
-        head = kmm_head_of<entry>(s.lock());
-        kmm_drop_waiter(blocker, mode);
-        unlock_settled(s, head, blocker, mode, slot);
-        keys.recycle_all(slot);
-        throw;
-      }
-    }
-  }
-
-  // ---- several keys ---------------------------------------------------------------------------
 
   /// Global lock order: (shard, hash). Equal keys have equal hashes, so after sorting duplicates
   /// are adjacent within a run of equal hashes, and folding them compares only within such runs.
@@ -5618,7 +6467,7 @@ class kmm_core {
     for (std::size_t i = 0; i < refs.size(); ++i) {
       bool dup = false;
       for (std::size_t j = kept; j-- > 0 && refs[j].hash == refs[i].hash;) {
-        if (eq_(*refs[j].key, *refs[i].key)) {
+        if (this->eq_(*refs[j].key, *refs[i].key)) {
           dup = true;
           break;
         }
@@ -5628,17 +6477,17 @@ class kmm_core {
     refs.resize(kept);
   }
 
-  /// Orders and folds `refs`, then takes them shard by shard (see the contract above).
+  /// Orders and folds `refs`, then takes them shard by shard (see the overview).
   template <class K>
-  bool acquire_refs(std::vector<key_ref<K>>& refs, kmm_wait wait, kmm_clock::time_point deadline,
-                    std::vector<entry*>& held) {
+  bool acquire_refs(std::vector<key_ref<K>>& refs, const kmm_wait_spec& wait, std::vector<entry*>& held) {
+    if (wait.stop_requested()) return false;
     order_and_fold(refs);
     held.reserve(held.size() + refs.size());  // appending below must not throw with keys held
     std::vector<entry*> fresh(refs.size());
     std::vector<entry*> out(refs.size());
     std::optional<kmm_late_slot> late;
-    kmm_cache_slot& slot = my_slot(late);
-    tally taken;
+    kmm_cache_slot& slot = this->my_slot(late);
+    std::uint64_t contended = 0;
     for (std::size_t b = 0; b < refs.size();) {
       std::size_t e = b;
       while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
@@ -5651,28 +6500,239 @@ class kmm_core {
         for (std::size_t i = 0; i < prepared; ++i) kmm_recycle(slot, fresh[i]);
         throw;  // the caller releases the shards taken so far
       }
-      group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
-      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot, &taken))
-        return false;
+      const group<K> g{refs.data() + b, fresh.data(), out.data(), n};
+      bool waited = false;
+      if (!acquire_group(this->shard_at(refs[b].shard), g, wait, slot, waited)) return false;
       held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+      if (waited) contended += n;
       b = e;
     }
-    kmm_cache_slot::bump(slot.acquisitions, taken.acquisitions);
-    if (taken.contended != 0) kmm_cache_slot::bump(slot.contended, taken.contended);
+    kmm_cache_slot::bump(slot.acquisitions, refs.size());  // only once every group is taken
+    if (contended != 0) kmm_cache_slot::bump(slot.contended, contended);
     return true;
   }
 
-  Hash hash_;
-  KeyEqual eq_;
-  std::size_t shard_count_ = 0;
-  int shard_shift_ = 0;
-  std::size_t shard_mask_ = 0;
-  std::unique_ptr<kmm_shard[]> shards_;
-  std::shared_ptr<kmm_pool_base> pool_;  // a kmm_pool<Key>
+  /// Takes every key of `g` (all in shard `s`) at once, waiting as `wait` says. False when it gave
+  /// up. Whatever happens, the group's fresh entries are installed or recycled and every reference
+  /// it took is dropped or became a hold. Throws only what KeyEqual (or the standard mutex /
+  /// condition variable) throws; nothing of the group is held then.
+  template <class K>
+  bool acquire_group(kmm_shard& s, const group<K>& g, const kmm_wait_spec& wait, kmm_cache_slot& slot,
+                     bool& waited) {
+    std::optional<kmm_waiter> node;  // built when it first parks
+    parked_state parked;
+    int spin_rounds = 0;
+    for (;;) {
+      after_unlock a;
+      entry* head = kmm_lock_chain<Key>(s);
+      this->sweep_dead(s, head, a);
+      entry* blocker = nullptr;
+      try {
+        look_up(head, g);
+      } catch (...) {
+        settle(s, parked, a);
+        kmm_unlock_chain(s, head);
+        this->finish(a);
+        recycle_all(slot, g);
+        throw;
+      }
+      blocker = take_all(s, head, g, parked, a);
+      if (blocker == nullptr) {
+        kmm_unlock_chain(s, head);
+        this->finish(a);
+        for (std::size_t i = 0; i < g.n; ++i)
+          if (g.out[i] != g.fresh[i]) kmm_recycle(slot, g.fresh[i]);
+        return true;
+      }
+      waited = true;
+      const bool give_up = wait.gives_up();
+      if (blocker != parked.e || give_up) settle(s, parked, a);
+      if (give_up) {
+        kmm_unlock_chain(s, head);
+        this->finish(a);
+        recycle_all(slot, g);
+        return false;
+      }
+      if (parked.e == nullptr && spin_rounds < kmm_key_spin_rounds) {
+        // Short bounded spin before parking: the holder is usually about to let go.
+        ++spin_rounds;
+        const std::uint64_t seen = blocker->state.load(std::memory_order_relaxed);
+        kmm_unlock_chain(s, head);
+        this->finish(a);
+        spin_while_unchanged(blocker, seen);
+        continue;
+      }
+      if (!node) node.emplace(kmm_mode::exclusive);
+      const bool queued = queue_on(s, blocker, *node, parked);
+      kmm_unlock_chain(s, head);
+      this->finish(a);
+      if (!queued) continue;  // it became free (or died) meanwhile: look again
+      kmm_cache_slot::bump(slot.sleeps);
+      kmm_wakeups passed;
+      const kmm_park_result r = kmm_park(s, parked.e, *node, wait, passed);
+      this->count_wakeups(&slot, passed);
+      switch (r) {
+        case kmm_park_result::handed:
+          kmm_cache_slot::bump(slot.handoffs);
+          parked.handed = true;
+          break;
+        case kmm_park_result::woken:
+          parked.woken = true;
+          break;
+        case kmm_park_result::gave_up:
+          this->unpin(std::exchange(parked.e, nullptr));
+          recycle_all(slot, g);
+          return false;
+      }
+    }
+  }
+
+  /// out[i] = the entry of key i in the chain (live, or dead since the sweep), or nullptr. Shard lock held
+  /// (the keys of chain entries are fixed meanwhile). May throw what KeyEqual throws.
+  template <class K>
+  void look_up(entry* head, const group<K>& g) const {
+    for (std::size_t i = 0; i < g.n; ++i) {
+      g.out[i] = nullptr;
+      for (entry* e = head; e != nullptr; e = e->next.load(std::memory_order_relaxed)) {
+        if (e->hash.load(std::memory_order_relaxed) != g.refs[i].hash) continue;
+        // Claimed: logically gone (acquire: a fresh entry's hold starts after its last release).
+        if ((kmm_settled_state(e) & kmm_claimed) != 0) continue;
+        if (this->eq_(*e->key, *g.refs[i].key)) {
+          g.out[i] = e;
+          break;
+        }
+      }
+    }
+  }
+
+  /// Takes every key of the group, or none: returns nullptr when all are taken (absent keys get
+  /// their fresh entries), else an entry that blocks. A lock-free taker may get a key between the
+  /// look and the take; then what was taken is let go again. Shard lock held.
+  template <class K>
+  entry* take_all(kmm_shard& s, entry*& head, const group<K>& g, parked_state& parked,
+                  after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
+    for (std::size_t i = 0; i < g.n; ++i) {
+      entry* e = g.out[i];
+      if (e == nullptr || (e == parked.e && parked.handed)) continue;
+      if (!kmm_can_take(e->state.load(std::memory_order_relaxed), kmm_mode::exclusive, false)) return e;
+    }
+    for (std::size_t i = 0; i < g.n; ++i) {
+      entry* e = g.out[i];
+      if (e == nullptr) continue;
+      if (e == parked.e) {
+        if (parked.handed) continue;
+        std::uint64_t st = e->state.load(std::memory_order_relaxed);
+        if (this->take_referenced(e, kmm_mode::exclusive, parked.woken, st)) {
+          parked.woken = false;
+          parked.handed = true;  // held by us now, through the reference we parked with
+          continue;
+        }
+        undo_takes(s, g, i, parked, a);
+        return e;
+      }
+      const pinned p = pin_under_lock(e);
+      if (p.e == nullptr) {  // claimed since the look: its key is absent now
+        g.out[i] = nullptr;
+        continue;
+      }
+      if (!p.held) {
+        this->unpin(e);
+        undo_takes(s, g, i, parked, a);
+        return e;
+      }
+    }
+    for (std::size_t i = 0; i < g.n; ++i) {
+      if (g.out[i] != nullptr) continue;
+      entry* f = g.fresh[i];
+      f->state.store(kmm_ref_one | kmm_held, std::memory_order_release);
+      f->next.store(head, std::memory_order_relaxed);
+      head = f;
+      g.out[i] = f;
+    }
+    // The entry we parked on (if any) is one of the group's keys: its reference is its hold now.
+    parked = parked_state{};
+    return nullptr;
+  }
+
+  /// A reference and the hold of `e` (live, or dead: revived) if it is free; fails on a claimed
+  /// entry. Shard lock held. Never throws: no check of the reference limit (2^32 - 1), which
+  /// would need as many threads and guards on this one key.
+  static pinned pin_under_lock(entry* e) noexcept {
+    std::uint64_t st = e->state.load(std::memory_order_acquire);  // as in kmm_core::pin
+    for (;;) {
+      if ((st & kmm_claimed) != 0) return {};
+      const bool now = kmm_can_take(st, kmm_mode::exclusive, false);
+      const std::uint64_t next = st + kmm_ref_one + (now ? kmm_held : 0);
+      if (e->state.compare_exchange_weak(st, next, std::memory_order_acquire, std::memory_order_acquire))
+        return {e, now};
+    }
+  }
+
+  /// Lets go of the keys out[0 … i) this round took (the parked entry stays held: settle lets go
+  /// of it). Shard lock held.
+  template <class K>
+  void undo_takes(kmm_shard& s, const group<K>& g, std::size_t i, const parked_state& parked,
+                  after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
+    for (std::size_t j = 0; j < i; ++j) {
+      entry* e = g.out[j];
+      if (e == nullptr || e == parked.e) continue;
+      this->release_locked(s, e, kmm_mode::exclusive, a);
+    }
+  }
+
+  /// Lets go of what we have on the entry we parked on: a hold handed to us is released (serving
+  /// its queue), a wake-up we hold is passed on, and our reference dropped. Shard lock held.
+  void settle(kmm_shard& s, parked_state& parked, after_unlock& a) noexcept NOCLOBBER_REQUIRES(s) {
+    entry* e = std::exchange(parked.e, nullptr);
+    if (e == nullptr) return;
+    if (parked.handed) {
+      this->release_locked(s, e, kmm_mode::exclusive, a);
+    } else {
+      if (parked.woken) this->pass_on_locked(s, e, a);
+      this->unpin(e);
+    }
+    parked.woken = parked.handed = false;
+  }
+
+  /// Parks `node` on `blocker`: references it (unless we already do) and queues the node, unless
+  /// it became free or was claimed since the look (false: look again). Shard lock held.
+  bool queue_on(kmm_shard& s, entry* blocker, kmm_waiter& node, parked_state& parked) noexcept
+      NOCLOBBER_REQUIRES(s) {
+    if (parked.e != blocker) {
+      std::uint64_t st = blocker->state.load(std::memory_order_relaxed);
+      do {
+        if (kmm_refs(st) == 0 || (st & kmm_claimed) != 0) return false;
+      } while (!blocker->state.compare_exchange_weak(st, st + kmm_ref_one, std::memory_order_acquire,
+                                                     std::memory_order_relaxed));
+      parked.e = blocker;
+    }
+    kmm_rearm(node);
+    // If it became free since the look, take_or_queue takes it instead of queuing: we then look
+    // at the group again holding it, as if it had been handed to us.
+    if (this->take_or_queue(s, blocker, node, parked.woken)) {
+      parked.woken = false;
+      parked.handed = true;
+      return false;
+    }
+    parked.woken = false;
+    return true;
+  }
+
+  static void spin_while_unchanged(const entry* e, std::uint64_t seen) noexcept {
+    for (int i = 0; i < kmm_key_spins; ++i) {
+      kmm_cpu_relax();
+      if (e->state.load(std::memory_order_relaxed) != seen) return;
+    }
+  }
+
+  template <class K>
+  static void recycle_all(kmm_cache_slot& slot, const group<K>& g) noexcept {
+    for (std::size_t i = 0; i < g.n; ++i) kmm_recycle(slot, g.fresh[i]);
+  }
 };
 
 }  // namespace noclobber::detail
-// ---- end noclobber/keyed_mutex_map/core.hpp
+// ---- end noclobber/keyed_mutex_map/multi_key.hpp
 
 // ---- begin noclobber/keyed_mutex_map.hpp -----------------------------------
 // noclobber/keyed_mutex_map.hpp — one lock per key, created on demand and freed when unused.
@@ -5703,7 +6763,15 @@ class kmm_core {
 //
 // Timeouts and deadlines saturate (noclobber/duration.hpp): `try_lock_for(k, hours::max())` and
 // `try_lock_until(k, time_point::max())` of any clock wait without limit; a zero, negative or
-// past one tries once.
+// past one tries once. `lock(k, stop_token)`, `lock_shared(k, stop_token)` and
+// `lock_all(keys, stop_token)` wait until the keys are held or a stop is requested (a parked
+// waiter is woken for it) and then return an empty guard, holding nothing.
+//
+// Waiting and fairness: a locker that finds its key held spins briefly, then parks. A release
+// wakes one parked waiter, which races running threads for the key (barging: a hot key changes
+// hands without a context switch each time); once the first parked waiter has waited longer than
+// keyed_mutex_map_options::handoff_after (1 ms by default), the next release that wakes anyone
+// hands the key straight to it instead. Shared lockers wait behind a parked exclusive waiter.
 //
 // Thread safety
 // -------------
@@ -5716,10 +6784,11 @@ class kmm_core {
 // cache is gone may still lock and unlock (it then goes through the shared pool's mutex).
 //
 // What runs under which lock: `Hash` and the construction/assignment of `Key` from the argument run
-// under no internal lock. `KeyEqual` runs under the key's shard lock (an internal spin-then-sleep
-// word); if it throws, the shard is restored and the exception propagates, nothing is held. No other
-// user code runs inside the map. The only caller code that runs "under the key's lock" is what the
-// caller itself runs while holding the guard.
+// under no internal lock. `KeyEqual` runs under no internal lock (the lock-free lookup of a live
+// entry, which it compares while holding a reference to it) or under the key's shard lock (an
+// internal spin-then-sleep word); if it throws, the shard is restored and the exception
+// propagates, nothing is held. No other user code runs inside the map. The only caller code that
+// runs "under the key's lock" is what the caller itself runs while holding the guard.
 //
 // Thread-safety annotations: guard, shared_guard and multi_guard are Clang capabilities. Clang
 // cannot follow a guard returned by value, so after `auto g = map.lock(k);` call `g.assert_held()`;
@@ -5728,11 +6797,15 @@ class kmm_core {
 //
 // Inside (noclobber/keyed_mutex_map/, one piece per header, each stating its invariants):
 //   options.hpp       keyed_mutex_map_options, keyed_mutex_map_counters, string_hash
-//   shard.hpp         the shard word: chain head + lock bits, and the shard lock
+//   shard.hpp         the shard word (chain head + lock bits), the shard lock, the waiter queue
+//   entry_state.hpp   an entry's state word: the key's lock, its references, its waiter bits
 //   entry_pool.hpp    an entry (the lock of one live key) and the pool that recycles entries
 //   thread_cache.hpp  per-thread caches of free entries and counters
-//   parking.hpp       how waiters sleep on a busy key and who wakes them; the lock order
-//   core.hpp          shards + pool, and the acquire / release algorithms for one and many keys
+//   parking.hpp       how waiters park on a busy key, who wakes them or hands them the key
+//   shards.hpp        shards + pool, and what the algorithms share (references, claims, sweeps,
+//                     the release that serves the queue)
+//   core.hpp          the acquire / release algorithms for one key
+//   multi_key.hpp     several keys at once (lock_all and friends)
 
 #include <chrono>
 #include <cstddef>
@@ -5740,6 +6813,7 @@ class kmm_core {
 #include <initializer_list>
 #include <ranges>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -5750,14 +6824,26 @@ namespace noclobber {
 
 template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
 class keyed_mutex_map {
-  using core = detail::kmm_core<Key, Hash, KeyEqual>;
+  using core = detail::kmm_multi_core<Key, Hash, KeyEqual>;
   using entry = typename core::entry;
   using mode = detail::kmm_mode;
   using wait = detail::kmm_wait;
+  using wait_spec = detail::kmm_wait_spec;
   using clock = detail::kmm_clock;
+
+  static wait_spec forever() noexcept { return {}; }
+  static wait_spec once() noexcept { return {wait::try_once, {}, nullptr}; }
+  static wait_spec until(clock::time_point deadline) noexcept {
+    return {wait::until_deadline, deadline, nullptr};
+  }
+  static wait_spec until_stopped(const std::stop_token& stop) noexcept { return {wait::forever, {}, &stop}; }
 
   template <class K>
   static constexpr bool lookup_key = core::template lookup_key<K>;
+  // A key passed as an argument of lock_all(k1, k2, ...): never the stop token of lock_all(keys, stop).
+  template <class K>
+  static constexpr bool key_arg =
+      lookup_key<std::decay_t<K>> && !std::is_same_v<std::decay_t<K>, std::stop_token>;
   // An input range whose elements can be looked up as they are, or converted to Key.
   template <class R>
   static constexpr bool key_range = std::ranges::input_range<R>&&
@@ -5776,7 +6862,7 @@ class keyed_mutex_map {
 
   keyed_mutex_map() : keyed_mutex_map(keyed_mutex_map_options{}) {}
   explicit keyed_mutex_map(keyed_mutex_map_options options, Hash hash = Hash(), KeyEqual eq = KeyEqual())
-      : core_(options.shard_count, std::move(hash), std::move(eq)) {}
+      : core_(options, std::move(hash), std::move(eq)) {}
 
   keyed_mutex_map(const keyed_mutex_map&) = delete;
   keyed_mutex_map& operator=(const keyed_mutex_map&) = delete;
@@ -5791,25 +6877,31 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard lock(const K& key) {
-    return guard(&core_, core_.acquire(key, mode::exclusive, wait::forever, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, forever()));
   }
   // Returns an empty guard (owns_lock() == false) if the key is held.
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock(const K& key) {
-    return guard(&core_, core_.acquire(key, mode::exclusive, wait::try_once, {}));
+    return guard(&core_, core_.acquire(key, mode::exclusive, once()));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return guard(&core_, core_.acquire(key, mode::exclusive, wait::until_deadline,
-                                       detail::kmm_deadline_after(timeout)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, until(detail::kmm_deadline_after(timeout))));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] guard try_lock_until(const K& key, std::chrono::time_point<Clock, Duration> when) {
-    return guard(&core_,
-                 core_.acquire(key, mode::exclusive, wait::until_deadline, detail::kmm_to_steady(when)));
+    return guard(&core_, core_.acquire(key, mode::exclusive, until(detail::kmm_to_steady(when))));
+  }
+  // Blocks until `key` is held, or returns an empty guard once a stop is requested on `stop`
+  // (a waiter parked on the key is woken for it). A stop requested before the call returns an
+  // empty guard at once, without trying.
+  template <class K>
+  requires lookup_key<K>
+  [[nodiscard]] guard lock(const K& key, std::stop_token stop) {
+    return guard(&core_, core_.acquire(key, mode::exclusive, until_stopped(stop)));
   }
 
   // ---- shared (readers) -----------------------------------------------------------------------
@@ -5819,25 +6911,29 @@ class keyed_mutex_map {
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard lock_shared(const K& key) {
-    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::forever, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, forever()));
   }
   template <class K>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared(const K& key) {
-    return shared_guard(&core_, core_.acquire(key, mode::shared, wait::try_once, {}));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, once()));
   }
   template <class K, class Rep, class Period>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_for(const K& key, std::chrono::duration<Rep, Period> timeout) {
-    return shared_guard(
-        &core_, core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_deadline_after(timeout)));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, until(detail::kmm_deadline_after(timeout))));
   }
   template <class K, class Clock, class Duration>
   requires lookup_key<K>
   [[nodiscard]] shared_guard try_lock_shared_until(const K& key,
                                                    std::chrono::time_point<Clock, Duration> when) {
-    return shared_guard(&core_,
-                        core_.acquire(key, mode::shared, wait::until_deadline, detail::kmm_to_steady(when)));
+    return shared_guard(&core_, core_.acquire(key, mode::shared, until(detail::kmm_to_steady(when))));
+  }
+  // As lock(key, stop), shared.
+  template <class K>
+  requires lookup_key<K>
+  [[nodiscard]] shared_guard lock_shared(const K& key, std::stop_token stop) {
+    return shared_guard(&core_, core_.acquire(key, mode::shared, until_stopped(stop)));
   }
 
   // ---- several keys at once (exclusive) -------------------------------------------------------
@@ -5853,59 +6949,67 @@ class keyed_mutex_map {
 
   template <class R>
   requires key_range<R>
-  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, wait::forever, {}); }
+  [[nodiscard]] multi_guard lock_all(R&& keys) { return acquire_all(keys, forever()); }
   template <class R>
   requires key_range<R>
-  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, wait::try_once, {}); }
+  [[nodiscard]] multi_guard try_lock_all(R&& keys) { return acquire_all(keys, once()); }
   template <class R, class Rep, class Period>
   requires key_range<R>
   [[nodiscard]] multi_guard try_lock_all_for(R&& keys, std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+    return acquire_all(keys, until(detail::kmm_deadline_after(timeout)));
   }
   template <class R, class Clock, class Duration>
   requires key_range<R>
   [[nodiscard]] multi_guard try_lock_all_until(R&& keys, std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+    return acquire_all(keys, until(detail::kmm_to_steady(when)));
+  }
+
+  // All the keys, or an empty guard (nothing held) once a stop is requested on `stop`.
+  template <class R>
+  requires key_range<R>
+  [[nodiscard]] multi_guard lock_all(R&& keys, std::stop_token stop) {
+    return acquire_all(keys, until_stopped(stop));
   }
 
   template <class K>
   requires key_range<std::initializer_list<K>>
-  [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) {
-    return acquire_all(keys, wait::forever, {});
+  [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys) { return acquire_all(keys, forever()); }
+  template <class K>
+  requires key_range<std::initializer_list<K>>
+  [[nodiscard]] multi_guard lock_all(std::initializer_list<K> keys, std::stop_token stop) {
+    return acquire_all(keys, until_stopped(stop));
   }
   template <class K>
   requires key_range<std::initializer_list<K>>
-  [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) {
-    return acquire_all(keys, wait::try_once, {});
-  }
+  [[nodiscard]] multi_guard try_lock_all(std::initializer_list<K> keys) { return acquire_all(keys, once()); }
   template <class K, class Rep, class Period>
   requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_for(std::initializer_list<K> keys,
                                              std::chrono::duration<Rep, Period> timeout) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_deadline_after(timeout));
+    return acquire_all(keys, until(detail::kmm_deadline_after(timeout)));
   }
   template <class K, class Clock, class Duration>
   requires key_range<std::initializer_list<K>>
   [[nodiscard]] multi_guard try_lock_all_until(std::initializer_list<K> keys,
                                                std::chrono::time_point<Clock, Duration> when) {
-    return acquire_all(keys, wait::until_deadline, detail::kmm_to_steady(when));
+    return acquire_all(keys, until(detail::kmm_to_steady(when)));
   }
 
   // Keys as arguments. Keys of one type are used in place; mixed types are converted to their
   // common type first (e.g. std::string_view for std::string + const char*).
   // clang-format off
   template <class K1, class K2, class... Ks>
-    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+    requires (key_arg<K1> && key_arg<K2> && (key_arg<Ks> && ...))
   [[nodiscard]] multi_guard lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
     // clang-format on
-    return acquire_variadic(wait::forever, k1, k2, rest...);
+    return acquire_variadic(forever(), k1, k2, rest...);
   }
   // clang-format off
   template <class K1, class K2, class... Ks>
-    requires (lookup_key<std::decay_t<K1>> && lookup_key<std::decay_t<K2>> && (lookup_key<std::decay_t<Ks>> && ...))
+    requires (key_arg<K1> && key_arg<K2> && (key_arg<Ks> && ...))
   [[nodiscard]] multi_guard try_lock_all(const K1& k1, const K2& k2, const Ks&... rest) {
     // clang-format on
-    return acquire_variadic(wait::try_once, k1, k2, rest...);
+    return acquire_variadic(once(), k1, k2, rest...);
   }
 
   // ---- observation ----------------------------------------------------------------------------
@@ -5920,15 +7024,15 @@ class keyed_mutex_map {
 
  private:
   template <class R>
-  multi_guard acquire_all(R& keys, wait w, clock::time_point deadline) {
+  multi_guard acquire_all(R& keys, const wait_spec& w) {
     multi_guard g(&core_);
-    if (!core_.acquire_range(keys, w, deadline, g.entries_)) return multi_guard{};  // g releases
+    if (!core_.acquire_range(keys, w, g.entries_)) return multi_guard{};  // g releases
     return g;
   }
   template <class... Ks>
-  multi_guard acquire_variadic(wait w, const Ks&... keys) {
+  multi_guard acquire_variadic(const wait_spec& w, const Ks&... keys) {
     multi_guard g(&core_);
-    if (!core_.acquire_variadic(w, {}, g.entries_, keys...)) return multi_guard{};  // g releases
+    if (!core_.acquire_variadic(w, g.entries_, keys...)) return multi_guard{};  // g releases
     return g;
   }
 
@@ -6258,6 +7362,365 @@ class memory_lease_backend {
 
 }  // namespace noclobber
 // ---- end noclobber/memory_lease_backend.hpp
+
+// ---- begin noclobber/metrics.hpp -------------------------------------------
+// noclobber/metrics.hpp — retry-loop metrics shaped like OpenTelemetry counters and histograms.
+//
+// Overview
+// --------
+// Every retry loop (cas_retry, read_modify_write, write_if_unchanged, patch_if_unchanged, the
+// ledger, the coroutine forms) reports through its retry_policy's hooks (retry_controller.hpp):
+// on_attempt after each attempt, on_retry before each backoff, on_success or on_give_up once at
+// the end. `with_metrics(policy, sink)` returns a copy of `policy` whose hooks also feed a
+// *metrics sink*, an object with the two calls of OpenTelemetry's synchronous instruments:
+//
+//   sink.add(instrument, n, attributes)      a Counter's Add (monotonic, std::uint64_t)
+//   sink.record(instrument, v, attributes)   a Histogram's Record (double)
+//
+// The instruments are fixed descriptions (name, unit, description, kind), so an adapter to a
+// real OpenTelemetry Meter creates one Counter / Histogram per instrument on first use and
+// forwards; noclobber/memory_metrics.hpp is a small thread-safe sink that keeps totals in memory.
+//
+//   instrument                         kind       unit       attributes
+//   noclobber.attempts                 counter    {attempt}  status, [operation]
+//   noclobber.retries                  counter    {retry}    status (that caused it), [operation]
+//   noclobber.indeterminate.resolved   counter    {request}  [operation]
+//   noclobber.calls                    counter    {call}     reason (stop_reason), [operation]
+//   noclobber.call.attempts            histogram  {attempt}  reason, [operation]
+//   noclobber.call.backoff             histogram  s          reason, [operation]
+//
+// `operation` (optional) names the call site ("cart.add_item"); it becomes the attribute
+// noclobber.operation on every measurement. Status and reason values are the to_string names
+// (conflict, transient, applied, attempts_exhausted...). Attribute values are string_views
+// valid only during the call: a sink that keeps them copies them.
+//
+//   noclobber::memory_metrics sink;
+//   noclobber::retry_policy policy = noclobber::with_metrics(base_policy, sink, "cart.add_item");
+//   auto r = noclobber::read_modify_write(store, key, fn, policy);
+//
+// Cost: nothing unless installed. A policy without hooks pays two tests of an empty
+// std::function per loop (bench/bench_read_modify_write.cpp, `hooks/*`, measures unused against
+// installed in one binary). Installed, each attempt makes one sink call, each loop three more.
+//
+// Thread safety: with_metrics copies the policy (and the hooks already in it, which keep
+// running, before the sink's). The sink is held by reference and must outlive every loop that
+// uses the returned policy. A policy shared by concurrent loops calls the sink from all their
+// threads at once, so the sink must be thread-safe (memory_metrics is). The sink runs on the
+// loop's thread under no noclobber lock; whatever it throws propagates out of the loop (as
+// from any hook).
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+
+namespace noclobber {
+
+/// OpenTelemetry's synchronous instrument kinds that noclobber uses.
+enum class instrument_kind : unsigned char {
+  counter,    // monotonic sum: Add(n)
+  histogram,  // distribution: Record(v)
+};
+
+/// A fixed description of one instrument (OpenTelemetry: name, unit, description).
+struct instrument {
+  std::string_view name;
+  std::string_view unit;
+  std::string_view description;
+  instrument_kind kind;
+
+  friend constexpr bool operator==(const instrument& a, const instrument& b) noexcept {
+    return a.name == b.name;
+  }
+};
+
+/// One attribute of a measurement (OpenTelemetry: a key-value pair).
+struct metric_attribute {
+  std::string_view key;
+  std::string_view value;
+};
+using metric_attributes = std::span<const metric_attribute>;
+
+/// The instruments with_metrics feeds (see the overview's table).
+namespace instruments {
+inline constexpr instrument attempts{"noclobber.attempts", "{attempt}",
+                                     "Attempts made, by the status each ended with",
+                                     instrument_kind::counter};
+inline constexpr instrument retries{"noclobber.retries", "{retry}",
+                                    "Backoffs started, by the status of the attempt that failed",
+                                    instrument_kind::counter};
+inline constexpr instrument indeterminate_resolved{
+    "noclobber.indeterminate.resolved", "{request}",
+    "Requests with an unknown (indeterminate) outcome that a later read settled", instrument_kind::counter};
+inline constexpr instrument calls{"noclobber.calls", "{call}", "Retry loops finished, by why they stopped",
+                                  instrument_kind::counter};
+inline constexpr instrument call_attempts{"noclobber.call.attempts", "{attempt}", "Attempts per retry loop",
+                                          instrument_kind::histogram};
+inline constexpr instrument call_backoff{"noclobber.call.backoff", "s",
+                                         "Time slept in backoff per retry loop", instrument_kind::histogram};
+}  // namespace instruments
+
+/// Attribute keys with_metrics uses.
+namespace metric_keys {
+inline constexpr std::string_view status = "noclobber.status";
+inline constexpr std::string_view reason = "noclobber.reason";
+inline constexpr std::string_view operation = "noclobber.operation";
+}  // namespace metric_keys
+
+/// A metrics sink: counters and histograms in OpenTelemetry's shape (see the overview).
+// clang-format off
+template <class S>
+concept metrics_sink = requires(S& s, const instrument& i, std::uint64_t n, double v, metric_attributes a) {
+  s.add(i, n, a);
+  s.record(i, v, a);
+};
+// clang-format on
+
+namespace detail {
+
+/// The hooks' measurements for one sink; copied into each hook (a std::string and a pointer).
+template <metrics_sink Sink>
+class metrics_feed {
+ public:
+  metrics_feed(Sink& sink, std::string_view operation) : sink_(&sink), operation_(operation) {}
+
+  void attempt(const attempt_event& e) const {
+    add(instruments::attempts, metric_keys::status, to_string(e.status));
+    if (e.resolved_indeterminate) add(instruments::indeterminate_resolved, {}, {});
+  }
+  void retry(const retry_event& e) const {
+    add(instruments::retries, metric_keys::status, to_string(e.status));
+  }
+  void finished(const retry_counts& c) const {
+    const std::string_view reason = to_string(c.reason);
+    add(instruments::calls, metric_keys::reason, reason);
+    const std::chrono::duration<double> slept = c.slept;
+    const metric_attribute attrs[] = {{metric_keys::reason, reason}, {metric_keys::operation, operation_}};
+    const metric_attributes a(attrs, operation_.empty() ? 1 : 2);
+    sink_->record(instruments::call_attempts, static_cast<double>(c.attempts), a);
+    sink_->record(instruments::call_backoff, slept.count(), a);
+  }
+
+ private:
+  // One counter measurement, with the attribute (key, value) when key is not empty, and the
+  // operation when one was named.
+  void add(const instrument& i, std::string_view key, std::string_view value) const {
+    metric_attribute attrs[2];
+    std::size_t n = 0;
+    if (!key.empty()) attrs[n++] = {key, value};
+    if (!operation_.empty()) attrs[n++] = {metric_keys::operation, operation_};
+    sink_->add(i, 1, metric_attributes(attrs, n));
+  }
+
+  Sink* sink_;
+  std::string operation_;
+};
+
+/// `first` then `then` (either may be null).
+template <class Event, class Then>
+std::function<void(const Event&)> chain_hook(std::function<void(const Event&)> first, Then then) {
+  if (!first) return then;
+  return [first = std::move(first), then = std::move(then)](const Event& e) {
+    first(e);
+    then(e);
+  };
+}
+
+}  // namespace detail
+
+/// `policy` with hooks that also feed `sink` (see the overview): the policy's own hooks run
+/// first, then the sink's measurements. `operation`, when not empty, is added to every
+/// measurement as noclobber.operation. The sink must outlive every loop run with the result.
+template <metrics_sink Sink>
+[[nodiscard]] retry_policy with_metrics(retry_policy policy, Sink& sink, std::string_view operation = {}) {
+  const detail::metrics_feed<Sink> feed(sink, operation);
+  policy.on_attempt =
+      detail::chain_hook(std::move(policy.on_attempt), [feed](const attempt_event& e) { feed.attempt(e); });
+  policy.on_retry =
+      detail::chain_hook(std::move(policy.on_retry), [feed](const retry_event& e) { feed.retry(e); });
+  policy.on_success = detail::chain_hook(std::move(policy.on_success),
+                                         [feed](const success_event& e) { feed.finished(e.counts); });
+  policy.on_give_up = detail::chain_hook(std::move(policy.on_give_up),
+                                         [feed](const give_up_event& e) { feed.finished(e.counts); });
+  return policy;
+}
+
+}  // namespace noclobber
+// ---- end noclobber/metrics.hpp
+
+// ---- begin noclobber/memory_metrics.hpp ------------------------------------
+// noclobber/memory_metrics.hpp — a metrics sink that keeps its totals in memory.
+//
+// Overview
+// --------
+// `memory_metrics` satisfies the metrics_sink concept of noclobber/metrics.hpp: each counter
+// series (an instrument and its attributes) keeps its sum, each histogram series its count, sum,
+// minimum and maximum. It serves tests, examples and programs that print their own numbers; a
+// service exporting to OpenTelemetry forwards add / record to its Meter instead.
+//
+//   noclobber::memory_metrics sink;
+//   auto policy = noclobber::with_metrics(noclobber::retry_policy{}, sink);
+//   ... run loops with `policy` from any number of threads ...
+//   sink.counter(noclobber::instruments::attempts, {{noclobber::metric_keys::status, "conflict"}});
+//   std::fputs(sink.text().c_str(), stdout);   // one line per series
+//
+// Thread safety: every member may be called from any number of threads at once; one mutex
+// guards the series and no user code runs under it (a std::string / std::map allocation that
+// throws leaves the series as they were).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+
+namespace noclobber {
+
+class memory_metrics {
+ public:
+  /// What a histogram series (or several, summed) received.
+  struct histogram_summary {
+    std::uint64_t count = 0;
+    double sum = 0;
+    double min = 0;  // 0 when count == 0
+    double max = 0;
+  };
+
+  /// Counter Add: the series (instrument, attributes) grows by n.
+  void add(const instrument& i, std::uint64_t n, metric_attributes attributes) {
+    series_key key = make_key(i, attributes);
+    const annotated_lock lock(mutex_);
+    series_[std::move(key)].total += n;
+  }
+
+  /// Histogram Record: the series (instrument, attributes) receives v.
+  void record(const instrument& i, double v, metric_attributes attributes) {
+    series_key key = make_key(i, attributes);
+    const annotated_lock lock(mutex_);
+    histogram_summary& h = series_[std::move(key)].histogram;
+    h.min = h.count == 0 ? v : std::min(h.min, v);
+    h.max = h.count == 0 ? v : std::max(h.max, v);
+    h.sum += v;
+    ++h.count;
+  }
+
+  /// The sum of counter `i` over every series whose attributes include all of `match`.
+  [[nodiscard]] std::uint64_t counter(const instrument& i,
+                                      std::initializer_list<metric_attribute> match = {}) const {
+    std::uint64_t total = 0;
+    const annotated_lock lock(mutex_);
+    for (const auto& [key, s] : series_) {
+      if (matches(key, i, match)) total += s.total;
+    }
+    return total;
+  }
+
+  /// Histogram `i` over every series whose attributes include all of `match`, merged.
+  [[nodiscard]] histogram_summary histogram(const instrument& i,
+                                            std::initializer_list<metric_attribute> match = {}) const {
+    histogram_summary out;
+    const annotated_lock lock(mutex_);
+    for (const auto& [key, s] : series_) {
+      if (!matches(key, i, match) || s.histogram.count == 0) continue;
+      out.min = out.count == 0 ? s.histogram.min : std::min(out.min, s.histogram.min);
+      out.max = out.count == 0 ? s.histogram.max : std::max(out.max, s.histogram.max);
+      out.sum += s.histogram.sum;
+      out.count += s.histogram.count;
+    }
+    return out;
+  }
+
+  /// Every series, sorted, one per line: `name{key=value,...} total` for a counter and
+  /// `name{...} count=N sum=S min=A max=B` (unit appended) for a histogram.
+  [[nodiscard]] std::string text() const {
+    std::string out;
+    const annotated_lock lock(mutex_);
+    for (const auto& [key, s] : series_) {
+      out += key.name;
+      out += '{';
+      for (std::size_t n = 0; n < key.attributes.size(); ++n) {
+        if (n != 0) out += ',';
+        out += key.attributes[n].first + '=' + key.attributes[n].second;
+      }
+      out += "} ";
+      if (key.kind == instrument_kind::counter) {
+        out += std::to_string(s.total);
+      } else {
+        const histogram_summary& h = s.histogram;
+        out += "count=" + std::to_string(h.count) + " sum=" + number(h.sum) + " min=" + number(h.min) +
+               " max=" + number(h.max) + ' ' + key.unit;
+      }
+      out += '\n';
+    }
+    return out;
+  }
+
+  /// Forgets every series.
+  void clear() {
+    const annotated_lock lock(mutex_);
+    series_.clear();
+  }
+
+ private:
+  struct series_key {
+    std::string name;
+    std::vector<std::pair<std::string, std::string>> attributes;  // sorted by key
+    std::string unit;
+    instrument_kind kind = instrument_kind::counter;
+
+    friend bool operator<(const series_key& a, const series_key& b) {
+      return std::tie(a.name, a.attributes) < std::tie(b.name, b.attributes);
+    }
+  };
+  struct series {
+    std::uint64_t total = 0;      // counter
+    histogram_summary histogram;  // histogram
+  };
+
+  static series_key make_key(const instrument& i, metric_attributes attributes) {
+    series_key key{std::string(i.name), {}, std::string(i.unit), i.kind};
+    key.attributes.reserve(attributes.size());
+    for (const metric_attribute& a : attributes) key.attributes.emplace_back(a.key, a.value);
+    std::sort(key.attributes.begin(), key.attributes.end());
+    return key;
+  }
+
+  static bool matches(const series_key& key, const instrument& i,
+                      std::initializer_list<metric_attribute> match) {
+    if (key.name != i.name) return false;
+    return std::all_of(match.begin(), match.end(), [&](const metric_attribute& m) {
+      return std::any_of(key.attributes.begin(), key.attributes.end(),
+                         [&](const auto& a) { return a.first == m.key && a.second == m.value; });
+    });
+  }
+
+  static std::string number(double v) {
+    std::string s = std::to_string(v);  // fixed, 6 decimals: trim the trailing zeros
+    while (s.size() > 1 && s.back() == '0') s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    return s;
+  }
+
+  mutable annotated_mutex mutex_;
+  std::map<series_key, series> series_ NOCLOBBER_GUARDED_BY(mutex_);
+};
+
+static_assert(metrics_sink<memory_metrics>);
+
+}  // namespace noclobber
+// ---- end noclobber/memory_metrics.hpp
 
 // ---- begin noclobber/memory_store.hpp --------------------------------------
 // noclobber/memory_store.hpp — the reference in-memory store, with fault injection.
@@ -6797,6 +8260,233 @@ template <class Store, class Fn>
 
 }  // namespace noclobber
 // ---- end noclobber/naive_read_modify_write.hpp
+
+// ---- begin noclobber/ostream.hpp -------------------------------------------
+// noclobber/ostream.hpp — outcomes and results as text: to_text() and operator<<.
+//
+// Overview
+// --------
+// Log lines and test failures want the outcome of a call in words. This header gives every
+// outcome and result type a `to_text(x)` (a std::string) and an `operator<<` that writes it:
+//
+//   write_status, read_status, stop_reason, rmw_outcome   their names ("conflict", "deadline")
+//   store_error             `SQLITE_BUSY: database is locked` (empty: nothing)
+//   write_result<T>         `applied (token 7)`, `conflict`, `transient (SQLITE_BUSY: ...)`
+//   read_result<V, T>       `found 41 (token 3)`, `absent`, `permanent (42P01: ...)`
+//   retry_counts / stats    `applied after 3 attempts (2 conflicts; slept 1.5ms)`, with the
+//                           last error when there is one
+//   rmw_result<V, T>        `applied 42 (token 9) after 2 attempts (1 conflict)`, `unchanged`,
+//                           `aborted: quota exceeded`, `gave up: ...`; an unknown outcome is said
+//                           in words ("our write's outcome is unknown: it may or may not be stored")
+//
+// Values and tokens are printed with their own operator<< when they have one, else as `<value>`
+// / `<token>`. Counts are written in words with the right number ("1 conflict", "2 conflicts");
+// counters that are zero are left out.
+//
+// Formatting libraries: g++ 12's libstdc++ has no <format>, so no std::formatter is provided
+// here. With {fmt} (fmt::ostream_formatter) or a later standard library, a formatter is one line
+// per type over to_text: `template <> struct fmt::formatter<noclobber::write_status> :
+// fmt::ostream_formatter {};`.
+//
+// Thread safety: plain functions of their arguments; nothing locks and no user code runs except
+// the operator<< of Value and Token.
+
+#include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+
+namespace noclobber {
+
+namespace detail {
+
+/// "1 conflict", "2 conflicts" (plural: noun + "s" unless given).
+inline std::string count_words(unsigned n, std::string_view singular, std::string_view plural = {}) {
+  std::string out = std::to_string(n) + ' ';
+  if (n == 1) {
+    out += singular;
+  } else if (!plural.empty()) {
+    out += plural;
+  } else {
+    out += singular;
+    out += 's';
+  }
+  return out;
+}
+
+/// A duration for people: 0s, 850ns, 12us, 1.5ms, 2.25s (three significant digits at most).
+inline std::string human_duration(std::chrono::nanoseconds d) {
+  const double ns = static_cast<double>(d.count());
+  const char* unit = "ns";
+  double v = ns;
+  if (ns >= 1e9) {
+    v = ns / 1e9, unit = "s";
+  } else if (ns >= 1e6) {
+    v = ns / 1e6, unit = "ms";
+  } else if (ns >= 1e3) {
+    v = ns / 1e3, unit = "us";
+  }
+  if (d.count() == 0) return "0s";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g%s", v, unit);
+  return buf;
+}
+
+/// `x` through its operator<<, or `fallback` when it has none.
+template <class T>
+std::string streamed(const T& x, std::string_view fallback) {
+  if constexpr (requires(std::ostream & os) { os << x; }) {
+    std::ostringstream os;
+    os << x;
+    return std::move(os).str();
+  } else {
+    return std::string(fallback);
+  }
+}
+
+}  // namespace detail
+
+[[nodiscard]] inline std::string to_text(write_status s) {
+  return std::string(to_string(s));
+}
+[[nodiscard]] inline std::string to_text(read_status s) {
+  return std::string(to_string(s));
+}
+[[nodiscard]] inline std::string to_text(stop_reason r) {
+  return std::string(to_string(r));
+}
+[[nodiscard]] inline std::string to_text(rmw_outcome o) {
+  return std::string(to_string(o));
+}
+
+/// `code: message`, or whichever is not empty; empty for no error.
+[[nodiscard]] inline std::string to_text(const store_error& e) {
+  if (e.code.empty()) return e.message;
+  if (e.message.empty()) return e.code;
+  return e.code + ": " + e.message;
+}
+
+template <class Token>
+[[nodiscard]] std::string to_text(const write_result<Token>& w) {
+  std::string out = to_text(w.status);
+  if (w.token) out += " (token " + detail::streamed(*w.token, "<token>") + ')';
+  if (!w.error.empty()) out += " (" + to_text(w.error) + ')';
+  return out;
+}
+
+template <class Value, class Token>
+[[nodiscard]] std::string to_text(const read_result<Value, Token>& r) {
+  std::string out = to_text(r.status);
+  if (r.found()) {
+    out +=
+        ' ' + detail::streamed(r.value, "<value>") + " (token " + detail::streamed(r.token, "<token>") + ')';
+  }
+  if (!r.error.empty()) out += " (" + to_text(r.error) + ')';
+  return out;
+}
+
+/// `after N attempts (2 conflicts, 1 transient error, 1 unknown outcome resolved; slept 1.5ms)`:
+/// what the loop did, without why it stopped; zero counters are left out.
+[[nodiscard]] inline std::string describe_attempts(const retry_counts& c) {
+  std::string out = "after " + detail::count_words(c.attempts, "attempt");
+  std::string parts;
+  const auto item = [&parts](unsigned n, std::string_view singular, std::string_view plural = {}) {
+    if (n == 0) return;
+    if (!parts.empty()) parts += ", ";
+    parts += detail::count_words(n, singular, plural);
+  };
+  item(c.conflicts, "conflict");
+  item(c.transient_errors, "transient error");
+  item(c.indeterminate_resolved, "unknown outcome resolved", "unknown outcomes resolved");
+  if (c.slept > std::chrono::nanoseconds::zero()) {
+    parts += (parts.empty() ? "slept " : "; slept ") + detail::human_duration(c.slept);
+  }
+  if (!parts.empty()) out += " (" + parts + ')';
+  return out;
+}
+
+/// `applied after 3 attempts (2 conflicts; slept 1.5ms)`.
+[[nodiscard]] inline std::string to_text(const retry_counts& c) {
+  return to_text(c.reason) + ' ' + describe_attempts(c);
+}
+
+/// retry_counts' text, then `, last status conflict (code: message)` when the loop failed.
+[[nodiscard]] inline std::string to_text(const retry_stats& s) {
+  std::string out = to_text(static_cast<const retry_counts&>(s));
+  if (s.reason != stop_reason::applied && s.reason != stop_reason::decided && s.attempts > 0) {
+    out += ", last status " + to_text(s.last_status);
+    if (!s.last_error.empty()) out += " (" + to_text(s.last_error) + ')';
+  }
+  return out;
+}
+
+template <class Value, class Token>
+[[nodiscard]] std::string to_text(const rmw_result<Value, Token>& r) {
+  std::string out;
+  switch (r.outcome) {
+    case rmw_outcome::applied:
+      out = r.created ? "applied (created) " : "applied ";
+      out += r.value ? detail::streamed(*r.value, "<value>") : "<none>";
+      if (r.token) out += " (token " + detail::streamed(*r.token, "<token>") + ')';
+      return out + ' ' + describe_attempts(r);
+    case rmw_outcome::unchanged:
+      return "unchanged " + describe_attempts(r);
+    case rmw_outcome::aborted:
+      return "aborted: " + r.abort_reason + ' ' + describe_attempts(r);
+    case rmw_outcome::gave_up:
+      break;
+  }
+  out = "gave up (" + to_text(r.reason) + ") ";
+  if (r.indeterminate) out = "gave up: our write's outcome is unknown: it may or may not be stored; ";
+  out += describe_attempts(r);
+  if (r.attempts > 0) out += ", last status " + to_text(r.last_status);
+  if (!r.last_error.empty()) out += " (" + to_text(r.last_error) + ')';
+  return out;
+}
+
+inline std::ostream& operator<<(std::ostream& os, write_status s) {
+  return os << to_string(s);
+}
+inline std::ostream& operator<<(std::ostream& os, read_status s) {
+  return os << to_string(s);
+}
+inline std::ostream& operator<<(std::ostream& os, stop_reason r) {
+  return os << to_string(r);
+}
+inline std::ostream& operator<<(std::ostream& os, rmw_outcome o) {
+  return os << to_string(o);
+}
+inline std::ostream& operator<<(std::ostream& os, const store_error& e) {
+  return os << to_text(e);
+}
+inline std::ostream& operator<<(std::ostream& os, const retry_counts& c) {
+  return os << to_text(c);
+}
+inline std::ostream& operator<<(std::ostream& os, const retry_stats& s) {
+  return os << to_text(s);
+}
+template <class Token>
+std::ostream& operator<<(std::ostream& os, const write_result<Token>& w) {
+  return os << to_text(w);
+}
+template <class Value, class Token>
+std::ostream& operator<<(std::ostream& os, const read_result<Value, Token>& r) {
+  return os << to_text(r);
+}
+template <class Value, class Token>
+std::ostream& operator<<(std::ostream& os, const rmw_result<Value, Token>& r) {
+  return os << to_text(r);
+}
+template <class R>
+std::ostream& operator<<(std::ostream& os, const retry_result<R>& r) {
+  return os << to_text(static_cast<const retry_stats&>(r));
+}
+
+}  // namespace noclobber
+// ---- end noclobber/ostream.hpp
 
 // ---- begin noclobber/patch_if_unchanged.hpp --------------------------------
 // noclobber/patch_if_unchanged.hpp — a sparse patch against an expected revision.

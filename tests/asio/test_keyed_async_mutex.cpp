@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "asio/asio_test_support.hpp"
+
 namespace asio = boost::asio;
 using boost::system::error_code;
 using noclobber::keyed_async_mutex;
@@ -36,27 +38,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Runs `io` on `threads` threads until it runs out of work.
-void run_on_threads(asio::io_context& io, int threads) {
-  std::latch running(threads);  // all threads run the handlers together
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i)
-    pool.emplace_back([&] {
-      running.arrive_and_wait();
-      io.run();
-    });
-  running.arrive_and_wait();
-  io.run();
-  for (auto& t : pool) t.join();
-}
-
-// Completion for co_spawn that counts escaped exceptions instead of losing them.
-struct count_errors {
-  std::atomic<int>* errors;
-  void operator()(std::exception_ptr e) const {
-    if (e) errors->fetch_add(1);
-  }
-};
+using asio_test::count_errors;
+using asio_test::run_on_threads;
 
 // The read-modify-write the lock protects: read, yield to the scheduler (so that an unprotected
 // version interleaves for real), write back.

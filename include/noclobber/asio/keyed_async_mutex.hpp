@@ -12,180 +12,113 @@
 //     co_await read_modify_write_somewhere(account);  // one writer per account in this process
 //   }                                                 // `held` unlocks; the next waiter runs
 //
+// Forms: exclusive (`async_lock`, `lock`, `try_lock`, timed), shared (`async_lock_shared`,
+// `lock_shared`, `try_lock_shared`, timed: any number of shared holders, or one exclusive), and
+// several keys at once (`async_lock_all`, `lock_all`, `try_lock_all`, timed; exclusive).
+//
 // Guarantees
 //   * Entries exist only while a key is held or awaited: the map never grows with keys that were
-//     used once (no slow leak). `entry_count()` reports the live ones.
+//     used once (no slow leak). `entry_count()` reports the live ones. Map nodes of entries that
+//     went away are reused, so once the shards have seen their high-water mark of live keys,
+//     taking and releasing keys (`try_lock` included) allocates nothing.
 //   * FIFO hand-off: unlocking a key with waiters passes ownership straight to the oldest waiter
 //     (the key never looks free in between, so no barging), and that waiter's completion is
-//     posted to *its own* associated executor, never run inline in the unlocker.
-//   * `co_await m.lock(key)` is the coroutine shorthand: no suspension at all when the key is free.
-//   * Any completion token: `async_lock` is an `async_initiate` operation with signature
-//     `void(boost::system::error_code, guard)`; use_awaitable, deferred, use_future, as_tuple,
-//     redirect_error and plain callbacks all work. Even an uncontended lock completes via post.
+//     posted to *its own* associated executor, never run inline in the unlocker. Shared waiters at
+//     the front are granted together, up to the first exclusive waiter; a newcomer never passes a
+//     queued waiter (a shared newcomer waits behind a queued exclusive one).
+//   * `co_await m.lock(key)` (and lock_shared, lock_all) is the coroutine shorthand: no
+//     suspension at all when the keys are free.
+//   * Any completion token: the async_* functions are `async_initiate` operations with signature
+//     `void(boost::system::error_code, G)` (G = guard, shared_guard or multi_guard); use_awaitable,
+//     deferred, use_future, as_tuple, redirect_error and plain callbacks all work. Even an
+//     uncontended lock completes via post.
 //   * Cancellation: a waiter whose associated cancellation slot fires (terminal, partial or total
 //     — leaving the queue has no side effect) leaves the queue at once and completes with
-//     `asio::error::operation_aborted`; `async_lock_for` / `async_lock_until` complete with
+//     `asio::error::operation_aborted`; the *_until / *_for forms complete with
 //     `asio::error::timed_out` when the deadline passes first. Either way nothing stays behind:
 //     no queue node, and no entry when nobody else holds or awaits the key. A waiter that was
-//     already granted the key when cancellation arrives completes normally, holding it.
+//     already granted the key when cancellation arrives completes normally, holding it. A
+//     multi-key operation cancelled or timed out releases the keys it had taken.
 //   * If a granted completion is destroyed without being invoked (its execution context shut
 //     down), the key is released, so no lock is left held.
+//   * Several keys: sorted by (shard, hash) with duplicates folded; taken shard by shard in
+//     ascending order, the keys of one shard all at once or not at all (a multi-key waiter holds
+//     none of a shard's keys while it waits for one of them), so two multi-key operations never
+//     deadlock each other.
 //
 // Thread safety: every member function may be called from any thread at once; the mutex works
 // with one io_context thread or many, with or without strands. Each shard has a small mutex
-// (annotated_mutex: clang's -Wthread-safety checks its map) that guards its map and waiter queues. The only
-// user code run under it is the map's own: Hash, KeyEqual and copying the Key (if they throw, nothing is
-// queued or held). Completion handlers, including coroutine resumption, always run after it is released, on
-// the waiter's executor. Lock order: shard mutex, then (only while a timed wait is being armed) the timer
-// service's internal lock. A `guard` is a plain movable object: use one guard from one place at a time.
+// (annotated_mutex: clang's -Wthread-safety checks its map) that guards its map and waiter queues.
+// The only user code run under it is the map's own: Hash, KeyEqual and copying the Key (if they
+// throw, nothing is queued or held). Completion handlers, including coroutine resumption, always
+// run after it is released, on the waiter's executor. Lock order: shard mutex, then (only while a
+// timed wait is being armed) the timer service's internal lock. A guard is a plain movable
+// object: use one guard from one place at a time.
 //
 // Lifetime: the mutex must outlive every guard and every pending operation, and a pending
 // waiter's execution context must outlive its wait (as for any Asio operation).
+//
+// Inside (noclobber/asio/keyed_async_mutex/): entry.hpp (the per-key state, FIFO grants, the
+// shard map with reused nodes), lock_op.hpp (one queued operation), lock_all_op.hpp (the
+// multi-key operation).
 #pragma once
 
-#include <atomic>
+#include <algorithm>
 #include <cassert>
 #include <chrono>
 #include <cstddef>
-#include <cstdint>
 #include <functional>
-#include <memory>
+#include <initializer_list>
 #include <optional>
+#include <ranges>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
+#include <vector>
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/associated_allocator.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "noclobber/asio/keyed_async_mutex/entry.hpp"
+#include "noclobber/asio/keyed_async_mutex/lock_all_op.hpp"
+#include "noclobber/asio/keyed_async_mutex/lock_op.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/thread_annotations.hpp"
 
 namespace noclobber {
 
-namespace detail {
-
-// One queued async_lock. Fields marked (S) are guarded by the shard mutex of the key's shard.
-struct async_lock_waiter {
-  enum class state : unsigned char { queued, granted, withdrawn };
-
-  async_lock_waiter* prev = nullptr;  // (S)
-  async_lock_waiter* next = nullptr;  // (S)
-  state st = state::queued;           // (S) leaves `queued` exactly once
-  void* node = nullptr;               // the key's map node: valid while queued or granted-but-not-released
-  void* shard = nullptr;              // the key's shard: valid as long as the mutex
-  // Posts the completion to the waiter's executor. Called after st left `queued`, with no lock.
-  void (*post_completion)(async_lock_waiter*, boost::system::error_code) = nullptr;
-};
-
-// The per-key state. An entry is in its shard's map exactly while held or awaited.
-struct async_lock_entry {
-  bool held = false;                  // (S)
-  async_lock_waiter* head = nullptr;  // (S) oldest waiter
-  async_lock_waiter* tail = nullptr;  // (S)
-  std::size_t waiters = 0;            // (S)
-
-  void push_back(async_lock_waiter* w) noexcept {
-    w->prev = tail;
-    w->next = nullptr;
-    (tail ? tail->next : head) = w;
-    tail = w;
-    ++waiters;
-  }
-  void remove(async_lock_waiter* w) noexcept {
-    (w->prev ? w->prev->next : head) = w->next;
-    (w->next ? w->next->prev : tail) = w->prev;
-    w->prev = w->next = nullptr;
-    --waiters;
-  }
-};
-
-[[nodiscard]] inline std::size_t keyed_async_mutex_mix_hash(std::size_t h) noexcept {
-  // std::hash of an integer is the identity; spread it before taking a shard.
-  std::uint64_t x = static_cast<std::uint64_t>(h);
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return static_cast<std::size_t>(x);
-}
-
-}  // namespace detail
-
-/// An awaitable per-key exclusive lock. See the header comment for the contract.
+/// An awaitable per-key lock, exclusive or shared. See the header comment for the contract.
 template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
 class keyed_async_mutex {
-  using map_type = std::unordered_map<Key, detail::async_lock_entry, Hash, KeyEqual>;
-  using node_type = typename map_type::value_type;
+  using shard = detail::async_lock_shard<Key, Hash, KeyEqual>;
+  using node_type = typename shard::node_type;
+  using mode = detail::async_lock_mode;
 
  public:
   using key_type = Key;
   using clock_type = std::chrono::steady_clock;
 
-  /// Exclusive ownership of one key. Movable, not copyable; unlocks on destruction.
-  class guard {
-   public:
-    guard() noexcept = default;
-    guard(guard&& other) noexcept
-        : owner_(std::exchange(other.owner_, nullptr)), node_(std::exchange(other.node_, nullptr)) {}
-    guard& operator=(guard&& other) noexcept {
-      if (this != &other) {
-        unlock();
-        owner_ = std::exchange(other.owner_, nullptr);
-        node_ = std::exchange(other.node_, nullptr);
-      }
-      return *this;
-    }
-    guard(const guard&) = delete;
-    guard& operator=(const guard&) = delete;
-    ~guard() { unlock(); }
-
-    [[nodiscard]] bool owns_lock() const noexcept { return node_ != nullptr; }
-    explicit operator bool() const noexcept { return owns_lock(); }
-
-    /// The key held. Precondition: owns_lock().
-    [[nodiscard]] const Key& key() const noexcept {
-      assert(node_);
-      return node_->first;
-    }
-
-    /// Releases the key now: hands it to the oldest waiter (posting its completion to that
-    /// waiter's executor) or, when nobody waits, removes the entry. No-op on an empty guard.
-    /// noexcept: if posting the hand-off cannot allocate, std::terminate is called.
-    void unlock() noexcept {
-      if (node_) {
-        std::exchange(owner_, nullptr)->release(std::exchange(node_, nullptr));
-      }
-    }
-
-   private:
-    friend class keyed_async_mutex;
-    guard(keyed_async_mutex* owner, node_type* node) noexcept : owner_(owner), node_(node) {}
-
-    keyed_async_mutex* owner_ = nullptr;
-    node_type* node_ = nullptr;
-  };
+  template <detail::async_lock_mode Mode>
+  class basic_guard;
+  using guard = basic_guard<detail::async_lock_mode::exclusive>;      // exclusive hold of one key
+  using shared_guard = basic_guard<detail::async_lock_mode::shared>;  // shared hold of one key
+  class multi_guard;
 
   /// `shard_count` independent shards (each a mutex and a hash map); 0 is rejected.
   explicit keyed_async_mutex(std::size_t shard_count = 64, const Hash& hash = Hash(),
                              const KeyEqual& equal = KeyEqual())
-      : shard_count_(checked_shard_count(shard_count)), hash_(hash), shards_(new shard[shard_count_]) {
+      : shard_count_(checked_shard_count(shard_count)),
+        hash_(hash),
+        equal_(equal),
+        shards_(new shard[shard_count_]) {
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      shards_[i].map = map_type(0, hash, equal);
+      annotated_lock lock(shards_[i].mutex);
+      shards_[i].map = typename shard::map_type(0, hash, equal);
     }
   }
   keyed_async_mutex(const keyed_async_mutex&) = delete;
@@ -194,13 +127,14 @@ class keyed_async_mutex {
   /// Precondition: no guard is alive and no operation is pending.
   ~keyed_async_mutex() { assert(entry_count() == 0); }
 
+  // ---- exclusive ------------------------------------------------------------------------------
+
   /// Waits for `key` without blocking the thread. Completion signature
   /// `void(boost::system::error_code, guard)`: on success the guard owns the key; on
   /// cancellation the error is `operation_aborted` and the guard is empty.
   template <class CompletionToken>
   auto async_lock(const Key& key, CompletionToken&& token) {
-    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, guard)>(
-        initiate_lock{this}, token, key, std::optional<clock_type::time_point>());
+    return initiate<guard>(key, std::nullopt, std::forward<CompletionToken>(token));
   }
 
   /// As async_lock, but gives up at `deadline` with `asio::error::timed_out`. The timer runs on
@@ -208,19 +142,14 @@ class keyed_async_mutex {
   /// use_awaitable) and is armed only if the key is busy.
   template <class CompletionToken>
   auto async_lock_until(const Key& key, clock_type::time_point deadline, CompletionToken&& token) {
-    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, guard)>(
-        initiate_lock{this}, token, key, std::optional<clock_type::time_point>(deadline));
+    return initiate<guard>(key, deadline, std::forward<CompletionToken>(token));
   }
 
   /// As async_lock_until(key, now + timeout, token). A negative timeout is rejected. Any duration
   /// converts without overflow: hours::max() waits without a deadline (time_point::max()).
   template <class CompletionToken>
   auto async_lock_for(const Key& key, saturating_ns timeout, CompletionToken&& token) {
-    if (timeout.get() < std::chrono::nanoseconds::zero()) {
-      throw std::invalid_argument("noclobber::keyed_async_mutex::async_lock_for: negative timeout (" +
-                                  std::to_string(timeout.count()) + " ns)");
-    }
-    return async_lock_until(key, saturating_deadline<clock_type>(clock_type::now(), timeout),
+    return async_lock_until(key, deadline_after(timeout, "async_lock_for"),
                             std::forward<CompletionToken>(token));
   }
 
@@ -232,15 +161,88 @@ class keyed_async_mutex {
     co_return co_await async_lock(key, boost::asio::use_awaitable);
   }
 
-  /// Takes `key` if nobody holds or awaits it; otherwise returns an empty guard. Never waits.
-  [[nodiscard]] guard try_lock(const Key& key) {
-    shard& s = shard_for(key);
-    annotated_lock lock(s.mutex);
-    auto [it, inserted] = s.map.try_emplace(key);
-    if (!inserted) return guard();
-    it->second.held = true;
-    return guard(this, &*it);
+  /// Takes `key` if nobody holds or awaits it; otherwise returns an empty guard. Never waits, and
+  /// allocates nothing once the shard has reusable map nodes (see the header comment).
+  [[nodiscard]] guard try_lock(const Key& key) { return try_take<guard>(key); }
+
+  // ---- shared ---------------------------------------------------------------------------------
+  // Any number of shared holders, or one exclusive holder; grants stay FIFO (a shared newcomer
+  // waits behind a queued exclusive waiter, and shared waiters at the front enter together).
+
+  /// As async_lock, shared. Completion signature `void(boost::system::error_code, shared_guard)`.
+  template <class CompletionToken>
+  auto async_lock_shared(const Key& key, CompletionToken&& token) {
+    return initiate<shared_guard>(key, std::nullopt, std::forward<CompletionToken>(token));
   }
+  template <class CompletionToken>
+  auto async_lock_shared_until(const Key& key, clock_type::time_point deadline, CompletionToken&& token) {
+    return initiate<shared_guard>(key, deadline, std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_lock_shared_for(const Key& key, saturating_ns timeout, CompletionToken&& token) {
+    return async_lock_shared_until(key, deadline_after(timeout, "async_lock_shared_for"),
+                                   std::forward<CompletionToken>(token));
+  }
+  [[nodiscard]] boost::asio::awaitable<shared_guard> lock_shared(Key key) {
+    if (shared_guard g = try_lock_shared(key)) co_return g;
+    co_return co_await async_lock_shared(key, boost::asio::use_awaitable);
+  }
+  /// Takes `key` shared if it is free or held shared with nobody queued; else an empty guard.
+  [[nodiscard]] shared_guard try_lock_shared(const Key& key) { return try_take<shared_guard>(key); }
+
+  // ---- several keys at once (exclusive) -------------------------------------------------------
+  // `keys`: any input range whose elements convert to Key, or a braced list. Duplicates are
+  // folded. Allocates the sorted key list (and, when it waits, the operation).
+
+  /// All the keys, or none: completion signature `void(boost::system::error_code, multi_guard)`;
+  /// on cancellation (`operation_aborted`) or timeout (`timed_out`) the keys taken so far are
+  /// released and the guard is empty. Completes via post even when every key was free.
+  template <class Range, class CompletionToken>
+  requires std::ranges::input_range<Range>
+  auto async_lock_all(const Range& keys, CompletionToken&& token) {
+    return initiate_all(ordered(keys), std::nullopt, std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_lock_all(std::initializer_list<Key> keys, CompletionToken&& token) {
+    return initiate_all(ordered(keys), std::nullopt, std::forward<CompletionToken>(token));
+  }
+  template <class Range, class CompletionToken>
+  requires std::ranges::input_range<Range>
+  auto async_lock_all_until(const Range& keys, clock_type::time_point deadline, CompletionToken&& token) {
+    return initiate_all(ordered(keys), deadline, std::forward<CompletionToken>(token));
+  }
+  template <class Range, class CompletionToken>
+  requires std::ranges::input_range<Range>
+  auto async_lock_all_for(const Range& keys, saturating_ns timeout, CompletionToken&& token) {
+    return async_lock_all_until(keys, deadline_after(timeout, "async_lock_all_for"),
+                                std::forward<CompletionToken>(token));
+  }
+  /// Coroutine shorthand: no suspension when every key is free (try_lock_all), else as
+  /// async_lock_all(keys, use_awaitable).
+  [[nodiscard]] boost::asio::awaitable<multi_guard> lock_all(std::vector<Key> keys) {
+    if (multi_guard g = try_lock_all(keys)) co_return g;
+    co_return co_await async_lock_all(keys, boost::asio::use_awaitable);
+  }
+  /// All the keys if every one is free now (nobody holds or awaits it), else an empty guard and
+  /// nothing held.
+  template <class Range>
+  requires std::ranges::input_range<Range>
+  [[nodiscard]] multi_guard try_lock_all(const Range& keys) {
+    auto order = ordered(keys);
+    std::vector<guard> held;
+    held.reserve(order.size());
+    for (std::size_t b = 0; b < order.size();) {
+      const std::size_t e = group_end(order, b);
+      if (take_group(order, b, e, npos, held) != npos) return multi_guard();  // `held` releases
+      b = e;
+    }
+    return multi_guard(std::move(held));
+  }
+  [[nodiscard]] multi_guard try_lock_all(std::initializer_list<Key> keys) {
+    return try_lock_all(std::vector<Key>(keys));
+  }
+
+  // ---- observation ----------------------------------------------------------------------------
 
   /// Number of keys currently held or awaited (the map's size; for tests and metrics).
   [[nodiscard]] std::size_t entry_count() const {
@@ -252,7 +254,7 @@ class keyed_async_mutex {
     return n;
   }
 
-  /// Number of operations queued behind the holder of `key` (0 when free or uncontended).
+  /// Number of operations queued behind the holders of `key` (0 when free or uncontended).
   [[nodiscard]] std::size_t waiter_count(const Key& key) const {
     const shard& s = shard_for(key);
     annotated_lock lock(s.mutex);
@@ -260,18 +262,41 @@ class keyed_async_mutex {
     return it == s.map.end() ? 0 : it->second.waiters;
   }
 
-  /// True while some guard holds `key`.
+  /// True while some guard holds `key`, exclusively or shared.
   [[nodiscard]] bool is_locked(const Key& key) const {
     const shard& s = shard_for(key);
     annotated_lock lock(s.mutex);
     auto it = s.map.find(key);
-    return it != s.map.end() && it->second.held;
+    return it != s.map.end() && it->second.held();
+  }
+
+  /// Number of shared holders of `key` (0 when free or held exclusively).
+  [[nodiscard]] std::size_t shared_count(const Key& key) const {
+    const shard& s = shard_for(key);
+    annotated_lock lock(s.mutex);
+    auto it = s.map.find(key);
+    return it == s.map.end() ? 0 : it->second.shared;
   }
 
  private:
-  struct alignas(64) shard {
-    mutable annotated_mutex mutex;
-    map_type map NOCLOBBER_GUARDED_BY(mutex);
+  template <class Mutex, class Guard, class Handler>
+  friend struct detail::async_lock_op;
+  template <class Op>
+  friend struct detail::async_lock_cancel_handler;
+  template <class Op>
+  friend struct detail::async_lock_timer_handler;
+  template <class Mutex>
+  friend struct detail::async_lock_all_op;
+  template <class Mutex, class Guard>
+  friend struct detail::async_lock_initiation;
+
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  /// A key of a multi-key call, with its hash and shard (the lock order).
+  struct ordered_key {
+    Key key;
+    std::size_t hash;
+    std::size_t shard;
   };
 
   static std::size_t checked_shard_count(std::size_t n) {
@@ -281,242 +306,256 @@ class keyed_async_mutex {
     return n;
   }
 
-  shard& shard_for(const Key& key) const {
-    return shards_[detail::keyed_async_mutex_mix_hash(hash_(key)) % shard_count_];
+  static clock_type::time_point deadline_after(saturating_ns timeout, const char* what) {
+    if (timeout.get() < std::chrono::nanoseconds::zero()) {
+      throw std::invalid_argument(std::string("noclobber::keyed_async_mutex::") + what +
+                                  ": negative timeout (" + std::to_string(timeout.count()) + " ns)");
+    }
+    return saturating_deadline<clock_type>(clock_type::now(), timeout);
   }
 
-  // Called by guard::unlock: FIFO hand-off or removal of the entry.
-  void release(node_type* node) noexcept {
+  std::size_t shard_index(std::size_t hash) const noexcept {
+    return detail::keyed_async_mutex_mix_hash(hash) % shard_count_;
+  }
+  shard& shard_for(const Key& key) const { return shards_[shard_index(hash_(key))]; }
+
+  template <class Guard>
+  static constexpr mode mode_of() noexcept {
+    return std::is_same_v<Guard, guard> ? mode::exclusive : mode::shared;
+  }
+
+  /// A guard for a key granted to a queued operation (lock_op.hpp).
+  template <class Guard>
+  static Guard adopt(keyed_async_mutex* owner, void* node) noexcept {
+    return Guard(owner, static_cast<node_type*>(node));
+  }
+
+  template <class Guard>
+  Guard try_take(const Key& key) {
+    shard& s = shard_for(key);
+    node_type* node = nullptr;
+    {
+      annotated_lock lock(s.mutex);
+      auto it = s.map.find(key);
+      if (it != s.map.end() && !it->second.free_for(mode_of<Guard>())) return Guard();
+      node = it != s.map.end() ? &*it : s.find_or_insert(key).first;
+      node->second.take(mode_of<Guard>());
+    }
+    return Guard(this, node);
+  }
+
+  // Called by the guards: lets go of one hold and grants the front of the queue (FIFO hand-off),
+  // or removes the entry when nobody holds or awaits the key any more.
+  void release(node_type* node, mode m) noexcept {
     shard& s = shard_for(node->first);
-    detail::async_lock_waiter* next = nullptr;
+    detail::async_lock_waiter* granted = nullptr;
     {
       annotated_lock lock(s.mutex);
       detail::async_lock_entry& e = node->second;
-      assert(e.held);
-      if (e.head) {
-        next = e.head;
-        e.remove(next);
-        next->st = detail::async_lock_waiter::state::granted;  // e.held stays true: no barging
-      } else {
-        s.map.erase(s.map.find(node->first));
-      }
+      assert(e.held());
+      e.let_go(m);
+      granted = e.grant_front();  // the key never looks free in between: no barging
+      if (!e.held() && e.head == nullptr) s.erase(node);
     }
-    if (next) next->post_completion(next, {});
+    detail::async_lock_complete_granted(granted);
   }
 
-  // Takes a still-queued waiter out of its queue. Returns false if it was already granted or
-  // withdrawn (the other party completes it).
+  // Takes a still-queued waiter out of its queue (and grants shared waiters it held back).
+  // Returns false if it was already granted or withdrawn (the other party completes it).
   bool withdraw(detail::async_lock_waiter* w) noexcept {
     // Only the shard is touched before the state check: once granted, the node may be gone.
     shard& s = *static_cast<shard*>(w->shard);
-    annotated_lock lock(s.mutex);
-    if (w->st != detail::async_lock_waiter::state::queued) return false;
-    w->st = detail::async_lock_waiter::state::withdrawn;
-    static_cast<node_type*>(w->node)->second.remove(w);  // the holder still holds: the entry stays
+    detail::async_lock_waiter* granted = nullptr;
+    {
+      annotated_lock lock(s.mutex);
+      if (w->st != detail::async_lock_waiter::state::queued) return false;
+      w->st = detail::async_lock_waiter::state::withdrawn;
+      detail::async_lock_entry& e = static_cast<node_type*>(w->node)->second;
+      e.remove(w);  // a holder still holds: the entry stays
+      granted = e.grant_front();
+    }
+    detail::async_lock_complete_granted(granted);
     return true;
   }
 
-  template <class Handler>
-  struct lock_op;
-
-  // Runs a posted completion; if destroyed un-run (context shut down), abandons the operation
-  // so that a granted key is released.
-  template <class Op>
-  struct op_invoker {
-    Op* op;
-    boost::system::error_code ec;
-
-    op_invoker(Op* o, boost::system::error_code e) noexcept : op(o), ec(e) {}
-    op_invoker(op_invoker&& other) noexcept : op(std::exchange(other.op, nullptr)), ec(other.ec) {}
-    op_invoker& operator=(op_invoker&&) = delete;
-    ~op_invoker() {
-      if (op) op->abandon(ec);
-    }
-    void operator()() { std::exchange(op, nullptr)->finish(ec); }
-  };
-
-  template <class Op>
-  struct op_cancel_handler {
-    Op* op;
-    explicit op_cancel_handler(Op* o) noexcept : op(o) {}
-    void operator()(boost::asio::cancellation_type_t type) {
-      using ct = boost::asio::cancellation_type;
-      if ((type & (ct::terminal | ct::partial | ct::total)) == ct::none) return;
-      if (op->owner->withdraw(op)) Op::post_completion_fn(op, boost::asio::error::operation_aborted);
-    }
-  };
-
-  template <class Op>
-  struct op_timer_handler {
-    Op* op;
-
-    explicit op_timer_handler(Op* o) noexcept : op(o) {}
-    op_timer_handler(op_timer_handler&& other) noexcept : op(std::exchange(other.op, nullptr)) {}
-    op_timer_handler& operator=(op_timer_handler&&) = delete;
-    ~op_timer_handler() {
-      if (op) op->release_ref();
-    }
-    void operator()(boost::system::error_code ec) {
-      Op* o = std::exchange(op, nullptr);
-      // Already on the waiter's executor (the timer's): complete inline.
-      if (ec != boost::asio::error::operation_aborted && o->owner->withdraw(o)) {
-        o->finish(boost::asio::error::timed_out);
-      }
-      o->release_ref();
-    }
-  };
-
-  // A queued waiter holding the completion handler. Reference counted: one reference for the
-  // completion, one for a pending timer wait; freed with the handler's associated allocator.
-  template <class Handler>
-  struct lock_op final : detail::async_lock_waiter {
-    using executor_type = boost::asio::associated_executor_t<Handler>;
-    using work_executor_type = std::decay_t<decltype(boost::asio::prefer(
-        std::declval<const executor_type&>(), boost::asio::execution::outstanding_work.tracked))>;
-    using allocator_type = typename std::allocator_traits<
-        boost::asio::associated_allocator_t<Handler>>::template rebind_alloc<lock_op>;
-
-    keyed_async_mutex* owner;
-    Handler handler;
-    work_executor_type work;
-    allocator_type alloc;
-    boost::asio::cancellation_slot slot;
-    std::optional<boost::asio::steady_timer> timer;
-    std::atomic<int> refs{1};
-
-    lock_op(keyed_async_mutex* m, Handler&& h)
-        : owner(m),
-          handler(std::move(h)),
-          work(boost::asio::prefer(boost::asio::get_associated_executor(handler),
-                                   boost::asio::execution::outstanding_work.tracked)),
-          alloc(boost::asio::get_associated_allocator(handler)),
-          slot(boost::asio::get_associated_cancellation_slot(handler)) {
-      post_completion = &post_completion_fn;
-    }
-
-    static lock_op* create(keyed_async_mutex* m, Handler&& h) {
-      allocator_type a(boost::asio::get_associated_allocator(h));
-      lock_op* p = std::allocator_traits<allocator_type>::allocate(a, 1);
-      try {
-        std::allocator_traits<allocator_type>::construct(a, p, m, std::move(h));
-      } catch (...) {
-        std::allocator_traits<allocator_type>::deallocate(a, p, 1);
-        throw;
-      }
-      return p;
-    }
-
-    void release_ref() noexcept {
-      if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        allocator_type a(std::move(alloc));
-        std::allocator_traits<allocator_type>::destroy(a, this);
-        std::allocator_traits<allocator_type>::deallocate(a, this, 1);
-      }
-    }
-
-    static void post_completion_fn(detail::async_lock_waiter* w, boost::system::error_code ec) {
-      auto* self = static_cast<lock_op*>(w);
-      boost::asio::post(self->work, op_invoker<lock_op>(self, ec));
-    }
-
-    // Runs on the waiter's executor. Clears the cancellation slot and timer, frees the op's
-    // completion reference, then invokes the handler.
-    void finish(boost::system::error_code ec) {
-      if (slot.is_connected()) slot.clear();
-      if (timer) timer->cancel();
-      Handler h(std::move(handler));
-      [[maybe_unused]] work_executor_type w(std::move(work));  // keeps the context busy until the handler ran
-      guard g = ec ? guard() : guard(owner, static_cast<node_type*>(node));
-      release_ref();
-      std::move(h)(ec, std::move(g));
-    }
-
-    // The completion will never run: release a granted key and drop the handler.
-    void abandon(boost::system::error_code ec) noexcept {
-      if (slot.is_connected()) slot.clear();
-      if (timer) timer->cancel();
-      if (!ec) guard(owner, static_cast<node_type*>(node)).unlock();
-      release_ref();
-    }
-  };
-
-  template <class Handler>
-  static void post_immediate(Handler&& handler, guard g) {
-    auto ex = boost::asio::get_associated_executor(handler);
-    boost::asio::post(ex, [h = std::move(handler), g = std::move(g)]() mutable {
-      std::move(h)(boost::system::error_code(), std::move(g));
-    });
+  template <class Guard, class CompletionToken>
+  auto initiate(const Key& key, std::optional<clock_type::time_point> deadline, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, Guard)>(
+        detail::async_lock_initiation<keyed_async_mutex, Guard>{this}, token, key, deadline);
   }
 
-  struct initiate_lock {
-    keyed_async_mutex* self;
+  // ---- several keys ---------------------------------------------------------------------------
 
-    template <class Handler>
-    void operator()(Handler&& handler, const Key& key, std::optional<clock_type::time_point> deadline) const {
-      using handler_type = std::decay_t<Handler>;
-      shard& s = self->shard_for(key);
-      {
-        // Fast path: the key is free; no op allocated, no timer armed.
-        annotated_unique_lock lock(s.mutex);
-        auto [it, inserted] = s.map.try_emplace(key);
-        if (inserted) {
-          it->second.held = true;
-          guard g(self, &*it);
-          lock.unlock();
-          post_immediate(handler_type(std::forward<Handler>(handler)), std::move(g));
-          return;
+  /// The keys in lock order, (shard, hash), with duplicates folded (equal keys have equal hashes,
+  /// so they are adjacent within a run of equal hashes).
+  template <class Range>
+  std::vector<ordered_key> ordered(const Range& keys) const {
+    std::vector<ordered_key> out;
+    for (auto&& k : keys) {
+      Key key(k);
+      const std::size_t h = hash_(key);
+      out.push_back(ordered_key{std::move(key), h, shard_index(h)});
+    }
+    std::sort(out.begin(), out.end(), [](const ordered_key& a, const ordered_key& b) {
+      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
+    });
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      bool dup = false;
+      for (std::size_t j = kept; j-- > 0 && out[j].hash == out[i].hash;) {
+        if (equal_(out[j].key, out[i].key)) {
+          dup = true;
+          break;
         }
       }
-      // Slow path: build the op outside the lock, then queue it (re-checking the key).
-      lock_op<handler_type>* op =
-          lock_op<handler_type>::create(self, handler_type(std::forward<Handler>(handler)));
-      try {
-        if (op->slot.is_connected()) op->slot.template emplace<op_cancel_handler<lock_op<handler_type>>>(op);
-        if (deadline) op->timer.emplace(boost::asio::any_io_executor(op->work));
-      } catch (...) {
-        op->abandon(boost::asio::error::operation_aborted);
-        throw;
-      }
-      annotated_unique_lock lock(s.mutex);
-      typename map_type::iterator it;
-      bool inserted = false;
-      try {
-        std::tie(it, inserted) = s.map.try_emplace(key);  // Key's copy, Hash, KeyEqual may throw
-      } catch (...) {
-        lock.unlock();
-        op->abandon(boost::asio::error::operation_aborted);  // nothing queued, nothing held
-        throw;
-      }
-      op->node = &*it;
-      op->shard = &s;
-      if (inserted) {
-        // Freed while we were allocating: take it, and complete through the op.
-        it->second.held = true;
-        op->st = detail::async_lock_waiter::state::granted;
-        lock.unlock();
-        lock_op<handler_type>::post_completion_fn(op, {});
-        return;
-      }
-      it->second.push_back(op);
-      if (deadline) {
-        // Armed under the shard lock, so no hand-off can race with arming the timer.
-        op->timer->expires_at(*deadline);
-        op->refs.fetch_add(1, std::memory_order_relaxed);
-        try {
-          op->timer->async_wait(op_timer_handler<lock_op<handler_type>>(op));  // takes that reference
-        } catch (...) {
-          it->second.remove(op);  // nobody else can have seen the op yet
-          lock.unlock();
-          op->abandon(boost::asio::error::operation_aborted);
-          throw;
-        }
+      if (!dup) {
+        if (kept != i) out[kept] = std::move(out[i]);
+        ++kept;
       }
     }
-  };
+    out.erase(out.begin() + static_cast<std::ptrdiff_t>(kept), out.end());
+    return out;
+  }
+
+  static std::size_t group_end(const std::vector<ordered_key>& keys, std::size_t b) noexcept {
+    std::size_t e = b;
+    while (e < keys.size() && keys[e].shard == keys[b].shard) ++e;
+    return e;
+  }
+
+  /// Takes keys[b … e) (one shard's keys) except keys[except] (already held by the caller) all at
+  /// once, appending their guards to `held` (which has room), or none: then returns the index of
+  /// a key that is held or awaited. Throws what find_or_insert throws; nothing of the group is
+  /// taken then.
+  std::size_t take_group(const std::vector<ordered_key>& keys, std::size_t b, std::size_t e,
+                         std::size_t except, std::vector<guard>& held) {
+    shard& s = shards_[keys[b].shard];
+    const std::size_t first = held.size();
+    {
+      annotated_lock lock(s.mutex);
+      for (std::size_t i = b; i < e; ++i) {
+        if (i != except && s.map.find(keys[i].key) != s.map.end()) return i;  // held or awaited
+      }
+      std::size_t i = b;
+      try {
+        for (; i < e; ++i) {
+          if (i == except) continue;
+          node_type* node = s.find_or_insert(keys[i].key).first;
+          node->second.take(mode::exclusive);
+          held.push_back(guard(this, node));  // room reserved: cannot throw
+        }
+      } catch (...) {
+        for (std::size_t j = first; j < held.size(); ++j) {
+          held[j].node_->second.let_go(mode::exclusive);
+          s.erase(std::exchange(held[j].node_, nullptr));
+          held[j].owner_ = nullptr;
+        }
+        held.resize(first);
+        throw;
+      }
+    }
+    return npos;
+  }
+
+  template <class CompletionToken>
+  auto initiate_all(std::vector<ordered_key> keys, std::optional<clock_type::time_point> deadline,
+                    CompletionToken&& token) {
+    return detail::async_lock_all_op<keyed_async_mutex>::start(this, std::move(keys), deadline,
+                                                               std::forward<CompletionToken>(token));
+  }
 
   std::size_t shard_count_;
   Hash hash_;
+  KeyEqual equal_;
   std::unique_ptr<shard[]> shards_;
+};
+
+/// Hold of one key, exclusive (guard) or shared (shared_guard). Movable, not copyable; unlocks on
+/// destruction.
+template <class Key, class Hash, class KeyEqual>
+template <detail::async_lock_mode Mode>
+class keyed_async_mutex<Key, Hash, KeyEqual>::basic_guard {
+ public:
+  basic_guard() noexcept = default;
+  basic_guard(basic_guard&& other) noexcept
+      : owner_(std::exchange(other.owner_, nullptr)), node_(std::exchange(other.node_, nullptr)) {}
+  basic_guard& operator=(basic_guard&& other) noexcept {
+    if (this != &other) {
+      unlock();
+      owner_ = std::exchange(other.owner_, nullptr);
+      node_ = std::exchange(other.node_, nullptr);
+    }
+    return *this;
+  }
+  basic_guard(const basic_guard&) = delete;
+  basic_guard& operator=(const basic_guard&) = delete;
+  ~basic_guard() { unlock(); }
+
+  [[nodiscard]] bool owns_lock() const noexcept { return node_ != nullptr; }
+  explicit operator bool() const noexcept { return owns_lock(); }
+
+  /// The key held. Precondition: owns_lock().
+  [[nodiscard]] const Key& key() const noexcept {
+    assert(node_);
+    return node_->first;
+  }
+
+  /// Releases the key now: grants the front of its queue (posting each grant to that waiter's
+  /// executor) or, when nobody else holds or awaits it, removes the entry. No-op on an empty
+  /// guard. noexcept: if posting a hand-off cannot allocate, std::terminate is called.
+  void unlock() noexcept {
+    if (node_) std::exchange(owner_, nullptr)->release(std::exchange(node_, nullptr), Mode);
+  }
+
+ private:
+  friend class keyed_async_mutex;
+  basic_guard(keyed_async_mutex* owner, node_type* node) noexcept : owner_(owner), node_(node) {}
+
+  keyed_async_mutex* owner_ = nullptr;
+  node_type* node_ = nullptr;
+};
+
+/// Exclusive hold of a folded set of keys (lock_all and friends). Movable, not copyable; releases
+/// them all on destruction.
+template <class Key, class Hash, class KeyEqual>
+class keyed_async_mutex<Key, Hash, KeyEqual>::multi_guard {
+ public:
+  multi_guard() noexcept = default;
+  multi_guard(multi_guard&&) noexcept = default;
+  multi_guard& operator=(multi_guard&& other) noexcept {
+    if (this != &other) {
+      unlock();
+      guards_ = std::move(other.guards_);
+      owns_ = std::exchange(other.owns_, false);
+    }
+    return *this;
+  }
+  multi_guard(const multi_guard&) = delete;
+  multi_guard& operator=(const multi_guard&) = delete;
+  ~multi_guard() { unlock(); }
+
+  /// True when the keys are held (an empty key list is held trivially).
+  [[nodiscard]] bool owns_lock() const noexcept { return owns_; }
+  explicit operator bool() const noexcept { return owns_; }
+  /// Number of distinct keys held.
+  [[nodiscard]] std::size_t size() const noexcept { return guards_.size(); }
+  /// The i-th held key, in lock order (not the caller's). Precondition: i < size().
+  [[nodiscard]] const Key& key(std::size_t i) const noexcept { return guards_[i].key(); }
+
+  /// Releases every key now (in reverse lock order). No-op on an empty guard.
+  void unlock() noexcept {
+    while (!guards_.empty()) guards_.pop_back();
+    owns_ = false;
+  }
+
+ private:
+  friend class keyed_async_mutex;
+  template <class Mutex>
+  friend struct detail::async_lock_all_op;
+  explicit multi_guard(std::vector<guard> guards) noexcept : guards_(std::move(guards)), owns_(true) {}
+
+  std::vector<guard> guards_;
+  bool owns_ = false;
 };
 
 }  // namespace noclobber

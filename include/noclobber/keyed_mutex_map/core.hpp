@@ -1,57 +1,57 @@
 // noclobber/keyed_mutex_map/core.hpp — the machinery behind keyed_mutex_map's public class:
-// shards, the pool, and the acquire / release algorithms for one key and for several.
+// shards, the pool, and the acquire / release algorithms for one key.
 //
 // Overview
 // --------
-// kmm_core<Key, Hash, KeyEqual> owns the shards (keyed_mutex_map/shard.hpp) and the entry pool
-// (keyed_mutex_map/entry_pool.hpp) and hands out entries; keyed_mutex_map (the public class) wraps
-// what it returns in guards.
+// kmm_core<Key, Hash, KeyEqual> adds the key's Hash and KeyEqual to the shards and pool of
+// kmm_shards (keyed_mutex_map/shards.hpp) and hands out entries; keyed_mutex_map (the public
+// class) wraps what it returns in guards. The multi-key functions are in keyed_mutex_map/multi_key.hpp.
 //
-//   one key      acquire: an exclusive lock of a key whose shard is empty publishes a fresh
-//                entry, already held, with one CAS (the fast path); everything else goes through
-//                acquire_waiting with a one-key set.
-//   several      acquire_range / acquire_variadic: hash every key, order them by (shard, hash),
-//                fold duplicates, then take them shard by shard in ascending shard order, all keys
-//                of one shard at once under its lock (acquire_waiting with a group set). Two
-//                multi-key calls can never deadlock each other; ties never split across waits.
-//   release      an exclusive holder that is its shard's only entry with nobody waiting empties
-//                the shard with one CAS; otherwise under the shard lock, waking waiters
-//                (keyed_mutex_map/parking.hpp) or retiring the entry.
+//   hot path    the key's entry heads its shard's chain (the usual case for a key seen before,
+//               live or dead; entry_state.hpp): take a reference and the hold with one CAS on the
+//               entry's state word, compare the key, done; let go with one CAS. No shard lock, no
+//               write to the shard word, no key copy.
+//   fast path   an empty shard gets a fresh entry, already held, with one CAS on the shard word;
+//               a shard whose only entry is dead (another key's) gets it replaced the same way.
+//   slow path   anything else: under the shard lock, unlink dead entries, then find the key's
+//               entry or install a fresh one. The lock-free lookup walks at most
+//               kmm_walk_limit entries of the chain before it takes this path.
+//   waiting     a key held by someone else: spin briefly on the state word, then park in the
+//               shard's queue (keyed_mutex_map/parking.hpp) until woken or handed the key.
+//   release     one CAS on the state word; if that frees a key with parked waiters and nobody
+//               woken, under the shard lock wake the first waiter or hand the key to it. The
+//               last reference leaves the entry dead in its chain, for the next lock to revive.
 //
-// acquire_waiting is the one place where a thread waits for keys: look up, take all or find a
-// blocker, give up (try / deadline), spin a little, park on the blocker, retry. A key set is what
-// it takes: kmm_core::one_key or kmm_core::group (one shard's keys of a multi-key call).
-//
-// Invariants: an entry is in its shard's chain iff it is held or has waiters; a thread's waiter
-// counts on an entry are dropped under the shard lock before it looks again (and the entry
-// settled); fresh entries a call prepared are installed or recycled before it returns or throws.
-// Lock order and wake-up rules: keyed_mutex_map/parking.hpp.
+// Invariants: a chain holds at most one unclaimed entry per key (entries are created only on an
+// empty shard or by replacing the shard's only entry, each with one CAS on the shard word, or
+// under the shard lock after a full look); a claimed entry is unlinked by its claimer; the key
+// and hash of an entry in a chain are fixed; fresh entries a call prepared are installed or
+// recycled before it returns or throws; a waiter's reference keeps its entry from being claimed
+// while it waits. Wake-up rules: keyed_mutex_map/parking.hpp.
 //
 // Thread safety: every member may be called concurrently, except construction and destruction.
-// User code: Hash and Key's construction run under no lock; KeyEqual runs under a shard lock (if
-// it throws, the shard is restored and nothing is held).
+// User code: Hash and Key's construction run under no lock; KeyEqual runs under no lock (the
+// lock-free lookup, holding a reference to the entry) or under a shard lock (if it throws,
+// nothing is held and every reference taken is dropped).
 #pragma once
 
-#include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "noclobber/duration.hpp"
 #include "noclobber/keyed_mutex_map/entry_pool.hpp"
+#include "noclobber/keyed_mutex_map/entry_state.hpp"
 #include "noclobber/keyed_mutex_map/options.hpp"
 #include "noclobber/keyed_mutex_map/parking.hpp"
 #include "noclobber/keyed_mutex_map/shard.hpp"
+#include "noclobber/keyed_mutex_map/shards.hpp"
 #include "noclobber/keyed_mutex_map/thread_cache.hpp"
 #include "noclobber/thread_annotations.hpp"
 
@@ -85,8 +85,36 @@ template <class Clock, class Duration>
   }
 }
 
+// Test seam: a test program that defines NOCLOBBER_KMM_TEST_WINDOW(point) before its first include
+// can stop a thread inside a lock-free window (tests/test_keyed_mutex_map_windows.cpp). Expands to
+// nothing otherwise.
+#ifndef NOCLOBBER_KMM_TEST_WINDOW
+#define NOCLOBBER_KMM_TEST_WINDOW(point) static_cast<void>(0)
+#endif
+
+inline constexpr int kmm_walk_limit = 8;  // entries a lock-free lookup looks at before taking the lock
+
 template <class Key, class Hash, class KeyEqual>
-class kmm_core {
+class kmm_core : public kmm_shards<Key> {
+  using base = kmm_shards<Key>;
+
+ protected:
+  using base::claim;
+  using base::finish;
+  using base::give_back;
+  using base::pass_on_locked;
+  using base::pin;
+  using base::release_locked;
+  using base::shard_of;
+  using base::sweep_dead;
+  using base::take_or_queue;
+  using base::take_referenced;
+  using base::thread_slot;
+  using base::unlink_claimed;
+  using base::unpin;
+  using typename base::after_unlock;
+  using typename base::pinned;
+
  public:
   using entry = kmm_entry<Key>;
 
@@ -103,455 +131,293 @@ class kmm_core {
   template <class K>
   static constexpr bool multi_key = key_in_place<K> || std::is_convertible_v<const K&, Key>;
 
-  kmm_core(std::size_t shard_count, Hash hash, KeyEqual eq) : hash_(std::move(hash)), eq_(std::move(eq)) {
-    const std::size_t n = shard_count;
-    if (n == 0 || (n & (n - 1)) != 0)
-      throw std::invalid_argument("keyed_mutex_map: shard_count must be a power of two >= 1, got " +
-                                  std::to_string(n));
-    int bits = 0;
-    while ((std::size_t{1} << bits) < n) ++bits;
-    shard_shift_ = bits == 0 ? 0 : 64 - bits;  // n == 1: shift 0, mask 0
-    shard_mask_ = n - 1;
-    shards_ = std::make_unique<kmm_shard[]>(n);
-    shard_count_ = n;
-    pool_ = std::make_shared<kmm_pool<Key>>();
-  }
-  kmm_core(const kmm_core&) = delete;
-  kmm_core& operator=(const kmm_core&) = delete;
-
-  // Precondition: nothing held. Entries cached by other threads go back to the shared pool,
-  // which is freed when the last of them lets go.
-  ~kmm_core() {
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* e = kmm_head_of<entry>(shards_[i].word.load(std::memory_order_acquire));
-      while (e != nullptr) {  // only reached if the precondition was broken; don't leak
-        entry* next = e->next;
-        delete e;
-        e = next;
-      }
-    }
-  }
+  kmm_core(const keyed_mutex_map_options& options, Hash hash, KeyEqual eq)
+      : base(options), hash_(std::move(hash)), eq_(std::move(eq)) {}
 
   // ---- one key --------------------------------------------------------------------------------
 
-  /// The entry of `key`, held in `mode`; nullptr when a try or timed wait gave up. (Inlined into
-  /// the public functions: a call level here costs the uncontended lock ~5% in instructions.)
+  /// The entry of `key`, held in `mode`; nullptr when a try, a deadline or a stop request gave up.
+  /// (Inlined into the public functions: a call level here costs the uncontended lock ~5%.)
   template <class K>
-  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, kmm_wait wait,
-                                               kmm_clock::time_point deadline) {
+  [[gnu::always_inline]] inline entry* acquire(const K& key, kmm_mode mode, const kmm_wait_spec& wait) {
     kmm_cache_slot* slot = thread_slot();
-    if (slot == nullptr) return acquire_late(key, mode, wait, deadline);
-    return acquire_in(*slot, key, mode, wait, deadline);
+    if (slot == nullptr) return acquire_late(key, mode, wait);
+    return acquire_in(*slot, key, mode, wait);
   }
 
+  /// Lets go of a hold of `mode` on `e` (and the reference that came with it): one CAS, unless it
+  /// must wake a parked waiter. The last reference leaves the entry dead in its chain.
   void release(entry* e, kmm_mode mode) noexcept {
-    kmm_shard& s = shard_of(e->hash);
-    kmm_cache_slot* slot = nullptr;  // nullptr: entries go straight to the pool
-    try {
-      slot = thread_slot();
-    } catch (...) {
-      slot = nullptr;  // could not attach a thread cache: the entry goes straight to the pool
-    }
-    if (mode == kmm_mode::exclusive) {
-      // Fast path: we are the shard's only entry and nobody waits -> empty the shard with one CAS.
-      std::uintptr_t expected = reinterpret_cast<std::uintptr_t>(e);
-      if (s.word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        kmm_give_back(slot, *pool_, e);
-        return;
-      }
-    }
-    entry* head = kmm_head_of<entry>(s.lock());
-    if (mode == kmm_mode::exclusive)
-      e->holders = 0;
-    else
-      --e->holders;
-    kmm_after_unlock<Key> r;
-    if (e->holders == 0) {
-      if (e->waiters == 0) {
-        head = kmm_unlink(head, e);
-        r.dead = e;
-      } else {
-        r = kmm_wake(e);
-      }
-    }
-    s.unlock(kmm_word_for(head));
-    kmm_notify(r);
-    kmm_count_wakeup(r, slot, *pool_);
-    if (r.dead != nullptr) kmm_give_back(slot, *pool_, r.dead);
+    std::uint64_t st = e->state.load(std::memory_order_relaxed);
+    std::uint64_t after = 0;
+    do {
+      after = st - kmm_ref_one - kmm_hold_of(mode);
+      if (kmm_release_must_wake(after))
+        return release_waking(shard_of(e->hash.load(std::memory_order_relaxed)), e, mode);
+    } while (
+        !e->state.compare_exchange_weak(st, after, std::memory_order_release, std::memory_order_relaxed));
   }
 
-  // ---- several keys (exclusive) ---------------------------------------------------------------
-  // Each appends the entries it takes to `held` (in lock order) and returns false when a try or
-  // timed wait gave up. Whether it returns false or throws, `held` keeps what was taken so far,
-  // for the caller to release.
-
-  /// The keys of an input range; elements used in place (key_in_place) or converted to Key.
-  template <class R>
-  bool acquire_range(R&& keys, kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held) {
-    using ref = std::ranges::range_reference_t<R>;
-    using V = std::remove_cvref_t<ref>;
-    if constexpr (key_in_place<V> && std::ranges::forward_range<R> && std::is_lvalue_reference_v<ref>) {
-      std::vector<key_ref<V>> refs;
-      if constexpr (std::ranges::sized_range<R>)
-        refs.reserve(static_cast<std::size_t>(std::ranges::size(keys)));
-      for (const V& k : keys) refs.push_back(ref_to(k));
-      return acquire_refs(refs, wait, deadline, held);
-    } else {
-      // Elements that do not stay put (an input range, prvalues) or that need converting: copy.
-      using stored = std::conditional_t<key_in_place<V>, V, Key>;
-      std::vector<stored> copies;
-      for (auto&& k : keys) copies.emplace_back(std::forward<decltype(k)>(k));
-      return acquire_range(copies, wait, deadline, held);
-    }
-  }
-
-  /// lock_all(k1, k2, ...): keys of one type are used in place; mixed types are converted to
-  /// their common type first (e.g. std::string_view for std::string + const char*).
-  template <class... Ks>
-  bool acquire_variadic(kmm_wait wait, kmm_clock::time_point deadline, std::vector<entry*>& held,
-                        const Ks&... keys) {
-    using first_arg = std::remove_cvref_t<std::tuple_element_t<0, std::tuple<Ks...>>>;
-    using first = std::decay_t<first_arg>;
-    if constexpr ((std::is_same_v<std::decay_t<Ks>, first> && ...) && !std::is_array_v<first_arg>) {
-      std::vector<key_ref<first>> refs{ref_to(keys)...};
-      return acquire_refs(refs, wait, deadline, held);
-    } else {
-      using common = std::common_type_t<std::decay_t<Ks>...>;
-      const std::array<common, sizeof...(Ks)> converted{common(keys)...};
-      return acquire_range(converted, wait, deadline, held);
-    }
-  }
-
-  // ---- observation ----------------------------------------------------------------------------
-
-  std::size_t size() const {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      entry* head = kmm_head_of<entry>(shards_[i].lock());
-      for (entry* e = head; e != nullptr; e = e->next) ++n;
-      unlock(shards_[i], head);
-    }
-    return n;
-  }
-
-  keyed_mutex_map_counters counters() const {
-    keyed_mutex_map_counters c;
-    kmm_pool_base& pool = *pool_;
-    annotated_lock lk(pool.mutex);
-    c.acquisitions = pool.detached_acquisitions;
-    c.contended_acquisitions = pool.detached_contended;
-    c.sleeps = pool.detached_sleeps;
-    c.wakeups = pool.detached_wakeups;
-    c.shared_wakeups = pool.detached_shared_wakeups;
-    for (const kmm_cache_slot* s : pool.attached) {
-      c.acquisitions += s->acquisitions.load(std::memory_order_relaxed);
-      c.contended_acquisitions += s->contended.load(std::memory_order_relaxed);
-      c.sleeps += s->sleeps.load(std::memory_order_relaxed);
-      c.wakeups += s->wakeups.load(std::memory_order_relaxed);
-      c.shared_wakeups += s->shared_wakeups.load(std::memory_order_relaxed);
-    }
-    return c;
-  }
-
-  std::size_t shard_count() const noexcept { return shard_count_; }
+ protected:
+  Hash hash_;
+  KeyEqual eq_;
 
  private:
-  // ---- shards and thread caches ---------------------------------------------------------------
-
-  kmm_shard& shard_of(std::size_t h) const noexcept {
-    // Fibonacci mixing: std::hash of integers is the identity; take the well-mixed high bits.
-    const std::uint64_t mixed = static_cast<std::uint64_t>(h) * 0x9E3779B97F4A7C15ull;
-    return shards_[static_cast<std::size_t>(mixed >> shard_shift_) & shard_mask_];
-  }
-  std::size_t shard_index(std::size_t h) const noexcept {
-    return static_cast<std::size_t>(&shard_of(h) - shards_.get());
-  }
-  static void unlock(kmm_shard& s, entry* head) noexcept { s.unlock(kmm_word_for(head)); }
-
-  // This thread's cache slot for our pool, or nullptr on a thread whose cache is already destroyed
-  // (a thread_local destructor running late).
-  kmm_cache_slot* thread_slot() const {
-    kmm_thread_cache* c = kmm_this_thread_cache();
-    return c != nullptr ? &c->slot_for(pool_) : nullptr;
-  }
-  // As thread_slot(), but on a thread without a cache a slot in `late` that lives for the call.
-  kmm_cache_slot& my_slot(std::optional<kmm_late_slot>& late) const {
-    if (kmm_cache_slot* s = thread_slot()) return *s;
-    late.emplace();
-    late->attach(pool_);
-    return *late;
-  }
-
-  template <class K>
-  entry* find(entry* head, std::size_t h, const K& key) const {
-    for (entry* e = head; e != nullptr; e = e->next)
-      if (e->hash == h && eq_(*e->key, key)) return e;
-    return nullptr;
-  }
-
   // ---- one key --------------------------------------------------------------------------------
 
   // Cold path kept out of acquire's frame (the stand-in slot is 64-byte aligned).
   template <class K>
-  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, kmm_wait wait,
-                                        kmm_clock::time_point deadline) {
+  [[gnu::noinline]] entry* acquire_late(const K& key, kmm_mode mode, const kmm_wait_spec& wait) {
     kmm_late_slot late;
-    late.attach(pool_);
-    return acquire_in(late, key, mode, wait, deadline);
+    late.attach(this->pool_);
+    return acquire_in(late, key, mode, wait);
   }
 
   template <class K>
-  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, kmm_wait wait,
-                    kmm_clock::time_point deadline) {
+  entry* acquire_in(kmm_cache_slot& slot, const K& key, kmm_mode mode, const kmm_wait_spec& wait) {
+    if (wait.stop != nullptr && wait.stop->stop_requested()) return nullptr;
     const std::size_t h = hash_(key);
     kmm_shard& s = shard_of(h);
-    entry* fresh = kmm_take_entry<Key>(slot, key, h);
-    if (mode == kmm_mode::exclusive) {
+    std::uintptr_t w = s.word.load(std::memory_order_acquire);
+    entry* fresh = nullptr;
+    if (entry* head = kmm_head_of<entry>(w);
+        head != nullptr && head->hash.load(std::memory_order_relaxed) == h) {
+      // Hot path, the usual case of a key seen before: its entry heads the chain, live or dead.
+      const pinned p = pin(head, mode, true);
+      if (p.held) {
+        bool same = false;
+        try {
+          same = eq_(*head->key, key);  // the key is fixed while we reference the entry
+        } catch (...) {
+          release(head, mode);
+          throw;
+        }
+        if (same) {
+          kmm_cache_slot::bump(slot.acquisitions);
+          return head;
+        }
+      }
+      if (p.e != nullptr) drop(p, mode);  // held by someone, or another key: the general way
+    } else if (w == 0) {
       // Fast path: empty shard -> publish our entry, already held, with one CAS.
-      fresh->holders = -1;
-      std::uintptr_t expected = 0;
-      if (s.word.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(fresh),
-                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      fresh = kmm_take_entry<Key>(slot, key, h);
+      fresh->state.store(kmm_pending, std::memory_order_relaxed);
+      if (s.word.compare_exchange_strong(w, reinterpret_cast<std::uintptr_t>(fresh),
+                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
+        fresh->state.store(kmm_ref_one | kmm_hold_of(mode), std::memory_order_release);
+        kmm_cache_slot::bump(slot.acquisitions);
+        return fresh;
+      }
+      fresh->state.store(kmm_claimed, std::memory_order_relaxed);  // never published
+    }
+    return acquire_live(slot, s, w, key, h, mode, wait, fresh);
+  }
+
+  /// The key's shard was not empty (word `w`): the hot path (the key's entry, live or dead, one
+  /// CAS), else the replacement of a shard's only, dead entry (one CAS), else the slow path. Out
+  /// of acquire_in's frame, which stays small for the fast path.
+  template <class K>
+  [[gnu::noinline]] entry* acquire_live(kmm_cache_slot& slot, kmm_shard& s, std::uintptr_t w, const K& key,
+                                        std::size_t h, kmm_mode mode, const kmm_wait_spec& wait,
+                                        entry* fresh) {
+    pinned p;
+    try {
+      p = find_unlocked(w, h, key, mode);
+    } catch (...) {
+      if (fresh != nullptr) kmm_recycle(slot, fresh);
+      throw;
+    }
+    if (p.e != nullptr && fresh != nullptr) kmm_recycle(slot, std::exchange(fresh, nullptr));
+    if (p.held) {  // the hot path
+      kmm_cache_slot::bump(slot.acquisitions);
+      return p.e;
+    }
+    if (p.e == nullptr) {
+      if (fresh == nullptr) fresh = kmm_take_entry<Key>(slot, key, h);  // Key built under no lock
+      if (replace_dead_head(slot, s, w, fresh, mode)) {
         kmm_cache_slot::bump(slot.acquisitions);
         return fresh;
       }
     }
-    one_key<K> keys{key, h, fresh};
-    return acquire_waiting(s, keys, mode, wait, deadline, slot) ? keys.got : nullptr;
+    return acquire_slow(slot, s, key, h, mode, wait, p.e, fresh);
   }
 
-  // ---- key sets for acquire_waiting -----------------------------------------------------------
-  // A key set looks its keys up in the shard's chain (find_blocker: nullptr when all can be taken
-  // now, else an entry that blocks; may throw what KeyEqual throws), takes them all (take_all:
-  // installs its fresh entries for keys not in the chain), and recycles the fresh entries it did
-  // not install: after taking (recycle_unused) or when giving up (recycle_all).
-
-  template <class K>
-  struct one_key {
-    const K& key;
-    std::size_t hash;
-    entry* fresh;
-    entry* got = nullptr;
-
-    static constexpr std::size_t size() noexcept { return 1; }
-    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
-      got = core.find(head, hash, key);
-      return got != nullptr && !kmm_can_take(got, mode) ? got : nullptr;
+  /// If the shard's only entry (word `w`, lock free) is dead, claims it and puts `fresh`, held in
+  /// `mode`, in its place with one CAS on the shard word; the dead one is recycled. False if the
+  /// entry is live, or the chain changed meanwhile (a claimed entry is then unlinked under the lock).
+  bool replace_dead_head(kmm_cache_slot& slot, kmm_shard& s, std::uintptr_t w, entry* fresh, kmm_mode mode) {
+    NOCLOBBER_KMM_TEST_WINDOW(replace_dead_head);  // `w` may be stale from here on
+    entry* head = kmm_head_of<entry>(w);
+    if (head == nullptr || (w & kmm_flags) != 0 || head->next.load(std::memory_order_acquire) != nullptr ||
+        !claim(head))
+      return false;
+    fresh->state.store(kmm_pending, std::memory_order_relaxed);
+    fresh->next.store(nullptr, std::memory_order_relaxed);
+    if (s.word.compare_exchange_strong(w, reinterpret_cast<std::uintptr_t>(fresh), std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+      fresh->state.store(kmm_ref_one | kmm_hold_of(mode), std::memory_order_release);
+      kmm_recycle(slot, head);
+      return true;
     }
-    void take_all(entry*& head, kmm_mode mode) noexcept {
-      if (got != nullptr) return kmm_take(got, mode);
-      got = fresh;
-      got->holders = mode == kmm_mode::exclusive ? -1 : 1;
-      got->next = std::exchange(head, got);
-    }
-    void recycle_unused(kmm_cache_slot& slot) noexcept {
-      if (got != fresh) kmm_recycle(slot, fresh);
-    }
-    void recycle_all(kmm_cache_slot& slot) noexcept { kmm_recycle(slot, fresh); }
-  };
-
-  /// A key with its hash and shard, for the multi-key functions. `key` points into the caller's
-  /// keys, which outlive the call.
-  template <class K>
-  struct key_ref {
-    std::size_t hash;
-    std::size_t shard;
-    const K* key;
-  };
-  template <class K>
-  key_ref<K> ref_to(const K& k) {
-    const std::size_t h = hash_(k);
-    return {h, shard_index(h), &k};
+    fresh->state.store(kmm_claimed, std::memory_order_relaxed);  // never published
+    NOCLOBBER_KMM_TEST_WINDOW(replace_dead_head_lost);
+    unlink_claimed(head);  // from the chain of the shard its hash names: maybe not `s`
+    return false;
   }
 
-  /// The keys refs[0 … n) of one shard (exclusive); fresh[i] is a prepared entry for key i and
-  /// out[i] receives key i's entry.
+  /// Lock-free lookup from the shard word `w`: a reference to the entry of `key`, live or dead (and
+  /// its hold if it was free), or nothing (no such entry, or a claimed one: then the caller takes
+  /// the lock). Looks at most kmm_walk_limit entries; a stale link may end
+  /// the walk early, which only sends the caller to the lock.
   template <class K>
-  struct group {
-    const key_ref<K>* refs;
-    entry* const* fresh;
-    entry** out;
-    std::size_t n;
-
-    std::size_t size() const noexcept { return n; }
-    entry* find_blocker(const kmm_core& core, entry* head, kmm_mode mode) {
-      entry* blocker = nullptr;
-      for (std::size_t i = 0; i < n; ++i) {
-        out[i] = core.find(head, refs[i].hash, *refs[i].key);
-        if (blocker == nullptr && out[i] != nullptr && !kmm_can_take(out[i], mode)) blocker = out[i];
-      }
-      return blocker;
-    }
-    void take_all(entry*& head, kmm_mode mode) noexcept {
-      for (std::size_t i = 0; i < n; ++i) {
-        if (out[i] != nullptr) {
-          kmm_take(out[i], mode);
-          continue;
+  pinned find_unlocked(std::uintptr_t w, std::size_t h, const K& key, kmm_mode mode) {
+    entry* e = kmm_head_of<entry>(w);
+    for (int i = 0; e != nullptr && i < kmm_walk_limit; ++i) {
+      entry* const next = e->next.load(std::memory_order_acquire);
+      if (e->hash.load(std::memory_order_relaxed) == h) {
+        const pinned p = pin(e, mode, true);
+        if (p.e == nullptr) return {};
+        bool same = false;
+        try {
+          same = eq_(*e->key, key);  // the key is fixed while we reference the entry
+        } catch (...) {
+          drop(p, mode);
+          throw;
         }
-        out[i] = fresh[i];
-        out[i]->holders = mode == kmm_mode::exclusive ? -1 : 1;
-        out[i]->next = std::exchange(head, out[i]);
+        if (same) return p;
+        drop(p, mode);  // another key with this hash, or a stale link into another chain
       }
+      e = next;
     }
-    void recycle_unused(kmm_cache_slot& slot) noexcept {
-      for (std::size_t i = 0; i < n; ++i)
-        if (out[i] != fresh[i]) kmm_recycle(slot, fresh[i]);
-    }
-    void recycle_all(kmm_cache_slot& slot) noexcept {
-      for (std::size_t i = 0; i < n; ++i) kmm_recycle(slot, fresh[i]);
-    }
-  };
-
-  // ---- waiting for a key set ------------------------------------------------------------------
-
-  /// Acquisitions of a multi-key call, added to the slot's counters only once every shard's keys
-  /// are taken (a failed try_lock_all counts nothing, like any failed try).
-  struct tally {
-    std::uint64_t acquisitions = 0;
-    std::uint64_t contended = 0;
-  };
-
-  /// Settles the entry we stopped waiting on, releases the shard lock, then notifies / recycles.
-  static void unlock_settled(kmm_shard& s, entry* head, entry* prev, kmm_mode mode,
-                             kmm_cache_slot& slot) noexcept {
-    const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
-    unlock(s, head);
-    kmm_finish(r, slot);
+    return {};
   }
 
-  /// Takes every key of `keys` (all in shard `s`) at once, all-or-nothing, waiting as `wait` says.
-  /// False when a try or timed wait gave up. Whatever happens, the set's fresh entries are
-  /// installed or recycled. The keys taken are counted in `pending` when given, else in the slot.
-  /// Throws only what KeyEqual (or the standard mutex / condition variable) throws; nothing is
-  /// held then.
-  template <class KeySet>
-  bool acquire_waiting(kmm_shard& s, KeySet& keys, kmm_mode mode, kmm_wait wait,
-                       kmm_clock::time_point deadline, kmm_cache_slot& slot, tally* pending = nullptr) {
-    bool contended = false;
-    int spin_rounds = 0;
-    entry* parked_on = nullptr;  // entry whose waiter counts include us
-    for (;;) {
-      entry* head = kmm_head_of<entry>(s.lock());
-      entry* prev = std::exchange(parked_on, nullptr);
-      if (prev != nullptr) kmm_drop_waiter(prev, mode);
-      entry* blocker = nullptr;
+  void drop(const pinned& p, kmm_mode mode) noexcept {
+    if (p.held)
+      release(p.e, mode);
+    else
+      unpin(p.e);
+  }
+
+  template <class K>
+  entry* acquire_slow(kmm_cache_slot& slot, kmm_shard& s, const K& key, std::size_t h, kmm_mode mode,
+                      const kmm_wait_spec& wait, entry* e, entry* fresh) {
+    if (e == nullptr) {
+      if (fresh == nullptr) fresh = kmm_take_entry<Key>(slot, key, h);  // Key built under no lock
+      pinned p;
       try {
-        blocker = keys.find_blocker(*this, head, mode);
+        p = find_or_install(s, h, key, mode, fresh);
       } catch (...) {
-        unlock_settled(s, head, prev, mode, slot);
-        keys.recycle_all(slot);
+        kmm_recycle(slot, fresh);
         throw;
       }
-      if (blocker == nullptr) {  // take them all
-        keys.take_all(head, mode);
-        unlock_settled(s, head, prev, mode, slot);
-        keys.recycle_unused(slot);
-        if (pending != nullptr) {
-          pending->acquisitions += keys.size();
-          if (contended) pending->contended += keys.size();
-          return true;
-        }
-        kmm_cache_slot::bump(slot.acquisitions, keys.size());
-        if (contended) kmm_cache_slot::bump(slot.contended, keys.size());
+      if (p.e != fresh) kmm_recycle(slot, fresh);
+      if (p.held) {
+        kmm_cache_slot::bump(slot.acquisitions);
+        return p.e;
+      }
+      e = p.e;
+    } else if (fresh != nullptr) {
+      kmm_recycle(slot, fresh);
+    }
+    // We reference e; someone else holds it.
+    if (wait.kind == kmm_wait::try_once) {
+      unpin(e);
+      return nullptr;
+    }
+    if (!wait_for(slot, s, e, mode, wait)) return nullptr;
+    kmm_cache_slot::bump(slot.acquisitions);
+    kmm_cache_slot::bump(slot.contended);
+    return e;
+  }
+
+  /// Under the shard lock: unlinks the chain's dead entries (sweep_dead), then a reference to the
+  /// live entry of `key` (with its hold if free), or `fresh` installed, held. May throw what
+  /// KeyEqual throws; nothing is referenced then.
+  template <class K>
+  pinned find_or_install(kmm_shard& s, std::size_t h, const K& key, kmm_mode mode, entry* fresh) {
+    after_unlock a;
+    entry* head = kmm_lock_chain<Key>(s);
+    sweep_dead(s, head, a);
+    pinned found;
+    try {
+      for (entry* e = head; e != nullptr && found.e == nullptr; e = e->next.load(std::memory_order_relaxed)) {
+        if (e->hash.load(std::memory_order_relaxed) != h) continue;
+        // Claimed: logically gone (acquire: a fresh entry's hold starts after its last release).
+        if ((kmm_settled_state(e) & kmm_claimed) != 0) continue;
+        if (eq_(*e->key, key)) found = pin(e, mode, true);  // fails only if claimed meanwhile
+      }
+    } catch (...) {
+      kmm_unlock_chain(s, head);
+      finish(a);
+      throw;
+    }
+    if (found.e == nullptr) {
+      fresh->state.store(kmm_ref_one | kmm_hold_of(mode), std::memory_order_release);
+      fresh->next.store(head, std::memory_order_relaxed);
+      head = fresh;
+      found = {fresh, true};
+    }
+    kmm_unlock_chain(s, head);
+    finish(a);
+    return found;
+  }
+
+  /// Waits for `e` (which we reference) until we hold it in `mode` (true) or the wait gives up
+  /// (false; our reference is dropped). Spins briefly, then parks; a woken waiter that loses the
+  /// key to a running thread parks again at the front.
+  bool wait_for(kmm_cache_slot& slot, kmm_shard& s, entry* e, kmm_mode mode, const kmm_wait_spec& wait) {
+    kmm_waiter node(mode);
+    bool woken = false;  // we hold the wake-up of e (its woken bit is ours to end)
+    for (;;) {
+      if (spin_take(e, mode, woken)) return true;
+      if (wait.gives_up()) break;
+      kmm_rearm(node);
+      entry* head = kmm_lock_chain<Key>(s);
+      const bool took = take_or_queue(s, e, node, woken);
+      kmm_unlock_chain(s, head);
+      if (took) return true;
+      woken = false;
+      kmm_cache_slot::bump(slot.sleeps);
+      kmm_wakeups passed;
+      const kmm_park_result r = kmm_park(s, e, node, wait, passed);
+      this->count_wakeups(&slot, passed);
+      if (r == kmm_park_result::handed) {
+        kmm_cache_slot::bump(slot.handoffs);
         return true;
       }
-      contended = true;
-      if (wait == kmm_wait::try_once || (wait == kmm_wait::until_deadline && kmm_clock::now() >= deadline)) {
-        unlock_settled(s, head, prev, mode, slot);
-        keys.recycle_all(slot);
-        return false;
-      }
-      if (prev == nullptr && spin_rounds < kmm_key_spin_rounds) {
-        // Short bounded spin before sleeping: the holder is usually about to let go.
-        ++spin_rounds;
-        unlock(s, head);
-        s.spin_while_unchanged(s.word.load(std::memory_order_relaxed));
-        continue;
-      }
-      // Park on the blocker. It is held or wanted, so settling `prev` never retires it.
-      const kmm_after_unlock<Key> r = kmm_settle(head, prev, mode);
-      kmm_add_waiter(blocker, mode);
-      const std::uint32_t seq = blocker->wake_seq.load(std::memory_order_relaxed);
-      unlock(s, head);
-      kmm_finish(r, slot);
-      parked_on = blocker;  // our counts keep it live until we drop them under the shard lock
-      kmm_cache_slot::bump(slot.sleeps);
-      try {
-        kmm_park(blocker, seq, mode, wait, deadline);
-      } catch (...) {
-        head = kmm_head_of<entry>(s.lock());
-        kmm_drop_waiter(blocker, mode);
-        unlock_settled(s, head, blocker, mode, slot);
-        keys.recycle_all(slot);
-        throw;
-      }
+      if (r == kmm_park_result::gave_up) break;
+      woken = true;
     }
+    if (woken) {
+      after_unlock a;
+      entry* head = kmm_lock_chain<Key>(s);
+      pass_on_locked(s, e, a);
+      kmm_unlock_chain(s, head);
+      finish(a);
+    }
+    unpin(e);
+    return false;
   }
 
-  // ---- several keys ---------------------------------------------------------------------------
-
-  /// Global lock order: (shard, hash). Equal keys have equal hashes, so after sorting duplicates
-  /// are adjacent within a run of equal hashes, and folding them compares only within such runs.
-  template <class K>
-  void order_and_fold(std::vector<key_ref<K>>& refs) const {
-    std::sort(refs.begin(), refs.end(), [](const key_ref<K>& a, const key_ref<K>& b) {
-      return a.shard != b.shard ? a.shard < b.shard : a.hash < b.hash;
-    });
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < refs.size(); ++i) {
-      bool dup = false;
-      for (std::size_t j = kept; j-- > 0 && refs[j].hash == refs[i].hash;) {
-        if (eq_(*refs[j].key, *refs[i].key)) {
-          dup = true;
-          break;
-        }
-      }
-      if (!dup) refs[kept++] = refs[i];
+  /// Spins briefly on e's state word, taking the key if it becomes free to us.
+  static bool spin_take(entry* e, kmm_mode mode, bool woken) noexcept {
+    std::uint64_t st = e->state.load(std::memory_order_relaxed);
+    for (int i = 0; i < kmm_key_spins; ++i) {
+      if (take_referenced(e, mode, woken, st)) return true;
+      kmm_cpu_relax();
+      st = e->state.load(std::memory_order_relaxed);
     }
-    refs.resize(kept);
+    return false;
   }
 
-  /// Orders and folds `refs`, then takes them shard by shard (see the contract above).
-  template <class K>
-  bool acquire_refs(std::vector<key_ref<K>>& refs, kmm_wait wait, kmm_clock::time_point deadline,
-                    std::vector<entry*>& held) {
-    order_and_fold(refs);
-    held.reserve(held.size() + refs.size());  // appending below must not throw with keys held
-    std::vector<entry*> fresh(refs.size());
-    std::vector<entry*> out(refs.size());
-    std::optional<kmm_late_slot> late;
-    kmm_cache_slot& slot = my_slot(late);
-    tally taken;
-    for (std::size_t b = 0; b < refs.size();) {
-      std::size_t e = b;
-      while (e < refs.size() && refs[e].shard == refs[b].shard) ++e;
-      const std::size_t n = e - b;
-      std::size_t prepared = 0;
-      try {
-        for (; prepared < n; ++prepared)
-          fresh[prepared] = kmm_take_entry<Key>(slot, *refs[b + prepared].key, refs[b + prepared].hash);
-      } catch (...) {
-        for (std::size_t i = 0; i < prepared; ++i) kmm_recycle(slot, fresh[i]);
-        throw;  // the caller releases the shards taken so far
-      }
-      group<K> keys{refs.data() + b, fresh.data(), out.data(), n};
-      if (!acquire_waiting(shards_[refs[b].shard], keys, kmm_mode::exclusive, wait, deadline, slot, &taken))
-        return false;
-      held.insert(held.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
-      b = e;
-    }
-    kmm_cache_slot::bump(slot.acquisitions, taken.acquisitions);
-    if (taken.contended != 0) kmm_cache_slot::bump(slot.contended, taken.contended);
-    return true;
+  void release_waking(kmm_shard& s, entry* e, kmm_mode mode) noexcept {
+    after_unlock a;
+    entry* head = kmm_lock_chain<Key>(s);
+    release_locked(s, e, mode, a);
+    kmm_unlock_chain(s, head);
+    finish(a);
   }
-
-  Hash hash_;
-  KeyEqual eq_;
-  std::size_t shard_count_ = 0;
-  int shard_shift_ = 0;
-  std::size_t shard_mask_ = 0;
-  std::unique_ptr<kmm_shard[]> shards_;
-  std::shared_ptr<kmm_pool_base> pool_;  // a kmm_pool<Key>
 };
 
 }  // namespace noclobber::detail

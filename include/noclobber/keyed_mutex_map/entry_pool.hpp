@@ -3,19 +3,22 @@
 //
 // Overview
 // --------
-// An entry is the lock of one key while that key is held or waited on. It sits in the chain of
-// the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp); when its last holder leaves
-// and nobody waits, it is unlinked ("retired") and goes back to a free list: first the retiring
-// thread's cache (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool.
-// Entries are never freed while the pool lives, so a late notifier may still touch a retired
-// entry's park mutex and condition variables (at worst a spurious wake-up).
+// An entry is the lock of one key while that key is held, waited for or looked at (live), and
+// stays in the chain of the shard its key hashes to (noclobber/keyed_mutex_map/shard.hpp) when
+// that ends (dead), to be revived by the next lock of its key; its state word
+// (noclobber/keyed_mutex_map/entry_state.hpp) holds the lock and the references. A dead entry
+// that is claimed and unlinked (swept or replaced) goes to a free list: first that thread's cache
+// (noclobber/keyed_mutex_map/thread_cache.hpp), in batches the map's shared pool. Entries are never freed
+// while the pool lives, so a thread still holding a stale pointer (a lock-free walker, a late reader of a
+// chain link) reads a valid entry and checks its state before trusting anything else in it.
 //
 // The pool outlives the map when a thread cache still holds some of its entries: it is held by
 // shared_ptr (the map's and every attached cache slot's), and freed by whichever lets go last.
 //
-// Entry fields marked "shard" are guarded by the lock bit of the shard the key hashes to (a spin
-// word, which Clang's thread-safety analysis cannot name); the pool's fields are guarded by its
-// annotated mutex and checked by -Wthread-safety.
+// Entry fields: `state`, `next` and `hash` are atomics (read by lock-free walkers); `next` is
+// written only under the shard lock (or before the entry is published), `hash` and `key` only
+// while the entry is free (no references, in no chain); `last_handoff` only under the shard lock. The pool's
+// fields are guarded by its annotated mutex and checked by -Wthread-safety.
 //
 // Thread safety: kmm_pool_base's members lock its mutex themselves or require it (annotated).
 // No user code runs here except Key's constructor and assignment (kmm_assign_key), called with
@@ -23,7 +26,7 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -35,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "noclobber/keyed_mutex_map/entry_state.hpp"
 #include "noclobber/keyed_mutex_map/shard.hpp"
 #include "noclobber/thread_annotations.hpp"
 
@@ -73,35 +77,66 @@ struct kmm_pool_base {
   std::uint64_t detached_acquisitions NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_contended NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_sleeps NOCLOBBER_GUARDED_BY(mutex) = 0;
+  std::uint64_t detached_handoffs NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   std::uint64_t detached_shared_wakeups NOCLOBBER_GUARDED_BY(mutex) = 0;
   // The thread cache slots attached now (kmm_cache_slot::attach / detach).
   std::vector<kmm_cache_slot*> attached NOCLOBBER_GUARDED_BY(mutex);
 };
 
-// One live key. Fields marked "shard" are guarded by the lock bit of the shard the key hashes to.
+// The lock of one key: see the overview for which field is written when.
 template <class Key>
 struct alignas(64) kmm_entry final : kmm_entry_base {
-  kmm_entry* next = nullptr;               // shard: chain link
-  std::size_t hash = 0;                    // shard (immutable while live)
-  std::int32_t holders = 0;                // shard: -1 exclusive, n > 0 shared holders, 0 free
-  std::uint32_t waiters = 0;               // shard: threads parked (or about to park) on this entry
-  std::uint32_t exclusive_waiters = 0;     // shard: of those, the ones wanting exclusive
-  std::atomic<std::uint32_t> wake_seq{0};  // bumped under shard lock and park_mutex to wake parkers
-  std::optional<Key> key;                  // kept between uses so its capacity is reused
-  std::mutex park_mutex;                   // guards no field: orders wake_seq bumps with parkers
-  std::condition_variable park_exclusive;  // exclusive waiters sleep here, woken one at a time
-  std::condition_variable park_shared;     // shared waiters sleep here, woken all at once
+  std::atomic<std::uint64_t> state{kmm_claimed};  // entry_state.hpp; claimed while free
+  std::atomic<kmm_entry*> next{nullptr};          // chain link
+  std::atomic<std::size_t> hash{0};               // fixed while in a chain
+  std::optional<Key> key;                         // fixed while in a chain; capacity kept between uses
+  // When a release last handed this key over (core.hpp, handoff_due). Guarded by the shard lock
+  // while the entry is in a chain; reset when it is freed.
+  std::chrono::steady_clock::time_point last_handoff{};  // {}: none yet
 };
 
-/// The shard word to publish for a chain (see shard.hpp): the fast unlock (one CAS from `head`
-/// to 0) is allowed only when the chain is exactly one entry held exclusively with nobody
-/// waiting; otherwise kmm_slow is set. Shard lock held.
+/// The shard word to publish for a chain once the shard lock is let go: its head (0 when empty).
 template <class Key>
 [[nodiscard]] inline std::uintptr_t kmm_word_for(const kmm_entry<Key>* head) noexcept {
-  if (head == nullptr) return 0;
-  const bool fast = head->next == nullptr && head->waiters == 0 && head->holders == -1;
-  return reinterpret_cast<std::uintptr_t>(head) | (fast ? 0 : kmm_slow);
+  return reinterpret_cast<std::uintptr_t>(head);
+}
+
+/// Takes the shard lock and returns the chain head.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_lock_chain(kmm_shard& s) noexcept NOCLOBBER_ACQUIRE(s) {
+  return kmm_head_of<kmm_entry<Key>>(s.lock());
+}
+
+/// The state of `e`, an entry of a chain whose lock we hold, once it is not pending: a lock-free
+/// installer that linked it stores its first state right after its CAS (entry_state.hpp), so
+/// this waits at most for that store. Acquire ordering.
+template <class Key>
+[[nodiscard]] inline std::uint64_t kmm_settled_state(const kmm_entry<Key>* e) noexcept {
+  std::uint64_t st = e->state.load(std::memory_order_acquire);
+  while ((st & kmm_pending) != 0) {
+    kmm_cpu_relax();
+    st = e->state.load(std::memory_order_acquire);
+  }
+  return st;
+}
+
+/// Publishes `head` (kmm_word_for) and lets go of the shard lock.
+template <class Key>
+inline void kmm_unlock_chain(kmm_shard& s, kmm_entry<Key>* head) noexcept NOCLOBBER_RELEASE(s) {
+  s.unlock(kmm_word_for(head));
+}
+
+/// The chain without `e` (which is in it). Shard lock held.
+template <class Key>
+[[nodiscard]] inline kmm_entry<Key>* kmm_unlink([[maybe_unused]] kmm_shard& s, kmm_entry<Key>* head,
+                                                kmm_entry<Key>* e) noexcept NOCLOBBER_REQUIRES(s) {
+  kmm_entry<Key>* const after = e->next.load(std::memory_order_relaxed);
+  if (head == e) return after;
+  kmm_entry<Key>* p = head;
+  while (p->next.load(std::memory_order_relaxed) != e) p = p->next.load(std::memory_order_relaxed);
+  p->next.store(after, std::memory_order_release);
+  return head;
 }
 
 template <class Key>

@@ -3,7 +3,8 @@
 //
 // Overview
 // --------
-//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each)
+//   keyed_mutex_map_options   shard_count (a power of two; 64 bytes each), handoff_after (the
+//                             fairness bound)
 //   keyed_mutex_map_counters  what keyed_mutex_map::counters() returns
 //   string_hash               lets keyed_mutex_map<std::string, string_hash, std::equal_to<>> be
 //                             locked with a std::string_view or a const char* without building a
@@ -13,6 +14,7 @@
 // Thread safety: plain values and a stateless function object.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -38,6 +40,8 @@ struct keyed_mutex_map_counters {
   std::uint64_t sleeps = 0;                  // times a waiter went to sleep on a held key (each costs
                                              // a wake-up); about one per contended acquisition when
                                              // waiters hold the key long, since a release wakes one
+  std::uint64_t handoffs = 0;                // acquisitions handed over by a release to a waiter that
+                                             // had waited past handoff_after (see the options)
   std::uint64_t wakeups = 0;                 // times a release (or a waiter passing a wake-up on)
                                              // woke the parked waiters of a key: one exclusive
                                              // waiter, or else every shared waiter
@@ -49,6 +53,16 @@ struct keyed_mutex_map_options {
   // Number of shards, a power of two >= 1. Each shard is one 64-byte cache line. More shards mean
   // fewer unrelated keys sharing a line (better scaling across cores) at 64 bytes each.
   std::size_t shard_count = 4096;
+
+  // Fairness bound. A release normally wakes the first parked waiter and lets it race running
+  // threads for the key (barging: a hot key changes hands without a context switch each time).
+  // Once the first parked waiter has waited this long since it first parked, the next release
+  // that wakes anyone hands the key straight to it instead, so nobody can take it first. A key is
+  // handed over at most once per handoff_after (each hand-over keeps the key idle while its taker
+  // wakes up), so a parked waiter with n waiters parked before it is served within about
+  // (n + 1) x handoff_after plus the holds in between. zero(): always hand over (strict FIFO among
+  // parked waiters); nanoseconds::max(): never (unbounded barging, like std::mutex).
+  std::chrono::nanoseconds handoff_after = std::chrono::milliseconds(1);
 };
 
 }  // namespace noclobber

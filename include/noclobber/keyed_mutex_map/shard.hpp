@@ -1,33 +1,38 @@
 // noclobber/keyed_mutex_map/shard.hpp — one shard of a keyed_mutex_map: a word that is both the
-// head of the shard's chain of live entries and the lock that guards the chain.
+// head of the shard's chain of live entries and the lock that guards the chain, and the queue of
+// the threads parked on the shard's keys.
 //
 // Overview
 // --------
 // A keyed_mutex_map (noclobber/keyed_mutex_map.hpp) spreads keys over shards by hash. Each shard
-// is one 64-byte cache line holding one word:
+// is one 64-byte cache line:
 //
-//   word = address of the first live entry of the shard's chain | flag bits (entries are 64-byte
-//          aligned, so the low bits are free)
-//     kmm_locked    the shard lock is held: the chain and the "shard" fields of its entries
-//                   (noclobber/keyed_mutex_map/entry_pool.hpp) may be read and written
+//   word  = address of the first entry of the shard's chain | flag bits (entries are 64-byte
+//           aligned, so the low bits are free)
+//     kmm_locked    the shard lock is held: the chain links and the queue may be changed
 //     kmm_sleepers  someone sleeps (std::atomic::wait) for the shard lock: unlock must notify
-//     kmm_slow      the chain is not "one entry, held exclusively, nobody waiting"
+//   queue = the waiters parked on any key of this shard, oldest first (parking.hpp); guarded by
+//           the shard lock
 //
-// Invariant: a word without kmm_slow and without kmm_locked is either 0 (no live entry) or the
-// address of the shard's only entry, held exclusively with no waiter. Only then may a thread
-// change the word without taking the lock: 0 -> entry (lock an idle key, one CAS) and
-// entry -> 0 (its holder unlocks, one CAS). Everything else takes the shard lock.
+// The chain changes under the shard lock, or lock-free by one CAS on the word while the lock is
+// free: an empty shard gets its first entry (0 -> entry), or a shard whose only entry is a dead
+// one that a locker of another key has claimed gets that locker's entry (dead -> fresh). Entries
+// stay in the chain while dead (entry_state.hpp), so the word of a shard in use rarely changes.
+//
+// Lock-free readers walk the chain without the lock (entries are never freed while the map's
+// pool lives, so a stale pointer reads a valid entry; the reader then checks what it found).
 //
 // The shard lock spins briefly, then sleeps on the word. It is never held while user code runs,
-// except KeyEqual (see keyed_mutex_map.hpp), and nothing but an entry's park mutex is taken under
-// it (lock order: shard lock -> entry park mutex; see keyed_mutex_map/parking.hpp).
+// except KeyEqual (see keyed_mutex_map.hpp), and nothing else is taken under it.
 //
-// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex.
-// No user code runs here.
+// Thread safety: every member may be called from any thread; lock()/unlock() pair up like a mutex
+// (a Clang capability: the queue is NOCLOBBER_GUARDED_BY the shard). No user code runs here.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+
+#include "noclobber/thread_annotations.hpp"
 
 namespace noclobber::detail {
 
@@ -42,12 +47,13 @@ inline void kmm_cpu_relax() noexcept {
 // Shard word layout: pointer to the first live entry of the shard's chain | flag bits.
 inline constexpr std::uintptr_t kmm_locked = 1;    // the shard lock is held
 inline constexpr std::uintptr_t kmm_sleepers = 2;  // someone sleeps waiting for the shard lock
-inline constexpr std::uintptr_t kmm_slow = 4;      // chain is not "one entry, held exclusively, no waiters"
-inline constexpr std::uintptr_t kmm_flags = 7;
+inline constexpr std::uintptr_t kmm_flags = 7;     // (bit 2 unused)
 
-inline constexpr int kmm_shard_spins = 128;  // pauses before sleeping on a shard lock
-inline constexpr int kmm_key_spin_rounds = 2;
-inline constexpr int kmm_key_spins = 64;  // pauses per round before sleeping on a busy key
+inline constexpr int kmm_shard_spins = 128;    // pauses before sleeping on a shard lock
+inline constexpr int kmm_key_spin_rounds = 2;  // multi-key groups: rounds of spinning before parking
+inline constexpr int kmm_key_spins = 64;       // pauses per round before parking on a busy key
+
+struct kmm_waiter;  // parking.hpp
 
 /// The chain head a shard word names.
 template <class Entry>
@@ -55,11 +61,13 @@ template <class Entry>
   return reinterpret_cast<Entry*>(word & ~kmm_flags);
 }
 
-struct alignas(64) kmm_shard {
+struct NOCLOBBER_CAPABILITY("keyed_mutex_map shard") alignas(64) kmm_shard {
   std::atomic<std::uintptr_t> word{0};
+  kmm_waiter* queue_head NOCLOBBER_GUARDED_BY(this) = nullptr;  // oldest first
+  kmm_waiter* queue_tail NOCLOBBER_GUARDED_BY(this) = nullptr;
 
   /// Takes the shard lock: spin briefly, then sleep on the word. Returns the word as it was.
-  std::uintptr_t lock() noexcept {
+  std::uintptr_t lock() noexcept NOCLOBBER_ACQUIRE() {
     std::uintptr_t w = word.load(std::memory_order_relaxed);
     int spins = 0;
     for (;;) {
@@ -86,19 +94,10 @@ struct alignas(64) kmm_shard {
     }
   }
 
-  /// Releases the shard lock, publishing `published` (the chain head with kmm_slow as needed,
-  /// see kmm_word_for in entry_pool.hpp; never with kmm_locked or kmm_sleepers).
-  void unlock(std::uintptr_t published) noexcept {
+  /// Releases the shard lock, publishing `published` (the chain head, or 0 for an empty chain;
+  /// never with kmm_locked or kmm_sleepers).
+  void unlock(std::uintptr_t published) noexcept NOCLOBBER_RELEASE() {
     if (word.exchange(published, std::memory_order_release) & kmm_sleepers) word.notify_all();
-  }
-
-  /// Spins (bounded) until the word changes from `seen`: a short wait for a holder about to let
-  /// go, taken before sleeping on a busy key.
-  void spin_while_unchanged(std::uintptr_t seen) const noexcept {
-    for (int i = 0; i < kmm_key_spins; ++i) {
-      kmm_cpu_relax();
-      if (word.load(std::memory_order_relaxed) != seen) return;
-    }
   }
 };
 

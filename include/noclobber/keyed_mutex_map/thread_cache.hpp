@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -37,6 +38,14 @@
 #include "noclobber/thread_annotations.hpp"
 
 namespace noclobber::detail {
+
+struct kmm_cache_slot;
+
+// The slot this thread used last and its pool: the hot paths find their slot with one compare.
+// Valid while that slot stays attached to that pool (the slot keeps the pool alive, so its address
+// cannot be reused meanwhile); cleared when the slot detaches.
+inline thread_local const kmm_pool_base* kmm_last_pool = nullptr;
+inline thread_local kmm_cache_slot* kmm_last_slot = nullptr;
 
 // One thread's cache of free entries for one pool, plus that thread's counters for it.
 struct alignas(64) kmm_cache_slot {
@@ -49,11 +58,13 @@ struct alignas(64) kmm_cache_slot {
   std::atomic<std::uint64_t> acquisitions{0};  // written only by the owning thread
   std::atomic<std::uint64_t> contended{0};
   std::atomic<std::uint64_t> sleeps{0};
+  std::atomic<std::uint64_t> handoffs{0};
   std::atomic<std::uint64_t> wakeups{0};
   std::atomic<std::uint64_t> shared_wakeups{0};
   std::shared_ptr<kmm_pool_base> pool;
 
-  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  [[gnu::always_inline]] static inline void bump(std::atomic<std::uint64_t>& c,
+                                                 std::uint64_t n = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
@@ -70,6 +81,10 @@ struct alignas(64) kmm_cache_slot {
   // Returns cached entries and counts to the pool and lets go of it (which may destroy it).
   void detach() noexcept {
     if (pool_raw == nullptr) return;
+    if (kmm_last_slot == this) {
+      kmm_last_pool = nullptr;
+      kmm_last_slot = nullptr;
+    }
     {
       annotated_lock lk(pool_raw->mutex);
       if (head != nullptr) {
@@ -81,6 +96,7 @@ struct alignas(64) kmm_cache_slot {
       pool_raw->detached_acquisitions += acquisitions.load(std::memory_order_relaxed);
       pool_raw->detached_contended += contended.load(std::memory_order_relaxed);
       pool_raw->detached_sleeps += sleeps.load(std::memory_order_relaxed);
+      pool_raw->detached_handoffs += handoffs.load(std::memory_order_relaxed);
       pool_raw->detached_wakeups += wakeups.load(std::memory_order_relaxed);
       pool_raw->detached_shared_wakeups += shared_wakeups.load(std::memory_order_relaxed);
       auto& slots = pool_raw->attached;
@@ -95,6 +111,7 @@ struct alignas(64) kmm_cache_slot {
     acquisitions.store(0, std::memory_order_relaxed);
     contended.store(0, std::memory_order_relaxed);
     sleeps.store(0, std::memory_order_relaxed);
+    handoffs.store(0, std::memory_order_relaxed);
     wakeups.store(0, std::memory_order_relaxed);
     shared_wakeups.store(0, std::memory_order_relaxed);
     pool_raw = nullptr;
@@ -137,7 +154,16 @@ struct kmm_thread_cache {
   kmm_thread_cache& operator=(const kmm_thread_cache&) = delete;
   ~kmm_thread_cache();
 
+  // The slot for pool `p` (attaching a slot to it if none is), remembered as this thread's last.
   kmm_cache_slot& slot_for(const std::shared_ptr<kmm_pool_base>& p) {
+    kmm_cache_slot& s = find_or_attach(p);
+    kmm_last_pool = p.get();
+    kmm_last_slot = &s;
+    return s;
+  }
+
+ private:
+  kmm_cache_slot& find_or_attach(const std::shared_ptr<kmm_pool_base>& p) {
     kmm_pool_base* raw = p.get();
     for (auto& s : slots)
       if (s.pool_raw == raw) return s;
@@ -199,16 +225,24 @@ template <class Key, class K>
   slot.head = e->free_next;  // taken only once the key is in place (exception safety)
   --slot.count;
   e->free_next = nullptr;
-  e->hash = hash;
+  e->hash.store(hash, std::memory_order_relaxed);
   return e;
 }
 
-/// Back to the thread's cache. The entry is unlinked; late notifiers may still touch its park
-/// mutex and condition variables, which stay valid: entries are freed only with the pool.
+/// Marks an unlinked entry free: claimed (a stale walker must not reference it) and without a
+/// chain link. The entry is unlinked; stale walkers may still read it, which stays valid: entries
+/// are freed only with the pool.
+template <class Key>
+inline void kmm_reset_free(kmm_entry<Key>* e) noexcept {
+  e->state.store(kmm_claimed, std::memory_order_relaxed);
+  e->next.store(nullptr, std::memory_order_relaxed);
+  e->last_handoff = {};
+}
+
+/// Back to the thread's cache (see kmm_reset_free).
 template <class Key>
 void kmm_recycle(kmm_cache_slot& slot, kmm_entry<Key>* e) noexcept {
-  e->next = nullptr;
-  e->holders = 0;
+  kmm_reset_free(e);
   e->free_next = slot.head;
   slot.head = e;
   if (++slot.count > kmm_cache_slot::capacity) slot.spill();
@@ -222,8 +256,7 @@ template <class Key>
     kmm_recycle(*slot, e);
     return;
   }
-  e->next = nullptr;
-  e->holders = 0;
+  kmm_reset_free(e);
   pool.push_free(e, e);
 }
 
