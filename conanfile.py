@@ -37,6 +37,7 @@ class NoclobberConan(ConanFile):
     # them). The headers are packaged whatever the options say; an option adds the library and the
     # noclobber::<component> target.
     _adapter_components = {
+        "json": ("nlohmann_json/[>=3.11 <4]", "nlohmann_json::nlohmann_json"),
         "sqlite": ("sqlite3/[>=3.35 <4]", "sqlite3::sqlite3"),
         "postgres": ("libpq/[>=14 <18]", "libpq::libpq"),
         "redis": ("hiredis/[>=1.0 <2]", "hiredis::hiredis"),
@@ -44,7 +45,11 @@ class NoclobberConan(ConanFile):
         "http": ("libcurl/[>=7.80 <9]", "libcurl::libcurl"),
         "s3": ("libcurl/[>=7.85 <9]", "libcurl::libcurl"),
         "asio": ("boost/[>=1.81 <2]", "boost::headers"),
+        "benchmark": ("benchmark/[>=1.7 <2]", "benchmark::benchmark"),
     }
+    # Components that carry another's library too (cmake/noclobberComponents.cmake's uses rows):
+    # etcd decodes its gateway's JSON with nlohmann/json.
+    _component_uses = {"etcd": ["json"]}
     options = {f"with_{c}": [True, False] for c in _adapter_components}
     default_options = {f"with_{c}": False for c in _adapter_components}
 
@@ -72,11 +77,18 @@ class NoclobberConan(ConanFile):
         # Our headers include the libraries' headers: consumers need both.
         wanted = {}  # package -> the strictest range asked for (s3 needs a newer libcurl)
         for comp, (ref, _) in self._adapter_components.items():
-            if self.options.get_safe(f"with_{comp}"):
+            if self._component_on(comp):
                 name = ref.split("/")[0]
                 wanted[name] = max(wanted.get(name, ref), ref)
         for ref in sorted(wanted.values()):
             self.requires(ref, transitive_headers=True, transitive_libs=True)
+
+    def _component_on(self, comp):
+        """with_<comp>, or a component that is on uses it."""
+        if self.options.get_safe(f"with_{comp}"):
+            return True
+        return any(comp in used and self.options.get_safe(f"with_{user}")
+                   for user, used in self._component_uses.items())
 
     def package_id(self):
         self.info.clear()
@@ -117,11 +129,11 @@ class NoclobberConan(ConanFile):
         if self.settings.os in ["Linux", "FreeBSD"]:
             core.system_libs.append("pthread")
         for comp, (_, dependency) in self._adapter_components.items():
-            if not self.options.get_safe(f"with_{comp}"):
+            if not self._component_on(comp):
                 continue
             c = self.cpp_info.components[comp]
             c.set_property("cmake_target_name", f"noclobber::{comp}")
             c.set_property("pkg_config_name", f"noclobber-{comp}")
             c.bindirs = []
             c.libdirs = []
-            c.requires = ["_core", dependency]
+            c.requires = ["_core", dependency] + self._component_uses.get(comp, [])

@@ -41,4 +41,7 @@ foreach(comp ${NOCLOBBER_COMPONENTS})
   add_library(noclobber::${comp} ALIAS noclobber_${comp})
   set_target_properties(noclobber_${comp} PROPERTIES EXPORT_NAME ${comp})
   target_link_libraries(noclobber_${comp} INTERFACE noclobber ${noclobber_component_target_${comp}})
+  foreach(used ${noclobber_component_uses_${comp}})  # defined above: listed earlier in the table
+    target_link_libraries(noclobber_${comp} INTERFACE noclobber_${used})
+  endforeach()
 endforeach()

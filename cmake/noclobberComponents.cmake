@@ -12,14 +12,25 @@
 #   noclobber_component_find_<c>     find_package() arguments for its library
 #   noclobber_component_target_<c>   the imported target that find_package() defines
 #   noclobber_component_debian_<c>   the Debian package that provides it (for messages)
-set(noclobber_known_components sqlite postgres redis etcd http s3 asio)
+#   noclobber_component_uses_<c>     other components whose library it carries too (listed before
+#                                    it in noclobber_known_components): etcd decodes its gateway's
+#                                    JSON with nlohmann/json, so noclobber::etcd links noclobber::json
+set(noclobber_known_components json sqlite postgres redis etcd http s3 asio benchmark)
 
-set(noclobber_component_headers_sqlite adapters/sqlite.hpp)
+# nlohmann/json: the JSON codec for typed records, the strict member reads and the Porcupine
+# import (noclobber/json/), and the etcd adapter's gateway JSON.
+set(noclobber_component_headers_json json/codec.hpp json/members.hpp json/porcupine.hpp)
+set(noclobber_component_find_json nlohmann_json 3.11)
+set(noclobber_component_target_json nlohmann_json::nlohmann_json)
+set(noclobber_component_debian_json nlohmann-json3-dev)
+
+set(noclobber_component_headers_sqlite adapters/sqlite.hpp adapters/sqlite/table_store.hpp)
 set(noclobber_component_find_sqlite SQLite3)
 set(noclobber_component_target_sqlite SQLite::SQLite3)
 set(noclobber_component_debian_sqlite libsqlite3-dev)
 
-set(noclobber_component_headers_postgres adapters/postgres.hpp)
+set(noclobber_component_headers_postgres adapters/postgres.hpp adapters/postgres/table_store.hpp
+                                         adapters/postgres_lease.hpp)
 set(noclobber_component_find_postgres PostgreSQL)
 set(noclobber_component_target_postgres PostgreSQL::PostgreSQL)
 set(noclobber_component_debian_postgres libpq-dev)
@@ -27,15 +38,16 @@ set(noclobber_component_debian_postgres libpq-dev)
 # hiredis: its own CMake config where it has one (vcpkg, Conan, hiredis >= 1.0), else pkg-config
 # or a plain search (Debian's hiredis 0.14 ships neither a target nor a usable config): the
 # module FindNoclobberHiredis.cmake beside this file defines hiredis::hiredis either way.
-set(noclobber_component_headers_redis adapters/redis.hpp)
+set(noclobber_component_headers_redis adapters/redis.hpp adapters/redis/hash_store.hpp adapters/redis_lease.hpp)
 set(noclobber_component_find_redis NoclobberHiredis)
 set(noclobber_component_target_redis hiredis::hiredis)
 set(noclobber_component_debian_redis libhiredis-dev)
 
-set(noclobber_component_headers_etcd adapters/etcd.hpp)
+set(noclobber_component_headers_etcd adapters/etcd.hpp adapters/etcd_lease.hpp)
 set(noclobber_component_find_etcd CURL)
 set(noclobber_component_target_etcd CURL::libcurl)
 set(noclobber_component_debian_etcd libcurl4-openssl-dev)
+set(noclobber_component_uses_etcd json)
 
 set(noclobber_component_headers_http adapters/http_etag.hpp adapters/webdav_lock.hpp)
 set(noclobber_component_find_http CURL)
@@ -52,6 +64,12 @@ set(noclobber_component_headers_asio asio/async_read_modify_write.hpp asio/async
 set(noclobber_component_find_asio Boost 1.81)
 set(noclobber_component_target_asio Boost::headers)
 set(noclobber_component_debian_asio libboost1.81-dev)
+
+# Not an adapter: the Google Benchmark fixture a user runs on their own store.
+set(noclobber_component_headers_benchmark benchmark/store_bench.hpp)
+set(noclobber_component_find_benchmark benchmark)
+set(noclobber_component_target_benchmark benchmark::benchmark)
+set(noclobber_component_debian_benchmark libbenchmark-dev)
 
 # noclobber_find_component_library(<component> <QUIET|DEPENDENCY>): find the component's library.
 # DEPENDENCY goes through find_dependency() (for the installed config: a required component whose

@@ -30,8 +30,9 @@ int main() {
   std::cout << "lost: " << check.lost.size() << " (W" << check.lost.at(0).lost.writer << ", overwritten by W"
             << check.lost.at(0).overwritten_by.writer << ")\n";  // lost: 1 (W1, overwritten by W2)
 
-  const auto back = noclobber::check_race_history(
-      noclobber::from_porcupine_json(noclobber::to_porcupine_json(report.history)));
+  // (noclobber/json/porcupine.hpp reads Porcupine's JSON back the same way: from_porcupine_json.)
+  const auto back =
+      noclobber::check_race_history(noclobber::from_elle_edn(noclobber::to_elle_edn(report.history)));
   std::remove("race.edn");
   std::remove("race.json");
   return check.lost.size() == 1 && back.lost.size() == report.lost() ? 0 : 1;

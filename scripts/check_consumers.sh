@@ -84,8 +84,8 @@ expect_configure() { # NAME yes|no PATTERN cmake args...: configure components_p
     return 1
   fi
 }
-expect_configure probe_all yes "probe: asio found=TRUE target=yes" -DNC_REQUIRED="sqlite;postgres;redis;etcd;http;asio"
-expect_configure probe_unknown no "has no component 'sqlit'; its components are: sqlite" -DNC_REQUIRED="sqlit"
+expect_configure probe_all yes "probe: asio found=TRUE target=yes" -DNC_REQUIRED="json;sqlite;postgres;redis;etcd;http;asio"
+expect_configure probe_unknown no "has no component 'sqlit'; its components are: json sqlite" -DNC_REQUIRED="sqlit"
 # libpq hidden: find_dependency() forwards REQUIRED, so FindPostgreSQL itself stops the configure.
 expect_configure probe_missing_lib no "Could NOT find PostgreSQL" -DNC_REQUIRED="sqlite;postgres" \
   -DCMAKE_IGNORE_PATH="/usr/include/postgresql"
@@ -93,6 +93,11 @@ expect_configure probe_optional yes "probe: postgres found=FALSE target=no" -DNC
   -DNC_OPTIONAL="postgres;nosuch" -DCMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON
 expect_configure probe_hiredis_fallback yes "probe: redis found=TRUE target=yes" -DNC_REQUIRED=redis \
   -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON
+# etcd carries json (nlohmann/json): asked for etcd alone, json comes along; optional etcd without
+# nlohmann/json is not found (its JSON target would be missing), and nothing fails.
+expect_configure probe_etcd_uses_json yes "probe: etcd found=TRUE target=yes" -DNC_REQUIRED=etcd
+expect_configure probe_etcd_without_json yes "probe: etcd found=FALSE target=no" -DNC_OPTIONAL=etcd \
+  -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON
 passed+=(components)
 
 step "Conan test_package/ against the prefix"
@@ -167,9 +172,9 @@ single="$root/single_include"
 mapfile -t companions < <(cd "$single" && find noclobber -name '*.hpp' ! -path noclobber/noclobber.hpp | sort)
 # The client libraries of every companion; Boost and Catch2 are header-only in /usr/include.
 # shellcheck disable=SC2207
-lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl))
+lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl benchmark))
 # shellcheck disable=SC2207
-lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl))
+lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl benchmark))
 strict=(-std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror -pthread -I "$single" "${lib_cflags[@]}")
 tus="$work/companions"
 mkdir -p "$tus"

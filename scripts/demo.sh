@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${NOCLOBBER_DEMO_BUILD_DIR:-build-demo}
 
-bash scripts/check_deps.sh build-essential cmake ninja-build pkg-config libsqlite3-dev
+bash scripts/check_deps.sh build-essential cmake ninja-build pkg-config libsqlite3-dev nlohmann-json3-dev
 
 not_built() {
   echo "demo.sh: the race harness demo is not built yet: there is no CMake target 'race_demo'" >&2

@@ -10,9 +10,9 @@
 # Each target runs on a copy of its committed seed corpus (tests/fuzz/corpus/<target>/, never
 # written to) with its dictionary (tests/fuzz/<target>.dict) when there is one. Printed per
 # target: seconds run, runs, runs/s, coverage (cov: edges, ft: features, libFuzzer's final
-# figures) and whether it crashed. A crash, leak, timeout or out-of-memory input is kept under
-# BUILD_DIR/fuzz-findings/<target>/ and its path printed; the script then exits 1 (after running
-# the remaining targets). Inputs libFuzzer reports as slow (over 10 s once: on a busy machine a
+# figures), the corpus size it ended with (corp: inputs) and whether it crashed. A crash, leak,
+# timeout or out-of-memory input is kept under BUILD_DIR/fuzz-findings/<target>/ and its path
+# printed; the script then exits 1 (after running the remaining targets). Inputs libFuzzer reports as slow (over 10 s once: on a busy machine a
 # stall alone does it) are kept there too and counted, but are not findings.
 #
 # Environment:
@@ -21,6 +21,7 @@
 #   NOCLOBBER_FUZZ_JOBS      targets run at the same time (default 1); the build uses -j2
 #   NOCLOBBER_FUZZ_KEEP      a folder: keep each run's grown corpus there (<folder>/<target>/),
 #                            to merge new seeds by hand (fuzzer -merge=1); default: discarded
+#   NOCLOBBER_FUZZ_LOGS      a folder: keep each run's full libFuzzer log there (<folder>/<target>.log)
 #   NOCLOBBER_FUZZ_ARGS      extra libFuzzer flags for every run (e.g. -seed=1)
 #
 # Needs clang++ with libFuzzer (Debian: clang, libclang-rt-14-dev), CMake, and the adapters'
@@ -36,6 +37,7 @@ timeout_s=${NOCLOBBER_FUZZ_TIMEOUT:-25}
 rss_mb=${NOCLOBBER_FUZZ_RSS_MB:-2048}
 jobs=${NOCLOBBER_FUZZ_JOBS:-1}
 keep=${NOCLOBBER_FUZZ_KEEP:-}
+logs=${NOCLOBBER_FUZZ_LOGS:-}
 read -r -a extra <<<"${NOCLOBBER_FUZZ_ARGS:-}"
 
 if [ "$#" -gt 0 ]; then
@@ -79,12 +81,13 @@ run_target() { # TARGET: one bounded run; writes $work/<target>.result
   if [ -f "$root/tests/fuzz/$t.dict" ]; then args+=("-dict=$root/tests/fuzz/$t.dict"); fi
   local status=0
   "$bin" "${args[@]}" >"$dir/log" 2>&1 || status=$?
-  local runs rate cov ft secs slow=0 found=""
+  local runs rate cov ft corp secs slow=0 found=""
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
   secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$dir/log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -n 1)
   cov=$(grep -oE 'cov: [0-9]+' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
   ft=$(grep -oE 'ft: [0-9]+' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
+  corp=$(grep -oE 'corp: [0-9]+' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
   for a in "$dir"/artifacts/*; do
     [ -f "$a" ] || continue
     mkdir -p "$findings/$t"
@@ -98,7 +101,8 @@ run_target() { # TARGET: one bounded run; writes $work/<target>.result
   done
   if [ "$status" -ne 0 ] && [ -z "$found" ]; then found=" (exit status $status, no input saved: see the log below)"; fi
   if [ -n "$keep" ]; then mkdir -p "$keep/$t" && cp -R "$dir/corpus/." "$keep/$t/"; fi
-  printf '%s %s %s %s %s %s %s %s\n' "$t" "${secs:-?}" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$slow" \
+  if [ -n "$logs" ]; then mkdir -p "$logs" && cp "$dir/log" "$logs/$t.log"; fi
+  printf '%s %s %s %s %s %s %s %s %s\n' "$t" "${secs:-?}" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$slow" \
     "${found:- none}" >"$dir/result"
   if [ "$slow" -gt 0 ]; then echo "fuzz.sh: $t: $slow input(s) once slower than 10 s (not a finding) kept under $findings/$t/"; fi
   if [ -n "$found" ]; then
@@ -120,11 +124,11 @@ done
 wait || true
 
 crashed=0
-printf '\n%-22s %7s %12s %9s %7s %8s %5s  %s\n' target seconds runs 'runs/s' cov ft slow finding
+printf '\n%-22s %7s %12s %9s %7s %8s %6s %5s  %s\n' target seconds runs 'runs/s' cov ft corpus slow finding
 for t in "${targets[@]}"; do
-  read -r name secs runs rate cov ft slow found <"$work/$t/result" ||
-    { name=$t secs='?' runs='?' rate='?' cov='?' ft='?' slow='?' found='(no result)'; }
-  printf '%-22s %7s %12s %9s %7s %8s %5s  %s\n' "$name" "$secs" "$runs" "$rate" "$cov" "$ft" "$slow" "$found"
+  read -r name secs runs rate cov ft corp slow found <"$work/$t/result" ||
+    { name=$t secs='?' runs='?' rate='?' cov='?' ft='?' corp='?' slow='?' found='(no result)'; }
+  printf '%-22s %7s %12s %9s %7s %8s %6s %5s  %s\n' "$name" "$secs" "$runs" "$rate" "$cov" "$ft" "$corp" "$slow" "$found"
   [ "$found" = none ] || crashed=1
 done
 if [ "$crashed" -ne 0 ]; then

@@ -290,3 +290,119 @@ TEST_CASE("checker on a real run: a store that calls an applied write transient 
              Catch::Contains("APPLIED TWICE: " + std::to_string(report.check.doubled.size())));
   CHECK_THAT(report.to_json(), Catch::Contains("\"doubled\":" + std::to_string(report.check.doubled.size())));
 }
+
+namespace {
+
+/// A run on 7 keys simulated by hand, with every fault the checker tells apart: blind writes
+/// from stale reads (lost), failovers that forget the last write (vanished), unknown outcomes
+/// that landed or not, and writers that wrote again after an unknown outcome (doubled). Each
+/// record has its own ticks, so orders by completion have no ties.
+nc::race_history simulated_faulty_run(std::uint32_t seed) {
+  constexpr std::uint32_t keys = 7, writers = 5;
+  std::uint64_t state = seed;
+  auto next = [&state](std::uint32_t below) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::uint32_t>(state >> 33) % below;
+  };
+  nc::race_history h;
+  for (std::uint32_t k = 0; k < keys; ++k) h.keys.push_back("k" + std::to_string(k));
+  h.initial_versions.assign(keys, nc::initial_version);
+  std::vector<std::vector<nc::write_id>> versions(keys, std::vector<nc::write_id>{nc::initial_version});
+  std::vector<std::uint32_t> ops(writers + 1, 0);
+  std::uint64_t tick = 0, seq = 0;
+  for (int i = 0; i < 600; ++i) {
+    const std::uint32_t k = next(keys), w = 1 + next(writers), op = ops[w]++;
+    auto& vs = versions[k];
+    if (next(20) == 0 && vs.size() > 1) vs.pop_back();  // a failover forgets the last write
+    const nc::write_id seen = next(4) == 0 ? vs[next(static_cast<std::uint32_t>(vs.size()))] : vs.back();
+    nc::race_read r = rd(w, op, seen, tick += 2);
+    r.key = k;
+    h.reads.push_back(r);
+    for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+      const nc::write_id id = nc::make_write_id(w, 1, ++seq);
+      const std::uint32_t roll = next(10);
+      const nc::op_outcome o = roll < 7   ? nc::op_outcome::ok
+                               : roll < 9 ? nc::op_outcome::unknown
+                                          : nc::op_outcome::failed;
+      const bool lands = o == nc::op_outcome::ok || (o == nc::op_outcome::unknown && next(2) == 0);
+      nc::race_write x = wr(w, op, attempt == 1 ? seen : vs.back(), id, o, tick += 2, attempt);
+      x.key = k;
+      h.writes.push_back(x);
+      if (lands) vs.push_back(id);
+      if (o == nc::op_outcome::ok || next(2) == 0) break;  // else the writer tries again
+    }
+  }
+  for (std::uint32_t k = 0; k < keys; ++k) h.final_versions.push_back(versions[k].back());
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("checker in parts: the same verdict as checking the whole history at once",
+          "[race_harness][checker][faults]") {
+  for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+    CAPTURE(seed);
+    const nc::race_history h = simulated_faulty_run(seed);
+    const nc::race_check whole = nc::check_race_history(h);
+    for (std::size_t parts : {std::size_t{1}, std::size_t{3}, std::size_t{7}, std::size_t{10}}) {
+      CAPTURE(parts);
+      nc::race_history frame = h;
+      frame.writes.clear();
+      frame.reads.clear();
+      const nc::race_check c =
+          nc::check_race_history_in_parts(frame, parts, [&](std::size_t p, nc::race_history& part) {
+            for (const auto& w : h.writes)
+              if (w.key % parts == p) part.writes.push_back(w);
+            for (const auto& r : h.reads)
+              if (r.key % parts == p) part.reads.push_back(r);
+          });
+      CHECK(c.write_attempts == whole.write_attempts);
+      CHECK(c.applied == whole.applied);
+      CHECK(c.failed == whole.failed);
+      CHECK(c.unknown == whole.unknown);
+      CHECK(c.unknown_landed == whole.unknown_landed);
+      CHECK(c.lost_update_pairs == whole.lost_update_pairs);
+      CHECK(c.anomalies == whole.anomalies);
+      REQUIRE(c.lost.size() == whole.lost.size());
+      for (std::size_t i = 0; i < c.lost.size(); ++i) {
+        CHECK(c.lost[i].lost.written == whole.lost[i].lost.written);
+        CHECK(c.lost[i].overwritten_by.written == whole.lost[i].overwritten_by.written);
+      }
+      REQUIRE(c.vanished.size() == whole.vanished.size());
+      for (std::size_t i = 0; i < c.vanished.size(); ++i)
+        CHECK(c.vanished[i].trace == whole.vanished[i].trace);
+      REQUIRE(c.doubled.size() == whole.doubled.size());
+      for (std::size_t i = 0; i < c.doubled.size(); ++i) CHECK(c.doubled[i].trace == whole.doubled[i].trace);
+      REQUIRE(c.indeterminate.size() == whole.indeterminate.size());
+      for (std::size_t i = 0; i < c.indeterminate.size(); ++i)
+        CHECK(c.indeterminate[i].trace == whole.indeterminate[i].trace);
+    }
+  }
+  // The simulation really has every kind of verdict in it (else the comparison above proves little).
+  std::size_t lost = 0, vanished = 0, doubled = 0, unknown = 0;
+  for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+    const nc::race_check c = nc::check_race_history(simulated_faulty_run(seed));
+    CHECK(c.anomalies.empty());
+    lost += c.lost.size(), vanished += c.vanished.size(), doubled += c.doubled.size(),
+        unknown += c.indeterminate.size();
+  }
+  CHECK(lost > 0);
+  CHECK(vanished > 0);
+  CHECK(doubled > 0);
+  CHECK(unknown > 0);
+}
+
+TEST_CASE("checker in parts: a record given to the wrong part is refused",
+          "[race_harness][checker][faults]") {
+  nc::race_history frame;
+  frame.keys = {"a", "b"};
+  frame.initial_versions = {0, 0};
+  frame.final_versions = {0, 0};
+  auto wrong = [](std::size_t, nc::race_history& part) {
+    nc::race_write w = wr(1, 0, 0, nc::make_write_id(1, 1, 1), nc::op_outcome::failed, 1);
+    w.key = 1;
+    part.writes.push_back(w);
+  };
+  CHECK_THROWS_AS(nc::check_race_history_in_parts(frame, 2, wrong), std::invalid_argument);
+  CHECK_THROWS_AS(nc::check_race_history_in_parts(frame, 0, wrong), std::invalid_argument);
+}

@@ -1,6 +1,7 @@
-// Export and import of race histories (race_harness/export.hpp): Jepsen/Elle EDN and Porcupine
-// JSON. Hand-written histories with known verdicts go through the checker; a real naive run
-// exported and imported keeps its verdict; malformed input is refused with a clear error.
+// Export and import of race histories (race_harness/export.hpp): Jepsen/Elle EDN both ways and
+// Porcupine JSON out. Hand-written histories with known verdicts go through the checker; a real
+// naive run exported and imported keeps its verdict; malformed input is refused with a clear
+// error. The Porcupine import (json/porcupine.hpp): tests/json/test_porcupine_json.cpp.
 #include <noclobber/memory_store.hpp>
 #include <noclobber/race_harness.hpp>
 #include <noclobber/race_harness/export.hpp>
@@ -8,6 +9,8 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+
+#include "export_check.hpp"
 
 namespace nc = noclobber;
 
@@ -71,54 +74,9 @@ TEST_CASE("Elle EDN: hand-written histories with known verdicts", "[race_harness
   }
 }
 
-TEST_CASE("Porcupine JSON: hand-written histories with known verdicts", "[race_harness][export]") {
-  SECTION("a lost update") {
-    const auto h = nc::from_porcupine_json(R"([
-      {"ClientId":1,"Input":{"op":"rmw","key":"x","read":null,"write":"7"},"Call":0,"Output":{"outcome":"ok"},"Return":3},
-      {"ClientId":2,"Input":{"op":"rmw","key":"x","read":null,"write":"8"},"Call":1,"Output":{"outcome":"ok"},"Return":2},
-      {"ClientId":0,"Input":{"op":"read","key":"x"},"Call":4,"Output":{"value":"7"},"Return":5}])");
-    const auto c = nc::check_race_history(h);
-    REQUIRE(c.lost.size() == 1);
-    REQUIRE(c.lost[0].lost.writer == 2);
-    REQUIRE(c.lost[0].overwritten_by.writer == 1);
-  }
-  SECTION("a clean chain with a version written outside the run") {
-    const auto h = nc::from_porcupine_json(R"([
-      {"ClientId":1,"Input":{"op":"read","key":"x"},"Call":0,"Output":{"value":"outside-0-0"},"Return":1},
-      {"ClientId":1,"Input":{"op":"rmw","key":"x","read":"outside-0-0","write":"5"},"Call":2,"Output":{"outcome":"ok"},"Return":3},
-      {"ClientId":2,"Input":{"op":"rmw","key":"x","read":"5","write":"6"},"Call":4,"Output":{"outcome":"ok"},"Return":5},
-      {"ClientId":0,"Input":{"op":"read","key":"x"},"Call":6,"Output":{"value":"6"},"Return":7}])");
-    REQUIRE(nc::check_race_history(h).ok());
-  }
-}
-
 TEST_CASE("a real run exported and imported keeps its verdict", "[race_harness][export][concurrency]") {
-  for (auto strategy : {0, 1}) {
-    store_t store;
-    REQUIRE(store.create_if_absent("k1", "before the run").ok());  // a version from before the run
-    nc::race_options_for<store_t> o;
-    o.writers = 6;
-    o.ops_per_writer = 4;
-    o.keys = {"k1", "k2"};
-    const auto r = strategy == 0 ? nc::run_race(store, nc::naive_strategy{}, o)
-                                 : nc::run_race(store, nc::cas_strategy{}, o);
-    INFO(r.to_text());
-    for (const auto& h : {nc::from_elle_edn(nc::to_elle_edn(r.history)),
-                          nc::from_porcupine_json(nc::to_porcupine_json(r.history))}) {
-      const auto c = nc::check_race_history(h);
-      REQUIRE(c.lost.size() == r.check.lost.size());
-      REQUIRE(c.lost_update_pairs == r.check.lost_update_pairs);
-      REQUIRE(c.applied == r.check.applied);
-      REQUIRE(c.failed == r.check.failed);
-      REQUIRE(c.anomalies == r.check.anomalies);
-      REQUIRE(h.writes.size() == r.history.writes.size());
-      REQUIRE(h.reads.size() == r.history.reads.size());
-      for (std::size_t i = 0; i < c.lost.size(); ++i) {
-        CHECK(c.lost[i].lost.writer == r.check.lost[i].lost.writer);
-        CHECK(c.lost[i].overwritten_by.writer == r.check.lost[i].overwritten_by.writer);
-      }
-    }
-  }
+  nc_test::require_real_runs_keep_their_verdict(
+      [](const nc::race_history& h) { return nc::from_elle_edn(nc::to_elle_edn(h)); });
 }
 
 TEST_CASE("the exports' shape", "[race_harness][export][concurrency]") {
@@ -145,16 +103,6 @@ TEST_CASE("imports refuse what they cannot read, naming it", "[race_harness][exp
                       Catch::Contains("'1.5'"));
   REQUIRE_THROWS_WITH(nc::from_elle_edn("[{:type :maybe, :process 1, :value [[:r \"x\" nil]]}]"),
                       Catch::Contains(":maybe"));
-  REQUIRE_THROWS_WITH(nc::from_porcupine_json("{"), Catch::Contains("not a JSON array"));
-  REQUIRE_THROWS_WITH(nc::from_porcupine_json(R"([{"ClientId":1}])"), Catch::Contains("operation 0"));
-  REQUIRE_THROWS_WITH(
-      nc::from_porcupine_json(
-          R"([{"ClientId":1,"Input":{"op":"rmw","key":"x","read":null,"write":7},"Call":0,"Output":{"outcome":"ok"},"Return":1}])"),
-      Catch::Contains("Input.write is not a string"));
-  REQUIRE_THROWS_WITH(
-      nc::from_porcupine_json(
-          R"([{"ClientId":1,"Input":{"op":"cas","key":"x"},"Call":0,"Output":{},"Return":1}])"),
-      Catch::Contains("'cas'"));
 }
 
 TEST_CASE("EDN strings: the escapes the export writes read back", "[race_harness][export]") {

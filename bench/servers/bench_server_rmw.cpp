@@ -12,6 +12,7 @@
 #include <benchmark/benchmark.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <nlohmann/json.hpp>
 #include <noclobber/adapters/etcd.hpp>
 #include <noclobber/adapters/http_etag.hpp>
 #include <noclobber/adapters/postgres.hpp>
@@ -23,7 +24,9 @@
 namespace {
 
 namespace pg = noclobber::postgres;
-namespace json = noclobber::detail::json;
+using json = nlohmann::json;
+using noclobber::detail::base64_decode;
+using noclobber::detail::base64_encode;
 
 auto increment = [](const std::optional<std::string>& cur) -> noclobber::update<std::string> {
   return std::to_string((cur && !cur->empty() ? std::stoll(*cur) : 0) + 1);
@@ -227,22 +230,23 @@ void BM_etcd_noclobber(benchmark::State& state) {
 void BM_etcd_hand_written(benchmark::State& state) {
   const std::string base = nc_bench::server_env("NOCLOBBER_ETCD_URL");
   noclobber::detail::curl::easy http(std::chrono::seconds(5));
-  const std::string k = json::base64_encode(nc_bench::unique("hand"));
-  (void)http.perform("POST", base + "/v3/kv/put",
-                     "{\"key\":\"" + k + "\",\"value\":\"" + json::base64_encode("0") + "\"}");
+  const std::string k = base64_encode(nc_bench::unique("hand"));
+  (void)http.perform("POST", base + "/v3/kv/put", json{{"key", k}, {"value", base64_encode("0")}}.dump());
   for (auto _ : state) {
     for (;;) {
-      auto r = http.perform("POST", base + "/v3/kv/range", "{\"key\":\"" + k + "\"}");
-      auto doc = json::parse(r.body);
-      const json::value& kv = doc->find("kvs")->items.front();
-      const std::string rev = kv.find("mod_revision")->text;
-      const std::string next = std::to_string(std::stoll(*json::base64_decode(kv.find("value")->text)) + 1);
-      auto t = http.perform("POST", base + "/v3/kv/txn",
-                            "{\"compare\":[{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" +
-                                rev + "\",\"result\":\"EQUAL\"}],\"success\":[{\"request_put\":{\"key\":\"" +
-                                k + "\",\"value\":\"" + json::base64_encode(next) + "\"}}]}");
-      auto tdoc = json::parse(t.body);
-      if (tdoc && tdoc->find("succeeded") != nullptr) break;
+      auto r = http.perform("POST", base + "/v3/kv/range", json{{"key", k}}.dump());
+      const json doc = json::parse(r.body);
+      const json& kv = doc.at("kvs").at(0);
+      const std::string rev = kv.at("mod_revision").get<std::string>();
+      const std::string next =
+          std::to_string(std::stoll(*base64_decode(kv.at("value").get<std::string>())) + 1);
+      const json txn = {
+          {"compare",
+           json::array({{{"key", k}, {"target", "MOD"}, {"mod_revision", rev}, {"result", "EQUAL"}}})},
+          {"success", json::array({{{"request_put", {{"key", k}, {"value", base64_encode(next)}}}}})}};
+      auto t = http.perform("POST", base + "/v3/kv/txn", txn.dump());
+      const json tdoc = json::parse(t.body, nullptr, false);
+      if (tdoc.is_object() && tdoc.value("succeeded", false)) break;
     }
   }
   state.SetItemsProcessed(state.iterations());

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,16 +18,21 @@ int main() {
   // 4 connections for 8 threads. A store never leaves WATCH armed between calls, so handing
   // it back to the pool after any call is safe.
   noclobber::redis::store_pool pool(addr, 4, noclobber::redis::method::watch_multi_exec);
-  const std::string key = "example:likes:" + std::to_string(std::rand());
+  const std::string key = "example:likes:" + std::to_string(std::random_device{}());
+  noclobber::retry_policy policy;  // 8 threads on one key: allow for many conflicts
+  policy.max_attempts = 100;
 
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 10; ++i) {
         auto conn = pool.acquire();
-        auto r = noclobber::read_modify_write(*conn, key, [](const std::optional<std::string>& cur) {
-          return std::to_string(cur ? std::stoll(*cur) + 1 : 1);
-        });
+        auto r = noclobber::read_modify_write(
+            *conn, key,
+            [](const std::optional<std::string>& cur) {
+              return std::to_string(cur ? std::stoll(*cur) + 1 : 1);
+            },
+            policy);
         if (!r.ok()) std::printf("gave up: %s\n", r.last_error.message.c_str());
       }
     });

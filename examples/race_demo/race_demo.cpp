@@ -6,8 +6,9 @@
 // concurrent disjoint-key env PATCH), cache_refresh (the cache refresh that overwrites an edit) and
 // import_retry (the import retried after a crash). Every scenario runs its writers first through
 // the naive read-modify-write the report describes, then through the noclobber fix, each on a
-// fresh SQLite file with one connection per writer. The table shows what each lost (and for
-// import_retry, how often each import ran).
+// fresh SQLite file with one connection per writer, on the table its service has (inodes, stacks,
+// models, import_runs), through typed records (scenarios.hpp). The table shows what each lost
+// (and for import_retry, how often each import ran).
 //
 //   race_demo [--scenario NAME] [--strategy NAME] [--writers N] [--ops K]
 //             [--mode forced|explore|stress] [--seed S] [--schedule X] [--iterations I]
@@ -27,412 +28,31 @@
 // Exit status: 0 when no noclobber strategy lost an update (nor, in import_retry, imported a batch
 // twice or left a duplicate request without the recorded result), 1 otherwise, 2 for bad
 // arguments.
-#include <noclobber/adapters/sqlite.hpp>
-#include <noclobber/idempotency_ledger.hpp>
-#include <noclobber/patch_if_unchanged.hpp>
 #include <noclobber/race_harness.hpp>
 
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <iostream>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "demo_run.hpp"
+#include "scenarios.hpp"
+
 namespace nc = noclobber;
-using sqlite_store = nc::sqlite::store;
-using options_t = nc::race_options<std::string, std::string>;
+using demo::scenario;
 
 namespace {
-
-// ---- a store that crashes between COMMIT and the answer (import_retry) ----------------------
-
-// Wraps one SQLite connection. With probability `p` a write is performed and then reported as
-// indeterminate, as if the process had died after COMMIT was sent and was restarted.
-class crashing_store {
- public:
-  using key_type = std::string;
-  using value_type = std::string;
-  using token_type = sqlite_store::token_type;
-
-  crashing_store(const std::string& path, double p, std::uint64_t seed) : db_(path), p_(p), rng_(seed) {}
-
-  nc::read_result<std::string, token_type> read(const std::string& k) { return db_.read(k); }
-  nc::write_result<token_type> write_if_match(const std::string& k, const token_type& t,
-                                              const std::string& v) {
-    return maybe_crash(db_.write_if_match(k, t, v));
-  }
-  nc::write_result<token_type> create_if_absent(const std::string& k, const std::string& v) {
-    return maybe_crash(db_.create_if_absent(k, v));
-  }
-  nc::write_result<token_type> overwrite(const std::string& k, const std::string& v) {
-    return maybe_crash(db_.overwrite(k, v));
-  }
-
- private:
-  nc::write_result<token_type> maybe_crash(nc::write_result<token_type> r) {
-    if (r.ok() && std::uniform_real_distribution<double>(0, 1)(rng_) < p_) {
-      return nc::write_result<token_type>::make_failed(
-          nc::write_status::indeterminate, {"crash", "the importer crashed after COMMIT was sent"});
-    }
-    return r;
-  }
-  sqlite_store db_;
-  double p_;
-  std::mt19937_64 rng_;
-};
-
-// ---- value shapes: each embeds the harness's tag (after '|') so every write is unique -------
-
-std::string body_of(const std::optional<std::string>& v) {
-  if (!v) return {};
-  const auto bar = v->rfind('|');
-  return bar == std::string::npos ? *v : v->substr(0, bar);
-}
-std::string with_tag(std::string body, const nc::write_tag& t) {
-  return body + "|" + nc::tag_text(t);
-}
-
-// "a=1,b=2" <-> map
-std::map<std::string, std::string> parse_fields(const std::string& s) {
-  std::map<std::string, std::string> m;
-  std::size_t pos = 0;
-  while (pos < s.size()) {
-    std::size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    const std::string item = s.substr(pos, end - pos);
-    const auto eq = item.find('=');
-    if (eq != std::string::npos) m[item.substr(0, eq)] = item.substr(eq + 1);
-    pos = end + 1;
-  }
-  return m;
-}
-std::string join_fields(const std::map<std::string, std::string>& m) {
-  std::string s;
-  for (const auto& [k, v] : m) s += (s.empty() ? "" : ",") + k + "=" + v;
-  return s;
-}
-
-nc::race_workload<std::string> workload_of(
-    std::function<std::string(const std::string&, const nc::write_tag&)> f) {
-  nc::race_workload<std::string> w;
-  w.next_value = [f](const std::optional<std::string>& cur, const nc::write_tag& t) {
-    return with_tag(f(body_of(cur), t), t);
-  };
-  w.id_of = [](const std::string& v) { return nc::parse_write_id(v); };
-  return w;
-}
-
-// ---- import_retry: import batches, their idempotency keys, and what each request got -----------
-
-const std::string import_source = "blocklist:source-7";
-// One batch per op: every writer requests the same batches (duplicate requests).
-std::string import_key_prefix() {
-  return nc::ledger_key(import_source, "");
-}
-std::string import_key(unsigned batch) {
-  return nc::ledger_key(import_source, "sha256:9f2c." + std::to_string(batch));
-}
-
-// The idempotency ledger's view of the harness's store: it strips the harness tag from what
-// it reads and tags every entry it writes (from the harness's value function), so the harness
-// records and checks the ledger's writes like any other strategy's.
-template <class Store, class Fn>
-class tagged_ledger_store {
- public:
-  using key_type = std::string;
-  using value_type = std::string;
-  using token_type = typename Store::token_type;
-
-  tagged_ledger_store(Store& store, Fn& fn) : store_(store), fn_(fn) {}
-
-  nc::read_result<std::string, token_type> read(const std::string& k) {
-    auto r = store_.read(k);
-    if (r.found()) {
-      seen_ = r.value;
-      r.value = body_of(r.value);
-    } else if (r.absent()) {
-      seen_.reset();
-    }
-    return r;
-  }
-  nc::write_result<token_type> write_if_match(const std::string& k, const token_type& t,
-                                              const std::string& entry) {
-    return store_.write_if_match(k, t, tagged(entry, seen_));
-  }
-  nc::write_result<token_type> create_if_absent(const std::string& k, const std::string& entry) {
-    return store_.create_if_absent(k, tagged(entry, std::nullopt));
-  }
-
- private:
-  std::string tagged(const std::string& entry, const std::optional<std::string>& read) {
-    const std::string made = fn_(read);  // unique, and carries the write id the harness checks
-    return entry + made.substr(made.rfind('|'));
-  }
-  Store& store_;
-  Fn& fn_;
-  std::optional<std::string> seen_;  // the last value read, tag included
-};
-
-// What the import requests got: how often each batch was imported, and each answer.
-struct once_stats {
-  std::size_t requests = 0, imports = 0, runs = 0, duplicate_runs = 0, recorded = 0, unanswered = 0;
-  std::size_t other_result = 0;  // an answer that no import of that batch produced
-  std::size_t not_once = 0;      // batches imported more than once, or never
-  // Exactly one import per batch, and every other request got that import's result.
-  [[nodiscard]] bool ok() const { return not_once == 0 && unanswered == 0 && other_result == 0; }
-};
-
-class once_tally {
- public:
-  enum class answer { ran, recorded, none };
-  void ran(const std::string& key, const std::string& result) {
-    std::lock_guard lock(mutex_);
-    batches_[key].results.push_back(result);
-  }
-  void request(const std::string& key, answer a, const std::string& result = {}) {
-    std::lock_guard lock(mutex_);
-    auto& b = batches_[key];
-    ++b.requests;
-    if (a == answer::recorded) b.answers.push_back(result);
-    if (a == answer::none) ++b.unanswered;
-  }
-  once_stats summary() const {
-    std::lock_guard lock(mutex_);
-    once_stats s;
-    for (const auto& [key, b] : batches_) {
-      ++s.imports;
-      s.requests += b.requests;
-      s.runs += b.results.size();
-      if (b.results.size() > 1) s.duplicate_runs += b.results.size() - 1;
-      if (b.results.size() != 1) ++s.not_once;
-      s.recorded += b.answers.size();
-      s.unanswered += b.unanswered;
-      for (const auto& a : b.answers)
-        s.other_result += std::find(b.results.begin(), b.results.end(), a) == b.results.end();
-    }
-    return s;
-  }
-
- private:
-  struct batch {
-    std::size_t requests = 0, unanswered = 0;
-    std::vector<std::string> results;  // one per import
-    std::vector<std::string> answers;  // what requests that did not import were told
-  };
-  mutable std::mutex mutex_;
-  std::map<std::string, batch> batches_;
-};
-
-// ---- scenarios ------------------------------------------------------------------------------
-
-struct run_result {
-  nc::race_report report;
-  std::optional<once_stats> once;  // import_retry: the import requests
-};
-using runner = std::function<run_result(const std::string& path, const options_t&)>;
-
-struct scenario {
-  std::string id;     // what --scenario takes: object_store_file, dirty_flag, ...
-  std::string alias;  // the number earlier versions of the demo took (000 … 004)
-  std::string title;  // the plain name of the real bug (docs/scenarios.md)
-  unsigned writers = 8;
-  std::string key;
-  std::string initial;        // written before the run when not empty
-  std::string unknown_cause;  // why writes here may end with an unknown outcome (empty: no reason)
-  nc::race_workload<std::string> workload;
-  std::vector<std::pair<std::string, runner>> strategies;  // the first is the naive one
-};
-
-scenario named(std::string id, std::string alias, std::string title, unsigned writers, std::string key,
-               std::string initial = {}) {
-  scenario s;
-  s.id = std::move(id);
-  s.alias = std::move(alias);
-  s.title = std::move(title);
-  s.writers = writers;
-  s.key = std::move(key);
-  s.initial = std::move(initial);
-  return s;
-}
-
-template <class Strategy>
-runner on_sqlite(Strategy s) {
-  return [s](const std::string& path, const options_t& o) {
-    return run_result{nc::run_race_per_writer([&path](unsigned) { return sqlite_store(path); }, s, o), {}};
-  };
-}
-
-// import_retry: op k of every writer requests import batch k, on a store that crashes after
-// COMMIT now and then; `make(tally, options)` gives the strategy, which fills the tally.
-template <class MakeStrategy>
-runner per_batch(MakeStrategy make) {
-  return [make](const std::string& path, const options_t& base) {
-    options_t o = base;
-    o.keys.clear();
-    for (unsigned b = 0; b < o.ops_per_writer; ++b) o.keys.push_back(import_key(b));
-    o.choose_key = [](std::uint32_t, std::uint32_t op, std::uint64_t) { return std::size_t{op}; };
-    auto tally = std::make_shared<once_tally>();
-    auto report = nc::run_race_per_writer(
-        [&](unsigned i) { return crashing_store(path, 0.2, o.seed * 1000 + i); }, make(tally, o), o);
-    return run_result{std::move(report), tally->summary()};
-  };
-}
-
-std::vector<scenario> make_scenarios() {
-  std::vector<scenario> all;
-
-  {  // A location's SQLite DB kept as one object; store() appends rows.
-    scenario s = named("object_store_file", "000", "the SQLite file kept as one object-store object", 8,
-                       "locations/42.db");
-    s.workload = nc::append_workload(64);
-    s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})},
-                    {"cas", on_sqlite(nc::cas_strategy{})},
-                    {"lock+cas", on_sqlite(nc::locked_cas_strategy<std::string>{})}};
-    all.push_back(std::move(s));
-  }
-  {  // Users set dirty_since; push workers clear it after a long wait.
-    scenario s = named("dirty_flag", "001", "the dirty flag cleared after a long wait", 8,
-                       "inode/7/dirty_since", "clean");
-    s.workload = workload_of([](const std::string&, const nc::write_tag& t) {
-      return t.writer % 2 ? "dirty_since=" + std::to_string(1715760000000ULL + t.writer * 1000 + t.op)
-                          : std::string("clean");
-    });
-    // The fix: a worker clears only if the flag still holds what it saw when it claimed the job.
-    auto compare_and_clear = [](auto& store, const std::string& key, auto& fn) {
-      const bool worker = store.writer() % 2 == 0;
-      const auto claimed = store.read(key);  // the snapshot at claim time (then: push, wait)
-      (void)nc::read_modify_write(
-          store, key,
-          [&](const std::optional<std::string>& cur) -> nc::update<std::string> {
-            if (worker && (!cur || !claimed.found() || *cur != claimed.value)) return nc::keep;
-            return fn(cur);
-          },
-          nc::harness_retry_policy());
-    };
-    s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})},
-                    {"compare-and-clear", on_sqlite(compare_and_clear)}};
-    all.push_back(std::move(s));
-  }
-  {  // 16 concurrent PATCHes of disjoint keys into one env map.
-    scenario s = named("env_patch", "002", "the concurrent disjoint-key env PATCH", 16, "stacks/web/env");
-    s.workload = workload_of([](const std::string& body, const nc::write_tag& t) {
-      auto m = parse_fields(body);
-      m["K" + std::to_string(t.writer)] = std::to_string(t.op);
-      return join_fields(m);
-    });
-    s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})},
-                    {"cas", on_sqlite(nc::cas_strategy{})},
-                    {"lock+cas", on_sqlite(nc::locked_cas_strategy<std::string>{})}};
-    all.push_back(std::move(s));
-  }
-  {  // A read path refreshes a cache inside the model while users edit the model.
-    scenario s = named("cache_refresh", "003", "the cache refresh that overwrites an edit", 8, "models/qb",
-                       "description=initial,columns=none");
-    s.workload = workload_of([](const std::string& body, const nc::write_tag& t) {
-      auto m = parse_fields(body);
-      if (t.writer % 2)
-        m["description"] = "edit" + std::to_string(t.writer) + "." + std::to_string(t.op);
-      else
-        m["columns"] = "cache" + std::to_string(t.writer) + "." + std::to_string(t.op);
-      return join_fields(m);
-    });
-    // The fix: editors use CAS; the cache refresh is a patch against the revision it loaded,
-    // dropped when the model moved (the next read refreshes again).
-    auto patch_or_drop = [](auto& store, const std::string& key, auto& fn) {
-      if (store.writer() % 2) {
-        (void)nc::read_modify_write(store, key, fn, nc::harness_retry_policy());
-        return;
-      }
-      const auto loaded = store.read(key);
-      if (!loaded.found()) return;
-      (void)nc::patch_if_unchanged(
-          store, key, loaded.token, [&](std::string& model) { model = fn(model); }, nc::patch_conflict::drop,
-          nc::harness_retry_policy());
-    };
-    s.strategies = {{"naive", on_sqlite(nc::naive_strategy{})}, {"patch-or-drop", on_sqlite(patch_or_drop)}};
-    all.push_back(std::move(s));
-  }
-  {  // Duplicate import requests, retried after crashes; one idempotency key per batch.
-    scenario s = named("import_retry", "004", "the import retried after a crash", 8, import_key(0));
-    s.unknown_cause = "the importer crashed after sending COMMIT";
-    s.workload = workload_of([](const std::string&, const nc::write_tag& t) {
-      return "completed,bans=1200,importer=" + std::to_string(t.writer);
-    });
-    // The bug: check, then import and insert the record blindly (a duplicate import when two
-    // checks pass). A request that finds the record answers with it.
-    auto check_then_insert = [](std::shared_ptr<once_tally> tally, const options_t&) {
-      return [tally](auto& store, const std::string& key, auto& fn) {
-        (void)nc::naive_read_modify_write(
-            store, key, [&](const std::optional<std::string>& cur) -> nc::update<std::string> {
-              if (cur) {
-                tally->request(key, once_tally::answer::recorded, body_of(cur));  // already imported
-                return nc::keep;
-              }
-              std::string record = fn(cur);
-              tally->ran(key, body_of(record));  // the import itself
-              tally->request(key, once_tally::answer::ran);
-              return record;
-            });
-      };
-    };
-    // The fix: idempotency_ledger on the same SQLite store. The first request
-    // claims the batch (create_if_absent), imports and records the result (write_if_match);
-    // a duplicate finds it in progress, asks again, and gets the recorded result. A crash after
-    // COMMIT (indeterminate) is resolved by re-reading and recognising the ledger's own entry.
-    auto ledger = [](std::shared_ptr<once_tally> tally, const options_t& o) {
-      // In explore mode a duplicate that waits holds the turn: it sleeps past stall_timeout so
-      // that the scheduler hands over to the importer (a stall, as for lock+cas).
-      const auto poll = o.mode == nc::race_mode::explore ? o.stall_timeout + o.stall_timeout / 2
-                                                         : std::chrono::milliseconds(1);
-      auto claims = std::make_shared<std::atomic<unsigned>>(0);
-      return [tally, poll, claims](auto& store, const std::string& key, auto& fn) {
-        tagged_ledger_store view(store, fn);
-        nc::ledger_options lo;
-        lo.owner = "importer-W" + std::to_string(store.writer()) + "." + std::to_string(claims->fetch_add(1));
-        lo.policy = nc::harness_retry_policy();
-        nc::idempotency_ledger<decltype(view)> ledger(view, std::move(lo));
-        const std::string hash = key.substr(import_key_prefix().size());
-        const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        for (;;) {
-          auto r = ledger.run(import_source, hash, [&] {
-            std::string result = "bans=1200,importer=" + std::to_string(store.writer());
-            tally->ran(key, result);  // the import itself: at most once per batch
-            return result;
-          });
-          if (r.outcome == nc::ledger_outcome::in_progress && std::chrono::steady_clock::now() < give_up_at) {
-            std::this_thread::sleep_for(poll);  // another request is importing it: ask again
-            continue;
-          }
-          if (r.outcome == nc::ledger_outcome::ran)
-            tally->request(key, once_tally::answer::ran);
-          else if (r.outcome == nc::ledger_outcome::already_completed)
-            tally->request(key, once_tally::answer::recorded, r.result);
-          else
-            tally->request(key, once_tally::answer::none);  // in_progress too long, gave_up, ...
-          return;
-        }
-      };
-    };
-    s.strategies = {{"naive", per_batch(check_then_insert)}, {"idempotency-ledger", per_batch(ledger)}};
-    all.push_back(std::move(s));
-  }
-  return all;
-}
 
 // ---- command line ---------------------------------------------------------------------------
 
@@ -499,7 +119,7 @@ args parse(int argc, char** argv) {
       a.strategy = value();
     else if (flag == "--replay") {
       a.replay = value();
-      options_t probe;
+      nc::race_options<std::string, std::string> probe;
       probe.apply_replay(a.replay);  // a malformed line is refused here, with the other flags
     } else if (flag == "--shrink")
       a.shrink = true;
@@ -519,7 +139,7 @@ args parse(int argc, char** argv) {
 }
 
 // "40 requests for 5 imports: 5 runs, 0 duplicate, 35 got the recorded result"
-std::string once_text(const once_stats& n) {
+std::string once_text(const demo::once_stats& n) {
   std::string s = std::to_string(n.requests) + " requests for " + std::to_string(n.imports) +
                   " imports: " + std::to_string(n.runs) + " runs, " + std::to_string(n.duplicate_runs) +
                   " duplicate, " + std::to_string(n.recorded) + " got the recorded result";
@@ -558,7 +178,7 @@ std::string unknown_text(const nc::race_check& c, const std::string& cause) {
   }
   if (read_back) s += " " + count_of(read_back, "was", "were") + " settled by reading the key back.";
   if (wrote_again) s += " " + count_of(wrote_again, "was", "were") + " settled by writing again.";
-  if (unresolved) s += " " + count_of(unresolved, "was", "were") + " never settled: the writer moved on.";
+  if (unresolved) s += " " + count_of(unresolved, "was", "were") + " never settled: the writers moved on.";
   return s;
 }
 
@@ -580,7 +200,7 @@ std::string pad(std::string s, std::size_t width) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto scenarios = make_scenarios();
+  auto scenarios = demo::make_scenarios();
   args a;
   try {
     a = parse(argc, argv);
@@ -616,7 +236,7 @@ int main(int argc, char** argv) {
     std::string strategy;
     bool naive;
     nc::race_report report;
-    std::optional<once_stats> once;
+    std::optional<demo::once_stats> once;
     std::optional<nc::shrink_result> shrunk;
     std::chrono::nanoseconds own_time;  // the strategy's wall time, free-running (see the overview)
   };
@@ -629,41 +249,47 @@ int main(int argc, char** argv) {
       if (!a.strategy.empty() && name != a.strategy) continue;
       strategy_found = true;
       const std::string path = std::string(dir) + "/" + s.id + "_" + std::to_string(file_no++) + ".db";
-      const std::string timing_path = std::string(dir) + "/" + s.id + "_" + std::to_string(file_no++) + ".db";
-      if (!s.initial.empty()) {
-        for (const std::string& p : {path, timing_path}) {
-          sqlite_store db(p);
-          (void)db.create_if_absent(s.key, s.initial);
-        }
-      }
-      options_t o;
-      o.writers = a.writers.value_or(s.writers);
-      o.ops_per_writer = a.ops;
-      o.mode = a.mode;
-      o.seed = a.seed;
-      o.schedule = a.schedule;
-      o.iterations = a.iterations;
-      o.keys = {s.key};
-      o.workload = s.workload;
-      o.store_name = "sqlite";
-      o.strategy_name = name;
-      o.barrier_timeout = std::chrono::milliseconds(300);
+      s.setup(path);  // the table the service has
+      demo::settings run_settings;
+      run_settings.writers = a.writers.value_or(s.writers);
+      run_settings.ops = a.ops;
+      run_settings.mode = a.mode;
+      run_settings.seed = a.seed;
+      run_settings.schedule = a.schedule;
+      run_settings.iterations = a.iterations;
+      run_settings.strategy = name;
       // lock + CAS blocks on its key lock outside the harness, and a duplicate import request
       // waits for the one importing: in explore mode hand over quickly.
-      if (name == "lock+cas" || name == "idempotency-ledger") o.stall_timeout = std::chrono::milliseconds(20);
+      if (name == "lock+cas" || name == "idempotency-ledger")
+        run_settings.stall_timeout = std::chrono::milliseconds(20);
       // The ledger claims a batch, then records its result: two writes per request, whose
       // at-most-once effect the import tally checks (the checker would call them doubled).
-      o.ops_write_in_steps = name == "idempotency-ledger";
-      if (!a.replay.empty()) o.apply_replay(a.replay);
-      run_result result;
+      run_settings.ops_write_in_steps = name == "idempotency-ledger";
+      run_settings.replay = a.replay;
+      run_settings.shrink = a.shrink;
+      run_settings.fresh_path = [&, shrink_no = 0]() mutable {  // each shrink candidate on a fresh file
+        const std::string p =
+            std::string(dir) + "/" + s.id + "_shrink_" + std::to_string(shrink_no++) + ".db";
+        s.setup(p);
+        return p;
+      };
+      demo::run_result result;
       std::chrono::nanoseconds own_time{};
       try {
-        result = run(path, o);
+        result = run(path, run_settings);
         own_time = result.report.elapsed;
-        if (!a.json && o.mode != nc::race_mode::stress) {  // the strategy's own time: free-running
-          options_t free = o;
+        if (!a.json &&
+            result.report.mode != nc::race_mode::stress) {  // the strategy's own time: free-running
+          demo::settings free = run_settings;
           free.mode = nc::race_mode::stress;
           free.iterations = 1;
+          free.writers = result.report.writers;
+          free.ops = result.report.ops_per_writer;
+          free.replay.clear();
+          free.shrink = false;
+          const std::string timing_path =
+              std::string(dir) + "/" + s.id + "_" + std::to_string(file_no++) + ".db";
+          s.setup(timing_path);
           own_time = run(timing_path, free).report.elapsed;
         }
       } catch (const std::invalid_argument& e) {  // options the harness refuses (a plan's writers, ...)
@@ -672,24 +298,8 @@ int main(int argc, char** argv) {
         std::filesystem::remove_all(dir, ignored);
         return 2;
       }
-      std::optional<nc::shrink_result> shrunk;
-      if (a.shrink && o.mode == nc::race_mode::explore && result.report.lost() > 0) {
-        // Each candidate on a fresh file, so that what one run left behind never decides the next.
-        const runner& run_scenario = s.strategies[i].second;  // (clang 14 captures no structured binding)
-        auto fresh_run = [&, shrink_no = 0](const options_t& so) mutable {
-          const std::string p =
-              std::string(dir) + "/" + s.id + "_shrink_" + std::to_string(shrink_no++) + ".db";
-          if (!s.initial.empty()) {
-            sqlite_store db(p);
-            (void)db.create_if_absent(s.key, s.initial);
-          }
-          auto report = run_scenario(p, so).report;
-          for (const char* suffix : {"", "-wal", "-shm"}) std::remove((p + suffix).c_str());
-          return report;
-        };
-        shrunk = nc::shrink_race_with(fresh_run, o, result.report);
-      }
-      rows.push_back({&s, name, i == 0, std::move(result.report), result.once, std::move(shrunk), own_time});
+      rows.push_back(
+          {&s, name, i == 0, std::move(result.report), result.once, std::move(result.shrunk), own_time});
     }
   }
   std::error_code ec;
@@ -746,7 +356,7 @@ int main(int argc, char** argv) {
   for (const row& r : rows) {
     if (r.s == listed) continue;
     listed = r.s;
-    std::cout << "  " << pad(r.s->id, 19) << r.s->title << "\n";
+    std::cout << "  " << pad(r.s->id, 19) << r.s->title << " (" << r.s->table << ")\n";
   }
   std::cout << "\n"
             << pad("scenario", 19) << pad("strategy", 20) << pad("writers", 9) << pad("operations", 12)

@@ -364,6 +364,26 @@ TEST_CASE("s3 Retry-After values: seconds and HTTP dates", "[s3]") {
   CHECK_FALSE(parse_retry_after("-5", now));
 }
 
+// Found with the S3 fuzz target (tests/fuzz/fuzz_s3.cpp, a hand-made input from its dictionary;
+// regression-retry-after-year-overflow in its corpus): the date was read with sscanf("%d"), so a year of
+// -2147483648 overflowed `tm_year -= 1900` (undefined behaviour, caught by UBSan), and anything
+// sscanf could match was taken for a date: hours 99, 31 February, "GMTX". Only an IMF-fixdate
+// with every field in range is a date now.
+TEST_CASE("s3 Retry-After: only a well-formed IMF-fixdate is a date", "[s3]") {
+  using s3::detail::parse_retry_after;
+  const std::time_t now = 784111777;  // Sun, 06 Nov 1994 08:49:37 GMT
+  CHECK_FALSE(parse_retry_after("Sun, 06 Nov -2147483648 08:49:37 GMT", now));
+  CHECK_FALSE(parse_retry_after("Sun, 06 Nov 1994 99:99:99 GMT", now));
+  CHECK_FALSE(parse_retry_after("Sun, 31 Feb 1994 08:49:37 GMT", now));
+  CHECK_FALSE(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMTX", now));
+  CHECK_FALSE(parse_retry_after("Sun, 6 Nov 1994 8:49:37 GMT", now));
+  CHECK_FALSE(parse_retry_after("Xyz, 06 Nov 1994 08:49:37 GMT", now));
+  CHECK(parse_retry_after("Thu, 29 Feb 1996 00:00:00 GMT", now) == std::chrono::seconds(41'440'223));
+  CHECK(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now) ==
+        std::chrono::seconds(253'402'300'799 - now));
+  CHECK(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now) == std::chrono::seconds(0));
+}
+
 TEST_CASE("s3 probe: the verdict for each kind of server", "[s3]") {
   nc_s3_test::mini_s3 backend;
   fake_s3_server server([&](const request& r, std::size_t) { return backend(r); });

@@ -6,6 +6,7 @@
 // CI runs the short form (16 writers × 40 ops, 2 faults); scripts/fault_matrix.sh sets
 // NOCLOBBER_FAULT_OPS / _WRITERS / _FAULTS / _SEED for the long runs docs/faults.md quotes.
 #include <noclobber/adapters/etcd.hpp>
+#include <noclobber/json/members.hpp>
 #include <noclobber/race_harness/posix/network.hpp>
 #include <noclobber/race_harness/posix/process.hpp>
 
@@ -59,12 +60,14 @@ std::size_t leader_number(const cluster& c) {
         http.perform("POST", endpoints.substr(start, comma - start) + "/v3/maintenance/status", "{}");
     start = comma + 1;
     if (!r.transport_ok() || r.status != 200) continue;
-    const auto doc = noclobber::detail::json::parse(r.body);
+    const auto doc = nlohmann::json::parse(r.body, nullptr, false);
     // Member ids are uint64 as JSON strings (past int64): compare their text.
-    const noclobber::detail::json::value* h = doc ? doc->find("header") : nullptr;
-    const noclobber::detail::json::value* me = h ? h->find("member_id") : nullptr;
-    const noclobber::detail::json::value* lead = doc ? doc->find("leader") : nullptr;
-    if (me && lead && !me->text.empty() && me->text == lead->text) return i;
+    const auto header = doc.is_object() ? doc.find("header") : doc.end();
+    const std::string* me = doc.is_object() && header != doc.end()
+                                ? noclobber::json::string_member(*header, "member_id")
+                                : nullptr;
+    const std::string* lead = noclobber::json::string_member(doc, "leader");
+    if (me && lead && !me->empty() && *me == *lead) return i;
   }
   return std::stoul(c.run("leader"));
 }

@@ -3,14 +3,13 @@
 // conditional writes, the WebDAV adapter's LOCK / UNLOCK, and the header parsing they share
 // (ETag and Lock-Token, in noclobber/adapters/detail/curl_easy.hpp, reachable only this way).
 //
-// A server thread in this process listens on a loopback port and answers each request with the
-// next answer of the input's script, then closes the connection (no keep-alive guesswork); with
-// the script used up it closes without answering (curl: an empty reply). Each input gets its own
-// listener (on the same port), so no connection left over from one input can take another's
-// answers. Nothing leaves the machine. Input: one byte picks the operation, then answers follow, each either
-// raw bytes (u16 length + bytes: whatever curl makes of them) or built from fields (a status, an ETag and a
-// Lock-Token header with names in any letter case, a body that is often JSON) so that most reach the
-// adapters' decoding.
+// A server thread in this process (scripted_server.hpp) listens on a loopback port and answers each request
+// with the next answer of the input's script, then closes the connection (no keep-alive guesswork); with the
+// script used up it closes without answering (curl: an empty reply). Each input gets its own listener (on the
+// same port), so no connection left over from one input can take another's answers. Nothing leaves the
+// machine. Input: one byte picks the operation, then answers follow, each either raw bytes (u16 length +
+// bytes: whatever curl makes of them) or built from fields (a status, an ETag and a Lock-Token header with
+// names in any letter case, a body that is often JSON) so that most reach the adapters' decoding.
 //
 // Checked: no crash, leak or undefined behaviour; every result is one the adapter documents
 // (a found read has a token, a failure carries the store's words, applied has no error); and for
@@ -18,12 +17,6 @@
 // decoding (kvs[0].mod_revision and base64 value; succeeded / header.revision; the failure
 // branch's range; gRPC codes 14, 4, 10 and 5xx), the ETag header value (trimmed, last one wins,
 // W/ refused), the Lock-Token's "<...>" form.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -34,121 +27,70 @@
 #include <string_view>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "fuzz_support.hpp"
-#include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/etcd.hpp"
 #include "noclobber/adapters/http_etag.hpp"
 #include "noclobber/adapters/webdav_lock.hpp"
+#include "scripted_server.hpp"
 
 namespace {
 
 using noclobber::read_status;
 using noclobber::write_status;
-namespace json = noclobber::detail::json;
+using json = nlohmann::json;
 
-// ---- the scripted server --------------------------------------------------------------------------
+// ---- reference JSON reads (nlohmann/json, written here apart from the adapter's) ---------------
 
-class scripted_server {
- public:
-  explicit scripted_server(std::deque<std::string> answers) : script_(std::move(answers)) {
-    // Every input's listener takes the same port (SO_REUSEADDR: the connections of earlier inputs
-    // linger in TIME_WAIT on it): a fresh port per input would use up the ephemeral range within
-    // minutes. The old listener is closed, so its backlog goes with it.
-    static int port = 0;
-    fd_ = listen_on(port);
-    if (fd_ < 0 && port != 0) fd_ = listen_on(port = 0);  // the port was taken meanwhile
-    if (fd_ < 0) throw std::runtime_error("fuzz_http_answers: cannot listen on loopback");
-    sockaddr_in a{};
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port = port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  scripted_server(const scripted_server&) = delete;
-  scripted_server& operator=(const scripted_server&) = delete;
-  ~scripted_server() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
+std::optional<json> parse_json(const std::string& text) {
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) return std::nullopt;
+  return doc;
+}
 
-  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+/// obj[key] when obj is an object that has it, else nullptr.
+const json* member_of(const json& obj, const char* key) {
+  if (!obj.is_object()) return nullptr;
+  const auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
 
- private:
-  static int listen_on(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int one = 1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd, 16) == 0)
-      return fd;
-    if (fd >= 0) ::close(fd);
-    return -1;
+/// An int64 as proto3 JSON sends it: a JSON integer, or a string of '-'? digits, within int64.
+std::optional<std::int64_t> int64_of(const json& obj, const char* key) {
+  const json* m = member_of(obj, key);
+  if (m == nullptr) return std::nullopt;
+  if (m->is_number_unsigned()) {
+    const auto u = m->get<std::uint64_t>();
+    return u <= static_cast<std::uint64_t>(INT64_MAX)
+               ? std::optional<std::int64_t>(static_cast<std::int64_t>(u))
+               : std::nullopt;
   }
-  static bool readable(int c, int ms) {
-    pollfd p{c, POLLIN, 0};
-    return ::poll(&p, 1, ms) > 0;
+  if (m->is_number_integer()) return m->get<std::int64_t>();
+  if (!m->is_string()) return std::nullopt;
+  const std::string& t = m->get_ref<const std::string&>();
+  const bool negative = !t.empty() && t[0] == '-';
+  const std::size_t first = negative ? 1 : 0;
+  if (first == t.size()) return std::nullopt;
+  __int128 x = 0;
+  for (std::size_t j = first; j < t.size(); ++j) {
+    if (t[j] < '0' || t[j] > '9') return std::nullopt;
+    x = x * 10 + (t[j] - '0');
+    if (x > (static_cast<__int128>(1) << 64)) return std::nullopt;  // far out of range already
   }
-  // Reads one request: headers, then Content-Length bytes of body (so closing sends no RST).
-  static void read_request(int c) {
-    std::string req;
-    char buf[4096];
-    std::size_t need = std::string::npos;
-    while ((need == std::string::npos || req.size() < need) && readable(c, 1000)) {
-      const ssize_t n = ::read(c, buf, sizeof buf);
-      if (n <= 0) return;
-      req.append(buf, static_cast<std::size_t>(n));
-      const auto end = req.find("\r\n\r\n");
-      if (need == std::string::npos && end != std::string::npos) {
-        std::size_t body = 0;
-        for (std::size_t p = 0; p < end;) {
-          const std::size_t eol = req.find("\r\n", p);
-          std::string line = req.substr(p, eol - p);
-          for (char& ch : line) ch = static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
-          if (line.rfind("content-length:", 0) == 0) body = std::stoul(line.substr(15));
-          p = eol + 2;
-        }
-        need = end + 4 + body;
-      }
-    }
-  }
-  void serve() {
-    for (;;) {
-      const int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
-      read_request(c);
-      std::optional<std::string> answer;
-      {
-        std::lock_guard<std::mutex> lk(mutex_);
-        if (!script_.empty()) {
-          answer = std::move(script_.front());
-          script_.pop_front();
-        }
-      }
-      if (answer) {
-        for (std::size_t off = 0; off < answer->size();) {
-          const ssize_t n = ::send(c, answer->data() + off, answer->size() - off, MSG_NOSIGNAL);
-          if (n <= 0) break;
-          off += static_cast<std::size_t>(n);
-        }
-      }
-      ::shutdown(c, SHUT_WR);
-      char drain[512];
-      while (readable(c, 1000) && ::read(c, drain, sizeof drain) > 0) {
-      }
-      ::close(c);
-    }
-  }
+  if (negative) x = -x;
+  if (x > INT64_MAX || x < INT64_MIN) return std::nullopt;
+  return static_cast<std::int64_t>(x);
+}
 
-  int fd_ = -1;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::deque<std::string> script_;
-};
+bool non_empty_array(const json* a) {
+  return a != nullptr && a->is_array() && !a->empty();
+}
+
+using nc_fuzz::header_name;
+using nc_fuzz::header_value;
+using nc_fuzz::scripted_server;
 
 // ---- answers from the input -------------------------------------------------------------------------
 
@@ -159,30 +101,13 @@ struct built {
   std::string body;
 };
 
-/// A header value the way a server may write it (RFC 9110 field-vchar, spaces and tabs): other
-/// control characters become spaces.
-std::string header_value(nc_fuzz::reader& in) {
-  std::string v = in.short_string();
-  for (char& c : v) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) c = ' ';
-  }
-  return v;
-}
-
-std::string header_name(std::string_view name, std::uint8_t caps) {
-  std::string n(name);
-  for (std::size_t i = 0; i < n.size(); ++i)
-    if ((caps >> (i % 8)) & 1) n[i] = static_cast<char>(n[i] >= 'a' && n[i] <= 'z' ? n[i] - 'a' + 'A' : n[i]);
-  return n;
-}
-
 std::string body_from(nc_fuzz::reader& in) {
   // Often an etcd-shaped document whose fields come from the input, else raw text.
   const std::uint8_t how = in.u8();
   if (how % 3 != 0) return in.short_string();
   const std::string rev = in.u8() % 4 == 0 ? in.short_string() : std::to_string(in.edgy_i64());
-  const std::string value = in.u8() % 4 == 0 ? in.short_string() : json::base64_encode(in.short_string());
+  const std::string value =
+      in.u8() % 4 == 0 ? in.short_string() : noclobber::detail::base64_encode(in.short_string());
   switch (in.u8() % 6) {
     case 0:
       return R"({"header":{"revision":")" + rev + R"("},"kvs":[{"key":"aw==","mod_revision":")" + rev +
@@ -261,9 +186,9 @@ bool strong(const std::string& tag) {
 /// The write status of a gateway error answer (a non-200, an unparsable body, or an "error" member).
 std::optional<write_status> etcd_error(const built& b, bool may_write) {
   // 204 and 304 answers have no body whatever follows them (curl drops it).
-  const auto doc = json::parse(b.status == 204 || b.status == 304 ? std::string() : b.body);
-  if (b.status == 200 && doc && doc->find("error") == nullptr) return std::nullopt;
-  const std::int64_t c = (doc ? json::find_int64(*doc, "code") : std::nullopt).value_or(-1);
+  const auto doc = parse_json(b.status == 204 || b.status == 304 ? std::string() : b.body);
+  if (b.status == 200 && doc && member_of(*doc, "error") == nullptr) return std::nullopt;
+  const std::int64_t c = (doc ? int64_of(*doc, "code") : std::nullopt).value_or(-1);
   if (c == 14 || c == 4 || c == 10 || (c == -1 && b.status >= 500))
     return may_write ? write_status::indeterminate : write_status::transient;
   return write_status::permanent;
@@ -278,21 +203,21 @@ void check_etcd_read(const built& b, const noclobber::read_result<std::string, s
         "etcd read of an error answer: " + std::string(to_string(r.status)));
     return;
   }
-  const auto doc = json::parse(b.body);
-  const json::value* kvs = doc->find("kvs");
-  if (kvs == nullptr || kvs->type != json::value::kind::array || kvs->items.empty()) {
+  const auto doc = parse_json(b.body);
+  const json* kvs = member_of(*doc, "kvs");
+  if (!non_empty_array(kvs)) {
     NC_FUZZ_CHECK(r.status == read_status::absent, "etcd read without kvs: " + b.body + got);
     return;
   }
-  const json::value& kv = kvs->items.front();
-  const auto rev = json::find_int64(kv, "mod_revision");
-  const json::value* v = kv.find("value");
+  const json& kv = kvs->front();
+  const auto rev = int64_of(kv, "mod_revision");
+  const json* v = member_of(kv, "value");
   // The gateway omits an empty value; when present it is a base64 string.
   std::optional<std::string> value;
-  if (v == nullptr)
+  if (kv.is_object() && v == nullptr)
     value = "";
-  else if (v->type == json::value::kind::string)
-    value = json::base64_decode(v->text);
+  else if (v != nullptr && v->is_string())
+    value = noclobber::detail::base64_decode(v->get<std::string>());
   if (!rev || !value) {
     NC_FUZZ_CHECK(r.status == read_status::permanent, "etcd read of a malformed kv: " + b.body + got);
     return;
@@ -309,11 +234,11 @@ void check_etcd_txn(const built& b, const noclobber::write_result<std::int64_t>&
     NC_FUZZ_CHECK(w.status == *e, "etcd txn of an error answer" + got);
     return;
   }
-  const auto doc = json::parse(b.body);
-  const json::value* ok = doc->find("succeeded");
-  if (ok != nullptr && ok->type == json::value::kind::boolean && ok->boolean) {
-    const json::value* h = doc->find("header");
-    const auto rev = h ? json::find_int64(*h, "revision") : std::nullopt;
+  const auto doc = parse_json(b.body);
+  const json* ok = member_of(*doc, "succeeded");
+  if (ok != nullptr && ok->is_boolean() && ok->get<bool>()) {
+    const json* h = member_of(*doc, "header");
+    const auto rev = h ? int64_of(*h, "revision") : std::nullopt;
     NC_FUZZ_CHECK(w.status == write_status::applied && w.token == (is_put ? rev : std::nullopt),
                   "etcd txn succeeded: " + b.body + got);
     return;
@@ -322,16 +247,13 @@ void check_etcd_txn(const built& b, const noclobber::write_result<std::int64_t>&
     NC_FUZZ_CHECK(w.status == write_status::exists, "etcd create refused" + got);
     return;
   }
-  const json::value* responses = doc->find("responses");
-  const json::value* range = nullptr;
-  if (responses && responses->type == json::value::kind::array && !responses->items.empty())
-    range = responses->items.front().find("response_range");
-  if (range == nullptr) {
+  const json* responses = member_of(*doc, "responses");
+  const json* range = non_empty_array(responses) ? member_of(responses->front(), "response_range") : nullptr;
+  if (range == nullptr || !range->is_object()) {
     NC_FUZZ_CHECK(w.status == write_status::permanent, "etcd txn without its range: " + b.body + got);
     return;
   }
-  const json::value* kvs = range->find("kvs");
-  const bool found = kvs && kvs->type == json::value::kind::array && !kvs->items.empty();
+  const bool found = non_empty_array(member_of(*range, "kvs"));
   NC_FUZZ_CHECK(w.status == (found ? write_status::conflict : write_status::absent),
                 "etcd txn failure branch");
 }

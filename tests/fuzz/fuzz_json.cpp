@@ -1,27 +1,35 @@
-// Fuzz target: the etcd adapter's JSON and base64 (noclobber/adapters/detail/json_lite.hpp).
+// Fuzz target: the etcd adapter's JSON (nlohmann/json through noclobber/adapters/etcd.hpp's
+// detail::etcd::parse_answer, which reads with noclobber/json/members.hpp's parse_text, and
+// members.hpp's int64_member) and base64 (noclobber/adapters/detail/base64.hpp).
 //
-//   parse        never crashes; accepts exactly what a reference validator written here from
-//                RFC 8259's grammar accepts (nesting up to 64; an escaped lone surrogate is refused,
-//                as nlohmann/json, json_lite's planned replacement, does); what it accepts prints
-//                back to JSON that parses to the same tree
-//   find_int64   equals a reference computed in __int128 (a JSON string or number of optional
-//                '-' and digits that fits in int64)
-//   base64       decode(encode(x)) == x; what decodes has the length its padding says, and
-//                re-encodes to the input when the input is canonical
-//
-// json_lite is reached only through this one header (the parser the etcd adapter uses); point
-// `json_header` below elsewhere when it moves.
+//   parse         never crashes; accepts exactly what a reference validator written here from
+//                 RFC 8259's grammar accepts (strings well-formed UTF-8, an escaped lone surrogate
+//                 refused, a leading UTF-8 byte order mark skipped, a number that overflows a
+//                 double refused: nlohmann/json's documented rules; text with a NUL byte
+//                 refused, where nlohmann/json alone stops as at the end: parse_text's rule);
+//                 what it accepts dumps back to JSON that parses to the same value
+//   int64_member  equals a reference computed in __int128 from the text (a JSON string, or a
+//                 number token, of an optional '-' and digits that fits in int64), on the input as
+//                 a number token and as a string, and on every string member of what parsed
+//   base64        decode(encode(x)) == x; what decodes has the length its padding says, and
+//                 re-encodes to the input when the input is canonical
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "fuzz_support.hpp"
-#include "noclobber/adapters/detail/json_lite.hpp"  // json_header
+#include "noclobber/adapters/detail/base64.hpp"
+#include "noclobber/adapters/etcd.hpp"
+#include "noclobber/json/members.hpp"
 
 namespace {
 
-namespace json = noclobber::detail::json;
+using json = nlohmann::json;
 
 // ---- reference validator (RFC 8259) ------------------------------------------------------------
 
@@ -34,6 +42,13 @@ struct validator {
   }
   bool digit() const { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
   bool number() {
+    const std::size_t start = i;
+    if (!number_token()) return false;
+    // nlohmann/json refuses a number that overflows a double ("number overflow", error 406).
+    const std::string token(s.substr(start, i - start));
+    return std::isfinite(std::strtod(token.c_str(), nullptr));
+  }
+  bool number_token() {
     if (i < s.size() && s[i] == '-') ++i;
     if (!digit()) return false;
     if (s[i] == '0') {
@@ -74,9 +89,10 @@ struct validator {
   bool string() {
     if (i >= s.size() || s[i] != '"') return false;
     ++i;
+    const std::size_t first = i;
     while (i < s.size()) {
       const unsigned char c = static_cast<unsigned char>(s[i++]);
-      if (c == '"') return true;
+      if (c == '"') return nc_fuzz::valid_utf8(s.substr(first, i - 1 - first));  // escapes are ASCII
       if (c < 0x20) return false;
       if (c != '\\') continue;
       if (i >= s.size()) return false;
@@ -103,8 +119,7 @@ struct validator {
     i += w.size();
     return true;
   }
-  bool value(int depth) {
-    if (depth > 64) return false;
+  bool value() {
     ws();
     if (i >= s.size()) return false;
     switch (s[i]) {
@@ -120,7 +135,7 @@ struct validator {
           if (!string()) return false;
           ws();
           if (i >= s.size() || s[i++] != ':') return false;
-          if (!value(depth + 1)) return false;
+          if (!value()) return false;
           ws();
           if (i < s.size() && s[i] == ',') {
             ++i;
@@ -136,7 +151,7 @@ struct validator {
           return true;
         }
         for (;;) {
-          if (!value(depth + 1)) return false;
+          if (!value()) return false;
           ws();
           if (i < s.size() && s[i] == ',') {
             ++i;
@@ -159,77 +174,17 @@ struct validator {
 };
 
 bool reference_accepts(std::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 byte order mark
   validator v{text};
-  if (!v.value(1)) return false;
+  if (!v.value()) return false;
   v.ws();
   return v.i == text.size();
 }
 
-// ---- printing a parsed tree back -----------------------------------------------------------------
+// ---- int64_member reference --------------------------------------------------------------------
 
-std::string quote(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\u00";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
-std::string print(const json::value& v) {
-  using kind = json::value::kind;
-  switch (v.type) {
-    case kind::null:
-      return "null";
-    case kind::boolean:
-      return v.boolean ? "true" : "false";
-    case kind::number:
-      return v.text;
-    case kind::string:
-      return quote(v.text);
-    case kind::array: {
-      std::string s = "[";
-      for (std::size_t i = 0; i < v.items.size(); ++i) s += (i ? "," : "") + print(v.items[i]);
-      return s + "]";
-    }
-    case kind::object: {
-      std::string s = "{";
-      for (std::size_t i = 0; i < v.names.size(); ++i)
-        s += (i ? "," : "") + quote(v.names[i]) + ":" + print(v.members[i]);
-      return s + "}";
-    }
-  }
-  return "?";
-}
-
-bool same(const json::value& a, const json::value& b) {
-  if (a.type != b.type || a.boolean != b.boolean || a.text != b.text || a.items.size() != b.items.size() ||
-      a.names != b.names || a.members.size() != b.members.size())
-    return false;
-  for (std::size_t i = 0; i < a.items.size(); ++i)
-    if (!same(a.items[i], b.items[i])) return false;
-  for (std::size_t i = 0; i < a.members.size(); ++i)
-    if (!same(a.members[i], b.members[i])) return false;
-  return true;
-}
-
-// ---- find_int64 reference ------------------------------------------------------------------------
-
-std::optional<std::int64_t> reference_int64(const json::value& obj, std::string_view key) {
-  const json::value* m = obj.find(key);
-  if (m == nullptr || (m->type != json::value::kind::string && m->type != json::value::kind::number))
-    return {};
-  const std::string& t = m->text;
+/// '-'? digits within int64, from the text itself.
+std::optional<std::int64_t> reference_int64(std::string_view t) {
   const bool negative = !t.empty() && t[0] == '-';
   const std::size_t first = negative ? 1 : 0;
   if (first == t.size()) return {};
@@ -244,45 +199,73 @@ std::optional<std::int64_t> reference_int64(const json::value& obj, std::string_
   return static_cast<std::int64_t>(x);
 }
 
-void check_int64_members(const json::value& v) {
-  if (v.type == json::value::kind::object) {
-    for (const std::string& name : v.names) {
-      const auto got = json::find_int64(v, name);
-      const auto want = reference_int64(v, name);
-      NC_FUZZ_CHECK(got == want, "find_int64(\"" + name + "\") = " + (got ? std::to_string(*got) : "none") +
-                                     ", reference " + (want ? std::to_string(*want) : "none"));
+std::string show(const std::optional<std::int64_t>& v) {
+  return v ? std::to_string(*v) : "none";
+}
+
+/// Every string member of every object in `v`: int64_member reads it as its text says.
+void check_string_members(const json& v) {
+  if (v.is_object()) {
+    for (const auto& [name, m] : v.items()) {
+      if (!m.is_string()) continue;
+      const auto got = noclobber::json::int64_member(v, name);
+      const auto want = reference_int64(m.get_ref<const std::string&>());
+      NC_FUZZ_CHECK(got == want,
+                    "int64_member(\"" + name + "\") = " + show(got) + ", reference " + show(want));
     }
   }
-  for (const auto& item : v.items) check_int64_members(item);
-  for (const auto& member : v.members) check_int64_members(member);
+  if (v.is_structured()) {
+    for (const auto& item : v) check_string_members(item);
+  }
+}
+
+/// The input as a number token and as a string member.
+void check_int64_probes(std::string_view text) {
+  validator v{text};
+  if (v.number() && v.i == text.size()) {
+    const auto doc = noclobber::detail::etcd::parse_answer("{\"k\":" + std::string(text) + "}");
+    NC_FUZZ_CHECK(doc.has_value(), "a number token the reference accepts, refused in an object");
+    const auto got = noclobber::json::int64_member(*doc, "k");
+    const auto want = reference_int64(text);
+    NC_FUZZ_CHECK(got == want, "int64_member of the number " + std::string(text) + " = " + show(got) +
+                                   ", reference " + show(want));
+  }
+  if (nc_fuzz::valid_utf8(text)) {
+    const json doc = {{"k", std::string(text)}};
+    const auto got = noclobber::json::int64_member(doc, "k");
+    const auto want = reference_int64(text);
+    NC_FUZZ_CHECK(got == want, "int64_member of the string '" + std::string(text) + "' = " + show(got) +
+                                   ", reference " + show(want));
+  }
 }
 
 void fuzz_parse(std::string_view text) {
-  const std::optional<json::value> v = json::parse(text);
+  const std::optional<json> v = noclobber::detail::etcd::parse_answer(text);
   const bool reference = reference_accepts(text);
   NC_FUZZ_CHECK(v.has_value() == reference, std::string("parse ") + (v ? "accepted" : "refused") + " '" +
                                                 std::string(text) + "', the reference " +
                                                 (reference ? "accepts" : "refuses"));
+  check_int64_probes(text);
   if (!v) return;
-  const std::string printed = print(*v);
-  const std::optional<json::value> again = json::parse(printed);
-  NC_FUZZ_CHECK(again && same(*v, *again), "print/parse round trip: '" + printed + "'");
-  check_int64_members(*v);
+  const std::string printed = v->dump();
+  const std::optional<json> again = noclobber::detail::etcd::parse_answer(printed);
+  NC_FUZZ_CHECK(again && *again == *v, "dump/parse round trip: '" + printed + "'");
+  check_string_members(*v);
 }
 
 void fuzz_base64(std::string_view bytes) {
-  const std::string enc = json::base64_encode(bytes);
+  const std::string enc = noclobber::detail::base64_encode(bytes);
   NC_FUZZ_CHECK(enc.size() == (bytes.size() + 2) / 3 * 4, "encoded length");
-  const auto dec = json::base64_decode(enc);
+  const auto dec = noclobber::detail::base64_decode(enc);
   NC_FUZZ_CHECK(dec && *dec == bytes, "base64 round trip");
   // The bytes as base64 text: whatever decodes has the length its padding says.
-  const auto d2 = json::base64_decode(bytes);
+  const auto d2 = noclobber::detail::base64_decode(bytes);
   if (d2) {
     std::size_t pad = 0;
     if (!bytes.empty() && bytes.back() == '=') ++pad;
     if (bytes.size() >= 2 && bytes[bytes.size() - 2] == '=') ++pad;
     NC_FUZZ_CHECK(bytes.size() % 4 == 0 && d2->size() == bytes.size() / 4 * 3 - pad, "decoded length");
-    const std::string back = json::base64_encode(*d2);
+    const std::string back = noclobber::detail::base64_encode(*d2);
     NC_FUZZ_CHECK(back.size() == bytes.size(), "re-encoded length");
     // Equal unless the input set bits that the padding drops (non-canonical, accepted).
     if (back != bytes)

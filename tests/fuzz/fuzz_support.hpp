@@ -36,6 +36,34 @@ inline std::string num(__int128 v) {
 
 /// Reads the input front to back. Past the end every read returns zeros (a short input is a
 /// valid, short program).
+/// Whether `s` is well-formed UTF-8 (Unicode 15, table 3-7: no overlong forms, no surrogates,
+/// nothing past U+10FFFF), as RFC 8259 requires of JSON text.
+inline bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  auto in = [&](std::size_t k, unsigned lo, unsigned hi) {
+    return k < s.size() && static_cast<unsigned char>(s[k]) >= lo && static_cast<unsigned char>(s[k]) <= hi;
+  };
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+    } else if (c >= 0xC2 && c <= 0xDF && in(i + 1, 0x80, 0xBF)) {
+      i += 2;
+    } else if ((c == 0xE0 && in(i + 1, 0xA0, 0xBF)) || ((c >= 0xE1 && c <= 0xEC) && in(i + 1, 0x80, 0xBF)) ||
+               (c == 0xED && in(i + 1, 0x80, 0x9F)) || ((c >= 0xEE && c <= 0xEF) && in(i + 1, 0x80, 0xBF))) {
+      if (!in(i + 2, 0x80, 0xBF)) return false;
+      i += 3;
+    } else if ((c == 0xF0 && in(i + 1, 0x90, 0xBF)) || ((c >= 0xF1 && c <= 0xF3) && in(i + 1, 0x80, 0xBF)) ||
+               (c == 0xF4 && in(i + 1, 0x80, 0x8F))) {
+      if (!in(i + 2, 0x80, 0xBF) || !in(i + 3, 0x80, 0xBF)) return false;
+      i += 4;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 class reader {
  public:
   reader(const std::uint8_t* data, std::size_t size) noexcept : p_(data), left_(size) {}

@@ -1,15 +1,12 @@
 // etcd adapter against a real etcd 3.4 (NOCLOBBER_ETCD_URL, its JSON gateway): every outcome
-// category, timeouts classified as indeterminate, the JSON/base64 helpers, four writer processes
-// and a writer killed between its read and its write.
+// category, timeouts classified as indeterminate, a malformed kv from a canned server, four writer
+// processes and a writer killed between its read and its write. The gateway JSON on its own:
+// tests/json/test_etcd_gateway_json.cpp.
 #include <noclobber/adapters/etcd.hpp>
-
-#include <cstdint>
-#include <limits>
 
 #include "server_env.hpp"
 
 namespace et = noclobber::etcd;
-namespace json = noclobber::detail::json;
 using noclobber::write_status;
 
 namespace {
@@ -109,59 +106,6 @@ TEST_CASE("etcd: a kv whose value is not a base64 string is malformed", "[server
   REQUIRE(r.found());
   CHECK(r.value.empty());
   CHECK(r.token == 7);
-}
-
-TEST_CASE("json_lite and base64 round trips", "[server][etcd]") {
-  for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
-                        std::string("\0\xff\x10 binary", 10)}) {
-    auto back = json::base64_decode(json::base64_encode(s));
-    REQUIRE(back.has_value());
-    CHECK(*back == s);
-  }
-  CHECK(json::base64_encode("hello") == "aGVsbG8=");
-  CHECK_FALSE(json::base64_decode("a=bc").has_value());
-  CHECK_FALSE(json::base64_decode("abc").has_value());
-  auto doc = json::parse(R"( {"a":"x\u00e9\ud83d\ude00","n":"-12","b":true,"l":[1,{"k":null}],"e":{}} )");
-  REQUIRE(doc.has_value());
-  CHECK(doc->find("a")->text == "x\xc3\xa9\xf0\x9f\x98\x80");
-  CHECK(json::find_int64(*doc, "n") == -12);
-  CHECK(doc->find("b")->boolean);
-  CHECK(doc->find("l")->items.size() == 2);
-  CHECK(doc->find("missing") == nullptr);
-  for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "{\"a\":1} x", "\"\\q\"", "nul"}) {
-    INFO(bad);
-    CHECK_FALSE(json::parse(bad).has_value());
-  }
-  CHECK_FALSE(json::parse(std::string(100, '[') + std::string(100, ']')).has_value());  // depth cap
-
-  // Found by tests/fuzz/fuzz_json. Numbers follow RFC 8259's grammar (any run of digits, '.',
-  // 'e', '+' and '-' was a number, so "+" and "1.2.3" parsed).
-  for (const char* bad :
-       {"+", "+1", "-", "--1", "01", "-01", "1.", ".5", "1e", "1e+", "1.2.3", "1-2", "0x1"}) {
-    INFO(bad);
-    CHECK_FALSE(json::parse(bad).has_value());
-  }
-  for (const char* good : {"0", "-0", "10", "0.5", "-1.25e-3", "1E+2", "2e10"}) {
-    INFO(good);
-    REQUIRE(json::parse(good).has_value());
-    CHECK(json::parse(good)->text == good);
-  }
-  // An escaped low surrogate without its high one is refused, like a lone high one (it was
-  // decoded into bytes that are not UTF-8).
-  CHECK_FALSE(json::parse(R"("\udc00")").has_value());
-  CHECK_FALSE(json::parse(R"("\ud800")").has_value());
-  // find_int64 takes every int64 (it refused the ten nearest each end, INT64_MAX included).
-  auto ends = json::parse(
-      R"({"max":"9223372036854775807","min":"-9223372036854775808","over":"9223372036854775808",)"
-      R"("under":-9223372036854775809,"n":9223372036854775799,"plus":"+1","empty":"","minus":"-"})");
-  REQUIRE(ends.has_value());
-  CHECK(json::find_int64(*ends, "max") == std::numeric_limits<std::int64_t>::max());
-  CHECK(json::find_int64(*ends, "min") == std::numeric_limits<std::int64_t>::min());
-  CHECK(json::find_int64(*ends, "n") == 9223372036854775799);
-  for (const char* refused : {"over", "under", "plus", "empty", "minus"}) {
-    INFO(refused);
-    CHECK_FALSE(json::find_int64(*ends, refused).has_value());
-  }
 }
 
 TEST_CASE("etcd: 4 writer processes at once lose nothing", "[server][etcd][process][concurrency]") {

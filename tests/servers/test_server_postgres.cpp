@@ -1,9 +1,10 @@
 // PostgreSQL adapter against a real server (NOCLOBBER_PG_CONNINFO): every outcome category of the
 // version-column store, SQLSTATE classification from real errors, the env_patch row-lock path, four
 // writer processes, and a writer killed between its read and its write.
-#include <noclobber/adapters/detail/json_lite.hpp>
 #include <noclobber/adapters/postgres.hpp>
 #include <noclobber/read_modify_write.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <barrier>
@@ -198,17 +199,14 @@ namespace {
 using env_map = std::map<std::string, std::string>;
 
 env_map parse_env(const std::string& json_text) {
-  auto doc = noclobber::detail::json::parse(json_text);
   // Runs on writer threads, where Catch2 assertions are not allowed: throw instead.
-  if (!doc) throw std::runtime_error("env_vars is not JSON: " + json_text);
-  env_map m;
-  for (std::size_t i = 0; i < doc->names.size(); ++i) m[doc->names[i]] = doc->members[i].text;
-  return m;
+  const auto doc = nlohmann::json::parse(json_text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    throw std::runtime_error("env_vars is not a JSON object: " + json_text);
+  return doc.get<env_map>();
 }
 std::string to_json(const env_map& m) {
-  std::string out = "{";
-  for (const auto& [k, v] : m) out += (out.size() > 1 ? ",\"" : "\"") + k + "\":\"" + v + "\"";
-  return out + "}";
+  return nlohmann::json(m).dump();
 }
 
 struct stacks_table {

@@ -6,9 +6,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <latch>
 #include <limits>
 #include <set>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -140,6 +142,11 @@ TEST_CASE("sqlite: result codes map onto the outcome categories", "[sqlite]") {
   CHECK(classify(SQLITE_IOERR_WRITE, true) == write_status::indeterminate);
   CHECK(classify(SQLITE_IOERR_WRITE, false) == write_status::transient);
   CHECK(classify(SQLITE_CONSTRAINT_PRIMARYKEY, false) == write_status::exists);
+  CHECK(classify(SQLITE_CONSTRAINT_UNIQUE, false) == write_status::exists);
+  // A constraint other than a duplicate key is the request's fault: retrying cannot help.
+  CHECK(classify(SQLITE_CONSTRAINT_NOTNULL, false) == write_status::permanent);
+  CHECK(classify(SQLITE_CONSTRAINT_CHECK, false) == write_status::permanent);
+  CHECK(classify(SQLITE_CONSTRAINT_FOREIGNKEY, false) == write_status::permanent);
   CHECK(classify(SQLITE_READONLY, false) == write_status::permanent);
   CHECK(classify(SQLITE_ERROR, false) == write_status::permanent);
 }
@@ -173,6 +180,35 @@ TEST_CASE("sqlite: read_modify_write works on the adapter, and two tables share 
                             [](const std::optional<std::string>& cur) { return cur.value_or("") + "x"; });
   REQUIRE(a.read("n").value == "xx");
   REQUIRE(b.read("n").absent());
+}
+
+TEST_CASE("sqlite: opening in WAL mode waits for a writer on a file not yet in WAL mode", "[sqlite]") {
+  // Switching to WAL needs an exclusive lock; while another connection holds the write lock
+  // SQLite answers SQLITE_BUSY at once, without calling the busy handler (it would deadlock),
+  // so a connection opened then used to throw "database is locked" (16 table stores opened
+  // together on a fresh file hit it).
+  noclobber_test::temp_db file("wal_switch");
+  {
+    nc::sqlite::store_options plain;
+    plain.wal = false;
+    sqlite_store first(file.path(), plain);  // creates the file in rollback-journal mode
+  }
+  sqlite3* writer = nullptr;
+  REQUIRE(sqlite3_open(file.path().c_str(), &writer) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(writer, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::string error;
+  std::thread opener([&] {
+    try {
+      sqlite_store s(file.path());  // busy_timeout 5 s
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the opener meets the writer's lock
+  REQUIRE(sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  opener.join();
+  sqlite3_close_v2(writer);
+  CHECK(error.empty());
 }
 
 TEST_CASE("sqlite: busy_timeout = hours::max() waits the longest SQLite allows", "[sqlite][duration]") {

@@ -16,6 +16,14 @@
 // Revisions only grow, so tokens never repeat (no ABA). The gateway omits `succeeded` when the
 // compare failed, `kvs` when a range found nothing, and a `value` that is empty.
 //
+// The gateway's JSON is read and written with nlohmann/json (as noclobber/json/codec.hpp; link
+// noclobber::json and libcurl); int64 members through json/members.hpp. Decoding is strict (`detail::` below,
+// tested without a server): an answer that is not JSON, a `value` that is not a base64 string, and an int64
+// field
+// (`mod_revision`, `revision`, `code`) that is not an integer in int64's range — a JSON string
+// of an optional '-' and digits, or a JSON integer — are malformed answers, never read as 0 or
+// as an empty value.
+//
 // Errors: a request sent without an answer (timeout, reset) is `indeterminate` for a write:
 // etcd may have committed it, so resolve by re-reading, never by calling it a conflict. gRPC
 // codes in the gateway's error body: Unavailable (14), DeadlineExceeded (4) and Aborted (10) are
@@ -43,10 +51,78 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/detail/curl_easy.hpp"
-#include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/conditional_writer.hpp"
+#include "noclobber/json/members.hpp"
 #include "noclobber/outcome.hpp"
+
+// The gateway JSON, decoded strictly (see the overview); pure functions, tested without a server.
+namespace noclobber::detail::etcd {
+
+using json = nlohmann::json;
+using noclobber::json::int64_member;
+using noclobber::json::string_member;
+
+/// A gateway answer as JSON; nullopt when it is not JSON (json::parse_text: a NUL byte too).
+[[nodiscard]] inline std::optional<json> parse_answer(std::string_view body) {
+  return noclobber::json::parse_text(body);
+}
+
+/// A range answer (top-level, or inside a txn's response) -> read_result.
+template <class RR>
+[[nodiscard]] RR range_answer(const json& range) {
+  const auto kvs = range.is_object() ? range.find("kvs") : range.end();
+  if (!range.is_object() || kvs == range.end() || !kvs->is_array() || kvs->empty()) return RR::make_absent();
+  const json& kv = kvs->front();
+  const auto rev = int64_member(kv, "mod_revision");
+  std::optional<std::string> value;  // a base64 string; the gateway omits an empty value
+  if (!kv.is_object() || !kv.contains("value")) {
+    value = "";
+  } else if (const std::string* text = string_member(kv, "value")) {
+    value = base64_decode(*text);
+  }
+  if (!rev || !value) return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
+  return RR::make_found(std::move(*value), *rev);
+}
+
+/// The revision in a write answer's header, when there is a well-formed one.
+[[nodiscard]] inline std::optional<std::int64_t> header_revision(const json& doc) {
+  const auto h = doc.is_object() ? doc.find("header") : doc.end();
+  return doc.is_object() && h != doc.end() ? int64_member(*h, "revision") : std::nullopt;
+}
+
+/// A txn answer -> write_result. `succeeded` true: applied (with header.revision for a put);
+/// otherwise `exists` for a create, or the failure branch's range tells a moved key (conflict)
+/// from a missing one (absent).
+[[nodiscard]] inline write_result<std::int64_t> txn_answer(const json& doc, write_status on_compare_failed,
+                                                           bool is_put) {
+  using wr = write_result<std::int64_t>;
+  const auto succeeded = doc.is_object() ? doc.find("succeeded") : doc.end();
+  if (doc.is_object() && succeeded != doc.end() && succeeded->is_boolean() && succeeded->get<bool>()) {
+    if (!is_put) return wr::make_applied();
+    const auto rev = header_revision(doc);
+    return rev ? wr::make_applied(*rev) : wr::make_applied();
+  }
+  if (on_compare_failed == write_status::exists) return wr::make_exists();
+  const auto responses = doc.is_object() ? doc.find("responses") : doc.end();
+  const json* range = nullptr;
+  if (doc.is_object() && responses != doc.end() && responses->is_array() && !responses->empty() &&
+      responses->front().is_object()) {
+    const auto r = responses->front().find("response_range");
+    if (r != responses->front().end() && r->is_object()) range = &*r;
+  }
+  if (range == nullptr)
+    return wr::make_failed(write_status::permanent, {"json", "txn answer without its range"});
+  const auto kvs = range->find("kvs");
+  const bool found = kvs != range->end() && kvs->is_array() && !kvs->empty();
+  return found ? wr::make_conflict() : wr::make_absent();
+}
+
+}  // namespace noclobber::detail::etcd
 
 namespace noclobber::etcd {
 
@@ -69,7 +145,7 @@ class store {
     for (std::string& e : endpoints) {
       if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||
           e.find(',') != std::string::npos) {
-        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + e +
+        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + detail::redact_url(e) +
                                     "' is not an http(s)://host:port URL");
       }
       while (e.ends_with('/')) e.pop_back();
@@ -80,58 +156,45 @@ class store {
   read_result<value_type, token_type> read(const key_type& key) {
     using rr = read_result<value_type, token_type>;
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    const std::string body = "{\"key\":\"" + k + "\"}";
+    const detail::etcd::json body = {{"key", detail::base64_encode(key)}};
     auto doc = call(&member::range, body, false);
     // A read changes nothing: try each other member once before answering a failure.
     for (std::size_t tried = 1; !doc.ok && doc.moved && tried < members_.size(); ++tried) {
       doc = call(&member::range, body, false);
     }
     if (!doc.ok) return rr::make_failed(as_read(doc.status), std::move(doc.error));
-    return range_answer<rr>(doc.body);
+    return detail::etcd::range_answer<rr>(doc.body);
   }
 
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
                                           const value_type& value) {
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    return txn(
-        k,
-        "{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" + std::to_string(token) +
-            "\",\"result\":\"EQUAL\"}",
-        "{\"request_put\":{\"key\":\"" + k + "\",\"value\":\"" + detail::json::base64_encode(value) + "\"}}",
-        write_status::conflict, true);
+    const std::string k = detail::base64_encode(key);
+    return txn(k, mod_equals(k, token), put(k, value), write_status::conflict, true);
   }
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    return txn(
-        k, "{\"key\":\"" + k + "\",\"target\":\"CREATE\",\"create_revision\":\"0\",\"result\":\"EQUAL\"}",
-        "{\"request_put\":{\"key\":\"" + k + "\",\"value\":\"" + detail::json::base64_encode(value) + "\"}}",
-        write_status::exists, true);
+    const std::string k = detail::base64_encode(key);
+    const detail::etcd::json absent = {
+        {"key", k}, {"target", "CREATE"}, {"create_revision", "0"}, {"result", "EQUAL"}};
+    return txn(k, absent, put(k, value), write_status::exists, true);
   }
 
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    return txn(k,
-               "{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" + std::to_string(token) +
-                   "\",\"result\":\"EQUAL\"}",
-               "{\"request_delete_range\":{\"key\":\"" + k + "\"}}", write_status::conflict, false);
+    const std::string k = detail::base64_encode(key);
+    const detail::etcd::json erase = {{"request_delete_range", {{"key", k}}}};
+    return txn(k, mod_equals(k, token), erase, write_status::conflict, false);
   }
 
   /// The unconditional put that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
     check_key(key);
-    auto doc = call(&member::put,
-                    "{\"key\":\"" + detail::json::base64_encode(key) + "\",\"value\":\"" +
-                        detail::json::base64_encode(value) + "\"}",
-                    true);
+    auto doc = call(&member::put, put(detail::base64_encode(key), value)["request_put"], true);
     if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
-    const detail::json::value* h = doc.body.find("header");
-    const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+    const auto rev = detail::etcd::header_revision(doc.body);
     return rev ? wr::make_applied(*rev) : wr::make_applied();
   }
 
@@ -155,7 +218,7 @@ class store {
     bool moved = false;  // the member failed; the next call goes to another
     write_status status = write_status::permanent;
     store_error error;
-    detail::json::value body;
+    detail::etcd::json body;
   };
 
   static std::vector<std::string> split_endpoints(const std::string& list) {
@@ -184,30 +247,38 @@ class store {
     return s == write_status::permanent ? read_status::permanent : read_status::transient;
   }
 
-  answer call(std::string member::*url, const std::string& body, bool may_write) {
+  static detail::etcd::json mod_equals(const std::string& k, token_type token) {
+    return {{"key", k}, {"target", "MOD"}, {"mod_revision", std::to_string(token)}, {"result", "EQUAL"}};
+  }
+  static detail::etcd::json put(const std::string& k, const value_type& value) {
+    return {{"request_put", {{"key", k}, {"value", detail::base64_encode(value)}}}};
+  }
+
+  answer call(std::string member::*url, const detail::etcd::json& request, bool may_write) {
     answer out;
     const member& m = members_[current_];
-    detail::curl::response r = http_.perform("POST", m.*url, body, {"Content-Type: application/json"});
+    detail::curl::response r =
+        http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
       out.status = detail::curl::classify_transport(r, may_write);
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + m.url + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(m.url) + ")"};
       if (out.status != write_status::permanent) move_on(out);
       return out;
     }
-    auto doc = detail::json::parse(r.body);
-    if (r.status != 200 || !doc || doc->find("error") != nullptr) {
+    auto doc = detail::etcd::parse_answer(r.body);
+    if (r.status != 200 || !doc || (doc->is_object() && doc->contains("error"))) {
       // gRPC status in the gateway's error body.
-      const auto code = doc ? detail::json::find_int64(*doc, "code") : std::nullopt;
-      const detail::json::value* msg = doc ? doc->find("message") : nullptr;
-      const std::int64_t c = code.value_or(-1);
+      const std::int64_t c = (doc ? detail::etcd::int64_member(*doc, "code") : std::nullopt).value_or(-1);
       if (c == 14 || c == 4 || c == 10 || (c == -1 && r.status >= 500)) {
         out.status = may_write ? write_status::indeterminate : write_status::transient;
         if (c != 10) move_on(out);  // Unavailable, DeadlineExceeded, 5xx: this member cannot serve now
       } else {
         out.status = write_status::permanent;
       }
+      const std::string* msg = doc ? detail::etcd::string_member(*doc, "message") : nullptr;
       out.error = {"http " + std::to_string(r.status) + " grpc " + std::to_string(c),
-                   msg && msg->type == detail::json::value::kind::string ? msg->text : r.body.substr(0, 200)};
+                   msg != nullptr ? *msg : r.body.substr(0, 200)};
       return out;
     }
     out.ok = true;
@@ -216,55 +287,16 @@ class store {
     return out;
   }
 
-  // A range answer (top-level or inside a txn response) -> read_result.
-  template <class RR>
-  static RR range_answer(const detail::json::value& range) {
-    const detail::json::value* kvs = range.find("kvs");
-    if (kvs == nullptr || kvs->type != detail::json::value::kind::array || kvs->items.empty()) {
-      return RR::make_absent();
-    }
-    const detail::json::value& kv = kvs->items.front();
-    const auto rev = detail::json::find_int64(kv, "mod_revision");
-    const detail::json::value* v = kv.find("value");
-    std::optional<std::string> value;  // a base64 string; the gateway omits an empty value
-    if (v == nullptr)
-      value = "";
-    else if (v->type == detail::json::value::kind::string)
-      value = detail::json::base64_decode(v->text);
-    if (!rev || !value)
-      return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
-    return RR::make_found(std::move(*value), *rev);
-  }
-
   // txn { compare } success [ then ] failure [ range(key) ].
-  write_result<token_type> txn(const std::string& k, const std::string& compare, const std::string& then,
-                               write_status on_compare_failed, bool is_put) {
-    using wr = write_result<token_type>;
-    auto doc = call(&member::txn,
-                    "{\"compare\":[" + compare + "],\"success\":[" + then +
-                        "],\"failure\":[{\"request_range\":{\"key\":\"" + k + "\"}}]}",
-                    true);
-    if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
-    const detail::json::value* succeeded = doc.body.find("succeeded");
-    if (succeeded != nullptr && succeeded->type == detail::json::value::kind::boolean && succeeded->boolean) {
-      if (!is_put) return wr::make_applied();
-      const detail::json::value* h = doc.body.find("header");
-      const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
-      return rev ? wr::make_applied(*rev) : wr::make_applied();
-    }
-    if (on_compare_failed == write_status::exists) return wr::make_exists();
-    // The failure branch's range tells a moved key (conflict) from a missing one (absent).
-    const detail::json::value* responses = doc.body.find("responses");
-    const detail::json::value* range = nullptr;
-    if (responses != nullptr && responses->type == detail::json::value::kind::array &&
-        !responses->items.empty()) {
-      range = responses->items.front().find("response_range");
-    }
-    if (range == nullptr)
-      return wr::make_failed(write_status::permanent, {"json", "txn answer without its range"});
-    const detail::json::value* kvs = range->find("kvs");
-    const bool found = kvs != nullptr && kvs->type == detail::json::value::kind::array && !kvs->items.empty();
-    return found ? wr::make_conflict() : wr::make_absent();
+  write_result<token_type> txn(const std::string& k, const detail::etcd::json& compare,
+                               const detail::etcd::json& then, write_status on_compare_failed, bool is_put) {
+    const detail::etcd::json request = {
+        {"compare", detail::etcd::json::array({compare})},
+        {"success", detail::etcd::json::array({then})},
+        {"failure", detail::etcd::json::array({{{"request_range", {{"key", k}}}}})}};
+    auto doc = call(&member::txn, request, true);
+    if (!doc.ok) return write_result<token_type>::make_failed(doc.status, std::move(doc.error));
+    return detail::etcd::txn_answer(doc.body, on_compare_failed, is_put);
   }
 
   std::vector<member> members_;

@@ -33,6 +33,9 @@
 // expires after its TTL; a key put under it goes with it). keepalive / revoke without an answer
 // are `unknown`. One endpoint (the first of a list).
 //
+// The gateway JSON is read with nlohmann/json (the strict reads of adapters/etcd.hpp); link
+// noclobber::etcd.
+//
 // Thread safety: one backend is one libcurl handle: one thread at a time (lease_lock_map
 // serialises its calls under its own mutex). No user code runs inside.
 #pragma once
@@ -45,14 +48,18 @@
 #include <string>
 #include <utility>
 
+#include "noclobber/adapters/detail/base64.hpp"
 #include "noclobber/adapters/detail/curl_easy.hpp"
-#include "noclobber/adapters/detail/json_lite.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
+#include "noclobber/adapters/etcd.hpp"
 #include "noclobber/lease_lock.hpp"
 
 namespace noclobber::etcd {
 
 /// Lease locks on etcd; see the overview. Not thread-safe (one HTTP handle).
 class lease_backend {
+  using json_value = nlohmann::json;
+
  public:
   using key_type = std::string;
 
@@ -63,8 +70,8 @@ class lease_backend {
     endpoint = endpoint.substr(0, endpoint.find(','));
     while (endpoint.ends_with('/')) endpoint.pop_back();
     if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
-      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" + endpoint +
-                                  "' is not an http(s)://host:port URL");
+      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" +
+                                  detail::redact_url(endpoint) + "' is not an http(s)://host:port URL");
     url_ = std::move(endpoint);
   }
 
@@ -72,28 +79,37 @@ class lease_backend {
     check_key(key);
     // Phase 1: a lease of ceil(ttl) seconds.
     const std::int64_t seconds = std::max<std::int64_t>(1, (ttl.count() + 999) / 1000);
-    answer g = call("/v3/lease/grant", "{\"TTL\":\"" + std::to_string(seconds) + "\"}");
+    answer g = call("/v3/lease/grant", {{"TTL", std::to_string(seconds)}});
     if (!g.ok) return {lease_status::failed, {}, g.error};
-    const auto id = detail::json::find_int64(g.body, "ID");
-    const auto granted = detail::json::find_int64(g.body, "TTL");
+    const auto id = noclobber::json::int64_member(g.body, "ID");
+    const auto granted = noclobber::json::int64_member(g.body, "TTL");
     if (!id || !granted) return {lease_status::failed, {}, {"json", "lease grant without ID or TTL"}};
+    // etcd grants 1 to 9,000,000,000 s (MaxLeaseTTL); anything else is no grant, and a larger
+    // figure would overflow the local deadline (seconds -> ns).
+    if (*granted < 1 || *granted > max_lease_ttl_s) {
+      return {lease_status::failed,
+              {},
+              {"json", "lease grant with TTL " + std::to_string(*granted) + " s, outside etcd's 1 to " +
+                           std::to_string(max_lease_ttl_s)}};
+    }
     const std::string owner = std::to_string(*id);
     // Phase 2: create the lock key under the lease, if nobody holds it.
-    const std::string k = detail::json::base64_encode(prefix_ + key);
-    answer t =
-        call("/v3/kv/txn", "{\"compare\":[{\"key\":\"" + k +
-                               "\",\"target\":\"CREATE\",\"create_revision\":\"0\",\"result\":\"EQUAL\"}],"
-                               "\"success\":[{\"request_put\":{\"key\":\"" +
-                               k + "\",\"value\":\"" + detail::json::base64_encode(owner) +
-                               "\",\"lease\":\"" + owner + "\"}}]}");
+    const std::string k = noclobber::detail::base64_encode(prefix_ + key);
+    const json_value txn = {
+        {"compare", json_value::array(
+                        {{{"key", k}, {"target", "CREATE"}, {"create_revision", "0"}, {"result", "EQUAL"}}})},
+        {"success",
+         json_value::array(
+             {{{"request_put",
+                {{"key", k}, {"value", noclobber::detail::base64_encode(owner)}, {"lease", owner}}}}})}};
+    answer t = call("/v3/kv/txn", txn);
     if (!t.ok) return {lease_status::failed, {}, t.error};
-    const detail::json::value* ok = t.body.find("succeeded");
-    if (ok == nullptr || ok->type != detail::json::value::kind::boolean || !ok->boolean) {
-      (void)call("/v3/kv/lease/revoke", "{\"ID\":\"" + owner + "\"}");  // unused: it would expire anyway
+    const auto ok = t.body.find("succeeded");
+    if (ok == t.body.end() || !ok->is_boolean() || !ok->get<bool>()) {
+      (void)call("/v3/kv/lease/revoke", {{"ID", owner}});  // unused: it would expire anyway
       return {lease_status::busy, {}, {}};
     }
-    const detail::json::value* h = t.body.find("header");
-    const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+    const auto rev = detail::etcd::header_revision(t.body);
     if (!rev || *rev <= 0) return {lease_status::failed, {}, {"json", "txn answer without a revision"}};
     return {lease_status::acquired,
             lease_grant{static_cast<fencing_token>(*rev), owner, std::chrono::seconds(*granted)},
@@ -102,16 +118,16 @@ class lease_backend {
 
   lease_check extend(const key_type& key, const lease_grant& g, std::chrono::milliseconds /*ttl*/) {
     check_key(key);
-    answer a = call("/v3/lease/keepalive", "{\"ID\":\"" + g.owner + "\"}");
+    answer a = call("/v3/lease/keepalive", {{"ID", g.owner}});
     if (!a.ok) return lease_check::unknown;
-    const detail::json::value* r = a.body.find("result");
-    const auto ttl = r ? detail::json::find_int64(*r, "TTL") : std::nullopt;
+    const auto r = a.body.find("result");
+    const auto ttl = r != a.body.end() ? noclobber::json::int64_member(*r, "TTL") : std::nullopt;
     return ttl && *ttl > 0 ? lease_check::held : lease_check::lost;
   }
 
   lease_check release(const key_type& key, const lease_grant& g) {
     check_key(key);
-    answer a = call("/v3/kv/lease/revoke", "{\"ID\":\"" + g.owner + "\"}");
+    answer a = call("/v3/kv/lease/revoke", {{"ID", g.owner}});
     if (a.ok) return lease_check::held;
     return a.grpc_code == 5 ? lease_check::lost : lease_check::unknown;  // 5: NotFound (expired)
   }
@@ -124,23 +140,28 @@ class lease_backend {
     bool ok = false;
     std::int64_t grpc_code = -1;
     store_error error;
-    detail::json::value body;
+    json_value body;  // an object (call() checks)
   };
+
+  static constexpr std::int64_t max_lease_ttl_s = 9'000'000'000;  // etcd's MaxLeaseTTL
 
   static void check_key(const key_type& key) {
     if (key.empty()) throw std::invalid_argument("noclobber::etcd::lease_backend: empty lock key");
   }
 
-  answer call(const char* path, const std::string& body) {
+  answer call(const char* path, const json_value& request) {
     answer out;
-    detail::curl::response r = http_.perform("POST", url_ + path, body, {"Content-Type: application/json"});
+    detail::curl::response r =
+        http_.perform("POST", url_ + path, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + url_ + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(url_) + ")"};
       return out;
     }
-    auto doc = detail::json::parse(r.body);
-    if (r.status != 200 || !doc || doc->find("error") != nullptr) {
-      out.grpc_code = doc ? detail::json::find_int64(*doc, "code").value_or(-1) : -1;
+    auto doc = detail::etcd::parse_answer(r.body);
+    if (doc && !doc->is_object()) doc.reset();
+    if (r.status != 200 || !doc || doc->contains("error")) {
+      out.grpc_code = doc ? noclobber::json::int64_member(*doc, "code").value_or(-1) : -1;
       out.error = {"http " + std::to_string(r.status) + " grpc " + std::to_string(out.grpc_code),
                    r.body.substr(0, 200)};
       return out;

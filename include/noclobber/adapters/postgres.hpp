@@ -36,12 +36,14 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
@@ -66,6 +68,48 @@ struct result_deleter {
   void operator()(PGresult* r) const noexcept { PQclear(r); }
 };
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+struct conninfo_options_deleter {
+  void operator()(PQconninfoOption* o) const noexcept { PQconninfoFree(o); }
+};
+using conninfo_options = std::unique_ptr<PQconninfoOption, conninfo_options_deleter>;
+
+/// The options written in `conninfo` (key=value or URI form), or null when libpq cannot parse
+/// it. libpq's error text is dropped unread: it may quote the conninfo, password included.
+inline conninfo_options parse_conninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  conninfo_options options(PQconninfoParse(conninfo.c_str(), &error));
+  if (error != nullptr) PQfreemem(error);
+  return options;
+}
+
+/// libpq marks the options to hide (password, sslpassword) with dispchar "*".
+inline bool secret_option(const PQconninfoOption& o) noexcept {
+  return o.dispchar != nullptr && o.dispchar[0] == '*';
+}
+
+/// `conninfo` for a message: "host=… port=… dbname=… user=…", the secret options left out.
+inline std::string describe_conninfo(const std::string& conninfo) {
+  const conninfo_options options = parse_conninfo(conninfo);
+  if (!options) return "a conninfo libpq cannot parse";
+  std::string out;
+  for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0' || secret_option(*o)) continue;
+    if (!out.empty()) out += ' ';
+    out += std::string(o->keyword) + "=" + o->val;
+  }
+  return out;
+}
+
+/// The values of the secret options in `conninfo`: no message may contain them.
+inline std::vector<std::string> conninfo_secrets(const std::string& conninfo) {
+  std::vector<std::string> out;
+  const conninfo_options options = parse_conninfo(conninfo);
+  for (const PQconninfoOption* o = options.get(); o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && *o->val != '\0' && secret_option(*o)) out.emplace_back(o->val);
+  }
+  return out;
+}
 
 inline std::int64_t read_be_int64(const char* p) noexcept {
   std::uint64_t v = 0;
@@ -102,10 +146,12 @@ struct exec_result {
   }
 };
 
-/// One statement parameter: text, or binary bytes (bytea, or an int8 in network byte order).
+/// One statement parameter: text, or binary bytes (bytea, or an int8 in network byte order), or
+/// SQL NULL.
 struct param {
   std::string_view data;
   bool binary = false;
+  bool is_null = false;
 };
 
 /// One libpq connection. Reconnects (PQreset) lazily when the server dropped it.
@@ -113,24 +159,38 @@ struct param {
 class connection {
  public:
   /// Connects at once; throws std::runtime_error naming the server's message when it cannot.
-  explicit connection(std::string conninfo) : conninfo_(std::move(conninfo)) {
+  /// Neither that message nor any store_error of this connection contains the conninfo's
+  /// password (the conninfo is shown with its secret options left out: detail::describe_conninfo).
+  explicit connection(std::string conninfo)
+      : conninfo_(std::move(conninfo)), secrets_(detail::conninfo_secrets(conninfo_)) {
     if (conninfo_.empty()) throw std::invalid_argument("noclobber::postgres::connection: empty conninfo");
+    if (!detail::parse_conninfo(conninfo_)) {
+      // libpq's own words for a malformed conninfo quote it ("missing "=" after …"): not shown.
+      throw std::invalid_argument(
+          "noclobber::postgres::connection: libpq cannot parse the conninfo "
+          "(a key=value list or a postgresql:// URI; its text is not shown, it may hold a "
+          "password)");
+    }
     conn_ = PQconnectdb(conninfo_.c_str());
     if (PQstatus(conn_) != CONNECTION_OK) {
-      std::string msg = PQerrorMessage(conn_);
+      std::string msg = last_error();
       PQfinish(conn_);
       conn_ = nullptr;
-      throw std::runtime_error("noclobber::postgres::connection: cannot connect (" + conninfo_ + "): " + msg);
+      throw std::runtime_error("noclobber::postgres::connection: cannot connect (" +
+                               detail::describe_conninfo(conninfo_) + "): " + msg);
     }
   }
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
   connection(connection&& o) noexcept
-      : conninfo_(std::move(o.conninfo_)), conn_(std::exchange(o.conn_, nullptr)) {}
+      : conninfo_(std::move(o.conninfo_)),
+        secrets_(std::move(o.secrets_)),
+        conn_(std::exchange(o.conn_, nullptr)) {}
   connection& operator=(connection&& o) noexcept {
     if (this != &o) {
       if (conn_) PQfinish(conn_);
       conninfo_ = std::move(o.conninfo_);
+      secrets_ = std::move(o.secrets_);
       conn_ = std::exchange(o.conn_, nullptr);
     }
     return *this;
@@ -140,6 +200,7 @@ class connection {
   }
 
   [[nodiscard]] PGconn* native_handle() const noexcept { return conn_; }
+  /// The conninfo as given, password included: never put it in a message (describe_conninfo).
   [[nodiscard]] const std::string& conninfo() const noexcept { return conninfo_; }
   /// The server's backend PID (for pg_terminate_backend in tests).
   [[nodiscard]] int backend_pid() const noexcept { return conn_ ? PQbackendPID(conn_) : 0; }
@@ -148,6 +209,11 @@ class connection {
   /// `may_write`: whether the statement can change data (decides indeterminate vs transient when
   /// the connection is lost mid-statement).
   exec_result exec(const char* sql, std::initializer_list<param> params, bool may_write) {
+    return exec(sql, std::span<const param>(params.begin(), params.size()), may_write);
+  }
+
+  /// The same, with a run-time number of parameters.
+  exec_result exec(const char* sql, std::span<const param> params, bool may_write) {
     if (!ensure_connected()) {
       return {
           nullptr, write_status::transient, {"08006", "connection lost and reset failed: " + last_error()}};
@@ -165,7 +231,9 @@ class connection {
     text_copies.reserve(params.size());
     std::size_t i = 0;
     for (const param& p : params) {
-      if (!p.binary) {
+      if (p.is_null) {
+        values[i] = nullptr;
+      } else if (!p.binary) {
         text_copies.emplace_back(p.data);
         values[i] = text_copies.back().c_str();
       }
@@ -195,13 +263,15 @@ class connection {
     PQreset(conn_);
     return PQstatus(conn_) == CONNECTION_OK;
   }
-  std::string last_error() const { return conn_ ? PQerrorMessage(conn_) : std::string("no connection"); }
+  std::string last_error() const {
+    return conn_ ? noclobber::detail::redact(PQerrorMessage(conn_), secrets_) : std::string("no connection");
+  }
 
   exec_result finish(detail::result_ptr r, bool may_write) {
     const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return {std::move(r), write_status::applied, {}};
     const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-    std::string msg = r ? PQresultErrorMessage(r.get()) : last_error();
+    std::string msg = r ? noclobber::detail::redact(PQresultErrorMessage(r.get()), secrets_) : last_error();
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     if (state == nullptr || PQstatus(conn_) != CONNECTION_OK) {
       // No SQLSTATE, or the connection broke: the statement may or may not have run.
@@ -213,6 +283,7 @@ class connection {
   }
 
   std::string conninfo_;
+  std::vector<std::string> secrets_;  // what no message of this connection may contain
   PGconn* conn_ = nullptr;
 };
 

@@ -47,6 +47,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "noclobber/conditional_writer.hpp"
@@ -68,7 +69,12 @@ namespace noclobber::sqlite {
     case SQLITE_FULL:
       return commit_sent ? write_status::indeterminate : write_status::transient;
     case SQLITE_CONSTRAINT:
-      return write_status::exists;
+      // Only a duplicate key means somebody created the row first. NOT NULL, CHECK, FOREIGN KEY
+      // and trigger failures are the request's own fault: retrying cannot help.
+      return extended_code == SQLITE_CONSTRAINT || extended_code == SQLITE_CONSTRAINT_UNIQUE ||
+                     extended_code == SQLITE_CONSTRAINT_PRIMARYKEY || extended_code == SQLITE_CONSTRAINT_ROWID
+                 ? write_status::exists
+                 : write_status::permanent;
     default:
       return write_status::permanent;
   }
@@ -134,6 +140,136 @@ class stmt_use {
   return ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max() : static_cast<int>(ms);
 }
 
+using db_ptr = std::unique_ptr<sqlite3, db_closer>;
+
+/// The connection's words for result code `rc`.
+inline store_error error_of(sqlite3* db, int rc) {
+  return {code_name(rc), db ? sqlite3_errmsg(db) : std::string()};
+}
+
+/// Runs SQL without parameters; throws std::runtime_error with SQLite's message.
+inline void exec(sqlite3* db, const std::string& sql) {
+  char* msg = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
+  if (rc != SQLITE_OK) {
+    std::string m = msg ? msg : sqlite3_errstr(rc);
+    sqlite3_free(msg);
+    throw std::runtime_error("noclobber::sqlite: '" + sql + "' failed: " + m);
+  }
+}
+
+/// Prepares a statement kept for the connection's life; throws std::runtime_error.
+inline stmt_ptr prepare(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                    &s, nullptr);
+  if (rc != SQLITE_OK) {
+    throw std::runtime_error("noclobber::sqlite: cannot prepare '" + sql + "': " + sqlite3_errmsg(db));
+  }
+  return stmt_ptr(s);
+}
+
+/// Puts the database into WAL mode. Switching takes an exclusive lock and answers SQLITE_BUSY
+/// at once (the busy handler is not consulted), so connections opened at the same moment on a
+/// file not yet in WAL mode retry here for up to `busy_timeout`; a file already in WAL mode
+/// needs no switch.
+inline void enter_wal(sqlite3* db, std::chrono::nanoseconds busy_timeout) {
+  const auto deadline =
+      saturating_deadline<std::chrono::steady_clock>(std::chrono::steady_clock::now(), busy_timeout);
+  for (;;) {
+    {
+      stmt_ptr mode = prepare(db, "PRAGMA journal_mode");
+      if (sqlite3_step(mode.get()) == SQLITE_ROW) {
+        const auto* m = sqlite3_column_text(mode.get(), 0);
+        if (m != nullptr && sqlite3_stricmp(reinterpret_cast<const char*>(m), "wal") == 0) return;
+      }
+    }
+    const int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return;
+    if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  exec(db, "PRAGMA journal_mode = WAL");  // once more, throwing SQLite's message
+}
+
+/// Opens one connection as `options` say (busy_timeout, WAL, synchronous; `table` is not read).
+/// Throws std::invalid_argument for bad options, std::runtime_error when SQLite refuses.
+inline db_ptr open_connection(const std::string& path, const store_options& options) {
+  if (options.synchronous != "OFF" && options.synchronous != "NORMAL" && options.synchronous != "FULL" &&
+      options.synchronous != "EXTRA") {
+    throw std::invalid_argument("noclobber::sqlite: synchronous = '" + options.synchronous +
+                                "' (expected OFF, NORMAL, FULL or EXTRA)");
+  }
+  if (options.busy_timeout.count() < 0) {
+    throw std::invalid_argument("noclobber::sqlite: busy_timeout = " +
+                                std::to_string(options.busy_timeout.count()) + " ns is negative");
+  }
+  sqlite3* raw = nullptr;
+  const int flags =
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (options.create_if_missing ? SQLITE_OPEN_CREATE : 0);
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  db_ptr db(raw);
+  if (rc != SQLITE_OK) {
+    throw std::runtime_error("noclobber::sqlite: cannot open '" + path +
+                             "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), clamp_ms(options.busy_timeout));
+  if (options.wal) enter_wal(db.get(), options.busy_timeout);
+  exec(db.get(), "PRAGMA synchronous = " + options.synchronous);
+  return db;
+}
+
+/// BEGIN IMMEDIATE, COMMIT and ROLLBACK, prepared once per connection.
+struct transaction_statements {
+  stmt_ptr begin, commit, rollback;
+  explicit transaction_statements(sqlite3* db)
+      : begin(prepare(db, "BEGIN IMMEDIATE")),
+        commit(prepare(db, "COMMIT")),
+        rollback(prepare(db, "ROLLBACK")) {}
+
+  void roll_back(sqlite3* db) noexcept {
+    if (sqlite3_get_autocommit(db)) return;  // SQLite already rolled back
+    stmt_use r(rollback.get());
+    (void)sqlite3_step(r.get());
+  }
+
+  /// BEGIN IMMEDIATE (SQLite's write lock, so the snapshot never has to be upgraded); `body()`
+  /// (returns write_result<T>); COMMIT when it applied, else ROLLBACK. A COMMIT that fails
+  /// with anything but BUSY may have reached the file: indeterminate. Whatever `body` throws
+  /// rolls back and propagates.
+  template <class Body>
+  auto run(sqlite3* db, Body&& body) -> decltype(body()) {
+    using result_type = decltype(body());
+    {
+      stmt_use b(begin.get());
+      const int rc = sqlite3_step(b.get());
+      if (rc != SQLITE_DONE) return result_type{classify(rc, false), std::nullopt, error_of(db, rc)};
+    }
+    result_type result;
+    try {
+      result = body();
+    } catch (...) {
+      roll_back(db);
+      throw;
+    }
+    if (!result.ok()) {
+      roll_back(db);
+      return result;
+    }
+    stmt_use c(commit.get());
+    const int rc = sqlite3_step(c.get());
+    if (rc == SQLITE_DONE) return result;
+    // COMMIT failed. BUSY leaves the transaction open and nothing written; anything else may
+    // or may not have reached the file.
+    const write_status status = classify(rc, true);
+    store_error e = error_of(db, rc);
+    if (!sqlite3_get_autocommit(db)) roll_back(db);
+    return result_type{status, std::nullopt, std::move(e)};
+  }
+};
+
 }  // namespace detail
 
 class store {
@@ -151,28 +287,7 @@ class store {
       throw std::invalid_argument("noclobber::sqlite: table name '" + options_.table +
                                   "' is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 64)");
     }
-    if (options_.synchronous != "OFF" && options_.synchronous != "NORMAL" && options_.synchronous != "FULL" &&
-        options_.synchronous != "EXTRA") {
-      throw std::invalid_argument("noclobber::sqlite: synchronous = '" + options_.synchronous +
-                                  "' (expected OFF, NORMAL, FULL or EXTRA)");
-    }
-    if (options_.busy_timeout.count() < 0) {
-      throw std::invalid_argument("noclobber::sqlite: busy_timeout = " +
-                                  std::to_string(options_.busy_timeout.count()) + " ns is negative");
-    }
-    sqlite3* raw = nullptr;
-    const int flags =
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (options_.create_if_missing ? SQLITE_OPEN_CREATE : 0);
-    const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
-    db_.reset(raw);
-    if (rc != SQLITE_OK) {
-      throw std::runtime_error("noclobber::sqlite: cannot open '" + path +
-                               "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
-    }
-    sqlite3_extended_result_codes(db_.get(), 1);
-    sqlite3_busy_timeout(db_.get(), detail::clamp_ms(options_.busy_timeout));
-    if (options_.wal) exec("PRAGMA journal_mode = WAL");
-    exec("PRAGMA synchronous = " + options_.synchronous);
+    db_ = detail::open_connection(path, options_);
     const std::string& t = options_.table;
     if (options_.create_if_missing) {
       exec("CREATE TABLE IF NOT EXISTS " + t +
@@ -193,9 +308,7 @@ class store {
                       "SET value = excluded.value, version = excluded.version RETURNING version");
     erase_ = prepare("DELETE FROM " + t + " WHERE key = ?1 AND version = ?2 RETURNING version");
     exists_ = prepare("SELECT 1 FROM " + t + " WHERE key = ?1");
-    begin_ = prepare("BEGIN IMMEDIATE");
-    commit_ = prepare("COMMIT");
-    rollback_ = prepare("ROLLBACK");
+    tx_ = std::make_unique<detail::transaction_statements>(db_.get());
   }
 
   /// Movable (a moved-from store may only be destroyed or assigned to); not copyable.
@@ -278,50 +391,19 @@ class store {
   }
 
  private:
-  // BEGIN IMMEDIATE; draw the next version; body(next); COMMIT (ROLLBACK unless applied).
+  // In one IMMEDIATE transaction: draw the next version, then body(next).
   template <class Body>
   write_result_type in_transaction(Body&& body) {
-    {
-      detail::stmt_use b(begin_.get());
-      const int rc = sqlite3_step(b.get());
-      if (rc != SQLITE_DONE) return write_result_type::make_failed(classify(rc, false), error(rc));
-    }
-    write_result_type result;
-    try {
+    return tx_->run(db_.get(), [&]() -> write_result_type {
       token_type next = 0;
       {
         detail::stmt_use s(bump_.get());
         const int rc = sqlite3_step(s.get());
-        if (rc != SQLITE_ROW) {
-          result = write_result_type::make_failed(classify(rc, false), error(rc));
-        } else {
-          next = sqlite3_column_int64(s.get(), 0);
-        }
+        if (rc != SQLITE_ROW) return write_result_type::make_failed(classify(rc, false), error(rc));
+        next = sqlite3_column_int64(s.get(), 0);
       }
-      if (next != 0) result = body(next);
-    } catch (...) {
-      rollback();
-      throw;
-    }
-    if (!result.ok()) {
-      rollback();
-      return result;
-    }
-    detail::stmt_use c(commit_.get());
-    const int rc = sqlite3_step(c.get());
-    if (rc == SQLITE_DONE) return result;
-    // COMMIT failed. BUSY leaves the transaction open and nothing written; anything else may
-    // or may not have reached the file.
-    const write_status status = classify(rc, true);
-    store_error e = error(rc);
-    if (!sqlite3_get_autocommit(db_.get())) rollback();
-    return write_result_type::make_failed(status, std::move(e));
-  }
-
-  void rollback() noexcept {
-    if (sqlite3_get_autocommit(db_.get())) return;  // SQLite already rolled back
-    detail::stmt_use r(rollback_.get());
-    (void)sqlite3_step(r.get());
+      return body(next);
+    });
   }
 
   bool key_exists(const std::string& key) {
@@ -330,9 +412,7 @@ class store {
     return sqlite3_step(s.get()) == SQLITE_ROW;
   }
 
-  store_error error(int rc) const {
-    return {detail::code_name(rc), db_ ? sqlite3_errmsg(db_.get()) : std::string()};
-  }
+  store_error error(int rc) const { return detail::error_of(db_.get(), rc); }
 
   static void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
     sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
@@ -341,30 +421,13 @@ class store {
     sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
   }
 
-  void exec(const std::string& sql) {
-    char* msg = nullptr;
-    const int rc = sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &msg);
-    if (rc != SQLITE_OK) {
-      std::string m = msg ? msg : sqlite3_errstr(rc);
-      sqlite3_free(msg);
-      throw std::runtime_error("noclobber::sqlite: '" + sql + "' failed: " + m);
-    }
-  }
-
-  detail::stmt_ptr prepare(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    const int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size()),
-                                      SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-    if (rc != SQLITE_OK) {
-      throw std::runtime_error("noclobber::sqlite: cannot prepare '" + sql +
-                               "': " + sqlite3_errmsg(db_.get()));
-    }
-    return detail::stmt_ptr(s);
-  }
+  void exec(const std::string& sql) { detail::exec(db_.get(), sql); }
+  detail::stmt_ptr prepare(const std::string& sql) { return detail::prepare(db_.get(), sql); }
 
   store_options options_;
-  std::unique_ptr<sqlite3, detail::db_closer> db_;  // declared before the statements: outlives them
-  detail::stmt_ptr read_, bump_, update_, insert_, upsert_, erase_, exists_, begin_, commit_, rollback_;
+  detail::db_ptr db_;  // declared before the statements: outlives them
+  detail::stmt_ptr read_, bump_, update_, insert_, upsert_, erase_, exists_;
+  std::unique_ptr<detail::transaction_statements> tx_;
 };
 
 static_assert(erasable_writer<store>);

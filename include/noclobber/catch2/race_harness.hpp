@@ -1,4 +1,4 @@
-// noclobber/catch2/race_harness.hpp — the race harness as a Catch2 (v2) assertion.
+// noclobber/catch2/race_harness.hpp — the race harness as a Catch2 assertion (v2; v3 headers too).
 //
 // Overview
 // --------
@@ -19,11 +19,27 @@
 // case, set NOCLOBBER_RACE_REPLAY to the replay line (e.g. `NOCLOBBER_RACE_REPLAY='mode=explore writers=16
 // ops=1 seed=7 depth=2 schedule=…'`) and build the options with race_options_from_env().
 //
-// This header includes <catch2/catch.hpp>; include it only from test code.
+// Catch2 v2 or v3: a test file that included Catch2 first decides (CATCH_VERSION_MAJOR); otherwise
+// v3's headers (<catch2/catch_test_macros.hpp>, <catch2/matchers/catch_matchers.hpp>) are used
+// where they exist, else v2's single header <catch2/catch.hpp>. The two differ here only in where
+// the matcher base class lives. Include this header only from test code.
 // Thread safety: call the assertions from the test's own thread (Catch2's rule).
 #pragma once
 
+#if defined(CATCH_VERSION_MAJOR) && CATCH_VERSION_MAJOR >= 3
+#define NOCLOBBER_CATCH2_V3 1
+#elif !defined(CATCH_VERSION_MAJOR) && __has_include(<catch2/catch_test_macros.hpp>)
+#define NOCLOBBER_CATCH2_V3 1
+#else
+#define NOCLOBBER_CATCH2_V3 0
+#endif
+
+#if NOCLOBBER_CATCH2_V3
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers.hpp>
+#else
 #include <catch2/catch.hpp>
+#endif
 
 #include <string>
 
@@ -39,7 +55,15 @@ using ::noclobber::timeline_on_failure;
 
 /// Matches a report with no lost update and no anomaly; describes itself with the report (and,
 /// when it fails, the path of its HTML timeline).
-class no_lost_updates_matcher : public Catch::MatcherBase<race_report> {
+#if NOCLOBBER_CATCH2_V3
+template <class T>
+using catch_matcher_base = Catch::Matchers::MatcherBase<T>;
+#else
+template <class T>
+using catch_matcher_base = Catch::MatcherBase<T>;
+#endif
+
+class no_lost_updates_matcher : public catch_matcher_base<race_report> {
  public:
   bool match(const race_report& r) const override {
     text_ = r.to_text();

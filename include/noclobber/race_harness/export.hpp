@@ -5,7 +5,10 @@
 // --------
 //   to_elle_edn(history)          a Jepsen history (EDN): Elle's rw-register transactions
 //   to_porcupine_json(history)    a JSON array of Porcupine operations
-//   from_elle_edn(text) / from_porcupine_json(text)   a race_history for check_race_history
+//   from_elle_edn(text)           a race_history for check_race_history
+//   from_porcupine_json(text)     the same from Porcupine's JSON: noclobber/json/porcupine.hpp
+//                                 (it parses JSON with nlohmann/json; this header needs only the
+//                                 standard library)
 //
 // The mapping (docs/race_harness.md shows an example of each):
 //
@@ -47,7 +50,6 @@
 #include <utility>
 #include <vector>
 
-#include "noclobber/adapters/detail/json_lite.hpp"
 #include "noclobber/race_harness/records.hpp"
 #include "noclobber/race_harness/report.hpp"
 
@@ -467,59 +469,6 @@ inline std::uint64_t edn_number(const edn_value* v, const std::string& what) {
     }
   }
   return b.finish("EDN history");
-}
-
-/// Reads a JSON array of Porcupine operations (as to_porcupine_json writes it) into a
-/// race_history. Throws std::invalid_argument naming what it cannot read.
-[[nodiscard]] inline race_history from_porcupine_json(std::string_view text) {
-  using detail::json::value;
-  const auto doc = detail::json::parse(text);
-  if (!doc || doc->type != value::kind::array)
-    throw std::invalid_argument("noclobber: Porcupine history: not a JSON array");
-  detail::history_builder b;
-  for (std::size_t n = 0; n < doc->items.size(); ++n) {
-    const value& op = doc->items[n];
-    const std::string where = "Porcupine history, operation " + std::to_string(n);
-    const value* input = op.find("Input");
-    const value* output = op.find("Output");
-    const auto client = detail::json::find_int64(op, "ClientId");
-    const auto call = detail::json::find_int64(op, "Call");
-    const auto ret = detail::json::find_int64(op, "Return");
-    if (input == nullptr || output == nullptr || !client || !call || !ret || *client < 0 || *call < 0 ||
-        *ret < 0)
-      throw std::invalid_argument("noclobber: " + where + ": needs ClientId, Input, Call, Output, Return");
-    auto text_of = [&](const value* v, const char* what) -> const std::string& {
-      if (v == nullptr || v->type != value::kind::string)
-        throw std::invalid_argument("noclobber: " + where + ": " + what + " is not a string");
-      return v->text;
-    };
-    auto version_of = [&](const value* v, const char* what) {
-      if (v == nullptr) throw std::invalid_argument("noclobber: " + where + ": no " + what);
-      if (v->type == value::kind::null) return initial_version;
-      return b.version(text_of(v, what), where);
-    };
-    const std::string& kind = text_of(input->find("op"), "Input.op");
-    const std::uint32_t key = b.key(text_of(input->find("key"), "Input.key"));
-    const auto process = static_cast<std::uint32_t>(*client);
-    if (kind == "read") {
-      b.read(process, key, version_of(output->find("value"), "Output.value"),
-             static_cast<std::uint64_t>(*call), static_cast<std::uint64_t>(*ret));
-    } else if (kind == "rmw") {
-      const std::string& o = text_of(output->find("outcome"), "Output.outcome");
-      if (o != "ok" && o != "failed" && o != "unknown")
-        throw std::invalid_argument("noclobber: " + where + ": Output.outcome '" + o +
-                                    "' (expected ok, failed or unknown)");
-      b.write(process, key, version_of(input->find("read"), "Input.read"),
-              version_of(input->find("write"), "Input.write"),
-              o == "ok"       ? op_outcome::ok
-              : o == "failed" ? op_outcome::failed
-                              : op_outcome::unknown,
-              static_cast<std::uint64_t>(*call), static_cast<std::uint64_t>(*ret));
-    } else {
-      throw std::invalid_argument("noclobber: " + where + ": Input.op '" + kind + "' (expected read or rmw)");
-    }
-  }
-  return b.finish("Porcupine history");
 }
 
 }  // namespace noclobber

@@ -20,6 +20,14 @@
 // Revisions only grow, so tokens never repeat (no ABA). The gateway omits `succeeded` when the
 // compare failed, `kvs` when a range found nothing, and a `value` that is empty.
 //
+// The gateway's JSON is read and written with nlohmann/json (as noclobber/json/codec.hpp; link
+// noclobber::json and libcurl); int64 members through json/members.hpp. Decoding is strict (`detail::` below,
+// tested without a server): an answer that is not JSON, a `value` that is not a base64 string, and an int64
+// field
+// (`mod_revision`, `revision`, `code`) that is not an integer in int64's range — a JSON string
+// of an optional '-' and digits, or a JSON integer — are malformed answers, never read as 0 or
+// as an empty value.
+//
 // Errors: a request sent without an answer (timeout, reset) is `indeterminate` for a write:
 // etcd may have committed it, so resolve by re-reading, never by calling it a conflict. gRPC
 // codes in the gateway's error body: Unavailable (14), DeadlineExceeded (4) and Aborted (10) are
@@ -47,6 +55,99 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+// ---- begin noclobber/adapters/detail/base64.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// noclobber/adapters/detail/base64.hpp — standard base64 (RFC 4648 §4, with padding) both ways,
+// for the etcd JSON gateway, which sends keys and values as base64 strings.
+//
+// Decoding is strict: a length that is not a multiple of 4, a character outside the standard
+// alphabet, or padding anywhere but the last one or two places of the last group is refused
+// (nullopt), never skipped or guessed around. Unused low bits in a padded last group are not
+// checked (RFC 4648 §3.5 lets a decoder ignore them), so "QR==" decodes as "A", like "QQ==".
+//
+// Thread safety: pure functions.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace noclobber::detail {
+
+inline std::string base64_encode(std::string_view in) {
+  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
+                            (static_cast<unsigned char>(in[i + 1]) << 8) |
+                            static_cast<unsigned char>(in[i + 2]);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += tbl[n & 63];
+  }
+  if (i + 1 == in.size()) {
+    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const std::uint32_t n =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+/// nullopt on a character outside the standard alphabet or a bad length.
+[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = in[i + static_cast<std::size_t>(k)];
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else {
+        if (pad != 0) return std::nullopt;
+        v[k] = val(c);
+        if (v[k] < 0) return std::nullopt;
+      }
+    }
+    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                            (static_cast<std::uint32_t>(v[1]) << 12) |
+                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    out += static_cast<char>((n >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(n & 0xFF);
+  }
+  return out;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// ---- end noclobber/adapters/detail/base64.hpp
 // ---- begin noclobber/adapters/detail/curl_easy.hpp (inlined; guarded: other companions may inline it too)
 #ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
 #define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
@@ -81,7 +182,109 @@
 #include <string_view>
 #include <vector>
 
+// ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// noclobber/adapters/detail/redact.hpp — the one place where the adapters take secrets out of the
+// words they hand back (store_error messages, exception messages, reports).
+//
+// Overview
+// --------
+//   redact(text, secrets)        every occurrence of each non-empty secret replaced by
+//                                "[redacted]" (what a server or a client library echoes back)
+//   url_password(url)            the password of a URL's user:password@ part ("" when none)
+//   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
+//                                "[redacted]@", the form every message that names a URL uses
+//   redact(store_error, secrets) the same for a store_error's code and message
+//   url_secrets(url)             what redact() must take out of messages about a request to `url`:
+//                                the password, and the base64 of "user:password" (the Basic
+//                                Authorization header a server may echo)
+//
+// Every adapter that holds a secret (a PostgreSQL password, an S3 secret key or session token, a
+// password in an http(s) URL) passes each message it builds through these before it leaves.
+// Std-only: no client library is needed.
+//
+// Thread safety: pure functions. No user code is called.
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "../noclobber.hpp"  // was: noclobber/outcome.hpp
+
+namespace noclobber::detail {
+
+inline constexpr std::string_view redacted_mark = "[redacted]";
+
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]".
+[[nodiscard]] inline std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (std::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, secret.size(), redacted_mark);
+      at += redacted_mark.size();
+    }
+  }
+  return text;
+}
+
+/// The same for a list of secrets built at run time.
+[[nodiscard]] inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& s : secrets) text = redact(std::move(text), {std::string_view(s)});
+  return text;
+}
+
+/// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
+/// or an empty view when it has none.
+[[nodiscard]] inline std::string_view url_userinfo(std::string_view url) noexcept {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  const std::size_t from = scheme_end + 3;
+  const std::size_t authority_end = url.find_first_of("/?#", from);
+  const std::string_view authority =
+      url.substr(from, authority_end == std::string_view::npos ? url.npos : authority_end - from);
+  const std::size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return {};
+  return authority.substr(0, at);
+}
+
+/// The password of a URL's user:password@ part, or "".
+[[nodiscard]] inline std::string_view url_password(std::string_view url) noexcept {
+  const std::string_view userinfo = url_userinfo(url);
+  const std::size_t colon = userinfo.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+}
+
+/// `url` with its user:password@ part replaced by "[redacted]@" (unchanged when it has none).
+[[nodiscard]] inline std::string redact_url(std::string url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (userinfo.empty()) return url;
+  const auto from = static_cast<std::size_t>(userinfo.data() - url.data());
+  url.replace(from, userinfo.size(), redacted_mark);
+  return url;
+}
+
+/// What must never appear in a message about a request to `url`: its password, its whole
+/// userinfo, and the base64 of the userinfo (the Basic credentials sent for it). Empty when the
+/// URL carries no password.
+[[nodiscard]] inline std::vector<std::string> url_secrets(std::string_view url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (url_password(url).empty()) return {};
+  return {std::string(userinfo), base64_encode(userinfo), std::string(url_password(url))};
+}
+
+/// `e` with redact() applied to its code and its message.
+[[nodiscard]] inline store_error redact(store_error e, const std::vector<std::string>& secrets) {
+  e.code = redact(std::move(e.code), secrets);
+  e.message = redact(std::move(e.message), secrets);
+  return e;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// ---- end noclobber/adapters/detail/redact.hpp
 
 namespace noclobber::detail::curl {
 
@@ -253,6 +456,12 @@ class easy {
     out.code = curl_easy_perform(h);
     once.finish(out, errbuf);
     if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
+    // A user:password@ URL: its secrets leave no error text, and no answer that is not a
+    // success (the only bodies that end up in messages; a 2xx body is the caller's data).
+    if (const std::vector<std::string> secrets = url_secrets(url); !secrets.empty()) {
+      out.error = redact(std::move(out.error), secrets);
+      if (out.status < 200 || out.status >= 300) out.body = redact(std::move(out.body), secrets);
+    }
     return out;
   }
 
@@ -295,352 +504,71 @@ class easy {
 }  // namespace noclobber::detail::curl
 #endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
 // ---- end noclobber/adapters/detail/curl_easy.hpp
-// ---- begin noclobber/adapters/detail/json_lite.hpp (inlined; guarded: other companions may inline it too)
-#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
-#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
-// noclobber/adapters/detail/json_lite.hpp — just enough JSON and base64 for etcd's v3 JSON
-// gateway: a strict parser into a small tree (numbers kept as their text), object lookup, and
-// standard base64 both ways. Not a general JSON library; its input is etcd's answers.
-//
-// Thread safety: plain values and pure functions.
+#include "../json/members.hpp"
 
-#include <charconv>
-#include <cstddef>
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <system_error>
-#include <utility>
-#include <vector>
+// The gateway JSON, decoded strictly (see the overview); pure functions, tested without a server.
+namespace noclobber::detail::etcd {
 
-namespace noclobber::detail::json {
+using json = nlohmann::json;
+using noclobber::json::int64_member;
+using noclobber::json::string_member;
 
-struct value {
-  enum class kind : unsigned char { null, boolean, number, string, array, object } type = kind::null;
-  bool boolean = false;
-  std::string text;                // string contents, or a number's text
-  std::vector<value> items;        // array elements
-  std::vector<std::string> names;  // object member names, parallel to `members`
-  std::vector<value> members;      // object member values
-
-  /// The member named `key`, or nullptr (also when this is not an object).
-  [[nodiscard]] const value* find(std::string_view key) const noexcept {
-    if (type != kind::object) return nullptr;
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == key) return &members[i];
-    }
-    return nullptr;
-  }
-};
-
-namespace parse_detail {
-struct parser {
-  std::string_view s;
-  std::size_t i = 0;
-  int depth = 0;
-
-  void ws() noexcept {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) ++i;
-  }
-  bool lit(std::string_view w) noexcept {
-    if (s.substr(i, w.size()) != w) return false;
-    i += w.size();
-    return true;
-  }
-  static void put_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-  bool hex4(std::uint32_t& cp) noexcept {
-    if (i + 4 > s.size()) return false;
-    cp = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = s[i++];
-      cp <<= 4;
-      if (c >= '0' && c <= '9')
-        cp |= static_cast<std::uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        cp |= static_cast<std::uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        cp |= static_cast<std::uint32_t>(c - 'A' + 10);
-      else
-        return false;
-    }
-    return true;
-  }
-  bool string(std::string& out) {
-    if (i >= s.size() || s[i] != '"') return false;
-    ++i;
-    while (i < s.size()) {
-      const char c = s[i++];
-      if (c == '"') return true;
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i >= s.size()) return false;
-      switch (s[i++]) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xDC00 && cp < 0xE000) return false;  // a low surrogate without its high one
-          if (cp >= 0xD800 && cp < 0xDC00) {
-            std::uint32_t lo = 0;
-            if (!lit("\\u") || !hex4(lo) || lo < 0xDC00 || lo >= 0xE000) return false;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          put_utf8(out, cp);
-          break;
-        }
-        default:
-          return false;
-      }
-    }
-    return false;
-  }
-  bool digit() const noexcept { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
-  bool digits() noexcept {
-    if (!digit()) return false;
-    while (digit()) ++i;
-    return true;
-  }
-  // RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-  bool number(std::string& out) {
-    const std::size_t start = i;
-    if (i < s.size() && s[i] == '-') ++i;
-    if (i < s.size() && s[i] == '0') {
-      ++i;
-    } else if (!digits()) {
-      return false;
-    }
-    if (i < s.size() && s[i] == '.') {
-      ++i;
-      if (!digits()) return false;
-    }
-    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-      ++i;
-      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-      if (!digits()) return false;
-    }
-    out.assign(s.substr(start, i - start));
-    return true;
-  }
-  bool parse(value& v) {
-    if (++depth > 64) return false;
-    ws();
-    if (i >= s.size()) return false;
-    bool ok = true;
-    switch (s[i]) {
-      case '{': {
-        v.type = value::kind::object;
-        ++i;
-        ws();
-        if (i < s.size() && s[i] == '}') {
-          ++i;
-          break;
-        }
-        while (ok) {
-          std::string name;
-          value member;
-          ws();
-          ok = string(name);
-          ws();
-          ok = ok && i < s.size() && s[i++] == ':' && parse(member);
-          if (!ok) break;
-          v.names.push_back(std::move(name));
-          v.members.push_back(std::move(member));
-          ws();
-          if (i < s.size() && s[i] == ',') {
-            ++i;
-            continue;
-          }
-          ok = i < s.size() && s[i++] == '}';
-          break;
-        }
-        break;
-      }
-      case '[': {
-        v.type = value::kind::array;
-        ++i;
-        ws();
-        if (i < s.size() && s[i] == ']') {
-          ++i;
-          break;
-        }
-        while (ok) {
-          value item;
-          ok = parse(item);
-          if (!ok) break;
-          v.items.push_back(std::move(item));
-          ws();
-          if (i < s.size() && s[i] == ',') {
-            ++i;
-            continue;
-          }
-          ok = i < s.size() && s[i++] == ']';
-          break;
-        }
-        break;
-      }
-      case '"':
-        v.type = value::kind::string;
-        ok = string(v.text);
-        break;
-      case 't':
-        v.type = value::kind::boolean;
-        v.boolean = true;
-        ok = lit("true");
-        break;
-      case 'f':
-        v.type = value::kind::boolean;
-        ok = lit("false");
-        break;
-      case 'n':
-        ok = lit("null");
-        break;
-      default:
-        v.type = value::kind::number;
-        ok = number(v.text);
-    }
-    --depth;
-    return ok;
-  }
-};
-}  // namespace parse_detail
-
-/// Parses a whole document; nullopt when it is not valid JSON (or nests deeper than 64).
-[[nodiscard]] inline std::optional<value> parse(std::string_view text) {
-  parse_detail::parser p{text};
-  value v;
-  if (!p.parse(v)) return std::nullopt;
-  p.ws();
-  if (p.i != text.size()) return std::nullopt;
-  return v;
+/// A gateway answer as JSON; nullopt when it is not JSON (json::parse_text: a NUL byte too).
+[[nodiscard]] inline std::optional<json> parse_answer(std::string_view body) {
+  return noclobber::json::parse_text(body);
 }
 
-/// A member that is an integer, given as a JSON string or number (etcd sends int64 as strings).
-[[nodiscard]] inline std::optional<std::int64_t> find_int64(const value& obj, std::string_view key) noexcept {
-  const value* m = obj.find(key);
-  if (m == nullptr || (m->type != value::kind::string && m->type != value::kind::number) || m->text.empty()) {
-    return std::nullopt;
+/// A range answer (top-level, or inside a txn's response) -> read_result.
+template <class RR>
+[[nodiscard]] RR range_answer(const json& range) {
+  const auto kvs = range.is_object() ? range.find("kvs") : range.end();
+  if (!range.is_object() || kvs == range.end() || !kvs->is_array() || kvs->empty()) return RR::make_absent();
+  const json& kv = kvs->front();
+  const auto rev = int64_member(kv, "mod_revision");
+  std::optional<std::string> value;  // a base64 string; the gateway omits an empty value
+  if (!kv.is_object() || !kv.contains("value")) {
+    value = "";
+  } else if (const std::string* text = string_member(kv, "value")) {
+    value = base64_decode(*text);
   }
-  // An optional '-' and digits, nothing else (from_chars takes no '+' or spaces), within int64.
-  const std::string& t = m->text;
-  std::int64_t x = 0;
-  const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
-  if (ec != std::errc{} || end != t.data() + t.size()) return std::nullopt;
-  return x;
+  if (!rev || !value) return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
+  return RR::make_found(std::move(*value), *rev);
 }
 
-inline std::string base64_encode(std::string_view in) {
-  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
-                            (static_cast<unsigned char>(in[i + 1]) << 8) |
-                            static_cast<unsigned char>(in[i + 2]);
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += tbl[(n >> 6) & 63];
-    out += tbl[n & 63];
-  }
-  if (i + 1 == in.size()) {
-    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    const std::uint32_t n =
-        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += tbl[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
+/// The revision in a write answer's header, when there is a well-formed one.
+[[nodiscard]] inline std::optional<std::int64_t> header_revision(const json& doc) {
+  const auto h = doc.is_object() ? doc.find("header") : doc.end();
+  return doc.is_object() && h != doc.end() ? int64_member(*h, "revision") : std::nullopt;
 }
 
-/// nullopt on a character outside the standard alphabet or a bad length.
-[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = in[i + static_cast<std::size_t>(k)];
-      if (c == '=' && i + 4 == in.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-      } else {
-        if (pad != 0) return std::nullopt;
-        v[k] = val(c);
-        if (v[k] < 0) return std::nullopt;
-      }
-    }
-    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
-                            (static_cast<std::uint32_t>(v[1]) << 12) |
-                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
-    out += static_cast<char>((n >> 16) & 0xFF);
-    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
-    if (pad < 1) out += static_cast<char>(n & 0xFF);
+/// A txn answer -> write_result. `succeeded` true: applied (with header.revision for a put);
+/// otherwise `exists` for a create, or the failure branch's range tells a moved key (conflict)
+/// from a missing one (absent).
+[[nodiscard]] inline write_result<std::int64_t> txn_answer(const json& doc, write_status on_compare_failed,
+                                                           bool is_put) {
+  using wr = write_result<std::int64_t>;
+  const auto succeeded = doc.is_object() ? doc.find("succeeded") : doc.end();
+  if (doc.is_object() && succeeded != doc.end() && succeeded->is_boolean() && succeeded->get<bool>()) {
+    if (!is_put) return wr::make_applied();
+    const auto rev = header_revision(doc);
+    return rev ? wr::make_applied(*rev) : wr::make_applied();
   }
-  return out;
+  if (on_compare_failed == write_status::exists) return wr::make_exists();
+  const auto responses = doc.is_object() ? doc.find("responses") : doc.end();
+  const json* range = nullptr;
+  if (doc.is_object() && responses != doc.end() && responses->is_array() && !responses->empty() &&
+      responses->front().is_object()) {
+    const auto r = responses->front().find("response_range");
+    if (r != responses->front().end() && r->is_object()) range = &*r;
+  }
+  if (range == nullptr)
+    return wr::make_failed(write_status::permanent, {"json", "txn answer without its range"});
+  const auto kvs = range->find("kvs");
+  const bool found = kvs != range->end() && kvs->is_array() && !kvs->empty();
+  return found ? wr::make_conflict() : wr::make_absent();
 }
 
-}  // namespace noclobber::detail::json
-#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
-// ---- end noclobber/adapters/detail/json_lite.hpp
+}  // namespace noclobber::detail::etcd
 
 namespace noclobber::etcd {
 
@@ -663,7 +591,7 @@ class store {
     for (std::string& e : endpoints) {
       if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||
           e.find(',') != std::string::npos) {
-        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + e +
+        throw std::invalid_argument("noclobber::etcd::store: endpoint '" + detail::redact_url(e) +
                                     "' is not an http(s)://host:port URL");
       }
       while (e.ends_with('/')) e.pop_back();
@@ -674,58 +602,45 @@ class store {
   read_result<value_type, token_type> read(const key_type& key) {
     using rr = read_result<value_type, token_type>;
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    const std::string body = "{\"key\":\"" + k + "\"}";
+    const detail::etcd::json body = {{"key", detail::base64_encode(key)}};
     auto doc = call(&member::range, body, false);
     // A read changes nothing: try each other member once before answering a failure.
     for (std::size_t tried = 1; !doc.ok && doc.moved && tried < members_.size(); ++tried) {
       doc = call(&member::range, body, false);
     }
     if (!doc.ok) return rr::make_failed(as_read(doc.status), std::move(doc.error));
-    return range_answer<rr>(doc.body);
+    return detail::etcd::range_answer<rr>(doc.body);
   }
 
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
                                           const value_type& value) {
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    return txn(
-        k,
-        "{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" + std::to_string(token) +
-            "\",\"result\":\"EQUAL\"}",
-        "{\"request_put\":{\"key\":\"" + k + "\",\"value\":\"" + detail::json::base64_encode(value) + "\"}}",
-        write_status::conflict, true);
+    const std::string k = detail::base64_encode(key);
+    return txn(k, mod_equals(k, token), put(k, value), write_status::conflict, true);
   }
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    return txn(
-        k, "{\"key\":\"" + k + "\",\"target\":\"CREATE\",\"create_revision\":\"0\",\"result\":\"EQUAL\"}",
-        "{\"request_put\":{\"key\":\"" + k + "\",\"value\":\"" + detail::json::base64_encode(value) + "\"}}",
-        write_status::exists, true);
+    const std::string k = detail::base64_encode(key);
+    const detail::etcd::json absent = {
+        {"key", k}, {"target", "CREATE"}, {"create_revision", "0"}, {"result", "EQUAL"}};
+    return txn(k, absent, put(k, value), write_status::exists, true);
   }
 
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
     check_key(key);
-    const std::string k = detail::json::base64_encode(key);
-    return txn(k,
-               "{\"key\":\"" + k + "\",\"target\":\"MOD\",\"mod_revision\":\"" + std::to_string(token) +
-                   "\",\"result\":\"EQUAL\"}",
-               "{\"request_delete_range\":{\"key\":\"" + k + "\"}}", write_status::conflict, false);
+    const std::string k = detail::base64_encode(key);
+    const detail::etcd::json erase = {{"request_delete_range", {{"key", k}}}};
+    return txn(k, mod_equals(k, token), erase, write_status::conflict, false);
   }
 
   /// The unconditional put that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
     check_key(key);
-    auto doc = call(&member::put,
-                    "{\"key\":\"" + detail::json::base64_encode(key) + "\",\"value\":\"" +
-                        detail::json::base64_encode(value) + "\"}",
-                    true);
+    auto doc = call(&member::put, put(detail::base64_encode(key), value)["request_put"], true);
     if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
-    const detail::json::value* h = doc.body.find("header");
-    const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+    const auto rev = detail::etcd::header_revision(doc.body);
     return rev ? wr::make_applied(*rev) : wr::make_applied();
   }
 
@@ -749,7 +664,7 @@ class store {
     bool moved = false;  // the member failed; the next call goes to another
     write_status status = write_status::permanent;
     store_error error;
-    detail::json::value body;
+    detail::etcd::json body;
   };
 
   static std::vector<std::string> split_endpoints(const std::string& list) {
@@ -778,30 +693,38 @@ class store {
     return s == write_status::permanent ? read_status::permanent : read_status::transient;
   }
 
-  answer call(std::string member::*url, const std::string& body, bool may_write) {
+  static detail::etcd::json mod_equals(const std::string& k, token_type token) {
+    return {{"key", k}, {"target", "MOD"}, {"mod_revision", std::to_string(token)}, {"result", "EQUAL"}};
+  }
+  static detail::etcd::json put(const std::string& k, const value_type& value) {
+    return {{"request_put", {{"key", k}, {"value", detail::base64_encode(value)}}}};
+  }
+
+  answer call(std::string member::*url, const detail::etcd::json& request, bool may_write) {
     answer out;
     const member& m = members_[current_];
-    detail::curl::response r = http_.perform("POST", m.*url, body, {"Content-Type: application/json"});
+    detail::curl::response r =
+        http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
       out.status = detail::curl::classify_transport(r, may_write);
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + m.url + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(m.url) + ")"};
       if (out.status != write_status::permanent) move_on(out);
       return out;
     }
-    auto doc = detail::json::parse(r.body);
-    if (r.status != 200 || !doc || doc->find("error") != nullptr) {
+    auto doc = detail::etcd::parse_answer(r.body);
+    if (r.status != 200 || !doc || (doc->is_object() && doc->contains("error"))) {
       // gRPC status in the gateway's error body.
-      const auto code = doc ? detail::json::find_int64(*doc, "code") : std::nullopt;
-      const detail::json::value* msg = doc ? doc->find("message") : nullptr;
-      const std::int64_t c = code.value_or(-1);
+      const std::int64_t c = (doc ? detail::etcd::int64_member(*doc, "code") : std::nullopt).value_or(-1);
       if (c == 14 || c == 4 || c == 10 || (c == -1 && r.status >= 500)) {
         out.status = may_write ? write_status::indeterminate : write_status::transient;
         if (c != 10) move_on(out);  // Unavailable, DeadlineExceeded, 5xx: this member cannot serve now
       } else {
         out.status = write_status::permanent;
       }
+      const std::string* msg = doc ? detail::etcd::string_member(*doc, "message") : nullptr;
       out.error = {"http " + std::to_string(r.status) + " grpc " + std::to_string(c),
-                   msg && msg->type == detail::json::value::kind::string ? msg->text : r.body.substr(0, 200)};
+                   msg != nullptr ? *msg : r.body.substr(0, 200)};
       return out;
     }
     out.ok = true;
@@ -810,55 +733,16 @@ class store {
     return out;
   }
 
-  // A range answer (top-level or inside a txn response) -> read_result.
-  template <class RR>
-  static RR range_answer(const detail::json::value& range) {
-    const detail::json::value* kvs = range.find("kvs");
-    if (kvs == nullptr || kvs->type != detail::json::value::kind::array || kvs->items.empty()) {
-      return RR::make_absent();
-    }
-    const detail::json::value& kv = kvs->items.front();
-    const auto rev = detail::json::find_int64(kv, "mod_revision");
-    const detail::json::value* v = kv.find("value");
-    std::optional<std::string> value;  // a base64 string; the gateway omits an empty value
-    if (v == nullptr)
-      value = "";
-    else if (v->type == detail::json::value::kind::string)
-      value = detail::json::base64_decode(v->text);
-    if (!rev || !value)
-      return RR::make_failed(read_status::permanent, {"json", "malformed kv in etcd answer"});
-    return RR::make_found(std::move(*value), *rev);
-  }
-
   // txn { compare } success [ then ] failure [ range(key) ].
-  write_result<token_type> txn(const std::string& k, const std::string& compare, const std::string& then,
-                               write_status on_compare_failed, bool is_put) {
-    using wr = write_result<token_type>;
-    auto doc = call(&member::txn,
-                    "{\"compare\":[" + compare + "],\"success\":[" + then +
-                        "],\"failure\":[{\"request_range\":{\"key\":\"" + k + "\"}}]}",
-                    true);
-    if (!doc.ok) return wr::make_failed(doc.status, std::move(doc.error));
-    const detail::json::value* succeeded = doc.body.find("succeeded");
-    if (succeeded != nullptr && succeeded->type == detail::json::value::kind::boolean && succeeded->boolean) {
-      if (!is_put) return wr::make_applied();
-      const detail::json::value* h = doc.body.find("header");
-      const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
-      return rev ? wr::make_applied(*rev) : wr::make_applied();
-    }
-    if (on_compare_failed == write_status::exists) return wr::make_exists();
-    // The failure branch's range tells a moved key (conflict) from a missing one (absent).
-    const detail::json::value* responses = doc.body.find("responses");
-    const detail::json::value* range = nullptr;
-    if (responses != nullptr && responses->type == detail::json::value::kind::array &&
-        !responses->items.empty()) {
-      range = responses->items.front().find("response_range");
-    }
-    if (range == nullptr)
-      return wr::make_failed(write_status::permanent, {"json", "txn answer without its range"});
-    const detail::json::value* kvs = range->find("kvs");
-    const bool found = kvs != nullptr && kvs->type == detail::json::value::kind::array && !kvs->items.empty();
-    return found ? wr::make_conflict() : wr::make_absent();
+  write_result<token_type> txn(const std::string& k, const detail::etcd::json& compare,
+                               const detail::etcd::json& then, write_status on_compare_failed, bool is_put) {
+    const detail::etcd::json request = {
+        {"compare", detail::etcd::json::array({compare})},
+        {"success", detail::etcd::json::array({then})},
+        {"failure", detail::etcd::json::array({{{"request_range", {{"key", k}}}}})}};
+    auto doc = call(&member::txn, request, true);
+    if (!doc.ok) return write_result<token_type>::make_failed(doc.status, std::move(doc.error));
+    return detail::etcd::txn_answer(doc.body, on_compare_failed, is_put);
   }
 
   std::vector<member> members_;

@@ -37,6 +37,9 @@
 // expires after its TTL; a key put under it goes with it). keepalive / revoke without an answer
 // are `unknown`. One endpoint (the first of a list).
 //
+// The gateway JSON is read with nlohmann/json (the strict reads of adapters/etcd.hpp); link
+// noclobber::etcd.
+//
 // Thread safety: one backend is one libcurl handle: one thread at a time (lease_lock_map
 // serialises its calls under its own mutex). No user code runs inside.
 #pragma once
@@ -49,6 +52,97 @@
 #include <string>
 #include <utility>
 
+// ---- begin noclobber/adapters/detail/base64.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// noclobber/adapters/detail/base64.hpp — standard base64 (RFC 4648 §4, with padding) both ways,
+// for the etcd JSON gateway, which sends keys and values as base64 strings.
+//
+// Decoding is strict: a length that is not a multiple of 4, a character outside the standard
+// alphabet, or padding anywhere but the last one or two places of the last group is refused
+// (nullopt), never skipped or guessed around. Unused low bits in a padded last group are not
+// checked (RFC 4648 §3.5 lets a decoder ignore them), so "QR==" decodes as "A", like "QQ==".
+//
+// Thread safety: pure functions.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace noclobber::detail {
+
+inline std::string base64_encode(std::string_view in) {
+  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
+                            (static_cast<unsigned char>(in[i + 1]) << 8) |
+                            static_cast<unsigned char>(in[i + 2]);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += tbl[n & 63];
+  }
+  if (i + 1 == in.size()) {
+    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const std::uint32_t n =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+/// nullopt on a character outside the standard alphabet or a bad length.
+[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = in[i + static_cast<std::size_t>(k)];
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else {
+        if (pad != 0) return std::nullopt;
+        v[k] = val(c);
+        if (v[k] < 0) return std::nullopt;
+      }
+    }
+    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                            (static_cast<std::uint32_t>(v[1]) << 12) |
+                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    out += static_cast<char>((n >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(n & 0xFF);
+  }
+  return out;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// ---- end noclobber/adapters/detail/base64.hpp
 // ---- begin noclobber/adapters/detail/curl_easy.hpp (inlined; guarded: other companions may inline it too)
 #ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
 #define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
@@ -83,7 +177,109 @@
 #include <string_view>
 #include <vector>
 
+// ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// noclobber/adapters/detail/redact.hpp — the one place where the adapters take secrets out of the
+// words they hand back (store_error messages, exception messages, reports).
+//
+// Overview
+// --------
+//   redact(text, secrets)        every occurrence of each non-empty secret replaced by
+//                                "[redacted]" (what a server or a client library echoes back)
+//   url_password(url)            the password of a URL's user:password@ part ("" when none)
+//   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
+//                                "[redacted]@", the form every message that names a URL uses
+//   redact(store_error, secrets) the same for a store_error's code and message
+//   url_secrets(url)             what redact() must take out of messages about a request to `url`:
+//                                the password, and the base64 of "user:password" (the Basic
+//                                Authorization header a server may echo)
+//
+// Every adapter that holds a secret (a PostgreSQL password, an S3 secret key or session token, a
+// password in an http(s) URL) passes each message it builds through these before it leaves.
+// Std-only: no client library is needed.
+//
+// Thread safety: pure functions. No user code is called.
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "../noclobber.hpp"  // was: noclobber/outcome.hpp
+
+namespace noclobber::detail {
+
+inline constexpr std::string_view redacted_mark = "[redacted]";
+
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]".
+[[nodiscard]] inline std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (std::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, secret.size(), redacted_mark);
+      at += redacted_mark.size();
+    }
+  }
+  return text;
+}
+
+/// The same for a list of secrets built at run time.
+[[nodiscard]] inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& s : secrets) text = redact(std::move(text), {std::string_view(s)});
+  return text;
+}
+
+/// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
+/// or an empty view when it has none.
+[[nodiscard]] inline std::string_view url_userinfo(std::string_view url) noexcept {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  const std::size_t from = scheme_end + 3;
+  const std::size_t authority_end = url.find_first_of("/?#", from);
+  const std::string_view authority =
+      url.substr(from, authority_end == std::string_view::npos ? url.npos : authority_end - from);
+  const std::size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return {};
+  return authority.substr(0, at);
+}
+
+/// The password of a URL's user:password@ part, or "".
+[[nodiscard]] inline std::string_view url_password(std::string_view url) noexcept {
+  const std::string_view userinfo = url_userinfo(url);
+  const std::size_t colon = userinfo.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+}
+
+/// `url` with its user:password@ part replaced by "[redacted]@" (unchanged when it has none).
+[[nodiscard]] inline std::string redact_url(std::string url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (userinfo.empty()) return url;
+  const auto from = static_cast<std::size_t>(userinfo.data() - url.data());
+  url.replace(from, userinfo.size(), redacted_mark);
+  return url;
+}
+
+/// What must never appear in a message about a request to `url`: its password, its whole
+/// userinfo, and the base64 of the userinfo (the Basic credentials sent for it). Empty when the
+/// URL carries no password.
+[[nodiscard]] inline std::vector<std::string> url_secrets(std::string_view url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (url_password(url).empty()) return {};
+  return {std::string(userinfo), base64_encode(userinfo), std::string(url_password(url))};
+}
+
+/// `e` with redact() applied to its code and its message.
+[[nodiscard]] inline store_error redact(store_error e, const std::vector<std::string>& secrets) {
+  e.code = redact(std::move(e.code), secrets);
+  e.message = redact(std::move(e.message), secrets);
+  return e;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// ---- end noclobber/adapters/detail/redact.hpp
 
 namespace noclobber::detail::curl {
 
@@ -255,6 +451,12 @@ class easy {
     out.code = curl_easy_perform(h);
     once.finish(out, errbuf);
     if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
+    // A user:password@ URL: its secrets leave no error text, and no answer that is not a
+    // success (the only bodies that end up in messages; a 2xx body is the caller's data).
+    if (const std::vector<std::string> secrets = url_secrets(url); !secrets.empty()) {
+      out.error = redact(std::move(out.error), secrets);
+      if (out.status < 200 || out.status >= 300) out.body = redact(std::move(out.body), secrets);
+    }
     return out;
   }
 
@@ -297,357 +499,14 @@ class easy {
 }  // namespace noclobber::detail::curl
 #endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
 // ---- end noclobber/adapters/detail/curl_easy.hpp
-// ---- begin noclobber/adapters/detail/json_lite.hpp (inlined; guarded: other companions may inline it too)
-#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
-#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
-// noclobber/adapters/detail/json_lite.hpp — just enough JSON and base64 for etcd's v3 JSON
-// gateway: a strict parser into a small tree (numbers kept as their text), object lookup, and
-// standard base64 both ways. Not a general JSON library; its input is etcd's answers.
-//
-// Thread safety: plain values and pure functions.
-
-#include <charconv>
-#include <cstddef>
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <system_error>
-#include <utility>
-#include <vector>
-
-namespace noclobber::detail::json {
-
-struct value {
-  enum class kind : unsigned char { null, boolean, number, string, array, object } type = kind::null;
-  bool boolean = false;
-  std::string text;                // string contents, or a number's text
-  std::vector<value> items;        // array elements
-  std::vector<std::string> names;  // object member names, parallel to `members`
-  std::vector<value> members;      // object member values
-
-  /// The member named `key`, or nullptr (also when this is not an object).
-  [[nodiscard]] const value* find(std::string_view key) const noexcept {
-    if (type != kind::object) return nullptr;
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == key) return &members[i];
-    }
-    return nullptr;
-  }
-};
-
-namespace parse_detail {
-struct parser {
-  std::string_view s;
-  std::size_t i = 0;
-  int depth = 0;
-
-  void ws() noexcept {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) ++i;
-  }
-  bool lit(std::string_view w) noexcept {
-    if (s.substr(i, w.size()) != w) return false;
-    i += w.size();
-    return true;
-  }
-  static void put_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-  bool hex4(std::uint32_t& cp) noexcept {
-    if (i + 4 > s.size()) return false;
-    cp = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = s[i++];
-      cp <<= 4;
-      if (c >= '0' && c <= '9')
-        cp |= static_cast<std::uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        cp |= static_cast<std::uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        cp |= static_cast<std::uint32_t>(c - 'A' + 10);
-      else
-        return false;
-    }
-    return true;
-  }
-  bool string(std::string& out) {
-    if (i >= s.size() || s[i] != '"') return false;
-    ++i;
-    while (i < s.size()) {
-      const char c = s[i++];
-      if (c == '"') return true;
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i >= s.size()) return false;
-      switch (s[i++]) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xDC00 && cp < 0xE000) return false;  // a low surrogate without its high one
-          if (cp >= 0xD800 && cp < 0xDC00) {
-            std::uint32_t lo = 0;
-            if (!lit("\\u") || !hex4(lo) || lo < 0xDC00 || lo >= 0xE000) return false;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          put_utf8(out, cp);
-          break;
-        }
-        default:
-          return false;
-      }
-    }
-    return false;
-  }
-  bool digit() const noexcept { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
-  bool digits() noexcept {
-    if (!digit()) return false;
-    while (digit()) ++i;
-    return true;
-  }
-  // RFC 8259: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-  bool number(std::string& out) {
-    const std::size_t start = i;
-    if (i < s.size() && s[i] == '-') ++i;
-    if (i < s.size() && s[i] == '0') {
-      ++i;
-    } else if (!digits()) {
-      return false;
-    }
-    if (i < s.size() && s[i] == '.') {
-      ++i;
-      if (!digits()) return false;
-    }
-    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-      ++i;
-      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-      if (!digits()) return false;
-    }
-    out.assign(s.substr(start, i - start));
-    return true;
-  }
-  bool parse(value& v) {
-    if (++depth > 64) return false;
-    ws();
-    if (i >= s.size()) return false;
-    bool ok = true;
-    switch (s[i]) {
-      case '{': {
-        v.type = value::kind::object;
-        ++i;
-        ws();
-        if (i < s.size() && s[i] == '}') {
-          ++i;
-          break;
-        }
-        while (ok) {
-          std::string name;
-          value member;
-          ws();
-          ok = string(name);
-          ws();
-          ok = ok && i < s.size() && s[i++] == ':' && parse(member);
-          if (!ok) break;
-          v.names.push_back(std::move(name));
-          v.members.push_back(std::move(member));
-          ws();
-          if (i < s.size() && s[i] == ',') {
-            ++i;
-            continue;
-          }
-          ok = i < s.size() && s[i++] == '}';
-          break;
-        }
-        break;
-      }
-      case '[': {
-        v.type = value::kind::array;
-        ++i;
-        ws();
-        if (i < s.size() && s[i] == ']') {
-          ++i;
-          break;
-        }
-        while (ok) {
-          value item;
-          ok = parse(item);
-          if (!ok) break;
-          v.items.push_back(std::move(item));
-          ws();
-          if (i < s.size() && s[i] == ',') {
-            ++i;
-            continue;
-          }
-          ok = i < s.size() && s[i++] == ']';
-          break;
-        }
-        break;
-      }
-      case '"':
-        v.type = value::kind::string;
-        ok = string(v.text);
-        break;
-      case 't':
-        v.type = value::kind::boolean;
-        v.boolean = true;
-        ok = lit("true");
-        break;
-      case 'f':
-        v.type = value::kind::boolean;
-        ok = lit("false");
-        break;
-      case 'n':
-        ok = lit("null");
-        break;
-      default:
-        v.type = value::kind::number;
-        ok = number(v.text);
-    }
-    --depth;
-    return ok;
-  }
-};
-}  // namespace parse_detail
-
-/// Parses a whole document; nullopt when it is not valid JSON (or nests deeper than 64).
-[[nodiscard]] inline std::optional<value> parse(std::string_view text) {
-  parse_detail::parser p{text};
-  value v;
-  if (!p.parse(v)) return std::nullopt;
-  p.ws();
-  if (p.i != text.size()) return std::nullopt;
-  return v;
-}
-
-/// A member that is an integer, given as a JSON string or number (etcd sends int64 as strings).
-[[nodiscard]] inline std::optional<std::int64_t> find_int64(const value& obj, std::string_view key) noexcept {
-  const value* m = obj.find(key);
-  if (m == nullptr || (m->type != value::kind::string && m->type != value::kind::number) || m->text.empty()) {
-    return std::nullopt;
-  }
-  // An optional '-' and digits, nothing else (from_chars takes no '+' or spaces), within int64.
-  const std::string& t = m->text;
-  std::int64_t x = 0;
-  const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
-  if (ec != std::errc{} || end != t.data() + t.size()) return std::nullopt;
-  return x;
-}
-
-inline std::string base64_encode(std::string_view in) {
-  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
-                            (static_cast<unsigned char>(in[i + 1]) << 8) |
-                            static_cast<unsigned char>(in[i + 2]);
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += tbl[(n >> 6) & 63];
-    out += tbl[n & 63];
-  }
-  if (i + 1 == in.size()) {
-    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    const std::uint32_t n =
-        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += tbl[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-/// nullopt on a character outside the standard alphabet or a bad length.
-[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = in[i + static_cast<std::size_t>(k)];
-      if (c == '=' && i + 4 == in.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-      } else {
-        if (pad != 0) return std::nullopt;
-        v[k] = val(c);
-        if (v[k] < 0) return std::nullopt;
-      }
-    }
-    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
-                            (static_cast<std::uint32_t>(v[1]) << 12) |
-                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
-    out += static_cast<char>((n >> 16) & 0xFF);
-    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
-    if (pad < 1) out += static_cast<char>(n & 0xFF);
-  }
-  return out;
-}
-
-}  // namespace noclobber::detail::json
-#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_JSON_LITE_HPP
-// ---- end noclobber/adapters/detail/json_lite.hpp
+#include "etcd.hpp"
 
 namespace noclobber::etcd {
 
 /// Lease locks on etcd; see the overview. Not thread-safe (one HTTP handle).
 class lease_backend {
+  using json_value = nlohmann::json;
+
  public:
   using key_type = std::string;
 
@@ -658,8 +517,8 @@ class lease_backend {
     endpoint = endpoint.substr(0, endpoint.find(','));
     while (endpoint.ends_with('/')) endpoint.pop_back();
     if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
-      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" + endpoint +
-                                  "' is not an http(s)://host:port URL");
+      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" +
+                                  detail::redact_url(endpoint) + "' is not an http(s)://host:port URL");
     url_ = std::move(endpoint);
   }
 
@@ -667,28 +526,37 @@ class lease_backend {
     check_key(key);
     // Phase 1: a lease of ceil(ttl) seconds.
     const std::int64_t seconds = std::max<std::int64_t>(1, (ttl.count() + 999) / 1000);
-    answer g = call("/v3/lease/grant", "{\"TTL\":\"" + std::to_string(seconds) + "\"}");
+    answer g = call("/v3/lease/grant", {{"TTL", std::to_string(seconds)}});
     if (!g.ok) return {lease_status::failed, {}, g.error};
-    const auto id = detail::json::find_int64(g.body, "ID");
-    const auto granted = detail::json::find_int64(g.body, "TTL");
+    const auto id = noclobber::json::int64_member(g.body, "ID");
+    const auto granted = noclobber::json::int64_member(g.body, "TTL");
     if (!id || !granted) return {lease_status::failed, {}, {"json", "lease grant without ID or TTL"}};
+    // etcd grants 1 to 9,000,000,000 s (MaxLeaseTTL); anything else is no grant, and a larger
+    // figure would overflow the local deadline (seconds -> ns).
+    if (*granted < 1 || *granted > max_lease_ttl_s) {
+      return {lease_status::failed,
+              {},
+              {"json", "lease grant with TTL " + std::to_string(*granted) + " s, outside etcd's 1 to " +
+                           std::to_string(max_lease_ttl_s)}};
+    }
     const std::string owner = std::to_string(*id);
     // Phase 2: create the lock key under the lease, if nobody holds it.
-    const std::string k = detail::json::base64_encode(prefix_ + key);
-    answer t =
-        call("/v3/kv/txn", "{\"compare\":[{\"key\":\"" + k +
-                               "\",\"target\":\"CREATE\",\"create_revision\":\"0\",\"result\":\"EQUAL\"}],"
-                               "\"success\":[{\"request_put\":{\"key\":\"" +
-                               k + "\",\"value\":\"" + detail::json::base64_encode(owner) +
-                               "\",\"lease\":\"" + owner + "\"}}]}");
+    const std::string k = noclobber::detail::base64_encode(prefix_ + key);
+    const json_value txn = {
+        {"compare", json_value::array(
+                        {{{"key", k}, {"target", "CREATE"}, {"create_revision", "0"}, {"result", "EQUAL"}}})},
+        {"success",
+         json_value::array(
+             {{{"request_put",
+                {{"key", k}, {"value", noclobber::detail::base64_encode(owner)}, {"lease", owner}}}}})}};
+    answer t = call("/v3/kv/txn", txn);
     if (!t.ok) return {lease_status::failed, {}, t.error};
-    const detail::json::value* ok = t.body.find("succeeded");
-    if (ok == nullptr || ok->type != detail::json::value::kind::boolean || !ok->boolean) {
-      (void)call("/v3/kv/lease/revoke", "{\"ID\":\"" + owner + "\"}");  // unused: it would expire anyway
+    const auto ok = t.body.find("succeeded");
+    if (ok == t.body.end() || !ok->is_boolean() || !ok->get<bool>()) {
+      (void)call("/v3/kv/lease/revoke", {{"ID", owner}});  // unused: it would expire anyway
       return {lease_status::busy, {}, {}};
     }
-    const detail::json::value* h = t.body.find("header");
-    const auto rev = h ? detail::json::find_int64(*h, "revision") : std::nullopt;
+    const auto rev = detail::etcd::header_revision(t.body);
     if (!rev || *rev <= 0) return {lease_status::failed, {}, {"json", "txn answer without a revision"}};
     return {lease_status::acquired,
             lease_grant{static_cast<fencing_token>(*rev), owner, std::chrono::seconds(*granted)},
@@ -697,16 +565,16 @@ class lease_backend {
 
   lease_check extend(const key_type& key, const lease_grant& g, std::chrono::milliseconds /*ttl*/) {
     check_key(key);
-    answer a = call("/v3/lease/keepalive", "{\"ID\":\"" + g.owner + "\"}");
+    answer a = call("/v3/lease/keepalive", {{"ID", g.owner}});
     if (!a.ok) return lease_check::unknown;
-    const detail::json::value* r = a.body.find("result");
-    const auto ttl = r ? detail::json::find_int64(*r, "TTL") : std::nullopt;
+    const auto r = a.body.find("result");
+    const auto ttl = r != a.body.end() ? noclobber::json::int64_member(*r, "TTL") : std::nullopt;
     return ttl && *ttl > 0 ? lease_check::held : lease_check::lost;
   }
 
   lease_check release(const key_type& key, const lease_grant& g) {
     check_key(key);
-    answer a = call("/v3/kv/lease/revoke", "{\"ID\":\"" + g.owner + "\"}");
+    answer a = call("/v3/kv/lease/revoke", {{"ID", g.owner}});
     if (a.ok) return lease_check::held;
     return a.grpc_code == 5 ? lease_check::lost : lease_check::unknown;  // 5: NotFound (expired)
   }
@@ -719,23 +587,28 @@ class lease_backend {
     bool ok = false;
     std::int64_t grpc_code = -1;
     store_error error;
-    detail::json::value body;
+    json_value body;  // an object (call() checks)
   };
+
+  static constexpr std::int64_t max_lease_ttl_s = 9'000'000'000;  // etcd's MaxLeaseTTL
 
   static void check_key(const key_type& key) {
     if (key.empty()) throw std::invalid_argument("noclobber::etcd::lease_backend: empty lock key");
   }
 
-  answer call(const char* path, const std::string& body) {
+  answer call(const char* path, const json_value& request) {
     answer out;
-    detail::curl::response r = http_.perform("POST", url_ + path, body, {"Content-Type: application/json"});
+    detail::curl::response r =
+        http_.perform("POST", url_ + path, request.dump(), {"Content-Type: application/json"});
     if (!r.transport_ok()) {
-      out.error = {"curl " + std::to_string(static_cast<int>(r.code)), r.error + " (" + url_ + ")"};
+      out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
+                   r.error + " (" + detail::redact_url(url_) + ")"};
       return out;
     }
-    auto doc = detail::json::parse(r.body);
-    if (r.status != 200 || !doc || doc->find("error") != nullptr) {
-      out.grpc_code = doc ? detail::json::find_int64(*doc, "code").value_or(-1) : -1;
+    auto doc = detail::etcd::parse_answer(r.body);
+    if (doc && !doc->is_object()) doc.reset();
+    if (r.status != 200 || !doc || doc->contains("error")) {
+      out.grpc_code = doc ? noclobber::json::int64_member(*doc, "code").value_or(-1) : -1;
       out.error = {"http " + std::to_string(r.status) + " grpc " + std::to_string(out.grpc_code),
                    r.body.substr(0, 200)};
       return out;

@@ -40,13 +40,207 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "../noclobber.hpp"  // was: noclobber/conditional_writer.hpp
+// ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// noclobber/adapters/detail/redact.hpp — the one place where the adapters take secrets out of the
+// words they hand back (store_error messages, exception messages, reports).
+//
+// Overview
+// --------
+//   redact(text, secrets)        every occurrence of each non-empty secret replaced by
+//                                "[redacted]" (what a server or a client library echoes back)
+//   url_password(url)            the password of a URL's user:password@ part ("" when none)
+//   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
+//                                "[redacted]@", the form every message that names a URL uses
+//   redact(store_error, secrets) the same for a store_error's code and message
+//   url_secrets(url)             what redact() must take out of messages about a request to `url`:
+//                                the password, and the base64 of "user:password" (the Basic
+//                                Authorization header a server may echo)
+//
+// Every adapter that holds a secret (a PostgreSQL password, an S3 secret key or session token, a
+// password in an http(s) URL) passes each message it builds through these before it leaves.
+// Std-only: no client library is needed.
+//
+// Thread safety: pure functions. No user code is called.
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin noclobber/adapters/detail/base64.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// noclobber/adapters/detail/base64.hpp — standard base64 (RFC 4648 §4, with padding) both ways,
+// for the etcd JSON gateway, which sends keys and values as base64 strings.
+//
+// Decoding is strict: a length that is not a multiple of 4, a character outside the standard
+// alphabet, or padding anywhere but the last one or two places of the last group is refused
+// (nullopt), never skipped or guessed around. Unused low bits in a padded last group are not
+// checked (RFC 4648 §3.5 lets a decoder ignore them), so "QR==" decodes as "A", like "QQ==".
+//
+// Thread safety: pure functions.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace noclobber::detail {
+
+inline std::string base64_encode(std::string_view in) {
+  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
+                            (static_cast<unsigned char>(in[i + 1]) << 8) |
+                            static_cast<unsigned char>(in[i + 2]);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += tbl[n & 63];
+  }
+  if (i + 1 == in.size()) {
+    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const std::uint32_t n =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+/// nullopt on a character outside the standard alphabet or a bad length.
+[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = in[i + static_cast<std::size_t>(k)];
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else {
+        if (pad != 0) return std::nullopt;
+        v[k] = val(c);
+        if (v[k] < 0) return std::nullopt;
+      }
+    }
+    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                            (static_cast<std::uint32_t>(v[1]) << 12) |
+                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    out += static_cast<char>((n >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(n & 0xFF);
+  }
+  return out;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// ---- end noclobber/adapters/detail/base64.hpp
+#include "../noclobber.hpp"  // was: noclobber/outcome.hpp
+
+namespace noclobber::detail {
+
+inline constexpr std::string_view redacted_mark = "[redacted]";
+
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]".
+[[nodiscard]] inline std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (std::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, secret.size(), redacted_mark);
+      at += redacted_mark.size();
+    }
+  }
+  return text;
+}
+
+/// The same for a list of secrets built at run time.
+[[nodiscard]] inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& s : secrets) text = redact(std::move(text), {std::string_view(s)});
+  return text;
+}
+
+/// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
+/// or an empty view when it has none.
+[[nodiscard]] inline std::string_view url_userinfo(std::string_view url) noexcept {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  const std::size_t from = scheme_end + 3;
+  const std::size_t authority_end = url.find_first_of("/?#", from);
+  const std::string_view authority =
+      url.substr(from, authority_end == std::string_view::npos ? url.npos : authority_end - from);
+  const std::size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return {};
+  return authority.substr(0, at);
+}
+
+/// The password of a URL's user:password@ part, or "".
+[[nodiscard]] inline std::string_view url_password(std::string_view url) noexcept {
+  const std::string_view userinfo = url_userinfo(url);
+  const std::size_t colon = userinfo.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+}
+
+/// `url` with its user:password@ part replaced by "[redacted]@" (unchanged when it has none).
+[[nodiscard]] inline std::string redact_url(std::string url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (userinfo.empty()) return url;
+  const auto from = static_cast<std::size_t>(userinfo.data() - url.data());
+  url.replace(from, userinfo.size(), redacted_mark);
+  return url;
+}
+
+/// What must never appear in a message about a request to `url`: its password, its whole
+/// userinfo, and the base64 of the userinfo (the Basic credentials sent for it). Empty when the
+/// URL carries no password.
+[[nodiscard]] inline std::vector<std::string> url_secrets(std::string_view url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (url_password(url).empty()) return {};
+  return {std::string(userinfo), base64_encode(userinfo), std::string(url_password(url))};
+}
+
+/// `e` with redact() applied to its code and its message.
+[[nodiscard]] inline store_error redact(store_error e, const std::vector<std::string>& secrets) {
+  e.code = redact(std::move(e.code), secrets);
+  e.message = redact(std::move(e.message), secrets);
+  return e;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// ---- end noclobber/adapters/detail/redact.hpp
 
 namespace noclobber::postgres {
 
@@ -68,6 +262,48 @@ struct result_deleter {
   void operator()(PGresult* r) const noexcept { PQclear(r); }
 };
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+struct conninfo_options_deleter {
+  void operator()(PQconninfoOption* o) const noexcept { PQconninfoFree(o); }
+};
+using conninfo_options = std::unique_ptr<PQconninfoOption, conninfo_options_deleter>;
+
+/// The options written in `conninfo` (key=value or URI form), or null when libpq cannot parse
+/// it. libpq's error text is dropped unread: it may quote the conninfo, password included.
+inline conninfo_options parse_conninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  conninfo_options options(PQconninfoParse(conninfo.c_str(), &error));
+  if (error != nullptr) PQfreemem(error);
+  return options;
+}
+
+/// libpq marks the options to hide (password, sslpassword) with dispchar "*".
+inline bool secret_option(const PQconninfoOption& o) noexcept {
+  return o.dispchar != nullptr && o.dispchar[0] == '*';
+}
+
+/// `conninfo` for a message: "host=… port=… dbname=… user=…", the secret options left out.
+inline std::string describe_conninfo(const std::string& conninfo) {
+  const conninfo_options options = parse_conninfo(conninfo);
+  if (!options) return "a conninfo libpq cannot parse";
+  std::string out;
+  for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0' || secret_option(*o)) continue;
+    if (!out.empty()) out += ' ';
+    out += std::string(o->keyword) + "=" + o->val;
+  }
+  return out;
+}
+
+/// The values of the secret options in `conninfo`: no message may contain them.
+inline std::vector<std::string> conninfo_secrets(const std::string& conninfo) {
+  std::vector<std::string> out;
+  const conninfo_options options = parse_conninfo(conninfo);
+  for (const PQconninfoOption* o = options.get(); o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && *o->val != '\0' && secret_option(*o)) out.emplace_back(o->val);
+  }
+  return out;
+}
 
 inline std::int64_t read_be_int64(const char* p) noexcept {
   std::uint64_t v = 0;
@@ -104,10 +340,12 @@ struct exec_result {
   }
 };
 
-/// One statement parameter: text, or binary bytes (bytea, or an int8 in network byte order).
+/// One statement parameter: text, or binary bytes (bytea, or an int8 in network byte order), or
+/// SQL NULL.
 struct param {
   std::string_view data;
   bool binary = false;
+  bool is_null = false;
 };
 
 /// One libpq connection. Reconnects (PQreset) lazily when the server dropped it.
@@ -115,24 +353,38 @@ struct param {
 class connection {
  public:
   /// Connects at once; throws std::runtime_error naming the server's message when it cannot.
-  explicit connection(std::string conninfo) : conninfo_(std::move(conninfo)) {
+  /// Neither that message nor any store_error of this connection contains the conninfo's
+  /// password (the conninfo is shown with its secret options left out: detail::describe_conninfo).
+  explicit connection(std::string conninfo)
+      : conninfo_(std::move(conninfo)), secrets_(detail::conninfo_secrets(conninfo_)) {
     if (conninfo_.empty()) throw std::invalid_argument("noclobber::postgres::connection: empty conninfo");
+    if (!detail::parse_conninfo(conninfo_)) {
+      // libpq's own words for a malformed conninfo quote it ("missing "=" after …"): not shown.
+      throw std::invalid_argument(
+          "noclobber::postgres::connection: libpq cannot parse the conninfo "
+          "(a key=value list or a postgresql:// URI; its text is not shown, it may hold a "
+          "password)");
+    }
     conn_ = PQconnectdb(conninfo_.c_str());
     if (PQstatus(conn_) != CONNECTION_OK) {
-      std::string msg = PQerrorMessage(conn_);
+      std::string msg = last_error();
       PQfinish(conn_);
       conn_ = nullptr;
-      throw std::runtime_error("noclobber::postgres::connection: cannot connect (" + conninfo_ + "): " + msg);
+      throw std::runtime_error("noclobber::postgres::connection: cannot connect (" +
+                               detail::describe_conninfo(conninfo_) + "): " + msg);
     }
   }
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
   connection(connection&& o) noexcept
-      : conninfo_(std::move(o.conninfo_)), conn_(std::exchange(o.conn_, nullptr)) {}
+      : conninfo_(std::move(o.conninfo_)),
+        secrets_(std::move(o.secrets_)),
+        conn_(std::exchange(o.conn_, nullptr)) {}
   connection& operator=(connection&& o) noexcept {
     if (this != &o) {
       if (conn_) PQfinish(conn_);
       conninfo_ = std::move(o.conninfo_);
+      secrets_ = std::move(o.secrets_);
       conn_ = std::exchange(o.conn_, nullptr);
     }
     return *this;
@@ -142,6 +394,7 @@ class connection {
   }
 
   [[nodiscard]] PGconn* native_handle() const noexcept { return conn_; }
+  /// The conninfo as given, password included: never put it in a message (describe_conninfo).
   [[nodiscard]] const std::string& conninfo() const noexcept { return conninfo_; }
   /// The server's backend PID (for pg_terminate_backend in tests).
   [[nodiscard]] int backend_pid() const noexcept { return conn_ ? PQbackendPID(conn_) : 0; }
@@ -150,6 +403,11 @@ class connection {
   /// `may_write`: whether the statement can change data (decides indeterminate vs transient when
   /// the connection is lost mid-statement).
   exec_result exec(const char* sql, std::initializer_list<param> params, bool may_write) {
+    return exec(sql, std::span<const param>(params.begin(), params.size()), may_write);
+  }
+
+  /// The same, with a run-time number of parameters.
+  exec_result exec(const char* sql, std::span<const param> params, bool may_write) {
     if (!ensure_connected()) {
       return {
           nullptr, write_status::transient, {"08006", "connection lost and reset failed: " + last_error()}};
@@ -167,7 +425,9 @@ class connection {
     text_copies.reserve(params.size());
     std::size_t i = 0;
     for (const param& p : params) {
-      if (!p.binary) {
+      if (p.is_null) {
+        values[i] = nullptr;
+      } else if (!p.binary) {
         text_copies.emplace_back(p.data);
         values[i] = text_copies.back().c_str();
       }
@@ -197,13 +457,15 @@ class connection {
     PQreset(conn_);
     return PQstatus(conn_) == CONNECTION_OK;
   }
-  std::string last_error() const { return conn_ ? PQerrorMessage(conn_) : std::string("no connection"); }
+  std::string last_error() const {
+    return conn_ ? noclobber::detail::redact(PQerrorMessage(conn_), secrets_) : std::string("no connection");
+  }
 
   exec_result finish(detail::result_ptr r, bool may_write) {
     const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return {std::move(r), write_status::applied, {}};
     const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-    std::string msg = r ? PQresultErrorMessage(r.get()) : last_error();
+    std::string msg = r ? noclobber::detail::redact(PQresultErrorMessage(r.get()), secrets_) : last_error();
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     if (state == nullptr || PQstatus(conn_) != CONNECTION_OK) {
       // No SQLSTATE, or the connection broke: the statement may or may not have run.
@@ -215,6 +477,7 @@ class connection {
   }
 
   std::string conninfo_;
+  std::vector<std::string> secrets_;  // what no message of this connection may contain
   PGconn* conn_ = nullptr;
 };
 

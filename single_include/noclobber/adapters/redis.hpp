@@ -32,18 +32,20 @@
 // anything was sent to write is `transient`; LOADING, BUSY, TRYAGAIN, MASTERDOWN, READONLY, OOM
 // and CLUSTERDOWN replies are `transient`; other error replies are `permanent`.
 //
+// A record kept as a hash (one field per member plus a version field) is redis/hash_store.hpp;
+// both stores sit on redis/connection.hpp (reconnects, pipelines, MULTI/EXEC, scripts).
+//
 // Thread safety: a `store` is one connection: one thread at a time. `store_pool` is thread-safe
 // (one std::mutex around its free list; no user code runs under it).
 #pragma once
 
 #include <hiredis/hiredis.h>
 
-#include <array>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -53,19 +55,12 @@
 #include <utility>
 #include <vector>
 
+#include "redis/connection.hpp"
 #include "../noclobber.hpp"  // was: noclobber/conditional_writer.hpp
 
 namespace noclobber::redis {
 
-/// How write_if_match / erase_if_match make the compare and the write one step.
-enum class method : unsigned char { watch_multi_exec, lua_compare_and_set };
-
 namespace detail {
-struct reply_deleter {
-  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
 inline constexpr std::size_t stamp_size = 32;
 
 // KEYS[1] = key, ARGV[1] = expected stamp, ARGV[2] = new stamp+value or "" to delete.
@@ -77,75 +72,20 @@ inline constexpr const char* cas_script =
     "if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end "
     "return 2";
 
-inline bool is_transient_error(std::string_view e) noexcept {
-  for (std::string_view p : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN"}) {
-    if (e.starts_with(p)) return true;
-  }
-  return false;
+/// "<id><counter>" as 32 hex digits: a version stamp no other write has (see the overview).
+inline std::string make_stamp(std::uint64_t id, std::uint64_t counter) {
+  char buf[stamp_size + 1];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(id),
+                static_cast<unsigned long long>(counter));
+  return std::string(buf, stamp_size);
 }
 
-// Queues one command on `c` without sending it. Arguments are binary-safe; at most 8.
-inline void append_command(redisContext* c, std::initializer_list<std::string_view> args) {
-  std::array<const char*, 8> argv{};
-  std::array<std::size_t, 8> len{};
-  if (args.size() > argv.size())
-    throw std::invalid_argument("noclobber::redis: more than 8 command arguments");
-  std::size_t n = 0;
-  for (std::string_view a : args) {
-    argv[n] = a.data();
-    len[n++] = a.size();
-  }
-  redisAppendCommandArgv(c, static_cast<int>(n), argv.data(), len.data());
-}
-
-// Sends one command and waits for its reply; nullptr on an I/O error (see c->errstr).
-inline reply_ptr command(redisContext* c, std::initializer_list<std::string_view> args) {
-  append_command(c, args);
-  void* raw = nullptr;
-  if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) return nullptr;
-  return reply_ptr(static_cast<redisReply*>(raw));
+/// A random 64-bit id for this process's stamps.
+inline std::uint64_t random_id() {
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
 }
 }  // namespace detail
-
-namespace detail {
-struct context_deleter {
-  void operator()(redisContext* c) const noexcept { redisFree(c); }
-};
-using context_ptr = std::unique_ptr<redisContext, context_deleter>;
-
-// Connects with `timeout` for the connect and for every later reply; nullptr (and `error` set)
-// when it cannot.
-inline context_ptr connect(const std::string& host, int port, std::chrono::milliseconds timeout,
-                           store_error& error) {
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  context_ptr c(redisConnectWithTimeout(host.c_str(), port, tv));
-  if (!c || c->err != 0) {
-    error = {"IO", c ? c->errstr : "cannot allocate a redis context"};
-    return nullptr;
-  }
-  redisSetTimeout(c.get(), tv);
-  return c;
-}
-}  // namespace detail
-
-/// Parses "host:port" (what scripts/servers/redis.sh prints); std::invalid_argument when malformed.
-inline std::pair<std::string, int> parse_address(std::string_view addr) {
-  const auto colon = addr.rfind(':');
-  int port = 0;
-  bool ok = colon != std::string_view::npos && colon > 0 && colon + 1 < addr.size();
-  if (ok) {
-    for (char c : addr.substr(colon + 1)) {
-      ok = c >= '0' && c <= '9' && port <= 65535;  // so port * 10 + 9 stays far inside int
-      if (!ok) break;
-      port = port * 10 + (c - '0');
-    }
-  }
-  if (!ok || port <= 0 || port > 65535) {
-    throw std::invalid_argument("noclobber::redis: bad address '" + std::string(addr) + "' (want host:port)");
-  }
-  return {std::string(addr.substr(0, colon)), port};
-}
 
 /// One Redis connection with versioned values; see the overview. Not thread-safe.
 class store {
@@ -157,20 +97,7 @@ class store {
   /// Connects at once; throws std::runtime_error when the server cannot be reached.
   store(std::string host, int port, method m = method::watch_multi_exec,
         std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : host_(std::move(host)), port_(port), method_(m), timeout_(timeout) {
-    if (port <= 0 || port > 65535)
-      throw std::invalid_argument("noclobber::redis::store: bad port " + std::to_string(port));
-    if (timeout.count() <= 0) {
-      throw std::invalid_argument("noclobber::redis::store: timeout must be positive, got " +
-                                  std::to_string(timeout.count()) + "ms");
-    }
-    std::random_device rd;
-    id_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    if (!connect()) {
-      throw std::runtime_error("noclobber::redis::store: cannot connect to " + host_ + ":" +
-                               std::to_string(port_) + ": " + error_.message);
-    }
-  }
+      : conn_(std::move(host), port, timeout, "store"), method_(m), id_(detail::random_id()) {}
   /// `addr` is "host:port".
   explicit store(std::string_view addr, method m = method::watch_multi_exec)
       : store(parse_address(addr).first, parse_address(addr).second, m) {}
@@ -184,18 +111,16 @@ class store {
   [[nodiscard]] method write_method() const noexcept { return method_; }
   /// The raw connection (nullptr while disconnected), for tests and for commands of your own.
   /// Leave it as you found it: no WATCH or MULTI pending.
-  [[nodiscard]] redisContext* native_handle() const noexcept { return ctx_.get(); }
+  [[nodiscard]] redisContext* native_handle() const noexcept { return conn_.native_handle(); }
 
   read_result<value_type, token_type> read(const key_type& key) {
     using rr = read_result<value_type, token_type>;
-    if (!ensure_connected()) return rr::make_failed(read_status::transient, error_);
-    detail::reply_ptr r = command({"GET", key});
-    if (!r) return rr::make_failed(read_status::transient, error_);
+    if (!conn_.ensure_connected()) return rr::make_failed(read_status::transient, conn_.error());
+    detail::reply_ptr r = conn_.command({"GET", key});
+    if (!r) return rr::make_failed(read_status::transient, conn_.error());
     if (r->type == REDIS_REPLY_NIL) return rr::make_absent();
     if (r->type == REDIS_REPLY_ERROR) {
-      return rr::make_failed(
-          detail::is_transient_error(r->str) ? read_status::transient : read_status::permanent,
-          {"ERR", r->str});
+      return rr::make_failed(detail::as_read(detail::error_status(r.get())), detail::error_of(r.get()));
     }
     token_type stamp;
     value_type value;
@@ -208,10 +133,10 @@ class store {
 
   write_result<token_type> create_if_absent(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
-    if (!ensure_connected()) return wr::make_failed(write_status::transient, error_);
+    if (!conn_.ensure_connected()) return wr::make_failed(write_status::transient, conn_.error());
     token_type stamp = next_stamp();
-    detail::reply_ptr r = command({"SET", key, stamp + value, "NX"});
-    if (!r) return wr::make_failed(write_status::indeterminate, error_);
+    detail::reply_ptr r = conn_.command({"SET", key, stamp + value, "NX"});
+    if (!r) return wr::make_failed(write_status::indeterminate, conn_.error());
     if (r->type == REDIS_REPLY_NIL) return wr::make_exists();
     if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
     return wr::make_applied(std::move(stamp));
@@ -229,48 +154,16 @@ class store {
   /// The unconditional SET that loses updates (negative control only).
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     using wr = write_result<token_type>;
-    if (!ensure_connected()) return wr::make_failed(write_status::transient, error_);
+    if (!conn_.ensure_connected()) return wr::make_failed(write_status::transient, conn_.error());
     token_type stamp = next_stamp();
-    detail::reply_ptr r = command({"SET", key, stamp + value});
-    if (!r) return wr::make_failed(write_status::indeterminate, error_);
+    detail::reply_ptr r = conn_.command({"SET", key, stamp + value});
+    if (!r) return wr::make_failed(write_status::indeterminate, conn_.error());
     if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
     return wr::make_applied(std::move(stamp));
   }
 
  private:
-  bool connect() {
-    ctx_ = detail::connect(host_, port_, timeout_, error_);
-    script_loaded_ = false;
-    return ctx_ != nullptr;
-  }
-  bool ensure_connected() { return (ctx_ && ctx_->err == 0) || connect(); }
-
-  /// Drops the connection after an I/O error: a reconnect starts with no WATCH, MULTI or script.
-  void drop() {
-    error_ = {"IO", ctx_ ? std::string(ctx_->errstr) : std::string("not connected")};
-    ctx_.reset();
-  }
-
-  detail::reply_ptr command(std::initializer_list<std::string_view> args) {
-    append(args);
-    return get_reply();
-  }
-  void append(std::initializer_list<std::string_view> args) { detail::append_command(ctx_.get(), args); }
-  detail::reply_ptr get_reply() {
-    void* raw = nullptr;
-    if (!ctx_ || redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) {
-      drop();
-      return nullptr;
-    }
-    return detail::reply_ptr(static_cast<redisReply*>(raw));
-  }
-
-  token_type next_stamp() {
-    char buf[detail::stamp_size + 1];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(id_),
-                  static_cast<unsigned long long>(++counter_));
-    return token_type(buf, detail::stamp_size);
-  }
+  token_type next_stamp() { return detail::make_stamp(id_, ++counter_); }
 
   static bool split(const redisReply* r, token_type& stamp, value_type& value) {
     if (r->type != REDIS_REPLY_STRING || r->len < static_cast<decltype(r->len)>(detail::stamp_size))
@@ -284,10 +177,8 @@ class store {
     return true;
   }
 
-  write_result<token_type> error_reply(const redisReply* r) {
-    return write_result<token_type>::make_failed(
-        detail::is_transient_error(r->str) ? write_status::transient : write_status::permanent,
-        {"ERR", r->str});
+  static write_result<token_type> error_reply(const redisReply* r) {
+    return write_result<token_type>::make_failed(detail::error_status(r), detail::error_of(r));
   }
 
   /// `value` null = erase.
@@ -298,7 +189,7 @@ class store {
       throw std::invalid_argument("noclobber::redis::store: token '" + token +
                                   "' is not a 32-hex-digit version stamp");
     }
-    if (!ensure_connected()) return wr::make_failed(write_status::transient, error_);
+    if (!conn_.ensure_connected()) return wr::make_failed(write_status::transient, conn_.error());
     token_type stamp = value ? next_stamp() : token_type();
     return method_ == method::lua_compare_and_set ? lua_cas(key, token, value, std::move(stamp))
                                                   : watch_cas(key, token, value, std::move(stamp));
@@ -309,98 +200,55 @@ class store {
     using wr = write_result<token_type>;
     // Nothing is written before EXEC: an I/O error up to there is transient. WATCH and GET go
     // out in one pipeline (one round trip); GET runs after WATCH, so it sees the watched state.
-    append({"WATCH", key});
-    append({"GET", key});
-    detail::reply_ptr w = get_reply();
-    detail::reply_ptr cur = w ? get_reply() : nullptr;
-    if (!cur) return wr::make_failed(write_status::transient, error_);
-    if (w->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(w.get()));
-    if (cur->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(cur.get()));
-    if (cur->type == REDIS_REPLY_NIL) return unwatch_and(wr::make_absent());
+    conn_.append({"WATCH", key});
+    conn_.append({"GET", key});
+    detail::reply_ptr w = conn_.get_reply();
+    detail::reply_ptr cur = w ? conn_.get_reply() : nullptr;
+    if (!cur) return wr::make_failed(write_status::transient, conn_.error());
+    if (w->type == REDIS_REPLY_ERROR) return conn_.unwatch_and(error_reply(w.get()));
+    if (cur->type == REDIS_REPLY_ERROR) return conn_.unwatch_and(error_reply(cur.get()));
+    if (cur->type == REDIS_REPLY_NIL) return conn_.unwatch_and(wr::make_absent());
     if (cur->type != REDIS_REPLY_STRING || static_cast<std::size_t>(cur->len) < detail::stamp_size ||
         std::string_view(cur->str, detail::stamp_size) != token) {
-      return unwatch_and(wr::make_conflict());
+      return conn_.unwatch_and(wr::make_conflict());
     }
     // MULTI, the write and EXEC go out in one pipeline; EXEC clears the WATCH whatever happens.
     const std::string payload = value ? stamp + *value : std::string();
-    append({"MULTI"});
-    if (value) {
-      append({"SET", key, payload});
-    } else {
-      append({"DEL", key});
-    }
-    append({"EXEC"});
-    detail::reply_ptr multi = get_reply();
-    detail::reply_ptr queued = multi ? get_reply() : nullptr;
-    detail::reply_ptr exec = queued ? get_reply() : nullptr;
-    if (!exec) return wr::make_failed(write_status::indeterminate, error_);  // EXEC may have run
-    if (multi->type == REDIS_REPLY_ERROR) return refused_multi(multi.get(), queued.get());
-    if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();        // a watched key changed
-    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());  // EXECABORT: nothing ran
-    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {         // the write may have run
+    std::optional<detail::multi_refusal> refused;
+    detail::reply_ptr exec = conn_.transaction(
+        {value ? detail::command_args{"SET", key, payload} : detail::command_args{"DEL", key}}, refused);
+    if (refused) return wr::make_failed(refused->status, std::move(refused->error));
+    if (!exec) return wr::make_failed(write_status::indeterminate, conn_.error());  // EXEC may have run
+    if (exec->type == REDIS_REPLY_NIL) return wr::make_conflict();                  // a watched key changed
+    if (exec->type == REDIS_REPLY_ERROR) return error_reply(exec.get());            // EXECABORT: nothing ran
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 1) {                   // the write may have run
       return wr::make_failed(write_status::indeterminate, {"EXEC", "unexpected EXEC reply"});
     }
     if (exec->element[0]->type == REDIS_REPLY_ERROR) return error_reply(exec->element[0]);
     return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
   }
 
-  /// MULTI was refused (a proxy without transactions, an ACL without MULTI, a server still
-  /// loading): the write that followed ran on its own, without the compare, unless it was refused
-  /// too, and EXEC answered "EXEC without MULTI", which leaves the WATCH armed.
-  write_result<token_type> refused_multi(const redisReply* multi, const redisReply* write) {
-    if (write->type == REDIS_REPLY_ERROR) return unwatch_and(error_reply(write));  // nothing ran
-    return unwatch_and(write_result<token_type>::make_failed(
-        write_status::indeterminate,
-        {"MULTI", std::string("MULTI was refused (") + multi->str +
-                      "), so the write ran on its own, without the compare: this server (or proxy) "
-                      "does not run transactions; use method::lua_compare_and_set"}));
-  }
-
-  write_result<token_type> unwatch_and(write_result<token_type> out) {
-    detail::reply_ptr u = command({"UNWATCH"});
-    (void)u;  // on an I/O error the connection is already dropped, and with it the WATCH
-    return out;
-  }
-
   write_result<token_type> lua_cas(const key_type& key, const token_type& token, const value_type* value,
                                    token_type stamp) {
     using wr = write_result<token_type>;
-    if (!script_loaded_) {
-      detail::reply_ptr l = command({"SCRIPT", "LOAD", detail::cas_script});
-      if (!l) return wr::make_failed(write_status::transient, error_);
-      if (l->type != REDIS_REPLY_STRING)
-        return l->type == REDIS_REPLY_ERROR
-                   ? error_reply(l.get())
-                   : wr::make_failed(write_status::permanent, {"SCRIPT", "bad reply"});
-      sha_.assign(l->str, static_cast<std::size_t>(l->len));
-      script_loaded_ = true;
-    }
     const std::string payload = value ? stamp + *value : std::string();
-    detail::reply_ptr r = command({"EVALSHA", sha_, "1", key, token, payload});
-    if (!r) return wr::make_failed(write_status::indeterminate, error_);
-    if (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOSCRIPT")) {
-      script_loaded_ = false;  // the server restarted or flushed its scripts: nothing ran
-      return wr::make_failed(write_status::transient, {"NOSCRIPT", r->str});
-    }
-    if (r->type == REDIS_REPLY_ERROR) return error_reply(r.get());
+    write_status failed = write_status::permanent;
+    store_error error;
+    auto r = script_.run(conn_, {"1", key, token, payload}, write_status::indeterminate, failed, error);
+    if (!r) return wr::make_failed(failed, std::move(error));
     // Anything but the script's 0, 1 or 2: the script (or something else) ran; it may have written.
-    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0 || r->integer > 2)
+    if ((*r)->type != REDIS_REPLY_INTEGER || (*r)->integer < 0 || (*r)->integer > 2)
       return wr::make_failed(write_status::indeterminate, {"EVALSHA", "unexpected reply"});
-    if (r->integer == 0) return wr::make_absent();
-    if (r->integer == 1) return wr::make_conflict();
+    if ((*r)->integer == 0) return wr::make_absent();
+    if ((*r)->integer == 1) return wr::make_conflict();
     return value ? wr::make_applied(std::move(stamp)) : wr::make_applied();
   }
 
-  std::string host_;
-  int port_ = 0;
+  detail::connection conn_;
   method method_ = method::watch_multi_exec;
-  std::chrono::milliseconds timeout_{};
-  detail::context_ptr ctx_;
   std::uint64_t id_ = 0;
   std::uint64_t counter_ = 0;
-  bool script_loaded_ = false;
-  std::string sha_;
-  store_error error_;
+  detail::lua_script script_{detail::cas_script};
 };
 
 static_assert(check_conditional_writer<store>());

@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::detail::curl {
@@ -202,6 +203,12 @@ class easy {
     out.code = curl_easy_perform(h);
     once.finish(out, errbuf);
     if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
+    // A user:password@ URL: its secrets leave no error text, and no answer that is not a
+    // success (the only bodies that end up in messages; a 2xx body is the caller's data).
+    if (const std::vector<std::string> secrets = url_secrets(url); !secrets.empty()) {
+      out.error = redact(std::move(out.error), secrets);
+      if (out.status < 200 || out.status >= 300) out.body = redact(std::move(out.body), secrets);
+    }
     return out;
   }
 

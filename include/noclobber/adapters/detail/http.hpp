@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/outcome.hpp"
 
 namespace noclobber::detail::http {
@@ -34,7 +35,8 @@ namespace noclobber::detail::http {
 /// `base` checked to be an http(s) URL, with a trailing '/'. `who` names the caller in errors.
 inline std::string checked_base_url(std::string base, const char* who) {
   if (!(base.starts_with("http://") || base.starts_with("https://")) || base.size() < 9) {
-    throw std::invalid_argument(std::string(who) + ": base URL '" + base + "' is not an http(s) URL");
+    throw std::invalid_argument(std::string(who) + ": base URL '" + redact_url(base) +
+                                "' is not an http(s) URL");
   }
   if (!base.ends_with('/')) base += '/';
   return base;

@@ -30,7 +30,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -39,6 +38,7 @@
 
 #include "noclobber/adapters/detail/curl_easy.hpp"
 #include "noclobber/adapters/detail/http.hpp"
+#include "noclobber/adapters/detail/redact.hpp"
 #include "noclobber/adapters/s3/connection.hpp"
 #include "noclobber/adapters/s3/options.hpp"
 #include "noclobber/outcome.hpp"
@@ -48,14 +48,7 @@ namespace noclobber::s3::detail {
 
 /// `text` with every occurrence of the secret key and the session token replaced.
 [[nodiscard]] inline std::string redact(std::string text, const credentials& c) {
-  for (const std::string* secret : {&c.secret_access_key, &c.session_token}) {
-    if (secret->empty()) continue;
-    for (std::size_t at = text.find(*secret); at != std::string::npos; at = text.find(*secret, at)) {
-      text.replace(at, secret->size(), "[redacted]");
-      at += 10;
-    }
-  }
-  return text;
+  return ::noclobber::detail::redact(std::move(text), {c.secret_access_key, c.session_token});
 }
 
 /// The text of the first <name>…</name> element in an S3 XML answer (the five predefined XML
@@ -90,7 +83,8 @@ namespace noclobber::s3::detail {
 }
 
 /// Seconds from `now` that a Retry-After value asks for: delta-seconds, or an IMF-fixdate
-/// ("Sun, 06 Nov 1994 08:49:37 GMT"; a date in the past is 0). nullopt when it is neither.
+/// (RFC 9110: exactly "Sun, 06 Nov 1994 08:49:37 GMT", every field in range; a date in the past is
+/// 0). nullopt when it is neither. Fixed-width fields, read digit by digit: no field can overflow.
 [[nodiscard]] inline std::optional<std::chrono::seconds> parse_retry_after(std::string_view v,
                                                                            std::time_t now) {
   if (v.empty()) return std::nullopt;
@@ -100,24 +94,39 @@ namespace noclobber::s3::detail {
     for (char c : v) n = n * 10 + (c - '0');
     return std::chrono::seconds(n);
   }
-  std::tm tm{};
-  char weekday[4] = {}, month[4] = {}, zone[4] = {};
-  const std::string text(v);
-  if (std::sscanf(text.c_str(), "%3s, %d %3s %d %d:%d:%d %3s", weekday, &tm.tm_mday, month, &tm.tm_year,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, zone) != 8 ||
-      std::string_view(zone) != "GMT") {
+  // "Www, DD Mon YYYY HH:MM:SS GMT": 29 characters, separators at fixed places.
+  if (v.size() != 29 || v.substr(3, 2) != ", " || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
+      v[19] != ':' || v[22] != ':' || v.substr(25) != " GMT") {
     return std::nullopt;
   }
+  auto number = [&](std::size_t at, std::size_t digits) -> int {  // -1 unless all digits
+    int n = 0;
+    for (std::size_t i = at; i < at + digits; ++i) {
+      if (v[i] < '0' || v[i] > '9') return -1;
+      n = n * 10 + (v[i] - '0');
+    }
+    return n;
+  };
+  static constexpr std::string_view days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
   static constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  tm.tm_mon = -1;
-  for (int m = 0; m < 12; ++m) {
-    if (months[m] == month) tm.tm_mon = m;
+  bool day_name = false;
+  for (std::string_view d : days) day_name = day_name || v.substr(0, 3) == d;
+  unsigned month = 0;
+  for (unsigned m = 0; m < 12; ++m) {
+    if (months[m] == v.substr(8, 3)) month = m + 1;
   }
-  if (tm.tm_mon < 0) return std::nullopt;
-  tm.tm_year -= 1900;
-  const std::time_t at = timegm(&tm);
-  if (at == static_cast<std::time_t>(-1)) return std::nullopt;
+  const int day = number(5, 2), year = number(12, 4);
+  const int hour = number(17, 2), minute = number(20, 2), second = number(23, 2);
+  if (!day_name || day < 0 || year < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 ||
+      second > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year{year}, std::chrono::month{month},
+                                         std::chrono::day{static_cast<unsigned>(day)}};
+  if (!date.ok()) return std::nullopt;  // no month 0, no 31 Feb
+  const std::int64_t at = std::chrono::sys_seconds{std::chrono::sys_days{date}}.time_since_epoch().count() +
+                          hour * 3600 + minute * 60 + second;
   return std::chrono::seconds(at > now ? at - now : 0);
 }
 

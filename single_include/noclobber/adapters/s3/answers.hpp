@@ -34,7 +34,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -75,7 +74,200 @@
 #include <string_view>
 #include <vector>
 
+// ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// noclobber/adapters/detail/redact.hpp — the one place where the adapters take secrets out of the
+// words they hand back (store_error messages, exception messages, reports).
+//
+// Overview
+// --------
+//   redact(text, secrets)        every occurrence of each non-empty secret replaced by
+//                                "[redacted]" (what a server or a client library echoes back)
+//   url_password(url)            the password of a URL's user:password@ part ("" when none)
+//   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
+//                                "[redacted]@", the form every message that names a URL uses
+//   redact(store_error, secrets) the same for a store_error's code and message
+//   url_secrets(url)             what redact() must take out of messages about a request to `url`:
+//                                the password, and the base64 of "user:password" (the Basic
+//                                Authorization header a server may echo)
+//
+// Every adapter that holds a secret (a PostgreSQL password, an S3 secret key or session token, a
+// password in an http(s) URL) passes each message it builds through these before it leaves.
+// Std-only: no client library is needed.
+//
+// Thread safety: pure functions. No user code is called.
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin noclobber/adapters/detail/base64.hpp (inlined; guarded: other companions may inline it too)
+#ifndef NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+#define NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// noclobber/adapters/detail/base64.hpp — standard base64 (RFC 4648 §4, with padding) both ways,
+// for the etcd JSON gateway, which sends keys and values as base64 strings.
+//
+// Decoding is strict: a length that is not a multiple of 4, a character outside the standard
+// alphabet, or padding anywhere but the last one or two places of the last group is refused
+// (nullopt), never skipped or guessed around. Unused low bits in a padded last group are not
+// checked (RFC 4648 §3.5 lets a decoder ignore them), so "QR==" decodes as "A", like "QQ==".
+//
+// Thread safety: pure functions.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace noclobber::detail {
+
+inline std::string base64_encode(std::string_view in) {
+  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
+                            (static_cast<unsigned char>(in[i + 1]) << 8) |
+                            static_cast<unsigned char>(in[i + 2]);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += tbl[n & 63];
+  }
+  if (i + 1 == in.size()) {
+    const std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const std::uint32_t n =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += tbl[(n >> 18) & 63];
+    out += tbl[(n >> 12) & 63];
+    out += tbl[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+/// nullopt on a character outside the standard alphabet or a bad length.
+[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = in[i + static_cast<std::size_t>(k)];
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else {
+        if (pad != 0) return std::nullopt;
+        v[k] = val(c);
+        if (v[k] < 0) return std::nullopt;
+      }
+    }
+    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                            (static_cast<std::uint32_t>(v[1]) << 12) |
+                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    out += static_cast<char>((n >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(n & 0xFF);
+  }
+  return out;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_BASE64_HPP
+// ---- end noclobber/adapters/detail/base64.hpp
 #include "../../noclobber.hpp"  // was: noclobber/outcome.hpp
+
+namespace noclobber::detail {
+
+inline constexpr std::string_view redacted_mark = "[redacted]";
+
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]".
+[[nodiscard]] inline std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (std::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, secret.size(), redacted_mark);
+      at += redacted_mark.size();
+    }
+  }
+  return text;
+}
+
+/// The same for a list of secrets built at run time.
+[[nodiscard]] inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
+  for (const std::string& s : secrets) text = redact(std::move(text), {std::string_view(s)});
+  return text;
+}
+
+/// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
+/// or an empty view when it has none.
+[[nodiscard]] inline std::string_view url_userinfo(std::string_view url) noexcept {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return {};
+  const std::size_t from = scheme_end + 3;
+  const std::size_t authority_end = url.find_first_of("/?#", from);
+  const std::string_view authority =
+      url.substr(from, authority_end == std::string_view::npos ? url.npos : authority_end - from);
+  const std::size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return {};
+  return authority.substr(0, at);
+}
+
+/// The password of a URL's user:password@ part, or "".
+[[nodiscard]] inline std::string_view url_password(std::string_view url) noexcept {
+  const std::string_view userinfo = url_userinfo(url);
+  const std::size_t colon = userinfo.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+}
+
+/// `url` with its user:password@ part replaced by "[redacted]@" (unchanged when it has none).
+[[nodiscard]] inline std::string redact_url(std::string url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (userinfo.empty()) return url;
+  const auto from = static_cast<std::size_t>(userinfo.data() - url.data());
+  url.replace(from, userinfo.size(), redacted_mark);
+  return url;
+}
+
+/// What must never appear in a message about a request to `url`: its password, its whole
+/// userinfo, and the base64 of the userinfo (the Basic credentials sent for it). Empty when the
+/// URL carries no password.
+[[nodiscard]] inline std::vector<std::string> url_secrets(std::string_view url) {
+  const std::string_view userinfo = url_userinfo(url);
+  if (url_password(url).empty()) return {};
+  return {std::string(userinfo), base64_encode(userinfo), std::string(url_password(url))};
+}
+
+/// `e` with redact() applied to its code and its message.
+[[nodiscard]] inline store_error redact(store_error e, const std::vector<std::string>& secrets) {
+  e.code = redact(std::move(e.code), secrets);
+  e.message = redact(std::move(e.message), secrets);
+  return e;
+}
+
+}  // namespace noclobber::detail
+#endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
+// ---- end noclobber/adapters/detail/redact.hpp
 
 namespace noclobber::detail::curl {
 
@@ -247,6 +439,12 @@ class easy {
     out.code = curl_easy_perform(h);
     once.finish(out, errbuf);
     if (out.code == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out.status);
+    // A user:password@ URL: its secrets leave no error text, and no answer that is not a
+    // success (the only bodies that end up in messages; a 2xx body is the caller's data).
+    if (const std::vector<std::string> secrets = url_secrets(url); !secrets.empty()) {
+      out.error = redact(std::move(out.error), secrets);
+      if (out.status < 200 || out.status >= 300) out.body = redact(std::move(out.body), secrets);
+    }
     return out;
   }
 
@@ -325,7 +523,8 @@ namespace noclobber::detail::http {
 /// `base` checked to be an http(s) URL, with a trailing '/'. `who` names the caller in errors.
 inline std::string checked_base_url(std::string base, const char* who) {
   if (!(base.starts_with("http://") || base.starts_with("https://")) || base.size() < 9) {
-    throw std::invalid_argument(std::string(who) + ": base URL '" + base + "' is not an http(s) URL");
+    throw std::invalid_argument(std::string(who) + ": base URL '" + redact_url(base) +
+                                "' is not an http(s) URL");
   }
   if (!base.ends_with('/')) base += '/';
   return base;
@@ -463,14 +662,7 @@ namespace noclobber::s3::detail {
 
 /// `text` with every occurrence of the secret key and the session token replaced.
 [[nodiscard]] inline std::string redact(std::string text, const credentials& c) {
-  for (const std::string* secret : {&c.secret_access_key, &c.session_token}) {
-    if (secret->empty()) continue;
-    for (std::size_t at = text.find(*secret); at != std::string::npos; at = text.find(*secret, at)) {
-      text.replace(at, secret->size(), "[redacted]");
-      at += 10;
-    }
-  }
-  return text;
+  return ::noclobber::detail::redact(std::move(text), {c.secret_access_key, c.session_token});
 }
 
 /// The text of the first <name>…</name> element in an S3 XML answer (the five predefined XML
@@ -505,7 +697,8 @@ namespace noclobber::s3::detail {
 }
 
 /// Seconds from `now` that a Retry-After value asks for: delta-seconds, or an IMF-fixdate
-/// ("Sun, 06 Nov 1994 08:49:37 GMT"; a date in the past is 0). nullopt when it is neither.
+/// (RFC 9110: exactly "Sun, 06 Nov 1994 08:49:37 GMT", every field in range; a date in the past is
+/// 0). nullopt when it is neither. Fixed-width fields, read digit by digit: no field can overflow.
 [[nodiscard]] inline std::optional<std::chrono::seconds> parse_retry_after(std::string_view v,
                                                                            std::time_t now) {
   if (v.empty()) return std::nullopt;
@@ -515,24 +708,39 @@ namespace noclobber::s3::detail {
     for (char c : v) n = n * 10 + (c - '0');
     return std::chrono::seconds(n);
   }
-  std::tm tm{};
-  char weekday[4] = {}, month[4] = {}, zone[4] = {};
-  const std::string text(v);
-  if (std::sscanf(text.c_str(), "%3s, %d %3s %d %d:%d:%d %3s", weekday, &tm.tm_mday, month, &tm.tm_year,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, zone) != 8 ||
-      std::string_view(zone) != "GMT") {
+  // "Www, DD Mon YYYY HH:MM:SS GMT": 29 characters, separators at fixed places.
+  if (v.size() != 29 || v.substr(3, 2) != ", " || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
+      v[19] != ':' || v[22] != ':' || v.substr(25) != " GMT") {
     return std::nullopt;
   }
+  auto number = [&](std::size_t at, std::size_t digits) -> int {  // -1 unless all digits
+    int n = 0;
+    for (std::size_t i = at; i < at + digits; ++i) {
+      if (v[i] < '0' || v[i] > '9') return -1;
+      n = n * 10 + (v[i] - '0');
+    }
+    return n;
+  };
+  static constexpr std::string_view days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
   static constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  tm.tm_mon = -1;
-  for (int m = 0; m < 12; ++m) {
-    if (months[m] == month) tm.tm_mon = m;
+  bool day_name = false;
+  for (std::string_view d : days) day_name = day_name || v.substr(0, 3) == d;
+  unsigned month = 0;
+  for (unsigned m = 0; m < 12; ++m) {
+    if (months[m] == v.substr(8, 3)) month = m + 1;
   }
-  if (tm.tm_mon < 0) return std::nullopt;
-  tm.tm_year -= 1900;
-  const std::time_t at = timegm(&tm);
-  if (at == static_cast<std::time_t>(-1)) return std::nullopt;
+  const int day = number(5, 2), year = number(12, 4);
+  const int hour = number(17, 2), minute = number(20, 2), second = number(23, 2);
+  if (!day_name || day < 0 || year < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 ||
+      second > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year{year}, std::chrono::month{month},
+                                         std::chrono::day{static_cast<unsigned>(day)}};
+  if (!date.ok()) return std::nullopt;  // no month 0, no 31 Feb
+  const std::int64_t at = std::chrono::sys_seconds{std::chrono::sys_days{date}}.time_since_epoch().count() +
+                          hour * 3600 + minute * 60 + second;
   return std::chrono::seconds(at > now ? at - now : 0);
 }
 

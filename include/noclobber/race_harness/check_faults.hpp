@@ -1,0 +1,261 @@
+// noclobber/race_harness/check_faults.hpp -- the checker's classify_faults phase: vanished, doubled and
+// indeterminate writes. Part of the checker: race_harness/checker.hpp has the overview and
+// check_race_history.
+//
+// Thread safety: plain values and pure functions. Nothing here locks or calls user code.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "noclobber/race_harness/check_index.hpp"
+
+namespace noclobber::detail {
+
+/// A (writer, op) pair as one number.
+[[nodiscard]] inline std::uint64_t op_number(const race_write& w) noexcept {
+  return (static_cast<std::uint64_t>(w.writer) << 32) | w.op;
+}
+
+/// For separate_vanished: per entry, what a walk from its value down its key's version chain can
+/// find — the latest invoke of a read of a version on the way, and whether the key's final version
+/// is on it — summed up once per entry, so settling a stale loss costs O(1) instead of a walk as
+/// long as the chain (a lossy run has about as many lost writes as chain links: quadratic).
+class chain_summaries {
+ public:
+  using read_index = flat_table<std::pair<std::uint32_t, write_id>, key_version_hash>;
+
+  chain_summaries(const history_index& ix, const read_index& last_read)
+      : ix_(ix), last_read_(last_read), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
+
+  /// True when walking down from w.read_from cannot find a witness that w vanished (no read of a
+  /// version there began after w completed, and the key never ends there). False also when the
+  /// summary is inexact (the chain loops or crosses keys): then the caller walks.
+  [[nodiscard]] bool rules_out(const race_write& w) {
+    if (is_root(w.key, w.read_from)) return false;  // one step: the walk is as cheap
+    const std::uint32_t* p = ix_.by_value.find(w.read_from);
+    if (p == nullptr || ix_.record_of(*p).key != w.key) return false;
+    summarise(*p);
+    const summary& s = below_[*p];
+    return s.exact && !s.holds_final && s.latest_read <= w.complete;
+  }
+
+ private:
+  struct summary {
+    std::uint64_t latest_read = 0;  ///< latest invoke among reads of the versions (0: none)
+    bool holds_final = false;       ///< the key's final version is among them
+    bool exact = true;              ///< false: the chain loops or crosses keys
+  };
+  enum : char { unseen, on_path, done };
+
+  [[nodiscard]] bool is_root(std::uint32_t key, write_id v) const {
+    const auto& initial = ix_.h.initial_versions;
+    return v == initial_version || (v & foreign_version_bit) != 0 ||
+           (key < initial.size() && v == initial[key]);
+  }
+  void visit(std::uint32_t key, write_id v, summary& s) const {
+    const auto& h = ix_.h;
+    if (key < h.final_versions.size() && h.final_versions[key] == v) s.holds_final = true;
+    if (const std::uint32_t* r = last_read_.find({key, v}))
+      s.latest_read = std::max(s.latest_read, h.reads[*r].invoke);
+  }
+  /// Follows read_from links down to a summarised entry or the chain's root, then fills the path
+  /// back up (iterative: chains are as long as the run).
+  void summarise(std::uint32_t n) {
+    path_.clear();
+    summary tail;
+    for (;;) {
+      if (state_[n] == done) {
+        tail = below_[n];
+        break;
+      }
+      if (state_[n] == on_path) {
+        tail.exact = false;
+        break;
+      }
+      state_[n] = on_path;
+      path_.push_back(n);
+      const race_write& w = ix_.record_of(n);
+      const std::uint32_t* p = is_root(w.key, w.read_from) ? nullptr : ix_.by_value.find(w.read_from);
+      if (p == nullptr) {
+        visit(w.key, w.read_from, tail);
+        break;
+      }
+      if (ix_.record_of(*p).key != w.key) {
+        tail.exact = false;
+        break;
+      }
+      n = *p;
+    }
+    for (auto it = path_.rbegin(); it != path_.rend(); ++it) {
+      const race_write& w = ix_.record_of(*it);
+      visit(w.key, w.written, tail);
+      below_[*it] = tail;
+      state_[*it] = done;
+    }
+  }
+
+  const history_index& ix_;
+  const read_index& last_read_;
+  std::vector<summary> below_;  // per entry, valid when state_ is done
+  std::vector<char> state_;
+  std::vector<std::uint32_t> path_;
+};
+
+/// Of the lost writes, those the store forgot: a read that began after the write was acknowledged
+/// (its invoke tick is later than the write's complete tick), or the key's final value, shows a
+/// version the write had replaced (its read_from or anything below it). A linearizable store
+/// never answers that, whatever the strategy does; a stale-read loss never needs it (the writes
+/// that replaced the lost one are newer than it). Moves those to c.vanished; returns the rest.
+inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std::vector<std::uint32_t> lost,
+                                                    race_check& c) {
+  const race_history& h = ix.h;
+  // Per (key, version): the read of it that began last.
+  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> last_read(h.reads.size());
+  for (std::uint32_t i = 0; i < h.reads.size(); ++i) {
+    const race_read& r = h.reads[i];
+    auto [slot, inserted] = last_read.try_emplace({r.key, r.version}, i);
+    if (!inserted && h.reads[*slot].invoke < r.invoke) *slot = i;
+  }
+  chain_summaries below(ix, last_read);
+  std::vector<std::uint32_t> stale;
+  for (std::uint32_t n : lost) {
+    const race_write& w = ix.record_of(n);
+    if (below.rules_out(w)) {  // most lost writes in a lossy run: no walk needed
+      stale.push_back(n);
+      continue;
+    }
+    const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
+    std::string trace;
+    write_id v = w.read_from;
+    for (std::size_t steps = 0; trace.empty() && steps <= ix.writes.size(); ++steps) {
+      const std::string what = v == initial_version || v == start
+                                   ? std::string("the key's state before the run")
+                                   : "version " + std::to_string(v);
+      if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
+        trace = "the key ends at " + what + ", which it replaced";
+      } else if (const std::uint32_t* r = last_read.find({w.key, v}); r && h.reads[*r].invoke > w.complete) {
+        const race_read& rd = h.reads[*r];
+        trace = "W" + std::to_string(rd.writer) + " op " + std::to_string(rd.op) + " read " + what +
+                " at tick " + std::to_string(rd.invoke) + ", after the write was acknowledged at tick " +
+                std::to_string(w.complete);
+      }
+      if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;
+      const std::uint32_t* below = ix.by_value.find(v);
+      if (below == nullptr) break;
+      v = ix.record_of(*below).read_from;
+    }
+    if (trace.empty()) {
+      stale.push_back(n);
+    } else {
+      c.vanished.push_back(
+          {w, describe_write(w) + " wrote " + std::to_string(w.written) + " (applied); " + trace});
+    }
+  }
+  return stale;
+}
+
+/// Operations with two or more values on the final chains (walked newest first).
+inline void find_doubled(const history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  std::size_t on_chain = 0;
+  for (const checked_write& e : ix.writes) on_chain += e.on_chain;
+  flat_table<std::uint64_t, id_hash> landed(on_chain);  // op -> values on chain
+  bool any = false;
+  for (const checked_write& e : ix.writes) {
+    if (!e.on_chain) continue;
+    auto [count, inserted] = landed.try_emplace(op_number(h.writes[e.record]), 1);
+    if (!inserted) any = true, ++*count;
+  }
+  if (!any) return;
+  std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
+  std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
+  for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
+    write_id v = h.final_versions[k];
+    for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
+      const std::uint32_t* n = ix.by_value.find(v);
+      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
+      const race_write& w = ix.record_of(*n);
+      if (w.key != k) break;
+      walked[*n] = 1;
+      if (*landed.find(op_number(w)) > 1) {
+        auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
+        if (first) c.doubled.push_back({});
+        c.doubled[it->second].copies.push_back(w);
+      }
+      v = w.read_from;
+    }
+  }
+  for (doubled_update& d : c.doubled) {
+    const race_write& w = d.copies.front();
+    d.trace = "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) +
+              " is on the final chain of key " +
+              (w.key < h.keys.size() ? h.keys[w.key] : std::to_string(w.key)) + " " +
+              std::to_string(d.copies.size()) + " times:";
+    for (auto it = d.copies.rbegin(); it != d.copies.rend(); ++it) {
+      d.trace += " attempt " + std::to_string(it->attempt) + " (" + std::string(to_string(it->outcome)) + ")";
+    }
+  }
+}
+
+/// Each value with an unknown outcome: landed or not, and how its op went on (a later write
+/// attempt of the same op, else a read of the same op that began after it returned, else none).
+inline void resolve_indeterminate(const history_index& ix, race_check& c) {
+  const race_history& h = ix.h;
+  std::vector<std::uint32_t> unknown;
+  for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
+    if (ix.writes[n].outcome == op_outcome::unknown) unknown.push_back(n);
+  }
+  if (unknown.empty()) return;
+  std::unordered_map<std::uint64_t, std::uint32_t> last_attempt;  // op -> highest attempt
+  std::unordered_map<std::uint64_t, std::uint64_t> last_read;     // op -> latest read invoke
+  for (std::uint32_t n : unknown) {
+    last_attempt.emplace(op_number(ix.record_of(n)), 0);
+    last_read.emplace(op_number(ix.record_of(n)), 0);
+  }
+  for (const race_write& w : h.writes) {
+    if (auto it = last_attempt.find(op_number(w)); it != last_attempt.end())
+      it->second = std::max(it->second, w.attempt);
+  }
+  for (const race_read& r : h.reads) {
+    const std::uint64_t op = (static_cast<std::uint64_t>(r.writer) << 32) | r.op;
+    if (auto it = last_read.find(op); it != last_read.end()) it->second = std::max(it->second, r.invoke);
+  }
+  std::sort(unknown.begin(), unknown.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return ix.record_of(a).complete < ix.record_of(b).complete;
+  });
+  for (std::uint32_t n : unknown) {
+    const race_write& w = ix.record_of(n);
+    indeterminate_write u{w, ix.writes[n].on_chain, unknown_resolution::unresolved, {}};
+    if (last_attempt[op_number(w)] > w.attempt) {
+      u.how = unknown_resolution::later_attempt;
+    } else if (last_read[op_number(w)] > w.complete) {
+      u.how = unknown_resolution::read_back;
+    }
+    u.trace = describe_write(w) + " wrote " + std::to_string(w.written) +
+              " (unknown): " + (u.landed ? "landed" : "did not land") + "; its writer " +
+              (u.how == unknown_resolution::later_attempt ? "wrote again"
+               : u.how == unknown_resolution::read_back   ? "read the key back"
+                                                          : "did not find out");
+    c.indeterminate.push_back(std::move(u));
+  }
+}
+
+/// Phase: what faults did — vanished writes (taken out of `lost`), updates applied twice, unknown
+/// outcomes and their resolution. Returns the lost writes left for name_replacers.
+inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::vector<std::uint32_t> lost,
+                                                  race_check& c) {
+  if (!lost.empty()) lost = separate_vanished(ix, std::move(lost), c);
+  if (!ix.h.ops_write_in_steps) find_doubled(ix, c);
+  resolve_indeterminate(ix, c);
+  return lost;
+}
+
+}  // namespace noclobber::detail
