@@ -31,7 +31,7 @@ namespace noclobber {
 
 /// How the harness drives the writers between each read and its write.
 enum class race_mode : unsigned char {
-  forced,   ///< every writer waits after its first read until all have read (timeout: "serialised")
+  forced,   ///< every writer waits after each read until all still running have read (timeout: "serialised")
   explore,  ///< PCT scheduling: one writer runs at a time, seeded, replayable
   stress,   ///< free-running threads, for stores that cannot be paused
 };
