@@ -271,6 +271,47 @@ TEST_CASE("secrets: an S3 secret key and session token are in no error even when
   require_no_secret(t, {s3_secret, s3_token});
 }
 
+TEST_CASE("secrets: redact leaves no part of secrets that overlap, in any order", "[secrets]") {
+  using noclobber::detail::redact;
+  const std::string token = "FQo-" + s3_secret + "-5b8a";  // the secret key inside the token
+  const std::string text = "token=" + token + " key=" + s3_secret + ".";
+  CHECK(redact(text, {s3_secret, token}) == "token=[redacted] key=[redacted].");
+  CHECK(redact(text, {token, s3_secret}) == "token=[redacted] key=[redacted].");
+  // Overlapping without either containing the other, and touching: one mark each run.
+  CHECK(redact("xxABCDyy", {"ABC", "BCD"}) == "xx[redacted]yy");
+  CHECK(redact("xxABCDyy", {"AB", "CD"}) == "xx[redacted]yy");
+  CHECK(redact("aaaa", {"aa"}) == "[redacted]");
+  CHECK(redact("no secret here", {"", "zzz"}) == "no secret here");
+}
+
+TEST_CASE("secrets: an S3 session token that contains the secret key is in no error", "[secrets]") {
+  transcript t;
+  const std::string token = "FQo-" + s3_secret + "-5b8a";
+  // A server that names the token it refuses in its S3 error's Message (what the store reports).
+  nc_s3_test::fake_s3_server server([](const nc_s3_test::request& r, std::size_t) {
+    const std::string body = "<Error><Code>InvalidToken</Code><Message>the token " +
+                             r.header("x-amz-security-token") + " is not valid</Message></Error>";
+    return nc_s3_test::action{
+        nc_s3_test::action::answer, 403, "Forbidden", {"Content-Type: application/xml"}, body};
+  });
+  noclobber::s3::options o;
+  o.endpoint = server.endpoint();
+  o.bucket = "bucket";
+  o.creds = {"AKIDEXAMPLE", s3_secret, token};
+  o.check = noclobber::s3::enforcement::trust;
+  o.timeout = std::chrono::seconds(5);
+  noclobber::s3::store s(o);
+  fail_every_call(t, "s3 echo", s);
+  REQUIRE_FALSE(server.requests().empty());
+  CHECK(server.requests().front().header("x-amz-security-token") == token);
+  for (const auto& [where, text] : t.texts) {
+    INFO(where << ": " << text);
+    CHECK_FALSE(text.empty());
+    CHECK(text.find("the token [redacted] is not valid") != std::string::npos);  // the echo came back
+  }
+  require_no_secret(t, {s3_secret, token, "FQo-", "-5b8a"});
+}
+
 TEST_CASE("secrets: a race report over a failing adapter holds no secret", "[secrets]") {
   transcript t;
   const std::string url = url_with_password(closed_port());

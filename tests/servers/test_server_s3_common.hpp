@@ -7,30 +7,16 @@
 
 #include <string>
 
+#include "s3_options.hpp"
 #include "server_env.hpp"
 
 namespace nc_s3 {
 
-enum class server { radosgw, s3rver };
-
-inline const char* name(server s) {
-  return s == server::radosgw ? "radosgw" : "s3rver";
-}
-
 /// Options for one store on `s`'s bucket.
 inline noclobber::s3::options options_for(
     server s, noclobber::s3::enforcement check = noclobber::s3::enforcement::probe) {
-  const std::string p = s == server::radosgw ? "NOCLOBBER_RGW_" : "NOCLOBBER_S3RVER_";
-  noclobber::s3::options o;
-  o.endpoint = nc_test::server_env((p + "ENDPOINT").c_str());
-  o.bucket = nc_test::server_env((p + "BUCKET").c_str());
-  o.creds.access_key_id = nc_test::server_env((p + "ACCESS_KEY").c_str());
-  o.creds.secret_access_key = nc_test::server_env((p + "SECRET_KEY").c_str());
-  o.check = check;
-  // radosgw 16.2 matches a PUT's If-Match only without quotes; the probe finds that itself, a
-  // store that trusts the server must be told.
-  if (s == server::radosgw) o.if_match_form = noclobber::s3::etag_form::unquoted;
-  return o;
+  return options_from(
+      s, [](const char* variable) { return nc_test::server_env(variable); }, check);
 }
 
 }  // namespace nc_s3

@@ -122,7 +122,8 @@
 // Overview
 // --------
 //   redact(text, secrets)        every occurrence of each non-empty secret replaced by
-//                                "[redacted]" (what a server or a client library echoes back)
+//                                "[redacted]" (what a server or a client library echoes back);
+//                                overlapping secrets become one mark, so none leaks in part
 //   url_password(url)            the password of a URL's user:password@ part ("" when none)
 //   redact_url(url)              the URL with its user:password@ (or user@) part replaced by
 //                                "[redacted]@", the form every message that names a URL uses
@@ -137,10 +138,12 @@
 //
 // Thread safety: pure functions. No user code is called.
 
+#include <algorithm>
 #include <cstddef>
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 // ---- begin noclobber/adapters/detail/base64.hpp (inlined; guarded: other companions may inline it too)
@@ -240,22 +243,41 @@ namespace noclobber::detail {
 
 inline constexpr std::string_view redacted_mark = "[redacted]";
 
-/// `text` with every occurrence of each non-empty secret replaced by "[redacted]".
-[[nodiscard]] inline std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
-  for (std::string_view secret : secrets) {
+/// `text` with every occurrence of each non-empty secret replaced by "[redacted]". All secrets
+/// are looked for in the original text at once and overlapping (or touching) occurrences become
+/// one mark: a secret inside another (an S3 secret key inside a session token, a password inside
+/// its userinfo) leaves no part of either behind, in whatever order the secrets come.
+template <class Secrets>
+[[nodiscard]] std::string redact_all(std::string_view text, const Secrets& secrets) {
+  std::vector<std::pair<std::size_t, std::size_t>> spans;  // [from, to) of every occurrence
+  for (const auto& each : secrets) {
+    const std::string_view secret(each);
     if (secret.empty()) continue;
-    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
-      text.replace(at, secret.size(), redacted_mark);
-      at += redacted_mark.size();
-    }
+    for (std::size_t at = text.find(secret); at != std::string_view::npos; at = text.find(secret, at + 1))
+      spans.emplace_back(at, at + secret.size());
   }
-  return text;
+  if (spans.empty()) return std::string(text);
+  std::sort(spans.begin(), spans.end());
+  std::string out;
+  out.reserve(text.size());
+  std::size_t copied = 0;  // text before this is in `out` or under a mark
+  for (std::size_t i = 0; i < spans.size();) {
+    const std::size_t from = spans[i].first;
+    std::size_t to = spans[i].second;
+    for (++i; i < spans.size() && spans[i].first <= to; ++i) to = std::max(to, spans[i].second);
+    out.append(text.substr(copied, from - copied)).append(redacted_mark);
+    copied = to;
+  }
+  return out.append(text.substr(copied));
 }
 
-/// The same for a list of secrets built at run time.
-[[nodiscard]] inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
-  for (const std::string& s : secrets) text = redact(std::move(text), {std::string_view(s)});
-  return text;
+[[nodiscard]] inline std::string redact(std::string_view text,
+                                        std::initializer_list<std::string_view> secrets) {
+  return redact_all(text, secrets);
+}
+
+[[nodiscard]] inline std::string redact(std::string_view text, const std::vector<std::string>& secrets) {
+  return redact_all(text, secrets);
 }
 
 /// The user:password part of a URL (between "://" and the '@' before the first '/', '?' or '#'),
