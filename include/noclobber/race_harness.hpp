@@ -20,15 +20,19 @@
 // all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
 // records each call; between a writer's read and its write it hands control to the mode:
 //
-//   forced   every writer waits after its first read until all writers have read (a barrier with
-//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
-//            store or strategy that holds a lock across read and write makes the barrier time
-//            out; the report says "writers serialised" instead of hanging.
+//   forced   every writer waits after each of its reads until every writer still running has
+//            read (a reusable barrier with a timeout; one round per read, a writer whose ops are
+//            done leaves it). Naive writers then all write the version they read: W − 1 are lost
+//            per round, K × (W − 1) over K ops. A store or strategy that holds a lock across read
+//            and write makes the barrier time out; the report says "writers serialised" instead
+//            of hanging.
 //   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
 //            store call); priorities and depth − 1 priority change points are drawn from a seed.
 //            Each iteration's seed derives from the master seed; a losing schedule is replayed
 //            twice to check that it is deterministic, and the report carries its replay line.
-//   stress   free-running threads, for stores that cannot be paused.
+//   stress   free-running threads, for stores that cannot be paused. Every report says how often
+//            two writers really stood in the read→write window at once (race_harness/overlap.hpp),
+//            so a run that never raced is not mistaken for a safe store.
 //
 // Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
 // points live only in race_store.
@@ -47,6 +51,7 @@
 //   engine.hpp      run_race, run_race_per_writer and the runs behind them
 //   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
 //   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//   overlap.hpp     measure_overlap: how often writers stood in the window at once
 //   schedule.hpp    race_schedule: an explore schedule written out (replayable, editable)
 //   shrink.hpp      shrink_race: a losing explore run → a minimal run that still loses
 //   html.hpp        to_html / write_html: the report as a page with an SVG timeline
@@ -64,6 +69,7 @@
 #include "noclobber/race_harness/history.hpp"
 #include "noclobber/race_harness/html.hpp"
 #include "noclobber/race_harness/options.hpp"
+#include "noclobber/race_harness/overlap.hpp"
 #include "noclobber/race_harness/recorder.hpp"
 #include "noclobber/race_harness/report.hpp"
 #include "noclobber/race_harness/schedule.hpp"

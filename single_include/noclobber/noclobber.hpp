@@ -10086,6 +10086,144 @@ template <class Fill>
 }  // namespace noclobber
 // ---- end noclobber/race_harness/history.hpp
 
+// ---- begin noclobber/race_harness/overlap.hpp ------------------------------
+// noclobber/race_harness/overlap.hpp — how often writers really stood in the read→write window
+// at the same time: the overlap a run achieved.
+//
+// Overview
+// --------
+// A lost update needs two writers between a read and its write on the same key at once. A run in
+// which that never happened (a store or strategy that serialises, too few threads, a machine that
+// ran one writer at a time) proves nothing about the store, however clean its verdict. So every
+// report measures it from the history, after the run:
+//
+//   window        one write attempt with the read it was computed from (same writer, op and key,
+//                 the version it names, the latest such read before the write): the span of
+//                 logical ticks from that read's invoke to the write's complete. Writes that read
+//                 nothing (blind writes) have no window.
+//   overlapping   windows that another writer's window on the same key intersects.
+//   most_at_once  the most writers that stood in windows on one key at the same tick.
+//
+// Ticks come from one atomic counter taken around every store call, so two windows intersect
+// only when the calls really interleaved: a strategy that holds a lock across read and write
+// shows 0 whatever the scheduler did; forced naive writers show every window overlapping.
+//
+// Thread safety: plain functions of a history; nothing here locks or calls user code.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+
+namespace noclobber {
+
+/// What measure_overlap found in one run's history.
+struct race_overlap {
+  std::size_t windows = 0;       ///< write attempts with the read they were computed from
+  std::size_t overlapping = 0;   ///< windows another writer's window on the same key intersected
+  std::size_t most_at_once = 0;  ///< most writers in windows on one key at the same tick
+
+  /// overlapping / windows (0 when there were none).
+  [[nodiscard]] double ratio() const noexcept {
+    return windows == 0 ? 0.0 : static_cast<double>(overlapping) / static_cast<double>(windows);
+  }
+};
+
+namespace detail {
+
+struct race_window {
+  std::uint32_t writer;
+  std::uint32_t key;
+  std::uint64_t open;   // the read's invoke
+  std::uint64_t close;  // the write's complete
+};
+
+/// Each write attempt paired with the read it was computed from (see the overview).
+inline std::vector<race_window> race_windows(const race_history& h) {
+  std::unordered_map<std::uint32_t, std::vector<const race_read*>> reads_of;  // writer -> by complete
+  for (const race_read& r : h.reads) reads_of[r.writer].push_back(&r);
+  for (auto& [writer, reads] : reads_of) {
+    std::sort(reads.begin(), reads.end(),
+              [](const race_read* a, const race_read* b) { return a->complete < b->complete; });
+  }
+  std::vector<race_window> windows;
+  windows.reserve(h.writes.size());
+  for (const race_write& w : h.writes) {
+    auto it = reads_of.find(w.writer);
+    if (it == reads_of.end()) continue;
+    const auto& reads = it->second;
+    // The latest read of this op that completed before the write started and saw read_from.
+    auto pos = std::upper_bound(reads.begin(), reads.end(), w.invoke,
+                                [](std::uint64_t tick, const race_read* r) { return tick < r->complete; });
+    while (pos != reads.begin()) {
+      const race_read& r = **--pos;
+      if (r.op != w.op) break;
+      if (r.key == w.key && r.version == w.read_from) {
+        windows.push_back({w.writer, w.key, r.invoke, w.complete});
+        break;
+      }
+    }
+  }
+  return windows;
+}
+
+}  // namespace detail
+
+/// The overlap `h` achieved: a sweep over its windows per key, in tick order.
+[[nodiscard]] inline race_overlap measure_overlap(const race_history& h) {
+  std::vector<detail::race_window> windows = detail::race_windows(h);
+  race_overlap out;
+  out.windows = windows.size();
+  std::sort(windows.begin(), windows.end(), [](const detail::race_window& a, const detail::race_window& b) {
+    return a.key != b.key ? a.key < b.key : a.open < b.open;
+  });
+  std::size_t begin = 0;
+  while (begin < windows.size()) {
+    std::size_t end = begin;
+    while (end < windows.size() && windows[end].key == windows[begin].key) ++end;
+    // One key: windows [begin, end) by opening tick. Open windows sit in `open` (index, and
+    // whether another writer's window met them yet); per writer, how many of its windows are open.
+    std::vector<std::size_t> open;
+    std::vector<char> met(end - begin, 0);
+    std::unordered_map<std::uint32_t, std::size_t> open_of;
+    std::size_t writers_open = 0;
+    for (std::size_t i = begin; i < end; ++i) {
+      const detail::race_window& w = windows[i];
+      // Close what ended before this one opened.
+      std::erase_if(open, [&](std::size_t j) {
+        if (windows[j].close >= w.open) return false;
+        if (--open_of[windows[j].writer] == 0) --writers_open;
+        return true;
+      });
+      for (std::size_t j : open) {
+        if (windows[j].writer != w.writer) met[j - begin] = met[i - begin] = 1;
+      }
+      if (open_of[w.writer]++ == 0) ++writers_open;
+      open.push_back(i);
+      out.most_at_once = std::max(out.most_at_once, writers_open);
+    }
+    out.overlapping += static_cast<std::size_t>(std::count(met.begin(), met.end(), 1));
+    begin = end;
+  }
+  return out;
+}
+
+/// "37 of 40 read→write windows (92.5 %) met another writer's; at most 8 writers at once".
+[[nodiscard]] inline std::string overlap_text(const race_overlap& o) {
+  char pct[32];
+  std::snprintf(pct, sizeof pct, "%.1f", 100.0 * o.ratio());
+  return std::to_string(o.overlapping) + " of " + std::to_string(o.windows) + " read→write windows (" + pct +
+         " %) met another writer's on their key; at most " + std::to_string(o.most_at_once) +
+         " writer(s) in the window at once";
+}
+
+}  // namespace noclobber
+// ---- end noclobber/race_harness/overlap.hpp
+
 // ---- begin noclobber/race_harness/schedule.hpp -----------------------------
 // noclobber/race_harness/schedule.hpp — an explore schedule written out: which writers and ops
 // run, in which priority order, and where a writer's priority drops.
@@ -10281,7 +10419,7 @@ namespace noclobber {
 
 /// How the harness drives the writers between each read and its write.
 enum class race_mode : unsigned char {
-  forced,   ///< every writer waits after its first read until all have read (timeout: "serialised")
+  forced,   ///< every writer waits after each read until all still running have read (timeout: "serialised")
   explore,  ///< PCT scheduling: one writer runs at a time, seeded, replayable
   stress,   ///< free-running threads, for stores that cannot be paused
 };
@@ -10321,6 +10459,9 @@ struct race_report {
   race_schedule plan;
   bool planned = false;
   std::uint64_t steps = 0;  ///< explore: scheduled moves in the run shown (its trace's length)
+  /// explore: a fingerprint of the run shown's interleaving (every read and write, in tick order,
+  /// with the versions it saw and wrote); the same schedule replays to the same signature
+  std::uint64_t signature = 0;
 
   std::size_t operations = 0;       ///< ops run (writers × ops_per_writer, in the run shown)
   std::size_t op_errors = 0;        ///< ops whose strategy threw
@@ -10330,6 +10471,9 @@ struct race_report {
   race_check check;                 ///< the checker's verdict on the run shown
 
   bool writers_serialised = false;  ///< forced: the barrier timed out (the store serialises)
+  /// How often two writers really stood in the read→write window on a key at once (every mode;
+  /// race_harness/overlap.hpp). 0 overlapping: the run never raced, whatever its verdict.
+  race_overlap overlap;
   std::size_t stalls = 0;           ///< explore: hand-offs because a writer blocked outside the harness
   unsigned iterations = 1;          ///< explore: schedules run
   unsigned failing_iterations = 0;  ///< explore: schedules that lost updates
@@ -10548,6 +10692,12 @@ inline std::string race_report::to_text() const {
     s += "  writers serialised: the forced window timed out because the store (or strategy) holds a lock "
          "across read and write; no interleaving was forced\n";
   }
+  s += "  overlap: " + overlap_text(overlap) + "\n";
+  if (overlap.overlapping == 0 && overlap.windows > 0) {
+    s += "  NO OVERLAP: no two writers stood in the read→write window at once, so no write could replace "
+         "another's unseen (short of a store serving stale reads); a clean verdict here does not show the "
+         "store safe under concurrency (use forced or explore, more writers, fewer keys)\n";
+  }
   if (check.lost.empty() && check.lost_update_pairs == 0) {
     s += "  lost updates: 0\n";
   } else {
@@ -10594,7 +10744,8 @@ inline std::string race_report::to_json() const {
     s += ",\"iterations\":" + std::to_string(iterations) +
          ",\"failing_iterations\":" + std::to_string(failing_iterations) + ",\"replay_deterministic\":" +
          (replay_deterministic ? (*replay_deterministic ? "true" : "false") : "null") +
-         ",\"stalls\":" + std::to_string(stalls);
+         ",\"stalls\":" + std::to_string(stalls) + ",\"steps\":" + std::to_string(steps) +
+         ",\"signature\":" + std::to_string(signature);
   }
   s += ",\"operations\":" + std::to_string(operations) +
        ",\"write_attempts\":" + std::to_string(check.write_attempts) +
@@ -10609,6 +10760,9 @@ inline std::string race_report::to_json() const {
        ",\"indeterminate\":" + std::to_string(check.indeterminate.size()) +
        ",\"indeterminate_unresolved\":" + std::to_string(check.indeterminate_unresolved()) +
        ",\"writers_serialised\":" + (writers_serialised ? "true" : "false") +
+       ",\"overlap\":{\"windows\":" + std::to_string(overlap.windows) +
+       ",\"overlapping\":" + std::to_string(overlap.overlapping) +
+       ",\"most_at_once\":" + std::to_string(overlap.most_at_once) + "}" +
        ",\"elapsed_ms\":" + detail::ms_text(elapsed) + ",\"ok\":" + (ok() ? "true" : "false");
   s += ",\"lost_writes\":[";
   for (std::size_t i = 0; i < check.lost.size(); ++i) {
@@ -11233,6 +11387,9 @@ struct race_workload {
 //   noclobber::race_options_for<my_store> opt;
 //   opt.apply_replay("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=12345");
 //
+// detail::validate() is the boundary check every run starts with: options that make no sense throw
+// std::invalid_argument naming the field (and fill in the default key and workload).
+//
 // Timeouts saturate: `std::chrono::milliseconds::max()` means "wait without limit" (in forced
 // mode a store that serialises the writers then makes the run wait for ever instead of
 // reporting "writers serialised").
@@ -11251,6 +11408,7 @@ struct race_workload {
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 
@@ -11351,6 +11509,81 @@ struct race_options {
 template <class Store>
 using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
 
+namespace detail {
+
+template <class Store>
+race_workload<store_value_t<Store>> resolve_workload(const race_options_for<Store>& o) {
+  if (!o.workload.empty()) return o.workload;
+  if constexpr (std::is_same_v<store_value_t<Store>, std::string>) {
+    return append_workload();
+  } else {
+    throw std::invalid_argument(
+        "noclobber: race_options.workload is empty; the harness needs next_value and id_of for this value "
+        "type "
+        "(append_workload() covers std::string)");
+  }
+}
+
+/// A written-out schedule names only writers and ops of the run, each writer once.
+template <class Options>
+void validate_plan(const race_schedule& plan, const Options& o) {
+  auto bad = [](const std::string& what) {
+    throw std::invalid_argument("noclobber: race_options.plan: " + what);
+  };
+  if (o.mode != race_mode::explore) bad("a written-out schedule needs mode explore");
+  auto planned = [&](std::uint32_t w) {
+    return std::find(plan.priority.begin(), plan.priority.end(), w) != plan.priority.end();
+  };
+  for (std::size_t i = 0; i < plan.priority.size(); ++i) {
+    const std::uint32_t w = plan.priority[i];
+    if (w < o.first_writer || w - o.first_writer >= o.writers)
+      bad("writer " + std::to_string(w) + " is not one of the run's writers");
+    if (std::find(plan.priority.begin(), plan.priority.begin() + static_cast<std::ptrdiff_t>(i), w) !=
+        plan.priority.begin() + static_cast<std::ptrdiff_t>(i))
+      bad("writer " + std::to_string(w) + " is listed twice in priority");
+  }
+  for (const race_preemption& p : plan.preemptions) {
+    if (!planned(p.writer))
+      bad("preemption of writer " + std::to_string(p.writer) + ", which is not in priority");
+  }
+  for (const race_op_ref& r : plan.ops) {
+    if (!planned(r.writer)) bad("op of writer " + std::to_string(r.writer) + ", which is not in priority");
+    if (r.op >= o.ops_per_writer)
+      bad("op " + std::to_string(r.op) + " of writer " + std::to_string(r.writer) + " (ops_per_writer is " +
+          std::to_string(o.ops_per_writer) + ")");
+  }
+}
+
+template <class Store>
+void validate(race_options_for<Store>& o) {
+  if (o.writers == 0 || o.writers > 65535) {
+    throw std::invalid_argument("noclobber: race_options.writers = " + std::to_string(o.writers) +
+                                " (expected 1 … 65535)");
+  }
+  if (o.ops_per_writer == 0)
+    throw std::invalid_argument("noclobber: race_options.ops_per_writer = 0 (expected ≥ 1)");
+  if (o.mode == race_mode::explore && (o.depth == 0 || o.depth > 8)) {
+    throw std::invalid_argument("noclobber: race_options.depth = " + std::to_string(o.depth) +
+                                " (expected 1 … 8)");
+  }
+  if (o.iterations == 0) throw std::invalid_argument("noclobber: race_options.iterations = 0 (expected ≥ 1)");
+  if (o.first_writer == 0 || o.first_writer + o.writers > max_race_writer) {
+    throw std::invalid_argument("noclobber: race_options.first_writer = " + std::to_string(o.first_writer) +
+                                " (expected 1 … 2^20 − 1 − writers)");
+  }
+  if (!o.plan.empty()) validate_plan(o.plan, o);
+  if (o.keys.empty()) {
+    if constexpr (std::is_constructible_v<store_key_t<Store>, const char*>) {
+      o.keys.push_back(store_key_t<Store>("noclobber/race"));
+    } else {
+      throw std::invalid_argument(
+          "noclobber: race_options.keys is empty (give the keys the writers should race on)");
+    }
+  }
+}
+
+}  // namespace detail
+
 }  // namespace noclobber
 // ---- end noclobber/race_harness/options.hpp
 
@@ -11417,8 +11650,9 @@ template <class Store>
 //
 // Overview
 // --------
-//   timed_barrier   forced mode: every writer waits after its first read until all writers have
-//                   read, so that they all write what they read. A barrier with a timeout: a
+//   timed_barrier   forced mode: every writer waits after each read until every writer still
+//                   running has read too (one round per read; a writer whose ops are done
+//                   leaves), so that they all write what they read. A barrier with a timeout: a
 //                   store or strategy that holds a lock across read and write never lets the
 //                   others arrive, the wait times out and the barrier stays open ("broken"), and
 //                   the report says "writers serialised" instead of hanging.
@@ -11454,40 +11688,67 @@ inline std::chrono::steady_clock::time_point race_deadline_after(std::chrono::mi
                                                         saturating_cast_ns(timeout));
 }
 
-/// A barrier with a timeout. Once it times out it stays open ("broken").
+/// A reusable barrier with a timeout, one generation per round of reads: a round completes
+/// when every writer still running has arrived. A writer that is done leaves it (drop), so the
+/// others never wait for it. Once a wait times out the barrier stays open ("broken") for good.
 class timed_barrier {
  public:
   explicit timed_barrier(unsigned expected) : expected_(expected) {}
 
-  /// False when it timed out (now or earlier).
+  /// Waits until every writer still running has arrived in this round. False when it timed out
+  /// (now or earlier): the barrier is then open for everyone.
   bool arrive_and_wait(std::chrono::milliseconds timeout) {
     const auto deadline = race_deadline_after(timeout);
     annotated_wait_lock lock(mutex_);
+    if (broken_) return false;
+    ++held_;
+    const std::uint64_t round = round_;
     if (++arrived_ >= expected_) {
-      cv_.notify_all();
-      return !broken_;
+      complete_round();
+      return true;
     }
-    while (arrived_ < expected_ && !broken_) {
-      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && arrived_ < expected_) broken_ = true;
+    while (round_ == round && !broken_) {
+      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && round_ == round) {
+        broken_ = true;
+        cv_.notify_all();
+      }
     }
-    cv_.notify_all();
-    return !broken_;
+    return round_ != round;
   }
-  /// Counts as arrived without waiting (a writer whose first op never read).
-  void arrive() {
+  /// A writer that will read no more (all its ops done) leaves; a round it was holding up completes.
+  void drop() {
     annotated_lock lock(mutex_);
-    if (++arrived_ >= expected_) cv_.notify_all();
+    if (expected_ > 0) --expected_;
+    if (!broken_ && arrived_ > 0 && arrived_ >= expected_) complete_round();
   }
   bool broken() const {
     annotated_lock lock(mutex_);
     return broken_;
   }
+  /// Rounds completed (every writer still running stood in the window at once).
+  std::uint64_t rounds() const {
+    annotated_lock lock(mutex_);
+    return round_;
+  }
+  /// Arrivals that waited in a round (reads held), before the barrier broke.
+  std::uint64_t held() const {
+    annotated_lock lock(mutex_);
+    return held_;
+  }
 
  private:
+  void complete_round() NOCLOBBER_REQUIRES(mutex_) {
+    arrived_ = 0;
+    ++round_;
+    cv_.notify_all();
+  }
+
   mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  const unsigned expected_;
+  unsigned expected_ NOCLOBBER_GUARDED_BY(mutex_);
   unsigned arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  std::uint64_t round_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  std::uint64_t held_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
   bool broken_ NOCLOBBER_GUARDED_BY(mutex_) = false;
 };
 
@@ -11659,7 +11920,8 @@ class pct_scheduler {
 //                        store has it). Each call is recorded with logical ticks (invoke,
 //                        complete) as a race_read / race_write (race_harness/history.hpp), and is
 //                        a scheduling point: before it the writer waits for its turn (explore);
-//                        after a writer's first read it waits at the forced window (forced).
+//                        after each read it waits at the forced window until every writer still
+//                        running has read (forced).
 //   race_modify<V>       the value function a strategy calls with what it read: it asks the
 //                        workload (race_harness/workload.hpp) for a new, unique value carrying
 //                        its write id, and remembers which version that value was computed from.
@@ -11760,7 +12022,6 @@ struct race_writer_state {
   std::uint32_t key = 0;  // index of the op's key
   std::uint32_t attempt = 0;
   std::uint32_t call = 0;  // store calls so far in this op (the scheduler anchors change points)
-  bool first_read_done = false;
   bool serialised = false;
   std::vector<computed> computed_this_op;
   std::vector<write_id> last_read;  // per key
@@ -11819,10 +12080,9 @@ class race_store {
     } else {
       ++st.untracked;
     }
-    if (st.run->barrier && !st.first_read_done) {
-      st.first_read_done = true;
-      if (!st.run->barrier->arrive_and_wait(st.run->options->barrier_timeout)) st.serialised = true;
-    }
+    // Forced: every read holds the window, not only the first (a retry's read, a later op's).
+    if (st.run->barrier && !st.run->barrier->arrive_and_wait(st.run->options->barrier_timeout))
+      st.serialised = true;
     return r;
   }
 
@@ -11941,7 +12201,8 @@ class race_modify {
 // Overview
 // --------
 //   run_race / run_race_per_writer   the public entries (documented in noclobber/race_harness.hpp)
-//   run_all    validates the options, then runs once, or (explore) one run per schedule seed
+//   run_all    validates the options (race_harness/options.hpp), then runs once, or (explore) one run per
+//   schedule seed
 //              until a losing schedule turns up, which it replays twice to check that it is
 //              deterministic; fills the race_report.
 //   run_once   one run, in phases: set up the run state (barrier or scheduler), read what each
@@ -12018,77 +12279,6 @@ struct factory_holder {
   factory_holder(F& f, unsigned i) : value(f(i)) {}
   T value;
 };
-
-template <class Store>
-race_workload<store_value_t<Store>> resolve_workload(const race_options_for<Store>& o) {
-  if (!o.workload.empty()) return o.workload;
-  if constexpr (std::is_same_v<store_value_t<Store>, std::string>) {
-    return append_workload();
-  } else {
-    throw std::invalid_argument(
-        "noclobber: race_options.workload is empty; the harness needs next_value and id_of for this value "
-        "type "
-        "(append_workload() covers std::string)");
-  }
-}
-
-/// A written-out schedule names only writers and ops of the run, each writer once.
-template <class Options>
-void validate_plan(const race_schedule& plan, const Options& o) {
-  auto bad = [](const std::string& what) {
-    throw std::invalid_argument("noclobber: race_options.plan: " + what);
-  };
-  if (o.mode != race_mode::explore) bad("a written-out schedule needs mode explore");
-  auto planned = [&](std::uint32_t w) {
-    return std::find(plan.priority.begin(), plan.priority.end(), w) != plan.priority.end();
-  };
-  for (std::size_t i = 0; i < plan.priority.size(); ++i) {
-    const std::uint32_t w = plan.priority[i];
-    if (w < o.first_writer || w - o.first_writer >= o.writers)
-      bad("writer " + std::to_string(w) + " is not one of the run's writers");
-    if (std::find(plan.priority.begin(), plan.priority.begin() + static_cast<std::ptrdiff_t>(i), w) !=
-        plan.priority.begin() + static_cast<std::ptrdiff_t>(i))
-      bad("writer " + std::to_string(w) + " is listed twice in priority");
-  }
-  for (const race_preemption& p : plan.preemptions) {
-    if (!planned(p.writer))
-      bad("preemption of writer " + std::to_string(p.writer) + ", which is not in priority");
-  }
-  for (const race_op_ref& r : plan.ops) {
-    if (!planned(r.writer)) bad("op of writer " + std::to_string(r.writer) + ", which is not in priority");
-    if (r.op >= o.ops_per_writer)
-      bad("op " + std::to_string(r.op) + " of writer " + std::to_string(r.writer) + " (ops_per_writer is " +
-          std::to_string(o.ops_per_writer) + ")");
-  }
-}
-
-template <class Store>
-void validate(race_options_for<Store>& o) {
-  if (o.writers == 0 || o.writers > 65535) {
-    throw std::invalid_argument("noclobber: race_options.writers = " + std::to_string(o.writers) +
-                                " (expected 1 … 65535)");
-  }
-  if (o.ops_per_writer == 0)
-    throw std::invalid_argument("noclobber: race_options.ops_per_writer = 0 (expected ≥ 1)");
-  if (o.mode == race_mode::explore && (o.depth == 0 || o.depth > 8)) {
-    throw std::invalid_argument("noclobber: race_options.depth = " + std::to_string(o.depth) +
-                                " (expected 1 … 8)");
-  }
-  if (o.iterations == 0) throw std::invalid_argument("noclobber: race_options.iterations = 0 (expected ≥ 1)");
-  if (o.first_writer == 0 || o.first_writer + o.writers > max_race_writer) {
-    throw std::invalid_argument("noclobber: race_options.first_writer = " + std::to_string(o.first_writer) +
-                                " (expected 1 … 2^20 − 1 − writers)");
-  }
-  if (!o.plan.empty()) validate_plan(o.plan, o);
-  if (o.keys.empty()) {
-    if constexpr (std::is_constructible_v<store_key_t<Store>, const char*>) {
-      o.keys.push_back(store_key_t<Store>("noclobber/race"));
-    } else {
-      throw std::invalid_argument(
-          "noclobber: race_options.keys is empty (give the keys the writers should race on)");
-    }
-  }
-}
 
 template <class Store>
 read_result<store_value_t<Store>, store_token_t<Store>> settled_read(Store& s, const store_key_t<Store>& k) {
@@ -12295,12 +12485,9 @@ void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_
     } catch (...) {
       note_error(op, "unknown exception");
     }
-    if (run.barrier && !w.first_read_done) {
-      // An op that never read must not hold the others at the forced window.
-      w.first_read_done = true;
-      run.barrier->arrive();
-    }
   }
+  // A writer that reads no more must not hold the others at the forced window.
+  if (run.barrier) run.barrier->drop();
   if (run.scheduler) run.scheduler->finish(w.index);
 }
 
@@ -12378,6 +12565,7 @@ void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome
       o.plan.empty() ? std::size_t{o.writers} * o.ops_per_writer : o.plan.op_count(o.ops_per_writer);
   rep.plan = std::move(r.plan);
   rep.steps = r.steps;
+  rep.signature = r.signature;
   rep.op_errors = r.op_errors;
   rep.retries = r.retries;
   rep.untracked_calls = r.untracked;
@@ -12385,6 +12573,7 @@ void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome
   rep.check = std::move(r.check);
   rep.writers_serialised = r.serialised;
   rep.history = std::move(r.history);
+  rep.overlap = measure_overlap(rep.history);
   if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
 }
 
@@ -12918,15 +13107,19 @@ struct locked_cas_strategy {
 // all writer threads. The harness's `race_store<S>` wraps your store with the same contract and
 // records each call; between a writer's read and its write it hands control to the mode:
 //
-//   forced   every writer waits after its first read until all writers have read (a barrier with
-//            a timeout). Naive writers then all write the version they read: W − 1 are lost. A
-//            store or strategy that holds a lock across read and write makes the barrier time
-//            out; the report says "writers serialised" instead of hanging.
+//   forced   every writer waits after each of its reads until every writer still running has
+//            read (a reusable barrier with a timeout; one round per read, a writer whose ops are
+//            done leaves it). Naive writers then all write the version they read: W − 1 are lost
+//            per round, K × (W − 1) over K ops. A store or strategy that holds a lock across read
+//            and write makes the barrier time out; the report says "writers serialised" instead
+//            of hanging.
 //   explore  PCT (Burckhardt et al. 2010): exactly one writer runs between scheduling points (each
 //            store call); priorities and depth − 1 priority change points are drawn from a seed.
 //            Each iteration's seed derives from the master seed; a losing schedule is replayed
 //            twice to check that it is deterministic, and the report carries its replay line.
-//   stress   free-running threads, for stores that cannot be paused.
+//   stress   free-running threads, for stores that cannot be paused. Every report says how often
+//            two writers really stood in the read→write window at once (race_harness/overlap.hpp),
+//            so a run that never raced is not mistaken for a safe store.
 //
 // Outside a harness run nothing is paid: your store is never modified or subclassed; the pause
 // points live only in race_store.
@@ -12945,6 +13138,7 @@ struct locked_cas_strategy {
 //   engine.hpp      run_race, run_race_per_writer and the runs behind them
 //   history.hpp     the recorded history (records.hpp), its checker (checker.hpp), its text form
 //   report.hpp      race_report: counts, losses, a trace, the replay line, text and JSON
+//   overlap.hpp     measure_overlap: how often writers stood in the window at once
 //   schedule.hpp    race_schedule: an explore schedule written out (replayable, editable)
 //   shrink.hpp      shrink_race: a losing explore run → a minimal run that still loses
 //   html.hpp        to_html / write_html: the report as a page with an SVG timeline

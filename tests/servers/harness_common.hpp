@@ -51,8 +51,8 @@ void prove_adapter(const std::string& name, Make make, int keys = 4) {
     CHECK(r.lost() == writers - 1);
   }
   SECTION("naive, forced window then 2,000 ops: updates lost") {
-    // Every writer's first op reads before anyone writes; of the writers that read the same key
-    // there, all but one are lost for sure (later free-running losses are only likely).
+    // The forced window holds every read: in each round, of the writers that read the same key
+    // all but one are lost for sure; at least W - K in the first round alone.
     auto r = noclobber::run_race_per_writer(
         make, noclobber::naive_strategy{},
         options<Store>(name, "naive", race_mode::forced, ops_per_writer, fresh_keys("naive-stress", keys)));

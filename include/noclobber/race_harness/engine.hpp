@@ -4,7 +4,8 @@
 // Overview
 // --------
 //   run_race / run_race_per_writer   the public entries (documented in noclobber/race_harness.hpp)
-//   run_all    validates the options, then runs once, or (explore) one run per schedule seed
+//   run_all    validates the options (race_harness/options.hpp), then runs once, or (explore) one run per
+//   schedule seed
 //              until a losing schedule turns up, which it replays twice to check that it is
 //              deterministic; fills the race_report.
 //   run_once   one run, in phases: set up the run state (barrier or scheduler), read what each
@@ -39,6 +40,7 @@
 #include "noclobber/outcome.hpp"
 #include "noclobber/race_harness/history.hpp"
 #include "noclobber/race_harness/options.hpp"
+#include "noclobber/race_harness/overlap.hpp"
 #include "noclobber/race_harness/recorder.hpp"
 #include "noclobber/race_harness/report.hpp"
 #include "noclobber/race_harness/scheduler.hpp"
@@ -91,77 +93,6 @@ struct factory_holder {
   factory_holder(F& f, unsigned i) : value(f(i)) {}
   T value;
 };
-
-template <class Store>
-race_workload<store_value_t<Store>> resolve_workload(const race_options_for<Store>& o) {
-  if (!o.workload.empty()) return o.workload;
-  if constexpr (std::is_same_v<store_value_t<Store>, std::string>) {
-    return append_workload();
-  } else {
-    throw std::invalid_argument(
-        "noclobber: race_options.workload is empty; the harness needs next_value and id_of for this value "
-        "type "
-        "(append_workload() covers std::string)");
-  }
-}
-
-/// A written-out schedule names only writers and ops of the run, each writer once.
-template <class Options>
-void validate_plan(const race_schedule& plan, const Options& o) {
-  auto bad = [](const std::string& what) {
-    throw std::invalid_argument("noclobber: race_options.plan: " + what);
-  };
-  if (o.mode != race_mode::explore) bad("a written-out schedule needs mode explore");
-  auto planned = [&](std::uint32_t w) {
-    return std::find(plan.priority.begin(), plan.priority.end(), w) != plan.priority.end();
-  };
-  for (std::size_t i = 0; i < plan.priority.size(); ++i) {
-    const std::uint32_t w = plan.priority[i];
-    if (w < o.first_writer || w - o.first_writer >= o.writers)
-      bad("writer " + std::to_string(w) + " is not one of the run's writers");
-    if (std::find(plan.priority.begin(), plan.priority.begin() + static_cast<std::ptrdiff_t>(i), w) !=
-        plan.priority.begin() + static_cast<std::ptrdiff_t>(i))
-      bad("writer " + std::to_string(w) + " is listed twice in priority");
-  }
-  for (const race_preemption& p : plan.preemptions) {
-    if (!planned(p.writer))
-      bad("preemption of writer " + std::to_string(p.writer) + ", which is not in priority");
-  }
-  for (const race_op_ref& r : plan.ops) {
-    if (!planned(r.writer)) bad("op of writer " + std::to_string(r.writer) + ", which is not in priority");
-    if (r.op >= o.ops_per_writer)
-      bad("op " + std::to_string(r.op) + " of writer " + std::to_string(r.writer) + " (ops_per_writer is " +
-          std::to_string(o.ops_per_writer) + ")");
-  }
-}
-
-template <class Store>
-void validate(race_options_for<Store>& o) {
-  if (o.writers == 0 || o.writers > 65535) {
-    throw std::invalid_argument("noclobber: race_options.writers = " + std::to_string(o.writers) +
-                                " (expected 1 … 65535)");
-  }
-  if (o.ops_per_writer == 0)
-    throw std::invalid_argument("noclobber: race_options.ops_per_writer = 0 (expected ≥ 1)");
-  if (o.mode == race_mode::explore && (o.depth == 0 || o.depth > 8)) {
-    throw std::invalid_argument("noclobber: race_options.depth = " + std::to_string(o.depth) +
-                                " (expected 1 … 8)");
-  }
-  if (o.iterations == 0) throw std::invalid_argument("noclobber: race_options.iterations = 0 (expected ≥ 1)");
-  if (o.first_writer == 0 || o.first_writer + o.writers > max_race_writer) {
-    throw std::invalid_argument("noclobber: race_options.first_writer = " + std::to_string(o.first_writer) +
-                                " (expected 1 … 2^20 − 1 − writers)");
-  }
-  if (!o.plan.empty()) validate_plan(o.plan, o);
-  if (o.keys.empty()) {
-    if constexpr (std::is_constructible_v<store_key_t<Store>, const char*>) {
-      o.keys.push_back(store_key_t<Store>("noclobber/race"));
-    } else {
-      throw std::invalid_argument(
-          "noclobber: race_options.keys is empty (give the keys the writers should race on)");
-    }
-  }
-}
 
 template <class Store>
 read_result<store_value_t<Store>, store_token_t<Store>> settled_read(Store& s, const store_key_t<Store>& k) {
@@ -368,12 +299,9 @@ void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_
     } catch (...) {
       note_error(op, "unknown exception");
     }
-    if (run.barrier && !w.first_read_done) {
-      // An op that never read must not hold the others at the forced window.
-      w.first_read_done = true;
-      run.barrier->arrive();
-    }
   }
+  // A writer that reads no more must not hold the others at the forced window.
+  if (run.barrier) run.barrier->drop();
   if (run.scheduler) run.scheduler->finish(w.index);
 }
 
@@ -451,6 +379,7 @@ void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome
       o.plan.empty() ? std::size_t{o.writers} * o.ops_per_writer : o.plan.op_count(o.ops_per_writer);
   rep.plan = std::move(r.plan);
   rep.steps = r.steps;
+  rep.signature = r.signature;
   rep.op_errors = r.op_errors;
   rep.retries = r.retries;
   rep.untracked_calls = r.untracked;
@@ -458,6 +387,7 @@ void fill_report(race_report& rep, const race_options_for<Store>& o, run_outcome
   rep.check = std::move(r.check);
   rep.writers_serialised = r.serialised;
   rep.history = std::move(r.history);
+  rep.overlap = measure_overlap(rep.history);
   if (!rep.check.lost.empty()) rep.trace = loss_trace(rep.history, rep.check.lost.front());
 }
 

@@ -10,6 +10,9 @@
 //   noclobber::race_options_for<my_store> opt;
 //   opt.apply_replay("mode=explore writers=16 ops=1 seed=7 depth=2 schedule=12345");
 //
+// detail::validate() is the boundary check every run starts with: options that make no sense throw
+// std::invalid_argument naming the field (and fill in the default key and workload).
+//
 // Timeouts saturate: `std::chrono::milliseconds::max()` means "wait without limit" (in forced
 // mode a store that serialises the writers then makes the run wait for ever instead of
 // reporting "writers serialised").
@@ -29,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "noclobber/conditional_writer.hpp"
@@ -132,5 +136,80 @@ struct race_options {
 
 template <class Store>
 using race_options_for = race_options<store_key_t<Store>, store_value_t<Store>>;
+
+namespace detail {
+
+template <class Store>
+race_workload<store_value_t<Store>> resolve_workload(const race_options_for<Store>& o) {
+  if (!o.workload.empty()) return o.workload;
+  if constexpr (std::is_same_v<store_value_t<Store>, std::string>) {
+    return append_workload();
+  } else {
+    throw std::invalid_argument(
+        "noclobber: race_options.workload is empty; the harness needs next_value and id_of for this value "
+        "type "
+        "(append_workload() covers std::string)");
+  }
+}
+
+/// A written-out schedule names only writers and ops of the run, each writer once.
+template <class Options>
+void validate_plan(const race_schedule& plan, const Options& o) {
+  auto bad = [](const std::string& what) {
+    throw std::invalid_argument("noclobber: race_options.plan: " + what);
+  };
+  if (o.mode != race_mode::explore) bad("a written-out schedule needs mode explore");
+  auto planned = [&](std::uint32_t w) {
+    return std::find(plan.priority.begin(), plan.priority.end(), w) != plan.priority.end();
+  };
+  for (std::size_t i = 0; i < plan.priority.size(); ++i) {
+    const std::uint32_t w = plan.priority[i];
+    if (w < o.first_writer || w - o.first_writer >= o.writers)
+      bad("writer " + std::to_string(w) + " is not one of the run's writers");
+    if (std::find(plan.priority.begin(), plan.priority.begin() + static_cast<std::ptrdiff_t>(i), w) !=
+        plan.priority.begin() + static_cast<std::ptrdiff_t>(i))
+      bad("writer " + std::to_string(w) + " is listed twice in priority");
+  }
+  for (const race_preemption& p : plan.preemptions) {
+    if (!planned(p.writer))
+      bad("preemption of writer " + std::to_string(p.writer) + ", which is not in priority");
+  }
+  for (const race_op_ref& r : plan.ops) {
+    if (!planned(r.writer)) bad("op of writer " + std::to_string(r.writer) + ", which is not in priority");
+    if (r.op >= o.ops_per_writer)
+      bad("op " + std::to_string(r.op) + " of writer " + std::to_string(r.writer) + " (ops_per_writer is " +
+          std::to_string(o.ops_per_writer) + ")");
+  }
+}
+
+template <class Store>
+void validate(race_options_for<Store>& o) {
+  if (o.writers == 0 || o.writers > 65535) {
+    throw std::invalid_argument("noclobber: race_options.writers = " + std::to_string(o.writers) +
+                                " (expected 1 … 65535)");
+  }
+  if (o.ops_per_writer == 0)
+    throw std::invalid_argument("noclobber: race_options.ops_per_writer = 0 (expected ≥ 1)");
+  if (o.mode == race_mode::explore && (o.depth == 0 || o.depth > 8)) {
+    throw std::invalid_argument("noclobber: race_options.depth = " + std::to_string(o.depth) +
+                                " (expected 1 … 8)");
+  }
+  if (o.iterations == 0) throw std::invalid_argument("noclobber: race_options.iterations = 0 (expected ≥ 1)");
+  if (o.first_writer == 0 || o.first_writer + o.writers > max_race_writer) {
+    throw std::invalid_argument("noclobber: race_options.first_writer = " + std::to_string(o.first_writer) +
+                                " (expected 1 … 2^20 − 1 − writers)");
+  }
+  if (!o.plan.empty()) validate_plan(o.plan, o);
+  if (o.keys.empty()) {
+    if constexpr (std::is_constructible_v<store_key_t<Store>, const char*>) {
+      o.keys.push_back(store_key_t<Store>("noclobber/race"));
+    } else {
+      throw std::invalid_argument(
+          "noclobber: race_options.keys is empty (give the keys the writers should race on)");
+    }
+  }
+}
+
+}  // namespace detail
 
 }  // namespace noclobber

@@ -8,7 +8,8 @@
 //                        store has it). Each call is recorded with logical ticks (invoke,
 //                        complete) as a race_read / race_write (race_harness/history.hpp), and is
 //                        a scheduling point: before it the writer waits for its turn (explore);
-//                        after a writer's first read it waits at the forced window (forced).
+//                        after each read it waits at the forced window until every writer still
+//                        running has read (forced).
 //   race_modify<V>       the value function a strategy calls with what it read: it asks the
 //                        workload (race_harness/workload.hpp) for a new, unique value carrying
 //                        its write id, and remembers which version that value was computed from.
@@ -117,7 +118,6 @@ struct race_writer_state {
   std::uint32_t key = 0;  // index of the op's key
   std::uint32_t attempt = 0;
   std::uint32_t call = 0;  // store calls so far in this op (the scheduler anchors change points)
-  bool first_read_done = false;
   bool serialised = false;
   std::vector<computed> computed_this_op;
   std::vector<write_id> last_read;  // per key
@@ -176,10 +176,9 @@ class race_store {
     } else {
       ++st.untracked;
     }
-    if (st.run->barrier && !st.first_read_done) {
-      st.first_read_done = true;
-      if (!st.run->barrier->arrive_and_wait(st.run->options->barrier_timeout)) st.serialised = true;
-    }
+    // Forced: every read holds the window, not only the first (a retry's read, a later op's).
+    if (st.run->barrier && !st.run->barrier->arrive_and_wait(st.run->options->barrier_timeout))
+      st.serialised = true;
     return r;
   }
 

@@ -24,13 +24,14 @@
 #include <vector>
 
 #include "noclobber/race_harness/history.hpp"
+#include "noclobber/race_harness/overlap.hpp"
 #include "noclobber/race_harness/schedule.hpp"
 
 namespace noclobber {
 
 /// How the harness drives the writers between each read and its write.
 enum class race_mode : unsigned char {
-  forced,   ///< every writer waits after its first read until all have read (timeout: "serialised")
+  forced,   ///< every writer waits after each read until all still running have read (timeout: "serialised")
   explore,  ///< PCT scheduling: one writer runs at a time, seeded, replayable
   stress,   ///< free-running threads, for stores that cannot be paused
 };
@@ -70,6 +71,9 @@ struct race_report {
   race_schedule plan;
   bool planned = false;
   std::uint64_t steps = 0;  ///< explore: scheduled moves in the run shown (its trace's length)
+  /// explore: a fingerprint of the run shown's interleaving (every read and write, in tick order,
+  /// with the versions it saw and wrote); the same schedule replays to the same signature
+  std::uint64_t signature = 0;
 
   std::size_t operations = 0;       ///< ops run (writers × ops_per_writer, in the run shown)
   std::size_t op_errors = 0;        ///< ops whose strategy threw
@@ -79,6 +83,9 @@ struct race_report {
   race_check check;                 ///< the checker's verdict on the run shown
 
   bool writers_serialised = false;  ///< forced: the barrier timed out (the store serialises)
+  /// How often two writers really stood in the read→write window on a key at once (every mode;
+  /// race_harness/overlap.hpp). 0 overlapping: the run never raced, whatever its verdict.
+  race_overlap overlap;
   std::size_t stalls = 0;           ///< explore: hand-offs because a writer blocked outside the harness
   unsigned iterations = 1;          ///< explore: schedules run
   unsigned failing_iterations = 0;  ///< explore: schedules that lost updates
@@ -297,6 +304,12 @@ inline std::string race_report::to_text() const {
     s += "  writers serialised: the forced window timed out because the store (or strategy) holds a lock "
          "across read and write; no interleaving was forced\n";
   }
+  s += "  overlap: " + overlap_text(overlap) + "\n";
+  if (overlap.overlapping == 0 && overlap.windows > 0) {
+    s += "  NO OVERLAP: no two writers stood in the read→write window at once, so no write could replace "
+         "another's unseen (short of a store serving stale reads); a clean verdict here does not show the "
+         "store safe under concurrency (use forced or explore, more writers, fewer keys)\n";
+  }
   if (check.lost.empty() && check.lost_update_pairs == 0) {
     s += "  lost updates: 0\n";
   } else {
@@ -343,7 +356,8 @@ inline std::string race_report::to_json() const {
     s += ",\"iterations\":" + std::to_string(iterations) +
          ",\"failing_iterations\":" + std::to_string(failing_iterations) + ",\"replay_deterministic\":" +
          (replay_deterministic ? (*replay_deterministic ? "true" : "false") : "null") +
-         ",\"stalls\":" + std::to_string(stalls);
+         ",\"stalls\":" + std::to_string(stalls) + ",\"steps\":" + std::to_string(steps) +
+         ",\"signature\":" + std::to_string(signature);
   }
   s += ",\"operations\":" + std::to_string(operations) +
        ",\"write_attempts\":" + std::to_string(check.write_attempts) +
@@ -358,6 +372,9 @@ inline std::string race_report::to_json() const {
        ",\"indeterminate\":" + std::to_string(check.indeterminate.size()) +
        ",\"indeterminate_unresolved\":" + std::to_string(check.indeterminate_unresolved()) +
        ",\"writers_serialised\":" + (writers_serialised ? "true" : "false") +
+       ",\"overlap\":{\"windows\":" + std::to_string(overlap.windows) +
+       ",\"overlapping\":" + std::to_string(overlap.overlapping) +
+       ",\"most_at_once\":" + std::to_string(overlap.most_at_once) + "}" +
        ",\"elapsed_ms\":" + detail::ms_text(elapsed) + ",\"ok\":" + (ok() ? "true" : "false");
   s += ",\"lost_writes\":[";
   for (std::size_t i = 0; i < check.lost.size(); ++i) {

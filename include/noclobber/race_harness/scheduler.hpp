@@ -3,8 +3,9 @@
 //
 // Overview
 // --------
-//   timed_barrier   forced mode: every writer waits after its first read until all writers have
-//                   read, so that they all write what they read. A barrier with a timeout: a
+//   timed_barrier   forced mode: every writer waits after each read until every writer still
+//                   running has read too (one round per read; a writer whose ops are done
+//                   leaves), so that they all write what they read. A barrier with a timeout: a
 //                   store or strategy that holds a lock across read and write never lets the
 //                   others arrive, the wait times out and the barrier stays open ("broken"), and
 //                   the report says "writers serialised" instead of hanging.
@@ -43,40 +44,67 @@ inline std::chrono::steady_clock::time_point race_deadline_after(std::chrono::mi
                                                         saturating_cast_ns(timeout));
 }
 
-/// A barrier with a timeout. Once it times out it stays open ("broken").
+/// A reusable barrier with a timeout, one generation per round of reads: a round completes
+/// when every writer still running has arrived. A writer that is done leaves it (drop), so the
+/// others never wait for it. Once a wait times out the barrier stays open ("broken") for good.
 class timed_barrier {
  public:
   explicit timed_barrier(unsigned expected) : expected_(expected) {}
 
-  /// False when it timed out (now or earlier).
+  /// Waits until every writer still running has arrived in this round. False when it timed out
+  /// (now or earlier): the barrier is then open for everyone.
   bool arrive_and_wait(std::chrono::milliseconds timeout) {
     const auto deadline = race_deadline_after(timeout);
     annotated_wait_lock lock(mutex_);
+    if (broken_) return false;
+    ++held_;
+    const std::uint64_t round = round_;
     if (++arrived_ >= expected_) {
-      cv_.notify_all();
-      return !broken_;
+      complete_round();
+      return true;
     }
-    while (arrived_ < expected_ && !broken_) {
-      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && arrived_ < expected_) broken_ = true;
+    while (round_ == round && !broken_) {
+      if (lock.wait_until(cv_, deadline) == std::cv_status::timeout && round_ == round) {
+        broken_ = true;
+        cv_.notify_all();
+      }
     }
-    cv_.notify_all();
-    return !broken_;
+    return round_ != round;
   }
-  /// Counts as arrived without waiting (a writer whose first op never read).
-  void arrive() {
+  /// A writer that will read no more (all its ops done) leaves; a round it was holding up completes.
+  void drop() {
     annotated_lock lock(mutex_);
-    if (++arrived_ >= expected_) cv_.notify_all();
+    if (expected_ > 0) --expected_;
+    if (!broken_ && arrived_ > 0 && arrived_ >= expected_) complete_round();
   }
   bool broken() const {
     annotated_lock lock(mutex_);
     return broken_;
   }
+  /// Rounds completed (every writer still running stood in the window at once).
+  std::uint64_t rounds() const {
+    annotated_lock lock(mutex_);
+    return round_;
+  }
+  /// Arrivals that waited in a round (reads held), before the barrier broke.
+  std::uint64_t held() const {
+    annotated_lock lock(mutex_);
+    return held_;
+  }
 
  private:
+  void complete_round() NOCLOBBER_REQUIRES(mutex_) {
+    arrived_ = 0;
+    ++round_;
+    cv_.notify_all();
+  }
+
   mutable annotated_mutex mutex_;
   std::condition_variable cv_;
-  const unsigned expected_;
+  unsigned expected_ NOCLOBBER_GUARDED_BY(mutex_);
   unsigned arrived_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  std::uint64_t round_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
+  std::uint64_t held_ NOCLOBBER_GUARDED_BY(mutex_) = 0;
   bool broken_ NOCLOBBER_GUARDED_BY(mutex_) = false;
 };
 
