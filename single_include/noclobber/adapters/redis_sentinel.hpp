@@ -206,7 +206,12 @@ class sentinel_store {
     for (const std::string& a : options_.sentinels) {
       const auto [host, port] = parse_address(a);
       store_error ce;
-      detail::context_ptr c = detail::connect(host, port, options_.timeout, ce);
+      write_status failure{};
+      connect_options o;
+      o.host = host;
+      o.port = port;
+      o.timeout = options_.timeout;
+      detail::context_ptr c = detail::connect(o, ce, failure);
       if (!c) {
         e = {"SENTINEL", "Sentinel " + a + ": " + ce.message};
         continue;
