@@ -42,6 +42,14 @@ inline std::string server_env(const char* name) {
 }
 
 /// A name no other test run uses: prefix + pid + random.
+/// Checks that `text` contains none of `secrets` (a password, a token).
+inline void check_no_secret(const std::string& text, const std::vector<std::string>& secrets) {
+  for (const auto& s : secrets) {
+    INFO("text: " << text);
+    CHECK(text.find(s) == std::string::npos);
+  }
+}
+
 inline std::string unique_name(const std::string& prefix) {
   static std::atomic<unsigned> counter{0};
   std::random_device rd;

@@ -39,13 +39,6 @@ void etcdctl_as_root(const std::string& args, const std::string& input = "") {
   REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
-void check_no_secret(const std::string& text, const std::vector<std::string>& secrets) {
-  for (const auto& s : secrets) {
-    INFO("text: " << text);
-    CHECK(text.find(s) == std::string::npos);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("etcd auth: one token for many requests, a new one when it expires", "[server][etcd][auth]") {
@@ -79,7 +72,7 @@ TEST_CASE("etcd auth: a wrong password is a clear permanent error, not retried, 
   CHECK(r.status == noclobber::read_status::permanent);
   CHECK(r.error.message.find("authenticate failed") != std::string::npos);
   CHECK(r.error.message.find("authentication failed") != std::string::npos);
-  check_no_secret(r.error.code + " " + r.error.message, {wrong, app().password});
+  nc_test::check_no_secret(r.error.code + " " + r.error.message, {wrong, app().password});
 
   noclobber::keyed_mutex_map<std::string> locks;
   noclobber::retry_policy policy;
@@ -98,7 +91,7 @@ TEST_CASE("etcd auth: a wrong password is a clear permanent error, not retried, 
   CHECK(rmw.attempts == 1);
   CHECK(fn_calls == 0);
   CHECK(bool(locks.try_lock(key)));
-  check_no_secret(noclobber::to_text(rmw), {wrong});
+  nc_test::check_no_secret(noclobber::to_text(rmw), {wrong});
   CHECK_THROWS_AS(et::store(url(), et::credentials{"", "x"}), std::invalid_argument);
 }
 
@@ -124,7 +117,7 @@ TEST_CASE("etcd auth: a password changed while the store holds a token stops at 
   const auto r = s.read(key);
   CHECK(r.status == noclobber::read_status::permanent);
   CHECK(r.error.message.find("authenticate failed") != std::string::npos);
-  check_no_secret(r.error.code + " " + r.error.message, {password});
+  nc_test::check_no_secret(r.error.code + " " + r.error.message, {password});
   etcdctl_as_root("user delete " + user);
   et::store cleanup(url(), app());
   CHECK(cleanup.erase_if_match(key, cleanup.read(key).token).ok());

@@ -56,13 +56,6 @@ std::string thrown_by_store(const std::string& conninfo, const std::string& tabl
   return "";
 }
 
-void check_no_secret(const std::string& text, const std::vector<std::string>& secrets) {
-  for (const auto& s : secrets) {
-    INFO("text: " << text);
-    CHECK(text.find(s) == std::string::npos);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("postgres auth: the right password, as key=value and as a URI", "[server][postgres][auth]") {
@@ -87,12 +80,12 @@ TEST_CASE("postgres auth: a wrong or missing password is a clear error at connec
   const std::vector<std::string> secrets{wrong, auth_password()};
   const std::string msg = thrown_by_store(auth_conninfo() + " password=" + wrong, "nc_auth_never");
   CHECK(msg.find("password authentication failed") != std::string::npos);
-  check_no_secret(msg, secrets);
+  nc_test::check_no_secret(msg, secrets);
   const std::string uri = "postgresql://nc_auth:" + wrong + "@" + conninfo_field(auth_conninfo(), "host") +
                           ":" + conninfo_field(auth_conninfo(), "port") + "/noclobber";
   const std::string uri_msg = thrown_by_store(uri, "nc_auth_never");
   CHECK(uri_msg.find("password authentication failed") != std::string::npos);
-  check_no_secret(uri_msg, secrets);
+  nc_test::check_no_secret(uri_msg, secrets);
   // No password at all (and none in PGPASSWORD or ~/.pgpass): libpq says one is needed.
   const std::string none_msg =
       thrown_by_store(auth_conninfo() + " passfile=/nonexistent/noclobber.pgpass", "nc_auth_never");
@@ -140,9 +133,9 @@ TEST_CASE("postgres auth: a password changed while connected stops the loop at t
     CHECK(r.last_error.message.find("password authentication failed") != std::string::npos);
     CHECK(bool(locks.try_lock(std::string("k"))));  // no lock left held
     const std::vector<std::string> secrets{password, new_password};
-    check_no_secret(r.last_error.code + " " + r.last_error.message, secrets);
-    check_no_secret(noclobber::to_text(r), secrets);
-    for (const auto& line : hook_lines) check_no_secret(line, secrets);
+    nc_test::check_no_secret(r.last_error.code + " " + r.last_error.message, secrets);
+    nc_test::check_no_secret(noclobber::to_text(r), secrets);
+    for (const auto& line : hook_lines) nc_test::check_no_secret(line, secrets);
     // Later calls fail the same way, at once.
     CHECK(s.read("k").status == noclobber::read_status::permanent);
   }
