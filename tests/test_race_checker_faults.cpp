@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace nc = noclobber;
@@ -98,6 +99,164 @@ TEST_CASE("checker: an acknowledged write the store forgot is vanished, not lost
     CHECK(check.lost.size() == 1);
     CHECK(check.vanished.empty());
   }
+
+  // Failover to a replica that lacked W1's write: W2 read v0 on the old primary before W1 wrote,
+  // and its update conditional on v0, sent after W1's acknowledgement, applied on the new
+  // primary. No read after the acknowledgement saw v0: the conditional write is the evidence.
+  auto conditional = [](nc::race_write w, nc::write_id expected) {
+    w.kind = nc::write_kind::write_if_match;
+    w.expected = expected;
+    return w;
+  };
+  SECTION("an update conditional on the replaced version, applied after the acknowledgement, is evidence") {
+    // (W1's own condition unknown: only the timing is evidence here.)
+    h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 3), nc::unknown_version),
+                conditional(wr(2, 0, 0, b, nc::op_outcome::ok, 6), 0),
+                conditional(wr(3, 0, b, c, nc::op_outcome::ok, 9), b)};
+    h.reads = {rd(1, 0, 0, 1), rd(2, 0, 0, 2), rd(3, 0, b, 8)};
+    h.final_versions = {c};
+    const auto check = nc::check_race_history(h);
+    REQUIRE(check.vanished.size() == 1);
+    CHECK(check.vanished[0].write.writer == 1);
+    CHECK_THAT(
+        check.vanished[0].trace,
+        Catch::Contains("W2 op 0 wrote conditionally on the key's state before the run (applied), sent at "
+                        "tick 6") &&
+            Catch::Contains("acknowledged at tick 4"));
+    CHECK(check.lost.empty());
+    CHECK_FALSE(check.ok());
+  }
+  SECTION("the same, a version below: the new primary held an older version still") {
+    // W1: v0 -> a, W2: a -> b (both acknowledged), then W3's update conditional on v0 applied.
+    h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 2), 0),
+                conditional(wr(2, 0, a, b, nc::op_outcome::ok, 5), a),
+                conditional(wr(3, 0, 0, c, nc::op_outcome::ok, 8), 0)};
+    h.reads = {rd(1, 0, 0, 0), rd(3, 0, 0, 1), rd(2, 0, a, 4)};
+    h.final_versions = {c};
+    const auto check = nc::check_race_history(h);
+    CHECK(check.vanished.size() == 2);
+    CHECK(check.lost.empty());
+  }
+  SECTION("a strategy that computes from a stale read but conditions on a fresh one stays lost") {
+    // W2 read v0, then a (W1's), computed from v0 and sent its update conditional on a.
+    h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 2), 0),
+                conditional(wr(2, 0, 0, b, nc::op_outcome::ok, 6), a)};
+    h.reads = {rd(1, 0, 0, 0), rd(2, 0, 0, 1), rd(2, 0, a, 4)};
+    h.final_versions = {b};
+    const auto check = nc::check_race_history(h);
+    REQUIRE(check.lost.size() == 1);
+    CHECK(check.lost[0].lost.writer == 1);
+    CHECK(check.vanished.empty());
+  }
+  SECTION(
+      "a conditional update sent before the acknowledgement, a refused one, or one with no known "
+      "condition is no evidence") {
+    nc::race_write early = conditional(wr(2, 0, 0, b, nc::op_outcome::ok, 3), 0);  // sent at 3, W1 done at 4
+    nc::race_write blind = wr(2, 0, 0, b, nc::op_outcome::ok, 6);                  // overwrite
+    blind.kind = nc::write_kind::overwrite;
+    nc::race_write unmatched = conditional(wr(2, 0, 0, b, nc::op_outcome::ok, 6), nc::unknown_version);
+    for (const nc::race_write& w2 : {early, blind, unmatched}) {
+      h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 3), nc::unknown_version), w2,
+                  conditional(wr(3, 0, 0, c, nc::op_outcome::failed, 8), 0)};  // refused: no evidence
+      h.reads = {rd(1, 0, 0, 1), rd(2, 0, 0, 2)};
+      h.final_versions = {b};
+      const auto check = nc::check_race_history(h);
+      CHECK(check.lost.size() == 1);
+      CHECK(check.vanished.empty());
+    }
+  }
+}
+
+TEST_CASE("checker: two updates let through on one version are the store's doing, whatever their timing",
+          "[race_harness][checker][faults]") {
+  // W1 and W2 both read v0 and both sent an update conditional on v0; W2's was sent before W1's
+  // was acknowledged, and no read came later: only the two conditions show the store's fault.
+  const auto a = nc::make_write_id(1, 9, 1), b = nc::make_write_id(2, 9, 1);
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  auto conditional = [](nc::race_write w, nc::write_id expected) {
+    w.kind = nc::write_kind::write_if_match;
+    w.expected = expected;
+    return w;
+  };
+  h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 3), 0),
+              conditional(wr(2, 0, 0, b, nc::op_outcome::ok, 2), 0)};
+  h.reads = {rd(1, 0, 0, 0), rd(2, 0, 0, 1)};
+  h.final_versions = {b};
+  SECTION("both conditional on v0: W1's loss is vanished, with W2's update named") {
+    const auto check = nc::check_race_history(h);
+    REQUIRE(check.vanished.size() == 1);
+    CHECK(check.vanished[0].write.writer == 1);
+    CHECK_THAT(
+        check.vanished[0].trace,
+        Catch::Contains("conditionally on the key's state before the run; W2 op 0 wrote conditionally"));
+    CHECK(check.lost.empty());
+  }
+  SECTION("W1 computed from v0 but was conditional on another version: a strategy's loss, lost") {
+    h.writes[0].expected = nc::make_write_id(3, 9, 1);
+    const auto check = nc::check_race_history(h);
+    CHECK(check.lost.size() == 1);
+    CHECK(check.vanished.empty());
+  }
+  SECTION("W2 refused: nothing was lost") {
+    h.writes[1].outcome = nc::op_outcome::failed;
+    h.final_versions = {a};
+    const auto check = nc::check_race_history(h);
+    CHECK(check.ok());
+  }
+}
+
+TEST_CASE("recorder: a conditional update names the version whose token it passed",
+          "[race_harness][checker][faults]") {
+  nc::memory_store<std::string, std::string> store;
+  nc::race_options<std::string, std::string> o;
+  o.mode = nc::race_mode::stress;
+  o.writers = 1;
+  o.ops_per_writer = 3;
+  o.keys = {"k"};
+  // Op 0 creates the key. Ops 1 and 2 update it from a read, read again, and send a second update
+  // computed from the new value but conditional on the first read's token (refused).
+  auto strategy = [](auto& view, const std::string& key, auto& fn) {
+    const auto first = view.read(key);
+    if (!first.found()) {
+      (void)view.create_if_absent(key, fn(std::optional<std::string>()));
+      return;
+    }
+    (void)view.write_if_match(key, first.token, fn(first.value));
+    const auto second = view.read(key);
+    (void)view.write_if_match(key, first.token, fn(second.value));
+  };
+  const auto report = nc::run_race(store, strategy, o);
+  INFO(report.to_text());
+  const auto& w = report.history.writes;
+  REQUIRE(w.size() == 5);
+  CHECK(w[0].kind == nc::write_kind::create_if_absent);
+  CHECK(w[0].expected == nc::unknown_version);
+  for (std::size_t i : {std::size_t{1}, std::size_t{3}}) {
+    CHECK(w[i].outcome == nc::op_outcome::ok);
+    CHECK(w[i].expected == w[i].read_from);  // computed from the version its token names
+    CHECK(w[i + 1].outcome == nc::op_outcome::failed);
+    CHECK(w[i + 1].read_from == w[i].written);   // computed from the second read...
+    CHECK(w[i + 1].expected == w[i].read_from);  // ...conditional on the first
+  }
+}
+
+TEST_CASE("history text: a write's condition round-trips, and a line without one still reads",
+          "[race_harness][checker][faults]") {
+  nc::race_history h;
+  nc::race_write w = wr(1, 2, 7, 8, nc::op_outcome::ok, 10);
+  w.expected = 7;
+  h.writes = {w, wr(1, 3, 8, 9, nc::op_outcome::ok, 12)};
+  const std::string text = nc::serialize_history(h);
+  CHECK(text == "w 1 2 1 0 7 8 0 0 10 11 7\nw 1 3 1 0 8 9 0 0 12 13\n");
+  nc::race_history back;
+  nc::append_history(back, text);
+  REQUIRE(back.writes.size() == 2);
+  CHECK(back.writes[0].expected == 7);
+  CHECK(back.writes[1].expected == nc::unknown_version);
+  CHECK_THROWS_AS(nc::append_history(back, "w 1 2 1 0 7 8 0 0 10 11 7 5\n"), std::invalid_argument);
+  CHECK_THROWS_AS(nc::append_history(back, "w 1 2 1 0 7 8 0 0 10\n"), std::invalid_argument);
 }
 
 TEST_CASE("checker: an update on the final chain twice is doubled, with its attempts",

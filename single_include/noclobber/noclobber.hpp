@@ -8989,7 +8989,8 @@ template <class Store, class Patch>
 // apart by their version token.
 //
 //   race_write    one write attempt: who, which op and attempt, which key, the version it
-//                 replaced (read_from), the value it wrote, how it ended, logical ticks
+//                 replaced (read_from), the version it was conditional on (expected), the value
+//                 it wrote, how it ended, logical ticks
 //   race_read     one read: who, which key, the version it saw, logical ticks
 //   race_history  every record of a run, plus each key's version before and after it
 //
@@ -9014,6 +9015,8 @@ using write_id = std::uint64_t;
 
 inline constexpr write_id initial_version = 0;
 inline constexpr write_id foreign_version_bit = write_id{1} << 63;
+/// "Not known": race_write::expected of a write that named no version the recorder could match.
+inline constexpr write_id unknown_version = ~write_id{0};
 inline constexpr std::uint32_t max_race_writer = (1u << 20) - 1;
 inline constexpr std::uint64_t max_race_sequence = (std::uint64_t{1} << 23) - 1;
 
@@ -9073,6 +9076,11 @@ struct race_write {
   write_kind kind = write_kind::write_if_match;
   std::uint64_t invoke = 0;    ///< logical tick when the call started
   std::uint64_t complete = 0;  ///< logical tick when it returned
+  /// The version the store was asked to find current (write_if_match: the version this writer's
+  /// op read with the token it passed), or unknown_version. Usually read_from; a strategy that
+  /// computes from one read and conditions on another makes them differ. An applied write says
+  /// the store held this version when the write arrived: evidence the checker uses (vanished).
+  write_id expected = unknown_version;
 };
 
 /// One read.
@@ -9562,6 +9570,7 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -9577,19 +9586,88 @@ namespace noclobber::detail {
   return (static_cast<std::uint64_t>(w.writer) << 32) | w.op;
 }
 
+/// For separate_vanished: per (key, version), the observation of that version that began last —
+/// a read that returned it, or an applied write_if_match conditional on it (race_write::expected:
+/// the store held that version when the write arrived). Either shows the store had that version
+/// as current at its invoke tick. Indices below reads.size() are reads, the rest writes.
+class latest_observations {
+ public:
+  explicit latest_observations(const race_history& h)
+      : h_(h),
+        latest_(h.reads.size() + h.writes.size()),
+        first_update_(h.writes.size()),
+        second_update_(h.writes.size()) {
+    for (std::uint32_t i = 0; i < h.reads.size(); ++i) note(h.reads[i].key, h.reads[i].version, i);
+    const auto base = static_cast<std::uint32_t>(h.reads.size());
+    for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+      if (!conditional_update(h.writes[i])) continue;
+      const race_write& w = h.writes[i];
+      note(w.key, w.expected, base + i);
+      auto [first, inserted] = first_update_.try_emplace({w.key, w.expected}, i);
+      if (!inserted && h.writes[*first].written != w.written)
+        second_update_.try_emplace({w.key, w.expected}, i);
+    }
+  }
+  /// The latest observation of (key, v), or nullptr.
+  [[nodiscard]] const std::uint32_t* find(std::uint32_t key, write_id v) const {
+    return latest_.find({key, v});
+  }
+  /// For an applied write_if_match conditional on the version it computed from: another applied
+  /// write_if_match with a different value conditional on that same version (an observation
+  /// index), or nullopt. Two updates let through on one version break compare-and-set whatever
+  /// their timing: the store forgot one (a failover) or never compared (an adapter that ignores
+  /// the token).
+  [[nodiscard]] std::optional<std::uint32_t> rival(const race_write& w) const {
+    if (!conditional_update(w) || w.expected != w.read_from) return std::nullopt;
+    const std::uint32_t* first = first_update_.find({w.key, w.expected});
+    if (first == nullptr) return std::nullopt;
+    const std::uint32_t* other =
+        h_.writes[*first].written != w.written ? first : second_update_.find({w.key, w.expected});
+    if (other == nullptr) return std::nullopt;
+    return static_cast<std::uint32_t>(h_.reads.size()) + *other;
+  }
+  [[nodiscard]] std::uint64_t invoke(std::uint32_t i) const {
+    return i < h_.reads.size() ? h_.reads[i].invoke : h_.writes[i - h_.reads.size()].invoke;
+  }
+  /// "W2 op 5 read <what> at tick 17" or "W2 op 5 wrote conditionally on <what> (applied), sent at tick 17".
+  [[nodiscard]] std::string describe(std::uint32_t i, const std::string& what) const {
+    if (i < h_.reads.size()) {
+      const race_read& r = h_.reads[i];
+      return "W" + std::to_string(r.writer) + " op " + std::to_string(r.op) + " read " + what + " at tick " +
+             std::to_string(r.invoke);
+    }
+    const race_write& w = h_.writes[i - h_.reads.size()];
+    return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " wrote conditionally on " +
+           what + " (applied), sent at tick " + std::to_string(w.invoke);
+  }
+
+ private:
+  [[nodiscard]] static bool conditional_update(const race_write& w) noexcept {
+    return w.outcome == op_outcome::ok && w.kind == write_kind::write_if_match &&
+           w.expected != unknown_version;
+  }
+  void note(std::uint32_t key, write_id v, std::uint32_t i) {
+    auto [slot, inserted] = latest_.try_emplace({key, v}, i);
+    if (!inserted && invoke(*slot) < invoke(i)) *slot = i;
+  }
+
+  const race_history& h_;
+  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> latest_;
+  // Per (key, version): the first applied conditional update on it, and one with another value.
+  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> first_update_, second_update_;
+};
+
 /// For separate_vanished: per entry, what a walk from its value down its key's version chain can
 /// find — the latest invoke of a read of a version on the way, and whether the key's final version
 /// is on it — summed up once per entry, so settling a stale loss costs O(1) instead of a walk as
 /// long as the chain (a lossy run has about as many lost writes as chain links: quadratic).
 class chain_summaries {
  public:
-  using read_index = flat_table<std::pair<std::uint32_t, write_id>, key_version_hash>;
+  chain_summaries(const history_index& ix, const latest_observations& seen)
+      : ix_(ix), seen_(seen), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
 
-  chain_summaries(const history_index& ix, const read_index& last_read)
-      : ix_(ix), last_read_(last_read), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
-
-  /// True when walking down from w.read_from cannot find a witness that w vanished (no read of a
-  /// version there began after w completed, and the key never ends there). False also when the
+  /// True when walking down from w.read_from cannot find a witness that w vanished (no observation
+  /// of a version there began after w completed, and the key never ends there). False also when the
   /// summary is inexact (the chain loops or crosses keys): then the caller walks.
   [[nodiscard]] bool rules_out(const race_write& w) {
     if (is_root(w.key, w.read_from)) return false;  // one step: the walk is as cheap
@@ -9602,7 +9680,7 @@ class chain_summaries {
 
  private:
   struct summary {
-    std::uint64_t latest_read = 0;  ///< latest invoke among reads of the versions (0: none)
+    std::uint64_t latest_read = 0;  ///< latest invoke among observations of the versions (0: none)
     bool holds_final = false;       ///< the key's final version is among them
     bool exact = true;              ///< false: the chain loops or crosses keys
   };
@@ -9616,8 +9694,8 @@ class chain_summaries {
   void visit(std::uint32_t key, write_id v, summary& s) const {
     const auto& h = ix_.h;
     if (key < h.final_versions.size() && h.final_versions[key] == v) s.holds_final = true;
-    if (const std::uint32_t* r = last_read_.find({key, v}))
-      s.latest_read = std::max(s.latest_read, h.reads[*r].invoke);
+    if (const std::uint32_t* r = seen_.find(key, v))
+      s.latest_read = std::max(s.latest_read, seen_.invoke(*r));
   }
   /// Follows read_from links down to a summarised entry or the chain's root, then fills the path
   /// back up (iterative: chains are as long as the run).
@@ -9656,31 +9734,41 @@ class chain_summaries {
   }
 
   const history_index& ix_;
-  const read_index& last_read_;
+  const latest_observations& seen_;
   std::vector<summary> below_;  // per entry, valid when state_ is done
   std::vector<char> state_;
   std::vector<std::uint32_t> path_;
 };
 
-/// Of the lost writes, those the store forgot: a read that began after the write was acknowledged
-/// (its invoke tick is later than the write's complete tick), or the key's final value, shows a
-/// version the write had replaced (its read_from or anything below it). A linearizable store
-/// never answers that, whatever the strategy does; a stale-read loss never needs it (the writes
-/// that replaced the lost one are newer than it). Moves those to c.vanished; returns the rest.
+/// Of the lost writes, those the store forgot: an observation that began after the write was
+/// acknowledged (its invoke tick is later than the write's complete tick) — a read, or an applied
+/// write conditional on that version (after a failover to a replica that lacked the write, a
+/// writer that read before the failover can update the old version on the new primary without
+/// reading it again) — or the key's final value, shows a version the write had replaced (its
+/// read_from or anything below it). A linearizable store never does that, whatever the strategy
+/// does; a stale-read loss never needs it (the writes that replaced the lost one are newer than
+/// it, or were conditional on a version other than the one they computed from). Also vanished:
+/// a lost write_if_match conditional on the version it computed from when another applied
+/// write_if_match was conditional on that same version (latest_observations::rival). Moves those
+/// to c.vanished; returns the rest.
 inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std::vector<std::uint32_t> lost,
                                                     race_check& c) {
   const race_history& h = ix.h;
-  // Per (key, version): the read of it that began last.
-  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> last_read(h.reads.size());
-  for (std::uint32_t i = 0; i < h.reads.size(); ++i) {
-    const race_read& r = h.reads[i];
-    auto [slot, inserted] = last_read.try_emplace({r.key, r.version}, i);
-    if (!inserted && h.reads[*slot].invoke < r.invoke) *slot = i;
-  }
-  chain_summaries below(ix, last_read);
+  const latest_observations seen(h);
+  chain_summaries below(ix, seen);
   std::vector<std::uint32_t> stale;
   for (std::uint32_t n : lost) {
     const race_write& w = ix.record_of(n);
+    if (const auto r = seen.rival(w)) {
+      const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
+      const std::string what = w.expected == initial_version || w.expected == start
+                                   ? std::string("the key's state before the run")
+                                   : "version " + std::to_string(w.expected);
+      c.vanished.push_back({w, describe_write(w) + " wrote " + std::to_string(w.written) +
+                                   " (applied) conditionally on " + what + "; " + seen.describe(*r, what) +
+                                   " too"});
+      continue;
+    }
     if (below.rules_out(w)) {  // most lost writes in a lossy run: no walk needed
       stale.push_back(n);
       continue;
@@ -9694,10 +9782,8 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
                                    : "version " + std::to_string(v);
       if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
         trace = "the key ends at " + what + ", which it replaced";
-      } else if (const std::uint32_t* r = last_read.find({w.key, v}); r && h.reads[*r].invoke > w.complete) {
-        const race_read& rd = h.reads[*r];
-        trace = "W" + std::to_string(rd.writer) + " op " + std::to_string(rd.op) + " read " + what +
-                " at tick " + std::to_string(rd.invoke) + ", after the write was acknowledged at tick " +
+      } else if (const std::uint32_t* r = seen.find(w.key, v); r && seen.invoke(*r) > w.complete) {
+        trace = seen.describe(*r, what) + ", after the write was acknowledged at tick " +
                 std::to_string(w.complete);
       }
       if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;
@@ -9837,7 +9923,9 @@ inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::
 //   * lost to a stale read (`lost`): a successful write off the final chain, as above;
 //   * vanished (`vanished`): a successful write off the final chain that the store itself forgot
 //     — a read that began after the write was acknowledged (or the key's final value) returned
-//     a version from before it: a durability or failover loss, not a strategy bug;
+//     a version from before it, an applied write_if_match sent after it was conditional on such
+//     a version, or it was itself a write_if_match and another one applied on the same version:
+//     a durability or failover loss, or a store that does not compare tokens; not a strategy bug;
 //   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
 //     landed although the writer was told otherwise, and it wrote again); not judged when the
 //     history says ops write in steps (race_history::ops_write_in_steps);
@@ -9934,8 +10022,9 @@ namespace noclobber {
 
 namespace noclobber {
 
-/// One line per record ("w writer op attempt key read_from written outcome kind invoke complete",
-/// "r writer op key version found invoke complete"), for runs spread over several processes:
+/// One line per record ("w writer op attempt key read_from written outcome kind invoke complete
+/// [expected]", the last only when known; "r writer op key version found invoke complete"), for
+/// runs spread over several processes:
 /// each process serialises its history, one process merges them (append_history) and checks.
 /// Keys and the initial/final versions are not included: the checking process knows them.
 [[nodiscard]] inline std::string serialize_history(const race_history& h) {
@@ -9949,6 +10038,7 @@ namespace noclobber {
     out += "w ";
     num(w.writer), num(w.op), num(w.attempt), num(w.key), num(w.read_from), num(w.written);
     num(static_cast<unsigned>(w.outcome)), num(static_cast<unsigned>(w.kind)), num(w.invoke), num(w.complete);
+    if (w.expected != unknown_version) num(w.expected);
     out.back() = '\n';
   }
   for (const race_read& r : h.reads) {
@@ -9974,9 +10064,9 @@ inline void append_history(race_history& h, std::string_view text) {
     pos = end + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
-    std::uint64_t f[10] = {};
+    std::uint64_t f[11] = {};
     const bool is_write = line[0] == 'w';
-    const std::size_t want = is_write ? 10 : line[0] == 'r' ? 7 : 0;
+    const std::size_t want = is_write ? 11 : line[0] == 'r' ? 7 : 0;  // (a write's 11th is optional)
     const char* p = line.data() + 1;
     const char* last = line.data() + line.size();
     std::size_t got = 0;
@@ -9993,6 +10083,10 @@ inline void append_history(race_history& h, std::string_view text) {
       p = next;
       ++got;
     }
+    if (is_write && got == 10) {
+      f[10] = unknown_version;
+      got = want;
+    }
     constexpr std::uint64_t u32_max = 0xFFFFFFFFu;
     if (ok && got == want) {
       ok = f[0] <= u32_max && f[1] <= u32_max && f[2] <= u32_max &&
@@ -10004,7 +10098,7 @@ inline void append_history(race_history& h, std::string_view text) {
     auto u32 = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
     if (is_write) {
       h.writes.push_back({u32(f[0]), u32(f[1]), u32(f[2]), u32(f[3]), f[4], f[5],
-                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9]});
+                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9], f[10]});
     } else {
       h.reads.push_back({u32(f[0]), u32(f[1]), u32(f[2]), f[3], f[4] != 0, f[5], f[6]});
     }
@@ -10653,7 +10747,8 @@ inline void append_fault_verdicts(std::string& s, const race_check& check) {
   };
   if (!check.vanished.empty()) {
     s += "  VANISHED: " + std::to_string(check.vanished.size()) +
-         " acknowledged write(s) the store forgot (a later read saw the state from before them)\n";
+         " acknowledged write(s) the store forgot (a later read saw the state from before them, or "
+         "it let another conditional write through on the version they replaced)\n";
     list(check.vanished, [](const vanished_write& v) { return v.trace; });
   }
   if (!check.doubled.empty()) {
@@ -11931,7 +12026,9 @@ class pct_scheduler {
 //   race_writer_state<S> one writer's records and where it is (op, key, attempt).
 //
 // A recorded write names the version it replaced by the computation that produced its value,
-// not by the last read: a strategy may read several times per op.
+// not by the last read: a strategy may read several times per op. A write_if_match also names
+// the version it was conditional on: the one this op read with the token it passed (the
+// checker's evidence that a store forgot a write: race_harness/check_faults.hpp).
 //
 // Thread safety: one race_store / race_modify / race_writer_state per writer thread, touched
 // only by that thread. race_run_state is shared: the tick is atomic, the foreign versions are
@@ -12006,11 +12103,17 @@ template <class Store>
 struct race_writer_state {
   using key_type = store_key_t<Store>;
   using value_type = store_value_t<Store>;
+  using token_type = store_token_t<Store>;
 
   struct computed {
     write_id id;
     write_id read_from;
     std::uint32_t attempt;
+  };
+  struct token_read {  // a version this op read, with the token the store gave it
+    std::uint32_t key;
+    token_type token;
+    write_id version;
   };
 
   race_run_state<Store>* run = nullptr;
@@ -12024,6 +12127,7 @@ struct race_writer_state {
   std::uint32_t call = 0;  // store calls so far in this op (the scheduler anchors change points)
   bool serialised = false;
   std::vector<computed> computed_this_op;
+  std::vector<token_read> tokens_this_op;
   std::vector<write_id> last_read;  // per key
   std::vector<race_write> writes;
   std::vector<race_read> reads;
@@ -12075,6 +12179,7 @@ class race_store {
                                    : initial_version;
       if (!r.failed()) {
         st.last_read[*key] = version;
+        if (r.found()) st.tokens_this_op.push_back({*key, r.token, version});
         st.reads.push_back({st.writer, st.op, *key, version, r.found(), invoke, complete});
       }
     } else {
@@ -12087,8 +12192,9 @@ class race_store {
   }
 
   write_result<token_type> write_if_match(const key_type& k, const token_type& t, const value_type& v) {
-    return record(write_kind::write_if_match, k, v,
-                  [&] { return store_traits<Store>::write_if_match(*state_->store, k, t, v); });
+    return record(
+        write_kind::write_if_match, k, v,
+        [&] { return store_traits<Store>::write_if_match(*state_->store, k, t, v); }, &t);
   }
 
   write_result<token_type> create_if_absent(const key_type& k, const value_type& v) {
@@ -12106,8 +12212,10 @@ class race_store {
   }
 
  private:
+  /// `expected`: the token a conditional update passed (null for the other calls).
   template <class Call>
-  write_result<token_type> record(write_kind kind, const key_type& k, const value_type& v, Call&& call) {
+  write_result<token_type> record(write_kind kind, const key_type& k, const value_type& v, Call&& call,
+                                  const token_type* expected = nullptr) {
     auto& st = *state_;
     st.before_call();
     const std::uint64_t invoke = st.run->tick.fetch_add(1);
@@ -12141,6 +12249,11 @@ class race_store {
       w.read_from = st.last_read[*key];
       w.attempt = st.attempt;
       if (w.written == initial_version) w.written = st.run->foreign_id(*key, r.token.value_or(token_type{}));
+    }
+    if (expected != nullptr) {  // the version this op read with that token, newest read first
+      auto seen = std::find_if(st.tokens_this_op.rbegin(), st.tokens_this_op.rend(),
+                               [&](const auto& t) { return t.key == *key && t.token == *expected; });
+      if (seen != st.tokens_this_op.rend()) w.expected = seen->version;
     }
     st.writes.push_back(w);
     return r;
@@ -12478,6 +12591,7 @@ void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_
     w.key = static_cast<std::uint32_t>(key);
     w.attempt = 0;
     w.computed_this_op.clear();
+    w.tokens_this_op.clear();
     try {
       std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
     } catch (const std::exception& e) {

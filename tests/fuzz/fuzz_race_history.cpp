@@ -158,8 +158,10 @@ reference_verdict reference_check(const race_history& h) {
     if (h.writes[i].outcome == op_outcome::ok && on_chain.count(id) == 0) r.lost.insert(id);
 
   // Vanished: a lost write whose replaced versions (what it read, and below through "read from"
-  // links) the store showed again after acknowledging it: the key's final value, or a read that
-  // began after the write completed.
+  // links) the store showed again after acknowledging it: the key's final value, a read that
+  // began after the write completed, or an applied write_if_match conditional on one of them and
+  // sent after it completed; or, for a write_if_match conditional on what it read, another value
+  // applied conditionally on that same version.
   for (auto it = r.lost.begin(); it != r.lost.end();) {
     const race_write& w = h.writes[decided.at(*it)];
     const write_id start =
@@ -170,10 +172,21 @@ reference_verdict reference_check(const race_history& h) {
       forgot = w.key < h.final_versions.size() && h.final_versions[w.key] == v;
       for (const race_read& rd : h.reads)
         forgot = forgot || (rd.key == w.key && rd.version == v && rd.invoke > w.complete);
+      for (const race_write& x : h.writes)  // an applied update conditional on v, sent later
+        forgot = forgot || (x.outcome == op_outcome::ok && x.kind == noclobber::write_kind::write_if_match &&
+                            x.key == w.key && x.expected == v && x.expected != noclobber::unknown_version &&
+                            x.invoke > w.complete);
       if (v == noclobber::initial_version || v == start || (v & noclobber::foreign_version_bit) != 0) break;
       const auto below = decided.find(v);
       if (below == decided.end()) break;
       v = h.writes[below->second].read_from;
+    }
+    // Or: it updated conditionally on what it read, and another value did so too on that version.
+    if (w.outcome == op_outcome::ok && w.kind == noclobber::write_kind::write_if_match &&
+        w.expected != noclobber::unknown_version && w.expected == w.read_from) {
+      for (const race_write& x : h.writes)
+        forgot = forgot || (x.outcome == op_outcome::ok && x.kind == noclobber::write_kind::write_if_match &&
+                            x.key == w.key && x.expected == w.expected && x.written != w.written);
     }
     if (forgot) {
       r.vanished.insert(*it);
@@ -309,7 +322,8 @@ void compare(const race_history& h, bool valid) {
     const race_write &a = h.writes[i], &b = back.writes[i];
     NC_FUZZ_CHECK(a.writer == b.writer && a.op == b.op && a.attempt == b.attempt && a.key == b.key &&
                       a.read_from == b.read_from && a.written == b.written && a.outcome == b.outcome &&
-                      a.kind == b.kind && a.invoke == b.invoke && a.complete == b.complete,
+                      a.kind == b.kind && a.invoke == b.invoke && a.complete == b.complete &&
+                      a.expected == b.expected,
                   "write round trip" + ctx);
   }
   for (std::size_t i = 0; i < h.reads.size(); ++i) {
@@ -371,6 +385,8 @@ race_history arbitrary_history(nc_fuzz::reader& in) {
     w.kind = static_cast<noclobber::write_kind>(a % 3);
     w.invoke = 2 * i;
     w.complete = (b & 0x40) ? 2 * i + 1 : in.u8();
+    const std::uint8_t e = in.u8();  // conditional on what it read, another version, or unknown
+    w.expected = e % 4 == 0 ? noclobber::unknown_version : e % 4 == 1 ? w.read_from : version_from(e >> 2);
     h.writes.push_back(w);
   }
   const std::size_t reads = in.u8() % 6;
@@ -425,6 +441,7 @@ race_history simulated_history(nc_fuzz::reader& in, bool odd_names = false) {
     w.written = noclobber::make_write_id(wr + 1, 7, ++ws.seq);
     const std::uint8_t how = in.u8();
     w.kind = static_cast<noclobber::write_kind>(how % 3);
+    if (w.kind == noclobber::write_kind::write_if_match) w.expected = seen;
     bool applies =
         w.kind == noclobber::write_kind::overwrite ||
         (w.kind == noclobber::write_kind::write_if_match && current[k] == seen) ||

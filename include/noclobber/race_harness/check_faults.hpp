@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -24,19 +25,88 @@ namespace noclobber::detail {
   return (static_cast<std::uint64_t>(w.writer) << 32) | w.op;
 }
 
+/// For separate_vanished: per (key, version), the observation of that version that began last —
+/// a read that returned it, or an applied write_if_match conditional on it (race_write::expected:
+/// the store held that version when the write arrived). Either shows the store had that version
+/// as current at its invoke tick. Indices below reads.size() are reads, the rest writes.
+class latest_observations {
+ public:
+  explicit latest_observations(const race_history& h)
+      : h_(h),
+        latest_(h.reads.size() + h.writes.size()),
+        first_update_(h.writes.size()),
+        second_update_(h.writes.size()) {
+    for (std::uint32_t i = 0; i < h.reads.size(); ++i) note(h.reads[i].key, h.reads[i].version, i);
+    const auto base = static_cast<std::uint32_t>(h.reads.size());
+    for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+      if (!conditional_update(h.writes[i])) continue;
+      const race_write& w = h.writes[i];
+      note(w.key, w.expected, base + i);
+      auto [first, inserted] = first_update_.try_emplace({w.key, w.expected}, i);
+      if (!inserted && h.writes[*first].written != w.written)
+        second_update_.try_emplace({w.key, w.expected}, i);
+    }
+  }
+  /// The latest observation of (key, v), or nullptr.
+  [[nodiscard]] const std::uint32_t* find(std::uint32_t key, write_id v) const {
+    return latest_.find({key, v});
+  }
+  /// For an applied write_if_match conditional on the version it computed from: another applied
+  /// write_if_match with a different value conditional on that same version (an observation
+  /// index), or nullopt. Two updates let through on one version break compare-and-set whatever
+  /// their timing: the store forgot one (a failover) or never compared (an adapter that ignores
+  /// the token).
+  [[nodiscard]] std::optional<std::uint32_t> rival(const race_write& w) const {
+    if (!conditional_update(w) || w.expected != w.read_from) return std::nullopt;
+    const std::uint32_t* first = first_update_.find({w.key, w.expected});
+    if (first == nullptr) return std::nullopt;
+    const std::uint32_t* other =
+        h_.writes[*first].written != w.written ? first : second_update_.find({w.key, w.expected});
+    if (other == nullptr) return std::nullopt;
+    return static_cast<std::uint32_t>(h_.reads.size()) + *other;
+  }
+  [[nodiscard]] std::uint64_t invoke(std::uint32_t i) const {
+    return i < h_.reads.size() ? h_.reads[i].invoke : h_.writes[i - h_.reads.size()].invoke;
+  }
+  /// "W2 op 5 read <what> at tick 17" or "W2 op 5 wrote conditionally on <what> (applied), sent at tick 17".
+  [[nodiscard]] std::string describe(std::uint32_t i, const std::string& what) const {
+    if (i < h_.reads.size()) {
+      const race_read& r = h_.reads[i];
+      return "W" + std::to_string(r.writer) + " op " + std::to_string(r.op) + " read " + what + " at tick " +
+             std::to_string(r.invoke);
+    }
+    const race_write& w = h_.writes[i - h_.reads.size()];
+    return "W" + std::to_string(w.writer) + " op " + std::to_string(w.op) + " wrote conditionally on " +
+           what + " (applied), sent at tick " + std::to_string(w.invoke);
+  }
+
+ private:
+  [[nodiscard]] static bool conditional_update(const race_write& w) noexcept {
+    return w.outcome == op_outcome::ok && w.kind == write_kind::write_if_match &&
+           w.expected != unknown_version;
+  }
+  void note(std::uint32_t key, write_id v, std::uint32_t i) {
+    auto [slot, inserted] = latest_.try_emplace({key, v}, i);
+    if (!inserted && invoke(*slot) < invoke(i)) *slot = i;
+  }
+
+  const race_history& h_;
+  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> latest_;
+  // Per (key, version): the first applied conditional update on it, and one with another value.
+  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> first_update_, second_update_;
+};
+
 /// For separate_vanished: per entry, what a walk from its value down its key's version chain can
 /// find — the latest invoke of a read of a version on the way, and whether the key's final version
 /// is on it — summed up once per entry, so settling a stale loss costs O(1) instead of a walk as
 /// long as the chain (a lossy run has about as many lost writes as chain links: quadratic).
 class chain_summaries {
  public:
-  using read_index = flat_table<std::pair<std::uint32_t, write_id>, key_version_hash>;
+  chain_summaries(const history_index& ix, const latest_observations& seen)
+      : ix_(ix), seen_(seen), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
 
-  chain_summaries(const history_index& ix, const read_index& last_read)
-      : ix_(ix), last_read_(last_read), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
-
-  /// True when walking down from w.read_from cannot find a witness that w vanished (no read of a
-  /// version there began after w completed, and the key never ends there). False also when the
+  /// True when walking down from w.read_from cannot find a witness that w vanished (no observation
+  /// of a version there began after w completed, and the key never ends there). False also when the
   /// summary is inexact (the chain loops or crosses keys): then the caller walks.
   [[nodiscard]] bool rules_out(const race_write& w) {
     if (is_root(w.key, w.read_from)) return false;  // one step: the walk is as cheap
@@ -49,7 +119,7 @@ class chain_summaries {
 
  private:
   struct summary {
-    std::uint64_t latest_read = 0;  ///< latest invoke among reads of the versions (0: none)
+    std::uint64_t latest_read = 0;  ///< latest invoke among observations of the versions (0: none)
     bool holds_final = false;       ///< the key's final version is among them
     bool exact = true;              ///< false: the chain loops or crosses keys
   };
@@ -63,8 +133,8 @@ class chain_summaries {
   void visit(std::uint32_t key, write_id v, summary& s) const {
     const auto& h = ix_.h;
     if (key < h.final_versions.size() && h.final_versions[key] == v) s.holds_final = true;
-    if (const std::uint32_t* r = last_read_.find({key, v}))
-      s.latest_read = std::max(s.latest_read, h.reads[*r].invoke);
+    if (const std::uint32_t* r = seen_.find(key, v))
+      s.latest_read = std::max(s.latest_read, seen_.invoke(*r));
   }
   /// Follows read_from links down to a summarised entry or the chain's root, then fills the path
   /// back up (iterative: chains are as long as the run).
@@ -103,31 +173,41 @@ class chain_summaries {
   }
 
   const history_index& ix_;
-  const read_index& last_read_;
+  const latest_observations& seen_;
   std::vector<summary> below_;  // per entry, valid when state_ is done
   std::vector<char> state_;
   std::vector<std::uint32_t> path_;
 };
 
-/// Of the lost writes, those the store forgot: a read that began after the write was acknowledged
-/// (its invoke tick is later than the write's complete tick), or the key's final value, shows a
-/// version the write had replaced (its read_from or anything below it). A linearizable store
-/// never answers that, whatever the strategy does; a stale-read loss never needs it (the writes
-/// that replaced the lost one are newer than it). Moves those to c.vanished; returns the rest.
+/// Of the lost writes, those the store forgot: an observation that began after the write was
+/// acknowledged (its invoke tick is later than the write's complete tick) — a read, or an applied
+/// write conditional on that version (after a failover to a replica that lacked the write, a
+/// writer that read before the failover can update the old version on the new primary without
+/// reading it again) — or the key's final value, shows a version the write had replaced (its
+/// read_from or anything below it). A linearizable store never does that, whatever the strategy
+/// does; a stale-read loss never needs it (the writes that replaced the lost one are newer than
+/// it, or were conditional on a version other than the one they computed from). Also vanished:
+/// a lost write_if_match conditional on the version it computed from when another applied
+/// write_if_match was conditional on that same version (latest_observations::rival). Moves those
+/// to c.vanished; returns the rest.
 inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std::vector<std::uint32_t> lost,
                                                     race_check& c) {
   const race_history& h = ix.h;
-  // Per (key, version): the read of it that began last.
-  flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> last_read(h.reads.size());
-  for (std::uint32_t i = 0; i < h.reads.size(); ++i) {
-    const race_read& r = h.reads[i];
-    auto [slot, inserted] = last_read.try_emplace({r.key, r.version}, i);
-    if (!inserted && h.reads[*slot].invoke < r.invoke) *slot = i;
-  }
-  chain_summaries below(ix, last_read);
+  const latest_observations seen(h);
+  chain_summaries below(ix, seen);
   std::vector<std::uint32_t> stale;
   for (std::uint32_t n : lost) {
     const race_write& w = ix.record_of(n);
+    if (const auto r = seen.rival(w)) {
+      const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
+      const std::string what = w.expected == initial_version || w.expected == start
+                                   ? std::string("the key's state before the run")
+                                   : "version " + std::to_string(w.expected);
+      c.vanished.push_back({w, describe_write(w) + " wrote " + std::to_string(w.written) +
+                                   " (applied) conditionally on " + what + "; " + seen.describe(*r, what) +
+                                   " too"});
+      continue;
+    }
     if (below.rules_out(w)) {  // most lost writes in a lossy run: no walk needed
       stale.push_back(n);
       continue;
@@ -141,10 +221,8 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
                                    : "version " + std::to_string(v);
       if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
         trace = "the key ends at " + what + ", which it replaced";
-      } else if (const std::uint32_t* r = last_read.find({w.key, v}); r && h.reads[*r].invoke > w.complete) {
-        const race_read& rd = h.reads[*r];
-        trace = "W" + std::to_string(rd.writer) + " op " + std::to_string(rd.op) + " read " + what +
-                " at tick " + std::to_string(rd.invoke) + ", after the write was acknowledged at tick " +
+      } else if (const std::uint32_t* r = seen.find(w.key, v); r && seen.invoke(*r) > w.complete) {
+        trace = seen.describe(*r, what) + ", after the write was acknowledged at tick " +
                 std::to_string(w.complete);
       }
       if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;

@@ -20,7 +20,9 @@
 //   * lost to a stale read (`lost`): a successful write off the final chain, as above;
 //   * vanished (`vanished`): a successful write off the final chain that the store itself forgot
 //     — a read that began after the write was acknowledged (or the key's final value) returned
-//     a version from before it: a durability or failover loss, not a strategy bug;
+//     a version from before it, an applied write_if_match sent after it was conditional on such
+//     a version, or it was itself a write_if_match and another one applied on the same version:
+//     a durability or failover loss, or a store that does not compare tokens; not a strategy bug;
 //   * applied twice (`doubled`): one operation's update twice on the final chain (its first write
 //     landed although the writer was told otherwise, and it wrote again); not judged when the
 //     history says ops write in steps (race_history::ops_write_in_steps);

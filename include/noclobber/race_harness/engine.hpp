@@ -292,6 +292,7 @@ void run_writer_ops(race_writer_state<Store>& w, Strategy& strategy, const race_
     w.key = static_cast<std::uint32_t>(key);
     w.attempt = 0;
     w.computed_this_op.clear();
+    w.tokens_this_op.clear();
     try {
       std::invoke(strategy, view, std::as_const(o.keys[key]), modify);
     } catch (const std::exception& e) {

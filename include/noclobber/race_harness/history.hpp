@@ -38,8 +38,9 @@
 
 namespace noclobber {
 
-/// One line per record ("w writer op attempt key read_from written outcome kind invoke complete",
-/// "r writer op key version found invoke complete"), for runs spread over several processes:
+/// One line per record ("w writer op attempt key read_from written outcome kind invoke complete
+/// [expected]", the last only when known; "r writer op key version found invoke complete"), for
+/// runs spread over several processes:
 /// each process serialises its history, one process merges them (append_history) and checks.
 /// Keys and the initial/final versions are not included: the checking process knows them.
 [[nodiscard]] inline std::string serialize_history(const race_history& h) {
@@ -53,6 +54,7 @@ namespace noclobber {
     out += "w ";
     num(w.writer), num(w.op), num(w.attempt), num(w.key), num(w.read_from), num(w.written);
     num(static_cast<unsigned>(w.outcome)), num(static_cast<unsigned>(w.kind)), num(w.invoke), num(w.complete);
+    if (w.expected != unknown_version) num(w.expected);
     out.back() = '\n';
   }
   for (const race_read& r : h.reads) {
@@ -78,9 +80,9 @@ inline void append_history(race_history& h, std::string_view text) {
     pos = end + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
-    std::uint64_t f[10] = {};
+    std::uint64_t f[11] = {};
     const bool is_write = line[0] == 'w';
-    const std::size_t want = is_write ? 10 : line[0] == 'r' ? 7 : 0;
+    const std::size_t want = is_write ? 11 : line[0] == 'r' ? 7 : 0;  // (a write's 11th is optional)
     const char* p = line.data() + 1;
     const char* last = line.data() + line.size();
     std::size_t got = 0;
@@ -97,6 +99,10 @@ inline void append_history(race_history& h, std::string_view text) {
       p = next;
       ++got;
     }
+    if (is_write && got == 10) {
+      f[10] = unknown_version;
+      got = want;
+    }
     constexpr std::uint64_t u32_max = 0xFFFFFFFFu;
     if (ok && got == want) {
       ok = f[0] <= u32_max && f[1] <= u32_max && f[2] <= u32_max &&
@@ -108,7 +114,7 @@ inline void append_history(race_history& h, std::string_view text) {
     auto u32 = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
     if (is_write) {
       h.writes.push_back({u32(f[0]), u32(f[1]), u32(f[2]), u32(f[3]), f[4], f[5],
-                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9]});
+                          static_cast<op_outcome>(f[6]), static_cast<write_kind>(f[7]), f[8], f[9], f[10]});
     } else {
       h.reads.push_back({u32(f[0]), u32(f[1]), u32(f[2]), f[3], f[4] != 0, f[5], f[6]});
     }

@@ -19,7 +19,9 @@
 //   race_writer_state<S> one writer's records and where it is (op, key, attempt).
 //
 // A recorded write names the version it replaced by the computation that produced its value,
-// not by the last read: a strategy may read several times per op.
+// not by the last read: a strategy may read several times per op. A write_if_match also names
+// the version it was conditional on: the one this op read with the token it passed (the
+// checker's evidence that a store forgot a write: race_harness/check_faults.hpp).
 //
 // Thread safety: one race_store / race_modify / race_writer_state per writer thread, touched
 // only by that thread. race_run_state is shared: the tick is atomic, the foreign versions are
@@ -102,11 +104,17 @@ template <class Store>
 struct race_writer_state {
   using key_type = store_key_t<Store>;
   using value_type = store_value_t<Store>;
+  using token_type = store_token_t<Store>;
 
   struct computed {
     write_id id;
     write_id read_from;
     std::uint32_t attempt;
+  };
+  struct token_read {  // a version this op read, with the token the store gave it
+    std::uint32_t key;
+    token_type token;
+    write_id version;
   };
 
   race_run_state<Store>* run = nullptr;
@@ -120,6 +128,7 @@ struct race_writer_state {
   std::uint32_t call = 0;  // store calls so far in this op (the scheduler anchors change points)
   bool serialised = false;
   std::vector<computed> computed_this_op;
+  std::vector<token_read> tokens_this_op;
   std::vector<write_id> last_read;  // per key
   std::vector<race_write> writes;
   std::vector<race_read> reads;
@@ -171,6 +180,7 @@ class race_store {
                                    : initial_version;
       if (!r.failed()) {
         st.last_read[*key] = version;
+        if (r.found()) st.tokens_this_op.push_back({*key, r.token, version});
         st.reads.push_back({st.writer, st.op, *key, version, r.found(), invoke, complete});
       }
     } else {
@@ -183,8 +193,9 @@ class race_store {
   }
 
   write_result<token_type> write_if_match(const key_type& k, const token_type& t, const value_type& v) {
-    return record(write_kind::write_if_match, k, v,
-                  [&] { return store_traits<Store>::write_if_match(*state_->store, k, t, v); });
+    return record(
+        write_kind::write_if_match, k, v,
+        [&] { return store_traits<Store>::write_if_match(*state_->store, k, t, v); }, &t);
   }
 
   write_result<token_type> create_if_absent(const key_type& k, const value_type& v) {
@@ -202,8 +213,10 @@ class race_store {
   }
 
  private:
+  /// `expected`: the token a conditional update passed (null for the other calls).
   template <class Call>
-  write_result<token_type> record(write_kind kind, const key_type& k, const value_type& v, Call&& call) {
+  write_result<token_type> record(write_kind kind, const key_type& k, const value_type& v, Call&& call,
+                                  const token_type* expected = nullptr) {
     auto& st = *state_;
     st.before_call();
     const std::uint64_t invoke = st.run->tick.fetch_add(1);
@@ -237,6 +250,11 @@ class race_store {
       w.read_from = st.last_read[*key];
       w.attempt = st.attempt;
       if (w.written == initial_version) w.written = st.run->foreign_id(*key, r.token.value_or(token_type{}));
+    }
+    if (expected != nullptr) {  // the version this op read with that token, newest read first
+      auto seen = std::find_if(st.tokens_this_op.rbegin(), st.tokens_this_op.rend(),
+                               [&](const auto& t) { return t.key == *key && t.token == *expected; });
+      if (seen != st.tokens_this_op.rend()) w.expected = seen->version;
     }
     st.writes.push_back(w);
     return r;

@@ -10,7 +10,8 @@
 // apart by their version token.
 //
 //   race_write    one write attempt: who, which op and attempt, which key, the version it
-//                 replaced (read_from), the value it wrote, how it ended, logical ticks
+//                 replaced (read_from), the version it was conditional on (expected), the value
+//                 it wrote, how it ended, logical ticks
 //   race_read     one read: who, which key, the version it saw, logical ticks
 //   race_history  every record of a run, plus each key's version before and after it
 //
@@ -36,6 +37,8 @@ using write_id = std::uint64_t;
 
 inline constexpr write_id initial_version = 0;
 inline constexpr write_id foreign_version_bit = write_id{1} << 63;
+/// "Not known": race_write::expected of a write that named no version the recorder could match.
+inline constexpr write_id unknown_version = ~write_id{0};
 inline constexpr std::uint32_t max_race_writer = (1u << 20) - 1;
 inline constexpr std::uint64_t max_race_sequence = (std::uint64_t{1} << 23) - 1;
 
@@ -95,6 +98,11 @@ struct race_write {
   write_kind kind = write_kind::write_if_match;
   std::uint64_t invoke = 0;    ///< logical tick when the call started
   std::uint64_t complete = 0;  ///< logical tick when it returned
+  /// The version the store was asked to find current (write_if_match: the version this writer's
+  /// op read with the token it passed), or unknown_version. Usually read_from; a strategy that
+  /// computes from one read and conditions on another makes them differ. An applied write says
+  /// the store held this version when the write arrived: evidence the checker uses (vanished).
+  write_id expected = unknown_version;
 };
 
 /// One read.

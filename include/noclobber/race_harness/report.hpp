@@ -265,7 +265,8 @@ inline void append_fault_verdicts(std::string& s, const race_check& check) {
   };
   if (!check.vanished.empty()) {
     s += "  VANISHED: " + std::to_string(check.vanished.size()) +
-         " acknowledged write(s) the store forgot (a later read saw the state from before them)\n";
+         " acknowledged write(s) the store forgot (a later read saw the state from before them, or "
+         "it let another conditional write through on the version they replaced)\n";
     list(check.vanished, [](const vanished_write& v) { return v.trace; });
   }
   if (!check.doubled.empty()) {
