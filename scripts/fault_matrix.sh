@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The long, repeated fault runs behind docs/faults.md's results matrix: every fault cell
 # (tests/faults/test_fault_*.cpp, one TEST_CASE per store × fault) run REPS times with its own
-# seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL), 8,000 (Redis) or 640 (radosgw: ~25 ops/s under
-# contention) read_modify_write operations per run;
+# seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL, one Redis node), 8,000 (Redis Sentinel) or
+# 640 (radosgw: ~25 ops/s under contention) read_modify_write operations per run;
 # prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
 # acknowledged write around a fault, median and worst over the runs) and keeps every raw
 # FAULT-ROW line in OUT (default fault_matrix.rows).
@@ -40,6 +40,10 @@ cells=(
   "test_fault_redis|[redis][pause][wait1]|500"
   "test_fault_redis|[redis][pause][min_replicas]|500"
   "test_fault_redis|[redis][latency]|500"
+  "test_fault_redis_single|[single][drop]|250"
+  "test_fault_redis_single|[single][always]~[locked]|250"
+  "test_fault_redis_single|[single][locked]|250"
+  "test_fault_redis_single|[single][everysec]|250"
 )
 failed=0
 for cell in "${cells[@]}"; do

@@ -13,10 +13,16 @@
 nc_clusters_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$nc_clusters_dir/../servers/common.sh"
 
-# ncf_state_new: create a fresh state folder, print its path. The owner is the process that ran
-# the script (NCF_OWNER overrides it).
+# ncf_state_new [BASE]: create a fresh state folder, print its path. The owner is the process that
+# ran the script (NCF_OWNER overrides it). BASE /tmp puts it on disk (a cluster whose fsyncs
+# should cost what they cost on a disk); else /dev/shm when writable.
 ncf_state_new() {
   local base=/dev/shm dir tag
+  case "${1:-}" in
+    /tmp) base=/tmp ;;
+    '') ;;
+    *) echo "ncf_state_new: BASE is /tmp or nothing, not '$1' (sweep.sh looks nowhere else)" >&2; return 1 ;;
+  esac
   [ -d "$base" ] && [ -w "$base" ] || base=/tmp
   for _ in $(seq 1 50); do
     tag=$(od -An -N2 -tx2 /dev/urandom | tr -d ' \n')

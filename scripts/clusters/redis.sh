@@ -3,6 +3,7 @@
 # (asynchronous replication) and 3 Sentinels watching them (quorum 2), on loopback. The nemesis
 # kills or pauses the primary and the Sentinels promote a replica. No persistence (no RDB, no
 # AOF): a node keeps its data only in memory, which is what replication has to protect.
+# Or (--single) one node alone, without Sentinels, optionally with an append-only file.
 # See scripts/clusters/common.sh for the state folder and the sweep.
 #
 #   redis.sh start [--min-replicas N]
@@ -10,6 +11,11 @@
 #        and `export NOCLOBBER_REDIS_MASTER=NAME`. --min-replicas N sets min-replicas-to-write N
 #        (min-replicas-max-lag 2) on every node: a primary refuses writes (NOREPLICAS) unless N
 #        replicas acknowledged its stream within the last 2 s
+#   redis.sh start --single [--appendfsync always|everysec]
+#        node 1 alone; prints `export NOCLOBBER_CLUSTER_STATE=DIR` and `export
+#        NOCLOBBER_REDIS_ADDR=127.0.0.1:PORT`. Without --appendfsync no persistence (a restart
+#        comes back empty); with it `appendonly yes` and that fsync policy, and the state folder
+#        on disk (/tmp, not tmpfs: an fsync costs what a disk's does), so `restart` reloads the AOF
 #   redis.sh stop DIR
 #   redis.sh primary DIR            the node the Sentinels name as primary (1, 2 or 3)
 #   redis.sh pid DIR NODE           the redis-server process of NODE
@@ -17,8 +23,10 @@
 #   redis.sh wait-failover DIR NODE wait until the Sentinels name a primary other than NODE and it
 #                                   answers as one; prints "promoted nM"
 #   redis.sh wait-settled DIR       wait until every running node replicates from the primary
+#                                   (--single: until the node answers PING, its AOF loaded)
 #   redis.sh restart DIR NODE       start NODE again (empty: no persistence) as a replica of the
-#                                   primary the Sentinels name now
+#                                   primary the Sentinels name now (--single: on its port and
+#                                   folder, alone; it reloads its AOF when it has one)
 #   redis.sh cli DIR NODE ARGS...   redis-cli on NODE
 #
 # The sentinels notice a primary down after 1 s (down-after-milliseconds) and fail over within a
@@ -32,7 +40,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
 master=ncfmaster
-cmd=${1:?usage: redis.sh start [--min-replicas N] | stop|primary|pid|port|wait-failover|restart|cli DIR ...}
+cmd=${1:?usage: redis.sh start [--min-replicas N | --single [--appendfsync always|everysec]] | stop|primary|pid|port|wait-failover|wait-settled|restart|cli DIR ...}
 command -v redis-server >/dev/null || { echo "redis.sh: redis-server missing (apt-get install redis-server)" >&2; exit 1; }
 command -v redis-sentinel >/dev/null || { echo "redis.sh: redis-sentinel missing (apt-get install redis-sentinel)" >&2; exit 1; }
 
@@ -107,8 +115,13 @@ node_of_port() {
 start_node() {
   local n=$1
   shift
-  local args=(--port "$(port_of "$n")" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
+  local args=(--port "$(port_of "$n")" --bind 127.0.0.1 --save '' --daemonize no
     --dir "$state/n$n" --maxclients 1000 --repl-diskless-sync no --set-proc-title no)
+  if [ -f "$state/appendfsync" ]; then
+    args+=(--appendonly yes --appendfsync "$(cat "$state/appendfsync")")
+  else
+    args+=(--appendonly no)
+  fi
   if [ -f "$state/min_replicas" ]; then
     args+=(--min-replicas-to-write "$(cat "$state/min_replicas")" --min-replicas-max-lag 2)
   fi
@@ -168,13 +181,36 @@ EOF
   return 1
 }
 
+# single_ready: node 1 of a --single cluster answers PING (not LOADING: its AOF is loaded).
+single_ready() { [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$(port_of 1)" PING 2>/dev/null)" = PONG ]; }
+
 case "$cmd" in
   start)
-    min=0
-    if [ "${2:-}" = --min-replicas ]; then min=${3:?--min-replicas N}; fi
-    state=$(ncf_state_new)
+    min=0 single=0 fsync=""
+    shift
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --min-replicas) min=${2:?--min-replicas N}; shift 2 ;;
+        --single) single=1; shift ;;
+        --appendfsync) fsync=${2:?--appendfsync always|everysec}; shift 2 ;;
+        *) echo "redis.sh start: unknown option '$1'" >&2; exit 2 ;;
+      esac
+    done
+    case "$fsync" in '' | always | everysec) ;; *) echo "redis.sh: --appendfsync always or everysec, not '$fsync'" >&2; exit 2 ;; esac
+    if [ -n "$fsync" ] && [ "$single" != 1 ]; then echo "redis.sh: --appendfsync needs --single" >&2; exit 2; fi
+    if [ "$single" = 1 ] && [ "$min" != 0 ]; then echo "redis.sh: --min-replicas needs replicas, not --single" >&2; exit 2; fi
+    if [ -n "$fsync" ]; then state=$(ncf_state_new /tmp); else state=$(ncf_state_new); fi
     trap 'ncf_remove_unless_started "$state"' EXIT
     echo "export NOCLOBBER_CLUSTER_STATE=$state" # first: a caller can stop a half-made cluster
+    if [ "$single" = 1 ]; then
+      touch "$state/single"
+      [ -n "$fsync" ] && echo "$fsync" >"$state/appendfsync"
+      mkdir -p "$state/n1"
+      start_new_node 1
+      ncf_started=1
+      echo "export NOCLOBBER_REDIS_ADDR=127.0.0.1:$(port_of 1)"
+      exit 0
+    fi
     [ "$min" != 0 ] && echo "$min" >"$state/min_replicas"
     for n in 1 2 3; do mkdir -p "$state/n$n"; done
     start_new_node 1
@@ -207,6 +243,7 @@ case "$cmd" in
     ;;
   primary)
     state=${2:?DIR}
+    [ -f "$state/single" ] && { echo 1; exit 0; }
     node_of_port "$(sentinel_primary_port)"
     ;;
   pid) state=${2:?DIR}; cat "$state/n${3:?NODE}/pid" ;;
@@ -233,6 +270,11 @@ case "$cmd" in
     # A Sentinel demotes a resumed old primary only after it reported the master role for 8 s
     # (4 hello periods), so this takes 10-15 s after a pause.
     state=${2:?DIR}
+    if [ -f "$state/single" ]; then
+      until_deadline 45 single_ready || { echo "redis.sh wait-settled: n1 did not answer PING in 45 s" >&2; exit 1; }
+      echo "settled: n1 answers"
+      exit 0
+    fi
     end=$((SECONDS + 45))
     while [ "$SECONDS" -lt "$end" ]; do
       p=$(sentinel_primary_port || true)
@@ -259,6 +301,11 @@ case "$cmd" in
   restart)
     state=${2:?DIR}
     node=${3:?NODE}
+    if [ -f "$state/single" ]; then
+      start_node "$node"
+      echo "n$node restarted$([ -f "$state/appendfsync" ] && echo ", its AOF reloaded")"
+      exit 0
+    fi
     p=$(sentinel_primary_port)
     if [ "$p" = "$(port_of "$node")" ]; then
       # Still the primary by the Sentinels' word: come back empty as a primary would wipe the

@@ -21,9 +21,15 @@
 // checker (race_report.check); acknowledged, errors and the indeterminate counts from each op's
 // read_modify_write result.
 //
+// The strategy (the matrix's third axis) is how each writer updates: `cas` (read_modify_write)
+// or `locked-cas` (locked_read_modify_write: a per-key lock shared by the run's writers in front
+// of the same loop; race_harness/strategies.hpp's locked_cas_strategy).
+//
 // Thread safety: the strategy is called from every writer thread; its records are per writer.
 #pragma once
 
+#include <noclobber/keyed_mutex_map.hpp>
+#include <noclobber/locked_read_modify_write.hpp>
 #include <noclobber/race_harness.hpp>
 #include <noclobber/race_harness/nemesis.hpp>
 #include <noclobber/read_modify_write.hpp>
@@ -197,12 +203,20 @@ inline fault_counts classify(const noclobber::race_report& report, const std::ve
   return c;
 }
 
+/// How each writer updates (see the file's overview).
+enum class rmw_strategy { cas, locked_cas };
+
+inline std::string to_string(rmw_strategy s) {
+  return s == rmw_strategy::cas ? "cas" : "locked-cas";
+}
+
 /// What a fault test describes: the writers, their stores, the nemesis, and what to do once the
 /// writers are done (the nemesis is stopped and every fault healed before `settle` runs, and the
 /// harness reads the final values after it).
 template <class Store>
 struct fault_case {
-  std::string store_name, fault_name, strategy_name = "cas";
+  std::string store_name, fault_name;
+  rmw_strategy strategy = rmw_strategy::cas;
   unsigned writers = 16;
   unsigned ops_per_writer = 25;
   std::size_t keys = 8;
@@ -263,12 +277,15 @@ fault_result run_fault_case(fault_case<Store>& fc) {
     if (fc.settle) fc.settle();
     settled.store(true);
   };
+  noclobber::keyed_mutex_map<std::string> locks;  // locked-cas: one per run, shared by the writers
   auto strategy = [&](auto& view, const std::string& key, auto& fn) {
     op_record rec;
     rec.writer = view.writer();
     try {
       noting_store<std::remove_reference_t<decltype(view)>> noted(view, rec.indeterminate_seen);
-      auto r = noclobber::read_modify_write(noted, key, fn, fc.policy);
+      auto r = fc.strategy == rmw_strategy::locked_cas
+                   ? noclobber::locked_read_modify_write(locks, noted, key, fn, fc.policy)
+                   : noclobber::read_modify_write(noted, key, fn, fc.policy);
       rec.outcome = r.outcome;
       rec.unresolved = r.outcome == noclobber::rmw_outcome::gave_up && r.indeterminate;
       if (r.outcome == noclobber::rmw_outcome::applied && r.value)
@@ -292,7 +309,7 @@ fault_result run_fault_case(fault_case<Store>& fc) {
   o.ops_per_writer = fc.ops_per_writer;
   o.seed = fc.nemesis.seed;
   o.store_name = fc.store_name;
-  o.strategy_name = fc.strategy_name;
+  o.strategy_name = to_string(fc.strategy);
   static std::atomic<unsigned> run_counter{0};
   const std::string prefix =
       "f" + std::to_string(::getpid()) + "_" + std::to_string(run_counter.fetch_add(1)) + "_";
@@ -318,7 +335,7 @@ fault_result run_fault_case(fault_case<Store>& fc) {
     for (const auto& [slot, n] : per)
       out.nemesis_text += "  acks " + std::to_string(slot * 100) + "ms: " + std::to_string(n) + "\n";
   }
-  out.row = out.counts.row(fc.store_name, fc.fault_name, fc.strategy_name);
+  out.row = out.counts.row(fc.store_name, fc.fault_name, to_string(fc.strategy));
   return out;
 }
 
