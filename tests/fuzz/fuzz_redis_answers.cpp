@@ -25,7 +25,7 @@
 //     the connection is closed or the server's WATCH is cleared (EXEC after a MULTI that was
 //     accepted, or UNWATCH; a refused MULTI leaves EXEC and DISCARD without effect, as in Redis);
 //   - reads: nil -> absent, an error -> transient for LOADING/BUSY/TRYAGAIN/MASTERDOWN/READONLY/
-//     OOM/CLUSTERDOWN else permanent, a bulk string with a stamp -> found with exactly the
+//     OOM/CLUSTERDOWN/NOREPLICAS else permanent, a bulk string with a stamp -> found with exactly the
 //     stamp and the rest, anything else -> permanent.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -146,8 +146,12 @@ reply scripted_reply(nc_fuzz::reader& in, const std::vector<std::string>& cmd, c
     case 1:
       return {reply_kind::nil, {}, 0, std::nullopt, "*-1\r\n"};
     case 2:
-    case 3:
-      return error_reply(std::string(prefixes[in.u8() % 11]) + " " + line_text(in));
+    case 3: {
+      // 242 = 22 * 11: bytes below it pick as before (the committed seeds keep their meaning).
+      static const char* const more[] = {"NOREPLICAS", "NOSCRIPT", "NOPERM"};
+      const std::uint8_t c = in.u8();
+      return error_reply(std::string(c < 242 ? prefixes[c % 11] : more[(c - 242) % 3]) + " " + line_text(in));
+    }
     case 4: {
       const std::uint8_t k = in.u8();
       return integer_reply(k % 4 == 3 ? in.edgy_i64() : k % 4);
@@ -402,7 +406,8 @@ class resp_server {
 // ---- checks -----------------------------------------------------------------------------------------
 
 bool transient_prefix(std::string_view e) {
-  for (std::string_view p : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN"})
+  for (std::string_view p :
+       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN", "NOREPLICAS"})
     if (e.starts_with(p)) return true;
   return false;
 }
