@@ -25,7 +25,7 @@
 //     the connection is closed or the server's WATCH is cleared (EXEC after a MULTI that was
 //     accepted, or UNWATCH; a refused MULTI leaves EXEC and DISCARD without effect, as in Redis);
 //   - reads: nil -> absent, an error -> transient for LOADING/BUSY/TRYAGAIN/MASTERDOWN/READONLY/
-//     OOM/CLUSTERDOWN else permanent, a bulk string with a stamp -> found with exactly the
+//     OOM/CLUSTERDOWN/NOREPLICAS else permanent, a bulk string with a stamp -> found with exactly the
 //     stamp and the rest, anything else -> permanent.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -46,6 +46,7 @@
 
 #include "fuzz_support.hpp"
 #include "noclobber/adapters/redis.hpp"
+#include "resp_server.hpp"
 
 namespace {
 
@@ -146,8 +147,12 @@ reply scripted_reply(nc_fuzz::reader& in, const std::vector<std::string>& cmd, c
     case 1:
       return {reply_kind::nil, {}, 0, std::nullopt, "*-1\r\n"};
     case 2:
-    case 3:
-      return error_reply(std::string(prefixes[in.u8() % 11]) + " " + line_text(in));
+    case 3: {
+      // 242 = 22 * 11: bytes below it pick as before (the committed seeds keep their meaning).
+      static const char* const more[] = {"NOREPLICAS", "NOSCRIPT", "NOPERM"};
+      const std::uint8_t c = in.u8();
+      return error_reply(std::string(c < 242 ? prefixes[c % 11] : more[(c - 242) % 3]) + " " + line_text(in));
+    }
     case 4: {
       const std::uint8_t k = in.u8();
       return integer_reply(k % 4 == 3 ? in.edgy_i64() : k % 4);
@@ -190,92 +195,35 @@ struct call_log {
 
 class resp_server {
  public:
-  explicit resp_server(std::string script) : script_(std::move(script)), in_(nullptr, 0) {
-    in_ = nc_fuzz::reader(reinterpret_cast<const std::uint8_t*>(script_.data()), script_.size());
-    static int port = 0;  // one port for every input (see fuzz_http_answers.cpp)
-    fd_ = listen_on(port);
-    if (fd_ < 0 && port != 0) fd_ = listen_on(port = 0);
-    if (fd_ < 0) throw std::runtime_error("fuzz_redis_answers: cannot listen on loopback");
-    sockaddr_in a{};
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port = port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  resp_server(const resp_server&) = delete;
-  resp_server& operator=(const resp_server&) = delete;
-  ~resp_server() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
+  explicit resp_server(std::string script)
+      : script_(std::move(script)),
+        in_(reinterpret_cast<const std::uint8_t*>(script_.data()), script_.size()),
+        server_({[this](const std::vector<std::string>& cmd) { return respond(cmd); },
+                 [this] { end_connection_state(); },
+                 // After raw bytes the client may wait for a reply that never completes: end it soon.
+                 [this] { return unpaired_ ? 50 : 5000; }}) {}
 
-  [[nodiscard]] int port() const noexcept { return port_; }
+  [[nodiscard]] int port() const noexcept { return server_.port(); }
 
   /// Starts a call: `stamp` is the caller's token (GET's usual reply carries it).
   void begin_call(const std::string& stamp) {
-    std::lock_guard<std::mutex> lk(mutex_);
-    stamp_ = stamp;
-    log_ = {};
+    server_.locked([&] {
+      stamp_ = stamp;
+      log_ = {};
+    });
   }
   [[nodiscard]] call_log log() {
-    std::lock_guard<std::mutex> lk(mutex_);
-    return log_;
+    return server_.locked([&] { return log_; });
   }
   /// Replies and commands pair one to one (no raw bytes were sent).
   [[nodiscard]] bool paired() {
-    std::lock_guard<std::mutex> lk(mutex_);
-    return !unpaired_;
+    return server_.locked([&] { return !unpaired_; });
   }
   [[nodiscard]] bool watch_armed() {
-    std::lock_guard<std::mutex> lk(mutex_);
-    return watching_;
+    return server_.locked([&] { return watching_; });
   }
 
  private:
-  static int listen_on(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int one = 1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd, 16) == 0)
-      return fd;
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-
-  /// One command from `buf` (an array of bulk strings); false while incomplete. hiredis writes
-  /// well-formed commands, so anything else ends the connection.
-  static bool take_command(std::string& buf, std::vector<std::string>& cmd, bool& bad) {
-    cmd.clear();
-    std::size_t p = 0;
-    auto line = [&](std::string& out) {
-      const std::size_t e = buf.find("\r\n", p);
-      if (e == std::string::npos) return false;
-      out = buf.substr(p, e - p);
-      p = e + 2;
-      return true;
-    };
-    std::string head;
-    if (!line(head)) return false;
-    if (head.size() < 2 || head[0] != '*') return bad = true, false;
-    const long n = std::stol(head.substr(1));
-    for (long i = 0; i < n; ++i) {
-      std::string len;
-      if (!line(len)) return false;
-      if (len.size() < 2 || len[0] != '$') return bad = true, false;
-      const std::size_t l = std::stoul(len.substr(1));
-      if (buf.size() < p + l + 2) return false;
-      cmd.push_back(buf.substr(p, l));
-      p += l + 2;
-    }
-    buf.erase(0, p);
-    return true;
-  }
-
   // The model: what a Redis that gave these replies did with this command (called with the
   // command and the reply sent, or no reply when the connection was closed instead).
   void account(const std::vector<std::string>& cmd, const reply* r) {
@@ -340,69 +288,32 @@ class resp_server {
     multi_aborted_ = false;
   }
 
-  void serve_connection(int c) {
-    std::string buf;
-    char chunk[4096];
-    for (;;) {
-      std::vector<std::string> cmd;
-      bool bad = false;
-      while (!take_command(buf, cmd, bad)) {
-        pollfd p{c, POLLIN, 0};
-        // After raw bytes the client may wait for a reply that never completes: end it soon.
-        if (bad || ::poll(&p, 1, paired() ? 5000 : 50) <= 0) return;
-        const ssize_t n = ::read(c, chunk, sizeof chunk);
-        if (n <= 0) return;
-        buf.append(chunk, static_cast<std::size_t>(n));
-      }
-      std::optional<reply> r;
-      {
-        std::lock_guard<std::mutex> lk(mutex_);
-        if (!in_.empty()) r = scripted_reply(in_, cmd, stamp_, in_multi_);
-        account(cmd, r ? &*r : nullptr);
-      }
-      if (!r) return;  // the script is used up: close without answering
-      for (std::size_t off = 0; off < r->wire.size();) {
-        const ssize_t n = ::send(c, r->wire.data() + off, r->wire.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) return;
-        off += static_cast<std::size_t>(n);
-      }
-    }
-  }
-
-  void serve() {
-    for (;;) {
-      const int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
-      // One reply per send: without this, Nagle's algorithm holds the second reply of a pipeline
-      // until the client's delayed ACK (40 ms a run).
-      const int one = 1;
-      ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      serve_connection(c);
-      ::close(c);
-      std::lock_guard<std::mutex> lk(mutex_);
-      end_connection_state();
-    }
+  // Called by server_ under its mutex: the next scripted reply to `cmd` (none: close).
+  nc_fuzz::resp_answer respond(const std::vector<std::string>& cmd) {
+    std::optional<reply> r;
+    if (!in_.empty()) r = scripted_reply(in_, cmd, stamp_, in_multi_);
+    account(cmd, r ? &*r : nullptr);
+    if (!r) return {};  // the script is used up: close without answering
+    return {r->wire, false};
   }
 
   const std::string script_;
-  int fd_ = -1;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mutex_;
-  nc_fuzz::reader in_;          // guarded by mutex_
-  std::string stamp_;           // guarded by mutex_
-  call_log log_;                // guarded by mutex_
-  bool unpaired_ = false;       // guarded by mutex_
-  bool watching_ = false;       // guarded by mutex_
-  bool in_multi_ = false;       // guarded by mutex_
-  bool multi_write_ = false;    // guarded by mutex_: a write queued in the open MULTI
-  bool multi_aborted_ = false;  // guarded by mutex_: a queued command was refused
+  nc_fuzz::reader in_;           // guarded by server_'s mutex
+  std::string stamp_;            // guarded by server_'s mutex
+  call_log log_;                 // guarded by server_'s mutex
+  bool unpaired_ = false;        // guarded by server_'s mutex
+  bool watching_ = false;        // guarded by server_'s mutex
+  bool in_multi_ = false;        // guarded by server_'s mutex
+  bool multi_write_ = false;     // guarded by server_'s mutex: a write queued in the open MULTI
+  bool multi_aborted_ = false;   // guarded by server_'s mutex: a queued command was refused
+  nc_fuzz::resp_server server_;  // last: its thread uses the state above, under its mutex
 };
 
 // ---- checks -----------------------------------------------------------------------------------------
 
 bool transient_prefix(std::string_view e) {
-  for (std::string_view p : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN"})
+  for (std::string_view p :
+       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN", "NOREPLICAS"})
     if (e.starts_with(p)) return true;
   return false;
 }

@@ -5,7 +5,7 @@
 // One server thread listens on 127.0.0.1 and answers each connection's first request with the
 // next answer of the script, then closes the connection (no keep-alive guesswork); with the script
 // used up it closes without answering (curl: an empty reply). Each input gets its own listener,
-// on the same port as the last one (SO_REUSEADDR), so no connection left over from one input can
+// on the same port as the last one (loopback.hpp), so no connection left over from one input can
 // take another's answers and the ephemeral port range is not used up. Nothing leaves the machine.
 //
 // Thread safety: the script is guarded by a mutex; construct and destroy on one thread.
@@ -28,23 +28,14 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
+#include "loopback.hpp"
 
 namespace nc_fuzz {
 
 class scripted_server {
  public:
   explicit scripted_server(std::deque<std::string> answers) : script_(std::move(answers)) {
-    // Every input's listener takes the same port (SO_REUSEADDR: the connections of earlier inputs
-    // linger in TIME_WAIT on it): a fresh port per input would use up the ephemeral range within
-    // minutes. The old listener is closed, so its backlog goes with it.
-    static int port = 0;
-    fd_ = listen_on(port);
-    if (fd_ < 0 && port != 0) fd_ = listen_on(port = 0);  // the port was taken meanwhile
-    if (fd_ < 0) throw std::runtime_error("scripted_server: cannot listen on loopback");
-    sockaddr_in a{};
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port = port_ = ntohs(a.sin_port);
+    fd_ = listen_loopback("scripted_server", port_);  // same port every input (loopback.hpp)
     thread_ = std::thread([this] { serve(); });
   }
   scripted_server(const scripted_server&) = delete;
@@ -65,19 +56,6 @@ class scripted_server {
   [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
  private:
-  static int listen_on(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int one = 1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd, 16) == 0)
-      return fd;
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
   static bool readable(int c, int ms) {
     pollfd p{c, POLLIN, 0};
     return ::poll(&p, 1, ms) > 0;

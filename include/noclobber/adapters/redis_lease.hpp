@@ -107,8 +107,10 @@ class lease_backend {
     const std::string ms = std::to_string(ttl.count());
     detail::reply_ptr r = eval(detail::lease_acquire_script, {lock_key(key), fence_key(key)}, owner, ms);
     if (!r) return {lease_status::failed, {}, error_};  // it may have been granted: expires after ttl
-    if (r->type == REDIS_REPLY_ERROR) return {lease_status::failed, {}, {"ERR", r->str}};
-    if (r->type != REDIS_REPLY_INTEGER) return {lease_status::failed, {}, {"EVAL", "unexpected reply"}};
+    if (r->type == REDIS_REPLY_ERROR) return {lease_status::failed, {}, server_error(r.get())};
+    // The script answers 0 or INCR's result (>= 1); a negative number grants nothing.
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0)
+      return {lease_status::failed, {}, {"EVAL", "unexpected reply"}};
     if (r->integer == 0) return {lease_status::busy, {}, {}};
     return {lease_status::acquired,
             lease_grant{static_cast<fencing_token>(r->integer), std::move(owner), ttl},
@@ -166,11 +168,18 @@ class lease_backend {
     detail::reply_ptr r = eval(script, {lock_key(key), {}}, g.owner, arg);
     if (!r) return lease_check::unknown;
     if (r->type == REDIS_REPLY_ERROR) {
-      error_ = {"ERR", r->str};
+      error_ = server_error(r.get());
       return lease_check::unknown;
     }
     if (r->type != REDIS_REPLY_INTEGER) return lease_check::unknown;
     return r->integer == 1 ? lease_check::held : lease_check::lost;
+  }
+
+  /// An error reply as the store's words, the password redacted (a server may echo it).
+  store_error server_error(const redisReply* r) const {
+    if (options_.password.empty()) return detail::error_of(r);
+    return noclobber::detail::redact(detail::error_of(r),
+                                     {options_.password, options_.username + ":" + options_.password});
   }
 
   std::string next_owner() {

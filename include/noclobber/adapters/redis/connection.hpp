@@ -98,10 +98,13 @@ using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
 /// One command's arguments, binary-safe (views into strings that outlive the call).
 using command_args = std::vector<std::string_view>;
 
+/// Whether an error reply's code (its first word, compared whole: BUSYKEY and BUSYGROUP are not
+/// BUSY) is one of the transient ones.
 inline bool is_transient_error(std::string_view e) noexcept {
+  const std::string_view code = e.substr(0, e.find(' '));
   for (std::string_view p :
        {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN", "NOREPLICAS"}) {
-    if (e.starts_with(p)) return true;
+    if (code == p) return true;
   }
   return false;
 }
