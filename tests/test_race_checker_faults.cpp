@@ -34,6 +34,13 @@ nc::race_write wr(std::uint32_t writer, std::uint32_t op, nc::write_id read_from
   return w;
 }
 
+/// `w` as a write_if_match conditional on `expected` (race_write::expected).
+nc::race_write conditional(nc::race_write w, nc::write_id expected) {
+  w.kind = nc::write_kind::write_if_match;
+  w.expected = expected;
+  return w;
+}
+
 nc::race_read rd(std::uint32_t writer, std::uint32_t op, nc::write_id version, std::uint64_t tick) {
   nc::race_read r;
   r.writer = writer;
@@ -103,11 +110,6 @@ TEST_CASE("checker: an acknowledged write the store forgot is vanished, not lost
   // Failover to a replica that lacked W1's write: W2 read v0 on the old primary before W1 wrote,
   // and its update conditional on v0, sent after W1's acknowledgement, applied on the new
   // primary. No read after the acknowledgement saw v0: the conditional write is the evidence.
-  auto conditional = [](nc::race_write w, nc::write_id expected) {
-    w.kind = nc::write_kind::write_if_match;
-    w.expected = expected;
-    return w;
-  };
   SECTION("an update conditional on the replaced version, applied after the acknowledgement, is evidence") {
     // (W1's own condition unknown: only the timing is evidence here.)
     h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 3), nc::unknown_version),
@@ -175,11 +177,6 @@ TEST_CASE("checker: two updates let through on one version are the store's doing
   nc::race_history h;
   h.keys = {"k"};
   h.initial_versions = {0};
-  auto conditional = [](nc::race_write w, nc::write_id expected) {
-    w.kind = nc::write_kind::write_if_match;
-    w.expected = expected;
-    return w;
-  };
   h.writes = {conditional(wr(1, 0, 0, a, nc::op_outcome::ok, 3), 0),
               conditional(wr(2, 0, 0, b, nc::op_outcome::ok, 2), 0)};
   h.reads = {rd(1, 0, 0, 0), rd(2, 0, 0, 1)};
