@@ -236,11 +236,13 @@ void fuzz_history_text(std::string_view text) {
   } catch (const std::invalid_argument&) {
     accepted = false;
   }
-  // Reference: per non-empty line (a final '\r' dropped), 'w' + 10 or 'r' + 7 decimal numbers
+  // Reference: per non-empty line (a final '\r' dropped), 'w' + 10 or 11 (the condition, optional)
+  // or 'r' + 7 decimal numbers
   // separated by spaces (spaces may also follow the letter and end the line), each within its
   // field's type; outcome and kind 0..2; found 0 or 1.
   bool ok = true;
   std::size_t writes = 0, reads = 0;
+  std::vector<u64> expected;  // per write: its condition, or unknown_version when it has none
   for (std::size_t pos = 0; pos < text.size() && ok;) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
@@ -278,8 +280,9 @@ void fuzz_history_text(std::string_view text) {
     if (!ok) break;
     const u64 u32max = std::numeric_limits<std::uint32_t>::max();
     if (w) {
-      ok = f.size() == 10 && f[0] <= u32max && f[1] <= u32max && f[2] <= u32max && f[3] <= u32max &&
-           f[6] <= 2 && f[7] <= 2;
+      ok = (f.size() == 10 || f.size() == 11) && f[0] <= u32max && f[1] <= u32max && f[2] <= u32max &&
+           f[3] <= u32max && f[6] <= 2 && f[7] <= 2;
+      expected.push_back(f.size() == 11 ? f[10] : noclobber::unknown_version);
       ++writes;
     } else {
       ok = f.size() == 7 && f[0] <= u32max && f[1] <= u32max && f[2] <= u32max && f[4] <= 1;
@@ -291,6 +294,8 @@ void fuzz_history_text(std::string_view text) {
                                     std::string(text));
   if (!accepted) return;
   NC_FUZZ_CHECK(h.writes.size() == writes && h.reads.size() == reads, "record counts");
+  for (std::size_t i = 0; i < writes; ++i)
+    NC_FUZZ_CHECK(h.writes[i].expected == expected[i], "a write's condition");
   // What was read serialises and reads back the same.
   noclobber::race_history back;
   const std::string again = noclobber::serialize_history(h);
