@@ -198,11 +198,13 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
   std::vector<std::uint32_t> stale;
   for (std::uint32_t n : lost) {
     const race_write& w = ix.record_of(n);
+    const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
+    auto name = [start](write_id v) {
+      return v == initial_version || v == start ? std::string("the key's state before the run")
+                                                : "version " + std::to_string(v);
+    };
     if (const auto r = seen.rival(w)) {
-      const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
-      const std::string what = w.expected == initial_version || w.expected == start
-                                   ? std::string("the key's state before the run")
-                                   : "version " + std::to_string(w.expected);
+      const std::string what = name(w.expected);
       c.vanished.push_back({w, describe_write(w) + " wrote " + std::to_string(w.written) +
                                    " (applied) conditionally on " + what + "; " + seen.describe(*r, what) +
                                    " too"});
@@ -212,13 +214,10 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
       stale.push_back(n);
       continue;
     }
-    const write_id start = w.key < h.initial_versions.size() ? h.initial_versions[w.key] : initial_version;
     std::string trace;
     write_id v = w.read_from;
     for (std::size_t steps = 0; trace.empty() && steps <= ix.writes.size(); ++steps) {
-      const std::string what = v == initial_version || v == start
-                                   ? std::string("the key's state before the run")
-                                   : "version " + std::to_string(v);
+      const std::string what = name(v);
       if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
         trace = "the key ends at " + what + ", which it replaced";
       } else if (const std::uint32_t* r = seen.find(w.key, v); r && seen.invoke(*r) > w.complete) {
