@@ -202,11 +202,15 @@ TEST_CASE("webdav_lock: an expired lock frees the key and its holder's write is 
   wl::store b(url());
   const std::string key = nc_test::unique_name("expiry");
   REQUIRE(a.create_if_absent(key, "v0").ok());
-  REQUIRE(a.lock(key, {std::chrono::seconds(1), "slow holder"}).ok());
+  // mod_dav counts whole seconds: a lock of N seconds expires at the N-th second boundary after
+  // it was granted, i.e. after N-1 to N s. 3 s leaves b's first LOCK at least 2 s (a 1 s lock
+  // expired before b's LOCK on a loaded CI machine).
+  REQUIRE(a.lock(key, {std::chrono::seconds(3), "slow holder"}).ok());
+  const auto granted = std::chrono::steady_clock::now();  // the server granted it before this
   auto ra = a.read(key);
   REQUIRE(ra.found());
   CHECK(b.lock(key).status == write_status::transient);
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  std::this_thread::sleep_until(granted + std::chrono::milliseconds(3100));  // expired by now
   REQUIRE(b.lock(key).ok());  // a's lock expired
   // a's PUT still names its expired token: refused (423: b's lock is there), never applied.
   auto late = a.write_if_match(key, ra.token, "late");
