@@ -211,7 +211,7 @@ TEST_CASE("webdav_lock: an expired lock frees the key and its holder's write is 
   REQUIRE(ra.found());
   CHECK(b.lock(key).status == write_status::transient);
   std::this_thread::sleep_until(granted + std::chrono::milliseconds(3100));  // expired by now
-  REQUIRE(b.lock(key).ok());  // a's lock expired
+  REQUIRE(b.lock(key).ok());                                                 // a's lock expired
   // a's PUT still names its expired token: refused (423: b's lock is there), never applied.
   auto late = a.write_if_match(key, ra.token, "late");
   CHECK(late.status == write_status::conflict);
@@ -309,8 +309,10 @@ TEST_CASE(
   wl::store b(url());
   const std::string key = nc_test::unique_name("stale-put");
   REQUIRE(a.create_if_absent(key, "v0").ok());
-  auto la = a.lock(key, {std::chrono::seconds(1), "slow holder"});
+  // 3 s, not 1: mod_dav counts whole seconds, so a lock of N s lasts N-1 to N s.
+  auto la = a.lock(key, {std::chrono::seconds(3), "slow holder"});
   REQUIRE(la.ok());
+  const auto granted = std::chrono::steady_clock::now();  // the server granted it before this
   const auto seen = a.read(key);
   REQUIRE(seen.found());
   const std::string body = "A's update";
@@ -327,7 +329,7 @@ TEST_CASE(
   CHECK(b.write_if_match(key, seen.token, "B without the lock").status == write_status::transient);
 
   // A's lock expires (mod_dav counts whole seconds); B then updates under its own lock.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  std::this_thread::sleep_until(granted + std::chrono::milliseconds(3100));
   auto b_update = wl::update_under_lock(
       b, key, [](const std::optional<std::string>& cur) { return cur.value_or("") + " + B's update"; },
       busy_policy(), short_lock());
