@@ -46,6 +46,7 @@ class NoclobberConan(ConanFile):
         "s3": ("libcurl/[>=7.85 <9]", "libcurl::libcurl"),
         "asio": ("boost/[>=1.81 <2]", "boost::headers"),
         "benchmark": ("benchmark/[>=1.7 <2]", "benchmark::benchmark"),
+        "fmt": ("fmt/[>=9 <12]", "fmt::fmt"),
     }
     # Components that carry another's library too (cmake/noclobberComponents.cmake's uses rows):
     # etcd decodes its gateway's JSON with nlohmann/json.

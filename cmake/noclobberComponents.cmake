@@ -15,7 +15,7 @@
 #   noclobber_component_uses_<c>     other components whose library it carries too (listed before
 #                                    it in noclobber_known_components): etcd decodes its gateway's
 #                                    JSON with nlohmann/json, so noclobber::etcd links noclobber::json
-set(noclobber_known_components json sqlite postgres redis etcd http s3 asio benchmark)
+set(noclobber_known_components json sqlite postgres redis etcd http s3 asio benchmark fmt)
 
 # nlohmann/json: the JSON codec for typed records, the strict member reads and the Porcupine
 # import (noclobber/json/), and the etcd adapter's gateway JSON.
@@ -70,6 +70,12 @@ set(noclobber_component_headers_benchmark benchmark/store_bench.hpp)
 set(noclobber_component_find_benchmark benchmark)
 set(noclobber_component_target_benchmark benchmark::benchmark)
 set(noclobber_component_debian_benchmark libbenchmark-dev)
+
+# Not an adapter: {fmt} formatters for the outcome and result types (the text of ostream.hpp).
+set(noclobber_component_headers_fmt fmt/ostream.hpp)
+set(noclobber_component_find_fmt fmt 9)
+set(noclobber_component_target_fmt fmt::fmt)
+set(noclobber_component_debian_fmt libfmt-dev)
 
 # noclobber_find_component_library(<component> <QUIET|DEPENDENCY>): find the component's library.
 # DEPENDENCY goes through find_dependency() (for the installed config: a required component whose

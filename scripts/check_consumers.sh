@@ -124,7 +124,7 @@ expect_configure() { # NAME yes|no PATTERN cmake args...: configure components_p
 }
 way_components() {
 step "components: unknown, library missing, optional"
-expect_configure probe_all yes "probe: asio found=TRUE target=yes" -DNC_REQUIRED="json;sqlite;postgres;redis;etcd;http;asio"
+expect_configure probe_all yes "probe: asio found=TRUE target=yes" -DNC_REQUIRED="json;sqlite;postgres;redis;etcd;http;asio;fmt"
 expect_configure probe_unknown no "has no component 'sqlit'; its components are: json sqlite" -DNC_REQUIRED="sqlit"
 # libpq hidden: find_dependency() forwards REQUIRED, so FindPostgreSQL itself stops the configure.
 expect_configure probe_missing_lib no "Could NOT find PostgreSQL" -DNC_REQUIRED="sqlite;postgres" \
@@ -223,9 +223,9 @@ single="$root/single_include"
 mapfile -t companions < <(cd "$single" && find noclobber -name '*.hpp' ! -path noclobber/noclobber.hpp | sort)
 # The client libraries of every companion; Boost and Catch2 are header-only in /usr/include.
 # shellcheck disable=SC2207
-lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl benchmark))
+lib_cflags=($(pkg-config --cflags sqlite3 libpq hiredis libcurl benchmark fmt))
 # shellcheck disable=SC2207
-lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl benchmark))
+lib_libs=($(pkg-config --libs sqlite3 libpq hiredis libcurl benchmark fmt))
 strict=(-std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror -pthread -I "$single" "${lib_cflags[@]}")
 tus="$work/companions"
 mkdir -p "$tus"

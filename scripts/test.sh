@@ -16,7 +16,7 @@
 #   asan        AddressSanitizer + UBSan, clang++ -O0: tests (server tests compiled, not run) and
 #               examples; also clang's warning build (-Wall -Wextra -Wpedantic -Werror
 #               -Wthread-safety; clang warns from its front end, at any -O); ctest -LE server
-#   fuzz        scripts/fuzz.sh, 25 s per libFuzzer target (two at a time; 11 targets: 6 rounds), when it exists
+#   fuzz        scripts/fuzz.sh, 25 s per libFuzzer target (two at a time; 12 targets: 6 rounds), when it exists
 #   consumers   install + find_package, add_subdirectory, FetchContent, pkg-config, Conan
 #               test_package, single header (scripts/check_consumers.sh)
 #   bench       every benchmark once with a tiny min time, JSON into a temp folder; a program

@@ -19,10 +19,9 @@
 // / `<token>`. Counts are written in words with the right number ("1 conflict", "2 conflicts");
 // counters that are zero are left out.
 //
-// Formatting libraries: g++ 12's libstdc++ has no <format>, so no std::formatter is provided
-// here. With {fmt} (fmt::ostream_formatter) or a later standard library, a formatter is one line
-// per type over to_text: `template <> struct fmt::formatter<noclobber::write_status> :
-// fmt::ostream_formatter {};`.
+// Formatting libraries: noclobber/fmt/ostream.hpp gives each of these types an fmt::formatter
+// that writes the same to_text (component noclobber::fmt). g++ 12's libstdc++ has no <format>, so
+// no std::formatter is provided.
 //
 // Thread safety: plain functions of their arguments; nothing locks and no user code runs except
 // the operator<< of Value and Token.
@@ -188,6 +187,12 @@ template <class Value, class Token>
   return out;
 }
 
+/// retry_stats' text (the loop's outcome R is not printed).
+template <class R>
+[[nodiscard]] std::string to_text(const retry_result<R>& r) {
+  return to_text(static_cast<const retry_stats&>(r));
+}
+
 inline std::ostream& operator<<(std::ostream& os, write_status s) {
   return os << to_string(s);
 }
@@ -223,7 +228,7 @@ std::ostream& operator<<(std::ostream& os, const rmw_result<Value, Token>& r) {
 }
 template <class R>
 std::ostream& operator<<(std::ostream& os, const retry_result<R>& r) {
-  return os << to_text(static_cast<const retry_stats&>(r));
+  return os << to_text(r);
 }
 
 }  // namespace noclobber

@@ -135,17 +135,37 @@ struct exec_result {
 
   [[nodiscard]] bool ok() const noexcept { return failure == write_status::applied; }
   [[nodiscard]] int rows() const noexcept { return result ? PQntuples(result.get()) : 0; }
-  [[nodiscard]] bool is_null(int row, int col) const noexcept {
-    return PQgetisnull(result.get(), row, col) != 0;
+  /// The row and the column exist.
+  [[nodiscard]] bool has(int row, int col) const noexcept {
+    return result && row >= 0 && row < PQntuples(result.get()) && col >= 0 && col < PQnfields(result.get());
   }
-  /// Raw bytes of a binary-format column.
+  /// NULL, or no such row or column.
+  [[nodiscard]] bool is_null(int row, int col) const noexcept {
+    return !has(row, col) || PQgetisnull(result.get(), row, col) != 0;
+  }
+  /// Raw bytes of a binary-format column (empty: NULL, or no such row or column).
   [[nodiscard]] std::string bytes(int row, int col) const {
+    if (is_null(row, col)) return {};
     return std::string(PQgetvalue(result.get(), row, col),
                        static_cast<std::size_t>(PQgetlength(result.get(), row, col)));
   }
-  /// A binary-format int8 column.
-  [[nodiscard]] std::int64_t int64(int row, int col) const {
+  /// A binary-format int8 (bigint) column; nullopt unless the value is exactly that: not NULL,
+  /// type int8, binary, 8 bytes. Reads only the bytes the server sent (another type, an int4
+  /// version column of a user's table, is not read as 8 bytes).
+  [[nodiscard]] std::optional<std::int64_t> int64(int row, int col) const noexcept {
+    if (!typed(row, col, 20 /* int8 */, 8)) return std::nullopt;
     return detail::read_be_int64(PQgetvalue(result.get(), row, col));
+  }
+  /// A binary-format bool column; nullopt unless it is one (not NULL, type bool, 1 byte).
+  [[nodiscard]] std::optional<bool> boolean(int row, int col) const noexcept {
+    if (!typed(row, col, 16 /* bool */, 1)) return std::nullopt;
+    return *PQgetvalue(result.get(), row, col) != 0;
+  }
+
+ private:
+  [[nodiscard]] bool typed(int row, int col, Oid type, int length) const noexcept {
+    return !is_null(row, col) && PQftype(result.get(), col) == type && PQfformat(result.get(), col) == 1 &&
+           PQgetlength(result.get(), row, col) == length;
   }
 };
 
@@ -432,8 +452,8 @@ row_lock_result update_under_row_lock(connection& c, const char* select_for_upda
   for (int i = 0; i < ncols; ++i) {
     if (sel.is_null(0, i)) {
       row.columns.emplace_back(std::nullopt);
-    } else if (PQftype(sel.result.get(), i) == 20 /* int8 */) {
-      row.columns.emplace_back(std::to_string(sel.int64(0, i)));
+    } else if (const auto v = sel.int64(0, i)) {  // int8: as decimal text
+      row.columns.emplace_back(std::to_string(*v));
     } else {
       row.columns.emplace_back(sel.bytes(0, i));  // text, bytea: raw bytes in binary format
     }
@@ -518,7 +538,10 @@ class store {
           std::move(r.error));
     }
     if (r.rows() == 0) return read_result<value_type, token_type>::make_absent();
-    return read_result<value_type, token_type>::make_found(r.bytes(0, 0), r.int64(0, 1));
+    const auto version = r.int64(0, 1);
+    if (!version)
+      return read_result<value_type, token_type>::make_failed(read_status::permanent, bad_version());
+    return read_result<value_type, token_type>::make_found(r.bytes(0, 0), *version);
   }
 
   write_result<token_type> write_if_match(const key_type& key, const token_type& token,
@@ -526,7 +549,7 @@ class store {
     const std::string ver = detail::be_int64(token);
     exec_result r = conn_.exec(update_sql_.c_str(), {param{key}, param{ver, true}, param{value, true}}, true);
     if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
-    if (r.rows() == 1) return write_result<token_type>::make_applied(r.int64(0, 0));
+    if (r.rows() == 1) return applied(r);
     return moved_or_gone(key);
   }
 
@@ -534,7 +557,7 @@ class store {
     exec_result r = conn_.exec(create_sql_.c_str(), {param{key}, param{value, true}}, true);
     if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
     if (r.rows() == 0) return write_result<token_type>::make_exists();
-    return write_result<token_type>::make_applied(r.int64(0, 0));
+    return applied(r);
   }
 
   write_result<token_type> erase_if_match(const key_type& key, const token_type& token) {
@@ -549,7 +572,7 @@ class store {
   write_result<token_type> overwrite(const key_type& key, const value_type& value) {
     exec_result r = conn_.exec(overwrite_sql_.c_str(), {param{key}, param{value, true}}, true);
     if (!r.ok()) return write_result<token_type>::make_failed(r.failure, std::move(r.error));
-    return write_result<token_type>::make_applied(r.int64(0, 0));
+    return applied(r);
   }
 
   /// The pessimistic path on this table: update_under_row_lock with `modify(const std::string&
@@ -565,6 +588,14 @@ class store {
   [[nodiscard]] const std::string& table() const noexcept { return table_; }
 
  private:
+  static store_error bad_version() { return {"SQL", "the version column is not a non-NULL bigint (int8)"}; }
+  // A write that took effect and returned its version: applied with that token, or applied
+  // without a token when the version cannot be read (a user's table with another column type).
+  static write_result<token_type> applied(const exec_result& r) {
+    const auto version = r.int64(0, 0);
+    return version ? write_result<token_type>::make_applied(*version)
+                   : write_result<token_type>::make_applied();
+  }
   // After 0 rows matched (key, version): the key moved on (conflict) or is gone (absent). A slow
   // path only; if this second look fails, conflict is the safe answer (both mean: re-read).
   write_result<token_type> moved_or_gone(const key_type& key) {

@@ -45,8 +45,11 @@
 // carries the lock.
 //
 // Errors: a statement that fails is `failed` (try_acquire) or, when the session broke, `lost`
-// (extend, release: a session that is gone holds no lock). The session reconnects on the next
-// try_acquire. A server older than 14 (no idle_session_timeout) fails the grant with its error.
+// (extend, release: a session that is gone holds no lock). An answer of another shape than the
+// statement's (no row, a missing column, NULL, another type: exec_result reads only an int8 or a
+// bool of exactly its size) is `failed` (try_acquire; a lock it got is unlocked again) or
+// `unknown` (extend, release). The session reconnects on the next try_acquire. A server older
+// than 14 (no idle_session_timeout) fails the grant with its error.
 //
 // Thread safety: one backend is one libpq connection: one thread at a time (lease_lock_map
 // serialises its calls under its own mutex). No user code runs inside.
@@ -56,6 +59,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -105,17 +109,22 @@ class advisory_lease_backend {
                "SELECT t, CASE WHEN t > 0 THEN set_config('idle_session_timeout', $2, false) END, "
                "pg_backend_pid()::bigint FROM s",
         {param{key}, param{ms}}, true);
-    if (!r.ok() || r.rows() != 1) {
-      if (xact) (void)conn_.exec_simple("ROLLBACK", false);
-      return {lease_status::failed, {}, r.ok() ? store_error{"SQL", "no row"} : r.error};
-    }
-    const std::int64_t token = r.int64(0, 0);
-    if (token <= 0) {
+    const std::optional<std::int64_t> token = r.ok() && r.rows() == 1 ? r.int64(0, 0) : std::nullopt;
+    const std::optional<std::int64_t> pid = r.ok() && r.rows() == 1 ? r.int64(0, 2) : std::nullopt;
+    if (token && *token <= 0) {
       if (xact) (void)conn_.exec_simple("ROLLBACK", false);
       return {lease_status::busy, {}, {}};
     }
+    if (!token || !pid) {  // an error, or an answer that is not (bigint, text, bigint) in one row
+      if (xact) {
+        (void)conn_.exec_simple("ROLLBACK", false);
+      } else if (token) {
+        (void)conn_.exec(unlock_sql, {param{key}}, false);  // got the lock but cannot name its owner
+      }
+      return {lease_status::failed, {}, r.ok() ? store_error{"SQL", "unexpected answer"} : r.error};
+    }
     return {lease_status::acquired,
-            lease_grant{static_cast<fencing_token>(token), std::to_string(r.int64(0, 2)), ttl},
+            lease_grant{static_cast<fencing_token>(*token), std::to_string(*pid), ttl},
             {}};
   }
 
@@ -124,7 +133,9 @@ class advisory_lease_backend {
     if (!same_session(g)) return lease_check::lost;
     exec_result r = conn_.exec("SELECT pg_backend_pid()::bigint", {}, false);
     if (!r.ok()) return gone() ? lease_check::lost : lease_check::unknown;
-    return r.rows() == 1 && std::to_string(r.int64(0, 0)) == g.owner ? lease_check::held : lease_check::lost;
+    const std::optional<std::int64_t> pid = r.rows() == 1 ? r.int64(0, 0) : std::nullopt;
+    if (!pid) return lease_check::unknown;  // an answer that is not one bigint
+    return std::to_string(*pid) == g.owner ? lease_check::held : lease_check::lost;
   }
 
   lease_check release(const key_type& key, const lease_grant& g) {
@@ -135,17 +146,20 @@ class advisory_lease_backend {
       if (c.ok()) return lease_check::held;
       return gone() ? lease_check::lost : lease_check::unknown;
     }
-    exec_result r = conn_.exec(
-        "SELECT pg_advisory_unlock(hashtextextended($1, 0)), set_config('idle_session_timeout', '0', false)",
-        {param{key}}, false);
+    exec_result r = conn_.exec(unlock_sql, {param{key}}, false);
     if (!r.ok()) return gone() ? lease_check::lost : lease_check::unknown;
-    return r.rows() == 1 && r.bytes(0, 0) == std::string(1, '\1') ? lease_check::held : lease_check::lost;
+    const std::optional<bool> unlocked = r.rows() == 1 ? r.boolean(0, 0) : std::nullopt;
+    if (!unlocked) return lease_check::unknown;  // an answer that does not start with one bool
+    return *unlocked ? lease_check::held : lease_check::lost;
   }
 
   /// The session's connection (for tests: backend_pid, pg_terminate_backend).
   [[nodiscard]] connection& session() noexcept { return conn_; }
 
  private:
+  static constexpr const char* unlock_sql =
+      "SELECT pg_advisory_unlock(hashtextextended($1, 0)), set_config('idle_session_timeout', '0', false)";
+
   static void check_key(const key_type& key) {
     if (key.empty())
       throw std::invalid_argument("noclobber::postgres::advisory_lease_backend: empty lock key");
