@@ -39,7 +39,9 @@
 //
 // Expiry: a lock outlives its holder by at most `lock_options::timeout`. A holder slower than
 // that loses its lock: its PUT is refused (412 or 423) and the attempt starts again. Pick a
-// timeout well above the time of one GET + fn + PUT.
+// timeout well above the time of one GET + fn + PUT. Apache mod_dav counts whole seconds (the
+// lock expires once `time(NULL) >= granted_second + N`), so a lock of N seconds lasts N-1 to N s:
+// `Second-1` may expire at once.
 //
 // Thread safety: a `store` is one libcurl handle and one table of held locks: one thread at a
 // time. `fn` runs on the calling thread while this client holds the server's lock on `key` (no
