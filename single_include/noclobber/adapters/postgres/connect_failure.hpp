@@ -51,8 +51,7 @@ struct connect_failure {
 /// the words matched here hold no secret). `conn`: the failed connection, or null.
 [[nodiscard]] inline connect_failure classify_connect_failure(const PGconn* conn, std::string_view message) {
   auto has = [&](std::string_view words) { return message.find(words) != std::string_view::npos; };
-  PGconn* c = const_cast<PGconn*>(conn);  // libpq's getters take a non-const PGconn*; they only read
-  if (c != nullptr && (PQconnectionNeedsPassword(c) || PQconnectionUsedPassword(c)))
+  if (conn != nullptr && (PQconnectionNeedsPassword(conn) || PQconnectionUsedPassword(conn)))
     return {"28P01", write_status::permanent};
   if (has("no pg_hba.conf entry") || has("pg_hba.conf rejects connection"))
     return {"28000", write_status::permanent};
