@@ -9,6 +9,8 @@
 #                            # (a Redis that requires AUTH),
 #                            # NOCLOBBER_PG_AUTH_* (a role that must give its password), NOCLOBBER_ETCD_URL,
 #                            # NOCLOBBER_ETCD_AUTH_* (an etcd with v3 auth enabled),
+#                            # NOCLOBBER_PG_TLS_* and NOCLOBBER_ETCD_TLS_* (a PostgreSQL and an
+#                            # etcd that require TLS; etcd a client certificate too),
 #                            # NOCLOBBER_DAV_URL, NOCLOBBER_RGW_* and NOCLOBBER_S3RVER_*
 #
 # radosgw needs ~15-20 s before it answers (up to ~60 s on a busy machine): it starts first, in the
@@ -16,7 +18,7 @@
 # start_all_servers sets an EXIT trap that stops every server and removes the state: on success,
 # on failure (set -e, a server that does not start), and on Ctrl-C or TERM (which exit 130).
 nc_servers_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-nc_servers=(postgres redis redis_auth etcd etcd_auth apache s3rver)
+nc_servers=(postgres postgres_tls redis redis_auth etcd etcd_auth etcd_tls apache s3rver)
 nc_servers_background=(radosgw)
 nc_servers_jobs=()  # the background starts still running
 nc_servers_state=
@@ -64,9 +66,12 @@ start_all_servers() {
   export NOCLOBBER_REDIS_AUTH_ADDR NOCLOBBER_REDIS_AUTH_USER NOCLOBBER_REDIS_AUTH_PASSWORD
   export NOCLOBBER_REDIS_AUTH_ADMIN_PASSWORD NOCLOBBER_PG_AUTH_CONNINFO NOCLOBBER_PG_AUTH_PASSWORD
   export NOCLOBBER_ETCD_AUTH_URL NOCLOBBER_ETCD_AUTH_USER NOCLOBBER_ETCD_AUTH_PASSWORD NOCLOBBER_ETCD_AUTH_ROOT_PASSWORD
+  export NOCLOBBER_PG_TLS_CONNINFO NOCLOBBER_PG_TLS_PASSWORD NOCLOBBER_PG_TLS_WRONG_CA
+  export NOCLOBBER_ETCD_TLS_URL NOCLOBBER_ETCD_TLS_CA NOCLOBBER_ETCD_TLS_CERT NOCLOBBER_ETCD_TLS_KEY
+  export NOCLOBBER_ETCD_TLS_WRONG_CA NOCLOBBER_ETCD_TLS_WRONG_CERT NOCLOBBER_ETCD_TLS_WRONG_KEY
   export NOCLOBBER_RGW_ENDPOINT NOCLOBBER_RGW_BUCKET NOCLOBBER_RGW_ACCESS_KEY NOCLOBBER_RGW_SECRET_KEY
   export NOCLOBBER_S3RVER_ENDPOINT NOCLOBBER_S3RVER_BUCKET NOCLOBBER_S3RVER_ACCESS_KEY NOCLOBBER_S3RVER_SECRET_KEY
-  echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR redis+auth $NOCLOBBER_REDIS_AUTH_ADDR etcd $NOCLOBBER_ETCD_URL" \
+  echo "servers: pg [$NOCLOBBER_PG_CONNINFO] redis $NOCLOBBER_REDIS_ADDR redis+auth $NOCLOBBER_REDIS_AUTH_ADDR etcd $NOCLOBBER_ETCD_URL etcd+tls $NOCLOBBER_ETCD_TLS_URL" \
        "dav $NOCLOBBER_DAV_URL radosgw $NOCLOBBER_RGW_ENDPOINT s3rver $NOCLOBBER_S3RVER_ENDPOINT" >&2
   echo "servers: started ($timings; all answering after $((SECONDS - started)) s)" >&2
 }

@@ -24,3 +24,34 @@ stop_pid() {
   fi
   rm -f "$pidfile"
 }
+# make_ca DIR: a throwaway certificate authority, DIR/ca.crt and DIR/ca.key (EC P-256, 2 days).
+make_ca() {
+  local dir=${1:?usage: make_ca DIR}
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=noclobber test CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1
+  chmod 0600 "$dir/ca.key"
+}
+# make_cert DIR NAME CN [SAN...]: DIR/NAME.crt and DIR/NAME.key (mode 0600) signed by DIR/ca.*
+# (make_ca), good for TLS servers and clients; each SAN as openssl writes it (IP:127.0.0.1,
+# DNS:localhost).
+make_cert() {
+  local dir=${1:?usage: make_cert DIR NAME CN [SAN...]} name=${2:?NAME} cn=${3:?CN} san=""
+  shift 3
+  local s
+  for s in "$@"; do san="${san:+$san,}$s"; done
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$cn" \
+    -keyout "$dir/$name.key" -out "$dir/$name.csr" >/dev/null 2>&1
+  {
+    echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=serverAuth,clientAuth"
+    [ -z "$san" ] || echo "subjectAltName=$san"
+  } >"$dir/$name.ext"
+  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" >/dev/null 2>&1
+  chmod 0600 "$dir/$name.key"
+  rm -f "$dir/$name.csr" "$dir/$name.ext"
+}

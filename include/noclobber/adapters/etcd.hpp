@@ -38,6 +38,13 @@
 // credentials to a server that requires them ("user name is empty"). Neither the password nor
 // a token appears in any store_error or exception.
 //
+// TLS (https:// endpoints, `tls_files`: the CA that signed etcd's certificate, and the client
+// certificate and key for an etcd run with --client-cert-auth): applied to every request, the
+// authenticate too. A TLS refusal (we refuse etcd's certificate; etcd refuses ours with an
+// alert; a file that cannot be used) is permanent and does not move to the next member
+// (detail::curl::tls_refused). Under TLS 1.3 a missing client certificate can also surface as a
+// bare connection reset (curl 55): that stays transient (indeterminate for a write).
+//
 // Several members: give the store every member's client URL ("http://a:2379,http://b:2379" or
 // a vector). It talks to one member at a time and moves to the next when that member fails
 // (no connection, a timeout, a reset, gRPC Unavailable / DeadlineExceeded, a 5xx): a read tries
@@ -134,6 +141,9 @@ template <class RR>
 
 namespace noclobber::etcd {
 
+/// The CA, client certificate and key for https:// endpoints (adapters/detail/curl_easy.hpp).
+using noclobber::tls_files;
+
 /// An etcd v3 auth user (see store's overview).
 struct credentials {
   std::string user;
@@ -151,10 +161,21 @@ class store {
   explicit store(const std::string& endpoints, std::chrono::milliseconds timeout = std::chrono::seconds(5))
       : store(split_endpoints(endpoints), timeout) {}
 
+  /// Over TLS (https:// endpoints; see the overview). std::invalid_argument for a key_file
+  /// without a cert_file.
+  store(const std::string& endpoints, tls_files tls,
+        std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : store(split_endpoints(endpoints), std::move(tls), timeout) {}
+
   /// With etcd v3 auth: a token from /v3/auth/authenticate on every request (see the overview).
   store(const std::string& endpoints, credentials creds,
         std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : store(split_endpoints(endpoints), timeout) {
+      : store(endpoints, std::move(creds), tls_files{}, timeout) {}
+
+  /// With etcd v3 auth, over TLS.
+  store(const std::string& endpoints, credentials creds, tls_files tls,
+        std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : store(split_endpoints(endpoints), std::move(tls), timeout) {
     if (creds.user.empty())
       throw std::invalid_argument("noclobber::etcd::store: credentials without a user name");
     creds_ = std::move(creds);
@@ -163,7 +184,12 @@ class store {
   /// The members' client URLs, the first used first.
   explicit store(std::vector<std::string> endpoints,
                  std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : http_(timeout) {
+      : store(std::move(endpoints), tls_files{}, timeout) {}
+
+  /// The members' client URLs, over TLS.
+  store(std::vector<std::string> endpoints, tls_files tls,
+        std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : http_(timeout, std::move(tls)) {
     if (endpoints.empty()) throw std::invalid_argument("noclobber::etcd::store: no endpoint");
     for (std::string& e : endpoints) {
       if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() < 9 ||

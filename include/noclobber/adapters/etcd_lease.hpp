@@ -31,7 +31,7 @@
 //
 // Errors: a grant or txn without an answer is `failed` (a lease granted without our knowing
 // expires after its TTL; a key put under it goes with it). keepalive / revoke without an answer
-// are `unknown`. One endpoint (the first of a list).
+// are `unknown`. One endpoint (the first of a list). TLS: `tls_files`, as etcd::store.
 //
 // The gateway JSON is read with nlohmann/json (the strict reads of adapters/etcd.hpp); link
 // noclobber::etcd.
@@ -66,7 +66,12 @@ class lease_backend {
   /// `endpoint`: a client URL "http(s)://host:port" (of a list "a,b", the first is used).
   explicit lease_backend(std::string endpoint, std::string prefix = "noclobber/lease/",
                          std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : prefix_(std::move(prefix)), http_(timeout) {
+      : lease_backend(std::move(endpoint), tls_files{}, std::move(prefix), timeout) {}
+
+  /// Over TLS: `tls` as for etcd::store (the CA, and a client certificate and key).
+  lease_backend(std::string endpoint, tls_files tls, std::string prefix = "noclobber/lease/",
+                std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : prefix_(std::move(prefix)), http_(timeout, std::move(tls)) {
     endpoint = endpoint.substr(0, endpoint.find(','));
     while (endpoint.ends_with('/')) endpoint.pop_back();
     if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)

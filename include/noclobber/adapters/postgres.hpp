@@ -20,9 +20,11 @@
 // Errors are classified by SQLSTATE (`classify_sqlstate`): 40001 / 40P01 restart the transaction,
 // 55P03 (lock_timeout, NOWAIT) and 57014 (statement_timeout) retry, a connection lost after the
 // statement was sent is `indeterminate` (it may have committed), everything else is permanent.
-// A reconnect the server refuses for its credentials (a password changed or revoked) counts as
-// 28P01, permanent; any other failed reconnect as 08006, transient. Passwords in the conninfo
-// never appear in a message (adapters/detail/redact.hpp).
+// A connect or reconnect the server refuses for good — its credentials (a password changed or
+// revoked: 28P01), pg_hba.conf (28000), TLS (`tls`: sslmode=verify-full against a certificate
+// sslrootcert did not sign) — is permanent; any other failed reconnect is 08006, transient
+// (adapters/postgres/connect_failure.hpp, shared with the lease backend through `connection`).
+// Passwords in the conninfo never appear in a message (adapters/detail/redact.hpp).
 //
 // Thread safety: a `connection` (and so a `store`) is one libpq connection and must be
 // used by one thread at a time; give each writer thread its own. Nothing here locks in-process.
@@ -47,6 +49,7 @@
 #include <vector>
 
 #include "noclobber/adapters/detail/redact.hpp"
+#include "noclobber/adapters/postgres/connect_failure.hpp"
 #include "noclobber/conditional_writer.hpp"
 #include "noclobber/duration.hpp"
 #include "noclobber/outcome.hpp"
@@ -181,7 +184,8 @@ struct param {
 /// Not thread-safe: one thread at a time.
 class connection {
  public:
-  /// Connects at once; throws std::runtime_error naming the server's message when it cannot.
+  /// Connects at once; throws connect_error (a std::runtime_error) naming the server's message,
+  /// and classified (connect_failure.hpp), when it cannot.
   /// Neither that message nor any store_error of this connection contains the conninfo's
   /// password (the conninfo is shown with its secret options left out: detail::describe_conninfo).
   explicit connection(std::string conninfo)
@@ -197,10 +201,12 @@ class connection {
     conn_ = PQconnectdb(conninfo_.c_str());
     if (PQstatus(conn_) != CONNECTION_OK) {
       std::string msg = last_error();
+      connect_failure failure = classify_connect_failure(conn_, msg);
       PQfinish(conn_);
       conn_ = nullptr;
-      throw std::runtime_error("noclobber::postgres::connection: cannot connect (" +
-                               detail::describe_conninfo(conninfo_) + "): " + msg);
+      throw connect_error("noclobber::postgres::connection: cannot connect (" +
+                              detail::describe_conninfo(conninfo_) + "): " + msg,
+                          std::move(failure));
     }
   }
   connection(const connection&) = delete;
@@ -280,17 +286,14 @@ class connection {
     PQreset(conn_);
     return PQstatus(conn_) == CONNECTION_OK;
   }
-  /// A reconnect that failed. The server's refusal of our credentials (it asked for a password
-  /// and rejected the one given, or one was needed and none given) is class 28 (28P01,
-  /// invalid_password; libpq does not hand over a connection failure's SQLSTATE) and so
-  /// permanent by classify_sqlstate: no loop retries a password that will not become right.
-  /// Anything else (server unreachable, restarting) is 08006, transient: nothing was sent.
+  /// A reconnect that failed, classified by classify_connect_failure: a refusal of our
+  /// credentials, by pg_hba.conf or in TLS is permanent (no loop retries a password or a
+  /// certificate that will not become right); anything else (server unreachable, restarting) is
+  /// 08006, transient: nothing was sent.
   exec_result reconnect_failed() const {
-    const bool refused = conn_ && (PQconnectionNeedsPassword(conn_) || PQconnectionUsedPassword(conn_));
-    const char* state = refused ? "28P01" : "08006";
-    return {nullptr,
-            classify_sqlstate(state, false),
-            {state, "connection lost and reset failed: " + last_error()}};
+    std::string msg = last_error();
+    connect_failure f = classify_connect_failure(conn_, msg);
+    return {nullptr, f.status, {std::move(f.code), "connection lost and reset failed: " + msg}};
   }
   std::string last_error() const {
     return conn_ ? noclobber::detail::redact(PQerrorMessage(conn_), secrets_) : std::string("no connection");

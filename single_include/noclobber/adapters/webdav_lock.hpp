@@ -83,17 +83,31 @@
 // fresh connection that is never reused, so there is nothing to re-send. The invariant
 // classify_transport relies on: `sent` is false only when no byte of the request can have left.
 //
+// TLS (https:// URLs): `tls_files` names the CA that signed the server's certificate and, for a
+// server that requires one, the client certificate and key; `easy` applies them to every request.
+// A TLS refusal is permanent (`tls_refused`): we refuse the server's certificate (curl 60), a
+// file cannot be used (58, 77), or the server refused our certificate during the handshake (35
+// or 56 with OpenSSL's "alert bad certificate", "alert certificate required", "alert unknown ca"
+// …: OpenSSL's words, never translated). With TLS 1.3 the server checks the client certificate
+// after the client has finished its handshake; a server that then closes the connection can
+// leave only "connection reset" / "getpeername() failed" (curl 55) behind, which cannot be told
+// from a network failure and stays transient (indeterminate for a write). `easy` speaks HTTP/1.1
+// over https too (libcurl would negotiate HTTP/2 by ALPN): one request per connection at a time,
+// the model the re-send rule and the failure classes above were worked out and tested for.
+//
 // Thread safety: an `easy` is used by one thread at a time. curl_global_init runs once, under
 // std::call_once, before the first handle is made.
 
 #include <curl/curl.h>
 
 #include <chrono>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 // ---- begin noclobber/adapters/detail/redact.hpp (inlined; guarded: other companions may inline it too)
@@ -313,7 +327,39 @@ template <class Secrets>
 #endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_REDACT_HPP
 // ---- end noclobber/adapters/detail/redact.hpp
 
+namespace noclobber {
+
+/// TLS files for https:// endpoints (PEM). Every member optional: no ca_file means the system's
+/// CA store; a cert_file is sent only to a server that asks for a client certificate. The paths
+/// may appear in error messages (they are not secrets); no file's contents ever does.
+struct tls_files {
+  std::string ca_file;    // the CA (bundle) that signed the server's certificate
+  std::string cert_file;  // the client certificate (may hold its key too)
+  std::string key_file;   // the client certificate's private key, unencrypted; needs cert_file
+
+  [[nodiscard]] bool empty() const noexcept {
+    return ca_file.empty() && cert_file.empty() && key_file.empty();
+  }
+};
+
+}  // namespace noclobber
+
 namespace noclobber::detail::curl {
+
+/// std::invalid_argument naming `who` for files that cannot go together (a key without a
+/// certificate).
+inline void check_tls_files(const tls_files& tls, const char* who) {
+  if (!tls.key_file.empty() && tls.cert_file.empty())
+    throw std::invalid_argument(std::string(who) + ": tls_files has a key_file without a cert_file");
+}
+
+/// Sets `tls` on a handle (after curl_easy_reset, before curl_easy_perform). The strings must
+/// outlive the transfer.
+inline void apply_tls(CURL* h, const tls_files& tls) noexcept {
+  if (!tls.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, tls.ca_file.c_str());
+  if (!tls.cert_file.empty()) curl_easy_setopt(h, CURLOPT_SSLCERT, tls.cert_file.c_str());
+  if (!tls.key_file.empty()) curl_easy_setopt(h, CURLOPT_SSLKEY, tls.key_file.c_str());
+}
 
 inline void global_init() {
   static std::once_flag once;
@@ -340,12 +386,44 @@ struct response {
   [[nodiscard]] bool transport_ok() const noexcept { return code == CURLE_OK; }
 };
 
+/// Whether a transport failure is a TLS refusal that no retry changes: we refuse the server's
+/// certificate, a TLS file cannot be used, or the server refused ours with an alert (see the
+/// overview; a bare reset is not one of these).
+[[nodiscard]] inline bool tls_refused(const response& r) noexcept {
+  switch (r.code) {
+    case CURLE_PEER_FAILED_VERIFICATION:  // 60: the server's certificate is not one we trust
+    case CURLE_SSL_CERTPROBLEM:           // 58: our client certificate or key cannot be used
+    case CURLE_SSL_CACERT_BADFILE:        // 77: the CA file cannot be read
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+      return true;
+    case CURLE_SSL_CONNECT_ERROR:  // 35: the handshake failed (TLS 1.2: the server's alert)
+    case CURLE_RECV_ERROR:         // 56: TLS 1.3: the server's alert after our handshake
+      for (const char* alert :
+           {"alert bad certificate", "alert certificate required", "alert unknown ca",
+            "alert certificate unknown", "alert certificate revoked", "alert certificate expired",
+            "alert unsupported certificate", "alert access denied"}) {
+        if (r.error.find(alert) != std::string::npos) return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
 /// What a transport failure means, by "could the request have left?". `may_write`: the request
 /// could change state on the server. A malformed request -> permanent; nothing sent (cannot
 /// resolve or connect, a connect timeout) -> transient; sent but no answer (a reset, a timeout,
 /// an empty reply, a refused re-send — also when libcurl's own re-send then could not connect)
-/// -> indeterminate for a write, transient for a read.
+/// -> indeterminate for a write, transient for a read. A TLS refusal (tls_refused) -> permanent:
+/// the server refused the connection before it read any request.
 [[nodiscard]] inline write_status classify_transport(const response& r, bool may_write) noexcept {
+  if (tls_refused(r)) return write_status::permanent;
   switch (r.code) {
     case CURLE_OK:
       return write_status::applied;
@@ -434,7 +512,10 @@ class send_guard {
 
 class easy {
  public:
-  explicit easy(std::chrono::milliseconds timeout) : timeout_(timeout) {
+  /// `tls`: applied to every request (check_tls_files: std::invalid_argument when it is not usable).
+  explicit easy(std::chrono::milliseconds timeout, tls_files tls = {})
+      : timeout_(timeout), tls_(std::move(tls)) {
+    check_tls_files(tls_, "noclobber: HTTP connection");
     if (timeout.count() <= 0) {
       throw std::invalid_argument("noclobber: HTTP timeout must be positive, got " +
                                   std::to_string(timeout.count()) + "ms");
@@ -471,6 +552,9 @@ class easy {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out.body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &easy::on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &out);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+                     static_cast<long>(CURL_HTTP_VERSION_1_1));  // https too (see the overview)
+    apply_tls(h, tls_);
     once.attach(h);
     const std::string_view m(method);
     if (m == "HEAD") {
@@ -526,6 +610,7 @@ class easy {
   };
   std::unique_ptr<CURL, handle_deleter> h_;
   std::chrono::milliseconds timeout_;
+  tls_files tls_;
 };
 
 }  // namespace noclobber::detail::curl
