@@ -58,8 +58,8 @@
 // the next member. Reads are linearizable (the gateway's default), so the re-read that resolves
 // an indeterminate write sees it on any member if it committed.
 //
-// Thread safety: a `store` is one libcurl handle (one keep-alive connection): one thread at a
-// time. No user code is called.
+// Thread safety: a `store` is one libcurl handle (one keep-alive connection) and one auth
+// session (its token): one thread at a time. No user code is called.
 #pragma once
 
 #include <chrono>
