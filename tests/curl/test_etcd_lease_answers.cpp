@@ -64,3 +64,79 @@ TEST_CASE("etcd lease_backend: the largest TTL etcd grants makes a finite local 
   CHECK(g.expires_at() >= before + std::chrono::seconds(9'000'000'000));
   CHECK(g.unlock() == noclobber::lease_check::held);
 }
+
+// The lease backend's auth goes through detail::etcd::session (adapters/etcd/session.hpp), like
+// the store's: one authenticate, the token on every request, one new token when a request is
+// refused for it (401, gRPC 16), and neither the password nor a token in an error a server echoes.
+namespace {
+
+action token_refused(const request& r) {
+  return {action::answer,
+          401,
+          "Unauthorized",
+          {"Content-Type: application/json"},
+          R"({"error":"etcdserver: invalid auth token )" + r.header("authorization") +
+              R"( for s3cret-pw","code":16})"};
+}
+
+}  // namespace
+
+TEST_CASE("etcd lease_backend: credentials, a refused token renewed once", "[etcd_lease]") {
+  int tokens = 0;
+  bool refuse_next_keepalive = true;
+  nc_s3_test::fake_s3_server server([&](const request& r, std::size_t) {
+    if (r.target == "/v3/auth/authenticate")
+      return json_answer(R"({"header":{},"token":"tok)" + std::to_string(++tokens) + R"("})");
+    if (r.header("authorization") != "tok" + std::to_string(tokens)) return token_refused(r);
+    if (r.target == "/v3/lease/grant") return json_answer(R"({"ID":"7587","TTL":"5"})");
+    if (r.target == "/v3/kv/txn") return json_answer(R"({"header":{"revision":"42"},"succeeded":true})");
+    if (r.target == "/v3/lease/keepalive" && refuse_next_keepalive) {
+      refuse_next_keepalive = false;
+      return token_refused(r);
+    }
+    if (r.target == "/v3/lease/keepalive") return json_answer(R"({"result":{"ID":"7587","TTL":"5"}})");
+    return json_answer(R"({"header":{"revision":"43"}})");
+  });
+  noclobber::etcd::lease_backend backend(server.endpoint(), noclobber::etcd::credentials{"app", "s3cret-pw"},
+                                         "lk/");
+  const noclobber::lease_attempt a = backend.try_acquire("k", std::chrono::seconds(5));
+  REQUIRE(a.status == noclobber::lease_status::acquired);
+  CHECK(a.grant.token == 42);
+  CHECK(backend.authentications() == 1);
+  REQUIRE(server.requests().size() == 3);
+  CHECK(server.requests()[0].target == "/v3/auth/authenticate");
+  CHECK(server.requests()[0].body == R"({"name":"app","password":"s3cret-pw"})");
+  CHECK(server.requests()[0].header("authorization").empty());
+  CHECK(server.requests()[2].header("authorization") == "tok1");
+  CHECK(backend.extend("k", a.grant, std::chrono::seconds(5)) == noclobber::lease_check::held);
+  CHECK(backend.authentications() == 2);  // the refused keep-alive, a new token, sent once more
+  CHECK(backend.extend("k", a.grant, std::chrono::seconds(5)) == noclobber::lease_check::held);
+  CHECK(backend.release("k", a.grant) == noclobber::lease_check::held);
+  CHECK(backend.authentications() == 2);
+  CHECK(server.requests().size() == 8);
+  CHECK_THROWS_AS(noclobber::etcd::lease_backend(server.endpoint(), noclobber::etcd::credentials{"", "x"}),
+                  std::invalid_argument);
+}
+
+TEST_CASE("etcd lease_backend: a token refused twice is answered, the token and password redacted",
+          "[etcd_lease]") {
+  int tokens = 0;
+  nc_s3_test::fake_s3_server server([&](const request& r, std::size_t) {
+    if (r.target == "/v3/auth/authenticate")
+      return json_answer(R"({"header":{},"token":"tok)" + std::to_string(++tokens) + R"("})");
+    return token_refused(r);  // every token (a clock skew, a revoked user)
+  });
+  noclobber::etcd::lease_backend backend(server.endpoint(), noclobber::etcd::credentials{"app", "s3cret-pw"},
+                                         "lk/");
+  const noclobber::lease_attempt a = backend.try_acquire("k", std::chrono::seconds(5));
+  CHECK(a.status == noclobber::lease_status::failed);
+  CHECK(a.error.code == "http 401 grpc 16");
+  CHECK(backend.authentications() == 2);  // once more, not in a loop
+  CHECK(server.requests().size() == 4);
+  const std::string text = a.error.code + " " + a.error.message;
+  CAPTURE(text);
+  CHECK(text.find("[redacted]") != std::string::npos);
+  CHECK(text.find("tok1") == std::string::npos);
+  CHECK(text.find("tok2") == std::string::npos);
+  CHECK(text.find("s3cret-pw") == std::string::npos);
+}

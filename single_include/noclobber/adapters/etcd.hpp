@@ -40,7 +40,8 @@
 // expired or was revoked; nothing ran) gets one new token and is sent once more. A refused
 // authenticate (wrong password, unknown user: gRPC 3) is permanent, like a request sent without
 // credentials to a server that requires them ("user name is empty"). Neither the password nor
-// a token appears in any store_error or exception.
+// a token appears in any store_error or exception. The rule lives in adapters/etcd/session.hpp,
+// shared with the lease backend.
 //
 // TLS (https:// endpoints, `tls_files`: the CA that signed etcd's certificate, and the client
 // certificate and key for an etcd run with --client-cert-auth): applied to every request, the
@@ -57,8 +58,8 @@
 // the next member. Reads are linearizable (the gateway's default), so the re-read that resolves
 // an indeterminate write sees it on any member if it committed.
 //
-// Thread safety: a `store` is one libcurl handle (one keep-alive connection): one thread at a
-// time. No user code is called.
+// Thread safety: a `store` is one libcurl handle (one keep-alive connection) and one auth
+// session (its token): one thread at a time. No user code is called.
 #pragma once
 
 #include <chrono>
@@ -626,6 +627,7 @@ class easy {
 }  // namespace noclobber::detail::curl
 #endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
 // ---- end noclobber/adapters/detail/curl_easy.hpp
+#include "etcd/session.hpp"
 #include "../json/members.hpp"
 
 // The gateway JSON, decoded strictly (see the overview); pure functions, tested without a server.
@@ -697,11 +699,7 @@ namespace noclobber::etcd {
 /// The CA, client certificate and key for https:// endpoints (adapters/detail/curl_easy.hpp).
 using noclobber::tls_files;
 
-/// An etcd v3 auth user (see store's overview).
-struct credentials {
-  std::string user;
-  std::string password;
-};
+// credentials{user, password}: an etcd v3 auth user, declared in adapters/etcd/session.hpp.
 
 class store {
  public:
@@ -729,9 +727,7 @@ class store {
   store(const std::string& endpoints, credentials creds, tls_files tls,
         std::chrono::milliseconds timeout = std::chrono::seconds(5))
       : store(split_endpoints(endpoints), std::move(tls), timeout) {
-    if (creds.user.empty())
-      throw std::invalid_argument("noclobber::etcd::store: credentials without a user name");
-    creds_ = std::move(creds);
+    session_ = detail::etcd::session(std::move(creds), "noclobber::etcd::store");
   }
 
   /// The members' client URLs, the first used first.
@@ -812,7 +808,7 @@ class store {
   /// How many times a failing member made the store move to the next one.
   [[nodiscard]] std::size_t member_switches() const noexcept { return switches_; }
   /// How many tokens this store has asked for (the first, and one per expired token).
-  [[nodiscard]] std::size_t authentications() const noexcept { return authentications_; }
+  [[nodiscard]] std::size_t authentications() const noexcept { return session_.authentications(); }
 
  private:
   struct member {
@@ -859,46 +855,19 @@ class store {
     return {{"request_put", {{"key", k}, {"value", detail::base64_encode(value)}}}};
   }
 
-  /// One request, authenticated when the store has credentials: a token first if it has none,
-  /// and once more with a new token when the server refused this one (HTTP 401, gRPC 16).
+  /// One request, authenticated when the store has credentials (detail::etcd::session: a token
+  /// first if it has none, and once more with a new token when the server refused this one).
   answer call(std::string member::*url, const detail::etcd::json& request, bool may_write) {
-    if (creds_.user.empty()) return send(url, request, may_write);
-    if (token_.empty()) {
-      answer a = authenticate();
-      if (!a.ok) return a;
-    }
-    answer out = send(url, request, may_write);
-    if (out.ok || out.error.code != "http 401 grpc 16") return out;
-    token_.clear();  // expired or revoked; the request did not run
-    answer a = authenticate();
-    return a.ok ? send(url, request, may_write) : a;
+    return session_.call(
+        [&](const std::string& authorization) { return send(url, request, may_write, authorization); },
+        [&](const detail::etcd::json& body) { return send(&member::auth, body, false, std::string()); });
   }
 
-  /// POST /v3/auth/authenticate; its token kept for the requests after it.
-  answer authenticate() {
-    ++authentications_;
-    const detail::etcd::json request = {{"name", creds_.user}, {"password", creds_.password}};
-    answer a = send(&member::auth, request, false);
-    const std::string* token = a.ok ? detail::etcd::string_member(a.body, "token") : nullptr;
-    if (a.ok && (token == nullptr || token->empty())) {
-      a = answer{};
-      a.error = {"json", "authenticate answered no token"};
-    }
-    if (token != nullptr && a.ok) token_ = *token;
-    if (!a.ok) a.error.message = "authenticate failed: " + a.error.message;
-    return a;
-  }
-
-  answer send(std::string member::*url, const detail::etcd::json& request, bool may_write) {
-    answer out = send_unredacted(url, request, may_write);
-    if (!creds_.user.empty()) out.error = detail::redact(std::move(out.error), {creds_.password, token_});
-    return out;
-  }
-
-  answer send_unredacted(std::string member::*url, const detail::etcd::json& request, bool may_write) {
+  /// One POST to the current member; `authorization` is a header line or "".
+  answer send(std::string member::*url, const detail::etcd::json& request, bool may_write,
+              const std::string& authorization) {
     answer out;
     const member& m = members_[current_];
-    const std::string authorization = token_.empty() ? std::string() : "Authorization: " + token_;
     detail::curl::response r =
         http_.perform("POST", m.*url, request.dump(), {"Content-Type: application/json", authorization});
     if (!r.transport_ok()) {
@@ -944,9 +913,7 @@ class store {
   std::vector<member> members_;
   std::size_t current_ = 0;  // the member calls go to
   std::size_t switches_ = 0;
-  credentials creds_;  // user empty: no auth
-  std::string token_;  // the current auth token ("" before the first authenticate)
-  std::size_t authentications_ = 0;
+  detail::etcd::session session_;  // credentials and token; no credentials: no auth
   detail::curl::easy http_;
 };
 

@@ -37,15 +37,23 @@
 // expires after its TTL; a key put under it goes with it). keepalive / revoke without an answer
 // are `unknown`. One endpoint (the first of a list). TLS: `tls_files`, as etcd::store.
 //
+// Authentication: `credentials{user, password}`, as etcd::store, through the same
+// detail::etcd::session (adapters/etcd/session.hpp): a token before the first request, one new
+// token and one more send when etcd refuses it (HTTP 401, gRPC 16: nothing ran — a grant, a txn,
+// a keep-alive or a revoke alike), the password and tokens redacted from every error. A refused
+// authenticate (a wrong password) fails try_acquire (the lease map's lease_error, its message
+// starting "authenticate failed") and makes extend / release `unknown`; it is never retried.
+//
 // The gateway JSON is read with nlohmann/json (the strict reads of adapters/etcd.hpp); link
 // noclobber::etcd.
 //
-// Thread safety: one backend is one libcurl handle: one thread at a time (lease_lock_map
-// serialises its calls under its own mutex). No user code runs inside.
+// Thread safety: one backend is one libcurl handle and one auth session (its token): one thread
+// at a time (lease_lock_map serialises its calls under its own mutex). No user code runs inside.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -607,6 +615,7 @@ class easy {
 #endif  // NOCLOBBER_SINGLE_INCLUDE_NOCLOBBER_ADAPTERS_DETAIL_CURL_EASY_HPP
 // ---- end noclobber/adapters/detail/curl_easy.hpp
 #include "etcd.hpp"
+#include "etcd/session.hpp"
 
 namespace noclobber::etcd {
 
@@ -625,14 +634,21 @@ class lease_backend {
   /// Over TLS: `tls` as for etcd::store (the CA, and a client certificate and key).
   lease_backend(std::string endpoint, tls_files tls, std::string prefix = "noclobber/lease/",
                 std::chrono::milliseconds timeout = std::chrono::seconds(5))
-      : prefix_(std::move(prefix)), http_(timeout, std::move(tls)) {
-    endpoint = endpoint.substr(0, endpoint.find(','));
-    while (endpoint.ends_with('/')) endpoint.pop_back();
-    if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
-      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" +
-                                  detail::redact_url(endpoint) + "' is not an http(s)://host:port URL");
-    url_ = std::move(endpoint);
-  }
+      : lease_backend(std::move(endpoint), detail::etcd::session(), std::move(tls), std::move(prefix),
+                      timeout) {}
+
+  /// With etcd v3 auth (see the overview). std::invalid_argument for an empty user name.
+  lease_backend(std::string endpoint, credentials creds, std::string prefix = "noclobber/lease/",
+                std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : lease_backend(std::move(endpoint), std::move(creds), tls_files{}, std::move(prefix), timeout) {}
+
+  /// With etcd v3 auth, over TLS.
+  lease_backend(std::string endpoint, credentials creds, tls_files tls,
+                std::string prefix = "noclobber/lease/",
+                std::chrono::milliseconds timeout = std::chrono::seconds(5))
+      : lease_backend(std::move(endpoint),
+                      detail::etcd::session(std::move(creds), "noclobber::etcd::lease_backend"),
+                      std::move(tls), std::move(prefix), timeout) {}
 
   lease_attempt try_acquire(const key_type& key, std::chrono::milliseconds ttl) {
     check_key(key);
@@ -693,8 +709,21 @@ class lease_backend {
 
   /// The etcd key that holds KEY's lock.
   [[nodiscard]] std::string lock_key(const key_type& key) const { return prefix_ + key; }
+  /// How many tokens this backend has asked for (the first, and one per refused token).
+  [[nodiscard]] std::size_t authentications() const noexcept { return session_.authentications(); }
 
  private:
+  lease_backend(std::string endpoint, detail::etcd::session session, tls_files tls, std::string prefix,
+                std::chrono::milliseconds timeout)
+      : prefix_(std::move(prefix)), session_(std::move(session)), http_(timeout, std::move(tls)) {
+    endpoint = endpoint.substr(0, endpoint.find(','));
+    while (endpoint.ends_with('/')) endpoint.pop_back();
+    if (!(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.size() < 9)
+      throw std::invalid_argument("noclobber::etcd::lease_backend: endpoint '" +
+                                  detail::redact_url(endpoint) + "' is not an http(s)://host:port URL");
+    url_ = std::move(endpoint);
+  }
+
   struct answer {
     bool ok = false;
     std::int64_t grpc_code = -1;
@@ -708,10 +737,18 @@ class lease_backend {
     if (key.empty()) throw std::invalid_argument("noclobber::etcd::lease_backend: empty lock key");
   }
 
+  /// One request, authenticated when the backend has credentials (detail::etcd::session).
   answer call(const char* path, const json_value& request) {
+    return session_.call(
+        [&](const std::string& authorization) { return post(path, request, authorization); },
+        [&](const json_value& body) { return post("/v3/auth/authenticate", body, std::string()); });
+  }
+
+  /// One POST; `authorization` is a header line or "".
+  answer post(const char* path, const json_value& request, const std::string& authorization) {
     answer out;
     detail::curl::response r =
-        http_.perform("POST", url_ + path, request.dump(), {"Content-Type: application/json"});
+        http_.perform("POST", url_ + path, request.dump(), {"Content-Type: application/json", authorization});
     if (!r.transport_ok()) {
       out.error = {"curl " + std::to_string(static_cast<int>(r.code)),
                    r.error + " (" + detail::redact_url(url_) + ")"};
@@ -732,6 +769,7 @@ class lease_backend {
 
   std::string prefix_;
   std::string url_;
+  detail::etcd::session session_;  // credentials and token; no credentials: no auth
   detail::curl::easy http_;
 };
 
