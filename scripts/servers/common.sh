@@ -55,3 +55,40 @@ make_cert() {
   chmod 0600 "$dir/$name.key"
   rm -f "$dir/$name.csr" "$dir/$name.ext"
 }
+
+# postgres_bin SCRIPT: the newest installed PostgreSQL server's bin directory (SCRIPT names the
+# caller in the error when there is none).
+postgres_bin() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [ -x "$bin/pg_ctl" ] || { echo "$1: no PostgreSQL server found (apt-get install postgresql)" >&2; return 1; }
+  echo "$bin"
+}
+
+# as_postgres CMD...: runs CMD as the postgres user when root (PostgreSQL refuses to run as root).
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# etcd_data_dir DIR: a fresh etcd data directory, on /dev/shm (tmpfs: etcd's fsync per write is
+# then nearly free) unless NOCLOBBER_ETCD_DISK=1 (DIR/data, on disk); recorded in DIR/datadir for
+# etcd_remove_data, and printed.
+etcd_data_dir() {
+  local data
+  if [ "${NOCLOBBER_ETCD_DISK:-0}" != 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    data=$(mktemp -d /dev/shm/noclobber-etcd.XXXXXX)
+  else
+    data="$1/data"
+  fi
+  echo "$data" >"$1/datadir"
+  echo "$data"
+}
+
+# etcd_remove_data DIR: removes the tmpfs data directory etcd_data_dir made for DIR.
+etcd_remove_data() {
+  local data
+  [ -f "$1/datadir" ] || return 0
+  data=$(cat "$1/datadir")
+  case "$data" in /dev/shm/noclobber-etcd.*) rm -rf "$data" ;; esac
+  rm -f "$1/datadir"
+}

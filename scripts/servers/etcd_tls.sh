@@ -32,12 +32,7 @@ case "$cmd" in
     make_cert "$tls" client noclobber-client
     make_ca "$tls/wrong"
     make_cert "$tls/wrong" client noclobber-client
-    if [ "${NOCLOBBER_ETCD_DISK:-0}" != 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
-      data=$(mktemp -d /dev/shm/noclobber-etcd.XXXXXX)
-    else
-      data="$dir/data"
-    fi
-    echo "$data" >"$dir/datadir"
+    data=$(etcd_data_dir "$dir")
     port=$(free_port)
     peer=$(free_port)
     while [ "$peer" = "$port" ]; do peer=$(free_port); done
@@ -58,11 +53,7 @@ case "$cmd" in
     ;;
   stop)
     stop_pid "$dir/pid"
-    if [ -f "$dir/datadir" ]; then
-      data=$(cat "$dir/datadir")
-      case "$data" in /dev/shm/noclobber-etcd.*) rm -rf "$data" ;; esac
-      rm -f "$dir/datadir"
-    fi
+    etcd_remove_data "$dir"
     ;;
   *) echo "etcd_tls.sh: unknown command '$cmd' (start|stop)" >&2; exit 2 ;;
 esac

@@ -18,13 +18,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 cmd=${1:?usage: postgres.sh start|stop STATE_DIR}
 state=${2:?usage: postgres.sh start|stop STATE_DIR}
-bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-[ -x "$bin/pg_ctl" ] || { echo "postgres.sh: no PostgreSQL server found (apt-get install postgresql)" >&2; exit 1; }
+bin=$(postgres_bin postgres.sh)
 dir="$state/postgres"
-
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
-}
 
 case "$cmd" in
   start)
@@ -33,7 +28,7 @@ case "$cmd" in
     mkdir -p "$dir/data" "$dir/sock"
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
     chmod 0700 "$dir/data"
-    as_pg "$bin/initdb" -D "$dir/data" --auth=trust --username=postgres --encoding=UTF8 --locale=C \
+    as_postgres "$bin/initdb" -D "$dir/data" --auth=trust --username=postgres --encoding=UTF8 --locale=C \
       --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
     # The password-checked role first: pg_hba.conf takes the first line that matches.
     { echo "host all +nc_password_roles 127.0.0.1/32 scram-sha-256"; cat "$dir/data/pg_hba.conf"; } >"$dir/pg_hba.tmp"
@@ -42,7 +37,7 @@ case "$cmd" in
     chmod 0600 "$dir/data/pg_hba.conf"
     auth_password=$(openssl rand -hex 16)
     port=$(free_port)
-    as_pg "$bin/pg_ctl" -D "$dir/data" -w -t 30 -l "$dir/server.log" \
+    as_postgres "$bin/pg_ctl" -D "$dir/data" -w -t 30 -l "$dir/server.log" \
       -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
@@ -56,7 +51,7 @@ case "$cmd" in
     ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then
-      as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+      as_postgres "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     ;;
   *) echo "postgres.sh: unknown command '$cmd' (start|stop)" >&2; exit 2 ;;

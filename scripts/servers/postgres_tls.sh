@@ -22,13 +22,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 cmd=${1:?usage: postgres_tls.sh start|stop STATE_DIR}
 state=${2:?usage: postgres_tls.sh start|stop STATE_DIR}
-bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-[ -x "$bin/pg_ctl" ] || { echo "postgres_tls.sh: no PostgreSQL server found (apt-get install postgresql)" >&2; exit 1; }
+bin=$(postgres_bin postgres_tls.sh)
 dir="$state/postgres_tls"
-
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
-}
 
 case "$cmd" in
   start)
@@ -40,7 +35,7 @@ case "$cmd" in
     chmod 0644 "$dir/tls/ca.crt" "$dir/tls/wrong/ca.crt"
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
     chmod 0700 "$dir/data"
-    as_pg "$bin/initdb" -D "$dir/data" --auth=trust --username=postgres --encoding=UTF8 --locale=C \
+    as_postgres "$bin/initdb" -D "$dir/data" --auth=trust --username=postgres --encoding=UTF8 --locale=C \
       --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
     # The server's key must belong to the server's user, mode 0600.
     cp "$dir/tls/server.crt" "$dir/tls/server.key" "$dir/data/"
@@ -54,7 +49,7 @@ case "$cmd" in
     chmod 0600 "$dir/data/pg_hba.conf"
     password=$(openssl rand -hex 16)
     port=$(free_port)
-    as_pg "$bin/pg_ctl" -D "$dir/data" -w -t 30 -l "$dir/server.log" \
+    as_postgres "$bin/pg_ctl" -D "$dir/data" -w -t 30 -l "$dir/server.log" \
       -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
@@ -66,7 +61,7 @@ case "$cmd" in
     ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then
-      as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+      as_postgres "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     ;;
   *) echo "postgres_tls.sh: unknown command '$cmd' (start|stop)" >&2; exit 2 ;;
