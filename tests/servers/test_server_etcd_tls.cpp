@@ -12,16 +12,15 @@
 #include <noclobber/ostream.hpp>
 #include <noclobber/read_modify_write.hpp>
 
-#include <barrier>
 #include <chrono>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "increment_race.hpp"
 #include "server_env.hpp"
 
 namespace et = noclobber::etcd;
@@ -61,26 +60,7 @@ TEST_CASE("etcd tls: https with a client certificate; racing writers lose nothin
   constexpr int writers = 4, increments = 15;
   std::vector<et::store> stores;
   for (int i = 0; i < writers; ++i) stores.emplace_back(url(), good());
-  std::barrier start(writers);
-  std::vector<std::thread> threads;
-  std::vector<std::string> failures(writers);
-  for (int w = 0; w < writers; ++w) {
-    threads.emplace_back([&, w] {
-      start.arrive_and_wait();
-      for (int i = 0; i < increments; ++i) {
-        noclobber::retry_policy policy;
-        policy.max_attempts = 1000;  // contention, not failure: every conflict is retried
-        policy.timeout = std::chrono::seconds(60);
-        auto r = noclobber::read_modify_write(
-            stores[w], key,
-            [](const std::optional<std::string>& v) { return std::to_string(v ? std::stoi(*v) + 1 : 1); },
-            policy);
-        if (!r.ok()) failures[w] = r.last_error.code + " " + r.last_error.message;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (const auto& f : failures) CHECK(f == "");
+  for (const auto& f : nc_test::race_increments(stores, key, increments)) CHECK(f == "");
   auto r = stores[0].read(key);
   REQUIRE(r.found());
   CHECK(r.value == std::to_string(writers * increments));

@@ -9,15 +9,14 @@
 #include <noclobber/ostream.hpp>
 #include <noclobber/read_modify_write.hpp>
 
-#include <barrier>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "increment_race.hpp"
 #include "server_env.hpp"
 
 namespace pg = noclobber::postgres;
@@ -75,26 +74,7 @@ TEST_CASE("postgres tls: verify-full connects over TLS, and racing writers lose 
   constexpr int writers = 6, increments = 20;
   std::vector<pg::store> stores;
   for (int i = 0; i < writers; ++i) stores.emplace_back(with_password(), table);  // every handshake first
-  std::barrier start(writers);
-  std::vector<std::thread> threads;
-  std::vector<int> failures(writers, 0);
-  for (int w = 0; w < writers; ++w) {
-    threads.emplace_back([&, w] {
-      start.arrive_and_wait();
-      for (int i = 0; i < increments; ++i) {
-        noclobber::retry_policy policy;
-        policy.max_attempts = 1000;  // contention, not failure: every conflict is retried
-        policy.timeout = std::chrono::seconds(60);
-        auto r = noclobber::read_modify_write(
-            stores[w], std::string("counter"),
-            [](const std::optional<std::string>& v) { return std::to_string(v ? std::stoi(*v) + 1 : 1); },
-            policy);
-        if (!r.ok()) ++failures[w];
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int f : failures) CHECK(f == 0);
+  for (const auto& f : nc_test::race_increments(stores, "counter", increments)) CHECK(f == "");
   CHECK(s.read("counter").value == std::to_string(writers * increments));
   exec_ok(s.conn(), "DROP TABLE " + table);
 }
