@@ -458,7 +458,8 @@ void fuzz_http(nc_fuzz::reader& in) {
   r.status = in.u8() % 2 ? static_cast<long>(in.u16() % 700) : static_cast<long>(in.i64());
   r.etag = etag;
   r.body = in.rest();
-  r.error = "e";
+  // libcurl's error text; with OpenSSL's alert words a handshake failure is the server's refusal.
+  r.error = (t & 0x20) != 0 ? "error:0A000412:SSL routines::sslv3 alert bad certificate" : "e";
   using noclobber::read_status;
   using noclobber::write_status;
   const curl::response copy = r;
@@ -466,14 +467,25 @@ void fuzz_http(nc_fuzz::reader& in) {
   const auto rd = he::read_answer(curl::response(copy), "k");
   if (!r.transport_ok()) {
     // "Could the request have left?": a malformed request never; nothing sent -> transient; sent
-    // without an answer -> indeterminate for a write, transient for a read.
+    // without an answer -> indeterminate for a write, transient for a read. A TLS refusal (the
+    // certificate, key or CA file, or the server's certificate alert in the handshake) is
+    // permanent: no request was read, and trying again meets the same refusal.
     const bool malformed = r.code == CURLE_URL_MALFORMAT || r.code == CURLE_UNSUPPORTED_PROTOCOL ||
                            r.code == CURLE_BAD_FUNCTION_ARGUMENT;
-    const write_status want = malformed ? write_status::permanent
+    const bool alert = r.error.find("alert bad certificate") != std::string::npos;
+    const bool tls_refused = r.code == CURLE_PEER_FAILED_VERIFICATION || r.code == CURLE_SSL_CERTPROBLEM ||
+                             r.code == CURLE_SSL_CACERT_BADFILE || r.code == CURLE_SSL_CIPHER ||
+                             r.code == CURLE_SSL_ISSUER_ERROR || r.code == CURLE_SSL_CRL_BADFILE ||
+                             r.code == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
+                             r.code == CURLE_SSL_ENGINE_NOTFOUND || r.code == CURLE_SSL_ENGINE_SETFAILED ||
+                             r.code == CURLE_SSL_ENGINE_INITFAILED ||
+                             ((r.code == CURLE_SSL_CONNECT_ERROR || r.code == CURLE_RECV_ERROR) && alert);
+    const bool permanent = malformed || tls_refused;
+    const write_status want = permanent ? write_status::permanent
                               : r.sent  ? write_status::indeterminate
                                         : write_status::transient;
     NC_FUZZ_CHECK(w.status == want, "write after a transport failure");
-    NC_FUZZ_CHECK(rd.status == (malformed ? read_status::permanent : read_status::transient),
+    NC_FUZZ_CHECK(rd.status == (permanent ? read_status::permanent : read_status::transient),
                   "read transport");
     return;
   }
