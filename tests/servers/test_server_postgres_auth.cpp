@@ -93,6 +93,36 @@ TEST_CASE("postgres auth: a wrong or missing password is a clear error at connec
   CHECK_FALSE(none_msg.empty());
 }
 
+// Regression: a connection that sent its password and then failed was classed 28P01
+// (permanent) because libpq says a password was used; the server checks connection limits only
+// after authentication, so "too many connections" was never retried.
+TEST_CASE("postgres auth: a connection limit reached after the password was accepted is transient",
+          "[server][postgres][auth]") {
+  const std::string role = nc_test::unique_name("nc_limited");
+  const std::string password = "pw-" + nc_test::unique_name("limit");
+  pg::connection admin(admin_conninfo());
+  exec_ok(admin, "CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 0 IN ROLE nc_password_roles PASSWORD '" +
+                     password + "'");
+  const std::string conninfo = "host=" + conninfo_field(auth_conninfo(), "host") +
+                               " port=" + conninfo_field(auth_conninfo(), "port") +
+                               " dbname=noclobber user=" + role + " password=" + password;
+  std::optional<pg::connect_failure> failure;
+  std::string what;
+  try {
+    pg::connection c(conninfo);
+  } catch (const pg::connect_error& e) {
+    failure = e.failure();
+    what = e.what();
+  }
+  exec_ok(admin, "DROP ROLE " + role);
+  REQUIRE(failure.has_value());
+  INFO(what);
+  CHECK(what.find("too many connections") != std::string::npos);
+  CHECK(failure->status == write_status::transient);
+  CHECK(failure->code == "08006");
+  nc_test::check_no_secret(what, {password});
+}
+
 TEST_CASE("postgres auth: a password changed while connected stops the loop at the reconnect, lock released",
           "[server][postgres][auth]") {
   pg::connection admin(admin_conninfo());

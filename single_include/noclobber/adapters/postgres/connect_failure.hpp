@@ -8,8 +8,10 @@
 // libpq does not hand over the SQLSTATE of a connection failure, so a failed PGconn is read by
 // what libpq knows and by its message:
 //
-//   28P01 permanent  the server asked for a password and refused it, or needed one and none was
-//                    given (PQconnectionNeedsPassword / PQconnectionUsedPassword)
+//   28P01 permanent  the server needed a password and none was given
+//                    (PQconnectionNeedsPassword), or refused the one we sent ("password
+//                    authentication failed …"). Having sent a password proves nothing: the
+//                    server checks the connection limits after authentication
 //   28000 permanent  pg_hba.conf refused the connection: "no pg_hba.conf entry …",
 //                    "pg_hba.conf rejects connection …" (e.g. a `hostnossl … reject` line
 //                    against sslmode=disable), or the server refused our client certificate
@@ -18,7 +20,8 @@
 //                    ("certificate verify failed"), names another host (verify-full:
 //                    "does not match host name"), or it has no TLS ("server does not support
 //                    SSL, but SSL was required")
-//   08006 transient  anything else (no server, a restart, a reset, too many connections)
+//   08006 transient  anything else (no server, a restart, a reset, too many connections, a
+//                    role's CONNECTION LIMIT)
 //
 // The messages: the server's words come in the server's lc_messages, libpq's in the client's
 // LC_MESSAGES (when libpq was built with NLS and a translation is installed); OpenSSL's reason
@@ -51,7 +54,7 @@ struct connect_failure {
 /// the words matched here hold no secret). `conn`: the failed connection, or null.
 [[nodiscard]] inline connect_failure classify_connect_failure(const PGconn* conn, std::string_view message) {
   auto has = [&](std::string_view words) { return message.find(words) != std::string_view::npos; };
-  if (conn != nullptr && (PQconnectionNeedsPassword(conn) || PQconnectionUsedPassword(conn)))
+  if ((conn != nullptr && PQconnectionNeedsPassword(conn)) || has("password authentication failed"))
     return {"28P01", write_status::permanent};
   if (has("no pg_hba.conf entry") || has("pg_hba.conf rejects connection"))
     return {"28000", write_status::permanent};
