@@ -48,10 +48,11 @@ inline void check_strategy_sound(const fault_result& r) {
   CHECK(r.counts.misreported == 0);
 }
 
-/// The finding of a `locked-cas` cell: every unknown outcome was found out. The writers of a key
-/// queue behind the run's per-key lock, so while one rides out the fault nobody else moves its key
-/// on; its re-read finds either its own write or the version it read, and the unknown-outcome rule
-/// never has to give up. (With `cas` it does: another writer has usually moved the key on.)
+/// The finding of a `locked-cas` cell on a store that forgets nothing: every unknown outcome was
+/// found out. The writers of a key queue behind the run's per-key lock, so while one rides out the
+/// fault nobody else moves its key on; its re-read finds either its own write or the version it
+/// read, and the unknown-outcome rule never has to give up. (With `cas` it does: another writer
+/// has usually moved the key on. A store that forgot acknowledged writes moves a key back.)
 inline void check_unknowns_resolved(const fault_result& r) {
   INFO(r.describe());
   CHECK(r.counts.indeterminate_unresolved == 0);

@@ -178,10 +178,14 @@ TEST_CASE("PostgreSQL, asynchronous replica promoted after the primary is killed
   (void)run_failover("async", nc_faults::rmw_strategy::cas);
 }
 
-TEST_CASE("PostgreSQL, asynchronous replica promoted, per-key lock in front: measured, all resolved",
+TEST_CASE("PostgreSQL, asynchronous replica promoted, per-key lock in front: measured, not assumed",
           "[.][fault_long][postgres][failover][async][locked]") {
   // What vanished is the replication's doing, not the strategy's: measured, as in the cas cell.
-  nc_faults::check_unknowns_resolved(run_failover("async", nc_faults::rmw_strategy::locked_cas));
+  // When commits vanished, the new primary holds a key at a version older than the one its writer
+  // read; a write of that writer in flight at the kill then finds neither its own write nor the
+  // version it read, and the unknown-outcome rule rightly gives up. Only then.
+  const auto r = run_failover("async", nc_faults::rmw_strategy::locked_cas);
+  if (r.counts.vanished == 0) nc_faults::check_unknowns_resolved(r);
 }
 
 TEST_CASE("PostgreSQL: 1.5 s of latency through a TCP proxy: nothing lost, vanished, doubled or unknown",
