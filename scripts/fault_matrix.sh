@@ -2,7 +2,8 @@
 # The long, repeated fault runs behind docs/faults.md's results matrix: every fault cell
 # (tests/faults/test_fault_*.cpp, one TEST_CASE per store × fault) run REPS times with its own
 # seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL, one Redis node), 8,000 (Redis Sentinel) or
-# 640 (radosgw: ~25 ops/s under contention) read_modify_write operations per run;
+# 640 (radosgw: ~25 ops/s under contention) operations per run (read_modify_write, or
+# locked_read_modify_write in the `[locked]` cells);
 # prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
 # acknowledged write around a fault, median and worst over the runs) and keeps every raw
 # FAULT-ROW line in OUT (default fault_matrix.rows).
@@ -24,14 +25,19 @@ trap 'bash "$here/clusters/sweep.sh" >/dev/null' EXIT
 
 # binary, Catch test spec, ops per writer
 cells=(
-  "test_fault_etcd|[etcd][kill]|125"
+  "test_fault_etcd|[etcd][kill]~[locked]|125"
+  "test_fault_etcd|[etcd][kill][locked]|125"
   "test_fault_etcd|[etcd][pause]|125"
   "test_fault_etcd|[etcd][partition]|125"
+  "test_fault_etcd|[etcd][latency]|125"
   "test_fault_postgres|[postgres][kill]|250"
   "test_fault_postgres|[postgres][drop]|250"
   "test_fault_postgres|[postgres][pause]|250"
-  "test_fault_postgres|*synchronous replica (remote_apply)*|250"
-  "test_fault_postgres|*asynchronous replica*|250"
+  "test_fault_postgres|[failover][sync]~[locked]|250"
+  "test_fault_postgres|[failover][sync][locked]|250"
+  "test_fault_postgres|[failover][async]~[locked]|250"
+  "test_fault_postgres|[failover][async][locked]|250"
+  "test_fault_postgres|[postgres][latency]|250"
   "test_fault_s3|[s3][kill]|40"
   "test_fault_redis|[redis][kill][async]|500"
   "test_fault_redis|[redis][kill][wait1]|500"

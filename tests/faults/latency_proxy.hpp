@@ -10,6 +10,7 @@
 //   latency_proxy proxy("127.0.0.1", server_port);   // listening once constructed
 //   store s("127.0.0.1", proxy.port());
 //   auto fault = proxy.fault("latency-1500ms", std::chrono::milliseconds(1500));  // for a nemesis
+//   latency_cell(fc, proxy, std::chrono::milliseconds(1500), 60);  // or a whole fault_case's cell
 //
 // Each connection: two pump threads (client → server, server → client). When either side closes
 // or fails, both sockets are shut down and both pumps end. The destructor stops everything: the
@@ -42,6 +43,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "faults/fault_run.hpp"
 
 namespace nc_faults {
 
@@ -233,5 +236,22 @@ class latency_proxy {
   std::list<connection> conns_ NOCLOBBER_GUARDED_BY(conns_mu_);
   std::thread acceptor_;
 };
+
+/// Makes `fc` the latency cell of its store, whose stores connect through `proxy`: one fault,
+/// "latency-<ms>ms", holding every chunk `delay` (fault_case's sizes from the environment, else
+/// `ops_per_writer` × 16). While every request waits in the proxy the operations clock stops, so
+/// `max_hold` (3 s) heals it. The final reads come only once every request a client gave up on
+/// has reached the server (the proxy holds nothing), so a late write is in the final state.
+template <class Store>
+void latency_cell(fault_case<Store>& fc, latency_proxy& proxy, std::chrono::milliseconds delay,
+                  unsigned ops_per_writer) {
+  fc.fault_name = "latency-" + std::to_string(delay.count()) + "ms";
+  size_from_env(fc, ops_per_writer, 1, std::chrono::seconds(3));
+  fc.actions = {proxy.fault(fc.fault_name, delay)};
+  fc.settle = [&proxy] {
+    if (!proxy.wait_until_idle(std::chrono::seconds(10)))
+      throw std::runtime_error("the latency proxy still holds chunks 10 s after the heal");
+  };
+}
 
 }  // namespace nc_faults

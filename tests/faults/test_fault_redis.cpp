@@ -154,45 +154,36 @@ nc_faults::fault_result run_cell(replication r, bool kill) {
   return result;
 }
 
-// The finding every Redis cell shares: the strategy never loses an update to a stale read and
-// never applies one twice. What vanished is the store's doing, printed, asserted per cell.
-void check_strategy_sound(const nc_faults::fault_result& r) {
-  INFO(r.describe());
-  CHECK(r.counts.lost == 0);
-  CHECK(r.counts.doubled == 0);
-  CHECK(r.counts.misreported == 0);
-}
-
 }  // namespace
 
 TEST_CASE("Redis Sentinel, primary SIGKILLed, asynchronous replication: measured, not assumed",
           "[.][fault_long][redis][kill][async]") {
-  check_strategy_sound(run_cell(replication::async, true));
+  nc_faults::check_strategy_sound(run_cell(replication::async, true));
 }
 
 TEST_CASE("Redis Sentinel, primary SIGKILLed, WAIT 1 after each write: measured, not assumed",
           "[.][fault_long][redis][kill][wait1]") {
-  check_strategy_sound(run_cell(replication::wait1, true));
+  nc_faults::check_strategy_sound(run_cell(replication::wait1, true));
 }
 
 TEST_CASE("Redis Sentinel, primary SIGKILLed, min-replicas-to-write 1: measured, not assumed",
           "[.][fault_long][redis][kill][min_replicas]") {
-  check_strategy_sound(run_cell(replication::min_replicas, true));
+  nc_faults::check_strategy_sound(run_cell(replication::min_replicas, true));
 }
 
 TEST_CASE("Redis Sentinel, primary paused, asynchronous replication: measured, not assumed",
           "[fault][redis][pause][async]") {
-  check_strategy_sound(run_cell(replication::async, false));
+  nc_faults::check_strategy_sound(run_cell(replication::async, false));
 }
 
 TEST_CASE("Redis Sentinel, primary paused, WAIT 1 after each write: measured, not assumed",
           "[fault][redis][pause][wait1]") {
-  check_strategy_sound(run_cell(replication::wait1, false));
+  nc_faults::check_strategy_sound(run_cell(replication::wait1, false));
 }
 
 TEST_CASE("Redis Sentinel, primary paused, min-replicas-to-write 1: measured, not assumed",
           "[fault][redis][pause][min_replicas]") {
-  check_strategy_sound(run_cell(replication::min_replicas, false));
+  nc_faults::check_strategy_sound(run_cell(replication::min_replicas, false));
 }
 
 TEST_CASE("Redis: a primary short of min-replicas-to-write refuses a write as transient, not permanent",
@@ -280,19 +271,11 @@ TEST_CASE(
   nc_faults::latency_proxy proxy("127.0.0.1", std::stoi(c.run("port", {node})));
   nc_faults::fault_case<noclobber::redis::store> fc;
   fc.store_name = "redis-proxied";
-  fc.fault_name = "latency-1500ms";
-  // The operations clock stops while every request times out: max_hold ends the fault.
-  nc_faults::size_from_env(fc, 60, 1, std::chrono::seconds(3));
+  nc_faults::latency_cell(fc, proxy, std::chrono::milliseconds(1500), 60);
   const int port = proxy.port();
   fc.make_store = [port](unsigned) {
     return std::make_unique<noclobber::redis::store>(
         "127.0.0.1", port, noclobber::redis::method::watch_multi_exec, std::chrono::seconds(1));
-  };
-  fc.actions = {proxy.fault("latency-1500ms", std::chrono::milliseconds(1500))};
-  // The final reads come after every request given up on has reached the server.
-  fc.settle = [&proxy] {
-    if (!proxy.wait_until_idle(std::chrono::seconds(10)))
-      throw std::runtime_error("the latency proxy still holds chunks 10 s after the heal");
   };
   const auto result = nc_faults::run_fault_case(fc);
   nc_faults::check_run(result, fc.nemesis.faults);

@@ -82,15 +82,6 @@ std::shared_ptr<noclobber::fault_action> kill_restart(const cluster& c) {
       "kill-restart", [&c](std::uint64_t) { return node_of(c); }, c.command("restart", {"{id}"}));
 }
 
-// The finding every cell shares: nothing lost to a stale read, nothing applied twice, nothing the
-// store called not applied landed.
-void check_strategy_sound(const nc_faults::fault_result& r) {
-  INFO(r.describe());
-  CHECK(r.counts.lost == 0);
-  CHECK(r.counts.doubled == 0);
-  CHECK(r.counts.misreported == 0);
-}
-
 // The kill-restart cell of one configuration and strategy.
 nc_faults::fault_result run_kill_restart(const std::string& appendfsync, nc_faults::rmw_strategy strategy) {
   cluster c("redis.sh", {"--single", "--appendfsync", appendfsync});
@@ -99,7 +90,7 @@ nc_faults::fault_result run_kill_restart(const std::string& appendfsync, nc_faul
   fc.actions = {kill_restart(c)};
   auto r = nc_faults::run_fault_case(fc);
   nc_faults::check_run(r, fc.nemesis.faults);
-  check_strategy_sound(r);
+  nc_faults::check_strategy_sound(r);
   return r;
 }
 
@@ -131,6 +122,7 @@ TEST_CASE("Redis, one node SIGKILLed and restarted, appendfsync always: nothing 
 TEST_CASE("Redis, one node SIGKILLed and restarted, appendfsync always, per-key lock in front: nothing lost",
           "[fault][redis][single][kill][always][locked]") {
   const auto r = run_kill_restart("always", nc_faults::rmw_strategy::locked_cas);
+  nc_faults::check_unknowns_resolved(r);
   INFO(r.describe());
   CHECK(r.counts.vanished == 0);
 }
