@@ -91,14 +91,16 @@ struct op_step {
 };
 
 /// The store's words for an attempt's failure, owned by the op_core; none (an applied attempt,
-/// a refusal without words) reads as the empty store_error.
+/// a refusal without words) reads as the empty store_error. Refers to the op_core's slot and
+/// reads it when converted (the loop does so before the next attempt), so that an answer costs
+/// no test of the slot.
 class op_error_ref {
  public:
-  explicit op_error_ref(const store_error* e) noexcept : e_(e) {}
-  operator const store_error&() const noexcept { return e_ ? *e_ : empty_error(); }  // NOLINT: implicit
+  explicit op_error_ref(const std::optional<store_error>& e) noexcept : e_(&e) {}
+  operator const store_error&() const noexcept { return *e_ ? **e_ : empty_error(); }  // NOLINT: implicit
 
  private:
-  const store_error* e_;
+  const std::optional<store_error>* e_;
 };
 
 /// What one attempt tells cas_retry: a status, the store's words, and what it settled about an
@@ -209,7 +211,7 @@ class op_core {
     const attempt_note note = note_;
     note_ = attempt_note::none;
     if (decided_) return decided(decided_status_);
-    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr), note};
+    return op_status{status_, op_error_ref(error_), note};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.

@@ -191,18 +191,10 @@ class memory_store {
   // ---- the store contract ------------------------------------------------------------------
 
   [[nodiscard]] read_result_type read(const Key& key) {
-    const fault_config f = snapshot_faults();
-    sleep_latency(f);
+    if (faults_enabled_.load(std::memory_order_acquire)) [[unlikely]]
+      return read_with_faults(key);
     stat(stats_.reads);
-    if (f.read_transient > 0.0 && draw() < f.read_transient) {
-      stat(stats_.read_faults);
-      return read_result_type::make_failed(read_status::transient, {"injected", "injected transient read"});
-    }
-    shard& s = shard_for(key);
-    annotated_lock lock(s.mutex);
-    auto it = s.map.find(key);
-    if (it == s.map.end()) return read_result_type::make_absent();
-    return read_result_type::make_found(it->second.value, it->second.version);
+    return read_entry(key);
   }
 
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
@@ -376,6 +368,27 @@ class memory_store {
         drawn < static_cast<double>(span) ? std::min(static_cast<std::int64_t>(drawn), span) : span;
     const auto delay = f.latency_min.get() + std::chrono::nanoseconds(extra);
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  }
+
+  // read() with faults configured: latency, then maybe an injected transient read. Out of
+  // line, so that the fault-free read stays small enough to be inlined into its caller.
+  [[gnu::noinline]] read_result_type read_with_faults(const Key& key) {
+    const fault_config f = snapshot_faults();
+    sleep_latency(f);
+    stat(stats_.reads);
+    if (f.read_transient > 0.0 && draw() < f.read_transient) {
+      stat(stats_.read_faults);
+      return read_result_type::make_failed(read_status::transient, {"injected", "injected transient read"});
+    }
+    return read_entry(key);
+  }
+
+  read_result_type read_entry(const Key& key) {
+    shard& s = shard_for(key);
+    annotated_lock lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) return read_result_type::make_absent();
+    return read_result_type::make_found(it->second.value, it->second.version);
   }
 
   token_type next_version() noexcept { return next_version_.fetch_add(1, std::memory_order_relaxed) + 1; }

@@ -268,7 +268,7 @@ class rmw_op {
         break;
       case update_kind::abort:
         decided_ = update_kind::abort;
-        abort_reason_.emplace(u.reason());
+        rare().abort_reason = u.reason();
         break;
     }
     return op_step::decide();  // nothing written; the read succeeded
@@ -278,12 +278,12 @@ class rmw_op {
   [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
 
   void on_unknown() {
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
+    if constexpr (recognises_values) rare().unknown.push_back(*pending_);
   }
   [[nodiscard]] bool recognise(const read_type& read) const {
     if constexpr (recognises_values) {
-      if (!read.found()) return false;
-      for (const value_type& sent : unknown_) {
+      if (!read.found() || !rare_) return false;
+      for (const value_type& sent : rare_->unknown) {
         if (read.value == sent) return true;
       }
     }
@@ -294,28 +294,29 @@ class rmw_op {
     if (w.token) applied_token_.emplace(std::move(*w.token));
   }
   void on_landed(read_type&& read) {
-    landed_value_.emplace(std::move(read.value));
+    rare().landed.emplace(std::move(read.value));
     applied_token_.emplace(std::move(read.token));
   }
 
   /// Fills `out` (whose retry_stats the loop filled) from what happened.
   void finish(result_type& out, bool unknown_outcome) {
-    if (decided_) {
-      out.outcome = *decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+    if (decided_ != update_kind::write) {
+      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
       if (current_) out.value.emplace(std::move(*current_));
       if (read_found_) out.token = token_;
-      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
+      if (rare_) out.abort_reason = std::move(rare_->abort_reason);
       return;
     }
     if (out.reason == stop_reason::applied) {
       out.outcome = rmw_outcome::applied;
-      if (landed_value_) {
-        out.value = std::move(landed_value_);
+      const bool landed = rare_ && rare_->landed;
+      if (landed) {
+        out.value = std::move(rare_->landed);
       } else {
         out.value = std::move(pending_);
       }
       out.token = std::move(applied_token_);
-      out.created = !read_found_ && !landed_value_;
+      out.created = !read_found_ && !landed;
       return;
     }
     out.outcome = rmw_outcome::gave_up;
@@ -323,15 +324,26 @@ class rmw_op {
   }
 
  private:
+  struct rare_state;
+  rare_state& rare() {
+    if (!rare_) rare_.emplace();
+    return *rare_;
+  }
+
   Fn& fn_;
-  std::optional<value_type> current_;        // what fn saw last
-  std::optional<value_type> pending_;        // the value to write (kept for transient resends)
-  token_type token_{};                       // the token pending_ is conditioned on
-  bool read_found_ = false;                  // false: pending_ is a create
-  std::optional<update_kind> decided_;       // keep or abort, once fn said so
-  std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
-  std::vector<value_type> unknown_;          // values sent whose outcome we never learned
-  std::optional<value_type> landed_value_;   // a value of ours recognised in a read
+  std::optional<value_type> current_;         // what fn saw last
+  std::optional<value_type> pending_;         // the value to write (kept for transient resends)
+  token_type token_{};                        // the token pending_ is conditioned on
+  bool read_found_ = false;                   // false: pending_ is a create
+  update_kind decided_ = update_kind::write;  // keep or abort, once fn said so (write: not yet)
+  // What only an abort or an unknown outcome needs, built the first time one happens: a plain
+  // success constructs and destroys none of it.
+  struct rare_state {
+    std::string abort_reason;          // fn's reason, once it answered abort
+    std::vector<value_type> unknown;   // values sent whose outcome we never learned
+    std::optional<value_type> landed;  // a value of ours recognised in a read
+  };
+  std::optional<rare_state> rare_;
   std::optional<token_type> applied_token_;  // the token of our applied (or recognised) write
 };
 

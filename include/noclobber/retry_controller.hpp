@@ -374,7 +374,7 @@ class retry_controller {
   }
 
   // The attempt settled an unknown outcome (note()): counted, and a resend's status is no error.
-  [[gnu::noinline]] bool record_note(write_status s) noexcept {
+  bool record_note(write_status s) noexcept {
     const attempt_note n = note_;
     note_ = attempt_note::none;
     ++counts_.indeterminate_resolved;
@@ -393,13 +393,19 @@ class retry_controller {
     counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
     if (policy_->on_attempt || policy_->on_success) [[unlikely]]
-      finish_hooks(last, resolved);
+      finish_hooks(*policy_, counts_, last, resolved);
   }
 
-  // Out of line, so that a success without hooks stays small.
-  [[gnu::noinline]] void finish_hooks(write_status last, bool resolved) {
-    attempted(last, no_error(), counts_.reason == stop_reason::decided, resolved);
-    if (policy_->on_success) policy_->on_success(success_event{counts_});
+  // Out of line, and given a copy of the final counts rather than the controller, so that a
+  // success without hooks stays small: the controller's address never escapes on that path, and
+  // the compiler keeps its state in registers.
+  [[gnu::noinline]] static void finish_hooks(const retry_policy& policy, const retry_counts counts,
+                                             write_status last, bool resolved) {
+    if (policy.on_attempt) {
+      policy.on_attempt(
+          attempt_event{counts.attempts, last, no_error(), counts.reason == stop_reason::decided, resolved});
+    }
+    if (policy.on_success) policy.on_success(success_event{counts});
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {

@@ -2159,7 +2159,7 @@ class retry_controller {
   }
 
   // The attempt settled an unknown outcome (note()): counted, and a resend's status is no error.
-  [[gnu::noinline]] bool record_note(write_status s) noexcept {
+  bool record_note(write_status s) noexcept {
     const attempt_note n = note_;
     note_ = attempt_note::none;
     ++counts_.indeterminate_resolved;
@@ -2178,13 +2178,19 @@ class retry_controller {
     counts_.reason = reason;
     if (policy_->budget) policy_->budget->on_success(last_taken_);
     if (policy_->on_attempt || policy_->on_success) [[unlikely]]
-      finish_hooks(last, resolved);
+      finish_hooks(*policy_, counts_, last, resolved);
   }
 
-  // Out of line, so that a success without hooks stays small.
-  [[gnu::noinline]] void finish_hooks(write_status last, bool resolved) {
-    attempted(last, no_error(), counts_.reason == stop_reason::decided, resolved);
-    if (policy_->on_success) policy_->on_success(success_event{counts_});
+  // Out of line, and given a copy of the final counts rather than the controller, so that a
+  // success without hooks stays small: the controller's address never escapes on that path, and
+  // the compiler keeps its state in registers.
+  [[gnu::noinline]] static void finish_hooks(const retry_policy& policy, const retry_counts counts,
+                                             write_status last, bool resolved) {
+    if (policy.on_attempt) {
+      policy.on_attempt(
+          attempt_event{counts.attempts, last, no_error(), counts.reason == stop_reason::decided, resolved});
+    }
+    if (policy.on_success) policy.on_success(success_event{counts});
   }
 
   retry_decision give_up(stop_reason r, const store_error& error) {
@@ -3050,14 +3056,16 @@ struct op_step {
 };
 
 /// The store's words for an attempt's failure, owned by the op_core; none (an applied attempt,
-/// a refusal without words) reads as the empty store_error.
+/// a refusal without words) reads as the empty store_error. Refers to the op_core's slot and
+/// reads it when converted (the loop does so before the next attempt), so that an answer costs
+/// no test of the slot.
 class op_error_ref {
  public:
-  explicit op_error_ref(const store_error* e) noexcept : e_(e) {}
-  operator const store_error&() const noexcept { return e_ ? *e_ : empty_error(); }  // NOLINT: implicit
+  explicit op_error_ref(const std::optional<store_error>& e) noexcept : e_(&e) {}
+  operator const store_error&() const noexcept { return *e_ ? **e_ : empty_error(); }  // NOLINT: implicit
 
  private:
-  const store_error* e_;
+  const std::optional<store_error>* e_;
 };
 
 /// What one attempt tells cas_retry: a status, the store's words, and what it settled about an
@@ -3168,7 +3176,7 @@ class op_core {
     const attempt_note note = note_;
     note_ = attempt_note::none;
     if (decided_) return decided(decided_status_);
-    return op_status{status_, op_error_ref(error_ ? &*error_ : nullptr), note};
+    return op_status{status_, op_error_ref(error_), note};
   }
 
   /// The operation fills the rest of `out`, whose retry_stats the loop filled.
@@ -3991,7 +3999,7 @@ class rmw_op {
         break;
       case update_kind::abort:
         decided_ = update_kind::abort;
-        abort_reason_.emplace(u.reason());
+        rare().abort_reason = u.reason();
         break;
     }
     return op_step::decide();  // nothing written; the read succeeded
@@ -4001,12 +4009,12 @@ class rmw_op {
   [[nodiscard]] op_step on_refused(const wresult&) const noexcept { return op_step::send(); }
 
   void on_unknown() {
-    if constexpr (recognises_values) unknown_.push_back(*pending_);
+    if constexpr (recognises_values) rare().unknown.push_back(*pending_);
   }
   [[nodiscard]] bool recognise(const read_type& read) const {
     if constexpr (recognises_values) {
-      if (!read.found()) return false;
-      for (const value_type& sent : unknown_) {
+      if (!read.found() || !rare_) return false;
+      for (const value_type& sent : rare_->unknown) {
         if (read.value == sent) return true;
       }
     }
@@ -4017,28 +4025,29 @@ class rmw_op {
     if (w.token) applied_token_.emplace(std::move(*w.token));
   }
   void on_landed(read_type&& read) {
-    landed_value_.emplace(std::move(read.value));
+    rare().landed.emplace(std::move(read.value));
     applied_token_.emplace(std::move(read.token));
   }
 
   /// Fills `out` (whose retry_stats the loop filled) from what happened.
   void finish(result_type& out, bool unknown_outcome) {
-    if (decided_) {
-      out.outcome = *decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
+    if (decided_ != update_kind::write) {
+      out.outcome = decided_ == update_kind::keep ? rmw_outcome::unchanged : rmw_outcome::aborted;
       if (current_) out.value.emplace(std::move(*current_));
       if (read_found_) out.token = token_;
-      if (abort_reason_) out.abort_reason = std::move(*abort_reason_);
+      if (rare_) out.abort_reason = std::move(rare_->abort_reason);
       return;
     }
     if (out.reason == stop_reason::applied) {
       out.outcome = rmw_outcome::applied;
-      if (landed_value_) {
-        out.value = std::move(landed_value_);
+      const bool landed = rare_ && rare_->landed;
+      if (landed) {
+        out.value = std::move(rare_->landed);
       } else {
         out.value = std::move(pending_);
       }
       out.token = std::move(applied_token_);
-      out.created = !read_found_ && !landed_value_;
+      out.created = !read_found_ && !landed;
       return;
     }
     out.outcome = rmw_outcome::gave_up;
@@ -4046,15 +4055,26 @@ class rmw_op {
   }
 
  private:
+  struct rare_state;
+  rare_state& rare() {
+    if (!rare_) rare_.emplace();
+    return *rare_;
+  }
+
   Fn& fn_;
-  std::optional<value_type> current_;        // what fn saw last
-  std::optional<value_type> pending_;        // the value to write (kept for transient resends)
-  token_type token_{};                       // the token pending_ is conditioned on
-  bool read_found_ = false;                  // false: pending_ is a create
-  std::optional<update_kind> decided_;       // keep or abort, once fn said so
-  std::optional<std::string> abort_reason_;  // fn's reason, once it answered abort
-  std::vector<value_type> unknown_;          // values sent whose outcome we never learned
-  std::optional<value_type> landed_value_;   // a value of ours recognised in a read
+  std::optional<value_type> current_;         // what fn saw last
+  std::optional<value_type> pending_;         // the value to write (kept for transient resends)
+  token_type token_{};                        // the token pending_ is conditioned on
+  bool read_found_ = false;                   // false: pending_ is a create
+  update_kind decided_ = update_kind::write;  // keep or abort, once fn said so (write: not yet)
+  // What only an abort or an unknown outcome needs, built the first time one happens: a plain
+  // success constructs and destroys none of it.
+  struct rare_state {
+    std::string abort_reason;          // fn's reason, once it answered abort
+    std::vector<value_type> unknown;   // values sent whose outcome we never learned
+    std::optional<value_type> landed;  // a value of ours recognised in a read
+  };
+  std::optional<rare_state> rare_;
   std::optional<token_type> applied_token_;  // the token of our applied (or recognised) write
 };
 
@@ -8198,18 +8218,10 @@ class memory_store {
   // ---- the store contract ------------------------------------------------------------------
 
   [[nodiscard]] read_result_type read(const Key& key) {
-    const fault_config f = snapshot_faults();
-    sleep_latency(f);
+    if (faults_enabled_.load(std::memory_order_acquire)) [[unlikely]]
+      return read_with_faults(key);
     stat(stats_.reads);
-    if (f.read_transient > 0.0 && draw() < f.read_transient) {
-      stat(stats_.read_faults);
-      return read_result_type::make_failed(read_status::transient, {"injected", "injected transient read"});
-    }
-    shard& s = shard_for(key);
-    annotated_lock lock(s.mutex);
-    auto it = s.map.find(key);
-    if (it == s.map.end()) return read_result_type::make_absent();
-    return read_result_type::make_found(it->second.value, it->second.version);
+    return read_entry(key);
   }
 
   [[nodiscard]] write_result_type write_if_match(const Key& key, const token_type& token,
@@ -8383,6 +8395,27 @@ class memory_store {
         drawn < static_cast<double>(span) ? std::min(static_cast<std::int64_t>(drawn), span) : span;
     const auto delay = f.latency_min.get() + std::chrono::nanoseconds(extra);
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  }
+
+  // read() with faults configured: latency, then maybe an injected transient read. Out of
+  // line, so that the fault-free read stays small enough to be inlined into its caller.
+  [[gnu::noinline]] read_result_type read_with_faults(const Key& key) {
+    const fault_config f = snapshot_faults();
+    sleep_latency(f);
+    stat(stats_.reads);
+    if (f.read_transient > 0.0 && draw() < f.read_transient) {
+      stat(stats_.read_faults);
+      return read_result_type::make_failed(read_status::transient, {"injected", "injected transient read"});
+    }
+    return read_entry(key);
+  }
+
+  read_result_type read_entry(const Key& key) {
+    shard& s = shard_for(key);
+    annotated_lock lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) return read_result_type::make_absent();
+    return read_result_type::make_found(it->second.value, it->second.version);
   }
 
   token_type next_version() noexcept { return next_version_.fetch_add(1, std::memory_order_relaxed) + 1; }
