@@ -9144,6 +9144,7 @@ struct id_hash {
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -9245,7 +9246,7 @@ class flat_table {
   explicit flat_table(std::size_t max_entries) {
     std::size_t capacity = 16;
     while (capacity * 2 < max_entries * 3) capacity <<= 1;
-    keys_.resize(capacity);
+    keys_.reset(new K[capacity]);  // (not zeroed: a key is read only where a value is stored)
     values_.assign(capacity, empty);
     mask_ = capacity - 1;
   }
@@ -9286,7 +9287,7 @@ class flat_table {
     return Hash{}(key)&mask_;
   }
 
-  std::vector<K> keys_;
+  std::unique_ptr<K[]> keys_;
   std::vector<value_type> values_;
   std::size_t mask_ = 0;
 };
@@ -9563,31 +9564,14 @@ class replacement_index {
  public:
   static constexpr std::uint32_t none = ~0u;
 
-  explicit replacement_index(const history_index& ix)
-      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
-    std::vector<std::uint32_t> per_key(applied_by_key_.size(), 0);
-    for (const checked_write& e : ix.writes) {
-      if (e.outcome != op_outcome::failed && e.key < per_key.size()) ++per_key[e.key];
-    }
-    for (std::size_t k = 0; k < per_key.size(); ++k) applied_by_key_[k].reserve(per_key[k]);
+  explicit replacement_index(const history_index& ix) : ix_(ix), chain_reader_(count_on_chain(ix)) {
     const std::size_t n = ix.writes.size();
     for (std::size_t i = 0; i < n; ++i) {
       if (i + prefetch_distance < n && ix.writes[i + prefetch_distance].on_chain)
         prefetch(ix.record_of(i + prefetch_distance));
       const checked_write& e = ix.writes[i];
-      const race_write& w = h_.writes[e.record];
+      const race_write& w = ix.h.writes[e.record];
       if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
-      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
-        applied_by_key_[w.key].push_back(e.record);
-    }
-    auto before = [&](std::uint32_t a, std::uint32_t b) {
-      return completes_before(h_.writes[a], h_.writes[b]);
-    };
-    for (auto& v : applied_by_key_) {
-      // Strictly increasing already (the usual history): std::sort's order, which is unique then.
-      std::size_t i = 1;
-      while (i < v.size() && before(v[i - 1], v[i])) ++i;
-      if (i < v.size()) std::sort(v.begin(), v.end(), before);
     }
   }
 
@@ -9596,10 +9580,12 @@ class replacement_index {
   /// The record that replaced `tip`, or none.
   [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
     if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
-    if (tip.key >= applied_by_key_.size()) return none;
+    if (tip.key >= ix_.h.final_versions.size()) return none;
+    if (applied_by_key_.empty()) index_applied();
     const auto& v = applied_by_key_[tip.key];
+    const auto& writes = ix_.h.writes;
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
-                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
+                               [&](std::uint64_t t, std::uint32_t r) { return t < writes[r].complete; });
     return it == v.end() ? none : *it;
   }
 
@@ -9609,8 +9595,29 @@ class replacement_index {
     for (const checked_write& e : ix.writes) n += e.on_chain;
     return n;
   }
+  /// applied_by_key_, built on the first tip no chain write read beside (often none is).
+  void index_applied() {
+    const auto& writes = ix_.h.writes;
+    applied_by_key_.resize(ix_.h.final_versions.size());
+    std::vector<std::uint32_t> per_key(applied_by_key_.size(), 0);
+    for (const checked_write& e : ix_.writes) {
+      if (e.outcome != op_outcome::failed && e.key < per_key.size()) ++per_key[e.key];
+    }
+    for (std::size_t k = 0; k < per_key.size(); ++k) applied_by_key_[k].reserve(per_key[k]);
+    for (const checked_write& e : ix_.writes) {
+      if (e.outcome != op_outcome::failed && e.key < applied_by_key_.size())
+        applied_by_key_[e.key].push_back(e.record);
+    }
+    auto before = [&](std::uint32_t a, std::uint32_t b) { return completes_before(writes[a], writes[b]); };
+    for (auto& v : applied_by_key_) {
+      // Strictly increasing already (the usual history): std::sort's order, which is unique then.
+      std::size_t i = 1;
+      while (i < v.size() && before(v[i - 1], v[i])) ++i;
+      if (i < v.size()) std::sort(v.begin(), v.end(), before);
+    }
+  }
 
-  const race_history& h_;
+  const history_index& ix_;
   flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> chain_reader_;
   std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
 };
@@ -9622,8 +9629,11 @@ class replacement_index {
 inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
   constexpr std::uint32_t none = replacement_index::none;
   replacement_index replacements(ix);
-  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
-  std::vector<char> resolved(ix.writes.size(), 0);
+  // Per entry passed on the way to a tip: the tip's replacer (unresolved: not yet). A tip is not
+  // remembered (looking it up again is as cheap), so a history whose lost writes are all tips
+  // (the usual one) never allocates this.
+  constexpr std::uint32_t unresolved = none - 1;
+  std::vector<std::uint32_t> replacer;
   std::vector<std::uint32_t> path;
   c.lost.reserve(lost.size());
   for (std::size_t i = 0; i < lost.size(); ++i) {
@@ -9634,22 +9644,20 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
     std::uint32_t at = n;
     std::uint32_t found = none;
     for (std::size_t guard = 0; guard <= ix.writes.size(); ++guard) {  // (the path may pass vanished writes)
-      if (resolved[at]) {
+      if (!replacer.empty() && replacer[at] != unresolved) {
         found = replacer[at];
         break;
       }
-      path.push_back(at);
       const version_readers& child = ix.readers[at];
       if (child.count == 0 || child.first == at) {
         found = replacements.replacer_of_tip(ix.record_of(at));
         break;
       }
+      path.push_back(at);
       at = child.first;
     }
-    for (std::uint32_t p : path) {
-      resolved[p] = 1;
-      replacer[p] = found;
-    }
+    if (!path.empty() && replacer.empty()) replacer.assign(ix.writes.size(), unresolved);
+    for (std::uint32_t p : path) replacer[p] = found;
     lost_write l{ix.record_of(n), {}};
     if (found != none) l.overwritten_by = ix.h.writes[found];
     c.lost.push_back(l);
