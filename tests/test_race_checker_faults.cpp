@@ -311,9 +311,9 @@ TEST_CASE("checker: a looping chain lists each doubled value once", "[race_harne
 TEST_CASE("checker: an update twice on a long chain is found (its ops checked in hash groups)",
           "[race_harness][checker][faults]") {
   // find_doubled first asks whether any op is on a chain twice, checking the ops of a large
-  // history in cache-sized hash groups; 20 000 values on the chain make many groups, and one op's
+  // history in cache-sized hash groups; 40 000 values on the chain make 16 groups, and one op's
   // two values must still meet in one.
-  constexpr std::uint32_t n = 20000, twice = 12345;
+  constexpr std::uint32_t n = 40000, twice = 32345;
   nc::race_history h;
   h.keys = {"k"};
   h.initial_versions = {0};

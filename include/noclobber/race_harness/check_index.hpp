@@ -161,10 +161,17 @@ class flat_table {
 /// values is larger than the cache, and each of its inserts would be a cache miss.
 inline bool any_repeated(const std::vector<std::uint64_t>& values) {
   constexpr std::size_t group_size = 4096;  // about: its table (8 K slots, 96 KiB) fits L2
+  if (values.size() <= 8 * group_size) {    // a table of them all fits L2: one group
+    flat_table<std::uint64_t, id_hash> seen(values.size());
+    for (std::uint64_t v : values) {
+      if (!seen.try_emplace(v, 0).second) return true;
+    }
+    return false;
+  }
   unsigned bits = 0;
   while ((values.size() >> bits) > group_size && bits < 12) ++bits;
-  // Bits 20-31 of the hash pick the group (size_t may be 32 bits); a group's table, of at most
-  // 2^16 slots here, indexes by the low bits.
+  // Bits 20-31 of the hash pick the group (size_t may be 32 bits); a group's table, far below
+  // 2^20 slots, indexes by the low bits.
   auto group_of = [bits](std::uint64_t v) {
     return (static_cast<std::uint64_t>(id_hash{}(v)) >> 20) & ((std::uint64_t{1} << bits) - 1);
   };
