@@ -51,10 +51,11 @@
 // by side so their cache misses overlap; find_doubled looks for a repeated op in cache-sized hash
 // groups before it builds an op table; tables a check may not need are built on first use.
 // Figures (bench/bench_race_harness.cpp, docs/race_harness.md): BM_check_chain/1M (1.25 M
-// records) 11.7-14.4 M records/s, BM_check_naive/1M (875 k lost) 5.3-6.5 M/s, CPU time on the shared
-// 2-core VM at load 4 (issue 16's target: 5 M/s). A history too large for memory is checked
-// part by part (history.hpp, check_race_history_in_parts): 12.5 M records in 64 parts with a
-// 37 MiB peak RSS, 7.9 M records/s CPU (smaller parts fit the cache).
+// records) 9.3-14.4 M records/s, BM_check_naive/1M (875 k lost) 4.7-6.5 M/s, CPU time on the
+// shared 2-core VM at load 3.6-4.7 (issue 16's target: 5 M/s; main: 5.8-7.3 and 1.9-2.5 M/s).
+// A history too large for memory is checked part by part (history.hpp,
+// check_race_history_in_parts): 12.5 M records in 64 parts with a 37 MiB peak RSS, 7.9 M
+// records/s CPU (smaller parts fit the cache).
 //
 // Extending: a new verdict is one more phase over history_index filling its own field of
 // race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
