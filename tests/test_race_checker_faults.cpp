@@ -308,6 +308,74 @@ TEST_CASE("checker: a looping chain lists each doubled value once", "[race_harne
   CHECK_THAT(check.doubled[0].trace, Catch::Contains("on the final chain of key k 2 times"));
 }
 
+TEST_CASE("checker: an update twice on a long chain is found (its ops checked in hash groups)",
+          "[race_harness][checker][faults]") {
+  // find_doubled first asks whether any op is on a chain twice, checking the ops of a large
+  // history in cache-sized hash groups; 40 000 values on the chain make 16 groups, and one op's
+  // two values must still meet in one.
+  constexpr std::uint32_t n = 40000, twice = 32345;
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  nc::write_id current = 0;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const auto id = nc::make_write_id(1, 9, i + 1);
+    // Op `twice` wrote twice: attempt 1 (told "failed", it landed), then attempt 2 on top of it.
+    const std::uint32_t op = i == twice + 1 ? twice : i;
+    const auto outcome = i == twice ? nc::op_outcome::failed : nc::op_outcome::ok;
+    h.writes.push_back(wr(1, op, current, id, outcome, 2 * std::uint64_t{i}, i == twice + 1 ? 2 : 1));
+    current = id;
+  }
+  h.final_versions = {current};
+  const auto check = nc::check_race_history(h);
+  REQUIRE(check.doubled.size() == 1);
+  REQUIRE(check.doubled[0].copies.size() == 2);
+  CHECK(check.doubled[0].copies[0].attempt == 2);
+  CHECK(check.doubled[0].copies[1].op == twice);
+  CHECK(check.lost.empty());
+
+  SECTION("with distinct ops it is clean") {
+    h.writes[twice + 1].op = twice + 1;
+    h.writes[twice].outcome = nc::op_outcome::ok;
+    CHECK(nc::check_race_history(h).ok());
+  }
+}
+
+TEST_CASE("checker: lost writes are listed in order of completion whatever the history's order",
+          "[race_harness][checker]") {
+  // Groups of 4 writes read one version and one of each group stays on the chain; shuffled, the
+  // history's order is not the order of completion, which c.lost (and c.indeterminate) follow.
+  nc::race_history h;
+  h.keys = {"k"};
+  h.initial_versions = {0};
+  nc::write_id current = 0;
+  std::uint64_t tick = 0;
+  for (std::uint32_t i = 0; i < 400; i += 4) {
+    const nc::write_id read = current;
+    for (std::uint32_t j = i; j < i + 4; ++j) {
+      current = nc::make_write_id(1 + j % 4, 3, j + 1);
+      h.writes.push_back(wr(1 + j % 4, j, read, current,
+                            j % 8 == 1 ? nc::op_outcome::unknown : nc::op_outcome::ok, tick += 2));
+    }
+  }
+  h.final_versions = {current};
+  const auto ordered = nc::check_race_history(h);
+  std::reverse(h.writes.begin(), h.writes.end());
+  std::rotate(h.writes.begin(), h.writes.begin() + 37, h.writes.end());
+  const auto shuffled = nc::check_race_history(h);
+  REQUIRE(ordered.lost.size() == 250);
+  REQUIRE(shuffled.lost.size() == ordered.lost.size());
+  for (std::size_t i = 0; i < ordered.lost.size(); ++i) {
+    CHECK(shuffled.lost[i].lost.written == ordered.lost[i].lost.written);
+    if (i > 0) CHECK(ordered.lost[i - 1].lost.complete < ordered.lost[i].lost.complete);
+  }
+  REQUIRE(shuffled.indeterminate.size() == 50);
+  for (std::size_t i = 0; i < shuffled.indeterminate.size(); ++i) {
+    CHECK(shuffled.indeterminate[i].write.written == ordered.indeterminate[i].write.written);
+    if (i > 0) CHECK(shuffled.indeterminate[i - 1].write.complete < shuffled.indeterminate[i].write.complete);
+  }
+}
+
 TEST_CASE("checker: who replaced a lost write does not depend on the order of the history's writes",
           "[race_harness][checker]") {
   // X (W1) read v0 and was read by Y (W2, completes at 21) and Z (W3, completes at 16); the final

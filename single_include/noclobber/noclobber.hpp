@@ -9177,6 +9177,7 @@ struct id_hash {
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -9278,13 +9279,13 @@ class flat_table {
   explicit flat_table(std::size_t max_entries) {
     std::size_t capacity = 16;
     while (capacity * 2 < max_entries * 3) capacity <<= 1;
-    keys_.resize(capacity);
+    keys_.reset(new K[capacity]);  // (not zeroed: a key is read only where a value is stored)
     values_.assign(capacity, empty);
     mask_ = capacity - 1;
   }
   /// The value for `key`, inserting `value` when absent; second: whether it was inserted.
   std::pair<value_type*, bool> try_emplace(const K& key, value_type value) {
-    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+    for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
       if (values_[i] == empty) {
         keys_[i] = key;
         values_[i] = value;
@@ -9294,18 +9295,74 @@ class flat_table {
     }
   }
   value_type* find(const K& key) {
-    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+    for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
       if (values_[i] == empty) return nullptr;
       if (keys_[i] == key) return &values_[i];
     }
   }
   const value_type* find(const K& key) const { return const_cast<flat_table*>(this)->find(key); }
+  /// Empties the table (its capacity stays).
+  void clear() { values_.assign(values_.size(), empty); }
+  /// Starts loading the slot where `key` would be: a pass that looks up many keys prefetches a
+  /// few ahead, so the cache misses of a table larger than the cache overlap.
+  void prefetch(const K& key) const noexcept {
+#if defined(__GNUC__)
+    const std::size_t i = slot_of(key);
+    __builtin_prefetch(&values_[i]);
+    __builtin_prefetch(&keys_[i]);
+#else
+    (void)key;
+#endif
+  }
 
  private:
-  std::vector<K> keys_;
+  [[nodiscard]] std::size_t slot_of(const K& key) const noexcept {
+    return Hash{}(key)&mask_;
+  }
+
+  std::unique_ptr<K[]> keys_;
   std::vector<value_type> values_;
   std::size_t mask_ = 0;
 };
+
+/// Whether a value occurs twice in `values`. Partitions them by hash into groups of a few
+/// thousand and checks each with a small table that stays in the cache: a table of a million
+/// values is larger than the cache, and each of its inserts would be a cache miss.
+inline bool any_repeated(const std::vector<std::uint64_t>& values) {
+  constexpr std::size_t group_size = 4096;  // about: its table (8 K slots, 96 KiB) fits L2
+  if (values.size() <= 8 * group_size) {    // a table of them all fits L2: one group
+    flat_table<std::uint64_t, id_hash> seen(values.size());
+    for (std::uint64_t v : values) {
+      if (!seen.try_emplace(v, 0).second) return true;
+    }
+    return false;
+  }
+  unsigned bits = 0;
+  while ((values.size() >> bits) > group_size && bits < 12) ++bits;
+  // Bits 20-31 of the hash pick the group (size_t may be 32 bits); a group's table, far below
+  // 2^20 slots, indexes by the low bits.
+  auto group_of = [bits](std::uint64_t v) {
+    return (static_cast<std::uint64_t>(id_hash{}(v)) >> 20) & ((std::uint64_t{1} << bits) - 1);
+  };
+  std::vector<std::uint32_t> start((std::size_t{1} << bits) + 1, 0);
+  for (std::uint64_t v : values) ++start[group_of(v) + 1];
+  std::uint32_t largest = 0;
+  for (std::size_t g = 1; g < start.size(); ++g) {
+    largest = std::max(largest, start[g]);
+    start[g] += start[g - 1];
+  }
+  std::vector<std::uint64_t> grouped(values.size());
+  std::vector<std::uint32_t> next(start.begin(), start.end() - 1);
+  for (std::uint64_t v : values) grouped[next[group_of(v)]++] = v;
+  flat_table<std::uint64_t, id_hash> seen(largest);
+  for (std::size_t g = 0; g + 1 < start.size(); ++g) {
+    if (g != 0) seen.clear();
+    for (std::uint32_t i = start[g]; i < start[g + 1]; ++i) {
+      if (!seen.try_emplace(grouped[i], 0).second) return true;
+    }
+  }
+  return false;
+}
 
 struct key_version_hash {
   std::size_t operator()(const std::pair<std::uint32_t, write_id>& p) const noexcept {
@@ -9350,6 +9407,9 @@ struct history_index {
   [[nodiscard]] const race_write& record_of(std::uint32_t n) const { return h.writes[writes[n].record]; }
 };
 
+/// How many records ahead a pass over the records prefetches its table slot.
+inline constexpr std::uint32_t prefetch_distance = 16;
+
 inline int outcome_rank(op_outcome o) noexcept {
   return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
 }
@@ -9359,7 +9419,9 @@ inline int outcome_rank(op_outcome o) noexcept {
 inline void index_writes(history_index& ix, race_check& c) {
   const race_history& h = ix.h;
   ix.writes.reserve(h.writes.size());
-  for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+  const auto n = static_cast<std::uint32_t>(h.writes.size());
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (i + prefetch_distance < n) ix.by_value.prefetch(h.writes[i + prefetch_distance].written);
     const race_write& w = h.writes[i];
     if (w.outcome == op_outcome::failed) ++c.failed;
     auto [slot, inserted] = ix.by_value.try_emplace(w.written, static_cast<std::uint32_t>(ix.writes.size()));
@@ -9386,7 +9448,11 @@ inline bool is_root_version(const race_history& h, std::uint32_t key, write_id v
 /// from before the run. Independent look-ups in one pass (the processor overlaps their cache
 /// misses), so that the chain walks after it follow `parent` instead of hashing.
 inline void link_parents(history_index& ix) {
-  for (checked_write& e : ix.writes) {
+  const std::size_t n = ix.writes.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + prefetch_distance < n)
+      ix.by_value.prefetch(ix.h.writes[ix.writes[i + prefetch_distance].record].read_from);
+    checked_write& e = ix.writes[i];
     const race_write& w = ix.h.writes[e.record];
     const std::uint32_t* p = ix.by_value.find(w.read_from);
     e.parent = p == nullptr ? no_entry : *p;
@@ -9500,15 +9566,35 @@ inline void walk_final_chains(history_index& ix, race_check& c) {
   for (auto& [k, text] : found) c.anomalies.push_back(std::move(text));
 }
 
+/// Sorts entries by their records' complete ticks into the order std::sort by that tick gives.
+/// Without ties that order is unique, so a list already in it (the usual history) costs one scan,
+/// and any other is sorted as (tick, entry) pairs, without indirect comparisons; with ties it is
+/// std::sort itself, so the order among equals stays what it always was.
+inline void sort_by_completion(const history_index& ix, std::vector<std::uint32_t>& v) {
+  auto complete = [&](std::uint32_t n) { return ix.record_of(n).complete; };
+  std::size_t i = 1;
+  while (i < v.size() && complete(v[i - 1]) < complete(v[i])) ++i;
+  if (i >= v.size()) return;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> keyed(v.size());
+  for (std::size_t j = 0; j < v.size(); ++j) keyed[j] = {complete(v[j]), v[j]};
+  std::sort(keyed.begin(), keyed.end());
+  const bool ties = std::adjacent_find(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
+                      return a.first == b.first;
+                    }) != keyed.end();
+  if (!ties) {
+    for (std::size_t j = 0; j < v.size(); ++j) v[j] = keyed[j].second;
+    return;
+  }
+  std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) { return complete(a) < complete(b); });
+}
+
 /// Phase 4: the successful writes no chain passed through (lost), in order of completion.
 inline std::vector<std::uint32_t> collect_lost(const history_index& ix) {
   std::vector<std::uint32_t> lost;
   for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
     if (ix.writes[n].outcome == op_outcome::ok && !ix.writes[n].on_chain) lost.push_back(n);
   }
-  std::sort(lost.begin(), lost.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return ix.record_of(a).complete < ix.record_of(b).complete;
-  });
+  sort_by_completion(ix, lost);
   return lost;
 }
 
@@ -9518,28 +9604,28 @@ class replacement_index {
  public:
   static constexpr std::uint32_t none = ~0u;
 
-  explicit replacement_index(const history_index& ix)
-      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
-    for (const checked_write& e : ix.writes) {
-      const race_write& w = h_.writes[e.record];
+  explicit replacement_index(const history_index& ix) : ix_(ix), chain_reader_(count_on_chain(ix)) {
+    const std::size_t n = ix.writes.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + prefetch_distance < n && ix.writes[i + prefetch_distance].on_chain)
+        prefetch(ix.record_of(i + prefetch_distance));
+      const checked_write& e = ix.writes[i];
+      const race_write& w = ix.h.writes[e.record];
       if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
-      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
-        applied_by_key_[w.key].push_back(e.record);
-    }
-    for (auto& v : applied_by_key_) {
-      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
-        return completes_before(h_.writes[a], h_.writes[b]);
-      });
     }
   }
 
+  /// Starts loading what replacer_of_tip(tip) looks up first.
+  void prefetch(const race_write& tip) const noexcept { chain_reader_.prefetch({tip.key, tip.read_from}); }
   /// The record that replaced `tip`, or none.
   [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
     if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
-    if (tip.key >= applied_by_key_.size()) return none;
+    if (tip.key >= ix_.h.final_versions.size()) return none;
+    if (applied_by_key_.empty()) index_applied();
     const auto& v = applied_by_key_[tip.key];
+    const auto& writes = ix_.h.writes;
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
-                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
+                               [&](std::uint64_t t, std::uint32_t r) { return t < writes[r].complete; });
     return it == v.end() ? none : *it;
   }
 
@@ -9549,8 +9635,29 @@ class replacement_index {
     for (const checked_write& e : ix.writes) n += e.on_chain;
     return n;
   }
+  /// applied_by_key_, built on the first tip no chain write read beside (often none is).
+  void index_applied() {
+    const auto& writes = ix_.h.writes;
+    applied_by_key_.resize(ix_.h.final_versions.size());
+    std::vector<std::uint32_t> per_key(applied_by_key_.size(), 0);
+    for (const checked_write& e : ix_.writes) {
+      if (e.outcome != op_outcome::failed && e.key < per_key.size()) ++per_key[e.key];
+    }
+    for (std::size_t k = 0; k < per_key.size(); ++k) applied_by_key_[k].reserve(per_key[k]);
+    for (const checked_write& e : ix_.writes) {
+      if (e.outcome != op_outcome::failed && e.key < applied_by_key_.size())
+        applied_by_key_[e.key].push_back(e.record);
+    }
+    auto before = [&](std::uint32_t a, std::uint32_t b) { return completes_before(writes[a], writes[b]); };
+    for (auto& v : applied_by_key_) {
+      // Strictly increasing already (the usual history): std::sort's order, which is unique then.
+      std::size_t i = 1;
+      while (i < v.size() && before(v[i - 1], v[i])) ++i;
+      if (i < v.size()) std::sort(v.begin(), v.end(), before);
+    }
+  }
 
-  const race_history& h_;
+  const history_index& ix_;
   flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> chain_reader_;
   std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
 };
@@ -9562,31 +9669,35 @@ class replacement_index {
 inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
   constexpr std::uint32_t none = replacement_index::none;
   replacement_index replacements(ix);
-  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
-  std::vector<char> resolved(ix.writes.size(), 0);
+  // Per entry passed on the way to a tip: the tip's replacer (unresolved: not yet). A tip is not
+  // remembered (looking it up again is as cheap), so a history whose lost writes are all tips
+  // (the usual one) never allocates this.
+  constexpr std::uint32_t unresolved = none - 1;
+  std::vector<std::uint32_t> replacer;
   std::vector<std::uint32_t> path;
   c.lost.reserve(lost.size());
-  for (std::uint32_t n : lost) {
+  for (std::size_t i = 0; i < lost.size(); ++i) {
+    // Most lost writes are their branch's tip: start loading its replacer a few writes ahead.
+    if (i + prefetch_distance < lost.size()) replacements.prefetch(ix.record_of(lost[i + prefetch_distance]));
+    const std::uint32_t n = lost[i];
     path.clear();
     std::uint32_t at = n;
     std::uint32_t found = none;
     for (std::size_t guard = 0; guard <= ix.writes.size(); ++guard) {  // (the path may pass vanished writes)
-      if (resolved[at]) {
+      if (!replacer.empty() && replacer[at] != unresolved) {
         found = replacer[at];
         break;
       }
-      path.push_back(at);
       const version_readers& child = ix.readers[at];
       if (child.count == 0 || child.first == at) {
         found = replacements.replacer_of_tip(ix.record_of(at));
         break;
       }
+      path.push_back(at);
       at = child.first;
     }
-    for (std::uint32_t p : path) {
-      resolved[p] = 1;
-      replacer[p] = found;
-    }
+    if (!path.empty() && replacer.empty()) replacer.assign(ix.writes.size(), unresolved);
+    for (std::uint32_t p : path) replacer[p] = found;
     lost_write l{ix.record_of(n), {}};
     if (found != none) l.overwritten_by = ix.h.writes[found];
     c.lost.push_back(l);
@@ -9608,6 +9719,7 @@ inline void name_replacers(const history_index& ix, const std::vector<std::uint3
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9630,22 +9742,7 @@ namespace noclobber::detail {
 /// as current at its invoke tick. Indices below reads.size() are reads, the rest writes.
 class latest_observations {
  public:
-  explicit latest_observations(const race_history& h)
-      : h_(h),
-        latest_(h.reads.size() + h.writes.size()),
-        first_update_(h.writes.size()),
-        second_update_(h.writes.size()) {
-    for (std::uint32_t i = 0; i < h.reads.size(); ++i) note(h.reads[i].key, h.reads[i].version, i);
-    const auto base = static_cast<std::uint32_t>(h.reads.size());
-    for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
-      if (!conditional_update(h.writes[i])) continue;
-      const race_write& w = h.writes[i];
-      note(w.key, w.expected, base + i);
-      auto [first, inserted] = first_update_.try_emplace({w.key, w.expected}, i);
-      if (!inserted && h.writes[*first].written != w.written)
-        second_update_.try_emplace({w.key, w.expected}, i);
-    }
-  }
+  explicit latest_observations(const race_history& h) : latest_observations(h, conditional_updates(h)) {}
   /// The latest observation of (key, v), or nullptr.
   [[nodiscard]] const std::uint32_t* find(std::uint32_t key, write_id v) const {
     return latest_.find({key, v});
@@ -9680,9 +9777,29 @@ class latest_observations {
   }
 
  private:
+  latest_observations(const race_history& h, std::size_t conditional)
+      : h_(h),
+        latest_(h.reads.size() + conditional),
+        first_update_(conditional),
+        second_update_(conditional) {
+    for (std::uint32_t i = 0; i < h.reads.size(); ++i) note(h.reads[i].key, h.reads[i].version, i);
+    const auto base = static_cast<std::uint32_t>(h.reads.size());
+    for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+      if (!conditional_update(h.writes[i])) continue;
+      const race_write& w = h.writes[i];
+      note(w.key, w.expected, base + i);
+      auto [first, inserted] = first_update_.try_emplace({w.key, w.expected}, i);
+      if (!inserted && h.writes[*first].written != w.written)
+        second_update_.try_emplace({w.key, w.expected}, i);
+    }
+  }
   [[nodiscard]] static bool conditional_update(const race_write& w) noexcept {
     return w.outcome == op_outcome::ok && w.kind == write_kind::write_if_match &&
            w.expected != unknown_version;
+  }
+  // The tables are sized exactly: every page of a table is first touched (a page fault) per check.
+  [[nodiscard]] static std::size_t conditional_updates(const race_history& h) noexcept {
+    return static_cast<std::size_t>(std::count_if(h.writes.begin(), h.writes.end(), conditional_update));
   }
   void note(std::uint32_t key, write_id v, std::uint32_t i) {
     auto [slot, inserted] = latest_.try_emplace({key, v}, i);
@@ -9702,18 +9819,22 @@ class latest_observations {
 class chain_summaries {
  public:
   chain_summaries(const history_index& ix, const latest_observations& seen)
-      : ix_(ix), seen_(seen), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
+      : ix_(ix),
+        seen_(seen),
+        latest_(new std::uint64_t[ix.writes.size()]),
+        state_(ix.writes.size(), unseen) {}
 
-  /// True when walking down from w.read_from cannot find a witness that w vanished (no observation
-  /// of a version there began after w completed, and the key never ends there). False also when the
-  /// summary is inexact (the chain loops or crosses keys): then the caller walks.
-  [[nodiscard]] bool rules_out(const race_write& w) {
+  /// True when walking down from the version entry `n` read cannot find a witness that its write
+  /// vanished (no observation of a version there began after it completed, and the key never ends
+  /// there). False also when the summary is inexact (the chain loops or crosses keys): then the
+  /// caller walks.
+  [[nodiscard]] bool rules_out(std::uint32_t n) {
+    const race_write& w = ix_.record_of(n);
     if (is_root(w.key, w.read_from)) return false;  // one step: the walk is as cheap
-    const std::uint32_t* p = ix_.by_value.find(w.read_from);
-    if (p == nullptr || ix_.record_of(*p).key != w.key) return false;
-    summarise(*p);
-    const summary& s = below_[*p];
-    return s.exact && !s.holds_final && s.latest_read <= w.complete;
+    const std::uint32_t p = ix_.writes[n].parent;
+    if (p == no_entry || ix_.writes[p].key != w.key) return false;
+    summarise(p);
+    return (state_[p] & (holds_final | inexact)) == 0 && latest_[p] <= w.complete;
   }
 
  private:
@@ -9722,7 +9843,8 @@ class chain_summaries {
     bool holds_final = false;       ///< the key's final version is among them
     bool exact = true;              ///< false: the chain loops or crosses keys
   };
-  enum : char { unseen, on_path, done };
+  // state_ per entry: unseen, on_path, or done with the summary's flags (latest_: its latest_read).
+  enum : unsigned char { unseen = 0, on_path = 1, done = 2, holds_final = 4, inexact = 8 };
 
   [[nodiscard]] bool is_root(std::uint32_t key, write_id v) const {
     const auto& initial = ix_.h.initial_versions;
@@ -9735,14 +9857,14 @@ class chain_summaries {
     if (const std::uint32_t* r = seen_.find(key, v))
       s.latest_read = std::max(s.latest_read, seen_.invoke(*r));
   }
-  /// Follows read_from links down to a summarised entry or the chain's root, then fills the path
-  /// back up (iterative: chains are as long as the run).
+  /// Follows parent links (read_from) down to a summarised entry or the chain's root, then fills
+  /// the path back up (iterative: chains are as long as the run).
   void summarise(std::uint32_t n) {
     path_.clear();
     summary tail;
     for (;;) {
-      if (state_[n] == done) {
-        tail = below_[n];
+      if (state_[n] & done) {
+        tail = {latest_[n], (state_[n] & holds_final) != 0, (state_[n] & inexact) == 0};
         break;
       }
       if (state_[n] == on_path) {
@@ -9752,29 +9874,31 @@ class chain_summaries {
       state_[n] = on_path;
       path_.push_back(n);
       const race_write& w = ix_.record_of(n);
-      const std::uint32_t* p = is_root(w.key, w.read_from) ? nullptr : ix_.by_value.find(w.read_from);
-      if (p == nullptr) {
+      const std::uint32_t p = is_root(w.key, w.read_from) ? no_entry : ix_.writes[n].parent;
+      if (p == no_entry) {
         visit(w.key, w.read_from, tail);
         break;
       }
-      if (ix_.record_of(*p).key != w.key) {
+      if (ix_.writes[p].key != w.key) {
         tail.exact = false;
         break;
       }
-      n = *p;
+      n = p;
     }
     for (auto it = path_.rbegin(); it != path_.rend(); ++it) {
       const race_write& w = ix_.record_of(*it);
       visit(w.key, w.written, tail);
-      below_[*it] = tail;
-      state_[*it] = done;
+      latest_[*it] = tail.latest_read;
+      state_[*it] = static_cast<unsigned char>(done | (tail.holds_final ? holds_final : 0) |
+                                               (tail.exact ? 0 : inexact));
     }
   }
 
   const history_index& ix_;
   const latest_observations& seen_;
-  std::vector<summary> below_;  // per entry, valid when state_ is done
-  std::vector<char> state_;
+  std::unique_ptr<std::uint64_t[]>
+      latest_;  // per entry, set when state_ is done (not zeroed: untouched pages cost nothing)
+  std::vector<unsigned char> state_;
   std::vector<std::uint32_t> path_;
 };
 
@@ -9809,12 +9933,13 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
                                    " too"});
       continue;
     }
-    if (below.rules_out(w)) {  // most lost writes in a lossy run: no walk needed
+    if (below.rules_out(n)) {  // most lost writes in a lossy run: no walk needed
       stale.push_back(n);
       continue;
     }
     std::string trace;
     write_id v = w.read_from;
+    std::uint32_t at = ix.writes[n].parent;  // v's entry (link_parents), or no_entry
     for (std::size_t steps = 0; trace.empty() && steps <= ix.writes.size(); ++steps) {
       const std::string what = name(v);
       if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
@@ -9824,9 +9949,9 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
                 std::to_string(w.complete);
       }
       if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;
-      const std::uint32_t* below = ix.by_value.find(v);
-      if (below == nullptr) break;
-      v = ix.record_of(*below).read_from;
+      if (at == no_entry) break;
+      v = ix.record_of(at).read_from;
+      at = ix.writes[at].parent;
     }
     if (trace.empty()) {
       stale.push_back(n);
@@ -9838,35 +9963,37 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
   return stale;
 }
 
-/// Operations with two or more values on the final chains (walked newest first).
+/// Operations with two or more values on the final chains (walked newest first). Most checks
+/// find none: any_repeated says so without a table of every op on a chain.
 inline void find_doubled(const history_index& ix, race_check& c) {
   const race_history& h = ix.h;
-  std::size_t on_chain = 0;
-  for (const checked_write& e : ix.writes) on_chain += e.on_chain;
-  flat_table<std::uint64_t, id_hash> landed(on_chain);  // op -> values on chain
-  bool any = false;
+  std::vector<std::uint64_t> ops;  // of the values on chains
   for (const checked_write& e : ix.writes) {
-    if (!e.on_chain) continue;
-    auto [count, inserted] = landed.try_emplace(op_number(h.writes[e.record]), 1);
-    if (!inserted) any = true, ++*count;
+    if (e.on_chain) ops.push_back(op_number(h.writes[e.record]));
   }
-  if (!any) return;
+  if (!any_repeated(ops)) return;
+  flat_table<std::uint64_t, id_hash> landed(ops.size());  // op -> values on chain
+  for (std::uint64_t op : ops) {
+    auto [count, inserted] = landed.try_emplace(op, 1);
+    if (!inserted) ++*count;
+  }
   std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
   std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
-    write_id v = h.final_versions[k];
+    const std::uint32_t* top = ix.by_value.find(h.final_versions[k]);
+    std::uint32_t n = top == nullptr ? no_entry : *top;
+    // Down through parent links (link_parents: the entry of each value's read_from).
     for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
-      const std::uint32_t* n = ix.by_value.find(v);
-      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
-      const race_write& w = ix.record_of(*n);
+      if (n == no_entry || !ix.writes[n].on_chain || walked[n]) break;
+      const race_write& w = ix.record_of(n);
       if (w.key != k) break;
-      walked[*n] = 1;
+      walked[n] = 1;
       if (*landed.find(op_number(w)) > 1) {
         auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
         if (first) c.doubled.push_back({});
         c.doubled[it->second].copies.push_back(w);
       }
-      v = w.read_from;
+      n = ix.writes[n].parent;
     }
   }
   for (doubled_update& d : c.doubled) {
@@ -9904,9 +10031,7 @@ inline void resolve_indeterminate(const history_index& ix, race_check& c) {
     const std::uint64_t op = (static_cast<std::uint64_t>(r.writer) << 32) | r.op;
     if (auto it = last_read.find(op); it != last_read.end()) it->second = std::max(it->second, r.invoke);
   }
-  std::sort(unknown.begin(), unknown.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return ix.record_of(a).complete < ix.record_of(b).complete;
-  });
+  sort_by_completion(ix, unknown);
   for (std::uint32_t n : unknown) {
     const race_write& w = ix.record_of(n);
     indeterminate_write u{w, ix.writes[n].on_chain, unknown_resolution::unresolved, {}};
@@ -9983,15 +10108,19 @@ inline std::vector<std::uint32_t> classify_faults(const history_index& ix, std::
 //                       twice; how each unknown outcome was resolved (see there)
 //   name_replacers      for each lost write, the write that replaced it (see there)
 //
-// It runs in time linear in the number of records (hash tables sized up front); losses add a
-// sort, only when there are losses. On a large history it is memory-bound: the tables are
-// compact (12-16 bytes a slot, load <= 2/3), chain walks follow 16-byte entries (parents looked
-// up once) and the keys' walks advance side by side so their cache misses overlap. Figures
-// (bench/bench_race_harness.cpp, Release, g++ 12, CPU time on the shared 2-core VM at load
-// 15-35, so noisy): BM_check_chain/1M (1.25 M records) 1.24 -> 2.0-2.2 M records/s, BM_check_naive/1M
-// 0.65-0.9 -> 0.94-1.0 M/s: short of issue 16's 5 M/s. A history too large for memory is checked
-// part by part (history.hpp, check_race_history_in_parts): 12.5 M records in 64 parts with a
-// 37 MiB peak RSS, 7.9 M records/s CPU (smaller parts fit the cache).
+// It runs in time linear in the number of records (hash tables sized exactly, up front); losses
+// add a sort, skipped when the lost writes already come in order of completion. On a large
+// history it is memory-bound, so: the tables are compact (12-16 bytes a slot, load <= 2/3) and
+// passes that probe them prefetch a few records ahead; every walk down a chain follows parent
+// links in 16-byte entries (looked up once), never a hash per step; the keys' walks advance side
+// by side so their cache misses overlap; find_doubled looks for a repeated op in cache-sized hash
+// groups before it builds an op table; tables a check may not need are built on first use.
+// Figures (bench/bench_race_harness.cpp, docs/race_harness.md): BM_check_chain/1M (1.25 M
+// records) 9.3-14.4 M records/s, BM_check_naive/1M (875 k lost) 4.7-6.5 M/s, CPU time on the
+// shared 2-core VM at load 3.6-4.7 (issue 16's target: 5 M/s; main: 5.8-7.3 and 1.9-2.5 M/s).
+// A history too large for memory is checked part by part (history.hpp,
+// check_race_history_in_parts): 12.5 M records in 64 parts with a 37 MiB peak RSS, 7.9 M
+// records/s CPU (smaller parts fit the cache).
 //
 // Extending: a new verdict is one more phase over history_index filling its own field of
 // race_check (and race_check::ok() if it is a failure); exports and traces read race_history and

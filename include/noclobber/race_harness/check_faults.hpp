@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,22 +32,7 @@ namespace noclobber::detail {
 /// as current at its invoke tick. Indices below reads.size() are reads, the rest writes.
 class latest_observations {
  public:
-  explicit latest_observations(const race_history& h)
-      : h_(h),
-        latest_(h.reads.size() + h.writes.size()),
-        first_update_(h.writes.size()),
-        second_update_(h.writes.size()) {
-    for (std::uint32_t i = 0; i < h.reads.size(); ++i) note(h.reads[i].key, h.reads[i].version, i);
-    const auto base = static_cast<std::uint32_t>(h.reads.size());
-    for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
-      if (!conditional_update(h.writes[i])) continue;
-      const race_write& w = h.writes[i];
-      note(w.key, w.expected, base + i);
-      auto [first, inserted] = first_update_.try_emplace({w.key, w.expected}, i);
-      if (!inserted && h.writes[*first].written != w.written)
-        second_update_.try_emplace({w.key, w.expected}, i);
-    }
-  }
+  explicit latest_observations(const race_history& h) : latest_observations(h, conditional_updates(h)) {}
   /// The latest observation of (key, v), or nullptr.
   [[nodiscard]] const std::uint32_t* find(std::uint32_t key, write_id v) const {
     return latest_.find({key, v});
@@ -81,9 +67,29 @@ class latest_observations {
   }
 
  private:
+  latest_observations(const race_history& h, std::size_t conditional)
+      : h_(h),
+        latest_(h.reads.size() + conditional),
+        first_update_(conditional),
+        second_update_(conditional) {
+    for (std::uint32_t i = 0; i < h.reads.size(); ++i) note(h.reads[i].key, h.reads[i].version, i);
+    const auto base = static_cast<std::uint32_t>(h.reads.size());
+    for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+      if (!conditional_update(h.writes[i])) continue;
+      const race_write& w = h.writes[i];
+      note(w.key, w.expected, base + i);
+      auto [first, inserted] = first_update_.try_emplace({w.key, w.expected}, i);
+      if (!inserted && h.writes[*first].written != w.written)
+        second_update_.try_emplace({w.key, w.expected}, i);
+    }
+  }
   [[nodiscard]] static bool conditional_update(const race_write& w) noexcept {
     return w.outcome == op_outcome::ok && w.kind == write_kind::write_if_match &&
            w.expected != unknown_version;
+  }
+  // The tables are sized exactly: every page of a table is first touched (a page fault) per check.
+  [[nodiscard]] static std::size_t conditional_updates(const race_history& h) noexcept {
+    return static_cast<std::size_t>(std::count_if(h.writes.begin(), h.writes.end(), conditional_update));
   }
   void note(std::uint32_t key, write_id v, std::uint32_t i) {
     auto [slot, inserted] = latest_.try_emplace({key, v}, i);
@@ -103,18 +109,22 @@ class latest_observations {
 class chain_summaries {
  public:
   chain_summaries(const history_index& ix, const latest_observations& seen)
-      : ix_(ix), seen_(seen), below_(ix.writes.size()), state_(ix.writes.size(), unseen) {}
+      : ix_(ix),
+        seen_(seen),
+        latest_(new std::uint64_t[ix.writes.size()]),
+        state_(ix.writes.size(), unseen) {}
 
-  /// True when walking down from w.read_from cannot find a witness that w vanished (no observation
-  /// of a version there began after w completed, and the key never ends there). False also when the
-  /// summary is inexact (the chain loops or crosses keys): then the caller walks.
-  [[nodiscard]] bool rules_out(const race_write& w) {
+  /// True when walking down from the version entry `n` read cannot find a witness that its write
+  /// vanished (no observation of a version there began after it completed, and the key never ends
+  /// there). False also when the summary is inexact (the chain loops or crosses keys): then the
+  /// caller walks.
+  [[nodiscard]] bool rules_out(std::uint32_t n) {
+    const race_write& w = ix_.record_of(n);
     if (is_root(w.key, w.read_from)) return false;  // one step: the walk is as cheap
-    const std::uint32_t* p = ix_.by_value.find(w.read_from);
-    if (p == nullptr || ix_.record_of(*p).key != w.key) return false;
-    summarise(*p);
-    const summary& s = below_[*p];
-    return s.exact && !s.holds_final && s.latest_read <= w.complete;
+    const std::uint32_t p = ix_.writes[n].parent;
+    if (p == no_entry || ix_.writes[p].key != w.key) return false;
+    summarise(p);
+    return (state_[p] & (holds_final | inexact)) == 0 && latest_[p] <= w.complete;
   }
 
  private:
@@ -123,7 +133,8 @@ class chain_summaries {
     bool holds_final = false;       ///< the key's final version is among them
     bool exact = true;              ///< false: the chain loops or crosses keys
   };
-  enum : char { unseen, on_path, done };
+  // state_ per entry: unseen, on_path, or done with the summary's flags (latest_: its latest_read).
+  enum : unsigned char { unseen = 0, on_path = 1, done = 2, holds_final = 4, inexact = 8 };
 
   [[nodiscard]] bool is_root(std::uint32_t key, write_id v) const {
     const auto& initial = ix_.h.initial_versions;
@@ -136,14 +147,14 @@ class chain_summaries {
     if (const std::uint32_t* r = seen_.find(key, v))
       s.latest_read = std::max(s.latest_read, seen_.invoke(*r));
   }
-  /// Follows read_from links down to a summarised entry or the chain's root, then fills the path
-  /// back up (iterative: chains are as long as the run).
+  /// Follows parent links (read_from) down to a summarised entry or the chain's root, then fills
+  /// the path back up (iterative: chains are as long as the run).
   void summarise(std::uint32_t n) {
     path_.clear();
     summary tail;
     for (;;) {
-      if (state_[n] == done) {
-        tail = below_[n];
+      if (state_[n] & done) {
+        tail = {latest_[n], (state_[n] & holds_final) != 0, (state_[n] & inexact) == 0};
         break;
       }
       if (state_[n] == on_path) {
@@ -153,29 +164,31 @@ class chain_summaries {
       state_[n] = on_path;
       path_.push_back(n);
       const race_write& w = ix_.record_of(n);
-      const std::uint32_t* p = is_root(w.key, w.read_from) ? nullptr : ix_.by_value.find(w.read_from);
-      if (p == nullptr) {
+      const std::uint32_t p = is_root(w.key, w.read_from) ? no_entry : ix_.writes[n].parent;
+      if (p == no_entry) {
         visit(w.key, w.read_from, tail);
         break;
       }
-      if (ix_.record_of(*p).key != w.key) {
+      if (ix_.writes[p].key != w.key) {
         tail.exact = false;
         break;
       }
-      n = *p;
+      n = p;
     }
     for (auto it = path_.rbegin(); it != path_.rend(); ++it) {
       const race_write& w = ix_.record_of(*it);
       visit(w.key, w.written, tail);
-      below_[*it] = tail;
-      state_[*it] = done;
+      latest_[*it] = tail.latest_read;
+      state_[*it] = static_cast<unsigned char>(done | (tail.holds_final ? holds_final : 0) |
+                                               (tail.exact ? 0 : inexact));
     }
   }
 
   const history_index& ix_;
   const latest_observations& seen_;
-  std::vector<summary> below_;  // per entry, valid when state_ is done
-  std::vector<char> state_;
+  std::unique_ptr<std::uint64_t[]>
+      latest_;  // per entry, set when state_ is done (not zeroed: untouched pages cost nothing)
+  std::vector<unsigned char> state_;
   std::vector<std::uint32_t> path_;
 };
 
@@ -210,12 +223,13 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
                                    " too"});
       continue;
     }
-    if (below.rules_out(w)) {  // most lost writes in a lossy run: no walk needed
+    if (below.rules_out(n)) {  // most lost writes in a lossy run: no walk needed
       stale.push_back(n);
       continue;
     }
     std::string trace;
     write_id v = w.read_from;
+    std::uint32_t at = ix.writes[n].parent;  // v's entry (link_parents), or no_entry
     for (std::size_t steps = 0; trace.empty() && steps <= ix.writes.size(); ++steps) {
       const std::string what = name(v);
       if (w.key < h.final_versions.size() && h.final_versions[w.key] == v) {
@@ -225,9 +239,9 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
                 std::to_string(w.complete);
       }
       if (v == initial_version || v == start || (v & foreign_version_bit) != 0) break;
-      const std::uint32_t* below = ix.by_value.find(v);
-      if (below == nullptr) break;
-      v = ix.record_of(*below).read_from;
+      if (at == no_entry) break;
+      v = ix.record_of(at).read_from;
+      at = ix.writes[at].parent;
     }
     if (trace.empty()) {
       stale.push_back(n);
@@ -239,35 +253,37 @@ inline std::vector<std::uint32_t> separate_vanished(const history_index& ix, std
   return stale;
 }
 
-/// Operations with two or more values on the final chains (walked newest first).
+/// Operations with two or more values on the final chains (walked newest first). Most checks
+/// find none: any_repeated says so without a table of every op on a chain.
 inline void find_doubled(const history_index& ix, race_check& c) {
   const race_history& h = ix.h;
-  std::size_t on_chain = 0;
-  for (const checked_write& e : ix.writes) on_chain += e.on_chain;
-  flat_table<std::uint64_t, id_hash> landed(on_chain);  // op -> values on chain
-  bool any = false;
+  std::vector<std::uint64_t> ops;  // of the values on chains
   for (const checked_write& e : ix.writes) {
-    if (!e.on_chain) continue;
-    auto [count, inserted] = landed.try_emplace(op_number(h.writes[e.record]), 1);
-    if (!inserted) any = true, ++*count;
+    if (e.on_chain) ops.push_back(op_number(h.writes[e.record]));
   }
-  if (!any) return;
+  if (!any_repeated(ops)) return;
+  flat_table<std::uint64_t, id_hash> landed(ops.size());  // op -> values on chain
+  for (std::uint64_t op : ops) {
+    auto [count, inserted] = landed.try_emplace(op, 1);
+    if (!inserted) ++*count;
+  }
   std::unordered_map<std::uint64_t, std::size_t> at;  // op -> index in c.doubled
   std::vector<char> walked(ix.writes.size(), 0);      // each value once (a looping chain revisits)
   for (std::uint32_t k = 0; k < h.final_versions.size(); ++k) {
-    write_id v = h.final_versions[k];
+    const std::uint32_t* top = ix.by_value.find(h.final_versions[k]);
+    std::uint32_t n = top == nullptr ? no_entry : *top;
+    // Down through parent links (link_parents: the entry of each value's read_from).
     for (std::size_t steps = 0; steps <= ix.writes.size(); ++steps) {
-      const std::uint32_t* n = ix.by_value.find(v);
-      if (n == nullptr || !ix.writes[*n].on_chain || walked[*n]) break;
-      const race_write& w = ix.record_of(*n);
+      if (n == no_entry || !ix.writes[n].on_chain || walked[n]) break;
+      const race_write& w = ix.record_of(n);
       if (w.key != k) break;
-      walked[*n] = 1;
+      walked[n] = 1;
       if (*landed.find(op_number(w)) > 1) {
         auto [it, first] = at.try_emplace(op_number(w), c.doubled.size());
         if (first) c.doubled.push_back({});
         c.doubled[it->second].copies.push_back(w);
       }
-      v = w.read_from;
+      n = ix.writes[n].parent;
     }
   }
   for (doubled_update& d : c.doubled) {
@@ -305,9 +321,7 @@ inline void resolve_indeterminate(const history_index& ix, race_check& c) {
     const std::uint64_t op = (static_cast<std::uint64_t>(r.writer) << 32) | r.op;
     if (auto it = last_read.find(op); it != last_read.end()) it->second = std::max(it->second, r.invoke);
   }
-  std::sort(unknown.begin(), unknown.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return ix.record_of(a).complete < ix.record_of(b).complete;
-  });
+  sort_by_completion(ix, unknown);
   for (std::uint32_t n : unknown) {
     const race_write& w = ix.record_of(n);
     indeterminate_write u{w, ix.writes[n].on_chain, unknown_resolution::unresolved, {}};

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -109,13 +110,13 @@ class flat_table {
   explicit flat_table(std::size_t max_entries) {
     std::size_t capacity = 16;
     while (capacity * 2 < max_entries * 3) capacity <<= 1;
-    keys_.resize(capacity);
+    keys_.reset(new K[capacity]);  // (not zeroed: a key is read only where a value is stored)
     values_.assign(capacity, empty);
     mask_ = capacity - 1;
   }
   /// The value for `key`, inserting `value` when absent; second: whether it was inserted.
   std::pair<value_type*, bool> try_emplace(const K& key, value_type value) {
-    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+    for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
       if (values_[i] == empty) {
         keys_[i] = key;
         values_[i] = value;
@@ -125,18 +126,74 @@ class flat_table {
     }
   }
   value_type* find(const K& key) {
-    for (std::size_t i = Hash{}(key)&mask_;; i = (i + 1) & mask_) {
+    for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
       if (values_[i] == empty) return nullptr;
       if (keys_[i] == key) return &values_[i];
     }
   }
   const value_type* find(const K& key) const { return const_cast<flat_table*>(this)->find(key); }
+  /// Empties the table (its capacity stays).
+  void clear() { values_.assign(values_.size(), empty); }
+  /// Starts loading the slot where `key` would be: a pass that looks up many keys prefetches a
+  /// few ahead, so the cache misses of a table larger than the cache overlap.
+  void prefetch(const K& key) const noexcept {
+#if defined(__GNUC__)
+    const std::size_t i = slot_of(key);
+    __builtin_prefetch(&values_[i]);
+    __builtin_prefetch(&keys_[i]);
+#else
+    (void)key;
+#endif
+  }
 
  private:
-  std::vector<K> keys_;
+  [[nodiscard]] std::size_t slot_of(const K& key) const noexcept {
+    return Hash{}(key)&mask_;
+  }
+
+  std::unique_ptr<K[]> keys_;
   std::vector<value_type> values_;
   std::size_t mask_ = 0;
 };
+
+/// Whether a value occurs twice in `values`. Partitions them by hash into groups of a few
+/// thousand and checks each with a small table that stays in the cache: a table of a million
+/// values is larger than the cache, and each of its inserts would be a cache miss.
+inline bool any_repeated(const std::vector<std::uint64_t>& values) {
+  constexpr std::size_t group_size = 4096;  // about: its table (8 K slots, 96 KiB) fits L2
+  if (values.size() <= 8 * group_size) {    // a table of them all fits L2: one group
+    flat_table<std::uint64_t, id_hash> seen(values.size());
+    for (std::uint64_t v : values) {
+      if (!seen.try_emplace(v, 0).second) return true;
+    }
+    return false;
+  }
+  unsigned bits = 0;
+  while ((values.size() >> bits) > group_size && bits < 12) ++bits;
+  // Bits 20-31 of the hash pick the group (size_t may be 32 bits); a group's table, far below
+  // 2^20 slots, indexes by the low bits.
+  auto group_of = [bits](std::uint64_t v) {
+    return (static_cast<std::uint64_t>(id_hash{}(v)) >> 20) & ((std::uint64_t{1} << bits) - 1);
+  };
+  std::vector<std::uint32_t> start((std::size_t{1} << bits) + 1, 0);
+  for (std::uint64_t v : values) ++start[group_of(v) + 1];
+  std::uint32_t largest = 0;
+  for (std::size_t g = 1; g < start.size(); ++g) {
+    largest = std::max(largest, start[g]);
+    start[g] += start[g - 1];
+  }
+  std::vector<std::uint64_t> grouped(values.size());
+  std::vector<std::uint32_t> next(start.begin(), start.end() - 1);
+  for (std::uint64_t v : values) grouped[next[group_of(v)]++] = v;
+  flat_table<std::uint64_t, id_hash> seen(largest);
+  for (std::size_t g = 0; g + 1 < start.size(); ++g) {
+    if (g != 0) seen.clear();
+    for (std::uint32_t i = start[g]; i < start[g + 1]; ++i) {
+      if (!seen.try_emplace(grouped[i], 0).second) return true;
+    }
+  }
+  return false;
+}
 
 struct key_version_hash {
   std::size_t operator()(const std::pair<std::uint32_t, write_id>& p) const noexcept {
@@ -181,6 +238,9 @@ struct history_index {
   [[nodiscard]] const race_write& record_of(std::uint32_t n) const { return h.writes[writes[n].record]; }
 };
 
+/// How many records ahead a pass over the records prefetches its table slot.
+inline constexpr std::uint32_t prefetch_distance = 16;
+
 inline int outcome_rank(op_outcome o) noexcept {
   return o == op_outcome::ok ? 2 : o == op_outcome::unknown ? 1 : 0;
 }
@@ -190,7 +250,9 @@ inline int outcome_rank(op_outcome o) noexcept {
 inline void index_writes(history_index& ix, race_check& c) {
   const race_history& h = ix.h;
   ix.writes.reserve(h.writes.size());
-  for (std::uint32_t i = 0; i < h.writes.size(); ++i) {
+  const auto n = static_cast<std::uint32_t>(h.writes.size());
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (i + prefetch_distance < n) ix.by_value.prefetch(h.writes[i + prefetch_distance].written);
     const race_write& w = h.writes[i];
     if (w.outcome == op_outcome::failed) ++c.failed;
     auto [slot, inserted] = ix.by_value.try_emplace(w.written, static_cast<std::uint32_t>(ix.writes.size()));
@@ -217,7 +279,11 @@ inline bool is_root_version(const race_history& h, std::uint32_t key, write_id v
 /// from before the run. Independent look-ups in one pass (the processor overlaps their cache
 /// misses), so that the chain walks after it follow `parent` instead of hashing.
 inline void link_parents(history_index& ix) {
-  for (checked_write& e : ix.writes) {
+  const std::size_t n = ix.writes.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + prefetch_distance < n)
+      ix.by_value.prefetch(ix.h.writes[ix.writes[i + prefetch_distance].record].read_from);
+    checked_write& e = ix.writes[i];
     const race_write& w = ix.h.writes[e.record];
     const std::uint32_t* p = ix.by_value.find(w.read_from);
     e.parent = p == nullptr ? no_entry : *p;
@@ -331,15 +397,35 @@ inline void walk_final_chains(history_index& ix, race_check& c) {
   for (auto& [k, text] : found) c.anomalies.push_back(std::move(text));
 }
 
+/// Sorts entries by their records' complete ticks into the order std::sort by that tick gives.
+/// Without ties that order is unique, so a list already in it (the usual history) costs one scan,
+/// and any other is sorted as (tick, entry) pairs, without indirect comparisons; with ties it is
+/// std::sort itself, so the order among equals stays what it always was.
+inline void sort_by_completion(const history_index& ix, std::vector<std::uint32_t>& v) {
+  auto complete = [&](std::uint32_t n) { return ix.record_of(n).complete; };
+  std::size_t i = 1;
+  while (i < v.size() && complete(v[i - 1]) < complete(v[i])) ++i;
+  if (i >= v.size()) return;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> keyed(v.size());
+  for (std::size_t j = 0; j < v.size(); ++j) keyed[j] = {complete(v[j]), v[j]};
+  std::sort(keyed.begin(), keyed.end());
+  const bool ties = std::adjacent_find(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
+                      return a.first == b.first;
+                    }) != keyed.end();
+  if (!ties) {
+    for (std::size_t j = 0; j < v.size(); ++j) v[j] = keyed[j].second;
+    return;
+  }
+  std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) { return complete(a) < complete(b); });
+}
+
 /// Phase 4: the successful writes no chain passed through (lost), in order of completion.
 inline std::vector<std::uint32_t> collect_lost(const history_index& ix) {
   std::vector<std::uint32_t> lost;
   for (std::uint32_t n = 0; n < ix.writes.size(); ++n) {
     if (ix.writes[n].outcome == op_outcome::ok && !ix.writes[n].on_chain) lost.push_back(n);
   }
-  std::sort(lost.begin(), lost.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return ix.record_of(a).complete < ix.record_of(b).complete;
-  });
+  sort_by_completion(ix, lost);
   return lost;
 }
 
@@ -349,28 +435,28 @@ class replacement_index {
  public:
   static constexpr std::uint32_t none = ~0u;
 
-  explicit replacement_index(const history_index& ix)
-      : h_(ix.h), chain_reader_(count_on_chain(ix)), applied_by_key_(ix.h.final_versions.size()) {
-    for (const checked_write& e : ix.writes) {
-      const race_write& w = h_.writes[e.record];
+  explicit replacement_index(const history_index& ix) : ix_(ix), chain_reader_(count_on_chain(ix)) {
+    const std::size_t n = ix.writes.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + prefetch_distance < n && ix.writes[i + prefetch_distance].on_chain)
+        prefetch(ix.record_of(i + prefetch_distance));
+      const checked_write& e = ix.writes[i];
+      const race_write& w = ix.h.writes[e.record];
       if (e.on_chain) chain_reader_.try_emplace({w.key, w.read_from}, e.record);
-      if (e.outcome != op_outcome::failed && w.key < applied_by_key_.size())
-        applied_by_key_[w.key].push_back(e.record);
-    }
-    for (auto& v : applied_by_key_) {
-      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
-        return completes_before(h_.writes[a], h_.writes[b]);
-      });
     }
   }
 
+  /// Starts loading what replacer_of_tip(tip) looks up first.
+  void prefetch(const race_write& tip) const noexcept { chain_reader_.prefetch({tip.key, tip.read_from}); }
   /// The record that replaced `tip`, or none.
   [[nodiscard]] std::uint32_t replacer_of_tip(const race_write& tip) {
     if (const std::uint32_t* r = chain_reader_.find({tip.key, tip.read_from})) return *r;
-    if (tip.key >= applied_by_key_.size()) return none;
+    if (tip.key >= ix_.h.final_versions.size()) return none;
+    if (applied_by_key_.empty()) index_applied();
     const auto& v = applied_by_key_[tip.key];
+    const auto& writes = ix_.h.writes;
     auto it = std::upper_bound(v.begin(), v.end(), tip.complete,
-                               [&](std::uint64_t t, std::uint32_t r) { return t < h_.writes[r].complete; });
+                               [&](std::uint64_t t, std::uint32_t r) { return t < writes[r].complete; });
     return it == v.end() ? none : *it;
   }
 
@@ -380,8 +466,29 @@ class replacement_index {
     for (const checked_write& e : ix.writes) n += e.on_chain;
     return n;
   }
+  /// applied_by_key_, built on the first tip no chain write read beside (often none is).
+  void index_applied() {
+    const auto& writes = ix_.h.writes;
+    applied_by_key_.resize(ix_.h.final_versions.size());
+    std::vector<std::uint32_t> per_key(applied_by_key_.size(), 0);
+    for (const checked_write& e : ix_.writes) {
+      if (e.outcome != op_outcome::failed && e.key < per_key.size()) ++per_key[e.key];
+    }
+    for (std::size_t k = 0; k < per_key.size(); ++k) applied_by_key_[k].reserve(per_key[k]);
+    for (const checked_write& e : ix_.writes) {
+      if (e.outcome != op_outcome::failed && e.key < applied_by_key_.size())
+        applied_by_key_[e.key].push_back(e.record);
+    }
+    auto before = [&](std::uint32_t a, std::uint32_t b) { return completes_before(writes[a], writes[b]); };
+    for (auto& v : applied_by_key_) {
+      // Strictly increasing already (the usual history): std::sort's order, which is unique then.
+      std::size_t i = 1;
+      while (i < v.size() && before(v[i - 1], v[i])) ++i;
+      if (i < v.size()) std::sort(v.begin(), v.end(), before);
+    }
+  }
 
-  const race_history& h_;
+  const history_index& ix_;
   flat_table<std::pair<std::uint32_t, write_id>, key_version_hash> chain_reader_;
   std::vector<std::vector<std::uint32_t>> applied_by_key_;  // records applied (or maybe), by completion
 };
@@ -393,31 +500,35 @@ class replacement_index {
 inline void name_replacers(const history_index& ix, const std::vector<std::uint32_t>& lost, race_check& c) {
   constexpr std::uint32_t none = replacement_index::none;
   replacement_index replacements(ix);
-  std::vector<std::uint32_t> replacer(ix.writes.size(), none);  // lost entry -> replacing record
-  std::vector<char> resolved(ix.writes.size(), 0);
+  // Per entry passed on the way to a tip: the tip's replacer (unresolved: not yet). A tip is not
+  // remembered (looking it up again is as cheap), so a history whose lost writes are all tips
+  // (the usual one) never allocates this.
+  constexpr std::uint32_t unresolved = none - 1;
+  std::vector<std::uint32_t> replacer;
   std::vector<std::uint32_t> path;
   c.lost.reserve(lost.size());
-  for (std::uint32_t n : lost) {
+  for (std::size_t i = 0; i < lost.size(); ++i) {
+    // Most lost writes are their branch's tip: start loading its replacer a few writes ahead.
+    if (i + prefetch_distance < lost.size()) replacements.prefetch(ix.record_of(lost[i + prefetch_distance]));
+    const std::uint32_t n = lost[i];
     path.clear();
     std::uint32_t at = n;
     std::uint32_t found = none;
     for (std::size_t guard = 0; guard <= ix.writes.size(); ++guard) {  // (the path may pass vanished writes)
-      if (resolved[at]) {
+      if (!replacer.empty() && replacer[at] != unresolved) {
         found = replacer[at];
         break;
       }
-      path.push_back(at);
       const version_readers& child = ix.readers[at];
       if (child.count == 0 || child.first == at) {
         found = replacements.replacer_of_tip(ix.record_of(at));
         break;
       }
+      path.push_back(at);
       at = child.first;
     }
-    for (std::uint32_t p : path) {
-      resolved[p] = 1;
-      replacer[p] = found;
-    }
+    if (!path.empty() && replacer.empty()) replacer.assign(ix.writes.size(), unresolved);
+    for (std::uint32_t p : path) replacer[p] = found;
     lost_write l{ix.record_of(n), {}};
     if (found != none) l.overwritten_by = ix.h.writes[found];
     c.lost.push_back(l);

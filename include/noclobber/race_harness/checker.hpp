@@ -43,15 +43,19 @@
 //                       twice; how each unknown outcome was resolved (see there)
 //   name_replacers      for each lost write, the write that replaced it (see there)
 //
-// It runs in time linear in the number of records (hash tables sized up front); losses add a
-// sort, only when there are losses. On a large history it is memory-bound: the tables are
-// compact (12-16 bytes a slot, load <= 2/3), chain walks follow 16-byte entries (parents looked
-// up once) and the keys' walks advance side by side so their cache misses overlap. Figures
-// (bench/bench_race_harness.cpp, Release, g++ 12, CPU time on the shared 2-core VM at load
-// 15-35, so noisy): BM_check_chain/1M (1.25 M records) 1.24 -> 2.0-2.2 M records/s, BM_check_naive/1M
-// 0.65-0.9 -> 0.94-1.0 M/s: short of issue 16's 5 M/s. A history too large for memory is checked
-// part by part (history.hpp, check_race_history_in_parts): 12.5 M records in 64 parts with a
-// 37 MiB peak RSS, 7.9 M records/s CPU (smaller parts fit the cache).
+// It runs in time linear in the number of records (hash tables sized exactly, up front); losses
+// add a sort, skipped when the lost writes already come in order of completion. On a large
+// history it is memory-bound, so: the tables are compact (12-16 bytes a slot, load <= 2/3) and
+// passes that probe them prefetch a few records ahead; every walk down a chain follows parent
+// links in 16-byte entries (looked up once), never a hash per step; the keys' walks advance side
+// by side so their cache misses overlap; find_doubled looks for a repeated op in cache-sized hash
+// groups before it builds an op table; tables a check may not need are built on first use.
+// Figures (bench/bench_race_harness.cpp, docs/race_harness.md): BM_check_chain/1M (1.25 M
+// records) 9.3-14.4 M records/s, BM_check_naive/1M (875 k lost) 4.7-6.5 M/s, CPU time on the
+// shared 2-core VM at load 3.6-4.7 (issue 16's target: 5 M/s; main: 5.8-7.3 and 1.9-2.5 M/s).
+// A history too large for memory is checked part by part (history.hpp,
+// check_race_history_in_parts): 12.5 M records in 64 parts with a 37 MiB peak RSS, 7.9 M
+// records/s CPU (smaller parts fit the cache).
 //
 // Extending: a new verdict is one more phase over history_index filling its own field of
 // race_check (and race_check::ok() if it is a failure); exports and traces read race_history and
