@@ -5,21 +5,23 @@
 #   - cannot turn tags into labels (ADD_TAGS_AS_LABELS is Catch2 3 only).
 #
 #   noclobber_discover_tests(<target> [PREFIX <text>] [TIMEOUT <s>] [LABELS <label>...]
-#                            [SPEC <Catch2 test spec>])
+#                            [SPEC <Catch2 test spec>] [FILE_TAGS])
 #
 # After each build the executable lists its test cases and tags (cmake/NoclobberCatchAddTests.cmake);
 # every test case becomes a ctest test named <PREFIX><test case name>, labelled with LABELS and
 # with each of its Catch2 tags (without brackets; hidden tags such as [.] are skipped, and hidden
 # test cases are not registered). So `ctest -L concurrency` runs every [concurrency] test case.
 # SPEC registers only the cases it selects (e.g. "[fault]" and "~[fault]" in two calls, with
-# different LABELS and TIMEOUT).
+# different LABELS and TIMEOUT). FILE_TAGS lists with Catch2's -# (each case also tagged
+# [#<source file stem>]), so that SPEC can pick one file's cases out of a test bundle
+# (cmake/NoclobberTestBundles.cmake).
 # Each test runs with `--warn NoTests`: a filter that matches no test case fails instead of passing.
 include_guard(GLOBAL)
 
 set(NOCLOBBER_CATCH_ADD_TESTS_SCRIPT "${CMAKE_CURRENT_LIST_DIR}/NoclobberCatchAddTests.cmake")
 
 function(noclobber_discover_tests target)
-  cmake_parse_arguments(arg "" "PREFIX;TIMEOUT;SPEC" "LABELS" ${ARGN})
+  cmake_parse_arguments(arg "FILE_TAGS" "PREFIX;TIMEOUT;SPEC" "LABELS" ${ARGN})
   if(NOT arg_TIMEOUT)
     set(arg_TIMEOUT 300)
   endif()
@@ -38,6 +40,7 @@ function(noclobber_discover_tests target)
     COMMAND "${CMAKE_COMMAND}" -D "TEST_EXECUTABLE=$<TARGET_FILE:${target}>"
             -D "TEST_WORKING_DIR=${CMAKE_CURRENT_BINARY_DIR}" -D "TEST_PREFIX=${arg_PREFIX}"
             -D "TEST_TIMEOUT=${arg_TIMEOUT}" -D "TEST_LABELS=${labels}" -D "TEST_SPEC=${arg_SPEC}"
+            -D "TEST_FILE_TAGS=${arg_FILE_TAGS}"
             -D "CTEST_FILE=${tests_file}"
             -P "${NOCLOBBER_CATCH_ADD_TESTS_SCRIPT}"
     VERBATIM)

@@ -1,7 +1,8 @@
 # Script half of noclobber_discover_tests (cmake/NoclobberCatch.cmake), run after each build of a
 # Catch2 test executable:
 #   cmake -D TEST_EXECUTABLE=... -D TEST_WORKING_DIR=... -D TEST_PREFIX=... -D TEST_TIMEOUT=...
-#         -D TEST_LABELS=a,b [-D TEST_SPEC=spec] -D CTEST_FILE=... -P NoclobberCatchAddTests.cmake
+#         -D TEST_LABELS=a,b [-D TEST_SPEC=spec] [-D TEST_FILE_TAGS=TRUE] -D CTEST_FILE=...
+#         -P NoclobberCatchAddTests.cmake
 # Writes CTEST_FILE: one add_test per test case (those TEST_SPEC selects, when given), its labels =
 # TEST_LABELS + the case's tags.
 # Test names are kept whole: nothing here treats ';' as a list separator (names travel between
@@ -10,10 +11,15 @@ cmake_minimum_required(VERSION 3.21)
 
 string(ASCII 31 sep) # stands in for ';' while a name is inside a CMake list
 
-# Runs the executable with ARGN; sets `lines` to its stdout lines (';' swapped for `sep`).
+# Runs the executable with ARGN (and -#, which tags each case [#<file stem>], with TEST_FILE_TAGS);
+# sets `lines` to its stdout lines (';' swapped for `sep`).
+set(file_tags_arg "")
+if(TEST_FILE_TAGS)
+  set(file_tags_arg "-#")
+endif()
 function(catch_lines)
   execute_process(
-    COMMAND "${TEST_EXECUTABLE}" ${ARGN}
+    COMMAND "${TEST_EXECUTABLE}" ${file_tags_arg} ${ARGN}
     WORKING_DIRECTORY "${TEST_WORKING_DIR}"
     OUTPUT_VARIABLE out
     ERROR_VARIABLE err

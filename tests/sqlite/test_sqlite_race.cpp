@@ -16,8 +16,6 @@
 
 #include "temp_db.hpp"
 
-extern char** environ;
-
 namespace nc = noclobber;
 using sqlite_store = nc::sqlite::store;
 using options_t = nc::race_options_for<sqlite_store>;
@@ -136,7 +134,7 @@ nc::race_check run_processes(const std::string& path, const std::string& mode, c
                              std::to_string(1 + p * writers) + " " + std::to_string(writers) + " " +
                              std::to_string(ops) + " " + outs.back();
     std::vector<std::string> env_strings{spec};
-    for (char** e = environ; *e != nullptr; ++e) {
+    for (char** e = ::environ; *e != nullptr; ++e) {  // <unistd.h> (_GNU_SOURCE)
       if (std::string_view(*e).rfind("NOCLOBBER_SQLITE_CHILD=", 0) != 0) env_strings.emplace_back(*e);
     }
     std::vector<char*> envp;
