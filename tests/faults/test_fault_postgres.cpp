@@ -303,6 +303,9 @@ TEST_CASE("PostgreSQL, synchronous replica promoted, advisory-lock lease + CAS: 
   INFO(r.describe());
   CHECK(r.counts.vanished == 0);
   CHECK(r.counts.lease_ops + r.counts.lease_errors == r.counts.operations);
+  // Writers hold leases all the time, so some hold one at the kill; the promoted node does not know
+  // it: their release finds the lock gone (1-7 a run in docs/faults.md's runs).
+  CHECK(r.counts.lease_lost_server > 0);
 }
 
 TEST_CASE("PostgreSQL, synchronous replica promoted, row lock (update_under_row_lock): nothing lost",
