@@ -3,7 +3,8 @@
 # (tests/faults/test_fault_*.cpp, one TEST_CASE per store × fault) run REPS times with its own
 # seed, 16 writers, and 2,000 (etcd), 4,000 (PostgreSQL, one Redis node), 8,000 (Redis Sentinel) or
 # 640 (radosgw: ~25 ops/s under contention) operations per run (read_modify_write, or
-# locked_read_modify_write in the `[locked]` cells);
+# locked_read_modify_write in the `[locked]` cells, fenced_read_modify_write under a lease lock in the
+# `[lease]` cells, postgres::update_under_row_lock in the `[row_lock]` cells);
 # prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
 # acknowledged write around a fault, median and worst over the runs) and keeps every raw
 # FAULT-ROW line in OUT (default fault_matrix.rows).
@@ -25,16 +26,21 @@ trap 'bash "$here/clusters/sweep.sh" >/dev/null' EXIT
 
 # binary, Catch test spec, ops per writer
 cells=(
-  "test_fault_etcd|[etcd][kill]~[locked]|125"
+  "test_fault_etcd|[etcd][kill]~[locked]~[lease]|125"
   "test_fault_etcd|[etcd][kill][locked]|125"
+  "test_fault_etcd|[etcd][kill][lease]|125"
   "test_fault_etcd|[etcd][pause]|125"
-  "test_fault_etcd|[etcd][partition]|125"
+  "test_fault_etcd|[etcd][partition]~[lease]|125"
+  "test_fault_etcd|[etcd][partition][lease]|125"
   "test_fault_etcd|[etcd][latency]|125"
-  "test_fault_postgres|[postgres][kill]|250"
+  "test_fault_postgres|[postgres][kill]~[row_lock]|250"
+  "test_fault_postgres|[postgres][kill][row_lock]|250"
   "test_fault_postgres|[postgres][drop]|250"
   "test_fault_postgres|[postgres][pause]|250"
-  "test_fault_postgres|[failover][sync]~[locked]|250"
+  "test_fault_postgres|[failover][sync]~[locked]~[lease]~[row_lock]|250"
   "test_fault_postgres|[failover][sync][locked]|250"
+  "test_fault_postgres|[failover][sync][lease]|250"
+  "test_fault_postgres|[failover][sync][row_lock]|250"
   "test_fault_postgres|[failover][async]~[locked]|250"
   "test_fault_postgres|[failover][async][locked]|250"
   "test_fault_postgres|[postgres][latency]|250"
@@ -87,6 +93,15 @@ for (store, fault, strategy), rs in rows.items():
           f" {s('vanished')} | {s('doubled')} | {s('indet_resolved')} / {s('indet_unresolved')}"
           f" ({s('unresolved_landed')}) | {100.0 * s('errors') / max(1, s('ops')):.2f} % |"
           f" {statistics.median(rec):.0f} / {max(rec):.0f} | {sum(r['test_exit'] == '0' for r in rs)}/{len(rs)} |")
+# The lease cells' counts (tests/faults/fault_lease.hpp), summed, and per run where a grant was lost.
+for (store, fault, strategy), rs in rows.items():
+    if "lease_ops" not in rs[0]:
+        continue
+    s = lambda k: sum(int(r[k]) for r in rs)
+    print(f"lease {store} {fault} {strategy}: ops under a grant {s('lease_ops')}, lost at release"
+          f" {s('lease_lost_server')} (per run {', '.join(r['lease_lost_server'] for r in rs)}), expired locally"
+          f" {s('lease_lost_local')}, release unanswered {s('lease_unknown')}, two holders at once"
+          f" {s('lease_overlaps')} (per run {', '.join(r['lease_overlaps'] for r in rs)}), lease errors {s('lease_errors')}")
 PY
 bash "$here/clusters/sweep.sh" >/dev/null
 bash "$here/clusters/sweep.sh" --check || failed=1

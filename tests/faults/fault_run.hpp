@@ -23,11 +23,15 @@
 //
 // The strategy (the matrix's third axis) is how each writer updates: `cas` (read_modify_write)
 // or `locked-cas` (locked_read_modify_write: a per-key lock shared by the run's writers in front
-// of the same loop; race_harness/strategies.hpp's locked_cas_strategy).
+// of the same loop; race_harness/strategies.hpp's locked_cas_strategy), or `lease-fenced`
+// (fenced_read_modify_write under each writer's own lease lock on the server: faults/fault_lease.hpp,
+// which also defines the lease counts a run adds to its row), or `row-lock` (a store's own
+// pessimistic path, given as fault_case::own_op: PostgreSQL's update_under_row_lock).
 //
 // Thread safety: the strategy is called from every writer thread; its records are per writer.
 #pragma once
 
+#include <noclobber/fenced_read_modify_write.hpp>
 #include <noclobber/keyed_mutex_map.hpp>
 #include <noclobber/locked_read_modify_write.hpp>
 #include <noclobber/race_harness.hpp>
@@ -50,6 +54,8 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include "faults/fault_lease.hpp"
 
 namespace nc_faults {
 
@@ -74,6 +80,8 @@ struct op_record {
   noclobber::write_id applied_id = noclobber::initial_version;
   clock_type::time_point done{};
   std::string error;
+  std::string key;
+  lease_note lease;  // lease-fenced only
 };
 
 /// A store view that notes indeterminate write answers, around the harness's race_store.
@@ -114,12 +122,26 @@ inline noclobber::retry_policy fault_retry_policy() {
   return p;
 }
 
+/// The lease options of the fault runs: a TTL of 5 s, longer than a fault's effect on one op
+/// (max_hold 3 s, a 1.5 s request timeout), so that a lease the server takes back early shows as
+/// the fault's doing; a waiter rides out ~60 failures in a row (an unreachable lock server for
+/// tens of seconds) before lease_error.
+inline noclobber::lease_lock_options<std::string> fault_lease_options() {
+  noclobber::lease_lock_options<std::string> o;
+  o.ttl = std::chrono::seconds(5);
+  o.max_consecutive_failures = 60;
+  return o;
+}
+
 /// The classified result of one run (see the file's overview).
 struct fault_counts {
   std::size_t operations = 0, acknowledged = 0, lost = 0, vanished = 0, doubled = 0;
   std::size_t indeterminate_resolved = 0, indeterminate_unresolved = 0, misreported = 0, errors = 0;
   std::size_t unresolved_landed = 0;  // of the unresolved, how many the final chain shows landed
   std::size_t faults = 0;             // faults the nemesis injected without an error
+  // lease-fenced only (faults/fault_lease.hpp): ops run under a grant, and what the lease did.
+  std::size_t lease_ops = 0, lease_lost_local = 0, lease_lost_server = 0, lease_unknown = 0;
+  std::size_t lease_overlaps = 0, lease_errors = 0;
   double recover_ms = 0;
   std::vector<std::string> examples;  // the first few findings, in words
 
@@ -141,7 +163,16 @@ struct fault_counts {
            " indet_unresolved=" + std::to_string(indeterminate_unresolved) +
            " unresolved_landed=" + std::to_string(unresolved_landed) +
            " misreported=" + std::to_string(misreported) + " errors=" + std::to_string(errors) +
-           " error_rate=" + rate + " recover_ms=" + rec;
+           " error_rate=" + rate + " recover_ms=" + rec + lease_fields();
+  }
+  [[nodiscard]] std::string lease_fields() const {
+    if (lease_ops == 0 && lease_errors == 0) return {};
+    return " lease_ops=" + std::to_string(lease_ops) +
+           " lease_lost_local=" + std::to_string(lease_lost_local) +
+           " lease_lost_server=" + std::to_string(lease_lost_server) +
+           " lease_unknown=" + std::to_string(lease_unknown) +
+           " lease_overlaps=" + std::to_string(lease_overlaps) +
+           " lease_errors=" + std::to_string(lease_errors);
   }
 };
 
@@ -179,6 +210,28 @@ inline fault_counts classify(const noclobber::race_report& report, const std::ve
     }
     if (o.indeterminate_seen) ++(o.unresolved ? c.indeterminate_unresolved : c.indeterminate_resolved);
     if (o.unresolved && landed_unknown.count({o.writer, o.op})) ++c.unresolved_landed;
+    if (o.lease.error) ++c.lease_errors;
+    if (!o.lease.used) continue;
+    ++c.lease_ops;
+    if (o.lease.lost_local) ++c.lease_lost_local;
+    if (o.lease.released && o.lease.release == noclobber::lease_check::lost) ++c.lease_lost_server;
+    if (o.lease.released && o.lease.release == noclobber::lease_check::unknown) ++c.lease_unknown;
+  }
+
+  // Two holders of one key at once: a grant that came back before an earlier holder of the key
+  // began its release (grants in the order they came back; a release never sent is skipped).
+  std::map<std::string, std::vector<const lease_note*>> grants;
+  for (const op_record& o : ops) {
+    if (o.lease.used) grants[o.key].push_back(&o.lease);
+  }
+  for (auto& [key, g] : grants) {
+    std::sort(g.begin(), g.end(),
+              [](const lease_note* a, const lease_note* b) { return a->granted_at < b->granted_at; });
+    std::optional<clock_type::time_point> last_release;
+    for (const lease_note* n : g) {
+      if (last_release && n->granted_at < *last_release) ++c.lease_overlaps;
+      if (n->released) last_release = std::max(last_release.value_or(n->released_at), n->released_at);
+    }
   }
 
   // Time to recover: the longest stretch without an acknowledgement overlapping a fault window.
@@ -204,10 +257,20 @@ inline fault_counts classify(const noclobber::race_report& report, const std::ve
 }
 
 /// How each writer updates (see the file's overview).
-enum class rmw_strategy { cas, locked_cas };
+enum class rmw_strategy { cas, locked_cas, lease_fenced, row_lock };
 
 inline std::string to_string(rmw_strategy s) {
-  return s == rmw_strategy::cas ? "cas" : "locked-cas";
+  switch (s) {
+    case rmw_strategy::cas:
+      return "cas";
+    case rmw_strategy::locked_cas:
+      return "locked-cas";
+    case rmw_strategy::lease_fenced:
+      return "lease-fenced";
+    case rmw_strategy::row_lock:
+      return "row-lock";
+  }
+  return "?";
 }
 
 /// What a fault test describes: the writers, their stores, the nemesis, and what to do once the
@@ -225,6 +288,17 @@ struct fault_case {
   noclobber::nemesis_options nemesis;
   std::function<void()> settle;  // wait until the system serves again (after the heals)
   noclobber::retry_policy policy = fault_retry_policy();
+  // lease-fenced: writer i's own lease backend (made before the run), and the leases' options.
+  std::function<std::unique_ptr<any_lease_backend>(unsigned writer)> make_lease;
+  noclobber::lease_lock_options<std::string> lease = fault_lease_options();
+  // row-lock: one op, made through the view (its inner() store, each write recorded with
+  // race_store::record_inner_write), answering as read_modify_write would; it sets
+  // `indeterminate_seen` when a write's outcome was unknown.
+  std::function<noclobber::store_rmw_result_t<Store>(
+      noclobber::race_store<Store>& view, const std::string& key,
+      noclobber::race_modify<noclobber::store_value_t<Store>>& fn, bool& indeterminate_seen,
+      const noclobber::retry_policy& policy)>
+      own_op;
 };
 
 /// Writers, ops and the nemesis schedule from the environment (scripts/fault_matrix.sh sets
@@ -278,19 +352,41 @@ fault_result run_fault_case(fault_case<Store>& fc) {
     settled.store(true);
   };
   noclobber::keyed_mutex_map<std::string> locks;  // locked-cas: one per run, shared by the writers
+  std::vector<std::unique_ptr<any_lease_backend>> lease_backends;  // lease-fenced: one per writer
+  std::vector<std::unique_ptr<lease_map>> leases;
+  if (fc.strategy == rmw_strategy::lease_fenced) {
+    for (unsigned w = 0; w < fc.writers; ++w) {
+      lease_backends.push_back(fc.make_lease(w));
+      leases.push_back(std::make_unique<lease_map>(*lease_backends.back(), fc.lease));
+    }
+  }
   auto strategy = [&](auto& view, const std::string& key, auto& fn) {
     op_record rec;
     rec.writer = view.writer();
+    rec.key = key;
     try {
       noting_store<std::remove_reference_t<decltype(view)>> noted(view, rec.indeterminate_seen);
-      auto r = fc.strategy == rmw_strategy::locked_cas
-                   ? noclobber::locked_read_modify_write(locks, noted, key, fn, fc.policy)
-                   : noclobber::read_modify_write(noted, key, fn, fc.policy);
+      auto run = [&]() -> noclobber::store_rmw_result_t<decltype(noted)> {
+        if (fc.strategy == rmw_strategy::locked_cas)
+          return noclobber::locked_read_modify_write(locks, noted, key, fn, fc.policy);
+        if (fc.strategy == rmw_strategy::row_lock)
+          return fc.own_op(view, key, fn, rec.indeterminate_seen, fc.policy);
+        if (fc.strategy == rmw_strategy::lease_fenced) {
+          noting_leases held(*leases[rec.writer - 1], rec.lease);
+          return noclobber::fenced_read_modify_write(held, noted, key, fn, fc.policy);
+        }
+        return noclobber::read_modify_write(noted, key, fn, fc.policy);
+      };
+      auto r = run();
       rec.outcome = r.outcome;
       rec.unresolved = r.outcome == noclobber::rmw_outcome::gave_up && r.indeterminate;
       if (r.outcome == noclobber::rmw_outcome::applied && r.value)
         rec.applied_id = noclobber::parse_write_id(*r.value);
       if (!r.ok()) rec.error = std::string(noclobber::to_string(r.last_status)) + " " + r.last_error.message;
+    } catch (const noclobber::lease_error& e) {
+      rec.threw = true;
+      rec.lease.error = true;
+      rec.error = e.what();
     } catch (const std::exception& e) {
       rec.threw = true;
       rec.error = e.what();

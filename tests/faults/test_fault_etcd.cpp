@@ -5,12 +5,17 @@
 // The kill-leader cell runs a second strategy too, `locked-cas` (locked_read_modify_write: a
 // per-key lock shared by the writers in front of the same loop); it is hidden ([.], no [fault]
 // tag: CI runs the cas cell of the same fault) and run by scripts/fault_matrix.sh.
+// The kill-leader and partition-leader cells run `lease-fenced` too (hidden the same way): every
+// writer holds an etcd lease lock (adapters/etcd_lease.hpp, on the member its store starts at) around
+// fenced_read_modify_write; the run notes whether a grant was lost or two writers held one key's
+// lease at once (faults/fault_lease.hpp).
 // The [latency] cell gives every writer one member only, through a TCP proxy
 // (faults/latency_proxy.hpp) that holds every chunk 1.5 s while the client gives up after 1 s.
 //
 // CI runs the short form (16 writers × 40 ops, 2 faults); scripts/fault_matrix.sh sets
 // NOCLOBBER_FAULT_OPS / _WRITERS / _FAULTS / _SEED for the long runs docs/faults.md quotes.
 #include <noclobber/adapters/etcd.hpp>
+#include <noclobber/adapters/etcd_lease.hpp>
 #include <noclobber/json/members.hpp>
 #include <noclobber/race_harness/posix/network.hpp>
 #include <noclobber/race_harness/posix/process.hpp>
@@ -92,13 +97,55 @@ void check_cell(const nc_faults::fault_result& r, unsigned faults) {
   nc_faults::check_no_loss(r);
 }
 
+// The strategy of a cell; lease-fenced: writer i's lease backend is on the member its store starts
+// at (the backend asks one endpoint only), with the stores' request timeout.
+void use_strategy(nc_faults::fault_case<noclobber::etcd::store>& fc, const cluster& c,
+                  nc_faults::rmw_strategy strategy) {
+  fc.strategy = strategy;
+  if (strategy != nc_faults::rmw_strategy::lease_fenced) return;
+  fc.make_lease = [all = endpoints_of(c)](unsigned i) -> std::unique_ptr<nc_faults::any_lease_backend> {
+    return std::make_unique<nc_faults::lease_backend_of<noclobber::etcd::lease_backend>>(
+        all[i % all.size()], "noclobber/lease/", std::chrono::milliseconds(1500));
+  };
+}
+
+// The lease-fenced finding: what the CAS behind the lease keeps (nothing lost, vanished or
+// doubled: check_cell), and that etcd neither took a lease back early nor granted one key twice
+// while a leader was killed or cut off: a new leader keeps the leases (and restarts their TTLs).
+void check_leases_kept(const nc_faults::fault_result& r) {
+  INFO(r.describe());
+  CHECK(r.counts.lease_ops + r.counts.lease_errors == r.counts.operations);
+  CHECK(r.counts.lease_lost_server == 0);
+  CHECK(r.counts.lease_overlaps == 0);
+}
+
 // The kill-leader cell with one strategy.
 nc_faults::fault_result run_kill_leader(nc_faults::rmw_strategy strategy) {
   cluster c("etcd.sh");
   auto fc = etcd_case(c, "kill-leader");
-  fc.strategy = strategy;
+  use_strategy(fc, c, strategy);
   fc.actions = {std::make_shared<posix::kill_fault>(
       "kill-leader", [&c](std::uint64_t) { return leader_of(c); }, c.command("restart", {"{id}"}))};
+  auto r = nc_faults::run_fault_case(fc);
+  check_cell(r, fc.nemesis.faults);
+  return r;
+}
+
+// The partition-leader cell with one strategy: the leader cut off from its peers (clients still
+// reach it).
+nc_faults::fault_result run_partition_leader(nc_faults::rmw_strategy strategy) {
+  cluster c("etcd.sh", {"--netns"});
+  std::vector<posix::netns_member> members;
+  for (int i = 1; i <= 3; ++i) {
+    const std::string ns_ip = c.run("netns", {std::to_string(i)});
+    const auto sp = ns_ip.find(' ');
+    members.push_back({ns_ip.substr(0, sp), ns_ip.substr(sp + 1), "etcd member " + std::to_string(i)});
+  }
+  auto fc = etcd_case(c, "partition-leader");
+  use_strategy(fc, c, strategy);
+  fc.actions = {
+      std::make_shared<posix::partition_fault>("partition-leader", members, posix::cut::from_peers,
+                                               [&c](std::uint64_t) { return leader_number(c) - 1; })};
   auto r = nc_faults::run_fault_case(fc);
   check_cell(r, fc.nemesis.faults);
   return r;
@@ -116,6 +163,11 @@ TEST_CASE("etcd 3 members, leader SIGKILLed and restarted, per-key lock in front
   nc_faults::check_unknowns_resolved(run_kill_leader(nc_faults::rmw_strategy::locked_cas));
 }
 
+TEST_CASE("etcd 3 members, leader SIGKILLed and restarted, lease lock + CAS: nothing lost, leases kept",
+          "[.][fault_long][etcd][kill][lease]") {
+  check_leases_kept(run_kill_leader(nc_faults::rmw_strategy::lease_fenced));
+}
+
 TEST_CASE("etcd 3 members, leader paused (SIGSTOP) and resumed: nothing lost, vanished or doubled",
           "[fault][etcd][pause]") {
   cluster c("etcd.sh");
@@ -128,19 +180,14 @@ TEST_CASE("etcd 3 members, leader paused (SIGSTOP) and resumed: nothing lost, va
 
 TEST_CASE("etcd 3 members in namespaces, leader cut off from its peers: nothing lost, vanished or doubled",
           "[fault][etcd][partition]") {
-  cluster c("etcd.sh", {"--netns"});
-  std::vector<posix::netns_member> members;
-  for (int i = 1; i <= 3; ++i) {
-    const std::string ns_ip = c.run("netns", {std::to_string(i)});
-    const auto sp = ns_ip.find(' ');
-    members.push_back({ns_ip.substr(0, sp), ns_ip.substr(sp + 1), "etcd member " + std::to_string(i)});
-  }
-  auto fc = etcd_case(c, "partition-leader");
-  fc.actions = {
-      std::make_shared<posix::partition_fault>("partition-leader", members, posix::cut::from_peers,
-                                               [&c](std::uint64_t) { return leader_number(c) - 1; })};
-  const auto r = nc_faults::run_fault_case(fc);
-  check_cell(r, fc.nemesis.faults);
+  (void)run_partition_leader(nc_faults::rmw_strategy::cas);
+}
+
+TEST_CASE(
+    "etcd 3 members in namespaces, leader cut off from its peers, lease lock + CAS: nothing lost, leases "
+    "kept",
+    "[.][fault_long][etcd][partition][lease]") {
+  check_leases_kept(run_partition_leader(nc_faults::rmw_strategy::lease_fenced));
 }
 
 TEST_CASE("etcd: 1.5 s of latency through a TCP proxy, 1 s client timeout: nothing lost, vanished or doubled",

@@ -212,16 +212,31 @@ class race_store {
                   [&] { return store_traits<Store>::overwrite(*state_->store, k, v); });
   }
 
+  /// A write the strategy makes through inner() its own way, such as one transaction that reads
+  /// the key under the server's row lock, calls the value function and writes
+  /// (postgres::update_under_row_lock). `call()` makes it and answers a write_result<token_type>;
+  /// afterwards `written` must hold the value it wrote (the value function's last result), or a
+  /// value without a write id when the value function did not run (nothing was written: nothing is
+  /// recorded). Recorded as an unconditional write (write_kind::overwrite): what kept it safe is
+  /// the server's lock, and the checker judges it by the chain it leaves.
+  template <class Call>
+  write_result<token_type> record_inner_write(const key_type& k, const value_type& written, Call&& call) {
+    return record(write_kind::overwrite, k, written, std::forward<Call>(call), nullptr, true);
+  }
+
  private:
   /// `expected`: the token a conditional update passed (null for the other calls).
+  /// `computed_only`: `v` is read after the call, and nothing is recorded unless it then carries a
+  /// write id (record_inner_write).
   template <class Call>
   write_result<token_type> record(write_kind kind, const key_type& k, const value_type& v, Call&& call,
-                                  const token_type* expected = nullptr) {
+                                  const token_type* expected = nullptr, bool computed_only = false) {
     auto& st = *state_;
     st.before_call();
     const std::uint64_t invoke = st.run->tick.fetch_add(1);
     auto r = call();
     const std::uint64_t complete = st.run->tick.fetch_add(1);
+    if (computed_only && st.run->workload->id_of(v) == initial_version) return r;
     const auto key = st.key_index(k);
     if (!key) {
       ++st.untracked;
