@@ -11,6 +11,7 @@
 //   store s("127.0.0.1", proxy.port());
 //   auto fault = proxy.fault("latency-1500ms", std::chrono::milliseconds(1500));  // for a nemesis
 //   latency_cell(fc, proxy, std::chrono::milliseconds(1500), 60);  // or a whole fault_case's cell
+//   latency_fault("slow-leader", {&p1, &p2, &p3}, pick_leader, delay);  // one of several, picked
 //
 // Each connection: two pump threads (client → server, server → client). When either side closes
 // or fails, both sockets are shut down and both pumps end. The destructor stops everything: the
@@ -36,6 +37,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -95,20 +97,9 @@ class latency_proxy {
     return true;
   }
 
-  /// A nemesis action: inject sets `d`, heal sets the delay back to 0.
-  std::shared_ptr<noclobber::fault_action> fault(std::string name, std::chrono::milliseconds d) {
-    return std::make_shared<noclobber::function_fault>(
-        std::move(name),
-        [this, d](std::uint64_t) {
-          set_delay(d);
-          return "latency " + std::to_string(d.count()) +
-                 " ms on every chunk through 127.0.0.1:" + std::to_string(port_);
-        },
-        [this] {
-          set_delay(std::chrono::milliseconds(0));
-          return std::string("latency 0 ms");
-        });
-  }
+  /// A nemesis action: inject sets `d`, heal sets the delay back to 0 (latency_fault on this
+  /// proxy alone).
+  std::shared_ptr<noclobber::fault_action> fault(std::string name, std::chrono::milliseconds d);
 
   /// Stops accepting, shuts every connection down, joins every thread. Idempotent.
   void stop() {
@@ -237,21 +228,65 @@ class latency_proxy {
   std::thread acceptor_;
 };
 
-/// Makes `fc` the latency cell of its store, whose stores connect through `proxy`: one fault,
-/// "latency-<ms>ms", holding every chunk `delay` (fault_case's sizes from the environment, else
-/// `ops_per_writer` × 16). While every request waits in the proxy the operations clock stops, so
-/// `max_hold` (3 s) heals it. The final reads come only once every request a client gave up on
-/// has reached the server (the proxy holds nothing), so a late write is in the final state.
+/// Picks, at inject time, the proxy a latency fault slows (an index into its proxies), from the
+/// schedule's random number; it may throw (the fault is then recorded as failed).
+using proxy_pick = std::function<std::size_t(std::uint64_t random)>;
+
+/// A nemesis action on one of `proxies`: inject sets `d` on the one `pick` names then, heal sets
+/// every proxy's delay back to 0. The proxies must outlive the action's last heal.
+inline std::shared_ptr<noclobber::fault_action> latency_fault(std::string name,
+                                                              std::vector<latency_proxy*> proxies,
+                                                              proxy_pick pick, std::chrono::milliseconds d) {
+  return std::make_shared<noclobber::function_fault>(
+      std::move(name),
+      [proxies, pick = std::move(pick), d](std::uint64_t random) {
+        latency_proxy& p = *proxies.at(pick(random));
+        p.set_delay(d);
+        return "latency " + std::to_string(d.count()) +
+               " ms on every chunk through 127.0.0.1:" + std::to_string(p.port());
+      },
+      [proxies] {
+        for (latency_proxy* p : proxies) p->set_delay(std::chrono::milliseconds(0));
+        return std::string("latency 0 ms");
+      });
+}
+
+inline std::shared_ptr<noclobber::fault_action> latency_proxy::fault(std::string name,
+                                                                     std::chrono::milliseconds d) {
+  return latency_fault(
+      std::move(name), {this}, [](std::uint64_t) { return std::size_t{0}; }, d);
+}
+
+/// Makes `fc` a latency cell: `faults` faults (the environment's count when set), each holding
+/// every chunk through the proxy `pick` names `delay` (fault_case's sizes from the environment,
+/// else `ops_per_writer` × 16). While every request waits in a proxy the operations clock stops,
+/// so `max_hold` (3 s) heals it. The final reads come only once every chunk any proxy held has
+/// been forwarded (a request a client gave up on has reached the server, so a late write is in
+/// the final state), and then after fc's own settle, if it has one.
+template <class Store>
+void latency_cell(fault_case<Store>& fc, const std::string& fault_name, std::vector<latency_proxy*> proxies,
+                  proxy_pick pick, std::chrono::milliseconds delay, unsigned ops_per_writer,
+                  unsigned faults) {
+  fc.fault_name = fault_name;
+  size_from_env(fc, ops_per_writer, faults, std::chrono::seconds(3));
+  fc.actions = {latency_fault(fc.fault_name, proxies, std::move(pick), delay)};
+  fc.settle = [proxies, then = std::move(fc.settle)] {
+    for (const latency_proxy* p : proxies) {
+      if (!p->wait_until_idle(std::chrono::seconds(10)))
+        throw std::runtime_error("a latency proxy still holds chunks 10 s after the heal");
+    }
+    if (then) then();
+  };
+}
+
+/// The latency cell of a store whose clients all connect through `proxy`: one fault,
+/// "latency-<ms>ms".
 template <class Store>
 void latency_cell(fault_case<Store>& fc, latency_proxy& proxy, std::chrono::milliseconds delay,
                   unsigned ops_per_writer) {
-  fc.fault_name = "latency-" + std::to_string(delay.count()) + "ms";
-  size_from_env(fc, ops_per_writer, 1, std::chrono::seconds(3));
-  fc.actions = {proxy.fault(fc.fault_name, delay)};
-  fc.settle = [&proxy] {
-    if (!proxy.wait_until_idle(std::chrono::seconds(10)))
-      throw std::runtime_error("the latency proxy still holds chunks 10 s after the heal");
-  };
+  latency_cell(
+      fc, "latency-" + std::to_string(delay.count()) + "ms", {&proxy},
+      [](std::uint64_t) { return std::size_t{0}; }, delay, ops_per_writer, 1);
 }
 
 }  // namespace nc_faults
