@@ -7,6 +7,8 @@
 // tag: CI runs the cas cell of the same fault) and run by scripts/fault_matrix.sh.
 // The [latency] cell gives every writer one member only, through a TCP proxy
 // (faults/latency_proxy.hpp) that holds every chunk 1.5 s while the client gives up after 1 s.
+// The [peer_latency] cell runs every member's peer link through such a proxy (etcd.sh start
+// --peer-proxies) and slows the leader's.
 //
 // CI runs the short form (16 writers × 40 ops, 2 faults); scripts/fault_matrix.sh sets
 // NOCLOBBER_FAULT_OPS / _WRITERS / _FAULTS / _SEED for the long runs docs/faults.md quotes.
