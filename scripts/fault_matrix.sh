@@ -7,7 +7,8 @@
 # `[lease]` cells, postgres::update_under_row_lock in the `[row_lock]` cells);
 # prints one markdown row per cell (sums over the runs; recovery: the longest stretch without an
 # acknowledged write around a fault, median and worst over the runs) and keeps every raw
-# FAULT-ROW line in OUT (default fault_matrix.rows).
+# FAULT-ROW line in OUT (default fault_matrix.rows), with the FAULT-NOTE lines a cell prints about
+# its run (say, what became of the leader it slowed).
 #
 #   scripts/fault_matrix.sh BUILD_DIR [REPS=5] [OUT]
 #   NOCLOBBER_FAULT_CELLS=REGEX scripts/fault_matrix.sh ...   only the cells whose line matches
@@ -33,6 +34,7 @@ cells=(
   "test_fault_etcd|[etcd][partition]~[lease]|125"
   "test_fault_etcd|[etcd][partition][lease]|125"
   "test_fault_etcd|[etcd][latency]|125"
+  "test_fault_etcd|[etcd][peer_latency]|125"
   "test_fault_postgres|[postgres][kill]~[row_lock]|250"
   "test_fault_postgres|[postgres][kill][row_lock]|250"
   "test_fault_postgres|[postgres][drop]|250"
@@ -73,6 +75,7 @@ for cell in "${cells[@]}"; do
       continue
     fi
     echo "$row seed=$rep test_exit=$rc" | tee -a "$out" >&2
+    echo "$log" | grep '^FAULT-NOTE' | sed "s/\$/ seed=$rep/" | tee -a "$out" >&2
     [ "$rc" = 0 ] || failed=1
   done
 done
@@ -81,6 +84,8 @@ python3 - "$out" <<'PY'
 import collections, statistics, sys
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
+    if not line.startswith("FAULT-ROW "):
+        continue
     kv = dict(p.split("=", 1) for p in line.split()[1:])
     rows.setdefault((kv["store"], kv["fault"], kv["strategy"]), []).append(kv)
 print("| store | fault | strategy | runs | faults | ops | acknowledged | lost | vanished | doubled |"

@@ -3,8 +3,13 @@
 # member in its own network namespace (for partitions). See scripts/clusters/common.sh for where
 # its state lives and how scripts/clusters/sweep.sh finds it after a crash.
 #
-#   etcd.sh start [--netns]      prints `export NOCLOBBER_CLUSTER_STATE=DIR` and
-#                                `export NOCLOBBER_ETCD_ENDPOINTS=http://A,http://B,http://C`
+#   etcd.sh start [--netns | --peer-proxies L1:A1,L2:A2,L3:A3]
+#                                prints `export NOCLOBBER_CLUSTER_STATE=DIR` and
+#                                `export NOCLOBBER_ETCD_ENDPOINTS=http://A,http://B,http://C`;
+#                                --peer-proxies (loopback): member I listens for its peers on
+#                                127.0.0.1:LI and advertises 127.0.0.1:AI, a port where the caller
+#                                runs a proxy to LI (running before start: the members' raft
+#                                traffic goes through it, so start waits for it)
 #   etcd.sh stop DIR             stops every member, removes namespaces and DIR
 #   etcd.sh kill DIR I           SIGKILL member I (1..3)
 #   etcd.sh restart DIR I        starts member I again on its data (after kill), waits for health
@@ -20,27 +25,29 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
 members=3
-cmd=${1:?usage: etcd.sh start [--netns] | stop|kill|restart|pids|leader|netns DIR [I]}
+cmd=${1:?usage: etcd.sh start [--netns | --peer-proxies L1:A1,L2:A2,L3:A3] | stop|kill|restart|pids|leader|netns DIR [I]}
 
-member_env() { # DIR I: sets ip cport pport for member I
+member_env() { # DIR I: sets ip cport pport (listened on) aport (advertised) for member I
   local state=$1 i=$2
   ip=$(sed -n "s/^ip$i=//p" "$state/cluster.env")
   cport=$(sed -n "s/^cport$i=//p" "$state/cluster.env")
   pport=$(sed -n "s/^pport$i=//p" "$state/cluster.env")
+  aport=$(sed -n "s/^aport$i=//p" "$state/cluster.env")
+  aport=${aport:-$pport}
 }
 
 start_member() { # DIR I new|existing
   local state=$1 i=$2 how=$3 cluster="" k pid
   for k in $(seq 1 $members); do
     member_env "$state" "$k"
-    cluster+="${cluster:+,}m$k=http://$ip:$pport"
+    cluster+="${cluster:+,}m$k=http://$ip:$aport"
   done
   member_env "$state" "$i"
   local run=()
   [ -f "$state/subnet" ] && run=(ip netns exec "$(ncf_netns_name "$state" "$i")")
   pid=$(ncf_spawn "$state" "$state/m$i.log" "${run[@]}" etcd --name "m$i" --data-dir "$state/m$i" \
     --listen-client-urls "http://$ip:$cport" --advertise-client-urls "http://$ip:$cport" \
-    --listen-peer-urls "http://$ip:$pport" --initial-advertise-peer-urls "http://$ip:$pport" \
+    --listen-peer-urls "http://$ip:$pport" --initial-advertise-peer-urls "http://$ip:$aport" \
     --initial-cluster "$cluster" --initial-cluster-state "$how" --initial-cluster-token "ncf-$(ncf_tag "$state")")
   echo "$pid" >"$state/m$i.pid"
 }
@@ -57,7 +64,16 @@ case "$cmd" in
     # First, so that a caller can stop the cluster even when this script is killed half-way.
     echo "export NOCLOBBER_CLUSTER_STATE=$state"
     : >"$state/cluster.env"
-    if [ "${2:-}" = --netns ]; then
+    if [ "${2:-}" = --peer-proxies ]; then
+      proxies=${3:?etcd.sh start --peer-proxies L1:A1,L2:A2,L3:A3}
+      [[ "$proxies" =~ ^[0-9]+:[0-9]+,[0-9]+:[0-9]+,[0-9]+:[0-9]+$ ]] ||
+        { echo "etcd.sh: --peer-proxies wants L1:A1,L2:A2,L3:A3, not '$proxies'" >&2; exit 2; }
+      IFS=, read -r -a pairs <<<"$proxies"
+      for i in $(seq 1 $members); do
+        { echo "ip$i=127.0.0.1"; echo "cport$i=$(free_port)"; echo "pport$i=${pairs[i-1]%%:*}"
+          echo "aport$i=${pairs[i-1]##*:}"; } >>"$state/cluster.env"
+      done
+    elif [ "${2:-}" = --netns ]; then
       ncf_netns_up "$state" $members
       for i in $(seq 1 $members); do
         echo "ip$i=$(ncf_member_ip "$state" "$i")" >>"$state/cluster.env"

@@ -1,23 +1,27 @@
 // The latency fault (issue 19): this kernel has no `tc netem`, so latency goes through a TCP proxy
 // the test runs. `latency_proxy` listens on 127.0.0.1 (a port the kernel picks), forwards every
 // connection it accepts to one target address, and holds each chunk it forwards, both ways,
-// until `delay()` has passed since the chunk arrived. A chunk keeps the delay it arrived under,
-// so while the delay is constant the bytes of all connections reach the server in the order they
-// were sent; when the delay drops (a heal), a new chunk may overtake an older one still held:
-// a request a client gave up on (its timeout) can land after the client's next request, which is
-// what the unknown-outcome rule must survive.
+// until `delay()` has passed since the chunk arrived: a delay line, as on a slow link — it keeps
+// reading while chunks are held, so a stream (etcd's raft messages) arrives late, not in bursts.
+// A chunk keeps the delay it arrived under, and a connection's bytes stay in order, so while the
+// delay is constant the bytes of all connections reach the server in the order they were sent;
+// when the delay drops (a heal), a new chunk on another connection may overtake an older one
+// still held: a request a client gave up on (its timeout) can land after the client's next
+// request (on a new connection), which is what the unknown-outcome rule must survive.
 //
 //   latency_proxy proxy("127.0.0.1", server_port);   // listening once constructed
 //   store s("127.0.0.1", proxy.port());
 //   auto fault = proxy.fault("latency-1500ms", std::chrono::milliseconds(1500));  // for a nemesis
 //   latency_cell(fc, proxy, std::chrono::milliseconds(1500), 60);  // or a whole fault_case's cell
+//   latency_fault("slow-leader", {&p1, &p2, &p3}, pick_leader, delay);  // one of several, picked
 //
-// Each connection: two pump threads (client → server, server → client). When either side closes
-// or fails, both sockets are shut down and both pumps end. The destructor stops everything: the
+// Each connection: two pump threads (client → server, server → client), each with its own queue
+// of held chunks. When either side closes (after what was held for it is sent) or fails, both
+// sockets are shut down and both pumps end. The destructor stops everything: the
 // listener, every connection, every held chunk (dropped), and joins all threads.
 //
-// Thread safety: every public member from any thread. conns_mu_ (the connection list) and
-// wait_mu_ (held chunks wait on it) are never held together. No user callback runs inside.
+// Thread safety: every public member from any thread. conns_mu_ guards the connection list; each
+// pump's queue is its own thread's. No user callback runs inside.
 #pragma once
 
 #include <noclobber/race_harness/nemesis.hpp>
@@ -30,12 +34,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -95,28 +101,13 @@ class latency_proxy {
     return true;
   }
 
-  /// A nemesis action: inject sets `d`, heal sets the delay back to 0.
-  std::shared_ptr<noclobber::fault_action> fault(std::string name, std::chrono::milliseconds d) {
-    return std::make_shared<noclobber::function_fault>(
-        std::move(name),
-        [this, d](std::uint64_t) {
-          set_delay(d);
-          return "latency " + std::to_string(d.count()) +
-                 " ms on every chunk through 127.0.0.1:" + std::to_string(port_);
-        },
-        [this] {
-          set_delay(std::chrono::milliseconds(0));
-          return std::string("latency 0 ms");
-        });
-  }
+  /// A nemesis action: inject sets `d`, heal sets the delay back to 0 (latency_fault on this
+  /// proxy alone).
+  std::shared_ptr<noclobber::fault_action> fault(std::string name, std::chrono::milliseconds d);
 
   /// Stops accepting, shuts every connection down, joins every thread. Idempotent.
   void stop() {
     if (stopping_.exchange(true)) return;
-    {
-      std::lock_guard<std::mutex> wake(wait_mu_);  // a pump between its check and its wait sees it
-    }
-    wait_cv_.notify_all();
     if (acceptor_.joinable()) acceptor_.join();  // polls stopping_ every 50 ms
     ::close(listen_fd_);
     std::list<connection> conns;
@@ -186,26 +177,46 @@ class latency_proxy {
     return fd;
   }
 
-  // Forwards `from` → `to`, each chunk held until its arrival + the delay then; at the end (EOF,
-  // an error, stop) shuts both sockets down, which ends the other direction's pump too.
+  // Forwards `from` → `to` as a delay line: it keeps reading while chunks are held (a chunk that
+  // arrives while others wait is held only its own delay, as on a slow link, not behind them) and
+  // sends each, in arrival order, once its arrival + the delay then has passed. At EOF it sends
+  // what it holds, then (and at an error or stop, dropping what it holds) shuts both sockets down,
+  // which ends the other direction's pump too. Polls stopping_ every 50 ms at most.
   void pump(int from, int to) {
+    using clock = std::chrono::steady_clock;
+    struct chunk {
+      clock::time_point due;
+      std::vector<char> bytes;
+    };
+    std::deque<chunk> queue;
     std::vector<char> buf(64 * 1024);
-    for (;;) {
-      const ssize_t n = ::recv(from, buf.data(), buf.size(), 0);
-      if (n <= 0) break;
-      const auto arrived = std::chrono::steady_clock::now();
-      held_.fetch_add(1);
-      const std::chrono::milliseconds d = delay();
-      bool stopped = false;
-      if (d.count() > 0) {
-        delayed_.fetch_add(1);
-        std::unique_lock<std::mutex> lock(wait_mu_);
-        stopped = wait_cv_.wait_until(lock, arrived + d, [this] { return stopping_.load(); });
+    bool eof = false, failed = false;
+    while (!failed && !stopping_.load() && !(eof && queue.empty())) {
+      while (!queue.empty() && queue.front().due <= clock::now()) {
+        if (!send_all(to, queue.front().bytes.data(), queue.front().bytes.size())) {
+          failed = true;
+          break;
+        }
+        queue.pop_front();
+        held_.fetch_sub(1);
       }
-      const bool sent = !stopped && send_all(to, buf.data(), static_cast<std::size_t>(n));
-      held_.fetch_sub(1);
-      if (!sent) break;
+      if (failed || (eof && queue.empty())) break;
+      auto wait = std::chrono::milliseconds(50);
+      if (!queue.empty())
+        wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(queue.front().due - clock::now()));
+      pollfd p{eof ? -1 : from, POLLIN, 0};  // a negative fd: poll only waits
+      if (::poll(&p, 1, static_cast<int>(std::max<long long>(0, wait.count()))) <= 0 || eof) continue;
+      const ssize_t n = ::recv(from, buf.data(), buf.size(), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) failed = true;
+      if (n == 0) eof = true;
+      if (n <= 0) continue;
+      const std::chrono::milliseconds d = delay();
+      if (d.count() > 0) delayed_.fetch_add(1);
+      held_.fetch_add(1);
+      queue.push_back({clock::now() + d, std::vector<char>(buf.data(), buf.data() + n)});
     }
+    held_.fetch_sub(queue.size());  // dropped
     ::shutdown(from, SHUT_RDWR);
     ::shutdown(to, SHUT_RDWR);
   }
@@ -230,28 +241,70 @@ class latency_proxy {
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> held_{0};
   std::atomic<bool> stopping_{false};
-  std::mutex wait_mu_;  // only for wait_cv_: held chunks wait on it, stop wakes them
-  std::condition_variable wait_cv_;
   noclobber::annotated_mutex conns_mu_;
   std::list<connection> conns_ NOCLOBBER_GUARDED_BY(conns_mu_);
   std::thread acceptor_;
 };
 
-/// Makes `fc` the latency cell of its store, whose stores connect through `proxy`: one fault,
-/// "latency-<ms>ms", holding every chunk `delay` (fault_case's sizes from the environment, else
-/// `ops_per_writer` × 16). While every request waits in the proxy the operations clock stops, so
-/// `max_hold` (3 s) heals it. The final reads come only once every request a client gave up on
-/// has reached the server (the proxy holds nothing), so a late write is in the final state.
+/// Picks, at inject time, the proxy a latency fault slows (an index into its proxies), from the
+/// schedule's random number; it may throw (the fault is then recorded as failed).
+using proxy_pick = std::function<std::size_t(std::uint64_t random)>;
+
+/// A nemesis action on one of `proxies`: inject sets `d` on the one `pick` names then, heal sets
+/// every proxy's delay back to 0. The proxies must outlive the action's last heal.
+inline std::shared_ptr<noclobber::fault_action> latency_fault(std::string name,
+                                                              std::vector<latency_proxy*> proxies,
+                                                              proxy_pick pick, std::chrono::milliseconds d) {
+  return std::make_shared<noclobber::function_fault>(
+      std::move(name),
+      [proxies, pick = std::move(pick), d](std::uint64_t random) {
+        latency_proxy& p = *proxies.at(pick(random));
+        p.set_delay(d);
+        return "latency " + std::to_string(d.count()) +
+               " ms on every chunk through 127.0.0.1:" + std::to_string(p.port());
+      },
+      [proxies] {
+        for (latency_proxy* p : proxies) p->set_delay(std::chrono::milliseconds(0));
+        return std::string("latency 0 ms");
+      });
+}
+
+inline std::shared_ptr<noclobber::fault_action> latency_proxy::fault(std::string name,
+                                                                     std::chrono::milliseconds d) {
+  return latency_fault(
+      std::move(name), {this}, [](std::uint64_t) { return std::size_t{0}; }, d);
+}
+
+/// Makes `fc` a latency cell: `faults` faults (the environment's count when set), each holding
+/// every chunk through the proxy `pick` names `delay` (fault_case's sizes from the environment,
+/// else `ops_per_writer` × 16). While every request waits in a proxy the operations clock stops,
+/// so `max_hold` (3 s) heals it. The final reads come only once every chunk any proxy held has
+/// been forwarded (a request a client gave up on has reached the server, so a late write is in
+/// the final state), and then after fc's own settle, if it has one.
+template <class Store>
+void latency_cell(fault_case<Store>& fc, const std::string& fault_name, std::vector<latency_proxy*> proxies,
+                  proxy_pick pick, std::chrono::milliseconds delay, unsigned ops_per_writer,
+                  unsigned faults) {
+  fc.fault_name = fault_name;
+  size_from_env(fc, ops_per_writer, faults, std::chrono::seconds(3));
+  fc.actions = {latency_fault(fc.fault_name, proxies, std::move(pick), delay)};
+  fc.settle = [proxies, then = std::move(fc.settle)] {
+    for (const latency_proxy* p : proxies) {
+      if (!p->wait_until_idle(std::chrono::seconds(10)))
+        throw std::runtime_error("a latency proxy still holds chunks 10 s after the heal");
+    }
+    if (then) then();
+  };
+}
+
+/// The latency cell of a store whose clients all connect through `proxy`: one fault,
+/// "latency-<ms>ms".
 template <class Store>
 void latency_cell(fault_case<Store>& fc, latency_proxy& proxy, std::chrono::milliseconds delay,
                   unsigned ops_per_writer) {
-  fc.fault_name = "latency-" + std::to_string(delay.count()) + "ms";
-  size_from_env(fc, ops_per_writer, 1, std::chrono::seconds(3));
-  fc.actions = {proxy.fault(fc.fault_name, delay)};
-  fc.settle = [&proxy] {
-    if (!proxy.wait_until_idle(std::chrono::seconds(10)))
-      throw std::runtime_error("the latency proxy still holds chunks 10 s after the heal");
-  };
+  latency_cell(
+      fc, "latency-" + std::to_string(delay.count()) + "ms", {&proxy},
+      [](std::uint64_t) { return std::size_t{0}; }, delay, ops_per_writer, 1);
 }
 
 }  // namespace nc_faults

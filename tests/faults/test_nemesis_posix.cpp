@@ -5,6 +5,9 @@
 // and heals it so that it works again — also when only the nemesis's stop() heals it. Nothing is
 // left behind: every process is reaped and every namespace removed, also when a check fails.
 //
+// tests/faults/latency_proxy.hpp: the proxy reads on while it holds chunks (a delay line), and
+// latency_fault slows the proxy its pick names and heals them all.
+//
 // The namespace test needs root, `ip` and `nft`: it is labelled `server_fault` (scripts/test_faults.sh).
 #include <noclobber/race_harness/nemesis.hpp>
 #include <noclobber/race_harness/posix/network.hpp>
@@ -19,6 +22,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include "faults/latency_proxy.hpp"
+#include "loopback.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -313,4 +319,58 @@ TEST_CASE("partition_fault cuts a namespace off and heals it: nft rules or the l
     CHECK(connects(ns.a, ns.ip_b, port));
   }
   CHECK_THROWS_AS(posix::partition_fault("x", {members[0]}, posix::cut::link_down), std::invalid_argument);
+}
+
+namespace {
+
+// Waits up to 10 s until `proxy` holds `n` chunks.
+bool holds(const nc_faults::latency_proxy& proxy, std::uint64_t n) {
+  for (int i = 0; i < 1000 && proxy.held() != n; ++i) std::this_thread::sleep_for(10ms);
+  return proxy.held() == n;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "latency_proxy reads a chunk that arrives while another is held (a delay line, not a chunk at a time)") {
+  // The target never accepts: the kernel's backlog completes the proxy's connection, and with a
+  // 60 s delay nothing reaches it during the test anyway.
+  const nc_loopback::listening_socket target = nc_loopback::listen_on_loopback("target");
+  nc_faults::latency_proxy proxy("127.0.0.1", target.port);
+  proxy.set_delay(60s);
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(proxy.port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::send(client, "a", 1, MSG_NOSIGNAL) == 1);
+  REQUIRE(holds(proxy, 1));
+  REQUIRE(::send(client, "b", 1, MSG_NOSIGNAL) == 1);
+  // Read on arrival and held its own delay; a proxy that read the next chunk only after sending
+  // the held one would leave "b" in the socket for 60 s.
+  CHECK(holds(proxy, 2));
+  CHECK(proxy.delayed_chunks() == proxy.held());
+  proxy.stop();  // drops what it holds
+  CHECK(proxy.held() == 0);
+  ::close(client);
+  ::close(target.fd);
+}
+
+TEST_CASE("latency_fault slows the proxy its pick names at inject, and its heal every proxy") {
+  const nc_loopback::listening_socket target = nc_loopback::listen_on_loopback("target");
+  nc_faults::latency_proxy p0("127.0.0.1", target.port), p1("127.0.0.1", target.port);
+  auto f = nc_faults::latency_fault(
+      "slow", {&p0, &p1}, [](std::uint64_t r) { return std::size_t(r % 2); }, 700ms);
+  CHECK(f->inject(3).find(std::to_string(p1.port())) != std::string::npos);
+  CHECK(p0.delay() == 0ms);
+  CHECK(p1.delay() == 700ms);
+  p0.set_delay(5ms);
+  CHECK(f->heal() == "latency 0 ms");
+  CHECK(p0.delay() == 0ms);
+  CHECK(p1.delay() == 0ms);
+  auto bad = nc_faults::latency_fault(
+      "slow", {&p0}, [](std::uint64_t) { return std::size_t{1}; }, 700ms);
+  CHECK_THROWS_AS(bad->inject(0), std::out_of_range);
+  ::close(target.fd);
 }
