@@ -44,7 +44,10 @@ using json = nlohmann::json;
 
 // ---- reference JSON reads (nlohmann/json, written here apart from the adapter's) ---------------
 
+// A NUL byte is never part of JSON text (nlohmann stops there as at the end of input, so
+// "7\0junk" would read as 7): such an answer is not JSON.
 std::optional<json> parse_json(const std::string& text) {
+  if (text.find('\0') != std::string::npos) return std::nullopt;
   json doc = json::parse(text, nullptr, false);
   if (doc.is_discarded()) return std::nullopt;
   return doc;
