@@ -1,7 +1,26 @@
 # Shared helpers for scripts/servers/*.sh (sourced, never run).
-# free_port: print a TCP port on 127.0.0.1 that nothing listens on right now.
+# free_port: print a TCP port on 127.0.0.1 that nothing is bound to right now, chosen at random
+# below the kernel's ephemeral range: a port from that range (what bind to port 0 gives) can be
+# taken as the source port of any outgoing connection before the server binds it, such as one
+# etcd member dialing another while the next member starts.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 - <<'PY'
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randrange(10000, max(lo, 10001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("free_port: no free port below the ephemeral range")
+PY
 }
 # wait_for CMD...: retry CMD for up to ~15 s.
 wait_for() {

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,6 +160,42 @@ TEST_CASE("command_fault runs its inject and heal commands; a failing command th
     return std::vector<std::string>{"sh", "-c", "echo broken; exit 2"};
   });
   CHECK_THROWS_WITH(bad.inject(0), Catch::Contains("broken"));
+}
+
+// scripts/servers/common.sh's free_port, which every server and cluster script uses for the ports
+// its servers will listen on: a port from the kernel's ephemeral range can become the source port
+// of an outgoing connection before the server binds it (an etcd member dialing its peers while the
+// next member starts), so free_port must stay below that range. CI once lost a cluster to this.
+namespace {
+bool port_free_on_loopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+}  // namespace
+
+TEST_CASE("free_port picks ports below the ephemeral range, each one free to bind") {
+  std::ifstream range_file("/proc/sys/net/ipv4/ip_local_port_range");
+  int ephemeral_low = 0;
+  range_file >> ephemeral_low;
+  REQUIRE(ephemeral_low > 10001);
+  const std::string script = std::string(NOCLOBBER_SOURCE_DIR) + "/scripts/servers/common.sh";
+  const std::string out = posix::run_checked(
+      {"bash", "-c", "set -e; . \"$1\"; for i in $(seq 1 40); do free_port; done", "bash", script});
+  std::istringstream ports(out);
+  int count = 0;
+  for (int port = 0; ports >> port; ++count) {
+    INFO("port " << port);
+    CHECK(port >= 10000);
+    CHECK(port < ephemeral_low);
+    CHECK(port_free_on_loopback(port));
+  }
+  CHECK(count == 40);
 }
 
 namespace {
