@@ -25,6 +25,7 @@
 #               running past 180 s fails the stage (a complexity regression, not a slow machine)
 #   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
 #   faults      scripts/test_faults.sh (clusters under faults, ctest -L fault; ≤ 6 min), when it exists
+#               (servers and faults run side by side, as one stage `servers+faults`, when both run)
 # Each build folder is built once; later stages reuse it (flake, bench, servers and faults use gcc's).
 # The build stages compile each test folder as a few unity executables (NOCLOBBER_TEST_BUNDLES,
 # cmake/NoclobberTestBundles.cmake): the same ctest tests, about half the compile time.
@@ -200,6 +201,28 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
 
 stage_servers() { bash scripts/test_servers.sh "$build_root/gcc" -j 2; } # the tests use their own keys and tables
 stage_faults() { bash scripts/test_faults.sh "$build_root/gcc"; }
+# Both at once: each mostly waits on its servers (alone: servers 204 s wall for ~50 CPU-s, faults
+# 197 s for ~40), and neither touches the other's: own ports (free_port), own state folders, and
+# the fault stage's sweep only takes clusters (scripts/clusters/) whose owner is gone. Side by side
+# they took 226 s. Each one's output is printed whole after both ended, a failed one last (the end
+# of a log is what gets read).
+stage_servers_faults() {
+  local servers_log="$build_root/servers.log" faults_log="$build_root/faults.log" servers=0 faults=0
+  local servers_pid faults_pid
+  stage_servers >"$servers_log" 2>&1 &
+  servers_pid=$!
+  stage_faults >"$faults_log" 2>&1 &
+  faults_pid=$!
+  wait "$servers_pid" || servers=$?
+  wait "$faults_pid" || faults=$?
+  if [ "$servers" != 0 ]; then
+    echo "---- faults (exit $faults)"; cat "$faults_log"; echo "---- servers (exit $servers)"; cat "$servers_log"
+  else
+    echo "---- servers (exit $servers)"; cat "$servers_log"; echo "---- faults (exit $faults)"; cat "$faults_log"
+  fi
+  say "servers: $(grep -E 'tests passed|tests failed' "$servers_log" | tail -n 1); faults: $(grep -E 'tests passed|tests failed' "$faults_log" | tail -n 1)"
+  [ "$servers" = 0 ] && [ "$faults" = 0 ]
+}
 
 stage deps stage_deps
 stage format stage_format
@@ -211,10 +234,18 @@ stage asan stage_asan
 stage fuzz stage_fuzz
 stage consumers stage_consumers
 stage bench stage_bench
-if [ -f scripts/test_servers.sh ]; then
-  stage servers stage_servers
-elif [ "${#only[@]}" -eq 0 ]; then
-  names+=(servers) results+=(skip) seconds+=(0) cpu+=(0) notes+=("no scripts/test_servers.sh")
+named() { [ "${#only[@]}" -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
+if [ -f scripts/test_servers.sh ] && [ -f scripts/test_faults.sh ] && named servers && named faults; then
+  only_before=("${only[@]}")
+  only=() # `stage` runs the pair under one name
+  stage servers+faults stage_servers_faults
+  only=("${only_before[@]}")
+else
+  if [ -f scripts/test_servers.sh ]; then
+    stage servers stage_servers
+  elif [ "${#only[@]}" -eq 0 ]; then
+    names+=(servers) results+=(skip) seconds+=(0) cpu+=(0) notes+=("no scripts/test_servers.sh")
+  fi
+  if [ -f scripts/test_faults.sh ]; then stage faults stage_faults; fi
 fi
-if [ -f scripts/test_faults.sh ]; then stage faults stage_faults; fi
 summary
