@@ -60,9 +60,9 @@ summary() {
   children_cpu
   echo
   echo "==== scripts/test.sh summary (stages; wall time ${total}s, CPU ${cpu_now}s)"
-  printf '  %-10s %-6s %6s %6s  %s\n' stage result wall cpu note
+  printf '  %-14s %-6s %6s %6s  %s\n' stage result wall cpu note
   for i in "${!names[@]}"; do
-    printf '  %-10s %-6s %5ss %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${cpu[$i]}" "${notes[$i]}"
+    printf '  %-14s %-6s %5ss %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${cpu[$i]}" "${notes[$i]}"
     case "${results[$i]}" in pass) passed=$((passed + 1)) ;; FAIL) failed=$((failed + 1)) ;; esac
   done
   echo "$passed passed, $failed failed"
@@ -222,7 +222,7 @@ stage_servers_faults() {
   else
     echo "---- servers (exit $servers)"; cat "$servers_log"; echo "---- faults (exit $faults)"; cat "$faults_log"
   fi
-  say "servers: $(grep -E 'tests passed|tests failed' "$servers_log" | tail -n 1); faults: $(grep -E 'tests passed|tests failed' "$faults_log" | tail -n 1)"
+  say "servers: $(grep -E '^[0-9]+% tests passed' "$servers_log" | tail -n 1); faults: $(grep -E '^[0-9]+% tests passed' "$faults_log" | tail -n 1)"
   [ "$servers" = 0 ] && [ "$faults" = 0 ]
 }
 
