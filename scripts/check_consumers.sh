@@ -235,8 +235,14 @@ only_single='#if __has_include(<noclobber/outcome.hpp>)
 for c in "${companions[@]}"; do
   printf '#include <noclobber/noclobber.hpp>\n#include <%s>\n%s\n' "$c" "$only_single" >"$tus/$(echo "$c" | tr / _).cpp"
 done
-# Each on its own (syntax only: the all-in-one build below compiles and links them).
-printf '%s\0' "$tus"/*.cpp | xargs -0 -P 2 -I{} "$cxx" "${strict[@]}" -fsyntax-only {}
+# Each on its own (syntax only: the all-in-one build below compiles and links them). The single
+# header is 13,800 lines, parsed once into a precompiled header that each check takes in first
+# (-include); the check's own #include of it is then skipped by its #pragma once, as in any
+# program that includes it twice. (g++: a check 4.5 -> 2.7 s; a compiler that cannot use the
+# precompiled header parses the header instead.)
+printf '#include <noclobber/noclobber.hpp>\n' >"$tus/single.hpp"
+"$cxx" "${strict[@]}" -x c++-header "$tus/single.hpp" -o "$tus/single.hpp.gch"
+printf '%s\0' "$tus"/*.cpp | xargs -0 -P 2 -I{} "$cxx" "${strict[@]}" -Winvalid-pch -include "$tus/single.hpp" -fsyntax-only {}
 # All together, in both orders, in two translation units linked into one program.
 { printf '#include <%s>\n' "${companions[@]}"; echo "$only_single"; } >"$tus/all_a.cpp.in"
 { printf '#include <%s>\n' "${companions[@]}" | tac; echo "int main() { return 0; }"; } >"$tus/all_b.cpp.in"
