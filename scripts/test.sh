@@ -70,9 +70,14 @@ summary() {
 }
 
 only=("$@")
+selected() { # NAME: nothing was named, or every part of NAME (parts joined by +) was
+  local part
+  [ "${#only[@]}" -eq 0 ] && return 0
+  for part in ${1//+/ }; do [[ " ${only[*]} " == *" $part "* ]] || return 1; done
+}
 stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
   local name=$1 fn=$2 start cpu_start
-  if [ "${#only[@]}" -gt 0 ] && [[ " ${only[*]} " != *" $name "* ]]; then return 0; fi
+  selected "$name" || return 0
   start=$(date +%s)
   children_cpu
   cpu_start=$cpu_now
@@ -239,12 +244,8 @@ stage asan stage_asan
 stage fuzz stage_fuzz
 stage consumers stage_consumers
 stage bench stage_bench
-named() { [ "${#only[@]}" -eq 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
-if [ -f scripts/test_servers.sh ] && [ -f scripts/test_faults.sh ] && named servers && named faults; then
-  only_before=("${only[@]}")
-  only=() # `stage` runs the pair under one name
+if [ -f scripts/test_servers.sh ] && [ -f scripts/test_faults.sh ] && selected servers+faults; then
   stage servers+faults stage_servers_faults
-  only=("${only_before[@]}")
 else
   if [ -f scripts/test_servers.sh ]; then
     stage servers stage_servers
