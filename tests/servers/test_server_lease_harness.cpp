@@ -288,8 +288,9 @@ void layers(const std::string& backend) {
 // line comes 300 ms after the process exited, from a child it left running with the pipe, so a
 // count read as soon as the process is reaped misses it every time. (A CI run read 79 of 80
 // acknowledged updates, with all 80 stored.)
-TEST_CASE("lease harness: a writer's counts include every line it printed before it was reaped",
-          "[server][lease][harness]") {
+TEST_CASE(
+    "lease harness: a writer's counts include every line on its pipe, also lines read after it was reaped",
+    "[server][lease][harness]") {
   lease_writer w({"-c", "(sleep 0.3; echo 'A 2'; echo U) & echo 'A 1'; exit 0"}, "/bin/sh");
   CHECK(w.wait_exit() == 0);
   CHECK(w.acknowledged() == 2);
