@@ -648,6 +648,34 @@ TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][ind
     CHECK(calls == 1);
     CHECK(s.inner.peek("k")->first == "someone-else");
   }
+  SECTION("not landed yet: it lands late and is overwritten; stop as indeterminate, never call fn again") {
+    // The resolving read finds the key untouched; the unknown write lands afterwards (etcd: a
+    // proposal in flight when its leader was cut off) and another writer writes on top before
+    // the next read. A CI fault run applied the update twice here (etcd-3 partition-leader).
+    scripted_store s;
+    (void)s.inner.create_if_absent("k", "base");
+    s.write_script = {{nc::write_status::indeterminate, false}};
+    s.before_write = [&](scripted_store::inner_type& inner) {
+      if (s.writes != 2) return;
+      auto cur = inner.peek("k");
+      auto late = inner.write_if_match("k", cur->second, "base+w1");  // the first write, landing late
+      REQUIRE(late.status == nc::write_status::applied);
+      (void)inner.write_if_match("k", *late.token, "base+w1+other");  // another writer, on top
+    };
+    int calls = 0;
+    auto r = nc::read_modify_write(
+        s, "k",
+        [&](const std::optional<std::string>& c) {
+          ++calls;
+          return fn(c);
+        },
+        immediate_policy(5));
+    CHECK(r.outcome == nc::rmw_outcome::gave_up);
+    CHECK(r.indeterminate);
+    CHECK(r.reason == nc::stop_reason::indeterminate);
+    CHECK(calls == 1);
+    CHECK(s.inner.peek("k")->first == "base+w1+other");  // not base+w1+other+w1
+  }
   SECTION("memory_store faults: indeterminate_applied and indeterminate_lost both end applied, once") {
     for (bool applied : {true, false}) {
       nc::memory_store<std::string, std::string> store;

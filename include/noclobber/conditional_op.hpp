@@ -22,7 +22,11 @@
 //       - anything else: unknowable from here (ours may have landed and been overwritten): the
 //         loop stops with stop_reason::indeterminate.
 //     If that read itself fails, the next attempt reads first and applies the same rule. A
-//     request of ours whose outcome was unknown is recognised in every later read as well.
+//     request of ours whose outcome was unknown is recognised in every later read as well, and
+//     "untouched" only means "not landed yet": the request may still land later (etcd commits a
+//     proposal that was in flight when its leader was cut off), so every later read that has moved
+//     past its token without showing ours also stops the loop with indeterminate; the update is
+//     never applied afresh on such a read.
 //   * what the attempt tells cas_retry: applied, decided(status), or the store's status and words.
 //
 // An operation supplies (see `conditional_op`): the request to send (op_request) with its token,
@@ -228,12 +232,17 @@ class op_core {
   [[gnu::noinline]] bool on_unusual_read(read_type&& read) {
     if (read.failed()) return fail(as_write_status(read.status), std::move(read.error));
     if (unknown_ && op_.recognise(read)) return land(std::move(read));
-    if (resolving_) {  // the read after an unknown outcome failed last time
+    // A request whose outcome was unknown can still land after a read found the key untouched
+    // (a read shows only that it has not landed yet). Once the key has moved past the token
+    // that request was conditioned on, and the read does not show ours, it may have landed and
+    // been overwritten: unknowable, whether or not an earlier read found the key untouched.
+    if (unknown_ && !untouched(read)) {
       resolving_ = false;
-      if (!untouched(read)) {
-        return fail(write_status::indeterminate,
-                    {"indeterminate", "a request's outcome is unknown and the key has changed since"});
-      }
+      return fail(write_status::indeterminate,
+                  {"indeterminate", "a request's outcome is unknown and the key has changed since"});
+    }
+    if (resolving_) {  // the read after an unknown outcome failed last time; the key is untouched
+      resolving_ = false;
       note_ = attempt_note::resolved;  // it did not land: send the same request again
       return false;
     }
