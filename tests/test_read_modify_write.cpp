@@ -567,6 +567,16 @@ TEST_CASE("exists and absent: the creation race and a vanished key", "[rmw][outc
 
 TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][indeterminate]") {
   auto fn = [](const std::optional<std::string>& c) { return c.value_or("") + "+w1"; };
+  int calls = 0;  // how often fn ran
+  auto counted_rmw = [&](scripted_store& s) {
+    return nc::read_modify_write(
+        s, "k",
+        [&](const std::optional<std::string>& c) {
+          ++calls;
+          return fn(c);
+        },
+        immediate_policy(5));
+  };
   SECTION("it landed: recognised as applied, not written twice") {
     scripted_store s;
     s.write_script = {{nc::write_status::indeterminate, true}};
@@ -581,14 +591,7 @@ TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][ind
     scripted_store s;
     (void)s.inner.create_if_absent("k", "base");
     s.write_script = {{nc::write_status::indeterminate, false}};
-    int calls = 0;
-    auto r = nc::read_modify_write(
-        s, "k",
-        [&](const std::optional<std::string>& c) {
-          ++calls;
-          return fn(c);
-        },
-        immediate_policy(5));
+    auto r = counted_rmw(s);
     REQUIRE(r.outcome == nc::rmw_outcome::applied);
     CHECK(r.attempts == 2);
     CHECK(calls == 1);
@@ -599,14 +602,7 @@ TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][ind
     scripted_store s;
     s.write_script = {{nc::write_status::indeterminate, true}};
     s.before_write = [&](scripted_store::inner_type&) { s.read_script = {nc::read_status::transient}; };
-    int calls = 0;
-    auto r = nc::read_modify_write(
-        s, "k",
-        [&](const std::optional<std::string>& c) {
-          ++calls;
-          return fn(c);
-        },
-        immediate_policy(5));
+    auto r = counted_rmw(s);
     REQUIRE(r.outcome == nc::rmw_outcome::applied);
     CHECK(r.attempts == 2);
     CHECK(calls == 1);
@@ -633,14 +629,7 @@ TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][ind
         (void)inner.write_if_match("k", cur->second, "someone-else");
       };
     };
-    int calls = 0;
-    auto r = nc::read_modify_write(
-        s, "k",
-        [&](const std::optional<std::string>& c) {
-          ++calls;
-          return fn(c);
-        },
-        immediate_policy(5));
+    auto r = counted_rmw(s);
     CHECK(r.outcome == nc::rmw_outcome::gave_up);
     CHECK(r.indeterminate);
     CHECK(r.reason == nc::stop_reason::indeterminate);
@@ -662,14 +651,7 @@ TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][ind
       REQUIRE(late.status == nc::write_status::applied);
       (void)inner.write_if_match("k", *late.token, "base+w1+other");  // another writer, on top
     };
-    int calls = 0;
-    auto r = nc::read_modify_write(
-        s, "k",
-        [&](const std::optional<std::string>& c) {
-          ++calls;
-          return fn(c);
-        },
-        immediate_policy(5));
+    auto r = counted_rmw(s);
     CHECK(r.outcome == nc::rmw_outcome::gave_up);
     CHECK(r.indeterminate);
     CHECK(r.reason == nc::stop_reason::indeterminate);
@@ -684,14 +666,10 @@ TEST_CASE("indeterminate writes are resolved by re-reading", "[rmw][outcome][ind
       f.seed = 7;
       (applied ? f.indeterminate_applied : f.indeterminate_lost) = 0.5;
       store.set_faults(f);
-      int calls = 0;
       for (int i = 0; i < 20; ++i) {
         auto r = nc::read_modify_write(
             store, "k",
-            [&, i](const std::optional<std::string>& c) {
-              ++calls;
-              return c.value_or("") + "|" + std::to_string(i);
-            },
+            [i](const std::optional<std::string>& c) { return c.value_or("") + "|" + std::to_string(i); },
             immediate_policy(50));
         REQUIRE(r.ok());
       }
