@@ -1,14 +1,38 @@
 # Shared helpers for scripts/servers/*.sh (sourced, never run).
-# free_port: print a TCP port on 127.0.0.1 that nothing is bound to right now, chosen at random
-# below the kernel's ephemeral range: a port from that range (what bind to port 0 gives) can be
-# taken as the source port of any outgoing connection before the server binds it, such as one
-# etcd member dialing another while the next member starts.
+# free_port: print a TCP port on 127.0.0.1 that nothing is bound to right now and that no other
+# free_port call handed out in the last 10 minutes, chosen at random below the kernel's ephemeral
+# range: a port from that range (what bind to port 0 gives) can be taken as the source port of any
+# outgoing connection before the server binds it, such as one etcd member dialing another while
+# the next member starts. Scripts run side by side (CI's server and fault stages): a port is
+# reserved by creating $NOCLOBBER_PORT_DIR/PORT (default /tmp/noclobber-ports; mkdir is atomic), so
+# two scripts never get the same port between one's pick and its server's bind.
+# NOCLOBBER_PORT_RANGE=LOW-HIGH picks from another range.
 free_port() {
   python3 - <<'PY'
-import random, socket
+import os, random, socket, time
 lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(1000):
-    port = random.randrange(10000, max(lo, 10001))
+low, high = 10000, max(lo, 10001) - 1
+if os.environ.get("NOCLOBBER_PORT_RANGE"):
+    low, high = (int(x) for x in os.environ["NOCLOBBER_PORT_RANGE"].split("-"))
+reservations = os.environ.get("NOCLOBBER_PORT_DIR") or "/tmp/noclobber-ports"
+os.makedirs(reservations, exist_ok=True)
+
+def reserve(port):
+    path = os.path.join(reservations, str(port))
+    try:
+        os.mkdir(path)
+        return True
+    except FileExistsError:
+        try:  # a stale reservation is cleared for later picks, never taken over in this one
+            if time.time() - os.stat(path).st_mtime > 600:
+                os.rmdir(path)
+        except OSError:
+            pass
+        return False
+
+ports = list(range(low, high + 1))
+random.shuffle(ports)
+for port in ports[:1000]:
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
@@ -16,10 +40,11 @@ for _ in range(1000):
         continue
     finally:
         s.close()
-    print(port)
-    break
+    if reserve(port):
+        print(port)
+        break
 else:
-    raise SystemExit("free_port: no free port below the ephemeral range")
+    raise SystemExit(f"free_port: no free, unreserved port in {low}-{high} (reservations: {reservations})")
 PY
 }
 # wait_for CMD...: retry CMD for up to ~15 s.

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -196,6 +197,33 @@ TEST_CASE("free_port picks ports below the ephemeral range, each one free to bin
     CHECK(port_free_on_loopback(port));
   }
   CHECK(count == 40);
+}
+
+// Scripts run side by side (CI's server and fault stages) pick ports at the same time: free_port
+// reserves each port it hands out, so no two calls get the same one. A range of 12 ports and its
+// own reservation folder: 12 calls get 12 different ports, the 13th finds none (without the
+// reservation, 12 random picks from 12 free ports repeat one with probability 1 - 12!/12^12).
+TEST_CASE("free_port never hands out a port twice, also to scripts running side by side") {
+  char folder[] = "/tmp/noclobber-ports-test.XXXXXX";
+  REQUIRE(::mkdtemp(folder) != nullptr);
+  const std::string script = std::string(NOCLOBBER_SOURCE_DIR) + "/scripts/servers/common.sh";
+  const std::string out = posix::run_checked(
+      {"env", std::string("NOCLOBBER_PORT_DIR=") + folder, "NOCLOBBER_PORT_RANGE=10100-10111", "bash", "-c",
+       ". \"$1\"; for i in $(seq 1 13); do free_port || { echo refused; break; }; done 2>&1", "bash",
+       script});
+  posix::run_checked({"rm", "-rf", folder});
+  INFO(out);
+  std::istringstream lines(out);
+  std::set<int> ports;
+  int handed_out = 0;
+  std::string line;
+  while (std::getline(lines, line) && line.find_first_not_of("0123456789") == std::string::npos) {
+    ports.insert(std::stoi(line));
+    ++handed_out;
+  }
+  CHECK(handed_out >= 10);  // a port of the range may be bound by something else on this machine
+  CHECK(ports.size() == static_cast<std::size_t>(handed_out));
+  CHECK(out.find("free_port: no free, unreserved port in 10100-10111") != std::string::npos);
 }
 
 namespace {
