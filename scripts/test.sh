@@ -19,14 +19,15 @@
 #               (-Wall -Wextra -Wpedantic -Werror -Wthread-safety; clang warns from its front end,
 #               at any -O), which checks the examples and the server and cluster fault tests with
 #               -fsyntax-only (they run on the gcc build); ctest -LE server
-#   fuzz        scripts/fuzz.sh, 25 s per libFuzzer target (two at a time; 12 targets: 6 rounds), when it exists
 #   consumers   install + find_package, add_subdirectory, FetchContent, pkg-config, Conan
 #               test_package, single header (scripts/check_consumers.sh)
 #   bench       every benchmark once with a tiny min time, JSON into a temp folder; a program
 #               running past 180 s fails the stage (a complexity regression, not a slow machine)
 #   servers     scripts/test_servers.sh (real PostgreSQL/Redis/etcd/Apache), when it exists
 #   faults      scripts/test_faults.sh (clusters under faults, ctest -L fault; ≤ 6 min), when it exists
-#               (servers and faults run side by side, as one stage `servers+faults`, when both run)
+#   fuzz        scripts/fuzz.sh, 25 s per libFuzzer target (two at a time; 12 targets: 6 rounds)
+#               (fuzz, servers and faults run side by side, as one stage `fuzz+servers+faults`, fuzz
+#               at idle priority; any two of them named run the same way)
 # Each build folder is built once; later stages reuse it (flake, bench, servers and faults use gcc's).
 # The build stages compile each test folder as a few unity executables (NOCLOBBER_TEST_BUNDLES,
 # cmake/NoclobberTestBundles.cmake): the same ctest tests, about half the compile time.
@@ -61,9 +62,9 @@ summary() {
   children_cpu
   echo
   echo "==== scripts/test.sh summary (stages; wall time ${total}s, CPU ${cpu_now}s)"
-  printf '  %-14s %-6s %6s %6s  %s\n' stage result wall cpu note
+  printf '  %-20s %-6s %6s %6s  %s\n' stage result wall cpu note
   for i in "${!names[@]}"; do
-    printf '  %-14s %-6s %5ss %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${cpu[$i]}" "${notes[$i]}"
+    printf '  %-20s %-6s %5ss %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${cpu[$i]}" "${notes[$i]}"
     case "${results[$i]}" in pass) passed=$((passed + 1)) ;; FAIL) failed=$((failed + 1)) ;; esac
   done
   echo "$passed passed, $failed failed"
@@ -83,15 +84,13 @@ stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
   cpu_start=$cpu_now
   echo
   echo "==== stage $name"
-  rm -f "$build_root/.note" "$build_root/.skip"
+  rm -f "$build_root/.note"
   (set -e; "$fn") # not inside `if`: there bash would ignore set -e
   local status=$?
   children_cpu
   names+=("$name") seconds+=($(($(date +%s) - start))) cpu+=($((cpu_now - cpu_start)))
   notes+=("$(cat "$build_root/.note" 2>/dev/null)")
-  if [ "$status" -eq 0 ] && [ -f "$build_root/.skip" ]; then
-    results+=(skip)
-  elif [ "$status" -eq 0 ]; then
+  if [ "$status" -eq 0 ]; then
     results+=(pass)
   else
     results+=(FAIL)
@@ -100,11 +99,7 @@ stage() { # NAME FUNCTION: run one stage, time it, stop everything on failure
     exit 1
   fi
 }
-say() { echo "$*" >"$build_root/.note"; } # one-line note for the summary
-skipped() { # the stage ran nothing: counted neither passed nor failed
-  say "$*"
-  touch "$build_root/.skip"
-}
+say() { echo "$*" >"${note_file:-$build_root/.note}"; } # one-line note for the summary
 
 stage_deps() { bash scripts/check_deps.sh; }
 
@@ -180,19 +175,10 @@ stage_asan() {
     -DNOCLOBBER_SERVER_TESTS_SYNTAX_ONLY=ON -DNOCLOBBER_EXAMPLES_SYNTAX_ONLY=ON
 }
 
-stage_fuzz() { # the fuzzing work's hook: scripts/fuzz.sh BUILD_DIR SECONDS_PER_TARGET
-  if [ ! -f scripts/fuzz.sh ] && [ ! -d tests/fuzz ]; then
-    echo "no tests/fuzz and no scripts/fuzz.sh yet: nothing to fuzz"
-    skipped "no fuzz targets yet"
-    return 0
-  fi
-  if [ ! -f scripts/fuzz.sh ]; then
-    echo "tests/fuzz exists but scripts/fuzz.sh, which builds and runs its targets, does not" >&2
-    return 1
-  fi
-  # Two targets at a time (the stage has both cores): each still runs 30 s; ten targets take 150 s
-  # of fuzzing instead of 300 s.
-  NOCLOBBER_FUZZ_JOBS="${NOCLOBBER_FUZZ_JOBS:-2}" bash scripts/fuzz.sh "$build_root/fuzz" "${NOCLOBBER_FUZZ_SECONDS:-25}"
+stage_fuzz() { # 25 s per target, two at a time (12 targets: 6 rounds, 150 s after the build)
+  local log="$build_root/fuzz-run.log"
+  NOCLOBBER_FUZZ_JOBS="${NOCLOBBER_FUZZ_JOBS:-2}" bash scripts/fuzz.sh "$build_root/fuzz" "${NOCLOBBER_FUZZ_SECONDS:-25}" | tee "$log"
+  say "$(grep -m1 '^fuzz.sh: built' "$log" | sed 's/^fuzz.sh: //'); $(tail -n 1 "$log" | sed 's/^ *fuzz.sh: *//')"
 }
 
 stage_consumers() {
@@ -211,27 +197,46 @@ stage_bench() { # reuses the gcc stage's Release build when there is one
 
 stage_servers() { bash scripts/test_servers.sh "$build_root/gcc" -j 2; } # the tests use their own keys and tables
 stage_faults() { bash scripts/test_faults.sh "$build_root/gcc"; }
-# Both at once: each mostly waits on its servers (alone: servers 204 s wall for ~50 CPU-s, faults
-# 197 s for ~40), and neither touches the other's: own ports (free_port), own state folders, and
-# the fault stage's sweep only takes clusters (scripts/clusters/) whose owner is gone. Side by side
-# they took 226 s. Each one's output is printed whole after both ended, a failed one last (the end
-# of a log is what gets read).
-stage_servers_faults() {
-  local servers_log="$build_root/servers.log" faults_log="$build_root/faults.log" servers=0 faults=0
-  local servers_pid faults_pid
-  stage_servers >"$servers_log" 2>&1 &
-  servers_pid=$!
-  stage_faults >"$faults_log" 2>&1 &
-  faults_pid=$!
-  wait "$servers_pid" || servers=$?
-  wait "$faults_pid" || faults=$?
-  if [ "$servers" != 0 ]; then
-    echo "---- faults (exit $faults)"; cat "$faults_log"; echo "---- servers (exit $servers)"; cat "$servers_log"
-  else
-    echo "---- servers (exit $servers)"; cat "$servers_log"; echo "---- faults (exit $faults)"; cat "$faults_log"
-  fi
-  say "servers: $(grep -E '^[0-9]+% tests passed' "$servers_log" | tail -n 1); faults: $(grep -E '^[0-9]+% tests passed' "$faults_log" | tail -n 1)"
-  [ "$servers" = 0 ] && [ "$faults" = 0 ]
+
+# fuzz, servers and faults run at once, as one stage (`fuzz+servers+faults`; any two of them named
+# run the same way). servers and faults mostly wait on their servers (alone: 204 s wall for ~50
+# CPU-s, 197 s for ~40) and touch nothing of each other's: own ports (free_port), own state folders,
+# and the fault stage's sweep only takes clusters (scripts/clusters/) whose owner is gone. fuzz
+# (its build and its runs, CPU bound) runs at idle priority (SCHED_IDLE, nice 19, inherited by
+# every process it starts): it gets a core only when no server test wants one, so the server
+# tests' timings see the machine they saw alone. Each log is printed whole after all ended,
+# failed ones last (the end of a log is what gets read).
+side_by_side() { # STAGE...: run stage_STAGE for each at once; fails if any failed
+  local parts=("$@") name pids=() failed=() passed=() notes_all=() rc i
+  for name in "$@"; do
+    (
+      note_file="$build_root/.note-$name"
+      rm -f "$note_file"
+      if [ "$name" = fuzz ]; then
+        chrt --idle -p 0 "$BASHPID" >/dev/null && renice -n 19 -p "$BASHPID" >/dev/null ||
+          echo "scripts/test.sh: could not lower fuzz's priority (chrt/renice); it runs at normal priority"
+      fi
+      set -e
+      "stage_$name"
+    ) >"$build_root/$name.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    name=${parts[$i]}
+    rc=0
+    wait "${pids[$i]}" || rc=$?
+    if [ "$rc" = 0 ]; then passed+=("$name"); else failed+=("$name"); fi
+    notes_all+=("$name: $(cat "$build_root/.note-$name" 2>/dev/null ||
+      grep -E '^[0-9]+% tests passed' "$build_root/$name.log" | tail -n 1 | grep . || echo "exit $rc")")
+  done
+  for name in "${passed[@]}" "${failed[@]}"; do
+    echo "---- $name ($([[ " ${failed[*]} " == *" $name "* ]] && echo FAILED || echo passed))"
+    cat "$build_root/$name.log"
+  done
+  local joined="" note
+  for note in "${notes_all[@]}"; do joined+="${joined:+; }$note"; done
+  say "$joined"
+  [ "${#failed[@]}" -eq 0 ]
 }
 
 stage deps stage_deps
@@ -241,17 +246,14 @@ stage gcc stage_gcc
 stage flake stage_flake
 stage tsan stage_tsan
 stage asan stage_asan
-stage fuzz stage_fuzz
 stage consumers stage_consumers
 stage bench stage_bench
-if [ -f scripts/test_servers.sh ] && [ -f scripts/test_faults.sh ] && selected servers+faults; then
-  stage servers+faults stage_servers_faults
-else
-  if [ -f scripts/test_servers.sh ]; then
-    stage servers stage_servers
-  elif [ "${#only[@]}" -eq 0 ]; then
-    names+=(servers) results+=(skip) seconds+=(0) cpu+=(0) notes+=("no scripts/test_servers.sh")
-  fi
-  if [ -f scripts/test_faults.sh ]; then stage faults stage_faults; fi
+late=()
+for name in fuzz servers faults; do selected "$name" && late+=("$name"); done
+if [ "${#late[@]}" -ge 2 ]; then
+  stage_late() { side_by_side "${late[@]}"; }
+  stage "$(IFS=+; echo "${late[*]}")" stage_late
+elif [ "${#late[@]}" -eq 1 ]; then
+  stage "${late[0]}" "stage_${late[0]}"
 fi
 summary
