@@ -67,8 +67,12 @@ start_rgw() {
   [ -n "$ready" ] || { echo "radosgw.sh: radosgw did not answer on 127.0.0.1:$port within 120 s" >&2; return 1; }
 }
 
+# What failed, for the ERR traps (set -e alone exits without a word).
+failed() { echo "radosgw.sh: '$BASH_COMMAND' failed (exit $1, line ${BASH_LINENO[0]})" >&2; }
+
 case "$cmd" in
   start)
+    trap 'failed $?' ERR
     for tool in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph-authtool ceph; do
       command -v "$tool" >/dev/null || { echo "radosgw.sh: $tool not found (apt-get install ceph-mon ceph-osd radosgw)" >&2; exit 1; }
     done
@@ -116,7 +120,7 @@ rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw dns name = localhost
 rgw data = $dir/rgw
 CONF
-    trap 'show_logs; stop_all' ERR
+    trap 'failed $?; show_logs; stop_all' ERR
     # Monitor.
     ceph_cmd ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *'
     timeout 30 monmaptool --create --fsid "$fsid" --addv a "[v1:127.0.0.1:$mon_port]" "$dir/monmap" >>"$dir/log/commands.log" 2>&1
