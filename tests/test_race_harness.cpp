@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -204,6 +205,48 @@ TEST_CASE("record_inner_write: a strategy's own transaction is recorded and chec
     REQUIRE_FALSE(report.ok());
     REQUIRE(report.check.applied == 0);
   }
+}
+
+// A failover in miniature, with a strategy's own locked transaction: after op 2's write was
+// acknowledged the store goes back to what op 1 wrote (behind the harness's back), and op 3's
+// transaction reads that and writes on it. Op 2's write vanished (the store forgot it); it was not
+// lost to a stale read: op 3's read, made under the lock after op 2 was acknowledged, shows it.
+// Without that read in the history the checker could only call it a stale-read loss.
+struct forgetful_locked_strategy {
+  struct state {
+    int op = 0;
+    std::string after_op_1;
+  };
+  state* st;
+  template <class View, class Fn>
+  void operator()(View& view, const std::string& key, Fn& fn) const {
+    if (++st->op == 3) (void)view.inner().overwrite(key, st->after_op_1);  // the store forgets op 2
+    std::string written;
+    (void)view.record_inner_write(key, written, [&] {
+      auto r = view.inner().read(key);
+      written = r.found() ? fn(r.value) : fn(std::optional<std::string>());
+      return view.inner().overwrite(key, written);
+    });
+    if (st->op == 1) st->after_op_1 = written;
+  }
+};
+
+TEST_CASE("record_inner_write: a transaction's read shows an acknowledged write vanished, not lost",
+          "[race_harness]") {
+  store_t store;
+  forgetful_locked_strategy::state st;
+  options_t o;
+  o.mode = nc::race_mode::stress;
+  o.writers = 1;
+  o.ops_per_writer = 3;
+  o.keys = {"a"};
+  const auto report = nc::run_race(store, forgetful_locked_strategy{&st}, o);
+  INFO(report.to_text());
+  REQUIRE(report.history.writes.size() == 3);
+  CHECK(report.lost() == 0);
+  REQUIRE(report.check.vanished.size() == 1);
+  CHECK(report.check.vanished[0].write.op == 1);  // ops count from 0: the second op
+  CHECK(report.check.vanished[0].trace.find("after the write was acknowledged") != std::string::npos);
 }
 
 TEST_CASE("a store that holds a lock across read and write is reported as serialised",

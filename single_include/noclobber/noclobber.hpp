@@ -12284,6 +12284,7 @@ struct race_writer_state {
     write_id id;
     write_id read_from;
     std::uint32_t attempt;
+    bool found;  // the value function had a value (not absent)
   };
   struct token_read {  // a version this op read, with the token the store gave it
     std::uint32_t key;
@@ -12391,8 +12392,10 @@ class race_store {
   /// (postgres::update_under_row_lock). `call()` makes it and answers a write_result<token_type>;
   /// afterwards `written` must hold the value it wrote (the value function's last result), or a
   /// value without a write id when the value function did not run (nothing was written: nothing is
-  /// recorded). Recorded as an unconditional write (write_kind::overwrite): what kept it safe is
-  /// the server's lock, and the checker judges it by the chain it leaves.
+  /// recorded). The value function must run inside `call()`, on what the store returned there:
+  /// that value is recorded as a read made within the call. The write is recorded as an
+  /// unconditional one (write_kind::overwrite): what kept it safe is the server's lock, and the
+  /// checker judges it by the chain it leaves.
   template <class Call>
   write_result<token_type> record_inner_write(const key_type& k, const value_type& written, Call&& call) {
     return record(write_kind::overwrite, k, written, std::forward<Call>(call), nullptr, true);
@@ -12433,6 +12436,12 @@ class race_store {
     if (it != st.computed_this_op.rend()) {
       w.read_from = it->read_from;
       w.attempt = it->attempt;
+      // record_inner_write: the value function ran inside the call on what the store held then,
+      // a read within [invoke, complete]. Recorded as one, it is an observation for the checker:
+      // when the store later forgets an acknowledged write (a failover), a locked transaction
+      // that read past it is what shows the write vanished rather than lost to a stale read.
+      if (computed_only)
+        st.reads.push_back({st.writer, st.op, *key, it->read_from, it->found, invoke, complete});
     } else {
       // A value the harness did not compute (the strategy made its own): the checker flags it
       // when it applied, since its id names no recorded write.
@@ -12487,7 +12496,7 @@ class race_modify {
           "noclobber: race_workload::id_of(next_value(current, tag)) must return tag.id (" +
           std::to_string(id) + "); the value does not carry its write id");
     }
-    st.computed_this_op.push_back({id, read_from, attempt});
+    st.computed_this_op.push_back({id, read_from, attempt, current.has_value()});
     return v;
   }
 
