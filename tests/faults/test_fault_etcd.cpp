@@ -161,6 +161,18 @@ nc_faults::fault_result run_kill_leader(nc_faults::rmw_strategy strategy) {
   return r;
 }
 
+// The pause-leader cell with one strategy: the leader SIGSTOPped, SIGCONTed at the heal.
+nc_faults::fault_result run_pause_leader(nc_faults::rmw_strategy strategy) {
+  cluster c("etcd.sh");
+  auto fc = etcd_case(c, "pause-leader");
+  use_strategy(fc, c, strategy);
+  fc.actions = {
+      std::make_shared<posix::pause_fault>("pause-leader", [&c](std::uint64_t) { return leader_of(c); })};
+  auto r = nc_faults::run_fault_case(fc);
+  check_cell(r, fc.nemesis.faults);
+  return r;
+}
+
 // The partition-leader cell with one strategy: the leader cut off from its peers (clients still
 // reach it).
 nc_faults::fault_result run_partition_leader(nc_faults::rmw_strategy strategy) {
@@ -200,17 +212,29 @@ TEST_CASE("etcd 3 members, leader SIGKILLed and restarted, lease lock + CAS: not
 
 TEST_CASE("etcd 3 members, leader paused (SIGSTOP) and resumed: nothing lost, vanished or doubled",
           "[fault][etcd][pause]") {
-  cluster c("etcd.sh");
-  auto fc = etcd_case(c, "pause-leader");
-  fc.actions = {
-      std::make_shared<posix::pause_fault>("pause-leader", [&c](std::uint64_t) { return leader_of(c); })};
-  const auto r = nc_faults::run_fault_case(fc);
-  check_cell(r, fc.nemesis.faults);
+  (void)run_pause_leader(nc_faults::rmw_strategy::cas);
+}
+
+TEST_CASE("etcd 3 members, leader paused and resumed, per-key lock in front: nothing lost, all resolved",
+          "[.][fault_long][etcd][pause][locked]") {
+  nc_faults::check_unknowns_resolved(run_pause_leader(nc_faults::rmw_strategy::locked_cas));
+}
+
+TEST_CASE("etcd 3 members, leader paused and resumed, lease lock + CAS: nothing lost, leases kept",
+          "[.][fault_long][etcd][pause][lease]") {
+  check_leases_kept(run_pause_leader(nc_faults::rmw_strategy::lease_fenced));
 }
 
 TEST_CASE("etcd 3 members in namespaces, leader cut off from its peers: nothing lost, vanished or doubled",
           "[fault][etcd][partition]") {
   (void)run_partition_leader(nc_faults::rmw_strategy::cas);
+}
+
+TEST_CASE(
+    "etcd 3 members in namespaces, leader cut off from its peers, per-key lock in front: nothing lost, all "
+    "resolved",
+    "[.][fault_long][etcd][partition][locked]") {
+  nc_faults::check_unknowns_resolved(run_partition_leader(nc_faults::rmw_strategy::locked_cas));
 }
 
 TEST_CASE(
