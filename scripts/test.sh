@@ -243,12 +243,12 @@ stage asan stage_asan
 stage fuzz stage_fuzz
 stage consumers stage_consumers
 stage bench stage_bench
-late=()
-for name in servers faults; do selected "$name" && late+=("$name"); done
-if [ "${#late[@]}" -ge 2 ]; then
-  stage_late() { side_by_side "${late[@]}"; }
-  stage "$(IFS=+; echo "${late[*]}")" stage_late
-elif [ "${#late[@]}" -eq 1 ]; then
-  stage "${late[0]}" "stage_${late[0]}"
+server_stages=()
+for name in servers faults; do selected "$name" && server_stages+=("$name"); done
+if [ "${#server_stages[@]}" -ge 2 ]; then
+  stage_server_stages() { side_by_side "${server_stages[@]}"; }
+  stage "$(IFS=+; echo "${server_stages[*]}")" stage_server_stages
+elif [ "${#server_stages[@]}" -eq 1 ]; then
+  stage "${server_stages[0]}" "stage_${server_stages[0]}"
 fi
 summary

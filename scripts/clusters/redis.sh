@@ -46,14 +46,13 @@ command -v redis-sentinel >/dev/null || { echo "redis.sh: redis-sentinel missing
 
 port_of() { cat "$state/n$1/port"; }
 # A loopback port nobody listens on, below Linux's ephemeral range (32768-60999) so no client
-# socket holds it, reserved as free_port reserves (free_port's python start takes seconds on a
-# loaded machine: 6 ports here).
+# socket holds it, claimed with reserve_port (free_port's python start takes seconds on a loaded
+# machine: 6 ports here).
 quick_port() {
-  local p reservations=${NOCLOBBER_PORT_DIR:-/tmp/noclobber-ports}
-  mkdir -p "$reservations"
+  local p
   for _ in $(seq 1 100); do
     p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && mkdir "$reservations/$p" 2>/dev/null; then
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && reserve_port "$p"; then
       echo "$p"
       return 0
     fi

@@ -1,51 +1,48 @@
 # Shared helpers for scripts/servers/*.sh (sourced, never run).
-# free_port: print a TCP port on 127.0.0.1 that nothing is bound to right now and that no other
-# free_port call handed out in the last 10 minutes, chosen at random below the kernel's ephemeral
-# range: a port from that range (what bind to port 0 gives) can be taken as the source port of any
-# outgoing connection before the server binds it, such as one etcd member dialing another while
-# the next member starts. Scripts run side by side (CI's server and fault stages): a port is
-# reserved by creating $NOCLOBBER_PORT_DIR/PORT (default /tmp/noclobber-ports; mkdir is atomic), so
-# two scripts never get the same port between one's pick and its server's bind.
+# reserve_port PORT: claim PORT for this script; fails when another script claimed it in the last
+# 10 minutes. Scripts run side by side (CI's server and fault stages), and a port picked as free is
+# free only until its server binds it: a claim is a folder $NOCLOBBER_PORT_DIR/PORT (default
+# /tmp/noclobber-ports; mkdir is atomic). An older claim is stale: cleared for later picks, never
+# taken over in this one.
+reserve_port() {
+  local dir=${NOCLOBBER_PORT_DIR:-/tmp/noclobber-ports}
+  mkdir -p "$dir"
+  mkdir "$dir/$1" 2>/dev/null && return 0
+  find "$dir/$1" -maxdepth 0 -mmin +10 -exec rmdir {} \; 2>/dev/null
+  return 1
+}
+# free_port: print a TCP port on 127.0.0.1 that nothing is bound to right now, claimed with
+# reserve_port, chosen at random below the kernel's ephemeral range: a port from that range (what
+# bind to port 0 gives) can be taken as the source port of any outgoing connection before the
+# server binds it, such as one etcd member dialing another while the next member starts.
 # NOCLOBBER_PORT_RANGE=LOW-HIGH picks from another range.
 free_port() {
-  python3 - <<'PY'
-import os, random, socket, time
+  local candidates port
+  candidates=$(python3 - <<'PY'
+import os, random, socket
 lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 low, high = 10000, max(lo, 10001) - 1
 if os.environ.get("NOCLOBBER_PORT_RANGE"):
     low, high = (int(x) for x in os.environ["NOCLOBBER_PORT_RANGE"].split("-"))
-reservations = os.environ.get("NOCLOBBER_PORT_DIR") or "/tmp/noclobber-ports"
-os.makedirs(reservations, exist_ok=True)
-
-def reserve(port):
-    path = os.path.join(reservations, str(port))
-    try:
-        os.mkdir(path)
-        return True
-    except FileExistsError:
-        try:  # a stale reservation is cleared for later picks, never taken over in this one
-            if time.time() - os.stat(path).st_mtime > 600:
-                os.rmdir(path)
-        except OSError:
-            pass
-        return False
-
+print(f"{low}-{high}")
 ports = list(range(low, high + 1))
 random.shuffle(ports)
-for port in ports[:1000]:
+for port in ports[:1000]:  # those free to bind now
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
+        print(port)
     except OSError:
-        continue
+        pass
     finally:
         s.close()
-    if reserve(port):
-        print(port)
-        break
-else:
-    raise SystemExit(f"free_port: no free, unreserved port in {low}-{high} (reservations: {reservations})")
 PY
+  ) || return 1
+  for port in $(tail -n +2 <<<"$candidates"); do
+    reserve_port "$port" && { echo "$port"; return 0; }
+  done
+  echo "free_port: no free, unreserved port in $(head -n 1 <<<"$candidates") (claims: ${NOCLOBBER_PORT_DIR:-/tmp/noclobber-ports})" >&2
+  return 1
 }
 # wait_for CMD...: retry CMD for up to ~15 s.
 wait_for() {
